@@ -1,0 +1,174 @@
+"""Deploying the contracts and keeping the database's record of them true to the chain."""
+from dataclasses import dataclass
+import logging
+
+from django.db import connection, transaction
+from web3 import Web3
+from web3.exceptions import BlockNotFound
+
+from .artifacts import load_artifact
+from .contracts import TestUSDC
+from .models import Deployment
+from .signals import chain_reset
+
+logger = logging.getLogger(__name__)
+
+# Deployment order; each entry gives the constructor arguments from the operator address and the
+# addresses deployed so far.
+CONTRACTS = {
+    "TestUSDC": lambda operator, deployed: [operator],
+}
+
+# Anvil's default accounts (mnemonic "test test ... junk"): the demo's wallets.
+ANVIL_CHAIN_ID = 31337
+ANVIL_DEV_ACCOUNTS = [
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+    "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+    "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+    "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
+    "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+    "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+    "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
+    "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+]
+DEV_ACCOUNT_BALANCE = 1_000_000 * 10**6  # 1,000,000 test USDC (6 decimals)
+
+
+class DeploymentError(Exception):
+    """The chain and the database disagree in a way the server must not paper over."""
+
+
+class ChainWiped(DeploymentError):
+    pass
+
+
+@dataclass(frozen=True)
+class DeployedContract:
+    contract: str
+    address: str
+    tx_hash: str
+    block_number: int
+    block_hash: str
+
+
+def deploy_contract(w3: Web3, name: str, args) -> DeployedContract:
+    """Deploy one contract from its artifact with w3's default (signing) account."""
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    tx_hash = factory.constructor(*args).transact()
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    if receipt["status"] != 1:
+        raise DeploymentError(f"deploying {name} reverted (transaction {tx_hash.hex()})")
+    return DeployedContract(
+        contract=name,
+        address=Web3.to_checksum_address(receipt["contractAddress"]),
+        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+        block_number=receipt["blockNumber"],
+        block_hash="0x" + bytes(receipt["blockHash"]).hex(),
+    )
+
+
+def deploy_all(w3: Web3, existing=None) -> dict:
+    """Deploy every contract not in `existing` (name -> address), in order."""
+    operator = w3.eth.default_account
+    addresses = dict(existing or {})
+    deployed = {}
+    for name, constructor_args in CONTRACTS.items():
+        if name in addresses:
+            continue
+        result = deploy_contract(w3, name, constructor_args(operator, addresses))
+        addresses[name] = result.address
+        deployed[name] = result
+    return deployed
+
+
+def deployment_is_on_chain(w3: Web3, deployment: Deployment) -> bool:
+    """True when the deployment's block is still on the chain with its hash and code is there."""
+    try:
+        block = w3.eth.get_block(deployment.block_number)
+    except BlockNotFound:
+        return False
+    if "0x" + bytes(block["hash"]).hex() != deployment.block_hash:
+        return False
+    return len(w3.eth.get_code(deployment.address)) > 0
+
+
+def ensure_deployed(*, w3: Web3, allow_redeploy: bool, log=logger.info) -> list[Deployment]:
+    """Make the recorded deployment true for w3's chain; idempotent.
+
+    Records that are still on the chain are kept and nothing is sent. A recorded deployment
+    whose block has gone means the chain was wiped or replaced: when allow_redeploy (the local
+    dev chain) its chain-derived rows are reset through `chain_reset` and the contracts are
+    deployed again; otherwise ChainWiped is raised and nothing changes.
+    """
+    chain_id = w3.eth.chain_id
+    with transaction.atomic():
+        # One deployer at a time, whichever process runs it.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('chain.deploy'))")
+        records = list(Deployment.objects.select_for_update().filter(chain_id=chain_id))
+        gone = [record for record in records if not deployment_is_on_chain(w3, record)]
+        if gone:
+            first = gone[0]
+            where = f"chain id {chain_id}: {first.contract} at {first.address}, block {first.block_number} ({first.block_hash})"
+            if not allow_redeploy:
+                raise ChainWiped(
+                    f"The chain no longer has the contracts this database recorded ({where}). "
+                    "It was reset or replaced, or CHAIN_RPC_URL points at another node. Refusing to "
+                    "start so that no chain-derived data is mixed up. Point CHAIN_RPC_URL back at the "
+                    "original chain, or, to start over on this chain, run "
+                    "'manage.py deploy_contracts --forget-chain' (your datasets and accounts are kept)."
+                )
+            log(
+                f"The local chain was wiped ({where} is gone): clearing chain-derived rows and "
+                "redeploying the contracts. Datasets, accounts and other user data are kept."
+            )
+            forget_chain(chain_id)
+            records = []
+        deployed = deploy_all(w3, {record.contract: record.address for record in records})
+        for result in deployed.values():
+            records.append(Deployment.objects.create(chain_id=chain_id, **result.__dict__))
+            log(f"Deployed {result.contract} at {result.address} (block {result.block_number})")
+    return records
+
+
+def forget_chain(chain_id: int) -> None:
+    """Drop a chain's deployment and every row derived from it (apps listen to chain_reset)."""
+    with transaction.atomic():
+        chain_reset.send(sender=Deployment, chain_id=chain_id)
+        Deployment.objects.filter(chain_id=chain_id).delete()
+
+
+def deployed_address(chain_id: int, contract: str) -> str | None:
+    return Deployment.objects.filter(chain_id=chain_id, contract=contract).values_list("address", flat=True).first()
+
+
+def test_token(w3: Web3) -> TestUSDC:
+    address = deployed_address(w3.eth.chain_id, "TestUSDC")
+    if address is None:
+        raise DeploymentError("TestUSDC is not deployed on this chain: run 'manage.py deploy_contracts'")
+    return TestUSDC(w3, address)
+
+
+test_token.__test__ = False  # not a pytest test
+
+
+def fund_dev_accounts(w3: Web3, *, balance=DEV_ACCOUNT_BALANCE, log=logger.info) -> int:
+    """Top up anvil's dev accounts to `balance` test USDC; returns how many were minted to."""
+    if w3.eth.chain_id != ANVIL_CHAIN_ID:
+        raise DeploymentError(
+            f"dev accounts are only funded on a local anvil chain (chain id {ANVIL_CHAIN_ID}), "
+            f"not on chain id {w3.eth.chain_id}"
+        )
+    token = test_token(w3)
+    minted = 0
+    for account in ANVIL_DEV_ACCOUNTS:
+        missing = balance - token.balance_of(account)
+        if missing > 0:
+            token.mint(account, missing)
+            minted += 1
+    if minted:
+        log(f"Funded {minted} dev account(s) with test USDC up to {balance // 10**6:,} each")
+    return minted
