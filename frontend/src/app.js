@@ -1,0 +1,24 @@
+// Datamarket frontend: small progressive enhancements on server-rendered pages.
+// Every page works without this script; it only adds live data and polish.
+
+import { initHealthPanels } from "./health.js";
+
+function initSoonLinks() {
+  // Nav entries for sections that are not built yet point at "#": keep them from jumping to the top.
+  document.addEventListener("click", (event) => {
+    const link = event.target instanceof Element ? event.target.closest('a[aria-disabled="true"]') : null;
+    if (link) event.preventDefault();
+  });
+}
+
+function init() {
+  document.documentElement.classList.add("js");
+  initSoonLinks();
+  initHealthPanels(document);
+}
+
+if (document.readyState === "loading") {
+  document.addEventListener("DOMContentLoaded", init, { once: true });
+} else {
+  init();
+}
