@@ -173,7 +173,7 @@ def prepare_django():
     """Migrate, make the recorded deployment true to the chain, fund the dev accounts."""
     import django
     from django.core.management import CommandError, call_command
-    from django.db import connections
+    from django.db import OperationalError, connections
 
     django.setup()
     try:
@@ -187,6 +187,9 @@ def prepare_django():
             call_command("fund_dev_accounts")
     except CommandError as exc:
         raise StartError(str(exc)) from None
+    except OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StartError(f"cannot use the database ({first_line}); check DATABASE_URL") from None
     finally:
         connections.close_all()
 
@@ -220,10 +223,7 @@ def run():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
     os.environ["DATA_DIR"] = str(DATA_DIR)
     web_host = os.environ.get("WEB_HOST", "127.0.0.1")
-    web_port = require_free_port("WEB_PORT", 8000, "web server")
     embedded_chain = not os.environ.get("CHAIN_RPC_URL")
-    anvil_port = require_free_port("ANVIL_PORT", 8545, "local anvil chain") if embedded_chain else None
-
     anvil = honcho = None
     stopping = threading.Event()
 
@@ -239,6 +239,9 @@ def run():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        web_port = require_free_port("WEB_PORT", 8000, "web server")
+        if embedded_chain:
+            anvil_port = require_free_port("ANVIL_PORT", 8545, "local anvil chain")
         if not os.environ.get("DATABASE_URL"):
             say(f"Starting the embedded PostgreSQL ({DATA_DIR / 'postgres'})")
             os.environ["DATABASE_URL"] = start_embedded_postgres()
