@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from marketplace.celery import app as celery_app
+from marketplace.celery import app as celery_app, publish_connection
 from marketplace.chain.health import check_chain
 from marketplace.chain.models import Deployment
 from marketplace.outbox.models import WorkerHeartbeat
@@ -29,7 +29,7 @@ def check_broker() -> dict:
     url = celery_app.conf.broker_url
     transport = url.split("://", 1)[0]
     try:
-        with celery_app.connection_for_write() as conn:
+        with publish_connection() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=1)
             channel = conn.default_channel
             if transport.startswith("sqla"):  # kombu's SQLAlchemy channel connects lazily

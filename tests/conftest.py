@@ -186,6 +186,18 @@ def dead_broker_url():
     return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
+@pytest.fixture(params=["refused", "hung"])
+def broken_broker_url(request):
+    """A broker URL that refuses connections, or one whose server accepts and never answers."""
+    if request.param == "refused":
+        yield dead_broker_url()
+        return
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)  # connections complete in the backlog; nothing ever reads them
+        yield f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+
+
 def wait_until(predicate, timeout=20, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

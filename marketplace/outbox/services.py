@@ -10,7 +10,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.celery import app as celery_app
+from marketplace.celery import app as celery_app, publish_connection
 
 from .models import OutboxMessage, WorkerHeartbeat
 
@@ -28,14 +28,8 @@ def enqueue(task: str, *, args=(), kwargs=None) -> OutboxMessage:
 
 
 def _publish(message: OutboxMessage, producer) -> None:
-    celery_app.send_task(
-        message.task,
-        args=message.args,
-        kwargs=message.kwargs,
-        producer=producer,
-        retry=True,
-        retry_policy=celery_app.conf.task_publish_retry_policy,
-    )
+    # No retry here: a failed publish is retried by the sweep, not while a request waits.
+    celery_app.send_task(message.task, args=message.args, kwargs=message.kwargs, producer=producer, retry=False)
 
 
 def publish_pending(*, ids=None, older_than=None) -> int:
@@ -52,7 +46,7 @@ def publish_pending(*, ids=None, older_than=None) -> int:
         if not messages:
             return 0
         try:
-            with celery_app.connection_for_write() as connection:
+            with publish_connection() as connection:
                 with connection.Producer() as producer:
                     for message in messages:
                         _publish(message, producer)

@@ -40,8 +40,8 @@ def test_chain_down_is_503_naming_the_chain(client, chain, broker, settings, dea
     assert elapsed < 5, f"/healthz waited {elapsed:.1f} s on a dead chain"
 
 
-def test_broker_down_is_503_naming_the_broker(client, chain, broker, point_broker_at):
-    point_broker_at(dead_broker_url())
+def test_broker_down_is_503_naming_the_broker(client, chain, broker, point_broker_at, broken_broker_url):
+    point_broker_at(broken_broker_url)
     started = time.monotonic()
     response = client.get("/healthz")
     elapsed = time.monotonic() - started
@@ -50,7 +50,7 @@ def test_broker_down_is_503_naming_the_broker(client, chain, broker, point_broke
     assert body["broker"] == {"up": False, "transport": "redis", "error": body["broker"]["error"]}
     assert "broker unreachable" in body["broker"]["error"]
     assert body["chain"]["up"] is True
-    assert elapsed < 5, f"/healthz waited {elapsed:.1f} s on a dead broker"
+    assert elapsed < 2, f"/healthz waited {elapsed:.1f} s on a broken broker"
 
 
 def test_contracts_missing_on_a_live_chain_is_503(client, chain, broker):

@@ -8,7 +8,7 @@ import pytest
 
 from marketplace.outbox import services
 from marketplace.outbox.models import OutboxMessage, WorkerHeartbeat
-from tests.conftest import dead_broker_url, wait_until
+from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -23,9 +23,11 @@ def test_enqueued_task_runs_on_the_worker(celery_worker):
     )
 
 
-def test_broker_down_costs_about_a_second_and_the_sweep_delivers_later(celery_worker, point_broker_at):
+def test_broker_down_costs_about_a_second_and_the_sweep_delivers_later(
+    celery_worker, point_broker_at, broken_broker_url
+):
     working_url = celery_worker.broker_url
-    point_broker_at(dead_broker_url())
+    point_broker_at(broken_broker_url)
     started = time.monotonic()
     with transaction.atomic():
         message = services.enqueue("outbox.worker_heartbeat")
@@ -33,7 +35,7 @@ def test_broker_down_costs_about_a_second_and_the_sweep_delivers_later(celery_wo
     message.refresh_from_db()
     assert message.published_at is None
     assert message.attempts == 1 and "Error" in message.last_error
-    assert elapsed < 2.5, f"enqueue waited {elapsed:.1f} s on a dead broker"
+    assert elapsed < 2, f"enqueue waited {elapsed:.1f} s on a broken broker"
 
     point_broker_at(working_url)
     assert services.publish_pending(older_than=services.SWEEP_AFTER) == 0, "too fresh for the sweep"
