@@ -3,6 +3,9 @@ import os
 
 from celery import Celery
 
+from marketplace import broker
+
+broker.register()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
 
 app = Celery("marketplace")

@@ -101,6 +101,7 @@ def test_run_stop_and_run_again(tmp_path, ports):
         assert page.status == 200 and b"/static/app.css" in page.read()
     code, started, alive = first.stop()
     assert code == 0, first.output()
+    assert "sending SIGKILL" not in first.output(), "every process should stop on SIGTERM in time"
     assert len(started) >= 6, f"expected launcher, postgres, anvil, honcho, web, worker, beat: {started}"
     assert not alive, f"still running after SIGTERM: {[psutil.Process(p).cmdline() for p in alive]}"
     assert (data_dir / "anvil" / "state.json").exists(), "anvil must dump its state on a clean stop"
