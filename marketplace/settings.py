@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "marketplace.accounts",
     "marketplace.chain",
     "marketplace.outbox",
     "marketplace.web",
@@ -84,6 +85,7 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, con
 # A database that is down must fail fast (health checks, pages), not hang a request.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
 
 
 # Celery --------------------------------------------------------------------------------------
@@ -119,6 +121,12 @@ CHAIN_RPC_TIMEOUT = float(os.environ.get("CHAIN_RPC_TIMEOUT", "2"))
 # well-known dev key is the default only for a local chain; real keys come from the environment.
 ANVIL_DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 CHAIN_OPERATOR_KEY = os.environ.get("CHAIN_OPERATOR_KEY") or (ANVIL_DEV_KEY_0 if CHAIN_EMBEDDED else "")
+# Who holds what on freshly deployed contracts (all default to the operator, as in the demo).
+CHAIN_ADMIN = os.environ.get("CHAIN_ADMIN", "")
+CHAIN_ARBITER = os.environ.get("CHAIN_ARBITER", "")
+CHAIN_TREASURY = os.environ.get("CHAIN_TREASURY", "")
+MARKET_FEE_BPS = env_int("MARKET_FEE_BPS", 250)  # 2.5 %, at most 1000 (10 %) on-chain
+REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 3600)  # seconds a root waits, revocable, before claims
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 
 # Static files and the frontend build -----------------------------------------------------------
