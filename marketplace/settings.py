@@ -116,6 +116,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # refuses to start when its recorded deployment is gone.
 CHAIN_RPC_URL = os.environ.get("CHAIN_RPC_URL", "http://127.0.0.1:8545")
 CHAIN_EMBEDDED = env_bool("CHAIN_EMBEDDED", False)
+CHAIN_ID = env_int("CHAIN_ID", 31337)  # the chain wallets sign in on and pay on
 CHAIN_RPC_TIMEOUT = float(os.environ.get("CHAIN_RPC_TIMEOUT", "2"))
 # The operator key signs what the server sends (deployments, approvals, roots). Anvil's first
 # well-known dev key is the default only for a local chain; real keys come from the environment.
@@ -170,7 +171,11 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "EXCEPTION_HANDLER": "marketplace.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"sign_in": os.environ.get("SIGN_IN_RATE", "30/minute")},
 }
+SIWE_NONCE_TTL = env_int("SIWE_NONCE_TTL", 300)  # seconds a sign-in nonce stays usable
 
 LOGGING = {
     "version": 1,

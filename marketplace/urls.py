@@ -6,5 +6,6 @@ from marketplace.health import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("marketplace.accounts.urls")),
     path("", include("marketplace.web.urls")),
 ]

@@ -15,3 +15,12 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.display_name or self.address or self.username
+
+
+class SignInNonce(models.Model):
+    """A server-issued SIWE nonce: used at most once, and only before it expires."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,65 @@
+"""Sign-in API: nonce, sign-in, sign-out, who am I."""
+from django.contrib.auth import logout
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from marketplace.api import APIError
+
+from . import services
+
+
+class SignInThrottle(AnonRateThrottle):
+    scope = "sign_in"
+
+
+class UserSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    display_name = serializers.CharField()
+    is_staff = serializers.BooleanField()
+
+
+class NonceView(APIView):
+    """Issue a single-use nonce for a Sign-In with Ethereum message."""
+
+    authentication_classes = []
+    throttle_classes = [SignInThrottle]
+
+    def post(self, request):
+        nonce = services.issue_nonce()
+        return Response({"nonce": nonce.nonce, "expires_at": nonce.expires_at}, status=201)
+
+
+class SignInSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=4000)
+    signature = serializers.RegexField(r"^0x[0-9a-fA-F]{130,}$", max_length=20000)
+
+
+class SignInView(APIView):
+    """Verify a signed EIP-4361 message and start a session for its address."""
+
+    throttle_classes = [SignInThrottle]
+
+    def post(self, request):
+        data = SignInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user = services.sign_in(request, **data.validated_data)
+        except services.SignInError as exc:
+            status = {"bad_signature": 401, "chain_unavailable": 503}.get(exc.code, 400)
+            raise APIError(exc.code, exc.message, status=status) from None
+        return Response(UserSerializer(user).data)
+
+
+class SignOutView(APIView):
+    def post(self, request):
+        logout(request)
+        return Response(status=204)
+
+
+class MeView(APIView):
+    def get(self, request):
+        if not request.user.is_authenticated:
+            raise APIError("not_signed_in", "Sign in with your wallet first.", status=401)
+        return Response(UserSerializer(request.user).data)

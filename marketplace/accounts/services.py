@@ -1,0 +1,122 @@
+"""Sign-In with Ethereum (EIP-4361): issue single-use nonces, verify signed messages, bind a
+Django session to the checksummed address."""
+from datetime import timedelta
+import secrets
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.db import transaction
+from django.utils import timezone
+from eth_utils import to_checksum_address
+from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_defunct
+from siwe import SiweMessage
+
+from marketplace.chain.client import get_web3
+
+from .models import SignInNonce, User
+
+
+class SignInError(Exception):
+    """A sign-in attempt that must be refused; `code` is stable, `message` is for people."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def issue_nonce() -> SignInNonce:
+    now = timezone.now()
+    # Forget expired nonces now and then; they can never be used anyway.
+    SignInNonce.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()
+    return SignInNonce.objects.create(
+        nonce=secrets.token_hex(16), expires_at=now + timedelta(seconds=settings.SIWE_NONCE_TTL)
+    )
+
+
+def _origin(uri):
+    parts = urlsplit(uri)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+EIP1271_ABI = [{
+    "name": "isValidSignature", "type": "function", "stateMutability": "view",
+    "inputs": [{"name": "hash", "type": "bytes32"}, {"name": "signature", "type": "bytes"}],
+    "outputs": [{"name": "", "type": "bytes4"}],
+}]
+EIP1271_MAGIC_VALUE = bytes.fromhex("1626ba7e")
+
+
+def signature_is_valid(address: str, message: str, signature: str) -> bool:
+    """An EIP-191 signature of `message` by `address`: an ECDSA signature from a key, or, for a
+    contract wallet, whatever its EIP-1271 isValidSignature accepts (signatures of any length).
+
+    (The siwe package's own check rejects signatures longer than 65 bytes before it asks the
+    contract, so it is not used for this.)"""
+    signable = encode_defunct(text=message)
+    raw = bytes.fromhex(signature.removeprefix("0x"))
+    if len(raw) == 65:
+        try:
+            if Account.recover_message(signable, signature=raw) == address:
+                return True
+        except Exception:  # not a valid ECDSA signature: maybe a contract wallet's
+            pass
+    w3 = get_web3()
+    try:
+        code = w3.eth.get_code(address)
+    except Exception:
+        raise SignInError(
+            "chain_unavailable", "The chain cannot be reached to check this wallet's signature; try again soon."
+        ) from None
+    if not code:
+        return False
+    try:
+        contract = w3.eth.contract(address=address, abi=EIP1271_ABI)
+        return contract.functions.isValidSignature(_hash_eip191_message(signable), raw).call() == EIP1271_MAGIC_VALUE
+    except Exception:
+        return False
+
+
+def sign_in(request, *, message: str, signature: str) -> User:
+    """Verify a signed SIWE message for this site and log the request's session in."""
+    try:
+        parsed = SiweMessage.from_message(message)
+    except Exception:
+        raise SignInError("malformed_message", "This is not a valid Sign-In with Ethereum message.") from None
+    expected_domain = request.get_host()
+    if parsed.domain != expected_domain:
+        raise SignInError("wrong_domain", f"The message is for {parsed.domain}, not {expected_domain}.")
+    if _origin(parsed.uri) != _origin(request.build_absolute_uri("/")):
+        raise SignInError("wrong_uri", f"The message's URI {parsed.uri} is not this site.")
+    if parsed.chain_id != settings.CHAIN_ID:
+        raise SignInError("wrong_chain", f"Sign in on chain {settings.CHAIN_ID}, not chain {parsed.chain_id}.")
+    with transaction.atomic():
+        nonce = SignInNonce.objects.select_for_update().filter(nonce=parsed.nonce).first()
+        if nonce is None:
+            raise SignInError("unknown_nonce", "This sign-in request was not issued by this site; start again.")
+        if nonce.used_at is not None:
+            raise SignInError("nonce_used", "This sign-in request was already used; start again.")
+        if nonce.expires_at <= timezone.now():
+            raise SignInError("nonce_expired", "This sign-in request expired; start again.")
+        now = timezone.now()
+        if parsed.expiration_time is not None and now >= parsed.expiration_time._datetime:
+            raise SignInError("message_expired", "The signed message has expired; start again.")
+        if parsed.not_before is not None and now < parsed.not_before._datetime:
+            raise SignInError("message_not_yet_valid", "The signed message is not valid yet.")
+        address = to_checksum_address(parsed.address)
+        if not signature_is_valid(address, message, signature):
+            raise SignInError("bad_signature", "The signature does not match the message's address.")
+        nonce.used_at = now
+        nonce.save(update_fields=["used_at"])
+        user = User.objects.filter(address=address).first()
+        if user is None:
+            user = User(username=address, address=address)
+            user.set_unusable_password()  # wallet users sign in by signature only
+            user.save()
+        if not user.is_active:
+            raise SignInError("account_disabled", "This account is disabled.")
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return user

@@ -1,0 +1,158 @@
+"""Sign-In with Ethereum: a wallet signs an EIP-4361 message with a server nonce and gets a
+session bound to its checksummed address; malformed, replayed, expired, unissued, wrong-domain,
+wrong-URI and wrong-chain messages and bad signatures get a clear 4xx."""
+from datetime import datetime, timedelta, timezone
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+import pytest
+
+from marketplace.accounts.models import SignInNonce, User
+
+DOMAIN = "testserver"
+URI = "http://testserver"
+
+
+@pytest.fixture
+def wallet():
+    return Account.create()
+
+
+def siwe_message(address, nonce, *, domain=DOMAIN, uri=URI, chain_id=31337, expires_in=600):
+    now = datetime.now(timezone.utc)
+    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # noqa: E731
+    return (
+        f"{domain} wants you to sign in with your Ethereum account:\n{address}\n\n"
+        f"Sign in to Datamarket.\n\n"
+        f"URI: {uri}\nVersion: 1\nChain ID: {chain_id}\nNonce: {nonce}\n"
+        f"Issued At: {iso(now)}\nExpiration Time: {iso(now + timedelta(seconds=expires_in))}"
+    )
+
+
+def sign(account, message):
+    return "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
+
+
+def new_nonce(client):
+    response = client.post("/api/v1/auth/nonce")
+    assert response.status_code == 201
+    return response.json()["nonce"]
+
+
+def sign_in(client, message, signature):
+    return client.post("/api/v1/auth/sign-in", {"message": message, "signature": signature}, content_type="application/json")
+
+
+def error_code(response):
+    return response.json()["error"]["code"]
+
+
+def test_sign_in_binds_the_session_to_the_checksummed_address(client, chain, wallet):
+    message = siwe_message(wallet.address, new_nonce(client))
+    response = sign_in(client, message, sign(wallet, message))
+    assert response.status_code == 200, response.json()
+    assert response.json()["address"] == wallet.address
+    assert client.get("/api/v1/auth/me").json()["address"] == wallet.address
+    user = User.objects.get(address=wallet.address)
+    assert user.username == wallet.address and not user.has_usable_password()
+
+    assert client.post("/api/v1/auth/sign-out").status_code == 204
+    assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_a_second_sign_in_reuses_the_account(client, chain, wallet):
+    for _ in range(2):
+        message = siwe_message(wallet.address, new_nonce(client))
+        assert sign_in(client, message, sign(wallet, message)).status_code == 200
+    assert User.objects.filter(address=wallet.address).count() == 1
+
+
+def test_replayed_message_is_refused(client, chain, wallet):
+    message = siwe_message(wallet.address, new_nonce(client))
+    signature = sign(wallet, message)
+    assert sign_in(client, message, signature).status_code == 200
+    replay = sign_in(client, message, signature)
+    assert replay.status_code == 400 and error_code(replay) == "nonce_used"
+
+
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ({"domain": "evil.example"}, "wrong_domain"),
+        ({"uri": "https://evil.example"}, "wrong_uri"),
+        ({"chain_id": 1}, "wrong_chain"),
+        ({"expires_in": -60}, "message_expired"),
+    ],
+)
+def test_message_for_another_site_chain_or_time_is_refused(client, chain, wallet, change, code):
+    message = siwe_message(wallet.address, new_nonce(client), **change)
+    response = sign_in(client, message, sign(wallet, message))
+    assert response.status_code == 400
+    assert error_code(response) == code and response.json()["error"]["message"]
+    assert not User.objects.filter(address=wallet.address).exists()
+
+
+def test_unissued_nonce_is_refused(client, chain, wallet):
+    message = siwe_message(wallet.address, "abcdef0123456789abcdef")
+    response = sign_in(client, message, sign(wallet, message))
+    assert response.status_code == 400 and error_code(response) == "unknown_nonce"
+
+
+def test_expired_nonce_is_refused(client, chain, wallet):
+    nonce = new_nonce(client)
+    SignInNonce.objects.filter(nonce=nonce).update(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    message = siwe_message(wallet.address, nonce)
+    response = sign_in(client, message, sign(wallet, message))
+    assert response.status_code == 400 and error_code(response) == "nonce_expired"
+
+
+def test_signature_by_another_wallet_is_refused(client, chain, wallet):
+    message = siwe_message(wallet.address, new_nonce(client))
+    response = sign_in(client, message, sign(Account.create(), message))
+    assert response.status_code == 401 and error_code(response) == "bad_signature"
+    assert client.get("/api/v1/auth/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": "hello", "signature": "0x" + "ab" * 65},
+        {"message": "", "signature": "0x00"},
+        {},
+    ],
+)
+def test_malformed_requests_get_a_4xx_with_a_message(client, chain, body):
+    response = client.post("/api/v1/auth/sign-in", body, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] in ("malformed_message", "invalid") and error["message"]
+
+
+def test_contract_wallet_signs_in_through_eip1271(client, chain):
+    """A smart-contract wallet (EIP-1271) whose owner key signs; its signature is longer than
+    65 bytes, as such wallets' signatures often are."""
+    from eth_account.messages import _hash_eip191_message
+
+    from marketplace.chain.services import deploy_contract
+
+    owner = Account.create()
+    tag = b"\x42" * 32
+    wallet = deploy_contract(chain.w3, "ERC1271WalletMock", [owner.address, tag])
+    message = siwe_message(wallet.address, new_nonce(client))
+    digest = _hash_eip191_message(encode_defunct(text=message))
+    owner_signature = owner.unsafe_sign_hash(digest).signature
+    response = sign_in(client, message, "0x" + (bytes(owner_signature) + tag).hex())
+    assert response.status_code == 200, response.json()
+    assert response.json()["address"] == wallet.address
+
+    forged = sign_in(client, siwe_message(wallet.address, new_nonce(client)), "0x" + (bytes(owner_signature) + tag).hex())
+    assert forged.status_code == 401 and error_code(forged) == "bad_signature"
+
+
+def test_contract_wallet_check_with_the_chain_down_says_so(client, chain, settings):
+    from tests.conftest import free_port
+
+    message = siwe_message(Account.create().address, new_nonce(client))
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"
+    response = sign_in(client, message, "0x" + "11" * 97)
+    assert response.status_code == 503 and error_code(response) == "chain_unavailable"
