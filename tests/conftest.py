@@ -32,6 +32,15 @@ DEV_KEYS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate limits and other cached state start empty in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,15 +20,25 @@ class UserSerializer(serializers.Serializer):
     is_staff = serializers.BooleanField()
 
 
+class NonceSerializer(serializers.Serializer):
+    address = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$", required=False)
+
+
 class NonceView(APIView):
-    """Issue a single-use nonce for a Sign-In with Ethereum message."""
+    """Issue a single-use nonce for a Sign-In with Ethereum message. Given an `address`, the
+    answer also carries the exact message for that wallet to sign."""
 
     authentication_classes = []
     throttle_classes = [SignInThrottle]
 
     def post(self, request):
+        data = NonceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         nonce = services.issue_nonce()
-        return Response({"nonce": nonce.nonce, "expires_at": nonce.expires_at}, status=201)
+        body = {"nonce": nonce.nonce, "expires_at": nonce.expires_at}
+        if "address" in data.validated_data:
+            body["message"] = services.sign_in_message(request, address=data.validated_data["address"], nonce=nonce)
+        return Response(body, status=201)
 
 
 class SignInSerializer(serializers.Serializer):

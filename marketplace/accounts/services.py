@@ -36,6 +36,24 @@ def issue_nonce() -> SignInNonce:
     )
 
 
+SIGN_IN_STATEMENT = "Sign in to Datamarket."
+
+
+def sign_in_message(request, *, address: str, nonce: SignInNonce) -> str:
+    """The EIP-4361 message a wallet signs to sign in here (for clients that do not build it)."""
+    return SiweMessage(
+        domain=request.get_host(),
+        address=to_checksum_address(address),
+        statement=SIGN_IN_STATEMENT,
+        uri=request.build_absolute_uri("/").rstrip("/"),
+        version="1",
+        chain_id=settings.CHAIN_ID,
+        nonce=nonce.nonce,
+        issued_at=nonce.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+        expiration_time=nonce.expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+    ).prepare_message()
+
+
 def _origin(uri):
     parts = urlsplit(uri)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)

@@ -156,3 +156,27 @@ def test_contract_wallet_check_with_the_chain_down_says_so(client, chain, settin
     settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"
     response = sign_in(client, message, "0x" + "11" * 97)
     assert response.status_code == 503 and error_code(response) == "chain_unavailable"
+
+
+def test_the_server_can_write_the_message_for_a_wallet(client, chain, wallet):
+    response = client.post("/api/v1/auth/nonce", {"address": wallet.address.lower()}, content_type="application/json")
+    assert response.status_code == 201
+    message = response.json()["message"]
+    assert message.startswith(f"{DOMAIN} wants you to sign in with your Ethereum account:\n{wallet.address}\n")
+    assert f"Nonce: {response.json()['nonce']}" in message and "Chain ID: 31337" in message
+    assert sign_in(client, message, sign(wallet, message)).status_code == 200
+
+
+def test_nonce_for_a_malformed_address_is_refused(client, db):
+    response = client.post("/api/v1/auth/nonce", {"address": "0x123"}, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["fields"]["address"]
+
+
+def test_sign_in_attempts_are_rate_limited(client, db, monkeypatch):
+    from marketplace.accounts.api import SignInThrottle
+
+    monkeypatch.setattr(SignInThrottle, "rate", "3/minute", raising=False)
+    codes = [client.post("/api/v1/auth/nonce").status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+    error = client.post("/api/v1/auth/nonce").json()["error"]
+    assert error["code"] == "throttled" and "available in" in error["message"]
