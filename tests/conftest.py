@@ -163,11 +163,11 @@ def celery_worker(broker, django_db_setup):
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def broker(django_db_setup):
-    """For tests that publish to this run's broker (kombu's SQLAlchemy transport on the test
-    database by default): closes this process's broker engines before the test database is
-    dropped."""
+    """This run's broker (kombu's SQLAlchemy transport on the test database by default). Any
+    test may reach it (a page polling /healthz does), so this process's broker engines are
+    closed at the end, before pytest-django drops the test database."""
     from marketplace.celery import app
 
     yield app

@@ -2,6 +2,7 @@
 // Every page works without this script; it only adds live data and polish.
 
 import { initHealthPanels } from "./health.js";
+import { initWallet } from "./wallet.js";
 
 function initSoonLinks() {
   // Nav entries for sections that are not built yet point at "#": keep them from jumping to the top.
@@ -15,6 +16,7 @@ function init() {
   document.documentElement.classList.add("js");
   initSoonLinks();
   initHealthPanels(document);
+  initWallet(document);
 }
 
 if (document.readyState === "loading") {
