@@ -24,6 +24,8 @@ def exception_handler(exc, context):
         error["code"] = "invalid"
         error["message"] = "Some fields are invalid."
         error["fields"] = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+    elif isinstance(exc, exceptions.NotAuthenticated):
+        error.update(code="not_signed_in", message="Sign in with your wallet first.")
     elif isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         error["code"] = codes if isinstance(codes, str) else error["code"]

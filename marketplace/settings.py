@@ -38,9 +38,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "marketplace.accounts",
     "marketplace.chain",
+    "marketplace.catalog",
     "marketplace.outbox",
     "marketplace.web",
 ]
@@ -136,6 +138,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "dist"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Dataset files: never under a public URL. Any django-storages backend fits here
+    # (PRIVATE_STORAGE_BACKEND, with its own settings from the environment).
+    "private": {
+        "BACKEND": os.environ.get("PRIVATE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": {"location": os.environ.get("PRIVATE_STORAGE_DIR") or str(DATA_DIR / "files"),
+                    "base_url": "/no-public-url/"}
+        if not os.environ.get("PRIVATE_STORAGE_BACKEND") else {},
+    },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG and env_bool("DJANGO_MANIFEST_STATIC", True)
@@ -147,6 +157,10 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 if not STATIC_ROOT.exists():
     warnings.filterwarnings("ignore", message="No directory at")
+
+# Uploads stream to UPLOAD_TMP_DIR, then move into the private storage.
+MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 5 * 1024**3)  # bytes
+UPLOAD_TMP_DIR = Path(os.environ.get("UPLOAD_TMP_DIR") or DATA_DIR / "uploads")
 
 # Internationalisation --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

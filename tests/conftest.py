@@ -17,7 +17,7 @@ from eth_account import Account
 import pytest
 from web3 import Web3
 
-from marketplace.chain.contracts import TestUSDC
+from marketplace.chain.contracts import DataMarket, RewardDistributor, TestUSDC
 from marketplace.chain.models import Deployment
 from marketplace.chain.services import deploy_all
 from marketplace.devstack import ANVIL, wait_for_rpc
@@ -69,11 +69,23 @@ class Chain:
     operator: object
     contracts: dict  # name -> DeployedContract
     token: TestUSDC
+    market: DataMarket
+    distributor: RewardDistributor
 
     def rpc(self, method, params=()):
         response = self.w3.provider.make_request(method, list(params))
         assert "error" not in response, response
         return response["result"]
+
+    def send(self, call, sender):
+        """Send a contract call from an unlocked anvil account; returns the receipt (must succeed)."""
+        receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
+        assert receipt["status"] == 1, receipt
+        return receipt
+
+    def advance(self, seconds):
+        self.rpc("evm_increaseTime", [seconds])
+        self.rpc("evm_mine")
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +110,12 @@ def chain(_deployed, anvil_url, settings, db):
             chain_id=chain_id, contract=result.contract, defaults=dict(result.__dict__)
         )
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    yield Chain(anvil_url, w3, operator, contracts, TestUSDC(w3, contracts["TestUSDC"].address))
+    yield Chain(
+        anvil_url, w3, operator, contracts,
+        TestUSDC(w3, contracts["TestUSDC"].address),
+        DataMarket(w3, contracts["DataMarket"].address),
+        RewardDistributor(w3, contracts["RewardDistributor"].address),
+    )
     assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True
 
 

@@ -61,3 +61,86 @@ class TestUSDC(ContractWrapper):
 
     def mint(self, to: str, amount: int, sender=None):
         return self._transact(self.contract.functions.mint(Web3.to_checksum_address(to), amount), sender)
+
+
+def _checksum(address: str) -> ChecksumAddress:
+    return Web3.to_checksum_address(address)
+
+
+class AccessControlled(ContractWrapper):
+    def role(self, name: str) -> bytes:
+        return Web3.keccak(text=name) if name != "DEFAULT_ADMIN_ROLE" else b"\x00" * 32
+
+    def has_role(self, name: str, account: str) -> bool:
+        return self.contract.functions.hasRole(self.role(name), _checksum(account)).call()
+
+    def grant_role(self, name: str, account: str, sender=None):
+        return self._transact(self.contract.functions.grantRole(self.role(name), _checksum(account)), sender)
+
+
+class DataMarket(AccessControlled):
+    """Listings and escrowed orders. Order status values follow DataMarket.OrderStatus."""
+
+    artifact_name = "DataMarket"
+    ORDER_STATUS = ("none", "open", "disputed", "released", "refunded", "resolved")
+
+    def token_config(self, token: str) -> tuple[bool, bool]:
+        return tuple(self.contract.functions.tokenConfig(_checksum(token)).call())
+
+    def set_token_allowed(self, token: str, allowed: bool, bytes_signature: bool, sender=None):
+        return self._transact(
+            self.contract.functions.setTokenAllowed(_checksum(token), allowed, bytes_signature), sender
+        )
+
+    def fee_bps(self) -> int:
+        return self.contract.functions.feeBps().call()
+
+    def treasury(self) -> str:
+        return self.contract.functions.treasury().call()
+
+    def get_listing(self, listing_id: int) -> dict:
+        owner, token, payout, price, content_hash, window, active, approved = (
+            self.contract.functions.getListing(listing_id).call()
+        )
+        return {
+            "owner": owner, "token": token, "payout": payout, "price": price,
+            "content_hash": content_hash, "dispute_window": window, "active": active, "approved": approved,
+        }
+
+    def get_order(self, order_id: int) -> dict:
+        listing_id, buyer, amount, release_at, fee_bps, status = self.contract.functions.getOrder(order_id).call()
+        return {
+            "listing_id": listing_id, "buyer": buyer, "amount": amount, "release_at": release_at,
+            "fee_bps": fee_bps, "status": self.ORDER_STATUS[status],
+        }
+
+    def order_of(self, listing_id: int, buyer: str) -> int:
+        return self.contract.functions.orderOf(listing_id, _checksum(buyer)).call()
+
+    def has_access(self, listing_id: int, account: str) -> bool:
+        return self.contract.functions.hasAccess(listing_id, _checksum(account)).call()
+
+    def total_escrowed(self, token: str) -> int:
+        return self.contract.functions.totalEscrowed(_checksum(token)).call()
+
+    def surplus(self, token: str) -> int:
+        return self.contract.functions.surplus(_checksum(token)).call()
+
+
+class RewardDistributor(AccessControlled):
+    """Epoch roots of cumulative reward amounts; anyone may submit an account's claim."""
+
+    artifact_name = "RewardDistributor"
+
+    def current_root(self) -> tuple[int, bytes]:
+        epoch, root = self.contract.functions.currentRoot().call()
+        return epoch, root
+
+    def pending_root(self) -> tuple[int, bytes, int]:
+        return tuple(self.contract.functions.pendingRoot().call())
+
+    def claimed(self, account: str) -> int:
+        return self.contract.functions.claimed(_checksum(account)).call()
+
+    def root_delay(self) -> int:
+        return self.contract.functions.rootDelay().call()

@@ -2,21 +2,29 @@
 from dataclasses import dataclass
 import logging
 
+from django.conf import settings
 from django.db import connection, transaction
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from .artifacts import load_artifact
-from .contracts import TestUSDC
+from .contracts import DataMarket, RewardDistributor, TestUSDC
 from .models import Deployment
 from .signals import chain_reset
 
 logger = logging.getLogger(__name__)
 
 # Deployment order; each entry gives the constructor arguments from the operator address and the
-# addresses deployed so far.
+# addresses deployed so far. The operator is the first admin; `configure_new_contracts` then
+# grants the roles and hands the admin role to CHAIN_ADMIN when that is another address.
 CONTRACTS = {
     "TestUSDC": lambda operator, deployed: [operator],
+    "DataMarket": lambda operator, deployed: [
+        operator, settings.CHAIN_TREASURY or operator, settings.MARKET_FEE_BPS
+    ],
+    "RewardDistributor": lambda operator, deployed: [
+        operator, deployed["TestUSDC"], settings.REWARD_ROOT_DELAY
+    ],
 }
 
 # Anvil's default accounts (mnemonic "test test ... junk"): the demo's wallets.
@@ -71,7 +79,7 @@ def deploy_contract(w3: Web3, name: str, args) -> DeployedContract:
 
 
 def deploy_all(w3: Web3, existing=None) -> dict:
-    """Deploy every contract not in `existing` (name -> address), in order."""
+    """Deploy and configure every contract not in `existing` (name -> address), in order."""
     operator = w3.eth.default_account
     addresses = dict(existing or {})
     deployed = {}
@@ -81,7 +89,32 @@ def deploy_all(w3: Web3, existing=None) -> dict:
         result = deploy_contract(w3, name, constructor_args(operator, addresses))
         addresses[name] = result.address
         deployed[name] = result
+    configure_new_contracts(w3, addresses, set(deployed))
     return deployed
+
+
+def configure_new_contracts(w3: Web3, addresses: dict, new: set) -> None:
+    """Roles and settings of freshly deployed contracts (never re-applied to existing ones, so an
+    admin's later changes stand). The operator key gets MODERATOR and RELAYER on the market and
+    PUBLISHER on the distributor; ARBITER goes to CHAIN_ARBITER (the operator by default)."""
+    operator = w3.eth.default_account
+    admin = settings.CHAIN_ADMIN or operator
+    if "DataMarket" in new:
+        market = DataMarket(w3, addresses["DataMarket"])
+        for role in ("MODERATOR_ROLE", "RELAYER_ROLE"):
+            market.grant_role(role, operator)
+        market.grant_role("ARBITER_ROLE", settings.CHAIN_ARBITER or operator)
+        # TestUSDC has USDC 2.2's `bytes signature` transferWithAuthorization overload.
+        market.set_token_allowed(addresses["TestUSDC"], True, True)
+    if "RewardDistributor" in new:
+        RewardDistributor(w3, addresses["RewardDistributor"]).grant_role("PUBLISHER_ROLE", operator)
+    if Web3.to_checksum_address(admin) != operator:
+        for name in new & {"DataMarket", "RewardDistributor"}:
+            contract = (DataMarket if name == "DataMarket" else RewardDistributor)(w3, addresses[name])
+            contract.grant_role("DEFAULT_ADMIN_ROLE", admin)
+            contract._transact(
+                contract.contract.functions.renounceRole(contract.role("DEFAULT_ADMIN_ROLE"), operator)
+            )
 
 
 def deployment_is_on_chain(w3: Web3, deployment: Deployment) -> bool:
@@ -153,6 +186,20 @@ def test_token(w3: Web3) -> TestUSDC:
 
 
 test_token.__test__ = False  # not a pytest test
+
+
+def market(w3: Web3) -> DataMarket:
+    address = deployed_address(w3.eth.chain_id, "DataMarket")
+    if address is None:
+        raise DeploymentError("DataMarket is not deployed on this chain: run 'manage.py deploy_contracts'")
+    return DataMarket(w3, address)
+
+
+def reward_distributor(w3: Web3) -> RewardDistributor:
+    address = deployed_address(w3.eth.chain_id, "RewardDistributor")
+    if address is None:
+        raise DeploymentError("RewardDistributor is not deployed on this chain: run 'manage.py deploy_contracts'")
+    return RewardDistributor(w3, address)
 
 
 def fund_dev_accounts(w3: Web3, *, balance=DEV_ACCOUNT_BALANCE, log=logger.info) -> int:

@@ -5,8 +5,11 @@ the embedded PostgreSQL under .data/ (shared with a running `scripts/dev run`, i
 Celery broker defaults to kombu's SQLAlchemy transport on the *test* database, which is created
 fresh for each run, so no message from an earlier run can reach this run's worker.
 """
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 
 import dj_database_url
 
@@ -15,6 +18,11 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
 os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("DJANGO_MANIFEST_STATIC", "0")  # no collectstatic before tests
 os.environ["CHAIN_EMBEDDED"] = "0"
+# Files uploaded by tests go to a throwaway directory (the worker process inherits it).
+_files = tempfile.mkdtemp(prefix="marketplace-test-files-")
+os.environ.setdefault("PRIVATE_STORAGE_DIR", os.path.join(_files, "files"))
+os.environ.setdefault("UPLOAD_TMP_DIR", os.path.join(_files, "uploads"))
+atexit.register(shutil.rmtree, _files, True)
 
 if not os.environ.get("DATABASE_URL"):
     from marketplace.devstack import StartError, start_embedded_postgres

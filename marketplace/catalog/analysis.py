@@ -1,0 +1,988 @@
+"""Schema, row count, sample and column statistics of a tabular file, computed with DuckDB.
+
+What a dataset page shows, as Hugging Face's dataset viewer does: per column its type, null count,
+distinct count, min/max/mean and a small histogram for numbers and dates, the most frequent values
+for text and booleans. Pure Python and DuckDB (no Django), so the Celery task, the bench and the
+tests call the same function.
+
+How it stays fast: the file is parsed once, which is most of the cost. CSV and JSON Lines are
+loaded into a temporary table of an in-memory DuckDB (spilling to a private temporary directory
+past the memory limit); Parquet is already columnar and is queried in place. Statistics then come
+from a handful of column scans of that table: a column with few distinct values gets one exact
+GROUP BY that yields all its figures; the others share one aggregate (counts, approximate
+distinct counts, ranges, means) and one histogram query (DuckDB's `histogram(x, boundaries)`),
+plus a GROUP BY per text column for its top values (or `approx_top_k` candidates counted exactly
+when a GROUP BY would hold too many values). Text whose values are nearly all different gets no
+top values: nothing in it is frequent.
+
+CSV is read leniently from the start (`store_rejects=true`): a clean file reads exactly as a strict
+read would, and a file that parses badly deeper in needs no second pass to learn what went wrong.
+Rows DuckDB cannot parse are counted and the first one explained; if they outnumber the good rows
+(a file that is not UTF-8 at all, a file whose rows all disagree with its header) the analysis
+fails with that explanation instead.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import math
+import re
+import tempfile
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+FORMATS = ("csv", "jsonl", "parquet")
+SAMPLE_ROWS = 20
+HISTOGRAM_BINS = 10
+TOP_VALUES = 10
+# The first FIRST_ROWS rows decide how each column is counted. One with at most FEW_DISTINCT
+# distinct values there is counted exactly by one GROUP BY, which yields all its statistics for
+# the price of one approximate distinct count (past VALUE_COUNTS_MAX groups it falls back to the
+# general passes). Text whose distinct values are at least NEARLY_UNIQUE of its values there
+# (ids, free text) has nothing frequent to show: no top values are computed for it.
+FIRST_ROWS = 100_000
+FEW_DISTINCT = 5_000
+VALUE_COUNTS_MAX = 20_000
+NEARLY_UNIQUE = 0.9
+# Above this many distinct values a text column's top values come from approx_top_k candidates
+# (counted exactly afterwards) rather than a full GROUP BY, whose hash table would hold every value.
+EXACT_TOP_VALUES_MAX_DISTINCT = 100_000
+# Error records DuckDB keeps for a lenient CSV read (a ragged line can produce several).
+REJECTS_LIMIT = 200_000
+# Attempts at re-typing CSV columns whose sniffed type is contradicted deeper in the file.
+CSV_RETYPE_ATTEMPTS = 3
+DEFAULT_MEMORY_LIMIT = "2GB"
+# Long text is cut in the sample and in top values: the analysis is stored in a JSON column.
+MAX_SAMPLE_TEXT = 1_000
+MAX_TOP_VALUE_TEXT = 200
+PROGRESS_POLL_SECONDS = 0.5
+
+Progress = Callable[[float, str], None]
+
+_INTEGER_TYPES = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}
+# Integer types whose values may not fit the BIGINT boundaries of a histogram.
+_WIDE_INTEGER_TYPES = {"HUGEINT", "UBIGINT", "UHUGEINT"}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE"}
+_TIMESTAMP_TYPES = {
+    "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE",
+}
+_STRING_TYPES = {"VARCHAR", "UUID"}
+_EPOCH_DATE = dt.date(1970, 1, 1)
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+@dataclass
+class ColumnStats:
+    name: str
+    # "integer" | "float" | "decimal" | "boolean" | "date" | "timestamp" | "string" | "other"
+    type: str
+    duckdb_type: str
+    null_count: int
+    distinct_count: int  # exact for booleans and columns with few distinct values, else HyperLogLog
+    min: Any = None  # numbers as int/float (decimals as str), dates and timestamps as ISO strings
+    max: Any = None
+    mean: float | None = None  # numbers only
+    histogram: list[dict] = field(default_factory=list)  # {"start", "end", "count"}, numbers/dates
+    # {"value", "count"}, most frequent first, for text (unless nearly unique) and booleans
+    top_values: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Analysis:
+    format: str  # "csv" | "jsonl" | "parquet"
+    row_count: int
+    columns: list[ColumnStats]
+    sample: list[dict]  # the first SAMPLE_ROWS rows, JSON-safe
+    rejected_rows: int = 0  # rows a lenient read skipped
+    warnings: list[str] = field(default_factory=list)
+
+
+class AnalysisFailed(Exception):
+    """The file cannot be analysed; `reason` says why in words for the publisher."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def analyse(
+    path: str | Path,
+    fmt: str,
+    *,
+    progress: Progress | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> Analysis:
+    """Analyse the CSV, JSON Lines or Parquet file at `path`.
+
+    `progress(fraction, message)` is called from this thread with non-decreasing fractions:
+    (0.0, "reading"), then while the file is read, (0.5, "computing statistics"), (1.0, "done").
+    Raises AnalysisFailed with a publisher-facing reason when the file cannot be read.
+    """
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"unsupported format {fmt!r}; expected one of {FORMATS}")
+    path = Path(path)
+    report = _Reporter(progress)
+    report(0.0, "reading")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AnalysisFailed("The file could not be opened.") from exc
+    if size == 0:
+        raise AnalysisFailed("The file is empty.")
+
+    with tempfile.TemporaryDirectory(prefix="analysis-") as spill_dir:
+        con = _connect(threads=threads, memory_limit=memory_limit, spill_dir=spill_dir)
+        try:
+            loader = {"csv": _load_csv, "jsonl": _load_jsonl, "parquet": _load_parquet}[fmt]
+            loaded = loader(con, path, report)
+            report(0.5, "computing statistics")
+            columns = _column_stats(con, loaded.relation, loaded.row_count, report)
+            sample = _sample(con, loaded.sample_sql, columns)
+            row_count = loaded.row_count
+        except duckdb.OutOfMemoryException as exc:
+            raise AnalysisFailed(
+                "The file needs more memory to analyse than the server allows."
+            ) from exc
+        except duckdb.Error as exc:
+            raise AnalysisFailed(_clean_error(str(exc), path)) from exc
+        finally:
+            con.close()
+
+    warnings = list(loaded.warnings)
+    if row_count == 0:
+        warnings.append("The file has no data rows.")
+    report(1.0, "done")
+    return Analysis(
+        format=fmt,
+        row_count=row_count,
+        columns=columns,
+        sample=sample,
+        rejected_rows=loaded.rejected_rows,
+        warnings=warnings,
+    )
+
+
+def to_json(analysis: Analysis) -> dict:
+    """The analysis as plain dicts and lists (every value is already JSON-safe)."""
+    return dataclasses.asdict(analysis)
+
+
+# --- connection and progress -------------------------------------------------------------------
+
+
+def _connect(*, threads: int | None, memory_limit: str | None, spill_dir: str):
+    config: dict[str, Any] = {
+        "memory_limit": memory_limit or DEFAULT_MEMORY_LIMIT,
+        "temp_directory": spill_dir,
+        # Row order only matters for the sample, which is read separately with order preserved.
+        "preserve_insertion_order": False,
+        "autoinstall_known_extensions": False,
+    }
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(":memory:", config=config)
+    # Progress is tracked (for query_progress) but never printed.
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    # Zoned timestamps are shown in UTC, whatever the server's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+class _Reporter:
+    """Calls the caller's progress callback with fractions that never go backwards."""
+
+    def __init__(self, callback: Progress | None):
+        self.callback = callback
+        self.last = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.callback is None:
+            return
+        self.last = max(self.last, min(1.0, fraction))
+        self.callback(self.last, message)
+
+
+def _run_tracked(con, sql: str, report: _Reporter, start: float, end: float, message: str):
+    """Run a long statement, reporting DuckDB's own progress between `start` and `end`.
+
+    The statement runs on a helper thread so that the callback is only ever called from the
+    caller's thread; an exception from the callback interrupts the statement.
+    """
+    if report.callback is None:
+        return con.execute(sql).fetchall()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(lambda: con.execute(sql).fetchall())
+        while True:
+            try:
+                return future.result(timeout=PROGRESS_POLL_SECONDS)
+            except FutureTimeout:
+                percent = con.query_progress()
+                if percent >= 0:
+                    try:
+                        report(start + (end - start) * percent / 100, message)
+                    except BaseException:
+                        con.interrupt()
+                        try:
+                            future.result()
+                        except duckdb.Error:
+                            pass
+                        raise
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    relation: str  # the table or view the statistics are computed from
+    sample_sql: str  # the first rows, in file order
+    row_count: int
+    rejected_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _load_csv(con, path: Path, report: _Reporter) -> _Loaded:
+    types: dict[str, str] = {}
+    retype_notes: dict[str, str] = {}
+    for attempt in range(CSV_RETYPE_ATTEMPTS + 1):
+        errors, scans = f"csv_errors_{attempt}", f"csv_scans_{attempt}"
+        source = _csv_source(path, types, errors, scans)
+        try:
+            _run_tracked(
+                con, f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}",
+                report, 0.0, 0.5, "reading",
+            )
+        except duckdb.Error as exc:
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                raise
+            raise AnalysisFailed(_clean_error(str(exc), path)) from exc
+        retyped = _csv_retype(con, errors, types)
+        if not retyped or attempt == CSV_RETYPE_ATTEMPTS:
+            break
+        for name, (old, new, line, value) in retyped.items():
+            types[name] = new
+            retype_notes[name] = (
+                f'Column "{name}" was read as {_FRIENDLY_NEW_TYPE[new]}: line {line:,} has '
+                f'"{_shorten(value, 40)}", which is not {_article(old)} {old}.'
+            )
+    warnings = list(retype_notes.values())
+
+    good = con.execute("SELECT count(*) FROM data").fetchone()[0]
+    rejected, records = con.execute(
+        f"SELECT count(DISTINCT line), count(*) FROM {errors}"
+    ).fetchone()
+    if rejected:
+        fatal = good == 0 or rejected > good
+        reason = _first_csv_reject(con, errors, path, fatal=fatal)
+        if fatal:
+            raise AnalysisFailed(reason)
+        at_least = "at least " if records >= REJECTS_LIMIT else ""
+        noun = "row" if rejected == 1 else "rows"
+        warnings.append(f"analysed with {at_least}{rejected:,} rejected {noun}: {reason}")
+    # The same options sniff the same layout; the sample's own rejects go to throwaway tables.
+    sample_source = _csv_source(path, types, "sample_errors", "sample_scans")
+    return _Loaded(
+        relation="data",
+        sample_sql=f"SELECT * FROM {sample_source} LIMIT {SAMPLE_ROWS}",
+        row_count=good,
+        rejected_rows=rejected,
+        warnings=warnings,
+    )
+
+
+def _csv_source(path: Path, types: dict[str, str], errors: str, scans: str) -> str:
+    options = [
+        "auto_detect = true",
+        "store_rejects = true",
+        f"rejects_table = '{errors}'",
+        f"rejects_scan = '{scans}'",
+        f"rejects_limit = {REJECTS_LIMIT}",
+    ]
+    if types:
+        pairs = ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in types.items())
+        options.append(f"types = {{{pairs}}}")
+    return f"read_csv({_sql_string(str(path))}, {', '.join(options)})"
+
+
+_FRIENDLY_NEW_TYPE = {"DOUBLE": "decimal numbers", "VARCHAR": "text"}
+_CAST_MESSAGE = re.compile(r'Could not convert string "(.*)" to \'?([A-Z_ ]+)\'?', re.S)
+
+
+def _csv_retype(con, errors: str, types: dict[str, str]) -> dict[str, tuple[str, str, int, str]]:
+    """Columns whose sniffed type a later value contradicts, with the type to read them as.
+
+    The sniffer looks at the first rows only; an integer column with "1.5" or "n/a" further down
+    should be read as numbers or text, not lose those rows. Returns {column: (old type, new type,
+    first line, first value)}.
+    """
+    rows = con.execute(
+        f"""SELECT column_name, min(line), arg_min(error_message, line), list(error_message)
+            FROM {errors} WHERE error_type = 'CAST' AND column_name IS NOT NULL
+            GROUP BY column_name"""
+    ).fetchall()
+    retyped = {}
+    for name, line, first_message, messages in rows:
+        if types.get(name) == "VARCHAR":
+            continue
+        first = _CAST_MESSAGE.search(first_message or "")
+        old = first.group(2).strip() if first else "the detected type"
+        values = [m.group(1) for m in map(_CAST_MESSAGE.search, messages) if m]
+        numeric = old in _INTEGER_TYPES and values and all(_is_number(v) for v in values)
+        new = "DOUBLE" if numeric and types.get(name) != "DOUBLE" else "VARCHAR"
+        retyped[name] = (old, new, line, first.group(1) if first else "")
+    return retyped
+
+
+def _first_csv_reject(con, errors: str, path: Path, *, fatal: bool) -> str:
+    """The first rejected line, explained; `fatal` when it explains why nothing was analysed."""
+    line, line_start, error_type, message, messages = con.execute(
+        f"""SELECT line, min(line_byte_position), arg_min(error_type, byte_position),
+                   arg_min(error_message, byte_position), list(error_message)
+            FROM {errors}
+            WHERE line = (SELECT min(line) FROM {errors})
+            GROUP BY line"""
+    ).fetchone()
+    if error_type in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
+        counts = [re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", m) for m in messages]
+        counts = [(int(m.group(1)), int(m.group(2))) for m in counts if m]
+        if counts:
+            expected = counts[0][0]
+            found = (max if error_type == "TOO MANY COLUMNS" else min)(f for _, f in counts)
+            noun = "field" if found == 1 else "fields"
+            return f"Line {line:,} has {found} {noun}, expected {expected}."
+    if error_type in ("INVALID ENCODING", "INVALID UNICODE"):
+        if fatal:
+            return _utf8_reason(path, start=line_start or 0, line=line)
+        offset = _first_invalid_utf8(path, line_start or 0)
+        near = f" (near byte {offset:,})" if offset is not None else ""
+        return f"Line {line:,} is not valid UTF-8{near}."
+    if error_type == "CAST":
+        cast = _CAST_MESSAGE.search(message or "")
+        if cast:
+            value, expected = _shorten(cast.group(1), 40), cast.group(2)
+            return f'Line {line:,} has "{value}" where {expected} was expected.'
+    return f"Line {line:,}: {_first_sentence(message)}"
+
+
+def _load_jsonl(con, path: Path, report: _Reporter) -> _Loaded:
+    path_sql = _sql_string(str(path))
+    attempts = [
+        f"read_json({path_sql}, format = 'newline_delimited')",
+        # A type contradicted after the sampled lines: let DuckDB look at every line.
+        f"read_json({path_sql}, format = 'newline_delimited', sample_size = -1)",
+    ]
+    first_error = ""
+    for attempt, source in enumerate(attempts):
+        try:
+            _run_tracked(
+                con, f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}",
+                report, 0.0, 0.5, "reading",
+            )
+            break
+        except duckdb.OutOfMemoryException:
+            raise
+        except duckdb.Error as exc:
+            first_error = first_error or str(exc)
+            if attempt == 0 and "JSON transform error" in str(exc):
+                continue
+            return _load_jsonl_leniently(con, path, report, first_error)
+    row_count = con.execute("SELECT count(*) FROM data").fetchone()[0]
+    # The sample reads the first lines with the schema already found, without sniffing again.
+    schema = ", ".join(
+        f"{_sql_string(name)}: {_sql_string(duckdb_type)}"
+        for name, duckdb_type, *_ in con.execute("DESCRIBE data").fetchall()
+    )
+    sample_source = f"read_json({path_sql}, format = 'newline_delimited', columns = {{{schema}}})"
+    return _Loaded(
+        relation="data",
+        sample_sql=f"SELECT * FROM {sample_source} LIMIT {SAMPLE_ROWS}",
+        row_count=row_count,
+    )
+
+
+def _load_jsonl_leniently(con, path: Path, report: _Reporter, error: str) -> _Loaded:
+    # With ignore_errors DuckDB turns a line it cannot parse into a row of NULLs: those rows are
+    # the rejected ones (an object with every field null is indistinguishable, and says nothing).
+    source = (
+        f"read_json({_sql_string(str(path))}, format = 'newline_delimited', ignore_errors = true)"
+    )
+    try:
+        _run_tracked(
+            con, f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM {source}",
+            report, 0.0, 0.5, "reading",
+        )
+    except duckdb.Error as exc:
+        raise AnalysisFailed(_clean_error(error, path)) from exc
+    names = [row[0] for row in con.execute("DESCRIBE raw").fetchall()]
+    any_value = " OR ".join(f"{_ident(n)} IS NOT NULL" for n in names) or "false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM raw WHERE {any_value}")
+    total = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    con.execute("DROP TABLE raw")
+    good = con.execute("SELECT count(*) FROM data").fetchone()[0]
+    rejected = total - good
+    if good == 0 or rejected > good:
+        raise AnalysisFailed(_clean_error(error, path))
+    reason = _clean_error(error, path, fatal=False)
+    noun = "row" if rejected == 1 else "rows"
+    return _Loaded(
+        relation="data",
+        sample_sql=f"SELECT * FROM {source} WHERE {any_value} LIMIT {SAMPLE_ROWS}",
+        row_count=good,
+        rejected_rows=rejected,
+        warnings=[
+            f"analysed with {rejected:,} rejected {noun}: {reason}" if rejected
+            else f"Some values could not be read and were left empty: {reason}"
+        ],
+    )
+
+
+def _load_parquet(con, path: Path, report: _Reporter) -> _Loaded:
+    # Parquet is columnar and compressed already: query it in place instead of copying it.
+    source = f"read_parquet({_sql_string(str(path))})"
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW data AS SELECT * FROM {source}")
+        row_count = con.execute("SELECT count(*) FROM data").fetchone()[0]
+    except duckdb.Error as exc:
+        raise AnalysisFailed(_clean_error(str(exc), path)) from exc
+    return _Loaded(
+        relation="data",
+        sample_sql=f"SELECT * FROM {source} LIMIT {SAMPLE_ROWS}",
+        row_count=row_count,
+    )
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def _kind(duckdb_type: str) -> str:
+    if duckdb_type in _INTEGER_TYPES:
+        return "integer"
+    if duckdb_type in _FLOAT_TYPES:
+        return "float"
+    if duckdb_type.startswith("DECIMAL"):
+        return "decimal"
+    if duckdb_type == "BOOLEAN":
+        return "boolean"
+    if duckdb_type == "DATE":
+        return "date"
+    if duckdb_type in _TIMESTAMP_TYPES:
+        return "timestamp"
+    if duckdb_type in _STRING_TYPES or duckdb_type.startswith("ENUM") or duckdb_type == "JSON":
+        return "string"
+    return "other"
+
+
+def _column_stats(con, relation: str, row_count: int, report: _Reporter) -> list[ColumnStats]:
+    """Every column's statistics in a few passes over `relation`.
+
+    Columns with few distinct values (judged on the first rows) get one exact GROUP BY each, from
+    which every figure follows: null and distinct counts, range, mean, histogram, top values. The
+    others share one aggregate pass (counts, approximate distinct counts, ranges), one histogram
+    pass, and a top-values query per text column.
+    """
+    columns = [
+        ColumnStats(
+            name=name, type=_kind(duckdb_type), duckdb_type=duckdb_type,
+            null_count=0, distinct_count=0,
+        )
+        for name, duckdb_type, *_ in con.execute(f"DESCRIBE {relation}").fetchall()
+    ]
+    first_rows = _profile_first_rows(con, relation, columns)
+    counted = set()
+    for col in columns:
+        if col.name not in first_rows or first_rows[col.name][1] > FEW_DISTINCT:
+            continue
+        rows = con.execute(
+            f"""SELECT {_value_key(col)} AS k, {_ident(col.name)} IS NULL AS missing, count(*)
+                FROM {relation} GROUP BY ALL LIMIT {VALUE_COUNTS_MAX + 2}"""
+        ).fetchall()
+        if len(rows) <= VALUE_COUNTS_MAX:  # else the first rows were misleading
+            _stats_from_value_counts(col, rows, row_count)
+            counted.add(col.name)
+    report(0.6, "computing statistics")
+
+    rest = [col for col in columns if col.name not in counted]
+    ranges = _aggregate(con, relation, rest, row_count)
+    report(0.75, "computing statistics")
+    _histograms(con, relation, ranges)
+    report(0.85, "computing statistics")
+    # Text whose first rows repeat no value (ids, free text) has nothing frequent to show.
+    _top_values(
+        con, relation,
+        [c for c in rest if c.type == "string" and not _nearly_unique(*first_rows[c.name])],
+    )
+    report(0.95, "computing statistics")
+    return columns
+
+
+def _profile_first_rows(con, relation: str, columns: list[ColumnStats]) -> dict[str, tuple]:
+    """{column name: (non-null values, distinct values)} over the first FIRST_ROWS rows."""
+    eligible = [c for c in columns if c.type not in ("boolean", "other")]
+    if not eligible:
+        return {}
+    select = ", ".join(
+        f"count({_ident(c.name)}), count(DISTINCT {_ident(c.name)})" for c in eligible
+    )
+    first = f"(SELECT * FROM {relation} LIMIT {FIRST_ROWS})"
+    row = con.execute(f"SELECT {select} FROM {first}").fetchone()
+    return {c.name: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(eligible)}
+
+
+def _value_key(col: ColumnStats) -> str:
+    """What a column's values are grouped on: text as text, dates and times as integers."""
+    c = _ident(col.name)
+    if col.type == "string":
+        return f"{c}::VARCHAR"
+    if col.type == "float":
+        return f"CASE WHEN isfinite({c}) THEN {c} END"
+    if col.type in ("date", "timestamp"):
+        return f"CASE WHEN isfinite({c}) THEN {_temporal_number(c, col.type)} END"
+    return c
+
+
+def _stats_from_value_counts(col: ColumnStats, rows: list[tuple], row_count: int) -> None:
+    present = [(value, n) for value, missing, n in rows if not missing]
+    non_null = sum(n for _, n in present)
+    col.null_count = row_count - non_null
+    col.distinct_count = len(present)
+    values = [(value, n) for value, n in present if value is not None]  # not NaN or infinite
+    if not values:
+        return
+    if col.type == "string":
+        if _nearly_unique(non_null, col.distinct_count):
+            return
+        ranked = sorted(values, key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
+        col.top_values = [{"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": n} for v, n in ranked]
+        return
+    low, high = min(v for v, _ in values), max(v for v, _ in values)
+    _set_range(col, low, high)
+    if col.type in ("integer", "decimal"):
+        col.mean = _finite(sum(v * n for v, n in values) / sum(n for _, n in values))
+    elif col.type == "float":
+        col.mean = _finite(math.fsum(v * n for v, n in values) / sum(n for _, n in values))
+    bins = _bins(col, low, high)
+    ends = [end for _, end in bins]
+    counts = [0] * len(bins)
+    as_float = _float_binned(col)
+    for value, n in values:
+        counts[bisect.bisect_left(ends, float(value) if as_float else value)] += n
+    col.histogram = [_bin(col, b, n) for b, n in zip(bins, counts)]
+
+
+def _aggregate(con, relation: str, columns: list[ColumnStats], row_count: int) -> dict:
+    """Counts, distinct counts, ranges and means of `columns` in one pass.
+
+    Dates are taken as days and timestamps as microseconds since the epoch: integers histogram
+    boundaries can be computed from, and that survive values Python's datetime cannot hold.
+    Returns {column name: (column, low, high, non-null count)} for the columns with a range.
+    """
+    if not columns:
+        return {}
+    select = []
+    for col in columns:
+        c = _ident(col.name)
+        select.append(f"count({c})")
+        select.append(f"count_if({c})" if col.type == "boolean" else f"approx_count_distinct({c})")
+        if col.type in ("integer", "decimal"):
+            select += [f"min({c})", f"max({c})", f"avg({c})"]
+        elif col.type == "float":
+            finite = f"FILTER (WHERE isfinite({c}))"
+            select += [f"min({c}) {finite}", f"max({c}) {finite}", f"avg({c}) {finite}"]
+        elif col.type in ("date", "timestamp"):
+            value, finite = _temporal_number(c, col.type), f"FILTER (WHERE isfinite({c}))"
+            select += [f"min({value}) {finite}", f"max({value}) {finite}", "NULL"]
+        else:
+            select += ["NULL", "NULL", "NULL"]
+    values = con.execute(f"SELECT {', '.join(select)} FROM {relation}").fetchone()
+
+    ranges = {}
+    for i, col in enumerate(columns):
+        non_null, distinct, low, high, mean = values[5 * i: 5 * i + 5]
+        col.null_count = row_count - non_null
+        # Counting distinct values is approximate; it can never exceed the non-null count.
+        col.distinct_count = min(int(distinct or 0), non_null)
+        if col.type == "boolean":
+            trues, falses = distinct, non_null - distinct
+            col.distinct_count = (trues > 0) + (falses > 0)
+            col.top_values = [
+                {"value": v, "count": n}
+                for v, n in sorted([(True, trues), (False, falses)], key=lambda p: -p[1])
+                if n
+            ]
+        elif low is not None and high is not None:
+            _set_range(col, low, high)
+            col.mean = _finite(mean)
+            ranges[col.name] = (col, low, high, non_null)
+    return ranges
+
+
+def _set_range(col: ColumnStats, low, high) -> None:
+    if col.type in ("date", "timestamp"):
+        col.min, col.max = _temporal_iso(low, col), _temporal_iso(high, col)
+    else:
+        col.min, col.max = _number(low, col.type), _number(high, col.type)
+
+
+def _temporal_number(c: str, kind: str) -> str:
+    return f"({c} - DATE '1970-01-01')" if kind == "date" else f"epoch_us({c})"
+
+
+def _float_binned(col: ColumnStats) -> bool:
+    return col.type in ("float", "decimal") or col.duckdb_type in _WIDE_INTEGER_TYPES
+
+
+def _bins(col: ColumnStats, low, high) -> list[tuple]:
+    """Equal-width bins over low..high, as (start, end) pairs; a value belongs to the first bin
+    whose end it does not exceed (what DuckDB's histogram(x, boundaries) counts)."""
+    if _float_binned(col):
+        low, high = float(low), float(high)
+        return _float_bins(low, high) if math.isfinite(low) and math.isfinite(high) else []
+    if col.type == "timestamp":  # microseconds are near-continuous: bins share edges, like floats
+        return _edge_bins(int(low), int(high))
+    return _integer_bins(int(low), int(high))
+
+
+def _histograms(con, relation: str, ranges: dict) -> None:
+    """Every histogram in one pass, with DuckDB's histogram(x, boundaries)."""
+    select, params, plans = [], [], []
+    for col, low, high, non_null in ranges.values():
+        bins = _bins(col, low, high)
+        if len(bins) <= 1:  # no range, or a single value: no pass needed
+            col.histogram = [_bin(col, b, non_null) for b in bins]
+            continue
+        c = _ident(col.name)
+        if _float_binned(col):
+            value, bound_type = f"{c}::DOUBLE", "DOUBLE"
+        elif col.type in ("date", "timestamp"):
+            value, bound_type = _temporal_number(c, col.type), "BIGINT"
+        else:
+            value, bound_type = c, "BIGINT"
+        finite = ""
+        if col.type in ("float", "date", "timestamp"):
+            finite = f" FILTER (WHERE isfinite({c}))"
+        select.append(f"histogram({value}, ?::{bound_type}[]){finite}")
+        params.append([end for _, end in bins])
+        plans.append((col, bins))
+    if not select:
+        return
+    row = con.execute(f"SELECT {', '.join(select)} FROM {relation}", params).fetchone()
+    for (col, bins), counts in zip(plans, row):
+        counts = counts or {}
+        col.histogram = [_bin(col, b, counts.get(b[1], 0)) for b in bins]
+
+
+def _integer_bins(low: int, high: int) -> list[tuple[int, int]]:
+    """Up to HISTOGRAM_BINS inclusive integer ranges [start, end] covering low..high."""
+    span = high - low + 1
+    width = -(-span // min(HISTOGRAM_BINS, span))
+    bins, start = [], low
+    while start <= high:
+        end = min(start + width - 1, high)
+        bins.append((start, end))
+        start = end + 1
+    return bins
+
+
+def _edge_bins(low: int, high: int) -> list[tuple[int, int]]:
+    """Up to HISTOGRAM_BINS integer ranges sharing edges; a value on an edge counts below it."""
+    edges = sorted({low + (high - low) * k // HISTOGRAM_BINS for k in range(HISTOGRAM_BINS + 1)})
+    return list(zip(edges[:-1], edges[1:])) or [(low, high)]
+
+
+def _float_bins(low: float, high: float) -> list[tuple[float, float]]:
+    if low == high:
+        return [(low, high)]
+    width = (high - low) / HISTOGRAM_BINS
+    edges = [low + width * k for k in range(HISTOGRAM_BINS)] + [high]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _bin(col: ColumnStats, bounds: tuple, count: int) -> dict:
+    start, end = bounds
+    if col.type in ("date", "timestamp"):
+        start, end = _temporal_iso(start, col), _temporal_iso(end, col)
+    elif _float_binned(col):
+        start, end = _finite(start), _finite(end)
+    return {"start": start, "end": end, "count": int(count)}
+
+
+def _nearly_unique(non_null: int, distinct: int) -> bool:
+    return distinct >= NEARLY_UNIQUE * non_null
+
+
+def _top_values(con, relation: str, columns: list[ColumnStats]) -> None:
+    """Most frequent values of text columns with many distinct values.
+
+    Up to EXACT_TOP_VALUES_MAX_DISTINCT distinct values a GROUP BY counts exactly; beyond,
+    approx_top_k finds candidates in one pass and one more pass counts them exactly.
+    """
+    wide = []
+    for col in columns:
+        if col.distinct_count > EXACT_TOP_VALUES_MAX_DISTINCT:
+            wide.append(col)
+            continue
+        c = _ident(col.name)
+        rows = con.execute(
+            f"""SELECT {c}::VARCHAR AS value, count(*) AS n FROM {relation}
+                WHERE {c} IS NOT NULL GROUP BY ALL ORDER BY n DESC, value LIMIT {TOP_VALUES}"""
+        ).fetchall()
+        col.top_values = [{"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": n} for v, n in rows]
+    if not wide:
+        return
+    candidates = con.execute(
+        "SELECT "
+        + ", ".join(f"approx_top_k({_ident(c.name)}::VARCHAR, {TOP_VALUES})" for c in wide)
+        + f" FROM {relation}"
+    ).fetchone()
+    select, params, owners = [], [], []
+    for col, values in zip(wide, candidates):
+        for value in values or []:
+            if value is not None:
+                select.append(f"count(*) FILTER (WHERE {_ident(col.name)}::VARCHAR = ?)")
+                params.append(value)
+                owners.append((col, value))
+    if not select:
+        return
+    counts = con.execute(f"SELECT {', '.join(select)} FROM {relation}", params).fetchone()
+    found: dict[str, list] = {}
+    for (col, value), n in zip(owners, counts):
+        found.setdefault(col.name, []).append((value, n))
+    for col in wide:
+        ranked = sorted(found.get(col.name, []), key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
+        col.top_values = [{"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": n} for v, n in ranked]
+
+
+def _sample(con, sample_sql: str, columns: list[ColumnStats]) -> list[dict]:
+    con.execute("SET preserve_insertion_order = true")
+    # Zoned times come back as text: their Python conversion needs pytz, and text is what we keep.
+    zoned = [
+        f"{_ident(c.name)}::VARCHAR AS {_ident(c.name)}"
+        for c in columns
+        if c.duckdb_type in ("TIMESTAMP WITH TIME ZONE", "TIME WITH TIME ZONE")
+    ]
+    if zoned:
+        sample_sql = f"SELECT * REPLACE ({', '.join(zoned)}) FROM ({sample_sql})"
+    try:
+        cursor = con.execute(sample_sql)
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    except (duckdb.ConversionException, duckdb.InvalidInputException, ValueError, OverflowError):
+        # A value Python cannot represent (a year beyond 9999, say): show every value as text.
+        cursor = con.execute(f"SELECT COLUMNS(*)::VARCHAR FROM ({sample_sql})")
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    return [{n: _json_value(v) for n, v in zip(names, row)} for row in rows]
+
+
+# --- values ------------------------------------------------------------------------------------
+
+
+def _finite(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _number(value, kind: str):
+    if value is None:
+        return None
+    if kind == "integer":
+        return int(value)
+    if kind == "decimal":
+        return str(value)  # exact: a float would round it
+    return _finite(value)
+
+
+def _temporal_iso(value, col: ColumnStats) -> str | None:
+    """Days (dates) or microseconds (timestamps) since the epoch as an ISO 8601 string."""
+    if value is None:
+        return None
+    try:
+        if col.type == "date":
+            return (_EPOCH_DATE + dt.timedelta(days=int(value))).isoformat()
+        moment = _EPOCH + dt.timedelta(microseconds=int(value))
+    except OverflowError:
+        return None
+    if col.duckdb_type == "TIMESTAMP WITH TIME ZONE":
+        return moment.replace(tzinfo=dt.timezone.utc).isoformat()
+    return moment.isoformat()
+
+
+def _json_value(value):
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _shorten(value, MAX_SAMPLE_TEXT)
+    if isinstance(value, decimal.Decimal):
+        return str(value) if value.is_finite() else None
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        return data.hex() if len(data) <= 32 else f"<binary, {len(data):,} bytes>"
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return _shorten(str(value), MAX_SAMPLE_TEXT)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].upper() in "AEIOU" else "a"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def _utf8_reason(path: Path, *, start: int = 0, line: int | None = None) -> str:
+    """Where the first byte that is not UTF-8 is, at or after byte `start` of the file."""
+    offset = _first_invalid_utf8(path, start)
+    where = f" near byte {offset:,}" if offset is not None else ""
+    on_line = f" (line {line:,})" if line else ""
+    return f"The file is not valid UTF-8{where}{on_line}; save it as UTF-8 and upload it again."
+
+
+def _first_invalid_utf8(path: Path, start: int, chunk: int = 1 << 20) -> int | None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    position = start
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            while data := f.read(chunk):
+                try:
+                    decoder.decode(data)
+                except UnicodeDecodeError as exc:
+                    # Bytes the decoder held back from the previous chunk come first in its buffer.
+                    return position - len(exc.object) + len(data) + exc.start
+                position += len(data)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as exc:  # the file ends inside a multi-byte sequence
+                return position - len(exc.object) + exc.start
+    except OSError:
+        return None
+    return None
+
+
+def _line_at(path: Path, offset: int, chunk: int = 1 << 20) -> int:
+    """The 1-based line number of byte `offset`."""
+    newlines, position = 0, 0
+    with open(path, "rb") as f:
+        while position < offset and (data := f.read(min(chunk, offset - position))):
+            newlines += data.count(b"\n")
+            position += len(data)
+    return newlines + 1
+
+
+def _malformed_json_line(path: Path, reported: int) -> int:
+    """The line DuckDB's JSON reader could not parse: it reports the one after (DuckDB 1.x)."""
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if number >= reported - 1 and raw.strip():
+                    try:
+                        json.loads(raw)
+                    except ValueError:  # UnicodeDecodeError included
+                        return number
+                if number >= reported:
+                    break
+    except OSError:
+        pass
+    return reported
+
+
+_NOISE = re.compile(r"^(Invalid Input|Conversion|IO|Binder|Parser|Catalog|Out of Memory|"
+                    r"Invalid|Not implemented|Internal) Error: ")
+
+
+def _first_sentence(message: str | None) -> str:
+    lines = (message or "").strip().splitlines()
+    text = _NOISE.sub("", lines[0]).strip() if lines else ""
+    return _shorten(text, 300) or "it could not be parsed."
+
+
+def _clean_error(message: str, path: Path, *, fatal: bool = True) -> str:
+    """A DuckDB error message as a sentence for the publisher: no SQL, paths or hints.
+
+    `fatal` when it explains why nothing was analysed, else it explains one skipped line.
+    """
+    message = message.replace(str(path), "the file")
+    lines = [line.strip() for line in message.splitlines()]
+    if "not utf-8 encoded" in message or "invalid UTF-8" in message or "Invalid unicode" in message:
+        # Where exactly, from the file itself: DuckDB's JSON reader reports lines one late.
+        offset = _first_invalid_utf8(path, 0)
+        line = _line_at(path, offset) if offset is not None else None
+        if fatal or line is None:
+            return _utf8_reason(path, line=line)
+        return f"Line {line:,} is not valid UTF-8 (near byte {offset:,})."
+    if "not possible to automatically detect the CSV" in message or "sniff" in message.lower():
+        return "The file does not look like CSV: no consistent delimiter and columns were found."
+    if re.search(r"no magic bytes|not a parquet file|too small to be a parquet", message, re.I):
+        return "The file is not a valid Parquet file."
+    csv_line = re.search(r"CSV Error on Line: (\d+)", message)
+    if csv_line:
+        # "CSV Error on Line: N" / "Original Line: ..." / the reason.
+        reason = next(
+            (text for text in lines[1:] if text and not text.startswith("Original Line")),
+            "it could not be parsed.",
+        )
+        columns = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", reason)
+        if columns:
+            expected, found = columns.groups()
+            more = "more than " if int(found) > int(expected) else ""
+            return f"Line {int(csv_line.group(1)):,} has {more}{found} fields, expected {expected}."
+        return f"Line {int(csv_line.group(1)):,}: {_first_sentence(reason)}"
+    malformed = re.search(r"Malformed JSON in file .*?, at byte \d+ in line (\d+): (.*)", message)
+    if malformed:
+        line, what = malformed.groups()
+        line = _malformed_json_line(path, int(line))
+        return f"Line {line:,} is not valid JSON: {what.strip().rstrip('.')}."
+    transform = re.search(r"JSON transform error in file .*?, in line (\d+): ([^\n]*)", message)
+    if transform:
+        line, what = transform.groups()
+        return f"Line {int(line):,}: {what.strip()}"
+    return _first_sentence(lines[0] if lines else message)

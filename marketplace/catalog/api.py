@@ -1,0 +1,147 @@
+"""Catalog API: publish and edit datasets, upload versions, read a dataset."""
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from eth_utils import is_address, to_checksum_address
+from rest_framework import permissions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.api import APIError
+
+from . import services, uploads
+from .models import CATEGORIES, Dataset, DatasetVersion
+
+# Common SPDX identifiers; "other" covers custom terms described in the description.
+LICENSES = [
+    "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0",
+    "ODbL-1.0", "ODC-By-1.0", "PDDL-1.0", "MIT", "Apache-2.0", "BSD-3-Clause", "GPL-2.0-only",
+    "GPL-3.0-only", "LGPL-3.0-only", "MPL-2.0", "CDLA-Permissive-2.0", "CDLA-Sharing-1.0", "other",
+]
+
+
+def address_field(**kwargs):
+    return serializers.CharField(max_length=42, **kwargs)
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    price = serializers.CharField(help_text="Token base units, as a decimal string")
+    listing = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "number", "original_name", "format", "size", "content_hash", "price", "token",
+            "analysis_status", "analysis_progress", "analysis_message", "row_count", "rejected_rows",
+            "columns", "sample", "created_at", "listing",
+        ]
+
+    def get_listing(self, version):
+        listing = version.listings.order_by("-block_number").first()
+        if listing is None:
+            return None
+        return {"chain_id": listing.chain_id, "listing_id": str(listing.listing_id), "approved": listing.approved,
+                "active": listing.active, "price": str(listing.price), "tx_hash": listing.tx_hash}
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.address", read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=20, required=False)
+    category = serializers.ChoiceField(choices=[c for c, _ in CATEGORIES], required=False)
+    license = serializers.ChoiceField(choices=LICENSES)
+    payout_address = address_field(required=False)
+    versions = VersionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "slug", "title", "summary", "description", "description_html", "tags", "category", "license",
+            "payout_address", "owner", "status", "created_at", "updated_at", "versions",
+        ]
+        read_only_fields = ["slug", "description_html", "owner", "status", "created_at", "updated_at"]
+
+    def validate_payout_address(self, value):
+        if not is_address(value):
+            raise serializers.ValidationError("Not an Ethereum address.")
+        return to_checksum_address(value)
+
+
+def visible_datasets(user):
+    """What a user may read: everything listed, plus their own datasets in any state."""
+    if user.is_authenticated:
+        return Dataset.objects.filter(Q(status=Dataset.Status.LISTED) | Q(owner=user))
+    return Dataset.objects.filter(status=Dataset.Status.LISTED)
+
+
+class IsSignedIn(permissions.IsAuthenticated):
+    message = "Sign in with your wallet first."
+
+
+class DatasetCreateView(APIView):
+    permission_classes = [IsSignedIn]
+
+    def post(self, request):
+        data = DatasetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = {k: v for k, v in data.validated_data.items()}
+        dataset = services.create_dataset(owner=request.user, **fields)
+        return Response(DatasetSerializer(dataset).data, status=201)
+
+
+class DatasetDetailView(APIView):
+    def get(self, request, slug):
+        dataset = get_object_or_404(visible_datasets(request.user).prefetch_related("versions__listings"), slug=slug)
+        return Response(DatasetSerializer(dataset).data)
+
+    def patch(self, request, slug):
+        dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
+        if not request.user.is_authenticated or dataset.owner_id != request.user.pk:
+            raise APIError("not_owner", "Only the dataset's owner can edit it.", status=403)
+        data = DatasetSerializer(dataset, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        services.update_dataset(dataset, **data.validated_data)
+        return Response(DatasetSerializer(dataset).data)
+
+
+class VersionUploadView(APIView):
+    """Upload a file as the dataset's next version: the request body is the file itself
+    (`?filename=data.csv&price=25000000[&token=0x...]`), streamed to disk, never held in memory."""
+
+    permission_classes = [IsSignedIn]
+    parser_classes = []  # the body is read as a stream below, never parsed
+
+    def post(self, request, slug):
+        dataset = get_object_or_404(Dataset, slug=slug)
+        if dataset.owner_id != request.user.pk:
+            raise APIError("not_owner", "Only the dataset's owner can upload versions.", status=403)
+        try:
+            price = int(Decimal(request.query_params.get("price", "")))
+            if price <= 0:
+                raise ValueError
+        except (ArithmeticError, ValueError):
+            raise APIError("invalid_price", "Give a positive price in token base units (?price=25000000).") from None
+        token = request.query_params.get("token") or default_token()
+        if not token or not is_address(token):
+            raise APIError("invalid_token", "Give the payment token's address (?token=0x...).")
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
+        except ValueError:
+            declared = None
+        try:
+            received = uploads.receive(request._request, filename=request.query_params.get("filename", ""), declared_size=declared)
+        except uploads.UploadRejected as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+        version = services.add_version(dataset, received, price=price, token=token)
+        return Response(VersionSerializer(version).data, status=201)
+
+
+def default_token():
+    from marketplace.chain.models import Deployment
+
+    return (
+        Deployment.objects.filter(chain_id=settings.CHAIN_ID, contract="TestUSDC")
+        .values_list("address", flat=True)
+        .first()
+    )
