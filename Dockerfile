@@ -28,7 +28,9 @@ COPY --from=chain /app/contracts/out/ contracts/out/
 # collectstatic needs settings, not a database: placeholders only for this step.
 RUN DJANGO_SECRET_KEY=build-only DATABASE_URL=postgresql://build/placeholder \
     python manage.py collectstatic --noinput
-RUN useradd --system --home /app marketplace && mkdir -p /app/.data && chown marketplace /app/.data
+RUN useradd --system --home /app marketplace \
+    && mkdir -p /app/.data/search /data/files /data/uploads \
+    && chown -R marketplace /app/.data /data
 USER marketplace
 EXPOSE 8000
 CMD ["gunicorn", "marketplace.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

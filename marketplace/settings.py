@@ -162,6 +162,9 @@ if not STATIC_ROOT.exists():
 MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 5 * 1024**3)  # bytes
 UPLOAD_TMP_DIR = Path(os.environ.get("UPLOAD_TMP_DIR") or DATA_DIR / "uploads")
 
+# This host's search index (derived from PostgreSQL; rebuilt by `manage.py search_rebuild`).
+SEARCH_INDEX_DIR = Path(os.environ.get("SEARCH_INDEX_DIR") or DATA_DIR / "search")
+
 # Internationalisation --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -145,3 +145,79 @@ def default_token():
         .values_list("address", flat=True)
         .first()
     )
+
+
+class SearchParams(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=512, default="")
+    category = serializers.ChoiceField(choices=[c for c, _ in CATEGORIES], required=False)
+    tag = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=10)
+    license = serializers.CharField(required=False, max_length=64)
+    format = serializers.CharField(required=False, max_length=16)
+    publisher = serializers.CharField(required=False, max_length=42)
+    price_min = serializers.FloatField(required=False, min_value=0)
+    price_max = serializers.FloatField(required=False, min_value=0)
+    sort = serializers.ChoiceField(choices=["relevance", "newest", "price_asc", "price_desc", "most_bought"],
+                                   required=False, default="relevance")
+    page = serializers.IntegerField(required=False, min_value=1, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+    def validate(self, data):
+        from .search import MAX_OFFSET
+
+        if (data["page"] - 1) * data["page_size"] > MAX_OFFSET:
+            raise serializers.ValidationError({"page": f"Results go {MAX_OFFSET:,} deep at most; narrow the search."})
+        if data.get("price_min") is not None and data.get("price_max") is not None and data["price_min"] > data["price_max"]:
+            raise serializers.ValidationError({"price_max": "Must not be below price_min."})
+        return data
+
+
+class SearchView(APIView):
+    """Full-text search (BM25) with filters, sorts and facet counts over the listed catalog."""
+
+    def get(self, request):
+        from .indexing import reader
+        from .search import SearchQuery
+
+        unknown = sorted(set(request.query_params) - set(SearchParams().fields))
+        if unknown:
+            raise APIError("unknown_parameter", f"Unknown parameter(s): {', '.join(unknown)}. "
+                           f"Known: {', '.join(SearchParams().fields)}.")
+        params = {k: (request.query_params.getlist(k) if k == "tag" else v) for k, v in request.query_params.items()}
+        data = SearchParams(data=params)
+        data.is_valid(raise_exception=True)
+        p = data.validated_data
+        index = reader()
+        if index is None:
+            raise APIError("index_building", "The search index is being built; try again in a moment.", status=503)
+        result = index.search(SearchQuery(
+            text=p["q"], category=p.get("category"), tags=p.get("tag") or (), license=p.get("license"),
+            format=p.get("format"), publisher=p.get("publisher"), price_min=p.get("price_min"),
+            price_max=p.get("price_max"), sort=p["sort"], offset=(p["page"] - 1) * p["page_size"],
+            limit=p["page_size"],
+        ))
+        rows = {d.pk: d for d in Dataset.objects.filter(pk__in=result.ids, status=Dataset.Status.LISTED)
+                .select_related("owner").prefetch_related("versions__listings")}
+        return Response({
+            "total": result.total,
+            "page": p["page"],
+            "page_size": p["page_size"],
+            "results": [SearchHitSerializer(rows[i]).data for i in result.ids if i in rows],
+            "facets": {name: [{"value": v, "count": c} for v, c in counts] for name, counts in result.facets.items()},
+        })
+
+
+class SearchHitSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.address")
+    price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "price", "created_at"]
+
+    def get_price(self, dataset):
+        version = max(dataset.versions.all(), key=lambda v: v.number, default=None)
+        if version is None:
+            return None
+        listing = max(version.listings.all(), key=lambda l: l.block_number, default=None)
+        return {"amount": str(listing.price if listing else version.price), "token": version.token,
+                "format": version.format}

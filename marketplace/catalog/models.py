@@ -123,3 +123,13 @@ class Listing(models.Model):
 
     def __str__(self):
         return f"listing {self.listing_id} of {self.version}"
+
+
+class SearchChange(models.Model):
+    """A dataset whose search document may have changed, written by PostgreSQL triggers (see
+    migration 0002) with the writing transaction's id, so that the search sync can read the log
+    up to the oldest transaction still running and never skip one that commits late."""
+
+    dataset_id = models.BigIntegerField()
+    xid = models.BigIntegerField(db_index=True)  # pg_current_xact_id() of the writer
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -22,7 +22,7 @@ interface Vm {
     function toString(uint256 value) external pure returns (string memory);
     function toString(bool value) external pure returns (string memory);
 
-    // State snapshots, gas of the last call, cold storage and recorded logs (used by the DataMarket tests).
+    // State snapshots, gas of the last call and recorded logs (used by the DataMarket tests).
     struct Gas {
         uint64 gasLimit;
         uint64 gasTotalUsed;
@@ -37,11 +37,9 @@ interface Vm {
         address emitter;
     }
 
-    function expectRevert() external;
     function snapshotState() external returns (uint256 snapshotId);
     function revertToState(uint256 snapshotId) external returns (bool success);
     function lastCallGas() external view returns (Gas memory gas);
-    function cool(address target) external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
 }

@@ -1,0 +1,152 @@
+"""Keeping this host's search index true to PostgreSQL.
+
+Triggers log every change to datasets, versions and listings in SearchChange with the writing
+transaction's id. The one writer per host (`manage.py search_sync`) reads the log up to
+pg_snapshot_xmin(pg_current_snapshot()): every transaction below that id has finished, so a
+transaction that commits late is picked up by a later pass instead of being skipped. The
+watermark lives beside the index; a rebuild takes it before reading the datasets.
+"""
+from datetime import timedelta
+import json
+import logging
+import os
+from pathlib import Path
+import threading
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from .models import Dataset, SearchChange
+from .search import SearchDoc, open_current, rebuild
+
+logger = logging.getLogger(__name__)
+TOKEN_DECIMALS = 6  # the payment token's decimals (USDC-like); prices are indexed in whole units
+KEEP_CHANGES = timedelta(days=2)
+
+
+def index_dir() -> Path:
+    return Path(settings.SEARCH_INDEX_DIR)
+
+
+def current_xmin() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        return cursor.fetchone()[0]
+
+
+def indexable():
+    return (
+        Dataset.objects.filter(status=Dataset.Status.LISTED)
+        .select_related("owner")
+        .prefetch_related("versions__listings")
+    )
+
+
+def search_doc(dataset: Dataset) -> SearchDoc:
+    version = max(dataset.versions.all(), key=lambda v: v.number, default=None)
+    price = 0
+    fmt = ""
+    if version is not None:
+        fmt = version.format
+        listing = max(version.listings.all(), key=lambda l: l.block_number, default=None)
+        price = int(listing.price if listing is not None else version.price)
+    return SearchDoc(
+        id=dataset.pk,
+        title=dataset.title,
+        summary=dataset.summary,
+        description=dataset.description,
+        tags=list(dataset.tags),
+        category=dataset.category,
+        license=dataset.license,
+        format=fmt,
+        publisher=dataset.owner.address or dataset.owner.username,
+        price=price / 10**TOKEN_DECIMALS,
+        created_at=dataset.created_at,
+    )
+
+
+class SearchSync:
+    """The writer of this host's index."""
+
+    def __init__(self, base_dir: Path | None = None):
+        self.base_dir = Path(base_dir or index_dir())
+        self.state_file = self.base_dir / "sync-state.json"
+        self.index = None
+        self._build = None
+
+    def watermark(self) -> int | None:
+        try:
+            return json.loads(self.state_file.read_text())["watermark"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def _save_watermark(self, value: int) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"watermark": value}))
+        tmp.replace(self.state_file)
+
+    def rebuild(self) -> int:
+        """Build a fresh index from PostgreSQL and swap it in; returns the documents indexed."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        xmin = current_xmin()  # before reading: anything later shows up in the log from here
+        count = 0
+
+        def docs():
+            nonlocal count
+            for dataset in indexable().iterator(chunk_size=2000):
+                count += 1
+                yield search_doc(dataset)
+
+        rebuild(self.base_dir, docs())
+        self._save_watermark(xmin)
+        self.index = open_current(self.base_dir)
+        self._build = os.readlink(self.base_dir / "current")
+        logger.info("search index rebuilt with %d datasets", count)
+        return count
+
+    def sync_once(self) -> int:
+        """Apply the logged changes of every finished transaction; returns datasets touched."""
+        watermark = self.watermark()
+        current = self.base_dir / "current"
+        if watermark is None or not current.exists():
+            return self.rebuild()
+        build = os.readlink(current)
+        if self.index is None or build != self._build:  # first pass, or another process rebuilt
+            self.index = open_current(self.base_dir)
+            self._build = build
+        xmin = current_xmin()
+        ids = set(
+            SearchChange.objects.filter(xid__gte=watermark, xid__lt=xmin).values_list("dataset_id", flat=True)
+        )
+        if ids:
+            visible = {d.pk: d for d in indexable().filter(pk__in=ids)}
+            with self.index.writer() as writer:
+                for dataset_id in ids:
+                    if dataset_id in visible:
+                        writer.upsert(search_doc(visible[dataset_id]))
+                    else:
+                        writer.delete(dataset_id)
+        if xmin != watermark:
+            self._save_watermark(xmin)
+        return len(ids)
+
+    def prune(self) -> int:
+        deleted, _ = SearchChange.objects.filter(created_at__lt=timezone.now() - KEEP_CHANGES).delete()
+        return deleted
+
+
+_readers: dict[str, object] = {}
+_reader_lock = threading.Lock()
+
+
+def reader():
+    """This process's read-only view of the host's index (None until the first build). It
+    follows the `current` link when a rebuild swaps in a new build."""
+    base = str(index_dir())
+    with _reader_lock:
+        if base not in _readers:
+            if not (index_dir() / "current").exists():
+                return None
+            _readers[base] = open_current(index_dir())
+        return _readers[base]
