@@ -2,7 +2,8 @@
 
     {"error": {"code": "not_found", "message": "Not found.", "fields": {...}}}
 """
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -32,3 +33,18 @@ def exception_handler(exc, context):
         error["message"] = str(detail.get("detail", detail)) if isinstance(detail, dict) else str(detail)
     response.data = {"error": error}
     return response
+
+
+ErrorBody = inline_serializer(
+    "Error",
+    {"error": inline_serializer("ErrorDetail", {
+        "code": serializers.CharField(),
+        "message": serializers.CharField(),
+        "fields": serializers.DictField(required=False),
+    })},
+)
+
+
+def errors(*statuses):
+    """OpenAPI responses for the error statuses an endpoint can answer with."""
+    return {status: OpenApiResponse(ErrorBody, description="See error.code and error.message") for status in statuses}

@@ -1,11 +1,12 @@
 """Sign-in API: nonce, sign-in, sign-out, who am I."""
 from django.contrib.auth import logout
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from marketplace.api import APIError
+from marketplace.api import APIError, errors
 
 from . import services
 
@@ -31,6 +32,11 @@ class NonceView(APIView):
     authentication_classes = []
     throttle_classes = [SignInThrottle]
 
+    @extend_schema(
+        request=NonceSerializer,
+        responses={201: inline_serializer("IssuedNonce", {"nonce": serializers.CharField(), "expires_at": serializers.DateTimeField(),
+                                                    "message": serializers.CharField(required=False)}), **errors(400, 429)},
+    )
     def post(self, request):
         data = NonceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -51,6 +57,7 @@ class SignInView(APIView):
 
     throttle_classes = [SignInThrottle]
 
+    @extend_schema(request=SignInSerializer, responses={200: UserSerializer, **errors(400, 401, 429, 503)})
     def post(self, request):
         data = SignInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -63,12 +70,14 @@ class SignInView(APIView):
 
 
 class SignOutView(APIView):
+    @extend_schema(request=None, responses={204: None})
     def post(self, request):
         logout(request)
         return Response(status=204)
 
 
 class MeView(APIView):
+    @extend_schema(responses={200: UserSerializer, **errors(401)})
     def get(self, request):
         if not request.user.is_authenticated:
             raise APIError("not_signed_in", "Sign in with your wallet first.", status=401)

@@ -4,12 +4,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from eth_utils import is_address, to_checksum_address
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import APIError
+from marketplace.api import APIError, errors
 
 from . import services, uploads
 from .models import CATEGORIES, Dataset, DatasetVersion
@@ -38,6 +39,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "columns", "sample", "created_at", "listing",
         ]
 
+    @extend_schema_field(serializers.DictField(allow_null=True))
     def get_listing(self, version):
         listing = version.listings.order_by("-block_number").first()
         if listing is None:
@@ -82,6 +84,7 @@ class IsSignedIn(permissions.IsAuthenticated):
 class DatasetCreateView(APIView):
     permission_classes = [IsSignedIn]
 
+    @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer, **errors(400, 403)})
     def post(self, request):
         data = DatasetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -91,10 +94,12 @@ class DatasetCreateView(APIView):
 
 
 class DatasetDetailView(APIView):
+    @extend_schema(responses={200: DatasetSerializer, **errors(404)})
     def get(self, request, slug):
         dataset = get_object_or_404(visible_datasets(request.user).prefetch_related("versions__listings"), slug=slug)
         return Response(DatasetSerializer(dataset).data)
 
+    @extend_schema(request=DatasetSerializer, responses={200: DatasetSerializer, **errors(400, 403, 404)})
     def patch(self, request, slug):
         dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
         if not request.user.is_authenticated or dataset.owner_id != request.user.pk:
@@ -112,6 +117,15 @@ class VersionUploadView(APIView):
     permission_classes = [IsSignedIn]
     parser_classes = []  # the body is read as a stream below, never parsed
 
+    @extend_schema(
+        request={"application/octet-stream": {"type": "string", "format": "binary"}},
+        parameters=[
+            OpenApiParameter("filename", str, required=True, description="The file's name with its extension (csv, jsonl, parquet, ...)"),
+            OpenApiParameter("price", str, required=True, description="Price in token base units (25 USDC = 25000000)"),
+            OpenApiParameter("token", str, description="Payment token address (default: the deployed test USDC)"),
+        ],
+        responses={201: VersionSerializer, **errors(400, 403, 404, 413, 415)},
+    )
     def post(self, request, slug):
         dataset = get_object_or_404(Dataset, slug=slug)
         if dataset.owner_id != request.user.pk:
@@ -171,9 +185,41 @@ class SearchParams(serializers.Serializer):
         return data
 
 
+class SearchHitSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.address")
+    price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "price", "created_at"]
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_price(self, dataset):
+        version = max(dataset.versions.all(), key=lambda v: v.number, default=None)
+        if version is None:
+            return None
+        listing = max(version.listings.all(), key=lambda l: l.block_number, default=None)
+        return {"amount": str(listing.price if listing else version.price), "token": version.token,
+                "format": version.format}
+
+
+class FacetSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class SearchPageSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    results = SearchHitSerializer(many=True)
+    facets = serializers.DictField(child=FacetSerializer(many=True))
+
+
 class SearchView(APIView):
     """Full-text search (BM25) with filters, sorts and facet counts over the listed catalog."""
 
+    @extend_schema(parameters=[SearchParams], responses={200: SearchPageSerializer, **errors(400, 503)})
     def get(self, request):
         from .indexing import reader
         from .search import SearchQuery
@@ -204,20 +250,3 @@ class SearchView(APIView):
             "results": [SearchHitSerializer(rows[i]).data for i in result.ids if i in rows],
             "facets": {name: [{"value": v, "count": c} for v, c in counts] for name, counts in result.facets.items()},
         })
-
-
-class SearchHitSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.address")
-    price = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Dataset
-        fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "price", "created_at"]
-
-    def get_price(self, dataset):
-        version = max(dataset.versions.all(), key=lambda v: v.number, default=None)
-        if version is None:
-            return None
-        listing = max(version.listings.all(), key=lambda l: l.block_number, default=None)
-        return {"amount": str(listing.price if listing else version.price), "token": version.token,
-                "format": version.format}
