@@ -15,9 +15,11 @@ import threading
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import Dataset, SearchChange
+from .models import Dataset, DatasetVersion, Listing, SearchChange
 from .search import SearchDoc, open_current, rebuild
 
 logger = logging.getLogger(__name__)
@@ -35,34 +37,34 @@ def current_xmin() -> int:
         return cursor.fetchone()[0]
 
 
-def indexable():
-    return (
+def indexable_rows(ids=None):
+    """The listed datasets as plain rows for the index, in one query: no model instances, so a
+    rebuild of a million datasets streams quickly. Price is the latest version's on-chain listing
+    price, else its intended price."""
+    latest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-number")
+    listing_price = Listing.objects.filter(version=OuterRef("version_id")).order_by("-block_number").values("price")[:1]
+    rows = (
         Dataset.objects.filter(status=Dataset.Status.LISTED)
-        .select_related("owner")
-        .prefetch_related("versions__listings")
+        .annotate(
+            version_id=Subquery(latest.values("pk")[:1]),
+            version_format=Subquery(latest.values("format")[:1]),
+            version_price=Subquery(latest.values("price")[:1]),
+        )
+        .annotate(price=Coalesce(Subquery(listing_price), F("version_price")))
+        .values_list("pk", "title", "summary", "description", "tags", "category", "license",
+                     "version_format", "owner__address", "owner__username", "price", "created_at")
     )
+    if ids is not None:
+        rows = rows.filter(pk__in=ids)
+    return rows
 
 
-def search_doc(dataset: Dataset) -> SearchDoc:
-    version = max(dataset.versions.all(), key=lambda v: v.number, default=None)
-    price = 0
-    fmt = ""
-    if version is not None:
-        fmt = version.format
-        listing = max(version.listings.all(), key=lambda l: l.block_number, default=None)
-        price = int(listing.price if listing is not None else version.price)
+def search_doc(row) -> SearchDoc:
+    pk, title, summary, description, tags, category, license, fmt, address, username, price, created_at = row
     return SearchDoc(
-        id=dataset.pk,
-        title=dataset.title,
-        summary=dataset.summary,
-        description=dataset.description,
-        tags=list(dataset.tags),
-        category=dataset.category,
-        license=dataset.license,
-        format=fmt,
-        publisher=dataset.owner.address or dataset.owner.username,
-        price=price / 10**TOKEN_DECIMALS,
-        created_at=dataset.created_at,
+        id=pk, title=title, summary=summary, description=description, tags=list(tags), category=category,
+        license=license, format=fmt or "", publisher=address or username,
+        price=int(price or 0) / 10**TOKEN_DECIMALS, created_at=created_at,
     )
 
 
@@ -94,9 +96,9 @@ class SearchSync:
 
         def docs():
             nonlocal count
-            for dataset in indexable().iterator(chunk_size=2000):
+            for row in indexable_rows().iterator(chunk_size=5000):
                 count += 1
-                yield search_doc(dataset)
+                yield search_doc(row)
 
         rebuild(self.base_dir, docs())
         self._save_watermark(xmin)
@@ -120,7 +122,7 @@ class SearchSync:
             SearchChange.objects.filter(xid__gte=watermark, xid__lt=xmin).values_list("dataset_id", flat=True)
         )
         if ids:
-            visible = {d.pk: d for d in indexable().filter(pk__in=ids)}
+            visible = {row[0]: row for row in indexable_rows(ids)}
             with self.index.writer() as writer:
                 for dataset_id in ids:
                     if dataset_id in visible:
