@@ -187,7 +187,7 @@ def prepare_django():
             call_command("fund_dev_accounts")
             limit = os.environ.get("DEMO_CATALOG_LIMIT", "")
             if limit != "0":
-                say("Seeding the demo catalog (first run only; a few minutes)")
+                say("Checking the demo catalog (the first run seeds it: a few minutes)")
                 call_command("seed_demo_catalog", limit=int(limit) if limit else None)
     except CommandError as exc:
         raise StartError(str(exc)) from None

@@ -111,6 +111,9 @@ elif CELERY_BROKER_URL.startswith("sqla+"):
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "outbox.sweep", "schedule": 10.0},
     "worker-heartbeat": {"task": "outbox.worker_heartbeat", "schedule": 30.0},
+    # The single operator sender (moderator approvals on-chain); idle runs never touch the chain.
+    "chain-send-operator-actions": {"task": "chain.send_operator_actions", "schedule": 5.0,
+                                    "options": {"expires": 5.0}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 

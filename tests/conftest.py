@@ -142,8 +142,9 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(broker, django_db_setup):
-    """A real `celery worker` process on this run's broker and the test database.
+def celery_worker(broker, django_db_setup, anvil_url):
+    """A real `celery worker` process on this run's broker, the test database and the session's
+    anvil (with the operator key, so the operator sender runs in it).
 
     Tests that use it need django_db(transaction=True) so that their rows are committed."""
     app = broker
@@ -151,6 +152,8 @@ def celery_worker(broker, django_db_setup):
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
         "CELERY_BROKER_URL": app.conf.broker_url,
+        "CHAIN_RPC_URL": anvil_url,
+        "CHAIN_OPERATOR_KEY": DEV_KEYS[0],
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "--pool", "solo",

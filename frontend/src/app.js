@@ -2,6 +2,7 @@
 // Every page works without this script; it only adds live data and polish.
 
 import { initHealthPanels } from "./health.js";
+import { initPages } from "./pages.js";
 import { initWallet } from "./wallet.js";
 
 function initSoonLinks() {
@@ -17,6 +18,7 @@ function init() {
   initSoonLinks();
   initHealthPanels(document);
   initWallet(document);
+  initPages(document);
 }
 
 if (document.readyState === "loading") {

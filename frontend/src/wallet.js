@@ -96,12 +96,15 @@ export function initWallet(doc) {
     button.disabled = true;
     root.querySelector("[data-wallet-error]").hidden = true;
     try {
+      let user = null;
       if (root.dataset.signedIn) {
         await api("/api/v1/auth/sign-out", {});
-        render(root, null);
       } else {
-        render(root, await signIn());
+        user = await signIn();
       }
+      render(root, user);
+      // Pages that show signed-in content (My datasets) follow the change.
+      document.dispatchEvent(new CustomEvent("wallet:change", { detail: { user } }));
     } catch (error) {
       // A wallet's "user rejected" (EIP-1193 code 4001) is a choice, not a failure.
       const message = error && error.code === 4001 ? "Sign-in cancelled in the wallet." : (error && error.message) || String(error);

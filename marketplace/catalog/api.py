@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from eth_utils import is_address, to_checksum_address
 from rest_framework import permissions, serializers
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -110,12 +111,22 @@ class DatasetDetailView(APIView):
         return Response(DatasetSerializer(dataset).data)
 
 
+class UnparsedBody(BaseParser):
+    """Accepts any body without reading it: the upload view streams it itself. (With no parser
+    at all, DRF answers 415 as soon as the CSRF check looks at the form data.)"""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
+
+
 class VersionUploadView(APIView):
     """Upload a file as the dataset's next version: the request body is the file itself
     (`?filename=data.csv&price=25000000[&token=0x...]`), streamed to disk, never held in memory."""
 
     permission_classes = [IsSignedIn]
-    parser_classes = []  # the body is read as a stream below, never parsed
+    parser_classes = [UnparsedBody]
 
     @extend_schema(
         request={"application/octet-stream": {"type": "string", "format": "binary"}},
@@ -247,6 +258,55 @@ class SearchView(APIView):
             "total": result.total,
             "page": p["page"],
             "page_size": p["page_size"],
-            "results": [SearchHitSerializer(rows[i]).data for i in result.ids if i in rows],
+            # One serializer for the page: building a ModelSerializer's fields per hit is slow.
+            "results": SearchHitSerializer([rows[i] for i in result.ids if i in rows], many=True).data,
             "facets": {name: [{"value": v, "count": c} for v, c in counts] for name, counts in result.facets.items()},
         })
+
+
+class ListingLinkRequest(serializers.Serializer):
+    tx_hash = serializers.RegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The createListing transaction's hash")
+
+
+class VersionListingView(APIView):
+    """The owner's on-chain listing of a version: GET `.../listing/prepare` gives the transaction
+    for the wallet (`eth_sendTransaction` with `to` and `data`); POST `.../listing` with the
+    transaction's hash links the listing from its receipt (409 until it is mined)."""
+
+    permission_classes = [IsSignedIn]
+
+    def _version(self, request, slug, number):
+        dataset = get_object_or_404(visible_datasets(request.user).select_related("owner"), slug=slug)
+        if dataset.owner_id != request.user.pk:
+            raise APIError("not_owner", "Only the dataset's owner can list it.", status=403)
+        return get_object_or_404(DatasetVersion.objects.select_related("dataset__owner"), dataset=dataset, number=number)
+
+    @extend_schema(responses={200: serializers.DictField(), **errors(403, 404, 409, 503)})
+    def get(self, request, slug, number):
+        from . import listing
+
+        try:
+            return Response(listing.prepare_listing(self._version(request, slug, number)))
+        except listing.ListingError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+
+    @extend_schema(request=ListingLinkRequest, responses={200: serializers.DictField(), 201: serializers.DictField(),
+                                                          **errors(400, 403, 404, 409, 503)})
+    def post(self, request, slug, number):
+        from . import listing
+
+        version = self._version(request, slug, number)
+        data = ListingLinkRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            result = listing.link_listing_from_receipt(version, data.validated_data["tx_hash"])
+        except listing.ListingError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+        row = result.listing
+        return Response({
+            "dataset_status": version.dataset.status,
+            "listing": {"chain_id": row.chain_id, "listing_id": str(row.listing_id), "owner": row.owner,
+                        "token": row.token, "price": str(row.price), "payout": row.payout,
+                        "approved": row.approved, "active": row.active, "tx_hash": row.tx_hash,
+                        "log_index": row.log_index, "block_number": row.block_number},
+        }, status=201 if result.created else 200)

@@ -184,3 +184,150 @@ def _local_copy(storage, name):
     with storage.open(name, "rb") as source, target:
         shutil.copyfileobj(source, target, 1024 * 1024)
     return target.name
+
+
+# Moderation on-chain ---------------------------------------------------------------------------
+# A moderator's decision and the operator transaction it needs are written in one database
+# transaction (chain.OperatorAction is an outbox); the single operator sender sends them later and
+# marks listings approved and datasets listed or delisted from the receipt
+# (catalog.listing.on_operator_action). Nothing here talks to the chain.
+
+ON_OPERATOR_ACTION = "marketplace.catalog.listing.on_operator_action"
+
+
+class ModerationResult:
+    def __init__(self):
+        self.queued = 0  # operator actions written
+        self.updated = 0  # datasets whose status changed
+        self.notes = []  # what was skipped, and why
+
+    def __repr__(self):
+        return f"ModerationResult(queued={self.queued}, updated={self.updated}, notes={self.notes})"
+
+
+def _open_actions(listing):
+    from marketplace.chain.models import OperatorAction
+
+    return list(OperatorAction.objects.select_for_update().filter(
+        chain_id=listing.chain_id, listing_id=listing.listing_id, status__in=OperatorAction.OPEN,
+    ))
+
+
+def _queue_operator_action(listing, kind, *, intent, moderator):
+    from marketplace.chain.models import OperatorAction
+    from marketplace.chain.services import deployed_address
+
+    dataset = listing.version.dataset
+    return OperatorAction.objects.create(
+        kind=kind, chain_id=listing.chain_id, market=deployed_address(listing.chain_id, "DataMarket") or "",
+        listing_id=listing.listing_id, expected_owner=dataset.owner.address,
+        expected_content_hash=listing.version.content_hash, on_done=ON_OPERATOR_ACTION,
+        context={"intent": intent, "dataset": dataset.pk, "listing": listing.pk, "version": listing.version.number},
+        created_by=str(getattr(moderator, "username", "") or ""),
+    )
+
+
+def _cancel(action, reason):
+    action.status = action.Status.CANCELLED
+    action.error = reason
+    action.save(update_fields=["status", "error", "updated_at"])
+
+
+def _moderated(datasets):
+    from .models import Listing
+
+    ids = [d.pk for d in datasets]
+    for dataset in Dataset.objects.select_for_update().filter(pk__in=ids).select_related("owner").order_by("pk"):
+        listings = list(Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID)
+                        .select_related("version__dataset__owner").order_by("pk"))
+        yield dataset, listings
+
+
+def _set_status(dataset, status, result):
+    if dataset.status != status:
+        dataset.status = status
+        dataset.save(update_fields=["status", "updated_at"])
+        result.updated += 1
+
+
+def approve_on_chain(datasets, *, moderator=None) -> ModerationResult:
+    """Queue the on-chain approval of every linked, not yet approved listing of `datasets`; the
+    datasets wait in pending review until the sender's receipt lists them."""
+    from marketplace.chain.models import OperatorAction
+
+    Kind, Status = OperatorAction.Kind, OperatorAction.Status
+    result = ModerationResult()
+    with transaction.atomic():
+        for dataset, listings in _moderated(datasets):
+            if not listings:
+                result.notes.append(f"{dataset.slug}: no on-chain listing is linked yet")
+                continue
+            queued = 0
+            for listing in listings:
+                open_actions = _open_actions(listing)
+                for action in open_actions:
+                    if action.kind == Kind.UNAPPROVE and action.status == Status.PENDING:
+                        _cancel(action, f"cancelled: approved again by {getattr(moderator, 'username', 'a moderator')}")
+                clearing = any(a.kind == Kind.UNAPPROVE and a.status == Status.SENT for a in open_actions)
+                if any(a.kind == Kind.APPROVE for a in open_actions) or (listing.approved and not clearing):
+                    continue
+                _queue_operator_action(listing, Kind.APPROVE, intent="approve", moderator=moderator)
+                queued += 1
+            result.queued += queued
+            if queued and dataset.status != Dataset.Status.LISTED:
+                _set_status(dataset, Dataset.Status.PENDING_REVIEW, result)
+            elif not queued:
+                result.notes.append(f"{dataset.slug}: already approved on-chain or waiting for the sender")
+        if result.queued:
+            enqueue("chain.send_operator_actions")
+    return result
+
+
+def _clear_approvals(dataset, listings, *, intent, moderator, result) -> bool:
+    """Cancel unsent approvals and queue the clearing of any approval that is, or may be about to
+    be, on-chain. True when something is (or will be) cleared on-chain."""
+    from marketplace.chain.models import OperatorAction
+
+    Kind, Status = OperatorAction.Kind, OperatorAction.Status
+    clearing = False
+    for listing in listings:
+        open_actions = _open_actions(listing)
+        for action in open_actions:
+            if action.kind == Kind.APPROVE and action.status == Status.PENDING:
+                _cancel(action, f"cancelled: {intent} by {getattr(moderator, 'username', 'a moderator')}")
+        maybe_approved = listing.approved or any(
+            a.kind == Kind.APPROVE and a.status == Status.SENT for a in open_actions)
+        if not maybe_approved:
+            continue
+        clearing = True
+        if not any(a.kind == Kind.UNAPPROVE for a in open_actions):
+            _queue_operator_action(listing, Kind.UNAPPROVE, intent=intent, moderator=moderator)
+            result.queued += 1
+    return clearing
+
+
+def reject(datasets, *, moderator=None) -> ModerationResult:
+    """Reject `datasets` at once; any approval on-chain is cleared by the sender."""
+    result = ModerationResult()
+    with transaction.atomic():
+        for dataset, listings in _moderated(datasets):
+            _clear_approvals(dataset, listings, intent="reject", moderator=moderator, result=result)
+            _set_status(dataset, Dataset.Status.REJECTED, result)
+        if result.queued:
+            enqueue("chain.send_operator_actions")
+    return result
+
+
+def delist(datasets, *, moderator=None) -> ModerationResult:
+    """Delist `datasets`: the sender clears their approval on-chain and the receipt marks them
+    delisted; a dataset with nothing approved on-chain is delisted at once."""
+    result = ModerationResult()
+    with transaction.atomic():
+        for dataset, listings in _moderated(datasets):
+            if _clear_approvals(dataset, listings, intent="delist", moderator=moderator, result=result):
+                result.notes.append(f"{dataset.slug}: delisted once the chain confirms")
+            else:
+                _set_status(dataset, Dataset.Status.DELISTED, result)
+        if result.queued:
+            enqueue("chain.send_operator_actions")
+    return result

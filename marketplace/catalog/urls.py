@@ -7,4 +7,9 @@ urlpatterns = [
     path("datasets", api.DatasetCreateView.as_view(), name="dataset-create"),
     path("datasets/<slug:slug>", api.DatasetDetailView.as_view(), name="dataset-detail"),
     path("datasets/<slug:slug>/versions", api.VersionUploadView.as_view(), name="dataset-upload"),
+    path("datasets/<slug:slug>/versions/<int:number>/listing",
+         api.VersionListingView.as_view(http_method_names=["post", "options"]), name="version-listing"),
+    path("datasets/<slug:slug>/versions/<int:number>/listing/prepare",
+         api.VersionListingView.as_view(http_method_names=["get", "head", "options"]),
+         name="version-listing-prepare"),
 ]

@@ -20,3 +20,56 @@ class Deployment(models.Model):
 
     def __str__(self):
         return f"{self.contract} at {self.address} (chain {self.chain_id})"
+
+
+class OperatorAction(models.Model):
+    """A transaction the operator key has to send, written in the same database transaction as the
+    decision that needs it (an outbox): one row per listing and kind. The single sender
+    (`chain.sender.send_operator_actions`) batches pending rows into one `setApproval(ids, flag)`
+    per kind, after checking on-chain that each listing still has the owner and content hash that
+    were reviewed, and settles every row from the receipt.
+
+    chain/ imports no app: the app that queued a row names a function (`on_done`, a dotted path)
+    that the sender calls with the row, in the transaction that records it confirmed or failed;
+    `context` is that app's own data, which the sender never reads.
+    """
+
+    class Kind(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        UNAPPROVE = "unapprove", "Clear approval"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent, waiting for the receipt"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN = (Status.PENDING, Status.SENT)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    chain_id = models.BigIntegerField()
+    market = models.CharField(max_length=42, help_text="The DataMarket the listing is on (checksummed)")
+    listing_id = models.DecimalField(max_digits=78, decimal_places=0)
+    expected_owner = models.CharField(max_length=42, help_text="The listing owner that was reviewed")
+    expected_content_hash = models.CharField(max_length=66, help_text="The content hash that was reviewed")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    on_done = models.CharField(max_length=200, blank=True, help_text="Dotted path called with the settled row")
+    context = models.JSONField(default=dict, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["status", "chain_id", "kind"], name="operator_action_queue"),
+            models.Index(fields=["chain_id", "listing_id"], name="operator_action_listing"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} listing {self.listing_id} ({self.status})"

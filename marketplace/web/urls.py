@@ -4,5 +4,10 @@ from . import views
 
 app_name = "web"
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", views.catalog, name="catalog"),
+    path("about", views.about, name="about"),
+    path("datasets/<slug:slug>", views.dataset_detail, name="dataset"),
+    path("me/datasets", views.my_datasets, name="my-datasets"),
+    path("me/datasets/new", views.new_dataset, name="new-dataset"),
+    path("me/datasets/<slug:slug>/edit", views.edit_dataset, name="edit-dataset"),
 ]

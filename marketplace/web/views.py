@@ -1,9 +1,401 @@
 """Server-rendered pages. They never wait on the chain or the broker: live status is fetched
-from /healthz by the page itself."""
+from /healthz by the page itself, and every page works without JavaScript (scripts only enhance:
+live analysis progress, the publishing forms that talk to the JSON API, copy buttons)."""
+import logging
+import math
+from urllib.parse import urlencode
+
+from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from marketplace.catalog.api import LICENSES, SearchParams, default_token, visible_datasets
+from marketplace.catalog.models import CATEGORIES, Dataset, DatasetVersion
+
+logger = logging.getLogger(__name__)
+TOKEN_DECIMALS = 6
+CATEGORY_LABELS = dict(CATEGORIES)
+SORT_CHOICES = [
+    ("relevance", "Best match"),
+    ("newest", "Newest"),
+    ("price_asc", "Price: low to high"),
+    ("price_desc", "Price: high to low"),
+]
+FILTER_KEYS = ("q", "category", "tag", "license", "format", "publisher", "price_min", "price_max", "sort")
+PAGE_SIZE = 20
+ANALYSING = (DatasetVersion.Analysis.PENDING, DatasetVersion.Analysis.RUNNING)
+
+
+# Formatting ------------------------------------------------------------------------------------
+
+
+def format_usdc(base_units) -> str:
+    """Token base units (6 decimals) as a USDC amount: 25000000 -> "25", 1500000 -> "1.5"."""
+    if base_units is None:
+        return ""
+    units = int(base_units)
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**TOKEN_DECIMALS)
+    text = f"{whole:,}"
+    frac_text = str(frac).rjust(TOKEN_DECIMALS, "0").rstrip("0")
+    return f"{sign}{text}.{frac_text}" if frac_text else f"{sign}{text}"
+
+
+def usdc_input(base_units) -> str:
+    """The same amount for a form field (no thousands separators)."""
+    return format_usdc(base_units).replace(",", "") if base_units is not None else ""
+
+
+def short_address(address: str | None) -> str:
+    address = address or ""
+    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
+
+
+def human_size(size) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value):,} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def format_stat(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:,.4g}" if abs(value) >= 1e6 or abs(value) < 1e-3 else f"{value:,.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, int):
+        return f"{value:,}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+# Pieces shared by the pages --------------------------------------------------------------------
+
+
+def latest_listing(version):
+    if version is None:
+        return None
+    return max(version.listings.all(), key=lambda l: l.block_number, default=None)
+
+
+def current_version(dataset):
+    return max(dataset.versions.all(), key=lambda v: v.number, default=None)
+
+
+def version_view(version):
+    """A version with the figures its templates show, already formatted."""
+    if version is None:
+        return None
+    listing = latest_listing(version)
+    price = listing.price if listing is not None else version.price
+    analysing = version.analysis_status in ANALYSING
+    columns = []
+    for column in version.columns or []:
+        histogram = column.get("histogram") or []
+        peak = max((bin_.get("count") or 0 for bin_ in histogram), default=0)
+        bars = [
+            {
+                "height": max(2, round(100 * (bin_.get("count") or 0) / peak)) if peak else 2,
+                "label": f"{format_stat(bin_.get('start'))} – {format_stat(bin_.get('end'))}: {format_stat(bin_.get('count'))}",
+            }
+            for bin_ in histogram
+        ]
+        top = column.get("top_values") or []
+        top_peak = max((t.get("count") or 0 for t in top), default=0)
+        columns.append({
+            "name": column.get("name", ""),
+            "type": column.get("type", ""),
+            "duckdb_type": column.get("duckdb_type", ""),
+            "null_count": format_stat(column.get("null_count")),
+            "distinct_count": format_stat(column.get("distinct_count")),
+            "min": format_stat(column.get("min")),
+            "max": format_stat(column.get("max")),
+            "mean": format_stat(column.get("mean")) if column.get("mean") is not None else "",
+            "has_range": column.get("min") is not None or column.get("max") is not None,
+            "bars": bars,
+            "top_values": [
+                {"value": format_stat(t.get("value")), "count": format_stat(t.get("count")),
+                 "width": max(3, round(100 * (t.get("count") or 0) / top_peak)) if top_peak else 3}
+                for t in top[:5]
+            ],
+        })
+    names = [c["name"] for c in columns]
+    if not names and version.sample and isinstance(version.sample[0], dict):
+        names = list(version.sample[0].keys())
+    sample = [[format_sample(row.get(name)) for name in names] for row in (version.sample or []) if isinstance(row, dict)]
+    return {
+        "obj": version,
+        "number": version.number,
+        "format": version.format,
+        "original_name": version.original_name,
+        "size": human_size(version.size),
+        "row_count": f"{version.row_count:,}" if version.row_count is not None else None,
+        "content_hash": version.content_hash,
+        "price": format_usdc(price),
+        "price_input": usdc_input(price),
+        "token": version.token,
+        "status": version.analysis_status,
+        "status_label": version.get_analysis_status_display(),
+        "analysing": analysing,
+        "progress": round(100 * (version.analysis_progress or 0)),
+        "message": version.analysis_message,
+        # "Analysed with N rejected rows: <reason>" -> the reason (the count has its own line).
+        "reject_reason": version.analysis_message.split(": ", 1)[1]
+        if version.analysis_message.startswith("Analysed with") and ": " in version.analysis_message
+        else version.analysis_message,
+        "rejected_rows": f"{version.rejected_rows:,}",
+        "listing": listing,
+        "columns": columns,
+        "sample_columns": names,
+        "sample": sample,
+        "created_at": version.created_at,
+    }
+
+
+def format_sample(value) -> str | None:
+    if value is None:
+        return None  # shown as a muted "null"
+    if isinstance(value, (dict, list)):
+        import json
+
+        value = json.dumps(value, ensure_ascii=False)
+    text = str(value)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def dataset_card(dataset):
+    version = current_version(dataset)
+    listing = latest_listing(version)
+    price = (listing.price if listing is not None else version.price) if version is not None else None
+    return {
+        "obj": dataset,
+        "slug": dataset.slug,
+        "title": dataset.title,
+        "summary": dataset.summary,
+        "tags": dataset.tags,
+        "category": CATEGORY_LABELS.get(dataset.category, dataset.category),
+        "license": dataset.license,
+        "publisher": dataset.owner.address or dataset.owner.username,
+        "publisher_short": short_address(dataset.owner.address or dataset.owner.username),
+        "price": format_usdc(price) if price is not None else None,
+        "format": version.format if version is not None else None,
+        "row_count": f"{version.row_count:,}" if version is not None and version.row_count is not None else None,
+        "version": version,
+        "status": dataset.status,
+        "status_label": dataset.get_status_display(),
+    }
+
+
+# Catalog ---------------------------------------------------------------------------------------
+
+
+def _query_string(params: dict, **changes) -> str:
+    merged = {k: v for k, v in params.items() if k != "page"}  # a new filter starts at page 1
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    pairs = []
+    for key in (*FILTER_KEYS, "page"):
+        value = merged.get(key)
+        if value in (None, "", []):
+            continue
+        if key == "sort" and value == "relevance":
+            continue
+        if key == "page" and str(value) == "1":
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((key, item))
+    return "?" + urlencode(pairs) if pairs else "?"
+
 
 @ensure_csrf_cookie  # the wallet script sends the CSRF token with its sign-in and sign-out calls
-def home(request):
+def catalog(request):
+    from marketplace.catalog.indexing import reader
+    from marketplace.catalog.search import MAX_OFFSET, SearchQuery
+
+    # The form submits every field; empty ones mean "no filter". Unknown parameters are ignored.
+    raw = {}
+    for key in (*FILTER_KEYS, "page"):
+        if key == "tag":
+            tags = [t.strip() for t in request.GET.getlist("tag") if t.strip()]
+            if tags:
+                raw["tag"] = tags
+        else:
+            value = request.GET.get(key, "").strip()
+            if value:
+                raw[key] = value
+    form = SearchParams(data={**raw, "page_size": PAGE_SIZE})
+    errors = {}
+    params = {}
+    if form.is_valid():
+        params = form.validated_data
+    else:
+        for field, messages in form.errors.items():
+            errors[field] = " ".join(str(m) for m in messages)
+    current = {k: raw.get(k) for k in FILTER_KEYS}
+    current["tag"] = raw.get("tag", [])
+    context = {
+        "current": current,
+        "errors": errors,
+        "error_fields": {"q": "Search", "category": "Category", "tag": "Tag", "license": "License",
+                         "format": "Format", "publisher": "Publisher", "price_min": "Min price",
+                         "price_max": "Max price", "sort": "Sort", "page": "Page", "non_field_errors": "Search"},
+        "categories": CATEGORIES,
+        "licenses": LICENSES,
+        "sorts": SORT_CHOICES,
+        "index_ready": True,
+        "results": [],
+        "total": 0,
+        "facets": {},
+        "has_filters": any(current.get(k) for k in FILTER_KEYS if k not in ("sort",)),
+    }
+    if errors:
+        return render(request, "web/catalog.html", context)
+
+    try:
+        index = reader()
+    except Exception:  # e.g. an index of an older schema, waiting for its rebuild
+        logger.exception("search index unavailable")
+        index = None
+    if index is None:
+        context["index_ready"] = False
+        return render(request, "web/catalog.html", context)
+
+    page = params["page"]
+    result = index.search(SearchQuery(
+        text=params["q"], category=params.get("category"), tags=params.get("tag") or (),
+        license=params.get("license"), format=params.get("format"), publisher=params.get("publisher"),
+        price_min=params.get("price_min"), price_max=params.get("price_max"), sort=params["sort"],
+        offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+    ))
+    rows = {d.pk: d for d in Dataset.objects.filter(pk__in=result.ids, status=Dataset.Status.LISTED)
+            .select_related("owner").prefetch_related("versions__listings")}
+    pages = max(1, min(math.ceil(result.total / PAGE_SIZE), MAX_OFFSET // PAGE_SIZE + 1))
+    facets = {}
+    for name, counts in result.facets.items():
+        key = "tag" if name == "tags" else name
+        items = []
+        for value, count in counts:
+            if key == "tag":
+                active = value in current["tag"]
+                tags = [t for t in current["tag"] if t != value] if active else [*current["tag"], value]
+                url = _query_string(current, tag=tags)
+            else:
+                active = current.get(key) == value
+                url = _query_string(current, **{key: None if active else value})
+            label = CATEGORY_LABELS.get(value, value) if key == "category" else value
+            items.append({"value": value, "label": label, "count": f"{count:,}", "active": active, "url": url})
+        facets[name] = items
+    context.update(
+        results=[dataset_card(rows[i]) for i in result.ids if i in rows],
+        total=result.total,
+        total_text=f"{result.total:,}",
+        page=page,
+        pages=pages,
+        capped=math.ceil(result.total / PAGE_SIZE) > pages,
+        prev_url=_query_string(current, page=page - 1) if page > 1 else None,
+        next_url=_query_string(current, page=page + 1) if page < pages else None,
+        facets=facets,
+        active_tags=[{"value": t, "url": _query_string(current, tag=[x for x in current["tag"] if x != t])}
+                     for t in current["tag"]],
+        clear_url="/",
+    )
+    return render(request, "web/catalog.html", context)
+
+
+@ensure_csrf_cookie
+def about(request):
     return render(request, "web/home.html")
+
+
+# Dataset page ----------------------------------------------------------------------------------
+
+
+@ensure_csrf_cookie
+def dataset_detail(request, slug):
+    dataset = (
+        visible_datasets(request.user).select_related("owner").prefetch_related("versions__listings")
+        .filter(slug=slug).first()
+    )
+    if dataset is None:
+        raise Http404("No such dataset.")
+    card = dataset_card(dataset)
+    versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
+    return render(request, "web/dataset.html", {
+        "dataset": dataset,
+        "card": card,
+        "version": version_view(versions[0]) if versions else None,
+        "older_versions": [version_view(v) for v in versions[1:]],
+        "is_owner": request.user.is_authenticated and dataset.owner_id == request.user.pk,
+        "category_label": CATEGORY_LABELS.get(dataset.category, dataset.category),
+    })
+
+
+# Publisher pages -------------------------------------------------------------------------------
+
+
+def _sign_in_prompt(request, title):
+    return render(request, "web/sign_in_prompt.html", {"page_title": title}, status=200)
+
+
+@ensure_csrf_cookie
+def my_datasets(request):
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "My datasets")
+    datasets = (
+        Dataset.objects.filter(owner=request.user).select_related("owner").prefetch_related("versions__listings")
+        .order_by("-updated_at")
+    )
+    return render(request, "web/my_datasets.html", {"datasets": [dataset_card(d) for d in datasets]})
+
+
+def _form_context(dataset=None):
+    return {
+        "categories": CATEGORIES,
+        "licenses": LICENSES,
+        "dataset": dataset,
+        "tags_text": ", ".join(dataset.tags) if dataset is not None else "",
+    }
+
+
+@ensure_csrf_cookie
+def new_dataset(request):
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "New dataset")
+    return render(request, "web/dataset_new.html", _form_context())
+
+
+@ensure_csrf_cookie
+def edit_dataset(request, slug):
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "Edit dataset")
+    dataset = (
+        Dataset.objects.filter(owner=request.user, slug=slug).select_related("owner")
+        .prefetch_related("versions__listings").first()
+    )
+    if dataset is None:
+        raise Http404("No such dataset of yours.")
+    versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
+    current = versions[0] if versions else None
+    return render(request, "web/dataset_edit.html", {
+        **_form_context(dataset),
+        "versions": [version_view(v) for v in versions],
+        "card": dataset_card(dataset),
+        "token": default_token() or "",
+        "price_input": usdc_input(current.price) if current is not None else "",
+        "uploaded": request.GET.get("uploaded") == "1",
+        "created": request.GET.get("created") == "1",
+        "saved": request.GET.get("saved") == "1",
+    })

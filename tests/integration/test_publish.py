@@ -178,3 +178,28 @@ def test_drafts_are_hidden_from_others(client, owner_client):
     slug = create(owner_client).json()["slug"]
     client.logout()
     assert client.get(f"/api/v1/datasets/{slug}").status_code == 404
+
+
+def test_a_browser_upload_with_the_csrf_token_is_accepted(owner, db):
+    """As the page sends it: session cookie, CSRF header, raw file body."""
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(owner)
+    browser.get("/api/v1/auth/me")
+    slug = browser.post("/api/v1/datasets", {"title": "T", "license": "MIT"}, content_type="application/json",
+                        HTTP_X_CSRFTOKEN=_csrf(browser)).json()["slug"]
+    response = browser.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1000000&token={TOKEN}", data=CSV,
+                            content_type="application/octet-stream", HTTP_X_CSRFTOKEN=_csrf(browser))
+    assert response.status_code == 201, response.json()
+    without = browser.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1000000&token={TOKEN}", data=CSV,
+                           content_type="application/octet-stream")
+    assert without.status_code == 403  # no CSRF token, no upload
+
+
+def _csrf(browser):
+    from django.middleware.csrf import _get_new_csrf_string
+
+    if "csrftoken" not in browser.cookies:
+        browser.cookies["csrftoken"] = _get_new_csrf_string()
+    return browser.cookies["csrftoken"].value

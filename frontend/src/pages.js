@@ -1,0 +1,320 @@
+// Enhancements for the catalog, dataset and publisher pages. Every page renders on the server
+// and works without this file; here: auto-applying filters, copy buttons, live analysis
+// progress, and the publishing forms that talk to the JSON API.
+
+const ANALYSING = new Set(["pending", "running"]);
+const POLL_MS = 2000;
+const TOKEN_DECIMALS = 6;
+
+export function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+/** "25" -> "25000000", "1.5" -> "1500000" for a 6-decimal token, with string maths only. */
+export function toBaseUnits(text, decimals = TOKEN_DECIMALS) {
+  const value = String(text).trim().replace(/[\s_,]/g, "");
+  const match = value.match(/^(\d*)(?:\.(\d*))?$/);
+  if (!value || !match || (match[1] === "" && !match[2])) throw new Error("Give the price as a number, such as 25 or 12.5.");
+  const frac = match[2] || "";
+  if (frac.length > decimals) throw new Error(`USDC has ${decimals} decimals at most.`);
+  const digits = ((match[1] || "") + frac.padEnd(decimals, "0")).replace(/^0+/, "");
+  if (!digits) throw new Error("The price must be more than 0.");
+  return digits;
+}
+
+function messageOf(data, status) {
+  const error = data && data.error;
+  if (error && error.message) return error.message;
+  if (status === 413) return "The file is larger than the server accepts.";
+  return status ? `The server answered ${status}.` : "The network failed; check the connection and try again.";
+}
+
+function fieldMessages(value) {
+  if (Array.isArray(value)) return value.map((v) => (typeof v === "string" ? v : JSON.stringify(v))).join(" ");
+  if (value && typeof value === "object") return Object.values(value).map(fieldMessages).join(" ");
+  return String(value);
+}
+
+function showErrors(form, data, status) {
+  clearErrors(form);
+  const box = form.querySelector("[data-form-error]");
+  const fields = (data && data.error && data.error.fields) || {};
+  const unplaced = [];
+  for (const name of Object.keys(fields)) {
+    const messages = fields[name];
+    const slot = form.querySelector(`[data-error-for="${name}"]`);
+    const text = fieldMessages(messages);
+    if (slot) {
+      slot.textContent = text;
+      slot.hidden = false;
+      const input = form.querySelector(`[data-field="${name}"]`);
+      if (input) {
+        input.classList.add("is-invalid");
+        input.setAttribute("aria-invalid", "true");
+      }
+    } else {
+      unplaced.push(`${name}: ${text}`);
+    }
+  }
+  if (box) {
+    box.textContent = [messageOf(data, status), ...unplaced].join(" ");
+    box.hidden = false;
+  }
+  const first = form.querySelector(".is-invalid");
+  if (first) first.focus();
+}
+
+function clearErrors(form) {
+  for (const slot of form.querySelectorAll("[data-error-for]")) {
+    slot.hidden = true;
+    slot.textContent = "";
+  }
+  for (const input of form.querySelectorAll(".is-invalid")) {
+    input.classList.remove("is-invalid");
+    input.removeAttribute("aria-invalid");
+  }
+  const box = form.querySelector("[data-form-error]");
+  if (box) box.hidden = true;
+}
+
+async function sendJson(method, url, body) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    return { ok: false, status: 0, data: null };
+  }
+  const data = await response.json().catch(() => null);
+  return { ok: response.ok, status: response.status, data };
+}
+
+// Catalog -----------------------------------------------------------------------------------------
+
+function initCatalog(doc) {
+  for (const form of doc.querySelectorAll("form[data-autosubmit]")) {
+    for (const select of form.querySelectorAll("select")) {
+      select.addEventListener("change", () => form.requestSubmit());
+    }
+    const apply = form.querySelector(".filter-apply");
+    if (apply) apply.classList.add("is-secondary");
+  }
+  // On small screens the filters start folded so the results come first.
+  const panel = doc.querySelector("[data-filters]");
+  if (panel && window.matchMedia("(max-width: 860px)").matches) panel.open = false;
+}
+
+// Copy buttons ------------------------------------------------------------------------------------
+
+function initCopy(doc) {
+  for (const button of doc.querySelectorAll("[data-copy]")) {
+    if (!navigator.clipboard) continue;
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(button.dataset.copy);
+        button.textContent = "Copied";
+      } catch {
+        button.textContent = "Copy failed";
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 1800);
+    });
+  }
+}
+
+// Analysis progress -------------------------------------------------------------------------------
+
+function initAnalysisPoll(doc) {
+  const panel = doc.querySelector("[data-analysis][data-poll-url]");
+  if (!panel) return;
+  const url = panel.dataset.pollUrl;
+  const bar = panel.querySelector("[data-analysis-progress]");
+  const label = panel.querySelector("[data-analysis-label]");
+  const message = panel.querySelector("[data-analysis-message]");
+  const poll = async () => {
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+      if (response.ok) {
+        const data = await response.json();
+        const version = (data.versions || []).reduce((a, b) => (!a || b.number > a.number ? b : a), null);
+        if (version && !ANALYSING.has(version.analysis_status)) {
+          window.location.reload();
+          return;
+        }
+        if (version) {
+          const percent = Math.round(100 * (version.analysis_progress || 0));
+          if (bar) {
+            bar.setAttribute("aria-valuenow", String(percent));
+            bar.querySelector(".progress-bar").style.width = `${percent}%`;
+          }
+          if (label) label.textContent = version.analysis_status === "running" ? "Analysing" : "Waiting for analysis";
+          if (message && version.analysis_message) {
+            message.textContent = version.analysis_message.charAt(0).toUpperCase() + version.analysis_message.slice(1);
+          }
+        }
+      }
+    } catch {
+      // A failed poll is retried on the next tick.
+    }
+    setTimeout(poll, POLL_MS);
+  };
+  setTimeout(poll, POLL_MS);
+}
+
+// Publishing forms --------------------------------------------------------------------------------
+
+function datasetBody(form) {
+  const value = (name) => {
+    const input = form.querySelector(`[data-field="${name}"]`);
+    return input ? input.value : undefined;
+  };
+  return {
+    title: value("title").trim(),
+    summary: value("summary").trim(),
+    description: value("description"),
+    category: value("category"),
+    license: value("license"),
+    tags: value("tags").split(",").map((t) => t.trim()).filter(Boolean),
+  };
+}
+
+function initDatasetForms(doc) {
+  for (const form of doc.querySelectorAll("form[data-dataset-form]")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const submit = form.querySelector("[data-submit]");
+      const body = datasetBody(form);
+      if (!body.title) {
+        showErrors(form, { error: { message: "Some fields are invalid.", fields: { title: ["Give the dataset a title."] } } });
+        return;
+      }
+      if (!body.license) {
+        showErrors(form, { error: { message: "Some fields are invalid.", fields: { license: ["Choose a license."] } } });
+        return;
+      }
+      clearErrors(form);
+      submit.disabled = true;
+      const answer = await sendJson(form.dataset.method, form.dataset.url, body);
+      const data = answer.data;
+      submit.disabled = false;
+      if (!answer.ok) {
+        showErrors(form, data, answer.status);
+        return;
+      }
+      if (form.dataset.method === "POST") {
+        window.location.assign(`/me/datasets/${encodeURIComponent(data.slug)}/edit?created=1`);
+      } else {
+        window.location.assign(`${window.location.pathname}?saved=1`);
+      }
+    });
+  }
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} bytes`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function initUploadForms(doc) {
+  for (const form of doc.querySelectorAll("form[data-upload-form]")) {
+    const progress = form.querySelector("[data-upload-progress]");
+    const bar = progress.querySelector(".progress");
+    const fill = progress.querySelector(".progress-bar");
+    const text = progress.querySelector("[data-upload-text]");
+    const submit = form.querySelector("[data-submit]");
+    const setProgress = (percent, words) => {
+      bar.setAttribute("aria-valuenow", String(percent));
+      fill.style.width = `${percent}%`;
+      text.textContent = words;
+    };
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      const file = form.querySelector('[data-field="file"]').files[0];
+      const fields = {};
+      if (!file) fields.file = ["Choose the file to upload."];
+      let price = "";
+      try {
+        price = toBaseUnits(form.querySelector('[data-field="price"]').value);
+      } catch (error) {
+        fields.price = [error.message];
+      }
+      if (Object.keys(fields).length) {
+        showErrors(form, { error: { message: "Some fields are invalid.", fields } });
+        return;
+      }
+      const query = new URLSearchParams({ filename: file.name, price });
+      if (form.dataset.token) query.set("token", form.dataset.token);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", `${form.dataset.url}?${query}`);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.responseType = "json";
+      xhr.upload.addEventListener("progress", (e) => {
+        if (!e.lengthComputable) return;
+        const percent = Math.round((100 * e.loaded) / e.total);
+        setProgress(percent, `Uploading… ${formatBytes(e.loaded)} of ${formatBytes(e.total)} (${percent}%)`);
+      });
+      xhr.upload.addEventListener("load", () => setProgress(100, "Upload sent; the server is hashing and storing the file…"));
+      xhr.addEventListener("load", () => {
+        submit.disabled = false;
+        if (xhr.status >= 200 && xhr.status < 300) {
+          setProgress(100, "Upload complete.");
+          progress.dataset.state = "done";
+          window.location.assign(`${window.location.pathname}?uploaded=1`);
+        } else {
+          progress.hidden = true;
+          showErrors(form, xhr.response, xhr.status);
+        }
+      });
+      xhr.addEventListener("error", () => {
+        submit.disabled = false;
+        progress.hidden = true;
+        showErrors(form, null, 0);
+      });
+      submit.disabled = true;
+      progress.hidden = false;
+      progress.dataset.state = "uploading";
+      setProgress(0, `Uploading ${file.name} (${formatBytes(file.size)})…`);
+      xhr.send(file);
+    });
+  }
+}
+
+// Sign-in prompt ----------------------------------------------------------------------------------
+
+function initSignInPrompt(doc) {
+  const prompt = doc.querySelector("[data-sign-in-button]");
+  const header = doc.querySelector("[data-wallet-button]");
+  if (prompt && header) {
+    prompt.disabled = false;
+    prompt.addEventListener("click", () => header.click());
+  }
+  // Pages whose content depends on who is signed in follow a sign-in or sign-out.
+  document.addEventListener("wallet:change", () => {
+    if (doc.querySelector("[data-reload-on-sign-in], [data-my-datasets], [data-edit-page]")) window.location.reload();
+  });
+}
+
+export function initPages(doc) {
+  initCatalog(doc);
+  initCopy(doc);
+  initAnalysisPoll(doc);
+  initDatasetForms(doc);
+  initUploadForms(doc);
+  initSignInPrompt(doc);
+}

@@ -1,0 +1,207 @@
+"""On-chain listings of dataset versions, read from transaction receipts.
+
+THE INDEXER'S TO REPLACE. Until the chain indexer exists, the two places where the database learns
+about listings from the chain live here and nowhere else:
+
+- `link_listing_from_receipt(version, tx_hash)`: the publisher's `createListing` transaction,
+  read from its receipt (the indexer will handle `ListingCreated` instead);
+- `on_operator_action(action)`: the operator sender's `setApproval` receipt (the indexer will
+  handle `ListingApprovalSet` instead).
+
+Both only ever write what a receipt says. `prepare_listing` builds the wallet's `createListing`
+transaction and stays when the indexer comes.
+"""
+from dataclasses import dataclass
+import logging
+import re
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from eth_utils import to_checksum_address
+import requests
+from web3.exceptions import MismatchedABI, TransactionNotFound
+
+from marketplace.chain.client import get_web3
+from marketplace.chain.contracts import DataMarket
+from marketplace.chain.models import OperatorAction
+from marketplace.chain.services import deployed_address
+
+from .models import Dataset, DatasetVersion, Listing
+
+logger = logging.getLogger(__name__)
+
+TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+DEFAULT_DISPUTE_WINDOW = 3 * 24 * 3600  # seconds; settings.DEFAULT_DISPUTE_WINDOW overrides
+CREATE_LISTING = "createListing"
+
+
+class ListingError(Exception):
+    """A refusal the API shows as it is: a stable code, a message for people, an HTTP status."""
+
+    def __init__(self, code, message, status=400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def dispute_window() -> int:
+    return int(getattr(settings, "DEFAULT_DISPUTE_WINDOW", DEFAULT_DISPUTE_WINDOW))
+
+
+def _market(chain_id: int) -> DataMarket:
+    address = deployed_address(chain_id, "DataMarket")
+    if address is None:
+        raise ListingError("market_not_deployed", f"No DataMarket is deployed on chain {chain_id}.", status=503)
+    return DataMarket(get_web3(), address)  # building it sends nothing to the node
+
+
+def _require_wallet(dataset: Dataset) -> None:
+    if not dataset.owner.address:
+        raise ListingError("no_wallet", "The dataset's owner has no wallet address to list from.")
+
+
+def prepare_listing(version: DatasetVersion) -> dict:
+    """What the publisher's wallet sends to list `version`: `eth_sendTransaction` with `to` and
+    `data` (from the owner's address), plus the decoded terms to show before signing."""
+    dataset = version.dataset
+    chain_id = settings.CHAIN_ID
+    _require_wallet(dataset)
+    if version.listings.filter(chain_id=chain_id).exists():
+        raise ListingError("already_listed", f"Version {version.number} is already listed on-chain.", status=409)
+    market = _market(chain_id)
+    owner = dataset.owner.address
+    payout = to_checksum_address(dataset.payout_address or owner)
+    args = [to_checksum_address(version.token), int(version.price), payout, version.content_hash, dispute_window()]
+    data = market.contract.encode_abi(CREATE_LISTING, args=args)
+    fragment = next(item for item in market.contract.abi
+                    if item.get("type") == "function" and item.get("name") == CREATE_LISTING)
+    return {
+        "chain_id": chain_id,
+        "market": market.address,
+        "from": owner,
+        "token": args[0],
+        "price": str(args[1]),
+        "payout": payout,
+        "content_hash": version.content_hash,
+        "dispute_window": args[4],
+        "function": "createListing(address,uint256,address,bytes32,uint32)",
+        "abi": [fragment],
+        "transaction": {"from": owner, "to": market.address, "data": data, "value": "0x0",
+                        "chainId": hex(chain_id)},
+    }
+
+
+@dataclass
+class LinkResult:
+    listing: Listing
+    created: bool
+
+
+def link_listing_from_receipt(version: DatasetVersion, tx_hash: str) -> LinkResult:
+    """Link `version` to the listing that transaction `tx_hash` created, from its receipt.
+
+    The indexer of a later issue replaces this (it will see `ListingCreated` itself); until then
+    this is the only code that creates `Listing` rows. Only a `ListingCreated` log emitted by the
+    deployed DataMarket counts; the listing must be owned by the dataset's owner, carry the
+    version's content hash and be priced in an allow-listed token. Idempotent on (tx_hash,
+    log_index). Moves the dataset to pending review (a listed dataset stays listed while its new
+    version waits for approval). Raises ListingError (409 while the transaction is not mined).
+    """
+    if not isinstance(tx_hash, str) or not TX_HASH.match(tx_hash):
+        raise ListingError("invalid_tx_hash", "Give the listing transaction's hash (0x and 64 hex digits).")
+    tx_hash = tx_hash.lower()
+    dataset = version.dataset
+    _require_wallet(dataset)
+    w3 = get_web3()
+    try:
+        chain_id = w3.eth.chain_id
+        market = _market(chain_id)
+        receipt = w3.eth.get_transaction_receipt(tx_hash)
+    except TransactionNotFound:
+        raise ListingError("not_mined", "The transaction is not mined yet (or unknown to the chain); "
+                           "try again in a few seconds.", status=409) from None
+    except (requests.RequestException, OSError) as exc:
+        raise ListingError("chain_unavailable", f"The chain node did not answer: {exc}", status=503) from None
+    if receipt["status"] != 1:
+        raise ListingError("transaction_failed", f"Transaction {tx_hash} failed on-chain; it created no listing.")
+
+    event = market.contract.events.ListingCreated()
+    created = []
+    for log in receipt["logs"]:
+        if to_checksum_address(log["address"]) != market.address:
+            continue  # a look-alike event from any other contract proves nothing
+        try:
+            created.append((log, event.process_log(log)["args"]))
+        except MismatchedABI:
+            continue
+    if not created:
+        raise ListingError("no_listing", f"Transaction {tx_hash} created no listing on the DataMarket at "
+                           f"{market.address}.")
+    # A contract wallet may create several listings in one transaction: take the version's.
+    matching = [(log, args) for log, args in created
+                if "0x" + bytes(args["contentHash"]).hex() == version.content_hash.lower()]
+    if not matching:
+        found = "0x" + bytes(created[0][1]["contentHash"]).hex()
+        raise ListingError("content_hash_mismatch", f"The listing's content hash {found} is not version "
+                           f"{version.number}'s {version.content_hash}: list this version's file.")
+    log, args = matching[0]
+    owner = to_checksum_address(dataset.owner.address)
+    if args["owner"] != owner:
+        raise ListingError("not_dataset_owner", f"The listing is owned by {args['owner']}, not by the dataset's "
+                           f"owner {owner}: list it from the owner's wallet.")
+    allowed, _ = market.token_config(args["token"])
+    if not allowed:
+        raise ListingError("token_not_allowed", f"The listing's token {args['token']} is not accepted by the market.")
+
+    fields = dict(
+        chain_id=chain_id, listing_id=args["listingId"], version=version, owner=args["owner"],
+        token=args["token"], price=args["price"], payout=args["payout"], tx_hash=tx_hash,
+        log_index=log["logIndex"], block_number=receipt["blockNumber"],
+    )
+    with transaction.atomic():
+        existing = Listing.objects.filter(tx_hash=tx_hash, log_index=log["logIndex"]).first()
+        if existing is None:
+            try:
+                with transaction.atomic():
+                    existing, was_created = Listing.objects.create(**fields), True
+            except IntegrityError:  # a concurrent link of the same event, or the same listing id
+                existing = Listing.objects.filter(chain_id=chain_id, listing_id=args["listingId"]).first()
+                was_created = False
+        else:
+            was_created = False
+        if existing is None or existing.version_id != version.pk:
+            raise ListingError("already_linked", "This listing is already linked to another dataset version.",
+                               status=409)
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        if locked.status in (Dataset.Status.DRAFT, Dataset.Status.REJECTED, Dataset.Status.DELISTED):
+            locked.status = Dataset.Status.PENDING_REVIEW
+            locked.save(update_fields=["status", "updated_at"])
+        dataset.status = locked.status
+    return LinkResult(existing, was_created)
+
+
+def on_operator_action(action: OperatorAction) -> None:
+    """Called by the operator sender, in its transaction, once `action` is settled from a receipt.
+    A confirmed approval marks the listing approved and the dataset listed (if still pending
+    review); a confirmed clearing marks it unapproved and, for a delisting, the dataset delisted.
+    (The indexer's `ListingApprovalSet` handler replaces this.)"""
+    if action.status != OperatorAction.Status.CONFIRMED:
+        logger.warning("operator action #%s for listing %s %s: %s", action.pk, action.listing_id,
+                       action.status, action.error)
+        return
+    listing = (Listing.objects.select_for_update()
+               .filter(chain_id=action.chain_id, listing_id=action.listing_id).select_related("version").first())
+    if listing is None:
+        return
+    approved = action.kind == OperatorAction.Kind.APPROVE
+    listing.approved = approved
+    listing.save(update_fields=["approved"])
+    dataset = Dataset.objects.select_for_update().get(pk=listing.version.dataset_id)
+    if approved and dataset.status == Dataset.Status.PENDING_REVIEW:
+        dataset.status = Dataset.Status.LISTED
+    elif not approved and action.context.get("intent") == "delist" and dataset.status in (
+        Dataset.Status.LISTED, Dataset.Status.PENDING_REVIEW
+    ) and not Listing.objects.filter(version__dataset=dataset, approved=True).exists():
+        dataset.status = Dataset.Status.DELISTED
+    else:
+        return
+    dataset.save(update_fields=["status", "updated_at"])

@@ -1,0 +1,19 @@
+"""Thin Celery wrappers over chain services."""
+from dataclasses import asdict
+import logging
+
+from celery import shared_task
+
+from . import sender
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="chain.send_operator_actions", ignore_result=True, time_limit=600, soft_time_limit=540)
+def send_operator_actions():
+    """The single operator sender (run by beat every few seconds and enqueued by whoever queues an
+    OperatorAction); a run that finds another one holding the lock returns at once."""
+    report = sender.send_operator_actions()
+    if not report.skipped:
+        logger.info("operator sender: %s", asdict(report))
+    return asdict(report)

@@ -1,0 +1,341 @@
+"""Listing on-chain: the publisher's wallet sends the prepared createListing, the server links the
+listing from the receipt, a moderator approves in the admin (an outbox row, no chain call in the
+request), and the single operator sender approves in one transaction after checking the listing
+on-chain, marking datasets listed from the receipt. Reject and delist clear the approval."""
+import hashlib
+import threading
+
+from django.db import connections
+from eth_account import Account
+import pytest
+from web3 import Web3
+from web3.logs import DISCARD
+
+from marketplace.accounts.models import User
+from marketplace.catalog.models import Dataset, DatasetVersion, Listing
+from marketplace.chain import sender
+from marketplace.chain.models import OperatorAction
+from marketplace.outbox.models import OutboxMessage
+from tests.conftest import DEV_KEYS, free_port, wait_until
+
+pytestmark = pytest.mark.chain
+
+PRICE = 25 * 10**6
+PUBLISHER = Account.from_key(DEV_KEYS[1]).address
+STRANGER = Account.from_key(DEV_KEYS[2]).address
+
+
+def sha(data: bytes) -> str:
+    return "0x" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def publisher(db):
+    user = User(username=PUBLISHER, address=PUBLISHER)
+    user.set_unusable_password()
+    user.save()
+    return user
+
+
+@pytest.fixture
+def publisher_client(client, publisher):
+    client.force_login(publisher)
+    return client
+
+
+@pytest.fixture
+def staff_client(db):
+    from django.test import Client
+
+    admin = User.objects.create_superuser("moderator", "moderator@example.com", "a-long-password-1")
+    staff = Client()
+    staff.force_login(admin)
+    return staff
+
+
+def make_version(owner, chain, n=1):
+    dataset = Dataset.objects.create(owner=owner, slug=f"cities-{n}", title=f"Cities {n}", license="CC-BY-4.0",
+                                     payout_address=owner.address)
+    return DatasetVersion.objects.create(
+        dataset=dataset, number=1, file=f"datasets/{n}/v1/cities.csv", original_name="cities.csv", format="csv",
+        size=10, content_hash=sha(b"cities %d" % n), price=PRICE, token=chain.token.address,
+    )
+
+
+def listing_url(version, suffix=""):
+    return f"/api/v1/datasets/{version.dataset.slug}/versions/{version.number}/listing{suffix}"
+
+
+def send_prepared(chain, client, version, sender_address=PUBLISHER):
+    """What the page does: fetch the prepared transaction and send it from the wallet."""
+    prepared = client.get(listing_url(version, "/prepare"))
+    assert prepared.status_code == 200, prepared.json()
+    tx = prepared.json()["transaction"]
+    tx_hash = chain.w3.eth.send_transaction({"from": sender_address, "to": tx["to"], "data": tx["data"]})
+    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 1
+    return "0x" + bytes(tx_hash).hex()
+
+
+def create_listing(chain, sender_address, content_hash, token=None, **tx):
+    call = chain.market.contract.functions.createListing(
+        token or chain.token.address, PRICE, sender_address, content_hash, 3 * 24 * 3600)
+    tx_hash = call.transact({"from": sender_address, **tx})
+    chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+    return "0x" + bytes(tx_hash).hex()
+
+
+def link(client, version, tx_hash):
+    return client.post(listing_url(version), {"tx_hash": tx_hash}, content_type="application/json")
+
+
+def listed_version(chain, client, n=1):
+    version = make_version(User.objects.get(address=PUBLISHER), chain, n)
+    response = link(client, version, send_prepared(chain, client, version))
+    assert response.status_code == 201, response.json()
+    return version
+
+
+def admin_action(staff_client, action, *datasets):
+    response = staff_client.post("/admin/catalog/dataset/", {
+        "action": action, "_selected_action": [str(d.pk) for d in datasets], "index": 0})
+    assert response.status_code == 302, response.content[:2000]
+    return response
+
+
+def approval_logs(chain, tx_hash):
+    receipt = chain.w3.eth.get_transaction_receipt(tx_hash)
+    return chain.market.contract.events.ListingApprovalSet().process_receipt(receipt, errors=DISCARD)
+
+
+def test_prepare_then_link_from_the_receipt_is_idempotent(chain, publisher_client):
+    version = make_version(User.objects.get(address=PUBLISHER), chain)
+    prepared = publisher_client.get(listing_url(version, "/prepare")).json()
+    assert prepared["market"] == chain.market.address and prepared["chain_id"] == 31337
+    assert prepared["token"] == chain.token.address and prepared["price"] == str(PRICE)
+    assert prepared["content_hash"] == version.content_hash and prepared["payout"] == PUBLISHER
+    assert prepared["dispute_window"] == 3 * 24 * 3600 and prepared["abi"][0]["name"] == "createListing"
+    assert prepared["transaction"]["data"].startswith("0x")
+
+    tx_hash = send_prepared(chain, publisher_client, version)
+    first = link(publisher_client, version, tx_hash)
+    assert first.status_code == 201, first.json()
+    body = first.json()
+    assert body["dataset_status"] == "pending_review"
+    assert body["listing"]["owner"] == PUBLISHER and body["listing"]["price"] == str(PRICE)
+    assert body["listing"]["approved"] is False and body["listing"]["tx_hash"] == tx_hash
+    row = Listing.objects.get()
+    onchain = chain.market.get_listing(int(row.listing_id))
+    assert "0x" + onchain["content_hash"].hex() == version.content_hash and onchain["owner"] == PUBLISHER
+    assert row.payout == PUBLISHER and row.block_number > 0 and row.version == version
+
+    again = link(publisher_client, version, tx_hash.upper().replace("0X", "0x"))
+    assert again.status_code == 200 and again.json()["listing"]["listing_id"] == body["listing"]["listing_id"]
+    assert Listing.objects.count() == 1
+    assert Dataset.objects.get().status == "pending_review"
+    assert publisher_client.get(listing_url(version, "/prepare")).status_code == 409  # already listed
+    assert publisher_client.get(listing_url(version)).status_code == 405
+
+
+@pytest.mark.parametrize("case", ["wrong_owner", "wrong_hash", "unknown_tx", "failed_tx", "not_a_hash"])
+def test_link_refuses_what_the_receipt_does_not_prove(chain, publisher_client, case):
+    version = make_version(User.objects.get(address=PUBLISHER), chain)
+    if case == "wrong_owner":  # the right file, listed from somebody else's wallet
+        tx_hash, status, code = create_listing(chain, STRANGER, version.content_hash), 400, "not_dataset_owner"
+    elif case == "wrong_hash":
+        tx_hash, status, code = create_listing(chain, PUBLISHER, sha(b"another file")), 400, "content_hash_mismatch"
+    elif case == "unknown_tx":
+        tx_hash, status, code = "0x" + "ab" * 32, 409, "not_mined"
+    elif case == "failed_tx":  # a token the market does not accept: mined, reverted
+        tx_hash = create_listing(chain, PUBLISHER, version.content_hash, token=STRANGER, gas=300_000)
+        status, code = 400, "transaction_failed"
+    else:
+        tx_hash, status, code = "0x1234", 400, "invalid"
+    response = link(publisher_client, version, tx_hash)
+    assert response.status_code == status, response.json()
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+    assert not Listing.objects.exists()
+    assert Dataset.objects.get().status == "draft"
+
+
+def test_only_the_owner_links_or_prepares(chain, client, publisher_client):
+    version = make_version(User.objects.get(address=PUBLISHER), chain)
+    tx_hash = send_prepared(chain, publisher_client, version)
+    stranger = User.objects.create(username=STRANGER, address=STRANGER)
+    client.force_login(stranger)
+    assert link(client, version, tx_hash).status_code == 404  # a draft is invisible to others
+    Dataset.objects.update(status=Dataset.Status.LISTED)
+    refused = link(client, version, tx_hash)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_owner"
+    assert client.get(listing_url(version, "/prepare")).status_code == 403
+    client.logout()
+    assert link(client, version, tx_hash).status_code == 403
+    assert not Listing.objects.exists()
+
+
+def test_admin_approval_writes_an_outbox_row_and_never_calls_the_chain(chain, publisher_client, staff_client,
+                                                                       settings):
+    version = listed_version(chain, publisher_client)
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"  # any chain call in the request would fail
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    settings.CHAIN_RPC_URL = chain.url
+    action = OperatorAction.objects.get()
+    listing = Listing.objects.get()
+    assert action.kind == "approve" and action.status == "pending" and action.listing_id == listing.listing_id
+    assert action.expected_owner == PUBLISHER and action.expected_content_hash == version.content_hash
+    assert action.created_by == "moderator"
+    assert OutboxMessage.objects.filter(task="chain.send_operator_actions").exists()
+    assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
+    assert Dataset.objects.get().status == "pending_review"
+    assert staff_client.get("/admin/catalog/dataset/?status__exact=pending_review").status_code == 200
+    # Approving again while it waits queues nothing more.
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    assert OperatorAction.objects.count() == 1
+
+
+def test_the_sender_approves_several_listings_in_one_transaction(chain, publisher_client, staff_client):
+    versions = [listed_version(chain, publisher_client, n) for n in (1, 2, 3)]
+    admin_action(staff_client, "approve_on_chain", *[v.dataset for v in versions])
+    nonce = chain.w3.eth.get_transaction_count(chain.operator.address)
+
+    report = sender.send_operator_actions()
+
+    assert len(report.transactions) == 1 and report.confirmed == 3, report
+    assert chain.w3.eth.get_transaction_count(chain.operator.address) == nonce + 1
+    logs = approval_logs(chain, report.transactions[0])
+    ids = sorted(int(l.listing_id) for l in Listing.objects.all())
+    assert sorted(log["args"]["listingId"] for log in logs) == ids and all(log["args"]["approved"] for log in logs)
+    for listing_id in ids:
+        assert chain.market.get_listing(listing_id)["approved"] is True
+    assert set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
+    assert all(Listing.objects.values_list("approved", flat=True))
+    assert set(OperatorAction.objects.values_list("status", "tx_hash")) == {("confirmed", report.transactions[0])}
+    assert sender.send_operator_actions().skipped == "nothing to send"
+
+
+def test_a_listing_whose_chain_state_changed_is_not_approved(chain, publisher_client, staff_client):
+    """The chain was reset after review: listing id N is now another file. Only the listing that
+    still matches is approved; the other fails with the reason and stays unapproved."""
+    good = listed_version(chain, publisher_client, 1)
+    snapshot = chain.rpc("evm_snapshot")
+    bad = listed_version(chain, publisher_client, 2)
+    admin_action(staff_client, "approve_on_chain", good.dataset, bad.dataset)
+    bad_listing = Listing.objects.get(version=bad)
+    chain.rpc("evm_revert", [snapshot])
+    create_listing(chain, PUBLISHER, sha(b"some other file"))  # takes the same listing id
+
+    report = sender.send_operator_actions()
+
+    failed = OperatorAction.objects.get(listing_id=bad_listing.listing_id)
+    assert failed.status == "failed" and not failed.tx_hash
+    assert "content hash" in failed.error and bad.content_hash in failed.error
+    assert chain.market.get_listing(int(bad_listing.listing_id))["approved"] is False
+    assert Dataset.objects.get(pk=bad.dataset_id).status == "pending_review"
+    assert Dataset.objects.get(pk=good.dataset_id).status == "listed"
+    (log,) = approval_logs(chain, report.transactions[0])
+    assert log["args"]["listingId"] == int(Listing.objects.get(version=good).listing_id)
+
+
+def test_reject_clears_the_approval_on_chain(chain, publisher_client, staff_client):
+    version = listed_version(chain, publisher_client)
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    sender.send_operator_actions()
+    listing = Listing.objects.get()
+    assert chain.market.get_listing(int(listing.listing_id))["approved"] is True
+
+    admin_action(staff_client, "reject", version.dataset)
+    assert Dataset.objects.get().status == "rejected"  # at once; the chain follows
+    assert OperatorAction.objects.filter(kind="unapprove", status="pending").count() == 1
+    report = sender.send_operator_actions()
+
+    assert report.confirmed == 1
+    assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
+    listing.refresh_from_db()
+    assert listing.approved is False and Dataset.objects.get().status == "rejected"
+
+
+def test_reject_before_sending_cancels_the_approval(chain, publisher_client, staff_client):
+    version = listed_version(chain, publisher_client)
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    admin_action(staff_client, "reject", version.dataset)
+    assert OperatorAction.objects.get().status == "cancelled"
+    assert sender.send_operator_actions().transactions == []
+    assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
+
+
+def test_delist_clears_the_approval_and_delists_from_the_receipt(chain, publisher_client, staff_client):
+    version = listed_version(chain, publisher_client)
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    sender.send_operator_actions()
+    admin_action(staff_client, "delist", version.dataset)
+    assert Dataset.objects.get().status == "listed"  # until the chain says otherwise
+
+    report = sender.send_operator_actions()
+
+    (log,) = approval_logs(chain, report.transactions[0])
+    assert log["args"]["approved"] is False
+    assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
+    assert Dataset.objects.get().status == "delisted"
+
+
+def test_a_second_sender_waits_for_the_lock_holder(chain, publisher_client, staff_client):
+    version = listed_version(chain, publisher_client)
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [sender.LOCK_NAME])
+        blocked = sender.send_operator_actions()
+        assert blocked.skipped == "another sender is running" and blocked.transactions == []
+        assert OperatorAction.objects.get().status == "pending"
+    finally:
+        other.close()  # ends the session, and its lock
+    assert len(sender.send_operator_actions().transactions) == 1
+    assert OperatorAction.objects.get().status == "confirmed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_send_once(chain, publisher_client, staff_client):
+    versions = [listed_version(chain, publisher_client, n) for n in (1, 2)]
+    admin_action(staff_client, "approve_on_chain", *[v.dataset for v in versions])
+    nonce = chain.w3.eth.get_transaction_count(chain.operator.address)
+    start, reports = threading.Barrier(3), []
+
+    def run():
+        try:
+            start.wait()
+            reports.append(sender.send_operator_actions())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(reports) == 3
+    assert sum(len(r.transactions) for r in reports) == 1, reports
+    assert chain.w3.eth.get_transaction_count(chain.operator.address) == nonce + 1
+    assert set(OperatorAction.objects.values_list("status", flat=True)) == {"confirmed"}
+    assert set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_admin_approval_is_sent_by_the_worker(chain, publisher_client, staff_client, celery_worker):
+    version = listed_version(chain, publisher_client)
+    admin_action(staff_client, "approve_on_chain", version.dataset)  # enqueues the sender on commit
+    assert wait_until(lambda: Dataset.objects.get().status == "listed", timeout=60), celery_worker.output()
+    action = OperatorAction.objects.get()
+    assert action.status == "confirmed" and action.tx_hash
+    assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is True
+    assert Web3.to_checksum_address(chain.w3.eth.get_transaction(action.tx_hash)["from"]) == chain.operator.address
+
+
+def test_moderation_pages_render(chain, publisher_client, staff_client):
+    version = listed_version(chain, publisher_client)
+    admin_action(staff_client, "approve_on_chain", version.dataset)
+    for path in [f"/admin/catalog/dataset/{version.dataset_id}/change/", "/admin/catalog/dataset/?approval=awaiting",
+                 "/admin/catalog/listing/", "/admin/chain/operatoraction/"]:
+        assert staff_client.get(path).status_code == 200, path

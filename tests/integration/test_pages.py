@@ -1,0 +1,141 @@
+"""Server-rendered catalog, dataset and publisher pages, through Django's test client."""
+import pytest
+
+from marketplace.accounts.models import User
+from marketplace.catalog import services
+from marketplace.catalog.indexing import SearchSync
+from marketplace.catalog.models import Dataset, DatasetVersion
+from marketplace.web.views import format_usdc
+
+pytestmark = pytest.mark.django_db(transaction=True)
+OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+OTHER = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def make_user(address):
+    user = User(username=address, address=address)
+    user.set_unusable_password()
+    user.save()
+    return user
+
+
+@pytest.fixture
+def owner(db):
+    return make_user(OWNER)
+
+
+@pytest.fixture
+def index_dir(settings, tmp_path):
+    settings.SEARCH_INDEX_DIR = tmp_path / "search"
+    return settings.SEARCH_INDEX_DIR
+
+
+def dataset(owner, title, *, status="listed", price=25_000_000, description="", tags=("weather",), **version):
+    ds = services.create_dataset(owner=owner, title=title, summary=f"About {title}", license="CC-BY-4.0",
+                                 tags=tags, category="environment", description=description)
+    DatasetVersion.objects.create(
+        dataset=ds, number=1, file=f"x/{ds.pk}.csv", original_name="a.csv", format="csv", size=2048,
+        content_hash="0x" + "ab" * 32, price=price, token=TOKEN, **version,
+    )
+    Dataset.objects.filter(pk=ds.pk).update(status=status)
+    return ds
+
+
+def test_usdc_formatting():
+    assert format_usdc(25_000_000) == "25"
+    assert format_usdc(1_500_000) == "1.5"
+    assert format_usdc(1) == "0.000001"
+    assert format_usdc(1_234_567_890_000) == "1,234,567.89"
+
+
+def test_catalog_lists_search_results_with_facets(client, owner, index_dir):
+    dataset(owner, "Rainfall in Lyon", tags=["weather", "rain"])
+    dataset(owner, "Secret draft rainfall", status="draft")
+    SearchSync().rebuild()
+    response = client.get("/?q=rainfall")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Rainfall in Lyon" in html and "Secret draft" not in html
+    assert "25</span> <span class=\"price-unit\">USDC" in html
+    assert 'data-facet="tag" data-value="rain"' in html
+    assert "csrftoken" in response.cookies
+    assert 'data-health-url="/healthz"' in html  # the compact status element stays on /
+
+
+def test_catalog_shows_a_friendly_state_before_the_index_exists(client, db, index_dir):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "data-index-building" in response.content.decode()
+
+
+@pytest.mark.parametrize("query, field", [
+    ("?price_min=5&price_max=1", "price_max"), ("?category=nope", "category"), ("?page=9999", "page"),
+    ("?price_min=abc", "price_min"),
+])
+def test_search_errors_are_shown_inline(client, db, index_dir, query, field):
+    response = client.get("/" + query)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "data-search-errors" in html and f'id="err-{field}"' in html
+
+
+def test_dataset_page_shows_listed_and_hides_others_drafts(client, owner):
+    listed = dataset(owner, "Rainfall in Lyon", row_count=3, analysis_status="done",
+                     columns=[{"name": "mm", "type": "float", "duckdb_type": "DOUBLE", "null_count": 0,
+                               "distinct_count": 3, "min": 1.5, "max": 9.0, "mean": 4.0,
+                               "histogram": [{"start": 1.5, "end": 5, "count": 2}, {"start": 5, "end": 9, "count": 1}],
+                               "top_values": []}],
+                     sample=[{"mm": 1.5}, {"mm": 9.0}])
+    draft = dataset(owner, "Private draft", status="draft")
+    page = client.get(f"/datasets/{listed.slug}").content.decode()
+    assert "Rainfall in Lyon" in page and "histogram-bar" in page and "data-sample" in page
+    assert "0x" + "ab" * 32 in page
+    assert client.get(f"/datasets/{draft.slug}").status_code == 404
+    client.force_login(make_user(OTHER))
+    assert client.get(f"/datasets/{draft.slug}").status_code == 404
+    client.force_login(owner)
+    assert client.get(f"/datasets/{draft.slug}").status_code == 200
+
+
+def test_description_script_is_never_rendered_raw(client, owner):
+    ds = dataset(owner, "Tricky", description="Hello <script>alert('x')</script> **bold**")
+    html = client.get(f"/datasets/{ds.slug}").content.decode()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;" in html and "<strong>bold</strong>" in html
+
+
+def test_analysis_states_are_shown(client, owner):
+    running = dataset(owner, "Running", analysis_status="running", analysis_progress=0.4, analysis_message="reading")
+    failed = dataset(owner, "Failed", analysis_status="failed", analysis_message="Row 3 has 4 fields, expected 3.")
+    rejects = dataset(owner, "Rejects", analysis_status="done_with_rejects", rejected_rows=12,
+                      analysis_message="Analysed with 12 rejected rows: bad bytes", row_count=5)
+    html = client.get(f"/datasets/{running.slug}").content.decode()
+    assert 'data-poll-url="/api/v1/datasets/' in html and 'aria-valuenow="40"' in html
+    assert "Row 3 has 4 fields" in client.get(f"/datasets/{failed.slug}").content.decode()
+    assert "Analysed with 12 rejected rows" in client.get(f"/datasets/{rejects.slug}").content.decode()
+
+
+def test_publisher_pages_prompt_when_signed_out(client, owner):
+    ds = dataset(owner, "Mine")
+    for url in ("/me/datasets", "/me/datasets/new", f"/me/datasets/{ds.slug}/edit"):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert "data-sign-in-prompt" in response.content.decode()
+
+
+def test_publisher_pages_for_the_owner(client, owner):
+    ds = dataset(owner, "Mine", status="draft")
+    client.force_login(owner)
+    html = client.get("/me/datasets").content.decode()
+    assert "Mine" in html and 'data-status="draft"' in html
+    assert client.get("/me/datasets/new").status_code == 200
+    edit = client.get(f"/me/datasets/{ds.slug}/edit").content.decode()
+    assert "data-upload-form" in edit and 'value="25"' in edit
+    client.force_login(make_user(OTHER))
+    assert client.get(f"/me/datasets/{ds.slug}/edit").status_code == 404
+
+
+def test_about_keeps_the_marketing_page(client, db):
+    html = client.get("/about").content.decode()
+    assert "How a purchase settles" in html and 'data-health-url="/healthz"' in html
