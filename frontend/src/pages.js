@@ -2,6 +2,8 @@
 // and works without this file; here: auto-applying filters, copy buttons, live analysis
 // progress, and the publishing forms that talk to the JSON API.
 
+import { findWallet } from "./wallet.js";
+
 const ANALYSING = new Set(["pending", "running"]);
 const POLL_MS = 2000;
 const TOKEN_DECIMALS = 6;
@@ -310,7 +312,49 @@ function initSignInPrompt(doc) {
   });
 }
 
+// Listing a version on-chain from the owner's wallet ------------------------------------------------
+// The server prepares the createListing transaction; the wallet sends it; the server then links the
+// listing from the receipt (409 while it is not mined yet) and a moderator reviews it.
+
+function initListButtons(doc) {
+  doc.querySelectorAll("[data-list-version]").forEach((button) => {
+    const status = button.parentElement.querySelector("[data-list-status]");
+    const say = (text) => { if (status) status.textContent = text; };
+    button.addEventListener("click", async () => {
+      const wallet = findWallet();
+      if (!wallet) { say("No wallet found in this browser."); return; }
+      button.disabled = true;
+      try {
+        say("Preparing…");
+        const prepared = await fetch(button.dataset.url + "/prepare", { credentials: "same-origin" });
+        const plan = await prepared.json().catch(() => null);
+        if (!prepared.ok) throw new Error(messageOf(plan, prepared.status));
+        const accounts = await wallet.provider.request({ method: "eth_requestAccounts" });
+        say("Confirm the transaction in your wallet…");
+        const txHash = await wallet.provider.request({
+          method: "eth_sendTransaction",
+          params: [{ from: accounts[0], to: plan.transaction.to, data: plan.transaction.data }],
+        });
+        say("Waiting for the transaction to be mined…");
+        for (let attempt = 0; attempt < 90; attempt += 1) {
+          const linked = await sendJson("POST", button.dataset.url, { tx_hash: txHash });
+          if (linked.ok) { window.location.reload(); return; }
+          if (linked.status !== 409 || (linked.data && linked.data.error && linked.data.error.code !== "not_mined")) {
+            throw new Error(messageOf(linked.data, linked.status));
+          }
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+        }
+        throw new Error("The transaction was not mined within three minutes; reload the page to try linking again.");
+      } catch (error) {
+        say(error && error.code === 4001 ? "Cancelled in the wallet." : (error && error.message) || String(error));
+        button.disabled = false;
+      }
+    });
+  });
+}
+
 export function initPages(doc) {
+  initListButtons(doc);
   initCatalog(doc);
   initCopy(doc);
   initAnalysisPoll(doc);

@@ -253,3 +253,24 @@ def test_my_datasets_lists_statuses_and_the_edit_page_its_versions(page, live_se
     page.wait_for_url(re.compile(r"saved=1"))
     assert Dataset.objects.get(pk=draft.pk).title == "Hospital admissions 2024"
     shoot(page, "edit-dataset")
+
+
+@pytest.mark.chain
+def test_publisher_lists_a_version_on_chain_from_the_wallet(page, live_server, owner, chain):
+    from marketplace.catalog.models import Listing
+    from tests.e2e.conftest import install_wallet
+
+    dataset = listed(owner, "Tide gauges", status="draft")
+    DatasetVersion.objects.filter(dataset=dataset).update(token=chain.token.address, content_hash="0x" + "5a" * 32)
+    install_wallet(page, rpc=chain.url, account=OWNER)  # anvil dev account 3, unlocked
+    sign_in_as(page, live_server.url, owner)
+    page.goto(f"{live_server.url}/me/datasets/{dataset.slug}/edit")
+    page.locator("[data-list-version]").click()
+    page.locator("[data-listing-state]").wait_for(timeout=30_000)
+    assert "awaiting review" in page.locator("[data-listing-state]").inner_text()
+
+    listing = Listing.objects.get(version__dataset=dataset)
+    on_chain = chain.market.get_listing(int(listing.listing_id))
+    assert on_chain["owner"] == OWNER and "0x" + on_chain["content_hash"].hex() == "0x" + "5a" * 32
+    assert on_chain["approved"] is False  # a moderator still has to approve it
+    assert Dataset.objects.get(pk=dataset.pk).status == "pending_review"
