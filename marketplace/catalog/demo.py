@@ -8,15 +8,14 @@ import io
 import logging
 
 from django.db import transaction
-from eth_utils import to_checksum_address
 from web3 import Web3
-from web3.logs import DISCARD
 
 from marketplace.accounts.models import User
 from marketplace.chain.client import get_web3, operator_web3
 from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
 
 from . import services, uploads
+from .listing import link_listing_from_receipt
 from .models import Dataset, DatasetVersion, Listing
 
 logger = logging.getLogger(__name__)
@@ -112,18 +111,10 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.inf
         tx = create(version.token, int(version.price), dataset.payout_address,
                     bytes.fromhex(version.content_hash[2:]), DISPUTE_WINDOW).transact({"from": dataset.owner.address})
         sent.append((version, tx))
-    chain_id = w3.eth.chain_id
     listings = []
     for version, tx in sent:
-        receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=120)
-        (event,) = contract.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
-        args = event["args"]
-        listings.append(Listing.objects.create(
-            chain_id=chain_id, listing_id=args["listingId"], version=version, owner=to_checksum_address(args["owner"]),
-            token=to_checksum_address(args["token"]), price=args["price"], payout=to_checksum_address(args["payout"]),
-            tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), log_index=event["logIndex"],
-            block_number=receipt["blockNumber"],
-        ))
+        w3.eth.wait_for_transaction_receipt(tx, timeout=120)
+        listings.append(link_listing_from_receipt(version, "0x" + bytes(tx).hex()).listing)
     log(f"Demo catalog: {len(listings):,} listings created on-chain; approving")
     operator_market = market(operator_web3())
     for start in range(0, len(listings), APPROVAL_BATCH):
