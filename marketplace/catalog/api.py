@@ -227,6 +227,28 @@ class SearchPageSerializer(serializers.Serializer):
     facets = serializers.DictField(child=FacetSerializer(many=True))
 
 
+def search_hits(ids):
+    """The page's rows in one query, shaped as SearchHitSerializer documents them (no model
+    instances, no versions' statistics loaded: this runs on every search)."""
+    from .indexing import with_current_price
+
+    as_time = serializers.DateTimeField().to_representation
+    rows = with_current_price(Dataset.objects.filter(pk__in=ids, status=Dataset.Status.LISTED)).values(
+        "pk", "slug", "title", "summary", "tags", "category", "license", "owner__address", "created_at",
+        "price", "version_token", "version_format",
+    )
+    return {
+        row["pk"]: {
+            "slug": row["slug"], "title": row["title"], "summary": row["summary"], "tags": row["tags"],
+            "category": row["category"], "license": row["license"], "owner": row["owner__address"],
+            "price": None if row["price"] is None else
+            {"amount": str(row["price"]), "token": row["version_token"], "format": row["version_format"]},
+            "created_at": as_time(row["created_at"]),
+        }
+        for row in rows
+    }
+
+
 class SearchView(APIView):
     """Full-text search (BM25) with filters, sorts and facet counts over the listed catalog."""
 
@@ -252,14 +274,12 @@ class SearchView(APIView):
             price_max=p.get("price_max"), sort=p["sort"], offset=(p["page"] - 1) * p["page_size"],
             limit=p["page_size"],
         ))
-        rows = {d.pk: d for d in Dataset.objects.filter(pk__in=result.ids, status=Dataset.Status.LISTED)
-                .select_related("owner").prefetch_related("versions__listings")}
+        rows = search_hits(result.ids)
         return Response({
             "total": result.total,
             "page": p["page"],
             "page_size": p["page_size"],
-            # One serializer for the page: building a ModelSerializer's fields per hit is slow.
-            "results": SearchHitSerializer([rows[i] for i in result.ids if i in rows], many=True).data,
+            "results": [rows[i] for i in result.ids if i in rows],
             "facets": {name: [{"value": v, "count": c} for v, c in counts] for name, counts in result.facets.items()},
         })
 

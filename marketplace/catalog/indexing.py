@@ -37,20 +37,25 @@ def current_xmin() -> int:
         return cursor.fetchone()[0]
 
 
+def with_current_price(datasets):
+    """Annotate each dataset with its latest version's format, token and price (the on-chain
+    listing's price when listed, else the intended one), without loading the versions."""
+    latest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-number")
+    listing_price = Listing.objects.filter(version=OuterRef("version_id")).order_by("-block_number").values("price")[:1]
+    return datasets.annotate(
+        version_id=Subquery(latest.values("pk")[:1]),
+        version_format=Subquery(latest.values("format")[:1]),
+        version_token=Subquery(latest.values("token")[:1]),
+        version_price=Subquery(latest.values("price")[:1]),
+    ).annotate(price=Coalesce(Subquery(listing_price), F("version_price")))
+
+
 def indexable_rows(ids=None):
     """The listed datasets as plain rows for the index, in one query: no model instances, so a
     rebuild of a million datasets streams quickly. Price is the latest version's on-chain listing
     price, else its intended price."""
-    latest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-number")
-    listing_price = Listing.objects.filter(version=OuterRef("version_id")).order_by("-block_number").values("price")[:1]
     rows = (
-        Dataset.objects.filter(status=Dataset.Status.LISTED)
-        .annotate(
-            version_id=Subquery(latest.values("pk")[:1]),
-            version_format=Subquery(latest.values("format")[:1]),
-            version_price=Subquery(latest.values("price")[:1]),
-        )
-        .annotate(price=Coalesce(Subquery(listing_price), F("version_price")))
+        with_current_price(Dataset.objects.filter(status=Dataset.Status.LISTED))
         .values_list("pk", "title", "summary", "description", "tags", "category", "license",
                      "version_format", "owner__address", "owner__username", "price", "created_at")
     )
