@@ -9,7 +9,6 @@ query mix: a quarter common words (tens of thousands of matches each), the rest 
 words and two-word queries; every search asks for facets. Needs `wrk` (apt-get install wrk).
 """
 import argparse
-import io
 import os
 from pathlib import Path
 import random

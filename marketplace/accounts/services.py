@@ -18,6 +18,17 @@ from marketplace.chain.client import get_web3
 from .models import SignInNonce, User
 
 
+def wallet_user(address: str, **defaults) -> User:
+    """The account of a (checksummed) wallet address, created on first use. Wallet users sign in
+    by signature only, so they get no usable password."""
+    user = User.objects.filter(address=address).first()
+    if user is None:
+        user = User(username=address, address=address, **defaults)
+        user.set_unusable_password()
+        user.save()
+    return user
+
+
 class SignInError(Exception):
     """A sign-in attempt that must be refused; `code` is stable, `message` is for people."""
 
@@ -129,11 +140,7 @@ def sign_in(request, *, message: str, signature: str) -> User:
             raise SignInError("bad_signature", "The signature does not match the message's address.")
         nonce.used_at = now
         nonce.save(update_fields=["used_at"])
-        user = User.objects.filter(address=address).first()
-        if user is None:
-            user = User(username=address, address=address)
-            user.set_unusable_password()  # wallet users sign in by signature only
-            user.save()
+        user = wallet_user(address)
         if not user.is_active:
             raise SignInError("account_disabled", "This account is disabled.")
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -163,13 +163,9 @@ class VersionUploadView(APIView):
 
 
 def default_token():
-    from marketplace.chain.models import Deployment
+    from marketplace.chain.services import deployed_address
 
-    return (
-        Deployment.objects.filter(chain_id=settings.CHAIN_ID, contract="TestUSDC")
-        .values_list("address", flat=True)
-        .first()
-    )
+    return deployed_address(settings.CHAIN_ID, "TestUSDC")
 
 
 class SearchParams(serializers.Serializer):

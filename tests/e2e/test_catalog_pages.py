@@ -9,7 +9,7 @@ import re
 from django.test import Client
 import pytest
 
-from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync
 from marketplace.catalog.models import Dataset, DatasetVersion
@@ -56,10 +56,7 @@ def index_dir(settings, tmp_path):
 
 @pytest.fixture
 def owner(db):
-    user = User(username=OWNER, address=OWNER)
-    user.set_unusable_password()
-    user.save()
-    return user
+    return wallet_user(OWNER)
 
 
 def listed(owner, title, *, tags=(), category="economics", price=25_000_000, status="listed", **version):

@@ -12,6 +12,7 @@ from web3 import Web3
 from web3.logs import DISCARD
 
 from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.catalog.models import Dataset, DatasetVersion, Listing
 from marketplace.chain import sender
 from marketplace.chain.models import OperatorAction
@@ -31,10 +32,7 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture
 def publisher(db):
-    user = User(username=PUBLISHER, address=PUBLISHER)
-    user.set_unusable_password()
-    user.save()
-    return user
+    return wallet_user(PUBLISHER)
 
 
 @pytest.fixture

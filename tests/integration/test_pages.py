@@ -1,7 +1,7 @@
 """Server-rendered catalog, dataset and publisher pages, through Django's test client."""
 import pytest
 
-from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync
 from marketplace.catalog.models import Dataset, DatasetVersion
@@ -14,10 +14,7 @@ TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
 def make_user(address):
-    user = User(username=address, address=address)
-    user.set_unusable_password()
-    user.save()
-    return user
+    return wallet_user(address)
 
 
 @pytest.fixture

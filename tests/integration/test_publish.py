@@ -8,6 +8,7 @@ from django.core.files.storage import storages
 import pytest
 
 from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.catalog.models import Dataset, DatasetVersion
 from tests.conftest import wait_until
 
@@ -18,10 +19,7 @@ CSV = b"city,year,population\nParis,2020,2148000\nLyon,2020,516000\nNice,2021,34
 
 @pytest.fixture
 def owner(db):
-    user = User(username=ADDRESS, address=ADDRESS)
-    user.set_unusable_password()
-    user.save()
-    return user
+    return wallet_user(ADDRESS)
 
 
 @pytest.fixture

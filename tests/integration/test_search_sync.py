@@ -5,7 +5,7 @@ from django.db import connection
 import psycopg
 import pytest
 
-from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.models import Dataset, DatasetVersion, SearchChange
@@ -22,10 +22,7 @@ def index_dir(settings, tmp_path):
 
 @pytest.fixture
 def publisher(db):
-    user = User(username=ADDRESS, address=ADDRESS)
-    user.set_unusable_password()
-    user.save()
-    return user
+    return wallet_user(ADDRESS)
 
 
 def listed(publisher, title, *, tags=(), category="economics", price=25_000_000, status="listed"):
