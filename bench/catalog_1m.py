@@ -112,6 +112,8 @@ def free_port():
 
 
 def wrk(url_base, paths, duration, name):
+    """Run wrk (2 threads, 8 connections) over `paths` in turn; print and return req/s and the
+    latency percentiles (wrk's own histogram, read out by a Lua done() hook for p95)."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     quoted = ",".join('"' + p.replace('"', '\\"') + '"' for p in paths)
     script.write(f"""
@@ -121,16 +123,23 @@ request = function()
   i = i + 1
   return wrk.format("GET", paths[(i % #paths) + 1])
 end
+done = function(summary, latency, requests)
+  for _, p in ipairs({{50, 90, 95, 99}}) do
+    io.write(string.format("P%d %.2f\\n", p, latency:percentile(p) / 1000))
+  end
+  io.write(string.format("ERRORS %d\\n", summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout))
+end
 """)
     script.close()
-    out = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{duration}s", "--latency", "-s", script.name, url_base],
+    out = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{duration}s", "-s", script.name, url_base],
                          capture_output=True, text=True).stdout
-    lines = {l.split()[0]: l.split()[1] for l in out.splitlines() if l.strip().startswith(("50%", "90%", "99%"))}
-    rps = next((l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")), "?")
-    non2xx = next((l for l in out.splitlines() if "Non-2xx" in l), "")
-    print(f"{name:<28} req/s {rps:>9}   p50 {lines.get('50%', '?'):>8}   p90 {lines.get('90%', '?'):>8}"
-          f"   p99 {lines.get('99%', '?'):>8}  {non2xx}")
-    return float(rps) if rps != "?" else 0.0
+    os.unlink(script.name)
+    marks = dict(line.split() for line in out.splitlines() if line.startswith(("P", "ERRORS")))
+    rps = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec")), 0.0)
+    print(f"{name:<34} {rps:>8.1f} req/s   p50 {marks.get('P50', '?'):>7} ms   p90 {marks.get('P90', '?'):>7} ms"
+          f"   p95 {marks.get('P95', '?'):>7} ms   p99 {marks.get('P99', '?'):>7} ms   errors {marks.get('ERRORS', '?')}")
+    return rps
 
 
 def main():

@@ -167,6 +167,9 @@ if not STATIC_ROOT.exists():
 MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 5 * 1024**3)  # bytes
 UPLOAD_TMP_DIR = Path(os.environ.get("UPLOAD_TMP_DIR") or DATA_DIR / "uploads")
 
+# Avatars: the uploaded image (PNG, JPEG, WebP or GIF) at most this big, re-encoded to a small square.
+MAX_AVATAR_SIZE = env_int("MAX_AVATAR_SIZE", 1024 * 1024)  # bytes
+
 # This host's search index (derived from PostgreSQL; rebuilt by `manage.py search_rebuild`).
 SEARCH_INDEX_DIR = Path(os.environ.get("SEARCH_INDEX_DIR") or DATA_DIR / "search")
 

@@ -308,8 +308,33 @@ function initSignInPrompt(doc) {
   }
   // Pages whose content depends on who is signed in follow a sign-in or sign-out.
   document.addEventListener("wallet:change", () => {
-    if (doc.querySelector("[data-reload-on-sign-in], [data-my-datasets], [data-edit-page]")) window.location.reload();
+    if (doc.querySelector("[data-reload-on-sign-in], [data-my-datasets], [data-edit-page], [data-profile-page]")) {
+      window.location.reload();
+    }
   });
+}
+
+// Transactions from the owner's wallet ------------------------------------------------------------
+
+/** Send `transaction` (prepared by the server) from the wallet, then POST its hash to `url` until
+ *  the server has read the receipt. `say` reports progress in words. Returns the server's answer. */
+async function sendFromWallet(wallet, transaction, url, say) {
+  const accounts = await wallet.provider.request({ method: "eth_requestAccounts" });
+  say("Confirm the transaction in your wallet…");
+  const txHash = await wallet.provider.request({
+    method: "eth_sendTransaction",
+    params: [{ from: accounts[0], to: transaction.to, data: transaction.data }],
+  });
+  say("Waiting for the transaction to be mined…");
+  for (let attempt = 0; attempt < 90; attempt += 1) {
+    const answer = await sendJson("POST", url, { tx_hash: txHash });
+    if (answer.ok) return answer.data;
+    if (answer.status !== 409 || (answer.data && answer.data.error && answer.data.error.code !== "not_mined")) {
+      throw new Error(messageOf(answer.data, answer.status));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+  throw new Error("The transaction was not mined within three minutes; reload the page to try again.");
 }
 
 // Listing a version on-chain from the owner's wallet ------------------------------------------------
@@ -329,22 +354,8 @@ function initListButtons(doc) {
         const prepared = await fetch(button.dataset.url + "/prepare", { credentials: "same-origin" });
         const plan = await prepared.json().catch(() => null);
         if (!prepared.ok) throw new Error(messageOf(plan, prepared.status));
-        const accounts = await wallet.provider.request({ method: "eth_requestAccounts" });
-        say("Confirm the transaction in your wallet…");
-        const txHash = await wallet.provider.request({
-          method: "eth_sendTransaction",
-          params: [{ from: accounts[0], to: plan.transaction.to, data: plan.transaction.data }],
-        });
-        say("Waiting for the transaction to be mined…");
-        for (let attempt = 0; attempt < 90; attempt += 1) {
-          const linked = await sendJson("POST", button.dataset.url, { tx_hash: txHash });
-          if (linked.ok) { window.location.reload(); return; }
-          if (linked.status !== 409 || (linked.data && linked.data.error && linked.data.error.code !== "not_mined")) {
-            throw new Error(messageOf(linked.data, linked.status));
-          }
-          await new Promise((resolve) => setTimeout(resolve, 2000));
-        }
-        throw new Error("The transaction was not mined within three minutes; reload the page to try linking again.");
+        await sendFromWallet(wallet, plan.transaction, button.dataset.url, say);
+        window.location.reload();
       } catch (error) {
         say(error && error.code === 4001 ? "Cancelled in the wallet." : (error && error.message) || String(error));
         button.disabled = false;
@@ -353,8 +364,135 @@ function initListButtons(doc) {
   });
 }
 
+// Changing a listed version's price from the owner's wallet -------------------------------------------
+// The chain holds the price: the server prepares updateListing, the wallet sends it, and the server
+// mirrors the new price from the receipt's ListingUpdated (409 while it is not mined yet).
+
+function initPriceForms(doc) {
+  doc.querySelectorAll("form[data-price-form]").forEach((form) => {
+    const status = form.querySelector("[data-price-status]");
+    const submit = form.querySelector("[data-submit]");
+    const say = (text) => { status.textContent = text; };
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      say("");
+      let price;
+      try {
+        price = toBaseUnits(form.querySelector('[data-field="price"]').value);
+      } catch (error) {
+        showErrors(form, { error: { message: "Some fields are invalid.", fields: { price: [error.message] } } });
+        return;
+      }
+      const wallet = findWallet();
+      if (!wallet) {
+        showErrors(form, { error: { message: "No wallet found in this browser: the price is changed from the listing owner's wallet." } });
+        return;
+      }
+      submit.disabled = true;
+      try {
+        say("Preparing…");
+        const prepared = await sendJson("POST", `${form.dataset.url}/prepare`, { price });
+        if (!prepared.ok) {
+          say("");
+          showErrors(form, prepared.data, prepared.status);
+          return;
+        }
+        await sendFromWallet(wallet, prepared.data.transaction, form.dataset.url, say);
+        say("Price changed.");
+        const number = form.closest("[data-version]").dataset.version;
+        window.location.assign(`${window.location.pathname}?repriced=${encodeURIComponent(number)}`);
+      } catch (error) {
+        say("");
+        const message = error && error.code === 4001 ? "Cancelled in the wallet." : (error && error.message) || String(error);
+        showErrors(form, { error: { message } });
+      } finally {
+        submit.disabled = false;
+      }
+    });
+  });
+}
+
+// Profile: display name and avatar ----------------------------------------------------------------
+
+function initProfileForms(doc) {
+  const nameForm = doc.querySelector("form[data-profile-form]");
+  if (nameForm) {
+    nameForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(nameForm);
+      const submit = nameForm.querySelector("[data-submit]");
+      submit.disabled = true;
+      const displayName = nameForm.querySelector('[data-field="display_name"]').value.trim();
+      const answer = await sendJson("PATCH", nameForm.dataset.url, { display_name: displayName });
+      submit.disabled = false;
+      if (!answer.ok) {
+        showErrors(nameForm, answer.data, answer.status);
+        return;
+      }
+      window.location.assign(`${window.location.pathname}?saved=1`);
+    });
+  }
+
+  const form = doc.querySelector("form[data-avatar-form]");
+  if (!form) return;
+  const status = form.querySelector("[data-avatar-status]");
+  const submit = form.querySelector("[data-submit]");
+  const request = async (method, body) => {
+    let response;
+    try {
+      response = await fetch(form.dataset.url, {
+        method,
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken(), "Content-Type": "application/octet-stream" },
+        body,
+      });
+    } catch {
+      return { ok: false, status: 0, data: null };
+    }
+    return { ok: response.ok, status: response.status, data: await response.json().catch(() => null) };
+  };
+  const done = (answer) => {
+    status.textContent = "";
+    submit.disabled = false;
+    if (!answer.ok) {
+      showErrors(form, answer.data, answer.status);
+      return;
+    }
+    window.location.assign(`${window.location.pathname}?saved=1`);
+  };
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const file = form.querySelector('[data-field="avatar"]').files[0];
+    const max = Number(form.dataset.maxBytes);
+    let problem = "";
+    if (!file) problem = "Choose an image first.";
+    else if (max && file.size > max) problem = `The image is ${formatBytes(file.size)}; avatars are at most ${formatBytes(max)}.`;
+    if (problem) {
+      showErrors(form, { error: { message: "Some fields are invalid.", fields: { avatar: [problem] } } });
+      return;
+    }
+    submit.disabled = true;
+    status.textContent = "Uploading…";
+    done(await request("PUT", file));
+  });
+
+  const remove = form.querySelector("[data-avatar-remove]");
+  if (remove) {
+    remove.addEventListener("click", async () => {
+      clearErrors(form);
+      status.textContent = "Removing…";
+      done(await request("DELETE"));
+    });
+  }
+}
+
 export function initPages(doc) {
+  initProfileForms(doc);
   initListButtons(doc);
+  initPriceForms(doc);
   initCatalog(doc);
   initCopy(doc);
   initAnalysisPoll(doc);

@@ -64,18 +64,31 @@ function render(root, user) {
   const status = root.querySelector("[data-wallet-status]");
   button.disabled = false;
   button.removeAttribute("title");
+  const name = status.querySelector("[data-wallet-name]");
+  const avatar = status.querySelector("[data-wallet-avatar]");
   if (user) {
     root.dataset.signedIn = "true";
     label.textContent = "Sign out";
-    status.textContent = user.display_name || shortAddress(user.address);
+    name.textContent = user.display_name || shortAddress(user.address);
     status.title = user.address;
+    status.setAttribute("aria-label", `Your profile (${user.display_name || user.address})`);
+    if (user.avatar_url) avatar.src = user.avatar_url;
+    avatar.hidden = !user.avatar_url;
     status.hidden = false;
   } else {
     delete root.dataset.signedIn;
     label.textContent = "Connect wallet";
     status.hidden = true;
-    status.textContent = "";
+    name.textContent = "";
+    avatar.hidden = true;
+    avatar.removeAttribute("src");
   }
+}
+
+/** The header follows a profile change made on this page (display name or avatar). */
+export function showUser(doc, user) {
+  const root = doc.querySelector("[data-wallet]");
+  if (root) render(root, user);
 }
 
 function showError(root, message) {

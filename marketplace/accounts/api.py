@@ -1,14 +1,15 @@
-"""Sign-in API: nonce, sign-in, sign-out, who am I."""
+"""Sign-in API: nonce, sign-in, sign-out, who am I; the signed-in user's profile and avatar."""
 from django.contrib.auth import logout
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import permissions, serializers
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, errors
 
-from . import services
+from . import avatars, services
 
 
 class SignInThrottle(AnonRateThrottle):
@@ -19,6 +20,15 @@ class UserSerializer(serializers.Serializer):
     address = serializers.CharField()
     display_name = serializers.CharField()
     is_staff = serializers.BooleanField()
+    avatar_url = serializers.SerializerMethodField(help_text="The public avatar (the generated placeholder "
+                                                   "when none was uploaded); null without a wallet address")
+    has_avatar = serializers.SerializerMethodField()
+
+    def get_avatar_url(self, user) -> str | None:
+        return avatars.url(user)
+
+    def get_has_avatar(self, user) -> bool:
+        return bool(user.avatar_digest)
 
 
 class NonceSerializer(serializers.Serializer):
@@ -76,9 +86,67 @@ class SignOutView(APIView):
         return Response(status=204)
 
 
+class IsSignedIn(permissions.IsAuthenticated):
+    message = "Sign in with your wallet first."
+
+
+class ProfileSerializer(serializers.Serializer):
+    display_name = serializers.CharField(max_length=80, allow_blank=True, help_text="Shown instead of the address; "
+                                         "empty for none")
+
+    def validate_display_name(self, value):
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise serializers.ValidationError("Use a single line of text without control characters.")
+        return value
+
+
 class MeView(APIView):
     @extend_schema(responses={200: UserSerializer, **errors(401)})
     def get(self, request):
         if not request.user.is_authenticated:
             raise APIError("not_signed_in", "Sign in with your wallet first.", status=401)
         return Response(UserSerializer(request.user).data)
+
+    @extend_schema(request=ProfileSerializer, responses={200: UserSerializer, **errors(400, 401)})
+    def patch(self, request):
+        if not request.user.is_authenticated:
+            raise APIError("not_signed_in", "Sign in with your wallet first.", status=401)
+        data = ProfileSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(UserSerializer(services.update_profile(request.user, **data.validated_data)).data)
+
+
+class ImageBody(BaseParser):
+    """Accepts any body without reading it: the avatar view reads it itself, up to its limit, and
+    tells what it is from its first bytes, not from the Content-Type."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
+
+
+class AvatarView(APIView):
+    """PUT the image itself as the body (PNG, JPEG, WebP or GIF, at most MAX_AVATAR_SIZE bytes) to
+    set or replace the avatar; DELETE to go back to the generated placeholder."""
+
+    permission_classes = [IsSignedIn]
+    parser_classes = [ImageBody]
+
+    @extend_schema(request={"image/*": {"type": "string", "format": "binary"}},
+                   responses={200: UserSerializer, **errors(400, 403, 413, 415)})
+    def put(self, request):
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
+        except ValueError:
+            declared = None
+        try:
+            upload = avatars.read_upload(request._request, declared)
+            user = services.set_avatar(request.user, upload)
+        except avatars.AvatarRejected as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+        return Response(UserSerializer(user).data)
+
+    @extend_schema(request=None, responses={200: UserSerializer, **errors(403)})
+    def delete(self, request):
+        return Response(UserSerializer(services.remove_avatar(request.user)).data)

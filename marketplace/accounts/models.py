@@ -12,9 +12,26 @@ class User(AbstractUser):
         help_text="Checksummed wallet address bound to this account by Sign-In with Ethereum.",
     )
     display_name = models.CharField(max_length=80, blank=True)
+    avatar_digest = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="sha256 of the uploaded avatar (its Avatar row), empty for the generated placeholder; "
+                  "it versions the avatar's URL so browsers may cache it for good.",
+    )
 
     def __str__(self):
         return self.display_name or self.address or self.username
+
+
+class Avatar(models.Model):
+    """A user's avatar as served: the upload re-encoded to a small WebP square (see avatars.py),
+    kept in PostgreSQL so that every web host serves it without shared storage. Public, and never
+    in the private dataset storage."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="avatar")
+    image = models.BinaryField()
+    content_type = models.CharField(max_length=40, default="image/webp")
+    digest = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
 
 
 class SignInNonce(models.Model):

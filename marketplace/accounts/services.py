@@ -1,5 +1,5 @@
 """Sign-In with Ethereum (EIP-4361): issue single-use nonces, verify signed messages, bind a
-Django session to the checksummed address."""
+Django session to the checksummed address. Profiles: display name and avatar."""
 from datetime import timedelta
 import secrets
 from urllib.parse import urlsplit
@@ -15,7 +15,8 @@ from siwe import SiweMessage
 
 from marketplace.chain.client import get_web3
 
-from .models import SignInNonce, User
+from . import avatars
+from .models import Avatar, SignInNonce, User
 
 
 def wallet_user(address: str, **defaults) -> User:
@@ -144,4 +145,34 @@ def sign_in(request, *, message: str, signature: str) -> User:
         if not user.is_active:
             raise SignInError("account_disabled", "This account is disabled.")
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return user
+
+
+# Profiles ----------------------------------------------------------------------------------------
+
+
+def update_profile(user: User, *, display_name: str) -> User:
+    user.display_name = display_name
+    user.save(update_fields=["display_name"])
+    return user
+
+
+def set_avatar(user: User, upload: bytes) -> User:
+    """Replace `user`'s avatar with `upload`, re-encoded (raises avatars.AvatarRejected)."""
+    image = avatars.normalise(upload)
+    digest = avatars.digest(image)
+    with transaction.atomic():
+        Avatar.objects.update_or_create(user=user, defaults={"image": image, "digest": digest,
+                                                             "content_type": avatars.CONTENT_TYPE})
+        user.avatar_digest = digest
+        user.save(update_fields=["avatar_digest"])
+    return user
+
+
+def remove_avatar(user: User) -> User:
+    """Back to the generated placeholder (nothing to do when there is no avatar)."""
+    with transaction.atomic():
+        Avatar.objects.filter(user=user).delete()
+        user.avatar_digest = ""
+        user.save(update_fields=["avatar_digest"])
     return user

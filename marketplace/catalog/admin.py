@@ -9,7 +9,7 @@ from django.db.models import Exists, OuterRef
 from marketplace.chain.models import OperatorAction
 
 from . import services
-from .models import Dataset, DatasetVersion, Listing
+from .models import Dataset, DatasetVersion, Listing, ListingUpdate
 
 
 class AwaitingApprovalFilter(admin.SimpleListFilter):
@@ -84,6 +84,20 @@ class DatasetAdmin(admin.ModelAdmin):
         _report(self, request, services.delist(queryset, moderator=request.user), "Delisting queued")
 
 
+class ListingUpdateInline(admin.TabularInline):
+    """The owner's price and payout changes, as the chain reported them."""
+
+    model = ListingUpdate
+    extra = 0
+    can_delete = False
+    fields = ("block_number", "log_index", "price", "payout", "tx_hash", "created_at")
+    readonly_fields = fields
+    ordering = ("-block_number", "-log_index")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
     """Chain-derived: read only."""
@@ -92,6 +106,7 @@ class ListingAdmin(admin.ModelAdmin):
     list_filter = ("approved", "active", "chain_id")
     search_fields = ("owner", "tx_hash", "version__dataset__slug")
     readonly_fields = [field.name for field in Listing._meta.fields]
+    inlines = [ListingUpdateInline]
 
     def has_add_permission(self, request):
         return False

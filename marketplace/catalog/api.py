@@ -29,7 +29,8 @@ def address_field(**kwargs):
 
 
 class VersionSerializer(serializers.ModelSerializer):
-    price = serializers.CharField(help_text="Token base units, as a decimal string")
+    price = serializers.CharField(help_text="Intended price in token base units, as a decimal string (a listed "
+                                            "version sells at `listing.price`, mirrored from the chain)")
     listing = serializers.SerializerMethodField()
 
     class Meta:
@@ -46,7 +47,8 @@ class VersionSerializer(serializers.ModelSerializer):
         if listing is None:
             return None
         return {"chain_id": listing.chain_id, "listing_id": str(listing.listing_id), "approved": listing.approved,
-                "active": listing.active, "price": str(listing.price), "tx_hash": listing.tx_hash}
+                "active": listing.active, "price": str(listing.price), "payout": listing.payout,
+                "tx_hash": listing.tx_hash}
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -226,22 +228,18 @@ class SearchPageSerializer(serializers.Serializer):
 def search_hits(ids):
     """The page's rows in one query, shaped as SearchHitSerializer documents them (no model
     instances, no versions' statistics loaded: this runs on every search)."""
-    from .indexing import with_current_price
+    from .indexing import listed_rows
 
     as_time = serializers.DateTimeField().to_representation
-    rows = with_current_price(Dataset.objects.filter(pk__in=ids, status=Dataset.Status.LISTED)).values(
-        "pk", "slug", "title", "summary", "tags", "category", "license", "owner__address", "created_at",
-        "price", "version_token", "version_format",
-    )
     return {
-        row["pk"]: {
+        pk: {
             "slug": row["slug"], "title": row["title"], "summary": row["summary"], "tags": row["tags"],
-            "category": row["category"], "license": row["license"], "owner": row["owner__address"],
+            "category": row["category"], "license": row["license"], "owner": row["owner_address"],
             "price": None if row["price"] is None else
-            {"amount": str(row["price"]), "token": row["version_token"], "format": row["version_format"]},
+            {"amount": str(row["price"]), "token": row["token"], "format": row["format"]},
             "created_at": as_time(row["created_at"]),
         }
-        for row in rows
+        for pk, row in listed_rows(ids).items()
     }
 
 
@@ -253,12 +251,12 @@ class SearchView(APIView):
         from .indexing import reader
         from .search import SearchQuery
 
-        unknown = sorted(set(request.query_params) - set(SearchParams().fields))
+        data = SearchParams(data={k: (request.query_params.getlist(k) if k == "tag" else v)
+                                  for k, v in request.query_params.items()})
+        unknown = sorted(set(request.query_params) - set(data.fields))
         if unknown:
             raise APIError("unknown_parameter", f"Unknown parameter(s): {', '.join(unknown)}. "
-                           f"Known: {', '.join(SearchParams().fields)}.")
-        params = {k: (request.query_params.getlist(k) if k == "tag" else v) for k, v in request.query_params.items()}
-        data = SearchParams(data=params)
+                           f"Known: {', '.join(data.fields)}.")
         data.is_valid(raise_exception=True)
         p = data.validated_data
         index = reader()
@@ -281,7 +279,22 @@ class SearchView(APIView):
 
 
 class ListingLinkRequest(serializers.Serializer):
-    tx_hash = serializers.RegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The createListing transaction's hash")
+    tx_hash = serializers.RegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The transaction's hash")
+
+
+def owned_version(request, slug, number, refusal):
+    """The signed-in owner's version `number` of dataset `slug` (404 for what they cannot see,
+    403 with `refusal` for someone else's dataset)."""
+    dataset = get_object_or_404(visible_datasets(request.user).select_related("owner"), slug=slug)
+    if dataset.owner_id != request.user.pk:
+        raise APIError("not_owner", refusal, status=403)
+    return get_object_or_404(DatasetVersion.objects.select_related("dataset__owner"), dataset=dataset, number=number)
+
+
+def listing_body(row):
+    return {"chain_id": row.chain_id, "listing_id": str(row.listing_id), "owner": row.owner, "token": row.token,
+            "price": str(row.price), "payout": row.payout, "approved": row.approved, "active": row.active,
+            "tx_hash": row.tx_hash, "log_index": row.log_index, "block_number": row.block_number}
 
 
 class VersionListingView(APIView):
@@ -292,10 +305,7 @@ class VersionListingView(APIView):
     permission_classes = [IsSignedIn]
 
     def _version(self, request, slug, number):
-        dataset = get_object_or_404(visible_datasets(request.user).select_related("owner"), slug=slug)
-        if dataset.owner_id != request.user.pk:
-            raise APIError("not_owner", "Only the dataset's owner can list it.", status=403)
-        return get_object_or_404(DatasetVersion.objects.select_related("dataset__owner"), dataset=dataset, number=number)
+        return owned_version(request, slug, number, "Only the dataset's owner can list it.")
 
     @extend_schema(responses={200: serializers.DictField(), **errors(403, 404, 409, 503)})
     def get(self, request, slug, number):
@@ -318,11 +328,84 @@ class VersionListingView(APIView):
             result = listing.link_listing_from_receipt(version, data.validated_data["tx_hash"])
         except listing.ListingError as exc:
             raise APIError(exc.code, exc.message, status=exc.status) from None
-        row = result.listing
+        return Response({"dataset_status": version.dataset.status, "listing": listing_body(result.listing)},
+                        status=201 if result.created else 200)
+
+
+class ListingUpdateRequest(serializers.Serializer):
+    price = serializers.RegexField(
+        r"^[0-9]+$", max_length=78, required=False,
+        error_messages={"invalid": 'Give the price in token base units as an integer string ("25000000" is 25 USDC).'},
+        help_text="New price in token base units, as an integer string (25 USDC = 25000000)",
+    )
+    payout = address_field(required=False, help_text="New payout address (default: the current one)")
+
+    def validate_price(self, value):
+        from .listing import MAX_PRICE
+
+        price = int(value)
+        if price == 0:
+            raise serializers.ValidationError("The price must be more than 0.")
+        if price > MAX_PRICE:
+            raise serializers.ValidationError(f"The price must be at most {MAX_PRICE} base units.")
+        return price
+
+    def validate_payout(self, value):
+        if not is_address(value):
+            raise serializers.ValidationError("Not an Ethereum address.")
+        if int(value, 16) == 0:
+            raise serializers.ValidationError("The payout address must not be the zero address.")
+        return to_checksum_address(value)
+
+    def validate(self, data):
+        if "price" not in data and "payout" not in data:
+            raise serializers.ValidationError({"price": "Give a new price, a new payout address, or both."})
+        return data
+
+
+class ListingUpdatePrepareView(APIView):
+    """Changing the price (and/or payout address) of a version's listing from the owner's wallet:
+    POST `.../listing/update/prepare` with `{"price", "payout"}` gives the `updateListing`
+    transaction for the wallet; POST `.../listing/update` with the transaction's hash mirrors the
+    new terms from its receipt (409 until it is mined)."""
+
+    permission_classes = [IsSignedIn]
+    refusal = "Only the dataset's owner can change its listing."
+
+    @extend_schema(request=ListingUpdateRequest, responses={200: serializers.DictField(),
+                                                            **errors(400, 403, 404, 409, 503)})
+    def post(self, request, slug, number):
+        from . import listing
+
+        version = owned_version(request, slug, number, self.refusal)
+        data = ListingUpdateRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            return Response(listing.prepare_listing_update(version, **data.validated_data))
+        except listing.ListingError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+
+
+class ListingUpdateMirrorView(APIView):
+    """POST `.../listing/update` with the `updateListing` transaction's hash: the listing's price
+    and payout mirror the receipt's `ListingUpdated` (201 when new, 200 when already mirrored)."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=ListingLinkRequest, responses={200: serializers.DictField(), 201: serializers.DictField(),
+                                                          **errors(400, 403, 404, 409, 503)})
+    def post(self, request, slug, number):
+        from . import listing
+
+        version = owned_version(request, slug, number, ListingUpdatePrepareView.refusal)
+        data = ListingLinkRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            result = listing.mirror_listing_update_from_receipt(version, data.validated_data["tx_hash"])
+        except listing.ListingError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
         return Response({
-            "dataset_status": version.dataset.status,
-            "listing": {"chain_id": row.chain_id, "listing_id": str(row.listing_id), "owner": row.owner,
-                        "token": row.token, "price": str(row.price), "payout": row.payout,
-                        "approved": row.approved, "active": row.active, "tx_hash": row.tx_hash,
-                        "log_index": row.log_index, "block_number": row.block_number},
+            "listing": listing_body(result.listing),
+            "updates": [{"price": str(u.price), "payout": u.payout, "tx_hash": u.tx_hash, "log_index": u.log_index,
+                         "block_number": u.block_number} for u in result.updates],
         }, status=201 if result.created else 200)

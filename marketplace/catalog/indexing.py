@@ -50,6 +50,39 @@ def with_current_price(datasets):
     ).annotate(price=Coalesce(Subquery(listing_price), F("version_price")))
 
 
+# What a search results page shows of each hit: the same price rule as with_current_price, in
+# plain SQL because it runs on every search (the ORM's four correlated subqueries and their
+# compilation cost about 5 ms a page; this costs about 1 ms).
+_HITS_SQL = """
+SELECT d.id, d.slug, d.title, d.summary, d.tags, d.category, d.license, d.status, d.created_at,
+       u.address, u.username, u.display_name, u.avatar_digest, COALESCE(l.price, v.price), v.token, v.format,
+       v.row_count
+FROM catalog_dataset d
+JOIN accounts_user u ON u.id = d.owner_id
+LEFT JOIN LATERAL (
+    SELECT id, price, token, format, row_count FROM catalog_datasetversion
+    WHERE dataset_id = d.id ORDER BY number DESC LIMIT 1) v ON true
+LEFT JOIN LATERAL (
+    SELECT price FROM catalog_listing WHERE version_id = v.id ORDER BY block_number DESC LIMIT 1) l ON true
+WHERE d.id = ANY(%s) AND d.status = %s
+"""
+_HIT_FIELDS = ("id", "slug", "title", "summary", "tags", "category", "license", "status", "created_at",
+               "owner_address", "owner_username", "owner_display_name", "owner_avatar_digest", "price", "token",
+               "format", "row_count")
+
+
+def listed_rows(ids) -> dict[int, dict]:
+    """The listed datasets among `ids` as plain dicts keyed by id, in one query: the fields a
+    result card shows (publisher's display name and avatar digest included), with the latest
+    version's price (its on-chain listing's price when listed, else the intended one), token,
+    format and row count."""
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_HITS_SQL, [list(ids), Dataset.Status.LISTED.value])
+        return {row[0]: dict(zip(_HIT_FIELDS, row)) for row in cursor.fetchall()}
+
+
 def indexable_rows(ids=None):
     """The listed datasets as plain rows for the index, in one query: no model instances, so a
     rebuild of a million datasets streams quickly. Price is the latest version's on-chain listing

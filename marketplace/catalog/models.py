@@ -99,7 +99,8 @@ class DatasetVersion(models.Model):
 
 class Listing(models.Model):
     """A DataMarket listing seen on-chain (from the transaction receipt until the indexer takes
-    over), linked to the version whose owner and content hash it matches."""
+    over), linked to the version whose owner and content hash it matches. `price` and `payout`
+    mirror the chain: the creation's terms, then those of its latest ListingUpdate."""
 
     chain_id = models.BigIntegerField()
     listing_id = models.DecimalField(**MONEY)
@@ -123,6 +124,26 @@ class Listing(models.Model):
 
     def __str__(self):
         return f"listing {self.listing_id} of {self.version}"
+
+
+class ListingUpdate(models.Model):
+    """A `ListingUpdated` event (the owner changed price and payout from the wallet), stored once
+    by (tx_hash, log_index); chain-derived, so it goes with its listing."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="updates")
+    price = models.DecimalField(**MONEY)
+    payout = models.CharField(max_length=42)
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tx_hash", "log_index"], name="listing_update_event_once")]
+        indexes = [models.Index(fields=["listing", "-block_number", "-log_index"], name="listing_update_latest")]
+
+    def __str__(self):
+        return f"listing {self.listing.listing_id} price {self.price} at block {self.block_number}"
 
 
 class SearchChange(models.Model):

@@ -12,4 +12,8 @@ urlpatterns = [
     path("datasets/<slug:slug>/versions/<int:number>/listing/prepare",
          api.VersionListingView.as_view(http_method_names=["get", "head", "options"]),
          name="version-listing-prepare"),
+    path("datasets/<slug:slug>/versions/<int:number>/listing/update",
+         api.ListingUpdateMirrorView.as_view(), name="version-listing-update"),
+    path("datasets/<slug:slug>/versions/<int:number>/listing/update/prepare",
+         api.ListingUpdatePrepareView.as_view(), name="version-listing-update-prepare"),
 ]

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.catalog, name="catalog"),
     path("about", views.about, name="about"),
     path("datasets/<slug:slug>", views.dataset_detail, name="dataset"),
+    path("me/profile", views.profile, name="profile"),
     path("me/datasets", views.my_datasets, name="my-datasets"),
     path("me/datasets/new", views.new_dataset, name="new-dataset"),
     path("me/datasets/<slug:slug>/edit", views.edit_dataset, name="edit-dataset"),

@@ -5,10 +5,12 @@ import logging
 import math
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from marketplace.accounts import avatars
 from marketplace.catalog.api import LICENSES, SearchParams, default_token, visible_datasets
 from marketplace.catalog.models import CATEGORIES, Dataset, DatasetVersion
 
@@ -187,12 +189,34 @@ def dataset_card(dataset):
         "license": dataset.license,
         "publisher": dataset.owner.address or dataset.owner.username,
         "publisher_short": short_address(dataset.owner.address or dataset.owner.username),
+        "publisher_name": dataset.owner.display_name,
+        "publisher_avatar": avatars.url(dataset.owner),
         "price": format_usdc(price) if price is not None else None,
         "format": version.format if version is not None else None,
         "row_count": f"{version.row_count:,}" if version is not None and version.row_count is not None else None,
         "version": version,
         "status": dataset.status,
         "status_label": dataset.get_status_display(),
+    }
+
+
+def result_card(row):
+    """A search result's card from `listed_rows` (plain values, one query for the whole page)."""
+    publisher = row["owner_address"] or row["owner_username"]
+    return {
+        "slug": row["slug"],
+        "title": row["title"],
+        "summary": row["summary"],
+        "tags": row["tags"],
+        "category": CATEGORY_LABELS.get(row["category"], row["category"]),
+        "license": row["license"],
+        "publisher": publisher,
+        "publisher_short": short_address(publisher),
+        "publisher_name": row["owner_display_name"],
+        "publisher_avatar": avatars.url_for(row["owner_address"], row["owner_avatar_digest"]),
+        "price": format_usdc(row["price"]) if row["price"] is not None else None,
+        "format": row["format"],
+        "row_count": f"{row['row_count']:,}" if row["row_count"] is not None else None,
     }
 
 
@@ -222,7 +246,7 @@ def _query_string(params: dict, **changes) -> str:
 
 @ensure_csrf_cookie  # the wallet script sends the CSRF token with its sign-in and sign-out calls
 def catalog(request):
-    from marketplace.catalog.indexing import reader
+    from marketplace.catalog.indexing import listed_rows, reader
     from marketplace.catalog.search import MAX_OFFSET, SearchQuery
 
     # The form submits every field; empty ones mean "no filter". Unknown parameters are ignored.
@@ -280,8 +304,7 @@ def catalog(request):
         price_min=params.get("price_min"), price_max=params.get("price_max"), sort=params["sort"],
         offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
     ))
-    rows = {d.pk: d for d in Dataset.objects.filter(pk__in=result.ids, status=Dataset.Status.LISTED)
-            .select_related("owner").prefetch_related("versions__listings")}
+    rows = listed_rows(result.ids)
     pages = max(1, min(math.ceil(result.total / PAGE_SIZE), MAX_OFFSET // PAGE_SIZE + 1))
     facets = {}
     for name, counts in result.facets.items():
@@ -299,7 +322,7 @@ def catalog(request):
             items.append({"value": value, "label": label, "count": f"{count:,}", "active": active, "url": url})
         facets[name] = items
     context.update(
-        results=[dataset_card(rows[i]) for i in result.ids if i in rows],
+        results=[result_card(rows[i]) for i in result.ids if i in rows],
         total=result.total,
         total_text=f"{result.total:,}",
         page=page,
@@ -371,6 +394,21 @@ def _form_context(dataset=None):
 
 
 @ensure_csrf_cookie
+def profile(request):
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "Your profile")
+    from marketplace.accounts.avatars import SIZE
+
+    return render(request, "web/profile.html", {
+        "avatar_url": avatars.url(request.user),
+        "avatar_size": SIZE,
+        "max_avatar_size": human_size(settings.MAX_AVATAR_SIZE),
+        "max_avatar_bytes": settings.MAX_AVATAR_SIZE,
+        "saved": request.GET.get("saved") == "1",
+    })
+
+
+@ensure_csrf_cookie
 def new_dataset(request):
     if not request.user.is_authenticated:
         return _sign_in_prompt(request, "New dataset")
@@ -388,13 +426,14 @@ def edit_dataset(request, slug):
     if dataset is None:
         raise Http404("No such dataset of yours.")
     versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
-    current = versions[0] if versions else None
+    views = [version_view(v) for v in versions]
     return render(request, "web/dataset_edit.html", {
         **_form_context(dataset),
-        "versions": [version_view(v) for v in versions],
+        "versions": views,
+        "repriced": next((v for v in views if str(v["number"]) == request.GET.get("repriced")), None),
         "card": dataset_card(dataset),
         "token": default_token() or "",
-        "price_input": usdc_input(current.price) if current is not None else "",
+        "price_input": views[0]["price_input"] if views else "",  # what the latest version sells for
         "uploaded": request.GET.get("uploaded") == "1",
         "created": request.GET.get("created") == "1",
         "saved": request.GET.get("saved") == "1",

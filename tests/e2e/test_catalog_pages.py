@@ -271,3 +271,19 @@ def test_publisher_lists_a_version_on_chain_from_the_wallet(page, live_server, o
     assert on_chain["owner"] == OWNER and "0x" + on_chain["content_hash"].hex() == "0x" + "5a" * 32
     assert on_chain["approved"] is False  # a moderator still has to approve it
     assert Dataset.objects.get(pk=dataset.pk).status == "pending_review"
+
+    # The owner changes the price from the wallet; the page shows what the chain now says.
+    row = page.locator('[data-version="1"]')
+    row.locator("[data-price-change] summary").click()
+    row.locator("[data-price-form] [data-field=price]").fill("0")
+    row.locator("[data-price-form] [data-submit]").click()
+    assert "more than 0" in row.locator('[data-price-form] [data-error-for="price"]').inner_text()
+    shoot(page, "edit-dataset-price-form")
+    row.locator("[data-price-form] [data-field=price]").fill("31.5")
+    row.locator("[data-price-form] [data-submit]").click()
+    page.locator("[data-repriced]").wait_for(timeout=30_000)
+    assert "31.5 USDC" in page.locator("[data-repriced]").inner_text()
+    assert "31.5 USDC" in page.locator('[data-version="1"]').inner_text()
+    listing.refresh_from_db()
+    assert listing.price == 31_500_000 and chain.market.get_listing(int(listing.listing_id))["price"] == 31_500_000
+    shoot(page, "edit-dataset-repriced")
