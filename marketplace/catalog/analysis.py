@@ -5,26 +5,29 @@ distinct count, min/max/mean and a small histogram for numbers and dates, the mo
 for text and booleans. Pure Python and DuckDB (no Django), so the Celery task, the bench and the
 tests call the same function.
 
-How it stays fast: the file is parsed once, which is most of the cost. CSV and JSON Lines are
-loaded into a temporary table of an in-memory DuckDB (spilling to a private temporary directory
-past the memory limit); Parquet is already columnar and is queried in place. Statistics then come
-from a handful of column scans of that table: a column with few distinct values gets one exact
-GROUP BY that yields all its figures; the others share one aggregate (counts, approximate
-distinct counts, ranges, means) and one histogram query (DuckDB's `histogram(x, boundaries)`),
-plus a GROUP BY per text column for its top values (or `approx_top_k` candidates counted exactly
-when a GROUP BY would hold too many values). Text whose values are nearly all different gets no
-top values: nothing in it is frequent.
+How it stays fast: the file is parsed once, which is most of the cost, and nothing is copied.
+A CSV or Parquet file is not loaded into a table at all (for a 1 GB CSV that copy cost more CPU
+than parsing it): one aggregate query over the file computes, in a single scan, every exact figure
+(row count, null counts, min, max, mean, true/false counts, and exact distinct counts of the
+columns whose first rows hold few distinct values), HyperLogLog distinct counts of the others, and
+collects a uniform sample of the rows (chosen by a hash of the whole row, so it is reproducible).
+Histograms and top values are then counted on that sample. For a file small enough that the
+sample is the whole file (the sample holds about STATS_SAMPLE_CELLS values), every figure is exact;
+for a larger file the histogram and top-value counts are estimates from the sample, scaled to the
+column's exact count of values, and the column says so (`sampled`). JSON Lines is still loaded
+into a temporary table first (DuckDB's lenient JSON reading works on a table), then scanned the
+same way. The first FIRST_ROWS rows, read before the scan, give the schema, the sample shown on
+the page and the plan (which columns are counted exactly, which text is nearly unique).
 
-CSV is read leniently from the start (`store_rejects=true`): a clean file reads exactly as a strict
-read would, and a file that parses badly deeper in needs no second pass to learn what went wrong.
-Rows DuckDB cannot parse are counted and the first one explained; if they outnumber the good rows
-(a file that is not UTF-8 at all, a file whose rows all disagree with its header) the analysis
-fails with that explanation instead.
+CSV is read leniently from the start (`store_rejects=true`, which keeps DuckDB's parallel
+reader): a clean file reads exactly as a strict read would, and a file that parses badly deeper in
+needs no second pass to learn what went wrong. Rows DuckDB cannot parse are counted and the first
+one explained; if they outnumber the good rows (a file that is not UTF-8 at all, a file whose rows
+all disagree with its header) the analysis fails with that explanation instead.
 """
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import dataclasses
 import datetime as dt
@@ -47,17 +50,21 @@ FORMATS = ("csv", "jsonl", "parquet")
 SAMPLE_ROWS = 20
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
-# The first FIRST_ROWS rows decide how each column is counted. One with at most FEW_DISTINCT
-# distinct values there is counted exactly by one GROUP BY, which yields all its statistics for
-# the price of one approximate distinct count (past VALUE_COUNTS_MAX groups it falls back to the
-# general passes). Text whose distinct values are at least NEARLY_UNIQUE of its values there
-# (ids, free text) has nothing frequent to show: no top values are computed for it.
+# The first FIRST_ROWS rows (fewer when the file is wide: at most FIRST_CELLS values) plan the
+# scan. A column with at most FEW_DISTINCT distinct values there gets an exact distinct count
+# (cheap for such a column); the others a HyperLogLog estimate. Text whose distinct values are at
+# least NEARLY_UNIQUE of its values there (ids, free text) has nothing frequent to show: no top
+# values are computed for it.
 FIRST_ROWS = 100_000
+FIRST_CELLS = 4_000_000
 FEW_DISTINCT = 5_000
-VALUE_COUNTS_MAX = 20_000
 NEARLY_UNIQUE = 0.9
+# The rows sampled for histograms and top values hold at most about STATS_SAMPLE_CELLS values and
+# STATS_SAMPLE_BYTES of the file; a file within both is sampled whole, and its statistics are exact.
+STATS_SAMPLE_CELLS = 4_000_000
+STATS_SAMPLE_BYTES = 256 * 1024 * 1024
 # Above this many distinct values a text column's top values come from approx_top_k candidates
-# (counted exactly afterwards) rather than a full GROUP BY, whose hash table would hold every value.
+# (counted exactly in the sample afterwards) rather than a GROUP BY holding every value.
 EXACT_TOP_VALUES_MAX_DISTINCT = 100_000
 # Error records DuckDB keeps for a lenient CSV read (a ragged line can produce several).
 REJECTS_LIMIT = 200_000
@@ -93,13 +100,18 @@ class ColumnStats:
     type: str
     duckdb_type: str
     null_count: int
-    distinct_count: int  # exact for booleans and columns with few distinct values, else HyperLogLog
+    # Exact for booleans, for columns with few distinct values and for files sampled whole;
+    # otherwise a HyperLogLog estimate (the page shows it as approximate).
+    distinct_count: int
     min: Any = None  # numbers as int/float (decimals as str), dates and timestamps as ISO strings
     max: Any = None
     mean: float | None = None  # numbers only
     histogram: list[dict] = field(default_factory=list)  # {"start", "end", "count"}, numbers/dates
     # {"value", "count"}, most frequent first, for text (unless nearly unique) and booleans
     top_values: list[dict] = field(default_factory=list)
+    # True when the histogram and top-value counts are estimates from a uniform sample of the rows
+    # (scaled to the column's exact count); null counts, min, max and mean are always exact.
+    sampled: bool = False
 
 
 @dataclass
@@ -110,6 +122,8 @@ class Analysis:
     sample: list[dict]  # the first SAMPLE_ROWS rows, JSON-safe
     rejected_rows: int = 0  # rows a lenient read skipped
     warnings: list[str] = field(default_factory=list)
+    # Rows the histograms and top values were counted on (row_count when the file was sampled whole).
+    stats_sample_rows: int = 0
 
 
 class AnalysisFailed(Exception):
@@ -152,10 +166,11 @@ def analyse(
         try:
             loader = {"csv": _load_csv, "jsonl": _load_jsonl, "parquet": _load_parquet}[fmt]
             loaded = loader(con, path, report)
-            report(0.5, "computing statistics")
-            columns = _column_stats(con, loaded.relation, loaded.row_count, report)
+            _finish(con, loaded.scan)
+            report(0.95, "computing statistics")
+            columns = loaded.scan.columns
             sample = _sample(con, loaded.sample_sql, columns)
-            row_count = loaded.row_count
+            row_count = loaded.scan.row_count
         except duckdb.OutOfMemoryException as exc:
             raise AnalysisFailed(
                 "The file needs more memory to analyse than the server allows."
@@ -176,6 +191,7 @@ def analyse(
         sample=sample,
         rejected_rows=loaded.rejected_rows,
         warnings=warnings,
+        stats_sample_rows=loaded.scan.sample_rows,
     )
 
 
@@ -246,29 +262,57 @@ def _run_tracked(con, sql: str, report: _Reporter, start: float, end: float, mes
                             pass
                         raise
 
-
 # --- loading -----------------------------------------------------------------------------------
 
 
 @dataclass
 class _Loaded:
-    relation: str  # the table or view the statistics are computed from
+    scan: _Scan  # what the scan of the whole file found
     sample_sql: str  # the first rows, in file order
-    row_count: int
     rejected_rows: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
+def _make_head(con, select_sql: str) -> tuple[int, int]:
+    """The first rows of `select_sql`, in order, as the temporary table `head`; returns (rows, the limit).
+
+    At most FIRST_ROWS rows and FIRST_CELLS values, so that a very wide file keeps it small.
+    """
+    width = len(con.execute(f"DESCRIBE {select_sql}").fetchall())
+    limit = max(SAMPLE_ROWS, min(FIRST_ROWS, FIRST_CELLS // max(width, 1)))
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE head AS {select_sql} LIMIT {limit}")
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    rows = con.execute("SELECT count(*) FROM head").fetchone()[0]
+    return rows, limit
+
+
+def _estimate_lines(path: Path, size: int, chunk: int = 4 << 20) -> int:
+    """The number of lines of a text file, extrapolated from its first few MB."""
+    with open(path, "rb") as f:
+        head = f.read(chunk)
+    lines = head.count(b"\n") + (0 if head.endswith(b"\n") else 1)
+    return max(1, math.ceil(lines * size / max(len(head), 1)))
+
+
 def _load_csv(con, path: Path, report: _Reporter) -> _Loaded:
+    size = path.stat().st_size
     types: dict[str, str] = {}
     retype_notes: dict[str, str] = {}
     for attempt in range(CSV_RETYPE_ATTEMPTS + 1):
         errors, scans = f"csv_errors_{attempt}", f"csv_scans_{attempt}"
         source = _csv_source(path, types, errors, scans)
+        # The same options sniff the same layout; the first rows' own rejects go to throwaway tables.
+        head_source = _csv_source(path, types, f"head_errors_{attempt}", f"head_scans_{attempt}")
         try:
-            _run_tracked(
-                con, f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}",
-                report, 0.0, 0.5, "reading",
+            head_rows, limit = _make_head(con, f"SELECT * FROM {head_source}")
+            # The first rows were the whole file, or else its size tells roughly how many there are.
+            rows = head_rows if head_rows < limit else _estimate_lines(path, size)
+            scan = _scan(
+                con, source, rows=rows, size=size,
+                report=report, start=0.0, end=0.5, message="reading",
             )
         except duckdb.Error as exc:
             if isinstance(exc, duckdb.OutOfMemoryException):
@@ -285,7 +329,7 @@ def _load_csv(con, path: Path, report: _Reporter) -> _Loaded:
             )
     warnings = list(retype_notes.values())
 
-    good = con.execute("SELECT count(*) FROM data").fetchone()[0]
+    good = scan.row_count
     rejected, records = con.execute(
         f"SELECT count(DISTINCT line), count(*) FROM {errors}"
     ).fetchone()
@@ -297,12 +341,10 @@ def _load_csv(con, path: Path, report: _Reporter) -> _Loaded:
         at_least = "at least " if records >= REJECTS_LIMIT else ""
         noun = "row" if rejected == 1 else "rows"
         warnings.append(f"analysed with {at_least}{rejected:,} rejected {noun}: {reason}")
-    # The same options sniff the same layout; the sample's own rejects go to throwaway tables.
-    sample_source = _csv_source(path, types, "sample_errors", "sample_scans")
+    report(0.5, "computing statistics")
     return _Loaded(
-        relation="data",
-        sample_sql=f"SELECT * FROM {sample_source} LIMIT {SAMPLE_ROWS}",
-        row_count=good,
+        scan=scan,
+        sample_sql=f"SELECT * FROM head LIMIT {SAMPLE_ROWS}",
         rejected_rows=rejected,
         warnings=warnings,
     )
@@ -404,7 +446,6 @@ def _load_jsonl(con, path: Path, report: _Reporter) -> _Loaded:
             if attempt == 0 and "JSON transform error" in str(exc):
                 continue
             return _load_jsonl_leniently(con, path, report, first_error)
-    row_count = con.execute("SELECT count(*) FROM data").fetchone()[0]
     # The sample reads the first lines with the schema already found, without sniffing again.
     schema = ", ".join(
         f"{_sql_string(name)}: {_sql_string(duckdb_type)}"
@@ -412,9 +453,8 @@ def _load_jsonl(con, path: Path, report: _Reporter) -> _Loaded:
     )
     sample_source = f"read_json({path_sql}, format = 'newline_delimited', columns = {{{schema}}})"
     return _Loaded(
-        relation="data",
+        scan=_scan_table(con, "data", report),
         sample_sql=f"SELECT * FROM {sample_source} LIMIT {SAMPLE_ROWS}",
-        row_count=row_count,
     )
 
 
@@ -443,9 +483,8 @@ def _load_jsonl_leniently(con, path: Path, report: _Reporter, error: str) -> _Lo
     reason = _clean_error(error, path, fatal=False)
     noun = "row" if rejected == 1 else "rows"
     return _Loaded(
-        relation="data",
+        scan=_scan_table(con, "data", report),
         sample_sql=f"SELECT * FROM {source} WHERE {any_value} LIMIT {SAMPLE_ROWS}",
-        row_count=good,
         rejected_rows=rejected,
         warnings=[
             f"analysed with {rejected:,} rejected {noun}: {reason}" if rejected
@@ -454,19 +493,32 @@ def _load_jsonl_leniently(con, path: Path, report: _Reporter, error: str) -> _Lo
     )
 
 
+def _scan_table(con, table: str, report: _Reporter) -> _Scan:
+    """The scan of a file already loaded into `table` (JSON Lines)."""
+    report(0.5, "computing statistics")
+    _make_head(con, f"SELECT * FROM {table}")
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return _scan(
+        con, table, rows=rows, size=None,
+        report=report, start=0.5, end=0.9, message="computing statistics",
+    )
+
+
 def _load_parquet(con, path: Path, report: _Reporter) -> _Loaded:
     # Parquet is columnar and compressed already: query it in place instead of copying it.
     source = f"read_parquet({_sql_string(str(path))})"
     try:
         con.execute(f"CREATE OR REPLACE TEMP VIEW data AS SELECT * FROM {source}")
-        row_count = con.execute("SELECT count(*) FROM data").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM data").fetchone()[0]  # from the metadata
+        _make_head(con, "SELECT * FROM data")
     except duckdb.Error as exc:
         raise AnalysisFailed(_clean_error(str(exc), path)) from exc
-    return _Loaded(
-        relation="data",
-        sample_sql=f"SELECT * FROM {source} LIMIT {SAMPLE_ROWS}",
-        row_count=row_count,
+    scan = _scan(
+        con, "data", rows=rows, size=path.stat().st_size,
+        report=report, start=0.0, end=0.5, message="reading",
     )
+    report(0.5, "computing statistics")
+    return _Loaded(scan=scan, sample_sql=f"SELECT * FROM {source} LIMIT {SAMPLE_ROWS}")
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -490,148 +542,192 @@ def _kind(duckdb_type: str) -> str:
     return "other"
 
 
-def _column_stats(con, relation: str, row_count: int, report: _Reporter) -> list[ColumnStats]:
-    """Every column's statistics in a few passes over `relation`.
+@dataclass
+class _Slot:
+    """One column in the scan: where its figures are in the scan's row, what the sample holds."""
 
-    Columns with few distinct values (judged on the first rows) get one exact GROUP BY each, from
-    which every figure follows: null and distinct counts, range, mean, histogram, top values. The
-    others share one aggregate pass (counts, approximate distinct counts, ranges), one histogram
-    pass, and a top-values query per text column.
+    col: ColumnStats
+    index: int  # the column's position; the sample names its values k<index>, h<index>, t<index>
+    figures: dict[str, int] = field(default_factory=dict)  # figure -> position in the scan's row
+    in_sample: bool = False  # numbers and dates: k<i>; text: h<i> (hash) and t<i> (cut text)
+    exact_distinct: bool = False  # counted with count(DISTINCT) in the scan
+    top_values: bool = False  # text that is not nearly unique
+    # Filled from the scan: exact counts of non-null and of finite values, range
+    non_null: int = 0
+    finite: int = 0
+    low: Any = None
+    high: Any = None
+
+
+@dataclass
+class _Scan:
+    row_count: int
+    columns: list[ColumnStats]
+    slots: list[_Slot]
+    sample_rows: int  # rows in the temporary table `sample`
+    exact: bool  # the sample holds every row: figures counted on it are exact
+
+
+def _scan(
+    con, source: str, *, rows: int, size: int | None,
+    report: _Reporter, start: float, end: float, message: str,
+) -> _Scan:
+    """One pass over `source` for every exact figure, and a uniform sample of its rows.
+
+    The temporary table `head` holds the first rows of `source` (same schema); `rows` is about how
+    many rows `source` has and `size` its size in bytes (None when unknown), which size the sample.
+    Leaves the sampled rows in the temporary table `sample`.
     """
     columns = [
         ColumnStats(
             name=name, type=_kind(duckdb_type), duckdb_type=duckdb_type,
             null_count=0, distinct_count=0,
         )
-        for name, duckdb_type, *_ in con.execute(f"DESCRIBE {relation}").fetchall()
+        for name, duckdb_type, *_ in con.execute("DESCRIBE head").fetchall()
     ]
-    first_rows = _profile_first_rows(con, relation, columns)
-    counted = set()
-    for col in columns:
-        if col.name not in first_rows or first_rows[col.name][1] > FEW_DISTINCT:
-            continue
-        rows = con.execute(
-            f"""SELECT {_value_key(col)} AS k, {_ident(col.name)} IS NULL AS missing, count(*)
-                FROM {relation} GROUP BY ALL LIMIT {VALUE_COUNTS_MAX + 2}"""
-        ).fetchall()
-        if len(rows) <= VALUE_COUNTS_MAX:  # else the first rows were misleading
-            _stats_from_value_counts(col, rows, row_count)
-            counted.add(col.name)
-    report(0.6, "computing statistics")
-
-    rest = [col for col in columns if col.name not in counted]
-    ranges = _aggregate(con, relation, rest, row_count)
-    report(0.75, "computing statistics")
-    _histograms(con, relation, ranges)
-    report(0.85, "computing statistics")
-    # Text whose first rows repeat no value (ids, free text) has nothing frequent to show.
-    _top_values(
-        con, relation,
-        [c for c in rest if c.type == "string" and not _nearly_unique(*first_rows[c.name])],
-    )
-    report(0.95, "computing statistics")
-    return columns
-
-
-def _profile_first_rows(con, relation: str, columns: list[ColumnStats]) -> dict[str, tuple]:
-    """{column name: (non-null values, distinct values)} over the first FIRST_ROWS rows."""
-    eligible = [c for c in columns if c.type not in ("boolean", "other")]
-    if not eligible:
-        return {}
-    select = ", ".join(
-        f"count({_ident(c.name)}), count(DISTINCT {_ident(c.name)})" for c in eligible
-    )
-    first = f"(SELECT * FROM {relation} LIMIT {FIRST_ROWS})"
-    row = con.execute(f"SELECT {select} FROM {first}").fetchone()
-    return {c.name: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(eligible)}
-
-
-def _value_key(col: ColumnStats) -> str:
-    """What a column's values are grouped on: text as text, dates and times as integers."""
-    c = _ident(col.name)
-    if col.type == "string":
-        return f"{c}::VARCHAR"
-    if col.type == "float":
-        return f"CASE WHEN isfinite({c}) THEN {c} END"
-    if col.type in ("date", "timestamp"):
-        return f"CASE WHEN isfinite({c}) THEN {_temporal_number(c, col.type)} END"
-    return c
-
-
-def _stats_from_value_counts(col: ColumnStats, rows: list[tuple], row_count: int) -> None:
-    present = [(value, n) for value, missing, n in rows if not missing]
-    non_null = sum(n for _, n in present)
-    col.null_count = row_count - non_null
-    col.distinct_count = len(present)
-    values = [(value, n) for value, n in present if value is not None]  # not NaN or infinite
-    if not values:
-        return
-    if col.type == "string":
-        if _nearly_unique(non_null, col.distinct_count):
-            return
-        ranked = sorted(values, key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
-        col.top_values = [{"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": n} for v, n in ranked]
-        return
-    low, high = min(v for v, _ in values), max(v for v, _ in values)
-    _set_range(col, low, high)
-    if col.type in ("integer", "decimal"):
-        col.mean = _finite(sum(v * n for v, n in values) / sum(n for _, n in values))
-    elif col.type == "float":
-        col.mean = _finite(math.fsum(v * n for v, n in values) / sum(n for _, n in values))
-    bins = _bins(col, low, high)
-    ends = [end for _, end in bins]
-    counts = [0] * len(bins)
-    as_float = _float_binned(col)
-    for value, n in values:
-        counts[bisect.bisect_left(ends, float(value) if as_float else value)] += n
-    col.histogram = [_bin(col, b, n) for b, n in zip(bins, counts)]
-
-
-def _aggregate(con, relation: str, columns: list[ColumnStats], row_count: int) -> dict:
-    """Counts, distinct counts, ranges and means of `columns` in one pass.
-
-    Dates are taken as days and timestamps as microseconds since the epoch: integers histogram
-    boundaries can be computed from, and that survive values Python's datetime cannot hold.
-    Returns {column name: (column, low, high, non-null count)} for the columns with a range.
-    """
-    if not columns:
-        return {}
-    select = []
-    for col in columns:
-        c = _ident(col.name)
-        select.append(f"count({c})")
-        select.append(f"count_if({c})" if col.type == "boolean" else f"approx_count_distinct({c})")
-        if col.type in ("integer", "decimal"):
-            select += [f"min({c})", f"max({c})", f"avg({c})"]
-        elif col.type == "float":
-            finite = f"FILTER (WHERE isfinite({c}))"
-            select += [f"min({c}) {finite}", f"max({c}) {finite}", f"avg({c}) {finite}"]
-        elif col.type in ("date", "timestamp"):
-            value, finite = _temporal_number(c, col.type), f"FILTER (WHERE isfinite({c}))"
-            select += [f"min({value}) {finite}", f"max({value}) {finite}", "NULL"]
-        else:
-            select += ["NULL", "NULL", "NULL"]
-    values = con.execute(f"SELECT {', '.join(select)} FROM {relation}").fetchone()
-
-    ranges = {}
+    first_rows = _profile_first_rows(con, "head", columns)
+    # The inner query derives each value once under names of our own (c<i> the value, k<i> the
+    # finite number a range and a histogram are taken of, h<i> and t<i> what top values need),
+    # so that no aggregate needs a FILTER of its own: each one costs as much as the aggregate.
+    derived = []
+    select = ["count(*)"]
+    fields = []  # the sample's values, as "name: expression"
+    slots = []
     for i, col in enumerate(columns):
-        non_null, distinct, low, high, mean = values[5 * i: 5 * i + 5]
-        col.null_count = row_count - non_null
-        # Counting distinct values is approximate; it can never exceed the non-null count.
-        col.distinct_count = min(int(distinct or 0), non_null)
+        slot = _Slot(col=col, index=i)
+        slots.append(slot)
+        c, v, k = _ident(col.name), f"c{i}", f"k{i}"
+        derived.append(f"{c} AS {v}")
+
+        def figure(name: str, sql: str, slot=slot) -> None:
+            slot.figures[name] = len(select)
+            select.append(sql)
+
+        figure("non_null", f"count({v})")
         if col.type == "boolean":
-            trues, falses = distinct, non_null - distinct
+            figure("trues", f"count_if({v})")
+            continue
+        profile = first_rows.get(col.name)
+        if profile is not None and profile[1] <= FEW_DISTINCT:
+            slot.exact_distinct = True
+            figure("distinct", f"count(DISTINCT {v})")
+        else:
+            # HyperLogLog: a few per cent off, which the page shows as approximate.
+            figure("distinct", f"approx_count_distinct({v})")
+        if col.type in ("integer", "decimal"):
+            figure("low", f"min({v})")
+            figure("high", f"max({v})")
+            figure("mean", f"avg({v})")
+            fields.append(f"{k}: {v}")
+        elif col.type in ("float", "date", "timestamp"):
+            # NaN and infinities have no place in a range, a mean or a histogram.
+            number = c if col.type == "float" else _temporal_number(c, col.type)
+            derived.append(f"CASE WHEN isfinite({c}) THEN {number} END AS {k}")
+            figure("finite", f"count({k})")
+            figure("low", f"min({k})")
+            figure("high", f"max({k})")
+            if col.type == "float":
+                figure("mean", f"avg({k})")
+            fields.append(f"{k}: {k}")
+        elif col.type == "string" and not _nearly_unique(*(profile or (0, 0))):
+            slot.top_values = True
+            # Grouped on the hash of the whole value; the text is kept only as long as it is shown.
+            fields.append(f"h{i}: CASE WHEN {v} IS NOT NULL THEN hash({v}::VARCHAR) END")
+            fields.append(f"t{i}: left({v}::VARCHAR, {MAX_TOP_VALUE_TEXT + 1})")
+        slot.in_sample = col.type not in ("string", "other") or slot.top_values
+
+    # Every `every`-th row by the hash of the whole row: uniform, and the same rows every time.
+    every = max(1, math.ceil(rows * max(len(fields), 1) / STATS_SAMPLE_CELLS))
+    if size is not None:
+        every = max(every, math.ceil(size / STATS_SAMPLE_BYTES))
+    if every == 1 or not columns:
+        derived.append("true AS chosen")
+    else:
+        row_hash = f"hash({', '.join(_ident(c.name) for c in columns)})"
+        derived.append(f"{row_hash} % {every} = 0 AS chosen")
+    aliases = [f"{sql} AS v{n}" for n, sql in enumerate(select)]
+    if fields:
+        # CASE builds a sample row for the chosen rows only.
+        struct = "{" + ", ".join(fields) + "}"
+        aliases.append(f"list(CASE WHEN chosen THEN {struct} END) FILTER (WHERE chosen) AS rows")
+    else:
+        aliases.append("NULL::INTEGER[] AS rows")
+    _run_tracked(
+        con,
+        f"""CREATE OR REPLACE TEMP TABLE scan AS SELECT {', '.join(aliases)}
+            FROM (SELECT {', '.join(derived)} FROM {source})""",
+        report, start, end, message,
+    )
+    values = con.execute("SELECT * EXCLUDE (rows) FROM scan").fetchone()
+    if fields:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE sample AS SELECT unnest(rows, recursive := true) FROM scan"
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE sample AS SELECT 1 AS none WHERE false")
+    con.execute("DROP TABLE scan")
+    row_count = values[0]
+    sample_rows = row_count if every == 1 else con.execute("SELECT count(*) FROM sample").fetchone()[0]
+
+    for slot in slots:
+        col, got = slot.col, {name: values[n] for name, n in slot.figures.items()}
+        slot.non_null = got["non_null"]
+        slot.finite = got.get("finite", slot.non_null)
+        col.null_count = row_count - slot.non_null
+        if col.type == "boolean":
+            trues, falses = got["trues"], slot.non_null - got["trues"]
             col.distinct_count = (trues > 0) + (falses > 0)
             col.top_values = [
                 {"value": v, "count": n}
                 for v, n in sorted([(True, trues), (False, falses)], key=lambda p: -p[1])
                 if n
             ]
-        elif low is not None and high is not None:
+            continue
+        # An approximate count can never exceed the non-null count.
+        col.distinct_count = min(int(got["distinct"] or 0), slot.non_null)
+        low, high = got.get("low"), got.get("high")
+        if low is not None and high is not None:
+            slot.low, slot.high = low, high
             _set_range(col, low, high)
-            col.mean = _finite(mean)
-            ranges[col.name] = (col, low, high, non_null)
-    return ranges
+            col.mean = _finite(got.get("mean"))
+    return _Scan(
+        row_count=row_count, columns=columns, slots=slots,
+        sample_rows=sample_rows, exact=every == 1,
+    )
+
+
+def _finish(con, scan: _Scan) -> None:
+    """Histograms and top values, counted on the sample; exact distinct counts when it is whole."""
+    if scan.exact:
+        _exact_distinct_counts(con, [s for s in scan.slots if s.in_sample and not s.exact_distinct])
+    _histograms(con, scan)
+    _top_values(con, scan)
+
+
+def _profile_first_rows(con, relation: str, columns: list[ColumnStats]) -> dict[str, tuple]:
+    """{column name: (non-null values, distinct values)} over the rows of `relation`."""
+    eligible = [c for c in columns if c.type not in ("boolean", "other")]
+    if not eligible:
+        return {}
+    select = ", ".join(
+        f"count({_ident(c.name)}), count(DISTINCT {_ident(c.name)})" for c in eligible
+    )
+    row = con.execute(f"SELECT {select} FROM {relation}").fetchone()
+    return {c.name: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(eligible)}
+
+
+def _exact_distinct_counts(con, slots: list[_Slot]) -> None:
+    """Distinct counts of a sample that is the whole file are exact: replace the estimates."""
+    if not slots:
+        return
+    keys = [f"h{s.index}" if s.col.type == "string" else f"k{s.index}" for s in slots]
+    row = con.execute(
+        f"SELECT {', '.join(f'count(DISTINCT {k})' for k in keys)} FROM sample"
+    ).fetchone()
+    for slot, distinct in zip(slots, row):
+        if slot.col.type in ("float", "date", "timestamp") and slot.finite < slot.non_null:
+            continue  # NaN and infinities are not in the sample: keep the scan's count
+        slot.col.distinct_count = distinct
 
 
 def _set_range(col: ColumnStats, low, high) -> None:
@@ -660,33 +756,62 @@ def _bins(col: ColumnStats, low, high) -> list[tuple]:
     return _integer_bins(int(low), int(high))
 
 
-def _histograms(con, relation: str, ranges: dict) -> None:
-    """Every histogram in one pass, with DuckDB's histogram(x, boundaries)."""
+def _histograms(con, scan: _Scan) -> None:
+    """Every histogram in one pass over the sample, with DuckDB's histogram(x, boundaries).
+
+    Bins span the exact range from the scan. Counted on a partial sample, the counts are scaled to
+    the column's exact number of finite values, and the bins holding the minimum and the maximum
+    are never shown empty.
+    """
     select, params, plans = [], [], []
-    for col, low, high, non_null in ranges.values():
-        bins = _bins(col, low, high)
-        if len(bins) <= 1:  # no range, or a single value: no pass needed
-            col.histogram = [_bin(col, b, non_null) for b in bins]
+    for slot in scan.slots:
+        col = slot.col
+        if slot.low is None or slot.high is None or not slot.in_sample:
             continue
-        c = _ident(col.name)
+        bins = _bins(col, slot.low, slot.high)
+        if len(bins) <= 1:  # no range, or a single value: no counting needed
+            col.histogram = [_bin(col, b, slot.finite) for b in bins]
+            continue
+        value, bound_type = f"k{slot.index}", "BIGINT"
         if _float_binned(col):
-            value, bound_type = f"{c}::DOUBLE", "DOUBLE"
-        elif col.type in ("date", "timestamp"):
-            value, bound_type = _temporal_number(c, col.type), "BIGINT"
-        else:
-            value, bound_type = c, "BIGINT"
-        finite = ""
-        if col.type in ("float", "date", "timestamp"):
-            finite = f" FILTER (WHERE isfinite({c}))"
-        select.append(f"histogram({value}, ?::{bound_type}[]){finite}")
+            value, bound_type = f"k{slot.index}::DOUBLE", "DOUBLE"
+        select.append(f"histogram({value}, ?::{bound_type}[])")
         params.append([end for _, end in bins])
-        plans.append((col, bins))
+        plans.append((slot, bins))
     if not select:
         return
-    row = con.execute(f"SELECT {', '.join(select)} FROM {relation}", params).fetchone()
-    for (col, bins), counts in zip(plans, row):
-        counts = counts or {}
-        col.histogram = [_bin(col, b, counts.get(b[1], 0)) for b in bins]
+    row = con.execute(f"SELECT {', '.join(select)} FROM sample", params).fetchone()
+    for position, (slot, bins) in enumerate(plans):
+        by_end = row[position] or {}
+        counts = [int(by_end.get(end, 0)) for _, end in bins]
+        if not scan.exact:
+            slot.col.sampled = True
+            counts = _scaled_counts(counts, slot.finite)
+            if counts is None:  # the sample holds none of its values: nothing to show
+                continue
+        slot.col.histogram = [_bin(slot.col, b, count) for b, count in zip(bins, counts)]
+
+
+def _scaled_counts(counts: list[int], total: int) -> list[int] | None:
+    """Sample counts scaled to sum to `total` (largest remainders), first and last never empty.
+
+    The first and last bins hold the column's minimum and maximum, which exist whatever the sample
+    says; other bins the sample left empty stay empty. None when the sample counted nothing.
+    """
+    sampled = sum(counts)
+    if sampled == 0:
+        return None
+    exact = [n * total / sampled for n in counts]
+    scaled = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda i: scaled[i] - exact[i])
+    for i in by_remainder[: total - sum(scaled)]:
+        scaled[i] += 1
+    for edge in (0, len(scaled) - 1):
+        donor = max(range(len(scaled)), key=lambda i: scaled[i])
+        if scaled[edge] == 0 and scaled[donor] > 1:
+            scaled[donor] -= 1
+            scaled[edge] += 1
+    return scaled
 
 
 def _integer_bins(low: int, high: int) -> list[tuple[int, int]]:
@@ -728,46 +853,62 @@ def _nearly_unique(non_null: int, distinct: int) -> bool:
     return distinct >= NEARLY_UNIQUE * non_null
 
 
-def _top_values(con, relation: str, columns: list[ColumnStats]) -> None:
-    """Most frequent values of text columns with many distinct values.
+def _top_values(con, scan: _Scan) -> None:
+    """Most frequent values of text columns, counted on the sample.
 
-    Up to EXACT_TOP_VALUES_MAX_DISTINCT distinct values a GROUP BY counts exactly; beyond,
-    approx_top_k finds candidates in one pass and one more pass counts them exactly.
+    Up to EXACT_TOP_VALUES_MAX_DISTINCT distinct values a GROUP BY counts them; beyond,
+    approx_top_k finds candidates and one more pass over the sample counts them. Counted on a
+    partial sample, the counts are scaled to the column's exact number of values.
     """
-    wide = []
-    for col in columns:
-        if col.distinct_count > EXACT_TOP_VALUES_MAX_DISTINCT:
-            wide.append(col)
-            continue
-        c = _ident(col.name)
-        rows = con.execute(
-            f"""SELECT {c}::VARCHAR AS value, count(*) AS n FROM {relation}
-                WHERE {c} IS NOT NULL GROUP BY ALL ORDER BY n DESC, value LIMIT {TOP_VALUES}"""
-        ).fetchall()
-        col.top_values = [{"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": n} for v, n in rows]
-    if not wide:
+    slots = [s for s in scan.slots if s.top_values]
+    if not slots:
         return
-    candidates = con.execute(
-        "SELECT "
-        + ", ".join(f"approx_top_k({_ident(c.name)}::VARCHAR, {TOP_VALUES})" for c in wide)
-        + f" FROM {relation}"
+    in_sample = con.execute(
+        "SELECT " + ", ".join(f"count(t{s.index})" for s in slots) + " FROM sample"
     ).fetchone()
-    select, params, owners = [], [], []
-    for col, values in zip(wide, candidates):
-        for value in values or []:
-            if value is not None:
-                select.append(f"count(*) FILTER (WHERE {_ident(col.name)}::VARCHAR = ?)")
-                params.append(value)
-                owners.append((col, value))
-    if not select:
-        return
-    counts = con.execute(f"SELECT {', '.join(select)} FROM {relation}", params).fetchone()
-    found: dict[str, list] = {}
-    for (col, value), n in zip(owners, counts):
-        found.setdefault(col.name, []).append((value, n))
-    for col in wide:
-        ranked = sorted(found.get(col.name, []), key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
-        col.top_values = [{"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": n} for v, n in ranked]
+    scale = {
+        s.index: (s.non_null / n if n and not scan.exact else 1.0)
+        for s, n in zip(slots, in_sample)
+    }
+    found: dict[int, list] = {}
+    wide = []
+    for slot in slots:
+        if slot.col.distinct_count > EXACT_TOP_VALUES_MAX_DISTINCT:
+            wide.append(slot)
+            continue
+        h, t = f"h{slot.index}", f"t{slot.index}"
+        found[slot.index] = con.execute(
+            f"""SELECT min({t}) AS value, count(*) AS n FROM sample WHERE {h} IS NOT NULL
+                GROUP BY {h} ORDER BY n DESC, value LIMIT {TOP_VALUES}"""
+        ).fetchall()
+    if wide:
+        candidates = con.execute(
+            "SELECT "
+            + ", ".join(f"approx_top_k(h{s.index}, {TOP_VALUES})" for s in wide)
+            + " FROM sample"
+        ).fetchone()
+        select, params, owners = [], [], []
+        for slot, hashes in zip(wide, candidates):
+            for value in hashes or []:
+                if value is not None:
+                    select.append(f"min(t{slot.index}) FILTER (WHERE h{slot.index} = ?)")
+                    select.append(f"count(*) FILTER (WHERE h{slot.index} = ?)")
+                    params += [value, value]
+                    owners.append(slot.index)
+        counts = (
+            con.execute(f"SELECT {', '.join(select)} FROM sample", params).fetchone()
+            if select else []
+        )
+        for n, index in enumerate(owners):
+            found.setdefault(index, []).append((counts[2 * n], counts[2 * n + 1]))
+    for slot in slots:
+        ranked = sorted(found.get(slot.index, []), key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
+        factor = scale[slot.index]
+        slot.col.top_values = [
+            {"value": _shorten(v, MAX_TOP_VALUE_TEXT), "count": round(n * factor)}
+            for v, n in ranked
+        ]
+        slot.col.sampled = slot.col.sampled or (not scan.exact and bool(ranked))
 
 
 def _sample(con, sample_sql: str, columns: list[ColumnStats]) -> list[dict]:

@@ -13,6 +13,7 @@ from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync
 from marketplace.catalog.models import Dataset, DatasetVersion
+from tests.conftest import dead_broker_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
@@ -134,7 +135,11 @@ def test_dataset_page_shows_schema_statistics_and_sample(page, live_server, owne
     shoot(page, "dataset")
 
 
-def test_publisher_creates_a_dataset_and_uploads_a_csv(page, live_server, owner, chain, tmp_path):
+def test_publisher_creates_a_dataset_and_uploads_a_csv(page, live_server, owner, chain, tmp_path, point_broker_at):
+    # The analysis task stays in the outbox (no broker), so that a worker another test of this
+    # session started cannot analyse the file before the page shows it waiting; the test runs
+    # the task itself below.
+    point_broker_at(dead_broker_url())
     base = live_server.url.replace("127.0.0.1", "localhost")
     page.goto(base + "/me/datasets")
     page.locator("[data-sign-in-prompt]").wait_for()
