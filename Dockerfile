@@ -22,7 +22,7 @@ COPY pyproject.toml README.md ./
 COPY marketplace/ marketplace/
 RUN pip install --no-cache-dir .
 COPY manage.py Procfile ./
-COPY frontend/templates/ frontend/templates/
+COPY frontend/jinja2/ frontend/jinja2/
 COPY --from=frontend /app/frontend/dist/ frontend/dist/
 COPY --from=chain /app/contracts/out/ contracts/out/
 # collectstatic needs settings, not a database: placeholders only for this step.
