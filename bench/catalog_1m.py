@@ -1,7 +1,8 @@
 """A million-dataset catalog: load time (PostgreSQL rows and search index), then search API,
 catalog page and a trivial endpoint through gunicorn on loopback at concurrency 8 (wrk).
 
-    .venv/bin/python bench/catalog_1m.py [--rows 1000000] [--duration 20]
+    .venv/bin/python bench/catalog_1m.py [--rows 1000000] [--duration 20] [--workers 2] [--threads 4]
+                                         [--keep DIR]
 
 It uses its own database `bench_catalog` on DATABASE_URL's server (else the embedded
 PostgreSQL under .data/) and its own index directory, so the demo's data is untouched. The
@@ -31,7 +32,7 @@ LICENSES = ["CC0-1.0", "CC-BY-4.0", "ODbL-1.0", "MIT", "other"]
 FORMATS = ["csv", "jsonl", "parquet"]
 
 
-def database_url():
+def database_url(fresh=True):
     import dj_database_url
 
     base = os.environ.get("DATABASE_URL")
@@ -44,9 +45,10 @@ def database_url():
 
     admin = dict(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
                  host=db["HOST"] or None, port=db["PORT"] or None)
-    with psycopg.connect(**admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_catalog WITH (FORCE)")
-        conn.execute("CREATE DATABASE bench_catalog")
+    if fresh:
+        with psycopg.connect(**admin, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS bench_catalog WITH (FORCE)")
+            conn.execute("CREATE DATABASE bench_catalog")
     return base.rsplit("/", 1)[0] + "/bench_catalog"
 
 
@@ -146,6 +148,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (the Procfile runs 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (the Procfile runs 4)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the loaded database and put the index in DIR; a later run with the same DIR "
+                             "measures again without loading")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -154,15 +161,25 @@ def main():
     os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
     os.environ["DJANGO_MANIFEST_STATIC"] = "0"
     os.environ["LOG_LEVEL"] = "ERROR"  # no per-request log lines in the figures
-    os.environ["DATABASE_URL"] = database_url()
-    index_dir = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    reuse = args.keep is not None and (args.keep / "current").exists()
+    os.environ["DATABASE_URL"] = database_url(fresh=not reuse)
+    index_dir = args.keep or Path(tempfile.mkdtemp(prefix="bench-search-"))
     os.environ["SEARCH_INDEX_DIR"] = str(index_dir)
-    load(args.rows, index_dir)
+    if reuse:
+        print(f"reusing the database bench_catalog and the index in {index_dir}")
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+    else:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        load(args.rows, index_dir)
 
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "marketplace.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--threads", "1", "--log-level", "warning"], cwd=ROOT, env=os.environ)
+         "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"], cwd=ROOT, env=os.environ)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -177,9 +194,10 @@ def main():
         rng.shuffle(queries)
         search_paths = [f"/api/v1/search?q={q.replace(' ', '+')}" for q in queries]
         page_paths = [f"/?q={q.replace(' ', '+')}" for q in queries]
-        for path in search_paths[:50]:  # warm the processes' index readers
+        for path in search_paths[:50] + page_paths[:50]:  # warm the processes' index readers and templates
             urllib.request.urlopen(base + path, timeout=30).read()
-        print(f"\nthrough gunicorn (2 workers) on loopback, wrk concurrency 8, {args.duration} s each:")
+        print(f"\nthrough gunicorn ({args.workers} workers x {args.threads} threads) on loopback, wrk concurrency 8, "
+              f"{args.duration} s each:")
         search = wrk(base, search_paths, args.duration, "search API (with facets)")
         wrk(base, page_paths, args.duration, "catalog page")
         trivial = wrk(base, ["/static/app.css"], args.duration, "trivial endpoint (a static file)")
@@ -188,7 +206,8 @@ def main():
     finally:
         server.terminate()
         server.wait()
-        shutil.rmtree(index_dir, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(index_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
