@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/analysis_1gb.py [--path /tmp/analysis_1gb.csv] [--rows 10000000]
                                            [--regenerate] [--no-compare] [--threads N]
-                                           [--memory-limit 2GB]
+                                           [--memory-limit 2GB] [--check] [--json out.json]
 
 The file (12 mixed columns: integers, floats with nulls, strings of low, middle and near-unique
 cardinality, dates, timestamps, booleans) is generated once by DuckDB and reused. Prints the file
 size, rows, wall and CPU seconds, MB/s, peak RSS, and, unless --no-compare, DuckDB's own count(*)
 and SUMMARIZE of the same file on the same machine right after, so the figure can be read
 against "SUMMARIZE of such a file takes 4.4 s here" even when the machine is busier or the file
-heavier than when that was measured.
+heavier than when that was measured. With --check it then measures how far the estimated
+figures (distinct counts; histogram and top-value counts of a sampled file) are from the exact
+ones, computed by DuckDB over the whole file.
 """
 import argparse
 import json
@@ -80,6 +82,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory-limit", default=None)
     parser.add_argument("--json", type=Path, help="also write the analysis to this file")
+    parser.add_argument("--check", action="store_true",
+                        help="compare the estimated figures with exact ones (slow)")
     args = parser.parse_args()
 
     if args.regenerate or not args.path.exists():
@@ -117,6 +121,9 @@ def main() -> None:
     print(f"load average    {load_before:.2f} before, {load_after:.2f} after, "
           f"on {os.cpu_count()} CPUs")
     print("columns         " + ", ".join(f"{c.name}:{c.type}" for c in analysis.columns))
+    sampled = [c.name for c in analysis.columns if c.sampled]
+    print(f"sample          {analysis.stats_sample_rows:,} rows for histograms and top values; "
+          f"estimated counts in: {', '.join(sampled) or 'none'}")
     if analysis.warnings:
         print("warnings        " + "; ".join(analysis.warnings))
 
@@ -133,6 +140,41 @@ def main() -> None:
             print(f"duckdb {label:9s}{time.perf_counter() - t0:6.2f} s wall, "
                   f"{cpu_seconds() - c0:.2f} s CPU (same file, same machine, just after)")
         con.close()
+    if args.check:
+        check(args.path, analysis)
+
+
+def check(path: Path, analysis) -> None:
+    """Print how far each estimated figure is from the exact one."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    quoted = str(path).replace("'", "''")
+    con.execute(f"CREATE TEMP TABLE data AS SELECT * FROM read_csv('{quoted}')")
+    print("check           estimated vs exact, over the whole file:")
+    for col in analysis.columns:
+        c = '"' + col.name.replace('"', '""') + '"'
+        distinct = con.execute(f"SELECT count(DISTINCT {c}) FROM data").fetchone()[0]
+        line = (f"  {col.name:12s} distinct {col.distinct_count:>11,} vs {distinct:>11,} "
+                f"({(col.distinct_count - distinct) / max(distinct, 1):+.2%})")
+        if col.histogram and col.type in ("integer", "float", "decimal"):
+            worst, low = 0.0, None
+            for b in col.histogram:
+                where = f"{c} <= ?" + (f" AND {c} > ?" if low is not None else "")
+                params = [b["end"]] + ([low] if low is not None else [])
+                true = con.execute(f"SELECT count(*) FROM data WHERE {where}", params).fetchone()[0]
+                worst = max(worst, abs(b["count"] - true) / max(true, 1))
+                low = b["end"]
+            line += f"; histogram bins within {worst:.1%}"
+        if col.top_values and col.type == "string":
+            worst = max(
+                abs(t["count"] - con.execute(f"SELECT count(*) FROM data WHERE {c} = ?",
+                                             [t["value"]]).fetchone()[0])
+                / t["count"]
+                for t in col.top_values
+            )
+            line += f"; top-value counts within {worst:.1%}"
+        print(line)
+    con.close()
 
 
 if __name__ == "__main__":
