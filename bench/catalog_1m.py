@@ -1,7 +1,7 @@
 """A million-dataset catalog: load time (PostgreSQL rows and search index), then search API,
 catalog page and a trivial endpoint through gunicorn on loopback at concurrency 8 (wrk).
 
-    .venv/bin/python bench/catalog_1m.py [--rows 1000000] [--duration 20] [--workers 2] [--threads 4]
+    .venv/bin/python bench/catalog_1m.py [--rows 1000000] [--duration 20] [--workers 4] [--threads 1]
                                          [--keep DIR]
 
 It uses its own database `bench_catalog` on DATABASE_URL's server (else the embedded
@@ -148,8 +148,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (the Procfile runs 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (the Procfile runs 4)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (the Procfile runs 4)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (the Procfile runs sync workers: 1)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the loaded database and put the index in DIR; a later run with the same DIR "
                              "measures again without loading")

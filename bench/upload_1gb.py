@@ -16,7 +16,7 @@ that session authentication asks for. It prints:
 
 - the upload's throughput, from the first byte sent to the 201 response;
 - the peak RSS growth of the gunicorn worker that took the upload, sampled from /proc every
-  50 ms against its RSS just before (after a few small uploads have warmed both workers up),
+  50 ms against its RSS just before (after a few small uploads have warmed every worker up),
   and the Celery worker's during the analysis;
 - the time from that response until the version's analysis is ready (status "analysed" or
   "analysed with N rejected rows" in PostgreSQL, polled every 50 ms), split into the wait for
@@ -269,7 +269,7 @@ def main() -> None:
 
         web_log, worker_log = work / "gunicorn.log", work / "celery.log"
         web = spawn([BIN / "gunicorn", "marketplace.wsgi", "--bind", f"127.0.0.1:{port}",
-                     "--workers", "2", "--threads", "4", "--graceful-timeout", "10",
+                     "--workers", "4", "--graceful-timeout", "10",
                      "--timeout", "600"], log=web_log, env=env)
         processes.append((web, "gunicorn"))
         worker = spawn([BIN / "celery", "-A", "marketplace", "worker", "--loglevel", "INFO",

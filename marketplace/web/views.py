@@ -104,11 +104,12 @@ def version_view(version):
     columns = []
     for column in version.columns or []:
         histogram = column.get("histogram") or []
+        approx = "≈" if column.get("sampled") else ""  # counted on a sample of a big file, scaled
         peak = max((bin_.get("count") or 0 for bin_ in histogram), default=0)
         bars = [
             {
                 "height": max(2, round(100 * (bin_.get("count") or 0) / peak)) if peak else 2,
-                "label": f"{format_stat(bin_.get('start'))} – {format_stat(bin_.get('end'))}: {format_stat(bin_.get('count'))}",
+                "label": f"{format_stat(bin_.get('start'))} – {format_stat(bin_.get('end'))}: {approx}{format_stat(bin_.get('count'))}",
             }
             for bin_ in histogram
         ]
@@ -125,8 +126,9 @@ def version_view(version):
             "mean": format_stat(column.get("mean")) if column.get("mean") is not None else "",
             "has_range": column.get("min") is not None or column.get("max") is not None,
             "bars": bars,
+            "sampled": bool(approx),
             "top_values": [
-                {"value": format_stat(t.get("value")), "count": format_stat(t.get("count")),
+                {"value": format_stat(t.get("value")), "count": approx + format_stat(t.get("count")),
                  "width": max(3, round(100 * (t.get("count") or 0) / top_peak)) if top_peak else 3}
                 for t in top[:5]
             ],

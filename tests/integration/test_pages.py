@@ -95,6 +95,19 @@ def test_dataset_page_shows_listed_and_hides_others_drafts(client, owner):
     assert client.get(f"/datasets/{draft.slug}").status_code == 200
 
 
+def test_sampled_statistics_are_marked_as_estimates(client, owner):
+    exact = {"name": "mm", "type": "float", "duckdb_type": "DOUBLE", "null_count": 0, "distinct_count": 3,
+             "min": 1.5, "max": 9.0, "mean": 4.0, "top_values": [],
+             "histogram": [{"start": 1.5, "end": 5, "count": 2}, {"start": 5, "end": 9, "count": 1}]}
+    city = {"name": "city", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0, "distinct_count": 2000,
+            "sampled": True, "histogram": [], "top_values": [{"value": "city_7", "count": 5120}]}
+    ds = dataset(owner, "Big file", row_count=10_000_000, analysis_status="done", columns=[exact, city])
+    html = client.get(f"/datasets/{ds.slug}").content.decode()
+    assert html.count("data-sampled") == 1  # the sampled column only
+    assert '<span class="top-count">≈5,120</span>' in html
+    assert ": 2\"" in html  # the exact column's histogram label has no "≈"
+
+
 def test_description_script_is_never_rendered_raw(client, owner):
     ds = dataset(owner, "Tricky", description="Hello <script>alert('x')</script> **bold**")
     html = client.get(f"/datasets/{ds.slug}").content.decode()
