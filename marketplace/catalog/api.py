@@ -196,11 +196,14 @@ class SearchParams(serializers.Serializer):
 
 class SearchHitSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.address")
+    owner_name = serializers.CharField(source="owner.display_name", help_text="The publisher's display name, or \"\"")
+    owner_avatar = serializers.CharField(allow_null=True, help_text="Path of the publisher's avatar image")
     price = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
-        fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "price", "created_at"]
+        fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "owner_name", "owner_avatar",
+                  "price", "created_at"]
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_price(self, dataset):
@@ -228,6 +231,8 @@ class SearchPageSerializer(serializers.Serializer):
 def search_hits(ids):
     """The page's rows in one query, shaped as SearchHitSerializer documents them (no model
     instances, no versions' statistics loaded: this runs on every search)."""
+    from marketplace.accounts.avatars import url_for
+
     from .indexing import listed_rows
 
     as_time = serializers.DateTimeField().to_representation
@@ -235,6 +240,8 @@ def search_hits(ids):
         pk: {
             "slug": row["slug"], "title": row["title"], "summary": row["summary"], "tags": row["tags"],
             "category": row["category"], "license": row["license"], "owner": row["owner_address"],
+            "owner_name": row["owner_display_name"],
+            "owner_avatar": url_for(row["owner_address"], row["owner_avatar_digest"]),
             "price": None if row["price"] is None else
             {"amount": str(row["price"]), "token": row["token"], "format": row["format"]},
             "created_at": as_time(row["created_at"]),

@@ -124,6 +124,11 @@ def test_search_api_filters_sorts_and_facets(client, publisher, index_dir):
     assert [r["title"] for r in body["results"]] == ["Cocoa prices", "Coffee prices"]
     assert body["total"] == 2 and body["results"][1]["price"]["amount"] == "5000000"
     assert {"value": "commodities", "count": 2} in body["facets"]["tags"]
+    assert body["results"][0]["owner"] == ADDRESS and body["results"][0]["owner_name"] == ""
+    assert body["results"][0]["owner_avatar"].startswith(f"/avatars/{ADDRESS}?v=")
+    publisher.display_name = "Commodity Desk"
+    publisher.save()
+    assert client.get("/api/v1/search?q=cocoa").json()["results"][0]["owner_name"] == "Commodity Desk"
 
     assert [r["title"] for r in client.get("/api/v1/search?category=health").json()["results"]] == ["Hospital beds"]
     cheap = client.get("/api/v1/search?price_max=10").json()["results"]
