@@ -359,8 +359,11 @@ class CatalogIndex:
 
     Facet counts are cached per (text, filters) for ``facet_ttl`` seconds (0 disables), as the
     design asks: counting facets touches every match (about 120 ms for the whole 1M catalog),
-    and the catalog's landing page asks for the same counts again and again. A reader's facets
-    may therefore lag the writer by up to ``facet_ttl``; ids and totals never do. This
+    and the catalog's landing page asks for the same counts again and again. Broad searches (at
+    least ``broad_matches`` matches, e.g. a common word: ~10 ms of counting at 1M datasets) keep
+    theirs for ``broad_facet_ttl`` seconds: one change moves such counts by one in ten thousand,
+    while recounting them set the tail latency of the whole search API. A reader's facets may
+    therefore lag the writer by up to those times; ids and totals never do. This
     instance's own writer commits and directory swaps empty the cache.
 
     Safe for concurrent :meth:`search` calls from several threads: each call takes its own
@@ -374,6 +377,8 @@ class CatalogIndex:
         path: Path | str,
         *,
         facet_ttl: float = 5.0,
+        broad_facet_ttl: float = 60.0,
+        broad_matches: int = 10_000,
         facet_cache_size: int = 1024,
         follow_interval: float | None = 1.0,
     ):
@@ -384,6 +389,8 @@ class CatalogIndex:
         self.path: Path = target
         self._index: tantivy.Index = self._open(target)
         self._facet_cache = _TTLCache(facet_ttl, facet_cache_size)
+        self._broad_facet_ttl = broad_facet_ttl if facet_ttl > 0 else 0
+        self._broad_matches = broad_matches
         self._follow_interval = follow_interval
         self._followed_at = time.monotonic()
 
@@ -494,7 +501,8 @@ class CatalogIndex:
                 )
                 if facets is None:
                     facets = _facets(searcher, query)
-                    self._facet_cache.put(facet_key, facets)
+                    broad = (res.count or 0) >= self._broad_matches
+                    self._facet_cache.put(facet_key, facets, ttl=self._broad_facet_ttl if broad else None)
                 break
             except (ValueError, RuntimeError, OverflowError) as e:
                 log.info("search failed for %.200r (%s); trying its plain words", attempt, e)
@@ -545,11 +553,13 @@ class _TTLCache:
             self._data.move_to_end(key)
             return entry[1]
 
-    def put(self, key, value) -> None:
-        if self.ttl <= 0:
+    def put(self, key, value, ttl: float | None = None) -> None:
+        """Store ``value`` for ``ttl`` seconds (default: the cache's)."""
+        ttl = self.ttl if ttl is None else ttl
+        if ttl <= 0:
             return
         with self._lock:
-            self._data[key] = (time.monotonic() + self.ttl, value)
+            self._data[key] = (time.monotonic() + ttl, value)
             self._data.move_to_end(key)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)

@@ -5,6 +5,7 @@ from collections import Counter
 import datetime as dt
 import os
 import threading
+import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
@@ -266,6 +267,22 @@ def test_facets_are_cached_for_a_few_seconds_in_readers(tmp_path):
     assert ("astronomy", 1) in uncached.search(SearchQuery(limit=0)).facets["category"]
     # another query, another cache entry
     assert cached.search(SearchQuery(category="astronomy")).facets["category"] == [("astronomy", 1)]
+
+
+def test_broad_searches_keep_their_facets_longer(tmp_path):
+    path = build_index(tmp_path / "idx", CORPUS[:6]).path
+    reader = CatalogIndex(path, facet_ttl=0.05, broad_facet_ttl=60, broad_matches=5)
+    broad, narrow = SearchQuery(limit=0), SearchQuery(category=CORPUS[0].category, limit=0)
+    assert reader.search(broad).total >= 5 > reader.search(narrow).total
+    before_broad, before_narrow = reader.search(broad).facets, reader.search(narrow).facets
+    with CatalogIndex(path).writer() as w:
+        w.upsert(make_doc(500, category=CORPUS[0].category))
+    reader._index.reload()  # the writer's commit, without reload()'s emptying of the cache
+    time.sleep(0.1)  # past facet_ttl
+    assert reader.search(broad).facets == before_broad  # still cached (broad_facet_ttl)
+    after_narrow = reader.search(narrow).facets  # counted again
+    assert after_narrow != before_narrow
+    assert (CORPUS[0].category, dict(before_narrow["category"])[CORPUS[0].category] + 1) in after_narrow["category"]
 
 
 def test_a_writers_own_commit_refreshes_its_facets(index):
