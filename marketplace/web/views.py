@@ -178,28 +178,22 @@ def format_sample(value) -> str | None:
 
 
 def dataset_card(dataset):
+    """A dataset's card from the model (its versions and listings prefetched): the search
+    result's card, plus the version and status the publisher's pages show."""
     version = current_version(dataset)
     listing = latest_listing(version)
-    price = (listing.price if listing is not None else version.price) if version is not None else None
-    return {
-        "obj": dataset,
-        "slug": dataset.slug,
-        "title": dataset.title,
-        "summary": dataset.summary,
-        "tags": dataset.tags,
-        "category": CATEGORY_LABELS.get(dataset.category, dataset.category),
-        "license": dataset.license,
-        "publisher": dataset.owner.address or dataset.owner.username,
-        "publisher_short": short_address(dataset.owner.address or dataset.owner.username),
-        "publisher_name": dataset.owner.display_name,
-        "publisher_avatar": avatars.url(dataset.owner),
-        "price": format_usdc(price) if price is not None else None,
+    owner = dataset.owner
+    card = result_card({
+        "slug": dataset.slug, "title": dataset.title, "summary": dataset.summary, "tags": dataset.tags,
+        "category": dataset.category, "license": dataset.license,
+        "owner_address": owner.address, "owner_username": owner.username,
+        "owner_display_name": owner.display_name, "owner_avatar_digest": owner.avatar_digest,
+        "price": None if version is None else (listing.price if listing is not None else version.price),
         "format": version.format if version is not None else None,
-        "row_count": f"{version.row_count:,}" if version is not None and version.row_count is not None else None,
-        "version": version,
-        "status": dataset.status,
-        "status_label": dataset.get_status_display(),
-    }
+        "row_count": version.row_count if version is not None else None,
+    })
+    card.update(obj=dataset, version=version, status=dataset.status, status_label=dataset.get_status_display())
+    return card
 
 
 def result_card(row):
