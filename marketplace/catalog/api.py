@@ -184,6 +184,18 @@ class SearchParams(serializers.Serializer):
     page = serializers.IntegerField(required=False, min_value=1, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 
+    @staticmethod
+    def query(p: dict):
+        """The engine's SearchQuery for validated parameters `p` (one page of results)."""
+        from .search import SearchQuery
+
+        return SearchQuery(
+            text=p["q"], category=p.get("category"), tags=p.get("tag") or (), license=p.get("license"),
+            format=p.get("format"), publisher=p.get("publisher"), price_min=p.get("price_min"),
+            price_max=p.get("price_max"), sort=p["sort"], offset=(p["page"] - 1) * p["page_size"],
+            limit=p["page_size"],
+        )
+
     def validate(self, data):
         from .search import MAX_OFFSET
 
@@ -256,7 +268,6 @@ class SearchView(APIView):
     @extend_schema(parameters=[SearchParams], responses={200: SearchPageSerializer, **errors(400, 503)})
     def get(self, request):
         from .indexing import reader
-        from .search import SearchQuery
 
         data = SearchParams(data={k: (request.query_params.getlist(k) if k == "tag" else v)
                                   for k, v in request.query_params.items()})
@@ -269,12 +280,7 @@ class SearchView(APIView):
         index = reader()
         if index is None:
             raise APIError("index_building", "The search index is being built; try again in a moment.", status=503)
-        result = index.search(SearchQuery(
-            text=p["q"], category=p.get("category"), tags=p.get("tag") or (), license=p.get("license"),
-            format=p.get("format"), publisher=p.get("publisher"), price_min=p.get("price_min"),
-            price_max=p.get("price_max"), sort=p["sort"], offset=(p["page"] - 1) * p["page_size"],
-            limit=p["page_size"],
-        ))
+        result = index.search(SearchParams.query(p))
         rows = search_hits(result.ids)
         return Response({
             "total": result.total,

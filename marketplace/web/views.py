@@ -243,7 +243,7 @@ def _query_string(params: dict, **changes) -> str:
 @ensure_csrf_cookie  # the wallet script sends the CSRF token with its sign-in and sign-out calls
 def catalog(request):
     from marketplace.catalog.indexing import listed_rows, reader
-    from marketplace.catalog.search import MAX_OFFSET, SearchQuery
+    from marketplace.catalog.search import MAX_OFFSET
 
     # The form submits every field; empty ones mean "no filter". Unknown parameters are ignored.
     raw = {}
@@ -294,12 +294,7 @@ def catalog(request):
         return render(request, "web/catalog.html", context)
 
     page = params["page"]
-    result = index.search(SearchQuery(
-        text=params["q"], category=params.get("category"), tags=params.get("tag") or (),
-        license=params.get("license"), format=params.get("format"), publisher=params.get("publisher"),
-        price_min=params.get("price_min"), price_max=params.get("price_max"), sort=params["sort"],
-        offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-    ))
+    result = index.search(SearchParams.query(params))  # page_size is PAGE_SIZE
     rows = listed_rows(result.ids)
     pages = max(1, min(math.ceil(result.total / PAGE_SIZE), MAX_OFFSET // PAGE_SIZE + 1))
     facets = {}
