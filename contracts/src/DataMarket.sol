@@ -5,6 +5,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IERC3009} from "./interfaces/IERC3009.sol";
@@ -17,37 +19,57 @@ import {IERC3009} from "./interfaces/IERC3009.sol";
  * moderators set a separate `approved` flag, so an owner cannot undo a delisting. A listing is buyable while it is
  * active and approved and the market is not paused. A purchase pulls the price into escrow and records an order with
  * `releaseAt = now + disputeWindow`; the buyer may confirm it (paying the owner at once), anyone may release it once
- * `releaseAt` has passed, and the buyer may dispute it before then, after which an arbiter splits it between a refund
- * and the owner. The treasury takes the fee rate that was in force at purchase from whatever the owner receives. A
- * listing with a zero dispute window pays its owner at purchase. Each buyer has at most one order per listing, found
- * by {orderOf}; {hasAccess} reads it.
+ * `releaseAt` has passed, and the buyer may dispute it before then. A dispute gets a deadline when it opens (now +
+ * {disputePeriod}); before it an arbiter splits the order between a refund and the owner, after it anyone settles it
+ * as a full refund, so no order waits forever. The treasury takes the fee rate that was in force at purchase from
+ * whatever the owner receives. Every listing has at least the admin's {minDisputeWindow}; a listing with a zero
+ * window (only while that minimum is zero) pays its owner at purchase. Buyers who hold no ETH confirm and dispute
+ * with EIP-712 signatures that anyone may submit ({confirmBySig}, {disputeBySig}; EIP-1271 for contract wallets).
+ *
+ * Each buyer has at most one live order per listing, found by {orderOf}; {hasAccess} reads it. A buyer whose order
+ * was fully refunded may buy the listing again: the new order becomes the one {orderOf} finds, and {getOrder} keeps
+ * answering for the old one.
+ *
+ * No transfer out can block a settlement: a refund, payout or fee transfer that fails becomes a credit of its
+ * recipient ({Credited}), which that account withdraws with {withdraw} (also while paused), to an address of its
+ * choice. A failed transfer becomes a credit only if at least {TRANSFER_GAS_RESERVE} gas is left after it; a call
+ * given less gas reverts instead, so nobody can force a credit by starving the transfer of gas. A transfer that runs
+ * out of gas leaves this contract the 1/64 it kept back (EIP-150), plus about as much per call nested inside the
+ * token (a proxy's delegatecall), so a failure with R left means the token had at least about 63 R / (1 + nesting)
+ * gas: 945,000 with a proxy, far more than any transfer needs. The credit's own bookkeeping needs most of R anyway.
  *
  * Trust assumptions:
  *
- * - The admin (DEFAULT_ADMIN_ROLE) grants every role, sets the fee (capped at {MAX_FEE_BPS}) and the treasury, pauses,
- *   and decides which tokens may be used. Allow-listed tokens must be plain ERC-20s: no fee on transfer (a purchase
- *   that delivers less than the price reverts anyway), no rebasing, no callbacks into this contract, and transfers
- *   that cost a bounded amount of gas. An allow-listed token's own admin can freeze the escrow (e.g. USDC's
- *   blacklist); nothing here can prevent that.
+ * - The admin (DEFAULT_ADMIN_ROLE) grants every role, sets the fee (capped at {MAX_FEE_BPS}), the treasury, the
+ *   minimum dispute window and the dispute period (within fixed bounds), pauses, and decides which tokens may be
+ *   used. Allow-listed tokens must be plain ERC-20s: no fee on transfer (a purchase that delivers less than the price
+ *   reverts anyway), no rebasing, no callbacks into this contract, and transfers that need far less gas than the
+ *   reserve above guarantees them. An allow-listed token's own admin can freeze the escrow (e.g. USDC's blacklist);
+ *   nothing here can prevent that, but a blocked recipient's share waits as a credit instead of blocking the order.
  * - Moderators (MODERATOR_ROLE) decide which listings are approved. They cannot touch funds.
  * - Relayers (RELAYER_ROLE) choose the listing an EIP-3009 authorization pays for, which the buyer's signature does
  *   not cover; they cannot move more than the buyer signed, nor to anyone but this contract, and the order belongs to
  *   the signer. A relayer is trusted to pick the listing the buyer asked for, at its current price.
- * - Arbiters (ARBITER_ROLE) decide disputed orders (any split between buyer and owner) and return surplus, i.e.
- *   tokens held beyond the escrowed total (authorizations sent straight to the token, plain transfers). They can
- *   never move escrowed money to anyone else.
- * - The treasury is trusted to accept the fee. If the fee transfer of a {release} fails after the owner was paid, the
- *   fee stays in the contract as surplus (the event reports the fee actually paid, 0) for an arbiter to return.
- * - Pausing stops only listing creation and purchases; confirmations, disputes, releases, resolutions and surplus
- *   returns keep working, so no buyer loses the right to dispute and no funds get stuck.
+ * - Arbiters (ARBITER_ROLE) decide disputed orders before their deadline (any split between buyer and owner) and
+ *   return surplus: tokens held beyond the escrowed total and the credits (authorizations sent straight to the
+ *   token, plain transfers), each return naming the stray transfer it answers so that none is returned twice. They
+ *   can never move escrowed or credited money.
+ * - Pausing stops only listing creation and purchases; confirmations, disputes, releases, resolutions, expired
+ *   disputes, withdrawals and surplus returns keep working, so no buyer loses the right to dispute and no funds get
+ *   stuck.
  *
  * Storage is laid out for gas. An order takes two slots: one keyed by order id (buyer, listing, fee rate, status) and
- * one keyed by (listing, buyer), which is also the only access index (order id, amount, release time, token index).
- * Allow-listed tokens get a 16-bit index; the token's address, flags and escrowed total share one slot. A purchase
- * reads one listing slot (price, window, flags, token index), a settlement another (payout). The pause flag,
- * treasury, fee rate and order counter share one slot.
+ * one keyed by (listing, buyer), which is also the only access index (order id, amount, release time, dispute
+ * deadline, token index); a fully refunded order's second slot is copied under its id when its buyer buys again.
+ * Allow-listed tokens get a 16-bit index; the token's address, flags and the low 88 bits of its escrowed total share
+ * one slot, which every purchase and settlement reads anyway. A token's escrowed total is 128 bits: the carries out
+ * of those 88 bits are counted in a second slot beside the token's total credits, written only when the low part
+ * wraps (a whole 128-bit total would not fit beside the address, and a slot of its own would cost every purchase and
+ * settlement another 2,100 gas). A purchase reads one listing slot (price, window, flags, token index), a settlement
+ * another (payout). The pause flag, treasury, fee rate and order counter share one slot; the listing counter, token
+ * counter, minimum dispute window and dispute period another.
  */
-contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
+contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice Role that approves and un-approves listings.
@@ -57,20 +79,33 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     /// @notice Role that resolves disputes and returns surplus.
     bytes32 public constant ARBITER_ROLE = keccak256("ARBITER_ROLE");
 
+    /// @notice EIP-712 type of a buyer's signed confirmation ({confirmBySig}).
+    bytes32 public constant CONFIRM_ORDER_TYPEHASH =
+        keccak256("ConfirmOrder(uint256 orderId,bytes32 nonce,uint256 deadline)");
+    /// @notice EIP-712 type of a buyer's signed dispute ({disputeBySig}).
+    bytes32 public constant DISPUTE_ORDER_TYPEHASH =
+        keccak256("DisputeOrder(uint256 orderId,bytes32 nonce,uint256 deadline)");
+
     /// @notice Highest fee rate, in basis points (10%).
     uint16 public constant MAX_FEE_BPS = 1000;
-    /// @notice Longest dispute window a listing may have.
+    /// @notice Longest dispute window a listing may have (and so the highest {minDisputeWindow}).
     uint32 public constant MAX_DISPUTE_WINDOW = 30 days;
-    /// @notice Highest listing price, in token units (3.09e26: 309 million tokens of 18 decimals). Prices, order
-    /// amounts and each token's escrowed total are stored in 88 bits; a purchase that would take a token's escrowed
-    /// total beyond this reverts.
+    /// @notice Shortest and longest {disputePeriod}: how long an arbiter has to decide an opened dispute.
+    uint32 public constant MIN_DISPUTE_PERIOD = 7 days;
+    uint32 public constant MAX_DISPUTE_PERIOD = 30 days;
+    /// @notice Highest listing price, in token units (3.09e26: 309 million tokens of 18 decimals). Prices and order
+    /// amounts are stored in 88 bits; each token's escrowed total and credits in 128.
     uint256 public constant MAX_PRICE = type(uint88).max;
+    /// @notice Gas that must be left after a failed transfer for its amount to become a credit (else the call
+    /// reverts).
+    uint256 public constant TRANSFER_GAS_RESERVE = 30_000;
 
     uint256 private constant BPS = 10_000;
+    uint256 private constant LOW_ESCROW_LIMIT = 1 << 88;
 
     /// @notice Status of an order.
-    /// @dev Released: the owner was paid (confirm, release or zero window). Refunded: resolved with a full refund.
-    /// Resolved: resolved with a partial (or no) refund.
+    /// @dev Released: the owner was paid (confirm, release or zero window). Refunded: a full refund (resolved so, or
+    /// an expired dispute). Resolved: resolved with a partial (or no) refund.
     enum OrderStatus {
         None,
         Open,
@@ -92,12 +127,14 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         bool approved;
     }
 
-    /// @notice An order as returned by {getOrder}.
+    /// @notice An order as returned by {getOrder}. `disputeDeadline` is 0 until the order is disputed.
     struct Order {
         uint256 listingId;
         address buyer;
+        address token;
         uint256 amount;
         uint64 releaseAt;
+        uint64 disputeDeadline;
         uint16 feeBps;
         OrderStatus status;
     }
@@ -112,6 +149,14 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         bytes signature;
     }
 
+    /// @notice One surplus return of {returnSurplusBatch}: the arguments of {returnSurplus}.
+    struct SurplusReturn {
+        address token;
+        address to;
+        uint256 amount;
+        bytes32 ref;
+    }
+
     /// @dev Listing storage. Slot 0 is all a purchase reads; slot 1 is all a settlement reads.
     struct ListingRecord {
         uint88 price; // slot 0
@@ -124,7 +169,8 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         bytes32 contentHash; // slot 3
     }
 
-    /// @dev First order slot, keyed by order id.
+    /// @dev First order slot, keyed by order id. Bits: buyer [0, 160), listingId [160, 224), feeBps [224, 240),
+    /// status [240, 248).
     struct OrderRecord {
         address buyer;
         uint64 listingId;
@@ -133,19 +179,28 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     /// @dev Second order slot, keyed by (listing id, buyer): the access index, and what settlement needs besides the
-    /// first slot and the payout address.
+    /// first slot and the payout address. Bits: orderId [0, 64), amount [64, 152), releaseAt [152, 192),
+    /// disputeDeadline [192, 232), tokenIndex [232, 248). Times are seconds (40 bits last until the year 36812).
     struct PurchaseRecord {
         uint64 orderId;
         uint88 amount;
-        uint64 releaseAt;
+        uint40 releaseAt;
+        uint40 disputeDeadline;
         uint16 tokenIndex;
     }
 
-    /// @dev A token's address, allow-list flags and escrowed total, in one slot keyed by the token's index.
+    /// @dev A token's address, allow-list flags and escrowed total modulo 2^88, in one slot keyed by its index.
     struct TokenRecord {
         address token;
         uint8 flags;
-        uint88 escrowed;
+        uint88 escrowedLow;
+    }
+
+    /// @dev The rest of a token's totals: how often `escrowedLow` wrapped (its escrowed total is `escrowedCarries *
+    /// 2^88 + escrowedLow`, 128 bits) and the sum of its credits.
+    struct TokenTotals {
+        uint40 escrowedCarries;
+        uint128 credits;
     }
 
     uint8 private constant ALLOWED = 1;
@@ -156,13 +211,22 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     uint16 private _feeBps;
     uint64 private _orderCount;
 
+    // One slot: what createListing reads, and the dispute period.
     uint64 private _listingCount;
     uint16 private _tokenCount;
+    uint32 private _minDisputeWindow;
+    uint32 private _disputePeriod;
+
     mapping(address token => uint16 tokenIndex) private _tokenIndex;
     mapping(uint256 tokenIndex => TokenRecord) private _tokenRecords;
+    mapping(uint256 tokenIndex => TokenTotals) private _tokenTotals;
     mapping(uint256 listingId => ListingRecord) private _listings;
     mapping(uint256 orderId => OrderRecord) private _orders;
     mapping(uint256 listingId => mapping(address buyer => PurchaseRecord)) private _purchases;
+    mapping(uint256 orderId => PurchaseRecord) private _refundedPurchases;
+    mapping(address token => mapping(address account => uint256)) private _credits;
+    mapping(bytes32 ref => bool) private _surplusReturned;
+    mapping(address buyer => mapping(bytes32 nonce => bool)) private _usedNonces;
 
     /// @notice `token` was allowed or disallowed, with the `transferWithAuthorization` flavour to use.
     event TokenConfigured(address indexed token, bool allowed, bool bytesSignature);
@@ -170,6 +234,10 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     event FeeChanged(uint16 oldFeeBps, uint16 newFeeBps);
     /// @notice The treasury changed.
     event TreasuryChanged(address indexed oldTreasury, address indexed newTreasury);
+    /// @notice The shortest dispute window new listings may have changed.
+    event MinDisputeWindowChanged(uint32 oldWindow, uint32 newWindow);
+    /// @notice The time disputes opened from now on get before they expire changed.
+    event DisputePeriodChanged(uint32 oldPeriod, uint32 newPeriod);
     /// @notice A listing was created, active and not yet approved.
     event ListingCreated(
         uint256 indexed listingId,
@@ -196,7 +264,8 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         uint16 feeBps,
         uint64 releaseAt
     );
-    /// @notice An order's owner share went to `payout` and `fee` to the treasury.
+    /// @notice An order was settled in the owner's favour: `ownerAmount` for `payout` and `fee` for the treasury
+    /// (each transferred, or credited if its transfer failed: see {Credited}).
     event OrderReleased(
         uint256 indexed orderId,
         uint256 indexed listingId,
@@ -205,10 +274,10 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 ownerAmount,
         uint256 fee
     );
-    /// @notice {release} skipped an existing order (not open, not matured, or the payout transfer failed).
+    /// @notice {release} skipped an existing order that is not open or not matured.
     event ReleaseSkipped(uint256 indexed orderId);
-    /// @notice The buyer disputed an order.
-    event OrderDisputed(uint256 indexed orderId, uint256 indexed listingId, address indexed buyer);
+    /// @notice The buyer disputed an order; an arbiter may resolve it before `deadline`, anyone refund it after.
+    event OrderDisputed(uint256 indexed orderId, uint256 indexed listingId, address indexed buyer, uint64 deadline);
     /// @notice An arbiter resolved a disputed order.
     event DisputeResolved(
         uint256 indexed orderId,
@@ -218,21 +287,31 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 ownerAmount,
         uint256 fee
     );
-    /// @notice An arbiter returned surplus `amount` of `token` to `to`.
-    event SurplusReturned(address indexed token, address indexed to, uint256 amount);
+    /// @notice A disputed order passed its deadline undecided and was refunded in full.
+    event DisputeExpired(uint256 indexed orderId, uint256 indexed listingId, address indexed buyer, uint256 refund);
+    /// @notice A transfer of `amount` of `token` to `account` for order `orderId` failed; `account` may withdraw it.
+    event Credited(address indexed token, address indexed account, uint256 indexed orderId, uint256 amount);
+    /// @notice `account` withdrew its credit of `amount` of `token` to `to`.
+    event Withdrawn(address indexed token, address indexed account, address to, uint256 amount);
+    /// @notice An arbiter returned surplus `amount` of `token` to `to`, answering the stray transfer `ref`.
+    event SurplusReturned(address indexed token, address indexed to, uint256 amount, bytes32 indexed ref);
 
     /// @notice `maxPrice` is below the listing's current `price`.
     error DataMarketPriceAboveMax(uint256 price, uint256 maxPrice);
     /// @notice The listing does not exist, is inactive or is not approved.
     error DataMarketNotBuyable(uint256 listingId);
-    /// @notice `buyer` already holds order `orderId` for the listing.
+    /// @notice `buyer` holds the live order `orderId` for the listing (only a fully refunded buyer may buy again).
     error DataMarketAlreadyPurchased(uint256 listingId, address buyer, uint256 orderId);
     /// @notice `token` is not allow-listed.
     error DataMarketTokenNotAllowed(address token);
+    /// @notice `token` was never configured in this market.
+    error DataMarketTokenNotConfigured(address token);
     /// @notice The token delivered `received` instead of `price`.
     error DataMarketUnderpaid(uint256 received, uint256 price);
     /// @notice The authorization's `value` is not the listing's `price`.
     error DataMarketAuthorizationValueMismatch(uint256 value, uint256 price);
+    /// @notice No order has id `orderId`.
+    error DataMarketUnknownOrder(uint256 orderId);
     /// @notice `caller` is not the buyer of `orderId`.
     error DataMarketNotBuyer(uint256 orderId, address caller);
     /// @notice `caller` is not the owner of `listingId`.
@@ -243,12 +322,20 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     error DataMarketDisputeWindowClosed(uint256 orderId, uint64 releaseAt);
     /// @notice The order is not disputed.
     error DataMarketNotDisputed(uint256 orderId, OrderStatus status);
+    /// @notice The dispute's deadline passed: it can only be refunded ({settleExpiredDispute}).
+    error DataMarketDisputeExpired(uint256 orderId, uint64 deadline);
+    /// @notice The dispute's deadline has not passed yet.
+    error DataMarketDisputeNotExpired(uint256 orderId, uint64 deadline);
     /// @notice A refund share above 10000 basis points.
     error DataMarketRefundTooLarge(uint16 refundBps);
     /// @notice A fee rate above {MAX_FEE_BPS}.
     error DataMarketFeeTooHigh(uint16 feeBps, uint16 maxFeeBps);
     /// @notice A dispute window above {MAX_DISPUTE_WINDOW}.
     error DataMarketWindowTooLong(uint32 disputeWindow, uint32 maxDisputeWindow);
+    /// @notice A dispute window below {minDisputeWindow}.
+    error DataMarketWindowTooShort(uint32 disputeWindow, uint32 minDisputeWindow);
+    /// @notice A dispute period outside [{MIN_DISPUTE_PERIOD}, {MAX_DISPUTE_PERIOD}].
+    error DataMarketDisputePeriodOutOfRange(uint32 period, uint32 minPeriod, uint32 maxPeriod);
     /// @notice An address that must not be zero was zero.
     error DataMarketZeroAddress();
     /// @notice A zero price.
@@ -259,24 +346,43 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     error DataMarketUnknownListing(uint256 listingId);
     /// @notice `amount` is more than the token's `surplus`.
     error DataMarketSurplusExceeded(uint256 amount, uint256 surplus);
+    /// @notice A surplus return of zero, or with a zero reference.
+    error DataMarketInvalidSurplusReturn(uint256 amount, bytes32 ref);
+    /// @notice Surplus was already returned for the stray transfer `ref`.
+    error DataMarketSurplusAlreadyReturned(bytes32 ref);
+    /// @notice `account` has no credit of `token`.
+    error DataMarketNothingToWithdraw(address token, address account);
+    /// @notice A transfer failed with less than {TRANSFER_GAS_RESERVE} gas left: send the call with more gas.
+    error DataMarketTransferGasTooLow(uint256 gasLeft);
     /// @notice A `(v, r, s)` token needs a 65-byte signature.
     error DataMarketBadSignatureLength(uint256 length);
+    /// @notice A buyer's signature whose deadline has passed.
+    error DataMarketSignatureExpired(uint256 deadline);
+    /// @notice `buyer` already used `nonce` for a signed confirmation or dispute.
+    error DataMarketNonceUsed(address buyer, bytes32 nonce);
+    /// @notice The signature is not `buyer`'s (ECDSA, or EIP-1271 for a contract wallet) for this order.
+    error DataMarketInvalidSignature(uint256 orderId, address buyer);
 
     /**
      * @notice Deploys the market with `admin` holding DEFAULT_ADMIN_ROLE (and nothing else), the fee going to
-     * `treasury_` at `feeBps_` basis points.
-     * @param admin Account that administers roles, fee, treasury, tokens and pausing; not zero.
+     * `treasury_` at `feeBps_` basis points. The minimum dispute window starts at 24 hours and the dispute period at
+     * 14 days; the admin may change both.
+     * @param admin Account that administers roles, fee, treasury, windows, tokens and pausing; not zero.
      * @param treasury_ Receiver of fees; not zero.
      * @param feeBps_ Fee rate in basis points, at most {MAX_FEE_BPS}.
      */
-    constructor(address admin, address treasury_, uint16 feeBps_) {
+    constructor(address admin, address treasury_, uint16 feeBps_) EIP712("DataMarket", "1") {
         if (admin == address(0) || treasury_ == address(0)) revert DataMarketZeroAddress();
         if (feeBps_ > MAX_FEE_BPS) revert DataMarketFeeTooHigh(feeBps_, MAX_FEE_BPS);
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _treasury = treasury_;
         _feeBps = feeBps_;
+        _minDisputeWindow = 1 days;
+        _disputePeriod = 14 days;
         emit TreasuryChanged(address(0), treasury_);
         emit FeeChanged(0, feeBps_);
+        emit MinDisputeWindowChanged(0, 1 days);
+        emit DisputePeriodChanged(0, 14 days);
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -284,8 +390,8 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     // ---------------------------------------------------------------------------------------------------------------
 
     /**
-     * @notice Allows or disallows `token` for new listings and purchases; settlements of existing orders are never
-     * affected. Admin only.
+     * @notice Allows or disallows `token` for new listings and purchases; settlements of existing orders, withdrawals
+     * and surplus returns are never affected. Admin only.
      * @param token The ERC-20 token; not zero. At most 65535 distinct tokens can ever be configured.
      * @param allowed Whether listings may be created and bought in it.
      * @param bytesSignature Whether {purchaseWithAuthorization} calls the token's `bytes signature` overload of
@@ -334,6 +440,30 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     /**
+     * @notice Sets the shortest dispute window {createListing} accepts. Existing listings keep their window. Admin
+     * only.
+     * @param newWindow Seconds, at most {MAX_DISPUTE_WINDOW}; 0 also allows listings that pay at purchase.
+     */
+    function setMinDisputeWindow(uint32 newWindow) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (newWindow > MAX_DISPUTE_WINDOW) revert DataMarketWindowTooLong(newWindow, MAX_DISPUTE_WINDOW);
+        emit MinDisputeWindowChanged(_minDisputeWindow, newWindow);
+        _minDisputeWindow = newWindow;
+    }
+
+    /**
+     * @notice Sets how long an arbiter has to decide a dispute, for disputes opened from now on; open disputes keep
+     * the deadline they got. Admin only.
+     * @param newPeriod Seconds, from {MIN_DISPUTE_PERIOD} to {MAX_DISPUTE_PERIOD}.
+     */
+    function setDisputePeriod(uint32 newPeriod) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (newPeriod < MIN_DISPUTE_PERIOD || newPeriod > MAX_DISPUTE_PERIOD) {
+            revert DataMarketDisputePeriodOutOfRange(newPeriod, MIN_DISPUTE_PERIOD, MAX_DISPUTE_PERIOD);
+        }
+        emit DisputePeriodChanged(_disputePeriod, newPeriod);
+        _disputePeriod = newPeriod;
+    }
+
+    /**
      * @notice Stops listing creation and purchases. Admin only. Reverts with `EnforcedPause` if already paused.
      */
     function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
@@ -361,6 +491,20 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         return _treasury;
     }
 
+    /**
+     * @notice Returns the shortest dispute window, in seconds, that new listings may have.
+     */
+    function minDisputeWindow() external view returns (uint32) {
+        return _minDisputeWindow;
+    }
+
+    /**
+     * @notice Returns how long, in seconds, a dispute opened now has before anyone may refund it.
+     */
+    function disputePeriod() external view returns (uint32) {
+        return _disputePeriod;
+    }
+
     // ---------------------------------------------------------------------------------------------------------------
     // Listings
     // ---------------------------------------------------------------------------------------------------------------
@@ -371,7 +515,8 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
      * @param price In token units; above zero and at most {MAX_PRICE}.
      * @param payout Receiver of the owner's share; not zero.
      * @param contentHash Hash of the dataset version; never changes.
-     * @param disputeWindow Seconds a buyer may dispute, at most {MAX_DISPUTE_WINDOW}; 0 pays the owner at purchase.
+     * @param disputeWindow Seconds a buyer may dispute, from {minDisputeWindow} to {MAX_DISPUTE_WINDOW}; 0 (allowed
+     * only while the minimum is 0) pays the owner at purchase.
      * @return listingId The new listing's id (ids start at 1).
      */
     function createListing(address token, uint256 price, address payout, bytes32 contentHash, uint32 disputeWindow)
@@ -383,6 +528,8 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         if (_tokenRecords[tokenIndex].flags & ALLOWED == 0) revert DataMarketTokenNotAllowed(token);
         _checkTerms(price, payout);
         if (disputeWindow > MAX_DISPUTE_WINDOW) revert DataMarketWindowTooLong(disputeWindow, MAX_DISPUTE_WINDOW);
+        uint32 minWindow = _minDisputeWindow;
+        if (disputeWindow < minWindow) revert DataMarketWindowTooShort(disputeWindow, minWindow);
         listingId = ++_listingCount;
         _listings[listingId] = ListingRecord({
             // forge-lint: disable-next-line(unsafe-typecast) -- _checkTerms bounds price by MAX_PRICE
@@ -472,7 +619,7 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     /**
      * @notice Buys listing `listingId` for the caller, pulling the price with `transferFrom` (approve the market
      * first). Not while paused.
-     * @param listingId An active, approved listing the caller has not bought yet.
+     * @param listingId An active, approved listing the caller holds no live order for.
      * @param maxPrice The most the caller pays; protects against a price raised before the transaction lands.
      * @return orderId The new order's id.
      */
@@ -495,7 +642,7 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
      * @notice Like {purchase}, with an EIP-2612 permit for `maxPrice` signed by the caller, in one transaction. If the
      * permit fails (e.g. someone front-ran it), the purchase still goes through when the allowance already covers
      * the price; otherwise the permit's revert is bubbled up. Not while paused.
-     * @param listingId An active, approved listing the caller has not bought yet.
+     * @param listingId An active, approved listing the caller holds no live order for.
      * @param maxPrice The most the caller pays, and the permit's value.
      * @param deadline The permit's deadline.
      * @param v Permit signature.
@@ -532,7 +679,7 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
      * picks the listing. Calls the token's `bytes signature` overload or, for a `(v, r, s)` token, splits a 65-byte
      * `r || s || v` signature. A used, cancelled, expired or not yet valid authorization reverts in the token. Not
      * while paused.
-     * @param listingId An active, approved listing `auth.from` has not bought yet.
+     * @param listingId An active, approved listing `auth.from` holds no live order for.
      * @param auth The signed authorization.
      * @return orderId The new order's id, owned by `auth.from`.
      */
@@ -578,28 +725,33 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
 
     /**
      * @notice Pays an open order out now: the owner's share to the listing's payout address, the fee to the
-     * treasury. Buyer only; works while paused. Reverts if a transfer fails.
+     * treasury (a failing transfer becomes a credit). Buyer only; works while paused.
      * @param orderId An open order of the caller.
      */
     function confirm(uint256 orderId) external nonReentrant {
-        OrderRecord storage o = _orders[orderId];
-        (address buyer, uint256 listingId, uint256 feeRate, OrderStatus status) = _readOrder(o);
-        if (buyer != msg.sender) revert DataMarketNotBuyer(orderId, msg.sender);
-        if (status != OrderStatus.Open) revert DataMarketOrderNotOpen(orderId, status);
-        o.status = OrderStatus.Released;
-        (uint256 amount,, uint256 tokenIndex) = _readPurchase(listingId, buyer);
-        uint256 fee = amount * feeRate / BPS;
-        address payout = _listings[listingId].payout;
-        emit OrderReleased(orderId, listingId, buyer, payout, amount - fee, fee);
-        _settle(tokenIndex, amount, buyer, 0, payout, fee);
+        _confirm(orderId, msg.sender);
+    }
+
+    /**
+     * @notice {confirm} with the buyer's EIP-712 `ConfirmOrder(orderId, nonce, deadline)` signature, submitted by
+     * anyone (so a buyer without ETH can confirm). Works while paused.
+     * @param orderId An open order.
+     * @param nonce Any value the buyer has not used for a signed confirmation or dispute before.
+     * @param deadline Last second the signature is valid.
+     * @param signature The buyer's signature: 65-byte ECDSA, or anything its EIP-1271 wallet accepts.
+     */
+    function confirmBySig(uint256 orderId, bytes32 nonce, uint256 deadline, bytes calldata signature)
+        external
+        nonReentrant
+    {
+        _confirm(orderId, _useBuyerSignature(CONFIRM_ORDER_TYPEHASH, orderId, nonce, deadline, signature));
     }
 
     /**
      * @notice Pays out every open order in `orderIds` whose dispute window has passed, like {confirm}. Anyone may
      * call it; works while paused. Never reverts because of one order: ids that do not exist are ignored, and orders
-     * that are not open, not matured or whose payout transfer fails are left unchanged, with a {ReleaseSkipped}
-     * event. If the fee transfer fails after the owner was paid, the order is released, the fee stays behind as
-     * surplus and {OrderReleased} reports a fee of 0.
+     * that are not open or not matured are left unchanged, with a {ReleaseSkipped} event; a failing payout or fee
+     * transfer becomes a credit.
      * @param orderIds Order ids (a repeated id is skipped after its first release).
      */
     function release(uint256[] calldata orderIds) external nonReentrant {
@@ -609,27 +761,35 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     /**
-     * @notice Freezes an open order before its release time, for an arbiter to resolve. Buyer only; works while
-     * paused.
+     * @notice Freezes an open order before its release time, for an arbiter to resolve before the dispute's deadline
+     * (now + {disputePeriod}). Buyer only; works while paused.
      * @param orderId An open order of the caller whose dispute window has not ended.
      */
     function dispute(uint256 orderId) external nonReentrant {
-        OrderRecord storage o = _orders[orderId];
-        (address buyer, uint256 listingId,, OrderStatus status) = _readOrder(o);
-        if (buyer != msg.sender) revert DataMarketNotBuyer(orderId, msg.sender);
-        if (status != OrderStatus.Open) revert DataMarketOrderNotOpen(orderId, status);
-        uint64 releaseAt = _purchases[listingId][buyer].releaseAt;
-        if (block.timestamp >= releaseAt) revert DataMarketDisputeWindowClosed(orderId, releaseAt);
-        o.status = OrderStatus.Disputed;
-        emit OrderDisputed(orderId, listingId, buyer);
+        _dispute(orderId, msg.sender);
     }
 
     /**
-     * @notice Settles a disputed order: `refund = amount * refundBps / 10000` to the buyer, `fee = (amount - refund)
-     * * order fee rate / 10000` to the treasury, the rest to the listing's payout address. The order becomes Refunded
-     * (no more access) for a full refund, Resolved otherwise. Arbiter only; works while paused. Reverts if a transfer
-     * fails.
-     * @param orderId A disputed order.
+     * @notice {dispute} with the buyer's EIP-712 `DisputeOrder(orderId, nonce, deadline)` signature, submitted by
+     * anyone (so a buyer without ETH can dispute). Works while paused.
+     * @param orderId An open order whose dispute window has not ended.
+     * @param nonce Any value the buyer has not used for a signed confirmation or dispute before.
+     * @param deadline Last second the signature is valid.
+     * @param signature The buyer's signature: 65-byte ECDSA, or anything its EIP-1271 wallet accepts.
+     */
+    function disputeBySig(uint256 orderId, bytes32 nonce, uint256 deadline, bytes calldata signature)
+        external
+        nonReentrant
+    {
+        _dispute(orderId, _useBuyerSignature(DISPUTE_ORDER_TYPEHASH, orderId, nonce, deadline, signature));
+    }
+
+    /**
+     * @notice Settles a disputed order before its deadline: `refund = amount * refundBps / 10000` to the buyer,
+     * `fee = (amount - refund) * order fee rate / 10000` to the treasury, the rest to the listing's payout address (a
+     * failing transfer becomes a credit). The order becomes Refunded (no more access) for a full refund, Resolved
+     * otherwise. Arbiter only; works while paused.
+     * @param orderId A disputed order whose deadline has not passed.
      * @param refundBps The buyer's share, in basis points (at most 10000).
      */
     function resolve(uint256 orderId, uint16 refundBps) external onlyRole(ARBITER_ROLE) nonReentrant {
@@ -637,28 +797,81 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         OrderRecord storage o = _orders[orderId];
         (address buyer, uint256 listingId, uint256 feeRate, OrderStatus status) = _readOrder(o);
         if (status != OrderStatus.Disputed) revert DataMarketNotDisputed(orderId, status);
+        (uint256 amount,, uint256 deadline, uint256 tokenIndex) = _readPurchase(listingId, buyer);
+        // forge-lint: disable-next-line(unsafe-typecast) -- a 40-bit time
+        if (block.timestamp >= deadline) revert DataMarketDisputeExpired(orderId, uint64(deadline));
         o.status = refundBps == BPS ? OrderStatus.Refunded : OrderStatus.Resolved;
-        (uint256 amount,, uint256 tokenIndex) = _readPurchase(listingId, buyer);
         uint256 refund = amount * refundBps / BPS;
         uint256 fee = (amount - refund) * feeRate / BPS;
         address payout = _listings[listingId].payout;
         emit DisputeResolved(orderId, listingId, buyer, refund, amount - refund - fee, fee);
-        _settle(tokenIndex, amount, buyer, refund, payout, fee);
+        _settle(orderId, tokenIndex, amount, buyer, refund, payout, fee);
     }
 
     /**
-     * @notice Sends `amount` of `token`'s surplus (balance beyond the escrowed total) to `to`, e.g. back to whoever
-     * sent an authorization straight to the token. Arbiter only; works while paused.
-     * @param token The token.
-     * @param to The receiver; not zero.
-     * @param amount At most {surplus}.
+     * @notice Refunds a disputed order in full once its deadline has passed without an arbiter's decision (a failing
+     * refund becomes the buyer's credit). Anyone may call it; works while paused.
+     * @param orderId A disputed order whose deadline has passed.
      */
-    function returnSurplus(address token, address to, uint256 amount) external onlyRole(ARBITER_ROLE) nonReentrant {
+    function settleExpiredDispute(uint256 orderId) external nonReentrant {
+        OrderRecord storage o = _orders[orderId];
+        (address buyer, uint256 listingId,, OrderStatus status) = _readOrder(o);
+        if (status != OrderStatus.Disputed) revert DataMarketNotDisputed(orderId, status);
+        (uint256 amount,, uint256 deadline, uint256 tokenIndex) = _readPurchase(listingId, buyer);
+        // forge-lint: disable-next-line(unsafe-typecast) -- a 40-bit time
+        if (block.timestamp < deadline) revert DataMarketDisputeNotExpired(orderId, uint64(deadline));
+        o.status = OrderStatus.Refunded;
+        emit DisputeExpired(orderId, listingId, buyer, amount);
+        _settle(orderId, tokenIndex, amount, buyer, amount, address(0), 0);
+    }
+
+    /**
+     * @notice Sends the caller's whole credit of `token` (transfers to it that failed) to `to`. Works while paused.
+     * @param token The token of the credit.
+     * @param to The receiver; not zero.
+     * @return amount The amount withdrawn.
+     */
+    function withdraw(address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert DataMarketZeroAddress();
-        uint256 available = surplus(token);
-        if (amount > available) revert DataMarketSurplusExceeded(amount, available);
-        emit SurplusReturned(token, to, amount);
+        amount = _credits[token][msg.sender];
+        if (amount == 0) revert DataMarketNothingToWithdraw(token, msg.sender);
+        _credits[token][msg.sender] = 0;
+        // forge-lint: disable-next-line(unsafe-typecast) -- a credit is part of the 128-bit total
+        _tokenTotals[_tokenIndex[token]].credits -= uint128(amount);
+        emit Withdrawn(token, msg.sender, to, amount);
         IERC20(token).safeTransfer(to, amount);
+    }
+
+    /**
+     * @notice Sends `amount` of `token`'s surplus (balance beyond the escrowed total and the credits) to `to`,
+     * answering the stray transfer `ref`, e.g. back to whoever sent an authorization straight to the token. Each
+     * reference is answered once. Arbiter only; works while paused.
+     * @param token A token this market has configured (now or before).
+     * @param to The receiver; not zero.
+     * @param amount Above zero and at most {surplus}.
+     * @param ref The stray transfer: `keccak256(abi.encode(txHash, logIndex))` of its `Transfer` log; not zero.
+     */
+    function returnSurplus(address token, address to, uint256 amount, bytes32 ref)
+        external
+        onlyRole(ARBITER_ROLE)
+        nonReentrant
+    {
+        _returnSurplus(token, to, amount, ref);
+    }
+
+    /**
+     * @notice {returnSurplus} for each of `items`, in order; reverts as a whole if one fails.
+     * @param items The returns.
+     */
+    function returnSurplusBatch(SurplusReturn[] calldata items)
+        external
+        onlyRole(ARBITER_ROLE)
+        nonReentrant
+    {
+        for (uint256 i = 0; i < items.length; ++i) {
+            SurplusReturn calldata r = items[i];
+            _returnSurplus(r.token, r.to, r.amount, r.ref);
+        }
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -666,24 +879,53 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     // ---------------------------------------------------------------------------------------------------------------
 
     /**
-     * @notice Returns the market's balance of `token` beyond what its open and disputed orders hold (0 if it holds
-     * less).
+     * @notice Returns the market's balance of `token` beyond what its open and disputed orders hold and what it owes
+     * as credits (0 if it holds less).
      */
     function surplus(address token) public view returns (uint256) {
         uint256 balance = IERC20(token).balanceOf(address(this));
-        uint256 escrowed = _tokenRecords[_tokenIndex[token]].escrowed;
-        return balance > escrowed ? balance - escrowed : 0;
+        uint256 tokenIndex = _tokenIndex[token];
+        uint256 owed = _totalEscrowed(tokenIndex) + _tokenTotals[tokenIndex].credits;
+        return balance > owed ? balance - owed : 0;
     }
 
     /**
      * @notice Returns the sum of the amounts of `token`'s open and disputed orders.
      */
     function totalEscrowed(address token) external view returns (uint256) {
-        return _tokenRecords[_tokenIndex[token]].escrowed;
+        return _totalEscrowed(_tokenIndex[token]);
     }
 
     /**
-     * @notice Returns the id of `buyer`'s order for `listingId`, 0 if there is none.
+     * @notice Returns the sum of every account's credit of `token`.
+     */
+    function totalCredits(address token) external view returns (uint256) {
+        return _tokenTotals[_tokenIndex[token]].credits;
+    }
+
+    /**
+     * @notice Returns what `account` may withdraw of `token`.
+     */
+    function creditOf(address token, address account) external view returns (uint256) {
+        return _credits[token][account];
+    }
+
+    /**
+     * @notice Returns whether surplus was returned for the stray transfer `ref`.
+     */
+    function surplusReturned(bytes32 ref) external view returns (bool) {
+        return _surplusReturned[ref];
+    }
+
+    /**
+     * @notice Returns whether `buyer` used `nonce` for a signed confirmation or dispute.
+     */
+    function nonceUsed(address buyer, bytes32 nonce) external view returns (bool) {
+        return _usedNonces[buyer][nonce];
+    }
+
+    /**
+     * @notice Returns the id of `buyer`'s latest order for `listingId`, 0 if there is none.
      */
     function orderOf(uint256 listingId, address buyer) external view returns (uint256 orderId) {
         return _purchases[listingId][buyer].orderId;
@@ -696,11 +938,14 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         OrderRecord storage o = _orders[orderId];
         if (o.buyer == address(0)) return order;
         PurchaseRecord storage p = _purchases[o.listingId][o.buyer];
+        if (p.orderId != orderId) p = _refundedPurchases[orderId];
         return Order({
             listingId: o.listingId,
             buyer: o.buyer,
+            token: _tokenRecords[p.tokenIndex].token,
             amount: p.amount,
             releaseAt: p.releaseAt,
+            disputeDeadline: p.disputeDeadline,
             feeBps: o.feeBps,
             status: o.status
         });
@@ -714,8 +959,8 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     /**
-     * @notice Returns whether `account` paid for `listingId` and was not fully refunded: its order is open, disputed,
-     * released or resolved.
+     * @notice Returns whether `account` paid for `listingId` and its latest order was not fully refunded: it is
+     * open, disputed, released or resolved.
      */
     function hasAccess(uint256 listingId, address account) external view returns (bool) {
         uint256 orderId = _purchases[listingId][account].orderId;
@@ -755,24 +1000,41 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         uint16 tokenIndex = l.tokenIndex;
         t = _tokenRecords[tokenIndex];
         if (t.flags & ALLOWED == 0) revert DataMarketTokenNotAllowed(t.token);
-        orderId = _purchases[listingId][buyer].orderId;
-        if (orderId != 0) revert DataMarketAlreadyPurchased(listingId, buyer, orderId);
+        PurchaseRecord storage p = _purchases[listingId][buyer];
+        orderId = p.orderId;
+        if (orderId != 0) _keepRefundedPurchase(p, listingId, buyer, orderId);
 
         uint32 window = l.disputeWindow;
-        uint64 releaseAt = uint64(block.timestamp) + window;
+        uint256 releaseAt = block.timestamp + window;
         uint16 fee = _feeBps;
         orderId = ++_orderCount;
-        if (window != 0) t.escrowed += listedPrice;
+        if (window != 0) _addEscrow(t, tokenIndex, price);
         _writeOrder(orderId, listingId, buyer, fee, window == 0 ? OrderStatus.Released : OrderStatus.Open);
-        _writePurchase(listingId, buyer, orderId, price, releaseAt, tokenIndex);
-        emit OrderCreated(orderId, listingId, buyer, t.token, price, fee, releaseAt);
+        _writePurchase(p, orderId, price, releaseAt, tokenIndex);
+        // forge-lint: disable-next-line(unsafe-typecast) -- a time a window past now
+        emit OrderCreated(orderId, listingId, buyer, t.token, price, fee, uint64(releaseAt));
     }
 
     /**
-     * @dev Stores a new order's first slot with one SSTORE (a struct assignment writes member by member). Solidity
-     * packs struct members from the least significant bits: `buyer` [0, 160), `listingId` [160, 224), `feeBps`
-     * [224, 240), `status` [240, 248). Every other access goes through {OrderRecord}, and the tests check both agree.
-     * `listingId` is below 2^64 (it is an existing listing's id), `fee` below 2^16.
+     * @dev Before `buyer` buys `listingId` again: reverts unless its previous order `previous` was fully refunded, and
+     * keeps that order's second slot under its id, so that {getOrder} still finds it.
+     */
+    function _keepRefundedPurchase(PurchaseRecord storage p, uint256 listingId, address buyer, uint256 previous)
+        private
+    {
+        if (_orders[previous].status != OrderStatus.Refunded) {
+            revert DataMarketAlreadyPurchased(listingId, buyer, previous);
+        }
+        PurchaseRecord storage kept = _refundedPurchases[previous];
+        assembly ("memory-safe") {
+            sstore(kept.slot, sload(p.slot))
+        }
+    }
+
+    /**
+     * @dev Stores a new order's first slot with one SSTORE (a struct assignment writes member by member), every field
+     * masked to its width (layout in {OrderRecord}). Every other access goes through {OrderRecord}, and the tests
+     * check both agree.
      */
     function _writeOrder(uint256 orderId, uint256 listingId, address buyer, uint16 fee, OrderStatus status) private {
         OrderRecord storage o = _orders[orderId];
@@ -780,50 +1042,39 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
             sstore(
                 o.slot,
                 or(
-                    or(and(buyer, 0xffffffffffffffffffffffffffffffffffffffff), shl(160, listingId)),
-                    or(shl(224, fee), shl(240, status))
+                    or(
+                        and(buyer, 0xffffffffffffffffffffffffffffffffffffffff),
+                        shl(160, and(listingId, 0xffffffffffffffff))
+                    ),
+                    or(shl(224, and(fee, 0xffff)), shl(240, and(status, 0xff)))
                 )
             )
         }
     }
 
     /**
-     * @dev Stores a new order's second slot, keyed by (`listingId`, `buyer`), with one SSTORE. Layout as
-     * {PurchaseRecord}: `orderId` [0, 64), `amount` [64, 152), `releaseAt` [152, 216), `tokenIndex` [216, 232).
-     * `orderId` is below 2^64 (a uint64 counter), `price` at most {MAX_PRICE} < 2^88.
+     * @dev Stores a new order's second slot with one SSTORE, every field masked to its width (layout in
+     * {PurchaseRecord}); the dispute deadline starts at 0.
      */
     function _writePurchase(
-        uint256 listingId,
-        address buyer,
+        PurchaseRecord storage p,
         uint256 orderId,
         uint256 price,
-        uint64 releaseAt,
+        uint256 releaseAt,
         uint16 tokenIndex
     ) private {
-        PurchaseRecord storage p = _purchases[listingId][buyer];
         assembly ("memory-safe") {
-            sstore(p.slot, or(or(orderId, shl(64, price)), or(shl(152, releaseAt), shl(216, tokenIndex))))
+            sstore(
+                p.slot,
+                or(
+                    or(and(orderId, 0xffffffffffffffff), shl(64, and(price, 0xffffffffffffffffffffff))),
+                    or(shl(152, and(releaseAt, 0xffffffffff)), shl(232, and(tokenIndex, 0xffff)))
+                )
+            )
         }
     }
 
-    /**
-     * @dev Takes a settled order's `amount` out of its token's escrowed total, then pays `refund` to `buyer`, `fee` to
-     * the treasury and the rest to `payout`, skipping zero transfers. Reverts if a transfer fails.
-     */
-    function _settle(uint256 tokenIndex, uint256 amount, address buyer, uint256 refund, address payout, uint256 fee)
-        private
-    {
-        TokenRecord storage t = _tokenRecords[tokenIndex];
-        // forge-lint: disable-next-line(unsafe-typecast) -- an order's amount is at most MAX_PRICE (88 bits)
-        t.escrowed -= uint88(amount);
-        IERC20 token = IERC20(t.token);
-        if (refund != 0) token.safeTransfer(buyer, refund);
-        uint256 ownerAmount = amount - refund - fee;
-        if (ownerAmount != 0) token.safeTransfer(payout, ownerAmount);
-        if (fee != 0) token.safeTransfer(_treasury, fee);
-    }
-
-    /// @dev Reads an order's first slot with one SLOAD (layout in {_writeOrder}).
+    /// @dev Reads an order's first slot with one SLOAD (layout in {OrderRecord}).
     function _readOrder(OrderRecord storage o)
         private
         view
@@ -841,19 +1092,54 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         status = OrderStatus(uint8(statusValue));
     }
 
-    /// @dev Reads the second slot of `buyer`'s order for `listingId` with one SLOAD (layout in {_writePurchase}).
+    /**
+     * @dev Reads the second slot of `buyer`'s latest order for `listingId` with one SLOAD (layout in
+     * {PurchaseRecord}). Settlement only acts on open and disputed orders, which are always their buyer's latest
+     * (buying again needs a fully refunded order, and a refunded order never changes again).
+     */
     function _readPurchase(uint256 listingId, address buyer)
         private
         view
-        returns (uint256 amount, uint256 releaseAt, uint256 tokenIndex)
+        returns (uint256 amount, uint256 releaseAt, uint256 disputeDeadline, uint256 tokenIndex)
     {
         PurchaseRecord storage p = _purchases[listingId][buyer];
         assembly ("memory-safe") {
             let word := sload(p.slot)
             amount := and(shr(64, word), 0xffffffffffffffffffffff)
-            releaseAt := and(shr(152, word), 0xffffffffffffffff)
-            tokenIndex := and(shr(216, word), 0xffff)
+            releaseAt := and(shr(152, word), 0xffffffffff)
+            disputeDeadline := and(shr(192, word), 0xffffffffff)
+            tokenIndex := and(shr(232, word), 0xffff)
         }
+    }
+
+    /// @dev Adds `amount` (below 2^88) to a token's escrowed total; a carry out of the low 88 bits goes to the second
+    /// slot (checked: a total beyond 128 bits reverts).
+    function _addEscrow(TokenRecord storage t, uint256 tokenIndex, uint256 amount) private {
+        uint256 low = uint256(t.escrowedLow) + amount;
+        if (low >= LOW_ESCROW_LIMIT) {
+            _tokenTotals[tokenIndex].escrowedCarries += 1;
+            low -= LOW_ESCROW_LIMIT;
+        }
+        // forge-lint: disable-next-line(unsafe-typecast) -- below 2^88 after the carry
+        t.escrowedLow = uint88(low);
+    }
+
+    /// @dev Takes `amount` (below 2^88, and never more than the total) out of a token's escrowed total, borrowing
+    /// from the carries when the low 88 bits hold less.
+    function _removeEscrow(TokenRecord storage t, uint256 tokenIndex, uint256 amount) private {
+        uint256 low = t.escrowedLow;
+        if (low < amount) {
+            _tokenTotals[tokenIndex].escrowedCarries -= 1;
+            low += LOW_ESCROW_LIMIT;
+        }
+        // forge-lint: disable-next-line(unsafe-typecast) -- below 2^88: low < 2^89 and amount > low - 2^88
+        t.escrowedLow = uint88(low - amount);
+    }
+
+    /// @dev A token's escrowed total: the carries times 2^88 plus the low part.
+    function _totalEscrowed(uint256 tokenIndex) private view returns (uint256) {
+        uint256 carries = _tokenTotals[tokenIndex].escrowedCarries;
+        return carries * LOW_ESCROW_LIMIT + _tokenRecords[tokenIndex].escrowedLow;
     }
 
     /**
@@ -876,42 +1162,135 @@ contract DataMarket is AccessControl, Pausable, ReentrancyGuardTransient {
             uint256 fee = price * _orders[orderId].feeBps / BPS;
             address payout = l.payout;
             emit OrderReleased(orderId, listingId, buyer, payout, price - fee, fee);
-            token.safeTransfer(payout, price - fee);
-            if (fee != 0) token.safeTransfer(_treasury, fee);
+            uint256 tokenIndex = l.tokenIndex;
+            _pay(token, tokenIndex, payout, price - fee, orderId);
+            if (fee != 0) _pay(token, tokenIndex, _treasury, fee, orderId);
         }
     }
 
-    /**
-     * @dev Releases one order for {release}, or leaves it unchanged (with {ReleaseSkipped} if it exists). The effects
-     * come first and are undone if the payout transfer fails.
-     */
+    /// @dev {confirm} of `orderId` by `caller` (its buyer, or whoever signed for it).
+    function _confirm(uint256 orderId, address caller) private {
+        OrderRecord storage o = _orders[orderId];
+        (address buyer, uint256 listingId, uint256 feeRate, OrderStatus status) = _readOrder(o);
+        if (buyer != caller) revert DataMarketNotBuyer(orderId, caller);
+        if (status != OrderStatus.Open) revert DataMarketOrderNotOpen(orderId, status);
+        (uint256 amount,,, uint256 tokenIndex) = _readPurchase(listingId, buyer);
+        _payOwner(o, orderId, listingId, buyer, feeRate, amount, tokenIndex);
+    }
+
+    /// @dev Releases one order for {release}, or leaves it unchanged (with {ReleaseSkipped} if it exists).
     function _release(uint256 orderId) private {
         OrderRecord storage o = _orders[orderId];
         (address buyer, uint256 listingId, uint256 feeRate, OrderStatus status) = _readOrder(o);
         if (buyer == address(0)) return;
-        (uint256 amount, uint256 releaseAt, uint256 tokenIndex) = _readPurchase(listingId, buyer);
+        (uint256 amount, uint256 releaseAt,, uint256 tokenIndex) = _readPurchase(listingId, buyer);
         if (status != OrderStatus.Open || block.timestamp < releaseAt) {
             emit ReleaseSkipped(orderId);
             return;
         }
-        uint256 fee = amount * feeRate / BPS;
-        uint256 ownerAmount = amount - fee;
-        TokenRecord storage t = _tokenRecords[tokenIndex];
-        IERC20 token = IERC20(t.token);
-        address payout = _listings[listingId].payout;
+        _payOwner(o, orderId, listingId, buyer, feeRate, amount, tokenIndex);
+    }
 
+    /// @dev Settles an open order in the owner's favour: Released, the owner's share to the payout, the fee to the
+    /// treasury.
+    function _payOwner(
+        OrderRecord storage o,
+        uint256 orderId,
+        uint256 listingId,
+        address buyer,
+        uint256 feeRate,
+        uint256 amount,
+        uint256 tokenIndex
+    ) private {
         o.status = OrderStatus.Released;
-        // forge-lint: disable-next-line(unsafe-typecast) -- an order's amount is at most MAX_PRICE (88 bits)
-        t.escrowed -= uint88(amount);
-        if (!token.trySafeTransfer(payout, ownerAmount)) {
-            o.status = OrderStatus.Open;
-            // forge-lint: disable-next-line(unsafe-typecast) -- as above
-            t.escrowed += uint88(amount);
-            emit ReleaseSkipped(orderId);
-            return;
+        uint256 fee = amount * feeRate / BPS;
+        address payout = _listings[listingId].payout;
+        emit OrderReleased(orderId, listingId, buyer, payout, amount - fee, fee);
+        _settle(orderId, tokenIndex, amount, buyer, 0, payout, fee);
+    }
+
+    /// @dev {dispute} of `orderId` by `caller` (its buyer, or whoever signed for it): the deadline is fixed now.
+    function _dispute(uint256 orderId, address caller) private {
+        OrderRecord storage o = _orders[orderId];
+        (address buyer, uint256 listingId,, OrderStatus status) = _readOrder(o);
+        if (buyer != caller) revert DataMarketNotBuyer(orderId, caller);
+        if (status != OrderStatus.Open) revert DataMarketOrderNotOpen(orderId, status);
+        PurchaseRecord storage p = _purchases[listingId][buyer];
+        uint40 releaseAt = p.releaseAt;
+        if (block.timestamp >= releaseAt) revert DataMarketDisputeWindowClosed(orderId, releaseAt);
+        o.status = OrderStatus.Disputed;
+        uint40 deadline = uint40(block.timestamp) + _disputePeriod;
+        p.disputeDeadline = deadline;
+        emit OrderDisputed(orderId, listingId, buyer, deadline);
+    }
+
+    /**
+     * @dev Checks the buyer's EIP-712 signature of `typehash(orderId, nonce, deadline)` and uses the nonce; returns
+     * the buyer.
+     */
+    function _useBuyerSignature(
+        bytes32 typehash,
+        uint256 orderId,
+        bytes32 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) private returns (address buyer) {
+        buyer = _orders[orderId].buyer;
+        if (buyer == address(0)) revert DataMarketUnknownOrder(orderId);
+        if (block.timestamp > deadline) revert DataMarketSignatureExpired(deadline);
+        if (_usedNonces[buyer][nonce]) revert DataMarketNonceUsed(buyer, nonce);
+        _usedNonces[buyer][nonce] = true;
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(typehash, orderId, nonce, deadline)));
+        if (!SignatureChecker.isValidSignatureNowCalldata(buyer, digest, signature)) {
+            revert DataMarketInvalidSignature(orderId, buyer);
         }
-        // The owner is paid and a failing treasury must not undo that: an unpaid fee stays behind as surplus.
-        if (fee != 0 && !token.trySafeTransfer(_treasury, fee)) fee = 0;
-        emit OrderReleased(orderId, listingId, buyer, payout, ownerAmount, fee);
+    }
+
+    /**
+     * @dev Takes a settled order's `amount` out of its token's escrowed total, then pays `refund` to `buyer`, `fee` to
+     * the treasury and the rest to `payout`, skipping zero amounts; a failing transfer becomes a credit.
+     */
+    function _settle(
+        uint256 orderId,
+        uint256 tokenIndex,
+        uint256 amount,
+        address buyer,
+        uint256 refund,
+        address payout,
+        uint256 fee
+    ) private {
+        TokenRecord storage t = _tokenRecords[tokenIndex];
+        _removeEscrow(t, tokenIndex, amount);
+        IERC20 token = IERC20(t.token);
+        _pay(token, tokenIndex, buyer, refund, orderId);
+        _pay(token, tokenIndex, payout, amount - refund - fee, orderId);
+        if (fee != 0) _pay(token, tokenIndex, _treasury, fee, orderId);
+    }
+
+    /**
+     * @dev Transfers `amount` (below 2^88) of `token` to `to` for order `orderId`; if the transfer fails, credits it
+     * to `to` instead, provided {TRANSFER_GAS_RESERVE} gas is left (else reverts: the transfer may have been starved).
+     */
+    function _pay(IERC20 token, uint256 tokenIndex, address to, uint256 amount, uint256 orderId) private {
+        if (amount == 0 || token.trySafeTransfer(to, amount)) return;
+        uint256 gasLeft = gasleft();
+        if (gasLeft < TRANSFER_GAS_RESERVE) revert DataMarketTransferGasTooLow(gasLeft);
+        _credits[address(token)][to] += amount;
+        // forge-lint: disable-next-line(unsafe-typecast) -- amount is below 2^88; the sum is checked
+        _tokenTotals[tokenIndex].credits += uint128(amount);
+        emit Credited(address(token), to, orderId, amount);
+    }
+
+    /// @dev {returnSurplus} without the role and reentrancy checks.
+    function _returnSurplus(address token, address to, uint256 amount, bytes32 ref) private {
+        if (_tokenIndex[token] == 0) revert DataMarketTokenNotConfigured(token);
+        if (to == address(0)) revert DataMarketZeroAddress();
+        if (amount == 0 || ref == bytes32(0)) revert DataMarketInvalidSurplusReturn(amount, ref);
+        if (_surplusReturned[ref]) revert DataMarketSurplusAlreadyReturned(ref);
+        uint256 available = surplus(token);
+        if (amount > available) revert DataMarketSurplusExceeded(amount, available);
+        _surplusReturned[ref] = true;
+        emit SurplusReturned(token, to, amount, ref);
+        IERC20(token).safeTransfer(to, amount);
     }
 }

@@ -29,6 +29,10 @@ abstract contract DataMarketBase is Test {
     bytes32 internal constant PERMIT_TYPEHASH = 0x6e71edae12b1b97f4d1f60370fef10105fa2faae0126114a169c64845d6126c9;
     bytes32 internal constant TRANSFER_TYPEHASH = 0x7c7c6cdb67a18743f49ec6fa9b35f50d52ed05cbed4cc592e13b44501c1a2267;
     bytes32 internal constant CANCEL_TYPEHASH = 0x158b0a9edf7a828aad02f63cd515c68ef2f50ba807396f6d12842833a1597429;
+    bytes32 internal constant CONFIRM_ORDER_TYPEHASH =
+        keccak256("ConfirmOrder(uint256 orderId,bytes32 nonce,uint256 deadline)");
+    bytes32 internal constant DISPUTE_ORDER_TYPEHASH =
+        keccak256("DisputeOrder(uint256 orderId,bytes32 nonce,uint256 deadline)");
 
     uint256 internal constant BUYER_PK = 0xB0B;
     uint256 internal constant BUYER2_PK = 0xCA7;
@@ -198,5 +202,45 @@ abstract contract DataMarketBase is Test {
 
     function _expectMarketEmit() internal {
         vm.expectEmit(true, true, true, true, address(market));
+    }
+
+    /// @dev Lets listings have any dispute window, zero (pay at purchase) included.
+    function _allowAnyWindow() internal {
+        vm.prank(ADMIN);
+        market.setMinDisputeWindow(0);
+    }
+
+    /// @dev The buyer's 65-byte signature of `ConfirmOrder` or `DisputeOrder` (`typehash`) for the market.
+    function _signOrder(uint256 pk, bytes32 typehash, uint256 orderId, bytes32 nonce, uint256 deadline)
+        internal
+        view
+        returns (bytes memory)
+    {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, _orderDigest(typehash, orderId, nonce, deadline));
+        return abi.encodePacked(r, s, v);
+    }
+
+    /// @dev The EIP-712 digest of a `ConfirmOrder` or `DisputeOrder`, with the domain written out independently.
+    function _orderDigest(bytes32 typehash, uint256 orderId, bytes32 nonce, uint256 deadline)
+        internal
+        view
+        returns (bytes32)
+    {
+        bytes32 domainSeparator = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("DataMarket"),
+                keccak256("1"),
+                block.chainid,
+                address(market)
+            )
+        );
+        bytes32 structHash = keccak256(abi.encode(typehash, orderId, nonce, deadline));
+        return keccak256(abi.encodePacked("\x19\x01", domainSeparator, structHash));
+    }
+
+    /// @dev A surplus reference as the server makes it: the stray transfer's (tx hash, log index).
+    function _ref(uint256 n) internal pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("tx", n)), n));
     }
 }

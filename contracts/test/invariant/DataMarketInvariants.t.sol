@@ -179,7 +179,7 @@ contract DataMarketInvariantTest is Test, Invariant {
             assertEq(market.totalEscrowed(token), 0, "nothing escrowed once every order is settled");
             uint256 surplus = market.surplus(token);
             vm.prank(arbiter);
-            market.returnSurplus(token, address(0x5EED), surplus);
+            market.returnSurplus(token, address(0x5EED), surplus, keccak256("last"));
             assertEq(tokens[t].balanceOf(address(market)), 0, "the market is empty");
         }
         vm.revertToState(snapshot);
