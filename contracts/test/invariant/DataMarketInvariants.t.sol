@@ -5,14 +5,20 @@ import {Test} from "../utils/Test.sol";
 import {Invariant} from "../utils/Invariant.sol";
 import {DataMarket} from "../../src/DataMarket.sol";
 import {TestUSDC} from "../../src/TestUSDC.sol";
+import {MarketRevertingToken} from "../mocks/MarketRevertingToken.sol";
 import {DataMarketHandler} from "./DataMarketHandler.sol";
 
-/// @dev Invariants of {DataMarket} under the random sequences of {DataMarketHandler} (runs and depth from
-/// foundry.toml).
+/**
+ * @dev Invariants of {DataMarket} under the random sequences of {DataMarketHandler} (runs and depth from
+ * foundry.toml). Each one is shown able to fail by a mutant under `contracts/mutants/` (`script/mutants.sh`). A
+ * revert inside the handler fails the run: the handler catches and predicts every revert it expects.
+ * forge-config: default.invariant.fail-on-revert = true
+ */
 contract DataMarketInvariantTest is Test, Invariant {
     DataMarket internal market;
     DataMarketHandler internal handler;
-    TestUSDC[2] internal tokens;
+    TestUSDC[3] internal tokens;
+    MarketRevertingToken internal blocklist;
     address internal admin;
     address internal arbiter;
 
@@ -20,26 +26,29 @@ contract DataMarketInvariantTest is Test, Invariant {
         vm.warp(1_700_000_000);
         tokens[0] = new TestUSDC(address(this));
         tokens[1] = new TestUSDC(address(this));
+        blocklist = new MarketRevertingToken(address(this));
+        tokens[2] = blocklist;
         market = new DataMarket(address(0xAD), address(0x7EA5), 250);
-        handler = new DataMarketHandler(market, tokens[0], tokens[1]);
-        tokens[0].transferOwnership(address(handler));
-        tokens[1].transferOwnership(address(handler));
+        handler = new DataMarketHandler(market, tokens[0], tokens[1], blocklist);
+        for (uint256 t; t < 3; ++t) {
+            tokens[t].transferOwnership(address(handler));
+        }
 
         admin = handler.ADMIN();
         arbiter = handler.ARBITER();
-        address moderator = handler.MODERATOR();
-        address relayer = handler.RELAYER();
         vm.startPrank(admin);
-        market.grantRole(market.MODERATOR_ROLE(), moderator);
-        market.grantRole(market.RELAYER_ROLE(), relayer);
+        market.grantRole(market.MODERATOR_ROLE(), handler.MODERATOR());
+        market.grantRole(market.RELAYER_ROLE(), handler.RELAYER());
         market.grantRole(market.ARBITER_ROLE(), arbiter);
         market.setTokenAllowed(address(tokens[0]), true, true);
         market.setTokenAllowed(address(tokens[1]), true, false);
+        market.setTokenAllowed(address(tokens[2]), true, true);
+        market.setMinDisputeWindow(0);
         vm.stopPrank();
 
         // Weighted by repetition: listings, the three purchase kinds and settlement come up most, so that every run
-        // has orders to settle.
-        bytes4[40] memory weighted = [
+        // has orders to settle, credits to withdraw and surplus to return.
+        bytes4[52] memory weighted = [
             DataMarketHandler.createListing.selector,
             DataMarketHandler.createListing.selector,
             DataMarketHandler.createListing.selector,
@@ -53,13 +62,14 @@ contract DataMarketInvariantTest is Test, Invariant {
             DataMarketHandler.purchase.selector,
             DataMarketHandler.purchaseWithPermit.selector,
             DataMarketHandler.purchaseWithPermit.selector,
-            DataMarketHandler.purchaseWithPermit.selector,
             DataMarketHandler.purchaseWithAuthorization.selector,
             DataMarketHandler.purchaseWithAuthorization.selector,
             DataMarketHandler.purchaseWithAuthorization.selector,
             DataMarketHandler.sendAuthorizationToToken.selector,
             DataMarketHandler.cancelAuthorization.selector,
             DataMarketHandler.replayAuthorization.selector,
+            DataMarketHandler.replayAuthorization.selector,
+            DataMarketHandler.reuseNonce.selector,
             DataMarketHandler.transferToMarket.selector,
             DataMarketHandler.confirm.selector,
             DataMarketHandler.confirm.selector,
@@ -69,17 +79,28 @@ contract DataMarketInvariantTest is Test, Invariant {
             DataMarketHandler.dispute.selector,
             DataMarketHandler.resolve.selector,
             DataMarketHandler.resolve.selector,
-            DataMarketHandler.resolve.selector,
+            DataMarketHandler.settleExpiredDispute.selector,
+            DataMarketHandler.settleExpiredDispute.selector,
             DataMarketHandler.release.selector,
             DataMarketHandler.release.selector,
             DataMarketHandler.release.selector,
-            DataMarketHandler.warp.selector,
-            DataMarketHandler.warp.selector,
+            DataMarketHandler.withdraw.selector,
+            DataMarketHandler.withdraw.selector,
             DataMarketHandler.returnSurplus.selector,
+            DataMarketHandler.returnSurplus.selector,
+            DataMarketHandler.returnSurplusBatch.selector,
+            DataMarketHandler.setBlocked.selector,
+            DataMarketHandler.setBlocked.selector,
+            DataMarketHandler.setBlocked.selector,
+            DataMarketHandler.setTreasury.selector,
+            DataMarketHandler.warp.selector,
+            DataMarketHandler.warp.selector,
             DataMarketHandler.togglePause.selector,
             DataMarketHandler.togglePause.selector,
             DataMarketHandler.setFee.selector,
-            DataMarketHandler.setTokenAllowed.selector
+            DataMarketHandler.setTokenAllowed.selector,
+            DataMarketHandler.setDisputePeriod.selector,
+            DataMarketHandler.setMinDisputeWindow.selector
         ];
         bytes4[] memory selectors = new bytes4[](weighted.length);
         for (uint256 i; i < weighted.length; ++i) {
@@ -89,57 +110,75 @@ contract DataMarketInvariantTest is Test, Invariant {
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
-    /// @dev Per token, the escrowed total is the sum of the open and disputed orders' amounts, and the market holds at
-    /// least that much.
+    /// @dev Per token, the escrowed total is the sum of the open and disputed orders' amounts (as the market reports
+    /// its orders, and as the model expects), and the market holds at least that plus every credit it owes.
     function invariant_EscrowIsSumOfOpenOrders() public view {
-        uint256[2] memory open;
+        uint256[3] memory open;
         for (uint256 i; i < handler.orderCount(); ++i) {
             DataMarket.Order memory o = market.getOrder(handler.orderAt(i));
             if (o.status == DataMarket.OrderStatus.Open || o.status == DataMarket.OrderStatus.Disputed) {
-                open[_tokenIndex(market.getListing(o.listingId).token)] += o.amount;
+                open[_tokenIndex(o.token)] += o.amount;
             }
         }
-        for (uint256 t; t < 2; ++t) {
+        for (uint256 t; t < 3; ++t) {
             address token = address(tokens[t]);
             assertEq(market.totalEscrowed(token), open[t], "totalEscrowed == sum of open and disputed orders");
-            assertTrue(market.totalEscrowed(token) <= tokens[t].balanceOf(address(market)), "escrow <= balance");
+            assertEq(market.totalEscrowed(token), handler.expectedEscrow(token), "totalEscrowed == the model's");
+            assertTrue(
+                market.totalEscrowed(token) + market.totalCredits(token) <= tokens[t].balanceOf(address(market)),
+                "escrow + credits <= balance"
+            );
         }
     }
 
-    /// @dev Surplus returns never touch escrow: the balance is exactly the escrow plus the surplus that came in minus
-    /// what was returned.
-    function invariant_SurplusReturnsNeverTouchEscrow() public view {
-        for (uint256 t; t < 2; ++t) {
+    /**
+     * @dev Every account holds, in each token, exactly what the model says it was paid, and is owed exactly the
+     * credits the model says: a refund goes to that order's buyer, a release to that listing's payout address and
+     * the treasury of the moment, a blocked receiver's share to its credit, a withdrawal to the address named.
+     */
+    function invariant_EveryAccountGetsWhatItIsOwed() public view {
+        for (uint256 t; t < 3; ++t) {
+            address token = address(tokens[t]);
+            for (uint256 i; i < handler.accountCount(); ++i) {
+                address account = handler.accountAt(i);
+                assertEq(tokens[t].balanceOf(account), handler.expectedBalance(token, account), "balance");
+                assertEq(market.creditOf(token, account), handler.expectedCredit(token, account), "credit");
+            }
+            assertEq(market.totalCredits(token), handler.expectedCredits(token), "total credits");
+        }
+    }
+
+    /// @dev The market holds exactly its escrow, its credits and the surplus that came in and was not returned;
+    /// surplus returns never touch escrow or credits, and each stray transfer is answered once.
+    function invariant_SurplusReturnsNeverTouchEscrowOrCredits() public view {
+        assertEq(handler.reusedReferenceSuccesses(), 0, "a surplus reference was answered twice");
+        for (uint256 t; t < 3; ++t) {
             address token = address(tokens[t]);
             uint256 surplusIn = handler.ghostSurplusIn(token);
             uint256 surplusOut = handler.ghostSurplusOut(token);
             assertTrue(surplusOut <= surplusIn, "returned no more than came in");
             assertEq(
                 tokens[t].balanceOf(address(market)),
-                market.totalEscrowed(token) + surplusIn - surplusOut,
-                "balance == escrow + surplus"
+                market.totalEscrowed(token) + market.totalCredits(token) + surplusIn - surplusOut,
+                "balance == escrow + credits + surplus"
             );
             assertEq(market.surplus(token), surplusIn - surplusOut, "surplus view");
         }
     }
 
-    /// @dev Every settled order paid out exactly its amount (owner + treasury + refund), and every order is either
-    /// settled or escrowed.
+    /// @dev Every call did what the model predicted, and every settled order paid out exactly its amount.
     function invariant_SettledOrdersPayOutExactly() public view {
         assertEq(handler.violations(), 0, handler.lastViolation());
-        for (uint256 t; t < 2; ++t) {
+        for (uint256 t; t < 3; ++t) {
             address token = address(tokens[t]);
-            uint256 settled = handler.ghostSettled(token);
             assertEq(
-                handler.ghostToOwners(token) + handler.ghostToTreasury(token) + handler.ghostRefunded(token),
-                settled,
-                "owner + treasury + refund == settled amounts"
+                handler.ghostPaidIn(token), handler.ghostSettled(token) + market.totalEscrowed(token), "paid in"
             );
-            assertEq(handler.ghostPaidIn(token), settled + market.totalEscrowed(token), "paid in == settled + escrow");
         }
     }
 
-    /// @dev No authorization nonce paid for two orders, and no used or cancelled authorization was accepted again.
+    /// @dev No authorization nonce paid for two orders: replays, cancelled authorizations and new authorizations
+    /// reusing a spent nonce were all refused.
     function invariant_NoAuthorizationPaysTwice() public view {
         assertEq(handler.reusedAuthorizationSuccesses(), 0, "a used or cancelled authorization was accepted");
         for (uint256 i; i < handler.orderNonceCount(); ++i) {
@@ -147,23 +186,49 @@ contract DataMarketInvariantTest is Test, Invariant {
         }
     }
 
-    /// @dev The (listing, buyer) index finds every order, and access follows its status.
+    /**
+     * @dev Every order reads back as the model recorded it (an old order keeps its own data after its buyer bought
+     * again); the (listing, buyer) index finds the latest order, and access follows that order's status.
+     */
     function invariant_AccessFollowsOrders() public view {
         assertEq(market.orderCount(), handler.orderCount(), "every order was made by a tracked purchase");
         for (uint256 i; i < handler.orderCount(); ++i) {
             uint256 orderId = handler.orderAt(i);
+            DataMarketHandler.GhostOrder memory g = handler.ghostOrder(orderId);
             DataMarket.Order memory o = market.getOrder(orderId);
-            assertEq(market.orderOf(o.listingId, o.buyer), orderId, "orderOf");
+            assertEq(o.listingId, g.listingId, "listing");
+            assertEq(o.buyer, g.buyer, "buyer");
+            assertEq(o.token, address(tokens[g.tokenIndex]), "token");
+            assertEq(o.amount, g.amount, "amount");
+            assertEq(o.feeBps, g.feeBps, "fee rate");
+            assertEq(o.releaseAt, g.releaseAt, "release time");
+            assertEq(uint256(o.status), uint256(g.status), "status");
+            uint256 latest = handler.latestOrder(g.listingId, g.buyer);
+            assertEq(market.orderOf(g.listingId, g.buyer), latest, "orderOf finds the latest order");
             assertEq(
-                market.hasAccess(o.listingId, o.buyer), o.status != DataMarket.OrderStatus.Refunded, "hasAccess"
+                market.hasAccess(g.listingId, g.buyer),
+                handler.ghostOrder(latest).status != DataMarket.OrderStatus.Refunded,
+                "hasAccess"
             );
         }
     }
 
+    /// @dev A dispute's deadline is fixed when it opens (a later change of the period never moves it) and is never
+    /// more than the longest period away from then.
+    function invariant_DisputeDeadlinesNeverMove() public view {
+        for (uint256 i; i < handler.orderCount(); ++i) {
+            uint256 orderId = handler.orderAt(i);
+            DataMarketHandler.GhostOrder memory g = handler.ghostOrder(orderId);
+            assertEq(market.getOrder(orderId).disputeDeadline, g.deadline, "dispute deadline");
+            if (g.deadline != 0) assertTrue(g.deadline <= g.releaseAt + 30 days, "at most 30 days after opening");
+        }
+    }
+
     /**
-     * @dev With the market paused, every open order can still be settled: confirmed by its buyer or disputed and
-     * resolved before its release time, released after it; every disputed order can be resolved; all surplus can be
-     * returned. Afterwards nothing is escrowed and the market is empty. Runs on a snapshot that is thrown away.
+     * @dev With the market paused, every order can still be settled: an open one confirmed by its buyer, or
+     * disputed and resolved, before its release time, released after it; a disputed one resolved before its deadline
+     * and refunded after it. Every credit can then be withdrawn (once the blocklisting token lets its receivers go)
+     * and all surplus returned. Afterwards the market is empty. Runs on a snapshot that is thrown away.
      */
     function invariant_PausedMarketStillSettlesEveryOrder() public {
         uint256 snapshot = vm.snapshotState();
@@ -174,12 +239,25 @@ contract DataMarketInvariantTest is Test, Invariant {
         for (uint256 i; i < handler.orderCount(); ++i) {
             _settleWhilePaused(handler.orderAt(i));
         }
-        for (uint256 t; t < 2; ++t) {
+        blocklist.setReturnFalse(false);
+        for (uint256 i; i < handler.accountCount(); ++i) {
+            blocklist.setBlocked(handler.accountAt(i), false);
+        }
+        for (uint256 t; t < 3; ++t) {
             address token = address(tokens[t]);
             assertEq(market.totalEscrowed(token), 0, "nothing escrowed once every order is settled");
+            for (uint256 i; i < handler.accountCount(); ++i) {
+                address account = handler.accountAt(i);
+                if (market.creditOf(token, account) == 0) continue;
+                vm.prank(account);
+                market.withdraw(token, account);
+            }
+            assertEq(market.totalCredits(token), 0, "every credit withdrawn");
             uint256 surplus = market.surplus(token);
-            vm.prank(arbiter);
-            market.returnSurplus(token, address(0x5EED), surplus, keccak256("last"));
+            if (surplus != 0) {
+                vm.prank(arbiter);
+                market.returnSurplus(token, address(0x5EED), surplus, keccak256(abi.encode("the last of it", t)));
+            }
             assertEq(tokens[t].balanceOf(address(market)), 0, "the market is empty");
         }
         vm.revertToState(snapshot);
@@ -196,13 +274,17 @@ contract DataMarketInvariantTest is Test, Invariant {
             } else {
                 vm.prank(o.buyer);
                 market.dispute(orderId);
-                o.status = DataMarket.OrderStatus.Disputed;
+                o = market.getOrder(orderId);
             }
         }
         if (o.status == DataMarket.OrderStatus.Disputed) {
-            vm.prank(arbiter);
-            // forge-lint: disable-next-line(unsafe-typecast) -- below 10001
-            market.resolve(orderId, uint16(orderId % 10_001));
+            if (block.timestamp >= o.disputeDeadline) {
+                market.settleExpiredDispute(orderId);
+            } else {
+                vm.prank(arbiter);
+                // forge-lint: disable-next-line(unsafe-typecast) -- below 10001
+                market.resolve(orderId, uint16(orderId % 10_001));
+            }
         }
         DataMarket.OrderStatus status = market.getOrder(orderId).status;
         assertTrue(
@@ -216,7 +298,7 @@ contract DataMarketInvariantTest is Test, Invariant {
 
     /// @dev Shows (with `-vv`) what the last run's handler calls achieved.
     function afterInvariant() public {
-        string[20] memory names = [
+        string[32] memory names = [
             "createListing",
             "setApproval",
             "setListingActive",
@@ -228,20 +310,32 @@ contract DataMarketInvariantTest is Test, Invariant {
             "sendAuthorizationToToken",
             "cancelAuthorization",
             "replayAuthorization",
+            "reuseNonce",
             "transferToMarket",
             "confirm",
+            "confirmBySig",
             "dispute",
+            "disputeBySig",
             "resolve",
+            "settleExpiredDispute",
             "release",
+            "withdraw",
             "returnSurplus",
+            "returnSurplusBatch",
+            "setBlocked",
+            "setTreasury",
             "togglePause",
             "setFee",
-            "setTokenAllowed"
+            "setTokenAllowed",
+            "setDisputePeriod",
+            "setMinDisputeWindow",
+            "warp",
+            "settlements while paused"
         ];
-        for (uint256 i; i < names.length; ++i) {
+        for (uint256 i; i < names.length - 1; ++i) {
             emit log_named_uint(names[i], handler.calls(names[i]));
         }
-        emit log_named_uint("settlements while paused", handler.pausedSettlements());
+        emit log_named_uint(names[names.length - 1], handler.pausedSettlements());
         emit log_named_uint("orders", handler.orderCount());
         emit log_named_uint("handler calls", handler.totalCalls());
     }
@@ -252,6 +346,7 @@ contract DataMarketInvariantTest is Test, Invariant {
     }
 
     function _tokenIndex(address token) internal view returns (uint256) {
-        return token == address(tokens[0]) ? 0 : 1;
+        if (token == address(tokens[0])) return 0;
+        return token == address(tokens[1]) ? 1 : 2;
     }
 }
