@@ -5,7 +5,8 @@ environment (an embedded PostgreSQL unless DATABASE_URL is set, an anvil node ke
 under .data/ unless CHAIN_RPC_URL is set), migrates, deploys the contracts, funds anvil's dev
 accounts, then runs the Procfile (web, worker, beat) through honcho in the foreground. One Ctrl-C
 or SIGTERM stops everything it started, the embedded PostgreSQL last. `test` runs the forge
-tests, then pytest (which starts its own services, see marketplace.testing).
+tests, the contract mutants (contracts/script/mutants.sh), then pytest (which starts its own
+services, see marketplace.testing).
 """
 from pathlib import Path
 from urllib.parse import quote
@@ -281,9 +282,12 @@ def test(pytest_args):
     os.environ.setdefault("DATA_DIR", str(DATA_DIR))
     say("Running the contract tests (forge)")
     forge = subprocess.run([FORGE, "test", "--use", "./solc-wrapper"], cwd=ROOT / "contracts")
+    say("Checking that the invariants catch each deliberately broken contract (contracts/mutants)")
+    mutants = subprocess.run([ROOT / "contracts" / "script" / "mutants.sh"], cwd=ROOT / "contracts")
     say("Running the Python tests (pytest)")
     pytest = subprocess.run([BIN / "python", "-m", "pytest", *pytest_args], cwd=ROOT)
-    failed = [name for name, result in (("forge", forge), ("pytest", pytest)) if result.returncode]
+    results = (("forge", forge), ("mutants", mutants), ("pytest", pytest))
+    failed = [name for name, result in results if result.returncode]
     if failed:
         print(f"\033[31mfailed:\033[0m {', '.join(failed)}", file=sys.stderr)
         return 1

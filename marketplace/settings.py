@@ -139,6 +139,11 @@ CHAIN_ADMIN = os.environ.get("CHAIN_ADMIN", "")
 CHAIN_ARBITER = os.environ.get("CHAIN_ARBITER", "")
 CHAIN_TREASURY = os.environ.get("CHAIN_TREASURY", "")
 MARKET_FEE_BPS = env_int("MARKET_FEE_BPS", 250)  # 2.5 %, at most 1000 (10 %) on-chain
+# Set on freshly deployed markets: the shortest dispute window a listing may have (the demo may use
+# a short one), and how long an arbiter has to decide a dispute before anyone may refund it in full
+# (7 to 30 days on-chain).
+MARKET_MIN_DISPUTE_WINDOW = env_int("MARKET_MIN_DISPUTE_WINDOW", 24 * 3600)
+MARKET_DISPUTE_PERIOD = env_int("MARKET_DISPUTE_PERIOD", 14 * 24 * 3600)
 REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 3600)  # seconds a root waits, revocable, before claims
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 

@@ -4,6 +4,7 @@ Contracts are compiled once by scripts/dev; Python only reads the JSON, never ru
 """
 from dataclasses import dataclass
 from functools import lru_cache
+import hashlib
 import json
 
 from django.conf import settings
@@ -18,6 +19,19 @@ class Artifact:
     name: str
     abi: list
     bytecode: str
+
+    @property
+    def code_hash(self) -> str:
+        """sha256 of what the contract is: its ABI and its creation bytecode without the trailing
+        metadata (the compiler's hash of the sources, which a comment alone changes). Recorded with
+        each deployment; the deployed code itself cannot be compared, as it embeds immutables."""
+        code = bytes.fromhex(self.bytecode.removeprefix("0x"))
+        if len(code) >= 2:
+            metadata = int.from_bytes(code[-2:], "big") + 2  # CBOR length, then its own 2 bytes
+            if metadata <= len(code):
+                code = code[:-metadata]
+        abi = json.dumps(self.abi, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(abi + b"\0" + code).hexdigest()
 
 
 @lru_cache(maxsize=None)

@@ -1,4 +1,5 @@
 """Thin typed wrappers over the deployed contracts; amounts are ints in base units."""
+from eth_abi import encode as abi_encode
 from eth_typing import ChecksumAddress
 from web3 import Web3
 
@@ -78,11 +79,25 @@ class AccessControlled(ContractWrapper):
         return self._transact(self.contract.functions.grantRole(self.role(name), _checksum(account)), sender)
 
 
+def surplus_reference(tx_hash: str | bytes, log_index: int) -> bytes:
+    """The reference a surplus return names: keccak256(abi.encode(txHash, logIndex)) of the stray
+    transfer's `Transfer` log, so that each stray transfer is answered once on-chain."""
+    tx = bytes.fromhex(tx_hash.removeprefix("0x")) if isinstance(tx_hash, str) else bytes(tx_hash)
+    return Web3.keccak(abi_encode(["bytes32", "uint256"], [tx, log_index]))
+
+
 class DataMarket(AccessControlled):
     """Listings and escrowed orders. Order status values follow DataMarket.OrderStatus."""
 
     artifact_name = "DataMarket"
     ORDER_STATUS = ("none", "open", "disputed", "released", "refunded", "resolved")
+    # EIP-712 types a buyer signs so that anyone may confirm or dispute for it (confirmBySig,
+    # disputeBySig): a buyer without ETH, such as an agent, only signs.
+    ORDER_SIGNATURE_TYPES = {
+        kind: [{"name": "orderId", "type": "uint256"}, {"name": "nonce", "type": "bytes32"},
+               {"name": "deadline", "type": "uint256"}]
+        for kind in ("ConfirmOrder", "DisputeOrder")
+    }
 
     def token_config(self, token: str) -> tuple[bool, bool]:
         return tuple(self.contract.functions.tokenConfig(_checksum(token)).call())
@@ -108,10 +123,47 @@ class DataMarket(AccessControlled):
         }
 
     def get_order(self, order_id: int) -> dict:
-        listing_id, buyer, amount, release_at, fee_bps, status = self.contract.functions.getOrder(order_id).call()
+        listing_id, buyer, token, amount, release_at, dispute_deadline, fee_bps, status = (
+            self.contract.functions.getOrder(order_id).call()
+        )
         return {
-            "listing_id": listing_id, "buyer": buyer, "amount": amount, "release_at": release_at,
-            "fee_bps": fee_bps, "status": self.ORDER_STATUS[status],
+            "listing_id": listing_id, "buyer": buyer, "token": token, "amount": amount,
+            "release_at": release_at, "dispute_deadline": dispute_deadline, "fee_bps": fee_bps,
+            "status": self.ORDER_STATUS[status],
+        }
+
+    def min_dispute_window(self) -> int:
+        return self.contract.functions.minDisputeWindow().call()
+
+    def dispute_period(self) -> int:
+        return self.contract.functions.disputePeriod().call()
+
+    def total_credits(self, token: str) -> int:
+        return self.contract.functions.totalCredits(_checksum(token)).call()
+
+    def credit_of(self, token: str, account: str) -> int:
+        return self.contract.functions.creditOf(_checksum(token), _checksum(account)).call()
+
+    def surplus_returned(self, ref: bytes) -> bool:
+        return self.contract.functions.surplusReturned(ref).call()
+
+    def nonce_used(self, buyer: str, nonce: bytes) -> bool:
+        return self.contract.functions.nonceUsed(_checksum(buyer), nonce).call()
+
+    def eip712_domain(self) -> dict:
+        _, name, version, chain_id, verifying_contract, _, _ = self.contract.functions.eip712Domain().call()
+        return {"name": name, "version": version, "chainId": chain_id, "verifyingContract": verifying_contract}
+
+    def order_signature_message(self, kind: str, order_id: int, nonce: bytes, deadline: int) -> dict:
+        """The EIP-712 typed data (domain, types, primaryType, message) a buyer signs for
+        confirmBySig (`kind` "ConfirmOrder") or disputeBySig ("DisputeOrder")."""
+        if kind not in self.ORDER_SIGNATURE_TYPES:
+            raise ValueError(f"kind must be ConfirmOrder or DisputeOrder, not {kind!r}")
+        return {
+            "domain": self.eip712_domain(),
+            "types": {kind: self.ORDER_SIGNATURE_TYPES[kind]},
+            "primaryType": kind,
+            "message": {"orderId": order_id, "nonce": nonce, "deadline": deadline},
         }
 
     def order_of(self, listing_id: int, buyer: str) -> int:

@@ -3,7 +3,8 @@ from django.db import models
 
 
 class Deployment(models.Model):
-    """One deployed contract. Its block hash proves, at every start, that the chain still has it."""
+    """One deployed contract. Its block hash proves, at every start, that the chain still has it;
+    its artifact hash, that this build's ABI and bytecode are the ones it runs."""
 
     chain_id = models.BigIntegerField()
     contract = models.CharField(max_length=64)
@@ -11,6 +12,10 @@ class Deployment(models.Model):
     tx_hash = models.CharField(max_length=66)
     block_number = models.BigIntegerField()
     block_hash = models.CharField(max_length=66)
+    artifact_hash = models.CharField(
+        max_length=64, blank=True,
+        help_text="Artifact.code_hash of the build it was deployed from (blank: recorded before hashes were kept)",
+    )
     deployed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -52,6 +52,10 @@ class ChainWiped(DeploymentError):
     pass
 
 
+class ContractsChanged(DeploymentError):
+    """This build's contracts are not the ones deployed on the chain."""
+
+
 @dataclass(frozen=True)
 class DeployedContract:
     contract: str
@@ -59,6 +63,7 @@ class DeployedContract:
     tx_hash: str
     block_number: int
     block_hash: str
+    artifact_hash: str
 
 
 def deploy_contract(w3: Web3, name: str, args) -> DeployedContract:
@@ -75,6 +80,7 @@ def deploy_contract(w3: Web3, name: str, args) -> DeployedContract:
         tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
         block_number=receipt["blockNumber"],
         block_hash="0x" + bytes(receipt["blockHash"]).hex(),
+        artifact_hash=artifact.code_hash,
     )
 
 
@@ -96,7 +102,8 @@ def deploy_all(w3: Web3, existing=None) -> dict:
 def configure_new_contracts(w3: Web3, addresses: dict, new: set) -> None:
     """Roles and settings of freshly deployed contracts (never re-applied to existing ones, so an
     admin's later changes stand). The operator key gets MODERATOR and RELAYER on the market and
-    PUBLISHER on the distributor; ARBITER goes to CHAIN_ARBITER (the operator by default)."""
+    PUBLISHER on the distributor; ARBITER goes to CHAIN_ARBITER (the operator by default). The
+    market gets MARKET_MIN_DISPUTE_WINDOW and MARKET_DISPUTE_PERIOD."""
     operator = w3.eth.default_account
     admin = settings.CHAIN_ADMIN or operator
     if "DataMarket" in new:
@@ -104,6 +111,9 @@ def configure_new_contracts(w3: Web3, addresses: dict, new: set) -> None:
         for role in ("MODERATOR_ROLE", "RELAYER_ROLE"):
             market.grant_role(role, operator)
         market.grant_role("ARBITER_ROLE", settings.CHAIN_ARBITER or operator)
+        functions = market.contract.functions
+        market._transact(functions.setMinDisputeWindow(settings.MARKET_MIN_DISPUTE_WINDOW))
+        market._transact(functions.setDisputePeriod(settings.MARKET_DISPUTE_PERIOD))
         # TestUSDC has USDC 2.2's `bytes signature` transferWithAuthorization overload.
         market.set_token_allowed(addresses["TestUSDC"], True, True)
     if "RewardDistributor" in new:
@@ -128,13 +138,24 @@ def deployment_is_on_chain(w3: Web3, deployment: Deployment) -> bool:
     return len(w3.eth.get_code(deployment.address)) > 0
 
 
+def changed_contracts(records) -> list[Deployment]:
+    """The recorded deployments that were built from another artifact than this build's (or
+    recorded before artifact hashes were kept)."""
+    return [
+        record for record in records
+        if record.contract in CONTRACTS and record.artifact_hash != load_artifact(record.contract).code_hash
+    ]
+
+
 def ensure_deployed(*, w3: Web3, allow_redeploy: bool, log=logger.info) -> list[Deployment]:
     """Make the recorded deployment true for w3's chain; idempotent.
 
-    Records that are still on the chain are kept and nothing is sent. A recorded deployment
-    whose block has gone means the chain was wiped or replaced: when allow_redeploy (the local
-    dev chain) its chain-derived rows are reset through `chain_reset` and the contracts are
-    deployed again; otherwise ChainWiped is raised and nothing changes.
+    Records that are still on the chain, deployed from this build's artifacts, are kept and
+    nothing is sent. A recorded deployment whose block has gone means the chain was wiped or
+    replaced; one built from another artifact means the contracts changed since. Either way,
+    when allow_redeploy (the local dev chain) its chain-derived rows are reset through
+    `chain_reset` and the contracts are deployed again; otherwise ChainWiped or ContractsChanged
+    is raised and nothing changes.
     """
     chain_id = w3.eth.chain_id
     with transaction.atomic():
@@ -157,6 +178,25 @@ def ensure_deployed(*, w3: Web3, allow_redeploy: bool, log=logger.info) -> list[
             log(
                 f"The local chain was wiped ({where} is gone): clearing chain-derived rows and "
                 "redeploying the contracts. Datasets, accounts and other user data are kept."
+            )
+            forget_chain(chain_id)
+            records = []
+        changed = changed_contracts(records)
+        if changed:
+            names = ", ".join(f"{record.contract} at {record.address}" for record in changed)
+            if not allow_redeploy:
+                raise ContractsChanged(
+                    f"This build's contracts differ from the ones deployed on chain id {chain_id} "
+                    f"({names} came from another build). Refusing to start: the server would call "
+                    "the old contracts with the new ABI. Run the build that deployed them, or deploy "
+                    "the new contracts deliberately with 'manage.py deploy_contracts --forget-chain' "
+                    "(chain-derived rows are cleared, datasets and accounts are kept; the old "
+                    "contracts keep whatever they hold until their own users settle it)."
+                )
+            log(
+                f"The contracts changed since they were deployed on this local chain ({names}): "
+                "clearing chain-derived rows and deploying the new ones. Datasets, accounts and "
+                "other user data are kept."
             )
             forget_chain(chain_id)
             records = []

@@ -1,6 +1,6 @@
-"""deploy_contracts is idempotent, and detects a chain that lost the recorded deployment: a
-local dev chain is redeployed (chain-derived rows reset, user data kept), any other chain
-stops the start with a message."""
+"""deploy_contracts is idempotent, and detects a chain that lost the recorded deployment or runs
+contracts of another build: a local dev chain is redeployed (chain-derived rows reset, user data
+kept), any other chain stops the start with a message."""
 from django.core.management import CommandError, call_command
 import pytest
 
@@ -74,6 +74,55 @@ def test_forget_chain_option_starts_over(chain, settings, fresh_deployment):
     output = run_deploy(settings, embedded=False, forget_chain=True)
     assert "Forgot the recorded deployment" in output
     assert len(chain.w3.eth.get_code(Deployment.objects.get(contract="TestUSDC").address)) > 0
+
+
+def test_fresh_market_gets_the_configured_dispute_window_and_period(chain, settings, fresh_deployment):
+    from marketplace.chain.contracts import DataMarket
+
+    market = DataMarket(chain.w3, Deployment.objects.get(contract="DataMarket").address)
+    assert market.min_dispute_window() == settings.MARKET_MIN_DISPUTE_WINDOW == 24 * 3600
+    assert market.dispute_period() == settings.MARKET_DISPUTE_PERIOD == 14 * 24 * 3600
+
+
+def test_deployment_records_the_artifact_it_came_from(chain, settings, fresh_deployment):
+    from marketplace.chain.artifacts import load_artifact
+
+    for record in Deployment.objects.all():
+        assert record.artifact_hash == load_artifact(record.contract).code_hash
+        assert len(record.artifact_hash) == 64
+
+
+@pytest.mark.parametrize("recorded_hash", ["", "0" * 64], ids=["recorded before hashes", "another build"])
+def test_changed_contracts_on_the_local_chain_are_redeployed(chain, settings, fresh_deployment, recorded_hash):
+    old = {d.contract: d.address for d in Deployment.objects.all()}
+    Deployment.objects.filter(contract="DataMarket").update(artifact_hash=recorded_hash)
+    resets = []
+
+    def on_reset(sender, chain_id, **kwargs):
+        resets.append(chain_id)
+
+    chain_reset.connect(on_reset)
+    try:
+        output = run_deploy(settings, embedded=True)
+    finally:
+        chain_reset.disconnect(on_reset)
+    assert resets == [31337]
+    assert f"The contracts changed since they were deployed on this local chain (DataMarket at {old['DataMarket']})" in output
+    new = {d.contract: d for d in Deployment.objects.all()}
+    assert new["DataMarket"].address != old["DataMarket"] and new["DataMarket"].artifact_hash != recorded_hash
+    assert len(chain.w3.eth.get_code(new["DataMarket"].address)) > 0
+    assert "changed" not in run_deploy(settings, embedded=True), "settled: the next start deploys nothing"
+
+
+def test_changed_contracts_on_an_external_chain_refuse_to_start(chain, settings, fresh_deployment):
+    Deployment.objects.filter(contract="RewardDistributor").update(artifact_hash="0" * 64)
+    recorded = list(Deployment.objects.values_list("contract", "address", "artifact_hash"))
+    block = chain.w3.eth.block_number
+    with pytest.raises(CommandError, match="differ from the ones deployed on chain id 31337") as refused:
+        run_deploy(settings, embedded=False)
+    assert "RewardDistributor at" in str(refused.value) and "--forget-chain" in str(refused.value)
+    assert list(Deployment.objects.values_list("contract", "address", "artifact_hash")) == recorded
+    assert chain.w3.eth.block_number == block, "nothing was sent"
 
 
 def test_fund_dev_accounts_tops_up_once(chain, settings):

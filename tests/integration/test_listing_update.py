@@ -224,7 +224,7 @@ def test_a_look_alike_update_from_another_contract_is_refused(chain, publisher_c
     fake = DataMarket(chain.w3, deploy_contract(chain.w3, "DataMarket", [operator, operator, 250]).address)
     fake.set_token_allowed(chain.token.address, True, True)
     create_listing_on = fake.contract.functions.createListing(chain.token.address, PRICE, PUBLISHER,
-                                                              version.content_hash, 0)
+                                                              version.content_hash, 24 * 3600)
     chain.send(create_listing_on, PUBLISHER)
     assert fake.contract.functions.listingCount().call() == listing_id  # the same id as ours
     tx_hash = update_on_chain(chain, listing_id, 1, market=fake)

@@ -1,6 +1,8 @@
 """The escrow contract on anvil, driven from Python: one purchase of each kind, the
-authorization one signed by the official x402 client exactly as an agent would sign it, and
-money that reached the market without an order returned as surplus."""
+authorization one signed by the official x402 client exactly as an agent would sign it, money
+that reached the market without an order returned as surplus (once per stray transfer), an
+agent without ETH confirming and disputing by signature, an undecided dispute refunded after its
+deadline, buying again after a full refund, and a blocked payout turned into a credit."""
 import os
 
 from eth_account import Account
@@ -11,8 +13,11 @@ from web3.exceptions import ContractCustomError
 from x402.mechanisms.evm.exact.client import ExactEvmScheme
 from x402.schemas import PaymentRequirements
 
+from marketplace.chain.artifacts import load_artifact
+from marketplace.chain.contracts import surplus_reference
+from marketplace.chain.services import deploy_contract
 from tests.conftest import DEV_KEYS
-from tests.integration.test_token_signatures import PERMIT, reverted_with
+from tests.integration.test_token_signatures import PERMIT, reverted_with, sign_authorization
 
 pytestmark = pytest.mark.chain
 
@@ -162,12 +167,14 @@ def test_authorization_sent_straight_to_the_token_becomes_returnable_surplus(cha
     authorization = x402_authorization(chain, agent, PRICE)
     from_, value, valid_after, valid_before, nonce, signature = authorization
     anyone = Account.from_key(DEV_KEYS[3]).address
-    chain.send(
+    stray = chain.send(
         chain.token.contract.get_function_by_signature(
             "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
         )(from_, chain.market.address, value, valid_after, valid_before, nonce, signature),
         anyone,
     )
+    (transfer,) = chain.token.contract.events.Transfer().process_receipt(stray, errors=DISCARD)
+    ref = surplus_reference(stray["transactionHash"], transfer["logIndex"])
     assert chain.token.balance_of(chain.market.address) == PRICE
     assert chain.market.total_escrowed(chain.token.address) == 0
     assert chain.market.surplus(chain.token.address) == PRICE
@@ -181,14 +188,23 @@ def test_authorization_sent_straight_to_the_token_becomes_returnable_surplus(cha
 
     returns = chain.market.contract.functions
     with pytest.raises(ContractCustomError) as too_much:
-        returns.returnSurplus(chain.token.address, agent.address, PRICE + 1).transact({"from": chain.operator.address})
+        returns.returnSurplus(chain.token.address, agent.address, PRICE + 1, ref).transact(
+            {"from": chain.operator.address}
+        )
     assert reverted_with(too_much.value, "DataMarketSurplusExceeded(uint256,uint256)")
 
-    receipt = chain.send(returns.returnSurplus(chain.token.address, agent.address, PRICE), chain.operator.address)
+    receipt = chain.send(returns.returnSurplus(chain.token.address, agent.address, PRICE, ref), chain.operator.address)
     (event,) = chain.market.contract.events.SurplusReturned().process_receipt(receipt, errors=DISCARD)
     assert event["args"]["to"] == agent.address and event["args"]["amount"] == PRICE
+    assert event["args"]["ref"] == ref and chain.market.surplus_returned(ref)
     assert chain.token.balance_of(agent.address) == 100 * 10**6
     assert chain.market.surplus(chain.token.address) == 0
+
+    # The same stray transfer is never answered twice, even when there is surplus again.
+    chain.token.mint(chain.market.address, PRICE)
+    with pytest.raises(ContractCustomError) as again:
+        returns.returnSurplus(chain.token.address, agent.address, PRICE, ref).transact({"from": chain.operator.address})
+    assert reverted_with(again.value, "DataMarketSurplusAlreadyReturned(bytes32)")
 
 
 def test_surplus_return_never_touches_escrowed_money(chain, listing, buyer):
@@ -196,9 +212,9 @@ def test_surplus_return_never_touches_escrowed_money(chain, listing, buyer):
     chain.send(chain.market.contract.functions.purchase(listing, PRICE), buyer.address)
     assert chain.market.surplus(chain.token.address) == 0
     with pytest.raises(ContractCustomError) as error:
-        chain.market.contract.functions.returnSurplus(chain.token.address, buyer.address, 1).transact(
-            {"from": chain.operator.address}
-        )
+        chain.market.contract.functions.returnSurplus(
+            chain.token.address, buyer.address, 1, surplus_reference("0x" + "11" * 32, 0)
+        ).transact({"from": chain.operator.address})
     assert reverted_with(error.value, "DataMarketSurplusExceeded(uint256,uint256)")
 
 
@@ -219,3 +235,127 @@ def test_release_after_the_window_pays_owner_and_treasury(chain, listing, buyer,
     assert chain.token.balance_of(seller.address) - seller_before == PRICE - fee
     assert chain.token.balance_of(chain.market.treasury()) - treasury_before == fee
     assert chain.market.has_access(listing, buyer.address) is True
+
+
+def sign_order(chain, account, kind, order_id, deadline=None):
+    """The buyer's EIP-712 ConfirmOrder or DisputeOrder, as a wallet or an agent signs it."""
+    nonce = os.urandom(32)
+    deadline = deadline or chain.w3.eth.get_block("latest")["timestamp"] + 3600
+    typed = chain.market.order_signature_message(kind, order_id, nonce, deadline)
+    signed = Account.sign_typed_data(account.key, typed["domain"], typed["types"], typed["message"])
+    return nonce, deadline, signed.signature
+
+
+def agent_order(chain, listing, agent):
+    receipt = chain.send(
+        chain.market.contract.functions.purchaseWithAuthorization(listing, x402_authorization(chain, agent, PRICE)),
+        chain.operator.address,
+    )
+    return order_created(chain, receipt)["orderId"]
+
+
+def test_an_agent_without_eth_confirms_by_signature(chain, listing, agent, seller):
+    order_id = agent_order(chain, listing, agent)
+    seller_before = chain.token.balance_of(seller.address)
+    nonce, deadline, signature = sign_order(chain, agent, "ConfirmOrder", order_id)
+
+    relayer = Account.from_key(DEV_KEYS[3]).address  # anyone may submit it
+    receipt = chain.send(chain.market.contract.functions.confirmBySig(order_id, nonce, deadline, signature), relayer)
+    (event,) = chain.market.contract.events.OrderReleased().process_receipt(receipt, errors=DISCARD)
+    fee = PRICE * chain.market.fee_bps() // 10_000
+    assert event["args"]["orderId"] == order_id and event["args"]["ownerAmount"] == PRICE - fee
+    assert chain.market.get_order(order_id)["status"] == "released"
+    assert chain.token.balance_of(seller.address) - seller_before == PRICE - fee
+    assert chain.market.nonce_used(agent.address, nonce)
+    assert chain.w3.eth.get_balance(agent.address) == 0, "the agent never needed ETH"
+
+    with pytest.raises(ContractCustomError) as replay:
+        chain.market.contract.functions.confirmBySig(order_id, nonce, deadline, signature).transact({"from": relayer})
+    assert reverted_with(replay.value, "DataMarketNonceUsed(address,bytes32)")
+
+
+def test_a_signature_by_someone_else_is_refused(chain, listing, agent, buyer):
+    order_id = agent_order(chain, listing, agent)
+    nonce, deadline, signature = sign_order(chain, buyer, "DisputeOrder", order_id)
+    with pytest.raises(ContractCustomError) as refused:
+        chain.market.contract.functions.disputeBySig(order_id, nonce, deadline, signature).transact(
+            {"from": chain.operator.address}
+        )
+    assert reverted_with(refused.value, "DataMarketInvalidSignature(uint256,address)")
+    assert chain.market.get_order(order_id)["status"] == "open"
+
+
+def test_an_undecided_dispute_is_refunded_after_its_deadline_and_the_agent_buys_again(chain, listing, agent):
+    order_id = agent_order(chain, listing, agent)
+    nonce, deadline, signature = sign_order(chain, agent, "DisputeOrder", order_id)
+    receipt = chain.send(
+        chain.market.contract.functions.disputeBySig(order_id, nonce, deadline, signature), chain.operator.address
+    )
+    (event,) = chain.market.contract.events.OrderDisputed().process_receipt(receipt, errors=DISCARD)
+    disputed_at = chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
+    assert event["args"]["deadline"] == disputed_at + chain.market.dispute_period()
+    assert chain.market.get_order(order_id)["dispute_deadline"] == event["args"]["deadline"]
+
+    settle = chain.market.contract.functions.settleExpiredDispute(order_id)
+    with pytest.raises(ContractCustomError) as early:
+        settle.transact({"from": chain.operator.address})
+    assert reverted_with(early.value, "DataMarketDisputeNotExpired(uint256,uint64)")
+
+    chain.advance(chain.market.dispute_period())
+    receipt = chain.send(settle, Account.from_key(DEV_KEYS[3]).address)  # anyone, once it expired
+    (expired,) = chain.market.contract.events.DisputeExpired().process_receipt(receipt, errors=DISCARD)
+    assert expired["args"]["refund"] == PRICE
+    assert chain.market.get_order(order_id)["status"] == "refunded"
+    assert chain.token.balance_of(agent.address) == 100 * 10**6, "refunded in full"
+    assert chain.market.has_access(listing, agent.address) is False
+
+    # The x402 client dates its authorizations by our clock; the chain's is now 14 days ahead.
+    message, signed = sign_authorization(chain.token, agent, chain.market.address, PRICE)
+    authorization = (agent.address, PRICE, message["validAfter"], message["validBefore"], message["nonce"],
+                     signed.signature)
+    receipt = chain.send(
+        chain.market.contract.functions.purchaseWithAuthorization(listing, authorization), chain.operator.address
+    )
+    again = order_created(chain, receipt)["orderId"]
+    assert again != order_id and chain.market.order_of(listing, agent.address) == again
+    assert chain.market.has_access(listing, agent.address) is True
+    old = chain.market.get_order(order_id)
+    assert old["status"] == "refunded" and old["amount"] == PRICE
+    assert old["dispute_deadline"] == event["args"]["deadline"], "the old order keeps its own data"
+
+
+def test_a_blocked_payout_becomes_a_credit_the_owner_withdraws(chain, seller, buyer):
+    """A token that blocks the payout address (as USDC's blacklist can) no longer holds the order
+    up: the owner's share waits as a credit, withdrawn to an address of the owner's choice."""
+    blocking = deploy_contract(chain.w3, "MarketRevertingToken", [chain.operator.address])
+    # A test mock compiled with the contracts (contracts/test/mocks).
+    token = chain.w3.eth.contract(address=blocking.address, abi=load_artifact("MarketRevertingToken").abi)
+    market = chain.market.contract.functions
+    chain.send(market.setTokenAllowed(blocking.address, True, True), chain.operator.address)
+    chain.send(token.functions.mint(buyer.address, PRICE), chain.operator.address)
+    chain.send(token.functions.approve(chain.market.address, PRICE), buyer.address)
+    receipt = chain.send(
+        market.createListing(blocking.address, PRICE, seller.address, Web3.keccak(text="blocked"), WINDOW), seller.address
+    )
+    (created,) = chain.market.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+    listing_id = created["args"]["listingId"]
+    chain.send(market.setApproval([listing_id], True), chain.operator.address)
+    order_id = order_created(chain, chain.send(market.purchase(listing_id, PRICE), buyer.address))["orderId"]
+    chain.send(token.functions.setBlocked(seller.address, True), chain.operator.address)
+
+    receipt = chain.send(market.confirm(order_id), buyer.address)
+    fee = PRICE * chain.market.fee_bps() // 10_000
+    (credited,) = chain.market.contract.events.Credited().process_receipt(receipt, errors=DISCARD)
+    assert credited["args"]["account"] == seller.address and credited["args"]["amount"] == PRICE - fee
+    assert chain.market.get_order(order_id)["status"] == "released"
+    assert chain.market.credit_of(blocking.address, seller.address) == PRICE - fee
+    assert chain.market.total_credits(blocking.address) == PRICE - fee
+    assert chain.market.surplus(blocking.address) == 0, "a credit is never surplus"
+
+    elsewhere = Account.from_key(DEV_KEYS[3]).address
+    receipt = chain.send(market.withdraw(blocking.address, elsewhere), seller.address)
+    (withdrawn,) = chain.market.contract.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    assert withdrawn["args"]["to"] == elsewhere and withdrawn["args"]["amount"] == PRICE - fee
+    assert token.functions.balanceOf(elsewhere).call() == PRICE - fee
+    assert chain.market.credit_of(blocking.address, seller.address) == 0
+    assert token.functions.balanceOf(chain.market.address).call() == 0
