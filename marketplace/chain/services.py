@@ -195,16 +195,27 @@ def ensure_deployed(*, w3: Web3, allow_redeploy: bool, log=logger.info) -> list[
                 )
             log(
                 f"The contracts changed since they were deployed on this local chain ({names}): "
-                "clearing chain-derived rows and deploying the new ones. Datasets, accounts and "
-                "other user data are kept."
+                "resetting the local chain, clearing chain-derived rows and deploying the new ones. "
+                "Datasets, accounts and other user data are kept."
             )
             forget_chain(chain_id)
+            reset_local_chain(w3, log=log)
             records = []
         deployed = deploy_all(w3, {record.contract: record.address for record in records})
         for result in deployed.values():
             records.append(Deployment.objects.create(chain_id=chain_id, **result.__dict__))
             log(f"Deployed {result.contract} at {result.address} (block {result.block_number})")
     return records
+
+
+def reset_local_chain(w3: Web3, *, log=logger.info) -> None:
+    """Start the local anvil over from its genesis state, so that the new contracts land at the
+    addresses a fresh chain gives them, as after a wipe: versions priced in the test token keep
+    a token that exists. A node that refuses (not an anvil) keeps its state, and the contracts
+    are deployed on top of it."""
+    response = w3.provider.make_request("anvil_reset", [])
+    if "error" in response:
+        log(f"The local node did not reset ({response['error'].get('message')}); deploying on top of its state.")
 
 
 def forget_chain(chain_id: int) -> None:
