@@ -50,7 +50,10 @@ class ListingError(Exception):
 
 
 def dispute_window() -> int:
-    return int(getattr(settings, "DEFAULT_DISPUTE_WINDOW", DEFAULT_DISPUTE_WINDOW))
+    """The window prepared listings get: the default, never below the market's minimum (a
+    shorter one would make createListing revert)."""
+    default = int(getattr(settings, "DEFAULT_DISPUTE_WINDOW", DEFAULT_DISPUTE_WINDOW))
+    return max(default, settings.MARKET_MIN_DISPUTE_WINDOW)
 
 
 def _market(chain_id: int) -> DataMarket:
