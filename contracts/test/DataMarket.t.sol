@@ -2002,6 +2002,7 @@ contract DataMarketTest is DataMarketBase {
         (bool ok, bytes memory reason) =
             address(market).call{gas: 250_000}(abi.encodeCall(DataMarket.release, (_one(orderId))));
         assertFalse(ok, "starved release reverts");
+        // forge-lint: disable-next-line(unsafe-typecast) -- the selector is the first four bytes
         assertEq(bytes4(reason), DataMarket.DataMarketTransferGasTooLow.selector, "with the reserve's error");
         _assertStatus(orderId, DataMarket.OrderStatus.Open, "still open");
         assertEq(market.creditOf(address(hungry), PAYOUT), 0, "no credit forced");
@@ -2218,6 +2219,7 @@ contract DataMarketTest is DataMarketBase {
         bytes32 recordSlot = keccak256(abi.encode(uint256(1), TOKEN_RECORDS_SLOT));
         bytes32 totalsSlot = keccak256(abi.encode(uint256(1), TOKEN_TOTALS_SLOT));
         uint256 record = uint256(vm.load(address(market), recordSlot));
+        // forge-lint: disable-next-line(unsafe-typecast) -- the address is the low 160 bits
         assertEq(address(uint160(record)), address(token), "token record found");
         // escrowedLow (bits 168..256) at 2^88 - 1, escrowedCarries (bits 0..40) at 2^40 - 1.
         vm.store(address(market), recordSlot, bytes32((record & type(uint168).max) | (uint256(type(uint88).max) << 168)));
