@@ -22,9 +22,12 @@ import {IERC3009} from "./interfaces/IERC3009.sol";
  * `releaseAt` has passed, and the buyer may dispute it before then. A dispute gets a deadline when it opens (now +
  * {disputePeriod}); before it an arbiter splits the order between a refund and the owner, after it anyone settles it
  * as a full refund, so no order waits forever. The treasury takes the fee rate that was in force at purchase from
- * whatever the owner receives. Every listing has at least the admin's {minDisputeWindow}; a listing with a zero
+ * whatever the owner receives. A listing is created with at least the admin's {minDisputeWindow} of the moment
+ * (raising it later leaves existing listings as they are: moderators may un-approve them); a listing with a zero
  * window (only while that minimum is zero) pays its owner at purchase. Buyers who hold no ETH confirm and dispute
  * with EIP-712 signatures that anyone may submit ({confirmBySig}, {disputeBySig}; EIP-1271 for contract wallets).
+ * A signature cannot be withdrawn once given except by using its nonce: sign with short deadlines, and only what is
+ * meant to be submitted. A contract wallet that accepts any signature lets anyone confirm or dispute its orders.
  *
  * Each buyer has at most one live order per listing, found by {orderOf}; {hasAccess} reads it. A buyer whose order
  * was fully refunded may buy the listing again: the new order becomes the one {orderOf} finds, and {getOrder} keeps
@@ -32,7 +35,8 @@ import {IERC3009} from "./interfaces/IERC3009.sol";
  *
  * No transfer out can block a settlement: a refund, payout or fee transfer that fails becomes a credit of its
  * recipient ({Credited}), which that account withdraws with {withdraw} (also while paused), to an address of its
- * choice. A failed transfer becomes a credit only if at least {TRANSFER_GAS_RESERVE} gas is left after it; a call
+ * choice, or which anyone sends to the account itself with {withdrawFor} once the token accepts the transfer again
+ * (a token paused for a while turns every settlement during the pause into credits). A failed transfer becomes a credit only if at least {TRANSFER_GAS_RESERVE} gas is left after it; a call
  * given less gas reverts instead, so nobody can force a credit by starving the transfer of gas. A transfer that runs
  * out of gas leaves this contract the 1/64 it kept back (EIP-150), plus about as much per call nested inside the
  * token (a proxy's delegatecall), so a failure with R left means the token had at least about 63 R / (1 + nesting)
@@ -44,8 +48,11 @@ import {IERC3009} from "./interfaces/IERC3009.sol";
  *   minimum dispute window and the dispute period (within fixed bounds), pauses, and decides which tokens may be
  *   used. Allow-listed tokens must be plain ERC-20s: no fee on transfer (a purchase that delivers less than the price
  *   reverts anyway), no rebasing, no callbacks into this contract, and transfers that need far less gas than the
- *   reserve above guarantees them. An allow-listed token's own admin can freeze the escrow (e.g. USDC's blacklist);
- *   nothing here can prevent that, but a blocked recipient's share waits as a credit instead of blocking the order.
+ *   reserve above guarantees them. The admin never configures two addresses of one ledger (a token with two entry
+ *   points): escrow and credits are counted per address, so the second address's surplus would include the first's
+ *   escrow. An allow-listed token's own admin can freeze the escrow (e.g. USDC's blacklist); nothing here can
+ *   prevent that, but a blocked recipient's share waits as a credit instead of blocking the order. A blocked account
+ *   may withdraw its credit to another address; an issuer that objects could block this contract.
  * - Moderators (MODERATOR_ROLE) decide which listings are approved. They cannot touch funds.
  * - Relayers (RELAYER_ROLE) choose the listing an EIP-3009 authorization pays for, which the buyer's signature does
  *   not cover; they cannot move more than the buyer signed, nor to anyone but this contract, and the order belongs to
@@ -833,13 +840,20 @@ contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient
      */
     function withdraw(address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert DataMarketZeroAddress();
-        amount = _credits[token][msg.sender];
-        if (amount == 0) revert DataMarketNothingToWithdraw(token, msg.sender);
-        _credits[token][msg.sender] = 0;
-        // forge-lint: disable-next-line(unsafe-typecast) -- a credit is part of the 128-bit total
-        _tokenTotals[_tokenIndex[token]].credits -= uint128(amount);
-        emit Withdrawn(token, msg.sender, to, amount);
-        IERC20(token).safeTransfer(to, amount);
+        return _withdraw(token, msg.sender, to);
+    }
+
+    /**
+     * @notice Sends `account`'s whole credit of `token` to `account` itself. Anyone may call it, e.g. a keeper once a
+     * token that refused the transfer (paused, or blocking the account for a while) accepts it again, so that an
+     * account that cannot call {withdraw} (a contract, an exchange's deposit address, a buyer without ETH) is still
+     * paid. Only the account itself may send its credit elsewhere. Works while paused.
+     * @param token The token of the credit.
+     * @param account The account credited, and the receiver.
+     * @return amount The amount sent.
+     */
+    function withdrawFor(address token, address account) external nonReentrant returns (uint256 amount) {
+        return _withdraw(token, account, account);
     }
 
     /**
@@ -1279,6 +1293,17 @@ contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient
         // forge-lint: disable-next-line(unsafe-typecast) -- amount is below 2^88; the sum is checked
         _tokenTotals[tokenIndex].credits += uint128(amount);
         emit Credited(address(token), to, orderId, amount);
+    }
+
+    /// @dev Sends `account`'s whole credit of `token` to `to` (reverts if the transfer fails: nothing changes).
+    function _withdraw(address token, address account, address to) private returns (uint256 amount) {
+        amount = _credits[token][account];
+        if (amount == 0) revert DataMarketNothingToWithdraw(token, account);
+        _credits[token][account] = 0;
+        // forge-lint: disable-next-line(unsafe-typecast) -- a credit is part of the 128-bit total
+        _tokenTotals[_tokenIndex[token]].credits -= uint128(amount);
+        emit Withdrawn(token, account, to, amount);
+        IERC20(token).safeTransfer(to, amount);
     }
 
     /// @dev {returnSurplus} without the role and reentrancy checks.

@@ -1973,6 +1973,34 @@ contract DataMarketTest is DataMarketBase {
         assertEq(market.creditOf(address(bad), PAYOUT), PRICE - FEE, "the credit stays");
     }
 
+    function test_WithdrawFor_SendsACreditToItsOwnerOnceTheTokenAcceptsIt() public {
+        MarketRevertingToken bad = _allowRevertingToken();
+        uint256 orderId = _buy(buyer, _listToken(address(bad), PRICE, WINDOW));
+        bad.setBlocked(PAYOUT, true);
+        vm.prank(buyer);
+        market.confirm(orderId);
+
+        // While the token still refuses, nothing changes.
+        vm.expectRevert(abi.encodeWithSelector(MarketRevertingToken.MarketRevertingTokenBlocked.selector, PAYOUT));
+        vm.prank(STRANGER);
+        market.withdrawFor(address(bad), PAYOUT);
+        assertEq(market.creditOf(address(bad), PAYOUT), PRICE - FEE, "still credited");
+
+        bad.setBlocked(PAYOUT, false);
+        vm.prank(ADMIN);
+        market.pause();
+        _expectMarketEmit();
+        emit DataMarket.Withdrawn(address(bad), PAYOUT, PAYOUT, PRICE - FEE);
+        vm.prank(STRANGER);
+        assertEq(market.withdrawFor(address(bad), PAYOUT), PRICE - FEE, "amount");
+        assertEq(bad.balanceOf(PAYOUT), PRICE - FEE, "paid to the owner itself, while paused too");
+        assertEq(bad.balanceOf(STRANGER), 0, "the caller gets nothing");
+        assertEq(market.totalCredits(address(bad)), 0, "no credits");
+
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketNothingToWithdraw.selector, address(bad), PAYOUT));
+        market.withdrawFor(address(bad), PAYOUT);
+    }
+
     function test_Credits_AddUpAcrossOrders() public {
         MarketRevertingToken bad = _allowRevertingToken();
         uint256 listingId = _listToken(address(bad), PRICE, WINDOW);

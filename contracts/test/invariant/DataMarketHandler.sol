@@ -598,7 +598,8 @@ contract DataMarketHandler is Test {
     }
 
     /// @dev An account withdraws its credit of a token (mostly the blocklisting one, which is where credits come
-    /// from), mostly to SAFE, else to itself (which the token may block).
+    /// from), mostly to SAFE, else to itself (which the token may block); or, one time in three, a stranger sends
+    /// the credit to the account itself.
     function withdraw(uint256 accountSeed, uint256 tokenSeed) external {
         totalCalls++;
         address account = accountAt(accountSeed % accountCount());
@@ -607,11 +608,11 @@ contract DataMarketHandler is Test {
         if (expectedCredit[token][account] == 0 && _chance(accountSeed, 8)) {
             account = _someCreditor(tokenIndex, accountSeed);
         }
-        address to = _chance(tokenSeed / 7, 4) ? SAFE : account;
+        bool forAccount = !_chance(tokenSeed / 3, 3);
+        address to = !forAccount && _chance(tokenSeed / 7, 4) ? SAFE : account;
         uint256 credit = expectedCredit[token][account];
         bool expectOk = credit != 0 && !_blocked(tokenIndex, to);
-        vm.prank(account);
-        try market.withdraw(token, to) returns (uint256 amount) {
+        try this.callWithdraw(token, account, to, forAccount) returns (uint256 amount) {
             _expect(expectOk, "withdraw succeeded when it should not");
             _expect(amount == credit, "withdraw: wrong amount");
             expectedCredit[token][account] = 0;
@@ -619,10 +620,18 @@ contract DataMarketHandler is Test {
             expectedBalance[token][to] += credit;
             ghostPaidOut[token] += credit;
             _countPaused();
-            calls["withdraw"]++;
+            calls[forAccount ? "withdrawFor" : "withdraw"]++;
         } catch {
             _expect(!expectOk, "withdraw of a credit failed");
         }
+    }
+
+    /// @dev `withdraw` by `account`, or `withdrawFor` by a stranger (called through `this` so that one try/catch
+    /// covers both; the prank applies to the market call).
+    function callWithdraw(address token, address account, address to, bool forAccount) external returns (uint256) {
+        require(msg.sender == address(this), "handler only");
+        vm.prank(forAccount ? STRANGER : account);
+        return forAccount ? market.withdrawFor(token, account) : market.withdraw(token, to);
     }
 
     /// @dev Returns part of a token's surplus, or too much, or under a reference already answered.
