@@ -42,6 +42,10 @@ interface Vm {
     function lastCallGas() external view returns (Gas memory gas);
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
+
+    // ---- Added for the RewardDistributor tests (packed storage at its limits) ----
+    function store(address target, bytes32 slot, bytes32 value) external;
+    function load(address target, bytes32 slot) external view returns (bytes32 data);
 }
 
 /**
