@@ -571,7 +571,10 @@ contract RewardDistributor is AccessControl {
 
     /// @dev Whether a pending root with this `validAt` (0: none) is claimable now.
     function _matured(uint256 validAt) private view returns (bool) {
-        return validAt != 0 && block.timestamp >= validAt;
+        // `validAt != 0 && block.timestamp >= validAt` in one comparison: 0 - 1 wraps to the largest number.
+        unchecked {
+            return validAt - 1 < block.timestamp;
+        }
     }
 
     // The fields of a packed state word. Small enough for the optimizer to inline them, also into {claim}.
