@@ -37,8 +37,9 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
  *   check that amounts are earned, that cumulative amounts never decrease or that the total is the tree's sum. It
  *   only rejects a total below {totalClaimed}, which no correct tree can have. A leaf with a smaller cumulative
  *   amount than the account already claimed simply pays nothing. A tree must hold at most one leaf per account; with
- *   two, the account can claim the larger amount. Claims are not capped at their root's total (the check would cost
- *   every claim a third storage read): totals bound what {sweep} leaves in the contract.
+ *   two, the account can claim the larger amount. Claims are not capped at their root's total: both roots' totals
+ *   do not fit in the state word next to the rest, and a third storage read would cost every claim 2,100 gas.
+ *   Totals bound what {sweep} leaves in the contract.
  * * The admin (DEFAULT_ADMIN_ROLE) watches proposals and revokes a wrong one before it matures; `rootDelay` is that
  *   window (0 disables it). A wrong root found later is suspended. So a compromised publisher key alone can only
  *   propose roots the admin may revoke or suspend. The admin is trusted with the funds: it grants and revokes roles
@@ -50,11 +51,12 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
  *   which is harmless because the newer leaf carries the account's full cumulative amount.
  *
  * Epoch numbers start at 1 and strictly increase with every proposal, including proposals that were later revoked
- * or replaced; 0 means "no epoch". Epochs and `validAt` are stored in 40 bits, totals and {totalClaimed} in 128
- * bits; larger values revert ({SafeCast-SafeCastOverflowedUintDowncast}, {RewardDistributorTotalClaimedOverflow}).
+ * or replaced; 0 means "no epoch". Epochs and `validAt` are stored in 40 bits (a trillion epochs; timestamps until
+ * the year 36812), totals and {totalClaimed} in 128 bits; larger values revert
+ * ({SafeCast-SafeCastOverflowedUintDowncast}, {RewardDistributorTotalClaimedOverflow}).
  *
- * Storage is laid out for {claim}, which reads two slots of its own besides `claimed[account]` (the claimable root
- * and the state word) and writes the state word once:
+ * Storage is laid out for {claim}, which reads three slots (the state word, the claimable root and
+ * `claimed[account]`) and writes two (`claimed[account]` and the state word, with the new {totalClaimed}):
  *
  * * `_roots`: a double buffer. One entry holds the current root (the last promoted one; 0 before the first
  *   promotion), the other the pending root, or a stale one while nothing is pending. Promoting the matured pending
@@ -72,9 +74,13 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
  * A matured pending root is not promoted by claims (that would cost them more writes); the next {proposeRoot} or
  * {suspendCurrentRoot} promotes it.
  *
- * Gas: {claim} is the hot path (a million accounts claim every epoch); it inlines what it needs, hashes the leaf and
- * the proof in assembly in the scratch space (see {_verify}) and calls the token in assembly. The rest is plain
- * Solidity.
+ * Gas: {claim} is the hot path (trees of a million leaves, see `bench/gas.py`); it is the one place written for gas.
+ * It reads the state word once and picks the root from it inline, hashes `claimed[account]`'s slot once, checks the
+ * proof in assembly in the scratch space (see {_verify}) and calls the token in assembly; {claimMany} calls it per
+ * entry (see {claim} for how a batch skips a refused transfer). The views are few on purpose: {currentRoot} and
+ * {pendingRoot} also return totals and suspension, because solc's dispatcher compares selectors in sorted chunks
+ * (22 gas each) and with 23 external functions it finds {claim}'s after 3 comparisons, with three more views after
+ * 8. The rest is plain Solidity.
  */
 contract RewardDistributor is AccessControl {
     using SafeERC20 for IERC20;
@@ -329,10 +335,7 @@ contract RewardDistributor is AccessControl {
      * @param proof The leaf's Merkle proof in that tree.
      * @return paid The amount transferred to `account`.
      */
-    function claim(address account, uint256 cumulativeAmount, bytes32[] calldata proof)
-        public
-        returns (uint256 paid)
-    {
+    function claim(address account, uint256 cumulativeAmount, bytes32[] calldata proof) public returns (uint256 paid) {
         uint256 state = _state;
         uint256 epoch;
         uint256 claimedSlot;

@@ -974,6 +974,44 @@ contract RewardDistributorFuzzTest is RewardDistributorBase {
         assertEq(current, wait >= delay ? root : bytes32(0), "claimable iff waited long enough");
         assertEq(epoch, wait >= delay ? 1 : 0, "epoch");
     }
+
+    /// @dev Sweeping the reward token leaves exactly `max(current total, pending total) - totalClaimed` (at least 0)
+    /// of any balance, with or without a pending root, and takes the rest.
+    function testFuzz_sweepLeavesExactlyWhatTheRootsCanStillPay(
+        uint256 claimedAmount,
+        uint256 currentTotal,
+        uint256 pendingTotal,
+        uint256 balance,
+        bool withPending
+    ) public {
+        claimedAmount = bound(claimedAmount, 0, MAX_AMOUNT);
+        currentTotal = bound(currentTotal, claimedAmount, MAX_AMOUNT);
+        pendingTotal = bound(pendingTotal, claimedAmount, MAX_AMOUNT);
+        balance = bound(balance, 0, 2 * MAX_AMOUNT);
+        bytes32[] memory tree = tree3(claimedAmount, 1, 2);
+        proposeAndMature(1, tree[0], currentTotal);
+        claimOf(tree, alice, claimedAmount);
+        if (withPending) propose(2, tree3(claimedAmount, 3, 4)[0], pendingTotal);
+        // Leave `balance` in the distributor.
+        uint256 held = token.balanceOf(address(distributor));
+        vm.prank(address(distributor));
+        assertTrue(token.transfer(owner, held), "emptied");
+        fund(balance);
+
+        uint256 maxTotal = withPending && pendingTotal > currentTotal ? pendingTotal : currentTotal;
+        uint256 keep = maxTotal - claimedAmount;
+        if (balance <= keep) {
+            vm.prank(admin);
+            vm.expectRevert(
+                abi.encodeWithSelector(RewardDistributor.RewardDistributorNothingToSweep.selector, address(token))
+            );
+            distributor.sweep(address(token), owner);
+        } else {
+            vm.prank(admin);
+            assertEq(distributor.sweep(address(token), owner), balance - keep, "the excess");
+            assertEq(token.balanceOf(address(distributor)), keep, "what the roots can still pay");
+        }
+    }
 }
 
 /// @dev {RewardDistributor-totalClaimed}.
