@@ -471,7 +471,7 @@ contract RewardDistributor is AccessControl {
      * OpenZeppelin's `MerkleProof.verifyCalldata(proof, root, keccak256(bytes.concat(keccak256(abi.encode(account,
      * cumulativeAmount)))))` returns. In assembly, as Solady's `MerkleProofLib.verifyCalldata`: the leaf and every
      * sorted pair are hashed in the scratch space, without memory allocation or a call per level. The loop takes four
-     * levels per iteration (a tree of a million leaves has 20), which saves a fifth of the proof's cost.
+     * levels per iteration (a tree of a million leaves has 20): about 14 gas less per level than one at a time.
      */
     function _verify(bytes32[] calldata proof, bytes32 root, address account, uint256 cumulativeAmount)
         private
