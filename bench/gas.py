@@ -243,7 +243,8 @@ def measure_claims(w3, token, distributor, operator, send):
 
     def claim_in_epoch(epoch, amounts):
         tree, amount, proof = depth_20_tree(entries, len(entries) - 1, amounts)
-        send(d.proposeRoot(epoch, tree.root_hex), operator.address)
+        total = sum(cumulative for _, cumulative in entries)
+        send(d.proposeRoot(epoch, tree.root_hex, total), operator.address)
         w3.provider.make_request("evm_increaseTime", [delay + 1])
         w3.provider.make_request("evm_mine", [])
         return send(d.claim(claimant, amount, proof), operator.address)["gasUsed"]

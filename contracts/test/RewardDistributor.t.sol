@@ -5,10 +5,12 @@ import {Test} from "./utils/Test.sol";
 import {MerkleBuilder} from "./utils/MerkleBuilder.sol";
 import {RewardDistributor} from "../src/RewardDistributor.sol";
 import {TestUSDC} from "../src/TestUSDC.sol";
+import {RewardBlocklistToken} from "./mocks/RewardBlocklistToken.sol";
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
 /// @dev Cheatcodes missing from ./utils/Test.sol's `Vm` (same address): log recording, to check that a call emitted
 /// nothing, and `expectEmit` without an emitter, for a constructor's event.
@@ -31,6 +33,7 @@ abstract contract RewardDistributorBase is Test {
     uint64 internal constant START = 1_700_000_000;
     uint64 internal constant DELAY = 1 days;
     uint256 internal constant FUNDING = 1_000_000e6;
+    uint256 internal constant ANY_TOTAL = type(uint128).max;
 
     address internal owner = address(0x0123);
     address internal admin = address(0xAD);
@@ -47,13 +50,18 @@ abstract contract RewardDistributorBase is Test {
 
     function setUp() public virtual {
         vm.warp(START);
-        token = new TestUSDC(owner);
+        token = deployToken();
         distributor = new RewardDistributor(admin, address(token), DELAY);
         adminRole = distributor.DEFAULT_ADMIN_ROLE();
         publisherRole = distributor.PUBLISHER_ROLE();
         vm.prank(admin);
         distributor.grantRole(publisherRole, publisher);
         fund(FUNDING);
+    }
+
+    /// @dev The reward token; a test contract may deploy a variant.
+    function deployToken() internal virtual returns (TestUSDC) {
+        return new TestUSDC(owner);
     }
 
     function fund(uint256 amount) internal {
@@ -75,27 +83,64 @@ abstract contract RewardDistributorBase is Test {
         return MerkleBuilder.build(accounts3(), amounts3(a, b, c));
     }
 
+    /// @dev Proposes `root` with the largest total, for the tests where the total plays no part.
     function propose(uint256 epoch, bytes32 root) internal {
+        propose(epoch, root, ANY_TOTAL);
+    }
+
+    function propose(uint256 epoch, bytes32 root, uint256 total) internal {
         vm.prank(publisher);
-        distributor.proposeRoot(epoch, root);
+        distributor.proposeRoot(epoch, root, total);
     }
 
     function proposeAndMature(uint256 epoch, bytes32 root) internal {
-        propose(epoch, root);
+        proposeAndMature(epoch, root, ANY_TOTAL);
+    }
+
+    function proposeAndMature(uint256 epoch, bytes32 root, uint256 total) internal {
+        propose(epoch, root, total);
         vm.warp(block.timestamp + DELAY);
     }
 
     function assertCurrent(uint256 epoch, bytes32 root, string memory err) internal view {
-        (uint256 e, bytes32 r) = distributor.currentRoot();
+        (uint256 e, bytes32 r,,) = distributor.currentRoot();
         assertEq(e, epoch, string.concat(err, ": current epoch"));
         assertEq(r, root, string.concat(err, ": current root"));
     }
 
+    function assertCurrent(uint256 epoch, bytes32 root, uint256 total, bool isSuspended, string memory err)
+        internal
+        view
+    {
+        assertCurrent(epoch, root, err);
+        (,, uint256 t, bool s) = distributor.currentRoot();
+        assertEq(t, total, string.concat(err, ": current total"));
+        assertEq(s, isSuspended, string.concat(err, ": current suspended"));
+    }
+
     function assertPending(uint256 epoch, bytes32 root, uint256 validAt, string memory err) internal view {
-        (uint256 e, bytes32 r, uint64 v) = distributor.pendingRoot();
+        (uint256 e, bytes32 r,, uint64 v) = distributor.pendingRoot();
         assertEq(e, epoch, string.concat(err, ": pending epoch"));
         assertEq(r, root, string.concat(err, ": pending root"));
         assertEq(v, validAt, string.concat(err, ": pending validAt"));
+    }
+
+    function assertPending(uint256 epoch, bytes32 root, uint256 total, uint256 validAt, string memory err)
+        internal
+        view
+    {
+        assertPending(epoch, root, validAt, err);
+        (,, uint256 t,) = distributor.pendingRoot();
+        assertEq(t, total, string.concat(err, ": pending total"));
+    }
+
+    function suspend() internal {
+        vm.prank(admin);
+        distributor.suspendCurrentRoot();
+    }
+
+    function claimOf(bytes32[] memory tree, address account, uint256 amount) internal returns (uint256) {
+        return distributor.claim(account, amount, MerkleBuilder.proof(tree, account, amount));
     }
 
     function unauthorized(address account, bytes32 role) internal pure returns (bytes memory) {
@@ -118,10 +163,11 @@ contract RewardDistributorTest is RewardDistributorBase {
         assertTrue(distributor.hasRole(adminRole, admin), "admin has the admin role");
         assertFalse(distributor.hasRole(publisherRole, admin), "admin is not a publisher");
         assertFalse(distributor.hasRole(adminRole, address(this)), "deployer has no role");
-        assertCurrent(0, bytes32(0), "fresh");
-        assertPending(0, bytes32(0), 0, "fresh");
+        assertCurrent(0, bytes32(0), 0, false, "fresh");
+        assertPending(0, bytes32(0), 0, 0, "fresh");
         assertEq(distributor.lastProposedEpoch(), 0, "no epoch");
         assertEq(distributor.claimed(alice), 0, "nothing claimed");
+        assertEq(distributor.totalClaimed(), 0, "nothing claimed in all");
     }
 
     function test_constructor_emitsRootDelayChanged() public {
@@ -196,11 +242,11 @@ contract RewardDistributorTest is RewardDistributorBase {
     function test_proposeRoot_setsPendingAndEmits() public {
         bytes32 root = tree3(1, 2, 3)[0];
         vm.expectEmit(true, false, false, true, address(distributor));
-        emit RewardDistributor.RootProposed(1, root, START + DELAY);
-        propose(1, root);
+        emit RewardDistributor.RootProposed(1, root, 6, START + DELAY);
+        propose(1, root, 6);
 
-        assertPending(1, root, START + DELAY, "proposed");
-        assertCurrent(0, bytes32(0), "not claimable yet");
+        assertPending(1, root, 6, START + DELAY, "proposed");
+        assertCurrent(0, bytes32(0), 0, false, "not claimable yet");
         assertEq(distributor.lastProposedEpoch(), 1, "last epoch");
     }
 
@@ -212,8 +258,8 @@ contract RewardDistributorTest is RewardDistributorBase {
         assertPending(1, root, START + DELAY, "still pending");
 
         vm.warp(START + DELAY);
-        assertCurrent(1, root, "at validAt");
-        assertPending(0, bytes32(0), 0, "nothing pending once matured");
+        assertCurrent(1, root, ANY_TOTAL, false, "at validAt");
+        assertPending(0, bytes32(0), 0, 0, "nothing pending once matured");
     }
 
     function test_proposeRoot_promotesAMaturedPendingRoot() public {
@@ -244,7 +290,7 @@ contract RewardDistributorTest is RewardDistributorBase {
         vm.expectEmit(true, false, false, true, address(distributor));
         emit RewardDistributor.RootReplaced(1, root1);
         vm.expectEmit(true, false, false, true, address(distributor));
-        emit RewardDistributor.RootProposed(2, root2, uint64(block.timestamp + DELAY));
+        emit RewardDistributor.RootProposed(2, root2, ANY_TOTAL, uint64(block.timestamp + DELAY));
         propose(2, root2);
 
         vm.warp(START + DELAY);
@@ -274,38 +320,38 @@ contract RewardDistributorTest is RewardDistributorBase {
         bytes32 root = tree3(1, 2, 3)[0];
         vm.prank(alice);
         vm.expectRevert(unauthorized(alice, publisherRole));
-        distributor.proposeRoot(1, root);
+        distributor.proposeRoot(1, root, 0);
 
         vm.prank(admin); // the admin is not a publisher unless it grants itself the role
         vm.expectRevert(unauthorized(admin, publisherRole));
-        distributor.proposeRoot(1, root);
+        distributor.proposeRoot(1, root, 0);
     }
 
     function test_proposeRoot_revertsOnZeroRoot() public {
         vm.prank(publisher);
         vm.expectRevert(RewardDistributor.RewardDistributorZeroRoot.selector);
-        distributor.proposeRoot(1, bytes32(0));
+        distributor.proposeRoot(1, bytes32(0), 0);
     }
 
     function test_proposeRoot_revertsOnEpochZero() public {
         vm.prank(publisher);
         vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorEpochNotIncreasing.selector, 0, 0));
-        distributor.proposeRoot(0, bytes32(uint256(1)));
+        distributor.proposeRoot(0, bytes32(uint256(1)), 0);
     }
 
     function test_proposeRoot_revertsOnSameOrLowerEpoch() public {
         propose(3, tree3(1, 2, 3)[0]);
         vm.startPrank(publisher);
         vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorEpochNotIncreasing.selector, 3, 3));
-        distributor.proposeRoot(3, bytes32(uint256(1)));
+        distributor.proposeRoot(3, bytes32(uint256(1)), 0);
         vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorEpochNotIncreasing.selector, 2, 3));
-        distributor.proposeRoot(2, bytes32(uint256(1)));
+        distributor.proposeRoot(2, bytes32(uint256(1)), 0);
         vm.stopPrank();
 
         vm.warp(START + DELAY); // also once epoch 3 is claimable
         vm.prank(publisher);
         vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorEpochNotIncreasing.selector, 3, 3));
-        distributor.proposeRoot(3, bytes32(uint256(1)));
+        distributor.proposeRoot(3, bytes32(uint256(1)), 0);
     }
 
     function test_proposeRoot_revertsOnARevokedEpochNumber() public {
@@ -314,17 +360,68 @@ contract RewardDistributorTest is RewardDistributorBase {
         distributor.revokePendingRoot();
         vm.prank(publisher);
         vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorEpochNotIncreasing.selector, 1, 1));
-        distributor.proposeRoot(1, tree3(1, 2, 4)[0]);
+        distributor.proposeRoot(1, tree3(1, 2, 4)[0], 0);
     }
 
-    function test_proposeRoot_revertsOnEpochBeyond96Bits() public {
-        uint256 epoch = uint256(type(uint96).max) + 1;
+    function test_proposeRoot_revertsOnEpochBeyond40Bits() public {
+        uint256 epoch = uint256(type(uint40).max) + 1;
         vm.prank(publisher);
-        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 96, epoch));
-        distributor.proposeRoot(epoch, bytes32(uint256(1)));
+        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 40, epoch));
+        distributor.proposeRoot(epoch, bytes32(uint256(1)), 0);
 
-        propose(type(uint96).max, bytes32(uint256(1)));
-        assertEq(distributor.lastProposedEpoch(), type(uint96).max, "largest epoch");
+        propose(type(uint40).max, bytes32(uint256(1)));
+        assertEq(distributor.lastProposedEpoch(), type(uint40).max, "largest epoch");
+    }
+
+    function test_proposeRoot_revertsOnTotalBeyond128Bits() public {
+        uint256 total = uint256(type(uint128).max) + 1;
+        vm.prank(publisher);
+        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 128, total));
+        distributor.proposeRoot(1, bytes32(uint256(1)), total);
+    }
+
+    function test_proposeRoot_revertsWhenValidAtExceeds40Bits() public {
+        uint256 last = type(uint40).max; // the last second a root can become claimable
+        vm.warp(last - DELAY);
+        propose(1, bytes32(uint256(1)));
+        assertPending(1, bytes32(uint256(1)), last, "matures at the last second");
+
+        vm.warp(last - DELAY + 1);
+        vm.prank(publisher);
+        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 40, last + 1));
+        distributor.proposeRoot(2, bytes32(uint256(2)), 0);
+    }
+
+    function test_proposeRoot_recordsTheTotalWithTheRoot() public {
+        bytes32[] memory tree1 = tree3(1e6, 2e6, 3e6);
+        bytes32[] memory tree2 = tree3(4e6, 5e6, 6e6);
+        propose(1, tree1[0], 6e6);
+        assertPending(1, tree1[0], 6e6, START + DELAY, "pending");
+        vm.warp(START + DELAY);
+        assertCurrent(1, tree1[0], 6e6, false, "matured");
+        propose(2, tree2[0], 15e6); // promotes epoch 1
+        assertCurrent(1, tree1[0], 6e6, false, "promoted");
+        assertPending(2, tree2[0], 15e6, block.timestamp + DELAY, "next pending");
+        propose(3, tree1[0], 7e6); // replaces epoch 2, in the same entry
+        assertPending(3, tree1[0], 7e6, block.timestamp + DELAY, "replacement");
+        assertCurrent(1, tree1[0], 6e6, false, "current kept");
+    }
+
+    function test_proposeRoot_revertsOnATotalBelowTotalClaimed() public {
+        bytes32[] memory tree1 = tree3(1e6, 2e6, 3e6);
+        proposeAndMature(1, tree1[0], 6e6);
+        claimOf(tree1, alice, 1e6);
+        claimOf(tree1, carol, 3e6);
+
+        bytes32[] memory tree2 = tree3(1e6, 2e6, 4e6);
+        vm.prank(publisher);
+        vm.expectRevert(
+            abi.encodeWithSelector(RewardDistributor.RewardDistributorTotalBelowClaimed.selector, 4e6 - 1, 4e6)
+        );
+        distributor.proposeRoot(2, tree2[0], 4e6 - 1);
+
+        propose(2, tree2[0], 4e6); // exactly what was claimed is a possible total
+        assertPending(2, tree2[0], 4e6, block.timestamp + DELAY, "accepted");
     }
 
     // ---------------------------------------------------------------- revokePendingRoot
@@ -433,10 +530,10 @@ contract RewardDistributorTest is RewardDistributorBase {
         proposeAndMature(1, tree[0]);
         bytes32[] memory proof = MerkleBuilder.proof(tree, bob, 2e6);
 
-        vm.expectEmit(true, true, false, true, address(distributor));
-        emit RewardDistributor.Claimed(bob, 1, 2e6, 2e6);
         vm.expectEmit(true, true, false, true, address(token));
         emit IERC20.Transfer(address(distributor), bob, 2e6);
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Claimed(bob, 1, 2e6, 2e6);
         vm.prank(relayer);
         uint256 paid = distributor.claim(bob, 2e6, proof);
 
@@ -445,6 +542,7 @@ contract RewardDistributorTest is RewardDistributorBase {
         assertEq(token.balanceOf(relayer), 0, "the caller gets nothing");
         assertEq(token.balanceOf(address(distributor)), FUNDING - 2e6, "distributor balance");
         assertEq(distributor.claimed(bob), 2e6, "claimed");
+        assertEq(distributor.totalClaimed(), 2e6, "total claimed");
     }
 
     function test_claim_sameAmountAgainPaysNothingAndEmitsNothing() public {
@@ -576,7 +674,7 @@ contract RewardDistributorTest is RewardDistributorBase {
         empty.grantRole(publisherRole, publisher);
         bytes32[] memory tree = tree3(1e6, 2e6, 3e6);
         vm.prank(publisher);
-        empty.proposeRoot(1, tree[0]);
+        empty.proposeRoot(1, tree[0], 6e6);
         bytes32[] memory proof = MerkleBuilder.proof(tree, carol, 3e6);
 
         vm.prank(owner);
@@ -659,12 +757,19 @@ contract RewardDistributorTest is RewardDistributorBase {
         distributor.claim(bob, 2e6, MerkleBuilder.proof(tree1, bob, 2e6));
 
         RewardDistributor.Claim[] memory claims = claimsFor(tree1, 1e6, 2e6, 3e6);
+        vmx.recordLogs();
         vm.expectEmit(true, true, false, true, address(distributor));
         emit RewardDistributor.Claimed(alice, 1, 1e6, 1e6);
         vm.expectEmit(true, true, false, true, address(distributor));
         emit RewardDistributor.Claimed(carol, 1, 3e6, 3e6);
         vm.prank(relayer);
         assertEq(distributor.claimMany(claims), 4e6, "alice + carol; bob already claimed");
+        VmExtra.Log[] memory logs = vmx.getRecordedLogs();
+        uint256 fromDistributor;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter == address(distributor)) ++fromDistributor;
+        }
+        assertEq(fromDistributor, 2, "two Claimed: nothing for bob");
         assertEq(token.balanceOf(alice), 1e6, "alice");
         assertEq(token.balanceOf(bob), 2e6, "bob");
         assertEq(token.balanceOf(carol), 3e6, "carol");
@@ -673,6 +778,7 @@ contract RewardDistributorTest is RewardDistributorBase {
         proposeAndMature(2, tree2[0]);
         assertEq(distributor.claimMany(claimsFor(tree2, 1e6, 5e6, 4e6)), 4e6, "differences");
         assertEq(distributor.claimMany(claimsFor(tree2, 1e6, 5e6, 4e6)), 0, "all claimed");
+        assertEq(distributor.totalClaimed(), 10e6, "total claimed");
     }
 
     function test_claimMany_duplicateEntryPaysOnce() public {
@@ -684,16 +790,18 @@ contract RewardDistributorTest is RewardDistributorBase {
         assertEq(distributor.claimMany(claims), 1e6, "once");
     }
 
-    function test_claimMany_emptyBatchPaysNothing() public {
-        proposeAndMature(1, tree3(1e6, 2e6, 3e6)[0]);
+    function test_claimMany_emptyBatchPaysNothingAndChecksNothing() public {
         RewardDistributor.Claim[] memory claims;
+        assertEq(distributor.claimMany(claims), 0, "empty, without a root");
+        proposeAndMature(1, tree3(1e6, 2e6, 3e6)[0]);
         assertEq(distributor.claimMany(claims), 0, "empty");
     }
 
     function test_claimMany_revertsWithoutRoot() public {
-        RewardDistributor.Claim[] memory claims;
+        bytes32[] memory tree = tree3(1e6, 2e6, 3e6);
+        propose(1, tree[0]);
         vm.expectRevert(RewardDistributor.RewardDistributorNoRoot.selector);
-        distributor.claimMany(claims);
+        distributor.claimMany(claimsFor(tree, 1e6, 2e6, 3e6));
     }
 
     function test_claimMany_revertsWholeBatchOnOneInvalidProof() public {
@@ -707,15 +815,33 @@ contract RewardDistributorTest is RewardDistributorBase {
         assertEq(token.balanceOf(alice), 0, "alice unpaid");
     }
 
-    function test_claimMany_revertsWhenUnderfunded() public {
-        bytes32[] memory tree = tree3(1e6, 2e6, FUNDING);
+    function test_claimMany_skipsWhatTheBalanceCannotCover() public {
+        bytes32[] memory tree = tree3(1e6, FUNDING, 2e6);
         proposeAndMature(1, tree[0]);
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                IERC20Errors.ERC20InsufficientBalance.selector, address(distributor), FUNDING - 3e6, FUNDING
-            )
-        );
-        distributor.claimMany(claimsFor(tree, 1e6, 2e6, FUNDING));
+
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Claimed(alice, 1, 1e6, 1e6);
+        vm.expectEmit(true, false, false, true, address(distributor));
+        emit RewardDistributor.ClaimSkipped(bob, FUNDING);
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Claimed(carol, 1, 2e6, 2e6);
+        assertEq(distributor.claimMany(claimsFor(tree, 1e6, FUNDING, 2e6)), 3e6, "alice and carol");
+
+        assertEq(distributor.claimed(bob), 0, "bob's claim not recorded");
+        assertEq(distributor.totalClaimed(), 3e6, "bob's amount not counted");
+        assertEq(token.balanceOf(address(distributor)), FUNDING - 3e6, "balance");
+
+        fund(3e6);
+        assertEq(claimOf(tree, bob, FUNDING), FUNDING, "bob claims once funded");
+        assertEq(distributor.totalClaimed(), FUNDING + 3e6, "total");
+    }
+
+    function test_claimMany_revertsOnASuspendedRoot() public {
+        bytes32[] memory tree = tree3(1e6, 2e6, 3e6);
+        proposeAndMature(1, tree[0]);
+        suspend();
+        vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorRootSuspended.selector, 1));
+        distributor.claimMany(claimsFor(tree, 1e6, 2e6, 3e6));
     }
 
     // ---------------------------------------------------------------- roles
@@ -729,7 +855,7 @@ contract RewardDistributorTest is RewardDistributorBase {
         distributor.revokeRole(publisherRole, publisher);
         vm.prank(publisher);
         vm.expectRevert(unauthorized(publisher, publisherRole));
-        distributor.proposeRoot(1, bytes32(uint256(1)));
+        distributor.proposeRoot(1, bytes32(uint256(1)), 0);
     }
 }
 
@@ -844,8 +970,608 @@ contract RewardDistributorFuzzTest is RewardDistributorBase {
         bytes32 root = tree3(1, 2, 3)[0];
         propose(1, root);
         vm.warp(START + wait);
-        (uint256 epoch, bytes32 current) = distributor.currentRoot();
+        (uint256 epoch, bytes32 current,,) = distributor.currentRoot();
         assertEq(current, wait >= delay ? root : bytes32(0), "claimable iff waited long enough");
         assertEq(epoch, wait >= delay ? 1 : 0, "epoch");
+    }
+
+    /// @dev Sweeping the reward token leaves exactly `max(current total, pending total) - totalClaimed` (at least 0)
+    /// of any balance, with or without a pending root, and takes the rest.
+    function testFuzz_sweepLeavesExactlyWhatTheRootsCanStillPay(
+        uint256 claimedAmount,
+        uint256 currentTotal,
+        uint256 pendingTotal,
+        uint256 balance,
+        bool withPending
+    ) public {
+        claimedAmount = bound(claimedAmount, 0, MAX_AMOUNT);
+        currentTotal = bound(currentTotal, claimedAmount, MAX_AMOUNT);
+        pendingTotal = bound(pendingTotal, claimedAmount, MAX_AMOUNT);
+        balance = bound(balance, 0, 2 * MAX_AMOUNT);
+        bytes32[] memory tree = tree3(claimedAmount, 1, 2);
+        proposeAndMature(1, tree[0], currentTotal);
+        claimOf(tree, alice, claimedAmount);
+        if (withPending) propose(2, tree3(claimedAmount, 3, 4)[0], pendingTotal);
+        // Leave `balance` in the distributor.
+        uint256 held = token.balanceOf(address(distributor));
+        vm.prank(address(distributor));
+        assertTrue(token.transfer(owner, held), "emptied");
+        fund(balance);
+
+        uint256 maxTotal = withPending && pendingTotal > currentTotal ? pendingTotal : currentTotal;
+        uint256 keep = maxTotal - claimedAmount;
+        if (balance <= keep) {
+            vm.prank(admin);
+            vm.expectRevert(
+                abi.encodeWithSelector(RewardDistributor.RewardDistributorNothingToSweep.selector, address(token))
+            );
+            distributor.sweep(address(token), owner);
+        } else {
+            vm.prank(admin);
+            assertEq(distributor.sweep(address(token), owner), balance - keep, "the excess");
+            assertEq(token.balanceOf(address(distributor)), keep, "what the roots can still pay");
+        }
+    }
+}
+
+/// @dev {RewardDistributor-totalClaimed}.
+contract RewardDistributorTotalClaimedTest is RewardDistributorBase {
+    function test_totalClaimed_addsWhatEveryClaimPaid() public {
+        bytes32[] memory tree1 = tree3(1e6, 2e6, 3e6);
+        proposeAndMature(1, tree1[0], 6e6);
+        claimOf(tree1, alice, 1e6);
+        assertEq(distributor.totalClaimed(), 1e6, "alice");
+        claimOf(tree1, alice, 1e6);
+        assertEq(distributor.totalClaimed(), 1e6, "nothing more for the same amount");
+
+        bytes32[] memory tree2 = tree3(5e6, 2e6, 3e6);
+        proposeAndMature(2, tree2[0], 10e6);
+        RewardDistributor.Claim[] memory claims = new RewardDistributor.Claim[](2);
+        claims[0] = RewardDistributor.Claim(alice, 5e6, MerkleBuilder.proof(tree2, alice, 5e6));
+        claims[1] = RewardDistributor.Claim(bob, 2e6, MerkleBuilder.proof(tree2, bob, 2e6));
+        distributor.claimMany(claims);
+        assertEq(distributor.totalClaimed(), 7e6, "alice's difference and bob");
+        assertEq(token.balanceOf(address(distributor)), FUNDING - 7e6, "paid = totalClaimed");
+    }
+
+    function test_claim_revertsWhenTotalClaimedWouldExceed128Bits() public {
+        // Only a wrong tree, paying more than any total can declare, gets there.
+        uint256 almost = uint256(type(uint128).max) - 5;
+        bytes32[] memory tree = tree3(almost, 5, 6);
+        fund(type(uint128).max);
+        proposeAndMature(1, tree[0]);
+        claimOf(tree, alice, almost);
+        claimOf(tree, bob, 5);
+        assertEq(distributor.totalClaimed(), type(uint128).max, "at the limit");
+
+        bytes32[] memory proof = MerkleBuilder.proof(tree, carol, 6);
+        vm.expectRevert(RewardDistributor.RewardDistributorTotalClaimedOverflow.selector);
+        distributor.claim(carol, 6, proof);
+    }
+}
+
+/// @dev {RewardDistributor-suspendCurrentRoot}.
+contract RewardDistributorSuspensionTest is RewardDistributorBase {
+    bytes32[] internal tree1;
+    bytes32[] internal tree2;
+    bytes32[] internal tree3_;
+
+    function setUp() public override {
+        super.setUp();
+        tree1 = tree3(1e6, 2e6, 3e6);
+        tree2 = tree3(2e6, 3e6, 4e6);
+        tree3_ = tree3(3e6, 4e6, 5e6);
+    }
+
+    function suspendedError(uint256 epoch) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(RewardDistributor.RewardDistributorRootSuspended.selector, epoch);
+    }
+
+    function test_suspendCurrentRoot_stopsClaimsOnAPromotedRoot() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        claimOf(tree1, alice, 1e6);
+        propose(2, tree2[0], 9e6); // promotes epoch 1
+        assertCurrent(1, tree1[0], 6e6, false, "promoted");
+
+        vm.expectEmit(true, false, false, true, address(distributor));
+        emit RewardDistributor.RootSuspended(1, tree1[0]);
+        suspend();
+
+        assertCurrent(1, tree1[0], 6e6, true, "suspended");
+        bytes32[] memory proof = MerkleBuilder.proof(tree1, bob, 2e6);
+        vm.expectRevert(suspendedError(1));
+        distributor.claim(bob, 2e6, proof);
+        // Even a claim that would pay nothing.
+        proof = MerkleBuilder.proof(tree1, alice, 1e6);
+        vm.expectRevert(suspendedError(1));
+        distributor.claim(alice, 1e6, proof);
+        assertEq(distributor.claimed(bob), 0, "nothing recorded");
+    }
+
+    function test_suspendCurrentRoot_suspendsAMaturedPendingRoot() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        propose(2, tree2[0], 9e6);
+        vm.warp(block.timestamp + DELAY); // epoch 2 matured, not promoted
+        assertCurrent(2, tree2[0], 9e6, false, "epoch 2 claimable");
+
+        vm.expectEmit(true, false, false, true, address(distributor));
+        emit RewardDistributor.RootSuspended(2, tree2[0]);
+        suspend();
+
+        assertCurrent(2, tree2[0], 9e6, true, "epoch 2 suspended");
+        assertPending(0, bytes32(0), 0, 0, "nothing pending");
+        bytes32[] memory proof = MerkleBuilder.proof(tree2, bob, 3e6);
+        vm.expectRevert(suspendedError(2));
+        distributor.claim(bob, 3e6, proof);
+        // The older root does not come back either.
+        proof = MerkleBuilder.proof(tree1, bob, 2e6);
+        vm.expectRevert(suspendedError(2));
+        distributor.claim(bob, 2e6, proof);
+    }
+
+    function test_suspendCurrentRoot_aNewRootResumesClaimsOnceMatured() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        suspend();
+        propose(2, tree2[0], 9e6);
+        assertCurrent(1, tree1[0], 6e6, true, "still suspended while epoch 2 is pending");
+        bytes32[] memory proof = MerkleBuilder.proof(tree2, bob, 3e6);
+        vm.warp(block.timestamp + DELAY - 1);
+        vm.expectRevert(suspendedError(1));
+        distributor.claim(bob, 3e6, proof);
+
+        vm.warp(block.timestamp + 1);
+        assertCurrent(2, tree2[0], 9e6, false, "epoch 2 matured");
+        assertEq(distributor.claim(bob, 3e6, proof), 3e6, "claims resume");
+
+        propose(3, tree3_[0], 12e6); // promotes epoch 2, which is not suspended
+        assertCurrent(2, tree2[0], 9e6, false, "promoted, not suspended");
+        assertEq(claimOf(tree2, carol, 4e6), 4e6, "claims go on");
+    }
+
+    function test_suspendCurrentRoot_doesNotSuspendAPendingRootThatHasNotMatured() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        propose(2, tree2[0], 9e6);
+        vm.warp(block.timestamp + DELAY - 1);
+        suspend();
+        assertCurrent(1, tree1[0], 6e6, true, "epoch 1 suspended");
+        assertPending(2, tree2[0], 9e6, block.timestamp + 1, "epoch 2 still pending");
+
+        vm.warp(block.timestamp + 1);
+        assertCurrent(2, tree2[0], 9e6, false, "epoch 2 matured and claimable");
+        assertEq(claimOf(tree2, alice, 2e6), 2e6, "claims against epoch 2");
+    }
+
+    function test_suspendCurrentRoot_thePendingRootCanStillBeRevoked() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        propose(2, tree2[0], 9e6);
+        suspend();
+        vm.prank(admin);
+        distributor.revokePendingRoot();
+
+        vm.warp(block.timestamp + 30 days);
+        assertCurrent(1, tree1[0], 6e6, true, "suspended until a new root");
+        bytes32[] memory proof = MerkleBuilder.proof(tree2, alice, 2e6);
+        vm.expectRevert(suspendedError(1));
+        distributor.claim(alice, 2e6, proof);
+
+        proposeAndMature(3, tree3_[0], 12e6);
+        assertEq(claimOf(tree3_, alice, 3e6), 3e6, "the new root");
+    }
+
+    function test_suspendCurrentRoot_aReplacedProposalDoesNotResumeClaims() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        suspend();
+        propose(2, tree2[0], 9e6);
+        propose(3, tree3_[0], 12e6); // replaces epoch 2 before it matured
+        vm.warp(block.timestamp + DELAY - 1);
+        assertCurrent(1, tree1[0], 6e6, true, "suspended");
+        vm.warp(block.timestamp + 1);
+        assertCurrent(3, tree3_[0], 12e6, false, "epoch 3");
+    }
+
+    function test_suspendCurrentRoot_aNewRootCanBeSuspendedToo() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        suspend();
+        proposeAndMature(2, tree2[0], 9e6);
+        suspend();
+        assertCurrent(2, tree2[0], 9e6, true, "epoch 2 suspended");
+        proposeAndMature(3, tree3_[0], 12e6);
+        assertEq(claimOf(tree3_, carol, 5e6), 5e6, "epoch 3");
+    }
+
+    function test_suspendCurrentRoot_revertsWithoutAMaturedRoot() public {
+        vm.prank(admin);
+        vm.expectRevert(RewardDistributor.RewardDistributorNoRoot.selector);
+        distributor.suspendCurrentRoot();
+
+        propose(1, tree1[0], 6e6);
+        vm.warp(block.timestamp + DELAY - 1);
+        vm.prank(admin);
+        vm.expectRevert(RewardDistributor.RewardDistributorNoRoot.selector);
+        distributor.suspendCurrentRoot();
+    }
+
+    function test_suspendCurrentRoot_revertsWhenAlreadySuspended() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        suspend();
+        vm.prank(admin);
+        vm.expectRevert(suspendedError(1));
+        distributor.suspendCurrentRoot();
+
+        propose(2, tree2[0], 9e6); // pending, not matured: still epoch 1's suspension
+        vm.prank(admin);
+        vm.expectRevert(suspendedError(1));
+        distributor.suspendCurrentRoot();
+    }
+
+    function test_suspendCurrentRoot_revertsForNonAdmin() public {
+        proposeAndMature(1, tree1[0], 6e6);
+        vm.prank(publisher);
+        vm.expectRevert(unauthorized(publisher, adminRole));
+        distributor.suspendCurrentRoot();
+    }
+}
+
+/// @dev {RewardDistributor-sweep}: the reward token down to what the roots can still pay, any other token in full.
+contract RewardDistributorSweepTest is RewardDistributorBase {
+    address internal treasury = address(0x7EA5);
+    TestUSDC internal other;
+    bytes32[] internal tree1;
+    bytes32[] internal tree2;
+
+    function setUp() public override {
+        super.setUp();
+        other = new TestUSDC(owner);
+        tree1 = tree3(100e6, 200e6, 300e6); // total 600e6
+        tree2 = tree3(150e6, 250e6, 400e6); // total 800e6
+    }
+
+    function sweep(address token_) internal returns (uint256) {
+        vm.prank(admin);
+        return distributor.sweep(token_, treasury);
+    }
+
+    function expectNothingToSweep(address token_) internal {
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(RewardDistributor.RewardDistributorNothingToSweep.selector, token_));
+        distributor.sweep(token_, treasury);
+    }
+
+    function test_sweep_takesAllOfAnotherToken() public {
+        vm.prank(owner);
+        other.mint(address(distributor), 5e6);
+        proposeAndMature(1, tree1[0], 600e6);
+
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Swept(address(other), treasury, 5e6);
+        assertEq(sweep(address(other)), 5e6, "swept");
+        assertEq(other.balanceOf(treasury), 5e6, "treasury");
+        assertEq(other.balanceOf(address(distributor)), 0, "none left");
+        expectNothingToSweep(address(other));
+    }
+
+    function test_sweep_takesEverythingWhenNoRootWasProposed() public {
+        assertEq(sweep(address(token)), FUNDING, "all");
+        assertEq(token.balanceOf(treasury), FUNDING, "treasury");
+    }
+
+    function test_sweep_leavesTheCurrentRootsUnclaimedTotal() public {
+        proposeAndMature(1, tree1[0], 600e6);
+        claimOf(tree1, alice, 100e6);
+
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Swept(address(token), treasury, FUNDING - 600e6);
+        assertEq(sweep(address(token)), FUNDING - 600e6, "balance - (total - claimed)");
+        assertEq(token.balanceOf(address(distributor)), 500e6, "what the root can still pay");
+        expectNothingToSweep(address(token));
+
+        // Everyone can still claim.
+        claimOf(tree1, bob, 200e6);
+        claimOf(tree1, carol, 300e6);
+        assertEq(token.balanceOf(address(distributor)), 0, "drained by claims");
+    }
+
+    function test_sweep_leavesThePendingRootsTotalWhenLarger() public {
+        proposeAndMature(1, tree1[0], 600e6);
+        claimOf(tree1, alice, 100e6);
+        propose(2, tree2[0], 800e6);
+        assertEq(sweep(address(token)), FUNDING - 800e6, "leaves 800 - 100");
+        assertEq(token.balanceOf(address(distributor)), 700e6, "left");
+    }
+
+    function test_sweep_leavesTheCurrentRootsTotalWhenThePendingOneIsSmaller() public {
+        proposeAndMature(1, tree2[0], 800e6);
+        propose(2, tree1[0], 600e6); // a smaller total is allowed down to totalClaimed
+        assertEq(sweep(address(token)), FUNDING - 800e6, "leaves 800");
+    }
+
+    function test_sweep_aRevokedPendingRootsTotalNoLongerCounts() public {
+        proposeAndMature(1, tree1[0], 600e6);
+        propose(2, tree2[0], 800e6);
+        vm.prank(admin);
+        distributor.revokePendingRoot();
+        assertEq(sweep(address(token)), FUNDING - 600e6, "only the current total");
+    }
+
+    function test_sweep_aReplacedPendingRootsTotalNoLongerCounts() public {
+        proposeAndMature(1, tree1[0], 600e6);
+        propose(2, tree2[0], 900e6);
+        propose(3, tree2[0], 800e6); // replaces epoch 2
+        assertEq(sweep(address(token)), FUNDING - 800e6, "the replacement's total");
+    }
+
+    function test_sweep_aMaturedPendingRootTakesOverFromTheOlderRoot() public {
+        proposeAndMature(1, tree2[0], 800e6);
+        proposeAndMature(2, tree1[0], 600e6); // matured, not promoted: epoch 1 can no longer be claimed against
+        assertEq(sweep(address(token)), FUNDING - 600e6, "only epoch 2's total");
+    }
+
+    function test_sweep_aSuspendedRootsTotalStillCounts() public {
+        proposeAndMature(1, tree1[0], 600e6);
+        suspend();
+        assertEq(sweep(address(token)), FUNDING - 600e6, "the suspended root's total is kept");
+    }
+
+    function test_sweep_takesEverythingOnceClaimsExceedTheTotals() public {
+        // A wrong total (below the tree's sum): the reserve floors at 0 rather than underflowing.
+        proposeAndMature(1, tree1[0], 100e6);
+        claimOf(tree1, carol, 300e6);
+        assertEq(sweep(address(token)), FUNDING - 300e6, "all that is left");
+    }
+
+    function test_sweep_revertsWhenTheRootsCanPayEverything() public {
+        proposeAndMature(1, tree1[0], FUNDING);
+        expectNothingToSweep(address(token));
+        expectNothingToSweep(address(other));
+    }
+
+    function test_sweep_revertsOnZeroRecipient() public {
+        vm.prank(admin);
+        vm.expectRevert(RewardDistributor.RewardDistributorZeroAddress.selector);
+        distributor.sweep(address(token), address(0));
+    }
+
+    function test_sweep_revertsForNonAdmin() public {
+        vm.prank(publisher);
+        vm.expectRevert(unauthorized(publisher, adminRole));
+        distributor.sweep(address(token), publisher);
+    }
+}
+
+/// @dev Claims when the token refuses a transfer (USDC's blocklist): {claim} reverts, {claimMany} skips the entry.
+contract RewardDistributorBlocklistTest is RewardDistributorBase {
+    RewardBlocklistToken internal blocklist;
+    bytes32[] internal tree;
+
+    function deployToken() internal override returns (TestUSDC) {
+        blocklist = new RewardBlocklistToken(owner);
+        return blocklist;
+    }
+
+    function setUp() public override {
+        super.setUp();
+        tree = tree3(1e6, 2e6, 3e6);
+        proposeAndMature(1, tree[0], 6e6);
+        blocklist.setBlocked(bob, true);
+    }
+
+    function test_claimMany_skipsABlocklistedAccount() public {
+        RewardDistributor.Claim[] memory claims = claimsFor(tree);
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Claimed(alice, 1, 1e6, 1e6);
+        vm.expectEmit(true, false, false, true, address(distributor));
+        emit RewardDistributor.ClaimSkipped(bob, 2e6);
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Claimed(carol, 1, 3e6, 3e6);
+        assertEq(distributor.claimMany(claims), 4e6, "alice and carol");
+
+        assertEq(distributor.claimed(bob), 0, "bob's claimed unchanged");
+        assertEq(token.balanceOf(bob), 0, "bob unpaid");
+        assertEq(distributor.claimed(carol), 3e6, "carol after bob");
+        assertEq(distributor.totalClaimed(), 4e6, "bob not counted");
+
+        blocklist.setBlocked(bob, false);
+        assertEq(distributor.claimMany(claims), 2e6, "bob, once unblocked");
+        assertEq(distributor.totalClaimed(), 6e6, "all");
+    }
+
+    function test_claimMany_skipsAnAccountTheTokenReturnsFalseFor() public {
+        blocklist.setReturnFalse(true);
+        vm.expectEmit(true, false, false, true, address(distributor));
+        emit RewardDistributor.ClaimSkipped(bob, 2e6);
+        assertEq(distributor.claimMany(claimsFor(tree)), 4e6, "alice and carol");
+        assertEq(distributor.claimed(bob), 0, "bob's claimed unchanged");
+    }
+
+    function test_claimMany_stillRevertsOnAnInvalidProof() public {
+        RewardDistributor.Claim[] memory claims = claimsFor(tree);
+        claims[2].cumulativeAmount = 4e6;
+        vm.expectRevert(invalidProof(carol, 4e6));
+        distributor.claimMany(claims);
+    }
+
+    function test_claim_revertsWithTheTokensErrorForABlocklistedAccount() public {
+        bytes32[] memory proof = MerkleBuilder.proof(tree, bob, 2e6);
+        vm.expectRevert(abi.encodeWithSelector(RewardBlocklistToken.RewardBlocklistTokenBlocked.selector, bob));
+        distributor.claim(bob, 2e6, proof);
+        assertEq(distributor.claimed(bob), 0, "nothing recorded");
+        assertEq(distributor.totalClaimed(), 0, "nothing counted");
+    }
+
+    function test_claim_revertsWithSafeERC20sErrorWhenTheTokenReturnsFalse() public {
+        blocklist.setReturnFalse(true);
+        bytes32[] memory proof = MerkleBuilder.proof(tree, bob, 2e6);
+        vm.expectRevert(abi.encodeWithSelector(SafeERC20.SafeERC20FailedOperation.selector, address(token)));
+        distributor.claim(bob, 2e6, proof);
+    }
+
+    function claimsFor(bytes32[] memory tree_) internal view returns (RewardDistributor.Claim[] memory claims) {
+        claims = new RewardDistributor.Claim[](3);
+        claims[0] = RewardDistributor.Claim(alice, 1e6, MerkleBuilder.proof(tree_, alice, 1e6));
+        claims[1] = RewardDistributor.Claim(bob, 2e6, MerkleBuilder.proof(tree_, bob, 2e6));
+        claims[2] = RewardDistributor.Claim(carol, 3e6, MerkleBuilder.proof(tree_, carol, 3e6));
+    }
+}
+
+/**
+ * @dev The storage layout the contract's header documents, checked from the outside: each field of the packed state
+ * word at its maximum, alone and with every other field at its maximum, reads back through the views; and writes
+ * (claim, proposal, revocation, suspension) next to fields at their maxima change only their own field.
+ */
+contract RewardDistributorStorageTest is RewardDistributorBase {
+    bytes32 internal constant ROOTS_SLOT = bytes32(uint256(1)); // and 2
+    bytes32 internal constant STATE_SLOT = bytes32(uint256(3));
+    bytes32 internal constant TOTALS_SLOT = bytes32(uint256(4));
+    uint256 internal constant CLAIMED_SLOT = 6;
+    uint256 internal constant MAX40 = type(uint40).max;
+    uint256 internal constant MAX128 = type(uint128).max;
+
+    bytes32 internal constant ROOT0 = keccak256("root in entry 0");
+    bytes32 internal constant ROOT1 = keccak256("root in entry 1");
+    uint256 internal constant TOTAL0 = 0xA0A0;
+    uint256 internal constant TOTAL1 = 0xB1B1;
+
+    /// @dev The packed word as the header specifies it, written out independently of the contract.
+    function pack(
+        uint256 totalClaimed,
+        uint256 validAt,
+        uint256 currentEpoch,
+        uint256 lastEpoch,
+        uint256 pendingIndex,
+        bool isSuspended
+    ) internal pure returns (bytes32) {
+        return bytes32(
+            totalClaimed | validAt << 128 | currentEpoch << 168 | lastEpoch << 208 | pendingIndex << 248
+                | (isSuspended ? uint256(1) << 249 : 0)
+        );
+    }
+
+    function setRoots() internal {
+        vm.store(address(distributor), ROOTS_SLOT, ROOT0);
+        vm.store(address(distributor), bytes32(uint256(ROOTS_SLOT) + 1), ROOT1);
+        vm.store(address(distributor), TOTALS_SLOT, bytes32(TOTAL1 << 128 | TOTAL0));
+    }
+
+    function state() internal view returns (bytes32) {
+        return vm.load(address(distributor), STATE_SLOT);
+    }
+
+    function test_storage_slotsAreWhereTheHeaderSays() public {
+        bytes32[] memory tree = tree3(1e6, 2e6, 3e6);
+        propose(7, tree[0], 6e6); // nothing pending: entry 0
+        assertEq(vm.load(address(distributor), ROOTS_SLOT), tree[0], "_roots[0]");
+        assertEq(uint256(vm.load(address(distributor), TOTALS_SLOT)), 6e6, "_totals[0], low half");
+        assertEq(state(), pack(0, START + DELAY, 0, 7, 0, false), "state");
+
+        vm.warp(START + DELAY);
+        bytes32 root2 = tree3(1e6, 2e6, 4e6)[0];
+        propose(8, root2, 7e6); // promotes entry 0: the new root goes to entry 1
+        assertEq(vm.load(address(distributor), bytes32(uint256(ROOTS_SLOT) + 1)), root2, "_roots[1]");
+        assertEq(uint256(vm.load(address(distributor), TOTALS_SLOT)), 7e6 << 128 | 6e6, "_totals[1], high half");
+        assertEq(state(), pack(0, START + 2 * DELAY, 7, 8, 1, false), "state after promotion");
+
+        claimOf(tree, alice, 1e6);
+        bytes32 slot = keccak256(abi.encode(alice, CLAIMED_SLOT));
+        assertEq(uint256(vm.load(address(distributor), slot)), 1e6, "claimed[alice]");
+        assertEq(state(), pack(1e6, START + 2 * DELAY, 7, 8, 1, false), "totalClaimed in the low bits");
+    }
+
+    function test_storage_everyFieldAtItsMaximum() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(MAX128, MAX40, MAX40, MAX40, 1, true));
+        assertEq(distributor.totalClaimed(), MAX128, "totalClaimed");
+        assertEq(distributor.lastProposedEpoch(), MAX40, "lastEpoch");
+        assertPending(MAX40, ROOT1, TOTAL1, MAX40, "pending root in entry 1, until the largest validAt");
+        assertCurrent(MAX40, ROOT0, TOTAL0, true, "current root in entry 0, suspended");
+    }
+
+    function test_storage_totalClaimedAloneAtItsMaximum() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(MAX128, 0, 0, 0, 0, false));
+        assertEq(distributor.totalClaimed(), MAX128, "totalClaimed");
+        assertEq(distributor.lastProposedEpoch(), 0, "lastEpoch");
+        assertPending(0, bytes32(0), 0, 0, "validAt stays 0: nothing pending");
+        assertCurrent(0, ROOT1, TOTAL1, false, "current epoch 0, entry 1, not suspended");
+    }
+
+    function test_storage_validAtAloneAtItsMaximum() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(0, MAX40, 0, 0, 0, false));
+        assertEq(distributor.totalClaimed(), 0, "totalClaimed");
+        assertPending(0, ROOT0, TOTAL0, MAX40, "pending in entry 0");
+        assertCurrent(0, ROOT1, TOTAL1, false, "current");
+    }
+
+    function test_storage_currentEpochAloneAtItsMaximum() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(0, 0, MAX40, 0, 0, false));
+        assertCurrent(MAX40, ROOT1, TOTAL1, false, "current epoch");
+        assertEq(distributor.lastProposedEpoch(), 0, "lastEpoch");
+        assertPending(0, bytes32(0), 0, 0, "nothing pending");
+        assertEq(distributor.totalClaimed(), 0, "totalClaimed");
+    }
+
+    function test_storage_lastEpochAloneAtItsMaximum() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(0, 0, 0, MAX40, 0, false));
+        assertEq(distributor.lastProposedEpoch(), MAX40, "lastEpoch");
+        assertCurrent(0, ROOT1, TOTAL1, false, "current epoch and flags untouched");
+        assertPending(0, bytes32(0), 0, 0, "nothing pending");
+    }
+
+    function test_storage_pendingIndexAndSuspendedAlone() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(0, 0, 0, 0, 1, false));
+        assertCurrent(0, ROOT0, TOTAL0, false, "pendingIndex 1: current in entry 0");
+        assertEq(distributor.lastProposedEpoch(), 0, "lastEpoch");
+
+        vm.store(address(distributor), STATE_SLOT, pack(0, 0, 0, 0, 0, true));
+        assertCurrent(0, ROOT1, TOTAL1, true, "suspended alone");
+        assertEq(distributor.lastProposedEpoch(), 0, "lastEpoch");
+    }
+
+    /// @dev A claim brings totalClaimed to its maximum next to every other field at its maximum.
+    function test_storage_claimWritesOnlyTotalClaimed() public {
+        bytes32[] memory tree = tree3(5, 6, 7);
+        vm.store(address(distributor), ROOTS_SLOT, tree[0]); // entry 0: the current root with pendingIndex 1
+        bytes32 packed = pack(MAX128 - 5, MAX40, MAX40, MAX40, 1, false);
+        vm.store(address(distributor), STATE_SLOT, packed);
+
+        vm.expectEmit(true, true, false, true, address(distributor));
+        emit RewardDistributor.Claimed(alice, MAX40, 5, 5);
+        claimOf(tree, alice, 5);
+        assertEq(state(), pack(MAX128, MAX40, MAX40, MAX40, 1, false), "only totalClaimed changed");
+
+        bytes32[] memory proof = MerkleBuilder.proof(tree, bob, 6);
+        vm.expectRevert(RewardDistributor.RewardDistributorTotalClaimedOverflow.selector);
+        distributor.claim(bob, 6, proof);
+    }
+
+    function test_storage_proposalWritesOnlyItsFields() public {
+        // Nothing pending, epochs and totalClaimed at their maxima but for the next epoch.
+        vm.store(address(distributor), STATE_SLOT, pack(MAX128, 0, MAX40, MAX40 - 1, 1, true));
+        propose(MAX40, ROOT0, MAX128);
+        assertEq(state(), pack(MAX128, START + DELAY, MAX40, MAX40, 1, true), "validAt and lastEpoch");
+        assertEq(vm.load(address(distributor), bytes32(uint256(ROOTS_SLOT) + 1)), ROOT0, "entry 1");
+        assertEq(uint256(vm.load(address(distributor), TOTALS_SLOT)), MAX128 << 128, "total in entry 1");
+
+        vm.prank(admin);
+        distributor.revokePendingRoot();
+        assertEq(state(), pack(MAX128, 0, MAX40, MAX40, 1, true), "revocation clears validAt only");
+    }
+
+    function test_storage_suspensionWritesOnlyItsFlag() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(MAX128, MAX40, MAX40, MAX40, 1, false));
+        suspend();
+        assertEq(state(), pack(MAX128, MAX40, MAX40, MAX40, 1, true), "suspended flag only");
+    }
+
+    function test_storage_promotionBySuspensionMovesTheEpochAndIndex() public {
+        setRoots();
+        vm.store(address(distributor), STATE_SLOT, pack(MAX128, block.timestamp, 1, MAX40, 1, false));
+        suspend(); // the pending root in entry 1 matured: it is promoted, then suspended
+        assertEq(state(), pack(MAX128, 0, MAX40, MAX40, 0, true), "promoted to entry 1 (pendingIndex 0), suspended");
+        assertCurrent(MAX40, ROOT1, TOTAL1, true, "current");
     }
 }

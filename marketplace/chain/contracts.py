@@ -1,4 +1,6 @@
 """Thin typed wrappers over the deployed contracts; amounts are ints in base units."""
+from typing import NamedTuple
+
 from eth_abi import encode as abi_encode
 from eth_typing import ChecksumAddress
 from web3 import Web3
@@ -179,20 +181,69 @@ class DataMarket(AccessControlled):
         return self.contract.functions.surplus(_checksum(token)).call()
 
 
+class RewardRoot(NamedTuple):
+    """The latest matured root of a RewardDistributor: claims are paid against it unless it is
+    suspended."""
+
+    epoch: int
+    root: bytes
+    total: int
+    suspended: bool
+
+
+class PendingRewardRoot(NamedTuple):
+    """A proposed root that is not claimable yet (all zero when none)."""
+
+    epoch: int
+    root: bytes
+    total: int
+    valid_at: int
+
+
 class RewardDistributor(AccessControlled):
-    """Epoch roots of cumulative reward amounts; anyone may submit an account's claim."""
+    """Epoch roots of cumulative reward amounts, each with the sum of its tree (its total); anyone
+    may submit an account's claim. The admin revokes a pending root, suspends a matured one and
+    sweeps what no root can still pay."""
 
     artifact_name = "RewardDistributor"
 
-    def current_root(self) -> tuple[int, bytes]:
-        epoch, root = self.contract.functions.currentRoot().call()
-        return epoch, root
+    def current_root(self) -> RewardRoot:
+        """The latest matured root (all zero when none), its total and whether it is suspended."""
+        return RewardRoot(*self.contract.functions.currentRoot().call())
 
-    def pending_root(self) -> tuple[int, bytes, int]:
-        return tuple(self.contract.functions.pendingRoot().call())
+    def pending_root(self) -> PendingRewardRoot:
+        return PendingRewardRoot(*self.contract.functions.pendingRoot().call())
+
+    def last_proposed_epoch(self) -> int:
+        """The next proposal must use a greater epoch."""
+        return self.contract.functions.lastProposedEpoch().call()
 
     def claimed(self, account: str) -> int:
         return self.contract.functions.claimed(_checksum(account)).call()
 
+    def total_claimed(self) -> int:
+        """The sum of all amounts ever paid by claims."""
+        return self.contract.functions.totalClaimed().call()
+
     def root_delay(self) -> int:
         return self.contract.functions.rootDelay().call()
+
+    def propose_root(self, epoch: int, root: bytes | str, total: int, sender=None):
+        """Propose an epoch's root with its total, the sum of the tree's cumulative amounts
+        (publisher only)."""
+        return self._transact(self.contract.functions.proposeRoot(epoch, root, total), sender)
+
+    def revoke_pending_root(self, sender=None):
+        """Drop the proposed root before it becomes claimable (admin only)."""
+        return self._transact(self.contract.functions.revokePendingRoot(), sender)
+
+    def suspend_current_root(self, sender=None):
+        """Stop claims against the latest matured root until a newer one matures (admin
+        only)."""
+        return self._transact(self.contract.functions.suspendCurrentRoot(), sender)
+
+    def sweep(self, token: str, to: str, sender=None):
+        """Send `to` what the distributor holds of `token` that no root can still pay (admin
+        only)."""
+        call = self.contract.functions.sweep(_checksum(token), _checksum(to))
+        return self._transact(call, sender)
