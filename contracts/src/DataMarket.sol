@@ -36,11 +36,12 @@ import {IERC3009} from "./interfaces/IERC3009.sol";
  * No transfer out can block a settlement: a refund, payout or fee transfer that fails becomes a credit of its
  * recipient ({Credited}), which that account withdraws with {withdraw} (also while paused), to an address of its
  * choice, or which anyone sends to the account itself with {withdrawFor} once the token accepts the transfer again
- * (a token paused for a while turns every settlement during the pause into credits). A failed transfer becomes a credit only if at least {TRANSFER_GAS_RESERVE} gas is left after it; a call
- * given less gas reverts instead, so nobody can force a credit by starving the transfer of gas. A transfer that runs
- * out of gas leaves this contract the 1/64 it kept back (EIP-150), plus about as much per call nested inside the
- * token (a proxy's delegatecall), so a failure with R left means the token had at least about 63 R / (1 + nesting)
- * gas: 945,000 with a proxy, far more than any transfer needs. The credit's own bookkeeping needs most of R anyway.
+ * (a token paused for a while turns every settlement during the pause into credits). A failed transfer becomes a
+ * credit only if at least {TRANSFER_GAS_RESERVE} gas is left after it; a call given less gas reverts instead, so
+ * nobody can force a credit by starving the transfer of gas. A transfer that runs out of gas leaves this contract
+ * the 1/64 it kept back (EIP-150), plus about as much per call nested inside the token (a proxy's delegatecall), so a
+ * failure with R left means the token had at least about 63 R / (1 + nesting) gas: 945,000 with a proxy, far more
+ * than any transfer needs. The credit's own bookkeeping needs most of R anyway.
  *
  * Trust assumptions:
  *
@@ -705,23 +706,25 @@ contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient
         IERC20 token = IERC20(t.token);
         uint256 balanceBefore = token.balanceOf(address(this));
         if (t.flags & BYTES_SIGNATURE != 0) {
-            IERC3009(address(token)).transferWithAuthorization(
-                auth.from, address(this), price, auth.validAfter, auth.validBefore, auth.nonce, auth.signature
-            );
+            IERC3009(address(token))
+                .transferWithAuthorization(
+                    auth.from, address(this), price, auth.validAfter, auth.validBefore, auth.nonce, auth.signature
+                );
         } else {
             bytes calldata signature = auth.signature;
             if (signature.length != 65) revert DataMarketBadSignatureLength(signature.length);
-            IERC3009(address(token)).transferWithAuthorization(
-                auth.from,
-                address(this),
-                price,
-                auth.validAfter,
-                auth.validBefore,
-                auth.nonce,
-                uint8(signature[64]),
-                bytes32(signature[0:32]),
-                bytes32(signature[32:64])
-            );
+            IERC3009(address(token))
+                .transferWithAuthorization(
+                    auth.from,
+                    address(this),
+                    price,
+                    auth.validAfter,
+                    auth.validBefore,
+                    auth.nonce,
+                    uint8(signature[64]),
+                    bytes32(signature[0:32]),
+                    bytes32(signature[32:64])
+                );
         }
         _finishPurchase(token, balanceBefore, price, orderId, listingId, auth.from);
     }
@@ -877,11 +880,7 @@ contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient
      * @notice {returnSurplus} for each of `items`, in order; reverts as a whole if one fails.
      * @param items The returns.
      */
-    function returnSurplusBatch(SurplusReturn[] calldata items)
-        external
-        onlyRole(ARBITER_ROLE)
-        nonReentrant
-    {
+    function returnSurplusBatch(SurplusReturn[] calldata items) external onlyRole(ARBITER_ROLE) nonReentrant {
         for (uint256 i = 0; i < items.length; ++i) {
             SurplusReturn calldata r = items[i];
             _returnSurplus(r.token, r.to, r.amount, r.ref);

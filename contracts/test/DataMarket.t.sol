@@ -552,9 +552,7 @@ contract DataMarketTest is DataMarketBase {
 
     function test_RevertWhen_UpdateListingNotOwner() public {
         uint256 listingId = _list(PRICE, WINDOW);
-        vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.DataMarketNotListingOwner.selector, listingId, MODERATOR)
-        );
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketNotListingOwner.selector, listingId, MODERATOR));
         vm.prank(MODERATOR);
         market.updateListing(listingId, PRICE, PAYOUT);
 
@@ -595,9 +593,7 @@ contract DataMarketTest is DataMarketBase {
 
     function test_RevertWhen_SetListingActiveNotOwner() public {
         uint256 listingId = _list(PRICE, WINDOW);
-        vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.DataMarketNotListingOwner.selector, listingId, MODERATOR)
-        );
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketNotListingOwner.selector, listingId, MODERATOR));
         vm.prank(MODERATOR);
         market.setListingActive(listingId, false);
     }
@@ -838,9 +834,7 @@ contract DataMarketTest is DataMarketBase {
         vm.prank(buyer);
         token.approve(address(market), PRICE - 1);
         vm.expectRevert(
-            abi.encodeWithSelector(
-                IERC20Errors.ERC20InsufficientAllowance.selector, address(market), PRICE - 1, PRICE
-            )
+            abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(market), PRICE - 1, PRICE)
         );
         vm.prank(buyer);
         market.purchase(listingId, PRICE);
@@ -872,9 +866,7 @@ contract DataMarketTest is DataMarketBase {
         assertEq(market.getOrder(orderId).releaseAt, START, "releaseAt = purchase time");
 
         vm.expectRevert(
-            abi.encodeWithSelector(
-                DataMarket.DataMarketOrderNotOpen.selector, orderId, DataMarket.OrderStatus.Released
-            )
+            abi.encodeWithSelector(DataMarket.DataMarketOrderNotOpen.selector, orderId, DataMarket.OrderStatus.Released)
         );
         vm.prank(buyer);
         market.dispute(orderId);
@@ -972,8 +964,7 @@ contract DataMarketTest is DataMarketBase {
         // Signed by buyer2 for buyer's tokens: the token rejects it and the allowance is short.
         (uint8 v, bytes32 r, bytes32 s) = _permit(BUYER2_PK, address(token), PRICE, deadline);
         bytes32 digest = _digest(
-            address(token),
-            keccak256(abi.encode(PERMIT_TYPEHASH, buyer, address(market), PRICE, uint256(0), deadline))
+            address(token), keccak256(abi.encode(PERMIT_TYPEHASH, buyer, address(market), PRICE, uint256(0), deadline))
         );
         address recovered = ecrecover(digest, v, r, s);
         vm.expectRevert(abi.encodeWithSelector(TestUSDC.ERC2612InvalidSigner.selector, recovered, buyer));
@@ -1126,17 +1117,13 @@ contract DataMarketTest is DataMarketBase {
         vm.prank(RELAYER);
         market.purchaseWithAuthorization(first, auth);
 
-        vm.expectRevert(
-            abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE)
-        );
+        vm.expectRevert(abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE));
         vm.prank(RELAYER);
         market.purchaseWithAuthorization(second, auth);
 
         vm.prank(ADMIN);
         market.setTokenAllowed(address(token), true, false);
-        vm.expectRevert(
-            abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE)
-        );
+        vm.expectRevert(abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE));
         vm.prank(RELAYER);
         market.purchaseWithAuthorization(second, auth);
         assertEq(market.orderCount(), 1, "one order for one authorization");
@@ -1147,9 +1134,7 @@ contract DataMarketTest is DataMarketBase {
         DataMarket.Authorization memory auth = _authorization(BUYER_PK, address(token), PRICE, NONCE);
         token.cancelAuthorization(buyer, NONCE, _signCancel(BUYER_PK, address(token), NONCE));
 
-        vm.expectRevert(
-            abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE)
-        );
+        vm.expectRevert(abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE));
         vm.prank(RELAYER);
         market.purchaseWithAuthorization(listingId, auth);
         assertEq(market.orderOf(listingId, buyer), 0, "no order");
@@ -1168,9 +1153,7 @@ contract DataMarketTest is DataMarketBase {
         assertEq(market.surplus(address(token)), PRICE, "surplus");
         assertEq(market.totalEscrowed(address(token)), PRICE, "escrow unchanged");
 
-        vm.expectRevert(
-            abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE)
-        );
+        vm.expectRevert(abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationUsedOrCanceled.selector, buyer, NONCE));
         vm.prank(RELAYER);
         market.purchaseWithAuthorization(listingId, auth);
 
@@ -1199,9 +1182,8 @@ contract DataMarketTest is DataMarketBase {
 
         vm.warp(START);
         auth.validAfter = START + 10;
-        auth.signature = _signTransfer(
-            BUYER_PK, address(token), address(market), PRICE, auth.validAfter, auth.validBefore, NONCE
-        );
+        auth.signature =
+            _signTransfer(BUYER_PK, address(token), address(market), PRICE, auth.validAfter, auth.validBefore, NONCE);
         vm.expectRevert(abi.encodeWithSelector(TestUSDC.TestUSDCAuthorizationNotYetValid.selector, START + 10));
         vm.prank(RELAYER);
         market.purchaseWithAuthorization(listingId, auth);
@@ -1591,11 +1573,7 @@ contract DataMarketTest is DataMarketBase {
     function test_RevertWhen_DisputeWindowClosed() public {
         uint256 orderId = _buy(buyer, _list(PRICE, WINDOW));
         vm.warp(START + WINDOW);
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                DataMarket.DataMarketDisputeWindowClosed.selector, orderId, RELEASE_AT
-            )
-        );
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketDisputeWindowClosed.selector, orderId, RELEASE_AT));
         vm.prank(buyer);
         market.dispute(orderId);
     }
@@ -1616,9 +1594,7 @@ contract DataMarketTest is DataMarketBase {
         vm.prank(buyer);
         market.dispute(orderId);
         vm.expectRevert(
-            abi.encodeWithSelector(
-                DataMarket.DataMarketOrderNotOpen.selector, orderId, DataMarket.OrderStatus.Disputed
-            )
+            abi.encodeWithSelector(DataMarket.DataMarketOrderNotOpen.selector, orderId, DataMarket.OrderStatus.Disputed)
         );
         vm.prank(buyer);
         market.dispute(orderId);
@@ -1692,9 +1668,7 @@ contract DataMarketTest is DataMarketBase {
 
         // Past the first deadline only a full refund remains for it; the second is still the arbiter's.
         vm.warp(START + 14 days);
-        vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.DataMarketDisputeExpired.selector, early, START64 + 14 days)
-        );
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketDisputeExpired.selector, early, START64 + 14 days));
         vm.prank(ARBITER);
         market.resolve(early, 0);
         vm.prank(ARBITER);
@@ -1812,9 +1786,7 @@ contract DataMarketTest is DataMarketBase {
         vm.prank(ARBITER);
         market.resolve(orderId, 10_000);
         vm.expectRevert(
-            abi.encodeWithSelector(
-                DataMarket.DataMarketNotDisputed.selector, orderId, DataMarket.OrderStatus.Refunded
-            )
+            abi.encodeWithSelector(DataMarket.DataMarketNotDisputed.selector, orderId, DataMarket.OrderStatus.Refunded)
         );
         vm.prank(ARBITER);
         market.resolve(orderId, 0);
@@ -1882,15 +1854,25 @@ contract DataMarketTest is DataMarketBase {
 
         // Signed by someone else, for the other type, for another order, for another deadline, or garbage.
         vm.expectRevert(invalid);
-        market.confirmBySig(orderId, NONCE, deadline, _signOrder(BUYER2_PK, CONFIRM_ORDER_TYPEHASH, orderId, NONCE, deadline));
+        market.confirmBySig(
+            orderId, NONCE, deadline, _signOrder(BUYER2_PK, CONFIRM_ORDER_TYPEHASH, orderId, NONCE, deadline)
+        );
         vm.expectRevert(invalid);
-        market.confirmBySig(orderId, NONCE, deadline, _signOrder(BUYER_PK, DISPUTE_ORDER_TYPEHASH, orderId, NONCE, deadline));
+        market.confirmBySig(
+            orderId, NONCE, deadline, _signOrder(BUYER_PK, DISPUTE_ORDER_TYPEHASH, orderId, NONCE, deadline)
+        );
         vm.expectRevert(invalid);
-        market.disputeBySig(orderId, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, orderId, NONCE, deadline));
+        market.disputeBySig(
+            orderId, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, orderId, NONCE, deadline)
+        );
         vm.expectRevert(invalid);
-        market.confirmBySig(orderId, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, other, NONCE, deadline));
+        market.confirmBySig(
+            orderId, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, other, NONCE, deadline)
+        );
         vm.expectRevert(invalid);
-        market.confirmBySig(orderId, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, orderId, NONCE, deadline + 1));
+        market.confirmBySig(
+            orderId, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, orderId, NONCE, deadline + 1)
+        );
         vm.expectRevert(invalid);
         market.confirmBySig(orderId, NONCE, deadline, hex"1234");
         _assertStatus(orderId, DataMarket.OrderStatus.Open, "untouched");
@@ -1911,7 +1893,9 @@ contract DataMarketTest is DataMarketBase {
         market.confirmBySig(first, NONCE, deadline, expired);
 
         deadline = block.timestamp; // valid through its last second
-        market.confirmBySig(first, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, first, NONCE, deadline));
+        market.confirmBySig(
+            first, NONCE, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, first, NONCE, deadline)
+        );
         bytes memory reused = _signOrder(BUYER_PK, DISPUTE_ORDER_TYPEHASH, second, NONCE, deadline);
         vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketNonceUsed.selector, buyer, NONCE));
         market.disputeBySig(second, NONCE, deadline, reused);
@@ -1922,14 +1906,18 @@ contract DataMarketTest is DataMarketBase {
         vm.warp(START + WINDOW);
         uint256 deadline = block.timestamp + 1 hours;
         vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketDisputeWindowClosed.selector, orderId, RELEASE_AT));
-        market.disputeBySig(orderId, NONCE, deadline, _signOrder(BUYER_PK, DISPUTE_ORDER_TYPEHASH, orderId, NONCE, deadline));
+        market.disputeBySig(
+            orderId, NONCE, deadline, _signOrder(BUYER_PK, DISPUTE_ORDER_TYPEHASH, orderId, NONCE, deadline)
+        );
 
         market.release(_one(orderId));
         bytes32 nonce = keccak256("second");
         vm.expectRevert(
             abi.encodeWithSelector(DataMarket.DataMarketOrderNotOpen.selector, orderId, DataMarket.OrderStatus.Released)
         );
-        market.confirmBySig(orderId, nonce, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, orderId, nonce, deadline));
+        market.confirmBySig(
+            orderId, nonce, deadline, _signOrder(BUYER_PK, CONFIRM_ORDER_TYPEHASH, orderId, nonce, deadline)
+        );
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -2250,7 +2238,9 @@ contract DataMarketTest is DataMarketBase {
         // forge-lint: disable-next-line(unsafe-typecast) -- the address is the low 160 bits
         assertEq(address(uint160(record)), address(token), "token record found");
         // escrowedLow (bits 168..256) at 2^88 - 1, escrowedCarries (bits 0..40) at 2^40 - 1.
-        vm.store(address(market), recordSlot, bytes32((record & type(uint168).max) | (uint256(type(uint88).max) << 168)));
+        vm.store(
+            address(market), recordSlot, bytes32((record & type(uint168).max) | (uint256(type(uint88).max) << 168))
+        );
         vm.store(address(market), totalsSlot, bytes32(uint256(type(uint40).max)));
         assertEq(market.totalEscrowed(address(token)), type(uint128).max, "a 128-bit total");
         (bool allowed, bool bytesSignature) = market.tokenConfig(address(token));

@@ -129,9 +129,7 @@ abstract contract DataMarketBase is Test {
     {
         address owner = vm.addr(pk);
         bytes32 structHash = keccak256(
-            abi.encode(
-                PERMIT_TYPEHASH, owner, address(market), value, TestUSDC(tokenAddress).nonces(owner), deadline
-            )
+            abi.encode(PERMIT_TYPEHASH, owner, address(market), value, TestUSDC(tokenAddress).nonces(owner), deadline)
         );
         return vm.sign(pk, _digest(tokenAddress, structHash));
     }
@@ -147,8 +145,7 @@ abstract contract DataMarketBase is Test {
         bytes32 nonce
     ) internal view returns (bytes memory) {
         address from = vm.addr(pk);
-        bytes32 structHash =
-            keccak256(abi.encode(TRANSFER_TYPEHASH, from, to, value, validAfter, validBefore, nonce));
+        bytes32 structHash = keccak256(abi.encode(TRANSFER_TYPEHASH, from, to, value, validAfter, validBefore, nonce));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, _digest(tokenAddress, structHash));
         return abi.encodePacked(r, s, v);
     }

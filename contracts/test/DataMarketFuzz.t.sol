@@ -40,9 +40,7 @@ contract DataMarketFuzzTest is DataMarketBase {
         assertEq(market.totalEscrowed(address(token)), 0, "nothing escrowed");
         assertEq(market.hasAccess(listingId, buyer), refundBps != 10_000, "access unless fully refunded");
         _assertStatus(
-            orderId,
-            refundBps == 10_000 ? DataMarket.OrderStatus.Refunded : DataMarket.OrderStatus.Resolved,
-            "status"
+            orderId, refundBps == 10_000 ? DataMarket.OrderStatus.Refunded : DataMarket.OrderStatus.Resolved, "status"
         );
     }
 
@@ -96,9 +94,7 @@ contract DataMarketFuzzTest is DataMarketBase {
         vm.warp(START + elapsed);
         if (elapsed >= window) {
             vm.expectRevert(
-                abi.encodeWithSelector(
-                    DataMarket.DataMarketDisputeWindowClosed.selector, orderId, START + window
-                )
+                abi.encodeWithSelector(DataMarket.DataMarketDisputeWindowClosed.selector, orderId, START + window)
             );
         }
         vm.prank(buyer);

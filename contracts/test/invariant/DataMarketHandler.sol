@@ -234,8 +234,11 @@ contract DataMarketHandler is Test {
         bool expectOk = allowed[tokenIndex] && !paused && disputeWindow >= minWindowNow;
 
         vm.prank(seller);
-        try market.createListing(address(tokens[tokenIndex]), price, payout, keccak256(abi.encode(price)), disputeWindow)
-        returns (uint256 listingId) {
+        try market.createListing(
+            address(tokens[tokenIndex]), price, payout, keccak256(abi.encode(price)), disputeWindow
+        ) returns (
+            uint256 listingId
+        ) {
             _expect(expectOk, "createListing succeeded when it should not");
             _expect(listingId == listingIds.length + 1, "createListing: unexpected id");
             listingIds.push(listingId);
@@ -470,7 +473,8 @@ contract DataMarketHandler is Test {
         bool expectOk = o.status == DataMarket.OrderStatus.Open;
         bool ok;
         if (bySig) {
-            (bytes32 nonce, uint256 deadline, bytes memory signature) = _signOrder(o.buyer, CONFIRM_ORDER_TYPEHASH, orderId);
+            (bytes32 nonce, uint256 deadline, bytes memory signature) =
+                _signOrder(o.buyer, CONFIRM_ORDER_TYPEHASH, orderId);
             vm.prank(STRANGER);
             try market.confirmBySig(orderId, nonce, deadline, signature) {
                 ok = true;
@@ -501,7 +505,8 @@ contract DataMarketHandler is Test {
         bool expectOk = o.status == DataMarket.OrderStatus.Open && block.timestamp < o.releaseAt;
         bool ok;
         if (bySig) {
-            (bytes32 nonce, uint256 deadline, bytes memory signature) = _signOrder(o.buyer, DISPUTE_ORDER_TYPEHASH, orderId);
+            (bytes32 nonce, uint256 deadline, bytes memory signature) =
+                _signOrder(o.buyer, DISPUTE_ORDER_TYPEHASH, orderId);
             vm.prank(STRANGER);
             try market.disputeBySig(orderId, nonce, deadline, signature) {
                 ok = true;
@@ -583,8 +588,8 @@ contract DataMarketHandler is Test {
         bool[] memory releasable = new bool[](count);
         for (uint256 i; i < count; ++i) {
             GhostOrder memory o = orders[ids[i]];
-            releasable[i] = o.status == DataMarket.OrderStatus.Open && block.timestamp >= o.releaseAt
-                && _firstOccurrence(ids, i);
+            releasable[i] =
+                o.status == DataMarket.OrderStatus.Open && block.timestamp >= o.releaseAt && _firstOccurrence(ids, i);
         }
         try market.release(ids) {
             for (uint256 i; i < count; ++i) {
@@ -674,7 +679,9 @@ contract DataMarketHandler is Test {
             uint256 amount = _less(expectedSurplus[token], taken[tokenIndex]) / 2;
             if (amount == 0) return;
             taken[tokenIndex] += amount;
-            items[i] = DataMarket.SurplusReturn(token, SURPLUS_RECEIVER, amount, i == 1 && repeatRef ? items[0].ref : _freshRef());
+            items[i] = DataMarket.SurplusReturn(
+                token, SURPLUS_RECEIVER, amount, i == 1 && repeatRef ? items[0].ref : _freshRef()
+            );
             if (_blocked(tokenIndex, SURPLUS_RECEIVER)) expectOk = false;
         }
         vm.prank(ARBITER);
@@ -914,8 +921,9 @@ contract DataMarketHandler is Test {
         // forge-lint: disable-next-line(unsafe-typecast) -- a small constant
         address seller = address(uint160(0x5E11));
         vm.prank(seller);
-        try market.createListing(address(tokens[tokenIndex]), price, payoutAt(0), keccak256("replay"), 1 days)
-        returns (uint256 id) {
+        try market.createListing(address(tokens[tokenIndex]), price, payoutAt(0), keccak256("replay"), 1 days) returns (
+            uint256 id
+        ) {
             listingId = id;
             listingIds.push(id);
             listings[id] = GhostListing(seller, tokenIndex, price, payoutAt(0), 1 days, true, false);

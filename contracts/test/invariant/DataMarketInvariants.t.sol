@@ -175,9 +175,7 @@ contract DataMarketInvariantTest is Test, Invariant {
         assertEq(handler.violations(), 0, handler.lastViolation());
         for (uint256 t; t < 3; ++t) {
             address token = address(tokens[t]);
-            assertEq(
-                handler.ghostPaidIn(token), handler.ghostSettled(token) + market.totalEscrowed(token), "paid in"
-            );
+            assertEq(handler.ghostPaidIn(token), handler.ghostSettled(token) + market.totalEscrowed(token), "paid in");
         }
     }
 
