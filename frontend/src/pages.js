@@ -260,6 +260,12 @@ function initUploadForms(doc) {
       }
       const query = new URLSearchParams({ filename: file.name, price });
       if (form.dataset.token) query.set("token", form.dataset.token);
+      for (const flag of ["show_sample", "show_distributions"]) {
+        const box = form.querySelector(`[data-field="${flag}"]`);
+        if (box) query.set(flag, box.checked ? "true" : "false");
+      }
+      const hidden = form.querySelector('[data-field="hidden_columns"]');
+      if (hidden && hidden.value.trim()) query.set("hidden_columns", hidden.value.trim());
       const xhr = new XMLHttpRequest();
       xhr.open("POST", `${form.dataset.url}?${query}`);
       xhr.setRequestHeader("X-CSRFToken", csrfToken());
@@ -413,6 +419,70 @@ function initPriceForms(doc) {
   });
 }
 
+// What buyers see of a version: the owner ticks columns, sample rows and distributions; the sample
+// table greys out the columns that would be hidden, so the publisher sees exactly what will show.
+
+function initPreviewForms(doc) {
+  doc.querySelectorAll("form[data-preview-form]").forEach((form) => {
+    const submit = form.querySelector("[data-submit]");
+    const sample = form.querySelector("[data-preview-sample]");
+    const sampleBox = form.querySelector('[data-field="show_sample"]');
+    const refresh = () => {
+      if (!sample) return;
+      sample.hidden = sampleBox && !sampleBox.checked;
+      form.querySelectorAll("[data-column]").forEach((box) => {
+        sample.querySelectorAll(`[data-sample-column="${CSS.escape(box.dataset.column)}"]`).forEach((cell) => {
+          cell.hidden = !box.checked;
+        });
+      });
+    };
+    form.addEventListener("change", refresh);
+    refresh();
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      const body = {
+        hidden_columns: [...form.querySelectorAll("[data-column]")].filter((box) => !box.checked).map((box) => box.dataset.column),
+        show_sample: Boolean(sampleBox && sampleBox.checked),
+        show_distributions: Boolean(form.querySelector('[data-field="show_distributions"]').checked),
+      };
+      submit.disabled = true;
+      const answer = await sendJson("PATCH", form.dataset.url, body);
+      submit.disabled = false;
+      if (!answer.ok) {
+        showErrors(form, answer.data, answer.status);
+        return;
+      }
+      window.location.assign(`${window.location.pathname}?previewed=${answer.data.waiting ? "waiting" : "1"}`);
+    });
+  });
+}
+
+// Stopping or resuming the sale of a version: the owner's wallet sends setListingActive and the
+// server mirrors the receipt's ListingActiveSet.
+
+function initActiveButtons(doc) {
+  doc.querySelectorAll("[data-set-active]").forEach((button) => {
+    const status = button.parentElement.querySelector("[data-active-status]");
+    const say = (text) => { if (status) status.textContent = text; };
+    button.addEventListener("click", async () => {
+      const wallet = findWallet();
+      if (!wallet) { say("No wallet found in this browser."); return; }
+      button.disabled = true;
+      try {
+        say("Preparing…");
+        const prepared = await sendJson("POST", `${button.dataset.url}/prepare`, { active: button.dataset.setActive === "true" });
+        if (!prepared.ok) throw new Error(messageOf(prepared.data, prepared.status));
+        await sendFromWallet(wallet, prepared.data.transaction, button.dataset.url, say);
+        window.location.reload();
+      } catch (error) {
+        say(error && error.code === 4001 ? "Cancelled in the wallet." : (error && error.message) || String(error));
+        button.disabled = false;
+      }
+    });
+  });
+}
+
 // Profile: display name and avatar ----------------------------------------------------------------
 
 function initProfileForms(doc) {
@@ -493,6 +563,8 @@ export function initPages(doc) {
   initProfileForms(doc);
   initListButtons(doc);
   initPriceForms(doc);
+  initPreviewForms(doc);
+  initActiveButtons(doc);
   initCatalog(doc);
   initCopy(doc);
   initAnalysisPoll(doc);

@@ -1,15 +1,22 @@
-"""Moderation in the Django admin: review datasets and approve, reject or delist them on-chain.
+"""Moderation in the Django admin (until the moderation console): decide on what waits for review
+(DatasetRevision), reject a new dataset's submission, delist a dataset.
 
-The actions never wait on the chain: they change the status and write operator actions (an outbox
-in chain.OperatorAction) in one database transaction, and the single operator sender does the rest.
+The actions never wait on the chain: they record the decision and write operator actions (an
+outbox in chain.OperatorAction) in one database transaction, and the single operator sender does
+the rest. A decision names revisions; one on a revision that is no longer open changes nothing and
+says so.
 """
+import json
+
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
 
 from marketplace.chain.models import OperatorAction
 
-from . import services
-from .models import Dataset, DatasetVersion, Listing, ListingUpdate
+from . import revisions, services
+from .models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
 
 
 class AwaitingApprovalFilter(admin.SimpleListFilter):
@@ -55,9 +62,37 @@ def _report(modeladmin, request, result, done):
         modeladmin.message_user(request, note, messages.WARNING)
 
 
+def _ask_reason(modeladmin, request, queryset, *, action, intro, submit, items):
+    """The intermediate page of a decision that needs a statement of reasons; None once given."""
+    reason = request.POST.get("reason", "").strip()
+    if request.POST.get("confirmed") and reason:
+        return None
+    return TemplateResponse(request, "admin/catalog/decision_reason.html", {
+        **modeladmin.admin_site.each_context(request), "title": submit, "intro": intro, "items": items,
+        "queryset": queryset, "action": action, "submit": submit, "reason": reason,
+        "error": "Give the reasons: the publisher sees them." if request.POST.get("confirmed") else "",
+    })
+
+
+def _decide(modeladmin, request, revision_list, decision, reason=""):
+    done = stale = queued = 0
+    for revision in revision_list:
+        try:
+            queued += revisions.decide(revision, decision=decision, moderator=request.user, reason=reason).queued
+            done += 1
+        except (revisions.StaleDecision, revisions.DecisionRefused) as exc:
+            stale += 1
+            modeladmin.message_user(request, str(exc), messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{done} revision(s) decided ({decision.replace('_', ' ')}); {queued} "
+                                "on-chain action(s) queued for the operator sender.", messages.SUCCESS)
+    if not done and not stale:
+        modeladmin.message_user(request, "Nothing was waiting for review.", messages.WARNING)
+
+
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ("title", "slug", "owner", "status", "category", "updated_at")
+    list_display = ("title", "slug", "owner", "status", "waiting", "category", "updated_at")
     list_filter = ("status", AwaitingApprovalFilter, "category", "license")
     search_fields = ("title", "slug", "owner__address", "owner__username")
     # Moderators decide through the actions; the content is the publisher's (edited through the API,
@@ -71,17 +106,99 @@ class DatasetAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # publishers create datasets from their wallet
 
-    @admin.action(description="Approve on-chain", permissions=["change"])
-    def approve_on_chain(self, request, queryset):
-        _report(self, request, services.approve_on_chain(queryset, moderator=request.user), "Approval queued")
+    @admin.display(description="waiting for review")
+    def waiting(self, dataset):
+        count = dataset.revisions.filter(status=DatasetRevision.Status.PENDING).count()
+        return f"{count} revision(s)" if count else "—"
 
-    @admin.action(description="Reject", permissions=["change"])
+    def _open(self, queryset):
+        return list(DatasetRevision.objects.filter(dataset__in=queryset, status__in=DatasetRevision.OPEN)
+                    .select_related("dataset", "version").order_by("dataset_id", "created_at", "id"))
+
+    @admin.action(description="Approve what waits for review (listings go on-chain)", permissions=["change"])
+    def approve_on_chain(self, request, queryset):
+        order = {DatasetRevision.Kind.DETAILS: 0, DatasetRevision.Kind.VERSION: 1, DatasetRevision.Kind.PREVIEW: 2}
+        waiting = sorted(self._open(queryset), key=lambda r: (r.dataset_id, order[r.kind], r.created_at, r.pk))
+        _decide(self, request, waiting, revisions.Decision.APPROVE)
+
+    @admin.action(description="Reject what waits for review (a new dataset: all of it)", permissions=["change"])
     def reject(self, request, queryset):
-        _report(self, request, services.reject(queryset, moderator=request.user), "Rejected")
+        waiting = self._open(queryset)
+        page = _ask_reason(self, request, queryset, action="reject", submit="Reject",
+                           intro="Reject these changes:", items=[str(r) for r in waiting])
+        if page is not None:
+            return page
+        _decide(self, request, waiting, revisions.Decision.REJECT, request.POST["reason"].strip())
 
     @admin.action(description="Delist", permissions=["change"])
     def delist(self, request, queryset):
         _report(self, request, services.delist(queryset, moderator=request.user), "Delisting queued")
+
+
+@admin.register(DatasetRevision)
+class DatasetRevisionAdmin(admin.ModelAdmin):
+    """The review queue: each revision shows exactly what approving it makes public."""
+
+    list_display = ("id", "kind", "dataset", "version_number", "status", "created_by", "created_at", "decided_by")
+    list_filter = ("status", "kind")
+    search_fields = ("dataset__slug", "dataset__title", "created_by__address")
+    readonly_fields = ("dataset", "version", "kind", "status", "what_changes", "listings_shown", "created_by",
+                       "created_at", "superseded_by", "decided_by", "decided_at", "reason")
+    exclude = ("changes", "listings")
+    actions = ["approve", "reject", "request_changes"]
+    list_select_related = ("dataset", "version", "created_by", "decided_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") or obj is None  # decided through the actions only
+
+    @admin.display(description="version")
+    def version_number(self, revision):
+        return f"v{revision.version.number}" if revision.version_id else "—"
+
+    @admin.display(description="what approving it makes public")
+    def what_changes(self, revision):
+        if revision.kind == DatasetRevision.Kind.DETAILS:
+            current = revisions.public_text(revision.dataset)
+            rows = [(field, json.dumps(current.get(field), ensure_ascii=False),
+                     json.dumps(value, ensure_ascii=False))
+                    for field, value in revision.changes.items()
+                    if revision.dataset.published_at is None or current.get(field) != value]
+            return format_html("<table><tr><th>field</th><th>public now</th><th>proposed</th></tr>{}</table>",
+                               format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
+        if revision.kind == DatasetRevision.Kind.PREVIEW:
+            return format_html("<pre>{}</pre>", json.dumps(revision.changes, indent=2))
+        version = revision.version
+        return format_html("File {} ({} bytes, {} rows), content hash {}", version.original_name, version.size,
+                           version.row_count, version.content_hash)
+
+    @admin.display(description="listings it puts on sale")
+    def listings_shown(self, revision):
+        return format_html_join(", ", "#{} on chain {} (content hash {})",
+                                ((i.get("listing_id"), i.get("chain_id"), i.get("content_hash"))
+                                 for i in revision.listings)) or "—"
+
+    @admin.action(description="Approve", permissions=["change"])
+    def approve(self, request, queryset):
+        _decide(self, request, list(queryset.order_by("created_at", "id")), revisions.Decision.APPROVE)
+
+    @admin.action(description="Reject", permissions=["change"])
+    def reject(self, request, queryset):
+        page = _ask_reason(self, request, queryset, action="reject", submit="Reject",
+                           intro="Reject these revisions:", items=[str(r) for r in queryset])
+        if page is not None:
+            return page
+        _decide(self, request, list(queryset), revisions.Decision.REJECT, request.POST["reason"].strip())
+
+    @admin.action(description="Request changes", permissions=["change"])
+    def request_changes(self, request, queryset):
+        page = _ask_reason(self, request, queryset, action="request_changes", submit="Request changes",
+                           intro="Ask the publisher to change:", items=[str(r) for r in queryset])
+        if page is not None:
+            return page
+        _decide(self, request, list(queryset), revisions.Decision.REQUEST_CHANGES, request.POST["reason"].strip())
 
 
 class ListingUpdateInline(admin.TabularInline):
@@ -102,7 +219,8 @@ class ListingUpdateInline(admin.TabularInline):
 class ListingAdmin(admin.ModelAdmin):
     """Chain-derived: read only."""
 
-    list_display = ("listing_id", "chain_id", "version", "owner", "price", "approved", "active", "block_number")
+    list_display = ("listing_id", "chain_id", "version", "owner", "price", "dispute_window", "approved", "active",
+                    "block_number")
     list_filter = ("approved", "active", "chain_id")
     search_fields = ("owner", "tx_hash", "version__dataset__slug")
     readonly_fields = [field.name for field in Listing._meta.fields]

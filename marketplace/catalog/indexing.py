@@ -15,7 +15,7 @@ import threading
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -37,10 +37,16 @@ def current_xmin() -> int:
         return cursor.fetchone()[0]
 
 
+def public_versions():
+    """Versions the public may see: approved, with an approved listing (catalog.revisions)."""
+    return DatasetVersion.objects.filter(review=DatasetVersion.Review.APPROVED).filter(
+        Exists(Listing.objects.filter(version=OuterRef("pk"), approved=True)))
+
+
 def with_current_price(datasets):
-    """Annotate each dataset with its latest version's format, token and price (the on-chain
-    listing's price when listed, else the intended one), without loading the versions."""
-    latest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-number")
+    """Annotate each dataset with its latest public version's format, token and price (the
+    on-chain listing's price), without loading the versions."""
+    latest = public_versions().filter(dataset=OuterRef("pk")).order_by("-number")
     listing_price = Listing.objects.filter(version=OuterRef("version_id")).order_by("-block_number").values("price")[:1]
     return datasets.annotate(
         version_id=Subquery(latest.values("pk")[:1]),
@@ -60,8 +66,10 @@ SELECT d.id, d.slug, d.title, d.summary, d.tags, d.category, d.license, d.status
 FROM catalog_dataset d
 JOIN accounts_user u ON u.id = d.owner_id
 LEFT JOIN LATERAL (
-    SELECT id, price, token, format, row_count FROM catalog_datasetversion
-    WHERE dataset_id = d.id ORDER BY number DESC LIMIT 1) v ON true
+    SELECT id, price, token, format, row_count FROM catalog_datasetversion cv
+    WHERE dataset_id = d.id AND review = 'approved'
+      AND EXISTS (SELECT 1 FROM catalog_listing al WHERE al.version_id = cv.id AND al.approved)
+    ORDER BY number DESC LIMIT 1) v ON true
 LEFT JOIN LATERAL (
     SELECT price FROM catalog_listing WHERE version_id = v.id ORDER BY block_number DESC LIMIT 1) l ON true
 WHERE d.id = ANY(%s) AND d.status = %s
@@ -74,8 +82,8 @@ _HIT_FIELDS = ("id", "slug", "title", "summary", "tags", "category", "license", 
 def listed_rows(ids) -> dict[int, dict]:
     """The listed datasets among `ids` as plain dicts keyed by id, in one query: the fields a
     result card shows (publisher's display name and avatar digest included), with the latest
-    version's price (its on-chain listing's price when listed, else the intended one), token,
-    format and row count."""
+    public version's price (its on-chain listing's), token, format and row count (a version
+    waiting for review is not public)."""
     if not ids:
         return {}
     with connection.cursor() as cursor:
@@ -85,8 +93,8 @@ def listed_rows(ids) -> dict[int, dict]:
 
 def indexable_rows(ids=None):
     """The listed datasets as plain rows for the index, in one query: no model instances, so a
-    rebuild of a million datasets streams quickly. Price is the latest version's on-chain listing
-    price, else its intended price."""
+    rebuild of a million datasets streams quickly. Price is the latest public version's on-chain
+    listing price."""
     rows = (
         with_current_price(Dataset.objects.filter(status=Dataset.Status.LISTED))
         .values_list("pk", "title", "summary", "description", "tags", "category", "license",

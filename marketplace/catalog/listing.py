@@ -1,18 +1,21 @@
-"""On-chain listings of dataset versions, read from transaction receipts.
+"""On-chain listings of dataset versions, read from transaction receipts and getListing.
 
-THE INDEXER'S TO REPLACE. Until the chain indexer exists, the two places where the database learns
-about listings from the chain live here and nowhere else:
+THE INDEXER'S TO REPLACE. Until the chain indexer exists, the places where the database learns
+about listings from the chain live here and nowhere else (no log polling):
 
 - `link_listing_from_receipt(version, tx_hash)`: the publisher's `createListing` transaction,
-  read from its receipt (the indexer will handle `ListingCreated` instead);
+  read from its receipt, its terms from `getListing` (the indexer will handle `ListingCreated`);
 - `mirror_listing_update_from_receipt(version, tx_hash)`: the owner's `updateListing`
-  transaction (new price and payout), read from its receipt (the indexer will handle
-  `ListingUpdated` instead);
-- `on_operator_action(action)`: the operator sender's `setApproval` receipt (the indexer will
-  handle `ListingApprovalSet` instead).
+  transaction (new price and payout), read from its receipt (`ListingUpdated`);
+- `mirror_listing_active_from_receipt(version, tx_hash)`: the owner's `setListingActive`
+  transaction (`ListingActiveSet`);
+- `on_operator_action(action)`: the operator sender's `setApproval` receipt (`ListingApprovalSet`);
+- `refresh_listing(listing)`: every term, read with `getListing`.
 
-They only ever write what a receipt says. `prepare_listing` and `prepare_listing_update` build the
-wallet's transactions and stay when the indexer comes.
+Each group of terms (price and payout, the active flag, the approved flag) remembers where on the
+chain it was last seen (`chain_position`), so a receipt posted late never rolls a newer term back.
+They only ever write what the chain says. `prepare_listing`, `prepare_listing_update` and
+`prepare_listing_active` build the wallet's transactions and stay when the indexer comes.
 """
 from dataclasses import dataclass
 import logging
@@ -29,6 +32,7 @@ from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.services import deployed_address
 
+from . import revisions
 from .models import Dataset, DatasetVersion, Listing, ListingUpdate
 
 logger = logging.getLogger(__name__)
@@ -37,8 +41,16 @@ TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 DEFAULT_DISPUTE_WINDOW = 3 * 24 * 3600  # seconds; settings.DEFAULT_DISPUTE_WINDOW overrides
 CREATE_LISTING = "createListing"
 UPDATE_LISTING = "updateListing"
+SET_LISTING_ACTIVE = "setListingActive"
 MAX_PRICE = 2**88 - 1  # DataMarket.MAX_PRICE (prices are stored as uint88 on-chain)
 ZERO_ADDRESS = "0x" + "00" * 20
+LOGS_PER_BLOCK = 2**20  # chain positions: a block's logs, then reads made at its end
+
+
+def chain_position(block: int, log_index: int | None = None) -> int:
+    """Where on the chain something was seen, as one comparable number: an event at (block, log
+    index), or a getListing read at a block (which sees the end of that block, after its logs)."""
+    return block * LOGS_PER_BLOCK + (LOGS_PER_BLOCK - 1 if log_index is None else log_index)
 
 
 class ListingError(Exception):
@@ -179,32 +191,54 @@ def link_listing_from_receipt(version: DatasetVersion, tx_hash: str) -> LinkResu
     allowed, _ = market.token_config(args["token"])
     if not allowed:
         raise ListingError("token_not_allowed", f"The listing's token {args['token']} is not accepted by the market.")
+    block, current = _read_listing(market, args["listingId"])
+    if current["owner"] != owner or "0x" + bytes(current["content_hash"]).hex() != version.content_hash.lower():
+        raise ListingError("listing_changed", f"Listing #{args['listingId']} on the chain is no longer this "
+                           "version's (was the chain reset?): list the version again.", status=409)
 
+    seen = chain_position(block)
     fields = dict(
         chain_id=chain_id, listing_id=args["listingId"], version=version, owner=args["owner"],
-        token=args["token"], price=args["price"], payout=args["payout"], tx_hash=tx_hash,
-        log_index=log["logIndex"], block_number=receipt["blockNumber"],
+        token=args["token"], price=current["price"], payout=current["payout"],
+        dispute_window=current["dispute_window"], active=current["active"], approved=current["approved"],
+        tx_hash=tx_hash, log_index=log["logIndex"], block_number=receipt["blockNumber"],
+        price_seen_at=seen, active_seen_at=seen, approved_seen_at=seen,
     )
     with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
         existing = Listing.objects.filter(tx_hash=tx_hash, log_index=log["logIndex"]).first()
+        was_created = False
         if existing is None:
+            other = version.listings.filter(chain_id=chain_id).first()
+            if other is not None:
+                raise ListingError("already_listed", f"Version {version.number} is already listed on-chain as "
+                                   f"#{other.listing_id}; a version has one listing.", status=409)
             try:
                 with transaction.atomic():
                     existing, was_created = Listing.objects.create(**fields), True
-            except IntegrityError:  # a concurrent link of the same event, or the same listing id
+            except IntegrityError:  # the same listing id linked at the same moment
                 existing = Listing.objects.filter(chain_id=chain_id, listing_id=args["listingId"]).first()
-                was_created = False
-        else:
-            was_created = False
         if existing is None or existing.version_id != version.pk:
             raise ListingError("already_linked", "This listing is already linked to another dataset version.",
                                status=409)
-        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        if locked.status in (Dataset.Status.DRAFT, Dataset.Status.REJECTED, Dataset.Status.DELISTED):
-            locked.status = Dataset.Status.PENDING_REVIEW
-            locked.save(update_fields=["status", "updated_at"])
+        # Only a listing seen for the first time goes to review: re-posting an old transaction of a
+        # rejected or delisted dataset changes nothing.
+        if was_created:
+            if locked.status in (Dataset.Status.DRAFT, Dataset.Status.REJECTED, Dataset.Status.DELISTED):
+                locked.status = Dataset.Status.PENDING_REVIEW
+                locked.save(update_fields=["status", "updated_at"])
+            revisions.submit_version(version, existing, by=dataset.owner)
         dataset.status = locked.status
     return LinkResult(existing, was_created)
+
+
+def _read_listing(market: DataMarket, listing_id: int) -> tuple[int, dict]:
+    """getListing at the latest block: (that block, the listing's terms). Raises ListingError."""
+    try:
+        block = market.w3.eth.block_number
+        return block, market.get_listing(int(listing_id), block=block)
+    except (requests.RequestException, OSError) as exc:
+        raise ListingError("chain_unavailable", f"The chain node did not answer: {exc}", status=503) from None
 
 
 def _linked_listing(version: DatasetVersion, chain_id: int) -> Listing:
@@ -304,10 +338,87 @@ def mirror_listing_update_from_receipt(version: DatasetVersion, tx_hash: str) ->
             rows.append(row)
             created = created or was_created
         latest = listing.updates.order_by("-block_number", "-log_index").first()
-        if (listing.price, listing.payout) != (latest.price, latest.payout):
-            listing.price, listing.payout = latest.price, latest.payout
-            listing.save(update_fields=["price", "payout"])
+        seen = chain_position(latest.block_number, latest.log_index)
+        if seen > listing.price_seen_at:
+            listing.price, listing.payout, listing.price_seen_at = latest.price, latest.payout, seen
+            listing.save(update_fields=["price", "payout", "price_seen_at"])
     return MirrorResult(listing, rows, created)
+
+
+def prepare_listing_active(version: DatasetVersion, *, active: bool) -> dict:
+    """What the owner's wallet sends to stop (or resume) selling `version`:
+    `setListingActive(listingId, active)`. Stopping applies as soon as the chain has it; nothing
+    public is shown that was not approved, so neither waits for a moderator."""
+    dataset = version.dataset
+    _require_wallet(dataset)
+    chain_id = settings.CHAIN_ID
+    listing = _linked_listing(version, chain_id)
+    market = _market(chain_id)
+    owner = to_checksum_address(dataset.owner.address)
+    return {
+        "chain_id": chain_id,
+        "market": market.address,
+        "from": owner,
+        "listing_id": str(listing.listing_id),
+        "active": active,
+        "function": "setListingActive(uint256,bool)",
+        **_wallet_transaction(market, owner, SET_LISTING_ACTIVE, [int(listing.listing_id), active]),
+    }
+
+
+def mirror_listing_active_from_receipt(version: DatasetVersion, tx_hash: str) -> Listing:
+    """Mirror the active flag that transaction `tx_hash` set on `version`'s listing, from the
+    receipt's `ListingActiveSet` (only the deployed market's, for this listing; the contract lets
+    only its owner emit it). The newest by chain position wins. Raises ListingError."""
+    dataset = version.dataset
+    _require_wallet(dataset)
+    chain_id, market, receipt = _receipt(tx_hash)
+    tx_hash = tx_hash.lower()
+    listing = _linked_listing(version, chain_id)
+    if receipt["status"] != 1:
+        raise ListingError("transaction_failed", f"Transaction {tx_hash} failed on-chain; it changed no listing.")
+    mine = [(log, args) for log, args in _market_events(market, receipt, "ListingActiveSet")
+            if args["listingId"] == int(listing.listing_id)]
+    if not mine:
+        raise ListingError("no_active_change", f"Transaction {tx_hash} did not start or stop selling "
+                           f"version {version.number}'s listing #{listing.listing_id}.")
+    log, args = mine[-1]
+    with transaction.atomic():
+        listing = Listing.objects.select_for_update().get(pk=listing.pk)
+        seen = chain_position(receipt["blockNumber"], log["logIndex"])
+        if seen > listing.active_seen_at:
+            listing.active, listing.active_seen_at = args["active"], seen
+            listing.save(update_fields=["active", "active_seen_at"])
+    return listing
+
+
+def refresh_listing(listing: Listing) -> Listing:
+    """Every term of `listing` as getListing reads it now (a term seen later on the chain than this
+    read is kept). Raises ListingError when the node is down or the listing is gone."""
+    market = _market(listing.chain_id)
+    block, current = _read_listing(market, int(listing.listing_id))
+    if int(current["owner"], 16) == 0:
+        raise ListingError("unknown_listing", f"Listing #{listing.listing_id} does not exist on the chain (was the "
+                           "chain reset?): list the version again.", status=409)
+    seen = chain_position(block)
+    with transaction.atomic():
+        listing = Listing.objects.select_for_update().get(pk=listing.pk)
+        fields = []
+        if seen > listing.price_seen_at:
+            listing.price, listing.payout, listing.price_seen_at = current["price"], current["payout"], seen
+            fields += ["price", "payout", "price_seen_at"]
+        if seen > listing.active_seen_at:
+            listing.active, listing.active_seen_at = current["active"], seen
+            fields += ["active", "active_seen_at"]
+        if seen > listing.approved_seen_at:
+            listing.approved, listing.approved_seen_at = current["approved"], seen
+            fields += ["approved", "approved_seen_at"]
+        if listing.dispute_window != current["dispute_window"]:
+            listing.dispute_window = current["dispute_window"]
+            fields.append("dispute_window")
+        if fields:
+            listing.save(update_fields=fields)
+    return listing
 
 
 def on_operator_action(action: OperatorAction) -> None:
@@ -324,8 +435,11 @@ def on_operator_action(action: OperatorAction) -> None:
     if listing is None:
         return
     approved = action.kind == OperatorAction.Kind.APPROVE
-    listing.approved = approved
-    listing.save(update_fields=["approved"])
+    seen = chain_position(action.block_number or 0)
+    if seen < listing.approved_seen_at:
+        return  # the chain has already been seen later than this receipt
+    listing.approved, listing.approved_seen_at = approved, seen
+    listing.save(update_fields=["approved", "approved_seen_at"])
     dataset = Dataset.objects.select_for_update().get(pk=listing.version.dataset_id)
     if approved and dataset.status == Dataset.Status.PENDING_REVIEW:
         dataset.status = Dataset.Status.LISTED

@@ -1,8 +1,15 @@
-"""Datasets, their versions (one file each) and the on-chain listings that sell them.
+"""Datasets, their versions (one file each), the on-chain listings that sell them, and the
+revisions that wait for a moderator before the public sees them.
 
 A dataset and its versions are user data: nothing on the chain ever deletes them. A listing is
 chain-derived (keyed by the transaction and log index that created it) and points at the version
 it sells; losing it (a reorg, a chain reset) leaves the version "needing relisting".
+
+What the public sees of a dataset is what a moderator approved: a published dataset's text
+changes only when a DatasetRevision is approved, a version is public only once its own revision
+and its on-chain listing are approved, and a version's preview shows more (sample rows, value
+distributions, a column the publisher had hidden) only through an approved revision. Changes that
+show less apply at once.
 """
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -44,6 +51,10 @@ class Dataset(models.Model):
     license = models.CharField(max_length=64, help_text="SPDX license identifier")
     payout_address = models.CharField(max_length=42, help_text="Checksummed address the sales pay")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    published_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a moderator first approved its text; from then on, edits to it wait for review",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -71,6 +82,11 @@ class DatasetVersion(models.Model):
         FAILED = "failed", "Analysis failed"
         NOT_TABULAR = "not_tabular", "Not a tabular file"
 
+    class Review(models.TextChoices):
+        PENDING = "pending", "Waiting for review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     file = models.CharField(max_length=500, help_text="Name in the private storage")
@@ -86,7 +102,15 @@ class DatasetVersion(models.Model):
     row_count = models.BigIntegerField(null=True, blank=True)
     rejected_rows = models.BigIntegerField(default=0)
     columns = models.JSONField(default=list, blank=True, help_text="Schema and column statistics")
-    sample = models.JSONField(default=list, blank=True, help_text="The first rows, public")
+    sample = models.JSONField(default=list, blank=True, help_text="The first rows (public only if show_sample)")
+    review = models.CharField(max_length=20, choices=Review.choices, default=Review.PENDING)
+    # What the public may see of the file, the publisher's choice (see catalog.preview): schema,
+    # types, null shares, row count and numeric ranges always; the rest only when chosen.
+    hidden_columns = ArrayField(models.CharField(max_length=255), default=list, blank=True,
+                                help_text="Columns absent from everything public")
+    show_sample = models.BooleanField(default=False, help_text="The first rows are public")
+    show_distributions = models.BooleanField(
+        default=False, help_text="Top values, histograms, distinct counts and means are public")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -99,8 +123,10 @@ class DatasetVersion(models.Model):
 
 class Listing(models.Model):
     """A DataMarket listing seen on-chain (from the transaction receipt until the indexer takes
-    over), linked to the version whose owner and content hash it matches. `price` and `payout`
-    mirror the chain: the creation's terms, then those of its latest ListingUpdate."""
+    over), linked to the version whose owner and content hash it matches; one per version per
+    chain. Its terms mirror the chain: the creation's, then those of the latest event read from a
+    receipt (ListingUpdated for price and payout, ListingActiveSet, ListingApprovalSet) or of a
+    getListing read."""
 
     chain_id = models.BigIntegerField()
     listing_id = models.DecimalField(**MONEY)
@@ -109,17 +135,26 @@ class Listing(models.Model):
     token = models.CharField(max_length=42)
     price = models.DecimalField(**MONEY)
     payout = models.CharField(max_length=42)
+    dispute_window = models.PositiveIntegerField(null=True, blank=True,
+                                                 help_text="Seconds a buyer may dispute an order (null: not read yet)")
     active = models.BooleanField(default=True)
     approved = models.BooleanField(default=False)
     tx_hash = models.CharField(max_length=66)
     log_index = models.PositiveIntegerField()
     block_number = models.BigIntegerField()
+    # Where on the chain each group of terms was last seen (listing.chain_position: the block and
+    # log index of an event, or the end of the block a getListing read was made at), so that a
+    # receipt posted late never rolls a newer term back.
+    price_seen_at = models.BigIntegerField(default=0)  # price and payout
+    active_seen_at = models.BigIntegerField(default=0)
+    approved_seen_at = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["tx_hash", "log_index"], name="listing_event_once"),
             models.UniqueConstraint(fields=["chain_id", "listing_id"], name="one_row_per_listing"),
+            models.UniqueConstraint(fields=["version", "chain_id"], name="one_listing_per_version_per_chain"),
         ]
 
     def __str__(self):
@@ -144,6 +179,60 @@ class ListingUpdate(models.Model):
 
     def __str__(self):
         return f"listing {self.listing.listing_id} price {self.price} at block {self.block_number}"
+
+
+class DatasetRevision(models.Model):
+    """A change to what the public sees of a dataset, waiting for a moderator.
+
+    - `details`: the dataset's proposed public text (all of it: title, summary, description, tags,
+      category, license). A published dataset's text changes only when one is approved; before
+      its first approval, the text is edited in place and the revision is its snapshot.
+    - `version`: a version and the on-chain listing(s) that would sell it, recorded with their
+      content hash when the listing was linked. Approving it approves exactly those listings.
+    - `preview`: a version's preview settings that show more than the public sees now.
+
+    A newer revision of the same thing supersedes a pending one (or one with changes requested).
+    A decision names the revision: one on a revision that is no longer open is refused.
+    """
+
+    class Kind(models.TextChoices):
+        DETAILS = "details", "Dataset details"
+        VERSION = "version", "New version"
+        PREVIEW = "preview", "Preview settings"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for review"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        SUPERSEDED = "superseded", "Superseded"
+
+    OPEN = (Status.PENDING, Status.CHANGES_REQUESTED)
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="revisions")
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="revisions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    changes = models.JSONField(default=dict, blank=True,
+                               help_text="details: the proposed public text; preview: the proposed settings")
+    listings = models.JSONField(default=list, blank=True,
+                                help_text="version: [{chain_id, listing_id, content_hash}] it puts on sale")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    superseded_by = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="The moderator's statement of reasons, shown to the publisher")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="revision_queue")]
+
+    def __str__(self):
+        target = f" v{self.version.number}" if self.version_id else ""
+        return f"{self.get_kind_display()} of {self.dataset}{target} ({self.status})"
 
 
 class SearchChange(models.Model):

@@ -72,6 +72,8 @@ EDITABLE = ("title", "summary", "description", "tags", "category", "license", "p
 
 
 def update_dataset(dataset: Dataset, **changes) -> Dataset:
+    """Write fields of `dataset` as they are: what the public sees changes only through
+    catalog.revisions (edits of a published dataset's text wait there for a moderator)."""
     fields = []
     for field, value in changes.items():
         if field not in EDITABLE:
@@ -96,9 +98,14 @@ class _MovableFile(File):
         return self.file.name
 
 
-def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: str) -> DatasetVersion:
+def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: str, preview=None) -> DatasetVersion:
     """Store a received file as the dataset's next version and queue its analysis. If anything
-    fails, neither the stored file nor the row stays behind."""
+    fails, neither the stored file nor the row stays behind. `preview` (a PreviewSettings) is the
+    publisher's choice of what the public sees of it (the default shows no sample rows and no
+    distributions); the version's own review covers it."""
+    from .preview import PreviewSettings
+
+    preview = preview or PreviewSettings()
     storage = storages["private"]
     stored_name = None
     try:
@@ -120,6 +127,9 @@ def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: 
                 price=price,
                 token=to_checksum_address(token),
                 analysis_status=DatasetVersion.Analysis.PENDING if tabular else DatasetVersion.Analysis.NOT_TABULAR,
+                hidden_columns=list(preview.hidden_columns),
+                show_sample=preview.show_sample,
+                show_distributions=preview.show_distributions,
             )
             if tabular:
                 enqueue("catalog.analyse_version", args=[version.pk])
@@ -190,7 +200,8 @@ def _local_copy(storage, name):
 # A moderator's decision and the operator transaction it needs are written in one database
 # transaction (chain.OperatorAction is an outbox); the single operator sender sends them later and
 # marks listings approved and datasets listed or delisted from the receipt
-# (catalog.listing.on_operator_action). Nothing here talks to the chain.
+# (catalog.listing.on_operator_action). Nothing here talks to the chain. Approvals come from
+# decisions on revisions (catalog.revisions); `reject` and `delist` act on whole datasets.
 
 ON_OPERATOR_ACTION = "marketplace.catalog.listing.on_operator_action"
 
@@ -250,37 +261,45 @@ def _set_status(dataset, status, result):
         result.updated += 1
 
 
-def approve_on_chain(datasets, *, moderator=None) -> ModerationResult:
-    """Queue the on-chain approval of every linked, not yet approved listing of `datasets`; the
-    datasets wait in pending review until the sender's receipt lists them."""
+def approve_listings(listings, *, moderator=None) -> int:
+    """Queue the on-chain approval of each of `listings` that is not approved (or being cleared);
+    returns how many were queued. A dataset not yet listed waits in pending review until the
+    sender's receipt lists it. Callers hold the dataset's row lock (revisions.decide)."""
     from marketplace.chain.models import OperatorAction
 
     Kind, Status = OperatorAction.Kind, OperatorAction.Status
+    queued = 0
+    for listing in listings:
+        open_actions = _open_actions(listing)
+        for action in open_actions:
+            if action.kind == Kind.UNAPPROVE and action.status == Status.PENDING:
+                _cancel(action, f"cancelled: approved again by {getattr(moderator, 'username', 'a moderator')}")
+        clearing = any(a.kind == Kind.UNAPPROVE and a.status == Status.SENT for a in open_actions)
+        if any(a.kind == Kind.APPROVE for a in open_actions) or (listing.approved and not clearing):
+            continue
+        _queue_operator_action(listing, Kind.APPROVE, intent="approve", moderator=moderator)
+        queued += 1
+        dataset = listing.version.dataset
+        if dataset.status != Dataset.Status.LISTED:
+            Dataset.objects.filter(pk=dataset.pk).exclude(status=Dataset.Status.PENDING_REVIEW).update(
+                status=Dataset.Status.PENDING_REVIEW)
+    if queued:
+        enqueue("chain.send_operator_actions")
+    return queued
+
+
+def clear_listing_approvals(listings, *, intent, moderator=None) -> int:
+    """Cancel unsent approvals of `listings` and queue the clearing of any approval that is, or
+    may be about to be, on-chain; returns how many clearings were queued."""
     result = ModerationResult()
-    with transaction.atomic():
-        for dataset, listings in _moderated(datasets):
-            if not listings:
-                result.notes.append(f"{dataset.slug}: no on-chain listing is linked yet")
-                continue
-            queued = 0
-            for listing in listings:
-                open_actions = _open_actions(listing)
-                for action in open_actions:
-                    if action.kind == Kind.UNAPPROVE and action.status == Status.PENDING:
-                        _cancel(action, f"cancelled: approved again by {getattr(moderator, 'username', 'a moderator')}")
-                clearing = any(a.kind == Kind.UNAPPROVE and a.status == Status.SENT for a in open_actions)
-                if any(a.kind == Kind.APPROVE for a in open_actions) or (listing.approved and not clearing):
-                    continue
-                _queue_operator_action(listing, Kind.APPROVE, intent="approve", moderator=moderator)
-                queued += 1
-            result.queued += queued
-            if queued and dataset.status != Dataset.Status.LISTED:
-                _set_status(dataset, Dataset.Status.PENDING_REVIEW, result)
-            elif not queued:
-                result.notes.append(f"{dataset.slug}: already approved on-chain or waiting for the sender")
-        if result.queued:
-            enqueue("chain.send_operator_actions")
-    return result
+    by_dataset = {}
+    for listing in listings:
+        by_dataset.setdefault(listing.version.dataset_id, (listing.version.dataset, []))[1].append(listing)
+    for dataset, group in by_dataset.values():
+        _clear_approvals(dataset, group, intent=intent, moderator=moderator, result=result)
+    if result.queued:
+        enqueue("chain.send_operator_actions")
+    return result.queued
 
 
 def _clear_approvals(dataset, listings, *, intent, moderator, result) -> bool:

@@ -16,4 +16,13 @@ urlpatterns = [
          api.ListingUpdateMirrorView.as_view(), name="version-listing-update"),
     path("datasets/<slug:slug>/versions/<int:number>/listing/update/prepare",
          api.ListingUpdatePrepareView.as_view(), name="version-listing-update-prepare"),
+    path("datasets/<slug:slug>/versions/<int:number>/listing/active",
+         api.ListingActiveMirrorView.as_view(), name="version-listing-active"),
+    path("datasets/<slug:slug>/versions/<int:number>/listing/active/prepare",
+         api.ListingActivePrepareView.as_view(), name="version-listing-active-prepare"),
+    path("datasets/<slug:slug>/versions/<int:number>/preview", api.VersionPreviewView.as_view(),
+         name="version-preview"),
+    path("moderation/revisions", api.ModerationQueueView.as_view(), name="moderation-queue"),
+    path("moderation/revisions/<int:revision_id>/decision", api.RevisionDecisionView.as_view(),
+         name="revision-decision"),
 ]

@@ -115,9 +115,9 @@ class DataMarket(AccessControlled):
     def treasury(self) -> str:
         return self.contract.functions.treasury().call()
 
-    def get_listing(self, listing_id: int) -> dict:
+    def get_listing(self, listing_id: int, block: int | str = "latest") -> dict:
         owner, token, payout, price, content_hash, window, active, approved = (
-            self.contract.functions.getListing(listing_id).call()
+            self.contract.functions.getListing(listing_id).call(block_identifier=block)
         )
         return {
             "owner": owner, "token": token, "payout": payout, "price": price,

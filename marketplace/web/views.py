@@ -11,8 +11,10 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from marketplace.accounts import avatars
+from marketplace.catalog import revisions
 from marketplace.catalog.api import LICENSES, SearchParams, default_token, visible_datasets
-from marketplace.catalog.models import CATEGORIES, Dataset, DatasetVersion
+from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
+from marketplace.catalog.preview import MIN_PUBLIC_COUNT, column_names, public_columns, public_sample
 
 logger = logging.getLogger(__name__)
 TOKEN_DECIMALS = 6
@@ -94,22 +96,39 @@ def current_version(dataset):
     return max(dataset.versions.all(), key=lambda v: v.number, default=None)
 
 
-def version_view(version):
-    """A version with the figures its templates show, already formatted."""
+def format_window(seconds) -> str:
+    """A dispute window in words: 259200 -> "3 days", 5400 -> "1.5 hours"."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            amount = seconds / size
+            text = f"{amount:g}" if amount.is_integer() else f"{amount:.1f}"
+            return f"{text} {unit}{'' if text == '1' else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+def version_view(version, *, public=True):
+    """A version with the figures its templates show, already formatted: what the public sees of
+    it (catalog.preview), or, with public=False, everything (for its owner's edit page)."""
     if version is None:
         return None
     listing = latest_listing(version)
     price = listing.price if listing is not None else version.price
     analysing = version.analysis_status in ANALYSING
+    source_columns = public_columns(version) if public else version.columns or []
     columns = []
-    for column in version.columns or []:
+    for column in source_columns:
         histogram = column.get("histogram") or []
         approx = "≈" if column.get("sampled") else ""  # counted on a sample of a big file, scaled
         peak = max((bin_.get("count") or 0 for bin_ in histogram), default=0)
         bars = [
             {
                 "height": max(2, round(100 * (bin_.get("count") or 0) / peak)) if peak else 2,
-                "label": f"{format_stat(bin_.get('start'))} – {format_stat(bin_.get('end'))}: {approx}{format_stat(bin_.get('count'))}",
+                "label": f"{format_stat(bin_.get('start'))} – {format_stat(bin_.get('end'))}: "
+                + (f"{approx}{format_stat(bin_.get('count'))}" if bin_.get("count") is not None
+                   else f"fewer than {MIN_PUBLIC_COUNT}"),
             }
             for bin_ in histogram
         ]
@@ -133,10 +152,11 @@ def version_view(version):
                 for t in top[:5]
             ],
         })
+    rows = public_sample(version) if public else [r for r in version.sample or [] if isinstance(r, dict)]
     names = [c["name"] for c in columns]
-    if not names and version.sample and isinstance(version.sample[0], dict):
-        names = list(version.sample[0].keys())
-    sample = [[format_sample(row.get(name)) for name in names] for row in (version.sample or []) if isinstance(row, dict)]
+    if not names and rows:
+        names = list(rows[0].keys())
+    sample = [[format_sample(row.get(name)) for name in names] for row in rows]
     return {
         "obj": version,
         "number": version.number,
@@ -159,10 +179,17 @@ def version_view(version):
         else version.analysis_message,
         "rejected_rows": f"{version.rejected_rows:,}",
         "listing": listing,
+        "dispute_window": format_window(listing.dispute_window) if listing is not None else "",
         "columns": columns,
         "sample_columns": names,
         "sample": sample,
         "created_at": version.created_at,
+        "review": version.review,
+        "review_label": version.get_review_display(),
+        "public": revisions.is_public(version),
+        "show_sample": version.show_sample,
+        "show_distributions": version.show_distributions,
+        "hidden_columns": list(version.hidden_columns or []),
     }
 
 
@@ -346,13 +373,24 @@ def dataset_detail(request, slug):
     if dataset is None:
         raise Http404("No such dataset.")
     card = dataset_card(dataset)
+    is_owner = request.user.is_authenticated and dataset.owner_id == request.user.pk
     versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
+    public = [v for v in versions if revisions.is_public(v)]
+    # Everyone sees what the public sees; the owner of a dataset with nothing public yet sees its
+    # latest version as the public will, once approved.
+    shown = public or (versions if is_owner else [])
+    waiting = []
+    if is_owner:
+        waiting = list(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN)
+                       .select_related("version").order_by("created_at", "id"))
     return render(request, "web/dataset.html", {
         "dataset": dataset,
         "card": card,
-        "version": version_view(versions[0]) if versions else None,
-        "older_versions": [version_view(v) for v in versions[1:]],
-        "is_owner": request.user.is_authenticated and dataset.owner_id == request.user.pk,
+        "version": version_view(shown[0]) if shown else None,
+        "older_versions": [version_view(v) for v in shown[1:]],
+        "is_owner": is_owner,
+        "waiting": waiting,
+        "unpublished_versions": [v.number for v in versions if is_owner and not revisions.is_public(v)],
         "category_label": CATEGORY_LABELS.get(dataset.category, dataset.category),
     })
 
@@ -375,12 +413,17 @@ def my_datasets(request):
     return render(request, "web/my_datasets.html", {"datasets": [dataset_card(d) for d in datasets]})
 
 
-def _form_context(dataset=None):
+def _form_context(dataset=None, proposed=None):
+    """The dataset form's context; `proposed` (the text waiting for review) fills the form
+    instead of the public text, so the owner edits what they last asked for."""
+    values = dict(proposed) if proposed else (
+        {field: getattr(dataset, field) for field in revisions.PUBLIC_TEXT} if dataset is not None else {})
     return {
         "categories": CATEGORIES,
         "licenses": LICENSES,
         "dataset": dataset,
-        "tags_text": ", ".join(dataset.tags) if dataset is not None else "",
+        "values": values,
+        "tags_text": ", ".join(values.get("tags") or []),
     }
 
 
@@ -417,9 +460,29 @@ def edit_dataset(request, slug):
     if dataset is None:
         raise Http404("No such dataset of yours.")
     versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
-    views = [version_view(v) for v in versions]
+    views = []
+    for version in versions:
+        view = version_view(version, public=False)
+        proposed = revisions.proposed_preview(version)
+        view.update(
+            column_names=column_names(version),
+            proposed_hidden=list(proposed.hidden_columns),
+            proposed_sample=proposed.show_sample,
+            proposed_distributions=proposed.show_distributions,
+            public_preview=version_view(version),  # exactly what the public sees now
+            preview_waiting=proposed.to_json() != {"hidden_columns": sorted(version.hidden_columns or []),
+                                                   "show_sample": version.show_sample,
+                                                   "show_distributions": version.show_distributions},
+        )
+        views.append(view)
+    details = revisions.open_details(dataset)
+    latest = (DatasetRevision.objects.filter(dataset=dataset).exclude(status=DatasetRevision.Status.SUPERSEDED)
+              .order_by("-created_at", "-id").first())
     return render(request, "web/dataset_edit.html", {
-        **_form_context(dataset),
+        **_form_context(dataset, proposed=details.changes if details and dataset.published_at else None),
+        "details_revision": details if dataset.published_at else None,
+        "latest_decision": latest if latest and latest.status in (
+            DatasetRevision.Status.REJECTED, DatasetRevision.Status.CHANGES_REQUESTED) else None,
         "versions": views,
         "repriced": next((v for v in views if str(v["number"]) == request.GET.get("repriced")), None),
         "card": dataset_card(dataset),
@@ -428,4 +491,5 @@ def edit_dataset(request, slug):
         "uploaded": request.GET.get("uploaded") == "1",
         "created": request.GET.get("created") == "1",
         "saved": request.GET.get("saved") == "1",
+        "previewed": request.GET.get("previewed") if request.GET.get("previewed") in ("1", "waiting") else None,
     })

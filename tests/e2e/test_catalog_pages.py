@@ -14,6 +14,7 @@ from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync
 from marketplace.catalog.models import Dataset, DatasetVersion
 from tests.conftest import dead_broker_url
+from tests.factories import make_public
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
@@ -22,7 +23,7 @@ CSV = b"city,year,population\nParis,2020,2148000\nLyon,2020,516000\nNice,2021,34
 COLUMNS = [
     {"name": "city", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0, "distinct_count": 3,
      "min": None, "max": None, "mean": None, "histogram": [],
-     "top_values": [{"value": "Paris", "count": 5}, {"value": "Lyon", "count": 3}, {"value": "Nice", "count": 1}]},
+     "top_values": [{"value": "Paris", "count": 9}, {"value": "Lyon", "count": 7}, {"value": "Nice", "count": 5}]},
     {"name": "population", "type": "integer", "duckdb_type": "BIGINT", "null_count": 1, "distinct_count": 3,
      "min": 342000, "max": 2148000, "mean": 1002000.0,
      "histogram": [{"start": 342000, "end": 945000, "count": 2}, {"start": 945000, "end": 1548000, "count": 0},
@@ -64,11 +65,15 @@ def listed(owner, title, *, tags=(), category="economics", price=25_000_000, sta
     ds = services.create_dataset(owner=owner, title=title, summary=f"Yearly figures about {title.lower()}, cleaned and documented.",
                                  license="CC-BY-4.0", tags=tags, category=category,
                                  description=f"# {title}\n\nCollected from **public sources**.\n\n- one row per year\n- UTF-8 CSV")
-    DatasetVersion.objects.create(
+    version.setdefault("show_sample", True)  # these datasets chose a full preview, as the demo's do
+    version.setdefault("show_distributions", True)
+    created = DatasetVersion.objects.create(
         dataset=ds, number=1, file=f"x/{ds.pk}.csv", original_name="data.csv", format="csv", size=48_213,
         content_hash="0x" + "3f" * 32, price=price, token=TOKEN, **version,
     )
     Dataset.objects.filter(pk=ds.pk).update(status=status)
+    if status == "listed":
+        make_public(created)
     return ds
 
 
@@ -174,6 +179,7 @@ def test_publisher_creates_a_dataset_and_uploads_a_csv(page, live_server, owner,
     assert "empty" in error.inner_text().lower()  # the API's error.message, in words
 
     page.set_input_files("#u-file", files=[{"name": "cities.csv", "mimeType": "text/csv", "buffer": CSV}])
+    page.check('[data-upload-form] [data-field="show_sample"]')  # the preview is chosen at upload
     page.locator("[data-upload-form] [data-submit]").click()
     page.wait_for_function("location.search.includes('uploaded=1') || "
                            "!document.querySelector('[data-upload-form] [data-form-error]').hidden")
@@ -196,6 +202,21 @@ def test_publisher_creates_a_dataset_and_uploads_a_csv(page, live_server, owner,
     services.analyse_version(version.pk)  # what the worker's task runs
     page.locator("[data-schema]").wait_for(timeout=15_000)
     assert page.locator('[data-column="population"]').is_visible()
+    assert "Paris" in page.locator("[data-sample]").inner_text()
+
+    # What buyers see: hiding a column takes it off the page (schema and sample alike) at once.
+    page.goto(base + "/me/datasets/french-cities/edit")
+    preview = page.locator('[data-preview-version="1"]')
+    assert preview.locator('[data-sample-column="population"]').first.is_visible()
+    preview.locator('[data-column="population"]').uncheck()
+    assert not preview.locator('[data-sample-column="population"]').first.is_visible(), "previewed before saving"
+    shoot(page, "edit-dataset-preview")
+    preview.locator("[data-submit]").click()
+    page.wait_for_url(re.compile(r"previewed=1"))
+    page.goto(base + "/datasets/french-cities")
+    page.locator("[data-schema]").wait_for()
+    assert page.locator('[data-column="population"]').count() == 0
+    assert "population" not in page.locator("[data-sample]").inner_text()
     assert "Paris" in page.locator("[data-sample]").inner_text()
 
     page.goto(base + "/me/datasets")
@@ -269,7 +290,7 @@ def test_publisher_lists_a_version_on_chain_from_the_wallet(page, live_server, o
     page.goto(f"{live_server.url}/me/datasets/{dataset.slug}/edit")
     page.locator("[data-list-version]").click()
     page.locator("[data-listing-state]").wait_for(timeout=30_000)
-    assert "awaiting review" in page.locator("[data-listing-state]").inner_text()
+    assert "awaiting approval" in page.locator("[data-listing-state]").inner_text()
 
     listing = Listing.objects.get(version__dataset=dataset)
     on_chain = chain.market.get_listing(int(listing.listing_id))

@@ -1,7 +1,8 @@
 """Listing on-chain: the publisher's wallet sends the prepared createListing, the server links the
-listing from the receipt, a moderator approves in the admin (an outbox row, no chain call in the
-request), and the single operator sender approves in one transaction after checking the listing
-on-chain, marking datasets listed from the receipt. Reject and delist clear the approval."""
+listing from the receipt (its terms read with getListing) and puts the version up for review, a
+moderator approves in the admin (an outbox row, no chain call in the request), and the single
+operator sender approves in one transaction after checking the listing on-chain, marking datasets
+listed from the receipt. Rejecting a new dataset queues nothing; delisting clears the approval."""
 import hashlib
 import threading
 
@@ -94,9 +95,11 @@ def listed_version(chain, client, n=1):
     return version
 
 
-def admin_action(staff_client, action, *datasets):
-    response = staff_client.post("/admin/catalog/dataset/", {
-        "action": action, "_selected_action": [str(d.pk) for d in datasets], "index": 0})
+def admin_action(staff_client, action, *datasets, reason=None):
+    data = {"action": action, "_selected_action": [str(d.pk) for d in datasets], "index": 0}
+    if reason is not None:  # the intermediate page's answer
+        data.update(confirmed="1", reason=reason)
+    response = staff_client.post("/admin/catalog/dataset/", data)
     assert response.status_code == 302, response.content[:2000]
     return response
 
@@ -235,31 +238,46 @@ def test_a_listing_whose_chain_state_changed_is_not_approved(chain, publisher_cl
     assert log["args"]["listingId"] == int(Listing.objects.get(version=good).listing_id)
 
 
-def test_reject_clears_the_approval_on_chain(chain, publisher_client, staff_client):
+def test_reject_asks_for_reasons_and_rejects_a_new_dataset_whole(chain, publisher_client, staff_client):
+    version = listed_version(chain, publisher_client)
+    asked = staff_client.post("/admin/catalog/dataset/", {
+        "action": "reject", "_selected_action": [str(version.dataset_id)], "index": 0})
+    assert asked.status_code == 200 and b"Statement of reasons" in asked.content
+    assert Dataset.objects.get().status == "pending_review", "nothing happens before the reasons are given"
+
+    admin_action(staff_client, "reject", version.dataset, reason="The data is not what the title says.")
+    assert Dataset.objects.get().status == "rejected"
+    version.refresh_from_db()
+    assert version.review == "rejected"
+    assert set(version.dataset.revisions.values_list("kind", "status", "reason")) == {
+        ("details", "rejected", "The data is not what the title says."),
+        ("version", "rejected", "The data is not what the title says.")}
+    assert not OperatorAction.objects.exists(), "nothing was approved, so nothing to clear on-chain"
+    assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
+
+
+def test_a_decided_approval_cannot_be_rejected_afterwards_delist_takes_it_down(chain, publisher_client,
+                                                                               staff_client):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
     sender.send_operator_actions()
-    listing = Listing.objects.get()
-    assert chain.market.get_listing(int(listing.listing_id))["approved"] is True
+    admin_action(staff_client, "reject", version.dataset, reason="Too late")
+    assert Dataset.objects.get().status == "listed", "the approval was decided; rejecting changes nothing"
 
-    admin_action(staff_client, "reject", version.dataset)
-    assert Dataset.objects.get().status == "rejected"  # at once; the chain follows
-    assert OperatorAction.objects.filter(kind="unapprove", status="pending").count() == 1
-    report = sender.send_operator_actions()
-
-    assert report.confirmed == 1
-    assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
-    listing.refresh_from_db()
-    assert listing.approved is False and Dataset.objects.get().status == "rejected"
+    admin_action(staff_client, "delist", version.dataset)
+    sender.send_operator_actions()
+    assert Dataset.objects.get().status == "delisted"
+    assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
 
 
-def test_reject_before_sending_cancels_the_approval(chain, publisher_client, staff_client):
+def test_delist_before_sending_cancels_the_approval(chain, publisher_client, staff_client):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
-    admin_action(staff_client, "reject", version.dataset)
+    admin_action(staff_client, "delist", version.dataset)
     assert OperatorAction.objects.get().status == "cancelled"
     assert sender.send_operator_actions().transactions == []
     assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
+    assert Dataset.objects.get().status == "delisted"
 
 
 def test_delist_clears_the_approval_and_delists_from_the_receipt(chain, publisher_client, staff_client):
@@ -337,3 +355,80 @@ def test_moderation_pages_render(chain, publisher_client, staff_client):
     for path in [f"/admin/catalog/dataset/{version.dataset_id}/change/", "/admin/catalog/dataset/?approval=awaiting",
                  "/admin/catalog/listing/", "/admin/chain/operatoraction/"]:
         assert staff_client.get(path).status_code == 200, path
+
+
+# Listing terms: read from getListing when linked, then followed from receipts --------------------
+
+
+def send_wallet(chain, plan, sender_address=PUBLISHER):
+    tx = plan["transaction"]
+    tx_hash = chain.w3.eth.send_transaction({"from": sender_address, "to": tx["to"], "data": tx["data"]})
+    assert chain.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    return "0x" + bytes(tx_hash).hex()
+
+
+def set_active(chain, client, version, active):
+    plan = client.post(listing_url(version, "/active/prepare"), {"active": active}, content_type="application/json")
+    assert plan.status_code == 200, plan.json()
+    assert plan.json()["function"] == "setListingActive(uint256,bool)"
+    return send_wallet(chain, plan.json())
+
+
+def mirror_active(client, version, tx_hash):
+    return client.post(listing_url(version, "/active"), {"tx_hash": tx_hash}, content_type="application/json")
+
+
+def test_linking_reads_the_listing_terms_from_the_chain(chain, publisher_client):
+    version = listed_version(chain, publisher_client)
+    row = Listing.objects.get()
+    assert row.dispute_window == 3 * 24 * 3600 and row.active is True and row.approved is False
+    assert row.price == PRICE and row.payout == PUBLISHER
+    body = publisher_client.get(f"/api/v1/datasets/{version.dataset.slug}").json()
+    terms = body["versions"][0]["listing"]
+    assert terms["dispute_window"] == 3 * 24 * 3600 and terms["active"] is True and terms["price"] == str(PRICE)
+    page = publisher_client.get(f"/me/datasets/{version.dataset.slug}/edit").content.decode()
+    assert "disputes within 3 days" in page
+
+
+def test_a_version_has_one_listing_per_chain(chain, publisher_client):
+    version = listed_version(chain, publisher_client)
+    second = create_listing(chain, PUBLISHER, version.content_hash)  # the same file, listed again
+    refused = link(publisher_client, version, second)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "already_listed"
+    assert Listing.objects.count() == 1
+
+
+def test_stopping_sales_applies_at_once_and_a_late_receipt_rolls_nothing_back(chain, publisher_client, client):
+    version = listed_version(chain, publisher_client)
+    stop = set_active(chain, publisher_client, version, False)
+    answer = mirror_active(publisher_client, version, stop)
+    assert answer.status_code == 200 and answer.json()["active"] is False
+    assert chain.market.get_listing(int(Listing.objects.get().listing_id))["active"] is False
+    assert 'data-not-for-sale' in publisher_client.get(f"/datasets/{version.dataset.slug}").content.decode()
+
+    resume = set_active(chain, publisher_client, version, True)
+    assert mirror_active(publisher_client, version, resume).json()["active"] is True
+    late = mirror_active(publisher_client, version, stop)  # the older receipt, posted again
+    assert late.status_code == 200 and late.json()["active"] is True
+    assert Listing.objects.get().active is True
+
+    not_mine = mirror_active(publisher_client, version, Listing.objects.get().tx_hash)  # a createListing
+    assert not_mine.status_code == 400 and not_mine.json()["error"]["code"] == "no_active_change"
+
+
+def test_refresh_reads_every_term_and_keeps_what_was_seen_later(chain, publisher_client):
+    from marketplace.catalog.listing import refresh_listing
+
+    version = listed_version(chain, publisher_client)
+    listing = Listing.objects.get()
+    chain.send(chain.market.contract.functions.setListingActive(int(listing.listing_id), False), PUBLISHER)
+    chain.send(chain.market.contract.functions.setApproval([int(listing.listing_id)], True), chain.operator.address)
+    refreshed = refresh_listing(listing)
+    assert refreshed.active is False and refreshed.approved is True and refreshed.dispute_window == 3 * 24 * 3600
+    # A clearing's receipt from a block before the read changes nothing.
+    from marketplace.catalog.listing import on_operator_action
+
+    clearing = OperatorAction(kind="unapprove", chain_id=31337, listing_id=listing.listing_id, status="confirmed",
+                              block_number=listing.block_number, context={"intent": "delist"})
+    on_operator_action(clearing)
+    assert Listing.objects.get().approved is True, "a receipt older than the read is ignored"

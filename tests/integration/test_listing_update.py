@@ -6,10 +6,13 @@ from eth_account import Account
 import pytest
 
 from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
+from marketplace.catalog import revisions
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.listing import MAX_PRICE
 from marketplace.catalog.models import Dataset, Listing, ListingUpdate, SearchChange
 from marketplace.catalog.search import SearchQuery
+from marketplace.chain import sender
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.services import deploy_contract
 from tests.conftest import DEV_KEYS
@@ -244,7 +247,10 @@ def test_an_unknown_or_malformed_hash_is_refused(chain, publisher_client, tx_has
 def test_search_sees_the_mirrored_price_after_a_sync_pass(chain, publisher_client, settings, tmp_path):
     settings.SEARCH_INDEX_DIR = tmp_path / "search"
     version = listed_version(chain, publisher_client)
-    Dataset.objects.update(status=Dataset.Status.LISTED)
+    moderator = wallet_user("0x" + "aa" * 20)
+    revisions.decide_dataset(version.dataset, decision="approve", moderator=moderator)
+    sender.send_operator_actions()
+    assert Dataset.objects.get().status == Dataset.Status.LISTED
     sync = SearchSync()
     sync.rebuild()
 

@@ -6,6 +6,7 @@ from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync
 from marketplace.catalog.models import Dataset, DatasetVersion
 from marketplace.web.views import format_usdc
+from tests.factories import make_public
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
@@ -31,11 +32,15 @@ def index_dir(settings, tmp_path):
 def dataset(owner, title, *, status="listed", price=25_000_000, description="", tags=("weather",), **version):
     ds = services.create_dataset(owner=owner, title=title, summary=f"About {title}", license="CC-BY-4.0",
                                  tags=tags, category="environment", description=description)
-    DatasetVersion.objects.create(
+    version.setdefault("show_sample", True)  # these datasets chose a full preview, as the demo's do
+    version.setdefault("show_distributions", True)
+    created = DatasetVersion.objects.create(
         dataset=ds, number=1, file=f"x/{ds.pk}.csv", original_name="a.csv", format="csv", size=2048,
         content_hash="0x" + "ab" * 32, price=price, token=TOKEN, **version,
     )
     Dataset.objects.filter(pk=ds.pk).update(status=status)
+    if status == "listed":
+        make_public(created)
     return ds
 
 
@@ -98,14 +103,14 @@ def test_dataset_page_shows_listed_and_hides_others_drafts(client, owner):
 def test_sampled_statistics_are_marked_as_estimates(client, owner):
     exact = {"name": "mm", "type": "float", "duckdb_type": "DOUBLE", "null_count": 0, "distinct_count": 3,
              "min": 1.5, "max": 9.0, "mean": 4.0, "top_values": [],
-             "histogram": [{"start": 1.5, "end": 5, "count": 2}, {"start": 5, "end": 9, "count": 1}]}
+             "histogram": [{"start": 1.5, "end": 5, "count": 7}, {"start": 5, "end": 9, "count": 5}]}
     city = {"name": "city", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0, "distinct_count": 2000,
             "sampled": True, "histogram": [], "top_values": [{"value": "city_7", "count": 5120}]}
     ds = dataset(owner, "Big file", row_count=10_000_000, analysis_status="done", columns=[exact, city])
     html = client.get(f"/datasets/{ds.slug}").content.decode()
     assert html.count("data-sampled") == 1  # the sampled column only
     assert '<span class="top-count">≈5,120</span>' in html
-    assert ": 2\"" in html  # the exact column's histogram label has no "≈"
+    assert ": 7\"" in html  # the exact column's histogram label has no "≈"
 
 
 def test_description_script_is_never_rendered_raw(client, owner):

@@ -9,6 +9,7 @@ from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.models import Dataset, DatasetVersion, SearchChange
+from tests.factories import make_public
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
@@ -28,11 +29,13 @@ def publisher(db):
 def listed(publisher, title, *, tags=(), category="economics", price=25_000_000, status="listed"):
     dataset = services.create_dataset(owner=publisher, title=title, summary=f"About {title}", license="CC0-1.0",
                                       tags=tags, category=category)
-    DatasetVersion.objects.create(
+    version = DatasetVersion.objects.create(
         dataset=dataset, number=1, file=f"x/{dataset.pk}.csv", original_name="a.csv", format="csv", size=10,
         content_hash="0x" + "0" * 64, price=price, token="0x5FbDB2315678afecb367f032d93F642f64180aa3",
     )
     Dataset.objects.filter(pk=dataset.pk).update(status=status)
+    if status == "listed":
+        make_public(version)
     return dataset
 
 
@@ -54,9 +57,9 @@ def test_triggers_log_every_kind_of_change(publisher):
     assert list(SearchChange.objects.values_list("dataset_id", flat=True)) == [pk]
     DatasetVersion.objects.filter(dataset=dataset).update(price=1)
     assert SearchChange.objects.count() == 2
-    dataset.delete()  # the dataset and, by cascade, its version
+    dataset.delete()  # the dataset and, by cascade, its version and its listing
     assert set(SearchChange.objects.values_list("dataset_id", flat=True)) == {pk}
-    assert SearchChange.objects.count() == 4
+    assert SearchChange.objects.count() == 5
 
 
 def test_listed_edited_retagged_and_deleted_datasets_follow(publisher, index_dir):

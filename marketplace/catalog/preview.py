@@ -1,0 +1,93 @@
+"""What the public sees of a version's file: the publisher decides.
+
+Always public (unless the column is hidden): each column's name and types, its null count, the
+row count, and the range (min and max) of number and date columns. Public only when the publisher
+chose so: the first rows (`show_sample`) and the value distributions (`show_distributions`: top
+values, histograms, distinct counts, means), where a value or a bin seen fewer than
+MIN_PUBLIC_COUNT times is never shown. A hidden column is absent from all of it (sample rows
+included). The owner sees everything (`for_owner`).
+"""
+from dataclasses import dataclass
+
+MIN_PUBLIC_COUNT = 5
+RANGE_TYPES = {"integer", "float", "decimal", "date", "timestamp"}
+ALWAYS_PUBLIC = ("name", "type", "duckdb_type", "null_count")
+DISTRIBUTION_KEYS = ("distinct_count", "mean", "histogram", "top_values", "sampled")
+
+
+@dataclass(frozen=True)
+class PreviewSettings:
+    """A version's preview choice; `shows_more_than` tells whether a change needs a moderator."""
+
+    hidden_columns: tuple[str, ...] = ()
+    show_sample: bool = False
+    show_distributions: bool = False
+
+    @classmethod
+    def of(cls, version) -> "PreviewSettings":
+        return cls(tuple(sorted(version.hidden_columns or ())), version.show_sample, version.show_distributions)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PreviewSettings":
+        return cls(tuple(sorted(data.get("hidden_columns") or ())), bool(data.get("show_sample")),
+                   bool(data.get("show_distributions")))
+
+    def to_json(self) -> dict:
+        return {"hidden_columns": list(self.hidden_columns), "show_sample": self.show_sample,
+                "show_distributions": self.show_distributions}
+
+    def shows_more_than(self, other: "PreviewSettings") -> bool:
+        """True when this shows anything `other` does not: a column it hides, its sample or its
+        distributions."""
+        return (bool(set(other.hidden_columns) - set(self.hidden_columns))
+                or (self.show_sample and not other.show_sample)
+                or (self.show_distributions and not other.show_distributions))
+
+    def at_most(self, other: "PreviewSettings") -> "PreviewSettings":
+        """What both allow: the most this shows without showing more than `other`."""
+        return PreviewSettings(tuple(sorted(set(self.hidden_columns) | set(other.hidden_columns))),
+                               self.show_sample and other.show_sample,
+                               self.show_distributions and other.show_distributions)
+
+
+def public_columns(version, settings: PreviewSettings | None = None) -> list[dict]:
+    """The column statistics the public may see (see the module's docstring)."""
+    settings = settings or PreviewSettings.of(version)
+    hidden = set(settings.hidden_columns)
+    shown = []
+    for column in version.columns or []:
+        if column.get("name") in hidden:
+            continue
+        public = {key: column.get(key) for key in ALWAYS_PUBLIC if key in column}
+        if column.get("type") in RANGE_TYPES:
+            public["min"], public["max"] = column.get("min"), column.get("max")
+        if settings.show_distributions:
+            for key in DISTRIBUTION_KEYS:
+                if key in column:
+                    public[key] = column[key]
+            public["top_values"] = [t for t in column.get("top_values") or []
+                                    if (t.get("count") or 0) >= MIN_PUBLIC_COUNT]
+            # A bin seen fewer than MIN_PUBLIC_COUNT times keeps its place but not its count.
+            public["histogram"] = [
+                bin_ if (bin_.get("count") or 0) >= MIN_PUBLIC_COUNT or not bin_.get("count")
+                else {**bin_, "count": None}
+                for bin_ in column.get("histogram") or []
+            ]
+        shown.append(public)
+    return shown
+
+
+def public_sample(version, settings: PreviewSettings | None = None) -> list[dict]:
+    """The sample rows the public may see: none unless chosen, never a hidden column."""
+    settings = settings or PreviewSettings.of(version)
+    if not settings.show_sample:
+        return []
+    hidden = set(settings.hidden_columns)
+    return [{k: v for k, v in row.items() if k not in hidden} for row in version.sample or [] if isinstance(row, dict)]
+
+
+def column_names(version) -> list[str]:
+    names = [c.get("name") for c in version.columns or [] if c.get("name") is not None]
+    if not names and version.sample and isinstance(version.sample[0], dict):
+        names = list(version.sample[0])
+    return names

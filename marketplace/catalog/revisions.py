@@ -1,0 +1,321 @@
+"""Review before changes go public: the actions on DatasetRevision (see its docstring).
+
+- `edit_dataset`: the owner's edit. A published dataset's public text waits in a `details`
+  revision (a newer edit supersedes the open one); a dataset never approved is edited in place,
+  and an open snapshot of it is replaced by a fresh one, so that a moderator never approves text
+  they were not shown.
+- `submit_version`: a newly linked listing puts its version up for review (`version` revision).
+- `change_preview`: what shows less applies at once; what shows more waits (`preview` revision).
+- `decide`: a moderator approves, rejects or asks for changes to exactly one open revision; a
+  decision on a revision that is no longer open, or that names other listings or content hashes
+  than the revision's, is refused (StaleDecision, HTTP 409).
+
+Every function here takes the dataset's row lock first, so that edits and decisions on one dataset
+happen one at a time.
+"""
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Dataset, DatasetRevision, DatasetVersion, Listing
+from .preview import PreviewSettings
+
+PUBLIC_TEXT = ("title", "summary", "description", "tags", "category", "license")
+Kind, Status = DatasetRevision.Kind, DatasetRevision.Status
+
+
+class StaleDecision(Exception):
+    """The revision is no longer what the moderator was shown."""
+
+
+class DecisionRefused(Exception):
+    """The decision cannot be taken in this order (e.g. a version before its dataset's details)."""
+
+
+def _lock(dataset: Dataset) -> Dataset:
+    return Dataset.objects.select_for_update().get(pk=dataset.pk)
+
+
+def _open(dataset, kind, version=None):
+    revisions = DatasetRevision.objects.select_for_update().filter(dataset=dataset, kind=kind, status__in=DatasetRevision.OPEN)
+    if version is not None:
+        revisions = revisions.filter(version=version)
+    return list(revisions.order_by("created_at", "id"))
+
+
+def _supersede(revisions, by: DatasetRevision | None, reason: str = "") -> None:
+    for revision in revisions:
+        revision.status = Status.SUPERSEDED
+        revision.superseded_by = by
+        if reason:
+            revision.reason = reason
+        revision.save(update_fields=["status", "superseded_by", "reason"])
+
+
+def public_text(dataset: Dataset) -> dict:
+    return {field: getattr(dataset, field) for field in PUBLIC_TEXT}
+
+
+def open_details(dataset: Dataset) -> DatasetRevision | None:
+    return (DatasetRevision.objects.filter(dataset=dataset, kind=Kind.DETAILS, status__in=DatasetRevision.OPEN)
+            .order_by("-created_at", "-id").first())
+
+
+# The owner's changes ------------------------------------------------------------------------------
+
+
+@dataclass
+class EditResult:
+    dataset: Dataset
+    revision: DatasetRevision | None  # the details revision now waiting for review, if any
+
+
+def edit_dataset(dataset: Dataset, *, by, **changes) -> EditResult:
+    """Apply the owner's edit (fields as `services.EDITABLE`; values already validated).
+
+    The payout address applies at once (it is not shown, and only new listings use it). Public
+    text: see the module's docstring. An edit that brings a published dataset's text back to what
+    is public withdraws the open revision instead of creating one.
+    """
+    from . import services
+
+    with transaction.atomic():
+        dataset = _lock(dataset)
+        text = {k: v for k, v in changes.items() if k in PUBLIC_TEXT}
+        other = {k: v for k, v in changes.items() if k not in PUBLIC_TEXT}
+        if other:
+            services.update_dataset(dataset, **other)
+        if not text:
+            return EditResult(dataset, open_details(dataset))
+        open_revisions = _open(dataset, Kind.DETAILS)
+        if dataset.published_at is None:
+            services.update_dataset(dataset, **text)
+            revision = None
+            if open_revisions:  # the dataset is in its first review: what is shown changed
+                revision = DatasetRevision.objects.create(
+                    dataset=dataset, kind=Kind.DETAILS, created_by=by, changes=public_text(dataset))
+                _supersede(open_revisions, revision)
+            return EditResult(dataset, revision)
+        proposed = {**(open_revisions[-1].changes if open_revisions else public_text(dataset)),
+                    **_normalised(text)}
+        if proposed == public_text(dataset):
+            _supersede(open_revisions, None, "withdrawn: the text was changed back to what is public")
+            return EditResult(dataset, None)
+        revision = DatasetRevision.objects.create(dataset=dataset, kind=Kind.DETAILS, created_by=by, changes=proposed)
+        _supersede(open_revisions, revision)
+        return EditResult(dataset, revision)
+
+
+def _normalised(text: dict) -> dict:
+    """The values as update_dataset would store them (tags normalised), so that comparisons with
+    the public text are exact."""
+    from .services import normalise_tags
+
+    return {k: normalise_tags(v) if k == "tags" else v for k, v in text.items()}
+
+
+def submit_version(version: DatasetVersion, listing: Listing, *, by) -> DatasetRevision:
+    """A listing was newly linked to `version`: put it up for review with exactly that listing and
+    content hash. A dataset never approved gets a snapshot of its text to review as well."""
+    with transaction.atomic():
+        dataset = _lock(version.dataset)
+        revision = DatasetRevision.objects.create(
+            dataset=dataset, version=version, kind=Kind.VERSION, created_by=by,
+            listings=[{"chain_id": listing.chain_id, "listing_id": str(listing.listing_id),
+                       "content_hash": version.content_hash}],
+        )
+        _supersede([r for r in _open(dataset, Kind.VERSION, version) if r.pk != revision.pk], revision)
+        if dataset.published_at is None and not _open(dataset, Kind.DETAILS):
+            DatasetRevision.objects.create(dataset=dataset, kind=Kind.DETAILS, created_by=by,
+                                           changes=public_text(dataset))
+        return revision
+
+
+@dataclass
+class PreviewResult:
+    version: DatasetVersion
+    revision: DatasetRevision | None  # what waits for review, if anything
+
+
+def is_public(version: DatasetVersion) -> bool:
+    """A version the public may see: approved, with an approved listing, of a listed dataset."""
+    return (version.review == DatasetVersion.Review.APPROVED
+            and version.dataset.status == Dataset.Status.LISTED
+            and any(listing.approved for listing in version.listings.all()))
+
+
+def change_preview(version: DatasetVersion, settings: PreviewSettings, *, by) -> PreviewResult:
+    """The owner's preview choice for `version`. Before the version is approved it applies as it
+    is (the version's own review covers it). After, whatever shows less applies at once and what
+    shows more waits in a `preview` revision (a newer choice supersedes an open one)."""
+    with transaction.atomic():
+        dataset = _lock(version.dataset)
+        version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+        current = PreviewSettings.of(version)
+        open_revisions = _open(dataset, Kind.PREVIEW, version)
+        if version.review != DatasetVersion.Review.APPROVED:
+            _apply_preview(version, settings)
+            return PreviewResult(version, None)
+        _apply_preview(version, settings.at_most(current))
+        if not settings.shows_more_than(current):
+            _supersede(open_revisions, None, "withdrawn: the preview was changed to show no more than it does")
+            return PreviewResult(version, None)
+        revision = DatasetRevision.objects.create(dataset=dataset, version=version, kind=Kind.PREVIEW,
+                                                  created_by=by, changes=settings.to_json())
+        _supersede(open_revisions, revision)
+        return PreviewResult(version, revision)
+
+
+def _apply_preview(version: DatasetVersion, settings: PreviewSettings) -> None:
+    version.hidden_columns = list(settings.hidden_columns)
+    version.show_sample = settings.show_sample
+    version.show_distributions = settings.show_distributions
+    version.save(update_fields=["hidden_columns", "show_sample", "show_distributions"])
+
+
+def proposed_preview(version: DatasetVersion) -> PreviewSettings:
+    """What the owner asked for: the open preview revision's settings, else the version's."""
+    revision = (DatasetRevision.objects.filter(version=version, kind=Kind.PREVIEW, status__in=DatasetRevision.OPEN)
+                .order_by("-created_at", "-id").first())
+    return PreviewSettings.from_json(revision.changes) if revision else PreviewSettings.of(version)
+
+
+# Moderators' decisions -------------------------------------------------------------------------
+
+
+class Decision:
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+    ALL = (APPROVE, REJECT, REQUEST_CHANGES)
+
+
+@dataclass
+class DecisionResult:
+    revision: DatasetRevision
+    queued: int = 0  # on-chain approvals or clearings queued for the operator sender
+
+
+def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str = "",
+           expected_listings: list | None = None) -> DecisionResult:
+    """Approve, reject or ask for changes to exactly `revision`.
+
+    Refused with StaleDecision when the revision is no longer open (superseded, or decided), or
+    when `expected_listings` (the listing ids and content hashes the moderator was shown, as
+    `[{"listing_id", "content_hash"}]`) differs from the revision's. Refused with
+    DecisionRefused when a new dataset's version is approved before its details. The decision is
+    recorded on the revision (who, when, why); approving a version queues the on-chain approval of
+    exactly its listings.
+    """
+    if decision not in Decision.ALL:
+        raise ValueError(f"unknown decision {decision!r}")
+    with transaction.atomic():
+        dataset = _lock(revision.dataset)
+        revision = DatasetRevision.objects.select_for_update().get(pk=revision.pk)
+        if revision.status not in DatasetRevision.OPEN:
+            later = f" by revision #{revision.superseded_by_id}" if revision.superseded_by_id else ""
+            raise StaleDecision(f"Revision #{revision.pk} is {revision.get_status_display().lower()}{later}: "
+                                "reload it and decide on what is open now.")
+        if expected_listings is not None and _shown(expected_listings) != _shown(revision.listings):
+            raise StaleDecision(f"Revision #{revision.pk} puts other listings on sale than the ones shown: reload it.")
+        result = DecisionResult(revision)
+        if decision == Decision.REQUEST_CHANGES:
+            _record(revision, Status.CHANGES_REQUESTED, moderator, reason)
+            return result
+        if decision == Decision.REJECT:
+            _reject(dataset, revision, moderator, reason, result)
+            return result
+        _approve(dataset, revision, moderator, reason, result)
+        return result
+
+
+def _shown(listings) -> list:
+    return sorted((str(item.get("listing_id")), str(item.get("content_hash", "")).lower()) for item in listings or [])
+
+
+def _record(revision, status, moderator, reason):
+    revision.status = status
+    revision.decided_by = moderator
+    revision.decided_at = timezone.now()
+    revision.reason = reason or ""
+    revision.save(update_fields=["status", "decided_by", "decided_at", "reason"])
+
+
+def _approve(dataset, revision, moderator, reason, result):
+    from . import services
+
+    if revision.kind == Kind.DETAILS:
+        services.update_dataset(dataset, **revision.changes)
+        if dataset.published_at is None:
+            dataset.published_at = timezone.now()
+            dataset.save(update_fields=["published_at", "updated_at"])
+    elif revision.kind == Kind.VERSION:
+        if dataset.published_at is None and _open(dataset, Kind.DETAILS):
+            raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
+                                  f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
+        if dataset.published_at is None:
+            dataset.published_at = timezone.now()
+            dataset.save(update_fields=["published_at", "updated_at"])
+        DatasetVersion.objects.filter(pk=revision.version_id).update(review=DatasetVersion.Review.APPROVED)
+        listings = Listing.objects.filter(
+            version_id=revision.version_id,
+            **_listing_filter(revision.listings),
+        )
+        result.queued = services.approve_listings(list(listings), moderator=moderator)
+    else:
+        _apply_preview(DatasetVersion.objects.select_for_update().get(pk=revision.version_id),
+                       PreviewSettings.from_json(revision.changes))
+    _record(revision, Status.APPROVED, moderator, reason)
+
+
+def _listing_filter(items) -> dict:
+    from django.db.models import Q
+
+    ids = [(int(item["chain_id"]), int(item["listing_id"])) for item in items]
+    query = Q(pk__in=[])
+    for chain_id, listing_id in ids:
+        query |= Q(chain_id=chain_id, listing_id=listing_id)
+    return {"pk__in": Listing.objects.filter(query).values("pk")}
+
+
+def _reject(dataset, revision, moderator, reason, result):
+    from . import services
+
+    _record(revision, Status.REJECTED, moderator, reason)
+    if revision.kind == Kind.VERSION:
+        DatasetVersion.objects.filter(pk=revision.version_id).update(review=DatasetVersion.Review.REJECTED)
+        result.queued = services.clear_listing_approvals(
+            list(Listing.objects.filter(version_id=revision.version_id)), intent="reject", moderator=moderator)
+    elif revision.kind == Kind.DETAILS and dataset.published_at is None:
+        # A new dataset's submission as a whole: its open versions go with it.
+        for other in _open(dataset, Kind.VERSION):
+            _record(other, Status.REJECTED, moderator, reason)
+            DatasetVersion.objects.filter(pk=other.version_id).update(review=DatasetVersion.Review.REJECTED)
+        result.queued = services.reject([dataset], moderator=moderator).queued
+
+
+def decide_dataset(dataset: Dataset, *, decision: str, moderator, reason: str = "") -> list[DecisionResult]:
+    """The same decision on every open revision of `dataset`, details first (the admin's action
+    on datasets, which shows a dataset with everything waiting)."""
+    results = []
+    order = {Kind.DETAILS: 0, Kind.VERSION: 1, Kind.PREVIEW: 2}
+    for revision in sorted(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN),
+                           key=lambda r: (order[r.kind], r.created_at, r.pk)):
+        try:
+            results.append(decide(revision, decision=decision, moderator=moderator, reason=reason))
+        except StaleDecision:
+            continue  # decided along with an earlier one (a rejected submission takes its versions)
+    return results
+
+
+def close_for_chain_reset(chain_id: int) -> int:
+    """The chain was reset: open version revisions name listings that no longer exist."""
+    closed = 0
+    for revision in DatasetRevision.objects.filter(kind=Kind.VERSION, status__in=DatasetRevision.OPEN):
+        if any(int(item.get("chain_id", 0)) == chain_id for item in revision.listings):
+            revision.status = Status.SUPERSEDED
+            revision.reason = "the chain was reset: the version needs listing again"
+            revision.save(update_fields=["status", "reason"])
+            closed += 1
+    return closed

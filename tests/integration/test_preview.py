@@ -1,0 +1,190 @@
+"""The publisher decides what the public sees of a file: by default only the schema, types, null
+counts, row count and number ranges; sample rows and value distributions only when chosen (a
+value seen fewer than 5 times never); a hidden column nowhere public; the uploaded file's name
+only to its owner. Showing less applies at once; showing more on a public version waits for a
+moderator."""
+import pytest
+
+from marketplace.accounts.services import wallet_user
+from marketplace.catalog import preview, services
+from marketplace.catalog.models import DatasetRevision, DatasetVersion
+from tests.factories import make_public
+
+pytestmark = pytest.mark.django_db
+OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+COLUMNS = [
+    {"name": "city", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0, "distinct_count": 3,
+     "min": "Annecy", "max": "Lyon", "top_values": [{"value": "Lyon", "count": 40}, {"value": "Annecy", "count": 4}]},
+    {"name": "population", "type": "integer", "duckdb_type": "BIGINT", "null_count": 1, "distinct_count": 44,
+     "min": 120, "max": 516092, "mean": 20511.5,
+     "histogram": [{"start": 120, "end": 1000, "count": 30}, {"start": 1000, "end": 516092, "count": 2}]},
+    {"name": "email", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0, "distinct_count": 45,
+     "min": "a@example.com", "max": "z@example.com", "top_values": []},
+]
+SAMPLE = [{"city": "Lyon", "population": 516092, "email": "mayor@lyon.example"},
+          {"city": "Annecy", "population": 130721, "email": "contact@annecy.example"}]
+
+
+@pytest.fixture
+def owner(db):
+    return wallet_user(OWNER)
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    from django.test import Client
+
+    signed_in = Client()
+    signed_in.force_login(owner)
+    return signed_in
+
+
+def version(owner, **choice):
+    dataset = services.create_dataset(owner=owner, title="French cities", license="CC-BY-4.0")
+    created = DatasetVersion.objects.create(
+        dataset=dataset, number=1, file="x/1.csv", original_name="mairies-export-2026.csv", format="csv", size=10,
+        content_hash="0x" + "cd" * 32, price=5_000_000, token=TOKEN, analysis_status="done", row_count=45,
+        columns=COLUMNS, sample=SAMPLE, **choice)
+    return make_public(created)
+
+
+def public_version(client, v):
+    body = client.get(f"/api/v1/datasets/{v.dataset.slug}").json()
+    (shown,) = body["versions"]
+    return shown
+
+
+def test_by_default_the_public_sees_the_schema_and_number_ranges_only(client, owner, owner_client):
+    v = version(owner)
+    shown = public_version(client, v)
+    assert shown["sample"] == []
+    assert shown["columns"] == [
+        {"name": "city", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0},
+        {"name": "population", "type": "integer", "duckdb_type": "BIGINT", "null_count": 1, "min": 120,
+         "max": 516092},
+        {"name": "email", "type": "string", "duckdb_type": "VARCHAR", "null_count": 0},
+    ], "no text ranges (they are values), no distinct counts, means, histograms or top values"
+    assert "original_name" not in shown and "review" not in shown
+    assert shown["preview"] == {"hidden_columns": [], "show_sample": False, "show_distributions": False}
+
+    page = client.get(f"/datasets/{v.dataset.slug}").content.decode()
+    assert "mayor@lyon.example" not in page and "Annecy" not in page and "mairies-export" not in page
+    assert "516,092" in page  # the range of a number column
+
+    mine = public_version(owner_client, v)
+    assert mine["original_name"] == "mairies-export-2026.csv" and mine["sample"] == SAMPLE
+    assert mine["columns"] == COLUMNS
+
+
+def test_chosen_distributions_never_show_a_value_seen_fewer_than_5_times(client, owner):
+    v = version(owner, show_distributions=True, show_sample=True)
+    city, population, _ = public_version(client, v)["columns"]
+    assert city["top_values"] == [{"value": "Lyon", "count": 40}], "Annecy, seen 4 times, is left out"
+    assert population["histogram"] == [{"start": 120, "end": 1000, "count": 30},
+                                       {"start": 1000, "end": 516092, "count": None}]
+    assert population["mean"] == 20511.5 and city["distinct_count"] == 3
+    assert "min" not in city, "a text column's range is a value: never shown"
+    assert public_version(client, v)["sample"] == SAMPLE
+    page = client.get(f"/datasets/{v.dataset.slug}").content.decode()
+    assert "fewer than 5" in page and ">Annecy<" not in page.replace("Annecy</td>", "")
+
+
+def test_a_hidden_column_is_absent_from_everything_public(client, owner, settings, tmp_path):
+    v = version(owner, show_sample=True, show_distributions=True, hidden_columns=["email"])
+    shown = public_version(client, v)
+    assert [c["name"] for c in shown["columns"]] == ["city", "population"]
+    assert all("email" not in row for row in shown["sample"])
+    assert shown["preview"]["hidden_columns"] == [], "not even its name"
+    page = client.get(f"/datasets/{v.dataset.slug}").content.decode()
+    assert "email" not in page and "mayor@lyon.example" not in page
+
+
+def test_showing_less_applies_at_once_showing_more_waits_for_review(client, owner, owner_client):
+    v = version(owner, show_sample=True)
+    url = f"/api/v1/datasets/{v.dataset.slug}/versions/1/preview"
+    less = owner_client.patch(url, {"hidden_columns": ["email"], "show_sample": False},
+                              content_type="application/json")
+    assert less.status_code == 200 and less.json()["waiting"] is None
+    assert public_version(client, v)["sample"] == []
+    assert [c["name"] for c in public_version(client, v)["columns"]] == ["city", "population"]
+
+    more = owner_client.patch(url, {"show_sample": True, "show_distributions": True},
+                              content_type="application/json")
+    assert more.status_code == 200
+    waiting = more.json()["waiting"]
+    assert waiting["kind"] == "preview" and waiting["changes"] == {
+        "hidden_columns": ["email"], "show_sample": True, "show_distributions": True}
+    assert public_version(client, v)["sample"] == [], "showing more waits"
+    assert public_version(owner_client, v)["proposed_preview"]["show_sample"] is True
+
+    # A pure reduction while something waits withdraws what waited.
+    owner_client.patch(url, {"show_sample": False, "show_distributions": False}, content_type="application/json")
+    revision = DatasetRevision.objects.get(pk=waiting["id"])
+    assert revision.status == "superseded"
+
+    again = owner_client.patch(url, {"show_sample": True}, content_type="application/json").json()["waiting"]
+    from marketplace.catalog import revisions
+
+    moderator = wallet_user("0x" + "77" * 20)
+    revisions.decide(DatasetRevision.objects.get(pk=again["id"]), decision="approve", moderator=moderator)
+    assert public_version(client, v)["sample"] == [{"city": "Lyon", "population": 516092},
+                                                 {"city": "Annecy", "population": 130721}]
+
+
+def test_before_approval_a_preview_change_applies_as_it_is(owner, owner_client):
+    dataset = services.create_dataset(owner=owner, title="Draft cities", license="CC-BY-4.0")
+    draft = DatasetVersion.objects.create(
+        dataset=dataset, number=1, file="x/2.csv", original_name="d.csv", format="csv", size=10,
+        content_hash="0x" + "ce" * 32, price=5_000_000, token=TOKEN, columns=COLUMNS, sample=SAMPLE)
+    answer = owner_client.patch(f"/api/v1/datasets/{dataset.slug}/versions/1/preview",
+                                {"show_sample": True, "show_distributions": True}, content_type="application/json")
+    assert answer.status_code == 200 and answer.json()["waiting"] is None
+    draft.refresh_from_db()
+    assert draft.show_sample and draft.show_distributions
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"hidden_columns": ["no_such_column"]}, "unknown_column"),
+    ({"show_sample": "sometimes"}, "invalid"),
+    ({"hidden_columns": "email"}, "invalid"),
+])
+def test_preview_choices_are_checked(owner, owner_client, body, field):
+    v = version(owner)
+    answer = owner_client.patch(f"/api/v1/datasets/{v.dataset.slug}/versions/1/preview", body,
+                                content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == field
+
+
+def test_only_the_owner_chooses_the_preview(client, owner):
+    v = version(owner)
+    stranger = wallet_user("0x" + "66" * 20)
+    client.force_login(stranger)
+    answer = client.patch(f"/api/v1/datasets/{v.dataset.slug}/versions/1/preview", {"show_sample": True},
+                          content_type="application/json")
+    assert answer.status_code == 403
+    v.refresh_from_db()
+    assert v.show_sample is False
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("", preview.PreviewSettings()),
+    ("&show_sample=true&show_distributions=1&hidden_columns=email,%20phone",
+     preview.PreviewSettings(("email", "phone"), True, True)),
+])
+def test_the_choice_is_made_at_upload(owner_client, owner, query, expected, settings, tmp_path):
+    dataset = services.create_dataset(owner=owner, title="Uploaded cities", license="CC-BY-4.0")
+    answer = owner_client.post(
+        f"/api/v1/datasets/{dataset.slug}/versions?filename=cities.csv&price=1000000&token={TOKEN}{query}",
+        b"city,population\nLyon,516092\n", content_type="application/octet-stream")
+    assert answer.status_code == 201, answer.json()
+    assert preview.PreviewSettings.of(DatasetVersion.objects.get(dataset=dataset)) == expected
+
+
+def test_an_invalid_choice_at_upload_is_refused(owner_client, owner):
+    dataset = services.create_dataset(owner=owner, title="Uploaded cities", license="CC-BY-4.0")
+    answer = owner_client.post(
+        f"/api/v1/datasets/{dataset.slug}/versions?filename=cities.csv&price=1000000&token={TOKEN}&show_sample=maybe",
+        b"city\nLyon\n", content_type="application/octet-stream")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_preview"
+    assert not DatasetVersion.objects.exists()
