@@ -185,7 +185,8 @@ def version_view(version, *, public=True):
         "sample": sample,
         "created_at": version.created_at,
         "review": version.review,
-        "review_label": version.get_review_display(),
+        "review_label": ("Not listed yet" if version.review == DatasetVersion.Review.PENDING and listing is None
+                         else version.get_review_display()),
         "public": revisions.is_public(version),
         "show_sample": version.show_sample,
         "show_distributions": version.show_distributions,
