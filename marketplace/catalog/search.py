@@ -19,6 +19,8 @@ Processes:
   :meth:`CatalogIndex.reload` does both at once.
 
 Facet counts are cached per (text, filters) for a few seconds (see :class:`CatalogIndex`).
+Browsing the whole catalog (no words, no filters) reads its pages from the order of each sort,
+computed once per commit of the index (see :meth:`CatalogIndex.search`).
 
 Any query string is accepted: it goes through Tantivy's lenient parser (so ``title:x``, quotes,
 ``AND``/``OR``/``-``/``+``, parentheses, ranges work as in Tantivy's query language and anything
@@ -393,6 +395,10 @@ class CatalogIndex:
         self._broad_matches = broad_matches
         self._follow_interval = follow_interval
         self._followed_at = time.monotonic()
+        # The commit this instance has reloaded to (see _sync_commit), and for that commit the
+        # whole catalog's first MAX_OFFSET + MAX_LIMIT ids in each sort's order.
+        self._commit: tuple | None = None
+        self._browse: dict[tuple, list[int]] = {}
 
     @staticmethod
     def _open(path: Path) -> tantivy.Index:
@@ -436,6 +442,23 @@ class CatalogIndex:
         self._index.reload()
         self._facet_cache.clear()
 
+    def _sync_commit(self) -> None:
+        """Make sure searches see at least the commit now on disk, and drop the browse orders of
+        an older one. Tantivy replaces meta.json at every commit (and merge), so its identity
+        names the commit; a changed one reloads the reader at once rather than within Tantivy's
+        own reload delay, so an order computed after this call is never older than its key."""
+        try:
+            stat = os.stat(self.path / "meta.json")
+        except FileNotFoundError:
+            return
+        commit = (self.path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if commit != self._commit:
+            with self._lock:
+                if commit != self._commit:
+                    self._index.reload()
+                    self._browse = {}
+                    self._commit = commit
+
     def _follow_link(self) -> bool:
         """Switch to the directory ``current`` points at now, if it moved. True if it did."""
         self._followed_at = time.monotonic()
@@ -477,7 +500,9 @@ class CatalogIndex:
         ):
             self._follow_link()
 
+        self._sync_commit()
         index = self._index  # one snapshot of the attribute for the whole call
+        browse = self._browse
         searcher = index.searcher()
         filters = _filter_queries(q)
         text = _clean(q.text or "")[:MAX_QUERY_CHARS]
@@ -486,6 +511,21 @@ class CatalogIndex:
         facets = self._facet_cache.get(facet_key) if q.facets else {}
 
         order_by, order = _sort_field(q.sort, has_text)
+        if not has_text and not filters:
+            # The whole catalog in a sort's order: the same ~10 ms scan of every document for
+            # every page, so it is done once per commit and each page is a slice of it.
+            ids = browse.get((order_by, order))
+            if ids is None:
+                res = searcher.search(tantivy.Query.all_query(), limit=MAX_OFFSET + MAX_LIMIT,
+                                      order_by_field=order_by, order=order, count=False)
+                ids = [int(i) for i in searcher.fast_field_values("id", [addr for _, addr in res.hits])]
+                browse[(order_by, order)] = ids
+            if facets is None:
+                facets = _facets(searcher, tantivy.Query.all_query())
+                broad = searcher.num_docs >= self._broad_matches
+                self._facet_cache.put(facet_key, facets, ttl=self._broad_facet_ttl if broad else None)
+            return SearchResult(ids=ids[offset:offset + limit], total=searcher.num_docs,
+                                facets={name: list(values) for name, values in facets.items()})
         # Plan B for a query Tantivy refuses at search time (e.g. `title:*` on a field that is not
         # fast): its bare words, lowercased so that AND/OR/NOT are words, not operators.
         attempts = [text, " ".join(_WORDS.findall(text.lower()))] if has_text else [None]

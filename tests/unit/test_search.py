@@ -332,6 +332,37 @@ def test_pages_are_stable_and_complete(segmented, sort, text):
     assert segmented.search(SearchQuery(text=text, sort=sort, offset=offset)).ids == []
 
 
+@pytest.mark.parametrize("sort", SORTS)
+def test_browsing_pages_match_the_engines_own_order(segmented, sort):
+    """Browsing (no words, no filters) reads a per-commit order; a filter that keeps everything
+    sends the same query through the engine: both give the same ids in the same order, ties
+    included, on every page."""
+    everything = dict(price_min=0.0)
+    for offset, limit in [(0, 20), (0, 1), (7, 7), (13, 100), (59, 5), (60, 5)]:
+        browsed = segmented.search(SearchQuery(sort=sort, offset=offset, limit=limit))
+        engine = segmented.search(SearchQuery(sort=sort, offset=offset, limit=limit, **everything))
+        assert browsed.ids == engine.ids
+        assert browsed.total == engine.total == len(CORPUS)
+        assert browsed.facets == engine.facets
+
+
+def test_browsing_follows_each_commit_without_waiting_for_a_reload(tmp_path):
+    path = tmp_path / "idx"
+    build_index(path, CORPUS[:3])
+    reader = CatalogIndex(path)
+    newest = SearchQuery(sort="newest", facets=False)
+    assert reader.search(newest).ids == [3, 2, 1]
+    with CatalogIndex(path).writer() as w:  # another process's writer
+        w.upsert(make_doc(4))
+        w.commit()
+        assert reader.search(newest).ids == [4, 3, 2, 1]  # no reload(), no wait
+        assert reader.search(newest).total == 4
+        w.delete(3)
+        w.upsert(make_doc(2, created_at=T0 + dt.timedelta(days=30)))
+    assert reader.search(newest).ids == [2, 4, 1]
+    assert reader.search(SearchQuery(sort="newest", offset=1, limit=1, facets=False)).ids == [4]
+
+
 def test_page_limits(index):
     assert index.search(SearchQuery(offset=MAX_OFFSET, limit=MAX_LIMIT)).ids == []
     assert index.search(SearchQuery(limit=0)).ids == []
