@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -168,7 +169,7 @@ end
     os.unlink(script.name)
     marks = dict(line.split() for line in out.splitlines() if line.startswith(("P", "ERRORS")))
     rps = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec")), 0.0)
-    print(f"{name:<34} {rps:>8.1f} req/s   p50 {marks.get('P50', '?'):>7} ms   p90 {marks.get('P90', '?'):>7} ms"
+    print(f"{name:<50} {rps:>8.1f} req/s   p50 {marks.get('P50', '?'):>7} ms   p90 {marks.get('P90', '?'):>7} ms"
           f"   p95 {marks.get('P95', '?'):>7} ms   p99 {marks.get('P99', '?'):>7} ms   errors {marks.get('ERRORS', '?')}")
     return rps, marks.get("P95", "?")
 
@@ -209,6 +210,48 @@ def query_shapes(rng, publishers):
     ]
 
 
+def churn_seen(base, title, wait=10.0):
+    """Whether a search for `title` finds it within `wait` seconds (search_sync applied it)."""
+    if title is None:
+        return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        query = urllib.parse.urlencode({"q": f'"{title}"'})
+        body = urllib.request.urlopen(f"{base}/api/v1/search?{query}", timeout=30).read().decode()
+        if title in body:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+class Churn(threading.Thread):
+    """A publisher's edit every 1/rate seconds: a title changes in PostgreSQL and search_sync
+    commits it to the index, so readers see a new commit (and recompute what they keep per
+    commit) as on a live catalog."""
+
+    def __init__(self, rate, rows):
+        super().__init__(daemon=True)
+        self.rate, self.rows, self.edits, self.last_title = rate, rows, 0, None
+        self._halt = threading.Event()
+
+    def run(self):
+        import psycopg
+
+        rng = random.Random(13)
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+            while not self._halt.wait(1 / self.rate):
+                title = f"Edited {rng.choice(MID)} {rng.choice(RARE)} {self.edits}"
+                conn.execute("UPDATE catalog_dataset SET title = %s, updated_at = now() WHERE id = %s",
+                             [title, rng.randint(1, self.rows)])
+                self.edits += 1
+                self.last_title = title
+
+    def stop(self):
+        if self.is_alive():
+            self._halt.set()
+            self.join()
+
+
 def to_address(n):
     from eth_utils import to_checksum_address
 
@@ -220,6 +263,9 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--publishers", type=int, default=12_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per line")
+    parser.add_argument("--churn", type=float, default=1.0,
+                        help="dataset edits per second during the measurement, applied by the real search_sync "
+                             "process (each one is an index commit); 0: a catalog that never changes")
     parser.add_argument("--shape", action="append", help="only the shapes whose name contains this (repeatable)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (the Procfile runs 4)")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (the Procfile runs sync workers: 1)")
@@ -254,7 +300,13 @@ def main():
         [str(Path(sys.executable).parent / "gunicorn"), "marketplace.wsgi", "--bind", f"127.0.0.1:{port}",
          "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"], cwd=ROOT, env=os.environ)
     base = f"http://127.0.0.1:{port}"
+    sync = churn = None
     try:
+        if args.churn > 0:
+            sync = subprocess.Popen([sys.executable, "manage.py", "search_sync"], cwd=ROOT, env=os.environ,
+                                    stdout=subprocess.DEVNULL)
+            churn = Churn(args.churn, args.rows)
+            churn.start()
         for _ in range(100):
             try:
                 urllib.request.urlopen(base + "/api/v1/search?q=data", timeout=30).read()
@@ -279,7 +331,16 @@ def main():
         for name, api, page in figures:
             ratio = f"{api[0] / trivial[0]:.3f}" if trivial[0] else "?"
             print(f"{name:<44} {api[1]:>8} {page[1]:>9}  {ratio}")
+        if churn:
+            churn.stop()
+            print(f"\nmeanwhile {churn.edits} dataset edits were made; the last one "
+                  f"{'is' if churn_seen(base, churn.last_title) else 'is NOT'} found by the search API")
     finally:
+        if churn:
+            churn.stop()
+        if sync:
+            sync.terminate()
+            sync.wait()
         server.terminate()
         server.wait()
         if args.keep is None:
