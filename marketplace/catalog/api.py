@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, errors
+from marketplace.limits.http import enforce, upload_reservation
 
 from . import services, uploads
 from .models import CATEGORIES, Dataset, DatasetVersion
@@ -87,10 +88,11 @@ class IsSignedIn(permissions.IsAuthenticated):
 class DatasetCreateView(APIView):
     permission_classes = [IsSignedIn]
 
-    @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer, **errors(400, 403)})
+    @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer, **errors(400, 403, 413, 429)})
     def post(self, request):
         data = DatasetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "dataset")
         fields = {k: v for k, v in data.validated_data.items()}
         dataset = services.create_dataset(owner=request.user, **fields)
         return Response(DatasetSerializer(dataset).data, status=201)
@@ -137,7 +139,7 @@ class VersionUploadView(APIView):
             OpenApiParameter("price", str, required=True, description="Price in token base units (25 USDC = 25000000)"),
             OpenApiParameter("token", str, description="Payment token address (default: the deployed test USDC)"),
         ],
-        responses={201: VersionSerializer, **errors(400, 403, 404, 413, 415)},
+        responses={201: VersionSerializer, **errors(400, 403, 404, 411, 413, 415, 429, 507)},
     )
     def post(self, request, slug):
         dataset = get_object_or_404(Dataset, slug=slug)
@@ -156,11 +158,13 @@ class VersionUploadView(APIView):
             declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
         except ValueError:
             declared = None
-        try:
-            received = uploads.receive(request._request, filename=request.query_params.get("filename", ""), declared_size=declared)
-        except uploads.UploadRejected as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
-        version = services.add_version(dataset, received, price=price, token=token)
+        enforce(request, "upload")
+        with upload_reservation(request) as (reservation, body):
+            try:
+                received = uploads.receive(body, filename=request.query_params.get("filename", ""), declared_size=declared)
+            except uploads.UploadRejected as exc:
+                raise APIError(exc.code, exc.message, status=exc.status) from None
+            version = services.add_version(dataset, received, price=price, token=token, reservation=reservation)
         return Response(VersionSerializer(version).data, status=201)
 
 
