@@ -7,7 +7,7 @@ class LimitsConfig(AppConfig):
     verbose_name = "Limits"
 
     def ready(self):
-        # A mistyped rate in the environment stops the start with a message, not the first request.
-        from .services import configured_rates
+        # A mistyped rate or Redis URL stops the start with a message, not the first request.
+        from .services import check_configuration
 
-        configured_rates()
+        check_configuration()

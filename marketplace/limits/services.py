@@ -87,6 +87,16 @@ def configured_rates() -> dict[tuple[str, str], Rate | None]:
     return rates
 
 
+def check_configuration() -> None:
+    """Called at start: every rate parses, and LIMITS_REDIS_URL (if set) is a Redis URL."""
+    configured_rates()
+    if settings.LIMITS_REDIS_URL:
+        try:
+            counters()
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"LIMITS_REDIS_URL: {exc}") from None
+
+
 def rate_for(rule: str, scope: str) -> Rate | None:
     return configured_rates().get((rule, scope))
 
@@ -251,11 +261,13 @@ def consume(rule: str, *, ip: str | None = None, wallet: str | None = None, now:
 
 
 def human_duration(seconds: int) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
+    """Rounded up, in the largest unit that still reads precisely ("in 24 hours", not "in 1 day")."""
+    for unit, size, below in (("second", 1, 100), ("minute", 60, 6000), ("hour", 3600, 48 * 3600)):
+        if seconds < below:
             n = math.ceil(seconds / size)
-            return f"{n} {unit}{'s' if n > 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    n = math.ceil(seconds / 86400)
+    return f"{n} days"
 
 
 # Storage --------------------------------------------------------------------------------------------
@@ -268,7 +280,7 @@ class StorageRefused(Exception):
 
 
 def human_size(size: int) -> str:
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if size >= scale:
             return f"{size / scale:,.1f} {unit}"
     return f"{size:,} bytes"

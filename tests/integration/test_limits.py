@@ -26,7 +26,8 @@ from marketplace.limits import services
 from marketplace.limits.models import RequestLog
 from tests.conftest import ROOT, database_url, dead_broker_url, wait_until
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# The machine's Redis (TEST_REDIS_URL to use another); keys get a prefix per test.
+REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def limit(settings, rule, **rates):
@@ -43,6 +44,11 @@ def backend(request, settings, monkeypatch):
         settings.LIMITS_REDIS_URL = ""
         yield "postgres"
         return
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        pytest.fail(f"the limits' Redis tests need a Redis server at {REDIS_URL} ({error}); "
+                    "start one (apt-get install redis-server) or set TEST_REDIS_URL")
     prefix = f"test-limits-{secrets.token_hex(8)}:"
     settings.LIMITS_REDIS_URL = REDIS_URL
     settings.LIMITS_REDIS_PREFIX = prefix

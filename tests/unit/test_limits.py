@@ -49,8 +49,8 @@ def test_retry_after_waits_for_the_oldest_hit_that_makes_room_to_leave():
 
 
 def test_durations_read_as_people_say_them():
-    assert [human_duration(s) for s in (1, 45, 60, 61, 3600, 7200, 90000)] == [
-        "1 second", "45 seconds", "1 minute", "2 minutes", "1 hour", "2 hours", "2 days"]
+    assert [human_duration(s) for s in (1, 45, 99, 100, 3599, 7200, 86400, 172800, 200000)] == [
+        "1 second", "45 seconds", "99 seconds", "2 minutes", "60 minutes", "2 hours", "24 hours", "2 days", "3 days"]
 
 
 def request(remote="192.0.2.10", forwarded=None):
@@ -95,3 +95,17 @@ def test_an_ipv6_client_counts_as_its_64(settings):
     assert client_network(request(remote="2001:db8:1:2:aaaa::1")) == "2001:db8:1:2::/64"
     assert client_network(request(remote="2001:db8:1:2:ffff::9")) == "2001:db8:1:2::/64"
     assert client_network(request(remote="203.0.113.9")) == "203.0.113.9"
+
+
+def test_a_malformed_redis_url_is_a_configuration_error(settings):
+    from marketplace.limits.services import check_configuration
+
+    settings.LIMITS_REDIS_URL = "127.0.0.1:6379"
+    with pytest.raises(ImproperlyConfigured, match="LIMITS_REDIS_URL: Redis URL must specify one of the following schemes"):
+        check_configuration()
+
+
+def test_sizes_read_in_binary_units():
+    from marketplace.limits.services import human_size
+
+    assert [human_size(n) for n in (80, 2048, 50 * 1024**3)] == ["80 bytes", "2.0 KiB", "50.0 GiB"]
