@@ -2,6 +2,7 @@
 
     {"error": {"code": "not_found", "message": "Not found.", "fields": {...}}}
 """
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -16,6 +17,10 @@ class APIError(exceptions.APIException):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):  # Django refusing a body DRF asked it for
+        from marketplace.limits.parsers import BodyTooLarge, TooManyFields
+
+        exc = BodyTooLarge() if isinstance(exc, RequestDataTooBig) else TooManyFields()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "marketplace.chain",
     "marketplace.catalog",
     "marketplace.outbox",
+    "marketplace.limits",
     "marketplace.web",
 ]
 
@@ -119,6 +120,8 @@ CELERY_BEAT_SCHEDULE = {
     # The single operator sender (moderator approvals on-chain); idle runs never touch the chain.
     "chain-send-operator-actions": {"task": "chain.send_operator_actions", "schedule": 5.0,
                                     "options": {"expires": 5.0}},
+    "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
+    "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -209,7 +212,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "EXCEPTION_HANDLER": "marketplace.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"sign_in": os.environ.get("SIGN_IN_RATE", "30/minute")},
+    # JSON and form bodies: refused with 413 past DATA_UPLOAD_MAX_MEMORY_SIZE (see Limits below).
+    "DEFAULT_PARSER_CLASSES": ["marketplace.limits.parsers.JSONParser", "marketplace.limits.parsers.FormParser",
+                               "marketplace.limits.parsers.MultiPartParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Datamarket API",
@@ -222,6 +227,35 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 SIWE_NONCE_TTL = env_int("SIWE_NONCE_TTL", 300)  # seconds a sign-in nonce stays usable
+
+# Limits (marketplace/limits) -------------------------------------------------------------------
+# Rates per rule and scope ("ip": the client's address, an IPv6 client's /64; "wallet": the
+# signed-in wallet), as "count/second|minute|hour|day" or "off". Nonces count per address when
+# issued and per wallet when a wallet signs in with one (the address in a nonce request is
+# unproven, so counting it there would let anyone use up another wallet's allowance).
+LIMITS = {
+    "nonce": {"ip": os.environ.get("LIMIT_NONCES_PER_IP", "30/minute"),
+              "wallet": os.environ.get("LIMIT_NONCES_PER_WALLET", "20/hour")},
+    "sign_in": {"ip": os.environ.get("LIMIT_SIGN_INS_PER_IP", "30/minute")},
+    "upload": {"ip": os.environ.get("LIMIT_UPLOADS_PER_IP", "300/day"),
+               "wallet": os.environ.get("LIMIT_UPLOADS_PER_WALLET", "100/day")},
+    "dataset": {"ip": os.environ.get("LIMIT_DATASETS_PER_IP", "200/day"),
+                "wallet": os.environ.get("LIMIT_DATASETS_PER_WALLET", "50/day")},
+}
+# Counters live in Redis when this is set (e.g. redis://redis:6379/1), else in PostgreSQL.
+LIMITS_REDIS_URL = os.environ.get("LIMITS_REDIS_URL", "")
+LIMITS_REDIS_PREFIX = os.environ.get("LIMITS_REDIS_PREFIX", "limits:")
+# How many proxies in front of the web server append to X-Forwarded-For; the client's address is
+# the entry the outermost of them added. 0: the TCP peer is the client and the header is ignored.
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+# Bytes of dataset files per wallet and per client address (0: no quota), and the free space the
+# upload and storage volumes keep: an upload that would go below it is refused.
+STORAGE_QUOTA_PER_WALLET = env_int("STORAGE_QUOTA_PER_WALLET", 50 * 1024**3)
+STORAGE_QUOTA_PER_IP = env_int("STORAGE_QUOTA_PER_IP", 200 * 1024**3)
+UPLOAD_MIN_FREE_DISK = env_int("UPLOAD_MIN_FREE_DISK", 2 * 1024**3)
+UPLOAD_RESERVATION_TTL = 600  # seconds a reservation outlives its upload's last sign of life
+# JSON and form bodies larger than this are refused with 413 (Django's name for the form limit).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_SIZE", 2_621_440)
 
 LOGGING = {
     "version": 1,

@@ -34,7 +34,7 @@ DEV_KEYS = [
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Rate limits and other cached state start empty in every test."""
+    """Cached state starts empty in every test (rate limits live in the database, or Redis)."""
     from django.core.cache import cache
 
     cache.clear()

@@ -4,16 +4,13 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, errors
+from marketplace.limits.http import RateLimited, enforce
+from marketplace.limits.services import LimitExceeded
 
 from . import avatars, services
-
-
-class SignInThrottle(AnonRateThrottle):
-    scope = "sign_in"
 
 
 class UserSerializer(serializers.Serializer):
@@ -40,7 +37,6 @@ class NonceView(APIView):
     answer also carries the exact message for that wallet to sign."""
 
     authentication_classes = []
-    throttle_classes = [SignInThrottle]
 
     @extend_schema(
         request=NonceSerializer,
@@ -48,6 +44,7 @@ class NonceView(APIView):
                                                     "message": serializers.CharField(required=False)}), **errors(400, 429)},
     )
     def post(self, request):
+        enforce(request, "nonce")
         data = NonceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         nonce = services.issue_nonce()
@@ -65,10 +62,9 @@ class SignInSerializer(serializers.Serializer):
 class SignInView(APIView):
     """Verify a signed EIP-4361 message and start a session for its address."""
 
-    throttle_classes = [SignInThrottle]
-
     @extend_schema(request=SignInSerializer, responses={200: UserSerializer, **errors(400, 401, 429, 503)})
     def post(self, request):
+        enforce(request, "sign_in")
         data = SignInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -76,6 +72,8 @@ class SignInView(APIView):
         except services.SignInError as exc:
             status = {"bad_signature": 401, "chain_unavailable": 503}.get(exc.code, 400)
             raise APIError(exc.code, exc.message, status=status) from None
+        except LimitExceeded as exc:
+            raise RateLimited(exc) from None
         return Response(UserSerializer(user).data)
 
 

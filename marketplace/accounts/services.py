@@ -14,6 +14,7 @@ from eth_account.messages import _hash_eip191_message, encode_defunct
 from siwe import SiweMessage
 
 from marketplace.chain.client import get_web3
+from marketplace.limits.services import consume
 
 from . import avatars
 from .models import Avatar, SignInNonce, User
@@ -41,11 +42,19 @@ class SignInError(Exception):
 
 def issue_nonce() -> SignInNonce:
     now = timezone.now()
-    # Forget expired nonces now and then; they can never be used anyway.
-    SignInNonce.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()
     return SignInNonce.objects.create(
         nonce=secrets.token_hex(16), expires_at=now + timedelta(seconds=settings.SIWE_NONCE_TTL)
     )
+
+
+# An expired nonce is kept this long, so that a late sign-in is told it expired, not that it is unknown.
+EXPIRED_NONCE_KEPT = timedelta(hours=1)
+
+
+def delete_expired_nonces() -> int:
+    """Delete nonces that expired a while ago (run by beat; they can never be used again)."""
+    deleted, _ = SignInNonce.objects.filter(expires_at__lt=timezone.now() - EXPIRED_NONCE_KEPT).delete()
+    return deleted
 
 
 SIGN_IN_STATEMENT = "Sign in to Datamarket."
@@ -139,6 +148,8 @@ def sign_in(request, *, message: str, signature: str) -> User:
         address = to_checksum_address(parsed.address)
         if not signature_is_valid(address, message, signature):
             raise SignInError("bad_signature", "The signature does not match the message's address.")
+        # Nonces count per wallet here, when used: only the wallet's own signature spends its allowance.
+        consume("nonce", wallet=address.lower())
         nonce.used_at = now
         nonce.save(update_fields=["used_at"])
         user = wallet_user(address)

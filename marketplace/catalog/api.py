@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, errors
+from marketplace.limits.http import enforce, upload_reservation
 
 from . import revisions, services, uploads
 from .models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
@@ -179,10 +180,11 @@ def viewer_context(request, dataset) -> dict:
 class DatasetCreateView(APIView):
     permission_classes = [IsSignedIn]
 
-    @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer, **errors(400, 403)})
+    @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer, **errors(400, 403, 413, 429)})
     def post(self, request):
         data = DatasetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "dataset")
         fields = {k: v for k, v in data.validated_data.items()}
         dataset = services.create_dataset(owner=request.user, **fields)
         return Response(DatasetSerializer(dataset, context={"owner": True}).data, status=201)
@@ -241,7 +243,7 @@ class VersionUploadView(APIView):
             OpenApiParameter("show_distributions", bool, description="Show top values, histograms, distinct counts "
                              "and means publicly (default: false)"),
         ],
-        responses={201: VersionSerializer, **errors(400, 403, 404, 413, 415)},
+        responses={201: VersionSerializer, **errors(400, 403, 404, 411, 413, 415, 429, 507)},
     )
     def post(self, request, slug):
         dataset = get_object_or_404(Dataset, slug=slug)
@@ -261,11 +263,14 @@ class VersionUploadView(APIView):
             declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
         except ValueError:
             declared = None
-        try:
-            received = uploads.receive(request._request, filename=request.query_params.get("filename", ""), declared_size=declared)
-        except uploads.UploadRejected as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
-        version = services.add_version(dataset, received, price=price, token=token, preview=preview)
+        enforce(request, "upload")
+        with upload_reservation(request) as (reservation, body):
+            try:
+                received = uploads.receive(body, filename=request.query_params.get("filename", ""), declared_size=declared)
+            except uploads.UploadRejected as exc:
+                raise APIError(exc.code, exc.message, status=exc.status) from None
+            version = services.add_version(dataset, received, price=price, token=token, preview=preview,
+                                           reservation=reservation)
         return Response(VersionSerializer(version, context={"owner": True}).data, status=201)
 
 

@@ -11,6 +11,7 @@ from eth_utils import to_checksum_address
 from markdown_it import MarkdownIt
 import nh3
 
+from marketplace.limits.services import settle_storage
 from marketplace.outbox.services import enqueue
 
 from .models import Dataset, DatasetVersion
@@ -98,11 +99,13 @@ class _MovableFile(File):
         return self.file.name
 
 
-def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: str, preview=None) -> DatasetVersion:
+def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: str, preview=None,
+                reservation=None) -> DatasetVersion:
     """Store a received file as the dataset's next version and queue its analysis. If anything
     fails, neither the stored file nor the row stays behind. `preview` (a PreviewSettings) is the
     publisher's choice of what the public sees of it (the default shows no sample rows and no
-    distributions); the version's own review covers it."""
+    distributions); the version's own review covers it. A storage `reservation` (uploads through
+    the API) is settled into its quotas in the same transaction."""
     from .preview import PreviewSettings
 
     preview = preview or PreviewSettings()
@@ -133,6 +136,8 @@ def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: 
             )
             if tabular:
                 enqueue("catalog.analyse_version", args=[version.pk])
+            if reservation is not None:
+                settle_storage(reservation, size=received.size)
     except BaseException:
         if stored_name:
             storage.delete(stored_name)

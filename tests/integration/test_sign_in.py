@@ -172,11 +172,13 @@ def test_nonce_for_a_malformed_address_is_refused(client, db):
     assert response.status_code == 400 and response.json()["error"]["fields"]["address"]
 
 
-def test_sign_in_attempts_are_rate_limited(client, db, monkeypatch):
-    from marketplace.accounts.api import SignInThrottle
-
-    monkeypatch.setattr(SignInThrottle, "rate", "3/minute", raising=False)
+def test_nonces_are_rate_limited_per_client_address(client, db, settings):
+    settings.LIMITS = {**settings.LIMITS, "nonce": {"ip": "3/minute"}}
     codes = [client.post("/api/v1/auth/nonce").status_code for _ in range(4)]
     assert codes == [201, 201, 201, 429]
-    error = client.post("/api/v1/auth/nonce").json()["error"]
-    assert error["code"] == "throttled" and "available in" in error["message"]
+    response = client.post("/api/v1/auth/nonce")
+    error = response.json()["error"]
+    assert error["code"] == "throttled"
+    assert "Too many sign-in requests from your network address (at most 3 per minute)" in error["message"]
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert client.post("/api/v1/auth/nonce", REMOTE_ADDR="198.51.100.7").status_code == 201  # another client
