@@ -11,6 +11,7 @@ import json
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from marketplace.chain.models import OperatorAction
@@ -62,25 +63,70 @@ def _report(modeladmin, request, result, done):
         modeladmin.message_user(request, note, messages.WARNING)
 
 
-def _ask_reason(modeladmin, request, queryset, *, action, intro, submit, items):
-    """The intermediate page of a decision that needs a statement of reasons; None once given."""
+def _confirm(modeladmin, request, queryset, *, action, intro, submit, waiting=None, items=None, need_reason):
+    """The intermediate page of a decision: what it decides (for the dataset actions, every open
+    revision with what approving it makes public, whose ids are posted back, so that only what
+    was shown is decided), and the statement of reasons when one is needed. None once confirmed."""
     reason = request.POST.get("reason", "").strip()
-    if request.POST.get("confirmed") and reason:
+    if request.POST.get("confirmed") and (reason or not need_reason):
         return None
-    return TemplateResponse(request, "admin/catalog/decision_reason.html", {
+    if waiting is not None:
+        items = [format_html("{}<div>{}</div>", str(r), revision_summary(r)) for r in waiting]
+    return TemplateResponse(request, "admin/catalog/decision.html", {
         **modeladmin.admin_site.each_context(request), "title": submit, "intro": intro, "items": items,
-        "queryset": queryset, "action": action, "submit": submit, "reason": reason,
+        "queryset": queryset, "action": action, "submit": submit, "reason": reason, "need_reason": need_reason,
+        "revision_ids": [r.pk for r in waiting or []],
         "error": "Give the reasons: the publisher sees them." if request.POST.get("confirmed") else "",
     })
 
 
+def _confirmed(request, waiting):
+    """The revisions among `waiting` whose ids the confirmation page posted back (what was shown)."""
+    shown = {int(pk) for pk in request.POST.getlist("revision") if pk.isdigit()}
+    return [r for r in waiting if r.pk in shown]
+
+
+def revision_summary(revision):
+    """What approving `revision` makes public, as the moderator sees it."""
+    if revision.kind == DatasetRevision.Kind.DETAILS:
+        current = revisions.public_text(revision.dataset)
+        rows = [(field, json.dumps(current.get(field), ensure_ascii=False), json.dumps(value, ensure_ascii=False))
+                for field, value in revision.changes.items()
+                if revision.dataset.published_at is None or current.get(field) != value]
+        return format_html("<table><tr><th>field</th><th>public now</th><th>proposed</th></tr>{}</table>",
+                           format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
+    if revision.kind == DatasetRevision.Kind.PREVIEW:
+        return format_html("Preview: {}", _preview_text(revision.changes))
+    version = revision.version
+    listings = format_html_join(", ", "#{} on chain {} (content hash {})",
+                                ((i.get("listing_id"), i.get("chain_id"), i.get("content_hash"))
+                                 for i in revision.listings)) or "—"
+    preview = revision.changes.get("preview")
+    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; preview: {}",
+                       version.original_name, version.size, version.row_count, version.content_hash, listings,
+                       _preview_text(preview) if preview is not None else "as the version has it")
+
+
+def _preview_text(preview: dict) -> str:
+    hidden = preview.get("hidden_columns") or []
+    return "; ".join([
+        f"hidden columns: {', '.join(hidden)}" if hidden else "no hidden column",
+        "sample rows public" if preview.get("show_sample") else "no sample rows",
+        "distributions public" if preview.get("show_distributions") else "no distributions",
+    ])
+
+
 def _decide(modeladmin, request, revision_list, decision, reason=""):
     done = stale = queued = 0
+    started = timezone.now()
     for revision in revision_list:
         try:
             queued += revisions.decide(revision, decision=decision, moderator=request.user, reason=reason).queued
             done += 1
         except (revisions.StaleDecision, revisions.DecisionRefused) as exc:
+            revision.refresh_from_db(fields=["decided_by", "decided_at"])
+            if revision.decided_by_id == request.user.pk and revision.decided_at and revision.decided_at >= started:
+                continue  # decided along with an earlier one (a rejected submission takes its versions)
             stale += 1
             modeladmin.message_user(request, str(exc), messages.ERROR)
     if done:
@@ -119,16 +165,31 @@ class DatasetAdmin(admin.ModelAdmin):
     def approve_on_chain(self, request, queryset):
         order = {DatasetRevision.Kind.DETAILS: 0, DatasetRevision.Kind.VERSION: 1, DatasetRevision.Kind.PREVIEW: 2}
         waiting = sorted(self._open(queryset), key=lambda r: (r.dataset_id, order[r.kind], r.created_at, r.pk))
-        _decide(self, request, waiting, revisions.Decision.APPROVE)
+        page = _confirm(self, request, queryset, action="approve_on_chain", submit="Approve", waiting=waiting,
+                        intro="Approve exactly these revisions:", need_reason=False)
+        if page is not None:
+            return page
+        self._decide_shown(request, queryset, waiting, revisions.Decision.APPROVE)
 
     @admin.action(description="Reject what waits for review (a new dataset: all of it)", permissions=["change"])
     def reject(self, request, queryset):
         waiting = self._open(queryset)
-        page = _ask_reason(self, request, queryset, action="reject", submit="Reject",
-                           intro="Reject these changes:", items=[str(r) for r in waiting])
+        page = _confirm(self, request, queryset, action="reject", submit="Reject", waiting=waiting,
+                        intro="Reject exactly these revisions:", need_reason=True)
         if page is not None:
             return page
-        _decide(self, request, waiting, revisions.Decision.REJECT, request.POST["reason"].strip())
+        self._decide_shown(request, queryset, waiting, revisions.Decision.REJECT, request.POST["reason"].strip())
+
+    def _decide_shown(self, request, queryset, waiting, decision, reason=""):
+        """Decide what the confirmation page showed; a revision opened since waits for another look,
+        and one superseded since is refused by revisions.decide."""
+        shown_ids = {int(pk) for pk in request.POST.getlist("revision") if pk.isdigit()}
+        newer = [r for r in waiting if r.pk not in shown_ids]
+        stale = DatasetRevision.objects.filter(pk__in=shown_ids - {r.pk for r in waiting}, dataset__in=queryset)
+        _decide(self, request, _confirmed(request, waiting) + list(stale), decision, reason)
+        if newer:
+            self.message_user(request, f"{len(newer)} revision(s) opened since the confirmation page was shown "
+                              "were not decided: look at them first.", messages.WARNING)
 
     @admin.action(description="Delist", permissions=["change"])
     def delist(self, request, queryset):
@@ -160,19 +221,7 @@ class DatasetRevisionAdmin(admin.ModelAdmin):
 
     @admin.display(description="what approving it makes public")
     def what_changes(self, revision):
-        if revision.kind == DatasetRevision.Kind.DETAILS:
-            current = revisions.public_text(revision.dataset)
-            rows = [(field, json.dumps(current.get(field), ensure_ascii=False),
-                     json.dumps(value, ensure_ascii=False))
-                    for field, value in revision.changes.items()
-                    if revision.dataset.published_at is None or current.get(field) != value]
-            return format_html("<table><tr><th>field</th><th>public now</th><th>proposed</th></tr>{}</table>",
-                               format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
-        if revision.kind == DatasetRevision.Kind.PREVIEW:
-            return format_html("<pre>{}</pre>", json.dumps(revision.changes, indent=2))
-        version = revision.version
-        return format_html("File {} ({} bytes, {} rows), content hash {}", version.original_name, version.size,
-                           version.row_count, version.content_hash)
+        return revision_summary(revision)
 
     @admin.display(description="listings it puts on sale")
     def listings_shown(self, revision):
@@ -186,16 +235,16 @@ class DatasetRevisionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reject", permissions=["change"])
     def reject(self, request, queryset):
-        page = _ask_reason(self, request, queryset, action="reject", submit="Reject",
-                           intro="Reject these revisions:", items=[str(r) for r in queryset])
+        page = _confirm(self, request, queryset, action="reject", submit="Reject",
+                        intro="Reject these revisions:", items=[str(r) for r in queryset], need_reason=True)
         if page is not None:
             return page
         _decide(self, request, list(queryset), revisions.Decision.REJECT, request.POST["reason"].strip())
 
     @admin.action(description="Request changes", permissions=["change"])
     def request_changes(self, request, queryset):
-        page = _ask_reason(self, request, queryset, action="request_changes", submit="Request changes",
-                           intro="Ask the publisher to change:", items=[str(r) for r in queryset])
+        page = _confirm(self, request, queryset, action="request_changes", submit="Request changes",
+                        intro="Ask the publisher to change:", items=[str(r) for r in queryset], need_reason=True)
         if page is not None:
             return page
         _decide(self, request, list(queryset), revisions.Decision.REQUEST_CHANGES, request.POST["reason"].strip())

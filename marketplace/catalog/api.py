@@ -16,7 +16,7 @@ from marketplace.limits.http import enforce, upload_reservation
 
 from . import revisions, services, uploads
 from .models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
-from .preview import PreviewSettings, column_names, public_columns, public_sample
+from .preview import PreviewSettings, column_names, public_analysis_message, public_columns, public_sample
 
 # Common SPDX identifiers; "other" covers custom terms described in the description.
 LICENSES = [
@@ -117,6 +117,7 @@ class VersionSerializer(serializers.ModelSerializer):
                 data.pop(field, None)
             data["columns"] = public_columns(version)
             data["sample"] = public_sample(version)
+            data["analysis_message"] = public_analysis_message(version)
         return data
 
 
@@ -246,7 +247,8 @@ class VersionUploadView(APIView):
         responses={201: VersionSerializer, **errors(400, 403, 404, 411, 413, 415, 429, 507)},
     )
     def post(self, request, slug):
-        dataset = get_object_or_404(Dataset, slug=slug)
+        # Someone else's draft answers like a missing dataset: slugs come from titles.
+        dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
         if dataset.owner_id != request.user.pk:
             raise APIError("not_owner", "Only the dataset's owner can upload versions.", status=403)
         try:
@@ -288,6 +290,8 @@ def upload_preview(params) -> PreviewSettings:
     hidden = [name.strip() for name in params.get("hidden_columns", "").split(",") if name.strip()]
     if any(len(name) > 255 for name in hidden) or len(hidden) > 10_000:
         raise APIError("invalid_preview", "?hidden_columns= takes up to 10,000 column names of 255 characters.")
+    if any("\x00" in name for name in hidden):  # no column has one (PostgreSQL text cannot hold it)
+        raise APIError("invalid_preview", "?hidden_columns= takes column names without NUL characters.")
     return PreviewSettings(tuple(sorted(set(hidden))), **flags)
 
 

@@ -447,6 +447,8 @@ def on_operator_action(action: OperatorAction) -> None:
         Dataset.Status.LISTED, Dataset.Status.PENDING_REVIEW
     ) and not Listing.objects.filter(version__dataset=dataset, approved=True).exists():
         dataset.status = Dataset.Status.DELISTED
+        # What was submitted while the delisting was on its way cannot be approved any more.
+        revisions.close_open(dataset, moderator=None, reason="The dataset was delisted.")
     else:
         return
     dataset.save(update_fields=["status", "updated_at"])

@@ -86,6 +86,22 @@ def public_sample(version, settings: PreviewSettings | None = None) -> list[dict
     return [{k: v for k, v in row.items() if k not in hidden} for row in version.sample or [] if isinstance(row, dict)]
 
 
+def public_analysis_message(version) -> str:
+    """What the public reads of the analysis: its outcome and counts only. The analysis's own
+    message quotes column names and values from the file (e.g. the line that could not be read),
+    which may be hidden or rare, so only the owner reads it."""
+    status = version.analysis_status
+    if status == version.Analysis.DONE_WITH_REJECTS:
+        return f"Analysed with {version.rejected_rows:,} rejected rows."
+    if status == version.Analysis.FAILED:
+        return "The file could not be analysed; its publisher knows why."
+    if status == version.Analysis.NOT_TABULAR:
+        return "Not a tabular file: no preview."
+    if status == version.Analysis.RUNNING:
+        return "Analysing the file."
+    return ""
+
+
 def column_names(version) -> list[str]:
     names = [c.get("name") for c in version.columns or [] if c.get("name") is not None]
     if not names and version.sample and isinstance(version.sample[0], dict):

@@ -116,12 +116,15 @@ def _normalised(text: dict) -> dict:
 
 
 def submit_version(version: DatasetVersion, listing: Listing, *, by) -> DatasetRevision:
-    """A listing was newly linked to `version`: put it up for review with exactly that listing and
-    content hash. A dataset never approved gets a snapshot of its text to review as well."""
+    """A listing was newly linked to `version`: put it up for review with exactly that listing,
+    content hash and preview (what the public would see of the file). A dataset never approved
+    gets a snapshot of its text to review as well."""
     with transaction.atomic():
         dataset = _lock(version.dataset)
+        version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
         revision = DatasetRevision.objects.create(
             dataset=dataset, version=version, kind=Kind.VERSION, created_by=by,
+            changes={"preview": PreviewSettings.of(version).to_json()},
             listings=[{"chain_id": listing.chain_id, "listing_id": str(listing.listing_id),
                        "content_hash": version.content_hash}],
         )
@@ -147,8 +150,10 @@ def is_public(version: DatasetVersion) -> bool:
 
 def change_preview(version: DatasetVersion, settings: PreviewSettings, *, by) -> PreviewResult:
     """The owner's preview choice for `version`. Before the version is approved it applies as it
-    is (the version's own review covers it). After, whatever shows less applies at once and what
-    shows more waits in a `preview` revision (a newer choice supersedes an open one)."""
+    is, and the version's own review covers it: an open version revision is superseded by one
+    showing the new choice, so a moderator never approves a preview they were not shown. After,
+    whatever shows less applies at once and what shows more waits in a `preview` revision (a newer
+    choice supersedes an open one)."""
     with transaction.atomic():
         dataset = _lock(version.dataset)
         version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
@@ -156,7 +161,15 @@ def change_preview(version: DatasetVersion, settings: PreviewSettings, *, by) ->
         open_revisions = _open(dataset, Kind.PREVIEW, version)
         if version.review != DatasetVersion.Review.APPROVED:
             _apply_preview(version, settings)
-            return PreviewResult(version, None)
+            # The version's review shows its preview: a changed one is a new revision to look at.
+            waiting = _open(dataset, Kind.VERSION, version)
+            if waiting and waiting[-1].changes.get("preview") != settings.to_json():
+                revision = DatasetRevision.objects.create(
+                    dataset=dataset, version=version, kind=Kind.VERSION, created_by=by,
+                    changes={**waiting[-1].changes, "preview": settings.to_json()}, listings=waiting[-1].listings)
+                _supersede(waiting, revision)
+                return PreviewResult(version, revision)
+            return PreviewResult(version, waiting[-1] if waiting else None)
         _apply_preview(version, settings.at_most(current))
         if not settings.shows_more_than(current):
             _supersede(open_revisions, None, "withdrawn: the preview was changed to show no more than it does")
@@ -230,6 +243,27 @@ def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str =
         return result
 
 
+def _being_taken_down(dataset) -> bool:
+    """A delisting or rejection of `dataset` is on its way to the chain."""
+    from marketplace.chain.models import OperatorAction
+
+    return OperatorAction.objects.filter(
+        kind=OperatorAction.Kind.UNAPPROVE, status__in=OperatorAction.OPEN, context__dataset=dataset.pk,
+        context__intent__in=["delist", "reject"]).exists()
+
+
+def close_open(dataset: Dataset, *, moderator, reason: str) -> int:
+    """Reject every open revision of `dataset`, which a moderator took down as a whole (delisted
+    or rejected): nothing waiting from before can put it back on sale."""
+    with transaction.atomic():
+        dataset = _lock(dataset)
+        waiting = list(DatasetRevision.objects.select_for_update().filter(dataset=dataset,
+                                                                          status__in=DatasetRevision.OPEN))
+        for revision in waiting:
+            _record(revision, Status.REJECTED, moderator, reason)
+        return len(waiting)
+
+
 def _shown(listings) -> list:
     return sorted((str(item.get("listing_id")), str(item.get("content_hash", "")).lower()) for item in listings or [])
 
@@ -251,6 +285,15 @@ def _approve(dataset, revision, moderator, reason, result):
             dataset.published_at = timezone.now()
             dataset.save(update_fields=["published_at", "updated_at"])
     elif revision.kind == Kind.VERSION:
+        if dataset.status in (Dataset.Status.DELISTED, Dataset.Status.REJECTED) or _being_taken_down(dataset):
+            state = "being delisted" if dataset.status == Dataset.Status.LISTED else dataset.get_status_display().lower()
+            raise DecisionRefused(f"{dataset.title!r} is {state}: none of its versions goes on sale. The publisher "
+                                  "can submit a new version, which comes back here.")
+        version = DatasetVersion.objects.select_for_update().get(pk=revision.version_id)
+        shown = revision.changes.get("preview")
+        if shown is not None and shown != PreviewSettings.of(version).to_json():
+            raise StaleDecision(f"Revision #{revision.pk} showed another preview of version {version.number} than "
+                                "it has now: reload it.")
         if dataset.published_at is None and _open(dataset, Kind.DETAILS):
             raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
                                   f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
@@ -296,8 +339,9 @@ def _reject(dataset, revision, moderator, reason, result):
 
 
 def decide_dataset(dataset: Dataset, *, decision: str, moderator, reason: str = "") -> list[DecisionResult]:
-    """The same decision on every open revision of `dataset`, details first (the admin's action
-    on datasets, which shows a dataset with everything waiting)."""
+    """The same decision on every open revision of `dataset`, details first: for a moderator that
+    is a program (the demo catalog's). People decide on revisions they were shown (the admin's
+    confirmation page, the moderation API)."""
     results = []
     order = {Kind.DETAILS: 0, Kind.VERSION: 1, Kind.PREVIEW: 2}
     for revision in sorted(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN),

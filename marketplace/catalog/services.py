@@ -14,6 +14,7 @@ import nh3
 from marketplace.limits.services import settle_storage
 from marketplace.outbox.services import enqueue
 
+from . import revisions
 from .models import Dataset, DatasetVersion
 from .uploads import TABULAR, ReceivedFile
 
@@ -337,6 +338,7 @@ def reject(datasets, *, moderator=None) -> ModerationResult:
         for dataset, listings in _moderated(datasets):
             _clear_approvals(dataset, listings, intent="reject", moderator=moderator, result=result)
             _set_status(dataset, Dataset.Status.REJECTED, result)
+            revisions.close_open(dataset, moderator=moderator, reason="The dataset was rejected.")
         if result.queued:
             enqueue("chain.send_operator_actions")
     return result
@@ -348,6 +350,7 @@ def delist(datasets, *, moderator=None) -> ModerationResult:
     result = ModerationResult()
     with transaction.atomic():
         for dataset, listings in _moderated(datasets):
+            revisions.close_open(dataset, moderator=moderator, reason="The dataset was delisted.")
             if _clear_approvals(dataset, listings, intent="delist", moderator=moderator, result=result):
                 result.notes.append(f"{dataset.slug}: delisted once the chain confirms")
             else:

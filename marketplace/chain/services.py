@@ -4,12 +4,13 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from .artifacts import load_artifact
 from .contracts import DataMarket, RewardDistributor, TestUSDC
-from .models import Deployment
+from .models import Deployment, OperatorAction
 from .signals import chain_reset
 
 logger = logging.getLogger(__name__)
@@ -219,9 +220,13 @@ def reset_local_chain(w3: Web3, *, log=logger.info) -> None:
 
 
 def forget_chain(chain_id: int) -> None:
-    """Drop a chain's deployment and every row derived from it (apps listen to chain_reset)."""
+    """Drop a chain's deployment and every row derived from it (apps listen to chain_reset).
+    Operator actions still open for that chain are cancelled: listing ids start over on a new
+    chain, and an approval reviewed for an old listing must never reach a new one."""
     with transaction.atomic():
         chain_reset.send(sender=Deployment, chain_id=chain_id)
+        OperatorAction.objects.filter(chain_id=chain_id, status__in=OperatorAction.OPEN).update(
+            status=OperatorAction.Status.CANCELLED, error="cancelled: the chain was reset", updated_at=timezone.now())
         Deployment.objects.filter(chain_id=chain_id).delete()
 
 

@@ -14,7 +14,9 @@ from marketplace.accounts import avatars
 from marketplace.catalog import revisions
 from marketplace.catalog.api import LICENSES, SearchParams, default_token, visible_datasets
 from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
-from marketplace.catalog.preview import MIN_PUBLIC_COUNT, column_names, public_columns, public_sample
+from marketplace.catalog.preview import (
+    MIN_PUBLIC_COUNT, column_names, public_analysis_message, public_columns, public_sample,
+)
 
 logger = logging.getLogger(__name__)
 TOKEN_DECIMALS = 6
@@ -172,9 +174,10 @@ def version_view(version, *, public=True):
         "status_label": version.get_analysis_status_display(),
         "analysing": analysing,
         "progress": round(100 * (version.analysis_progress or 0)),
-        "message": version.analysis_message,
-        # "Analysed with N rejected rows: <reason>" -> the reason (the count has its own line).
-        "reject_reason": version.analysis_message.split(": ", 1)[1]
+        "message": public_analysis_message(version) if public else version.analysis_message,
+        # The owner reads why rows were rejected ("Analysed with N rejected rows: <reason>" -> the
+        # reason; the count has its own line); the reason quotes the file, so the public does not.
+        "reject_reason": "" if public else version.analysis_message.split(": ", 1)[1]
         if version.analysis_message.startswith("Analysed with") and ": " in version.analysis_message
         else version.analysis_message,
         "rejected_rows": f"{version.rejected_rows:,}",

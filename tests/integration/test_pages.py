@@ -127,8 +127,15 @@ def test_analysis_states_are_shown(client, owner):
                       analysis_message="Analysed with 12 rejected rows: bad bytes", row_count=5)
     html = client.get(f"/datasets/{running.slug}").content.decode()
     assert 'data-poll-url="/api/v1/datasets/' in html and 'aria-valuenow="40"' in html
-    assert "Row 3 has 4 fields" in client.get(f"/datasets/{failed.slug}").content.decode()
-    assert "Analysed with 12 rejected rows" in client.get(f"/datasets/{rejects.slug}").content.decode()
+    # The analysis's own words quote the file (columns, values): the public reads the outcome only.
+    public_failed = client.get(f"/datasets/{failed.slug}").content.decode()
+    assert "The file could not be analysed" in public_failed and "Row 3" not in public_failed
+    public_rejects = client.get(f"/datasets/{rejects.slug}").content.decode()
+    assert "Analysed with 12 rejected rows" in public_rejects and "bad bytes" not in public_rejects
+    assert "Analysing the file" in html
+    client.force_login(owner)
+    assert "Row 3 has 4 fields" in client.get(f"/me/datasets/{failed.slug}/edit").content.decode()
+    assert "bad bytes" in client.get(f"/me/datasets/{rejects.slug}/edit").content.decode()
 
 
 def test_publisher_pages_prompt_when_signed_out(client, owner):
