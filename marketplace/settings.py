@@ -11,7 +11,7 @@ import warnings
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplace.env import env_bool, env_int, env_list, sqlalchemy_url
+from marketplace.env import env_bool, env_int, env_list, refuse_dev_accounts, sqlalchemy_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,6 +51,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.api.APIErrorMiddleware",  # first: it answers every /api/ error with the API's body
+    "marketplace.security.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -135,12 +137,14 @@ CHAIN_ID = env_int("CHAIN_ID", 31337)  # the chain wallets sign in on and pay on
 CHAIN_RPC_TIMEOUT = float(os.environ.get("CHAIN_RPC_TIMEOUT", "2"))
 # The operator key signs what the server sends (deployments, approvals, roots). Anvil's first
 # well-known dev key is the default only for a local chain; real keys come from the environment.
-ANVIL_DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # refused off chain 31337
 CHAIN_OPERATOR_KEY = os.environ.get("CHAIN_OPERATOR_KEY") or (ANVIL_DEV_KEY_0 if CHAIN_EMBEDDED else "")
 # Who holds what on freshly deployed contracts (all default to the operator, as in the demo).
 CHAIN_ADMIN = os.environ.get("CHAIN_ADMIN", "")
 CHAIN_ARBITER = os.environ.get("CHAIN_ARBITER", "")
 CHAIN_TREASURY = os.environ.get("CHAIN_TREASURY", "")
+refuse_dev_accounts(CHAIN_ID, operator_key=CHAIN_OPERATOR_KEY, roles={
+    "CHAIN_ADMIN": CHAIN_ADMIN, "CHAIN_ARBITER": CHAIN_ARBITER, "CHAIN_TREASURY": CHAIN_TREASURY})
 MARKET_FEE_BPS = env_int("MARKET_FEE_BPS", 250)  # 2.5 %, at most 1000 (10 %) on-chain
 # Set on freshly deployed markets: the shortest dispute window a listing may have (the demo may use
 # a short one), and how long an arbiter has to decide a dispute before anyone may refund it in full
@@ -153,15 +157,17 @@ CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "cont
 # Static files and the frontend build -----------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "frontend" / "dist"]
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "dist", BASE_DIR / "frontend" / "public"]  # built, and as written
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Dataset files: never under a public URL. Any django-storages backend fits here
     # (PRIVATE_STORAGE_BACKEND, with its own settings from the environment).
     "private": {
         "BACKEND": os.environ.get("PRIVATE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        # Owner-only on disk: the web and worker processes' user reads them, nobody else.
         "OPTIONS": {"location": os.environ.get("PRIVATE_STORAGE_DIR") or str(DATA_DIR / "files"),
-                    "base_url": "/no-public-url/"}
+                    "base_url": "/no-public-url/", "file_permissions_mode": 0o600,
+                    "directory_permissions_mode": 0o700}
         if not os.environ.get("PRIVATE_STORAGE_BACKEND") else {},
     },
     "staticfiles": {
@@ -202,6 +208,12 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Everything from this site only; no inline script or style anywhere (marketplace/security.py).
+# data: images are for Swagger UI's icons, which its stylesheet embeds.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The health check is polled over plain HTTP by load balancers and compose health checks.
@@ -209,12 +221,16 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies only (uploads have their own parsers): no form posts, so no cross-site form can
+    # reach the API, and the schema lists one media type per body.
+    # JSON over DATA_UPLOAD_MAX_MEMORY_SIZE is refused with 413 (see Limits below).
+    "DEFAULT_PARSER_CLASSES": ["marketplace.limits.parsers.JSONParser"],
+    # The API speaks only JSON, so DRF's `?format=` renderer override is off: `format` is the
+    # search's file-format filter.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "EXCEPTION_HANDLER": "marketplace.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # JSON and form bodies: refused with 413 past DATA_UPLOAD_MAX_MEMORY_SIZE (see Limits below).
-    "DEFAULT_PARSER_CLASSES": ["marketplace.limits.parsers.JSONParser", "marketplace.limits.parsers.FormParser",
-                               "marketplace.limits.parsers.MultiPartParser"],
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Datamarket API",

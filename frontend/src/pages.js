@@ -150,10 +150,7 @@ function initAnalysisPoll(doc) {
         }
         if (version) {
           const percent = Math.round(100 * (version.analysis_progress || 0));
-          if (bar) {
-            bar.setAttribute("aria-valuenow", String(percent));
-            bar.querySelector(".progress-bar").style.width = `${percent}%`;
-          }
+          if (bar) bar.value = percent;
           if (label) label.textContent = version.analysis_status === "running" ? "Analysing" : "Waiting for analysis";
           if (message && version.analysis_message) {
             message.textContent = version.analysis_message.charAt(0).toUpperCase() + version.analysis_message.slice(1);
@@ -232,13 +229,11 @@ function formatBytes(n) {
 function initUploadForms(doc) {
   for (const form of doc.querySelectorAll("form[data-upload-form]")) {
     const progress = form.querySelector("[data-upload-progress]");
-    const bar = progress.querySelector(".progress");
-    const fill = progress.querySelector(".progress-bar");
+    const bar = progress.querySelector("progress");
     const text = progress.querySelector("[data-upload-text]");
     const submit = form.querySelector("[data-submit]");
     const setProgress = (percent, words) => {
-      bar.setAttribute("aria-valuenow", String(percent));
-      fill.style.width = `${percent}%`;
+      bar.value = percent;
       text.textContent = words;
     };
 

@@ -104,7 +104,10 @@ export function initWallet(doc) {
   if (!root) return;
   listenForWallets();
   const button = root.querySelector("[data-wallet-button]");
-  api("/api/v1/auth/me").then((user) => render(root, user), () => render(root, null));
+  // The page came with the signed-in state (data-signed-in, name, avatar): nothing to ask the
+  // API, so a signed-out visit makes no failing request.
+  button.disabled = false;
+  button.removeAttribute("title");
   button.addEventListener("click", async () => {
     button.disabled = true;
     root.querySelector("[data-wallet-error]").hidden = true;

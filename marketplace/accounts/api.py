@@ -6,7 +6,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import APIError, errors
+from marketplace.api import APIError, StrictCharField, StrictRegexField, StrictTextField, errors
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded
 
@@ -14,7 +14,7 @@ from . import avatars, services
 
 
 class UserSerializer(serializers.Serializer):
-    address = serializers.CharField()
+    address = serializers.CharField(allow_null=True, help_text="Null for a staff account without a wallet")
     display_name = serializers.CharField()
     is_staff = serializers.BooleanField()
     avatar_url = serializers.SerializerMethodField(help_text="The public avatar (the generated placeholder "
@@ -29,12 +29,14 @@ class UserSerializer(serializers.Serializer):
 
 
 class NonceSerializer(serializers.Serializer):
-    address = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$", required=False)
+    address = StrictRegexField(r"^0x[0-9a-fA-F]{40}$", required=False,
+                               help_text="The wallet that will sign; the answer then carries the message to sign")
 
 
 class NonceView(APIView):
     """Issue a single-use nonce for a Sign-In with Ethereum message. Given an `address`, the
-    answer also carries the exact message for that wallet to sign."""
+    answer also carries the exact message for that wallet to sign. The nonce is bound to the
+    session cookie this answer sets: send the sign-in with that cookie."""
 
     authentication_classes = []
 
@@ -47,7 +49,7 @@ class NonceView(APIView):
         enforce(request, "nonce")
         data = NonceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        nonce = services.issue_nonce()
+        nonce = services.issue_nonce(request)
         body = {"nonce": nonce.nonce, "expires_at": nonce.expires_at}
         if "address" in data.validated_data:
             body["message"] = services.sign_in_message(request, address=data.validated_data["address"], nonce=nonce)
@@ -55,14 +57,18 @@ class NonceView(APIView):
 
 
 class SignInSerializer(serializers.Serializer):
-    message = serializers.CharField(max_length=4000)
-    signature = serializers.RegexField(r"^0x[0-9a-fA-F]{130,}$", max_length=20000)
+    message = StrictTextField(max_length=4000, help_text="The EIP-4361 message, as the nonce answer gave it")
+    # Whole bytes: 65 for a key's signature, any length a contract wallet (EIP-1271) accepts.
+    signature = StrictRegexField(r"^0x(?:[0-9a-fA-F]{2}){65,}$", max_length=20000,
+                                 help_text="0x and the signature's bytes in hex (65 bytes or more)")
 
 
 class SignInView(APIView):
-    """Verify a signed EIP-4361 message and start a session for its address."""
+    """Verify a signed EIP-4361 message and start a session for its address. The message must
+    carry a nonce that this session asked for. A message or signature that is refused is a 401
+    (the code says why); a malformed request is a 400."""
 
-    @extend_schema(request=SignInSerializer, responses={200: UserSerializer, **errors(400, 401, 429, 503)})
+    @extend_schema(request=SignInSerializer, responses={200: UserSerializer, **errors(400, 401, 403, 429, 503)})
     def post(self, request):
         enforce(request, "sign_in")
         data = SignInSerializer(data=request.data)
@@ -70,7 +76,7 @@ class SignInView(APIView):
         try:
             user = services.sign_in(request, **data.validated_data)
         except services.SignInError as exc:
-            status = {"bad_signature": 401, "chain_unavailable": 503}.get(exc.code, 400)
+            status = {"account_disabled": 403, "chain_unavailable": 503}.get(exc.code, 401)
             raise APIError(exc.code, exc.message, status=status) from None
         except LimitExceeded as exc:
             raise RateLimited(exc) from None
@@ -89,13 +95,8 @@ class IsSignedIn(permissions.IsAuthenticated):
 
 
 class ProfileSerializer(serializers.Serializer):
-    display_name = serializers.CharField(max_length=80, allow_blank=True, help_text="Shown instead of the address; "
-                                         "empty for none")
-
-    def validate_display_name(self, value):
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise serializers.ValidationError("Use a single line of text without control characters.")
-        return value
+    display_name = StrictCharField(max_length=80, allow_blank=True, help_text="Shown instead of the address; "
+                                   "empty for none; one line without control characters")
 
 
 class MeView(APIView):
@@ -109,7 +110,7 @@ class MeView(APIView):
     def patch(self, request):
         if not request.user.is_authenticated:
             raise APIError("not_signed_in", "Sign in with your wallet first.", status=401)
-        data = ProfileSerializer(data=request.data)
+        data = ProfileSerializer(data=request.data, partial=True)  # PATCH: what is not given stays
         data.is_valid(raise_exception=True)
         return Response(UserSerializer(services.update_profile(request.user, **data.validated_data)).data)
 

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import login
+from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.utils import timezone
 from eth_utils import to_checksum_address
@@ -22,12 +23,11 @@ from .models import Avatar, SignInNonce, User
 
 def wallet_user(address: str, **defaults) -> User:
     """The account of a (checksummed) wallet address, created on first use. Wallet users sign in
-    by signature only, so they get no usable password."""
-    user = User.objects.filter(address=address).first()
-    if user is None:
-        user = User(username=address, address=address, **defaults)
-        user.set_unusable_password()
-        user.save()
+    by signature only, so they get no usable password. Two first sign-ins of one wallet at the
+    same moment get the same account: get_or_create inserts in a savepoint and, when the other
+    insert wins the unique index, reads that row instead."""
+    user, _ = User.objects.get_or_create(
+        address=address, defaults={"username": address, "password": make_password(None), **defaults})
     return user
 
 
@@ -40,11 +40,21 @@ class SignInError(Exception):
         self.message = message
 
 
-def issue_nonce() -> SignInNonce:
+SESSION_NONCES = "siwe_nonces"
+SESSION_NONCES_KEPT = 5  # a few sign-ins started in other tabs of the same browser stay usable
+
+
+def issue_nonce(request) -> SignInNonce:
+    """A new single-use nonce, bound to the request's browser session: only
+    a sign-in from that same session can use it, so no other site can sign a visitor in to an
+    account of its choosing (login CSRF) with a message it had signed itself."""
     now = timezone.now()
-    return SignInNonce.objects.create(
+    nonce = SignInNonce.objects.create(
         nonce=secrets.token_hex(16), expires_at=now + timedelta(seconds=settings.SIWE_NONCE_TTL)
     )
+    issued = [n for n in request.session.get(SESSION_NONCES, []) if isinstance(n, str)]
+    request.session[SESSION_NONCES] = [*issued, nonce.nonce][-SESSION_NONCES_KEPT:]
+    return nonce
 
 
 # An expired nonce is kept this long, so that a late sign-in is told it expired, not that it is unknown.
@@ -136,6 +146,9 @@ def sign_in(request, *, message: str, signature: str) -> User:
         nonce = SignInNonce.objects.select_for_update().filter(nonce=parsed.nonce).first()
         if nonce is None:
             raise SignInError("unknown_nonce", "This sign-in request was not issued by this site; start again.")
+        if parsed.nonce not in request.session.get(SESSION_NONCES, []):
+            raise SignInError("nonce_not_from_this_session", "This sign-in request was not started in this browser "
+                              "session (its cookies were lost, or another site started it); start again.")
         if nonce.used_at is not None:
             raise SignInError("nonce_used", "This sign-in request was already used; start again.")
         if nonce.expires_at <= timezone.now():
@@ -162,9 +175,11 @@ def sign_in(request, *, message: str, signature: str) -> User:
 # Profiles ----------------------------------------------------------------------------------------
 
 
-def update_profile(user: User, *, display_name: str) -> User:
-    user.display_name = display_name
-    user.save(update_fields=["display_name"])
+def update_profile(user: User, *, display_name: str | None = None) -> User:
+    """Change what is given (a PATCH); nothing given changes nothing."""
+    if display_name is not None:
+        user.display_name = display_name.strip()
+        user.save(update_fields=["display_name"])
     return user
 
 

@@ -1,17 +1,20 @@
 """Catalog API: publish and edit datasets, upload versions, read a dataset."""
-from decimal import Decimal
+import re
 
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from eth_utils import is_address, to_checksum_address
 from rest_framework import permissions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import APIError, errors
+from marketplace.api import (AmountField, APIError, StrictBooleanField, StrictCharField, StrictModelSerializer,
+                             StrictRegexField, StrictTextField, errors)
+from marketplace.chain.constants import max_price
 from marketplace.limits.http import enforce, upload_reservation
 
 from . import revisions, services, uploads
@@ -26,8 +29,19 @@ LICENSES = [
 ]
 
 
-def address_field(**kwargs):
-    return serializers.CharField(max_length=42, **kwargs)
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+NONZERO_ADDRESS = r"^0x(?!0{40}$)[0-9a-fA-F]{40}$"
+
+
+def address_field(*, regex=ADDRESS, **kwargs):
+    kwargs.setdefault("error_messages", {"invalid": "Not an Ethereum address (0x and 40 hex digits)."})
+    return StrictRegexField(regex, **kwargs)
+
+
+def price_field(**kwargs):
+    """A price in token base units: digits only, from 1 to the DataMarket's MAX_PRICE as its
+    compiled artifact states it."""
+    return AmountField(maximum=max_price, **kwargs)
 
 
 class ListingTermsSerializer(serializers.Serializer):
@@ -121,12 +135,23 @@ class VersionSerializer(serializers.ModelSerializer):
         return data
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class VersionSchema(OpenApiSerializerExtension):
+    """The owner-only fields are absent for everyone else: the schema must not require them."""
+
+    target_class = VersionSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["required"] = [name for name in schema.get("required", []) if name not in VersionSerializer.OWNER_ONLY]
+        return schema
+
+
+class DatasetSerializer(StrictModelSerializer):
     """A dataset as its viewer may see it: the public sees the approved text and the public
     versions; the owner also sees every version and what waits for review (`revisions`)."""
 
     owner = serializers.CharField(source="owner.address", read_only=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=40), max_length=20, required=False)
+    tags = serializers.ListField(child=StrictCharField(max_length=40), max_length=20, required=False)
     category = serializers.ChoiceField(choices=[c for c, _ in CATEGORIES], required=False)
     license = serializers.ChoiceField(choices=LICENSES)
     payout_address = address_field(required=False)
@@ -225,6 +250,26 @@ class UnparsedBody(BaseParser):
         return {}
 
 
+class UploadParams(serializers.Serializer):
+    filename = StrictRegexField(
+        uploads.FILENAME, max_length=255,
+        error_messages={"invalid": "Give the file's name with an extension that says its format (data.csv), "
+                                   "without slashes or control characters."},
+        help_text="The file's name with its extension (csv, jsonl, parquet, ...)")
+    price = price_field(help_text="Price in token base units (25 USDC = 25000000)")
+    token = address_field(required=False, help_text="Payment token address (default: the deployed test USDC)")
+    hidden_columns = StrictCharField(required=False, allow_blank=True, max_length=2_600_000,
+                                     help_text="Comma-separated names of columns the public never sees (default: none)")
+    show_sample = serializers.BooleanField(required=False, default=False,
+                                           help_text="Show the first rows publicly (default: false)")
+    show_distributions = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Show top values, histograms, distinct counts and means publicly (default: false)")
+
+    def validate_token(self, value):
+        return to_checksum_address(value)
+
+
 class VersionUploadView(APIView):
     """Upload a file as the dataset's next version: the request body is the file itself
     (`?filename=data.csv&price=25000000[&token=0x...]`), streamed to disk, never held in memory."""
@@ -234,16 +279,7 @@ class VersionUploadView(APIView):
 
     @extend_schema(
         request={"application/octet-stream": {"type": "string", "format": "binary"}},
-        parameters=[
-            OpenApiParameter("filename", str, required=True, description="The file's name with its extension (csv, jsonl, parquet, ...)"),
-            OpenApiParameter("price", str, required=True, description="Price in token base units (25 USDC = 25000000)"),
-            OpenApiParameter("token", str, description="Payment token address (default: the deployed test USDC)"),
-            OpenApiParameter("hidden_columns", str, description="Comma-separated names of columns the public never "
-                             "sees (default: none)"),
-            OpenApiParameter("show_sample", bool, description="Show the first rows publicly (default: false)"),
-            OpenApiParameter("show_distributions", bool, description="Show top values, histograms, distinct counts "
-                             "and means publicly (default: false)"),
-        ],
+        parameters=[UploadParams],
         responses={201: VersionSerializer, **errors(400, 403, 404, 411, 413, 415, 429, 507)},
     )
     def post(self, request, slug):
@@ -251,16 +287,20 @@ class VersionUploadView(APIView):
         dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
         if dataset.owner_id != request.user.pk:
             raise APIError("not_owner", "Only the dataset's owner can upload versions.", status=403)
-        try:
-            price = int(Decimal(request.query_params.get("price", "")))
-            if price <= 0:
-                raise ValueError
-        except (ArithmeticError, ValueError):
-            raise APIError("invalid_price", "Give a positive price in token base units (?price=25000000).") from None
-        token = request.query_params.get("token") or default_token()
-        if not token or not is_address(token):
+        params = UploadParams(data=request.query_params.dict())
+        if not params.is_valid():
+            field, messages = next(iter(params.errors.items()))
+            if field == "filename":  # say precisely what is wrong with it
+                try:
+                    uploads.check_filename(request.query_params.get("filename", ""))
+                except uploads.UploadRejected as exc:
+                    raise APIError(exc.code, exc.message, status=exc.status) from None
+            raise APIError(f"invalid_{field}", str(messages[0]))
+        price = params.validated_data["price"]
+        token = params.validated_data.get("token") or default_token()
+        if not token:
             raise APIError("invalid_token", "Give the payment token's address (?token=0x...).")
-        preview = upload_preview(request.query_params)
+        preview = upload_preview(params.validated_data)
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
         except ValueError:
@@ -268,7 +308,7 @@ class VersionUploadView(APIView):
         enforce(request, "upload")
         with upload_reservation(request) as (reservation, body):
             try:
-                received = uploads.receive(body, filename=request.query_params.get("filename", ""), declared_size=declared)
+                received = uploads.receive(body, filename=params.validated_data["filename"], declared_size=declared)
             except uploads.UploadRejected as exc:
                 raise APIError(exc.code, exc.message, status=exc.status) from None
             version = services.add_version(dataset, received, price=price, token=token, preview=preview,
@@ -276,30 +316,21 @@ class VersionUploadView(APIView):
         return Response(VersionSerializer(version, context={"owner": True}).data, status=201)
 
 
-def upload_preview(params) -> PreviewSettings:
-    """The preview chosen at upload (query parameters), or an APIError saying what is wrong."""
-    flags = {}
-    for name in ("show_sample", "show_distributions"):
-        raw = params.get(name, "").strip().lower()
-        if raw in ("", "0", "false", "no"):
-            flags[name] = False
-        elif raw in ("1", "true", "yes"):
-            flags[name] = True
-        else:
-            raise APIError("invalid_preview", f"?{name}= takes true or false.")
+def upload_preview(params: dict) -> PreviewSettings:
+    """The preview chosen at upload (UploadParams' validated query parameters), or an APIError
+    saying what is wrong."""
+    flags = {name: params.get(name, False) for name in ("show_sample", "show_distributions")}
     hidden = [name.strip() for name in params.get("hidden_columns", "").split(",") if name.strip()]
     if any(len(name) > 255 for name in hidden) or len(hidden) > 10_000:
         raise APIError("invalid_preview", "?hidden_columns= takes up to 10,000 column names of 255 characters.")
-    if any("\x00" in name for name in hidden):  # no column has one (PostgreSQL text cannot hold it)
-        raise APIError("invalid_preview", "?hidden_columns= takes column names without NUL characters.")
     return PreviewSettings(tuple(sorted(set(hidden))), **flags)
 
 
 class PreviewRequest(serializers.Serializer):
-    hidden_columns = serializers.ListField(child=serializers.CharField(max_length=255), max_length=10_000,
+    hidden_columns = serializers.ListField(child=StrictCharField(max_length=255), max_length=10_000,
                                            required=False)
-    show_sample = serializers.BooleanField(required=False)
-    show_distributions = serializers.BooleanField(required=False)
+    show_sample = StrictBooleanField(required=False)
+    show_distributions = StrictBooleanField(required=False)
 
 
 class PreviewResponse(serializers.Serializer):
@@ -337,12 +368,12 @@ def default_token():
 
 
 class SearchParams(serializers.Serializer):
-    q = serializers.CharField(required=False, allow_blank=True, max_length=512, default="")
+    q = StrictTextField(required=False, allow_blank=True, max_length=512, default="")
     category = serializers.ChoiceField(choices=[c for c, _ in CATEGORIES], required=False)
-    tag = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=10)
-    license = serializers.CharField(required=False, max_length=64)
-    format = serializers.CharField(required=False, max_length=16)
-    publisher = serializers.CharField(required=False, max_length=42)
+    tag = serializers.ListField(child=StrictCharField(max_length=40), required=False, max_length=10)
+    license = StrictCharField(required=False, max_length=64)
+    format = StrictCharField(required=False, max_length=16, help_text="The file format: csv, jsonl, parquet, ...")
+    publisher = StrictCharField(required=False, max_length=42)
     price_min = serializers.FloatField(required=False, min_value=0)
     price_max = serializers.FloatField(required=False, min_value=0)
     sort = serializers.ChoiceField(choices=["relevance", "newest", "price_asc", "price_desc", "most_bought"],
@@ -372,6 +403,12 @@ class SearchParams(serializers.Serializer):
         return data
 
 
+class HitPriceSerializer(serializers.Serializer):
+    amount = serializers.CharField(help_text="Price in token base units (the listing's, else the intended one)")
+    token = serializers.CharField()
+    format = serializers.CharField()
+
+
 class SearchHitSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.address")
     owner_name = serializers.CharField(source="owner.display_name", help_text="The publisher's display name, or \"\"")
@@ -383,7 +420,7 @@ class SearchHitSerializer(serializers.ModelSerializer):
         fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "owner_name", "owner_avatar",
                   "price", "created_at"]
 
-    @extend_schema_field(serializers.DictField(allow_null=True))
+    @extend_schema_field(HitPriceSerializer(allow_null=True))
     def get_price(self, dataset):
         version = max(dataset.versions.all(), key=lambda v: v.number, default=None)
         if version is None:
@@ -458,7 +495,87 @@ class SearchView(APIView):
 
 
 class ListingLinkRequest(serializers.Serializer):
-    tx_hash = serializers.RegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The transaction's hash")
+    tx_hash = StrictRegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The transaction's hash")
+
+
+# What the listing endpoints answer (the schema's view of listing_body and the prepared
+# transactions; `from` is a Python keyword, hence inline_serializer).
+WalletTransaction = inline_serializer("WalletTransaction", {
+    "from": serializers.CharField(help_text="The owner's address"),
+    "to": serializers.CharField(help_text="The DataMarket's address"),
+    "data": serializers.CharField(help_text="ABI-encoded call"),
+    "value": serializers.CharField(help_text='Always "0x0"'),
+    "chainId": serializers.CharField(help_text="The chain id in hex"),
+})
+ABI_FRAGMENT = serializers.ListField(child=serializers.DictField(), help_text="The called function's ABI, for the "
+                                     "wallet to show what it signs")
+
+
+class ListingSerializer(serializers.Serializer):
+    chain_id = serializers.IntegerField()
+    listing_id = serializers.CharField(help_text="The DataMarket listing id, as a decimal string")
+    owner = serializers.CharField()
+    token = serializers.CharField()
+    price = serializers.CharField(help_text="Price in token base units, as a decimal string")
+    payout = serializers.CharField()
+    dispute_window = serializers.IntegerField(allow_null=True, help_text="Seconds a buyer may dispute an order")
+    approved = serializers.BooleanField()
+    active = serializers.BooleanField()
+    tx_hash = serializers.CharField()
+    log_index = serializers.IntegerField()
+    block_number = serializers.IntegerField()
+
+
+ListingPrepared = inline_serializer("ListingPrepared", {
+    "chain_id": serializers.IntegerField(),
+    "market": serializers.CharField(),
+    "from": serializers.CharField(),
+    "token": serializers.CharField(),
+    "price": serializers.CharField(),
+    "payout": serializers.CharField(),
+    "content_hash": serializers.CharField(),
+    "dispute_window": serializers.IntegerField(help_text="Seconds"),
+    "function": serializers.CharField(),
+    "abi": ABI_FRAGMENT,
+    "transaction": WalletTransaction,
+})
+
+
+class ListingLinked(serializers.Serializer):
+    dataset_status = serializers.CharField()
+    listing = ListingSerializer()
+
+
+class PriceAndPayout(serializers.Serializer):
+    price = serializers.CharField()
+    payout = serializers.CharField()
+
+
+ListingUpdatePrepared = inline_serializer("ListingUpdatePrepared", {
+    "chain_id": serializers.IntegerField(),
+    "market": serializers.CharField(),
+    "from": serializers.CharField(),
+    "listing_id": serializers.CharField(),
+    "price": serializers.CharField(),
+    "payout": serializers.CharField(),
+    "current": PriceAndPayout(help_text="The terms on-chain now"),
+    "function": serializers.CharField(),
+    "abi": ABI_FRAGMENT,
+    "transaction": WalletTransaction,
+})
+
+
+class ListingUpdateSerializer(serializers.Serializer):
+    price = serializers.CharField()
+    payout = serializers.CharField()
+    tx_hash = serializers.CharField()
+    log_index = serializers.IntegerField()
+    block_number = serializers.IntegerField()
+
+
+class ListingUpdateMirrored(serializers.Serializer):
+    listing = ListingSerializer()
+    updates = ListingUpdateSerializer(many=True)
 
 
 def owned_version(request, slug, number, refusal):
@@ -487,7 +604,7 @@ class VersionListingView(APIView):
     def _version(self, request, slug, number):
         return owned_version(request, slug, number, "Only the dataset's owner can list it.")
 
-    @extend_schema(responses={200: serializers.DictField(), **errors(403, 404, 409, 503)})
+    @extend_schema(responses={200: ListingPrepared, **errors(403, 404, 409, 503)})
     def get(self, request, slug, number):
         from . import listing
 
@@ -496,7 +613,7 @@ class VersionListingView(APIView):
         except listing.ListingError as exc:
             raise APIError(exc.code, exc.message, status=exc.status) from None
 
-    @extend_schema(request=ListingLinkRequest, responses={200: serializers.DictField(), 201: serializers.DictField(),
+    @extend_schema(request=ListingLinkRequest, responses={200: ListingLinked, 201: ListingLinked,
                                                           **errors(400, 403, 404, 409, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -513,22 +630,12 @@ class VersionListingView(APIView):
 
 
 class ListingUpdateRequest(serializers.Serializer):
-    price = serializers.RegexField(
-        r"^[0-9]+$", max_length=78, required=False,
-        error_messages={"invalid": 'Give the price in token base units as an integer string ("25000000" is 25 USDC).'},
-        help_text="New price in token base units, as an integer string (25 USDC = 25000000)",
-    )
-    payout = address_field(required=False, help_text="New payout address (default: the current one)")
-
-    def validate_price(self, value):
-        from .listing import MAX_PRICE
-
-        price = int(value)
-        if price == 0:
-            raise serializers.ValidationError("The price must be more than 0.")
-        if price > MAX_PRICE:
-            raise serializers.ValidationError(f"The price must be at most {MAX_PRICE} base units.")
-        return price
+    price = price_field(required=False, help_text="New price in token base units, as an integer string "
+                                                  "(25 USDC = 25000000)")
+    payout = address_field(required=False, regex=NONZERO_ADDRESS,
+                           error_messages={"invalid": "Not an Ethereum address (0x and 40 hex digits) other than "
+                                                      "the zero address."},
+                           help_text="New payout address (default: the current one); not the zero address")
 
     def validate_payout(self, value):
         if not is_address(value):
@@ -543,6 +650,17 @@ class ListingUpdateRequest(serializers.Serializer):
         return data
 
 
+class ListingUpdateRequestSchema(OpenApiSerializerExtension):
+    """The schema says what validate() does: at least one of the two terms."""
+
+    target_class = ListingUpdateRequest
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["anyOf"] = [{"required": ["price"]}, {"required": ["payout"]}]
+        return schema
+
+
 class ListingUpdatePrepareView(APIView):
     """Changing the price (and/or payout address) of a version's listing from the owner's wallet:
     POST `.../listing/update/prepare` with `{"price", "payout"}` gives the `updateListing`
@@ -551,8 +669,9 @@ class ListingUpdatePrepareView(APIView):
 
     permission_classes = [IsSignedIn]
     refusal = "Only the dataset's owner can change its listing."
+    request_body_required = True  # {"price"} or {"payout"} at least
 
-    @extend_schema(request=ListingUpdateRequest, responses={200: serializers.DictField(),
+    @extend_schema(request=ListingUpdateRequest, responses={200: ListingUpdatePrepared,
                                                             **errors(400, 403, 404, 409, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -572,7 +691,7 @@ class ListingUpdateMirrorView(APIView):
 
     permission_classes = [IsSignedIn]
 
-    @extend_schema(request=ListingLinkRequest, responses={200: serializers.DictField(), 201: serializers.DictField(),
+    @extend_schema(request=ListingLinkRequest, responses={200: ListingUpdateMirrored, 201: ListingUpdateMirrored,
                                                           **errors(400, 403, 404, 409, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -591,8 +710,20 @@ class ListingUpdateMirrorView(APIView):
         }, status=201 if result.created else 200)
 
 
+ListingActivePrepared = inline_serializer("ListingActivePrepared", {
+    "chain_id": serializers.IntegerField(),
+    "market": serializers.CharField(),
+    "from": serializers.CharField(),
+    "listing_id": serializers.CharField(),
+    "active": serializers.BooleanField(),
+    "function": serializers.CharField(),
+    "abi": ABI_FRAGMENT,
+    "transaction": WalletTransaction,
+})
+
+
 class ListingActiveRequest(serializers.Serializer):
-    active = serializers.BooleanField(help_text="false stops selling the version, true sells it again")
+    active = StrictBooleanField(help_text="false stops selling the version, true sells it again")
 
 
 class ListingActivePrepareView(APIView):
@@ -603,7 +734,7 @@ class ListingActivePrepareView(APIView):
     permission_classes = [IsSignedIn]
     refusal = "Only the dataset's owner can start or stop selling it."
 
-    @extend_schema(request=ListingActiveRequest, responses={200: serializers.DictField(),
+    @extend_schema(request=ListingActiveRequest, responses={200: ListingActivePrepared,
                                                             **errors(400, 403, 404, 409, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -646,21 +777,36 @@ class IsModerator(permissions.BasePermission):
 
 
 class ShownListing(serializers.Serializer):
-    listing_id = serializers.CharField()
-    content_hash = serializers.CharField()
+    listing_id = StrictCharField(max_length=80)
+    content_hash = StrictCharField(max_length=66)
 
 
 class DecisionRequest(serializers.Serializer):
     decision = serializers.ChoiceField(choices=list(revisions.Decision.ALL))
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=5000,
+    reason = StrictTextField(required=False, allow_blank=True, max_length=5000,
                                    help_text="The statement of reasons the publisher sees")
     listings = ShownListing(many=True, required=False, help_text="The listing ids and content hashes the "
                             "moderator was shown (a version's); refused with 409 if they are not the revision's")
 
     def validate(self, data):
-        if data["decision"] != revisions.Decision.APPROVE and not data.get("reason", "").strip():
+        if data["decision"] != revisions.Decision.APPROVE and not re.search(NOT_BLANK, data.get("reason", "")):
             raise serializers.ValidationError({"reason": "Say why: the publisher sees this."})
         return data
+
+
+NOT_BLANK = r"[^\x00-\x20\x7f]"
+
+
+class DecisionRequestSchema(OpenApiSerializerExtension):
+    """The schema says what validate() does: a decision other than approve gives a reason."""
+
+    target_class = DecisionRequest
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["anyOf"] = [{"properties": {"decision": {"enum": [revisions.Decision.APPROVE]}}},
+                           {"required": ["reason"], "properties": {"reason": {"pattern": NOT_BLANK}}}]
+        return schema
 
 
 class ModerationQueueView(APIView):

@@ -27,7 +27,8 @@ from eth_utils import to_checksum_address
 import requests
 from web3.exceptions import MismatchedABI, TransactionNotFound
 
-from marketplace.chain.client import get_web3
+from marketplace.chain.client import get_web3, redact_rpc_url, rpc_endpoint
+from marketplace.chain.constants import max_price
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.services import deployed_address
@@ -42,7 +43,6 @@ DEFAULT_DISPUTE_WINDOW = 3 * 24 * 3600  # seconds; settings.DEFAULT_DISPUTE_WIND
 CREATE_LISTING = "createListing"
 UPDATE_LISTING = "updateListing"
 SET_LISTING_ACTIVE = "setListingActive"
-MAX_PRICE = 2**88 - 1  # DataMarket.MAX_PRICE (prices are stored as uint88 on-chain)
 ZERO_ADDRESS = "0x" + "00" * 20
 LOGS_PER_BLOCK = 2**20  # chain positions: a block's logs, then reads made at its end
 
@@ -91,6 +91,13 @@ def _wallet_transaction(market: DataMarket, sender: str, function: str, args: li
     }
 
 
+def _chain_unavailable(exc) -> ListingError:
+    """The refusal when the node fails: the detail (redacted) goes to the log, never to the
+    client, since CHAIN_RPC_URL may hold a provider's key."""
+    logger.warning("chain node %s did not answer: %s: %s", rpc_endpoint(), type(exc).__name__, redact_rpc_url(str(exc)))
+    return ListingError("chain_unavailable", "The chain node did not answer; try again in a moment.", status=503)
+
+
 def _receipt(tx_hash: str):
     """(chain id, market, receipt) of a mined transaction (its status is the caller's to check),
     or a ListingError saying why not: a malformed hash, not mined yet (409), the node down (503)."""
@@ -105,7 +112,7 @@ def _receipt(tx_hash: str):
         raise ListingError("not_mined", "The transaction is not mined yet (or unknown to the chain); "
                            "try again in a few seconds.", status=409) from None
     except (requests.RequestException, OSError) as exc:
-        raise ListingError("chain_unavailable", f"The chain node did not answer: {exc}", status=503) from None
+        raise _chain_unavailable(exc) from None
     return chain_id, market, receipt
 
 
@@ -258,15 +265,15 @@ def prepare_listing_update(version: DatasetVersion, *, price: int | None = None,
     _require_wallet(dataset)
     chain_id = settings.CHAIN_ID
     listing = _linked_listing(version, chain_id)
-    if price is not None and not 0 < price <= MAX_PRICE:
-        raise ListingError("invalid_price", f"The price must be above 0 and at most {MAX_PRICE} base units.")
+    if price is not None and not 0 < price <= max_price():  # DataMarket.MAX_PRICE, from its artifact
+        raise ListingError("invalid_price", f"The price must be above 0 and at most {max_price()} base units.")
     if payout is not None and int(payout, 16) == 0:
         raise ListingError("invalid_payout", "The payout address must not be the zero address.")
     market = _market(chain_id)
     try:
         current = market.get_listing(int(listing.listing_id))
     except (requests.RequestException, OSError) as exc:
-        raise ListingError("chain_unavailable", f"The chain node did not answer: {exc}", status=503) from None
+        raise _chain_unavailable(exc) from None
     owner = to_checksum_address(dataset.owner.address)
     if int(current["owner"], 16) == 0:
         raise ListingError("unknown_listing", f"Listing #{listing.listing_id} does not exist on the chain (was the "

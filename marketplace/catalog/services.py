@@ -19,19 +19,23 @@ from .models import Dataset, DatasetVersion
 from .uploads import TABULAR, ReceivedFile
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# No <img>: an image from another site would tell it who reads the page (and the site's
+# Content-Security-Policy would block it anyway). Changing this list means re-rendering what is
+# stored (see migration 0005_rerender_descriptions).
 ALLOWED_TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre", "blockquote",
-    "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td", "img",
+    "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td",
 }
 
 
 def render_markdown(text: str) -> str:
     """Markdown to HTML that is safe to show: raw HTML is escaped by the parser, and nh3 keeps
-    only harmless tags and attributes (no scripts, no event handlers, no javascript: URLs)."""
+    only harmless tags and attributes (no scripts, no event handlers, no javascript: URLs, no
+    images)."""
     return nh3.clean(
         _markdown.render(text or ""),
         tags=ALLOWED_TAGS,
-        attributes={"a": {"href", "title"}, "img": {"src", "alt", "title"}, "th": {"align"}, "td": {"align"}},
+        attributes={"a": {"href", "title"}, "th": {"align"}, "td": {"align"}},
         url_schemes={"http", "https", "mailto"},
         link_rel="nofollow noopener noreferrer",
     )

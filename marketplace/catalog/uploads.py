@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import hashlib
 import os
 from pathlib import Path
+import re
 import tempfile
 
 from django.conf import settings
@@ -50,11 +51,29 @@ class ReceivedFile:
             pass
 
 
+# What a file name may be, as the API's schema states it: one path segment without control
+# characters, and an extension of 1 to 11 ASCII letters or digits that says the format.
+FILENAME = r"^[^\x00-\x1f\x7f/\\]+\.[A-Za-z0-9]{1,11}$"
+UNSAFE_IN_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def check_filename(filename: str) -> str:
+    """The file name to keep (raises UploadRejected): never a path, never a control character
+    (a NUL would reach the file system and PostgreSQL), never longer than 255 characters."""
+    if not filename:
+        raise UploadRejected("missing_filename", "Say the file's name (with its extension).")
+    if UNSAFE_IN_NAME.search(filename) or len(filename) > 255:
+        raise UploadRejected("invalid_filename", "Give the file's name alone (at most 255 characters), without "
+                             "slashes or control characters.")
+    file_format(filename)
+    return filename
+
+
 def file_format(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     if suffix in TABULAR:
         return TABULAR[suffix]
-    if not suffix or len(suffix) > 12 or not suffix[1:].isalnum():
+    if not re.fullmatch(r"\.[a-z0-9]{1,11}", suffix):
         raise UploadRejected("unknown_format", f"Give the file an extension that says its format (not {filename!r}).")
     return suffix[1:]
 
@@ -83,15 +102,13 @@ def check_content(filename: str, head: bytes) -> None:
 
 def receive(stream, *, filename: str, declared_size: int | None = None) -> ReceivedFile:
     """Read `stream` (anything with .read(n)) to a temporary file under UPLOAD_TMP_DIR."""
-    name = Path(filename or "").name
-    if not name:
-        raise UploadRejected("missing_filename", "Say the file's name (with its extension).")
+    name = check_filename(filename or "")
     fmt = file_format(name)
     limit = settings.MAX_UPLOAD_SIZE
     if declared_size is not None and declared_size > limit:
         raise UploadRejected("too_large", f"The file is {declared_size:,} bytes; the limit is {limit:,}.", 413)
     tmp_dir = Path(settings.UPLOAD_TMP_DIR)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # files in it are private too
     digest = hashlib.sha256()
     size = 0
     handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", delete=False)

@@ -19,6 +19,7 @@ class Artifact:
     name: str
     abi: list
     bytecode: str
+    deployed_bytecode: str = ""  # the runtime code (constants.py evaluates public constants in it)
 
     @property
     def code_hash(self) -> str:
@@ -43,4 +44,5 @@ def load_artifact(name):
         raise ArtifactMissing(
             f"contract artifact {path} not found: compile the contracts with 'scripts/dev setup'"
         ) from None
-    return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"]["object"])
+    return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"]["object"],
+                    deployed_bytecode=data.get("deployedBytecode", {}).get("object", ""))

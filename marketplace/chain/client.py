@@ -1,5 +1,6 @@
 """The web3 connection and the operator account that signs what the server sends."""
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from eth_account import Account
@@ -19,6 +20,28 @@ def _web3(url, timeout):
 def get_web3(url=None):
     """A Web3 for the configured chain; requests time out after CHAIN_RPC_TIMEOUT seconds."""
     return _web3(url or settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT)
+
+
+def rpc_endpoint() -> str:
+    """CHAIN_RPC_URL without what may be secret in it (a provider's key in the path or query,
+    credentials before the host): what logs may name. Responses name neither."""
+    parts = urlsplit(settings.CHAIN_RPC_URL)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def redact_rpc_url(text: str) -> str:
+    """`text` (an exception's message, say) with CHAIN_RPC_URL and its path replaced by
+    rpc_endpoint(): requests names the URL's path apart from its host."""
+    url = settings.CHAIN_RPC_URL
+    parts = urlsplit(url)
+    text = text.replace(url, rpc_endpoint())
+    secret = parts.path + (f"?{parts.query}" if parts.query else "")
+    if len(secret) > 1:
+        text = text.replace(secret, "/…")
+    if parts.password:
+        text = text.replace(parts.password, "…")
+    return text
 
 
 def operator_account():

@@ -1,12 +1,11 @@
-"""The API's parsers (settings.REST_FRAMEWORK): JSON and form bodies are refused with 413 past
-DATA_UPLOAD_MAX_MEMORY_SIZE, the limit Django applies to form bodies. Recent DRF versions read a
-JSON or form body through Django's request.body, which enforces that limit (marketplace.api turns
-Django's refusal into BodyTooLarge); older ones read the stream whole, so these parsers stop at
-the limit themselves. Imports nothing of the API, which loads these first."""
+"""The API's parser (settings.REST_FRAMEWORK; the API takes JSON bodies only, uploads have their
+own): a JSON body is refused with 413 past DATA_UPLOAD_MAX_MEMORY_SIZE, the limit Django applies
+to form bodies. Recent DRF versions read a body through Django's request.body, which enforces
+that limit (marketplace.api turns Django's refusal into BodyTooLarge); older ones read the stream
+whole, so the parser stops at the limit itself. Imports nothing of the API, which loads it first."""
 import io
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from rest_framework import exceptions, parsers
 
 
@@ -17,12 +16,6 @@ class BodyTooLarge(exceptions.APIException):
     def __init__(self):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         super().__init__(f"The request body is larger than the limit of {limit:,} bytes.")
-
-
-class TooManyFields(exceptions.APIException):
-    status_code = 413
-    default_code = "too_many_fields"
-    default_detail = "The form has too many fields."
 
 
 def _declared_length(parser_context) -> int:
@@ -50,28 +43,3 @@ def _read_limited(stream, parser_context):
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         return super().parse(_read_limited(stream, parser_context), media_type, parser_context)
-
-
-class FormParser(parsers.FormParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(_read_limited(stream, parser_context), media_type, parser_context)
-        except TooManyFieldsSent:
-            raise TooManyFields() from None
-
-
-class MultiPartParser(parsers.MultiPartParser):
-    """Django limits a multipart body's fields but streams its file parts to disk whatever their
-    size; no API endpoint takes files this way (uploads are raw bodies), so the whole body is held
-    to the limit. Django's own refusals become API errors."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None and _declared_length(parser_context) > limit:
-            raise BodyTooLarge()
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RequestDataTooBig:
-            raise BodyTooLarge() from None
-        except TooManyFieldsSent:
-            raise TooManyFields() from None

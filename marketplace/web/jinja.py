@@ -37,10 +37,22 @@ def pluralize(count, suffix: str = "s") -> str:
     return singular if one else plural
 
 
+def user_avatar_url(user) -> str | None:
+    from marketplace.accounts.avatars import url
+
+    return url(user)
+
+
+def short_address(address) -> str:
+    """0x1234…abcd, as the header shows a wallet (wallet.js shortens it the same way)."""
+    address = address or ""
+    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
+
+
 def environment(**options) -> Environment:
     # Like Django's templates, a missing value (or an attribute of one) renders as nothing.
     options.setdefault("undefined", ChainableUndefined)
     env = Environment(**options)
-    env.globals.update(static=static, url=reverse)
+    env.globals.update(static=static, url=reverse, user_avatar_url=user_avatar_url, short_address=short_address)
     env.filters.update(capfirst=capfirst, date=date, pluralize=pluralize)
     return env

@@ -6,9 +6,11 @@ import math
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponsePermanentRedirect
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_safe
 
 from marketplace.accounts import avatars
 from marketplace.catalog import revisions
@@ -17,6 +19,7 @@ from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, Dat
 from marketplace.catalog.preview import (
     MIN_PUBLIC_COUNT, column_names, public_analysis_message, public_columns, public_sample,
 )
+from marketplace.web.jinja import short_address
 
 logger = logging.getLogger(__name__)
 TOKEN_DECIMALS = 6
@@ -50,11 +53,6 @@ def format_usdc(base_units) -> str:
 def usdc_input(base_units) -> str:
     """The same amount for a form field (no thousands separators)."""
     return format_usdc(base_units).replace(",", "") if base_units is not None else ""
-
-
-def short_address(address: str | None) -> str:
-    address = address or ""
-    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
 
 
 def human_size(size) -> str:
@@ -358,6 +356,12 @@ def catalog(request):
         clear_url="/",
     )
     return render(request, "web/catalog.html", context)
+
+
+@require_safe
+def favicon(request):
+    """/favicon.ico, which browsers ask for on pages that name no icon (the admin's)."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
 @ensure_csrf_cookie

@@ -62,5 +62,16 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+WALLET_RPC_PATH = "/__test-wallet-rpc"
+
+
 def install_wallet(page, *, rpc, account):
-    page.add_init_script(WALLET_SCRIPT % json.dumps({"rpc": rpc, "account": account}))
+    """A real wallet talks to its node from the extension, outside the page's Content-Security-
+    Policy; this one lives in the page, so it posts to a same-origin path that Playwright carries
+    to anvil (the page's policy stays what the site sends)."""
+
+    def forward(route):
+        route.fulfill(response=route.fetch(url=rpc))
+
+    page.route(f"**{WALLET_RPC_PATH}", forward)
+    page.add_init_script(WALLET_SCRIPT % json.dumps({"rpc": WALLET_RPC_PATH, "account": account}))

@@ -44,19 +44,19 @@ def test_profile_from_the_header_sets_avatar_and_name(page, live_server):
     user.refresh_from_db()
     assert user.avatar_digest
     assert page.locator("[data-profile-avatar]").get_attribute("data-has-avatar") == "true"
-    page.wait_for_function("document.querySelector('[data-profile-avatar]').naturalWidth === 256")
+    page.wait_for_function("() => document.querySelector('[data-profile-avatar]').naturalWidth === 256")
 
     page.fill("#p-name", "Tide Watch")
     page.locator("[data-profile-form] [data-submit]").click()
     page.wait_for_url(re.compile(r"saved=1"))
-    page.wait_for_function("document.querySelector('[data-wallet-name]').textContent === 'Tide Watch'")
+    page.wait_for_function("() => document.querySelector('[data-wallet-name]').textContent === 'Tide Watch'")
     assert header.locator("img").get_attribute("src") == f"/avatars/{ADDRESS}?v={user.avatar_digest[:16]}"
     shoot(page, "profile")
 
     page.goto(f"{base}/datasets/{dataset.slug}")
     publisher = page.locator("[data-publisher]")
     assert "Tide Watch" in publisher.inner_text()
-    page.wait_for_function("document.querySelector('[data-publisher] img').naturalWidth === 256")
+    page.wait_for_function("() => document.querySelector('[data-publisher] img').naturalWidth === 256")
 
     page.goto(f"{base}/me/profile")
     page.locator("[data-avatar-remove]").click()

@@ -17,7 +17,7 @@ def test_connect_wallet_signs_in_and_out(page, live_server, chain):
 
     button = page.locator("[data-wallet-button]")
     button.wait_for()
-    page.wait_for_function("!document.querySelector('[data-wallet-button]').disabled")
+    page.wait_for_function("() => !document.querySelector('[data-wallet-button]').disabled")
     assert button.inner_text().strip() == "Connect wallet"
     button.click()
 
@@ -30,13 +30,13 @@ def test_connect_wallet_signs_in_and_out(page, live_server, chain):
     page.reload()  # the session survives a reload
     page.locator("[data-wallet-status]").wait_for(state="visible")
     page.locator("[data-wallet-button]").click()
-    page.wait_for_function("document.querySelector('[data-wallet-button] span').textContent === 'Connect wallet'")
+    page.wait_for_function("() => document.querySelector('[data-wallet-button] span').textContent === 'Connect wallet'")
     assert page.locator("[data-wallet-status]").is_hidden()
 
 
 def test_without_a_wallet_the_page_says_what_to_install(page, live_server, db):
     page.goto(live_server.url + "/")
-    page.wait_for_function("!document.querySelector('[data-wallet-button]').disabled")
+    page.wait_for_function("() => !document.querySelector('[data-wallet-button]').disabled")
     page.locator("[data-wallet-button]").click()
     error = page.locator("[data-wallet-error]")
     error.wait_for(state="visible")

@@ -280,4 +280,4 @@ def test_a_nul_character_in_the_upload_preview_parameters_is_a_400(chain, publis
     answer = owner.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1000000&token={chain.token.address}"
                         "&hidden_columns=%00", data=b"a,b\n1,2\n", content_type="application/octet-stream")
     assert answer.status_code == 400, answer.status_code
-    assert answer.json()["error"]["code"] == "invalid_preview"
+    assert answer.json()["error"]["code"] == "invalid_hidden_columns"

@@ -34,10 +34,26 @@ def test_chain_down_is_503_naming_the_chain(client, chain, broker, settings, dea
     body = response.json()
     assert response.status_code == 503
     assert body["status"] == "degraded"
-    assert body["chain"]["up"] is False
-    assert dead_url in body["chain"]["error"]
+    assert body["chain"] == {"up": False, "error": "chain node unreachable (ConnectionError)"}
     assert body["database"]["up"] is True and body["broker"]["up"] is True
     assert elapsed < 5, f"/healthz waited {elapsed:.1f} s on a dead chain"
+
+
+def test_health_never_shows_the_rpc_url_but_logs_where_it_failed(client, chain, broker, settings, caplog):
+    """Provider keys live in CHAIN_RPC_URL's path or query: /healthz is public, so it names
+    neither, and the log names only the host."""
+    port = free_port()
+    settings.CHAIN_RPC_URL = f"https://user:pa55word@127.0.0.1:{port}/v3/SECRET-PROVIDER-KEY?apikey=OTHER-SECRET"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    text = response.content.decode()
+    for secret in ("SECRET-PROVIDER-KEY", "OTHER-SECRET", "pa55word", str(port)):
+        assert secret not in text
+    assert response.json()["chain"]["error"].startswith("chain node unreachable")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "marketplace.chain.health")
+    assert f"https://127.0.0.1:{port} unreachable" in logged
+    for secret in ("SECRET-PROVIDER-KEY", "OTHER-SECRET", "pa55word"):
+        assert secret not in logged
 
 
 def test_broker_down_is_503_naming_the_broker(client, chain, broker, point_broker_at, broken_broker_url):
@@ -47,8 +63,9 @@ def test_broker_down_is_503_naming_the_broker(client, chain, broker, point_broke
     elapsed = time.monotonic() - started
     body = response.json()
     assert response.status_code == 503
-    assert body["broker"] == {"up": False, "transport": "redis", "error": body["broker"]["error"]}
-    assert "broker unreachable" in body["broker"]["error"]
+    assert body["broker"]["up"] is False and body["broker"]["transport"] == "redis"
+    assert set(body["broker"]) == {"up", "transport", "error"}
+    assert body["broker"]["error"] == "broker unreachable: OperationalError", body["broker"]
     assert body["chain"]["up"] is True
     assert elapsed < 2, f"/healthz waited {elapsed:.1f} s on a broken broker"
 

@@ -9,16 +9,18 @@ from marketplace.accounts.models import User
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import revisions
 from marketplace.catalog.indexing import SearchSync, reader
-from marketplace.catalog.listing import MAX_PRICE
 from marketplace.catalog.models import Dataset, Listing, ListingUpdate, SearchChange
 from marketplace.catalog.search import SearchQuery
 from marketplace.chain import sender
+from marketplace.chain.constants import max_price
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.services import deploy_contract
 from tests.conftest import DEV_KEYS
 from tests.integration.test_listing import (  # noqa: F401  (fixtures)
     PRICE, PUBLISHER, STRANGER, create_listing, listed_version, make_version, publisher, publisher_client,
 )
+
+MAX_PRICE = max_price()  # DataMarket.MAX_PRICE, from the contract's artifact
 
 pytestmark = pytest.mark.chain
 
@@ -127,12 +129,16 @@ def test_the_payout_address_alone_can_change(chain, publisher_client):
 
 
 @pytest.mark.parametrize("body, field, words", [
-    ({"price": "0"}, "price", "more than 0"),
-    ({"price": 0}, "price", "more than 0"),
-    ({"price": "-5"}, "price", "integer string"),
-    ({"price": "25.5"}, "price", "integer string"),
-    ({"price": "lots"}, "price", "integer string"),
-    ({"price": str(MAX_PRICE + 1)}, "price", "at most"),
+    ({"price": "0"}, "price", "whole digits, from 1 to"),
+    ({"price": 0}, "price", "whole digits, from 1 to"),
+    ({"price": 25000000}, "price", "whole digits"),  # a JSON number: the schema says a string
+    ({"price": "-5"}, "price", "whole digits"),
+    ({"price": "25.5"}, "price", "whole digits"),
+    ({"price": "1.9"}, "price", "whole digits"),
+    ({"price": "1e999999999"}, "price", "whole digits"),
+    ({"price": "lots"}, "price", "whole digits"),
+    ({"price": "025000000"}, "price", "whole digits"),
+    ({"price": str(MAX_PRICE + 1)}, "price", f"from 1 to {MAX_PRICE}"),
     ({"payout": "0x1234"}, "payout", "Not an Ethereum address"),
     ({"payout": "0x" + "00" * 20}, "payout", "zero address"),
     ({}, "price", "Give a new price"),
@@ -143,6 +149,14 @@ def test_prepare_refuses_bad_terms_with_field_errors(chain, publisher_client, bo
     assert response.status_code == 400, response.json()
     error = response.json()["error"]
     assert error["code"] == "invalid" and words in " ".join(error["fields"][field])
+
+
+def test_a_price_that_json_reads_as_infinity_is_a_400(chain, publisher_client):
+    version = listed_version(chain, publisher_client)
+    response = publisher_client.post(f"/api/v1/datasets/{version.dataset.slug}/versions/{version.number}"
+                                     "/listing/update/prepare", '{"price": 1e999999999}',
+                                     content_type="application/json")
+    assert response.status_code == 400 and "price" in response.json()["error"]["fields"]
 
 
 def test_prepare_refuses_terms_that_change_nothing(chain, publisher_client):

@@ -110,7 +110,7 @@ def test_sampled_statistics_are_marked_as_estimates(client, owner):
     html = client.get(f"/datasets/{ds.slug}").content.decode()
     assert html.count("data-sampled") == 1  # the sampled column only
     assert '<span class="top-count">≈5,120</span>' in html
-    assert ": 7\"" in html  # the exact column's histogram label has no "≈"
+    assert ": 7</title>" in html  # the exact column's histogram label has no "≈"
 
 
 def test_description_script_is_never_rendered_raw(client, owner):
@@ -126,7 +126,7 @@ def test_analysis_states_are_shown(client, owner):
     rejects = dataset(owner, "Rejects", analysis_status="done_with_rejects", rejected_rows=12,
                       analysis_message="Analysed with 12 rejected rows: bad bytes", row_count=5)
     html = client.get(f"/datasets/{running.slug}").content.decode()
-    assert 'data-poll-url="/api/v1/datasets/' in html and 'aria-valuenow="40"' in html
+    assert 'data-poll-url="/api/v1/datasets/' in html and 'max="100" value="40"' in html
     # The analysis's own words quote the file (columns, values): the public reads the outcome only.
     public_failed = client.get(f"/datasets/{failed.slug}").content.decode()
     assert "The file could not be analysed" in public_failed and "Row 3" not in public_failed
@@ -161,3 +161,56 @@ def test_publisher_pages_for_the_owner(client, owner):
 def test_about_keeps_the_marketing_page(client, db):
     html = client.get("/about").content.decode()
     assert "How a purchase settles" in html and 'data-health-url="/healthz"' in html
+
+
+def _no_inline_code(html):
+    import re
+
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "an inline <script>"
+    assert not re.search(r"<style[\s>]", html), "an inline <style>"
+    assert not re.search(r"\sstyle=", html), "a style attribute"
+    assert not re.search(r"\son[a-z]+=", html), "an event-handler attribute"
+
+
+def test_every_page_has_the_content_security_policy_and_no_inline_code(client, owner, settings, index_dir):
+    SearchSync().rebuild()
+    ds = dataset(owner, "Rainfall", analysis_status="done", analysis_progress=1.0, row_count=2,
+                 columns=[{"name": "mm", "type": "number", "histogram": [{"start": 0, "end": 1, "count": 3}],
+                           "top_values": []},
+                          {"name": "city", "type": "text", "top_values": [{"value": "Lyon", "count": 2}]}])
+    analysing = dataset(owner, "Analysing", analysis_status="running", analysis_progress=0.4)
+    client.force_login(owner)
+    for path in ("/", "/about", f"/datasets/{ds.slug}", f"/datasets/{analysing.slug}", "/me/datasets",
+                 "/me/datasets/new", f"/me/datasets/{ds.slug}/edit", "/me/profile", "/api/v1/docs", "/no-such-page"):
+        response = client.get(path)
+        assert response.status_code in (200, 404), path
+        assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY, path
+        assert "default-src 'self'" in response["Content-Security-Policy"]
+        assert "unsafe-inline" not in response["Content-Security-Policy"]
+        _no_inline_code(response.content.decode())
+    for path in ("/healthz", "/api/v1/search", "/admin/login/"):
+        assert client.get(path)["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY, path
+    # The API docs' start-up script is a file of this site, not inline.
+    docs = client.get("/api/v1/docs").content.decode()
+    assert '<script src="/api/v1/docs?script="></script>' in docs
+    script = client.get("/api/v1/docs?script=")
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert "SwaggerUIBundle" in script.content.decode()
+    # Avatars keep their stricter policy.
+    assert client.get(f"/avatars/{OWNER}")["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_the_header_comes_with_the_signed_in_state(client, owner):
+    """No request to /api/v1/auth/me is needed to draw it: a signed-out visit makes none."""
+    signed_out = client.get("/about").content.decode()
+    assert "data-signed-in" not in signed_out and "<span>Connect wallet</span>" in signed_out
+    owner.display_name = "Ada <b>"
+    owner.save()
+    client.force_login(owner)
+    html = client.get("/about").content.decode()
+    assert 'data-signed-in="true"' in html and "<span>Sign out</span>" in html
+    assert '<span data-wallet-name>Ada &lt;b&gt;</span>' in html
+    assert f'title="{OWNER}"' in html and f'src="/avatars/{OWNER}?v=identicon"' in html
+    owner.display_name = ""
+    owner.save()
+    assert f"<span data-wallet-name>{OWNER[:6]}…{OWNER[-4:]}</span>" in client.get("/about").content.decode()

@@ -186,5 +186,5 @@ def test_an_invalid_choice_at_upload_is_refused(owner_client, owner):
     answer = owner_client.post(
         f"/api/v1/datasets/{dataset.slug}/versions?filename=cities.csv&price=1000000&token={TOKEN}&show_sample=maybe",
         b"city\nLyon\n", content_type="application/octet-stream")
-    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_preview"
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_show_sample"
     assert not DatasetVersion.objects.exists()

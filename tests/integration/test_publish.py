@@ -123,11 +123,74 @@ def test_upload_over_the_limit_is_refused(owner_client, settings):
     assert not DatasetVersion.objects.exists()
 
 
-@pytest.mark.parametrize("price", ["0", "-5", "abc", "1.5e400x"])
-def test_a_price_must_be_positive_base_units(owner_client, price):
+@pytest.mark.parametrize("price", ["0", "-5", "abc", "1.5e400x", "1e999999999", "1.9", "25000000.0", "0x10",
+                                   " 25", "025", str(2**88)])
+def test_a_price_is_digits_only_up_to_the_contract_maximum(owner_client, price):
     slug = create(owner_client).json()["slug"]
     response = upload(owner_client, slug, CSV, price=price)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_price"
+    assert "whole digits" in response.json()["error"]["message"]
+    assert not DatasetVersion.objects.exists()
+
+
+@pytest.mark.parametrize("token", ["0x1234", "", "0x" + "zz" * 20, TOKEN + "00"])
+def test_a_token_must_be_an_address(owner_client, token):
+    slug = create(owner_client).json()["slug"]
+    response = owner_client.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1&token={token}",
+                                 data=CSV, content_type="application/octet-stream")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_token"
+    assert not DatasetVersion.objects.exists()
+
+
+def test_the_highest_price_the_contract_takes_is_accepted(owner_client):
+    slug = create(owner_client).json()["slug"]
+    response = upload(owner_client, slug, CSV, price=str(2**88 - 1))
+    assert response.status_code == 201, response.json()
+    assert response.json()["price"] == str(2**88 - 1)
+
+
+@pytest.mark.parametrize("filename, code", [
+    ("cities\x00.csv", "invalid_filename"),
+    ("cit\nies.csv", "invalid_filename"),
+    ("../cities.csv", "invalid_filename"),
+    ("dir\\cities.csv", "invalid_filename"),
+    ("x" * 300 + ".csv", "invalid_filename"),
+    ("cities.c\u00e9", "unknown_format"),
+    (".csv", "unknown_format"),
+])
+def test_a_bad_file_name_is_a_400_and_stores_nothing(owner_client, settings, filename, code):
+    from urllib.parse import quote
+
+    slug = create(owner_client).json()["slug"]
+    before = stored_files()
+    response = owner_client.post(f"/api/v1/datasets/{slug}/versions?filename={quote(filename)}&price=1&token={TOKEN}",
+                                 data=CSV, content_type="application/octet-stream")
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+    assert not DatasetVersion.objects.exists() and stored_files() == before
+    assert not list(Path(settings.UPLOAD_TMP_DIR).glob("upload-*"))
+
+
+def test_someone_else_s_draft_is_a_404_to_an_uploader(client, owner_client, db):
+    slug = create(owner_client).json()["slug"]
+    stranger = User.objects.create(username="0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+                                   address="0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC")
+    client.force_login(stranger)
+    response = upload(client, slug, CSV)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    assert not DatasetVersion.objects.exists()
+
+
+def test_stored_files_and_their_folders_are_owner_only(owner_client):
+    slug = create(owner_client).json()["slug"]
+    before = stored_files()
+    assert upload(owner_client, slug, CSV).status_code == 201
+    (stored,) = set(stored_files()) - set(before)
+    assert stored.stat().st_mode & 0o777 == 0o600
+    root = Path(storages["private"].location)
+    for folder in stored.relative_to(root).parents:
+        if folder != Path("."):
+            assert (root / folder).stat().st_mode & 0o777 == 0o700, folder
 
 
 @pytest.mark.worker
@@ -179,25 +242,49 @@ def test_drafts_are_hidden_from_others(client, owner_client):
 
 
 def test_a_browser_upload_with_the_csrf_token_is_accepted(owner, db):
-    """As the page sends it: session cookie, CSRF header, raw file body."""
+    """As the page sends it: session cookie, the CSRF token the page set, raw file body."""
     from django.test import Client
 
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(owner)
-    browser.get("/api/v1/auth/me")
+    assert "csrftoken" not in browser.cookies
+    page = browser.get("/me/datasets/new")
+    assert page.status_code == 200
+    token = page.cookies["csrftoken"].value  # what the page's script sends (wallet.js, pages.js)
     slug = browser.post("/api/v1/datasets", {"title": "T", "license": "MIT"}, content_type="application/json",
-                        HTTP_X_CSRFTOKEN=_csrf(browser)).json()["slug"]
+                        HTTP_X_CSRFTOKEN=token).json()["slug"]
     response = browser.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1000000&token={TOKEN}", data=CSV,
-                            content_type="application/octet-stream", HTTP_X_CSRFTOKEN=_csrf(browser))
+                            content_type="application/octet-stream", HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201, response.json()
     without = browser.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1000000&token={TOKEN}", data=CSV,
                            content_type="application/octet-stream")
-    assert without.status_code == 403  # no CSRF token, no upload
+    assert without.status_code == 403 and without.json()["error"]["code"] == "permission_denied"
+    forged = browser.post(f"/api/v1/datasets/{slug}/versions?filename=a.csv&price=1000000&token={TOKEN}", data=CSV,
+                          content_type="application/octet-stream", HTTP_X_CSRFTOKEN="x" * 32)
+    assert forged.status_code == 403  # a token the page did not give
+    assert DatasetVersion.objects.count() == 1
 
 
-def _csrf(browser):
-    from django.middleware.csrf import _get_new_csrf_string
+def test_images_in_descriptions_are_dropped(owner_client):
+    response = create(owner_client, description='Look: ![chart](https://tracker.example/p.png "t") and '
+                                                '<img src="https://tracker.example/x.png">')
+    html = response.json()["description_html"]
+    assert "<img" not in html and "tracker.example/p.png" not in html
+    assert "Look:" in html and "&lt;img" in html  # raw HTML is shown as text, never as an image
 
-    if "csrftoken" not in browser.cookies:
-        browser.cookies["csrftoken"] = _get_new_csrf_string()
-    return browser.cookies["csrftoken"].value
+
+def test_stored_html_is_rerendered_without_images(owner):
+    """What was rendered before images were dropped is rendered again (migration 0004)."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from marketplace.catalog import services
+
+    dataset = services.create_dataset(owner=owner, title="Old", license="MIT", description="![x](https://t.example/a.png) **b**")
+    Dataset.objects.filter(pk=dataset.pk).update(description_html='<p><img src="https://t.example/a.png" alt="x"> '
+                                                                  '<strong>b</strong></p>')
+    import_module("marketplace.catalog.migrations.0005_rerender_descriptions").rerender(apps, None)
+    html = Dataset.objects.get(pk=dataset.pk).description_html
+    assert html == services.render_markdown(dataset.description)
+    assert "<img" not in html and "<strong>b</strong>" in html

@@ -140,6 +140,24 @@ def test_search_api_filters_sorts_and_facets(client, publisher, index_dir):
     assert [r["title"] for r in both] == ["Cocoa prices"]
 
 
+def test_the_format_filter_finds_each_format_in_the_api_and_the_page(client, publisher, index_dir):
+    """`format` is the search's file-format filter, not DRF's renderer override (which answered
+    every `format=csv` with an empty 404)."""
+    listed(publisher, "Rainfall in CSV")
+    parquet = listed(publisher, "Rainfall in Parquet")
+    DatasetVersion.objects.filter(dataset=parquet).update(format="parquet")
+    SearchSync().rebuild()
+
+    response = client.get("/api/v1/search?format=csv")
+    assert response.status_code == 200, response.content
+    assert [r["title"] for r in response.json()["results"]] == ["Rainfall in CSV"]
+    assert [r["title"] for r in client.get("/api/v1/search?q=rainfall&format=parquet").json()["results"]] == [
+        "Rainfall in Parquet"]
+    assert client.get("/api/v1/search?format=xlsx").json()["total"] == 0
+    page = client.get("/?format=csv").content.decode()
+    assert "Rainfall in CSV" in page and "Rainfall in Parquet" not in page
+
+
 @pytest.mark.parametrize(
     "query, code",
     [("colour=blue", "unknown_parameter"), ("page_size=100000", "invalid"), ("page=100000", "invalid"),

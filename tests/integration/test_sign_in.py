@@ -34,7 +34,7 @@ def sign(account, message):
 
 
 def new_nonce(client):
-    response = client.post("/api/v1/auth/nonce")
+    response = client.post("/api/v1/auth/nonce", content_type="application/json")
     assert response.status_code == 201
     return response.json()["nonce"]
 
@@ -72,7 +72,7 @@ def test_replayed_message_is_refused(client, chain, wallet):
     signature = sign(wallet, message)
     assert sign_in(client, message, signature).status_code == 200
     replay = sign_in(client, message, signature)
-    assert replay.status_code == 400 and error_code(replay) == "nonce_used"
+    assert replay.status_code == 401 and error_code(replay) == "nonce_used"
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_replayed_message_is_refused(client, chain, wallet):
 def test_message_for_another_site_chain_or_time_is_refused(client, chain, wallet, change, code):
     message = siwe_message(wallet.address, new_nonce(client), **change)
     response = sign_in(client, message, sign(wallet, message))
-    assert response.status_code == 400
+    assert response.status_code == 401
     assert error_code(response) == code and response.json()["error"]["message"]
     assert not User.objects.filter(address=wallet.address).exists()
 
@@ -95,7 +95,7 @@ def test_message_for_another_site_chain_or_time_is_refused(client, chain, wallet
 def test_unissued_nonce_is_refused(client, chain, wallet):
     message = siwe_message(wallet.address, "abcdef0123456789abcdef")
     response = sign_in(client, message, sign(wallet, message))
-    assert response.status_code == 400 and error_code(response) == "unknown_nonce"
+    assert response.status_code == 401 and error_code(response) == "unknown_nonce"
 
 
 def test_expired_nonce_is_refused(client, chain, wallet):
@@ -103,7 +103,7 @@ def test_expired_nonce_is_refused(client, chain, wallet):
     SignInNonce.objects.filter(nonce=nonce).update(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
     message = siwe_message(wallet.address, nonce)
     response = sign_in(client, message, sign(wallet, message))
-    assert response.status_code == 400 and error_code(response) == "nonce_expired"
+    assert response.status_code == 401 and error_code(response) == "nonce_expired"
 
 
 def test_signature_by_another_wallet_is_refused(client, chain, wallet):
@@ -114,18 +114,61 @@ def test_signature_by_another_wallet_is_refused(client, chain, wallet):
 
 
 @pytest.mark.parametrize(
-    "body",
+    "body, field",
     [
-        {"message": "hello", "signature": "0x" + "ab" * 65},
-        {"message": "", "signature": "0x00"},
-        {},
+        ({"message": "", "signature": "0x00"}, "message"),
+        ({}, "message"),
+        ({"message": "hello", "signature": "0x" + "ab" * 65 + "c"}, "signature"),  # half a byte
+        ({"message": "hello", "signature": 1234}, "signature"),
+        ({"message": ["hello"], "signature": "0x" + "ab" * 65}, "message"),
     ],
 )
-def test_malformed_requests_get_a_4xx_with_a_message(client, chain, body):
+def test_requests_that_break_the_schema_are_400s_naming_the_field(client, chain, body, field):
     response = client.post("/api/v1/auth/sign-in", body, content_type="application/json")
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] in ("malformed_message", "invalid") and error["message"]
+    assert error["code"] == "invalid" and error["message"] and field in error["fields"]
+
+
+def test_a_message_that_is_not_siwe_is_refused_as_a_credential(client, chain):
+    response = sign_in(client, "hello", "0x" + "ab" * 65)
+    assert response.status_code == 401
+    assert error_code(response) == "malformed_message" and response.json()["error"]["message"]
+
+
+def test_odd_length_signature_is_a_400_not_a_500(client, chain, wallet):
+    message = siwe_message(wallet.address, new_nonce(client))
+    response = sign_in(client, message, sign(wallet, message) + "0")
+    assert response.status_code == 400 and "signature" in response.json()["error"]["fields"]
+
+
+def test_sign_in_takes_json_only(client, chain, wallet):
+    """A form post is what a cross-site form can send; the API parses JSON bodies only."""
+    message = siwe_message(wallet.address, new_nonce(client))
+    response = client.post("/api/v1/auth/sign-in", {"message": message, "signature": sign(wallet, message)})
+    assert response.status_code == 415 and error_code(response) == "unsupported_media_type"
+    assert not User.objects.filter(address=wallet.address).exists()
+
+
+def test_a_nonce_is_bound_to_the_session_that_asked_for_it(client, chain, wallet):
+    """Login CSRF: another site asks for a nonce, signs a message for its own wallet and makes
+    the visitor's browser post it. The visitor's session never asked for that nonce."""
+    from django.test import Client
+
+    attacker = Client()
+    message = siwe_message(wallet.address, new_nonce(attacker))
+    response = sign_in(client, message, sign(wallet, message))
+    assert response.status_code == 401 and error_code(response) == "nonce_not_from_this_session"
+    assert client.get("/api/v1/auth/me").status_code == 401
+    assert sign_in(attacker, message, sign(wallet, message)).status_code == 200  # still usable where issued
+
+
+def test_a_few_sign_ins_started_in_one_session_all_work(client, chain, wallet):
+    """Two tabs of one browser: each asked for a nonce; either may finish first."""
+    first, second = new_nonce(client), new_nonce(client)
+    for nonce in (second, first):
+        message = siwe_message(wallet.address, nonce)
+        assert sign_in(client, message, sign(wallet, message)).status_code == 200
 
 
 def test_contract_wallet_signs_in_through_eip1271(client, chain):
@@ -174,11 +217,66 @@ def test_nonce_for_a_malformed_address_is_refused(client, db):
 
 def test_nonces_are_rate_limited_per_client_address(client, db, settings):
     settings.LIMITS = {**settings.LIMITS, "nonce": {"ip": "3/minute"}}
-    codes = [client.post("/api/v1/auth/nonce").status_code for _ in range(4)]
+    codes = [client.post("/api/v1/auth/nonce", content_type="application/json").status_code for _ in range(4)]
     assert codes == [201, 201, 201, 429]
-    response = client.post("/api/v1/auth/nonce")
+    response = client.post("/api/v1/auth/nonce", content_type="application/json")
     error = response.json()["error"]
     assert error["code"] == "throttled"
     assert "Too many sign-in requests from your network address (at most 3 per minute)" in error["message"]
     assert 1 <= int(response["Retry-After"]) <= 60
-    assert client.post("/api/v1/auth/nonce", REMOTE_ADDR="198.51.100.7").status_code == 201  # another client
+    assert client.post("/api/v1/auth/nonce", content_type="application/json", REMOTE_ADDR="198.51.100.7").status_code == 201  # another client
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_sign_ins_of_one_wallet_at_once_share_one_account(chain, wallet):
+    """The second request's INSERT of the new account waits on the first one's uncommitted row,
+    then fails on the unique address; it must read that row, not answer 500."""
+    import threading
+
+    from django.db import connection, connections, transaction
+    from django.test import Client
+
+    from marketplace.accounts.services import wallet_user
+
+    first_inserted, may_commit = threading.Event(), threading.Event()
+
+    def first_sign_in():  # holds its new account uncommitted until the second one waits on it
+        try:
+            with transaction.atomic():
+                wallet_user(wallet.address)
+                first_inserted.set()
+                assert may_commit.wait(20)
+        finally:
+            connections.close_all()
+
+    browser = Client()
+    message = siwe_message(wallet.address, new_nonce(browser))
+    answers = []
+
+    def second_sign_in():
+        try:
+            answers.append(sign_in(browser, message, sign(wallet, message)))
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=first_sign_in)
+    first.start()
+    assert first_inserted.wait(20)
+    second = threading.Thread(target=second_sign_in)
+    second.start()
+    with connection.cursor() as cursor:  # wait until the second INSERT is blocked on the first
+        for _ in range(200):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND query ILIKE 'INSERT INTO %%accounts_user%%'")
+            if cursor.fetchone()[0]:
+                break
+            second.join(0.05)
+        else:
+            pytest.fail("the second sign-in never waited on the first one's row")
+    may_commit.set()
+    first.join(20)
+    second.join(20)
+    (response,) = answers
+    assert response.status_code == 200, response.content
+    assert response.json()["address"] == wallet.address
+    assert User.objects.filter(address=wallet.address).count() == 1
