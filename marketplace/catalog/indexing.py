@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import Dataset, DatasetVersion, Listing, SearchChange
-from .search import SearchDoc, open_current, rebuild
+from .search import IndexSchemaMismatch, SearchDoc, open_current, rebuild
 
 logger = logging.getLogger(__name__)
 TOKEN_DECIMALS = 6  # the payment token's decimals (USDC-like); prices are indexed in whole units
@@ -161,7 +161,11 @@ class SearchSync:
             return self.rebuild()
         build = os.readlink(current)
         if self.index is None or build != self._build:  # first pass, or another process rebuilt
-            self.index = open_current(self.base_dir)
+            try:
+                self.index = open_current(self.base_dir)
+            except IndexSchemaMismatch as exc:  # built by an older release
+                logger.info("%s", exc)
+                return self.rebuild()
             self._build = build
         xmin = current_xmin()
         ids = set(
@@ -196,5 +200,8 @@ def reader():
         if base not in _readers:
             if not (index_dir() / "current").exists():
                 return None
-            _readers[base] = open_current(index_dir())
+            try:
+                _readers[base] = open_current(index_dir())
+            except IndexSchemaMismatch:  # an older release's build: search_sync is rebuilding it
+                return None
         return _readers[base]

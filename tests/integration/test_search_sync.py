@@ -7,6 +7,7 @@ import pytest
 
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
+from marketplace.catalog import indexing
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.models import Dataset, DatasetVersion, SearchChange
 from tests.factories import make_public
@@ -115,6 +116,17 @@ def test_a_transaction_that_commits_late_is_not_skipped(publisher, index_dir):
     sync.sync_once()
     assert titles("sorghum") == ["Slow sorghum"], "the late commit must reach the index"
     assert titles("quinoa") == ["Quick quinoa"]
+
+
+def test_an_index_built_by_an_older_release_is_rebuilt(client, publisher, index_dir):
+    listed(publisher, "Wheat harvests")
+    SearchSync().rebuild()
+    (index_dir / "current" / "catalog-schema.json").write_text('{"schema_version": 1}')  # as release 1 left it
+    indexing._readers.clear()  # a process started after the upgrade
+    refused = client.get("/api/v1/search?q=wheat")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "index_building"
+    assert SearchSync().sync_once() == 1  # the sync process rebuilds it
+    assert client.get("/api/v1/search?q=wheat").json()["total"] == 1
 
 
 def test_search_api_filters_sorts_and_facets(client, publisher, index_dir):

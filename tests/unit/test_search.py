@@ -4,6 +4,7 @@ query strings that must never raise."""
 from collections import Counter
 import datetime as dt
 import os
+import re
 import threading
 import time
 
@@ -349,7 +350,7 @@ def test_browsing_pages_match_the_engines_own_order(segmented, sort):
 def test_browsing_follows_each_commit_without_waiting_for_a_reload(tmp_path):
     path = tmp_path / "idx"
     build_index(path, CORPUS[:3])
-    reader = CatalogIndex(path)
+    reader = CatalogIndex(path, browse_max_age=0)
     newest = SearchQuery(sort="newest", facets=False)
     assert reader.search(newest).ids == [3, 2, 1]
     with CatalogIndex(path).writer() as w:  # another process's writer
@@ -361,6 +362,48 @@ def test_browsing_follows_each_commit_without_waiting_for_a_reload(tmp_path):
         w.upsert(make_doc(2, created_at=T0 + dt.timedelta(days=30)))
     assert reader.search(newest).ids == [2, 4, 1]
     assert reader.search(SearchQuery(sort="newest", offset=1, limit=1, facets=False)).ids == [4]
+
+
+def test_a_browse_order_is_kept_across_commits_for_browse_max_age(tmp_path):
+    path = tmp_path / "idx"
+    build_index(path, CORPUS[:3])
+    reader = CatalogIndex(path, browse_max_age=0.3)
+    newest = SearchQuery(sort="newest", facets=False)
+    assert reader.search(newest).ids == [3, 2, 1]
+    with CatalogIndex(path).writer() as w:  # another process's writer
+        w.upsert(make_doc(4))
+    assert reader.search(newest).ids == [3, 2, 1]  # the order computed a moment ago
+    assert reader.search(newest).total == 4  # totals follow the commit
+    assert reader.search(SearchQuery(sort="newest", price_min=0.0, facets=False)).ids == [4, 3, 2, 1]  # filters too
+    time.sleep(0.35)
+    assert reader.search(newest).ids == [4, 3, 2, 1]
+    with reader.writer() as w:  # this instance's own writer: visible at once
+        w.delete(4)
+    assert reader.search(newest).ids == [3, 2, 1]
+
+
+def test_several_plain_words_match_and_rank_as_the_boosted_query_alone(tmp_path, monkeypatch):
+    """Plain words match through the one-list-per-word field; the result must be exactly what
+    the field-boosted query alone finds, in the same order (ties included) and with the same
+    total, whatever field each word is in."""
+    import random
+
+    from marketplace.catalog import search
+
+    rng = random.Random(4)
+    vocabulary = ["soil", "moisture", "ocean", "salinity", "glacier", "melting", "rainfall", "budget", "city", "runs"]
+    docs = [make_doc(i, title=" ".join(rng.sample(vocabulary, 2)), summary=" ".join(rng.sample(vocabulary, 3)),
+                     description=" ".join(rng.choices(vocabulary, k=rng.randint(0, 6))),
+                     tags=rng.sample(vocabulary, rng.randint(0, 2))) for i in range(1, 301)]
+    idx = build_index(tmp_path / "idx", docs)
+    queries = [" ".join(rng.sample(vocabulary, n)) for n in (2, 2, 2, 3, 3, 4) for _ in range(5)]
+    queries += ["Soil  MOISTURE", "melt glaciers", "soil moisture zzz", "run city"]
+    found = {q: idx.search(SearchQuery(text=q, limit=100)) for q in queries}
+    monkeypatch.setattr(search, "_PLAIN_WORDS", re.compile(r"(?!)"))  # never: the boosted query alone
+    assert any(result.total for result in found.values())
+    for q, result in found.items():
+        alone = idx.search(SearchQuery(text=q, limit=100))
+        assert (result.ids, result.total, result.facets) == (alone.ids, alone.total, alone.facets), q
 
 
 def test_page_limits(index):
