@@ -6,6 +6,7 @@ pg_snapshot_xmin(pg_current_snapshot()): every transaction below that id has fin
 transaction that commits late is picked up by a later pass instead of being skipped. The
 watermark lives beside the index; a rebuild takes it before reading the datasets.
 """
+from contextlib import nullcontext
 from datetime import timedelta
 import json
 import logging
@@ -14,7 +15,7 @@ from pathlib import Path
 import threading
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -185,7 +186,46 @@ class SearchSync:
 
     def prune(self) -> int:
         deleted, _ = SearchChange.objects.filter(created_at__lt=timezone.now() - KEEP_CHANGES).delete()
+        FacetStore().prune()
         return deleted
+
+
+class FacetStore:
+    """Facet counts shared by every process of the host (CatalogIndex's facet_store), in an
+    UNLOGGED PostgreSQL table: each process otherwise counted the same facets again (about 10 ms
+    for a broad search at 1M datasets). Keys are digests of the index build and the query."""
+
+    def get(self, key: str):
+        row = self._run("SELECT facets, EXTRACT(EPOCH FROM expires_at - now()) FROM catalog_searchfacets "
+                        "WHERE key = %s AND expires_at > now()", [key], fetch=True)
+        if row is None:
+            return None
+        facets = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+        return facets, float(row[1])
+
+    def put(self, key: str, facets: dict, ttl: float) -> None:
+        self._run("INSERT INTO catalog_searchfacets (key, facets, expires_at) "
+                  "VALUES (%s, %s::jsonb, now() + make_interval(secs => %s)) "
+                  "ON CONFLICT (key) DO UPDATE SET facets = EXCLUDED.facets, expires_at = EXCLUDED.expires_at",
+                  [key, json.dumps(facets), ttl])
+
+    @staticmethod
+    def _run(sql, params, fetch=False):
+        """A cache never fails a search: an error is logged and counts as a miss (in a savepoint
+        when the request is inside a transaction, which the error would otherwise abort)."""
+        try:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    return cursor.fetchone() if fetch else None
+        except DatabaseError:
+            logger.warning("shared facet cache unavailable", exc_info=True)
+            return None
+
+    def prune(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM catalog_searchfacets WHERE expires_at < now()")
+            return cursor.rowcount
 
 
 _readers: dict[str, object] = {}
@@ -201,7 +241,7 @@ def reader():
             if not (index_dir() / "current").exists():
                 return None
             try:
-                _readers[base] = open_current(index_dir())
+                _readers[base] = open_current(index_dir(), facet_store=FacetStore())
             except IndexSchemaMismatch:  # an older release's build: search_sync is rebuilding it
                 return None
         return _readers[base]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -372,7 +373,9 @@ class CatalogIndex:
     by searches at most ``follow_interval`` seconds after it (``None``: only by ``reload()``).
 
     Facet counts are cached per (text, filters) for ``facet_ttl`` seconds (0 disables), as the
-    design asks: counting facets touches every match (about 120 ms for the whole 1M catalog),
+    design asks, in this process and, given a ``facet_store`` (``get(key)`` returning the facets
+    and the seconds they have left, or None; ``put(key, facets, ttl)``), for every process of
+    the host: counting facets touches every match (about 120 ms for the whole 1M catalog),
     and the catalog's landing page asks for the same counts again and again. Broad searches (at
     least ``broad_matches`` matches, e.g. a common word: ~10 ms of counting at 1M datasets) keep
     theirs for ``broad_facet_ttl`` seconds: one change moves such counts by one in ten thousand,
@@ -396,6 +399,7 @@ class CatalogIndex:
         facet_cache_size: int = 1024,
         follow_interval: float | None = 1.0,
         browse_max_age: float = 5.0,
+        facet_store=None,
     ):
         path = Path(path)
         self._link: Path | None = path if path.is_symlink() else None
@@ -405,6 +409,7 @@ class CatalogIndex:
         self._index: tantivy.Index = self._open(target)
         self._facet_cache = _TTLCache(facet_ttl, facet_cache_size)
         self._broad_facet_ttl = broad_facet_ttl if facet_ttl > 0 else 0
+        self._facet_store = facet_store if facet_ttl > 0 else None
         self._broad_matches = broad_matches
         self._follow_interval = follow_interval
         self._followed_at = time.monotonic()
@@ -496,6 +501,25 @@ class CatalogIndex:
         if not self._follow_link():
             self._index.reload()
 
+    def _store_key(self, facet_key: tuple) -> str:
+        return hashlib.sha256(repr((self.path.name, facet_key)).encode()).hexdigest()
+
+    def _cached_facets(self, facet_key: tuple):
+        facets = self._facet_cache.get(facet_key)
+        if facets is None and self._facet_store is not None:
+            shared = self._facet_store.get(self._store_key(facet_key))
+            if shared is not None:
+                facets, seconds_left = shared
+                facets = {name: [tuple(pair) for pair in pairs] for name, pairs in facets.items()}
+                self._facet_cache.put(facet_key, facets, ttl=seconds_left)
+        return facets
+
+    def _keep_facets(self, facet_key: tuple, facets: dict, matches: int) -> None:
+        ttl = self._broad_facet_ttl if matches >= self._broad_matches else self._facet_cache.ttl
+        self._facet_cache.put(facet_key, facets, ttl=ttl)
+        if self._facet_store is not None and ttl > 0:
+            self._facet_store.put(self._store_key(facet_key), facets, ttl)
+
     def _browse_order(self, searcher, commit, order_by, order) -> list[int]:
         """The whole catalog's first MAX_OFFSET + MAX_LIMIT ids in a sort's order. Scanning every
         document costs about 30 ms at 1M datasets, the same for every page, so each page is a
@@ -541,15 +565,14 @@ class CatalogIndex:
         text = _clean(q.text or "")[:MAX_QUERY_CHARS]
         has_text = bool(text.strip())
         facet_key = _facet_key(text if has_text else "", q) if q.facets else None
-        facets = self._facet_cache.get(facet_key) if q.facets else {}
+        facets = self._cached_facets(facet_key) if q.facets else {}
 
         order_by, order = _sort_field(q.sort, has_text)
         if not has_text and not filters:
             ids = self._browse_order(searcher, commit, order_by, order)
             if facets is None:
                 facets = _facets(searcher, tantivy.Query.all_query())
-                broad = searcher.num_docs >= self._broad_matches
-                self._facet_cache.put(facet_key, facets, ttl=self._broad_facet_ttl if broad else None)
+                self._keep_facets(facet_key, facets, searcher.num_docs)
             return SearchResult(ids=ids[offset:offset + limit], total=searcher.num_docs,
                                 facets={name: list(values) for name, values in facets.items()})
         # Plan B for a query Tantivy refuses at search time (e.g. `title:*` on a field that is not
@@ -568,8 +591,7 @@ class CatalogIndex:
                 if facets is None:
                     # Nothing matched: nothing to count (counting would run the query again).
                     facets = _facets(searcher, query) if res.count else {name: [] for name in FACET_FIELDS}
-                    broad = (res.count or 0) >= self._broad_matches
-                    self._facet_cache.put(facet_key, facets, ttl=self._broad_facet_ttl if broad else None)
+                    self._keep_facets(facet_key, facets, res.count or 0)
                 break
             except (ValueError, RuntimeError, OverflowError) as e:
                 log.info("search failed for %.200r (%s); trying its plain words", attempt, e)

@@ -1,6 +1,8 @@
 """The search index follows PostgreSQL through the trigger-filled change log: datasets listed,
 edited, re-tagged, bulk-updated or deleted appear, change or disappear after a sync pass, and a
 transaction that commits late is never skipped. The search API answers every query string."""
+import time
+
 from django.db import connection
 import psycopg
 import pytest
@@ -127,6 +129,37 @@ def test_an_index_built_by_an_older_release_is_rebuilt(client, publisher, index_
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "index_building"
     assert SearchSync().sync_once() == 1  # the sync process rebuilds it
     assert client.get("/api/v1/search?q=wheat").json()["total"] == 1
+
+
+def test_facets_are_shared_by_the_processes_of_the_host(client, publisher, index_dir):
+    from django.db import connection, transaction
+
+    listed(publisher, "Wheat harvests", tags=["grain"])
+    SearchSync().rebuild()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM catalog_searchfacets")  # a cache table: no test flush empties it
+    counted = client.get("/api/v1/search?q=wheat").json()["facets"]
+    assert counted["tags"] == [{"value": "grain", "count": 1}]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), min(expires_at) > now() FROM catalog_searchfacets")
+        assert cursor.fetchone() == (1, True)
+        cursor.execute("""UPDATE catalog_searchfacets SET facets = jsonb_set(facets, '{tags,0,0}', '"barley"')""")
+    indexing._readers.clear()  # another process of the host: it reads the shared counts
+    assert client.get("/api/v1/search?q=wheat").json()["facets"]["tags"] == [{"value": "barley", "count": 1}]
+
+    store = indexing.FacetStore()
+    store.put("k", {"tags": [["oats", 3]]}, 0.01)
+    time.sleep(0.05)
+    assert store.get("k") is None  # expired
+    assert store.prune() >= 1
+    with transaction.atomic():  # inside a request's transaction, a failing cache is a miss
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE catalog_searchfacets RENAME TO catalog_searchfacets_away")
+        assert store.get("k") is None
+        store.put("k", {}, 1)
+        assert Dataset.objects.count() == 1  # the transaction still works
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE catalog_searchfacets_away RENAME TO catalog_searchfacets")
 
 
 def test_search_api_filters_sorts_and_facets(client, publisher, index_dir):

@@ -3,6 +3,7 @@ facets, pagination, upserts and deletes, readers seeing a writer's commits, rebu
 query strings that must never raise."""
 from collections import Counter
 import datetime as dt
+import json
 import os
 import re
 import threading
@@ -404,6 +405,34 @@ def test_several_plain_words_match_and_rank_as_the_boosted_query_alone(tmp_path,
     for q, result in found.items():
         alone = idx.search(SearchQuery(text=q, limit=100))
         assert (result.ids, result.total, result.facets) == (alone.ids, alone.total, alone.facets), q
+
+
+def test_facets_are_shared_through_the_store_with_the_time_they_have_left(tmp_path):
+    """A second process (another CatalogIndex on the same build) takes the facets the first one
+    counted from the shared store instead of counting them again, and keeps them only for the
+    seconds they have left there."""
+    class Store(dict):
+        def get(self, key):
+            entry = super().get(key)
+            return None if entry is None else (entry, 0.2)
+
+        def put(self, key, facets, ttl):
+            self[key] = json.loads(json.dumps(facets))  # as PostgreSQL's jsonb gives it back
+
+    path = tmp_path / "idx"
+    build_index(path, CORPUS)
+    store = Store()
+    first, second = CatalogIndex(path, facet_store=store), CatalogIndex(path, facet_store=store)
+    query = SearchQuery(text="numbers", category=CATEGORIES[0])
+    counted = first.search(query).facets
+    assert len(store) == 1 and counted["category"] == [(CATEGORIES[0], 20)]
+    key = next(iter(store))
+    store[key]["category"] = [["from the store", 1]]
+    assert second.search(query).facets["category"] == [("from the store", 1)]
+    time.sleep(0.25)  # past what the store said was left: the store is asked again
+    store[key]["category"] = [["refreshed", 2]]
+    assert second.search(query).facets["category"] == [("refreshed", 2)]
+    assert CatalogIndex(path, facet_store=store, facet_ttl=0).search(query).facets == counted  # no cache: counts
 
 
 def test_page_limits(index):
