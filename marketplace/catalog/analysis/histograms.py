@@ -1,0 +1,119 @@
+"""Equal-width histograms of numbers and dates, counted on the sample."""
+
+from __future__ import annotations
+
+import math
+
+from .results import ColumnStats
+from .stats import _Scan
+from .values import _finite, _temporal_iso, _WIDE_INTEGER_TYPES
+
+HISTOGRAM_BINS = 10  # at most, per number or date column
+
+
+def _float_binned(col: ColumnStats) -> bool:
+    return col.type in ("float", "decimal") or col.duckdb_type in _WIDE_INTEGER_TYPES
+
+
+def _bins(col: ColumnStats, low, high) -> list[tuple]:
+    """Equal-width bins over low..high, as (start, end) pairs; a value belongs to the first bin
+    whose end it does not exceed (what DuckDB's histogram(x, boundaries) counts)."""
+    if _float_binned(col):
+        low, high = float(low), float(high)
+        return _float_bins(low, high) if math.isfinite(low) and math.isfinite(high) else []
+    if col.type == "timestamp":  # microseconds are near-continuous: bins share edges, like floats
+        return _edge_bins(int(low), int(high))
+    return _integer_bins(int(low), int(high))
+
+
+def _histograms(con, scan: _Scan) -> None:
+    """Each histogram counted on the sample: a value belongs to the first bin whose end it does
+    not exceed (a CASE and a GROUP BY: ten times faster than DuckDB's histogram(x, boundaries)).
+
+    Bins span the exact range from the scan. Counted on a partial sample, the counts are scaled to
+    the column's exact number of finite values, and the bins holding the minimum and the maximum
+    are never shown empty.
+    """
+    for slot in scan.slots:
+        col = slot.col
+        if slot.low is None or slot.high is None or not slot.in_sample:
+            continue
+        bins = _bins(col, slot.low, slot.high)
+        if len(bins) <= 1:  # no range, or a single value: no counting needed
+            col.histogram = [_bin(col, b, slot.finite) for b in bins]
+            continue
+        value, bound_type = f"k{slot.index}", "BIGINT"
+        if _float_binned(col):
+            value, bound_type = f"k{slot.index}::DOUBLE", "DOUBLE"
+        case = " ".join(
+            f"WHEN {value} <= ?::{bound_type} THEN {n}" for n, _ in enumerate(bins[:-1])
+        )
+        found = dict(con.execute(
+            f"""SELECT CASE {case} ELSE {len(bins) - 1} END AS bin, count(*) FROM sample
+                WHERE {value} IS NOT NULL GROUP BY bin""",
+            [end for _, end in bins[:-1]],
+        ).fetchall())
+        counts = [found.get(n, 0) for n in range(len(bins))]
+        if not scan.exact:
+            col.sampled = True
+            counts = _scaled_counts(counts, slot.finite)
+            if counts is None:  # the sample holds none of its values: nothing to show
+                continue
+        col.histogram = [_bin(col, b, count) for b, count in zip(bins, counts)]
+
+
+def _scaled_counts(counts: list[int], total: int) -> list[int] | None:
+    """Sample counts scaled to sum to `total` (largest remainders), first and last never empty.
+
+    The first and last bins hold the column's minimum and maximum, which exist whatever the sample
+    says; other bins the sample left empty stay empty. None when the sample counted nothing.
+    """
+    sampled = sum(counts)
+    if sampled == 0:
+        return None
+    exact = [n * total / sampled for n in counts]
+    scaled = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda i: scaled[i] - exact[i])
+    for i in by_remainder[: total - sum(scaled)]:
+        scaled[i] += 1
+    for edge in (0, len(scaled) - 1):
+        donor = max(range(len(scaled)), key=lambda i: scaled[i])
+        if scaled[edge] == 0 and scaled[donor] > 1:
+            scaled[donor] -= 1
+            scaled[edge] += 1
+    return scaled
+
+
+def _integer_bins(low: int, high: int) -> list[tuple[int, int]]:
+    """Up to HISTOGRAM_BINS inclusive integer ranges [start, end] covering low..high."""
+    span = high - low + 1
+    width = -(-span // min(HISTOGRAM_BINS, span))
+    bins, start = [], low
+    while start <= high:
+        end = min(start + width - 1, high)
+        bins.append((start, end))
+        start = end + 1
+    return bins
+
+
+def _edge_bins(low: int, high: int) -> list[tuple[int, int]]:
+    """Up to HISTOGRAM_BINS integer ranges sharing edges; a value on an edge counts below it."""
+    edges = sorted({low + (high - low) * k // HISTOGRAM_BINS for k in range(HISTOGRAM_BINS + 1)})
+    return list(zip(edges[:-1], edges[1:])) or [(low, high)]
+
+
+def _float_bins(low: float, high: float) -> list[tuple[float, float]]:
+    if low == high:
+        return [(low, high)]
+    width = (high - low) / HISTOGRAM_BINS
+    edges = [low + width * k for k in range(HISTOGRAM_BINS)] + [high]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _bin(col: ColumnStats, bounds: tuple, count: int) -> dict:
+    start, end = bounds
+    if col.type in ("date", "timestamp"):
+        start, end = _temporal_iso(start, col), _temporal_iso(end, col)
+    elif _float_binned(col):
+        start, end = _finite(start), _finite(end)
+    return {"start": start, "end": end, "count": int(count)}
