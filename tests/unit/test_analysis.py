@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from marketplace.catalog.analysis import histograms, stats, topvalues
-from marketplace.catalog.analysis import AnalysisFailed, analyse, to_json
+from marketplace.catalog.analysis import AnalysisFailed, Limits, analyse, to_json
 
 CITIES = ["Paris", "Lyon", "Nice", "Lille"]
 
@@ -360,7 +360,7 @@ def test_progress_is_reported_from_reading_to_done(tmp_path):
 
 
 def test_to_json_is_plain_json(tmp_path):
-    result = analyse(people_csv(tmp_path), "csv", threads=1, memory_limit="256MB")
+    result = analyse(people_csv(tmp_path), "csv", limits=Limits(threads=1, memory_mb=512))
 
     data = json.loads(json.dumps(to_json(result), allow_nan=False))
     assert data["row_count"] == 1000

@@ -29,23 +29,27 @@ disagree with its header) the analysis fails with that explanation instead.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from pathlib import Path
 
 import duckdb
 
-from .connection import _connect, Progress, _Reporter
+from .caps import gunzip_capped, is_gzip
+from .connection import Limits, _open, Progress, _Reporter, _seal
 from .csv import _load_csv
 from .errors import _clean_error
 from .histograms import _histograms
 from .jsonl import _load_jsonl
 from .parquet import _load_parquet
-from .results import Analysis, AnalysisFailed, ColumnStats
+from .results import NEEDS_MORE_MEMORY, Analysis, AnalysisFailed, ColumnStats
 from .stats import _exact_distinct_counts, _Scan
 from .topvalues import _top_values
 from .values import _sample
 
-__all__ = ["FORMATS", "Analysis", "AnalysisFailed", "ColumnStats", "analyse", "to_json"]
+__all__ = [
+    "FORMATS", "Analysis", "AnalysisFailed", "ColumnStats", "Limits", "Workspace", "analyse", "to_json",
+]
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -55,60 +59,82 @@ def analyse(
     fmt: str,
     *,
     progress: Progress | None = None,
-    threads: int | None = None,
-    memory_limit: str | None = None,
+    limits: Limits = Limits(),
 ) -> Analysis:
-    """Analyse the CSV, JSON Lines or Parquet file at `path`.
+    """Analyse the CSV, JSON Lines or Parquet file at `path` in this process (the server runs it in
+    a child process with the limits enforced: see sandbox.analyse_in_child).
 
     `progress(fraction, message)` is called from this thread with non-decreasing fractions:
     (0.0, "reading"), then while the file is read, (0.5, "computing statistics"), (1.0, "done").
     Raises AnalysisFailed with a publisher-facing reason when the file cannot be read.
     """
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"unsupported format {fmt!r}; expected one of {FORMATS}")
-    path = Path(path)
-    report = _Reporter(progress)
-    report(0.0, "reading")
+    workspace = Workspace(limits)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise AnalysisFailed("The file could not be opened.") from exc
-    if size == 0:
-        raise AnalysisFailed("The file is empty.")
+        return workspace.analyse(path, fmt, progress=progress)
+    finally:
+        workspace.close()
 
-    with tempfile.TemporaryDirectory(prefix="analysis-") as spill_dir:
-        con = _connect(threads=threads, memory_limit=memory_limit, spill_dir=spill_dir)
+
+class Workspace:
+    """A private directory and a DuckDB connection for one analysis. The file is given to DuckDB
+    as `data.<format>` in that directory (a link, or the decompressed copy of a gzip file), so no
+    name from outside reaches SQL or a glob, and the connection can read nothing else."""
+
+    def __init__(self, limits: Limits = Limits()):
+        self.dir = Path(tempfile.mkdtemp(prefix="analysis-"))
+        self.spill_dir = self.dir / "spill"
+        self.spill_dir.mkdir()
+        self.con = _open(limits, self.spill_dir)
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def analyse(self, path: str | Path, fmt: str, *, progress: Progress | None = None) -> Analysis:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise ValueError(f"unsupported format {fmt!r}; expected one of {FORMATS}")
+        report = _Reporter(progress)
+        report(0.0, "reading")
+        try:
+            size = Path(path).stat().st_size
+        except OSError as exc:
+            raise AnalysisFailed("The file could not be opened.") from exc
+        if size == 0:
+            raise AnalysisFailed("The file is empty.")
+        data = self.dir / f"data.{fmt}"
+        if fmt != "parquet" and is_gzip(path):
+            gunzip_capped(Path(path), data)
+        else:
+            data.symlink_to(Path(path).resolve())
+        _seal(self.con, data, self.spill_dir)
+        con = self.con
         try:
             loader = {"csv": _load_csv, "jsonl": _load_jsonl, "parquet": _load_parquet}[fmt]
-            loaded = loader(con, path, report, Path(spill_dir))
+            loaded = loader(con, data, report, self.spill_dir)
             _finish(con, loaded.scan)
             report(0.95, "computing statistics")
             columns = loaded.scan.columns
             sample = _sample(con, loaded.sample_sql, columns)
             row_count = loaded.scan.row_count
         except duckdb.OutOfMemoryException as exc:
-            raise AnalysisFailed(
-                "The file needs more memory to analyse than the server allows."
-            ) from exc
+            raise AnalysisFailed(NEEDS_MORE_MEMORY) from exc
         except duckdb.Error as exc:
-            raise AnalysisFailed(_clean_error(str(exc), path)) from exc
-        finally:
-            con.close()
+            raise AnalysisFailed(_clean_error(str(exc), data)) from exc
 
-    warnings = list(loaded.warnings)
-    if row_count == 0:
-        warnings.append("The file has no data rows.")
-    report(1.0, "done")
-    return Analysis(
-        format=fmt,
-        row_count=row_count,
-        columns=columns,
-        sample=sample,
-        rejected_rows=loaded.rejected_rows,
-        warnings=warnings,
-        stats_sample_rows=loaded.scan.sample_rows,
-    )
+        warnings = list(loaded.warnings)
+        if row_count == 0:
+            warnings.append("The file has no data rows.")
+        report(1.0, "done")
+        return Analysis(
+            format=fmt,
+            row_count=row_count,
+            columns=columns,
+            sample=sample,
+            rejected_rows=loaded.rejected_rows,
+            warnings=warnings,
+            stats_sample_rows=loaded.scan.sample_rows,
+        )
 
 
 def to_json(analysis: Analysis) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from .caps import check_columns, check_csv_header
 from .connection import _Reporter, _run_tracked
 from .errors import _clean_error, _first_invalid_utf8, _first_sentence, _utf8_reason
 from .results import AnalysisFailed
@@ -40,12 +41,14 @@ def _estimate_lines(path: Path, size: int, newline: bytes, chunk: int = 4 << 20)
 
 def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
     size = path.stat().st_size
+    check_csv_header(path)
     types: dict[str, str] = {}
     retype_notes: dict[str, str] = {}
     for attempt in range(CSV_RETYPE_ATTEMPTS + 1):
         errors, scans = f"csv_errors_{attempt}", f"csv_scans_{attempt}"
         try:
             layout = _sniff_csv(con, path, types)
+            check_columns(len(layout.columns))
             source = _csv_source(path, layout, errors, scans)
             # The first rows' own rejects go to throwaway tables.
             head_source = _csv_source(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .results import ColumnStats
-from .stats import _Scan
+from .stats import _chunks, _Scan, _Slot
 from .values import _finite, _temporal_iso, _WIDE_INTEGER_TYPES
 
 HISTOGRAM_BINS = 10  # at most, per number or date column
@@ -28,12 +28,15 @@ def _bins(col: ColumnStats, low, high) -> list[tuple]:
 
 def _histograms(con, scan: _Scan) -> None:
     """Each histogram counted on the sample: a value belongs to the first bin whose end it does
-    not exceed (a CASE and a GROUP BY: ten times faster than DuckDB's histogram(x, boundaries)).
+    not exceed. For each bin end, the values up to it are counted (count_if in one ungrouped
+    aggregate for COLUMNS_PER_QUERY columns at a time: no grouping, no per-column query); a bin
+    holds the difference between its end's count and the previous one's.
 
     Bins span the exact range from the scan. Counted on a partial sample, the counts are scaled to
     the column's exact number of finite values, and the bins holding the minimum and the maximum
     are never shown empty.
     """
+    counted = []
     for slot in scan.slots:
         col = slot.col
         if slot.low is None or slot.high is None or not slot.in_sample:
@@ -42,24 +45,40 @@ def _histograms(con, scan: _Scan) -> None:
         if len(bins) <= 1:  # no range, or a single value: no counting needed
             col.histogram = [_bin(col, b, slot.finite) for b in bins]
             continue
-        value, bound_type = f"k{slot.index}", "BIGINT"
-        if _float_binned(col):
-            value, bound_type = f"k{slot.index}::DOUBLE", "DOUBLE"
-        case = " ".join(
-            f"WHEN {value} <= ?::{bound_type} THEN {n}" for n, _ in enumerate(bins[:-1])
-        )
-        found = dict(con.execute(
-            f"""SELECT CASE {case} ELSE {len(bins) - 1} END AS bin, count(*) FROM sample
-                WHERE {value} IS NOT NULL GROUP BY bin""",
-            [end for _, end in bins[:-1]],
-        ).fetchall())
-        counts = [found.get(n, 0) for n in range(len(bins))]
-        if not scan.exact:
-            col.sampled = True
-            counts = _scaled_counts(counts, slot.finite)
-            if counts is None:  # the sample holds none of its values: nothing to show
-                continue
-        col.histogram = [_bin(col, b, count) for b, count in zip(bins, counts)]
+        counted.append((slot, bins))
+    for chunk in _chunks(counted):
+        select = []
+        for slot, bins in chunk:
+            value = f"k{slot.index}"
+            if _float_binned(slot.col):
+                value += "::DOUBLE"
+            select.append(f"count({value})")
+            select += [f"count_if({value} <= {_literal(slot.col, end)})" for _, end in bins[:-1]]
+        row = con.execute(f"SELECT {', '.join(select)} FROM sample").fetchone()
+        position = 0
+        for slot, bins in chunk:
+            total, *up_to = row[position:position + len(bins)]
+            position += len(bins)
+            counts = [b - a for a, b in zip([0] + up_to, up_to + [total])]
+            _set_histogram(slot, bins, counts, exact=scan.exact)
+
+
+def _literal(col: ColumnStats, end) -> str:
+    """A bin end as SQL (not a parameter, which makes DuckDB import pandas): exact for a double,
+    whose shortest repr reads back the same."""
+    if _float_binned(col):
+        return f"'{float(end)!r}'::DOUBLE"
+    return f"{int(end)}::BIGINT"
+
+
+def _set_histogram(slot: _Slot, bins: list[tuple], counts: list[int], *, exact: bool) -> None:
+    col = slot.col
+    if not exact:
+        col.sampled = True
+        counts = _scaled_counts(counts, slot.finite)
+        if counts is None:  # the sample holds none of its values: nothing to show
+            return
+    col.histogram = [_bin(col, b, count) for b, count in zip(bins, counts)]
 
 
 def _scaled_counts(counts: list[int], total: int) -> list[int] | None:

@@ -38,6 +38,9 @@ class Analysis:
     stats_sample_rows: int = 0
 
 
+NEEDS_MORE_MEMORY = "The file needs more memory to analyse than the server allows."
+
+
 class AnalysisFailed(Exception):
     """The file cannot be analysed; `reason` says why in words for the publisher."""
 

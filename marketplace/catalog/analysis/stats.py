@@ -34,6 +34,8 @@ STATS_SAMPLE_CELLS = 4_000_000
 # bench's 10M-row file but for the 100,000-value column (2 %), where DuckDB's approx_count_distinct
 # (HyperLogLog) was 4-22 % off, at the same cost; a bitmap (linear counting) was slower.
 DISTINCT_HASHES_KEPT = 2**18
+# Columns whose figures one query computes (see _chunks): each distinct count holds a hash table.
+COLUMNS_PER_QUERY = 100
 
 
 @dataclass
@@ -52,11 +54,7 @@ def _make_head(con, select_sql: str) -> tuple[int, int]:
     """
     width = len(con.execute(f"DESCRIBE {select_sql}").fetchall())
     limit = max(SAMPLE_ROWS, min(FIRST_ROWS, FIRST_CELLS // max(width, 1)))
-    con.execute("SET preserve_insertion_order = true")
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE head AS {select_sql} LIMIT {limit}")
-    finally:
-        con.execute("SET preserve_insertion_order = false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE head AS {select_sql} LIMIT {limit}")
     rows = con.execute("SELECT count(*) FROM head").fetchone()[0]
     return rows, limit
 
@@ -87,7 +85,9 @@ class _Slot:
 
     col: ColumnStats
     index: int  # the column's position; the sample names its values k<index>, h<index>, t<index>
-    figures: dict[str, int] = field(default_factory=dict)  # figure -> position in the scan's row
+    derived: list[str] = field(default_factory=list)  # its values as the scan derives them
+    aggregates: list[str] = field(default_factory=list)  # its figures in the scan
+    figures: dict[str, int] = field(default_factory=dict)  # figure -> position in `aggregates`
     in_sample: bool = False  # numbers and dates: k<i>; text: h<i> (hash) and t<i> (cut text)
     exact_distinct: bool = False  # counted with count(DISTINCT) in the scan
     top_values: bool = False  # text that is not nearly unique
@@ -114,7 +114,8 @@ class _Scan:
 def _scan(
     con, source: str, *, rows: int, report: _Reporter, start: float, end: float, message: str,
 ) -> _Scan:
-    """One pass over `source` for every exact figure (and the estimated distinct counts).
+    """One pass over `source` for every exact figure (and the estimated distinct counts); one
+    for each COLUMNS_PER_QUERY columns of a wide file.
 
     The temporary table `head` holds the first rows of `source` (same schema) and plans the pass;
     `rows` is about how many rows `source` has. One ungrouped aggregate: an aggregate that
@@ -134,19 +135,18 @@ def _scan(
     # The inner query derives each value once under a name of our own (c<i> the value, k<i> the
     # finite number a range and a histogram are taken of, b<i> its hash), so that no aggregate
     # needs a FILTER of its own.
-    derived = []
-    select = ["count(*)"]
     fields = []
     slots = []
     for i, col in enumerate(columns):
         slot = _Slot(col=col, index=i)
         slots.append(slot)
         c, v, k = _ident(col.name), f"c{i}", f"k{i}"
+        derived = slot.derived
         derived.append(f"{c} AS {v}")
 
         def figure(name: str, sql: str, slot=slot) -> None:
-            slot.figures[name] = len(select)
-            select.append(sql)
+            slot.figures[name] = len(slot.aggregates)
+            slot.aggregates.append(sql)
 
         figure("non_null", f"count({v})")
         if col.type == "boolean":
@@ -187,14 +187,26 @@ def _scan(
             fields.append((f"t{i}", f"left({c}::VARCHAR, {MAX_TOP_VALUE_TEXT + 1})"))
         slot.in_sample = col.type not in ("string", "other") or slot.top_values
 
-    values = _run_tracked(
-        con,
-        f"""SELECT {', '.join(select)} FROM (SELECT {', '.join(derived)} FROM {source})""",
-        report, start, end, message,
-    )[0]
-    row_count = values[0]
+    got_by_slot = {}
+    chunks = _chunks(slots)
+    for n, chunk in enumerate(chunks):
+        select = ["count(*)"] + [sql for slot in chunk for sql in slot.aggregates]
+        derived = [sql for slot in chunk for sql in slot.derived]
+        step = (end - start) / len(chunks)
+        values = _run_tracked(
+            con, f"""SELECT {', '.join(select)} FROM (SELECT {', '.join(derived)} FROM {source})""",
+            report, start + step * n, start + step * (n + 1), message,
+        )[0]
+        row_count, offset = values[0], 1
+        for slot in chunk:
+            got_by_slot[slot.index] = {
+                name: values[offset + position] for name, position in slot.figures.items()
+            }
+            offset += len(slot.aggregates)
+    if not slots:
+        row_count = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
     for slot in slots:
-        col, got = slot.col, {name: values[n] for name, n in slot.figures.items()}
+        col, got = slot.col, got_by_slot[slot.index]
         slot.non_null = got["non_null"]
         slot.finite = got.get("finite", slot.non_null)
         col.null_count = row_count - slot.non_null
@@ -266,27 +278,33 @@ def _hash_share(profile: tuple[int, int] | None, head_rows: int, rows: int) -> f
 def _profile_first_rows(con, relation: str, columns: list[ColumnStats]) -> dict[str, tuple]:
     """{column name: (non-null values, distinct values)} over the rows of `relation`."""
     eligible = [c for c in columns if c.type not in ("boolean", "other")]
-    if not eligible:
-        return {}
-    select = ", ".join(
-        f"count({_ident(c.name)}), count(DISTINCT {_ident(c.name)})" for c in eligible
-    )
-    row = con.execute(f"SELECT {select} FROM {relation}").fetchone()
-    return {c.name: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(eligible)}
+    found = {}
+    for chunk in _chunks(eligible):
+        select = ", ".join(
+            f"count({_ident(c.name)}), count(DISTINCT {_ident(c.name)})" for c in chunk
+        )
+        row = con.execute(f"SELECT {select} FROM {relation}").fetchone()
+        found.update({c.name: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(chunk)})
+    return found
+
+
+def _chunks(items: list) -> list[list]:
+    """`items` in runs of COLUMNS_PER_QUERY: a wide file's figures take one query per run, so that
+    memory grows with the rows times a run of columns, never with every column at once."""
+    return [items[i:i + COLUMNS_PER_QUERY] for i in range(0, len(items), COLUMNS_PER_QUERY)]
 
 
 def _exact_distinct_counts(con, slots: list[_Slot]) -> None:
     """Distinct counts of a sample that is the whole file are exact: replace the estimates."""
-    if not slots:
-        return
-    keys = [f"h{s.index}" if s.col.type == "string" else f"k{s.index}" for s in slots]
-    row = con.execute(
-        f"SELECT {', '.join(f'count(DISTINCT {k})' for k in keys)} FROM sample"
-    ).fetchone()
-    for slot, distinct in zip(slots, row):
-        if slot.col.type in ("float", "date", "timestamp") and slot.finite < slot.non_null:
-            continue  # NaN and infinities are not in the sample: keep the scan's count
-        slot.col.distinct_count = distinct
+    for chunk in _chunks(slots):
+        keys = [f"h{s.index}" if s.col.type == "string" else f"k{s.index}" for s in chunk]
+        row = con.execute(
+            f"SELECT {', '.join(f'count(DISTINCT {k})' for k in keys)} FROM sample"
+        ).fetchone()
+        for slot, distinct in zip(chunk, row):
+            if slot.col.type in ("float", "date", "timestamp") and slot.finite < slot.non_null:
+                continue  # NaN and infinities are not in the sample: keep the scan's count
+            slot.col.distinct_count = distinct
 
 
 def _set_range(col: ColumnStats, low, high) -> None:

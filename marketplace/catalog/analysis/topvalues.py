@@ -78,18 +78,15 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
             + ", ".join(f"approx_top_k(h{s.index}, {TOP_VALUES})" for s in wide)
             + " FROM sample"
         ).fetchone()
-        select, params, owners = [], [], []
+        select, owners = [], []
         for slot, hashes in zip(wide, candidates):
             for value_hash in hashes or []:
                 if value_hash is not None:
-                    select.append(f"min(t{slot.index}) FILTER (WHERE h{slot.index} = ?)")
-                    select.append(f"count(*) FILTER (WHERE h{slot.index} = ?)")
-                    params += [value_hash, value_hash]
+                    match = f"h{slot.index} = {int(value_hash)}::UBIGINT"
+                    select.append(f"min(t{slot.index}) FILTER (WHERE {match})")
+                    select.append(f"count(*) FILTER (WHERE {match})")
                     owners.append(slot.index)
-        counts = (
-            con.execute(f"SELECT {', '.join(select)} FROM sample", params).fetchone()
-            if select else []
-        )
+        counts = con.execute(f"SELECT {', '.join(select)} FROM sample").fetchone() if select else []
         for n, index in enumerate(owners):
             found.setdefault(index, []).append((counts[2 * n], counts[2 * n + 1]))
     return [

@@ -52,7 +52,6 @@ def _kind(duckdb_type: str) -> str:
 
 
 def _sample(con, sample_sql: str, columns: list[ColumnStats]) -> list[dict]:
-    con.execute("SET preserve_insertion_order = true")
     # Zoned times come back as text: their Python conversion needs pytz, and text is what we keep.
     zoned = [
         f"{_ident(c.name)}::VARCHAR AS {_ident(c.name)}"
