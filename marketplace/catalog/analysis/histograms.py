@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .results import ColumnStats
-from .stats import _chunks, _Scan, _Slot
+from .stats import _by_sample_table, _Scan, _Slot
 from .values import _finite, _temporal_iso, _WIDE_INTEGER_TYPES
 
 HISTOGRAM_BINS = 10  # at most, per number or date column
@@ -29,14 +29,14 @@ def _bins(col: ColumnStats, low, high) -> list[tuple]:
 def _histograms(con, scan: _Scan) -> None:
     """Each histogram counted on the sample: a value belongs to the first bin whose end it does
     not exceed. For each bin end, the values up to it are counted (count_if in one ungrouped
-    aggregate for COLUMNS_PER_QUERY columns at a time: no grouping, no per-column query); a bin
+    aggregate for the columns of each sample table: no grouping, no per-column query); a bin
     holds the difference between its end's count and the previous one's.
 
     Bins span the exact range from the scan. Counted on a partial sample, the counts are scaled to
     the column's exact number of finite values, and the bins holding the minimum and the maximum
     are never shown empty.
     """
-    counted = []
+    bins_of = {}
     for slot in scan.slots:
         col = slot.col
         if slot.low is None or slot.high is None or not slot.in_sample:
@@ -45,18 +45,19 @@ def _histograms(con, scan: _Scan) -> None:
         if len(bins) <= 1:  # no range, or a single value: no counting needed
             col.histogram = [_bin(col, b, slot.finite) for b in bins]
             continue
-        counted.append((slot, bins))
-    for chunk in _chunks(counted):
+        bins_of[slot.index] = bins
+    for group in _by_sample_table([scan.slots[index] for index in bins_of]):
         select = []
-        for slot, bins in chunk:
-            value = f"k{slot.index}"
+        for slot in group:
+            bins, value = bins_of[slot.index], f"k{slot.index}"
             if _float_binned(slot.col):
                 value += "::DOUBLE"
             select.append(f"count({value})")
             select += [f"count_if({value} <= {_literal(slot.col, end)})" for _, end in bins[:-1]]
-        row = con.execute(f"SELECT {', '.join(select)} FROM sample").fetchone()
+        row = con.execute(f"SELECT {', '.join(select)} FROM {group[0].sample_table}").fetchone()
         position = 0
-        for slot, bins in chunk:
+        for slot in group:
+            bins = bins_of[slot.index]
             total, *up_to = row[position:position + len(bins)]
             position += len(bins)
             counts = [b - a for a, b in zip([0] + up_to, up_to + [total])]

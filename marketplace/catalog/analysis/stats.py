@@ -89,7 +89,8 @@ class _Slot:
     aggregates: list[str] = field(default_factory=list)  # its figures in the scan
     figures: dict[str, int] = field(default_factory=dict)  # figure -> position in `aggregates`
     in_sample: bool = False  # numbers and dates: k<i>; text: h<i> (hash) and t<i> (cut text)
-    exact_distinct: bool = False  # counted with count(DISTINCT) in the scan
+    sample_table: str = ""  # the temporary table that holds them
+    exact_distinct: bool = False  # its distinct values counted in the scan
     top_values: bool = False  # text that is not nearly unique
     hash_share: float = 1.0  # share of the hashes counted for an estimated distinct count
     counts_null_hash: bool = False  # whether NULL's hash is among them
@@ -132,6 +133,7 @@ def _scan(
     few = {name for name, (_, distinct) in first_rows.items() if distinct <= FEW_DISTINCT}
     head_rows = con.execute("SELECT count(*) FROM head").fetchone()[0]
     null_hash = con.execute("SELECT hash(NULL)").fetchone()[0]
+    small = rows <= _sample_budget(len(columns))  # its values fit in memory: see _distinct
     # The inner query derives each value once under a name of our own (c<i> the value, k<i> the
     # finite number a range and a histogram are taken of, b<i> its hash), so that no aggregate
     # needs a FILTER of its own.
@@ -154,7 +156,7 @@ def _scan(
             continue
         if col.name in few:
             slot.exact_distinct = True
-            figure("distinct", f"count(DISTINCT {v})")
+            figure("distinct", _distinct(v, small=small))
         else:
             # Distinct hashes under a threshold (see DISTINCT_HASHES_KEPT). NULL has a hash too,
             # counted if under it (cheaper to subtract afterwards than to test every value).
@@ -162,8 +164,8 @@ def _scan(
             threshold = min(2**64 - 1, math.floor(slot.hash_share * 2**64))
             slot.counts_null_hash = null_hash < threshold
             derived.append(f"hash({c}) AS b{i}")
-            figure("hashes", f"count(DISTINCT CASE WHEN b{i} < {threshold}::UBIGINT THEN b{i} END)"
-                   if slot.hash_share < 1 else f"count(DISTINCT b{i})")
+            kept = f"CASE WHEN b{i} < {threshold}::UBIGINT THEN b{i} END"
+            figure("hashes", _distinct(kept if slot.hash_share < 1 else f"b{i}", small=small))
         if col.type in ("integer", "decimal"):
             figure("low", f"min({v})")
             figure("high", f"max({v})")
@@ -236,22 +238,33 @@ def _scan(
 
 
 def _take_sample(con, scan: _Scan, parts: list[tuple[str, str]], *, exact: bool) -> None:
-    """The temporary table `sample`: the scan's sample columns over each (source, half) part.
+    """The temporary tables `sample_<n>`: the scan's sample columns over each (source, half)
+    part, in runs of COLUMNS_PER_QUERY columns (each slot knows its table).
 
     `exact` when the parts hold every row of the file. Otherwise `half` (an SQL boolean) splits
     the sample in two: top values are ranked on one half and counted on the other, else the
     luckiest of many equally frequent values would be overcounted.
     """
-    select = [f"{sql} AS {name}" for name, sql in scan.fields] or ["NULL AS none"]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE sample AS "
-        + " UNION ALL ".join(
-            f"SELECT {', '.join(select)}, {half} AS half FROM {source}" for source, half in parts
+    by_slot: dict[int, list[tuple[str, str]]] = {}
+    for name, sql in scan.fields:  # named k<i>, h<i> or t<i> for the slot at position i
+        by_slot.setdefault(int(name[1:]), []).append((name, sql))
+    # One table per COLUMNS_PER_QUERY columns: DuckDB plans a projection of thousands of
+    # expressions in time that grows faster than their number.
+    for n, group in enumerate(_chunks(list(by_slot.items())) or [[]]):
+        table = f"sample_{n}"
+        select = [f"{sql} AS {name}" for _, fields in group for name, sql in fields]
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS "
+            + " UNION ALL ".join(
+                f"SELECT {', '.join(select or ['NULL AS none'])}, {half} AS half FROM {source}"
+                for source, half in parts
+            )
         )
-    )
+        for index, _ in group:
+            scan.slots[index].sample_table = table
     scan.exact = exact
     scan.sample_rows = (
-        scan.row_count if exact else con.execute("SELECT count(*) FROM sample").fetchone()[0]
+        scan.row_count if exact else con.execute("SELECT count(*) FROM sample_0").fetchone()[0]
     )
 
 
@@ -281,11 +294,27 @@ def _profile_first_rows(con, relation: str, columns: list[ColumnStats]) -> dict[
     found = {}
     for chunk in _chunks(eligible):
         select = ", ".join(
-            f"count({_ident(c.name)}), count(DISTINCT {_ident(c.name)})" for c in chunk
+            f"count({_ident(c.name)}), {_distinct(_ident(c.name), small=True)}" for c in chunk
         )
         row = con.execute(f"SELECT {select} FROM {relation}").fetchone()
         found.update({c.name: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(chunk)})
     return found
+
+
+def _by_sample_table(slots: list[_Slot]) -> list[list[_Slot]]:
+    """`slots` grouped by the sample table that holds their values, in order."""
+    groups: dict[str, list[_Slot]] = {}
+    for slot in slots:
+        groups.setdefault(slot.sample_table, []).append(slot)
+    return list(groups.values())
+
+
+def _distinct(sql: str, *, small: bool) -> str:
+    """The number of distinct non-null values of `sql`. count(DISTINCT) costs milliseconds per
+    column however few the rows (a hash table per thread); on rows held in memory anyway (a small
+    file, the first rows, the sample) listing the values and counting the unique ones is 20 times
+    faster."""
+    return f"coalesce(list_unique(list({sql})), 0)" if small else f"count(DISTINCT {sql})"
 
 
 def _chunks(items: list) -> list[list]:
@@ -296,10 +325,10 @@ def _chunks(items: list) -> list[list]:
 
 def _exact_distinct_counts(con, slots: list[_Slot]) -> None:
     """Distinct counts of a sample that is the whole file are exact: replace the estimates."""
-    for chunk in _chunks(slots):
+    for chunk in _by_sample_table(slots):
         keys = [f"h{s.index}" if s.col.type == "string" else f"k{s.index}" for s in chunk]
         row = con.execute(
-            f"SELECT {', '.join(f'count(DISTINCT {k})' for k in keys)} FROM sample"
+            f"SELECT {', '.join(_distinct(k, small=True) for k in keys)} FROM {chunk[0].sample_table}"
         ).fetchone()
         for slot, distinct in zip(chunk, row):
             if slot.col.type in ("float", "date", "timestamp") and slot.finite < slot.non_null:

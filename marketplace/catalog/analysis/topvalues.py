@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .stats import _Scan, _Slot
+from .stats import _by_sample_table, _Scan, _Slot
 from .values import MAX_TOP_VALUE_TEXT, _shorten
 
 TOP_VALUES = 10  # shown per text column
@@ -32,15 +32,17 @@ def _top_values(con, scan: _Scan) -> None:
                 {"value": _shorten(value, MAX_TOP_VALUE_TEXT), "count": n} for value, n in found
             ]
         return
-    in_half = con.execute(
-        "SELECT " + ", ".join(f"count(t{s.index}) FILTER (WHERE half)" for s in slots)
-        + " FROM sample"
-    ).fetchone()
+    in_half = []
+    for group in _by_sample_table(slots):
+        in_half += con.execute(
+            "SELECT " + ", ".join(f"count(t{s.index}) FILTER (WHERE half)" for s in group)
+            + f" FROM {group[0].sample_table}"
+        ).fetchone()
     for slot, counted in zip(slots, in_half):
         h, t = f"h{slot.index}", f"t{slot.index}"
         rows = con.execute(
             f"""SELECT min({t}) AS value, count(*) FILTER (WHERE half) AS n
-                FROM sample WHERE {h} IS NOT NULL GROUP BY {h}
+                FROM {slot.sample_table} WHERE {h} IS NOT NULL GROUP BY {h}
                 ORDER BY count(*) FILTER (WHERE NOT half) DESC, value LIMIT {TOP_VALUES}"""
         ).fetchall()
         # Chosen on one half only: choosing on the half that counts would favour its luckiest.
@@ -69,24 +71,24 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
             continue
         h, t = f"h{slot.index}", f"t{slot.index}"
         found[slot.index] = con.execute(
-            f"""SELECT min({t}) AS value, count(*) AS n FROM sample WHERE {h} IS NOT NULL
+            f"""SELECT min({t}) AS value, count(*) AS n FROM {slot.sample_table} WHERE {h} IS NOT NULL
                 GROUP BY {h} ORDER BY n DESC, value LIMIT {TOP_VALUES}"""
         ).fetchall()
-    if wide:
+    for group in _by_sample_table(wide):
+        table = group[0].sample_table
         candidates = con.execute(
-            "SELECT "
-            + ", ".join(f"approx_top_k(h{s.index}, {TOP_VALUES})" for s in wide)
-            + " FROM sample"
+            "SELECT " + ", ".join(f"approx_top_k(h{s.index}, {TOP_VALUES})" for s in group)
+            + f" FROM {table}"
         ).fetchone()
         select, owners = [], []
-        for slot, hashes in zip(wide, candidates):
+        for slot, hashes in zip(group, candidates):
             for value_hash in hashes or []:
                 if value_hash is not None:
                     match = f"h{slot.index} = {int(value_hash)}::UBIGINT"
                     select.append(f"min(t{slot.index}) FILTER (WHERE {match})")
                     select.append(f"count(*) FILTER (WHERE {match})")
                     owners.append(slot.index)
-        counts = con.execute(f"SELECT {', '.join(select)} FROM sample").fetchone() if select else []
+        counts = con.execute(f"SELECT {', '.join(select)} FROM {table}").fetchone() if select else []
         for n, index in enumerate(owners):
             found.setdefault(index, []).append((counts[2 * n], counts[2 * n + 1]))
     return [
