@@ -1,4 +1,5 @@
 """Catalog actions: the only writers of datasets and versions."""
+import os
 from pathlib import Path
 import re
 
@@ -194,7 +195,9 @@ def analyse_version(version_id: int) -> None:
     try:
         try:
             path = storage.path(version.file)
-        except NotImplementedError:  # a remote storage: analyse a local copy
+        except NotImplementedError:  # a remote storage (S3): analyse a local copy
+            path = None
+        if path is None or not os.path.isfile(path):  # in memory, or remote: analyse a local copy
             path = local_copy = _local_copy(storage, version.file)
         data = analyse_in_child(path, version.format, limits=limits, progress=progress)
     except AnalysisFailed as failure:

@@ -68,11 +68,8 @@ def analyse(
     (0.0, "reading"), then while the file is read, (0.5, "computing statistics"), (1.0, "done").
     Raises AnalysisFailed with a publisher-facing reason when the file cannot be read.
     """
-    workspace = Workspace(limits)
-    try:
+    with Workspace(limits) as workspace:
         return workspace.analyse(path, fmt, progress=progress)
-    finally:
-        workspace.close()
 
 
 class Workspace:
@@ -89,6 +86,12 @@ class Workspace:
     def close(self) -> None:
         self.con.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def analyse(self, path: str | Path, fmt: str, *, progress: Progress | None = None) -> Analysis:
         fmt = fmt.lower()

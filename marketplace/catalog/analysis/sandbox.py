@@ -29,10 +29,11 @@ _ready = threading.local()  # this thread's next child
 def analyse_in_child(path: str | Path, fmt: str, *, limits: Limits, progress: Progress | None = None) -> dict:
     """The analysis of the file at `path` (as analysis.to_json gives it), run in a child process
     within `limits`. Raises AnalysisFailed with the reason, a limit's included."""
-    child = getattr(_ready, "child", None)
-    if child is None or child.limits != limits:
-        child = _Child(limits)
-    _ready.child = None
+    child, _ready.child = getattr(_ready, "child", None), None
+    if child is not None and child.limits != limits:
+        child.stop()
+        child = None
+    child = child or _Child(limits)
     try:
         return child.analyse(str(path), fmt, progress)
     finally:
@@ -86,13 +87,12 @@ def _serve(conn, limits: Limits) -> None:
     """The child: set its limits, open its workspace, then analyse the one file it is sent."""
     from . import Workspace, to_json
 
-    megabytes = limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (megabytes, megabytes))
+    address_space = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     # SIGXCPU at the soft limit ends the child (its default action); the hard limit is a backstop.
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    workspace = Workspace(limits)
-    try:
+    with Workspace(limits) as workspace:
         try:
             path, fmt = conn.recv()
         except EOFError:  # never used: the worker stopped
@@ -106,5 +106,7 @@ def _serve(conn, limits: Limits) -> None:
             conn.send(("failed", failure.reason))
         except MemoryError:
             conn.send(("failed", NEEDS_MORE_MEMORY))
-    finally:
-        workspace.close()
+        except RuntimeError as exc:
+            if "can't start new thread" not in str(exc):  # no address space left for its stack
+                raise
+            conn.send(("failed", NEEDS_MORE_MEMORY))

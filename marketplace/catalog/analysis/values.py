@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import math
 import uuid
 
@@ -11,7 +12,8 @@ import duckdb
 
 from .results import ColumnStats
 
-# Long text is cut in the sample and in top values: the analysis is stored in a JSON column.
+# Long text is cut in the sample (a nested value's JSON text included: at most 1 KB a cell) and in
+# top values: the analysis is stored in a JSON column.
 MAX_SAMPLE_TEXT = 1_000
 MAX_TOP_VALUE_TEXT = 200
 
@@ -122,10 +124,15 @@ def _json_value(value):
         return data.hex() if len(data) <= 32 else f"<binary, {len(data):,} bytes>"
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
+    if isinstance(value, (dict, list, tuple)):
+        # A struct, list or map stays one when its JSON text fits in a cell; else it is that
+        # text, cut like any other.
+        nested = (
+            {str(k): _json_value(v) for k, v in value.items()} if isinstance(value, dict)
+            else [_json_value(v) for v in value]
+        )
+        text = json.dumps(nested, ensure_ascii=False)
+        return nested if len(text) <= MAX_SAMPLE_TEXT else _shorten(text, MAX_SAMPLE_TEXT)
     return _shorten(str(value), MAX_SAMPLE_TEXT)
 
 
