@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 
 from .caps import gunzip_capped, is_gzip
-from .connection import Limits, _open, Progress, _Reporter, _seal
+from .connection import Limits, Progress, _configure, _connect, _Reporter, _seal
 from .csv import _load_csv
 from .errors import _clean_error
 from .histograms import _histograms
@@ -48,7 +48,8 @@ from .topvalues import _top_values
 from .values import _sample
 
 __all__ = [
-    "FORMATS", "Analysis", "AnalysisFailed", "ColumnStats", "Limits", "Workspace", "analyse", "to_json",
+    "FORMATS", "Analysis", "AnalysisFailed", "ColumnStats", "Limits", "Workspace", "analyse",
+    "to_json",
 ]
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -77,11 +78,14 @@ class Workspace:
     as `data.<format>` in that directory (a link, or the decompressed copy of a gzip file), so no
     name from outside reaches SQL or a glob, and the connection can read nothing else."""
 
-    def __init__(self, limits: Limits = Limits()):
+    def __init__(self, limits: Limits = Limits(), con=None):
+        """`con`: an unused connection from connection._connect (a child's, opened before it
+        was forked), else one is opened."""
         self.dir = Path(tempfile.mkdtemp(prefix="analysis-"))
         self.spill_dir = self.dir / "spill"
         self.spill_dir.mkdir()
-        self.con = _open(limits, self.spill_dir)
+        self.con = con or _connect()
+        _configure(self.con, limits, self.spill_dir)
 
     def close(self) -> None:
         self.con.close()

@@ -4,7 +4,6 @@ columns, JSON nesting. Over a cap the analysis fails with the reason."""
 from __future__ import annotations
 
 import gzip
-import shutil
 import zlib
 from pathlib import Path
 
@@ -49,7 +48,8 @@ def too_expanded() -> str:
 
 def check_columns(count: int) -> None:
     if count > MAX_COLUMNS:
-        raise AnalysisFailed(f"The file has {count:,} columns; at most {MAX_COLUMNS:,} can be analysed.")
+        raise AnalysisFailed(
+            f"The file has {count:,} columns; at most {MAX_COLUMNS:,} can be analysed.")
 
 
 def check_csv_header(path: Path) -> None:

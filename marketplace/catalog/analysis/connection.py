@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -35,24 +35,27 @@ class Limits:
         return self.memory_mb // 2
 
 
-def _open(limits: Limits, spill_dir: Path):
-    """A DuckDB connection for one analysis, not yet limited to its file (see _seal)."""
-    config: dict[str, Any] = {
-        "memory_limit": f"{limits.duckdb_memory_mb}MB",
-        "temp_directory": str(spill_dir),
-        "max_temp_directory_size": f"{limits.temp_mb}MB",
+def _connect():
+    """A DuckDB instance with one thread: nothing runs beside the caller, so a fork server can
+    open it once and every child forked from it starts with it open (see sandbox and warm)."""
+    return duckdb.connect(":memory:", config={
+        "threads": 1,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-    }
-    if limits.threads:
-        config["threads"] = limits.threads
-    con = duckdb.connect(":memory:", config=config)
+    })
+
+
+def _configure(con, limits: Limits, spill_dir: Path) -> None:
+    """Set up a connection from _connect for one analysis, not yet limited to its file (_seal)."""
+    con.execute(f"SET threads = {limits.threads or os.cpu_count() or 1}")
+    con.execute(f"SET memory_limit = '{limits.duckdb_memory_mb}MB'")
+    con.execute(f"SET temp_directory = {_sql_string(str(spill_dir))}")
+    con.execute(f"SET max_temp_directory_size = '{limits.temp_mb}MB'")
     # Progress is tracked (for query_progress) but never printed.
     con.execute("SET enable_progress_bar = true")
     con.execute("SET enable_progress_bar_print = false")
     # Zoned timestamps are shown in UTC, whatever the server's zone.
     con.execute("SET TimeZone = 'UTC'")
-    return con
 
 
 def _seal(con, data_path: Path, spill_dir: Path) -> None:

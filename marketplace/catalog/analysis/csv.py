@@ -17,8 +17,8 @@ from .results import AnalysisFailed
 from .stats import _Loaded, _make_head, _sample_budget, SAMPLE_ROWS, _Scan, _scan, _take_sample
 from .values import _article, _INTEGER_TYPES, _is_number, _shorten, _sql_string
 
-# A CSV file of at most STATS_SAMPLE_BYTES (and stats.STATS_SAMPLE_CELLS values) is its own sample; a
-# larger one is sampled in blocks of at least SAMPLE_BLOCK_BYTES (whole lines), about
+# A CSV file of at most STATS_SAMPLE_BYTES (and stats.STATS_SAMPLE_CELLS values) is its own
+# sample; a larger one is sampled in blocks of at least SAMPLE_BLOCK_BYTES (whole lines), about
 # STATS_SAMPLE_BLOCK_BYTES in all.
 STATS_SAMPLE_BYTES = 256 * 1024 * 1024
 SAMPLE_BLOCK_BYTES = 64 * 1024
@@ -50,22 +50,32 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
             layout = _sniff_csv(con, path, types)
             check_columns(len(layout.columns))
             source = _csv_source(path, layout, errors, scans)
-            # The first rows' own rejects go to throwaway tables.
-            head_source = _csv_source(
-                path, layout, f"head_errors_{attempt}", f"head_scans_{attempt}"
-            )
-            head_rows, limit = _make_head(con, f"SELECT * FROM {head_source}")
-            # The first rows were the whole file, or else its size tells roughly how many there are.
-            rows = head_rows if head_rows < limit else _estimate_lines(path, size, layout.newline)
-            whole = rows <= _sample_budget(len(layout.columns)) and size <= STATS_SAMPLE_BYTES
-            if whole:
-                # Small enough to load: every figure is then counted exactly on the table.
-                _run_tracked(
-                    con, f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}",
-                    report, 0.0, 0.5, "reading",
+            load = f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}"
+            width = len(layout.columns)
+            if size <= _sample_budget(1):
+                # A file holds no more values than bytes: this one is its own sample. Loaded once,
+                # and every row is its first rows.
+                whole = head_is_whole = True
+                _run_tracked(con, load, report, 0.0, 0.5, "reading")
+                con.execute("CREATE OR REPLACE TEMP VIEW head AS SELECT * FROM data")
+                rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
+            else:
+                # The first rows' own rejects go to throwaway tables.
+                head_source = _csv_source(
+                    path, layout, f"head_errors_{attempt}", f"head_scans_{attempt}"
                 )
+                head_rows, limit = _make_head(con, f"SELECT * FROM {head_source}", width=width)
+                # The first rows were the whole file, or else its size tells roughly how many
+                # there are.
+                rows = (head_rows if head_rows < limit
+                        else _estimate_lines(path, size, layout.newline))
+                whole = rows <= _sample_budget(width) and size <= STATS_SAMPLE_BYTES
+                head_is_whole = False
+                if whole:  # small enough to load: every figure is then counted exactly on the table
+                    _run_tracked(con, load, report, 0.0, 0.5, "reading")
+            if whole:
                 scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
-                             message="reading")
+                             message="reading", head_is_whole=head_is_whole)
             else:
                 # Scanned in place, once; histograms and top values come from blocks of lines.
                 scan = _scan(con, source, rows=rows, report=report, start=0.0, end=0.5,

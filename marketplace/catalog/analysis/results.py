@@ -1,4 +1,5 @@
-"""What an analysis returns: per-column statistics, the whole analysis, and the failure a publisher reads."""
+"""What an analysis returns: per-column statistics, the whole analysis, and the failure a
+publisher reads."""
 
 from __future__ import annotations
 

@@ -21,12 +21,15 @@ from .connection import Limits, Progress
 from .results import NEEDS_MORE_MEMORY, AnalysisFailed
 
 _context = multiprocessing.get_context("forkserver")
-# The main module too, so that children find it imported instead of running it again each.
-_context.set_forkserver_preload(["__main__", __name__])
+# The main module too, so that children find it imported instead of running it again each; and
+# a DuckDB instance opened once (warm), which each child uses for its one file.
+_context.set_forkserver_preload(["__main__", __name__, f"{__package__}.warm"])
 _ready = threading.local()  # this thread's next child
 
 
-def analyse_in_child(path: str | Path, fmt: str, *, limits: Limits, progress: Progress | None = None) -> dict:
+def analyse_in_child(
+    path: str | Path, fmt: str, *, limits: Limits, progress: Progress | None = None,
+) -> dict:
     """The analysis of the file at `path` (as analysis.to_json gives it), run in a child process
     within `limits`. Raises AnalysisFailed with the reason, a limit's included."""
     child, _ready.child = getattr(_ready, "child", None), None
@@ -85,21 +88,22 @@ class _Child:
 
 def _serve(conn, limits: Limits) -> None:
     """The child: set its limits, open its workspace, then analyse the one file it is sent."""
-    from . import Workspace, to_json
+    from . import Workspace, to_json, warm
 
     address_space = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     # SIGXCPU at the soft limit ends the child (its default action); the hard limit is a backstop.
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with Workspace(limits) as workspace:
+    with Workspace(limits, con=warm.connection) as workspace:
         try:
             path, fmt = conn.recv()
         except EOFError:  # never used: the worker stopped
             return
         try:
             analysis = workspace.analyse(
-                path, fmt, progress=lambda fraction, message: conn.send(("progress", fraction, message))
+                path, fmt,
+                progress=lambda fraction, message: conn.send(("progress", fraction, message)),
             )
             conn.send(("done", to_json(analysis)))
         except AnalysisFailed as failure:

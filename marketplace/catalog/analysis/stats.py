@@ -46,13 +46,15 @@ class _Loaded:
     warnings: list[str] = field(default_factory=list)
 
 
-def _make_head(con, select_sql: str) -> tuple[int, int]:
-    """The first rows of `select_sql`, in order, as the temporary table `head`.
+def _make_head(con, select_sql: str, *, width: int | None = None) -> tuple[int, int]:
+    """The first rows of `select_sql` (`width` columns, if known), in order, as the temporary
+    table `head`.
 
     At most FIRST_ROWS rows and FIRST_CELLS values, so that a very wide file keeps it small.
     Returns (rows read, the limit): fewer rows than the limit were the whole file.
     """
-    width = len(con.execute(f"DESCRIBE {select_sql}").fetchall())
+    if width is None:
+        width = len(con.execute(f"DESCRIBE {select_sql}").fetchall())
     limit = max(SAMPLE_ROWS, min(FIRST_ROWS, FIRST_CELLS // max(width, 1)))
     con.execute(f"CREATE OR REPLACE TEMP TABLE head AS {select_sql} LIMIT {limit}")
     rows = con.execute("SELECT count(*) FROM head").fetchone()[0]
@@ -90,7 +92,7 @@ class _Slot:
     figures: dict[str, int] = field(default_factory=dict)  # figure -> position in `aggregates`
     in_sample: bool = False  # numbers and dates: k<i>; text: h<i> (hash) and t<i> (cut text)
     sample_table: str = ""  # the temporary table that holds them
-    exact_distinct: bool = False  # its distinct values counted in the scan
+    exact_distinct: bool = False  # its distinct values counted in the scan (or known before)
     top_values: bool = False  # text that is not nearly unique
     hash_share: float = 1.0  # share of the hashes counted for an estimated distinct count
     counts_null_hash: bool = False  # whether NULL's hash is among them
@@ -114,12 +116,15 @@ class _Scan:
 
 def _scan(
     con, source: str, *, rows: int, report: _Reporter, start: float, end: float, message: str,
+    head_is_whole: bool = False,
 ) -> _Scan:
     """One pass over `source` for every exact figure (and the estimated distinct counts); one
     for each COLUMNS_PER_QUERY columns of a wide file.
 
     The temporary table `head` holds the first rows of `source` (same schema) and plans the pass;
-    `rows` is about how many rows `source` has. One ungrouped aggregate: an aggregate that
+    `rows` is about how many rows `source` has. When `head_is_whole` (it holds every row of a
+    small file) there is nothing to plan: every distinct count is exact, counted in the pass, and
+    text is chosen for top values after it. One ungrouped aggregate: an aggregate that
     collects rows (list, histogram) would make DuckDB group instead, at twice the cost.
     """
     columns = [
@@ -129,10 +134,10 @@ def _scan(
         )
         for name, duckdb_type, *_ in con.execute("DESCRIBE head").fetchall()
     ]
-    first_rows = _profile_first_rows(con, "head", columns)
+    first_rows = {} if head_is_whole else _profile_first_rows(con, "head", columns)
     few = {name for name, (_, distinct) in first_rows.items() if distinct <= FEW_DISTINCT}
-    head_rows = con.execute("SELECT count(*) FROM head").fetchone()[0]
-    null_hash = con.execute("SELECT hash(NULL)").fetchone()[0]
+    head_rows = rows if head_is_whole else con.execute("SELECT count(*) FROM head").fetchone()[0]
+    null_hash = _null_hash(con)
     small = rows <= _sample_budget(len(columns))  # its values fit in memory: see _distinct
     # The inner query derives each value once under a name of our own (c<i> the value, k<i> the
     # finite number a range and a histogram are taken of, b<i> its hash), so that no aggregate
@@ -154,7 +159,7 @@ def _scan(
         if col.type == "boolean":
             figure("trues", f"count_if({v})")
             continue
-        if col.name in few:
+        if col.name in few or head_is_whole:
             slot.exact_distinct = True
             figure("distinct", _distinct(v, small=small))
         else:
@@ -182,11 +187,8 @@ def _scan(
             if col.type == "float":
                 figure("mean", f"avg({k})")
             fields.append((k, finite))
-        elif col.type == "string" and not _nearly_unique(*first_rows.get(col.name, (0, 0))):
-            slot.top_values = True
-            # Grouped on the hash of the whole value; the text is kept only as long as it is shown.
-            fields.append((f"h{i}", f"CASE WHEN {c} IS NOT NULL THEN hash({c}::VARCHAR) END"))
-            fields.append((f"t{i}", f"left({c}::VARCHAR, {MAX_TOP_VALUE_TEXT + 1})"))
+        elif col.type == "string" and not head_is_whole:
+            _plan_top_values(slot, fields, *first_rows.get(col.name, (0, 0)))
         slot.in_sample = col.type not in ("string", "other") or slot.top_values
 
     got_by_slot = {}
@@ -234,7 +236,31 @@ def _scan(
             slot.low, slot.high = low, high
             _set_range(col, low, high)
             col.mean = _finite(got.get("mean"))
+        if col.type == "string" and head_is_whole:
+            _plan_top_values(slot, fields, slot.non_null, col.distinct_count)
+            slot.in_sample = slot.top_values
     return _Scan(row_count=row_count, columns=columns, slots=slots, fields=fields)
+
+
+def _plan_top_values(slot: _Slot, fields: list, non_null: int, distinct: int) -> None:
+    """Text that is not nearly unique gets top values: the sample holds its hash and its start."""
+    if _nearly_unique(non_null, distinct):
+        return
+    slot.top_values = True
+    c, i = _ident(slot.col.name), slot.index
+    # Grouped on the hash of the whole value; the text is kept only as long as it is shown.
+    fields.append((f"h{i}", f"CASE WHEN {c} IS NOT NULL THEN hash({c}::VARCHAR) END"))
+    fields.append((f"t{i}", f"left({c}::VARCHAR, {MAX_TOP_VALUE_TEXT + 1})"))
+
+
+_NULL_HASH: list[int] = []
+
+
+def _null_hash(con) -> int:
+    """DuckDB's hash of NULL (the same in every connection of this process)."""
+    if not _NULL_HASH:
+        _NULL_HASH.append(con.execute("SELECT hash(NULL)").fetchone()[0])
+    return _NULL_HASH[0]
 
 
 def _take_sample(con, scan: _Scan, parts: list[tuple[str, str]], *, exact: bool) -> None:
@@ -328,7 +354,8 @@ def _exact_distinct_counts(con, slots: list[_Slot]) -> None:
     for chunk in _by_sample_table(slots):
         keys = [f"h{s.index}" if s.col.type == "string" else f"k{s.index}" for s in chunk]
         row = con.execute(
-            f"SELECT {', '.join(_distinct(k, small=True) for k in keys)} FROM {chunk[0].sample_table}"
+            f"SELECT {', '.join(_distinct(k, small=True) for k in keys)} "
+            f"FROM {chunk[0].sample_table}"
         ).fetchone()
         for slot, distinct in zip(chunk, row):
             if slot.col.type in ("float", "date", "timestamp") and slot.finite < slot.non_null:

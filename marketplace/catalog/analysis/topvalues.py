@@ -71,7 +71,8 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
             continue
         h, t = f"h{slot.index}", f"t{slot.index}"
         found[slot.index] = con.execute(
-            f"""SELECT min({t}) AS value, count(*) AS n FROM {slot.sample_table} WHERE {h} IS NOT NULL
+            f"""SELECT min({t}) AS value, count(*) AS n FROM {slot.sample_table}
+                WHERE {h} IS NOT NULL
                 GROUP BY {h} ORDER BY n DESC, value LIMIT {TOP_VALUES}"""
         ).fetchall()
     for group in _by_sample_table(wide):
@@ -88,7 +89,9 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
                     select.append(f"min(t{slot.index}) FILTER (WHERE {match})")
                     select.append(f"count(*) FILTER (WHERE {match})")
                     owners.append(slot.index)
-        counts = con.execute(f"SELECT {', '.join(select)} FROM {table}").fetchone() if select else []
+        counts = (
+            con.execute(f"SELECT {', '.join(select)} FROM {table}").fetchone() if select else []
+        )
         for n, index in enumerate(owners):
             found.setdefault(index, []).append((counts[2 * n], counts[2 * n + 1]))
     return [

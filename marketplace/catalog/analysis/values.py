@@ -1,4 +1,5 @@
-"""DuckDB types and values as the analysis stores them: JSON-safe, text cut to length, SQL quoting."""
+"""DuckDB types and values as the analysis stores them: JSON-safe, text cut to length, SQL
+quoting."""
 
 from __future__ import annotations
 
