@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 FORMATS = ("csv", "jsonl", "parquet")
+ONE_THREAD_MAX_BYTES = 4 * 1024 * 1024
 
 
 def analyse(
@@ -114,6 +115,10 @@ class Workspace:
             gunzip_capped(Path(path), data)
         else:
             data.symlink_to(Path(path).resolve())
+        if data.stat().st_size <= ONE_THREAD_MAX_BYTES:
+            # Its queries take milliseconds: one thread spends none handing work to others (and
+            # the worker's other threads have their own children).
+            self.con.execute("SET threads = 1")
         _seal(self.con, data, self.spill_dir)
         con = self.con
         try:

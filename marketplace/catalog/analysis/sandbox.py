@@ -12,9 +12,11 @@ killed for its limits becomes a failure with the reason, never a hung or dead wo
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .connection import Limits, Progress
@@ -24,7 +26,9 @@ _context = multiprocessing.get_context("forkserver")
 # The main module too, so that children find it imported instead of running it again each; and
 # a DuckDB instance opened once (warm), which each child uses for its one file.
 _context.set_forkserver_preload(["__main__", __name__, f"{__package__}.warm"])
-_ready = threading.local()  # this thread's next child
+_ready = threading.local()  # this thread's next child (a Future of it)
+# Ends used children and starts their successors off the worker's threads.
+_replacer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-children")
 
 
 def analyse_in_child(
@@ -32,16 +36,20 @@ def analyse_in_child(
 ) -> dict:
     """The analysis of the file at `path` (as analysis.to_json gives it), run in a child process
     within `limits`. Raises AnalysisFailed with the reason, a limit's included."""
-    child, _ready.child = getattr(_ready, "child", None), None
-    if child is not None and child.limits != limits:
-        child.stop()
-        child = None
-    child = child or _Child(limits)
+    upcoming, _ready.child = getattr(_ready, "child", None), None
+    child = upcoming.result() if upcoming else _Child(limits)
+    if child.limits != limits or not child.process.is_alive():  # a ready child can be killed too
+        _replacer.submit(child.stop)
+        child = _Child(limits)
     try:
         return child.analyse(str(path), fmt, progress)
     finally:
-        child.stop()
-        _ready.child = _Child(limits)
+        _ready.child = _replacer.submit(_replace, child, limits)
+
+
+def _replace(used: _Child, limits: Limits) -> _Child:
+    used.stop()
+    return _Child(limits)
 
 
 class _Child:
@@ -114,3 +122,5 @@ def _serve(conn, limits: Limits) -> None:
             if "can't start new thread" not in str(exc):  # no address space left for its stack
                 raise
             conn.send(("failed", NEEDS_MORE_MEMORY))
+    # Its work is sent and its directory removed: no interpreter teardown for the worker to wait on.
+    os._exit(0)
