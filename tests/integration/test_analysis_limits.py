@@ -91,6 +91,16 @@ def test_a_file_that_needs_more_cpu_time_than_allowed_fails_with_the_cpu_reason(
     assert time.monotonic() - started < 30, "the child is stopped by its limit, not waited for"
 
 
+def test_progress_comes_back_from_the_child(tmp_path):
+    calls = []
+    result = analyse_in_child(_small_csv(tmp_path), "csv", limits=Limits(),
+                              progress=lambda fraction, message: calls.append((fraction, message)))
+
+    assert result["row_count"] == 3
+    assert calls[0] == (0.0, "reading") and calls[-1] == (1.0, "done")
+    assert [f for f, _ in calls] == sorted(f for f, _ in calls)
+
+
 def test_a_child_killed_from_outside_is_a_failure_not_a_hung_worker(tmp_path):
     """The kernel's OOM killer sends SIGKILL: the parent reads end-of-file and says why."""
     path = tmp_path / "big.csv"

@@ -2,9 +2,10 @@
 (RLIMIT_CPU): the Celery worker runs a pool of threads, so Celery's per-child limits do not apply,
 and a file that makes DuckDB allocate or compute without end must not take the worker with it.
 
-Children come from a fork server that has imported DuckDB once. Each thread keeps one child
-started ahead of time (limits set, a DuckDB connection open), uses it for one file and starts the
-next: a small file costs the worker a few milliseconds more than analysing it in place. The child
+Children come from a fork server that has imported DuckDB and opened a DuckDB instance once
+(warm). Each worker thread keeps one child started ahead of time (limits set, its connection
+configured), uses it for one file, and has the next one started off its thread: a small file
+costs the worker about 10 ms more than analysing it in place (bench/analysis_small.py). The child
 sends progress and then the analysis (or the reason it failed) through a pipe; a child the kernel
 killed for its limits becomes a failure with the reason, never a hung or dead worker.
 """
