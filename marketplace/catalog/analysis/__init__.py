@@ -24,6 +24,10 @@ clean file reads exactly as a strict read would, and a file that parses badly de
 second pass to learn what went wrong. Rows DuckDB cannot parse are counted and the first one
 explained; if they outnumber the good rows (a file that is not UTF-8 at all, a file whose rows all
 disagree with its header) the analysis fails with that explanation instead.
+
+The server never runs it in the worker's own process: sandbox.analyse_in_child runs each file in
+a child process within memory and CPU limits, on a Workspace whose DuckDB connection reads that
+one file only; caps.py bounds what a file may expand to (see docs/architecture.md, Analysis).
 """
 
 from __future__ import annotations
