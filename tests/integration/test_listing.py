@@ -339,10 +339,12 @@ def test_concurrent_senders_send_once(chain, publisher_client, staff_client):
         thread.join(60)
     assert len(reports) == 3
     # The decision also queued a sender task: a Celery worker left running by an earlier test may
-    # be a fourth sender. However the race goes, the operator sends exactly one transaction.
+    # be a fourth sender (then it may still be sending when these three are done: wait for the
+    # actions to be settled). However the race goes, the operator sends exactly one transaction.
     assert sum(len(r.transactions) for r in reports) <= 1, reports
+    assert wait_until(lambda: set(OperatorAction.objects.values_list("status", flat=True))
+                      == {"confirmed"}, timeout=30)
     assert chain.w3.eth.get_transaction_count(chain.operator.address) == nonce + 1
-    assert set(OperatorAction.objects.values_list("status", flat=True)) == {"confirmed"}
     assert set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
 
 
