@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/analysis_1gb.py [--path /tmp/analysis_1gb.csv] [--rows 10000000]
                                            [--regenerate] [--no-compare] [--threads N]
-                                           [--memory-limit 2GB] [--check] [--json out.json]
+                                           [--memory-mb 4096] [--check] [--json out.json]
 
 The file (12 mixed columns: integers, floats with nulls, strings of low, middle and near-unique
 cardinality, dates, timestamps, booleans) is generated once by DuckDB and reused. Prints the file
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from marketplace.catalog.analysis import analyse, to_json  # noqa: E402
+from marketplace.catalog.analysis import Limits, analyse, to_json  # noqa: E402
 
 TARGET_SECONDS = 10.0
 
@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--no-compare", dest="compare", action="store_false")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--memory-limit", default=None)
+    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
+                        help="the analysis's address space; DuckDB's memory_limit is half of it")
     parser.add_argument("--json", type=Path, help="also write the analysis to this file")
     parser.add_argument("--check", action="store_true",
                         help="compare the estimated figures with exact ones (slow)")
@@ -102,7 +103,8 @@ def main() -> None:
         marks.append((time.perf_counter() - started, f"{fraction:.2f} {message}"))
 
     analysis = analyse(
-        args.path, "csv", progress=progress, threads=args.threads, memory_limit=args.memory_limit
+        args.path, "csv", progress=progress,
+        limits=Limits(threads=args.threads, memory_mb=args.memory_mb),
     )
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

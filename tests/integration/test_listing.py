@@ -19,7 +19,7 @@ from marketplace.catalog.models import Dataset, DatasetVersion, Listing
 from marketplace.chain import sender
 from marketplace.chain.models import OperatorAction
 from marketplace.outbox.models import OutboxMessage
-from tests.conftest import DEV_KEYS, free_port, wait_until
+from tests.conftest import DEV_KEYS, dead_broker_url, free_port, wait_until
 
 pytestmark = pytest.mark.chain
 
@@ -302,7 +302,10 @@ def test_delist_clears_the_approval_and_delists_from_the_receipt(chain, publishe
     assert Dataset.objects.get().status == "delisted"
 
 
-def test_a_second_sender_waits_for_the_lock_holder(chain, publisher_client, staff_client):
+def test_a_second_sender_waits_for_the_lock_holder(chain, publisher_client, staff_client, point_broker_at):
+    # The approval's task goes nowhere: a Celery worker that an earlier test started would
+    # otherwise be a third sender, taking the lock between the two below.
+    point_broker_at(dead_broker_url())
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
     other = connections.create_connection("default")
@@ -339,10 +342,12 @@ def test_concurrent_senders_send_once(chain, publisher_client, staff_client):
         thread.join(60)
     assert len(reports) == 3
     # The decision also queued a sender task: a Celery worker left running by an earlier test may
-    # be a fourth sender. However the race goes, the operator sends exactly one transaction.
+    # be a fourth sender (then it may still be sending when these three are done: wait for the
+    # actions to be settled). However the race goes, the operator sends exactly one transaction.
     assert sum(len(r.transactions) for r in reports) <= 1, reports
+    assert wait_until(lambda: set(OperatorAction.objects.values_list("status", flat=True))
+                      == {"confirmed"}, timeout=30)
     assert chain.w3.eth.get_transaction_count(chain.operator.address) == nonce + 1
-    assert set(OperatorAction.objects.values_list("status", flat=True)) == {"confirmed"}
     assert set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
 
 

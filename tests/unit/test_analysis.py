@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from marketplace.catalog import analysis
-from marketplace.catalog.analysis import AnalysisFailed, analyse, to_json
+from marketplace.catalog.analysis import histograms, stats, topvalues
+from marketplace.catalog.analysis import AnalysisFailed, Limits, analyse, to_json
 
 CITIES = ["Paris", "Lyon", "Nice", "Lille"]
 
@@ -82,7 +82,7 @@ def test_csv_histogram_counts_sum_to_the_non_null_count(tmp_path):
 
     for name in ("id", "score"):
         col = column(result, name)
-        assert 2 <= len(col.histogram) <= analysis.HISTOGRAM_BINS
+        assert 2 <= len(col.histogram) <= histograms.HISTOGRAM_BINS
         assert histogram_total(col) == result.row_count - col.null_count
         assert col.histogram[0]["start"] == col.min and col.histogram[-1]["end"] == col.max
     # Integer bins are inclusive ranges that tile the column's range.
@@ -113,8 +113,8 @@ def test_csv_sample_is_the_first_rows_in_file_order(tmp_path):
 
     result = analyse(path, "csv")
 
-    assert len(result.sample) == analysis.SAMPLE_ROWS
-    assert [row["id"] for row in result.sample] == list(range(analysis.SAMPLE_ROWS))
+    assert len(result.sample) == stats.SAMPLE_ROWS
+    assert [row["id"] for row in result.sample] == list(range(stats.SAMPLE_ROWS))
     assert result.sample[1] == {"id": 1, "score": 0.25, "city": "Lyon", "active": False}
     assert result.sample[0]["score"] is None
 
@@ -314,7 +314,7 @@ def test_a_file_that_is_not_parquet_fails(tmp_path):
 def test_exact_value_counts_and_the_general_passes_give_the_same_statistics(tmp_path, monkeypatch):
     path = people_csv(tmp_path, rows=5000)
     few = analyse(path, "csv")  # every column has few distinct values in its first rows but id
-    monkeypatch.setattr(analysis, "FEW_DISTINCT", 0)  # now every column takes the general passes
+    monkeypatch.setattr(stats, "FEW_DISTINCT", 0)  # now every column takes the general passes
     general = analyse(path, "csv")
 
     for name in ("score", "city"):
@@ -327,8 +327,8 @@ def test_exact_value_counts_and_the_general_passes_give_the_same_statistics(tmp_
 
 def test_top_values_of_a_text_column_with_very_many_distinct_values(tmp_path, monkeypatch):
     # Past EXACT_TOP_VALUES_MAX_DISTINCT, candidates come from approx_top_k and are counted exactly.
-    monkeypatch.setattr(analysis, "EXACT_TOP_VALUES_MAX_DISTINCT", 100)
-    monkeypatch.setattr(analysis, "FEW_DISTINCT", 10)
+    monkeypatch.setattr(topvalues, "EXACT_TOP_VALUES_MAX_DISTINCT", 100)
+    monkeypatch.setattr(stats, "FEW_DISTINCT", 10)
     lines = ["code"] + ["popular"] * 300 + ["common"] * 200 + [f"u{i}" for i in range(2000)]
     result = analyse(write(tmp_path, "codes.csv", "\n".join(lines) + "\n"), "csv")
 
@@ -360,7 +360,7 @@ def test_progress_is_reported_from_reading_to_done(tmp_path):
 
 
 def test_to_json_is_plain_json(tmp_path):
-    result = analyse(people_csv(tmp_path), "csv", threads=1, memory_limit="256MB")
+    result = analyse(people_csv(tmp_path), "csv", limits=Limits(threads=1, memory_mb=512))
 
     data = json.loads(json.dumps(to_json(result), allow_nan=False))
     assert data["row_count"] == 1000

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from marketplace.catalog import analysis
+from marketplace.catalog.analysis import csv as csv_loader, histograms, stats
 from marketplace.catalog.analysis import analyse, to_json
 
 ROWS = 60_000
@@ -22,9 +22,9 @@ WEIGHTS = [40, 25, 15, 12, 8]
 def sampled(monkeypatch):
     """A budget of 20,000 values (4,000 rows of 5 columns) and 4 kB blocks: files of a few MB
     are sampled as a 1 GB file is with the real budget."""
-    monkeypatch.setattr(analysis, "STATS_SAMPLE_CELLS", 20_000)
-    monkeypatch.setattr(analysis, "SAMPLE_BLOCK_BYTES", 4 * 1024)
-    monkeypatch.setattr(analysis, "STATS_SAMPLE_BLOCK_BYTES", 1024 * 1024)
+    monkeypatch.setattr(stats, "STATS_SAMPLE_CELLS", 20_000)
+    monkeypatch.setattr(csv_loader, "SAMPLE_BLOCK_BYTES", 4 * 1024)
+    monkeypatch.setattr(csv_loader, "STATS_SAMPLE_BLOCK_BYTES", 1024 * 1024)
 
 
 def rows(n=ROWS, seed=7):
@@ -68,7 +68,7 @@ def test_a_large_csv_is_sampled_and_its_exact_figures_stay_exact(tmp_path, sampl
     day = column(result, "day")
     assert (day.type, day.min, day.max) == ("date", "2024-01-01", "2024-12-28")
     # The first rows are still the first rows, in order.
-    assert [row["id"] for row in result.sample] == list(range(analysis.SAMPLE_ROWS))
+    assert [row["id"] for row in result.sample] == list(range(stats.SAMPLE_ROWS))
     json.dumps(to_json(result), allow_nan=False)
 
 
@@ -115,8 +115,8 @@ def test_values_seen_too_rarely_in_the_sample_are_not_shown_as_top_values(tmp_pa
 
 def test_estimated_distinct_counts_stay_close(tmp_path, sampled, monkeypatch):
     # Every column estimated, and from a share of the hashes only.
-    monkeypatch.setattr(analysis, "FEW_DISTINCT", 0)
-    monkeypatch.setattr(analysis, "DISTINCT_HASHES_KEPT", 4_000)
+    monkeypatch.setattr(stats, "FEW_DISTINCT", 0)
+    monkeypatch.setattr(stats, "DISTINCT_HASHES_KEPT", 4_000)
     data = rows()
     result = analyse(write_csv(tmp_path / "big.csv", data), "csv")
 
@@ -131,7 +131,7 @@ def test_estimated_distinct_counts_stay_close(tmp_path, sampled, monkeypatch):
 
 
 def test_a_whole_small_file_keeps_exact_distinct_counts_when_estimating(tmp_path, monkeypatch):
-    monkeypatch.setattr(analysis, "FEW_DISTINCT", 0)
+    monkeypatch.setattr(stats, "FEW_DISTINCT", 0)
     data = rows(n=3_000)
     result = analyse(write_csv(tmp_path / "small.csv", data), "csv")
 
@@ -143,8 +143,8 @@ def test_a_whole_small_file_keeps_exact_distinct_counts_when_estimating(tmp_path
 def test_sampled_and_whole_analyses_agree_on_the_exact_figures(tmp_path, monkeypatch):
     path = write_csv(tmp_path / "big.csv", rows(n=20_000))
     whole = analyse(path, "csv")
-    monkeypatch.setattr(analysis, "STATS_SAMPLE_CELLS", 5_000)
-    monkeypatch.setattr(analysis, "SAMPLE_BLOCK_BYTES", 4 * 1024)
+    monkeypatch.setattr(stats, "STATS_SAMPLE_CELLS", 5_000)
+    monkeypatch.setattr(csv_loader, "SAMPLE_BLOCK_BYTES", 4 * 1024)
     part = analyse(path, "csv")
 
     assert part.stats_sample_rows < whole.stats_sample_rows == whole.row_count == part.row_count
@@ -264,18 +264,18 @@ def test_a_large_json_lines_file_is_sampled_too(tmp_path, sampled):
 
 
 def test_scaled_counts_sum_to_the_total_and_keep_the_ends():
-    scaled = analysis._scaled_counts([0, 5, 3, 0, 2, 0], 1_000)
+    scaled = histograms._scaled_counts([0, 5, 3, 0, 2, 0], 1_000)
     assert sum(scaled) == 1_000
     assert scaled[0] >= 1 and scaled[-1] >= 1
     assert scaled[3] == 0
-    assert analysis._scaled_counts([0, 0, 0], 10) is None
+    assert histograms._scaled_counts([0, 0, 0], 10) is None
 
 
 def test_hash_share_keeps_about_the_wanted_number_of_hashes():
-    kept = analysis.DISTINCT_HASHES_KEPT
-    assert analysis._hash_share((1_000, 900), 1_000, 1_000) == 1.0  # a small file: every hash
+    kept = stats.DISTINCT_HASHES_KEPT
+    assert stats._hash_share((1_000, 900), 1_000, 1_000) == 1.0  # a small file: every hash
     # 90 % new values in the first 100,000 rows of 10M: about 9M expected.
-    share = analysis._hash_share((100_000, 90_000), 100_000, 10_000_000)
+    share = stats._hash_share((100_000, 90_000), 100_000, 10_000_000)
     assert share * 9_000_000 == pytest.approx(kept)
-    assert analysis._hash_share(None, 100_000, 10_000_000) == pytest.approx(kept / 10_000_000)
-    assert math.isclose(analysis._hash_share((0, 0), 0, 0), 1.0)
+    assert stats._hash_share(None, 100_000, 10_000_000) == pytest.approx(kept / 10_000_000)
+    assert math.isclose(stats._hash_share((0, 0), 0, 0), 1.0)

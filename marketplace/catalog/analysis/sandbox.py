@@ -1,0 +1,127 @@
+"""Each analysis runs in a child process with a memory limit (RLIMIT_AS) and a CPU-time limit
+(RLIMIT_CPU): the Celery worker runs a pool of threads, so Celery's per-child limits do not apply,
+and a file that makes DuckDB allocate or compute without end must not take the worker with it.
+
+Children come from a fork server that has imported DuckDB and opened a DuckDB instance once
+(warm). Each worker thread keeps one child started ahead of time (limits set, its connection
+configured), uses it for one file, and has the next one started off its thread: a small file
+costs the worker about 10 ms more than analysing it in place (bench/analysis_small.py). The child
+sends progress and then the analysis (or the reason it failed) through a pipe; a child the kernel
+killed for its limits becomes a failure with the reason, never a hung or dead worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .connection import Limits, Progress
+from .results import NEEDS_MORE_MEMORY, AnalysisFailed
+
+_context = multiprocessing.get_context("forkserver")
+# The main module too, so that children find it imported instead of running it again each; and
+# a DuckDB instance opened once (warm), which each child uses for its one file.
+_context.set_forkserver_preload(["__main__", __name__, f"{__package__}.warm"])
+_ready = threading.local()  # this thread's next child (a Future of it)
+# Ends used children and starts their successors off the worker's threads.
+_replacer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-children")
+
+
+def analyse_in_child(
+    path: str | Path, fmt: str, *, limits: Limits, progress: Progress | None = None,
+) -> dict:
+    """The analysis of the file at `path` (as analysis.to_json gives it), run in a child process
+    within `limits`. Raises AnalysisFailed with the reason, a limit's included."""
+    upcoming, _ready.child = getattr(_ready, "child", None), None
+    child = upcoming.result() if upcoming else _Child(limits)
+    if child.limits != limits or not child.process.is_alive():  # a ready child can be killed too
+        _replacer.submit(child.stop)
+        child = _Child(limits)
+    try:
+        return child.analyse(str(path), fmt, progress)
+    finally:
+        _ready.child = _replacer.submit(_replace, child, limits)
+
+
+def _replace(used: _Child, limits: Limits) -> _Child:
+    used.stop()
+    return _Child(limits)
+
+
+class _Child:
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.conn, child_end = _context.Pipe()
+        self.process = _context.Process(target=_serve, args=(child_end, limits), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def analyse(self, path: str, fmt: str, progress: Progress | None) -> dict:
+        try:
+            self.conn.send((path, fmt))
+            while True:
+                kind, *body = self.conn.recv()
+                if kind == "progress":
+                    if progress is not None:
+                        progress(*body)
+                elif kind == "done":
+                    return body[0]
+                else:
+                    raise AnalysisFailed(body[0])
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.process.join()
+            raise AnalysisFailed(self._death()) from None
+
+    def _death(self) -> str:
+        code = self.process.exitcode
+        if code == -signal.SIGXCPU:
+            return (f"The analysis took more than {self.limits.cpu_seconds:,} s of CPU time, "
+                    "the most the server allows.")
+        if code in (-signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT):
+            # The kernel's OOM killer, or an allocation that failed where nothing could catch it.
+            return NEEDS_MORE_MEMORY
+        return f"The analysis stopped unexpectedly (exit code {code})."
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=1)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _serve(conn, limits: Limits) -> None:
+    """The child: set its limits, open its workspace, then analyse the one file it is sent."""
+    from . import Workspace, to_json, warm
+
+    address_space = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    # SIGXCPU at the soft limit ends the child (its default action); the hard limit is a backstop.
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with Workspace(limits, con=warm.connection) as workspace:
+        try:
+            path, fmt = conn.recv()
+        except EOFError:  # never used: the worker stopped
+            return
+        try:
+            analysis = workspace.analyse(
+                path, fmt,
+                progress=lambda fraction, message: conn.send(("progress", fraction, message)),
+            )
+            conn.send(("done", to_json(analysis)))
+        except AnalysisFailed as failure:
+            conn.send(("failed", failure.reason))
+        except MemoryError:
+            conn.send(("failed", NEEDS_MORE_MEMORY))
+        except RuntimeError as exc:
+            if "can't start new thread" not in str(exc):  # no address space left for its stack
+                raise
+            conn.send(("failed", NEEDS_MORE_MEMORY))
+    # Its work is sent and its directory removed: no interpreter teardown for the worker to wait on.
+    os._exit(0)
