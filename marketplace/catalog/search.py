@@ -18,9 +18,10 @@ Processes:
   rebuild's swap of ``current`` is followed by the next search a second later at most;
   :meth:`CatalogIndex.reload` does both at once.
 
-Facet counts are cached per (text, filters) for a few seconds (see :class:`CatalogIndex`).
-Browsing the whole catalog (no words, no filters) reads its pages from the order of each sort,
-computed once per commit of the index (see :meth:`CatalogIndex.search`).
+Facet counts are cached per (text, filters) for a few seconds, shared by the host's processes
+through a store (see :class:`CatalogIndex`). Browsing the whole catalog (no words, no filters)
+reads its pages from the order of each sort, computed at a commit and kept for up to
+``browse_max_age`` seconds (see :meth:`CatalogIndex._browse_order`).
 
 Any query string is accepted: it goes through Tantivy's lenient parser (so ``title:x``, quotes,
 ``AND``/``OR``/``-``/``+``, parentheses, ranges work as in Tantivy's query language and anything
