@@ -1,4 +1,5 @@
 """Catalog API: publish and edit datasets, upload versions, read a dataset."""
+from contextlib import contextmanager
 import re
 
 from django.conf import settings
@@ -494,6 +495,17 @@ class SearchView(APIView):
         })
 
 
+@contextmanager
+def listing_errors():
+    """A ListingError from catalog.listing as the API's error body."""
+    from . import listing
+
+    try:
+        yield
+    except listing.ListingError as exc:
+        raise APIError(exc.code, exc.message, status=exc.status) from None
+
+
 class ListingLinkRequest(serializers.Serializer):
     tx_hash = StrictRegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The transaction's hash")
 
@@ -608,10 +620,8 @@ class VersionListingView(APIView):
     def get(self, request, slug, number):
         from . import listing
 
-        try:
+        with listing_errors():
             return Response(listing.prepare_listing(self._version(request, slug, number)))
-        except listing.ListingError as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingLinked, 201: ListingLinked,
                                                           **errors(400, 403, 404, 409, 503)})
@@ -621,10 +631,8 @@ class VersionListingView(APIView):
         version = self._version(request, slug, number)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with listing_errors():
             result = listing.link_listing_from_receipt(version, data.validated_data["tx_hash"])
-        except listing.ListingError as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
         return Response({"dataset_status": version.dataset.status, "listing": listing_body(result.listing)},
                         status=201 if result.created else 200)
 
@@ -679,10 +687,8 @@ class ListingUpdatePrepareView(APIView):
         version = owned_version(request, slug, number, self.refusal)
         data = ListingUpdateRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with listing_errors():
             return Response(listing.prepare_listing_update(version, **data.validated_data))
-        except listing.ListingError as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
 
 
 class ListingUpdateMirrorView(APIView):
@@ -699,10 +705,8 @@ class ListingUpdateMirrorView(APIView):
         version = owned_version(request, slug, number, ListingUpdatePrepareView.refusal)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with listing_errors():
             result = listing.mirror_listing_update_from_receipt(version, data.validated_data["tx_hash"])
-        except listing.ListingError as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
         return Response({
             "listing": listing_body(result.listing),
             "updates": [{"price": str(u.price), "payout": u.payout, "tx_hash": u.tx_hash, "log_index": u.log_index,
@@ -742,10 +746,8 @@ class ListingActivePrepareView(APIView):
         version = owned_version(request, slug, number, self.refusal)
         data = ListingActiveRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with listing_errors():
             return Response(listing.prepare_listing_active(version, active=data.validated_data["active"]))
-        except listing.ListingError as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
 
 
 class ListingActiveMirrorView(APIView):
@@ -759,10 +761,8 @@ class ListingActiveMirrorView(APIView):
         version = owned_version(request, slug, number, ListingActivePrepareView.refusal)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with listing_errors():
             row = listing.mirror_listing_active_from_receipt(version, data.validated_data["tx_hash"])
-        except listing.ListingError as exc:
-            raise APIError(exc.code, exc.message, status=exc.status) from None
         return Response(listing_terms(row))
 
 
