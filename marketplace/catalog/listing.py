@@ -245,7 +245,7 @@ def _read_listing(market: DataMarket, listing_id: int) -> tuple[int, dict]:
         block = market.w3.eth.block_number
         return block, market.get_listing(int(listing_id), block=block)
     except (requests.RequestException, OSError) as exc:
-        raise ListingError("chain_unavailable", f"The chain node did not answer: {exc}", status=503) from None
+        raise _chain_unavailable(exc) from None
 
 
 def _linked_listing(version: DatasetVersion, chain_id: int) -> Listing:
