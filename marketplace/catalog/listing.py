@@ -442,7 +442,9 @@ def on_operator_action(action: OperatorAction) -> None:
     if listing is None:
         return
     approved = action.kind == OperatorAction.Kind.APPROVE
-    seen = chain_position(action.block_number or 0)
+    # Ordered by its log within the block: an approval and a clearing mined in one block settle
+    # in either order, and the later log wins.
+    seen = chain_position(action.block_number or 0, action.log_index)
     if seen < listing.approved_seen_at:
         return  # the chain has already been seen later than this receipt
     listing.approved, listing.approved_seen_at = approved, seen

@@ -12,6 +12,10 @@ class OperatorKeyMissing(Exception):
     pass
 
 
+class WrongChain(Exception):
+    """The node at CHAIN_RPC_URL runs another chain than CHAIN_ID names."""
+
+
 @lru_cache(maxsize=8)
 def _web3(url, timeout):
     return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
@@ -63,6 +67,21 @@ def _signing_web3(url, timeout, key):
 
 
 def operator_web3(url=None):
-    """A Web3 whose transactions are signed locally by the operator key."""
+    """A Web3 whose transactions are signed locally by the operator key, once the node has
+    said it runs chain CHAIN_ID (WrongChain otherwise)."""
     account = operator_account()
-    return _signing_web3(url or settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT, account.key.hex())
+    w3 = _signing_web3(url or settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT, account.key.hex())
+    check_chain_id(w3)
+    return w3
+
+
+def check_chain_id(w3) -> None:
+    """Refuse a node that runs another chain than CHAIN_ID. Settings refuse anvil's public dev
+    keys and addresses unless CHAIN_ID is anvil's; without this check a server left at the
+    default CHAIN_ID but pointed at a real chain would deploy and sign there with them."""
+    actual = w3.eth.chain_id
+    if actual != settings.CHAIN_ID:
+        raise WrongChain(
+            f"the node at {rpc_endpoint()} runs chain id {actual}, but CHAIN_ID is {settings.CHAIN_ID}; "
+            "set CHAIN_ID to the node's chain (nothing is signed or sent until they agree)"
+        )

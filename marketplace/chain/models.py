@@ -61,6 +61,8 @@ class OperatorAction(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     tx_hash = models.CharField(max_length=66, blank=True)
     block_number = models.BigIntegerField(null=True, blank=True)
+    log_index = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Where in its block the receipt's ListingApprovalSet for this listing is")
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     on_done = models.CharField(max_length=200, blank=True, help_text="Dotted path called with the settled row")

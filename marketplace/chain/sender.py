@@ -107,12 +107,13 @@ def send_operator_actions(*, timeout: float | None = None) -> SendReport:
     return report
 
 
-def _finish(action: OperatorAction, status: str, *, error: str = "", block_number=None) -> None:
+def _finish(action: OperatorAction, status: str, *, error: str = "", block_number=None, log_index=None) -> None:
     action.status = status
     action.error = error[:2000]
     if block_number is not None:
         action.block_number = block_number
-    action.save(update_fields=["status", "error", "block_number", "updated_at"])
+    action.log_index = log_index
+    action.save(update_fields=["status", "error", "block_number", "log_index", "updated_at"])
     if action.on_done and status in (Status.CONFIRMED, Status.FAILED):
         import_string(action.on_done)(action)
 
@@ -252,8 +253,9 @@ def _settle_sent(w3, market, chain_id, report, timeout) -> bool:
     return True
 
 
-def approval_events(market, receipt) -> dict[int, bool]:
-    """listing id -> approved flag, from the market's ListingApprovalSet logs in a receipt."""
+def approval_events(market, receipt) -> dict[int, tuple[bool, int]]:
+    """listing id -> (approved flag, log index), from the market's ListingApprovalSet logs in a
+    receipt (the last one for a listing that appears twice)."""
     event = market.contract.events.ListingApprovalSet()
     seen = {}
     for log in receipt["logs"]:
@@ -263,7 +265,7 @@ def approval_events(market, receipt) -> dict[int, bool]:
             args = event.process_log(log)["args"]
         except MismatchedABI:
             continue
-        seen[args["listingId"]] = args["approved"]
+        seen[args["listingId"]] = (args["approved"], log["logIndex"])
     return seen
 
 
@@ -279,8 +281,9 @@ def _settle(market, tx_hash, receipt, report) -> None:
             return
         seen = approval_events(market, receipt)
         for action in actions:
-            if seen.get(int(action.listing_id)) == (action.kind == Kind.APPROVE):
-                _finish(action, Status.CONFIRMED, block_number=block)
+            approved, log_index = seen.get(int(action.listing_id), (None, None))
+            if approved == (action.kind == Kind.APPROVE):
+                _finish(action, Status.CONFIRMED, block_number=block, log_index=log_index)
                 report.confirmed += 1
             else:
                 _finish(action, Status.FAILED, block_number=block,

@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from . import sender
+from .client import WrongChain
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +14,11 @@ logger = logging.getLogger(__name__)
 def send_operator_actions():
     """The single operator sender (run by beat every few seconds and enqueued by whoever queues an
     OperatorAction); a run that finds another one holding the lock returns at once."""
-    report = sender.send_operator_actions()
+    try:
+        report = sender.send_operator_actions()
+    except WrongChain as exc:
+        logger.error("operator sender: %s", exc)  # configuration, not a crash: no traceback
+        return {"skipped": str(exc)}
     if not report.skipped:
         logger.info("operator sender: %s", asdict(report))
     return asdict(report)

@@ -169,3 +169,29 @@ def test_fund_dev_accounts_tops_up_once(chain, settings):
     call_command("fund_dev_accounts", stdout=out)
     assert chain.w3.eth.block_number == block
     assert "already hold" in out.getvalue()
+
+
+def test_a_node_on_another_chain_than_chain_id_gets_nothing_signed(chain, settings):
+    """Settings refuse anvil's dev keys unless CHAIN_ID is anvil's, so CHAIN_ID must be the node's
+    chain: a server left at one chain id but pointed at another deploys and sends nothing."""
+    from marketplace.chain import sender
+    from marketplace.chain.client import WrongChain
+    from marketplace.chain.models import OperatorAction
+
+    settings.CHAIN_ID = 8453
+    recorded = list(Deployment.objects.values_list("contract", "address", "block_hash"))
+    block = chain.w3.eth.block_number
+    with pytest.raises(CommandError, match="runs chain id 31337, but CHAIN_ID is 8453"):
+        run_deploy(settings, embedded=True)
+    with pytest.raises(CommandError, match="runs chain id 31337, but CHAIN_ID is 8453"):
+        call_command("fund_dev_accounts")
+    action = OperatorAction.objects.create(
+        kind="approve", chain_id=31337, market=chain.market.address, listing_id=1,
+        expected_owner=chain.operator.address, expected_content_hash="0x" + "11" * 32,
+    )
+    with pytest.raises(WrongChain):
+        sender.send_operator_actions()
+    action.refresh_from_db()
+    assert action.status == "pending" and not action.tx_hash
+    assert chain.w3.eth.block_number == block, "nothing was sent"
+    assert list(Deployment.objects.values_list("contract", "address", "block_hash")) == recorded

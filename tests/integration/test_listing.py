@@ -219,6 +219,8 @@ def test_the_sender_approves_several_listings_in_one_transaction(chain, publishe
     assert set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
     assert all(Listing.objects.values_list("approved", flat=True))
     assert set(OperatorAction.objects.values_list("status", "tx_hash")) == {("confirmed", report.transactions[0])}
+    by_listing = {log["args"]["listingId"]: log["logIndex"] for log in logs}
+    assert {int(a.listing_id): a.log_index for a in OperatorAction.objects.all()} == by_listing
     assert sender.send_operator_actions().skipped == "nothing to send"
 
 
@@ -446,3 +448,22 @@ def test_refresh_reads_every_term_and_keeps_what_was_seen_later(chain, publisher
                               block_number=listing.block_number, context={"intent": "delist"})
     on_operator_action(clearing)
     assert Listing.objects.get().approved is True, "a receipt older than the read is ignored"
+
+
+def test_an_approval_and_a_clearing_in_one_block_settle_by_log_order(chain, publisher_client):
+    """Two operator receipts of one block, settled in either order: the later log wins."""
+    from marketplace.catalog.listing import on_operator_action
+
+    listed_version(chain, publisher_client)
+    listing = Listing.objects.get()
+    block = chain.w3.eth.block_number + 1
+
+    def settled(kind, log_index):
+        return OperatorAction(kind=kind, chain_id=31337, listing_id=listing.listing_id, status="confirmed",
+                              block_number=block, log_index=log_index, context={"intent": "delist"})
+
+    on_operator_action(settled("unapprove", 5))  # the clearing was mined after the approval ...
+    on_operator_action(settled("approve", 2))  # ... whose receipt is settled second
+    assert Listing.objects.get().approved is False, "an earlier log of the same block rolled the clearing back"
+    on_operator_action(settled("approve", 7))
+    assert Listing.objects.get().approved is True

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from marketplace.chain.client import OperatorKeyMissing, operator_web3
+from marketplace.chain.client import OperatorKeyMissing, WrongChain, operator_web3
 from marketplace.chain.services import DeploymentError, ensure_deployed, forget_chain
 
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         try:
             w3 = operator_web3()
             chain_id = w3.eth.chain_id
-        except OperatorKeyMissing as exc:
+        except (OperatorKeyMissing, WrongChain) as exc:
             raise CommandError(str(exc)) from None
         except Exception as exc:
             raise CommandError(
