@@ -371,3 +371,28 @@ def test_to_json_is_plain_json(tmp_path):
 def test_unknown_format_is_a_programming_error(tmp_path):
     with pytest.raises(ValueError):
         analyse(people_csv(tmp_path), "xlsx")
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("a;b;c\n1;2;3\n4;5;6\n", (";", '"', '"', 3)),
+    ("a\tb\n1\t2\n", ("\t", '"', '"', 2)),
+    ('name,note\n"Smith, J","said ""hi"""\nLee,plain\n', (",", '"', '"', 2)),
+    ("a,b;c\n1,2;3\n", None),  # two delimiters fit every line: DuckDB decides
+    ('a,b\n1,"x\\"y"\n', None),  # backslash escapes
+    ('a,b\n1,5" screen\n', None),  # a quote inside an unquoted field
+    ("only\none\n", None),  # one column
+    (b"a,b\n\xe9,1\n", None),  # not UTF-8
+])
+def test_a_plain_csv_dialect_is_guessed_only_when_safe(tmp_path, content, expected):
+    from marketplace.catalog.analysis.csv import _guess_dialect
+
+    assert _guess_dialect(write(tmp_path, "f.csv", content)) == expected
+
+
+def test_a_quoted_delimiter_after_the_guessed_lines_is_read_as_one_field(tmp_path):
+    """The guess sees only the first 64 KB, where nothing is quoted; a quoted field further on
+    still reads as one field, as DuckDB's own sniffer would have it."""
+    lines = ["id,label"] + [f"{i},plain {i}" for i in range(8000)] + ['8000,"Smith, J"']
+    result = analyse(write(tmp_path, "late.csv", "\n".join(lines) + "\n"), "csv")
+    assert result.row_count == 8001 and result.rejected_rows == 0
+    assert [c.name for c in result.columns] == ["id", "label"]

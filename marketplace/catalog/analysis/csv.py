@@ -3,6 +3,7 @@ in blocks of whole lines when it is large."""
 
 from __future__ import annotations
 
+import csv as pycsv
 import math
 import re
 from dataclasses import dataclass
@@ -196,11 +197,24 @@ def _sniff_csv(con, path: Path, types: dict[str, str]) -> _Layout:
     # The dialect first, without date and time types: DuckDB tries every date format for each of
     # the 72 dialects it considers (50 ms for a small file with a date column, 6 ms once the
     # dialect is known). Text columns may hold dates or times: then they are sniffed again, with
-    # the dialect given.
-    row = con.execute(
-        f"SELECT {fields} FROM sniff_csv({source}, {options}, "
-        f"auto_type_candidates = {_DIALECT_TYPES})"
-    ).fetchone()
+    # the dialect given. A plain file's dialect is guessed in Python first (see _guess_dialect):
+    # given it, DuckDB's dialect pass costs 2 ms instead of 19 (1,000 rows x 20 columns).
+    row = None
+    guess = _guess_dialect(path)
+    if guess is not None:
+        delim, quote, escape, width = guess
+        given = f"delim = {_sql_string(delim)}, quote = {_sql_string(quote)}, escape = {_sql_string(escape)}"
+        row = con.execute(
+            f"SELECT {fields} FROM sniff_csv({source}, {options}, {given}, "
+            f"auto_type_candidates = {_DIALECT_TYPES})"
+        ).fetchone()
+        if len(row[7]) != width or row[5] or not row[6]:
+            row = None  # DuckDB reads it otherwise (lines to skip, no header): let it sniff all
+    if row is None:
+        row = con.execute(
+            f"SELECT {fields} FROM sniff_csv({source}, {options}, "
+            f"auto_type_candidates = {_DIALECT_TYPES})"
+        ).fetchone()
     if any(c["type"] == "VARCHAR" for c in row[7]):
         delim, quote, escape = row[:3]
         options += f", delim = {text(delim)}, quote = {text(quote)}, escape = {text(escape)}"
@@ -227,6 +241,77 @@ def _sniff_csv(con, path: Path, types: dict[str, str]) -> _Layout:
     # sniff_csv spells the line ending as an escape: "\\n", "\\r\\n" or "\\r".
     newline = b"\r" if new_line == "\\r" else b"\n"
     return _Layout(options=layout, columns=columns, newline=newline)
+
+
+# _guess_dialect reads this much of a file, and at most GUESS_LINES lines of it.
+GUESS_BYTES = 64 * 1024
+GUESS_LINES = 200
+_GUESS_DELIMITERS = (",", "\t", ";", "|")
+
+
+def _guess_dialect(path: Path) -> tuple[str, str, str, int] | None:
+    """(delimiter, quote, escape, fields) of a plain CSV file, from its first lines; None unless
+    the guess is safe, and DuckDB's sniffer then decides.
+
+    Safe means: UTF-8 text with a header line, exactly one candidate delimiter that gives every
+    line the same number of fields (at least two), and quotes, if any, only as RFC 4180 has them
+    (a double quote opens a field and is doubled inside it; nothing backslash-escaped). The caller
+    checks that DuckDB, given the guess, finds as many columns, a header and no lines to skip.
+    """
+    with open(path, "rb") as f:
+        head = f.read(GUESS_BYTES)
+    if len(head) == GUESS_BYTES:  # whole lines only
+        head = head[: head.rfind(b"\n") + 1]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = text.splitlines(keepends=True)[:GUESS_LINES]
+    if len(lines) < 2 or "\\" in text or "'" in lines[0] or "\x00" in text:
+        return None
+    quoted = '"' in text
+    found = []
+    for delim in _GUESS_DELIMITERS:
+        try:
+            rows = list(pycsv.reader(lines, delimiter=delim, quotechar='"', doublequote=True, strict=True))
+        except pycsv.Error:
+            continue
+        widths = {len(row) for row in rows if row}
+        if len(widths) == 1 and min(widths) > 1:
+            found.append((delim, min(widths)))
+    if len(found) != 1:
+        return None
+    delim, width = found[0]
+    if quoted and not _quotes_are_rfc4180(lines, delim):
+        return None
+    # RFC 4180's quote and escape even when the first lines quote nothing: a later line may.
+    return delim, '"', '"', width
+
+
+def _quotes_are_rfc4180(lines: list[str], delim: str) -> bool:
+    """Whether every double quote in `lines` opens or closes a field, or is doubled inside one."""
+    text = "".join(lines)
+    inside = False
+    i, n = 0, len(text)
+    at_start = True  # at the start of a field
+    while i < n:
+        c = text[i]
+        if inside:
+            if c == '"':
+                if i + 1 < n and text[i + 1] == '"':
+                    i += 2
+                    continue
+                inside = False
+                following = text[i + 1] if i + 1 < n else "\n"
+                if following not in (delim, "\n", "\r"):
+                    return False
+        elif c == '"':
+            if not at_start:
+                return False
+            inside = True
+        at_start = not inside and c in (delim, "\n", "\r")
+        i += 1
+    return not inside
 
 
 def _csv_source(path: Path, layout: _Layout, errors: str, scans: str, *, whole_file=True) -> str:
