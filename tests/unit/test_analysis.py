@@ -325,6 +325,21 @@ def test_exact_value_counts_and_the_general_passes_give_the_same_statistics(tmp_
         assert a.mean == pytest.approx(b.mean)
 
 
+def test_top_values_counted_in_python_and_in_sql_agree(tmp_path, monkeypatch):
+    """A small file's top values are counted in Python; the SQL they replace gives the same,
+    ties (broken by the text, as DuckDB orders UTF-8), nulls and text past the shown length too."""
+    long = "x" * 300
+    values = ["b", "a", "é", "Z", "", long, long + "y", "ß"] * 3 + ["a", "é", None, None]
+    lines = ["n,word,flag"] + [f"{i},{'' if v is None else v},{'t' if i % 3 else 'u'}" for i, v in enumerate(values)]
+    path = write(tmp_path, "words.csv", "\n".join(lines) + "\n")
+    in_python = analyse(path, "csv")
+    monkeypatch.setattr(topvalues, "COUNT_IN_PYTHON_MAX_VALUES", 0)
+    in_sql = analyse(path, "csv")
+    for name in ("word", "flag"):
+        assert column(in_python, name).top_values == column(in_sql, name).top_values
+    assert column(in_python, "word").top_values[:2] == [{"value": "a", "count": 4}, {"value": "é", "count": 4}]
+
+
 def test_top_values_of_a_text_column_with_very_many_distinct_values(tmp_path, monkeypatch):
     # Past EXACT_TOP_VALUES_MAX_DISTINCT, candidates come from approx_top_k and are counted exactly.
     monkeypatch.setattr(topvalues, "EXACT_TOP_VALUES_MAX_DISTINCT", 100)

@@ -16,6 +16,11 @@ MIN_SAMPLED_TOP_COUNT = 10
 # (then counted exactly) rather than a GROUP BY holding every value.
 EXACT_TOP_VALUES_MAX_DISTINCT = 100_000
 
+# A whole-file sample with at most this many text values to rank is counted in Python from one
+# read of each sample table: a GROUP BY per column costs about 0.5 ms of planning each, which was
+# 24 ms of a 100-row, 300-column file.
+COUNT_IN_PYTHON_MAX_VALUES = 200_000
+
 
 def _top_values(con, scan: _Scan) -> None:
     """Most frequent values of text columns.
@@ -65,6 +70,8 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
     """
     found: dict[int, list] = {}
     wide = []
+    if slots and _rows(con, slots[0].sample_table) * len(slots) <= COUNT_IN_PYTHON_MAX_VALUES:
+        return _counted_in_python(con, slots)
     for slot in slots:
         if slot.col.distinct_count > EXACT_TOP_VALUES_MAX_DISTINCT:
             wide.append(slot)
@@ -98,3 +105,32 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
         sorted(found.get(slot.index, []), key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
         for slot in slots
     ]
+
+
+def _rows(con, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _counted_in_python(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
+    """_exact_top_values for a small sample: grouped on the hash as the SQL does, each group shown
+    by its least text, ties broken by that text (DuckDB compares text by its UTF-8 bytes, which
+    orders as Python's code points do)."""
+    found: dict[int, list] = {}
+    for group in _by_sample_table(slots):
+        columns = ", ".join(f"h{s.index}, t{s.index}" for s in group)
+        rows = con.execute(f"SELECT {columns} FROM {group[0].sample_table}").fetchall()
+        for position, slot in enumerate(group):
+            counts: dict[int, list] = {}  # hash -> [least text, count]
+            for row in rows:
+                value_hash, text = row[2 * position], row[2 * position + 1]
+                if value_hash is None:
+                    continue
+                entry = counts.get(value_hash)
+                if entry is None:
+                    counts[value_hash] = [text, 1]
+                else:
+                    entry[1] += 1
+                    entry[0] = min(entry[0], text)
+            ranked = sorted(((text, count) for text, count in counts.values()), key=lambda p: (-p[1], p[0]))
+            found[slot.index] = ranked[:TOP_VALUES]
+    return [found.get(slot.index, []) for slot in slots]
