@@ -121,6 +121,25 @@ def test_a_child_killed_from_outside_is_a_failure_not_a_hung_worker(tmp_path):
     assert analyse_in_child(_small_csv(tmp_path), "csv", limits=Limits())["row_count"] == 3
 
 
+def test_a_child_its_limit_kills_leaves_no_copy_of_the_file_behind(tmp_path, monkeypatch):
+    """The decompressed copy and DuckDB's spill files live in the child's directory, which the
+    parent removes: a child killed for its CPU time cleans up nothing itself."""
+    import tempfile
+
+    workspaces = tmp_path / "tmp"
+    workspaces.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(workspaces))  # where the next children work
+    path = tmp_path / "private.csv.gz"
+    path.write_bytes(gzip.compress(wide_csv(3_000, 60)))  # the child writes its decompressed copy
+    with pytest.raises(AnalysisFailed, match="CPU time"):
+        # Other limits than the thread's ready child has: a new child, working in `workspaces`.
+        analyse_in_child(path, "csv", limits=Limits(cpu_seconds=1))
+
+    assert any(workspaces.glob("analysis-*")), "the killed child worked here"
+    assert wait_until(lambda: not list(workspaces.glob("analysis-*/data.*")), timeout=10), (
+        list(workspaces.rglob("*")))
+
+
 def _children() -> list[int]:
     """This process's analysis children (the fork server's children)."""
     import multiprocessing

@@ -83,10 +83,12 @@ class Workspace:
     as `data.<format>` in that directory (a link, or the decompressed copy of a gzip file), so no
     name from outside reaches SQL or a glob, and the connection can read nothing else."""
 
-    def __init__(self, limits: Limits = Limits(), con=None):
+    def __init__(self, limits: Limits = Limits(), con=None, directory: Path | None = None):
         """`con`: an unused connection from connection._connect (a child's, opened before it
-        was forked), else one is opened."""
-        self.dir = Path(tempfile.mkdtemp(prefix="analysis-"))
+        was forked), else one is opened. `directory`: an empty directory to work in (the
+        sandbox's parent makes it, and removes it whatever becomes of the child), else a new
+        temporary one."""
+        self.dir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="analysis-"))
         self.spill_dir = self.dir / "spill"
         self.spill_dir.mkdir()
         self.con = con or _connect()

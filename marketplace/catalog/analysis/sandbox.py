@@ -15,7 +15,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,8 +58,11 @@ def _replace(used: _Child, limits: Limits) -> _Child:
 class _Child:
     def __init__(self, limits: Limits):
         self.limits = limits
+        # Made and removed here, not in the child: a child its limits kill cleans up nothing, and
+        # its directory holds the file's decompressed copy and DuckDB's spill files.
+        self.directory = tempfile.mkdtemp(prefix="analysis-")
         self.conn, child_end = _context.Pipe()
-        self.process = _context.Process(target=_serve, args=(child_end, limits), daemon=True)
+        self.process = _context.Process(target=_serve, args=(child_end, limits, self.directory), daemon=True)
         self.process.start()
         child_end.close()
 
@@ -93,10 +98,12 @@ class _Child:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _serve(conn, limits: Limits) -> None:
-    """The child: set its limits, open its workspace, then analyse the one file it is sent."""
+def _serve(conn, limits: Limits, directory: str) -> None:
+    """The child: set its limits, open its workspace in `directory`, then analyse the one file it
+    is sent."""
     from . import Workspace, to_json, warm
 
     address_space = limits.memory_mb * 1024 * 1024
@@ -104,7 +111,7 @@ def _serve(conn, limits: Limits) -> None:
     # SIGXCPU at the soft limit ends the child (its default action); the hard limit is a backstop.
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with Workspace(limits, con=warm.connection) as workspace:
+    with Workspace(limits, con=warm.connection, directory=Path(directory)) as workspace:
         try:
             path, fmt = conn.recv()
         except EOFError:  # never used: the worker stopped
