@@ -187,10 +187,11 @@ MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 5 * 1024**3)  # bytes
 UPLOAD_TMP_DIR = Path(os.environ.get("UPLOAD_TMP_DIR") or DATA_DIR / "uploads")
 
 # Analysis of uploaded files: each runs in a child process with this much address space
-# (RLIMIT_AS; DuckDB gets half of it) and CPU time (RLIMIT_CPU, all its threads together), and
-# DuckDB may spill this much to disk. Over a limit the analysis fails and says which.
+# (RLIMIT_AS; DuckDB gets half of it), CPU time (RLIMIT_CPU, all its threads together) and wall
+# time, and DuckDB may spill this much to disk. Over a limit the analysis fails and says which.
 ANALYSIS_MEMORY_LIMIT_MB = env_int("ANALYSIS_MEMORY_LIMIT_MB", 4096)
 ANALYSIS_CPU_SECONDS = env_int("ANALYSIS_CPU_SECONDS", 600)
+ANALYSIS_WALL_SECONDS = env_int("ANALYSIS_WALL_SECONDS", 1800)
 ANALYSIS_TEMP_LIMIT_MB = env_int("ANALYSIS_TEMP_LIMIT_MB", 10_240)
 
 # Avatars: the uploaded image (PNG, JPEG, WebP or GIF) at most this big, re-encoded to a small square.

@@ -189,7 +189,7 @@ def analyse_version(version_id: int) -> None:
         )
 
     limits = Limits(memory_mb=settings.ANALYSIS_MEMORY_LIMIT_MB, cpu_seconds=settings.ANALYSIS_CPU_SECONDS,
-                    temp_mb=settings.ANALYSIS_TEMP_LIMIT_MB)
+                    wall_seconds=settings.ANALYSIS_WALL_SECONDS, temp_mb=settings.ANALYSIS_TEMP_LIMIT_MB)
     storage = storages["private"]
     local_copy = None
     try:

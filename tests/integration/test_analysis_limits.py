@@ -140,6 +140,26 @@ def test_a_child_its_limit_kills_leaves_no_copy_of_the_file_behind(tmp_path, mon
         list(workspaces.rglob("*")))
 
 
+def test_a_child_that_does_not_answer_within_its_wall_time_is_killed(tmp_path):
+    """A child stopped (as one blocked on a dead network disk would be) uses no CPU time: the
+    wall-time limit ends it."""
+    seen = []
+
+    def stop_the_child(fraction, message):
+        if not seen:
+            seen.extend(_children())
+            for pid in seen:
+                os.kill(pid, signal.SIGSTOP)
+
+    started = time.monotonic()
+    with pytest.raises(AnalysisFailed) as failed:
+        analyse_in_child(_small_csv(tmp_path), "csv", limits=Limits(wall_seconds=2), progress=stop_the_child)
+    assert failed.value.reason == "The analysis took more than 2 s, the most the server allows."
+    assert 2 <= time.monotonic() - started < 10
+    assert seen
+    assert analyse_in_child(_small_csv(tmp_path), "csv", limits=Limits())["row_count"] == 3
+
+
 def _children() -> list[int]:
     """This process's analysis children (the fork server's children)."""
     import multiprocessing

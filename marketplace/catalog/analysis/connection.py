@@ -23,10 +23,12 @@ class Limits:
     """What one analysis may use. The child process that runs it (see sandbox) gets `memory_mb` of
     address space (RLIMIT_AS) and `cpu_seconds` of CPU time, all its threads together
     (RLIMIT_CPU); DuckDB gets half the address space as its memory_limit (the interpreter,
-    thread stacks and allocator reservations take the rest) and `temp_mb` of spill files."""
+    thread stacks and allocator reservations take the rest) and `temp_mb` of spill files. A
+    child that has not answered within `wall_seconds` is killed."""
 
     memory_mb: int = 4096
     cpu_seconds: int = 600
+    wall_seconds: int = 1800  # from the file sent to the result: a child that waits uses no CPU
     temp_mb: int = 10_240
     threads: int | None = None  # DuckDB's threads; None: one per core
 

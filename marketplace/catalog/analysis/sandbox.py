@@ -19,6 +19,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,9 +68,16 @@ class _Child:
         child_end.close()
 
     def analyse(self, path: str, fmt: str, progress: Progress | None) -> dict:
+        deadline = time.monotonic() + self.limits.wall_seconds
         try:
             self.conn.send((path, fmt))
             while True:
+                if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                    self.process.kill()
+                    self.process.join()
+                    raise AnalysisFailed(
+                        f"The analysis took more than {self.limits.wall_seconds:,} s, the most the "
+                        "server allows.")
                 kind, *body = self.conn.recv()
                 if kind == "progress":
                     if progress is not None:
