@@ -111,12 +111,12 @@ def load(rows, publishers, index_dir):
         with raw.cursor().copy(
             "COPY catalog_datasetversion (id, dataset_id, number, file, original_name, format, size, content_hash, price,"
             " token, analysis_status, analysis_progress, analysis_message, row_count, rejected_rows, columns, sample,"
-            " review, hidden_columns, show_sample, show_distributions, created_at) FROM STDIN"
+            " review, hidden_columns, show_sample, show_distributions, analysis_attempts, created_at) FROM STDIN"
         ) as copy:
             for i in range(1, rows + 1):
                 copy.write_row((i, i, 1, f"bench/{i}.csv", f"{i}.csv", rng.choice(FORMATS), 1000, f"0x{i:064x}",
                                 rng.randint(1, 500) * 10**6, token, "done", 1.0, "", 100, 0, "[]", "[]", "approved",
-                                "{}", False, False, "2026-01-01 00:00:00+00"))
+                                "{}", False, False, 1, "2026-01-01 00:00:00+00"))
         with raw.cursor().copy(
             "COPY catalog_listing (chain_id, listing_id, version_id, owner, token, price, payout, dispute_window, active,"
             " approved, tx_hash, log_index, block_number, price_seen_at, active_seen_at, approved_seen_at, created_at)"

@@ -333,11 +333,29 @@ def test_top_values_counted_in_python_and_in_sql_agree(tmp_path, monkeypatch):
     lines = ["n,word,flag"] + [f"{i},{'' if v is None else v},{'t' if i % 3 else 'u'}" for i, v in enumerate(values)]
     path = write(tmp_path, "words.csv", "\n".join(lines) + "\n")
     in_python = analyse(path, "csv")
-    monkeypatch.setattr(topvalues, "COUNT_IN_PYTHON_MAX_VALUES", 0)
+    monkeypatch.setattr(topvalues, "COUNT_IN_PYTHON_MAX_ROWS", 0)
     in_sql = analyse(path, "csv")
     for name in ("word", "flag"):
         assert column(in_python, name).top_values == column(in_sql, name).top_values
     assert column(in_python, "word").top_values[:2] == [{"value": "a", "count": 4}, {"value": "é", "count": 4}]
+
+
+def test_histograms_binned_in_python_and_in_duckdb_agree(tmp_path, monkeypatch):
+    """A small sample is binned in Python, a larger one by DuckDB: the same bins and counts for
+    integers, decimals, dates, timestamps and integers too wide for BIGINT, values on bin edges
+    included."""
+    lines = ["n,x,day,at,big"] + [
+        f"{i},{i * 0.37:.2f},{dt.date(2020, 1, 1) + dt.timedelta(days=i % 97)},"
+        f"2021-03-04 {i % 24:02d}:{i % 60:02d}:00,{2**70 + i * 10**18}"
+        for i in range(500)
+    ]
+    path = write(tmp_path, "bins.csv", "\n".join(lines) + "\n")
+    in_python = analyse(path, "csv")
+    monkeypatch.setattr(histograms, "BINNED_IN_PYTHON_MAX_ROWS", 0)
+    in_duckdb = analyse(path, "csv")
+    for name in ("n", "x", "day", "at", "big"):
+        assert column(in_python, name).histogram, name
+        assert column(in_python, name).histogram == column(in_duckdb, name).histogram, name
 
 
 def test_top_values_of_a_text_column_with_very_many_distinct_values(tmp_path, monkeypatch):

@@ -10,8 +10,10 @@ from .stats import _by_sample_table, _Scan, _Slot
 from .values import _finite, _temporal_iso, _WIDE_INTEGER_TYPES
 
 HISTOGRAM_BINS = 10  # at most, per number or date column
-# Sample tables of at most this many values (rows x columns binned) are binned in Python.
-BINNED_IN_PYTHON_MAX_VALUES = 200_000
+# Samples of at most this many rows are binned in Python: DuckDB's one grouped query costs about
+# 2.5 ms plus 0.2 ms a column however few the rows, binning here about 0.25 us a value (3.4 ms
+# against 0.6 ms at 100 rows x 12 columns, 6.8 against 15.8 at 10,000).
+BINNED_IN_PYTHON_MAX_ROWS = 2_000
 
 
 def _float_binned(col: ColumnStats) -> bool:
@@ -50,7 +52,7 @@ def _histograms(con, scan: _Scan) -> None:
             continue
         bins_of[slot.index] = bins
     for group in _by_sample_table([scan.slots[index] for index in bins_of]):
-        if scan.sample_rows * len(group) <= BINNED_IN_PYTHON_MAX_VALUES:
+        if scan.sample_rows <= BINNED_IN_PYTHON_MAX_ROWS:
             found = _count_here(con, group, bins_of)
         else:
             found = _count_in_duckdb(con, group, bins_of)
