@@ -4,7 +4,7 @@ Always public (unless the column is hidden): each column's name and types, its n
 row count, and the range (min and max) of number and date columns. Public only when the publisher
 chose so: the first rows (`show_sample`) and the value distributions (`show_distributions`: top
 values, histograms, distinct counts, means), where a value or a bin seen fewer than
-MIN_PUBLIC_COUNT times is never shown. A hidden column is absent from all of it (sample rows
+MIN_PUBLIC_COUNT times is never shown (an empty bin looks the same as one of those). A hidden column is absent from all of it (sample rows
 included). The owner sees everything (`for_owner`).
 """
 from dataclasses import dataclass
@@ -67,10 +67,11 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
                     public[key] = column[key]
             public["top_values"] = [t for t in column.get("top_values") or []
                                     if (t.get("count") or 0) >= MIN_PUBLIC_COUNT]
-            # A bin seen fewer than MIN_PUBLIC_COUNT times keeps its place but not its count.
+            # A bin seen fewer than MIN_PUBLIC_COUNT times keeps its place but not its count, and
+            # an empty bin reads the same: a column with one bin per value (small integers, days)
+            # would otherwise tell which rare values exist.
             public["histogram"] = [
-                bin_ if (bin_.get("count") or 0) >= MIN_PUBLIC_COUNT or not bin_.get("count")
-                else {**bin_, "count": None}
+                bin_ if (bin_.get("count") or 0) >= MIN_PUBLIC_COUNT else {**bin_, "count": None}
                 for bin_ in column.get("histogram") or []
             ]
         shown.append(public)

@@ -90,6 +90,22 @@ def test_chosen_distributions_never_show_a_value_seen_fewer_than_5_times(client,
     assert "fewer than 5" in page and ">Annecy<" not in page.replace("Annecy</td>", "")
 
 
+def test_an_empty_histogram_bin_looks_like_one_seen_1_to_4_times(client, owner, owner_client):
+    # One bin per value: a bin's count of 0 next to "fewer than 5" would tell which rare values
+    # exist (here: that some row has 2, none has 3).
+    days = {"name": "children", "type": "integer", "duckdb_type": "BIGINT", "null_count": 0, "min": 1, "max": 4,
+            "histogram": [{"start": 1, "end": 2, "count": 40}, {"start": 2, "end": 3, "count": 1},
+                          {"start": 3, "end": 4, "count": 0}, {"start": 4, "end": 5, "count": 4}]}
+    v = version(owner, show_distributions=True)
+    DatasetVersion.objects.filter(pk=v.pk).update(columns=[days])
+    (shown,) = public_version(client, v)["columns"]
+    assert shown["histogram"] == [{"start": 1, "end": 2, "count": 40}, {"start": 2, "end": 3, "count": None},
+                                  {"start": 3, "end": 4, "count": None}, {"start": 4, "end": 5, "count": None}]
+    page = client.get(f"/datasets/{v.dataset.slug}").content.decode()
+    assert '<title>2 – 3: fewer than 5</title>' in page and '<title>3 – 4: fewer than 5</title>' in page
+    assert public_version(owner_client, v)["columns"] == [days], "the owner sees every count"
+
+
 def test_a_hidden_column_is_absent_from_everything_public(client, owner, settings, tmp_path):
     v = version(owner, show_sample=True, show_distributions=True, hidden_columns=["email"])
     shown = public_version(client, v)
