@@ -11,7 +11,7 @@ import warnings
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplace.env import env_bool, env_int, env_list, refuse_dev_accounts, sqlalchemy_url
+from marketplace.env import env_bool, env_int, env_list, env_networks, refuse_dev_accounts, sqlalchemy_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -271,6 +271,10 @@ LIMITS_REDIS_PREFIX = os.environ.get("LIMITS_REDIS_PREFIX", "limits:")
 # How many proxies in front of the web server append to X-Forwarded-For; the client's address is
 # the entry the outermost of them added. 0: the TCP peer is the client and the header is ignored.
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+# Where those proxies connect from: X-Forwarded-For is read only from a TCP peer inside one of
+# these networks (or over a Unix socket); any other peer is the client, whatever it wrote.
+TRUSTED_PROXY_NETWORKS = env_networks("TRUSTED_PROXY_NETWORKS", [
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"])
 # Bytes of dataset files per wallet and per client address (0: no quota), and the free space the
 # upload and storage volumes keep: an upload that would go below it is refused.
 STORAGE_QUOTA_PER_WALLET = env_int("STORAGE_QUOTA_PER_WALLET", 50 * 1024**3)
