@@ -264,6 +264,10 @@ LIMITS = {
                "wallet": os.environ.get("LIMIT_UPLOADS_PER_WALLET", "100/day")},
     "dataset": {"ip": os.environ.get("LIMIT_DATASETS_PER_IP", "200/day"),
                 "wallet": os.environ.get("LIMIT_DATASETS_PER_WALLET", "50/day")},
+    # Transaction hashes posted to link or mirror a listing: each costs 2 to 4 calls to the chain
+    # node. The page posts one every 2 s until it is mined, 90 times at most.
+    "listing_receipt": {"ip": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_IP", "300/hour"),
+                        "wallet": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_WALLET", "120/hour")},
 }
 # Counters live in Redis when this is set (e.g. redis://redis:6379/1), else in PostgreSQL.
 LIMITS_REDIS_URL = os.environ.get("LIMITS_REDIS_URL", "")

@@ -635,13 +635,14 @@ class VersionListingView(APIView):
             return Response(listing.prepare_listing(self._version(request, slug, number)))
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingLinked, 201: ListingLinked,
-                                                          **errors(400, 403, 404, 409, 503)})
+                                                          **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
 
         version = self._version(request, slug, number)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "listing_receipt")
         with listing_errors():
             result = listing.link_listing_from_receipt(version, data.validated_data["tx_hash"])
         return Response({"dataset_status": version.dataset.status, "listing": listing_body(result.listing)},
@@ -709,13 +710,14 @@ class ListingUpdateMirrorView(APIView):
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingUpdateMirrored, 201: ListingUpdateMirrored,
-                                                          **errors(400, 403, 404, 409, 503)})
+                                                          **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
 
         version = owned_version(request, slug, number, ListingUpdatePrepareView.refusal)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "listing_receipt")
         with listing_errors():
             result = listing.mirror_listing_update_from_receipt(version, data.validated_data["tx_hash"])
         return Response({
@@ -765,13 +767,14 @@ class ListingActiveMirrorView(APIView):
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingTermsSerializer,
-                                                          **errors(400, 403, 404, 409, 503)})
+                                                          **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
 
         version = owned_version(request, slug, number, ListingActivePrepareView.refusal)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "listing_receipt")
         with listing_errors():
             row = listing.mirror_listing_active_from_receipt(version, data.validated_data["tx_hash"])
         return Response(listing_terms(row))
