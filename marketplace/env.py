@@ -32,6 +32,20 @@ def env_list(name, default):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_networks(name, default):
+    """A comma-separated list of IP networks (CIDR; a bare address is its own network), each
+    checked here so that a typo stops the server rather than trusting nothing or everything."""
+    import ipaddress
+
+    networks = env_list(name, default)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+    return networks
+
+
 def sqlalchemy_url(db):
     """The SQLAlchemy URL (psycopg 3 driver) for a Django database settings dict."""
     from sqlalchemy.engine import URL

@@ -11,7 +11,7 @@ import warnings
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplace.env import env_bool, env_int, env_list, refuse_dev_accounts, sqlalchemy_url
+from marketplace.env import env_bool, env_int, env_list, env_networks, refuse_dev_accounts, sqlalchemy_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -265,6 +265,10 @@ LIMITS = {
                "wallet": os.environ.get("LIMIT_UPLOADS_PER_WALLET", "100/day")},
     "dataset": {"ip": os.environ.get("LIMIT_DATASETS_PER_IP", "200/day"),
                 "wallet": os.environ.get("LIMIT_DATASETS_PER_WALLET", "50/day")},
+    # Transaction hashes posted to link or mirror a listing: each costs 2 to 4 calls to the chain
+    # node. The page posts one every 2 s until it is mined, 90 times at most.
+    "listing_receipt": {"ip": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_IP", "300/hour"),
+                        "wallet": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_WALLET", "120/hour")},
 }
 # Counters live in Redis when this is set (e.g. redis://redis:6379/1), else in PostgreSQL.
 LIMITS_REDIS_URL = os.environ.get("LIMITS_REDIS_URL", "")
@@ -272,6 +276,10 @@ LIMITS_REDIS_PREFIX = os.environ.get("LIMITS_REDIS_PREFIX", "limits:")
 # How many proxies in front of the web server append to X-Forwarded-For; the client's address is
 # the entry the outermost of them added. 0: the TCP peer is the client and the header is ignored.
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+# Where those proxies connect from: X-Forwarded-For is read only from a TCP peer inside one of
+# these networks (or over a Unix socket); any other peer is the client, whatever it wrote.
+TRUSTED_PROXY_NETWORKS = env_networks("TRUSTED_PROXY_NETWORKS", [
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"])
 # Bytes of dataset files per wallet and per client address (0: no quota), and the free space the
 # upload and storage volumes keep: an upload that would go below it is refused.
 STORAGE_QUOTA_PER_WALLET = env_int("STORAGE_QUOTA_PER_WALLET", 50 * 1024**3)

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from marketplace.chain.models import OperatorAction
 
 from . import revisions, services
+from .preview import unmatched_hidden
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
 
 
@@ -102,9 +103,12 @@ def revision_summary(revision):
                                 ((i.get("listing_id"), i.get("chain_id"), i.get("content_hash"))
                                  for i in revision.listings)) or "—"
     preview = revision.changes.get("preview")
-    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; preview: {}",
+    unmatched = unmatched_hidden(version)
+    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; preview: {}{}",
                        version.original_name, version.size, version.row_count, version.content_hash, listings,
-                       _preview_text(preview) if preview is not None else "as the version has it")
+                       _preview_text(preview) if preview is not None else "as the version has it",
+                       f" (no column is called {', '.join(unmatched)}: not approvable until the publisher "
+                       "chooses again)" if unmatched else "")
 
 
 def _preview_text(preview: dict) -> str:

@@ -20,7 +20,8 @@ from marketplace.limits.http import enforce, upload_reservation
 
 from . import revisions, services, uploads
 from .models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
-from .preview import PreviewSettings, column_names, public_analysis_message, public_columns, public_sample
+from .preview import (PreviewSettings, column_names, match_hidden, public_analysis_message, public_columns,
+                      public_sample, unmatched_hidden)
 
 # Common SPDX identifiers; "other" covers custom terms described in the description.
 LICENSES = [
@@ -98,6 +99,9 @@ class VersionSerializer(serializers.ModelSerializer):
     review = serializers.CharField(required=False, help_text="Owner only: the version's review")
     proposed_preview = serializers.SerializerMethodField(help_text="Owner only: the preview asked for, when it "
                                                                    "waits for review")
+    unmatched_hidden_columns = serializers.SerializerMethodField(
+        help_text="Owner only: hidden names that match no column of the analysed file (matched without case or "
+                  "surrounding spaces); the version is not approved until they are chosen again")
 
     class Meta:
         model = DatasetVersion
@@ -105,9 +109,10 @@ class VersionSerializer(serializers.ModelSerializer):
             "number", "original_name", "format", "size", "content_hash", "price", "token",
             "analysis_status", "analysis_progress", "analysis_message", "row_count", "rejected_rows",
             "columns", "sample", "created_at", "listing", "preview", "review", "proposed_preview",
+            "unmatched_hidden_columns",
         ]
 
-    OWNER_ONLY = ("original_name", "review", "proposed_preview")
+    OWNER_ONLY = ("original_name", "review", "proposed_preview", "unmatched_hidden_columns")
 
     @extend_schema_field(ListingTermsSerializer(allow_null=True))
     def get_listing(self, version):
@@ -124,6 +129,10 @@ class VersionSerializer(serializers.ModelSerializer):
     def get_proposed_preview(self, version):
         proposed = revisions.proposed_preview(version)
         return proposed.to_json() if proposed != PreviewSettings.of(version) else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_unmatched_hidden_columns(self, version):
+        return unmatched_hidden(version)
 
     def to_representation(self, version):
         data = super().to_representation(version)
@@ -352,10 +361,12 @@ class VersionPreviewView(APIView):
         data.is_valid(raise_exception=True)
         asked = revisions.proposed_preview(version).to_json()
         asked.update(data.validated_data)
-        known = set(column_names(version))
-        unknown = sorted(set(asked["hidden_columns"]) - known) if known else []
-        if unknown:
-            raise APIError("unknown_column", f"No column named {', '.join(unknown)} in version {version.number}.")
+        known = column_names(version)
+        if known:  # else the names are matched to the file's once it is analysed
+            matched, unknown = match_hidden(asked["hidden_columns"], known)
+            if unknown:
+                raise APIError("unknown_column", f"No column named {', '.join(unknown)} in version {version.number}.")
+            asked["hidden_columns"] = list(matched)
         result = revisions.change_preview(version, PreviewSettings.from_json(asked), by=request.user)
         version = DatasetVersion.objects.prefetch_related("listings").get(pk=result.version.pk)
         return Response({"version": VersionSerializer(version, context={"owner": True}).data,
@@ -624,13 +635,14 @@ class VersionListingView(APIView):
             return Response(listing.prepare_listing(self._version(request, slug, number)))
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingLinked, 201: ListingLinked,
-                                                          **errors(400, 403, 404, 409, 503)})
+                                                          **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
 
         version = self._version(request, slug, number)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "listing_receipt")
         with listing_errors():
             result = listing.link_listing_from_receipt(version, data.validated_data["tx_hash"])
         return Response({"dataset_status": version.dataset.status, "listing": listing_body(result.listing)},
@@ -698,13 +710,14 @@ class ListingUpdateMirrorView(APIView):
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingUpdateMirrored, 201: ListingUpdateMirrored,
-                                                          **errors(400, 403, 404, 409, 503)})
+                                                          **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
 
         version = owned_version(request, slug, number, ListingUpdatePrepareView.refusal)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "listing_receipt")
         with listing_errors():
             result = listing.mirror_listing_update_from_receipt(version, data.validated_data["tx_hash"])
         return Response({
@@ -754,13 +767,14 @@ class ListingActiveMirrorView(APIView):
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingTermsSerializer,
-                                                          **errors(400, 403, 404, 409, 503)})
+                                                          **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
 
         version = owned_version(request, slug, number, ListingActivePrepareView.refusal)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        enforce(request, "listing_receipt")
         with listing_errors():
             row = listing.mirror_listing_active_from_receipt(version, data.validated_data["tx_hash"])
         return Response(listing_terms(row))

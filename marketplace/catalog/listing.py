@@ -195,8 +195,7 @@ def link_listing_from_receipt(version: DatasetVersion, tx_hash: str) -> LinkResu
     if args["owner"] != owner:
         raise ListingError("not_dataset_owner", f"The listing is owned by {args['owner']}, not by the dataset's "
                            f"owner {owner}: list it from the owner's wallet.")
-    allowed, _ = market.token_config(args["token"])
-    if not allowed:
+    if not _token_allowed(market, args["token"]):
         raise ListingError("token_not_allowed", f"The listing's token {args['token']} is not accepted by the market.")
     block, current = _read_listing(market, args["listingId"])
     if current["owner"] != owner or "0x" + bytes(current["content_hash"]).hex() != version.content_hash.lower():
@@ -237,6 +236,15 @@ def link_listing_from_receipt(version: DatasetVersion, tx_hash: str) -> LinkResu
             revisions.submit_version(version, existing, by=dataset.owner)
         dataset.status = locked.status
     return LinkResult(existing, was_created)
+
+
+def _token_allowed(market: DataMarket, token: str) -> bool:
+    """Whether the market accepts `token`, as the chain says now. Raises ListingError."""
+    try:
+        allowed, _ = market.token_config(token)
+    except (requests.RequestException, OSError) as exc:
+        raise _chain_unavailable(exc) from None
+    return allowed
 
 
 def _read_listing(market: DataMarket, listing_id: int) -> tuple[int, dict]:

@@ -4,8 +4,11 @@ Always public (unless the column is hidden): each column's name and types, its n
 row count, and the range (min and max) of number and date columns. Public only when the publisher
 chose so: the first rows (`show_sample`) and the value distributions (`show_distributions`: top
 values, histograms, distinct counts, means), where a value or a bin seen fewer than
-MIN_PUBLIC_COUNT times is never shown. A hidden column is absent from all of it (sample rows
-included). The owner sees everything (`for_owner`).
+MIN_PUBLIC_COUNT times is never shown (an empty bin looks the same as one of those). A hidden
+column is absent from all of it (sample rows included). A hidden name matches a column whatever
+its case and surrounding spaces (`column_key`); once the file is analysed the names are stored as
+the file spells them, and a version one of whose hidden names matches no column cannot be
+approved (`unmatched_hidden`). The owner sees everything.
 """
 from dataclasses import dataclass
 
@@ -50,13 +53,34 @@ class PreviewSettings:
                                self.show_distributions and other.show_distributions)
 
 
+def column_key(name) -> str:
+    """What a hidden name and a column's name are matched on: `Email` and ` email ` are one."""
+    return str(name).strip().casefold()
+
+
+def match_hidden(hidden, columns) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the `columns` some `hidden` name matches, the `hidden` names that match none of them)."""
+    keys = {column_key(name) for name in hidden}
+    matched = {str(column) for column in columns if column_key(column) in keys}
+    found = {column_key(column) for column in matched}
+    return tuple(sorted(matched)), tuple(sorted(name for name in hidden if column_key(name) not in found))
+
+
+def unmatched_hidden(version, settings: PreviewSettings | None = None) -> list[str]:
+    """The hidden names that match no column of the version's file (none while its columns are
+    not known): the column the publisher meant to hide may be public under another name."""
+    settings = settings or PreviewSettings.of(version)
+    names = column_names(version)
+    return list(match_hidden(settings.hidden_columns, names)[1]) if names else []
+
+
 def public_columns(version, settings: PreviewSettings | None = None) -> list[dict]:
     """The column statistics the public may see (see the module's docstring)."""
     settings = settings or PreviewSettings.of(version)
-    hidden = set(settings.hidden_columns)
+    hidden = {column_key(name) for name in settings.hidden_columns}
     shown = []
     for column in version.columns or []:
-        if column.get("name") in hidden:
+        if column_key(column.get("name")) in hidden:
             continue
         public = {key: column.get(key) for key in ALWAYS_PUBLIC if key in column}
         if column.get("type") in RANGE_TYPES:
@@ -67,10 +91,11 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
                     public[key] = column[key]
             public["top_values"] = [t for t in column.get("top_values") or []
                                     if (t.get("count") or 0) >= MIN_PUBLIC_COUNT]
-            # A bin seen fewer than MIN_PUBLIC_COUNT times keeps its place but not its count.
+            # A bin seen fewer than MIN_PUBLIC_COUNT times keeps its place but not its count, and
+            # an empty bin reads the same: a column with one bin per value (small integers, days)
+            # would otherwise tell which rare values exist.
             public["histogram"] = [
-                bin_ if (bin_.get("count") or 0) >= MIN_PUBLIC_COUNT or not bin_.get("count")
-                else {**bin_, "count": None}
+                bin_ if (bin_.get("count") or 0) >= MIN_PUBLIC_COUNT else {**bin_, "count": None}
                 for bin_ in column.get("histogram") or []
             ]
         shown.append(public)
@@ -82,8 +107,9 @@ def public_sample(version, settings: PreviewSettings | None = None) -> list[dict
     settings = settings or PreviewSettings.of(version)
     if not settings.show_sample:
         return []
-    hidden = set(settings.hidden_columns)
-    return [{k: v for k, v in row.items() if k not in hidden} for row in version.sample or [] if isinstance(row, dict)]
+    hidden = {column_key(name) for name in settings.hidden_columns}
+    return [{k: v for k, v in row.items() if column_key(k) not in hidden}
+            for row in version.sample or [] if isinstance(row, dict)]
 
 
 def public_analysis_message(version) -> str:

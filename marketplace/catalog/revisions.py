@@ -6,6 +6,8 @@
   they were not shown.
 - `submit_version`: a newly linked listing puts its version up for review (`version` revision).
 - `change_preview`: what shows less applies at once; what shows more waits (`preview` revision).
+  `hide_as_the_file_names` makes the hidden names the file's own after its analysis; a version
+  whose hidden names do not all match a column of its file is not approved.
 - `decide`: a moderator approves, rejects or asks for changes to exactly one open revision; a
   decision on a revision that is no longer open, or that names other listings or content hashes
   than the revision's, is refused (StaleDecision, HTTP 409).
@@ -19,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing
-from .preview import PreviewSettings
+from .preview import PreviewSettings, column_names, match_hidden, unmatched_hidden
 
 PUBLIC_TEXT = ("title", "summary", "description", "tags", "category", "license")
 Kind, Status = DatasetRevision.Kind, DatasetRevision.Status
@@ -187,6 +189,24 @@ def _apply_preview(version: DatasetVersion, settings: PreviewSettings) -> None:
     version.save(update_fields=["hidden_columns", "show_sample", "show_distributions"])
 
 
+def hide_as_the_file_names(version: DatasetVersion, *, by) -> PreviewResult:
+    """After the analysis: the hidden names become the columns they match as the file spells them
+    (`Email` for `email `); a name that matches no column stays, and keeps the version from
+    approval until the owner changes it. Before approval this is a preview change like the
+    owner's (an open review gets a revision showing it); an approved version keeps its names,
+    which hide the same columns (preview.column_key)."""
+    with transaction.atomic():
+        _lock(version.dataset)
+        version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+        current = PreviewSettings.of(version)
+        matched, unmatched = match_hidden(current.hidden_columns, column_names(version))
+        settings = PreviewSettings(tuple(sorted({*matched, *unmatched})), current.show_sample,
+                                   current.show_distributions)
+        if settings == current or version.review == DatasetVersion.Review.APPROVED:
+            return PreviewResult(version, None)
+        return change_preview(version, settings, by=by)
+
+
 def proposed_preview(version: DatasetVersion) -> PreviewSettings:
     """What the owner asked for: the open preview revision's settings, else the version's."""
     revision = (DatasetRevision.objects.filter(version=version, kind=Kind.PREVIEW, status__in=DatasetRevision.OPEN)
@@ -294,6 +314,7 @@ def _approve(dataset, revision, moderator, reason, result):
         if shown is not None and shown != PreviewSettings.of(version).to_json():
             raise StaleDecision(f"Revision #{revision.pk} showed another preview of version {version.number} than "
                                 "it has now: reload it.")
+        _check_hidden_columns(version, PreviewSettings.of(version))
         if dataset.published_at is None and _open(dataset, Kind.DETAILS):
             raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
                                   f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
@@ -307,9 +328,27 @@ def _approve(dataset, revision, moderator, reason, result):
         )
         result.queued = services.approve_listings(list(listings), moderator=moderator)
     else:
-        _apply_preview(DatasetVersion.objects.select_for_update().get(pk=revision.version_id),
-                       PreviewSettings.from_json(revision.changes))
+        version = DatasetVersion.objects.select_for_update().get(pk=revision.version_id)
+        settings = PreviewSettings.from_json(revision.changes)
+        _check_hidden_columns(version, settings)
+        _apply_preview(version, settings)
     _record(revision, Status.APPROVED, moderator, reason)
+
+
+def _check_hidden_columns(version: DatasetVersion, settings: PreviewSettings) -> None:
+    """Refuses (DecisionRefused) a preview whose hidden names cannot be checked against the file
+    yet, or one of which matches no column: what the publisher meant to hide may be public under
+    another name."""
+    if settings.hidden_columns and version.analysis_status in (DatasetVersion.Analysis.PENDING,
+                                                               DatasetVersion.Analysis.RUNNING):
+        raise DecisionRefused(f"Version {version.number}'s file is still being analysed: its hidden columns "
+                              "are checked against the file's columns first. Decide once the analysis is done.")
+    unmatched = unmatched_hidden(version, settings)
+    if unmatched:
+        raise DecisionRefused(
+            f"Version {version.number} hides {', '.join(repr(name) for name in unmatched)}, but no column of its "
+            "file has that name, so the column meant to be hidden may be public under another name. The "
+            "publisher chooses the hidden columns again on the version's page; that comes back here.")
 
 
 def _listing_filter(items) -> dict:

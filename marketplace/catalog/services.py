@@ -158,7 +158,8 @@ MAX_ANALYSIS_ATTEMPTS = 3
 
 def analyse_version(version_id: int) -> None:
     """Analyse a version's file in a child process within the configured limits (see
-    catalog.analysis.sandbox) and store schema, statistics and sample, or why it failed.
+    catalog.analysis.sandbox) and store schema, statistics and sample, or why it failed; then
+    store the hidden columns as the file names them (revisions.hide_as_the_file_names).
     Idempotent: a finished analysis is not redone. Each attempt is counted and committed before it
     starts, so a file that kills the worker (redelivered, acks_late) fails after
     MAX_ANALYSIS_ATTEMPTS instead of looping."""
@@ -219,6 +220,8 @@ def analyse_version(version_id: int) -> None:
         columns=data["columns"],
         sample=data["sample"],
     )
+    version = DatasetVersion.objects.select_related("dataset__owner").get(pk=version_id)
+    revisions.hide_as_the_file_names(version, by=version.dataset.owner)
 
 
 def _local_copy(storage, name):

@@ -1,6 +1,7 @@
 """What API views call: the client's address (through the configured trusted proxies), the rate
 check that answers 429 with Retry-After, and the storage reservation around an upload."""
 from contextlib import contextmanager
+from functools import lru_cache
 import ipaddress
 import time
 
@@ -27,13 +28,28 @@ def _ip(text: str):
     return getattr(address, "ipv4_mapped", None) or address
 
 
+@lru_cache(maxsize=8)
+def _networks(networks: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def _from_proxy(remote_addr: str, peer) -> bool:
+    """The TCP peer is one of the trusted proxies: inside TRUSTED_PROXY_NETWORKS, or no address
+    at all (a Unix socket, which only this host's processes reach)."""
+    if not remote_addr:
+        return True
+    return peer is not None and any(peer in network for network in _networks(tuple(settings.TRUSTED_PROXY_NETWORKS)))
+
+
 def client_address(request) -> str:
-    """The client's IP address. With TRUSTED_PROXIES = n, the n-th X-Forwarded-For entry from the
-    right (the one the outermost trusted proxy added; anything left of it was written by the
-    client); otherwise, or when the header is short or garbled, the TCP peer."""
-    peer = _ip(request.META.get("REMOTE_ADDR") or "")
+    """The client's IP address. With TRUSTED_PROXIES = n and a peer that is a trusted proxy, the
+    n-th X-Forwarded-For entry from the right (the one the outermost trusted proxy added; anything
+    left of it was written by the client); otherwise, or when the header is short or garbled, the
+    TCP peer."""
+    remote_addr = (request.META.get("REMOTE_ADDR") or "").strip()
+    peer = _ip(remote_addr)
     hops = settings.TRUSTED_PROXIES
-    if hops > 0:
+    if hops > 0 and _from_proxy(remote_addr, peer):
         entries = [e for e in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if e.strip()]
         if len(entries) >= hops:
             forwarded = _ip(entries[-hops])

@@ -42,6 +42,7 @@ RULES = {
     "sign_in": "sign-in attempts",
     "upload": "uploads",
     "dataset": "new datasets",
+    "listing_receipt": "listing transactions to read from the chain",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

@@ -17,7 +17,7 @@ from marketplace.catalog import revisions
 from marketplace.catalog.api import LICENSES, SearchParams, default_token, visible_datasets
 from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
 from marketplace.catalog.preview import (
-    MIN_PUBLIC_COUNT, column_names, public_analysis_message, public_columns, public_sample,
+    MIN_PUBLIC_COUNT, column_names, public_analysis_message, public_columns, public_sample, unmatched_hidden,
 )
 from marketplace.web.jinja import short_address
 
@@ -474,6 +474,7 @@ def edit_dataset(request, slug):
         proposed = revisions.proposed_preview(version)
         view.update(
             column_names=column_names(version),
+            unmatched_hidden=unmatched_hidden(version),
             proposed_hidden=list(proposed.hidden_columns),
             proposed_sample=proposed.show_sample,
             proposed_distributions=proposed.show_distributions,

@@ -228,6 +228,18 @@ def test_behind_a_trusted_proxy_its_entry_names_the_client(client, db, settings)
     assert nonce("203.0.113.6") == 201  # another client behind the same proxy
 
 
+def test_a_direct_client_cannot_escape_its_limit_with_x_forwarded_for_behind_proxies(client, db, settings):
+    # Proxies are configured, but this client reaches the web server itself (a published port).
+    settings.TRUSTED_PROXIES = 1
+    limit(settings, "nonce", ip="2/minute")
+
+    def nonce(forwarded):
+        return client.post("/api/v1/auth/nonce", content_type="application/json", REMOTE_ADDR="203.0.113.50",
+                           HTTP_X_FORWARDED_FOR=forwarded).status_code
+
+    assert [nonce(f"198.51.100.{i}") for i in range(3)] == [201, 201, 429]
+
+
 # Per wallet and per address, through the API -----------------------------------------------------
 
 

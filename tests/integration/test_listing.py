@@ -182,6 +182,39 @@ def test_only_the_owner_links_or_prepares(chain, client, publisher_client):
     assert not Listing.objects.exists()
 
 
+def test_posting_transaction_hashes_is_limited_per_wallet(chain, publisher_client, settings):
+    """Each posted hash costs calls to the chain node (a paid provider's quota): a wallet posts at
+    most its rate, counted over the link and mirror endpoints together."""
+    settings.LIMITS = {**settings.LIMITS, "listing_receipt": {"wallet": "3/hour"}}
+    version = make_version(User.objects.get(address=PUBLISHER), chain)
+    tx_hash = send_prepared(chain, publisher_client, version)
+    assert link(publisher_client, version, "0x1234").status_code == 400  # invalid: not counted
+    assert [link(publisher_client, version, tx_hash).status_code for _ in range(2)] == [201, 200]
+    mirrored = publisher_client.post(listing_url(version, "/active"), {"tx_hash": tx_hash},
+                                     content_type="application/json")
+    assert mirrored.status_code == 400 and mirrored.json()["error"]["code"] == "no_active_change"
+    for suffix in ("", "/update", "/active"):
+        refused = publisher_client.post(listing_url(version, suffix), {"tx_hash": tx_hash},
+                                        content_type="application/json")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+        assert refused.json()["error"]["message"].startswith(
+            "Too many listing transactions to read from the chain for this wallet (at most 3 per hour)")
+        assert 3500 < int(refused["Retry-After"]) <= 3600
+
+
+def test_posting_transaction_hashes_is_limited_per_address(chain, client, settings):
+    settings.LIMITS = {**settings.LIMITS, "listing_receipt": {"ip": "2/hour"}}
+    unknown = "0x" + "ab" * 32
+    answers = []
+    for address in (PUBLISHER, STRANGER, STRANGER):  # wallets are free: the address still counts
+        owner = wallet_user(address)
+        client.force_login(owner)
+        version = make_version(owner, chain, n=len(answers) + 1)
+        answers.append(link(client, version, unknown))
+    assert [a.status_code for a in answers] == [409, 409, 429]
+    assert "from your network address" in answers[-1].json()["error"]["message"]
+
+
 def test_admin_approval_writes_an_outbox_row_and_never_calls_the_chain(chain, publisher_client, staff_client,
                                                                        settings):
     version = listed_version(chain, publisher_client)

@@ -8,7 +8,10 @@ import pytest
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import preview, services
 from marketplace.catalog.models import DatasetRevision, DatasetVersion
+from marketplace.chain import sender
 from tests.factories import make_public
+from tests.integration.test_listing import link, publisher, publisher_client, send_prepared  # noqa: F401 (fixtures)
+from tests.integration.test_revisions import anonymous, decide, moderator_client, open_revision  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 OWNER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
@@ -88,6 +91,22 @@ def test_chosen_distributions_never_show_a_value_seen_fewer_than_5_times(client,
     assert public_version(client, v)["sample"] == SAMPLE
     page = client.get(f"/datasets/{v.dataset.slug}").content.decode()
     assert "fewer than 5" in page and ">Annecy<" not in page.replace("Annecy</td>", "")
+
+
+def test_an_empty_histogram_bin_looks_like_one_seen_1_to_4_times(client, owner, owner_client):
+    # One bin per value: a bin's count of 0 next to "fewer than 5" would tell which rare values
+    # exist (here: that some row has 2, none has 3).
+    days = {"name": "children", "type": "integer", "duckdb_type": "BIGINT", "null_count": 0, "min": 1, "max": 4,
+            "histogram": [{"start": 1, "end": 2, "count": 40}, {"start": 2, "end": 3, "count": 1},
+                          {"start": 3, "end": 4, "count": 0}, {"start": 4, "end": 5, "count": 4}]}
+    v = version(owner, show_distributions=True)
+    DatasetVersion.objects.filter(pk=v.pk).update(columns=[days])
+    (shown,) = public_version(client, v)["columns"]
+    assert shown["histogram"] == [{"start": 1, "end": 2, "count": 40}, {"start": 2, "end": 3, "count": None},
+                                  {"start": 3, "end": 4, "count": None}, {"start": 4, "end": 5, "count": None}]
+    page = client.get(f"/datasets/{v.dataset.slug}").content.decode()
+    assert '<title>2 – 3: fewer than 5</title>' in page and '<title>3 – 4: fewer than 5</title>' in page
+    assert public_version(owner_client, v)["columns"] == [days], "the owner sees every count"
 
 
 def test_a_hidden_column_is_absent_from_everything_public(client, owner, settings, tmp_path):
@@ -188,3 +207,94 @@ def test_an_invalid_choice_at_upload_is_refused(owner_client, owner):
         b"city\nLyon\n", content_type="application/octet-stream")
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_show_sample"
     assert not DatasetVersion.objects.exists()
+
+
+# Hidden names and the file's columns ---------------------------------------------------------------
+
+PEOPLE = b"id,SSN,Email\n" + b"".join(b"%d,123-45-%04d,p%d@example.com\n" % (i, i, i) for i in range(1, 8))
+
+
+def test_a_hidden_name_hides_its_column_whatever_its_case_and_surrounding_spaces(client, owner):
+    v = version(owner, show_sample=True, show_distributions=True, hidden_columns=["CITY", "EMAIL "])
+    DatasetVersion.objects.filter(pk=v.pk).update(
+        columns=[{**COLUMNS[0], "name": " city "}, *COLUMNS[1:]],
+        sample=[{" city " if k == "city" else k: value for k, value in row.items()} for row in SAMPLE])
+    shown = public_version(client, v)
+    assert [c["name"] for c in shown["columns"]] == ["population"]
+    assert shown["sample"] == [{"population": 516092}, {"population": 130721}]
+
+
+def upload_people(client, chain, hidden):
+    slug = client.post("/api/v1/datasets", {"title": "People", "license": "CC-BY-4.0"},
+                       content_type="application/json").json()["slug"]
+    uploaded = client.post(
+        f"/api/v1/datasets/{slug}/versions?filename=people.csv&price=1000000&token={chain.token.address}"
+        f"&hidden_columns={hidden}&show_sample=true&show_distributions=true",
+        data=PEOPLE, content_type="application/octet-stream")
+    assert uploaded.status_code == 201, uploaded.json()
+    return DatasetVersion.objects.get(dataset__slug=slug)
+
+
+@pytest.mark.chain
+def test_after_analysis_the_hidden_names_are_the_files_and_the_moderator_sees_those(
+        chain, publisher_client, moderator_client, anonymous):
+    """The publisher hides `email,ssn`; the file says `SSN` and `Email`. Until the analysis has
+    matched them the version cannot be approved; after it, its review shows the file's names, and
+    nothing of those columns is public."""
+    version = upload_people(publisher_client, chain, "email,ssn")
+    assert link(publisher_client, version, send_prepared(chain, publisher_client, version)).status_code == 201
+    assert decide(moderator_client, open_revision(version.dataset, "details"), "approve").status_code == 200
+    early = decide(moderator_client, open_revision(version.dataset, "version"), "approve")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "decision_refused"
+    assert "still being analysed" in early.json()["error"]["message"]
+
+    services.analyse_version(version.pk)  # what the worker's task runs
+    version.refresh_from_db()
+    assert version.hidden_columns == ["Email", "SSN"]
+    revision = open_revision(version.dataset, "version")
+    assert revision.changes["preview"]["hidden_columns"] == ["Email", "SSN"], "the moderator sees the file's names"
+    assert decide(moderator_client, revision, "approve").status_code == 200
+    sender.send_operator_actions()
+
+    public = anonymous.get(f"/api/v1/datasets/{version.dataset.slug}").json()
+    (shown,) = public["versions"]
+    assert [c["name"] for c in shown["columns"]] == ["id"]
+    assert shown["sample"] == [{"id": i} for i in range(1, 8)]
+    page = anonymous.get(f"/datasets/{version.dataset.slug}").content.decode()
+    assert "p1@example.com" not in page and "123-45-0001" not in page and "Email" not in page
+
+
+@pytest.mark.chain
+def test_a_hidden_name_that_matches_no_column_keeps_the_version_from_approval(
+        chain, publisher_client, moderator_client, anonymous):
+    """The publisher hides `e_mail` (a typo): the version is not approved, the owner is told which
+    name matches nothing, and choosing again puts the corrected preview up for review."""
+    version = upload_people(publisher_client, chain, "e_mail,ssn")
+    services.analyse_version(version.pk)
+    version.refresh_from_db()
+    assert version.hidden_columns == ["SSN", "e_mail"]
+    assert link(publisher_client, version, send_prepared(chain, publisher_client, version)).status_code == 201
+    assert decide(moderator_client, open_revision(version.dataset, "details"), "approve").status_code == 200
+    refused = decide(moderator_client, open_revision(version.dataset, "version"), "approve")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "decision_refused"
+    assert "'e_mail'" in refused.json()["error"]["message"]
+    version.refresh_from_db()
+    assert version.review == "pending"
+
+    slug = version.dataset.slug
+    (mine,) = publisher_client.get(f"/api/v1/datasets/{slug}").json()["versions"]
+    assert mine["unmatched_hidden_columns"] == ["e_mail"]
+    edit_page = publisher_client.get(f"/me/datasets/{slug}/edit").content.decode()
+    assert "data-unmatched-hidden" in edit_page and "<code>e_mail</code>" in edit_page
+
+    url = f"/api/v1/datasets/{slug}/versions/1/preview"
+    kept = publisher_client.patch(url, {"show_sample": False}, content_type="application/json")
+    assert kept.status_code == 400 and kept.json()["error"]["message"] == "No column named e_mail in version 1."
+    fixed = publisher_client.patch(url, {"hidden_columns": ["ssn", " EMAIL"]}, content_type="application/json")
+    assert fixed.status_code == 200, fixed.json()
+    assert fixed.json()["version"]["unmatched_hidden_columns"] == []
+    assert fixed.json()["version"]["preview"]["hidden_columns"] == ["Email", "SSN"]
+    assert decide(moderator_client, open_revision(version.dataset, "version"), "approve").status_code == 200
+    sender.send_operator_actions()
+    (shown,) = anonymous.get(f"/api/v1/datasets/{slug}").json()["versions"]
+    assert [c["name"] for c in shown["columns"]] == ["id"]

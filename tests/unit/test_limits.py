@@ -85,9 +85,39 @@ def test_a_short_or_garbled_header_falls_back_to_the_peer(settings):
 
 def test_ports_brackets_and_mapped_addresses_are_read(settings):
     settings.TRUSTED_PROXIES = 1
-    assert client_address(request(forwarded="203.0.113.9:51234")) == "203.0.113.9"
-    assert client_address(request(forwarded="[2001:db8::7]:443")) == "2001:db8::7"
-    assert client_address(request(forwarded="::ffff:203.0.113.9")) == "203.0.113.9"
+    assert client_address(request(remote="10.0.0.2", forwarded="203.0.113.9:51234")) == "203.0.113.9"
+    assert client_address(request(remote="10.0.0.2", forwarded="[2001:db8::7]:443")) == "2001:db8::7"
+    assert client_address(request(remote="::ffff:10.0.0.2", forwarded="::ffff:203.0.113.9")) == "203.0.113.9"
+
+
+def test_a_peer_outside_the_proxies_networks_is_the_client_whatever_it_wrote(settings):
+    settings.TRUSTED_PROXIES = 1  # and the default networks: loopback and private ranges
+    assert client_address(request(remote="203.0.113.50", forwarded="198.51.100.7")) == "203.0.113.50"
+    assert client_address(request(remote="2001:db8::50", forwarded="198.51.100.7")) == "2001:db8::50"
+    assert client_address(request(remote="127.0.0.1", forwarded="198.51.100.7")) == "198.51.100.7"
+    assert client_address(request(remote="fd00::2", forwarded="198.51.100.7")) == "198.51.100.7"
+
+
+def test_the_proxies_networks_are_configurable(settings):
+    settings.TRUSTED_PROXIES = 1
+    settings.TRUSTED_PROXY_NETWORKS = ["203.0.113.0/24"]
+    assert client_address(request(remote="203.0.113.50", forwarded="198.51.100.7")) == "198.51.100.7"
+    assert client_address(request(remote="10.0.0.2", forwarded="198.51.100.7")) == "10.0.0.2"
+
+
+def test_a_proxy_on_a_unix_socket_is_trusted(settings):
+    settings.TRUSTED_PROXIES = 1
+    assert client_address(request(remote="", forwarded="198.51.100.7")) == "198.51.100.7"
+
+
+def test_a_bad_proxy_network_is_a_configuration_error(monkeypatch):
+    from marketplace.env import env_networks
+
+    monkeypatch.setenv("TRUSTED_PROXY_NETWORKS", "10.0.0.0/8, 10.0.0/33")
+    with pytest.raises(ImproperlyConfigured, match=r"TRUSTED_PROXY_NETWORKS: '10.0.0/33' is not an IP network"):
+        env_networks("TRUSTED_PROXY_NETWORKS", [])
+    monkeypatch.setenv("TRUSTED_PROXY_NETWORKS", "10.0.0.0/8, 2001:db8::1")
+    assert env_networks("TRUSTED_PROXY_NETWORKS", []) == ["10.0.0.0/8", "2001:db8::1"]
 
 
 def test_an_ipv6_client_counts_as_its_64(settings):
