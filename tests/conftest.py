@@ -235,3 +235,10 @@ def wait_until(predicate, timeout=20, interval=0.1):
             return result
         time.sleep(interval)
     return predicate()
+
+
+def sync_until(sync, done, timeout=20):
+    """search_sync passes until `done()`. A pass reads the change log only up to the oldest
+    transaction running on the PostgreSQL server, another database's (another test session's)
+    too, so one pass may hold a change back for a moment, as the running sync process would."""
+    return wait_until(lambda: sync.sync_once() is not None and done(), timeout=timeout)

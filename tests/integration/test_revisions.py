@@ -10,6 +10,7 @@ from marketplace.catalog import revisions
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion, Listing
 from marketplace.chain import sender
+from tests.conftest import sync_until
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
     admin_action, link, listed_version, publisher, publisher_client, send_prepared, sha, staff_client,
 )
@@ -116,9 +117,12 @@ def test_edits_of_a_published_dataset_wait_for_review(chain, publisher_client, m
     assert "zanzibarite" in edit_page and "data-details-waiting" in edit_page, "the owner sees both"
 
     assert decide(moderator_client, open_revision(dataset, "details"), "approve").status_code == 200
-    sync.sync_once()
-    reader().reload()  # as the web process does on its own within a second
-    assert anonymous.get("/api/v1/search?q=zanzibarite").json()["total"] == 1
+
+    def found():
+        reader().reload()  # as the web process does on its own within a second
+        return anonymous.get("/api/v1/search?q=zanzibarite").json()["total"] == 1
+
+    assert sync_until(sync, found)
     assert "zanzibarite" in anonymous.get(f"/api/v1/datasets/{dataset.slug}").json()["description"]
 
 
