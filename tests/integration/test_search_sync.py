@@ -111,8 +111,7 @@ def test_a_transaction_that_commits_late_is_not_skipped(publisher, index_dir):
         other.commit()
     finally:
         other.close()
-    sync.sync_once()
-    assert titles("sorghum") == ["Slow sorghum"], "the late commit must reach the index"
+    assert sync_until(sync, lambda: titles("sorghum") == ["Slow sorghum"]), "the late commit must reach the index"
     assert titles("quinoa") == ["Quick quinoa"]
 
 
