@@ -33,6 +33,7 @@ one file only; caps.py bounds what a file may expand to (see docs/architecture.m
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,6 +93,7 @@ class Workspace:
         self.spill_dir = self.dir / "spill"
         self.spill_dir.mkdir()
         self.con = con or _connect()
+        self.limits = limits
         _configure(self.con, limits, self.spill_dir)
 
     def close(self) -> None:
@@ -121,10 +123,10 @@ class Workspace:
             gunzip_capped(Path(path), data)
         else:
             data.symlink_to(Path(path).resolve())
-        if data.stat().st_size <= ONE_THREAD_MAX_BYTES:
-            # Its queries take milliseconds: one thread spends none handing work to others (and
-            # the worker's other threads have their own children).
-            self.con.execute("SET threads = 1")
+        if data.stat().st_size > ONE_THREAD_MAX_BYTES:
+            # A small file keeps one thread: its queries take milliseconds, and one thread spends
+            # none handing work to others (the worker's other threads have their own children).
+            self.con.execute(f"SET threads = {self.limits.threads or os.cpu_count() or 1}")
         _seal(self.con, data, self.spill_dir)
         con = self.con
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +47,8 @@ def _connect():
 
 
 def _configure(con, limits: Limits, spill_dir: Path) -> None:
-    """Set up a connection from _connect for one analysis, not yet limited to its file (_seal)."""
-    con.execute(f"SET threads = {limits.threads or os.cpu_count() or 1}")
+    """Set up a connection from _connect for one analysis, not yet limited to its file (_seal).
+    It keeps _connect's one thread: Workspace.analyse gives a large file more."""
     con.execute(f"SET memory_limit = '{limits.duckdb_memory_mb}MB'")
     con.execute(f"SET temp_directory = {_sql_string(str(spill_dir))}")
     con.execute(f"SET max_temp_directory_size = '{limits.temp_mb}MB'")
