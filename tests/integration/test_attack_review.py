@@ -281,3 +281,62 @@ def test_a_nul_character_in_the_upload_preview_parameters_is_a_400(chain, publis
                         "&hidden_columns=%00", data=b"a,b\n1,2\n", content_type="application/octet-stream")
     assert answer.status_code == 400, answer.status_code
     assert answer.json()["error"]["code"] == "invalid_hidden_columns"
+
+
+def _listed(owner, slug, title):
+    from django.utils import timezone
+
+    return Dataset.objects.create(owner=owner, slug=slug, title=title, license="CC0-1.0", payout_address=owner.address,
+                                  status="listed", published_at=timezone.now())
+
+
+def test_the_revision_admin_decides_only_the_revisions_its_confirmation_page_showed(staff_client):
+    """Guarantee 4. Publisher A edits its title (revision #1); a moderator opens the revision
+    queue. Publisher B then edits its title to "SCAM: send USDC to 0xdead" (#2). The moderator
+    ticks #1, clicks "select all" (select_across=1) and runs Approve: the action used to decide
+    every revision matching the list at that moment, #2 included, with no confirmation page. Now
+    "select all" is refused for decisions, and Approve decides exactly the ids its confirmation
+    page posted back (a forged `_selected_action` naming #2 changes nothing)."""
+    a = _listed(wallet_user(PUBLISHER), "a", "Harmless A")
+    b = _listed(wallet_user(STRANGER), "b", "Harmless B")
+    from marketplace.catalog import revisions
+
+    seen = revisions.edit_dataset(a, by=a.owner, title="Harmless A, renamed").revision
+    queue = "/admin/catalog/datasetrevision/?status__exact=pending"
+    assert "Harmless A" in staff_client.get(queue).content.decode()
+    unseen = revisions.edit_dataset(b, by=b.owner, title="SCAM: send USDC to 0xdead").revision
+
+    across = staff_client.post(queue, {"action": "approve", "_selected_action": [str(seen.pk)],
+                                       "select_across": "1", "index": "0"}, follow=True)
+    assert "is not accepted for decisions" in across.content.decode()
+    assert {r.status for r in DatasetRevision.objects.filter(pk__in=[seen.pk, unseen.pk])} == {"pending"}
+
+    page = staff_client.post(queue, {"action": "approve", "_selected_action": [str(seen.pk)], "index": "0"})
+    assert page.status_code == 200 and "Harmless A, renamed" in page.content.decode()
+    shown = re.findall(r'name="revision" value="(\d+)"', page.content.decode())
+    assert shown == [str(seen.pk)]
+    confirmed = staff_client.post(queue, {"action": "approve", "_selected_action": [str(seen.pk), str(unseen.pk)],
+                                          "index": "0", "confirmed": "1", "revision": shown})
+    assert confirmed.status_code == 302
+    seen.refresh_from_db(), unseen.refresh_from_db()
+    assert (seen.status, unseen.status) == ("approved", "pending"), "only the revision shown is decided"
+    assert Dataset.objects.get(pk=b.pk).title == "Harmless B", "B's public title is unchanged"
+
+
+def test_rejecting_in_the_revision_admin_names_the_revisions_shown_and_needs_reasons(staff_client):
+    """The same confirmation page for Reject: without a statement of reasons nothing is decided."""
+    from marketplace.catalog import revisions
+
+    a = _listed(wallet_user(PUBLISHER), "a", "Harmless A")
+    seen = revisions.edit_dataset(a, by=a.owner, title="Harmless A, renamed").revision
+    queue = "/admin/catalog/datasetrevision/"
+    data = {"action": "reject", "_selected_action": [str(seen.pk)], "index": "0"}
+    page = staff_client.post(queue, data)
+    assert page.status_code == 200 and re.findall(r'name="revision" value="(\d+)"', page.content.decode()) == [
+        str(seen.pk)]
+    again = staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(seen.pk)]})
+    assert again.status_code == 200 and "Give the reasons" in again.content.decode()
+    assert staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(seen.pk)],
+                                     "reason": "Misleading title."}).status_code == 302
+    seen.refresh_from_db()
+    assert (seen.status, seen.reason) == ("rejected", "Misleading title.")
