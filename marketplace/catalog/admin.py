@@ -99,7 +99,7 @@ def revision_summary(revision):
         current = revisions.public_text(revision.dataset)
         rows = [(field, json.dumps(current.get(field), ensure_ascii=False), json.dumps(value, ensure_ascii=False))
                 for field, value in revision.changes.items()
-                if revision.dataset.published_at is None or current.get(field) != value]
+                if not revisions.is_published(revision.dataset) or current.get(field) != value]
         return format_html("<table><tr><th>field</th><th>public now</th><th>proposed</th></tr>{}</table>",
                            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
     if revision.kind == DatasetRevision.Kind.PREVIEW:

@@ -57,6 +57,13 @@ def public_text(dataset: Dataset) -> dict:
     return {field: getattr(dataset, field) for field in PUBLIC_TEXT}
 
 
+def is_published(dataset: Dataset) -> bool:
+    """A moderator has approved the dataset's text, so edits to it wait for review. A listed or
+    delisted dataset counts as published even without `published_at` (one listed by an approval
+    queued before reviews existed, which migration 0004 could not see)."""
+    return dataset.published_at is not None or dataset.status in (Dataset.Status.LISTED, Dataset.Status.DELISTED)
+
+
 def open_details(dataset: Dataset) -> DatasetRevision | None:
     return (DatasetRevision.objects.filter(dataset=dataset, kind=Kind.DETAILS, status__in=DatasetRevision.OPEN)
             .order_by("-created_at", "-id").first())
@@ -89,7 +96,7 @@ def edit_dataset(dataset: Dataset, *, by, **changes) -> EditResult:
         if not text:
             return EditResult(dataset, open_details(dataset))
         open_revisions = _open(dataset, Kind.DETAILS)
-        if dataset.published_at is None:
+        if not is_published(dataset):
             services.update_dataset(dataset, **text)
             revision = None
             if open_revisions:  # the dataset is in its first review: what is shown changed
@@ -129,7 +136,7 @@ def submit_version(version: DatasetVersion, listing: Listing, *, by) -> DatasetR
                        "content_hash": version.content_hash}],
         )
         _supersede([r for r in _open(dataset, Kind.VERSION, version) if r.pk != revision.pk], revision)
-        if dataset.published_at is None and not _open(dataset, Kind.DETAILS):
+        if not is_published(dataset) and not _open(dataset, Kind.DETAILS):
             DatasetRevision.objects.create(dataset=dataset, kind=Kind.DETAILS, created_by=by,
                                            changes=public_text(dataset))
         return revision
@@ -294,7 +301,7 @@ def _approve(dataset, revision, moderator, reason, result):
         if shown is not None and shown != PreviewSettings.of(version).to_json():
             raise StaleDecision(f"Revision #{revision.pk} showed another preview of version {version.number} than "
                                 "it has now: reload it.")
-        if dataset.published_at is None and _open(dataset, Kind.DETAILS):
+        if not is_published(dataset) and _open(dataset, Kind.DETAILS):
             raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
                                   f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
         if dataset.published_at is None:
@@ -330,7 +337,7 @@ def _reject(dataset, revision, moderator, reason, result):
         DatasetVersion.objects.filter(pk=revision.version_id).update(review=DatasetVersion.Review.REJECTED)
         result.queued = services.clear_listing_approvals(
             list(Listing.objects.filter(version_id=revision.version_id)), intent="reject", moderator=moderator)
-    elif revision.kind == Kind.DETAILS and dataset.published_at is None:
+    elif revision.kind == Kind.DETAILS and not is_published(dataset):
         # A new dataset's submission as a whole: its open versions go with it.
         for other in _open(dataset, Kind.VERSION):
             _record(other, Status.REJECTED, moderator, reason)

@@ -340,3 +340,67 @@ def test_rejecting_in_the_revision_admin_names_the_revisions_shown_and_needs_rea
                                      "reason": "Misleading title."}).status_code == 302
     seen.refresh_from_db()
     assert (seen.status, seen.reason) == ("rejected", "Misleading title.")
+
+
+def _approval_queued_before_reviews_existed():
+    """A dataset in review whose on-chain approval an older server queued: migration 0004 gave it a
+    details revision and left `published_at` empty; the sender then settles the approval."""
+    from marketplace.catalog import listing as listings, revisions
+
+    owner = wallet_user(PUBLISHER)
+    dataset = Dataset.objects.create(owner=owner, slug="d", title="Harmless", license="CC0-1.0",
+                                     payout_address=PUBLISHER, status="pending_review")
+    version = DatasetVersion.objects.create(dataset=dataset, number=1, file="x", original_name="x.csv", format="csv",
+                                            size=1, content_hash="0x" + "ab" * 32, price=1, token=PUBLISHER,
+                                            analysis_status="done")
+    Listing.objects.create(chain_id=31337, listing_id=1, version=version, owner=PUBLISHER, token=PUBLISHER, price=1,
+                           payout=PUBLISHER, tx_hash="0x" + "11" * 32, log_index=0, block_number=5)
+    DatasetRevision.objects.create(dataset=dataset, kind="details", created_by=owner,
+                                   changes=revisions.public_text(dataset))
+    DatasetRevision.objects.create(dataset=dataset, version=version, kind="version", created_by=owner,
+                                   listings=[{"chain_id": 31337, "listing_id": "1",
+                                              "content_hash": version.content_hash}])
+    action = OperatorAction.objects.create(kind="approve", chain_id=31337, market=PUBLISHER, listing_id=1,
+                                           expected_owner=PUBLISHER, expected_content_hash=version.content_hash,
+                                           status="confirmed", block_number=6, log_index=0,
+                                           context={"intent": "approve", "dataset": dataset.pk})
+    listings.on_operator_action(action)
+    return Dataset.objects.get(pk=dataset.pk)
+
+
+def test_an_approval_queued_before_reviews_existed_does_not_list_a_dataset_nobody_approved(
+        db, moderator_client, anonymous):
+    """Guarantee 1 (nothing public before a moderator approves it). An approval queued by the old
+    code, settled after the upgrade, used to mark the dataset listed with `published_at` empty;
+    from then on the owner's edits applied in place, straight to the public page and search. Now
+    the receipt marks the listing approved and leaves the dataset in review; the moderator's
+    approvals of its text and version list it (published), and later edits wait for review."""
+    dataset = _approval_queued_before_reviews_existed()
+    assert (dataset.status, dataset.published_at) == ("pending_review", None)
+    assert Listing.objects.get().approved is True
+    assert anonymous.get("/api/v1/datasets/d").status_code == 404
+
+    for kind in ("details", "version"):
+        assert decide(moderator_client, open_revision(dataset, kind), "approve").status_code == 200
+    dataset.refresh_from_db()
+    assert dataset.status == "listed" and dataset.published_at is not None
+    assert OperatorAction.objects.count() == 1, "the listing was approved on-chain already: nothing is sent"
+
+    from marketplace.catalog import revisions
+
+    waiting = revisions.edit_dataset(dataset, by=dataset.owner, title="SCAM: pay 0xdead").revision
+    assert waiting is not None and Dataset.objects.get(pk=dataset.pk).title == "Harmless"
+    assert anonymous.get("/api/v1/datasets/d").json()["title"] == "Harmless"
+
+
+def test_a_listed_dataset_without_published_at_takes_edits_through_review(db):
+    """Guarantee 1. A dataset listed without `published_at` (listed before reviews existed, which
+    migration 0004 did not see) used to be edited in place: its public text changed at once."""
+    from marketplace.catalog import revisions
+
+    dataset = _listed(wallet_user(PUBLISHER), "d", "Harmless")
+    Dataset.objects.filter(pk=dataset.pk).update(published_at=None)
+    dataset.refresh_from_db()
+    result = revisions.edit_dataset(dataset, by=dataset.owner, title="SCAM: pay 0xdead", description="unreviewed")
+    assert result.revision is not None and result.revision.changes["title"] == "SCAM: pay 0xdead"
+    assert Dataset.objects.get(pk=dataset.pk).title == "Harmless"
