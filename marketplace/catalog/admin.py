@@ -19,6 +19,7 @@ from marketplace.chain.models import OperatorAction
 
 from . import revisions, services
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
+from .preview import PreviewSettings, public_columns, public_sample
 
 
 class AwaitingApprovalFilter(admin.SimpleListFilter):
@@ -102,24 +103,29 @@ def revision_summary(revision):
                 if not revisions.is_published(revision.dataset) or current.get(field) != value]
         return format_html("<table><tr><th>field</th><th>public now</th><th>proposed</th></tr>{}</table>",
                            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
-    if revision.kind == DatasetRevision.Kind.PREVIEW:
-        return format_html("Preview: {}", _preview_text(revision.changes))
     version = revision.version
+    if revision.kind == DatasetRevision.Kind.PREVIEW:
+        return format_html("Preview: {}", _preview_text(version, PreviewSettings.from_json(revision.changes)))
     listings = format_html_join(", ", "#{} on chain {} (content hash {})",
                                 ((i.get("listing_id"), i.get("chain_id"), i.get("content_hash"))
                                  for i in revision.listings)) or "—"
     preview = revision.changes.get("preview")
-    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; preview: {}",
+    settings = PreviewSettings.from_json(preview) if preview is not None else PreviewSettings.of(version)
+    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; analysis: {}; preview: {}",
                        version.original_name, version.size, version.row_count, version.content_hash, listings,
-                       _preview_text(preview) if preview is not None else "as the version has it")
+                       version.get_analysis_status_display().lower(), _preview_text(version, settings))
 
 
-def _preview_text(preview: dict) -> str:
-    hidden = preview.get("hidden_columns") or []
+def _preview_text(version, settings: PreviewSettings) -> str:
+    """What the public would see of `version` under `settings`: its columns, and whether its first
+    rows and its distributions are shown."""
+    hidden = settings.hidden_columns
+    columns = [c.get("name") for c in public_columns(version, settings)]
     return "; ".join([
+        f"public columns: {', '.join(map(str, columns))}" if columns else "no public column",
         f"hidden columns: {', '.join(hidden)}" if hidden else "no hidden column",
-        "sample rows public" if preview.get("show_sample") else "no sample rows",
-        "distributions public" if preview.get("show_distributions") else "no distributions",
+        f"{len(public_sample(version, settings)):,} sample rows public" if settings.show_sample else "no sample rows",
+        "distributions public" if settings.show_distributions else "no distributions",
     ])
 
 

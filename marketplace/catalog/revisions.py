@@ -224,7 +224,8 @@ def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str =
     Refused with StaleDecision when the revision is no longer open (superseded, or decided), or
     when `expected_listings` (the listing ids and content hashes the moderator was shown, as
     `[{"listing_id", "content_hash"}]`) differs from the revision's. Refused with
-    DecisionRefused when a new dataset's version is approved before its details. The decision is
+    DecisionRefused when a new dataset's version is approved before its details, or a version
+    (or its preview) before the version's analysis has ended. The decision is
     recorded on the revision (who, when, why); approving a version queues the on-chain approval of
     exactly its listings.
     """
@@ -304,6 +305,7 @@ def _approve(dataset, revision, moderator, reason, result):
         if not is_published(dataset) and _open(dataset, Kind.DETAILS):
             raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
                                   f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
+        _require_analysed(version)
         if dataset.published_at is None:
             dataset.published_at = timezone.now()
             dataset.save(update_fields=["published_at", "updated_at"])
@@ -314,9 +316,19 @@ def _approve(dataset, revision, moderator, reason, result):
         )
         result.queued = services.approve_listings(list(listings), moderator=moderator)
     else:
-        _apply_preview(DatasetVersion.objects.select_for_update().get(pk=revision.version_id),
-                       PreviewSettings.from_json(revision.changes))
+        version = DatasetVersion.objects.select_for_update().get(pk=revision.version_id)
+        _require_analysed(version)
+        _apply_preview(version, PreviewSettings.from_json(revision.changes))
     _record(revision, Status.APPROVED, moderator, reason)
+
+
+def _require_analysed(version):
+    """What a version shows (its columns, its sample rows) is known only once its analysis has
+    ended: approving it earlier would publish what the analysis finds later, unseen. A failed
+    analysis stores nothing to show, and is never run again."""
+    if version.analysis_status in (DatasetVersion.Analysis.PENDING, DatasetVersion.Analysis.RUNNING):
+        raise DecisionRefused(f"Version {version.number} of {version.dataset.title!r} is still being analysed: "
+                              "what it would show is not known yet. Decide once its analysis has ended.")
 
 
 def _listing_filter(items) -> dict:

@@ -404,3 +404,44 @@ def test_a_listed_dataset_without_published_at_takes_edits_through_review(db):
     result = revisions.edit_dataset(dataset, by=dataset.owner, title="SCAM: pay 0xdead", description="unreviewed")
     assert result.revision is not None and result.revision.changes["title"] == "SCAM: pay 0xdead"
     assert Dataset.objects.get(pk=dataset.pk).title == "Harmless"
+
+
+def test_a_version_is_decided_only_once_its_analysis_has_ended(chain, publisher, publisher_client,
+                                                                moderator_client, staff_client):
+    """Guarantee 3 (the public sees only what a moderator saw). Publisher lists a file whose
+    analysis has not run yet; the moderator approves its details and version: the revision showed
+    no column and no sample row, and when the analysis finished its columns and first rows went
+    public. Now the approval is refused (409 in the API, an error in the admin) until the analysis
+    has ended, and the admin's summary names the public columns and the sample rows shown."""
+    from tests.integration.test_preview import COLUMNS, SAMPLE
+
+    from tests.integration.test_listing import make_version
+
+    version = make_version(publisher, chain)
+    DatasetVersion.objects.filter(pk=version.pk).update(analysis_status="running", hidden_columns=["email"],
+                                                        show_sample=True)
+    assert link(publisher_client, version, send_prepared(chain, publisher_client, version)).status_code == 201
+    dataset = version.dataset
+    assert decide(moderator_client, open_revision(dataset, "details"), "approve").status_code == 200
+    waiting = DatasetRevision.objects.get(dataset=dataset, kind="version", status="pending")
+    refused = decide(moderator_client, waiting, "approve")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "decision_refused"
+    assert "still being analysed" in refused.json()["error"]["message"]
+
+    queue = "/admin/catalog/datasetrevision/"
+    data = {"action": "approve", "_selected_action": [str(waiting.pk)], "index": "0"}
+    page = staff_client.post(queue, data).content.decode()
+    answer = staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(waiting.pk)]}, follow=True)
+    assert "still being analysed" in answer.content.decode()
+    waiting.refresh_from_db()
+    assert waiting.status == "pending" and DatasetVersion.objects.get(pk=version.pk).review == "pending"
+    assert "analysis: analysing" in page
+
+    DatasetVersion.objects.filter(pk=version.pk).update(analysis_status="done", row_count=45, columns=COLUMNS,
+                                                        sample=SAMPLE)
+    page = staff_client.post(queue, data).content.decode()
+    assert "public columns: city, population;" in page and "hidden columns: email" in page
+    assert "2 sample rows public" in page
+    staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(waiting.pk)]})
+    waiting.refresh_from_db()
+    assert waiting.status == "approved"
