@@ -445,3 +445,27 @@ def test_a_version_is_decided_only_once_its_analysis_has_ended(chain, publisher,
     staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(waiting.pk)]})
     waiting.refresh_from_db()
     assert waiting.status == "approved"
+
+
+def test_a_chain_reset_keeps_rejected_and_delisted_datasets_as_they_are(db):
+    """Guarantee 7. A chain reset turned every dataset that had a listing on that chain into a
+    draft, rejected and delisted ones included: relisting them came back to review as a fresh
+    submission, and the demo's relisting put them back on sale. Now they keep their status; only
+    their chain rows go."""
+    from marketplace.chain.services import forget_chain
+    from tests.factories import make_public
+
+    owner = wallet_user(PUBLISHER)
+    datasets = {}
+    for status in ("listed", "rejected", "delisted"):
+        dataset = Dataset.objects.create(owner=owner, slug=status, title=status, license="MIT", payout_address=PUBLISHER)
+        make_public(DatasetVersion.objects.create(
+            dataset=dataset, number=1, file=f"x/{status}.csv", original_name="a.csv", format="csv", size=1,
+            content_hash=sha(status.encode()), price=1, token=PUBLISHER))
+        Dataset.objects.filter(pk=dataset.pk).update(status=status)
+        datasets[status] = dataset
+
+    forget_chain(31337)
+    assert not Listing.objects.exists()
+    after = {status: Dataset.objects.get(pk=d.pk).status for status, d in datasets.items()}
+    assert after == {"listed": "draft", "rejected": "rejected", "delisted": "delisted"}
