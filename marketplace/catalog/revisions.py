@@ -194,6 +194,18 @@ def _apply_preview(version: DatasetVersion, settings: PreviewSettings) -> None:
     version.save(update_fields=["hidden_columns", "show_sample", "show_distributions"])
 
 
+def approved_preview(version: DatasetVersion) -> PreviewSettings | None:
+    """The preview a moderator last approved for `version` (its version revision's, or a later
+    preview revision's); None when the version was never approved. A version revision that did
+    not record its preview (one made by migration 0004) counts as showing the least."""
+    revision = (DatasetRevision.objects.filter(version=version, kind__in=[Kind.VERSION, Kind.PREVIEW],
+                                               status=Status.APPROVED).order_by("-decided_at", "-id").first())
+    if revision is None:
+        return None
+    shown = revision.changes.get("preview") if revision.kind == Kind.VERSION else revision.changes
+    return PreviewSettings.from_json(shown or {})
+
+
 def proposed_preview(version: DatasetVersion) -> PreviewSettings:
     """What the owner asked for: the open preview revision's settings, else the version's."""
     revision = (DatasetRevision.objects.filter(version=version, kind=Kind.PREVIEW, status__in=DatasetRevision.OPEN)
@@ -358,9 +370,8 @@ def _reject(dataset, revision, moderator, reason, result):
 
 
 def decide_dataset(dataset: Dataset, *, decision: str, moderator, reason: str = "") -> list[DecisionResult]:
-    """The same decision on every open revision of `dataset`, details first: for a moderator that
-    is a program (the demo catalog's). People decide on revisions they were shown (the admin's
-    confirmation page, the moderation API)."""
+    """The same decision on every open revision of `dataset`, details first, for tests. People
+    decide on revisions they were shown (the admin's confirmation page, the moderation API)."""
     results = []
     order = {Kind.DETAILS: 0, Kind.VERSION: 1, Kind.PREVIEW: 2}
     for revision in sorted(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN),
