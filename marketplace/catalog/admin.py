@@ -10,6 +10,7 @@ import json
 
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -17,8 +18,8 @@ from django.utils.html import format_html, format_html_join
 from marketplace.chain.models import OperatorAction
 
 from . import revisions, services
-from .preview import unmatched_hidden
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
+from .preview import PreviewSettings, public_columns, public_sample, unmatched_hidden
 
 
 class AwaitingApprovalFilter(admin.SimpleListFilter):
@@ -64,19 +65,25 @@ def _report(modeladmin, request, result, done):
         modeladmin.message_user(request, note, messages.WARNING)
 
 
-def _confirm(modeladmin, request, queryset, *, action, intro, submit, waiting=None, items=None, need_reason):
-    """The intermediate page of a decision: what it decides (for the dataset actions, every open
-    revision with what approving it makes public, whose ids are posted back, so that only what
-    was shown is decided), and the statement of reasons when one is needed. None once confirmed."""
+def _confirm(modeladmin, request, queryset, *, action, intro, submit, waiting, need_reason):
+    """The intermediate page of a decision: the revisions it decides, each with what approving it
+    makes public, whose ids are posted back, so that only what was shown is decided, and the
+    statement of reasons when one is needed. None once confirmed.
+
+    "Select all" (select_across) is refused: it stands for whatever matches when the action runs,
+    not for what the moderator saw."""
+    if request.POST.get("select_across", "0") not in ("", "0"):
+        modeladmin.message_user(request, "A decision is taken on revisions you were shown: select them on this "
+                                "page (\"select all\" is not accepted for decisions).", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
     reason = request.POST.get("reason", "").strip()
     if request.POST.get("confirmed") and (reason or not need_reason):
         return None
-    if waiting is not None:
-        items = [format_html("{}<div>{}</div>", str(r), revision_summary(r)) for r in waiting]
+    items = [format_html("{}<div>{}</div>", str(r), revision_summary(r)) for r in waiting]
     return TemplateResponse(request, "admin/catalog/decision.html", {
         **modeladmin.admin_site.each_context(request), "title": submit, "intro": intro, "items": items,
         "queryset": queryset, "action": action, "submit": submit, "reason": reason, "need_reason": need_reason,
-        "revision_ids": [r.pk for r in waiting or []],
+        "revision_ids": [r.pk for r in waiting],
         "error": "Give the reasons: the publisher sees them." if request.POST.get("confirmed") else "",
     })
 
@@ -93,30 +100,35 @@ def revision_summary(revision):
         current = revisions.public_text(revision.dataset)
         rows = [(field, json.dumps(current.get(field), ensure_ascii=False), json.dumps(value, ensure_ascii=False))
                 for field, value in revision.changes.items()
-                if revision.dataset.published_at is None or current.get(field) != value]
+                if not revisions.is_published(revision.dataset) or current.get(field) != value]
         return format_html("<table><tr><th>field</th><th>public now</th><th>proposed</th></tr>{}</table>",
                            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows))
-    if revision.kind == DatasetRevision.Kind.PREVIEW:
-        return format_html("Preview: {}", _preview_text(revision.changes))
     version = revision.version
+    if revision.kind == DatasetRevision.Kind.PREVIEW:
+        return format_html("Preview: {}", _preview_text(version, PreviewSettings.from_json(revision.changes)))
     listings = format_html_join(", ", "#{} on chain {} (content hash {})",
                                 ((i.get("listing_id"), i.get("chain_id"), i.get("content_hash"))
                                  for i in revision.listings)) or "—"
     preview = revision.changes.get("preview")
-    unmatched = unmatched_hidden(version)
-    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; preview: {}{}",
+    settings = PreviewSettings.from_json(preview) if preview is not None else PreviewSettings.of(version)
+    unmatched = unmatched_hidden(version, settings)
+    return format_html("File {} ({} bytes, {} rows), content hash {}; listings: {}; analysis: {}; preview: {}{}",
                        version.original_name, version.size, version.row_count, version.content_hash, listings,
-                       _preview_text(preview) if preview is not None else "as the version has it",
+                       version.get_analysis_status_display().lower(), _preview_text(version, settings),
                        f" (no column is called {', '.join(unmatched)}: not approvable until the publisher "
                        "chooses again)" if unmatched else "")
 
 
-def _preview_text(preview: dict) -> str:
-    hidden = preview.get("hidden_columns") or []
+def _preview_text(version, settings: PreviewSettings) -> str:
+    """What the public would see of `version` under `settings`: its columns, and whether its first
+    rows and its distributions are shown."""
+    hidden = settings.hidden_columns
+    columns = [c.get("name") for c in public_columns(version, settings)]
     return "; ".join([
+        f"public columns: {', '.join(map(str, columns))}" if columns else "no public column",
         f"hidden columns: {', '.join(hidden)}" if hidden else "no hidden column",
-        "sample rows public" if preview.get("show_sample") else "no sample rows",
-        "distributions public" if preview.get("show_distributions") else "no distributions",
+        f"{len(public_sample(version, settings)):,} sample rows public" if settings.show_sample else "no sample rows",
+        "distributions public" if settings.show_distributions else "no distributions",
     ])
 
 
@@ -235,23 +247,28 @@ class DatasetRevisionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve", permissions=["change"])
     def approve(self, request, queryset):
-        _decide(self, request, list(queryset.order_by("created_at", "id")), revisions.Decision.APPROVE)
+        return self._decide_shown(request, queryset, revisions.Decision.APPROVE, submit="Approve",
+                                  intro="Approve exactly these revisions:")
 
     @admin.action(description="Reject", permissions=["change"])
     def reject(self, request, queryset):
-        page = _confirm(self, request, queryset, action="reject", submit="Reject",
-                        intro="Reject these revisions:", items=[str(r) for r in queryset], need_reason=True)
-        if page is not None:
-            return page
-        _decide(self, request, list(queryset), revisions.Decision.REJECT, request.POST["reason"].strip())
+        return self._decide_shown(request, queryset, revisions.Decision.REJECT, submit="Reject",
+                                  intro="Reject exactly these revisions:")
 
     @admin.action(description="Request changes", permissions=["change"])
     def request_changes(self, request, queryset):
-        page = _confirm(self, request, queryset, action="request_changes", submit="Request changes",
-                        intro="Ask the publisher to change:", items=[str(r) for r in queryset], need_reason=True)
+        return self._decide_shown(request, queryset, revisions.Decision.REQUEST_CHANGES, submit="Request changes",
+                                  intro="Ask the publisher to change exactly these revisions:")
+
+    def _decide_shown(self, request, queryset, decision, *, submit, intro):
+        """Decide the selected revisions the confirmation page showed (one decided or superseded
+        since is refused by revisions.decide)."""
+        waiting = list(queryset.select_related("dataset", "version").order_by("created_at", "id"))
+        page = _confirm(self, request, queryset, action=decision, submit=submit, intro=intro, waiting=waiting,
+                        need_reason=decision != revisions.Decision.APPROVE)
         if page is not None:
             return page
-        _decide(self, request, list(queryset), revisions.Decision.REQUEST_CHANGES, request.POST["reason"].strip())
+        _decide(self, request, _confirmed(request, waiting), decision, request.POST.get("reason", "").strip())
 
 
 class ListingUpdateInline(admin.TabularInline):

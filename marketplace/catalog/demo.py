@@ -2,8 +2,10 @@
 their documentation, each uploaded as a CSV with a full public preview (sample rows and value
 distributions: the data is public already), listed on-chain by one of anvil's dev wallets and
 approved by the operator in batches, so every one of them can be bought. The review decisions are
-recorded like a moderator's (by the "demo-moderator" account). Analysis (schema, statistics,
-sample) is queued for the worker like any upload's."""
+recorded like a moderator's (by the "demo-moderator" account), once each file is analysed (a
+version is approved only then). The demo publishers' keys are anvil's public ones, so anyone can
+sign in as one: after a wiped chain only what a moderator had approved is listed and approved
+again, and nothing that waits for review (an edit, a wider preview, a new version) is decided."""
 import hashlib
 import io
 import logging
@@ -18,7 +20,7 @@ from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
 from . import revisions, services, uploads
 from .demo_data import demo_csv, load
 from .listing import link_listing_from_receipt
-from .models import Dataset, DatasetVersion, Listing
+from .models import Dataset, DatasetRevision, DatasetVersion, Listing
 from .preview import PreviewSettings
 
 logger = logging.getLogger(__name__)
@@ -54,8 +56,10 @@ def seed(*, limit=None, log=logger.info) -> int:
     w3 = get_web3()
     if is_seeded():
         # After a wiped local chain the datasets are kept but their listings are gone.
-        unlisted = list(DatasetVersion.objects.filter(dataset__owner__address__in=PUBLISHERS, listings__isnull=True)
-                        .select_related("dataset__owner"))
+        unlisted = approved_before(
+            DatasetVersion.objects.filter(dataset__owner__address__in=PUBLISHERS, listings__isnull=True)
+            .exclude(dataset__status__in=[Dataset.Status.REJECTED, Dataset.Status.DELISTED])
+            .exclude(review=DatasetVersion.Review.REJECTED).select_related("dataset__owner"))
         if unlisted:
             log(f"Demo catalog: relisting {len(unlisted):,} datasets on the new chain")
             list_and_approve(w3, unlisted, log=log)
@@ -95,6 +99,16 @@ def seed(*, limit=None, log=logger.info) -> int:
     return len(versions)
 
 
+def approved_before(versions) -> list[DatasetVersion]:
+    """The versions a moderator had approved, showing no more than the preview approved then."""
+    kept = []
+    for version in versions:
+        approved = revisions.approved_preview(version)
+        if approved is not None and not PreviewSettings.of(version).shows_more_than(approved):
+            kept.append(version)
+    return kept
+
+
 def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.info) -> None:
     """createListing from each owner's (unlocked, anvil) wallet, then approve in batches."""
     contract = market(w3)
@@ -117,16 +131,30 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.inf
         with transaction.atomic():
             Listing.objects.filter(pk__in=[l.pk for l in batch]).update(approved=True)
             Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
-    approve_revisions([listing.version.dataset for listing in listings])
+    approve_revisions(listings)
 
 
-def approve_revisions(datasets) -> None:
+def approve_revisions(listings: list[Listing]) -> None:
     """Record the approval of what the demo listed, as a moderator would (the listings are approved
-    on-chain already, so nothing more is sent)."""
+    on-chain already, so nothing more is sent): each listing's version revision, after its file is
+    analysed, and the text of a dataset the demo has just created. Whatever else waits for review
+    is left to a moderator."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
 
     moderator, _ = get_user_model().objects.get_or_create(
         username=MODERATOR, defaults={"display_name": "Demo moderator", "password": make_password(None)})
-    for dataset in {d.pk: d for d in datasets}.values():
-        revisions.decide_dataset(dataset, decision=revisions.Decision.APPROVE, moderator=moderator)
+    Kind = DatasetRevision.Kind
+    for listing in listings:
+        version = listing.version
+        services.analyse_version(version.pk)  # what the worker would do; nothing once it has
+        dataset = Dataset.objects.get(pk=version.dataset_id)
+        waiting = DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN)
+        details = list(waiting.filter(kind=Kind.DETAILS)) if dataset.published_at is None else []
+        listed = [r for r in waiting.filter(kind=Kind.VERSION, version=version)
+                  if [str(i.get("listing_id")) for i in r.listings] == [str(listing.listing_id)]]
+        for revision in details + listed:
+            try:
+                revisions.decide(revision, decision=revisions.Decision.APPROVE, moderator=moderator)
+            except (revisions.StaleDecision, revisions.DecisionRefused) as refused:
+                logger.warning("Demo catalog: %s is left for a moderator: %s", revision, refused)

@@ -439,7 +439,8 @@ def refresh_listing(listing: Listing) -> Listing:
 def on_operator_action(action: OperatorAction) -> None:
     """Called by the operator sender, in its transaction, once `action` is settled from a receipt.
     A confirmed approval marks the listing approved and the dataset listed (if still pending
-    review); a confirmed clearing marks it unapproved and, for a delisting, the dataset delisted.
+    review and a moderator has approved its text; otherwise the moderator's approval of the version
+    lists it); a confirmed clearing marks it unapproved and, for a delisting, the dataset delisted.
     (The indexer's `ListingApprovalSet` handler replaces this.)"""
     if action.status != OperatorAction.Status.CONFIRMED:
         logger.warning("operator action #%s for listing %s %s: %s", action.pk, action.listing_id,
@@ -458,7 +459,7 @@ def on_operator_action(action: OperatorAction) -> None:
     listing.approved, listing.approved_seen_at = approved, seen
     listing.save(update_fields=["approved", "approved_seen_at"])
     dataset = Dataset.objects.select_for_update().get(pk=listing.version.dataset_id)
-    if approved and dataset.status == Dataset.Status.PENDING_REVIEW:
+    if approved and dataset.status == Dataset.Status.PENDING_REVIEW and revisions.is_published(dataset):
         dataset.status = Dataset.Status.LISTED
     elif not approved and action.context.get("intent") == "delist" and dataset.status in (
         Dataset.Status.LISTED, Dataset.Status.PENDING_REVIEW

@@ -59,6 +59,13 @@ def public_text(dataset: Dataset) -> dict:
     return {field: getattr(dataset, field) for field in PUBLIC_TEXT}
 
 
+def is_published(dataset: Dataset) -> bool:
+    """A moderator has approved the dataset's text, so edits to it wait for review. A listed or
+    delisted dataset counts as published even without `published_at` (one listed by an approval
+    queued before reviews existed, which migration 0004 could not see)."""
+    return dataset.published_at is not None or dataset.status in (Dataset.Status.LISTED, Dataset.Status.DELISTED)
+
+
 def open_details(dataset: Dataset) -> DatasetRevision | None:
     return (DatasetRevision.objects.filter(dataset=dataset, kind=Kind.DETAILS, status__in=DatasetRevision.OPEN)
             .order_by("-created_at", "-id").first())
@@ -91,7 +98,7 @@ def edit_dataset(dataset: Dataset, *, by, **changes) -> EditResult:
         if not text:
             return EditResult(dataset, open_details(dataset))
         open_revisions = _open(dataset, Kind.DETAILS)
-        if dataset.published_at is None:
+        if not is_published(dataset):
             services.update_dataset(dataset, **text)
             revision = None
             if open_revisions:  # the dataset is in its first review: what is shown changed
@@ -131,7 +138,7 @@ def submit_version(version: DatasetVersion, listing: Listing, *, by) -> DatasetR
                        "content_hash": version.content_hash}],
         )
         _supersede([r for r in _open(dataset, Kind.VERSION, version) if r.pk != revision.pk], revision)
-        if dataset.published_at is None and not _open(dataset, Kind.DETAILS):
+        if not is_published(dataset) and not _open(dataset, Kind.DETAILS):
             DatasetRevision.objects.create(dataset=dataset, kind=Kind.DETAILS, created_by=by,
                                            changes=public_text(dataset))
         return revision
@@ -207,6 +214,18 @@ def hide_as_the_file_names(version: DatasetVersion, *, by) -> PreviewResult:
         return change_preview(version, settings, by=by)
 
 
+def approved_preview(version: DatasetVersion) -> PreviewSettings | None:
+    """The preview a moderator last approved for `version` (its version revision's, or a later
+    preview revision's); None when the version was never approved. A version revision that did
+    not record its preview (one made by migration 0004) counts as showing the least."""
+    revision = (DatasetRevision.objects.filter(version=version, kind__in=[Kind.VERSION, Kind.PREVIEW],
+                                               status=Status.APPROVED).order_by("-decided_at", "-id").first())
+    if revision is None:
+        return None
+    shown = revision.changes.get("preview") if revision.kind == Kind.VERSION else revision.changes
+    return PreviewSettings.from_json(shown or {})
+
+
 def proposed_preview(version: DatasetVersion) -> PreviewSettings:
     """What the owner asked for: the open preview revision's settings, else the version's."""
     revision = (DatasetRevision.objects.filter(version=version, kind=Kind.PREVIEW, status__in=DatasetRevision.OPEN)
@@ -237,7 +256,8 @@ def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str =
     Refused with StaleDecision when the revision is no longer open (superseded, or decided), or
     when `expected_listings` (the listing ids and content hashes the moderator was shown, as
     `[{"listing_id", "content_hash"}]`) differs from the revision's. Refused with
-    DecisionRefused when a new dataset's version is approved before its details. The decision is
+    DecisionRefused when a new dataset's version is approved before its details, or a version
+    (or its preview) before the version's analysis has ended. The decision is
     recorded on the revision (who, when, why); approving a version queues the on-chain approval of
     exactly its listings.
     """
@@ -314,8 +334,9 @@ def _approve(dataset, revision, moderator, reason, result):
         if shown is not None and shown != PreviewSettings.of(version).to_json():
             raise StaleDecision(f"Revision #{revision.pk} showed another preview of version {version.number} than "
                                 "it has now: reload it.")
+        _require_analysed(version)
         _check_hidden_columns(version, PreviewSettings.of(version))
-        if dataset.published_at is None and _open(dataset, Kind.DETAILS):
+        if not is_published(dataset) and _open(dataset, Kind.DETAILS):
             raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
                                   f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
         if dataset.published_at is None:
@@ -330,19 +351,24 @@ def _approve(dataset, revision, moderator, reason, result):
     else:
         version = DatasetVersion.objects.select_for_update().get(pk=revision.version_id)
         settings = PreviewSettings.from_json(revision.changes)
+        _require_analysed(version)
         _check_hidden_columns(version, settings)
         _apply_preview(version, settings)
     _record(revision, Status.APPROVED, moderator, reason)
 
 
+def _require_analysed(version):
+    """What a version shows (its columns, its sample rows) is known only once its analysis has
+    ended: approving it earlier would publish what the analysis finds later, unseen. A failed
+    analysis stores nothing to show, and is never run again."""
+    if version.analysis_status in (DatasetVersion.Analysis.PENDING, DatasetVersion.Analysis.RUNNING):
+        raise DecisionRefused(f"Version {version.number} of {version.dataset.title!r} is still being analysed: "
+                              "what it would show is not known yet. Decide once its analysis has ended.")
+
+
 def _check_hidden_columns(version: DatasetVersion, settings: PreviewSettings) -> None:
-    """Refuses (DecisionRefused) a preview whose hidden names cannot be checked against the file
-    yet, or one of which matches no column: what the publisher meant to hide may be public under
-    another name."""
-    if settings.hidden_columns and version.analysis_status in (DatasetVersion.Analysis.PENDING,
-                                                               DatasetVersion.Analysis.RUNNING):
-        raise DecisionRefused(f"Version {version.number}'s file is still being analysed: its hidden columns "
-                              "are checked against the file's columns first. Decide once the analysis is done.")
+    """Refuses (DecisionRefused) a preview one of whose hidden names matches no column of the
+    analysed file: what the publisher meant to hide may be public under another name."""
     unmatched = unmatched_hidden(version, settings)
     if unmatched:
         raise DecisionRefused(
@@ -369,7 +395,7 @@ def _reject(dataset, revision, moderator, reason, result):
         DatasetVersion.objects.filter(pk=revision.version_id).update(review=DatasetVersion.Review.REJECTED)
         result.queued = services.clear_listing_approvals(
             list(Listing.objects.filter(version_id=revision.version_id)), intent="reject", moderator=moderator)
-    elif revision.kind == Kind.DETAILS and dataset.published_at is None:
+    elif revision.kind == Kind.DETAILS and not is_published(dataset):
         # A new dataset's submission as a whole: its open versions go with it.
         for other in _open(dataset, Kind.VERSION):
             _record(other, Status.REJECTED, moderator, reason)
@@ -378,9 +404,8 @@ def _reject(dataset, revision, moderator, reason, result):
 
 
 def decide_dataset(dataset: Dataset, *, decision: str, moderator, reason: str = "") -> list[DecisionResult]:
-    """The same decision on every open revision of `dataset`, details first: for a moderator that
-    is a program (the demo catalog's). People decide on revisions they were shown (the admin's
-    confirmation page, the moderation API)."""
+    """The same decision on every open revision of `dataset`, details first, for tests. People
+    decide on revisions they were shown (the admin's confirmation page, the moderation API)."""
     results = []
     order = {Kind.DETAILS: 0, Kind.VERSION: 1, Kind.PREVIEW: 2}
     for revision in sorted(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN),

@@ -307,7 +307,8 @@ def _set_status(dataset, status, result):
 def approve_listings(listings, *, moderator=None) -> int:
     """Queue the on-chain approval of each of `listings` that is not approved (or being cleared);
     returns how many were queued. A dataset not yet listed waits in pending review until the
-    sender's receipt lists it. Callers hold the dataset's row lock (revisions.decide)."""
+    sender's receipt lists it, or is listed now when a listing is approved on-chain already (its
+    receipt came before the review ended). Callers hold the dataset's row lock (revisions.decide)."""
     from marketplace.chain.models import OperatorAction
 
     Kind, Status = OperatorAction.Kind, OperatorAction.Status
@@ -318,7 +319,11 @@ def approve_listings(listings, *, moderator=None) -> int:
             if action.kind == Kind.UNAPPROVE and action.status == Status.PENDING:
                 _cancel(action, f"cancelled: approved again by {getattr(moderator, 'username', 'a moderator')}")
         clearing = any(a.kind == Kind.UNAPPROVE and a.status == Status.SENT for a in open_actions)
-        if any(a.kind == Kind.APPROVE for a in open_actions) or (listing.approved and not clearing):
+        if any(a.kind == Kind.APPROVE for a in open_actions):
+            continue
+        if listing.approved and not clearing:
+            Dataset.objects.filter(pk=listing.version.dataset_id, status=Dataset.Status.PENDING_REVIEW).update(
+                status=Dataset.Status.LISTED)
             continue
         _queue_operator_action(listing, Kind.APPROVE, intent="approve", moderator=moderator)
         queued += 1

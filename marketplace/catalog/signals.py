@@ -12,10 +12,13 @@ def forget_listings(sender, chain_id, **kwargs):
     """Drop the chain-derived listings; datasets and their files stay, needing relisting, and the
     reviews waiting on those listings close. A new listing goes to review again: the approvals
     of the versions that were listed there end with their listings (chain/ cancels the operator
-    actions queued for that chain, so none of them reaches a listing of the new chain)."""
+    actions queued for that chain, so none of them reaches a listing of the new chain). A dataset
+    a moderator rejected or delisted stays so: relisting it is a new submission of a rejected or
+    delisted dataset, never a fresh one's."""
     affected = list(Listing.objects.filter(chain_id=chain_id).values_list("version__dataset_id", flat=True))
     DatasetVersion.objects.filter(listings__chain_id=chain_id, review=DatasetVersion.Review.APPROVED).update(
         review=DatasetVersion.Review.PENDING)
     Listing.objects.filter(chain_id=chain_id).delete()
     close_for_chain_reset(chain_id)
-    Dataset.objects.filter(pk__in=affected).exclude(versions__listings__isnull=False).update(status=Dataset.Status.DRAFT)
+    (Dataset.objects.filter(pk__in=affected).exclude(versions__listings__isnull=False)
+     .exclude(status__in=[Dataset.Status.REJECTED, Dataset.Status.DELISTED]).update(status=Dataset.Status.DRAFT))

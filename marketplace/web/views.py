@@ -484,12 +484,12 @@ def edit_dataset(request, slug):
                                                    "show_distributions": version.show_distributions},
         )
         views.append(view)
-    details = revisions.open_details(dataset)
+    details = revisions.open_details(dataset) if revisions.is_published(dataset) else None
     latest = (DatasetRevision.objects.filter(dataset=dataset).exclude(status=DatasetRevision.Status.SUPERSEDED)
               .order_by("-created_at", "-id").first())
     return render(request, "web/dataset_edit.html", {
-        **_form_context(dataset, proposed=details.changes if details and dataset.published_at else None),
-        "details_revision": details if dataset.published_at else None,
+        **_form_context(dataset, proposed=details.changes if details else None),
+        "details_revision": details,
         "latest_decision": latest if latest and latest.status in (
             DatasetRevision.Status.REJECTED, DatasetRevision.Status.CHANGES_REQUESTED) else None,
         "versions": views,

@@ -36,6 +36,8 @@ def approve_in_admin(page, base, moderator, dataset_title):
     row.locator("input.action-select").check()
     page.select_option("select[name=action]", "approve")
     page.locator("button[name=index]").click()
+    assert dataset_title in page.locator("#content").inner_text()  # the confirmation page shows what it decides
+    page.locator("input[type=submit][value=Approve]").click()
     assert "1 revision(s) decided (approve)" in page.locator(".messagelist").inner_text()
 
 

@@ -281,3 +281,191 @@ def test_a_nul_character_in_the_upload_preview_parameters_is_a_400(chain, publis
                         "&hidden_columns=%00", data=b"a,b\n1,2\n", content_type="application/octet-stream")
     assert answer.status_code == 400, answer.status_code
     assert answer.json()["error"]["code"] == "invalid_hidden_columns"
+
+
+def _listed(owner, slug, title):
+    from django.utils import timezone
+
+    return Dataset.objects.create(owner=owner, slug=slug, title=title, license="CC0-1.0", payout_address=owner.address,
+                                  status="listed", published_at=timezone.now())
+
+
+def test_the_revision_admin_decides_only_the_revisions_its_confirmation_page_showed(staff_client):
+    """Guarantee 4. Publisher A edits its title (revision #1); a moderator opens the revision
+    queue. Publisher B then edits its title to "SCAM: send USDC to 0xdead" (#2). The moderator
+    ticks #1, clicks "select all" (select_across=1) and runs Approve: the action used to decide
+    every revision matching the list at that moment, #2 included, with no confirmation page. Now
+    "select all" is refused for decisions, and Approve decides exactly the ids its confirmation
+    page posted back (a forged `_selected_action` naming #2 changes nothing)."""
+    a = _listed(wallet_user(PUBLISHER), "a", "Harmless A")
+    b = _listed(wallet_user(STRANGER), "b", "Harmless B")
+    from marketplace.catalog import revisions
+
+    seen = revisions.edit_dataset(a, by=a.owner, title="Harmless A, renamed").revision
+    queue = "/admin/catalog/datasetrevision/?status__exact=pending"
+    assert "Harmless A" in staff_client.get(queue).content.decode()
+    unseen = revisions.edit_dataset(b, by=b.owner, title="SCAM: send USDC to 0xdead").revision
+
+    across = staff_client.post(queue, {"action": "approve", "_selected_action": [str(seen.pk)],
+                                       "select_across": "1", "index": "0"}, follow=True)
+    assert "is not accepted for decisions" in across.content.decode()
+    assert {r.status for r in DatasetRevision.objects.filter(pk__in=[seen.pk, unseen.pk])} == {"pending"}
+
+    page = staff_client.post(queue, {"action": "approve", "_selected_action": [str(seen.pk)], "index": "0"})
+    assert page.status_code == 200 and "Harmless A, renamed" in page.content.decode()
+    shown = re.findall(r'name="revision" value="(\d+)"', page.content.decode())
+    assert shown == [str(seen.pk)]
+    confirmed = staff_client.post(queue, {"action": "approve", "_selected_action": [str(seen.pk), str(unseen.pk)],
+                                          "index": "0", "confirmed": "1", "revision": shown})
+    assert confirmed.status_code == 302
+    seen.refresh_from_db(), unseen.refresh_from_db()
+    assert (seen.status, unseen.status) == ("approved", "pending"), "only the revision shown is decided"
+    assert Dataset.objects.get(pk=b.pk).title == "Harmless B", "B's public title is unchanged"
+
+
+def test_rejecting_in_the_revision_admin_names_the_revisions_shown_and_needs_reasons(staff_client):
+    """The same confirmation page for Reject: without a statement of reasons nothing is decided."""
+    from marketplace.catalog import revisions
+
+    a = _listed(wallet_user(PUBLISHER), "a", "Harmless A")
+    seen = revisions.edit_dataset(a, by=a.owner, title="Harmless A, renamed").revision
+    queue = "/admin/catalog/datasetrevision/"
+    data = {"action": "reject", "_selected_action": [str(seen.pk)], "index": "0"}
+    page = staff_client.post(queue, data)
+    assert page.status_code == 200 and re.findall(r'name="revision" value="(\d+)"', page.content.decode()) == [
+        str(seen.pk)]
+    again = staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(seen.pk)]})
+    assert again.status_code == 200 and "Give the reasons" in again.content.decode()
+    assert staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(seen.pk)],
+                                     "reason": "Misleading title."}).status_code == 302
+    seen.refresh_from_db()
+    assert (seen.status, seen.reason) == ("rejected", "Misleading title.")
+
+
+def _approval_queued_before_reviews_existed():
+    """A dataset in review whose on-chain approval an older server queued: migration 0004 gave it a
+    details revision and left `published_at` empty; the sender then settles the approval."""
+    from marketplace.catalog import listing as listings, revisions
+
+    owner = wallet_user(PUBLISHER)
+    dataset = Dataset.objects.create(owner=owner, slug="d", title="Harmless", license="CC0-1.0",
+                                     payout_address=PUBLISHER, status="pending_review")
+    version = DatasetVersion.objects.create(dataset=dataset, number=1, file="x", original_name="x.csv", format="csv",
+                                            size=1, content_hash="0x" + "ab" * 32, price=1, token=PUBLISHER,
+                                            analysis_status="done")
+    Listing.objects.create(chain_id=31337, listing_id=1, version=version, owner=PUBLISHER, token=PUBLISHER, price=1,
+                           payout=PUBLISHER, tx_hash="0x" + "11" * 32, log_index=0, block_number=5)
+    DatasetRevision.objects.create(dataset=dataset, kind="details", created_by=owner,
+                                   changes=revisions.public_text(dataset))
+    DatasetRevision.objects.create(dataset=dataset, version=version, kind="version", created_by=owner,
+                                   listings=[{"chain_id": 31337, "listing_id": "1",
+                                              "content_hash": version.content_hash}])
+    action = OperatorAction.objects.create(kind="approve", chain_id=31337, market=PUBLISHER, listing_id=1,
+                                           expected_owner=PUBLISHER, expected_content_hash=version.content_hash,
+                                           status="confirmed", block_number=6, log_index=0,
+                                           context={"intent": "approve", "dataset": dataset.pk})
+    listings.on_operator_action(action)
+    return Dataset.objects.get(pk=dataset.pk)
+
+
+def test_an_approval_queued_before_reviews_existed_does_not_list_a_dataset_nobody_approved(
+        db, moderator_client, anonymous):
+    """Guarantee 1 (nothing public before a moderator approves it). An approval queued by the old
+    code, settled after the upgrade, used to mark the dataset listed with `published_at` empty;
+    from then on the owner's edits applied in place, straight to the public page and search. Now
+    the receipt marks the listing approved and leaves the dataset in review; the moderator's
+    approvals of its text and version list it (published), and later edits wait for review."""
+    dataset = _approval_queued_before_reviews_existed()
+    assert (dataset.status, dataset.published_at) == ("pending_review", None)
+    assert Listing.objects.get().approved is True
+    assert anonymous.get("/api/v1/datasets/d").status_code == 404
+
+    for kind in ("details", "version"):
+        assert decide(moderator_client, open_revision(dataset, kind), "approve").status_code == 200
+    dataset.refresh_from_db()
+    assert dataset.status == "listed" and dataset.published_at is not None
+    assert OperatorAction.objects.count() == 1, "the listing was approved on-chain already: nothing is sent"
+
+    from marketplace.catalog import revisions
+
+    waiting = revisions.edit_dataset(dataset, by=dataset.owner, title="SCAM: pay 0xdead").revision
+    assert waiting is not None and Dataset.objects.get(pk=dataset.pk).title == "Harmless"
+    assert anonymous.get("/api/v1/datasets/d").json()["title"] == "Harmless"
+
+
+def test_a_listed_dataset_without_published_at_takes_edits_through_review(db):
+    """Guarantee 1. A dataset listed without `published_at` (listed before reviews existed, which
+    migration 0004 did not see) used to be edited in place: its public text changed at once."""
+    from marketplace.catalog import revisions
+
+    dataset = _listed(wallet_user(PUBLISHER), "d", "Harmless")
+    Dataset.objects.filter(pk=dataset.pk).update(published_at=None)
+    dataset.refresh_from_db()
+    result = revisions.edit_dataset(dataset, by=dataset.owner, title="SCAM: pay 0xdead", description="unreviewed")
+    assert result.revision is not None and result.revision.changes["title"] == "SCAM: pay 0xdead"
+    assert Dataset.objects.get(pk=dataset.pk).title == "Harmless"
+
+
+def test_a_version_is_decided_only_once_its_analysis_has_ended(chain, publisher, publisher_client,
+                                                                moderator_client, staff_client):
+    """Guarantee 3 (the public sees only what a moderator saw). Publisher lists a file whose
+    analysis has not run yet; the moderator approves its details and version: the revision showed
+    no column and no sample row, and when the analysis finished its columns and first rows went
+    public. Now the approval is refused (409 in the API, an error in the admin) until the analysis
+    has ended, and the admin's summary names the public columns and the sample rows shown."""
+    from tests.integration.test_preview import COLUMNS, SAMPLE
+
+    from tests.integration.test_listing import make_version
+
+    version = make_version(publisher, chain)
+    DatasetVersion.objects.filter(pk=version.pk).update(analysis_status="running", hidden_columns=["email"],
+                                                        show_sample=True)
+    assert link(publisher_client, version, send_prepared(chain, publisher_client, version)).status_code == 201
+    dataset = version.dataset
+    assert decide(moderator_client, open_revision(dataset, "details"), "approve").status_code == 200
+    waiting = DatasetRevision.objects.get(dataset=dataset, kind="version", status="pending")
+    refused = decide(moderator_client, waiting, "approve")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "decision_refused"
+    assert "still being analysed" in refused.json()["error"]["message"]
+
+    queue = "/admin/catalog/datasetrevision/"
+    data = {"action": "approve", "_selected_action": [str(waiting.pk)], "index": "0"}
+    page = staff_client.post(queue, data).content.decode()
+    answer = staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(waiting.pk)]}, follow=True)
+    assert "still being analysed" in answer.content.decode()
+    waiting.refresh_from_db()
+    assert waiting.status == "pending" and DatasetVersion.objects.get(pk=version.pk).review == "pending"
+    assert "analysis: analysing" in page
+
+    DatasetVersion.objects.filter(pk=version.pk).update(analysis_status="done", row_count=45, columns=COLUMNS,
+                                                        sample=SAMPLE)
+    page = staff_client.post(queue, data).content.decode()
+    assert "public columns: city, population;" in page and "hidden columns: email" in page
+    assert "2 sample rows public" in page
+    staff_client.post(queue, {**data, "confirmed": "1", "revision": [str(waiting.pk)]})
+    waiting.refresh_from_db()
+    assert waiting.status == "approved"
+
+
+def test_a_chain_reset_keeps_rejected_and_delisted_datasets_as_they_are(db):
+    """Guarantee 7. A chain reset turned every dataset that had a listing on that chain into a
+    draft, rejected and delisted ones included: relisting them came back to review as a fresh
+    submission, and the demo's relisting put them back on sale. Now they keep their status; only
+    their chain rows go."""
+    from marketplace.chain.services import forget_chain
+    from tests.factories import make_public
+
+    owner = wallet_user(PUBLISHER)
+    datasets = {}
+    for status in ("listed", "rejected", "delisted"):
+        dataset = Dataset.objects.create(owner=owner, slug=status, title=status, license="MIT", payout_address=PUBLISHER)
+        make_public(DatasetVersion.objects.create(
+            dataset=dataset, number=1, file=f"x/{status}.csv", original_name="a.csv", format="csv", size=1,
+            content_hash=sha(status.encode()), price=1, token=PUBLISHER))
+        Dataset.objects.filter(pk=dataset.pk).update(status=status)
+        datasets[status] = dataset
+
+    forget_chain(31337)
+    assert not Listing.objects.exists()
+    after = {status: Dataset.objects.get(pk=d.pk).status for status, d in datasets.items()}
+    assert after == {"listed": "draft", "rejected": "rejected", "delisted": "delisted"}

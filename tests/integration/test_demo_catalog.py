@@ -15,6 +15,11 @@ def test_seed_lists_and_approves_real_datasets_once(chain, settings, tmp_path):
     datasets = Dataset.objects.all()
     assert {d.status for d in datasets} == {"listed"}
     assert all(d.description_html for d in datasets)
+    from marketplace.catalog.models import DatasetVersion
+
+    versions = DatasetVersion.objects.all()
+    assert {v.review for v in versions} == {"approved"}, "approved once analysed"
+    assert {v.analysis_status for v in versions} <= {"done", "done_with_rejects"}
     for listing in Listing.objects.select_related("version__dataset__owner"):
         on_chain = chain.market.get_listing(int(listing.listing_id))
         assert on_chain["approved"] and on_chain["active"]
@@ -41,3 +46,41 @@ def test_a_forgotten_chain_keeps_datasets_and_relists_them(chain, settings):
     demo.seed(limit=3, log=messages.append)
     assert "relisting" in messages[0]
     assert Listing.objects.count() == count and set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
+
+
+def test_relisting_after_a_wiped_chain_approves_only_what_a_moderator_had_approved(chain, settings):
+    """The demo publishers sign with anvil's public dev keys, so anyone can be one. After a wiped
+    chain the demo's relisting used to approve every open revision of the demo datasets and list
+    every unlisted version: an edit or a new version made from a dev key went public with no
+    moderator. Now it relists and approves only versions approved before, of datasets that were
+    not delisted, and leaves whatever waits for review to a moderator."""
+    from marketplace.catalog import revisions
+    from marketplace.catalog.models import DatasetRevision, DatasetVersion
+    from marketplace.chain.models import Deployment
+    from marketplace.chain.services import forget_chain
+
+    demo.seed(limit=3, log=lambda m: None)
+    edited, delisted, grown = Dataset.objects.order_by("pk")[:3]
+    edit = revisions.edit_dataset(edited, by=edited.owner, title="SCAM: send USDC to 0xdead").revision
+    Dataset.objects.filter(pk=delisted.pk).update(status="delisted")
+    v1 = grown.versions.get()
+    unreviewed = DatasetVersion.objects.create(
+        dataset=grown, number=2, file=v1.file, original_name="v2.csv", format="csv", size=v1.size,
+        content_hash="0x" + "ee" * 32, price=v1.price, token=v1.token, analysis_status="done")
+
+    forget_chain(chain.w3.eth.chain_id)
+    for result in chain.contracts.values():  # as a redeployment records them again
+        Deployment.objects.create(chain_id=chain.w3.eth.chain_id, **result.__dict__)
+    demo.seed(limit=3, log=lambda m: None)
+
+    edit.refresh_from_db()
+    assert edit.status == "pending" and Dataset.objects.get(pk=edited.pk).title == edited.title
+    assert Dataset.objects.get(pk=delisted.pk).status == "delisted"
+    assert not Listing.objects.filter(version__dataset=delisted).exists()
+    assert not Listing.objects.filter(version=unreviewed).exists()
+    assert DatasetVersion.objects.get(pk=unreviewed.pk).review == "pending"
+    relisted = DatasetVersion.objects.filter(listings__isnull=False)
+    assert {v.dataset_id for v in relisted} == {edited.pk, grown.pk}
+    assert {v.review for v in relisted} == {"approved"} and all(v.listings.get().approved for v in relisted)
+    assert Dataset.objects.get(pk=edited.pk).status == "listed"
+    assert not DatasetRevision.objects.filter(status="pending").exclude(pk=edit.pk).exists()

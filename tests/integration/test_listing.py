@@ -58,7 +58,7 @@ def make_version(owner, chain, n=1):
                                      payout_address=owner.address)
     return DatasetVersion.objects.create(
         dataset=dataset, number=1, file=f"datasets/{n}/v1/cities.csv", original_name="cities.csv", format="csv",
-        size=10, content_hash=sha(b"cities %d" % n), price=PRICE, token=chain.token.address,
+        size=10, content_hash=sha(b"cities %d" % n), price=PRICE, token=chain.token.address, analysis_status="done",
     )
 
 

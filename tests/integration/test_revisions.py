@@ -176,7 +176,7 @@ def test_a_new_version_is_public_once_it_and_its_listing_are_approved(chain, pub
     dataset = first.dataset
     second = DatasetVersion.objects.create(
         dataset=dataset, number=2, file="datasets/x/v2/cities.csv", original_name="cities-2.csv", format="csv",
-        size=12, content_hash=sha(b"cities v2"), price=30_000_000, token=chain.token.address)
+        size=12, content_hash=sha(b"cities v2"), price=30_000_000, token=chain.token.address, analysis_status="done")
     assert link(publisher_client, second, send_prepared(chain, publisher_client, second)).status_code == 201
     dataset.refresh_from_db()
     assert dataset.status == "listed", "the dataset stays public while its new version waits"
@@ -252,7 +252,7 @@ def test_the_admin_decides_revisions_and_shows_what_they_make_public(chain, publ
     assert "Cities, counted" in page and "Cities 1" in page, "public now and proposed, side by side"
     response = staff_client.post("/admin/catalog/datasetrevision/", {
         "action": "request_changes", "_selected_action": [str(revision.pk)], "index": 0, "confirmed": "1",
-        "reason": "Say which cities."})
+        "revision": [str(revision.pk)], "reason": "Say which cities."})
     assert response.status_code == 302
     revision.refresh_from_db()
     assert revision.status == "changes_requested" and revision.reason == "Say which cities."
