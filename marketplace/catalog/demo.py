@@ -6,11 +6,12 @@ recorded like a moderator's (by the "demo-moderator" account), once each file is
 version is approved only then). The demo publishers' keys are anvil's public ones, so anyone can
 sign in as one: after a wiped chain only what a moderator had approved is listed and approved
 again, and nothing that waits for review (an edit, a wider preview, a new version) is decided."""
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import io
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from web3 import Web3
 
 from marketplace.accounts.services import wallet_user
@@ -24,6 +25,7 @@ from .models import Dataset, DatasetRevision, DatasetVersion, Listing
 from .preview import PreviewSettings
 
 logger = logging.getLogger(__name__)
+ANALYSIS_THREADS = 4  # as the Procfile's worker (--concurrency 4)
 PUBLISHERS = ANVIL_DEV_ACCOUNTS[1:5]
 FULL_PREVIEW = PreviewSettings(show_sample=True, show_distributions=True)
 MODERATOR = "demo-moderator"
@@ -131,7 +133,29 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.inf
         with transaction.atomic():
             Listing.objects.filter(pk__in=[l.pk for l in batch]).update(approved=True)
             Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
+    analyse_all([listing.version for listing in listings], log=log)
     approve_revisions(listings)
+
+
+def analyse_all(versions: list[DatasetVersion], *, log=logger.info) -> None:
+    """Analyse the versions not analysed yet, ANALYSIS_THREADS at a time as the worker's pool does
+    (a version is approved only once analysed); the worker finds them done."""
+    waiting = [v.pk for v in versions if v.analysis_status in (DatasetVersion.Analysis.PENDING,
+                                                              DatasetVersion.Analysis.RUNNING)]
+    if not waiting:
+        return
+    log(f"Demo catalog: analysing {len(waiting):,} files")
+
+    def analyse(pk):
+        try:
+            services.analyse_version(pk)
+        finally:
+            connection.close()  # this thread's own
+
+    with ThreadPoolExecutor(max_workers=ANALYSIS_THREADS, thread_name_prefix="demo-analysis") as pool:
+        for done, _ in enumerate(pool.map(analyse, waiting), start=1):
+            if done % 250 == 0:
+                log(f"Demo catalog: {done:,} of {len(waiting):,} files analysed")
 
 
 def approve_revisions(listings: list[Listing]) -> None:
@@ -147,7 +171,6 @@ def approve_revisions(listings: list[Listing]) -> None:
     Kind = DatasetRevision.Kind
     for listing in listings:
         version = listing.version
-        services.analyse_version(version.pk)  # what the worker would do; nothing once it has
         dataset = Dataset.objects.get(pk=version.dataset_id)
         waiting = DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN)
         details = list(waiting.filter(kind=Kind.DETAILS)) if dataset.published_at is None else []

@@ -5,7 +5,8 @@ import pytest
 from marketplace.catalog import demo
 from marketplace.catalog.models import Dataset, Listing
 
-pytestmark = pytest.mark.chain
+# The demo analyses its files from threads of its own, which see only committed rows.
+pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
 
 def test_seed_lists_and_approves_real_datasets_once(chain, settings, tmp_path):
