@@ -160,6 +160,30 @@ def test_a_child_that_does_not_answer_within_its_wall_time_is_killed(tmp_path):
     assert analyse_in_child(_small_csv(tmp_path), "csv", limits=Limits())["row_count"] == 3
 
 
+def test_a_child_takes_several_small_files_and_a_failure_ends_it(tmp_path):
+    """Starting a child costs more CPU than a small file's analysis: one child analyses small files
+    in turn, each on a DuckDB instance of its own (each file's figures are its own), until one
+    fails."""
+    from marketplace.catalog.analysis import sandbox
+
+    limits = Limits(cpu_seconds=599)  # limits of their own: children of this test only
+    servers, rows = [], []
+    for n in range(1, 4):
+        path = tmp_path / f"small{n}.csv"
+        path.write_bytes(b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(n)))
+        rows.append(analyse_in_child(path, "csv", limits=limits)["row_count"])
+        servers.append(sandbox._ready.child.result().process.pid)
+    assert rows == [1, 2, 3]
+    assert len(set(servers)) == 1, "the same child took the next files"
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\xff\xfe\x00junk" * 100)
+    with pytest.raises(AnalysisFailed):
+        analyse_in_child(broken, "csv", limits=limits)
+    assert wait_until(lambda: sandbox._ready.child.done())
+    assert sandbox._ready.child.result().process.pid != servers[0], "a failure ends the child"
+    assert analyse_in_child(_small_csv(tmp_path), "csv", limits=limits)["row_count"] == 3
+
+
 def _children() -> list[int]:
     """This process's analysis children (the fork server's children)."""
     import multiprocessing

@@ -4,10 +4,13 @@ and a file that makes DuckDB allocate or compute without end must not take the w
 
 Children come from a fork server that has imported DuckDB and opened a DuckDB instance once
 (warm). Each worker thread keeps one child started ahead of time (limits set, its connection
-configured), uses it for one file, and has the next one started off its thread: a small file
-costs the worker about 10 ms more than analysing it in place (bench/analysis_small.py). The child
-sends progress and then the analysis (or the reason it failed) through a pipe; a child the kernel
-killed for its limits becomes a failure with the reason, never a hung or dead worker.
+configured) and has the next one started off its thread: a small file costs the worker about
+10 ms more than analysing it in place (bench/analysis_small.py). A child takes up to
+FILES_PER_CHILD small files in turn, each on a fresh DuckDB instance sealed to that file and with
+its own CPU allowance (a child costs about 20 ms of CPU to start, which was a third of the demo
+catalog's analysis); a large file or a failure ends it. The child sends progress and then the
+analysis (or the reason it failed) through a pipe; a child the kernel killed for its limits
+becomes a failure with the reason, never a hung or dead worker.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ _context.set_forkserver_preload(["__main__", __name__, f"{__package__}.warm"])
 _ready = threading.local()  # this thread's next child (a Future of it)
 # Ends used children and starts their successors off the worker's threads.
 _replacer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-children")
+# Small files one child analyses in turn (see _serve).
+FILES_PER_CHILD = 20
 
 
 def analyse_in_child(
@@ -52,6 +57,8 @@ def analyse_in_child(
 
 
 def _replace(used: _Child, limits: Limits) -> _Child:
+    if used.takes_more:
+        return used
     used.stop()
     return _Child(limits)
 
@@ -59,6 +66,7 @@ def _replace(used: _Child, limits: Limits) -> _Child:
 class _Child:
     def __init__(self, limits: Limits):
         self.limits = limits
+        self.takes_more = False  # whether it has said it will analyse another file
         # Made and removed here, not in the child: a child its limits kill cleans up nothing, and
         # its directory holds the file's decompressed copy and DuckDB's spill files.
         self.directory = tempfile.mkdtemp(prefix="analysis-")
@@ -68,6 +76,7 @@ class _Child:
         child_end.close()
 
     def analyse(self, path: str, fmt: str, progress: Progress | None) -> dict:
+        self.takes_more = False
         deadline = time.monotonic() + self.limits.wall_seconds
         try:
             self.conn.send((path, fmt))
@@ -83,6 +92,7 @@ class _Child:
                     if progress is not None:
                         progress(*body)
                 elif kind == "done":
+                    self.takes_more = body[1]
                     return body[0]
                 else:
                     raise AnalysisFailed(body[0])
@@ -110,33 +120,59 @@ class _Child:
 
 
 def _serve(conn, limits: Limits, directory: str) -> None:
-    """The child: set its limits, open its workspace in `directory`, then analyse the one file it
-    is sent."""
-    from . import Workspace, to_json, warm
+    """The child: set its limits, then analyse the files it is sent, each on a DuckDB instance
+    sealed to that file in a directory of its own under `directory`: up to FILES_PER_CHILD small
+    files (starting a child costs about 20 ms of CPU, a fresh instance less than half of that),
+    and nothing after a large file or a failure."""
+    from . import ONE_THREAD_MAX_BYTES, Workspace, to_json, warm
+    from .connection import _connect
 
     address_space = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-    # SIGXCPU at the soft limit ends the child (its default action); the hard limit is a backstop.
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    # SIGXCPU at the soft limit ends the child (its default action); each file gets cpu_seconds
+    # more than the child has used, and the hard limit is a backstop.
+    cpu_hard = limits.cpu_seconds * FILES_PER_CHILD + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, cpu_hard))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with Workspace(limits, con=warm.connection, directory=Path(directory)) as workspace:
-        try:
-            path, fmt = conn.recv()
-        except EOFError:  # never used: the worker stopped
-            return
-        try:
-            analysis = workspace.analyse(
-                path, fmt,
-                progress=lambda fraction, message: conn.send(("progress", fraction, message)),
-            )
-            conn.send(("done", to_json(analysis)))
-        except AnalysisFailed as failure:
-            conn.send(("failed", failure.reason))
-        except MemoryError:
-            conn.send(("failed", NEEDS_MORE_MEMORY))
-        except RuntimeError as exc:
-            if "can't start new thread" not in str(exc):  # no address space left for its stack
-                raise
-            conn.send(("failed", NEEDS_MORE_MEMORY))
-    # Its work is sent and its directory removed: no interpreter teardown for the worker to wait on.
+    con = warm.connection
+    for n in range(FILES_PER_CHILD):
+        place = Path(directory) / str(n)
+        place.mkdir()
+        with Workspace(limits, con=con, directory=place) as workspace:
+            try:
+                path, fmt = conn.recv()
+            except EOFError:  # never used: the worker stopped
+                break
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            spent = int(used.ru_utime + used.ru_stime)  # whole seconds, as the limit counts
+            resource.setrlimit(resource.RLIMIT_CPU, (min(spent + limits.cpu_seconds, cpu_hard), cpu_hard))
+            more = n + 1 < FILES_PER_CHILD and _size(path) <= ONE_THREAD_MAX_BYTES
+            try:
+                analysis = workspace.analyse(
+                    path, fmt,
+                    progress=lambda fraction, message: conn.send(("progress", fraction, message)),
+                )
+                conn.send(("done", to_json(analysis), more))
+            except AnalysisFailed as failure:
+                conn.send(("failed", failure.reason))
+                more = False
+            except MemoryError:
+                conn.send(("failed", NEEDS_MORE_MEMORY))
+                more = False
+            except RuntimeError as exc:
+                if "can't start new thread" not in str(exc):  # no address space left for its stack
+                    raise
+                conn.send(("failed", NEEDS_MORE_MEMORY))
+                more = False
+        if not more:
+            break
+        con = _connect()  # the next file's own instance, opened before that file arrives
+    # Its work is sent and its directories removed: no interpreter teardown for the worker to wait on.
     os._exit(0)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
