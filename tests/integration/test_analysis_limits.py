@@ -83,7 +83,7 @@ def test_the_same_file_analyses_within_the_default_memory_limit():
 def test_a_file_that_needs_more_cpu_time_than_allowed_fails_with_the_cpu_reason(settings):
     settings.ANALYSIS_CPU_SECONDS = 1
     started = time.monotonic()
-    version = analysed(stored_version("limits/cpu.csv", wide_csv(3_000, 60)))
+    version = analysed(stored_version("limits/cpu.csv", wide_csv(3_000, 400)))
 
     assert version.analysis_status == "failed"
     assert version.analysis_message == (
@@ -130,7 +130,7 @@ def test_a_child_its_limit_kills_leaves_no_copy_of_the_file_behind(tmp_path, mon
     workspaces.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(workspaces))  # where the next children work
     path = tmp_path / "private.csv.gz"
-    path.write_bytes(gzip.compress(wide_csv(3_000, 60)))  # the child writes its decompressed copy
+    path.write_bytes(gzip.compress(wide_csv(3_000, 400)))  # the child writes its decompressed copy
     with pytest.raises(AnalysisFailed, match="CPU time"):
         # Other limits than the thread's ready child has: a new child, working in `workspaces`.
         analyse_in_child(path, "csv", limits=Limits(cpu_seconds=1))

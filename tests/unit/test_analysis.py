@@ -358,6 +358,44 @@ def test_histograms_binned_in_python_and_in_duckdb_agree(tmp_path, monkeypatch):
         assert column(in_python, name).histogram == column(in_duckdb, name).histogram, name
 
 
+def test_a_small_table_scanned_in_python_has_the_sql_scans_figures(tmp_path, monkeypatch):
+    """pyscan computes every figure of a small table from one read of its rows; the SQL scan it
+    replaces gives the same for each type, with NaN, infinities, empty cells, ties and decimals."""
+    from marketplace.catalog.analysis import pyscan
+
+    lines = ["n,x,price,day,at,word,flag,blank"] + [
+        f"{i},{['nan', 'inf', '-inf', '', '1.5', '-0.0'][i % 6] if i % 5 == 0 else i * 0.25},"
+        f"{i}.{i % 100:02d},{dt.date(2020, 1, 1) + dt.timedelta(days=i % 40)},"
+        f"2021-03-04 {i % 24:02d}:{i % 60:02d}:05,{['é', 'b', 'a', ''][i % 4]},{'true' if i % 3 else 'false'},"
+        for i in range(300)
+    ]
+    path = write(tmp_path, "mixed.csv", "\n".join(lines) + "\n")
+    scans = []
+    monkeypatch.setattr(pyscan, "scan_in_python", lambda *a, _scan=pyscan.scan_in_python: scans.append(1) or _scan(*a))
+    in_python = to_json(analyse(path, "csv"))
+    assert scans, "the table was scanned in Python"
+    monkeypatch.setattr(pyscan, "PYSCAN_MAX_ROWS", 0)
+    in_sql = to_json(analyse(path, "csv"))
+    for a, b in zip(in_python["columns"], in_sql["columns"]):
+        mean_a, mean_b = a.pop("mean"), b.pop("mean")
+        assert mean_a == (None if mean_b is None else pytest.approx(mean_b, rel=1e-12)), a["name"]
+        assert a == b, a["name"]
+    assert in_python["sample"] == in_sql["sample"] and in_python["row_count"] == in_sql["row_count"] == 300
+    x = column(analyse(path, "csv"), "x")
+    assert x.type == "float" and x.histogram and x.distinct_count == in_sql["columns"][1]["distinct_count"]
+
+
+def test_a_table_python_cannot_hold_goes_through_the_sql_scan(tmp_path):
+    from marketplace.catalog.analysis import pyscan
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT 'infinity'::DATE AS d UNION ALL SELECT DATE '2020-01-01'")
+    with pytest.raises(pyscan.NotPlain):
+        pyscan.scan_in_python(con, "t")
+    result = analyse(write(tmp_path, "inf.csv", "d\ninfinity\n2020-01-01\n"), "csv")
+    assert result.row_count == 2
+
+
 def test_top_values_of_a_text_column_with_very_many_distinct_values(tmp_path, monkeypatch):
     # Past EXACT_TOP_VALUES_MAX_DISTINCT, candidates come from approx_top_k and are counted exactly.
     monkeypatch.setattr(topvalues, "EXACT_TOP_VALUES_MAX_DISTINCT", 100)

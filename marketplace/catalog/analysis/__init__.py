@@ -50,7 +50,7 @@ from .parquet import _load_parquet
 from .results import NEEDS_MORE_MEMORY, Analysis, AnalysisFailed, ColumnStats
 from .stats import _exact_distinct_counts, _Scan
 from .topvalues import _top_values
-from .values import _sample
+from .values import _sample, _sample_of
 
 __all__ = [
     "FORMATS", "Analysis", "AnalysisFailed", "ColumnStats", "Limits", "Workspace", "analyse",
@@ -135,7 +135,10 @@ class Workspace:
             _finish(con, loaded.scan)
             report(0.95, "computing statistics")
             columns = loaded.scan.columns
-            sample = _sample(con, loaded.sample_sql, columns)
+            if loaded.scan.first_rows is not None:  # read already, in file order
+                sample = _sample_of([c.name for c in columns], loaded.scan.first_rows)
+            else:
+                sample = _sample(con, loaded.sample_sql, columns)
             row_count = loaded.scan.row_count
         except duckdb.OutOfMemoryException as exc:
             raise AnalysisFailed(NEEDS_MORE_MEMORY) from exc

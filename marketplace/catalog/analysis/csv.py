@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import pyscan
 from .caps import check_columns, check_csv_header
 from .connection import _Reporter, _run_tracked
 from .errors import _clean_error, _first_invalid_utf8, _first_sentence, _utf8_reason
@@ -74,10 +75,16 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
                 head_is_whole = False
                 if whole:  # small enough to load: every figure is then counted exactly on the table
                     _run_tracked(con, load, report, 0.0, 0.5, "reading")
-            if whole:
+            scan = None
+            if whole and head_is_whole and pyscan.qualifies(layout.columns, rows):
+                try:
+                    scan = pyscan.scan_in_python(con, "data")
+                except pyscan.NotPlain:
+                    scan = None
+            if whole and scan is None:
                 scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
                              message="reading", head_is_whole=head_is_whole)
-            else:
+            elif not whole:
                 # Scanned in place, once; histograms and top values come from blocks of lines.
                 scan = _scan(con, source, rows=rows, report=report, start=0.0, end=0.5,
                              message="reading")
@@ -109,7 +116,9 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
         noun = "row" if rejected == 1 else "rows"
         warnings.append(f"analysed with {at_least}{rejected:,} rejected {noun}: {reason}")
     report(0.5, "computing statistics")
-    if whole:
+    if scan.values is not None:
+        pass  # the Python scan holds its sample's values
+    elif whole:
         _take_sample(con, scan, [("data", "false")], exact=True)
     else:
         _take_csv_blocks(con, scan, path, size, rows, layout, workdir)
@@ -203,7 +212,8 @@ def _sniff_csv(con, path: Path, types: dict[str, str]) -> _Layout:
     guess = _guess_dialect(path)
     if guess is not None:
         delim, quote, escape, width = guess
-        given = f"delim = {_sql_string(delim)}, quote = {_sql_string(quote)}, escape = {_sql_string(escape)}"
+        given = (f"delim = {_sql_string(delim)}, quote = {_sql_string(quote)}, "
+                 f"escape = {_sql_string(escape)}")
         row = con.execute(
             f"SELECT {fields} FROM sniff_csv({source}, {options}, {given}, "
             f"auto_type_candidates = {_DIALECT_TYPES})"
@@ -273,7 +283,8 @@ def _guess_dialect(path: Path) -> tuple[str, str, str, int] | None:
     found = []
     for delim in _GUESS_DELIMITERS:
         try:
-            rows = list(pycsv.reader(lines, delimiter=delim, quotechar='"', doublequote=True, strict=True))
+            rows = list(pycsv.reader(lines, delimiter=delim, quotechar='"', doublequote=True,
+                                     strict=True))
         except pycsv.Error:
             continue
         widths = {len(row) for row in rows if row}

@@ -71,7 +71,8 @@ class _Child:
         # its directory holds the file's decompressed copy and DuckDB's spill files.
         self.directory = tempfile.mkdtemp(prefix="analysis-")
         self.conn, child_end = _context.Pipe()
-        self.process = _context.Process(target=_serve, args=(child_end, limits, self.directory), daemon=True)
+        self.process = _context.Process(target=_serve, args=(child_end, limits, self.directory),
+                                        daemon=True)
         self.process.start()
         child_end.close()
 
@@ -145,7 +146,8 @@ def _serve(conn, limits: Limits, directory: str) -> None:
                 break
             used = resource.getrusage(resource.RUSAGE_SELF)
             spent = int(used.ru_utime + used.ru_stime)  # whole seconds, as the limit counts
-            resource.setrlimit(resource.RLIMIT_CPU, (min(spent + limits.cpu_seconds, cpu_hard), cpu_hard))
+            allowance = min(spent + limits.cpu_seconds, cpu_hard)
+            resource.setrlimit(resource.RLIMIT_CPU, (allowance, cpu_hard))
             more = n + 1 < FILES_PER_CHILD and _size(path) <= ONE_THREAD_MAX_BYTES
             try:
                 analysis = workspace.analyse(
@@ -167,7 +169,7 @@ def _serve(conn, limits: Limits, directory: str) -> None:
         if not more:
             break
         con = _connect()  # the next file's own instance, opened before that file arrives
-    # Its work is sent and its directories removed: no interpreter teardown for the worker to wait on.
+    # Its work is sent and its directories removed: no interpreter teardown to wait on.
     os._exit(0)
 
 

@@ -112,6 +112,19 @@ class _Scan:
     fields: list[tuple[str, str]] = field(default_factory=list)
     sample_rows: int = 0  # rows in the temporary table `sample`
     exact: bool = True  # the sample holds every row: figures counted on it are exact
+    # The sample's columns by name (k<i>, h<i>, t<i>) when the scan ran in Python (pyscan): then
+    # there are no sample tables, and the histograms and top values read these.
+    values: dict[str, list] | None = None
+    first_rows: list[tuple] | None = None  # the Python scan's first SAMPLE_ROWS rows, in order
+
+
+def _sample_columns(con, scan: _Scan, slots: list[_Slot], names: list[str]) -> list[list]:
+    """The sample's values of each of `names` (columns of the slots' sample table, or of
+    scan.values)."""
+    if scan.values is not None:
+        return [scan.values[name] for name in names]
+    rows = con.execute(f"SELECT {', '.join(names)} FROM {slots[0].sample_table}").fetchall()
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in names]
 
 
 def _scan(

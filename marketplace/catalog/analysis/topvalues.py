@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .stats import _by_sample_table, _Scan, _Slot
+from .stats import _by_sample_table, _sample_columns, _Scan, _Slot
 from .values import MAX_TOP_VALUE_TEXT, _shorten
 
 TOP_VALUES = 10  # shown per text column
@@ -32,7 +32,7 @@ def _top_values(con, scan: _Scan) -> None:
     if not slots:
         return
     if scan.exact:
-        for slot, found in zip(slots, _exact_top_values(con, slots)):
+        for slot, found in zip(slots, _exact_top_values(con, scan, slots)):
             slot.col.top_values = [
                 {"value": _shorten(value, MAX_TOP_VALUE_TEXT), "count": n} for value, n in found
             ]
@@ -62,7 +62,7 @@ def _top_values(con, scan: _Scan) -> None:
         slot.col.sampled = slot.col.sampled or bool(top)
 
 
-def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
+def _exact_top_values(con, scan: _Scan, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
     """Each column's most frequent values and their counts in the sample (the whole file).
 
     Up to EXACT_TOP_VALUES_MAX_DISTINCT distinct values a GROUP BY counts them; beyond,
@@ -70,8 +70,9 @@ def _exact_top_values(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
     """
     found: dict[int, list] = {}
     wide = []
-    if slots and _rows(con, slots[0].sample_table) <= COUNT_IN_PYTHON_MAX_ROWS:
-        return _counted_in_python(con, slots)
+    if scan.values is not None or (
+            slots and _rows(con, slots[0].sample_table) <= COUNT_IN_PYTHON_MAX_ROWS):
+        return _counted_in_python(con, scan, slots)
     for slot in slots:
         if slot.col.distinct_count > EXACT_TOP_VALUES_MAX_DISTINCT:
             wide.append(slot)
@@ -111,18 +112,17 @@ def _rows(con, table: str) -> int:
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def _counted_in_python(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
+def _counted_in_python(con, scan: _Scan, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
     """_exact_top_values for a small sample: grouped on the hash as the SQL does, each group shown
     by its least text, ties broken by that text (DuckDB compares text by its UTF-8 bytes, which
     orders as Python's code points do)."""
     found: dict[int, list] = {}
     for group in _by_sample_table(slots):
-        columns = ", ".join(f"h{s.index}, t{s.index}" for s in group)
-        rows = con.execute(f"SELECT {columns} FROM {group[0].sample_table}").fetchall()
+        names = [name for s in group for name in (f"h{s.index}", f"t{s.index}")]
+        columns = _sample_columns(con, scan, group, names)
         for position, slot in enumerate(group):
             counts: dict[int, list] = {}  # hash -> [least text, count]
-            for row in rows:
-                value_hash, text = row[2 * position], row[2 * position + 1]
+            for value_hash, text in zip(columns[2 * position], columns[2 * position + 1]):
                 if value_hash is None:
                     continue
                 entry = counts.get(value_hash)
@@ -131,6 +131,6 @@ def _counted_in_python(con, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
                 else:
                     entry[1] += 1
                     entry[0] = min(entry[0], text)
-            ranked = sorted(((text, count) for text, count in counts.values()), key=lambda p: (-p[1], p[0]))
+            ranked = sorted(map(tuple, counts.values()), key=lambda p: (-p[1], p[0]))
             found[slot.index] = ranked[:TOP_VALUES]
     return [found.get(slot.index, []) for slot in slots]

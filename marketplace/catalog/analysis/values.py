@@ -72,6 +72,11 @@ def _sample(con, sample_sql: str, columns: list[ColumnStats]) -> list[dict]:
         cursor = con.execute(f"SELECT COLUMNS(*)::VARCHAR FROM ({sample_sql})")
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
+    return _sample_of(names, rows)
+
+
+def _sample_of(names: list[str], rows: list[tuple]) -> list[dict]:
+    """Rows as the sample keeps them: JSON-safe values by column name."""
     return [{n: _json_value(v) for n, v in zip(names, row)} for row in rows]
 
 
