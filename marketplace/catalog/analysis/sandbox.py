@@ -124,7 +124,7 @@ def _serve(conn, limits: Limits, directory: str) -> None:
     """The child: set its limits, then analyse the files it is sent, each on a DuckDB instance
     sealed to that file in a directory of its own under `directory`: up to FILES_PER_CHILD small
     files (starting a child costs about 20 ms of CPU, a fresh instance less than half of that),
-    and nothing after a large file or a failure."""
+    and nothing after a large file, a failure, or a peak of a quarter of its address space."""
     from . import ONE_THREAD_MAX_BYTES, Workspace, to_json, warm
     from .connection import _connect
 
@@ -154,6 +154,9 @@ def _serve(conn, limits: Limits, directory: str) -> None:
                     path, fmt,
                     progress=lambda fraction, message: conn.send(("progress", fraction, message)),
                 )
+                # A child that once held much memory leaves its successor a clean address space.
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+                more = more and peak <= address_space // 4
                 conn.send(("done", to_json(analysis), more))
             except AnalysisFailed as failure:
                 conn.send(("failed", failure.reason))
