@@ -1,5 +1,6 @@
 """marketplace.catalog.analysis on real files read by a real DuckDB: what a dataset page shows
 (schema, row count, sample, column statistics) and the states a badly parsing file ends in."""
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -434,6 +435,7 @@ def test_to_json_is_plain_json(tmp_path):
     result = analyse(people_csv(tmp_path), "csv", limits=Limits(threads=1, memory_mb=512))
 
     data = json.loads(json.dumps(to_json(result), allow_nan=False))
+    assert to_json(result) == dataclasses.asdict(result)  # the same shape, without deep copies
     assert data["row_count"] == 1000
     assert data["columns"][0]["name"] == "id"
     assert data["sample"][0] == {"id": 0, "score": None, "city": "Paris", "active": True}

@@ -162,8 +162,13 @@ class Workspace:
 
 
 def to_json(analysis: Analysis) -> dict:
-    """The analysis as plain dicts and lists (every value is already JSON-safe)."""
-    return dataclasses.asdict(analysis)
+    """The analysis as plain dicts and lists (every value is already JSON-safe). Its lists are
+    the analysis's own, not copies: dataclasses.asdict deep-copies every value, which took 24 ms
+    of a 300-column file's analysis."""
+    plain = {f.name: getattr(analysis, f.name) for f in dataclasses.fields(analysis)}
+    plain["columns"] = [{f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+                        for c in analysis.columns]
+    return plain
 
 
 def _finish(con, scan: _Scan) -> None:
