@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+from collections import Counter
+from functools import partial
 import math
 
 from .results import ColumnStats
@@ -73,10 +75,8 @@ def _count_here(con, scan: _Scan, group: list[_Slot], bins_of: dict) -> dict[tup
         present = [v for v in values if v is not None]
         if _float_binned(slot.col):
             present = [float(v) for v in present]
-        counts = [0] * len(bins)
-        for value in present:
-            counts[bisect.bisect_left(ends, value)] += 1
-        found.update(((slot.index, n), count) for n, count in enumerate(counts) if count)
+        counts = Counter(map(partial(bisect.bisect_left, ends), present))
+        found.update(((slot.index, n), count) for n, count in counts.items())
     return found
 
 

@@ -29,7 +29,9 @@ PYSCAN_MAX_VALUES = 300_000
 PLAIN_TYPES = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "DATE",
                "TIMESTAMP", "VARCHAR"}
 
-_EPOCH_DATE = dt.date(1970, 1, 1)
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_MAX_DAYS = dt.date.max.toordinal() - _EPOCH_ORDINAL
+_MIN_DAYS = dt.date.min.toordinal() - _EPOCH_ORDINAL
 _EPOCH = dt.datetime(1970, 1, 1)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -99,16 +101,14 @@ def _column(rows, i: int, kind: str) -> list:
     if kind == "float":
         return [v if v is not None and math.isfinite(v) else None for v in (row[i] for row in rows)]
     if kind == "date":
-        return [None if row[i] is None else _days(row[i]) for row in rows]
+        days = [None if row[i] is None else row[i].toordinal() - _EPOCH_ORDINAL for row in rows]
+        present = [d for d in days if d is not None]
+        if present and (max(present) >= _MAX_DAYS or min(present) <= _MIN_DAYS):
+            raise NotPlain()  # how an infinite DuckDB date may come back
+        return days
     if kind == "timestamp":
         return [None if row[i] is None else _microseconds(row[i]) for row in rows]
     return [row[i] for row in rows]
-
-
-def _days(value: dt.date) -> int:
-    if value in (dt.date.max, dt.date.min):  # how an infinite DuckDB date may come back
-        raise NotPlain()
-    return (value - _EPOCH_DATE).days
 
 
 def _microseconds(value: dt.datetime) -> int:
