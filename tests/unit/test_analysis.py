@@ -372,7 +372,8 @@ def test_a_small_table_scanned_in_python_has_the_sql_scans_figures(tmp_path, mon
     ]
     path = write(tmp_path, "mixed.csv", "\n".join(lines) + "\n")
     scans = []
-    monkeypatch.setattr(pyscan, "scan_in_python", lambda *a, _scan=pyscan.scan_in_python: scans.append(1) or _scan(*a))
+    original = pyscan.scan_in_python
+    monkeypatch.setattr(pyscan, "scan_in_python", lambda *a: scans.append(1) or original(*a))
     in_python = to_json(analyse(path, "csv"))
     assert scans, "the table was scanned in Python"
     monkeypatch.setattr(pyscan, "PYSCAN_MAX_ROWS", 0)
@@ -469,3 +470,16 @@ def test_a_quoted_delimiter_after_the_guessed_lines_is_read_as_one_field(tmp_pat
     result = analyse(write(tmp_path, "late.csv", "\n".join(lines) + "\n"), "csv")
     assert result.row_count == 8001 and result.rejected_rows == 0
     assert [c.name for c in result.columns] == ["id", "label"]
+
+
+@pytest.mark.parametrize("message", [
+    "", "  \n", "std::bad_alloc", "Out of Memory Error: failed to allocate data of size 4.0 MiB",
+])
+def test_an_allocation_refused_within_the_limit_reads_as_the_memory_reason(tmp_path, message):
+    """Out of address space, DuckDB may raise an error whose message is empty (building it
+    needed memory too) or names the allocation: the publisher reads the memory reason, not
+    "it could not be parsed"."""
+    from marketplace.catalog.analysis.errors import _clean_error
+    from marketplace.catalog.analysis.results import NEEDS_MORE_MEMORY
+
+    assert _clean_error(message, tmp_path / "data.csv") == NEEDS_MORE_MEMORY

@@ -7,7 +7,10 @@ import json
 import re
 from pathlib import Path
 
+from .results import NEEDS_MORE_MEMORY
 from .values import _shorten
+
+_ALLOCATION_FAILED = re.compile(r"bad_alloc|Out of Memory|failed to allocate|could not allocate", re.I)
 
 def _utf8_reason(path: Path, *, start: int = 0, line: int | None = None) -> str:
     """Where the first byte that is not UTF-8 is, at or after byte `start` of the file."""
@@ -83,6 +86,10 @@ def _clean_error(message: str, path: Path, *, fatal: bool = True) -> str:
     """
     message = message.replace(str(path), "the file")
     lines = [line.strip() for line in message.splitlines()]
+    if _ALLOCATION_FAILED.search(message) or not message.strip():
+        # An allocation refused within the child's address space; its message may be lost too,
+        # when building it needed memory.
+        return NEEDS_MORE_MEMORY
     if "not utf-8 encoded" in message or "invalid UTF-8" in message or "Invalid unicode" in message:
         # Where exactly, from the file itself: DuckDB's JSON reader reports lines one late.
         offset = _first_invalid_utf8(path, 0)
