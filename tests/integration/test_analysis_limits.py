@@ -184,6 +184,23 @@ def test_a_child_takes_several_small_files_and_a_failure_ends_it(tmp_path):
     assert analyse_in_child(_small_csv(tmp_path), "csv", limits=limits)["row_count"] == 3
 
 
+def test_a_file_large_once_decompressed_ends_its_child(tmp_path):
+    """A gzip file small on disk but over the small-file size once decompressed is a large file:
+    its child takes no further file."""
+    from marketplace.catalog.analysis import ONE_THREAD_MAX_BYTES, sandbox
+
+    limits = Limits(cpu_seconds=598)  # children of this test only
+    analyse_in_child(_small_csv(tmp_path), "csv", limits=limits)
+    server = sandbox._ready.child.result().process.pid  # the child that takes the next file
+    rows = ONE_THREAD_MAX_BYTES // 10  # about 17 bytes a line: over 6 MB decompressed
+    packed = tmp_path / "packed.csv"
+    packed.write_bytes(gzip.compress(b"n,label\n" + b"".join(b"%d,same text\n" % i for i in range(rows))))
+    assert packed.stat().st_size < ONE_THREAD_MAX_BYTES
+    assert analyse_in_child(packed, "csv", limits=limits)["row_count"] == rows
+    assert wait_until(lambda: sandbox._ready.child.done())
+    assert sandbox._ready.child.result().process.pid != server
+
+
 def _children() -> list[int]:
     """This process's analysis children (the fork server's children)."""
     import multiprocessing

@@ -387,6 +387,14 @@ def test_a_small_table_scanned_in_python_has_the_sql_scans_figures(tmp_path, mon
     assert x.type == "float" and x.histogram and x.distinct_count == in_sql["columns"][1]["distinct_count"]
 
 
+@pytest.mark.parametrize("value", ["10000-01-01", "0000-01-01", "10000-01-01 00:00:00"])
+def test_a_date_python_cannot_hold_is_analysed_by_the_sql_scan(tmp_path, value):
+    result = analyse(write(tmp_path, "far.csv", f"a,b\n{value},1\n2000-01-01,2\n"), "csv")
+    a = column(result, "a")
+    assert result.row_count == 2 and a.type in ("date", "timestamp")
+    assert "2000-01-01" in (a.min or "") + (a.max or "")  # the year Python holds is in the range
+
+
 def test_a_table_python_cannot_hold_goes_through_the_sql_scan(tmp_path):
     from marketplace.catalog.analysis import pyscan
 
@@ -455,6 +463,9 @@ def test_unknown_format_is_a_programming_error(tmp_path):
     ('a,b\n1,"x\\"y"\n', None),  # backslash escapes
     ('a,b\n1,5" screen\n', None),  # a quote inside an unquoted field
     ("only\none\n", None),  # one column
+    ("id,price\n'1','9.5'\n'2','3.5'\n", None),  # single quotes: DuckDB may quote with them
+    ("name,n\nO'Brien,1\nD'Arcy,2\n", (",", '"', '"', 2)),  # an apostrophe inside a field
+    ("a;b,c;d\n" + "1;2,5;3\n" * 50 + "1;2,5;3;4\n", None),  # ";" fits all lines but one
     (b"a,b\n\xe9,1\n", None),  # not UTF-8
 ])
 def test_a_plain_csv_dialect_is_guessed_only_when_safe(tmp_path, content, expected):

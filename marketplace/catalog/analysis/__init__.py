@@ -95,6 +95,7 @@ class Workspace:
         self.spill_dir.mkdir()
         self.con = con or _connect()
         self.limits = limits
+        self.data_bytes = 0  # the file as DuckDB reads it (decompressed), once analyse has it
         _configure(self.con, limits, self.spill_dir)
 
     def close(self) -> None:
@@ -124,7 +125,8 @@ class Workspace:
             gunzip_capped(Path(path), data)
         else:
             data.symlink_to(Path(path).resolve())
-        if data.stat().st_size > ONE_THREAD_MAX_BYTES:
+        self.data_bytes = data.stat().st_size
+        if self.data_bytes > ONE_THREAD_MAX_BYTES:
             # A small file keeps one thread: its queries take milliseconds, and one thread spends
             # none handing work to others (the worker's other threads have their own children).
             self.con.execute(f"SET threads = {self.limits.threads or os.cpu_count() or 1}")

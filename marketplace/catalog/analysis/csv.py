@@ -79,8 +79,8 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
             if whole and head_is_whole and pyscan.qualifies(layout.columns, rows):
                 try:
                     scan = pyscan.scan_in_python(con, "data")
-                except pyscan.NotPlain:
-                    scan = None
+                except (pyscan.NotPlain, TypeError, AttributeError, ValueError, OverflowError):
+                    scan = None  # a value only the SQL scan handles
             if whole and scan is None:
                 scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
                              message="reading", head_is_whole=head_is_whole)
@@ -264,8 +264,10 @@ def _guess_dialect(path: Path) -> tuple[str, str, str, int] | None:
     the guess is safe, and DuckDB's sniffer then decides.
 
     Safe means: UTF-8 text with a header line, exactly one candidate delimiter that gives every
-    line the same number of fields (at least two), and quotes, if any, only as RFC 4180 has them
-    (a double quote opens a field and is doubled inside it; nothing backslash-escaped). The caller
+    line the same number of fields (at least two) and no other that gives nearly every line one
+    (DuckDB's sniffer may read a ragged line past it), no field that opens with a single quote
+    (DuckDB may take ' for the quote), and double quotes, if any, only as RFC 4180 has them (a
+    double quote opens a field and is doubled inside it; nothing backslash-escaped). The caller
     checks that DuckDB, given the guess, finds as many columns, a header and no lines to skip.
     """
     with open(path, "rb") as f:
@@ -277,22 +279,27 @@ def _guess_dialect(path: Path) -> tuple[str, str, str, int] | None:
     except UnicodeDecodeError:
         return None
     lines = text.splitlines(keepends=True)[:GUESS_LINES]
-    if len(lines) < 2 or "\\" in text or "'" in lines[0] or "\x00" in text:
+    if len(lines) < 2 or "\\" in text or "\x00" in text:
         return None
     quoted = '"' in text
-    found = []
+    found, nearly = [], []
     for delim in _GUESS_DELIMITERS:
         try:
-            rows = list(pycsv.reader(lines, delimiter=delim, quotechar='"', doublequote=True,
-                                     strict=True))
+            rows = [row for row in pycsv.reader(lines, delimiter=delim, quotechar='"',
+                                                doublequote=True, strict=True) if row]
         except pycsv.Error:
             continue
-        widths = {len(row) for row in rows if row}
-        if len(widths) == 1 and min(widths) > 1:
-            found.append((delim, min(widths)))
-    if len(found) != 1:
+        widths = [len(row) for row in rows]
+        most = max(set(widths), key=widths.count)
+        if most > 1 and widths.count(most) == len(widths):
+            found.append((delim, most, rows))
+        elif most > 1 and widths.count(most) >= 0.9 * len(widths):
+            nearly.append(delim)
+    if len(found) != 1 or nearly:
         return None
-    delim, width = found[0]
+    delim, width, rows = found[0]
+    if any(field.startswith("'") for row in rows for field in row):
+        return None
     if quoted and not _quotes_are_rfc4180(lines, delim):
         return None
     # RFC 4180's quote and escape even when the first lines quote nothing: a later line may.

@@ -101,6 +101,8 @@ def _column(rows, i: int, kind: str) -> list:
     if kind == "float":
         return [v if v is not None and math.isfinite(v) else None for v in (row[i] for row in rows)]
     if kind == "date":
+        if any(row[i] is not None and type(row[i]) is not dt.date for row in rows):
+            raise NotPlain()  # a date Python cannot hold (year 0, or after 9999) comes as text
         days = [None if row[i] is None else row[i].toordinal() - _EPOCH_ORDINAL for row in rows]
         present = [d for d in days if d is not None]
         if present and (max(present) >= _MAX_DAYS or min(present) <= _MIN_DAYS):
@@ -112,6 +114,6 @@ def _column(rows, i: int, kind: str) -> list:
 
 
 def _microseconds(value: dt.datetime) -> int:
-    if value in (dt.datetime.max, dt.datetime.min) or value.tzinfo is not None:
-        raise NotPlain()
+    if type(value) is not dt.datetime or value in (dt.datetime.max, dt.datetime.min) or value.tzinfo:
+        raise NotPlain()  # text for a time Python cannot hold, or an infinite or zoned one
     return (value - _EPOCH) // _MICROSECOND

@@ -15,6 +15,7 @@ becomes a failure with the reason, never a hung or dead worker.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import resource
@@ -29,6 +30,7 @@ from pathlib import Path
 from .connection import Limits, Progress
 from .results import NEEDS_MORE_MEMORY, AnalysisFailed
 
+logger = logging.getLogger(__name__)
 _context = multiprocessing.get_context("forkserver")
 # The main module too, so that children find it imported instead of running it again each; and
 # a DuckDB instance opened once (warm), which each child uses for its one file.
@@ -36,8 +38,11 @@ _context.set_forkserver_preload(["__main__", __name__, f"{__package__}.warm"])
 _ready = threading.local()  # this thread's next child (a Future of it)
 # Ends used children and starts their successors off the worker's threads.
 _replacer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-children")
-# Small files one child analyses in turn (see _serve).
+# Small files one child analyses in turn (see _serve), and what it may spend between two: seconds
+# of CPU time (closing one DuckDB instance, opening the next) and of waiting for it to say so.
 FILES_PER_CHILD = 20
+BETWEEN_FILES_CPU_SECONDS = 5
+READY_SECONDS = 10
 
 
 def analyse_in_child(
@@ -57,7 +62,9 @@ def analyse_in_child(
 
 
 def _replace(used: _Child, limits: Limits) -> _Child:
-    if used.takes_more:
+    """The thread's next child: `used` once it says it is ready for another file (a child that
+    dies before then is replaced, and nothing is blamed on a file it never got), else a new one."""
+    if used.takes_more and used.ready():
         return used
     used.stop()
     return _Child(limits)
@@ -101,6 +108,13 @@ class _Child:
             self.process.join()
             raise AnalysisFailed(self._death()) from None
 
+    def ready(self) -> bool:
+        """Whether the child, having said it takes another file, has set up for it."""
+        try:
+            return self.conn.poll(READY_SECONDS) and self.conn.recv() == ("ready",)
+        except (EOFError, OSError):
+            return False
+
     def _death(self) -> str:
         code = self.process.exitcode
         if code == -signal.SIGXCPU:
@@ -140,35 +154,38 @@ def _serve(conn, limits: Limits, directory: str) -> None:
         place = Path(directory) / str(n)
         place.mkdir()
         with Workspace(limits, con=con, directory=place) as workspace:
+            if n:
+                conn.send(("ready",))
             try:
                 path, fmt = conn.recv()
             except EOFError:  # never used: the worker stopped
                 break
-            used = resource.getrusage(resource.RUSAGE_SELF)
-            spent = int(used.ru_utime + used.ru_stime)  # whole seconds, as the limit counts
-            allowance = min(spent + limits.cpu_seconds, cpu_hard)
-            resource.setrlimit(resource.RLIMIT_CPU, (allowance, cpu_hard))
-            more = n + 1 < FILES_PER_CHILD and _size(path) <= ONE_THREAD_MAX_BYTES
+            _allow_cpu(limits.cpu_seconds, cpu_hard)
+            more = False
             try:
                 analysis = workspace.analyse(
                     path, fmt,
                     progress=lambda fraction, message: conn.send(("progress", fraction, message)),
                 )
-                # A child that once held much memory leaves its successor a clean address space.
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-                more = more and peak <= address_space // 4
+                # Only after a small file (its bytes as DuckDB read them, decompressed) and a
+                # modest peak: a child that once held much memory leaves a clean address space
+                # to its successor.
+                more = (n + 1 < FILES_PER_CHILD and workspace.data_bytes <= ONE_THREAD_MAX_BYTES
+                        and _address_space_peak() <= address_space // 4)
                 conn.send(("done", to_json(analysis), more))
             except AnalysisFailed as failure:
                 conn.send(("failed", failure.reason))
-                more = False
             except MemoryError:
                 conn.send(("failed", NEEDS_MORE_MEMORY))
-                more = False
             except RuntimeError as exc:
                 if "can't start new thread" not in str(exc):  # no address space left for its stack
                     raise
                 conn.send(("failed", NEEDS_MORE_MEMORY))
-                more = False
+            except Exception:
+                logger.exception("analysis of %s failed unexpectedly", path)
+                conn.send(("failed", "The analysis failed unexpectedly; the server's log says why."))
+            if more:
+                _allow_cpu(BETWEEN_FILES_CPU_SECONDS, cpu_hard)  # this file's allowance ends here
         if not more:
             break
         con = _connect()  # the next file's own instance, opened before that file arrives
@@ -176,8 +193,21 @@ def _serve(conn, limits: Limits, directory: str) -> None:
     os._exit(0)
 
 
-def _size(path: str) -> int:
+def _allow_cpu(seconds: int, hard: int) -> None:
+    """SIGXCPU once this process has used `seconds` more CPU time than now (whole seconds, as
+    the limit counts), at most `hard`."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = int(used.ru_utime + used.ru_stime)
+    resource.setrlimit(resource.RLIMIT_CPU, (min(spent + seconds, hard), hard))
+
+
+def _address_space_peak() -> int:
+    """This process's peak address space in bytes (VmPeak); its limit if unknown."""
     try:
-        return os.stat(path).st_size
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
     except OSError:
-        return 0
+        pass
+    return 1 << 62
