@@ -284,6 +284,8 @@ def _guess_dialect(path: Path) -> tuple[str, str, str, int] | None:
     quoted = '"' in text
     found, nearly = [], []
     for delim in _GUESS_DELIMITERS:
+        if delim not in lines[0]:
+            continue  # the header has one field on it: no candidate
         try:
             rows = [row for row in pycsv.reader(lines, delimiter=delim, quotechar='"',
                                                 doublequote=True, strict=True) if row]
@@ -298,7 +300,7 @@ def _guess_dialect(path: Path) -> tuple[str, str, str, int] | None:
     if len(found) != 1 or nearly:
         return None
     delim, width, rows = found[0]
-    if any(field.startswith("'") for row in rows for field in row):
+    if "'" in text and any(field.startswith("'") for row in rows for field in row):
         return None
     if quoted and not _quotes_are_rfc4180(lines, delim):
         return None

@@ -76,8 +76,16 @@ def _sample(con, sample_sql: str, columns: list[ColumnStats]) -> list[dict]:
 
 
 def _sample_of(names: list[str], rows: list[tuple]) -> list[dict]:
-    """Rows as the sample keeps them: JSON-safe values by column name."""
-    return [{n: _json_value(v) for n, v in zip(names, row)} for row in rows]
+    """Rows as the sample keeps them: JSON-safe values by column name (integers, booleans, nulls
+    and short text as they are, without a call for each)."""
+    return [
+        {n: v if type(v) in _AS_THEY_ARE or (type(v) is str and len(v) <= MAX_SAMPLE_TEXT)
+         else _json_value(v) for n, v in zip(names, row)}
+        for row in rows
+    ]
+
+
+_AS_THEY_ARE = {int, bool, type(None)}
 
 
 def _finite(value) -> float | None:
