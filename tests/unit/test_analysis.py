@@ -372,8 +372,8 @@ def test_a_small_table_scanned_in_python_has_the_sql_scans_figures(tmp_path, mon
     ]
     path = write(tmp_path, "mixed.csv", "\n".join(lines) + "\n")
     scans = []
-    original = pyscan.scan_in_python
-    monkeypatch.setattr(pyscan, "scan_in_python", lambda *a: scans.append(1) or original(*a))
+    original = pyscan.scan_rows
+    monkeypatch.setattr(pyscan, "scan_rows", lambda *a: scans.append(1) or original(*a))
     in_python = to_json(analyse(path, "csv"))
     assert scans, "the table was scanned in Python"
     monkeypatch.setattr(pyscan, "PYSCAN_MAX_ROWS", 0)
@@ -399,9 +399,9 @@ def test_a_table_python_cannot_hold_goes_through_the_sql_scan(tmp_path):
     from marketplace.catalog.analysis import pyscan
 
     con = duckdb.connect()
-    con.execute("CREATE TABLE t AS SELECT 'infinity'::DATE AS d UNION ALL SELECT DATE '2020-01-01'")
+    rows = con.execute("SELECT 'infinity'::DATE UNION ALL SELECT DATE '2020-01-01'").fetchall()
     with pytest.raises(pyscan.NotPlain):
-        pyscan.scan_in_python(con, "t")
+        pyscan.scan_rows(rows, [("d", "DATE")])
     result = analyse(write(tmp_path, "inf.csv", "d\ninfinity\n2020-01-01\n"), "csv")
     assert result.row_count == 2
 

@@ -15,9 +15,9 @@ blocks spread over a CSV file (collecting sampled rows inside the scan doubled i
 reservoir sampling of a table or Parquet file. Those counts are estimates scaled to the column's
 exact number of values, and the column says so (`sampled`). A file small enough to be its own
 sample (STATS_SAMPLE_CELLS values, STATS_SAMPLE_BYTES) is loaded into a table and every figure of
-it is exact; one of at most a thousand rows is then counted in Python (pyscan.py), where DuckDB
-would spend more on planning its queries than on the rows. The first rows, read before the scan, give the schema, the rows shown on the page and
-the plan of the scan.
+it is exact; a CSV file of at most a thousand rows is read straight into Python and counted there
+(pyscan.py), where DuckDB would spend more on planning its queries than on the rows. The first
+rows, read before the scan, give the schema, the rows shown on the page and the plan of the scan.
 
 A CSV file is sniffed once, and every read of it takes the sniffed layout as explicit options. It
 is read leniently from the start (`store_rejects=true`, which keeps DuckDB's parallel reader): a

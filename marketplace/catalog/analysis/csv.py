@@ -54,7 +54,25 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
             source = _csv_source(path, layout, errors, scans)
             load = f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}"
             width = len(layout.columns)
-            if size <= _sample_budget(1):
+            scan = None
+            if size <= _sample_budget(1) and pyscan.qualifies(
+                    layout.columns, path.read_bytes().count(layout.newline) - 1):
+                # At most PYSCAN_MAX_ROWS lines of plain types: read straight into Python and
+                # scanned there (no table: making one cost as much as reading the file).
+                whole = head_is_whole = True
+                try:
+                    scan = pyscan.scan_rows(con.execute(f"SELECT * FROM {source}").fetchall(),
+                                            layout.columns)
+                    rows = scan.row_count
+                except (pyscan.NotPlain, TypeError, AttributeError, ValueError, OverflowError):
+                    # A value only the SQL scan handles: loaded as any other, its rejects
+                    # recorded afresh.
+                    errors, scans = f"csv_errors_{attempt}_sql", f"csv_scans_{attempt}_sql"
+                    source = _csv_source(path, layout, errors, scans)
+                    load = f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}"
+            if scan is not None:
+                pass  # read and scanned
+            elif size <= _sample_budget(1):
                 # A file holds no more values than bytes: this one is its own sample. Loaded once,
                 # and every row is its first rows.
                 whole = head_is_whole = True
@@ -75,16 +93,12 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
                 head_is_whole = False
                 if whole:  # small enough to load: every figure is then counted exactly on the table
                     _run_tracked(con, load, report, 0.0, 0.5, "reading")
-            scan = None
-            if whole and head_is_whole and pyscan.qualifies(layout.columns, rows):
-                try:
-                    scan = pyscan.scan_in_python(con, "data")
-                except (pyscan.NotPlain, TypeError, AttributeError, ValueError, OverflowError):
-                    scan = None  # a value only the SQL scan handles
-            if whole and scan is None:
+            if scan is not None:
+                pass
+            elif whole:
                 scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
                              message="reading", head_is_whole=head_is_whole)
-            elif not whole:
+            else:
                 # Scanned in place, once; histograms and top values come from blocks of lines.
                 scan = _scan(con, source, rows=rows, report=report, start=0.0, end=0.5,
                              message="reading")
@@ -215,7 +229,8 @@ def _sniff_csv(con, path: Path, types: dict[str, str]) -> _Layout:
         delim, quote, escape, width = guess
         given = (f"delim = {_sql_string(delim)}, quote = {_sql_string(quote)}, "
                  f"escape = {_sql_string(escape)}")
-        row = con.execute(f"SELECT {fields} FROM sniff_csv({source}, {options}, {given})").fetchone()
+        row = con.execute(
+            f"SELECT {fields} FROM sniff_csv({source}, {options}, {given})").fetchone()
         every_type = True
         if len(row[7]) != width or row[5] or not row[6]:
             # DuckDB reads it otherwise (lines to skip, no header): let it sniff all

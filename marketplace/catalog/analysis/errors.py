@@ -10,7 +10,8 @@ from pathlib import Path
 from .results import NEEDS_MORE_MEMORY
 from .values import _shorten
 
-_ALLOCATION_FAILED = re.compile(r"bad_alloc|Out of Memory|failed to allocate|could not allocate", re.I)
+_ALLOCATION_FAILED = re.compile(
+    r"bad_alloc|Out of Memory|failed to allocate|could not allocate", re.I)
 
 def _utf8_reason(path: Path, *, start: int = 0, line: int | None = None) -> str:
     """Where the first byte that is not UTF-8 is, at or after byte `start` of the file."""

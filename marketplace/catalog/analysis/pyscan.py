@@ -46,15 +46,12 @@ def qualifies(columns: list[tuple[str, str]], rows: int) -> bool:
         kind in PLAIN_TYPES or kind.startswith("DECIMAL(") for _, kind in columns)
 
 
-def scan_in_python(con, table: str) -> _Scan:
-    """The scan of the whole `table`, with its sample values; raises NotPlain."""
-    described = con.execute(f"DESCRIBE {table}").fetchall()
-    if not qualifies([(name, kind) for name, kind, *_ in described], 0):
-        raise NotPlain()
-    rows = con.execute(f"SELECT * FROM {table}").fetchall()
+def scan_rows(rows: list[tuple], described: list[tuple[str, str]]) -> _Scan:
+    """The scan of `rows`, whose columns are `described` as (name, DuckDB type); raises
+    NotPlain."""
     row_count = len(rows)
     columns, slots, values = [], [], {}
-    for i, (name, duckdb_type, *_) in enumerate(described):
+    for i, (name, duckdb_type) in enumerate(described):
         col = ColumnStats(name=name, type=_kind(duckdb_type), duckdb_type=duckdb_type,
                           null_count=0, distinct_count=0)
         slot = _Slot(col=col, index=i, exact_distinct=True)
@@ -114,6 +111,7 @@ def _column(rows, i: int, kind: str) -> list:
 
 
 def _microseconds(value: dt.datetime) -> int:
-    if type(value) is not dt.datetime or value in (dt.datetime.max, dt.datetime.min) or value.tzinfo:
+    if (type(value) is not dt.datetime or value in (dt.datetime.max, dt.datetime.min)
+            or value.tzinfo):
         raise NotPlain()  # text for a time Python cannot hold, or an infinite or zoned one
     return (value - _EPOCH) // _MICROSECOND

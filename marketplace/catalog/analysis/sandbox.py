@@ -183,7 +183,8 @@ def _serve(conn, limits: Limits, directory: str) -> None:
                 conn.send(("failed", NEEDS_MORE_MEMORY))
             except Exception:
                 logger.exception("analysis of %s failed unexpectedly", path)
-                conn.send(("failed", "The analysis failed unexpectedly; the server's log says why."))
+                conn.send(("failed", "The analysis failed unexpectedly; the server's log "
+                                     "says why."))
             if more:
                 _allow_cpu(BETWEEN_FILES_CPU_SECONDS, cpu_hard)  # this file's allowance ends here
         if not more:
