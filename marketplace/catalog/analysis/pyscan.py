@@ -1,5 +1,5 @@
-"""The scan of a small table in Python: every figure _scan computes in SQL, from one read of the
-rows.
+"""The scan of a small CSV file in Python: every figure _scan computes in SQL, from its rows read
+straight out of read_csv (csv.py), with no table.
 
 A query over a few hundred columns costs DuckDB milliseconds of planning however few its rows
 (a 100-row, 300-column CSV file spent 54 ms in the scan's and the sample's queries); counting a
