@@ -21,3 +21,20 @@ def make_public(version: DatasetVersion, *, chain_id: int = 31337) -> DatasetVer
         status=Dataset.Status.LISTED, published_at=version.dataset.published_at or timezone.now())
     version.refresh_from_db()
     return version
+
+
+def decide_every_open_revision(dataset: Dataset, *, decision: str, moderator) -> list:
+    """The same decision on every open revision of `dataset`, details first (people decide on
+    the revisions they were shown)."""
+    from marketplace.catalog import revisions
+    from marketplace.catalog.models import DatasetRevision
+
+    results = []
+    order = {"details": 0, "version": 1, "preview": 2}
+    for revision in sorted(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN),
+                           key=lambda r: (order[r.kind], r.created_at, r.pk)):
+        try:
+            results.append(revisions.decide(revision, decision=decision, moderator=moderator))
+        except revisions.StaleDecision:
+            continue  # decided along with an earlier one (a rejected submission takes its versions)
+    return results

@@ -403,20 +403,6 @@ def _reject(dataset, revision, moderator, reason, result):
         result.queued = services.reject([dataset], moderator=moderator).queued
 
 
-def decide_dataset(dataset: Dataset, *, decision: str, moderator, reason: str = "") -> list[DecisionResult]:
-    """The same decision on every open revision of `dataset`, details first, for tests. People
-    decide on revisions they were shown (the admin's confirmation page, the moderation API)."""
-    results = []
-    order = {Kind.DETAILS: 0, Kind.VERSION: 1, Kind.PREVIEW: 2}
-    for revision in sorted(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN),
-                           key=lambda r: (order[r.kind], r.created_at, r.pk)):
-        try:
-            results.append(decide(revision, decision=decision, moderator=moderator, reason=reason))
-        except StaleDecision:
-            continue  # decided along with an earlier one (a rejected submission takes its versions)
-    return results
-
-
 def close_for_chain_reset(chain_id: int) -> int:
     """The chain was reset: open version revisions name listings that no longer exist."""
     closed = 0

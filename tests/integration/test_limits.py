@@ -215,13 +215,18 @@ def test_a_client_cannot_escape_its_limit_with_x_forwarded_for(client, db, setti
     assert codes == [201, 201, 429]
 
 
+def nonce_from(client, peer, forwarded):
+    """The status of a nonce request that reaches the server from `peer` with X-Forwarded-For."""
+    return client.post("/api/v1/auth/nonce", content_type="application/json", REMOTE_ADDR=peer,
+                       HTTP_X_FORWARDED_FOR=forwarded).status_code
+
+
 def test_behind_a_trusted_proxy_its_entry_names_the_client(client, db, settings):
     settings.TRUSTED_PROXIES = 1
     limit(settings, "nonce", ip="2/minute")
 
     def nonce(forwarded):
-        return client.post("/api/v1/auth/nonce", content_type="application/json", REMOTE_ADDR="10.0.0.2",
-                           HTTP_X_FORWARDED_FOR=forwarded).status_code
+        return nonce_from(client, "10.0.0.2", forwarded)
 
     # What the client wrote left of the proxy's entry changes nothing.
     assert [nonce(f"198.51.100.{i}, 203.0.113.5") for i in range(3)] == [201, 201, 429]
@@ -234,8 +239,7 @@ def test_a_direct_client_cannot_escape_its_limit_with_x_forwarded_for_behind_pro
     limit(settings, "nonce", ip="2/minute")
 
     def nonce(forwarded):
-        return client.post("/api/v1/auth/nonce", content_type="application/json", REMOTE_ADDR="203.0.113.50",
-                           HTTP_X_FORWARDED_FOR=forwarded).status_code
+        return nonce_from(client, "203.0.113.50", forwarded)
 
     assert [nonce(f"198.51.100.{i}") for i in range(3)] == [201, 201, 429]
 

@@ -7,7 +7,6 @@ import pytest
 
 from marketplace.accounts.models import User
 from marketplace.accounts.services import wallet_user
-from marketplace.catalog import revisions
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.models import Dataset, Listing, ListingUpdate, SearchChange
 from marketplace.catalog.search import SearchQuery
@@ -16,6 +15,7 @@ from marketplace.chain.constants import max_price
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.services import deploy_contract
 from tests.conftest import DEV_KEYS
+from tests.factories import decide_every_open_revision
 from tests.integration.test_listing import (  # noqa: F401  (fixtures)
     PRICE, PUBLISHER, STRANGER, create_listing, listed_version, make_version, publisher, publisher_client,
 )
@@ -262,7 +262,7 @@ def test_search_sees_the_mirrored_price_after_a_sync_pass(chain, publisher_clien
     settings.SEARCH_INDEX_DIR = tmp_path / "search"
     version = listed_version(chain, publisher_client)
     moderator = wallet_user("0x" + "aa" * 20)
-    revisions.decide_dataset(version.dataset, decision="approve", moderator=moderator)
+    decide_every_open_revision(version.dataset, decision="approve", moderator=moderator)
     sender.send_operator_actions()
     assert Dataset.objects.get().status == Dataset.Status.LISTED
     sync = SearchSync()

@@ -46,20 +46,20 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
     check_csv_header(path)
     types: dict[str, str] = {}
     retype_notes: dict[str, str] = {}
+    # A file small enough to be its own sample, whose lines tell whether pyscan may read it.
+    small = path.read_bytes() if size <= _sample_budget(1) else None
     for attempt in range(CSV_RETYPE_ATTEMPTS + 1):
         errors, scans = f"csv_errors_{attempt}", f"csv_scans_{attempt}"
         try:
             layout = _sniff_csv(con, path, types)
             check_columns(len(layout.columns))
             source = _csv_source(path, layout, errors, scans)
-            load = f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}"
-            width = len(layout.columns)
             scan = None
-            if size <= _sample_budget(1) and pyscan.qualifies(
-                    layout.columns, path.read_bytes().count(layout.newline) - 1):
+            if small is not None and pyscan.qualifies(layout.columns,
+                                                      small.count(layout.newline) - 1):
                 # At most PYSCAN_MAX_ROWS lines of plain types: read straight into Python and
                 # scanned there (no table: making one cost as much as reading the file).
-                whole = head_is_whole = True
+                whole = True
                 try:
                     scan = pyscan.scan_rows(con.execute(f"SELECT * FROM {source}").fetchall(),
                                             layout.columns)
@@ -69,39 +69,8 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
                     # recorded afresh.
                     errors, scans = f"csv_errors_{attempt}_sql", f"csv_scans_{attempt}_sql"
                     source = _csv_source(path, layout, errors, scans)
-                    load = f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}"
-            if scan is not None:
-                pass  # read and scanned
-            elif size <= _sample_budget(1):
-                # A file holds no more values than bytes: this one is its own sample. Loaded once,
-                # and every row is its first rows.
-                whole = head_is_whole = True
-                _run_tracked(con, load, report, 0.0, 0.5, "reading")
-                con.execute("CREATE OR REPLACE TEMP VIEW head AS SELECT * FROM data")
-                rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
-            else:
-                # The first rows' own rejects go to throwaway tables.
-                head_source = _csv_source(
-                    path, layout, f"head_errors_{attempt}", f"head_scans_{attempt}"
-                )
-                head_rows, limit = _make_head(con, f"SELECT * FROM {head_source}", width=width)
-                # The first rows were the whole file, or else its size tells roughly how many
-                # there are.
-                rows = (head_rows if head_rows < limit
-                        else _estimate_lines(path, size, layout.newline))
-                whole = rows <= _sample_budget(width) and size <= STATS_SAMPLE_BYTES
-                head_is_whole = False
-                if whole:  # small enough to load: every figure is then counted exactly on the table
-                    _run_tracked(con, load, report, 0.0, 0.5, "reading")
-            if scan is not None:
-                pass
-            elif whole:
-                scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
-                             message="reading", head_is_whole=head_is_whole)
-            else:
-                # Scanned in place, once; histograms and top values come from blocks of lines.
-                scan = _scan(con, source, rows=rows, report=report, start=0.0, end=0.5,
-                             message="reading")
+            if scan is None:
+                scan, rows, whole = _scan_csv(con, path, layout, source, size, attempt, report)
         except duckdb.Error as exc:
             if isinstance(exc, duckdb.OutOfMemoryException):
                 raise
@@ -142,6 +111,37 @@ def _load_csv(con, path: Path, report: _Reporter, workdir: Path) -> _Loaded:
         rejected_rows=rejected,
         warnings=warnings,
     )
+
+
+def _scan_csv(con, path: Path, layout: _Layout, source: str, size: int, attempt: int,
+              report: _Reporter) -> tuple[_Scan, int, bool]:
+    """The SQL scan of a CSV file read through `source`: (scan, rows, whether it holds every row,
+    as the temporary table `data`)."""
+    width = len(layout.columns)
+    load = f"CREATE OR REPLACE TEMP TABLE data AS SELECT * FROM {source}"
+    if size <= _sample_budget(1):
+        # A file holds no more values than bytes: this one is its own sample. Loaded once, and
+        # every row is its first rows.
+        _run_tracked(con, load, report, 0.0, 0.5, "reading")
+        con.execute("CREATE OR REPLACE TEMP VIEW head AS SELECT * FROM data")
+        rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
+        scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
+                     message="reading", head_is_whole=True)
+        return scan, rows, True
+    # The first rows' own rejects go to throwaway tables.
+    head_source = _csv_source(path, layout, f"head_errors_{attempt}", f"head_scans_{attempt}")
+    head_rows, limit = _make_head(con, f"SELECT * FROM {head_source}", width=width)
+    # The first rows were the whole file, or else its size tells roughly how many there are.
+    rows = head_rows if head_rows < limit else _estimate_lines(path, size, layout.newline)
+    if rows <= _sample_budget(width) and size <= STATS_SAMPLE_BYTES:
+        # Small enough to load: every figure is then counted exactly on the table.
+        _run_tracked(con, load, report, 0.0, 0.5, "reading")
+        scan = _scan(con, "data", rows=rows, report=report, start=0.5, end=0.5,
+                     message="reading", head_is_whole=False)
+        return scan, rows, True
+    # Scanned in place, once; histograms and top values come from blocks of lines.
+    scan = _scan(con, source, rows=rows, report=report, start=0.0, end=0.5, message="reading")
+    return scan, rows, False
 
 
 def _take_csv_blocks(

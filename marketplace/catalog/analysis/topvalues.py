@@ -70,8 +70,7 @@ def _exact_top_values(con, scan: _Scan, slots: list[_Slot]) -> list[list[tuple[s
     """
     found: dict[int, list] = {}
     wide = []
-    if scan.values is not None or (
-            slots and _rows(con, slots[0].sample_table) <= COUNT_IN_PYTHON_MAX_ROWS):
+    if scan.values is not None or scan.sample_rows <= COUNT_IN_PYTHON_MAX_ROWS:
         return _counted_in_python(con, scan, slots)
     for slot in slots:
         if slot.col.distinct_count > EXACT_TOP_VALUES_MAX_DISTINCT:
@@ -106,10 +105,6 @@ def _exact_top_values(con, scan: _Scan, slots: list[_Slot]) -> list[list[tuple[s
         sorted(found.get(slot.index, []), key=lambda p: (-p[1], p[0]))[:TOP_VALUES]
         for slot in slots
     ]
-
-
-def _rows(con, table: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def _counted_in_python(con, scan: _Scan, slots: list[_Slot]) -> list[list[tuple[str, int]]]:
