@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from eth_account import Account
 from web3 import Web3
-from web3.middleware import SignAndSendRawMiddlewareBuilder
+from web3.middleware import SignAndSendRawMiddlewareBuilder, Web3Middleware
 
 
 class OperatorKeyMissing(Exception):
@@ -57,18 +57,34 @@ def operator_account():
     return Account.from_key(key)
 
 
+class PinnedChainId(Web3Middleware):
+    """Answers eth_chainId with CHAIN_ID instead of asking the node: everything this Web3 signs
+    (the signing middleware fills chainId from eth_chainId at every transaction) is for CHAIN_ID,
+    so a node that turns out to run another chain (a failover behind one URL) refuses it."""
+
+    def wrap_make_request(self, make_request):
+        def middleware(method, params):
+            if method == "eth_chainId":
+                return {"jsonrpc": "2.0", "id": 0, "result": hex(settings.CHAIN_ID)}
+            return make_request(method, params)
+        return middleware
+
+
 @lru_cache(maxsize=8)
 def _signing_web3(url, timeout, key):
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
     account = Account.from_key(key)
     w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
+    # Added last, so outermost: every request (the signing middleware's own eth_chainId too)
+    # meets it before any other middleware or the node.
+    w3.middleware_onion.add(PinnedChainId, name="pinned_chain_id")
     w3.eth.default_account = account.address
     return w3
 
 
 def operator_web3(url=None):
-    """A Web3 whose transactions are signed locally by the operator key, once the node has
-    said it runs chain CHAIN_ID (WrongChain otherwise)."""
+    """A Web3 whose transactions are signed locally by the operator key, for chain CHAIN_ID only
+    (PinnedChainId), once the node has said it runs that chain (WrongChain otherwise)."""
     account = operator_account()
     w3 = _signing_web3(url or settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT, account.key.hex())
     check_chain_id(w3)
@@ -79,7 +95,10 @@ def check_chain_id(w3) -> None:
     """Refuse a node that runs another chain than CHAIN_ID. Settings refuse anvil's public dev
     keys and addresses unless CHAIN_ID is anvil's; without this check a server left at the
     default CHAIN_ID but pointed at a real chain would deploy and sign there with them."""
-    actual = w3.eth.chain_id
+    response = w3.provider.make_request("eth_chainId", [])  # the node itself, not PinnedChainId
+    if "result" not in response:
+        raise WrongChain(f"the node at {rpc_endpoint()} did not say which chain it runs")
+    actual = int(response["result"], 16)
     if actual != settings.CHAIN_ID:
         raise WrongChain(
             f"the node at {rpc_endpoint()} runs chain id {actual}, but CHAIN_ID is {settings.CHAIN_ID}; "

@@ -195,3 +195,31 @@ def test_a_node_on_another_chain_than_chain_id_gets_nothing_signed(chain, settin
     assert action.status == "pending" and not action.tx_hash
     assert chain.w3.eth.block_number == block, "nothing was sent"
     assert list(Deployment.objects.values_list("contract", "address", "block_hash")) == recorded
+
+
+def test_whatever_the_node_says_later_the_operator_signs_for_chain_id_only(chain, settings):
+    """operator_web3() checks the node once; a node that says another chain afterwards (a failover
+    behind the same URL) does not change the chain id the operator key signs for."""
+    from web3.middleware import Web3Middleware
+
+    from marketplace.chain.client import operator_web3
+    from marketplace.chain.contracts import DataMarket
+
+    class NodeSaysChainOne(Web3Middleware):
+        def wrap_make_request(self, make_request):
+            def middleware(method, params):
+                if method == "eth_chainId":
+                    return {"jsonrpc": "2.0", "id": 0, "result": hex(1)}
+                return make_request(method, params)
+            return middleware
+
+    w3 = operator_web3()  # the node says 31337 = CHAIN_ID
+    # Innermost (layer 0 is the onion's core), nearest the node: what the node answers.
+    w3.middleware_onion.inject(NodeSaysChainOne, name="node_says_1", layer=0)
+    try:
+        assert w3.eth.chain_id == 31337
+        market = DataMarket(w3, chain.market.address)
+        receipt = market._transact(market.contract.functions.setApproval([], True))
+        assert receipt["status"] == 1, "signed for 31337, which anvil accepts"
+    finally:
+        w3.middleware_onion.remove("node_says_1")
