@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 import threading
 
+import psycopg
+
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
@@ -87,8 +89,11 @@ def listed_rows(ids) -> dict[int, dict]:
     waiting for review is not public)."""
     if not ids:
         return {}
-    with connection.cursor() as cursor:
-        cursor.execute(_HITS_SQL, [list(ids), Dataset.Status.LISTED.value])
+    # A server-side prepared statement: Django's cursors bind parameters on the client, so
+    # PostgreSQL would parse and plan this query at every search (0.3-0.5 ms of its ~1 ms).
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_HITS_SQL, [list(ids), Dataset.Status.LISTED.value], prepare=True)
         return {row[0]: dict(zip(_HIT_FIELDS, row)) for row in cursor.fetchall()}
 
 

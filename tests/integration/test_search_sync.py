@@ -216,3 +216,67 @@ def test_any_query_string_answers(client, publisher, index_dir, q):
     SearchSync().rebuild()
     response = client.get("/api/v1/search", {"q": q[:512]})
     assert response.status_code == 200 and isinstance(response.json()["results"], list)
+
+
+def test_the_results_query_is_prepared_and_works_with_prepared_statements_off(publisher, index_dir):
+    """`listed_rows` runs on every search as a server-side prepared statement (planned once per
+    connection); with DATABASE_PREPARED_STATEMENTS=0 (a pooler that cannot keep them) it runs
+    unprepared and answers the same."""
+    ids = [listed(publisher, f"Rainfall {n}").pk for n in range(3)]
+    unlisted = listed(publisher, "Pending", status="draft").pk
+
+    def prepared_runs():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
+                           "WHERE statement LIKE %s", ["%FROM catalog_dataset d%"])
+            return cursor.fetchone()[0]
+
+    before = prepared_runs()
+    rows = indexing.listed_rows(ids + [unlisted])
+    assert sorted(rows) == ids and rows[ids[0]]["title"] == "Rainfall 0" and rows[ids[0]]["price"] == 25_000_000
+    assert indexing.listed_rows(ids) == {i: rows[i] for i in ids}
+    assert prepared_runs() == before + 2
+
+    pg = connection.connection
+    threshold, pg.prepare_threshold = pg.prepare_threshold, None  # what the setting gives
+    try:
+        assert indexing.listed_rows(ids + [unlisted]) == rows
+        assert prepared_runs() == before + 2
+    finally:
+        pg.prepare_threshold = threshold
+
+
+def test_the_prepared_statements_setting(monkeypatch):
+    import subprocess
+    import sys
+
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])")
+    for value, expected in (("1", str(2**31 - 1)), ("0", "None")):
+        monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", value)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == expected, out.stderr
+
+
+def test_search_parameters_are_checked_alone_request_after_request(client, db, index_dir):
+    """Requests on one thread share the parameters' bound fields: nothing of one request's
+    parameters or errors carries over to the next."""
+    SearchSync().rebuild()
+    bad = client.get("/api/v1/search?page_size=0&price_min=-1")
+    assert bad.status_code == 400 and set(bad.json()["error"]["fields"]) == {"page_size", "price_min"}
+    good = client.get("/api/v1/search?page_size=7")
+    assert good.status_code == 200 and good.json()["page_size"] == 7
+    assert client.get("/api/v1/search").json()["page_size"] == 20
+    other = client.get("/api/v1/search?sort=random")
+    assert other.status_code == 400 and set(other.json()["error"]["fields"]) == {"sort"}
+
+
+def test_a_web_worker_loads_its_views_before_its_first_request():
+    """gunicorn imports marketplace.wsgi in each worker: the URLs and the views' imports load
+    then, not in the worker's first request (about a second)."""
+    import subprocess
+    import sys
+
+    code = "import sys, marketplace.wsgi; print('marketplace.catalog.api' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
