@@ -127,6 +127,8 @@ CELERY_BEAT_SCHEDULE = {
     # The single operator sender (moderator approvals on-chain); idle runs never touch the chain.
     "chain-send-operator-actions": {"task": "chain.send_operator_actions", "schedule": 5.0,
                                     "options": {"expires": 5.0}},
+    # The chain indexer: a run reads every new block; one at a time (an advisory lock).
+    "chain-index-events": {"task": "chain.index_events", "schedule": 1.0, "options": {"expires": 1.0}},
     "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
     "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
 }
@@ -140,6 +142,11 @@ CHAIN_RPC_URL = os.environ.get("CHAIN_RPC_URL", "http://127.0.0.1:8545")
 CHAIN_EMBEDDED = env_bool("CHAIN_EMBEDDED", False)
 CHAIN_ID = env_int("CHAIN_ID", 31337)  # the chain wallets sign in on and pay on
 CHAIN_RPC_TIMEOUT = float(os.environ.get("CHAIN_RPC_TIMEOUT", "2"))
+# The indexer reads events this many blocks below the head (a deeper reorganisation than that is
+# still repaired, up to the indexer's kept block hashes); anvil's chain does not reorganise.
+CHAIN_CONFIRMATIONS = env_int("CHAIN_CONFIRMATIONS", 0 if CHAIN_ID == 31337 else 12)
+# Blocks per eth_getLogs request (a node that refuses a range gets halves of it).
+CHAIN_LOG_RANGE = env_int("CHAIN_LOG_RANGE", 2000)
 # The operator key signs what the server sends (deployments, approvals, roots). Anvil's first
 # well-known dev key is the default only for a local chain; real keys come from the environment.
 ANVIL_DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # refused off chain 31337

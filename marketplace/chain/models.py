@@ -80,3 +80,66 @@ class OperatorAction(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} listing {self.listing_id} ({self.status})"
+
+
+class ChainEvent(models.Model):
+    """One log of a watched contract (the market, the reward distributor) or a Transfer of a
+    market token into or out of the market, stored once per (chain, transaction, log index).
+    The indexer (`chain.indexer`) is its only writer: it stores a block range's events and calls
+    the apps' handlers in one database transaction, and on a reorganisation deletes the events
+    of orphaned blocks after the apps' rollback handlers have seen them."""
+
+    chain_id = models.BigIntegerField()
+    block_number = models.BigIntegerField()
+    block_hash = models.CharField(max_length=66)
+    tx_hash = models.CharField(max_length=66)
+    tx_index = models.PositiveIntegerField(help_text="The transaction's position in its block")
+    log_index = models.PositiveIntegerField(help_text="The log's position in its block")
+    address = models.CharField(max_length=42, help_text="The contract that emitted it (checksummed)")
+    name = models.CharField(max_length=64)
+    args = models.JSONField(help_text="Integers as decimal strings, addresses checksummed, bytes as 0x-hex")
+
+    class Meta:
+        ordering = ["chain_id", "block_number", "log_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="one_event_per_log"),
+        ]
+        indexes = [
+            models.Index(fields=["chain_id", "block_number", "log_index"], name="chain_event_position"),
+            models.Index(fields=["chain_id", "name", "block_number"], name="chain_event_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} in block {self.block_number} ({self.tx_hash}:{self.log_index})"
+
+
+class IndexerCursor(models.Model):
+    """How far the indexer has read a chain: every watched event up to and including
+    `block_number` is stored. Also its health: the last error and when it tries again."""
+
+    chain_id = models.BigIntegerField(unique=True)
+    block_number = models.BigIntegerField()
+    block_hash = models.CharField(max_length=66)
+    failures = models.PositiveIntegerField(default=0, help_text="Failed runs in a row")
+    error = models.TextField(blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"chain {self.chain_id} indexed through block {self.block_number}"
+
+
+class IndexedBlock(models.Model):
+    """A block the indexer has read, with its hash: the ends of its ranges and every block with
+    an event, the latest `indexer.KEEP_BLOCKS` of them. A reorganisation is found by comparing
+    the newest with the chain, and its common ancestor by walking back through them."""
+
+    chain_id = models.BigIntegerField()
+    number = models.BigIntegerField()
+    hash = models.CharField(max_length=66)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain_id", "number"], name="one_hash_per_block")]
+
+    def __str__(self):
+        return f"block {self.number} {self.hash}"

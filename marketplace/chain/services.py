@@ -12,7 +12,7 @@ from marketplace.env import ANVIL_DEV_ADDRESSES
 
 from .artifacts import load_artifact
 from .contracts import DataMarket, RewardDistributor, TestUSDC
-from .models import Deployment, OperatorAction
+from .models import ChainEvent, Deployment, IndexedBlock, IndexerCursor, OperatorAction
 from .signals import chain_reset
 
 logger = logging.getLogger(__name__)
@@ -216,6 +216,8 @@ def forget_chain(chain_id: int) -> None:
     chain, and an approval reviewed for an old listing must never reach a new one."""
     with transaction.atomic():
         chain_reset.send(sender=Deployment, chain_id=chain_id)
+        for model in (ChainEvent, IndexedBlock, IndexerCursor):
+            model.objects.filter(chain_id=chain_id).delete()
         OperatorAction.objects.filter(chain_id=chain_id, status__in=OperatorAction.OPEN).update(
             status=OperatorAction.Status.CANCELLED, error="cancelled: the chain was reset", updated_at=timezone.now())
         Deployment.objects.filter(chain_id=chain_id).delete()

@@ -1,0 +1,408 @@
+"""The chain indexer: the one writer of chain-derived rows.
+
+It reads `eth_getLogs` in block ranges for the contracts this database deployed (the market and
+the reward distributor) and, with them, the `Transfer` logs of the market's tokens into or out of
+the market. It stores each log once as a `ChainEvent`, keyed by (chain id, tx hash, log index),
+and in the same database transaction calls the handlers that apps registered for those events,
+with every new event of theirs from the range, in chain order (apps write rows in bulk). Only
+logs emitted by the watched addresses are read: an `OrderCreated` of another contract in the same
+transaction is never seen.
+
+It reads up to `CHAIN_CONFIRMATIONS` blocks below the head. Before each range it compares the hash
+of the last block it read with the chain; on a mismatch (a reorganisation) it walks back through
+the block hashes it kept to the newest one the chain still has, calls the apps' rollback handlers
+with the events of the orphaned blocks (they delete what those events made and recompute the
+state the surviving events imply), deletes those events, and reads forward again.
+
+A node that refuses a range (too many results, too wide) gets halves of it. One run at a time per
+chain (a PostgreSQL advisory lock); a crash leaves the cursor where the last committed range
+ended, so a new run resumes there with nothing lost or doubled. While the node is down, runs back
+off (the cursor's `retry_at`). chain/ imports no app: apps call `register` and `register_rollback`
+from their `AppConfig.ready`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+import json
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from eth_utils import to_checksum_address
+import requests
+from web3 import Web3
+from web3.exceptions import BlockNotFound, Web3RPCError
+
+from .client import check_chain_id, get_web3, redact_rpc_url
+from .events import TRANSFER_TOPIC, event_types
+from .models import ChainEvent, Deployment, IndexedBlock, IndexerCursor
+
+logger = logging.getLogger(__name__)
+
+#: Block hashes kept for finding a reorganisation's common ancestor (range ends and blocks with
+#: events): a reorganisation deeper than the oldest of them stops the indexer with an error.
+KEEP_BLOCKS = 256
+#: The contracts whose every event is read.
+WATCHED_CONTRACTS = ("DataMarket", "RewardDistributor")
+#: Longest wait between runs while the node does not answer, in seconds.
+MAX_BACKOFF = 60
+
+Handler = Callable[[list[ChainEvent]], None]
+RollbackHandler = Callable[[int, int, list[ChainEvent]], None]
+
+_handlers: list[tuple[frozenset[str], Handler]] = []
+_rollback_handlers: list[RollbackHandler] = []
+
+
+def register(handler: Handler, *, events: Iterable[str]) -> Handler:
+    """Call `handler(events)` with the new events of these names of every range the indexer
+    stores, in chain order, inside the transaction that stores them (an error rolls the whole
+    range back, and it is read again on the next run). Handlers run in registration order."""
+    names = frozenset(events)
+    if not any(h is handler and n == names for n, h in _handlers):
+        _handlers.append((names, handler))
+    return handler
+
+
+def register_rollback(handler: RollbackHandler) -> RollbackHandler:
+    """Call `handler(chain_id, ancestor_block, orphaned_events)` when a reorganisation orphans
+    the blocks after `ancestor_block`, before their events are deleted, in the same transaction:
+    delete what those events made and recompute what the surviving events imply."""
+    if handler not in _rollback_handlers:
+        _rollback_handlers.append(handler)
+    return handler
+
+
+class IndexerError(Exception):
+    """Something the indexer cannot get past on its own (said in the message)."""
+
+
+class ReorgTooDeep(IndexerError):
+    pass
+
+
+@dataclass
+class Watch:
+    """What the indexer reads on one chain."""
+
+    contracts: dict[str, str]  # checksummed address -> contract name
+    market: str | None
+    tokens: set[str] = field(default_factory=set)  # checksummed; every token the market ever configured
+
+
+@dataclass
+class IndexReport:
+    chain_id: int = 0
+    skipped: str = ""  # why nothing was done (another run holds the lock, backing off, ...)
+    head: int | None = None
+    through: int | None = None  # the cursor at the end
+    ranges: int = 0
+    events: int = 0
+    reorgs: int = 0
+    orphaned: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the chain
+
+
+def _hex(value) -> str:
+    return value if isinstance(value, str) else "0x" + bytes(value).hex()
+
+
+def _block_hash(w3: Web3, number: int) -> str | None:
+    try:
+        return _hex(w3.eth.get_block(number)["hash"])
+    except BlockNotFound:
+        return None
+
+
+def _rpc_refused(exc: Exception) -> bool:
+    """An answer from the node refusing the request (as opposed to no answer)."""
+    return isinstance(exc, (Web3RPCError, ValueError)) and not isinstance(exc, requests.RequestException)
+
+
+def get_logs(w3: Web3, params: dict, first: int, last: int) -> list:
+    """eth_getLogs over [first, last], split in halves while the node refuses the range (too many
+    results, too wide a range: each provider words it differently)."""
+    try:
+        return list(w3.eth.get_logs({**params, "fromBlock": first, "toBlock": last}))
+    except Exception as exc:
+        if not _rpc_refused(exc) or first >= last:
+            raise
+        middle = (first + last) // 2
+        logger.info("indexer: the node refused blocks %d-%d (%s); splitting", first, last, exc)
+        return get_logs(w3, params, first, middle) + get_logs(w3, params, middle + 1, last)
+
+
+def watch(chain_id: int) -> Watch:
+    """The watched contracts from this database's deployments, and the tokens the market has
+    configured in the events stored so far."""
+    deployments = Deployment.objects.filter(chain_id=chain_id, contract__in=WATCHED_CONTRACTS)
+    contracts = {to_checksum_address(d.address): d.contract for d in deployments}
+    market = next((a for a, name in contracts.items() if name == "DataMarket"), None)
+    tokens = set()
+    if market:
+        tokens = {to_checksum_address(args["token"]) for args in ChainEvent.objects.filter(
+            chain_id=chain_id, address=market, name="TokenConfigured").values_list("args", flat=True)}
+    return Watch(contracts, market, tokens)
+
+
+def _topic_of(address: str) -> str:
+    return "0x" + "0" * 24 + address[2:].lower()
+
+
+def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -> list[dict] | None:
+    """The watched events of blocks [first, last] as rows for ChainEvent, in chain order; None
+    when the chain changed at `last` while reading (the caller reads again)."""
+    before = _block_hash(w3, last)
+    logs = get_logs(w3, {"address": list(watched.contracts)}, first, last) if watched.contracts else []
+    rows = _decode(chain_id, logs, {a: event_types(name) for a, name in watched.contracts.items()})
+    tokens = set(watched.tokens)
+    tokens |= {row["args"]["token"] for row in rows if row["name"] == "TokenConfigured"}
+    if tokens and watched.market:
+        transfers = {to_checksum_address(t): event_types("ERC20") for t in tokens}
+        market = _topic_of(watched.market)
+        for topics in ([TRANSFER_TOPIC, market], [TRANSFER_TOPIC, None, market]):
+            found = get_logs(w3, {"address": sorted(transfers), "topics": topics}, first, last)
+            rows += _decode(chain_id, found, transfers)
+    if before is None or _block_hash(w3, last) != before:
+        return None
+    seen = set()
+    unique = []
+    for row in sorted(rows, key=lambda r: (r["block_number"], r["log_index"])):
+        key = (row["tx_hash"], row["log_index"])
+        if key not in seen:  # a transfer from the market to itself matches both filters
+            seen.add(key)
+            unique.append(row)
+        if row["block_number"] == last and row["block_hash"] != before:
+            return None
+    return unique
+
+
+def _decode(chain_id: int, logs, types_by_address: dict) -> list[dict]:
+    rows = []
+    for log in logs:
+        if log.get("removed"):
+            continue
+        address = to_checksum_address(log["address"])
+        types = types_by_address.get(address)
+        topics = [bytes(t) for t in log["topics"]]
+        event_type = types.get(topics[0]) if types and topics else None
+        if event_type is None:
+            continue  # not an event of the watched ABI (or anonymous)
+        try:
+            args = event_type.decode(topics, bytes(log["data"]))
+        except ValueError as exc:
+            logger.warning("indexer: skipping a log that does not decode (%s:%s): %s",
+                           _hex(log["transactionHash"]), log["logIndex"], exc)
+            continue
+        rows.append({
+            "chain_id": chain_id, "block_number": log["blockNumber"], "block_hash": _hex(log["blockHash"]),
+            "tx_hash": _hex(log["transactionHash"]), "tx_index": log["transactionIndex"],
+            "log_index": log["logIndex"], "address": address, "name": event_type.name, "args": args,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Storing
+
+
+_INSERT = """
+INSERT INTO chain_chainevent (chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, name, args)
+SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[],
+                         %s::jsonb[])
+ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING
+RETURNING id
+"""
+
+
+def store_range(chain_id: int, rows: list[dict], last: int, last_hash: str) -> list[ChainEvent]:
+    """In the caller's transaction: insert the range's events, call the handlers with the new
+    ones, keep the block hashes and move the cursor to `last`."""
+    inserted: list[ChainEvent] = []
+    if rows:
+        columns = [[row[k] for row in rows] for k in
+                   ("block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "name")]
+        args = [json.dumps(row["args"]) for row in rows]
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT, [chain_id, *columns, args])
+            ids = [r[0] for r in cursor.fetchall()]
+        inserted = list(ChainEvent.objects.filter(id__in=ids).order_by("block_number", "log_index"))
+        for names, handler in _handlers:
+            mine = [event for event in inserted if event.name in names]
+            if mine:
+                handler(mine)
+    blocks = {row["block_number"]: row["block_hash"] for row in rows}
+    blocks[last] = last_hash
+    IndexedBlock.objects.bulk_create(
+        [IndexedBlock(chain_id=chain_id, number=n, hash=h) for n, h in blocks.items()],
+        update_conflicts=True, unique_fields=["chain_id", "number"], update_fields=["hash"])
+    keep = (IndexedBlock.objects.filter(chain_id=chain_id).order_by("-number")
+            .values_list("number", flat=True)[KEEP_BLOCKS - 1:KEEP_BLOCKS].first())
+    if keep is not None:
+        IndexedBlock.objects.filter(chain_id=chain_id, number__lt=keep).delete()
+    IndexerCursor.objects.filter(chain_id=chain_id).update(
+        block_number=last, block_hash=last_hash, failures=0, error="", retry_at=None, updated_at=timezone.now())
+    return inserted
+
+
+def rewind(w3: Web3, chain_id: int) -> tuple[int, int]:
+    """After a reorganisation: find the newest kept block the chain still has, roll back every
+    event after it (rollback handlers first) and move the cursor there. Returns (ancestor block,
+    events orphaned). Raises ReorgTooDeep when no kept block is on the chain any more."""
+    ancestor = None
+    for block in IndexedBlock.objects.filter(chain_id=chain_id).order_by("-number"):
+        if _block_hash(w3, block.number) == block.hash:
+            ancestor = block
+            break
+    if ancestor is None:
+        raise ReorgTooDeep(
+            f"chain {chain_id} reorganised deeper than the {KEEP_BLOCKS} block hashes the indexer keeps: "
+            "none of them is on the chain any more. Reset the chain-derived rows "
+            "('manage.py deploy_contracts --forget-chain') or raise CHAIN_CONFIRMATIONS."
+        )
+    with transaction.atomic():
+        IndexerCursor.objects.select_for_update().get(chain_id=chain_id)
+        orphaned = list(ChainEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor.number)
+                        .order_by("block_number", "log_index"))
+        for handler in _rollback_handlers:
+            handler(chain_id, ancestor.number, orphaned)
+        ChainEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor.number).delete()
+        IndexedBlock.objects.filter(chain_id=chain_id, number__gt=ancestor.number).delete()
+        IndexerCursor.objects.filter(chain_id=chain_id).update(
+            block_number=ancestor.number, block_hash=ancestor.hash, updated_at=timezone.now())
+    logger.warning("indexer: chain %d reorganised; rolled back %d event(s) after block %d",
+                   chain_id, len(orphaned), ancestor.number)
+    return ancestor.number, len(orphaned)
+
+
+def start_cursor(w3: Web3, chain_id: int) -> IndexerCursor | None:
+    """The cursor, created just below the first watched deployment's block; None while nothing
+    is deployed."""
+    cursor = IndexerCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is not None:
+        return cursor
+    first = (Deployment.objects.filter(chain_id=chain_id, contract__in=WATCHED_CONTRACTS)
+             .order_by("block_number").values_list("block_number", flat=True).first())
+    if first is None:
+        return None
+    number = max(first - 1, 0)
+    block_hash = _block_hash(w3, number)
+    if block_hash is None:
+        raise IndexerError(f"block {number} of chain {chain_id} is missing: is CHAIN_RPC_URL the right node?")
+    with transaction.atomic():
+        cursor, created = IndexerCursor.objects.get_or_create(
+            chain_id=chain_id, defaults={"block_number": number, "block_hash": block_hash})
+        if created:
+            IndexedBlock.objects.update_or_create(chain_id=chain_id, number=number, defaults={"hash": block_hash})
+    return cursor
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@contextmanager
+def indexer_lock(chain_id: int):
+    """True while this process holds the chain's indexer lock (a session advisory lock), False
+    when another run holds it."""
+    key = f"chain.indexer:{chain_id}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def index_chain(w3: Web3 | None = None, *, through: int | None = None, confirmations: int | None = None,
+                range_size: int | None = None, max_ranges: int | None = None) -> IndexReport:
+    """Read the chain forward from the cursor to `CHAIN_CONFIRMATIONS` below the head (or to
+    `through`, if lower), range by range, each range stored with its handlers in one
+    transaction. Returns what it did; another run holding the lock, or a back-off after
+    failures, make it return at once (`skipped`)."""
+    chain_id = settings.CHAIN_ID
+    report = IndexReport(chain_id=chain_id)
+    confirmations = settings.CHAIN_CONFIRMATIONS if confirmations is None else confirmations
+    range_size = range_size or settings.CHAIN_LOG_RANGE
+    w3 = w3 or get_web3()
+    with indexer_lock(chain_id) as held:
+        if not held:
+            report.skipped = "another run holds the indexer lock"
+            return report
+        cursor = IndexerCursor.objects.filter(chain_id=chain_id).first()
+        if cursor and cursor.retry_at and cursor.retry_at > timezone.now():
+            report.skipped = f"backing off until {cursor.retry_at.isoformat()} ({cursor.error})"
+            return report
+        try:
+            _run(w3, chain_id, report, confirmations, range_size, through, max_ranges)
+        except (requests.RequestException, Web3RPCError, OSError) as exc:
+            _failed(chain_id, exc)
+            raise
+    return report
+
+
+def _run(w3, chain_id, report, confirmations, range_size, through, max_ranges):
+    check_chain_id(w3)  # WrongChain: never mix another chain's events into this one's
+    cursor = start_cursor(w3, chain_id)
+    if cursor is None:
+        report.skipped = "no contracts deployed on this chain"
+        return
+    watched = watch(chain_id)
+    while max_ranges is None or report.ranges < max_ranges:
+        report.head = w3.eth.block_number
+        target = report.head - confirmations
+        if through is not None:
+            target = min(target, through)
+        cursor.refresh_from_db()
+        report.through = cursor.block_number
+        if cursor.block_number >= target:
+            if _block_hash(w3, cursor.block_number) not in (cursor.block_hash, None):
+                _rewound(w3, chain_id, report)
+                continue
+            break
+        if _block_hash(w3, cursor.block_number) != cursor.block_hash:
+            _rewound(w3, chain_id, report)
+            continue
+        last = min(target, cursor.block_number + range_size)
+        rows = read_range(w3, chain_id, watched, cursor.block_number + 1, last)
+        last_hash = _block_hash(w3, last) if rows is not None else None
+        if rows is None or last_hash is None:
+            continue  # the chain moved under the read: check for a reorganisation and read again
+        with transaction.atomic():
+            locked = IndexerCursor.objects.select_for_update().get(chain_id=chain_id)
+            if locked.block_number != cursor.block_number:
+                raise IndexerError("the indexer's cursor moved under a run holding the lock")
+            inserted = store_range(chain_id, rows, last, last_hash)
+        if any(row["name"] == "TokenConfigured" for row in rows):
+            watched = watch(chain_id)
+        report.ranges += 1
+        report.events += len(inserted)
+        report.through = last
+
+
+def _rewound(w3, chain_id, report):
+    _ancestor, orphaned = rewind(w3, chain_id)
+    report.reorgs += 1
+    report.orphaned += orphaned
+
+
+def _failed(chain_id: int, exc: Exception) -> None:
+    """Record a run that the node failed, and when the next may try (doubling up to MAX_BACKOFF)."""
+    cursor = IndexerCursor.objects.filter(chain_id=chain_id).first()
+    if cursor is None:
+        return
+    failures = cursor.failures + 1
+    delay = min(MAX_BACKOFF, 2 ** min(failures - 1, 10))
+    IndexerCursor.objects.filter(chain_id=chain_id).update(
+        failures=failures, error=redact_rpc_url(f"{type(exc).__name__}: {exc}")[:2000],
+        retry_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now())
