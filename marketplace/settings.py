@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "marketplace.accounts",
     "marketplace.chain",
     "marketplace.catalog",
+    "marketplace.orders",
     "marketplace.outbox",
     "marketplace.limits",
     "marketplace.web",
