@@ -168,7 +168,7 @@ def link_listing_from_receipt(version: DatasetVersion, tx_hash: str) -> LinkResu
     The indexer of a later issue replaces this (it will see `ListingCreated` itself); until then
     this is the only code that creates `Listing` rows. Only a `ListingCreated` log emitted by the
     deployed DataMarket counts; the listing must be owned by the dataset's owner, carry the
-    version's content hash and be priced in an allow-listed token. Idempotent on (tx_hash,
+    version's content hash and be priced in the version's token, which the market allows. Idempotent on (tx_hash,
     log_index). Moves the dataset to pending review (a listed dataset stays listed while its new
     version waits for approval). Raises ListingError (409 while the transaction is not mined).
     """
@@ -195,6 +195,11 @@ def link_listing_from_receipt(version: DatasetVersion, tx_hash: str) -> LinkResu
     if args["owner"] != owner:
         raise ListingError("not_dataset_owner", f"The listing is owned by {args['owner']}, not by the dataset's "
                            f"owner {owner}: list it from the owner's wallet.")
+    if args["token"] != to_checksum_address(version.token):
+        # The page, the API and search show the version's token beside the listing's price: a
+        # listing in another token would charge buyers in a currency they were not shown.
+        raise ListingError("token_mismatch", f"The listing's token {args['token']} is not version "
+                           f"{version.number}'s {to_checksum_address(version.token)}: list it in that token.")
     if not _token_allowed(market, args["token"]):
         raise ListingError("token_not_allowed", f"The listing's token {args['token']} is not accepted by the market.")
     block, current = _read_listing(market, args["listingId"])

@@ -214,6 +214,24 @@ def hide_as_the_file_names(version: DatasetVersion, *, by) -> PreviewResult:
         return change_preview(version, settings, by=by)
 
 
+def record_analysis(version_id: int, **fields) -> None:
+    """Store the end of a version's analysis (done or failed: `fields` of DatasetVersion). What
+    the version's review shows (its columns, sample rows and statistics, or that it has none)
+    changes with it, so an open version revision is superseded by a copy of itself: a decision
+    prepared on a page shown while the analysis ran is refused as stale (StaleDecision)."""
+    with transaction.atomic():
+        dataset_id = DatasetVersion.objects.values_list("dataset_id", flat=True).get(pk=version_id)
+        dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
+        DatasetVersion.objects.filter(pk=version_id).update(**fields)
+        waiting = _open(dataset, Kind.VERSION, version_id)
+        if waiting:
+            last = waiting[-1]
+            revision = DatasetRevision.objects.create(
+                dataset=dataset, version_id=version_id, kind=Kind.VERSION, created_by=last.created_by,
+                changes=last.changes, listings=last.listings)
+            _supersede(waiting, revision, "superseded: the file's analysis ended after this revision was made")
+
+
 def approved_preview(version: DatasetVersion) -> PreviewSettings | None:
     """The preview a moderator last approved for `version` (its version revision's, or a later
     preview revision's); None when the version was never approved. A version revision that did

@@ -171,18 +171,18 @@ def analyse_version(version_id: int) -> None:
         version = DatasetVersion.objects.select_for_update().filter(pk=version_id).first()
         if version is None or version.analysis_status not in (Status.PENDING, Status.RUNNING):
             return
-        if version.analysis_attempts >= MAX_ANALYSIS_ATTEMPTS:
-            version.analysis_status, version.analysis_progress = Status.FAILED, 1.0
-            version.analysis_message = (
-                f"The analysis stopped {version.analysis_attempts} times without finishing (the file "
-                "may need more memory than the server allows); it is not tried again.")
-            version.save(update_fields=["analysis_status", "analysis_progress", "analysis_message"])
-            return
-        version.analysis_attempts += 1
-        version.analysis_status, version.analysis_progress = Status.RUNNING, 0.0
-        version.analysis_message = "reading the file"
-        version.save(update_fields=["analysis_attempts", "analysis_status", "analysis_progress",
-                                    "analysis_message"])
+        gave_up = version.analysis_attempts >= MAX_ANALYSIS_ATTEMPTS
+        if not gave_up:
+            version.analysis_attempts += 1
+            version.analysis_status, version.analysis_progress = Status.RUNNING, 0.0
+            version.analysis_message = "reading the file"
+            version.save(update_fields=["analysis_attempts", "analysis_status", "analysis_progress",
+                                        "analysis_message"])
+    if gave_up:  # outside the version's lock: record_analysis locks the dataset first
+        revisions.record_analysis(version_id, analysis_status=Status.FAILED, analysis_progress=1.0, analysis_message=(
+            f"The analysis stopped {version.analysis_attempts} times without finishing (the file may need more "
+            "memory than the server allows); it is not tried again."))
+        return
 
     def progress(fraction, message):
         DatasetVersion.objects.filter(pk=version_id).update(
@@ -202,15 +202,15 @@ def analyse_version(version_id: int) -> None:
             path = local_copy = _local_copy(storage, version.file)
         data = analyse_in_child(path, version.format, limits=limits, progress=progress)
     except AnalysisFailed as failure:
-        DatasetVersion.objects.filter(pk=version_id).update(
-            analysis_status=Status.FAILED, analysis_progress=1.0, analysis_message=failure.reason[:500]
-        )
+        revisions.record_analysis(
+            version_id, analysis_status=Status.FAILED, analysis_progress=1.0, analysis_message=failure.reason[:500])
         return
     finally:
         if local_copy:
             Path(local_copy).unlink(missing_ok=True)
     rejected = data.get("rejected_rows", 0)
-    DatasetVersion.objects.filter(pk=version_id).update(
+    revisions.record_analysis(
+        version_id,
         analysis_status=Status.DONE_WITH_REJECTS if rejected else Status.DONE,
         analysis_progress=1.0,
         analysis_message=(f"Analysed with {rejected:,} rejected rows: " + "; ".join(data.get("warnings", [])))[:500]
