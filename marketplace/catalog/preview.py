@@ -4,13 +4,16 @@ Always public (unless the column is hidden): each column's name and types, its n
 row count, and the range (min and max) of number and date columns. Public only when the publisher
 chose so: the first rows (`show_sample`) and the value distributions (`show_distributions`: top
 values, histograms, distinct counts, means), where a value or a bin seen fewer than
-MIN_PUBLIC_COUNT times is never shown (an empty bin looks the same as one of those). A hidden
+MIN_PUBLIC_COUNT times is never shown (an empty bin looks the same as one of those), nor one
+other count that would give it away by subtraction from the row count, nor the mean (`withheld`). A hidden
 column is absent from all of it (sample rows included). A hidden name matches a column whatever
-its case and surrounding spaces (`column_key`); once the file is analysed the names are stored as
+its case and surrounding spaces (`column_key`), and the duplicates of that column DuckDB renamed
+(`Email_1` beside `email`: `hides`); once the file is analysed the names are stored as
 the file spells them, and a version one of whose hidden names matches no column cannot be
 approved (`unmatched_hidden`). The owner sees everything.
 """
 from dataclasses import dataclass
+import re
 
 MIN_PUBLIC_COUNT = 5
 RANGE_TYPES = {"integer", "float", "decimal", "date", "timestamp"}
@@ -58,10 +61,22 @@ def column_key(name) -> str:
     return str(name).strip().casefold()
 
 
+_RENAMED = re.compile(r"(.+)_\d+")
+
+
+def hides(keys: set[str], column) -> bool:
+    """Whether hidden names with these keys hide `column`: the same key, or the column is the
+    key's duplicate as DuckDB renames it (a header `email,Email` reads as `email`, `Email_1`: a
+    publisher hiding `Email` means one of the two, and both are hidden)."""
+    key = column_key(column)
+    renamed = _RENAMED.fullmatch(key)
+    return key in keys or (renamed is not None and renamed.group(1) in keys)
+
+
 def match_hidden(hidden, columns) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the `columns` some `hidden` name matches, the `hidden` names that match none of them)."""
+    """(the `columns` the `hidden` names hide, the `hidden` names that match none of them)."""
     keys = {column_key(name) for name in hidden}
-    matched = {str(column) for column in columns if column_key(column) in keys}
+    matched = {str(column) for column in columns if hides(keys, column)}
     found = {column_key(column) for column in matched}
     return tuple(sorted(matched)), tuple(sorted(name for name in hidden if column_key(name) not in found))
 
@@ -80,7 +95,7 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
     hidden = {column_key(name) for name in settings.hidden_columns}
     shown = []
     for column in version.columns or []:
-        if column_key(column.get("name")) in hidden:
+        if hides(hidden, column.get("name")):
             continue
         public = {key: column.get(key) for key in ALWAYS_PUBLIC if key in column}
         if column.get("type") in RANGE_TYPES:
@@ -89,17 +104,43 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
             for key in DISTRIBUTION_KEYS:
                 if key in column:
                     public[key] = column[key]
-            public["top_values"] = [t for t in column.get("top_values") or []
-                                    if (t.get("count") or 0) >= MIN_PUBLIC_COUNT]
-            # A bin seen fewer than MIN_PUBLIC_COUNT times keeps its place but not its count, and
-            # an empty bin reads the same: a column with one bin per value (small integers, days)
-            # would otherwise tell which rare values exist.
+            top_values = column.get("top_values") or []
+            withheld_values = withheld([t.get("count") for t in top_values])
+            public["top_values"] = [t for i, t in enumerate(top_values) if i not in withheld_values]
+            # A withheld bin keeps its place but not its count, and an empty bin reads the same: a
+            # column with one bin per value (small integers, days) would otherwise tell which rare
+            # values exist.
+            histogram = column.get("histogram") or []
+            withheld_bins = withheld([b.get("count") for b in histogram])
             public["histogram"] = [
-                bin_ if (bin_.get("count") or 0) >= MIN_PUBLIC_COUNT else {**bin_, "count": None}
-                for bin_ in column.get("histogram") or []
+                {**bin_, "count": None} if i in withheld_bins or not bin_.get("count") else bin_
+                for i, bin_ in enumerate(histogram)
             ]
+            if withheld_values or withheld_bins:
+                public.pop("mean", None)  # with the bins' values, the mean would solve for a withheld count
         shown.append(public)
     return shown
+
+
+def withheld(counts) -> set[int]:
+    """The positions of the counts a public distribution withholds: every count below
+    MIN_PUBLIC_COUNT and, while fewer than two are withheld or they add up to less than
+    MIN_PUBLIC_COUNT, the smallest other one too. The row and null counts are public, so a single
+    withheld count would be the total less the counts shown (a boolean true 3 times in 1,000
+    rows shows neither count)."""
+    nonzero = sorted((count, i) for i, count in enumerate(counts) if count)
+    rare = [(count, i) for count, i in nonzero if count < MIN_PUBLIC_COUNT]
+    if not rare:
+        return set()
+    chosen = {i for _, i in rare}
+    total = sum(count for count, _ in rare)
+    for count, i in nonzero:
+        if len(chosen) >= 2 and total >= MIN_PUBLIC_COUNT:
+            break
+        if i not in chosen:
+            chosen.add(i)
+            total += count
+    return chosen
 
 
 def public_sample(version, settings: PreviewSettings | None = None) -> list[dict]:
@@ -108,7 +149,7 @@ def public_sample(version, settings: PreviewSettings | None = None) -> list[dict
     if not settings.show_sample:
         return []
     hidden = {column_key(name) for name in settings.hidden_columns}
-    return [{k: v for k, v in row.items() if column_key(k) not in hidden}
+    return [{k: v for k, v in row.items() if not hides(hidden, k)}
             for row in version.sample or [] if isinstance(row, dict)]
 
 

@@ -170,6 +170,9 @@ def change_preview(version: DatasetVersion, settings: PreviewSettings, *, by) ->
         open_revisions = _open(dataset, Kind.PREVIEW, version)
         if version.review != DatasetVersion.Review.APPROVED:
             _apply_preview(version, settings)
+            # Nothing of an unapproved version is public: its own review covers the preview, and a
+            # preview revision still open from before (a chain reset) must not outlive this choice.
+            _supersede(open_revisions, None, "withdrawn: the version's own review covers its preview")
             # The version's review shows its preview: a changed one is a new revision to look at.
             waiting = _open(dataset, Kind.VERSION, version)
             if waiting and waiting[-1].changes.get("preview") != settings.to_json():
@@ -421,9 +424,13 @@ def _reject(dataset, revision, moderator, reason, result):
         result.queued = services.reject([dataset], moderator=moderator).queued
 
 
-def close_for_chain_reset(chain_id: int) -> int:
-    """The chain was reset: open version revisions name listings that no longer exist."""
-    closed = 0
+def close_for_chain_reset(chain_id: int, version_ids=()) -> int:
+    """The chain was reset: open version revisions name listings that no longer exist, and the
+    open preview revisions of the versions listed there (`version_ids`) asked to show more of a
+    version that now waits for a review of its own, which covers its preview."""
+    closed = DatasetRevision.objects.filter(kind=Kind.PREVIEW, status__in=DatasetRevision.OPEN,
+                                            version_id__in=list(version_ids)).update(
+        status=Status.SUPERSEDED, reason="the chain was reset: the version's next review covers its preview")
     for revision in DatasetRevision.objects.filter(kind=Kind.VERSION, status__in=DatasetRevision.OPEN):
         if any(int(item.get("chain_id", 0)) == chain_id for item in revision.listings):
             revision.status = Status.SUPERSEDED

@@ -16,9 +16,10 @@ def forget_listings(sender, chain_id, **kwargs):
     a moderator rejected or delisted stays so: relisting it is a new submission of a rejected or
     delisted dataset, never a fresh one's."""
     affected = list(Listing.objects.filter(chain_id=chain_id).values_list("version__dataset_id", flat=True))
+    versions = list(Listing.objects.filter(chain_id=chain_id).values_list("version_id", flat=True))
     DatasetVersion.objects.filter(listings__chain_id=chain_id, review=DatasetVersion.Review.APPROVED).update(
         review=DatasetVersion.Review.PENDING)
     Listing.objects.filter(chain_id=chain_id).delete()
-    close_for_chain_reset(chain_id)
+    close_for_chain_reset(chain_id, versions)
     (Dataset.objects.filter(pk__in=affected).exclude(versions__listings__isnull=False)
      .exclude(status__in=[Dataset.Status.REJECTED, Dataset.Status.DELISTED]).update(status=Dataset.Status.DRAFT))

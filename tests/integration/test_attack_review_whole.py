@@ -73,3 +73,102 @@ def test_a_listing_in_another_allowed_token_is_advertised_in_the_versions_token(
     # The same listing in the version's own token links.
     tx_hash = create_listing(chain, PUBLISHER, version.content_hash)
     assert link(publisher_client, version, tx_hash).status_code == 201
+
+
+def test_a_preview_revision_left_open_by_a_chain_reset_unhides_a_column_hidden_since(db):
+    """Finding 7. v1 is public (nothing hidden, no sample). Publisher: PATCH .../preview
+    {"show_sample": true} -> a preview revision P waits. The chain is reset: the version goes back
+    to pending and its version revision closes, but P stays open. Publisher: PATCH .../preview
+    {"hidden_columns": ["email"]} (applied at once, the version being unapproved; P untouched),
+    relists, and the relisting is approved. A moderator then approves P, still in the queue:
+    P's settings (nothing hidden) replace the publisher's current ones and `email` is public."""
+    from django.contrib.auth import get_user_model
+
+    from marketplace.accounts.services import wallet_user
+    from marketplace.chain.services import forget_chain
+    from tests.factories import make_public
+    from tests.integration.test_preview import OWNER, version as public_version
+
+    owner = wallet_user(OWNER)
+    v = public_version(owner)
+    waiting = revisions.change_preview(v, preview.PreviewSettings(show_sample=True), by=owner).revision
+    assert waiting.kind == "preview" and waiting.status == "pending"
+
+    forget_chain(31337)
+    v.refresh_from_db()
+    assert v.review == "pending"
+    asked = revisions.proposed_preview(v).to_json() | {"hidden_columns": ["email"]}  # what the API merges
+    revisions.change_preview(v, preview.PreviewSettings.from_json(asked), by=owner)
+    make_public(v)  # relisted; its new version revision approved as shown
+    moderator = get_user_model().objects.create_user("mod", is_staff=True)
+    try:
+        revisions.decide(DatasetRevision.objects.get(pk=waiting.pk), decision="approve", moderator=moderator)
+    except (revisions.StaleDecision, revisions.DecisionRefused):
+        pass
+    v.refresh_from_db()
+    public = [c["name"] for c in preview.public_columns(v)]
+    assert "email" not in public, f"the publisher hid email after P; P's approval made it public: {public}"
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_seed_approves_text_anyone_wrote_while_it_ran(chain, settings, monkeypatch):
+    """Finding 2. The demo publishers sign with anvil's public dev keys. While `seed_demo_catalog`
+    runs (it lists, then analyses every file for about a minute, then approves), anyone signed
+    in as demo publisher 1 PATCHes a dataset's title and description. approve_revisions then
+    approves every open details revision of a dataset without published_at, the stranger's
+    included: the demo moderator publishes text nobody reviewed."""
+    original = demo.analyse_all
+
+    def analyse_all_while_someone_edits(versions, **kwargs):
+        dataset = Dataset.objects.order_by("pk").first()
+        revisions.edit_dataset(dataset, by=dataset.owner, title="SCAM: send USDC to 0xdead",
+                               description="Pay 0xdead first.")  # what PATCH /api/v1/datasets/<slug> runs
+        return original(versions, **kwargs)
+
+    monkeypatch.setattr(demo, "analyse_all", analyse_all_while_someone_edits)
+    demo.seed(limit=2, log=lambda m: None)
+    dataset = Dataset.objects.order_by("pk").first()
+    assert dataset.status == "listed"
+    assert dataset.title != "SCAM: send USDC to 0xdead", "the demo moderator approved a stranger's text"
+
+
+def test_a_hidden_name_matched_without_case_hides_another_column_than_the_one_named(db, tmp_path):
+    """Finding 6. A CSV whose header is `email,Email,city` (two columns the publisher tells apart
+    by case). Upload with `?hidden_columns=Email&show_sample=true`: DuckDB renames the second
+    column `Email_1`; the case-insensitive match makes "Email" hide `email` instead, stores the
+    hidden name as `email`, and reports nothing unmatched, so the version is approvable. The
+    public sample shows every value of the column the publisher named."""
+    from marketplace.catalog.analysis import analyse, to_json
+
+    path = tmp_path / "people.csv"
+    path.write_text("email,Email,city\nlist@a.example,private@b.example,Lyon\n")
+    data = to_json(analyse(path, "csv"))
+    names = [c["name"] for c in data["columns"]]
+    version = DatasetVersion(row_count=1, columns=data["columns"], sample=data["sample"],
+                             hidden_columns=["Email"], show_sample=True)
+    matched, unmatched = preview.match_hidden(["Email"], names)
+    assert not preview.unmatched_hidden(version), "nothing tells the publisher or the moderator"
+    version.hidden_columns = [*matched, *unmatched]  # what hide_as_the_file_names stores
+    public = json.dumps([preview.public_columns(version), preview.public_sample(version)])
+    assert "private@b.example" not in public, f"{names} with 'Email' hidden shows: {public}"
+
+
+def test_a_count_below_5_is_the_total_less_the_counts_shown(db):
+    """Finding 3. show_distributions on a 1,000-row file with a boolean `hiv_positive` column
+    (3 true) and a small-integer `children` column (value 7 seen twice): the public sees
+    row_count, null_count and every other count, so the hidden ones are a subtraction away."""
+    columns = [
+        {"name": "hiv_positive", "type": "boolean", "duckdb_type": "BOOLEAN", "null_count": 0, "distinct_count": 2,
+         "top_values": [{"value": False, "count": 997}, {"value": True, "count": 3}]},
+        {"name": "children", "type": "integer", "duckdb_type": "BIGINT", "null_count": 0, "distinct_count": 10,
+         "min": 0, "max": 9,
+         "histogram": [{"start": n, "end": n, "count": c}
+                       for n, c in enumerate([300, 250, 200, 120, 60, 30, 20, 2, 10, 8])]},
+    ]
+    version = DatasetVersion(row_count=1000, columns=columns, show_distributions=True)
+    shown = {c["name"]: c for c in preview.public_columns(version)}
+    non_null = version.row_count - shown["hiv_positive"]["null_count"]
+    trues = non_null - sum(t["count"] for t in shown["hiv_positive"]["top_values"])
+    sevens = non_null - sum(b["count"] or 0 for b in shown["children"]["histogram"])
+    assert (trues, sevens) != (3, 2), "the counts of values seen fewer than 5 times are derivable"
