@@ -172,3 +172,31 @@ def test_a_count_below_5_is_the_total_less_the_counts_shown(db):
     trues = non_null - sum(t["count"] for t in shown["hiv_positive"]["top_values"])
     sevens = non_null - sum(b["count"] or 0 for b in shown["children"]["histogram"])
     assert (trues, sevens) != (3, 2), "the counts of values seen fewer than 5 times are derivable"
+
+
+def test_a_gzip_upload_is_decompressed_to_disk_past_the_analysis_temp_limit(tmp_path):
+    """Finding 4. An analysis may spill temp_mb (ANALYSIS_TEMP_LIMIT_MB, 10 GB) to disk, but a gzip
+    CSV or JSON Lines file is first decompressed in full into the child's directory (in /tmp) up
+    to 20 times its size, outside that limit and with no free-disk check: a 5 GB upload writes
+    100 GB, four worker threads 400 GB. Here a 5 MB gzip file writes 12 MB with temp_mb=1."""
+    from marketplace.catalog.analysis import AnalysisFailed, Limits, Workspace
+
+    import random
+
+    rng = random.Random(17)
+    source = tmp_path / "data.csv"
+    with gzip.open(source, "wb") as out:  # digits compress about 2.5 times: within the 20x cap
+        out.write(b"a,b,c\n")
+        for _ in range(400_000):
+            out.write(b"%d,%d,%d\n" % (rng.getrandbits(30), rng.getrandbits(30), rng.getrandbits(30)))
+    limits = Limits(memory_mb=2048, cpu_seconds=60, temp_mb=1)
+    (tmp_path / "work").mkdir()
+    with Workspace(limits, directory=tmp_path / "work") as workspace:
+        with pytest.raises(AnalysisFailed, match="more disk than one analysis may use; upload it uncompressed"):
+            workspace.analyse(source, "csv")
+        on_disk = sum(f.stat().st_size for f in (tmp_path / "work").rglob("*") if f.is_file())
+    assert on_disk <= limits.temp_mb * 2**20, f"{on_disk:,} bytes decompressed, past temp_mb={limits.temp_mb}"
+
+    # Within the budget the same file is analysed, and DuckDB may spill what the copy left.
+    with Workspace(Limits(memory_mb=2048, cpu_seconds=60, temp_mb=64)) as workspace:
+        assert workspace.analyse(source, "csv").row_count == 400_000

@@ -122,7 +122,10 @@ class Workspace:
             raise AnalysisFailed("The file is empty.")
         data = self.dir / f"data.{fmt}"
         if fmt != "parquet" and is_gzip(path):
-            gunzip_capped(Path(path), data)
+            # The copy counts against the analysis's disk budget: DuckDB may spill what is left.
+            copied = gunzip_capped(Path(path), data, max_bytes=self.limits.temp_mb * 2**20)
+            spill_mb = max(1, self.limits.temp_mb - copied // 2**20)
+            self.con.execute(f"SET max_temp_directory_size = '{spill_mb}MB'")
         else:
             data.symlink_to(Path(path).resolve())
         self.data_bytes = data.stat().st_size

@@ -4,6 +4,7 @@ columns, JSON nesting. Over a cap the analysis fails with the reason."""
 from __future__ import annotations
 
 import gzip
+import shutil
 import zlib
 from pathlib import Path
 
@@ -16,6 +17,9 @@ MAX_COLUMNS = 10_000
 MAX_JSON_DEPTH = 32  # objects and arrays inside one another, the line's own object included
 GZIP_MAGIC = b"\x1f\x8b"
 _COPY_CHUNK = 1 << 20
+# A decompression stops while the disk has less than this left, checked every _DISK_CHECK_BYTES.
+MIN_FREE_DISK = 1 << 30
+_DISK_CHECK_BYTES = 64 << 20
 # The delimiters a CSV header is split on to count its columns before DuckDB sniffs it.
 _LIKELY_DELIMITERS = b",\t;|"
 _HEADER_BYTES = 16 * 1024 * 1024
@@ -26,19 +30,26 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def gunzip_capped(source: Path, target: Path) -> None:
-    """Decompress `source` into `target`, stopping at MAX_EXPANSION times its size."""
-    cap = MAX_EXPANSION * source.stat().st_size
+def gunzip_capped(source: Path, target: Path, *, max_bytes: int) -> int:
+    """Decompress `source` into `target`, stopping at MAX_EXPANSION times its size and at
+    `max_bytes` (the analysis's disk budget), and while the disk it is written to has less than
+    MIN_FREE_DISK left. Returns the bytes written."""
+    cap = min(MAX_EXPANSION * source.stat().st_size, max_bytes)
     written = 0
     try:
         with gzip.open(source, "rb") as f, open(target, "wb") as out:
             while chunk := f.read(_COPY_CHUNK):
                 written += len(chunk)
                 if written > cap:
-                    raise AnalysisFailed(too_expanded())
+                    raise AnalysisFailed(too_expanded() if cap < max_bytes else (
+                        f"The file decompresses to more than {max_bytes // 2**20:,} MB, more disk than one "
+                        "analysis may use; upload it uncompressed."))
+                if written % _DISK_CHECK_BYTES < len(chunk) and shutil.disk_usage(target.parent).free < MIN_FREE_DISK:
+                    raise AnalysisFailed("The server was short of disk space to decompress the file.")
                 out.write(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         raise AnalysisFailed("The file is not a valid gzip file.") from exc
+    return written
 
 
 def too_expanded() -> str:
