@@ -185,8 +185,20 @@ def approve_revisions(listings: list[Listing], *, texts: dict, previews: dict) -
         listed = [r for r in waiting.filter(kind=Kind.VERSION, version=version)
                   if [str(i.get("listing_id")) for i in r.listings] == [str(listing.listing_id)]
                   and r.changes.get("preview") == previews.get(version.pk)]
-        for revision in details + listed:
-            try:
-                revisions.decide(revision, decision=revisions.Decision.APPROVE, moderator=moderator)
-            except (revisions.StaleDecision, revisions.DecisionRefused) as refused:
-                logger.warning("Demo catalog: %s is left for a moderator: %s", revision, refused)
+        for revision in details:
+            _approve(revision, moderator)
+        dataset.refresh_from_db(fields=["published_at"])
+        if dataset.published_at is None:
+            # Its text was not the demo's (someone edited it before the listing was linked): the
+            # version waits with it, or it would go public under that text.
+            logger.warning("Demo catalog: %s is left for a moderator: its text is not the demo's", dataset)
+            continue
+        for revision in listed:
+            _approve(revision, moderator)
+
+
+def _approve(revision, moderator) -> None:
+    try:
+        revisions.decide(revision, decision=revisions.Decision.APPROVE, moderator=moderator)
+    except (revisions.StaleDecision, revisions.DecisionRefused) as refused:
+        logger.warning("Demo catalog: %s is left for a moderator: %s", revision, refused)

@@ -66,11 +66,17 @@ _RENAMED = re.compile(r"(.+)_\d+")
 
 def hides(keys: set[str], column) -> bool:
     """Whether hidden names with these keys hide `column`: the same key, or the column is the
-    key's duplicate as DuckDB renames it (a header `email,Email` reads as `email`, `Email_1`: a
-    publisher hiding `Email` means one of the two, and both are hidden)."""
+    key's duplicate as DuckDB renames it, adding `_1` until the name is new (a header
+    `email,Email` reads as `email`, `Email_1`; `email_1,email,Email` as `email_1`, `email`,
+    `Email_1_1`): a publisher hiding `Email` means one of them, and all are hidden."""
     key = column_key(column)
-    renamed = _RENAMED.fullmatch(key)
-    return key in keys or (renamed is not None and renamed.group(1) in keys)
+    while True:
+        if key in keys:
+            return True
+        renamed = _RENAMED.fullmatch(key)
+        if renamed is None:
+            return False
+        key = renamed.group(1)
 
 
 def match_hidden(hidden, columns) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -97,6 +103,7 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
     for column in version.columns or []:
         if hides(hidden, column.get("name")):
             continue
+        non_null = (version.row_count or 0) - (column.get("null_count") or 0)
         public = {key: column.get(key) for key in ALWAYS_PUBLIC if key in column}
         if column.get("type") in RANGE_TYPES:
             public["min"], public["max"] = column.get("min"), column.get("max")
@@ -104,42 +111,63 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
             for key in DISTRIBUTION_KEYS:
                 if key in column:
                     public[key] = column[key]
+            # Exact counts (not a sample's) add up to the column's non-null rows: what they leave
+            # out (values past the top ones, NaN and infinities outside the bins) is one more
+            # count the public can work out, and withheld like the rest.
+            exact = not column.get("sampled")
             top_values = column.get("top_values") or []
-            withheld_values = withheld([t.get("count") for t in top_values])
+            value_counts = [t.get("count") for t in top_values]
+            withheld_values = withheld(value_counts, rest=_rest(non_null, value_counts) if exact else 0)
             public["top_values"] = [t for i, t in enumerate(top_values) if i not in withheld_values]
             # A withheld bin keeps its place but not its count, and an empty bin reads the same: a
             # column with one bin per value (small integers, days) would otherwise tell which rare
             # values exist.
             histogram = column.get("histogram") or []
-            withheld_bins = withheld([b.get("count") for b in histogram])
+            bin_counts = [b.get("count") for b in histogram]
+            withheld_bins = withheld(bin_counts, rest=_rest(non_null, bin_counts) if exact and histogram else 0)
             public["histogram"] = [
                 {**bin_, "count": None} if i in withheld_bins or not bin_.get("count") else bin_
                 for i, bin_ in enumerate(histogram)
             ]
             if withheld_values or withheld_bins:
-                public.pop("mean", None)  # with the bins' values, the mean would solve for a withheld count
+                # With the bins' values the mean would solve for a withheld count, and the number
+                # of distinct values would tell how many counts are withheld.
+                public.pop("mean", None)
+                public.pop("distinct_count", None)
+        if 0 < non_null < MIN_PUBLIC_COUNT:
+            # Fewer than MIN_PUBLIC_COUNT rows hold a value: their count, and a number column's
+            # range (their values), are not shown.
+            for key in ("null_count", "min", "max"):
+                public.pop(key, None)
         shown.append(public)
     return shown
 
 
-def withheld(counts) -> set[int]:
-    """The positions of the counts a public distribution withholds: every count below
-    MIN_PUBLIC_COUNT and, while fewer than two are withheld or they add up to less than
-    MIN_PUBLIC_COUNT, the smallest other one too. The row and null counts are public, so a single
+def _rest(non_null: int, counts) -> int:
+    return max(0, non_null - sum(count or 0 for count in counts))
+
+
+def withheld(counts, rest: int = 0) -> set[int]:
+    """The positions of the counts a public distribution withholds. `rest`: rows the counts leave
+    out, never shown but known by subtraction. Every count below MIN_PUBLIC_COUNT is withheld and,
+    when one is (the rest included), the smallest other ones too until at least two are withheld
+    adding up to MIN_PUBLIC_COUNT or more. The row and null counts are public, so a single
     withheld count would be the total less the counts shown (a boolean true 3 times in 1,000
     rows shows neither count)."""
     nonzero = sorted((count, i) for i, count in enumerate(counts) if count)
     rare = [(count, i) for count, i in nonzero if count < MIN_PUBLIC_COUNT]
-    if not rare:
+    if not rare and not 0 < rest < MIN_PUBLIC_COUNT:
         return set()
     chosen = {i for _, i in rare}
-    total = sum(count for count, _ in rare)
+    total = sum(count for count, _ in rare) + rest
+    cells = len(chosen) + (1 if rest else 0)
     for count, i in nonzero:
-        if len(chosen) >= 2 and total >= MIN_PUBLIC_COUNT:
+        if cells >= 2 and total >= MIN_PUBLIC_COUNT:
             break
         if i not in chosen:
             chosen.add(i)
             total += count
+            cells += 1
     return chosen
 
 

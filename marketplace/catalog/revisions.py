@@ -229,10 +229,12 @@ def record_analysis(version_id: int, **fields) -> None:
         waiting = _open(dataset, Kind.VERSION, version_id)
         if waiting:
             last = waiting[-1]
+            # The copy keeps the revision's state: a moderator's request for changes stands.
             revision = DatasetRevision.objects.create(
                 dataset=dataset, version_id=version_id, kind=Kind.VERSION, created_by=last.created_by,
-                changes=last.changes, listings=last.listings)
-            _supersede(waiting, revision, "superseded: the file's analysis ended after this revision was made")
+                changes=last.changes, listings=last.listings, status=last.status, reason=last.reason,
+                decided_by=last.decided_by, decided_at=last.decided_at)
+            _supersede(waiting, revision)
 
 
 def approved_preview(version: DatasetVersion) -> PreviewSettings | None:
@@ -357,7 +359,9 @@ def _approve(dataset, revision, moderator, reason, result):
                                 "it has now: reload it.")
         _require_analysed(version)
         _check_hidden_columns(version, PreviewSettings.of(version))
-        if not is_published(dataset) and _open(dataset, Kind.DETAILS):
+        # Not is_published: a dataset listed before its text was ever approved (the demo's, or one
+        # listed by an older release) has text a moderator has not seen.
+        if dataset.published_at is None and _open(dataset, Kind.DETAILS):
             raise DecisionRefused(f"{dataset.title!r} has never been approved: decide on its details "
                                   f"(revision #{_open(dataset, Kind.DETAILS)[-1].pk}) first.")
         if dataset.published_at is None:

@@ -16,6 +16,9 @@ def forget_listings(sender, chain_id, **kwargs):
     a moderator rejected or delisted stays so: relisting it is a new submission of a rejected or
     delisted dataset, never a fresh one's."""
     affected = list(Listing.objects.filter(chain_id=chain_id).values_list("version__dataset_id", flat=True))
+    # The datasets first, in one order, as every other writer of versions and revisions locks them
+    # (revisions.record_analysis, decide, change_preview): no deadlock with an analysis ending now.
+    list(Dataset.objects.select_for_update().filter(pk__in=affected).order_by("pk").values_list("pk", flat=True))
     versions = list(Listing.objects.filter(chain_id=chain_id).values_list("version_id", flat=True))
     DatasetVersion.objects.filter(listings__chain_id=chain_id, review=DatasetVersion.Review.APPROVED).update(
         review=DatasetVersion.Review.PENDING)

@@ -200,3 +200,74 @@ def test_a_gzip_upload_is_decompressed_to_disk_past_the_analysis_temp_limit(tmp_
     # Within the budget the same file is analysed, and DuckDB may spill what the copy left.
     with Workspace(Limits(memory_mb=2048, cpu_seconds=60, temp_mb=64)) as workspace:
         assert workspace.analyse(source, "csv").row_count == 400_000
+
+
+# From a review of the fixes above ------------------------------------------------------------
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_leaves_a_version_whose_text_someone_edited_before_its_listing_was_linked(chain, monkeypatch):
+    """The demo's dataset is edited in place (never approved) before its listing is linked; the
+    snapshot the link makes holds that text, which the demo does not approve. It used to approve
+    the version anyway (the dataset was already marked listed), putting the text on sale."""
+    original = demo.link_listing_from_receipt
+    edited = []
+
+    def link_after_someone_edits(version, tx_hash):
+        if not edited:
+            edited.append(version.dataset_id)
+            revisions.edit_dataset(version.dataset, by=version.dataset.owner, title="SCAM: send USDC to 0xdead")
+        return original(version, tx_hash)
+
+    monkeypatch.setattr(demo, "link_listing_from_receipt", link_after_someone_edits)
+    demo.seed(limit=2, log=lambda m: None)
+    (edited_id,) = edited
+    version = DatasetVersion.objects.get(dataset_id=edited_id)
+    assert version.review == "pending" and Dataset.objects.get(pk=edited_id).published_at is None
+    assert open_revision(version.dataset, "details").changes["title"] == "SCAM: send USDC to 0xdead"
+    other = DatasetVersion.objects.exclude(dataset_id=edited_id).get()
+    assert other.review == "approved", "the demo's own datasets are still approved"
+
+
+def test_a_name_duckdb_renamed_twice_is_hidden_with_the_name_it_duplicates(db, tmp_path):
+    from marketplace.catalog.analysis import analyse, to_json
+
+    path = tmp_path / "people.csv"
+    path.write_text("email_1,email,Email,city\nx@a.example,list@a.example,private@b.example,Lyon\n")
+    data = to_json(analyse(path, "csv"))
+    names = [c["name"] for c in data["columns"]]
+    assert len(names) == 4 and "Email" not in names  # DuckDB renamed the duplicate
+    version = DatasetVersion(row_count=1, columns=data["columns"], sample=data["sample"],
+                             hidden_columns=["Email"], show_sample=True)
+    public = json.dumps([preview.public_columns(version), preview.public_sample(version)])
+    assert "private@b.example" not in public and "city" in public
+
+
+def test_a_value_held_by_fewer_than_5_rows_shows_neither_its_count_nor_its_range(db):
+    columns = [{"name": "diagnosis", "type": "integer", "duckdb_type": "BIGINT", "null_count": 997, "min": 7, "max": 7,
+                "distinct_count": 1, "histogram": [{"start": 7, "end": 7, "count": 3}]},
+               {"name": "visits", "type": "integer", "duckdb_type": "BIGINT", "null_count": 0, "min": 0, "max": 9,
+                "mean": 2.1, "distinct_count": 3,
+                "top_values": [{"value": 1, "count": 600}, {"value": 2, "count": 398}]}]  # and 9, twice
+    version = DatasetVersion(row_count=1000, columns=columns, show_distributions=True)
+    diagnosis, visits = preview.public_columns(version)
+    assert diagnosis == {"name": "diagnosis", "type": "integer", "duckdb_type": "BIGINT",
+                         "top_values": [], "histogram": [{"start": 7, "end": 7, "count": None}]}
+    # The 2 rows past the counts shown are withheld with the smallest count shown.
+    assert visits["top_values"] == [{"value": 1, "count": 600}]
+    assert "distinct_count" not in visits and "mean" not in visits
+
+
+def test_an_analysis_ending_keeps_a_moderator_s_request_for_changes(chain, publisher, publisher_client,
+                                                                     moderator_client):
+    version = make_version(publisher, chain)
+    DatasetVersion.objects.filter(pk=version.pk).update(analysis_status="running")
+    assert link(publisher_client, version, send_prepared(chain, publisher_client, version)).status_code == 201
+    waiting = open_revision(version.dataset, "version")
+    assert decide(moderator_client, waiting, "request_changes", reason="Say where the data comes from.").status_code == 200
+    revisions.record_analysis(version.pk, analysis_status="done", row_count=1, columns=[], sample=[])
+    renewed = open_revision(version.dataset, "version")
+    assert renewed.pk != waiting.pk and renewed.status == "changes_requested"
+    assert renewed.reason == "Say where the data comes from." and renewed.decided_by is not None
+    assert DatasetRevision.objects.get(pk=waiting.pk).reason == "Say where the data comes from."
