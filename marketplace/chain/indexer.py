@@ -38,7 +38,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3RPCError
 
 from .client import check_chain_id, get_web3, redact_rpc_url
-from .events import TRANSFER_TOPIC, event_types
+from .events import TRANSFER_TOPIC, checksum, event_types
 from .models import ChainEvent, Deployment, IndexedBlock, IndexerCursor
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,28 @@ WATCHED_CONTRACTS = ("DataMarket", "RewardDistributor")
 #: Longest wait between runs while the node does not answer, in seconds.
 MAX_BACKOFF = 60
 
-Handler = Callable[[list[ChainEvent]], None]
-RollbackHandler = Callable[[int, int, list[ChainEvent]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored ChainEvent as handlers get it (a plain object: a range of tens of thousands of
+    events would spend more on model instances than on everything else)."""
+
+    id: int
+    chain_id: int
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    tx_index: int
+    log_index: int
+    address: str
+    name: str
+    args: dict
+
+
+EVENT_FIELDS = [f for f in Event.__slots__]
+Handler = Callable[[list[Event]], None]
+RollbackHandler = Callable[[int, int, list[Event]], None]
 
 _handlers: list[tuple[frozenset[str], Handler]] = []
 _rollback_handlers: list[RollbackHandler] = []
@@ -126,11 +146,15 @@ def _rpc_refused(exc: Exception) -> bool:
     return isinstance(exc, (Web3RPCError, ValueError)) and not isinstance(exc, requests.RequestException)
 
 
-def get_logs(w3: Web3, params: dict, first: int, last: int) -> list:
-    """eth_getLogs over [first, last], split in halves while the node refuses the range (too many
-    results, too wide a range: each provider words it differently)."""
+def get_logs(w3: Web3, params: dict, first: int, last: int) -> list[dict]:
+    """eth_getLogs over [first, last] as the node answers it (hex strings: web3's formatting of
+    each log cost more than everything else the indexer does), split in halves while the node
+    refuses the range (too many results, too wide a range: each provider words it differently)."""
     try:
-        return list(w3.eth.get_logs({**params, "fromBlock": first, "toBlock": last}))
+        response = w3.provider.make_request("eth_getLogs", [{**params, "fromBlock": hex(first), "toBlock": hex(last)}])
+        if "error" in response:
+            raise Web3RPCError(str(response["error"]))
+        return response["result"]
     except Exception as exc:
         if not _rpc_refused(exc) or first >= last:
             raise
@@ -156,6 +180,9 @@ def _topic_of(address: str) -> str:
     return "0x" + "0" * 24 + address[2:].lower()
 
 
+_TRANSFER = "0x" + TRANSFER_TOPIC.hex()
+
+
 def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -> list[dict] | None:
     """The watched events of blocks [first, last] as rows for ChainEvent, in chain order; None
     when the chain changed at `last` while reading (the caller reads again)."""
@@ -165,9 +192,9 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -
     tokens = set(watched.tokens)
     tokens |= {row["args"]["token"] for row in rows if row["name"] == "TokenConfigured"}
     if tokens and watched.market:
-        transfers = {to_checksum_address(t): event_types("ERC20") for t in tokens}
+        transfers = {checksum(t): event_types("ERC20") for t in tokens}
         market = _topic_of(watched.market)
-        for topics in ([TRANSFER_TOPIC, market], [TRANSFER_TOPIC, None, market]):
+        for topics in ([_TRANSFER, market], [_TRANSFER, None, market]):
             found = get_logs(w3, {"address": sorted(transfers), "topics": topics}, first, last)
             rows += _decode(chain_id, found, transfers)
     if before is None or _block_hash(w3, last) != before:
@@ -184,27 +211,28 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -
     return unique
 
 
-def _decode(chain_id: int, logs, types_by_address: dict) -> list[dict]:
+def _decode(chain_id: int, logs: list[dict], types_by_address: dict) -> list[dict]:
+    """Raw logs (hex, as the node sends them) of the watched addresses as ChainEvent rows."""
     rows = []
     for log in logs:
         if log.get("removed"):
             continue
-        address = to_checksum_address(log["address"])
+        address = checksum(log["address"])
         types = types_by_address.get(address)
-        topics = [bytes(t) for t in log["topics"]]
+        topics = [bytes.fromhex(t[2:]) for t in log["topics"]]
         event_type = types.get(topics[0]) if types and topics else None
         if event_type is None:
             continue  # not an event of the watched ABI (or anonymous)
         try:
-            args = event_type.decode(topics, bytes(log["data"]))
+            args = event_type.decode(topics, bytes.fromhex(log["data"][2:]))
         except ValueError as exc:
             logger.warning("indexer: skipping a log that does not decode (%s:%s): %s",
-                           _hex(log["transactionHash"]), log["logIndex"], exc)
+                           log["transactionHash"], int(log["logIndex"], 16), exc)
             continue
         rows.append({
-            "chain_id": chain_id, "block_number": log["blockNumber"], "block_hash": _hex(log["blockHash"]),
-            "tx_hash": _hex(log["transactionHash"]), "tx_index": log["transactionIndex"],
-            "log_index": log["logIndex"], "address": address, "name": event_type.name, "args": args,
+            "chain_id": chain_id, "block_number": int(log["blockNumber"], 16), "block_hash": log["blockHash"],
+            "tx_hash": log["transactionHash"], "tx_index": int(log["transactionIndex"], 16),
+            "log_index": int(log["logIndex"], 16), "address": address, "name": event_type.name, "args": args,
         })
     return rows
 
@@ -213,35 +241,48 @@ def _decode(chain_id: int, logs, types_by_address: dict) -> list[dict]:
 # Storing
 
 
-_INSERT = """
-INSERT INTO chain_chainevent (chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, name, args)
-SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[],
-                         %s::jsonb[])
+_COLUMNS = ("chain_id", "block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "name", "args")
+_STAGE = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS chain_event_stage AS
+SELECT {", ".join(_COLUMNS)} FROM chain_chainevent WITH NO DATA
+"""
+_INSERT = f"""
+INSERT INTO chain_chainevent ({", ".join(_COLUMNS)})
+SELECT {", ".join(_COLUMNS)} FROM chain_event_stage ORDER BY block_number, log_index
 ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING
-RETURNING id
+RETURNING id, tx_hash, log_index
 """
 
 
-def store_range(chain_id: int, rows: list[dict], last: int, last_hash: str) -> list[ChainEvent]:
+def _insert(rows: list[dict]) -> list[Event]:
+    """COPY the rows into a temporary table, then insert those not stored yet; returns them as
+    Events, in chain order (no query back)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STAGE)
+        cursor.execute("TRUNCATE chain_event_stage")
+        pg = cursor.cursor  # psycopg's own, for COPY
+        with pg.copy(f"COPY chain_event_stage ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] if c != "args" else json.dumps(row[c]) for c in _COLUMNS])
+        cursor.execute(_INSERT)
+        ids = {(tx_hash, log_index): pk for pk, tx_hash, log_index in cursor.fetchall()}
+    return [Event(id=ids[(row["tx_hash"], row["log_index"])], **row)
+            for row in rows if (row["tx_hash"], row["log_index"]) in ids]
+
+
+def store_range(chain_id: int, rows: list[dict], last: int, last_hash: str) -> list[Event]:
     """In the caller's transaction: insert the range's events, call the handlers with the new
     ones, keep the block hashes and move the cursor to `last`."""
-    inserted: list[ChainEvent] = []
-    if rows:
-        columns = [[row[k] for row in rows] for k in
-                   ("block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "name")]
-        args = [json.dumps(row["args"]) for row in rows]
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT, [chain_id, *columns, args])
-            ids = [r[0] for r in cursor.fetchall()]
-        inserted = list(ChainEvent.objects.filter(id__in=ids).order_by("block_number", "log_index"))
-        for names, handler in _handlers:
-            mine = [event for event in inserted if event.name in names]
-            if mine:
-                handler(mine)
+    inserted = _insert(rows) if rows else []
+    for names, handler in _handlers:
+        mine = [event for event in inserted if event.name in names]
+        if mine:
+            handler(mine)
     blocks = {row["block_number"]: row["block_hash"] for row in rows}
     blocks[last] = last_hash
+    newest = sorted(blocks)[-KEEP_BLOCKS:]
     IndexedBlock.objects.bulk_create(
-        [IndexedBlock(chain_id=chain_id, number=n, hash=h) for n, h in blocks.items()],
+        [IndexedBlock(chain_id=chain_id, number=n, hash=blocks[n]) for n in newest],
         update_conflicts=True, unique_fields=["chain_id", "number"], update_fields=["hash"])
     keep = (IndexedBlock.objects.filter(chain_id=chain_id).order_by("-number")
             .values_list("number", flat=True)[KEEP_BLOCKS - 1:KEEP_BLOCKS].first())
@@ -269,8 +310,9 @@ def rewind(w3: Web3, chain_id: int) -> tuple[int, int]:
         )
     with transaction.atomic():
         IndexerCursor.objects.select_for_update().get(chain_id=chain_id)
-        orphaned = list(ChainEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor.number)
-                        .order_by("block_number", "log_index"))
+        orphaned = [Event(**row) for row in ChainEvent.objects.filter(
+            chain_id=chain_id, block_number__gt=ancestor.number).order_by("block_number", "log_index").values(
+            *EVENT_FIELDS)]
         for handler in _rollback_handlers:
             handler(chain_id, ancestor.number, orphaned)
         ChainEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor.number).delete()

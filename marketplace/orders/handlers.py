@@ -3,29 +3,36 @@ reorganisation. Both apply events through `apply`, so a rolled-back order is exa
 its surviving events gives."""
 from datetime import datetime, timezone
 
+from django.db import connection
+
+from marketplace.chain.indexer import EVENT_FIELDS, Event
 from marketplace.chain.models import ChainEvent
 
 from .models import Order
 
 ORDER_EVENTS = ("OrderCreated", "OrderDisputed", "OrderReleased", "DisputeResolved", "DisputeExpired")
 STATUS_EVENTS = ORDER_EVENTS[1:]
+_CREATED_COLUMNS = ("chain_id", "market", "order_id", "listing_id", "buyer", "token", "amount", "fee_bps",
+                    "release_at", "tx_hash", "log_index", "block_number")
 
 
 def _time(seconds: str) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=timezone.utc)
 
 
-def created(event: ChainEvent) -> Order:
+def _created(event: Event) -> tuple:
+    """An OrderCreated event as the new order's values, in _CREATED_COLUMNS order."""
     args = event.args
-    return Order(
-        chain_id=event.chain_id, market=event.address, order_id=int(args["orderId"]),
-        listing_id=int(args["listingId"]), buyer=args["buyer"], token=args["token"], amount=int(args["amount"]),
-        fee_bps=int(args["feeBps"]), release_at=_time(args["releaseAt"]), tx_hash=event.tx_hash,
-        log_index=event.log_index, block_number=event.block_number,
-    )
+    return (event.chain_id, event.address, int(args["orderId"]), int(args["listingId"]), args["buyer"],
+            args["token"], int(args["amount"]), int(args["feeBps"]), _time(args["releaseAt"]), event.tx_hash,
+            event.log_index, event.block_number)
 
 
-def apply(order: Order, event: ChainEvent) -> None:
+def created(event: Event) -> Order:
+    return Order(**dict(zip(_CREATED_COLUMNS, _created(event))))
+
+
+def apply(order: Order, event: Event) -> None:
     """Move `order` as one of its status events says."""
     args = event.args
     if event.name == "OrderDisputed":
@@ -44,9 +51,15 @@ def apply(order: Order, event: ChainEvent) -> None:
 _STATE_FIELDS = ["status", "dispute_deadline", "refund", "owner_amount", "fee", "settled_block"]
 
 
-def on_order_events(events: list[ChainEvent]) -> None:
-    """One range's order events, in chain order: new orders in one insert, then the changes."""
-    Order.objects.bulk_create([created(e) for e in events if e.name == "OrderCreated"])
+def on_order_events(events: list[Event]) -> None:
+    """One range's order events, in chain order: new orders in one COPY (each comes from an event
+    stored for the first time, so none exists yet), then the changes."""
+    new = [_created(e) for e in events if e.name == "OrderCreated"]
+    if new:
+        with connection.cursor() as cursor, cursor.cursor.copy(
+                f"COPY orders_order ({', '.join(_CREATED_COLUMNS)}, status, refund, owner_amount, fee) FROM STDIN") as copy:
+            for row in new:
+                copy.write_row((*row, Order.Status.OPEN, 0, 0, 0))
     changes = [e for e in events if e.name in STATUS_EVENTS]
     if not changes:
         return
@@ -60,7 +73,7 @@ def on_order_events(events: list[ChainEvent]) -> None:
     Order.objects.bulk_update([orders[k] for k in keys if k in orders], _STATE_FIELDS)
 
 
-def on_rollback(chain_id: int, ancestor: int, orphaned: list[ChainEvent]) -> None:
+def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     """Orders created in orphaned blocks go; orders whose state changed there are replayed from
     their surviving events."""
     Order.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
@@ -69,10 +82,11 @@ def on_rollback(chain_id: int, ancestor: int, orphaned: list[ChainEvent]) -> Non
         order = Order.objects.select_for_update().filter(chain_id=chain_id, market=market, order_id=order_id).first()
         if order is None:
             continue
-        fresh = created(ChainEvent.objects.get(chain_id=chain_id, tx_hash=order.tx_hash, log_index=order.log_index))
+        fresh = created(Event(**ChainEvent.objects.values(*EVENT_FIELDS).get(
+            chain_id=chain_id, tx_hash=order.tx_hash, log_index=order.log_index)))
         fresh.pk = order.pk
         for event in (ChainEvent.objects.filter(chain_id=chain_id, address=market, name__in=STATUS_EVENTS,
                                                 args__orderId=str(order_id), block_number__lte=ancestor)
-                      .order_by("block_number", "log_index")):
-            apply(fresh, event)
+                      .order_by("block_number", "log_index").values(*EVENT_FIELDS)):
+            apply(fresh, Event(**event))
         Order.objects.filter(pk=order.pk).update(**{f: getattr(fresh, f) for f in _STATE_FIELDS})
