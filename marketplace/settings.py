@@ -282,7 +282,14 @@ LIMITS = {
     # node. The page posts one every 2 s until it is mined, 90 times at most.
     "listing_receipt": {"ip": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_IP", "300/hour"),
                         "wallet": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_WALLET", "120/hour")},
+    # Download links asked for (each is good for Range requests for DOWNLOAD_TOKEN_SECONDS).
+    "download": {"ip": os.environ.get("LIMIT_DOWNLOADS_PER_IP", "600/hour"),
+                 "wallet": os.environ.get("LIMIT_DOWNLOADS_PER_WALLET", "300/hour")},
 }
+# How long a download link lasts (at most 10 minutes), and the internal location of the web server
+# in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.
+DOWNLOAD_TOKEN_SECONDS = min(600, env_int("DOWNLOAD_TOKEN_SECONDS", 600))
+DOWNLOAD_ACCEL_REDIRECT = os.environ.get("DOWNLOAD_ACCEL_REDIRECT", "")
 # Counters live in Redis when this is set (e.g. redis://redis:6379/1), else in PostgreSQL.
 LIMITS_REDIS_URL = os.environ.get("LIMITS_REDIS_URL", "")
 LIMITS_REDIS_PREFIX = os.environ.get("LIMITS_REDIS_PREFIX", "limits:")

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
+from marketplace.orders.views import download
 from marketplace.web.views import favicon
 
 urlpatterns = [
@@ -19,5 +20,7 @@ urlpatterns = [
     path("avatars/<str:address>", avatar, name="avatar"),
     path("api/v1/", include("marketplace.accounts.urls")),
     path("api/v1/", include("marketplace.catalog.urls")),
+    path("api/v1/", include("marketplace.orders.urls")),
+    path("downloads/<str:token>", download, name="download"),
     path("", include("marketplace.web.urls")),
 ]

@@ -43,6 +43,7 @@ RULES = {
     "upload": "uploads",
     "dataset": "new datasets",
     "listing_receipt": "listing transactions to read from the chain",
+    "download": "download links",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

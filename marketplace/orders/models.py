@@ -50,3 +50,55 @@ class Order(models.Model):
 
     def __str__(self):
         return f"order {self.order_id} of listing {self.listing_id} ({self.status})"
+
+
+class DownloadGrant(models.Model):
+    """A download token: what the download endpoint gives a buyer who showed, by session or by a
+    signed request, that they paid for a version. Valid for DOWNLOAD_TOKEN_SECONDS (at most 10
+    minutes), for as many requests as resuming with Range takes; each request checks the order
+    again. Only the token's sha256 is stored. Made by users: never deleted with chain rows (it
+    names the order by its listing, not by a foreign key)."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    buyer = models.CharField(max_length=42)
+    version = models.ForeignKey("catalog.DatasetVersion", on_delete=models.PROTECT, related_name="+")
+    chain_id = models.BigIntegerField()
+    listing_id = models.DecimalField(**MONEY)
+    via = models.CharField(max_length=16, help_text="session or signature")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"download of {self.version} by {self.buyer} until {self.expires_at:%H:%M:%S}"
+
+
+class DownloadNonce(models.Model):
+    """A signed download request's nonce, used once per buyer (kept until its request expires)."""
+
+    buyer = models.CharField(max_length=42)
+    nonce = models.CharField(max_length=66)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["buyer", "nonce"], name="download_nonce_once")]
+
+
+class Download(models.Model):
+    """One request for a bought file, and how many bytes it was sent (the download log)."""
+
+    grant = models.ForeignKey(DownloadGrant, on_delete=models.SET_NULL, null=True, related_name="downloads")
+    buyer = models.CharField(max_length=42)
+    version = models.ForeignKey("catalog.DatasetVersion", on_delete=models.PROTECT, related_name="+")
+    range = models.CharField(max_length=200, blank=True, help_text="The request's Range header, if any")
+    status = models.PositiveSmallIntegerField()
+    bytes_served = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Null while sending, or if cut short")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["buyer", "-started_at"], name="download_by_buyer"),
+                   models.Index(fields=["version", "-started_at"], name="download_by_version")]
+
+    def __str__(self):
+        return f"{self.buyer} got {self.bytes_served:,} bytes of {self.version}"

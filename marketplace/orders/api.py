@@ -1,0 +1,74 @@
+"""The download API: a token for a bought version, from a signed-in session or a signed request."""
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from eth_utils import is_address
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.api import APIError, StrictRegexField, errors
+from marketplace.catalog.models import DatasetVersion
+from marketplace.chain.services import deployed_address
+from marketplace.limits.http import enforce
+
+from . import delivery, signed
+
+
+class DownloadRequest(serializers.Serializer):
+    """Empty for the signed-in wallet; a script sends the signed request instead."""
+
+    buyer = StrictRegexField(r"^0x[0-9a-fA-F]{40}$", required=False, help_text="The wallet that bought the version")
+    expiry = serializers.IntegerField(required=False, min_value=0, help_text="Unix seconds, at most 600 ahead")
+    nonce = StrictRegexField(r"^0x[0-9a-fA-F]{64}$", required=False, help_text="32 random bytes, used once")
+    signature = StrictRegexField(r"^0x(?:[0-9a-fA-F]{2})+$", required=False,
+                                 help_text="EIP-712 signature of DownloadRequest (see docs/delivery.md)")
+
+    def validate(self, data):
+        given = {k for k in ("buyer", "expiry", "nonce", "signature") if k in data}
+        if given and given != {"buyer", "expiry", "nonce", "signature"}:
+            missing = sorted({"buyer", "expiry", "nonce", "signature"} - given)
+            raise serializers.ValidationError({name: "Required in a signed request." for name in missing})
+        if "buyer" in data and not is_address(data["buyer"]):
+            raise serializers.ValidationError({"buyer": "Not an address."})
+        return data
+
+
+DownloadGranted = inline_serializer("DownloadGranted", {
+    "url": serializers.CharField(help_text="GET it (Range supported) until expires_at"),
+    "expires_at": serializers.DateTimeField(),
+    "size": serializers.IntegerField(help_text="Bytes"),
+    "sha256": serializers.CharField(help_text="The file's sha256, hex: the content hash listed on-chain"),
+})
+
+
+class VersionDownloadView(APIView):
+    """Exchange proof of purchase for a download link valid 10 minutes."""
+
+    @extend_schema(request=DownloadRequest, responses={201: DownloadGranted, **errors(400, 401, 403, 404, 409, 429, 503)})
+    def post(self, request, slug, number):
+        data = DownloadRequest(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        version = get_object_or_404(DatasetVersion.objects.select_related("dataset"), dataset__slug=slug, number=number)
+        try:
+            if "signature" in body:
+                market = deployed_address(signed.settings.CHAIN_ID, "DataMarket")
+                if market is None:
+                    raise APIError("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
+                enforce(request, "download", wallet=body["buyer"].lower())
+                buyer = signed.verify(market=market, buyer=body["buyer"], content_hash=version.content_hash,
+                                      expiry=body["expiry"], nonce=body["nonce"], signature=body["signature"])
+                via = "signature"
+            elif request.user.is_authenticated and request.user.address:
+                enforce(request, "download")
+                buyer, via = request.user.address, "session"
+            else:
+                raise APIError("not_authenticated", "Sign in with the wallet that bought this version, or send a "
+                               "request signed by it.", status=401)
+            granted = delivery.grant(buyer, version, via=via)
+        except delivery.DeliveryError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+        return Response({
+            "url": f"/downloads/{granted.token}", "expires_at": granted.grant.expires_at, "size": version.size,
+            "sha256": version.content_hash.removeprefix("0x"),
+        }, status=201)

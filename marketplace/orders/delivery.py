@@ -1,0 +1,165 @@
+"""Sending a bought file: download tokens, HTTP Range as RFC 9110 says, constant memory.
+
+- `grant`: after the caller checked who the buyer is (session or signed request), checks that the
+  chain (as indexed) says they paid for the version and issues a token for DOWNLOAD_TOKEN_SECONDS.
+- `serve`: `GET /downloads/<token>` checks the token and the order again, then answers 200 with the
+  whole file or 206 with one range of it (`bytes=a-b`, `bytes=a-`, `bytes=-n`); a range past the end
+  is 416 with `Content-Range: bytes */size`; several ranges, a malformed header or an `If-Range`
+  that is not the file's ETag get the whole file (RFC 9110 lets a server ignore Range). The ETag is
+  the content hash (the sha256 listed on-chain). With DOWNLOAD_ACCEL_REDIRECT set, the web server
+  in front (nginx) sends the file, and the Range with it. Every request is logged (`Download`),
+  with the bytes actually sent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+import hashlib
+import re
+import secrets
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import transaction
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from marketplace.catalog.models import DatasetVersion
+
+from .models import Download, DownloadGrant
+from .selectors import paid_orders
+
+CHUNK = 1024 * 1024
+_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+
+
+class DeliveryError(Exception):
+    """A refusal with a stable code, a message for people and an HTTP status."""
+
+    def __init__(self, code, message, status=403):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def paid_listing(buyer: str, version: DatasetVersion):
+    """The (chain id, listing id) of the buyer's order of `version` that gives access, or None."""
+    for chain_id, listing_id in version.listings.values_list("chain_id", "listing_id"):
+        if paid_orders(buyer, chain_id, [listing_id]).exists():
+            return chain_id, listing_id
+    return None
+
+
+@dataclass
+class Grant:
+    token: str
+    grant: DownloadGrant
+
+
+def grant(buyer: str, version: DatasetVersion, *, via: str) -> Grant:
+    """A download token for `buyer` (checksummed), who must hold an order of the version that
+    gives access (paid, not refunded in full). Raises DeliveryError."""
+    paid = paid_listing(buyer, version)
+    if paid is None:
+        raise DeliveryError("not_bought", f"{buyer} holds no paid order of version {version.number} of this "
+                            "dataset (a full refund ends access). Buy it first; an order shows here once its block "
+                            "is indexed.")
+    token = secrets.token_urlsafe(32)
+    row = DownloadGrant.objects.create(
+        token_hash=hashlib.sha256(token.encode()).hexdigest(), buyer=buyer, version=version, chain_id=paid[0],
+        listing_id=paid[1], via=via, expires_at=timezone.now() + timedelta(seconds=settings.DOWNLOAD_TOKEN_SECONDS))
+    return Grant(token, row)
+
+
+def parse_range(header: str | None, size: int, *, if_range: str | None = None, etag: str = ""):
+    """What to send of a file of `size` bytes: None for all of it, (first, last) for one range
+    (inclusive), or "unsatisfiable" (416)."""
+    if not header or (if_range is not None and if_range.strip() != etag):
+        return None
+    if "," in header:
+        return None  # several ranges: the whole file
+    match = _RANGE.fullmatch(header)
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last n bytes
+        suffix = int(last)
+        if suffix == 0:
+            return "unsatisfiable"
+        return max(0, size - suffix), size - 1
+    first = int(first)
+    if last:
+        if int(last) < first:
+            return None  # bytes=5-2 is not a range: ignored
+        last = min(int(last), size - 1)
+    else:
+        last = size - 1
+    if first >= size:
+        return "unsatisfiable"
+    return first, last
+
+
+def serve(request, token: str):
+    """The response for GET /downloads/<token>. Raises DeliveryError."""
+    now = timezone.now()
+    grant_row = (DownloadGrant.objects.select_related("version").filter(
+        token_hash=hashlib.sha256(token.encode()).hexdigest()).first())
+    if grant_row is None or grant_row.expires_at <= now:
+        raise DeliveryError("token_expired", "This download link has expired or never existed: ask for a new one "
+                            "(it is valid for 10 minutes; a download in progress may resume with a new one).", status=410)
+    if not paid_orders(grant_row.buyer, grant_row.chain_id, [grant_row.listing_id]).exists():
+        raise DeliveryError("not_bought", "The order behind this link no longer gives access (refunded in full).")
+    version = grant_row.version
+    size = version.size
+    etag = f'"{version.content_hash.removeprefix("0x")}"'
+    wanted = parse_range(request.headers.get("Range"), size, if_range=request.headers.get("If-Range"), etag=etag)
+    log = Download.objects.create(grant=grant_row, buyer=grant_row.buyer, version=version,
+                                  range=(request.headers.get("Range") or "")[:200], status=200,
+                                  ip=request.META.get("REMOTE_ADDR") or None)
+    if wanted == "unsatisfiable":
+        Download.objects.filter(pk=log.pk).update(status=416, finished_at=timezone.now())
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    first, last = wanted or (0, size - 1)
+    length = last - first + 1
+    filename = f"{version.dataset.slug}-v{version.number}.{version.format}"
+    if settings.DOWNLOAD_ACCEL_REDIRECT:
+        response = HttpResponse(status=200)  # the server in front sends the file, and the range
+        response["X-Accel-Redirect"] = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + version.file
+        Download.objects.filter(pk=log.pk).update(status=200, finished_at=timezone.now())
+    else:
+        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk), status=206 if wanted else 200)
+        response["Content-Length"] = str(length)
+        if wanted:
+            response["Content-Range"] = f"bytes {first}-{last}/{size}"
+            Download.objects.filter(pk=log.pk).update(status=206)
+    response["Content-Type"] = "application/octet-stream"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-SHA256"] = version.content_hash.removeprefix("0x")
+    return response
+
+
+def _stream(name: str, first: int, length: int, log_id: int):
+    """The file's bytes [first, first + length), a chunk at a time; the log row learns how many
+    were sent when the stream ends or the client goes away (the server closes the generator)."""
+    sent = 0
+    finished = False
+    try:
+        with storages["private"].open(name, "rb") as f:
+            f.seek(first)
+            while sent < length:
+                chunk = f.read(min(CHUNK, length - sent))
+                if not chunk:
+                    break
+                sent += len(chunk)
+                yield chunk
+        finished = sent == length
+    finally:
+        with transaction.atomic():
+            Download.objects.filter(pk=log_id).update(
+                bytes_served=sent, finished_at=timezone.now() if finished else None)

@@ -1,0 +1,186 @@
+"""Gated downloads against anvil with the real contracts: a buyer whose order the indexer has read
+gets a link from the signed-in session or from a request signed by the wallet (EIP-712, single-use
+nonce), then the file with HTTP Range as RFC 9110 says and every request logged; a non-buyer, a
+refunded buyer, an expired link, a replayed, expired or forged request are refused."""
+import hashlib
+import random
+import secrets
+import time
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+import pytest
+
+from marketplace.accounts.services import wallet_user
+from marketplace.catalog.models import Dataset, DatasetVersion
+from marketplace.chain import indexer
+from marketplace.orders import signed
+from marketplace.orders.models import Download, DownloadGrant
+from tests.conftest import DEV_KEYS
+from tests.integration.test_listing import PRICE, link, send_prepared
+
+pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
+
+CONTENT = random.Random(18).randbytes(3 * 1024 * 1024 + 17)  # a few chunks and a ragged end
+SHA = hashlib.sha256(CONTENT).hexdigest()
+PUBLISHER_KEY, BUYER_KEY, STRANGER_KEY = DEV_KEYS[1], DEV_KEYS[2], DEV_KEYS[3]
+
+
+@pytest.fixture
+def bought(chain, client):
+    """A version listed and approved on-chain, bought by the buyer, the order indexed."""
+    publisher = wallet_user(Account.from_key(PUBLISHER_KEY).address)
+    client.force_login(publisher)
+    dataset = Dataset.objects.create(owner=publisher, slug="rainfall", title="Rainfall", license="CC-BY-4.0",
+                                     payout_address=publisher.address)
+    name = storages["private"].save(f"datasets/test-{secrets.token_hex(4)}/rainfall.csv", ContentFile(CONTENT))
+    version = DatasetVersion.objects.create(
+        dataset=dataset, number=1, file=name, original_name="rainfall.csv", format="csv", size=len(CONTENT),
+        content_hash="0x" + SHA, price=PRICE, token=chain.token.address, analysis_status="done")
+    assert link(client, version, send_prepared(chain, client, version)).status_code == 201
+    listing_id = int(version.listings.get().listing_id)
+    chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    buyer = Account.from_key(BUYER_KEY)
+    chain.token.mint(buyer.address, PRICE)
+    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), buyer.address)
+    chain.send(chain.market.contract.functions.purchase(listing_id, PRICE), buyer.address)
+    indexer.index_chain(chain.w3)
+    client.logout()
+    yield version, buyer, listing_id
+    storages["private"].delete(name)
+
+
+def url(version):
+    return f"/api/v1/datasets/{version.dataset.slug}/versions/{version.number}/download"
+
+
+def as_wallet(client, key):
+    client.force_login(wallet_user(Account.from_key(key).address))
+    return client
+
+
+def link_for(client, version):
+    response = client.post(url(version), content_type="application/json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def body(response):
+    return b"".join(response.streaming_content)
+
+
+def test_a_buyer_downloads_the_whole_file_and_the_download_is_logged(client, bought):
+    version, buyer, _ = bought
+    granted = link_for(as_wallet(client, BUYER_KEY), version)
+    assert granted["size"] == len(CONTENT) and granted["sha256"] == SHA and granted["url"].startswith("/downloads/")
+    client.logout()  # the link itself is the credential, for 10 minutes
+    response = client.get(granted["url"])
+    assert response.status_code == 200 and body(response) == CONTENT
+    assert response["ETag"] == f'"{SHA}"' and response["Accept-Ranges"] == "bytes"
+    assert response["Content-Length"] == str(len(CONTENT))
+    assert response["Content-Disposition"] == 'attachment; filename="rainfall-v1.csv"'
+    (log,) = Download.objects.all()
+    assert log.buyer == buyer.address and log.bytes_served == len(CONTENT) and log.finished_at and log.status == 200
+    assert DownloadGrant.objects.get().token_hash != granted["url"].rsplit("/", 1)[1]  # only its hash is kept
+
+
+def test_ranges_as_rfc_9110_says_and_a_download_resumed(client, bought):
+    version, _, _ = bought
+    link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
+    size = len(CONTENT)
+
+    part = client.get(link, HTTP_RANGE="bytes=100-199")
+    assert part.status_code == 206 and body(part) == CONTENT[100:200]
+    assert part["Content-Range"] == f"bytes 100-199/{size}" and part["Content-Length"] == "100"
+    assert body(client.get(link, HTTP_RANGE="bytes=-10")) == CONTENT[-10:]
+    assert client.get(link, HTTP_RANGE=f"bytes={size - 5}-{size + 1000}")["Content-Range"] == \
+        f"bytes {size - 5}-{size - 1}/{size}"
+    past = client.get(link, HTTP_RANGE=f"bytes={size}-")
+    assert past.status_code == 416 and past["Content-Range"] == f"bytes */{size}"
+    assert client.get(link, HTTP_RANGE="bytes=-0").status_code == 416
+    # Ignored, as RFC 9110 allows: several ranges, a malformed one, an If-Range for another file.
+    for headers in ({"HTTP_RANGE": "bytes=0-1,5-6"}, {"HTTP_RANGE": "bytes=9-3"}, {"HTTP_RANGE": "lines=1-2"},
+                    {"HTTP_RANGE": "bytes=0-9", "HTTP_IF_RANGE": '"another"'}):
+        whole = client.get(link, **headers)
+        assert whole.status_code == 200 and len(body(whole)) == size, headers
+    assert client.get(link, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE=f'"{SHA}"').status_code == 206
+
+    # A download cut after a megabyte, resumed from there.
+    first = client.get(link)
+    received = next(iter(first.streaming_content))
+    first.close()  # the client went away
+    rest = client.get(link, HTTP_RANGE=f"bytes={len(received)}-")
+    assert hashlib.sha256(received + body(rest)).hexdigest() == SHA
+    cut = Download.objects.filter(range="").order_by("-started_at").first()
+    assert cut.finished_at is None and 0 < cut.bytes_served < size  # what it really got
+
+
+def test_no_link_for_a_stranger_anonymously_or_after_a_full_refund(client, bought, chain):
+    version, buyer, listing_id = bought
+    as_wallet(client, STRANGER_KEY)
+    stranger = client.post(url(version), content_type="application/json")
+    assert stranger.status_code == 403 and stranger.json()["error"]["code"] == "not_bought"
+    client.logout()
+    anonymous = client.post(url(version), content_type="application/json")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "not_authenticated"
+
+    link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
+    order_id = chain.market.order_of(listing_id, buyer.address)
+    chain.send(chain.market.contract.functions.dispute(order_id), buyer.address)
+    chain.send(chain.market.contract.functions.resolve(order_id, 10_000), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    refused = client.get(link)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_bought"
+    assert client.post(url(version), content_type="application/json").status_code == 403
+
+
+def test_an_expired_link_is_gone(client, bought):
+    version, _, _ = bought
+    link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
+    DownloadGrant.objects.update(expires_at="2000-01-01T00:00:00Z")
+    gone = client.get(link)
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "token_expired"
+    assert client.get("/downloads/not-a-token").status_code == 410
+
+
+def signed_request(chain, version, key, *, expiry=None, nonce=None, buyer=None):
+    account = Account.from_key(key)
+    fields = dict(market=chain.market.address, buyer=buyer or account.address, content_hash=version.content_hash,
+                  expiry=expiry or int(time.time()) + 300, nonce=nonce or "0x" + secrets.token_hex(32))
+    signature = account.sign_message(encode_typed_data(full_message=signed.typed_data(**fields))).signature
+    return {"buyer": fields["buyer"], "expiry": fields["expiry"], "nonce": fields["nonce"],
+            "signature": "0x" + bytes(signature).hex()}
+
+
+def test_a_script_signs_a_request_once(client, bought, chain):
+    version, buyer, _ = bought
+    request = signed_request(chain, version, BUYER_KEY)
+    granted = client.post(url(version), request, content_type="application/json")
+    assert granted.status_code == 201, granted.content
+    assert body(client.get(granted.json()["url"], HTTP_RANGE="bytes=0-99")) == CONTENT[:100]
+    assert DownloadGrant.objects.get().via == "signature"
+
+    replayed = client.post(url(version), request, content_type="application/json")
+    assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "nonce_used"
+    expired = client.post(url(version), signed_request(chain, version, BUYER_KEY, expiry=int(time.time()) - 1),
+                          content_type="application/json")
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "request_expired"
+    too_far = client.post(url(version), signed_request(chain, version, BUYER_KEY, expiry=int(time.time()) + 3600),
+                          content_type="application/json")
+    assert too_far.status_code == 400 and too_far.json()["error"]["code"] == "expiry_too_far"
+    forged = client.post(url(version), signed_request(chain, version, STRANGER_KEY, buyer=buyer.address),
+                         content_type="application/json")
+    assert forged.status_code == 401 and forged.json()["error"]["code"] == "bad_signature"
+    stranger = client.post(url(version), signed_request(chain, version, STRANGER_KEY), content_type="application/json")
+    assert stranger.status_code == 403 and stranger.json()["error"]["code"] == "not_bought"
+    partial = client.post(url(version), {"buyer": buyer.address}, content_type="application/json")
+    assert partial.status_code == 400 and set(partial.json()["error"]["fields"]) == {"expiry", "nonce", "signature"}
+
+
+def test_links_are_rate_limited_per_wallet(client, bought, settings):
+    version, _, _ = bought
+    settings.LIMITS = {**settings.LIMITS, "download": {"ip": "off", "wallet": "2/hour"}}
+    as_wallet(client, BUYER_KEY)
+    assert [client.post(url(version), content_type="application/json").status_code for _ in range(3)] == [201, 201, 429]
