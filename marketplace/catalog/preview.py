@@ -134,9 +134,10 @@ def public_columns(version, settings: PreviewSettings | None = None) -> list[dic
                 # of distinct values would tell how many counts are withheld.
                 public.pop("mean", None)
                 public.pop("distinct_count", None)
-        if 0 < non_null < MIN_PUBLIC_COUNT:
-            # Fewer than MIN_PUBLIC_COUNT rows hold a value: their count, and a number column's
-            # range (their values), are not shown.
+        if 0 < non_null < MIN_PUBLIC_COUNT <= (version.row_count or 0):
+            # Fewer than MIN_PUBLIC_COUNT of the rows hold a value: their count, and a number
+            # column's range (their values), are not shown. (A file of fewer rows than that shows
+            # its ranges, as the default says: its row count is public anyway.)
             for key in ("null_count", "min", "max"):
                 public.pop(key, None)
         shown.append(public)

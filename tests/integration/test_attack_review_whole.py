@@ -254,6 +254,8 @@ def test_a_value_held_by_fewer_than_5_rows_shows_neither_its_count_nor_its_range
     diagnosis, visits = preview.public_columns(version)
     assert diagnosis == {"name": "diagnosis", "type": "integer", "duckdb_type": "BIGINT",
                          "top_values": [], "histogram": [{"start": 7, "end": 7, "count": None}]}
+    tiny = DatasetVersion(row_count=2, columns=[{**columns[0], "null_count": 0}])
+    assert preview.public_columns(tiny)[0]["min"] == 7, "a 2-row file shows its ranges, as the default says"
     # The 2 rows past the counts shown are withheld with the smallest count shown.
     assert visits["top_values"] == [{"value": 1, "count": 600}]
     assert "distinct_count" not in visits and "mean" not in visits
