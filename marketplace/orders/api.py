@@ -1,4 +1,5 @@
 """The download API: a token for a bought version, from a signed-in session or a signed request."""
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from eth_utils import is_address
@@ -7,11 +8,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, StrictRegexField, errors
+from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
 from marketplace.chain.services import deployed_address
 from marketplace.limits.http import enforce
 
-from . import delivery, signed
+from . import delivery, selectors, signed
+from .models import Order
 
 
 class DownloadRequest(serializers.Serializer):
@@ -52,7 +55,7 @@ class VersionDownloadView(APIView):
         version = get_object_or_404(DatasetVersion.objects.select_related("dataset"), dataset__slug=slug, number=number)
         try:
             if "signature" in body:
-                market = deployed_address(signed.settings.CHAIN_ID, "DataMarket")
+                market = deployed_address(settings.CHAIN_ID, "DataMarket")
                 if market is None:
                     raise APIError("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
                 enforce(request, "download", wallet=body["buyer"].lower())
@@ -63,7 +66,7 @@ class VersionDownloadView(APIView):
                 enforce(request, "download")
                 buyer, via = request.user.address, "session"
             else:
-                raise APIError("not_authenticated", "Sign in with the wallet that bought this version, or send a "
+                raise APIError("not_signed_in", "Sign in with the wallet that bought this version, or send a "
                                "request signed by it.", status=401)
             granted = delivery.grant(buyer, version, via=via)
         except delivery.DeliveryError as exc:
@@ -72,3 +75,59 @@ class VersionDownloadView(APIView):
             "url": f"/downloads/{granted.token}", "expires_at": granted.grant.expires_at, "size": version.size,
             "sha256": version.content_hash.removeprefix("0x"),
         }, status=201)
+
+
+class OrderSerializer(serializers.Serializer):
+    chain_id = serializers.IntegerField()
+    order_id = serializers.CharField(help_text="The DataMarket order id, as a decimal string")
+    listing_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=[s for s, _ in Order.Status.choices])
+    buyer = serializers.CharField()
+    token = serializers.CharField()
+    amount = serializers.CharField(help_text="Token base units, as a decimal string")
+    refund = serializers.CharField(help_text="Refunded to the buyer, in base units")
+    owner_amount = serializers.CharField(help_text="Paid to the owner's payout address, in base units")
+    fee = serializers.CharField(help_text="Paid to the treasury, in base units")
+    release_at = serializers.DateTimeField(help_text="The end of the dispute window")
+    dispute_deadline = serializers.DateTimeField(allow_null=True)
+    tx_hash = serializers.CharField()
+    block_number = serializers.IntegerField()
+    dataset = serializers.CharField(allow_null=True, help_text="The dataset's slug (null: a listing not linked here)")
+    title = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True)
+    can_download = serializers.BooleanField()
+
+
+def order_body(order, version) -> dict:
+    return {
+        "chain_id": order.chain_id, "order_id": str(order.order_id), "listing_id": str(order.listing_id),
+        "status": order.status, "buyer": order.buyer, "token": order.token, "amount": str(order.amount),
+        "refund": str(order.refund), "owner_amount": str(order.owner_amount), "fee": str(order.fee),
+        "release_at": order.release_at, "dispute_deadline": order.dispute_deadline, "tx_hash": order.tx_hash,
+        "block_number": order.block_number,
+        "dataset": version.dataset.slug if version else None, "title": version.dataset.title if version else None,
+        "version": version.number if version else None,
+        "can_download": version is not None and order.status != Order.Status.REFUNDED,
+    }
+
+
+class LibraryView(APIView):
+    """The signed-in wallet's purchases, newest first, as the chain indexer has read them."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(responses={200: OrderSerializer(many=True), **errors(401, 403)})
+    def get(self, request):
+        if not request.user.address:
+            return Response([])
+        return Response([order_body(o, v) for o, v in selectors.library(request.user.address)])
+
+
+class SalesView(APIView):
+    """The orders of the signed-in publisher's listings, newest first."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(responses={200: OrderSerializer(many=True), **errors(401, 403)})
+    def get(self, request):
+        return Response([order_body(o, v) for o, v in selectors.sales(request.user)])

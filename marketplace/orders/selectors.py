@@ -13,3 +13,33 @@ def has_paid(buyer: str, version) -> bool:
     access, as the indexer has read the chain."""
     listings = list(version.listings.values_list("chain_id", "listing_id"))
     return any(paid_orders(buyer, chain_id, [listing_id]).exists() for chain_id, listing_id in listings)
+
+
+def with_versions(orders) -> list[tuple]:
+    """(order, version or None) for each order: the version its listing is linked to, if any."""
+    from marketplace.catalog.models import Listing
+
+    orders = list(orders)
+    keys = {(o.chain_id, o.listing_id) for o in orders}
+    listings = {(l.chain_id, l.listing_id): l.version for l in Listing.objects.select_related("version__dataset").filter(
+        chain_id__in={c for c, _ in keys}, listing_id__in={i for _, i in keys})}
+    return [(o, listings.get((o.chain_id, o.listing_id))) for o in orders]
+
+
+def library(buyer: str):
+    """The buyer's orders, newest first, with what they bought."""
+    return with_versions(Order.objects.filter(buyer=buyer).order_by("-block_number", "-log_index"))
+
+
+def sales(owner):
+    """The orders of the owner's listings, newest first."""
+    from marketplace.catalog.models import Listing
+
+    mine = Listing.objects.filter(version__dataset__owner=owner).values_list("chain_id", "listing_id")
+    keys = list(mine)
+    if not keys:
+        return []
+    query = Order.objects.none()
+    for chain_id in {c for c, _ in keys}:
+        query = query | Order.objects.filter(chain_id=chain_id, listing_id__in=[i for c, i in keys if c == chain_id])
+    return with_versions(query.order_by("-block_number", "-log_index"))

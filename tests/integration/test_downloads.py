@@ -124,7 +124,7 @@ def test_no_link_for_a_stranger_anonymously_or_after_a_full_refund(client, bough
     assert stranger.status_code == 403 and stranger.json()["error"]["code"] == "not_bought"
     client.logout()
     anonymous = client.post(url(version), content_type="application/json")
-    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "not_authenticated"
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "not_signed_in"
 
     link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
     order_id = chain.market.order_of(listing_id, buyer.address)
@@ -184,3 +184,18 @@ def test_links_are_rate_limited_per_wallet(client, bought, settings):
     settings.LIMITS = {**settings.LIMITS, "download": {"ip": "off", "wallet": "2/hour"}}
     as_wallet(client, BUYER_KEY)
     assert [client.post(url(version), content_type="application/json").status_code for _ in range(3)] == [201, 201, 429]
+
+
+def test_the_buyer_s_library_and_the_publisher_s_sales(client, bought, chain):
+    version, buyer, listing_id = bought
+    (order,) = as_wallet(client, BUYER_KEY).get("/api/v1/me/orders").json()
+    assert order["dataset"] == "rainfall" and order["version"] == 1 and order["status"] == "open"
+    assert order["amount"] == str(PRICE) and order["buyer"] == buyer.address and order["can_download"]
+    assert order["listing_id"] == str(listing_id)
+    assert as_wallet(client, STRANGER_KEY).get("/api/v1/me/orders").json() == []
+    assert client.get("/api/v1/me/sales").json() == []
+    (sale,) = as_wallet(client, PUBLISHER_KEY).get("/api/v1/me/sales").json()
+    assert sale["order_id"] == order["order_id"] and sale["buyer"] == buyer.address
+    client.logout()
+    refused = client.get("/api/v1/me/orders")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_signed_in"
