@@ -33,4 +33,4 @@ RUN useradd --system --home /app marketplace \
     && chown -R marketplace /app/.data /data
 USER marketplace
 EXPOSE 8000
-CMD ["gunicorn", "marketplace.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi", "--bind", "0.0.0.0:8000"]

@@ -267,8 +267,8 @@ def main():
                         help="dataset edits per second during the measurement, applied by the real search_sync "
                              "process (each one is an index commit); 0: a catalog that never changes")
     parser.add_argument("--shape", action="append", help="only the shapes whose name contains this (repeatable)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (the Procfile runs 4)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (the Procfile runs sync workers: 1)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (marketplace/gunicorn_conf.py: 8)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the loaded database and put the index in DIR; a later run with the same DIR "
                              "measures again without loading")
@@ -297,8 +297,9 @@ def main():
 
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "marketplace.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"], cwd=ROOT, env=os.environ)
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi",
+         "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
+         "--log-level", "warning", "--access-logfile", "/dev/null"], cwd=ROOT, env=os.environ)
     base = f"http://127.0.0.1:{port}"
     sync = churn = None
     try:

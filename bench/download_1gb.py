@@ -129,8 +129,8 @@ def main():
                                            f"127.0.0.1:{bare_port}", "--workers", "1", "--log-level", "warning"]))
         bare = processes[-1]
         processes.append(subprocess.Popen(
-            [str(BIN / "gunicorn"), "marketplace.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", "4",
-             "--log-level", "warning"], cwd=ROOT, env=env))
+            [str(BIN / "gunicorn"), "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi", "--bind",
+             f"127.0.0.1:{web_port}", "--log-level", "warning", "--access-logfile", "/dev/null"], cwd=ROOT, env=env))
         wait_for_http(web_port, processes[-1])
         time.sleep(1)  # the bare server too
         workers = children(processes[-1].pid)

@@ -4,7 +4,7 @@
         [--path /tmp/analysis_1gb.csv] [--rows 10000000] [--regenerate]
         [--broker redis://127.0.0.1:6379/15] [--port 0] [--keep]
 
-Starts gunicorn (`gunicorn marketplace.wsgi`, the Procfile's web line: 2 workers, 4 threads) and a
+Starts gunicorn as the Procfile does (`gunicorn -c marketplace/gunicorn_conf.py`) and a
 Celery worker (the Procfile's worker line: `celery -A marketplace worker --pool threads
 --concurrency 4`) against DATABASE_URL, migrated first; the broker is CELERY_BROKER_URL or
 --broker, else the project's default (kombu's SQLAlchemy transport on the same database). It
@@ -268,9 +268,8 @@ def main() -> None:
         connections.close_all()  # the children open their own; ours reconnects when polling
 
         web_log, worker_log = work / "gunicorn.log", work / "celery.log"
-        web = spawn([BIN / "gunicorn", "marketplace.wsgi", "--bind", f"127.0.0.1:{port}",
-                     "--workers", "4", "--graceful-timeout", "10",
-                     "--timeout", "600"], log=web_log, env=env)
+        web = spawn([BIN / "gunicorn", "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi",
+                     "--bind", f"127.0.0.1:{port}"], log=web_log, env=env)
         processes.append((web, "gunicorn"))
         worker = spawn([BIN / "celery", "-A", "marketplace", "worker", "--loglevel", "INFO",
                         "--pool", "threads", "--concurrency", "4"], log=worker_log, env=env)

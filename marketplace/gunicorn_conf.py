@@ -1,0 +1,22 @@
+"""gunicorn's settings, as every way of running the web process uses them (the Procfile, the
+Dockerfile, docker-compose.yml, the benches and the slow-download test):
+
+    gunicorn -c marketplace/gunicorn_conf.py marketplace.wsgi
+
+Threaded workers (gthread): a request that takes long to send (a download to a slow client, an
+upload) holds one thread, not a whole worker, and the worker keeps telling the arbiter it is alive,
+so `timeout` never ends a transfer that is still moving. WEB_WORKERS processes (default 4, one
+search index reader each: Tantivy holds the GIL while it searches, so processes give the cores)
+of WEB_THREADS threads (default 8) answer WEB_WORKERS x WEB_THREADS requests at once; each
+thread keeps its own database connection.
+"""
+import os
+
+bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('WEB_PORT', '8000')}"
+workers = int(os.environ.get("WEB_WORKERS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "8"))
+worker_class = "gthread"
+timeout = 30  # a worker that stops answering the arbiter this long is restarted
+graceful_timeout = 10
+keepalive = 5
+accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
