@@ -183,9 +183,12 @@ def _topic_of(address: str) -> str:
 _TRANSFER = "0x" + TRANSFER_TOPIC.hex()
 
 
-def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -> list[dict] | None:
-    """The watched events of blocks [first, last] as rows for ChainEvent, in chain order; None
-    when the chain changed at `last` while reading (the caller reads again)."""
+def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int, parent: str | None = None):
+    """(the watched events of blocks [first, last] as rows for ChainEvent in chain order, the hash
+    of block `last` they belong to); None when the chain changed while reading: at `last`, or at
+    block first - 1 if it is not `parent` any more (the caller checks for a reorganisation and
+    reads again). The hash returned is the one checked before and after the read, never a third
+    answer that might belong to another fork."""
     before = _block_hash(w3, last)
     logs = get_logs(w3, {"address": list(watched.contracts)}, first, last) if watched.contracts else []
     rows = _decode(chain_id, logs, {a: event_types(name) for a, name in watched.contracts.items()})
@@ -199,6 +202,8 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -
             rows += _decode(chain_id, found, transfers)
     if before is None or _block_hash(w3, last) != before:
         return None
+    if parent is not None and _block_hash(w3, first - 1) != parent:
+        return None
     seen = set()
     unique = []
     for row in sorted(rows, key=lambda r: (r["block_number"], r["log_index"])):
@@ -208,7 +213,7 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int) -
             unique.append(row)
         if row["block_number"] == last and row["block_hash"] != before:
             return None
-    return unique
+    return unique, before
 
 
 def _decode(chain_id: int, logs: list[dict], types_by_address: dict) -> list[dict]:
@@ -408,7 +413,7 @@ def _run(w3, chain_id, report, confirmations, range_size, through, max_ranges):
         cursor.refresh_from_db()
         report.through = cursor.block_number
         if cursor.block_number >= target:
-            if _block_hash(w3, cursor.block_number) not in (cursor.block_hash, None):
+            if _block_hash(w3, cursor.block_number) != cursor.block_hash:
                 _rewound(w3, chain_id, report)
                 continue
             break
@@ -416,8 +421,8 @@ def _run(w3, chain_id, report, confirmations, range_size, through, max_ranges):
             _rewound(w3, chain_id, report)
             continue
         last = min(target, cursor.block_number + range_size)
-        rows = read_range(w3, chain_id, watched, cursor.block_number + 1, last)
-        last_hash = _block_hash(w3, last) if rows is not None else None
+        read = read_range(w3, chain_id, watched, cursor.block_number + 1, last, cursor.block_hash)
+        rows, last_hash = read if read is not None else (None, None)
         if rows is None or last_hash is None:
             continue  # the chain moved under the read: check for a reorganisation and read again
         with transaction.atomic():

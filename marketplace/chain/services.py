@@ -215,6 +215,7 @@ def forget_chain(chain_id: int) -> None:
     Operator actions still open for that chain are cancelled: listing ids start over on a new
     chain, and an approval reviewed for an old listing must never reach a new one."""
     with transaction.atomic():
+        list(IndexerCursor.objects.select_for_update().filter(chain_id=chain_id))
         chain_reset.send(sender=Deployment, chain_id=chain_id)
         for model in (ChainEvent, IndexedBlock, IndexerCursor):
             model.objects.filter(chain_id=chain_id).delete()

@@ -11,7 +11,8 @@ from marketplace.api import APIError, StrictRegexField, errors
 from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
 from marketplace.chain.services import deployed_address
-from marketplace.limits.http import enforce
+from marketplace.limits.http import RateLimited, enforce
+from marketplace.limits.services import LimitExceeded, consume
 
 from . import delivery, selectors, signed
 from .models import Order
@@ -58,9 +59,13 @@ class VersionDownloadView(APIView):
                 market = deployed_address(settings.CHAIN_ID, "DataMarket")
                 if market is None:
                     raise APIError("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
-                enforce(request, "download", wallet=body["buyer"].lower())
+                enforce(request, "download")
                 buyer = signed.verify(market=market, buyer=body["buyer"], content_hash=version.content_hash,
                                       expiry=body["expiry"], nonce=body["nonce"], signature=body["signature"])
+                try:
+                    consume("download", wallet=buyer.lower())
+                except LimitExceeded as exceeded:
+                    raise RateLimited(exceeded) from None
                 via = "signature"
             elif request.user.is_authenticated and request.user.address:
                 enforce(request, "download")

@@ -30,7 +30,7 @@ from .models import Download, DownloadGrant
 from .selectors import paid_orders
 
 CHUNK = 1024 * 1024
-_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{0,18})\s*-\s*([0-9]{0,18})\s*")
 
 
 class DeliveryError(Exception):

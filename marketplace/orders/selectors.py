@@ -3,9 +3,13 @@ from .models import Order
 
 
 def paid_orders(buyer: str, chain_id: int, listing_ids):
-    """The buyer's orders of these listings that give access (all but refunded in full)."""
-    return Order.objects.filter(chain_id=chain_id, buyer=buyer, listing_id__in=list(listing_ids)).exclude(
-        status=Order.Status.REFUNDED)
+    """The buyer's orders of these listings on the chain's current market that give access (all
+    but refunded in full). Listing ids start over with a new market: an order of an old one never
+    counts for a listing of the new one."""
+    from marketplace.chain.services import deployed_address
+
+    return Order.objects.filter(chain_id=chain_id, market=deployed_address(chain_id, "DataMarket"), buyer=buyer,
+                                listing_id__in=list(listing_ids)).exclude(status=Order.Status.REFUNDED)
 
 
 def has_paid(buyer: str, version) -> bool:

@@ -3,10 +3,12 @@ from django.dispatch import receiver
 
 from marketplace.chain.signals import chain_reset
 
-from .models import Order
+from .models import DownloadGrant, Order
 
 
 @receiver(chain_reset)
 def forget_orders(sender, chain_id, **kwargs):
-    """Orders are chain-derived: a chain that is gone took them with it."""
+    """Orders are chain-derived: a chain that is gone took them with it, and the download links
+    they gave (the download log stays: users' rows never go with chain rows)."""
     Order.objects.filter(chain_id=chain_id).delete()
+    DownloadGrant.objects.filter(chain_id=chain_id).delete()

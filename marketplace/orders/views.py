@@ -10,4 +10,7 @@ def download(request, token):
     try:
         return delivery.serve(request, token)
     except delivery.DeliveryError as exc:
-        return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+        response = JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+        # Django would log the path (the token, valid for minutes) with every 4xx: say nothing.
+        response._has_been_logged = True
+        return response

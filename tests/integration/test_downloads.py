@@ -199,3 +199,15 @@ def test_the_buyer_s_library_and_the_publisher_s_sales(client, bought, chain):
     client.logout()
     refused = client.get("/api/v1/me/orders")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_signed_in"
+
+
+def test_a_forgotten_chain_ends_its_links_and_no_token_reaches_the_log(client, bought, chain, caplog):
+    from marketplace.chain.services import forget_chain
+
+    version, _, _ = bought
+    link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
+    forget_chain(chain.w3.eth.chain_id)
+    with caplog.at_level("INFO"):
+        gone = client.get(link)
+    assert gone.status_code == 410 and not DownloadGrant.objects.exists()
+    assert link.rsplit("/", 1)[1] not in caplog.text  # a token, even a dead one, is not logged
