@@ -50,6 +50,9 @@ KEEP_BLOCKS = 256
 WATCHED_CONTRACTS = ("DataMarket", "RewardDistributor")
 #: Longest wait between runs while the node does not answer, in seconds.
 MAX_BACKOFF = 60
+#: Reads of a range in a row that the chain changed under (its head moving between forks, or
+#: nodes behind one URL that disagree) before a run gives up until the next one.
+MAX_MOVED_READS = 5
 
 
 
@@ -405,6 +408,7 @@ def _run(w3, chain_id, report, confirmations, range_size, through, max_ranges):
         report.skipped = "no contracts deployed on this chain"
         return
     watched = watch(chain_id)
+    moved = 0
     while max_ranges is None or report.ranges < max_ranges:
         report.head = w3.eth.block_number
         target = report.head - confirmations
@@ -422,9 +426,14 @@ def _run(w3, chain_id, report, confirmations, range_size, through, max_ranges):
             continue
         last = min(target, cursor.block_number + range_size)
         read = read_range(w3, chain_id, watched, cursor.block_number + 1, last, cursor.block_hash)
-        rows, last_hash = read if read is not None else (None, None)
-        if rows is None or last_hash is None:
-            continue  # the chain moved under the read: check for a reorganisation and read again
+        if read is None:  # the chain moved under the read: check for a reorganisation and read again
+            moved += 1
+            if moved >= MAX_MOVED_READS:
+                report.skipped = f"the chain changed under {moved} reads in a row; the next run reads again"
+                return
+            continue
+        rows, last_hash = read
+        moved = 0
         with transaction.atomic():
             locked = IndexerCursor.objects.select_for_update().get(chain_id=chain_id)
             if locked.block_number != cursor.block_number:

@@ -260,3 +260,16 @@ def test_small_ranges_read_the_same_events(chain, seller, buyer):
     IndexerCursor.objects.all().delete()
     indexer.index_chain(chain.w3)
     assert [(e.tx_hash, e.log_index) for e in events()] == small
+
+
+def test_a_chain_that_keeps_changing_under_the_read_ends_the_run_without_storing(chain, seller, monkeypatch):
+    """Nodes behind one URL that disagree make every read look moved: the run stops after a few
+    tries instead of spinning, and stores nothing."""
+    create_listing(chain, seller)
+    indexer.index_chain(chain.w3, max_ranges=0)
+    start = IndexerCursor.objects.get().block_number
+    reads = []
+    monkeypatch.setattr(indexer, "read_range", lambda *args: reads.append(args) and None)
+    report = indexer.index_chain(chain.w3)
+    assert len(reads) == indexer.MAX_MOVED_READS and "changed under 5 reads" in report.skipped
+    assert IndexerCursor.objects.get().block_number == start and events() == []
