@@ -136,3 +136,26 @@ class SalesView(APIView):
     @extend_schema(responses={200: OrderSerializer(many=True), **errors(401, 403)})
     def get(self, request):
         return Response([order_body(o, v) for o, v in selectors.sales(request.user)])
+
+
+ChainInfo = inline_serializer("ChainInfo", {
+    "chain_id": serializers.IntegerField(),
+    "market": serializers.CharField(allow_null=True, help_text="The DataMarket's address (null: not deployed yet)"),
+    "confirmations": serializers.IntegerField(help_text="Blocks the server waits before it counts an order"),
+    "download_domain": serializers.DictField(help_text="The EIP-712 domain of signed download requests"),
+})
+
+
+class ChainView(APIView):
+    """Where to pay: the chain and the market a buyer's wallet or client sends purchases to."""
+
+    authentication_classes = []
+
+    @extend_schema(responses={200: ChainInfo})
+    def get(self, request):
+        market = deployed_address(settings.CHAIN_ID, "DataMarket")
+        return Response({
+            "chain_id": settings.CHAIN_ID, "market": market, "confirmations": settings.CHAIN_CONFIRMATIONS,
+            "download_domain": {"name": signed.DOMAIN_NAME, "version": "1", "chainId": settings.CHAIN_ID,
+                                "verifyingContract": market},
+        })
