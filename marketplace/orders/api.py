@@ -1,5 +1,6 @@
 """The download API: a token for a bought version, from a signed-in session or a signed request."""
 from django.conf import settings
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from eth_utils import is_address
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, StrictRegexField, errors
+from marketplace.catalog import revisions
 from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
 from marketplace.chain.services import deployed_address
@@ -75,6 +77,8 @@ class VersionDownloadView(APIView):
                                "request signed by it.", status=401)
             granted = delivery.grant(buyer, version, via=via)
         except delivery.DeliveryError as exc:
+            if exc.code == "not_bought" and not revisions.is_public(version):
+                raise Http404 from None  # a version nobody bought and the public cannot see: not found
             raise APIError(exc.code, exc.message, status=exc.status) from None
         return Response({
             "url": f"/downloads/{granted.token}", "expires_at": granted.grant.expires_at, "size": version.size,

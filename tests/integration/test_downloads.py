@@ -42,6 +42,9 @@ def bought(chain, client):
     assert link(client, version, send_prepared(chain, client, version)).status_code == 201
     listing_id = int(version.listings.get().listing_id)
     chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    version.listings.update(approved=True)  # what the moderator's approval records
+    DatasetVersion.objects.filter(pk=version.pk).update(review="approved")
+    Dataset.objects.filter(pk=dataset.pk).update(status="listed")
     buyer = Account.from_key(BUYER_KEY)
     chain.token.mint(buyer.address, PRICE)
     chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), buyer.address)
@@ -211,3 +214,13 @@ def test_a_forgotten_chain_ends_its_links_and_no_token_reaches_the_log(client, b
         gone = client.get(link)
     assert gone.status_code == 410 and not DownloadGrant.objects.exists()
     assert link.rsplit("/", 1)[1] not in caplog.text  # a token, even a dead one, is not logged
+
+
+def test_a_version_the_public_cannot_see_is_not_found_for_a_stranger(client, bought):
+    version, _, _ = bought
+    Dataset.objects.filter(pk=version.dataset_id).update(status="draft")
+    as_wallet(client, STRANGER_KEY)
+    hidden = client.post(url(version), content_type="application/json")
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
+    # The buyer still gets it: bought files stay downloadable when a dataset leaves the catalog.
+    assert link_for(as_wallet(client, BUYER_KEY), version)["size"] == len(CONTENT)
