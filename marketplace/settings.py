@@ -285,6 +285,8 @@ LIMITS = {
     # Download links asked for (each is good for Range requests for DOWNLOAD_TOKEN_SECONDS).
     "download": {"ip": os.environ.get("LIMIT_DOWNLOADS_PER_IP", "600/hour"),
                  "wallet": os.environ.get("LIMIT_DOWNLOADS_PER_WALLET", "300/hour")},
+    # Purchase transactions posted for the indexer to read through (the buying page posts one a second).
+    "order_receipt": {"ip": os.environ.get("LIMIT_ORDER_RECEIPTS_PER_IP", "600/hour")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

@@ -44,6 +44,7 @@ RULES = {
     "dataset": "new datasets",
     "listing_receipt": "listing transactions to read from the chain",
     "download": "download links",
+    "order_receipt": "purchase transactions to read from the chain",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

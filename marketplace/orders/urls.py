@@ -6,6 +6,7 @@ urlpatterns = [
     path("datasets/<slug:slug>/versions/<int:number>/download", api.VersionDownloadView.as_view(),
          name="version-download"),
     path("chain", api.ChainView.as_view(), name="chain"),
+    path("purchases", api.PurchaseReceiptView.as_view(), name="purchase-receipt"),
     path("me/orders", api.LibraryView.as_view(), name="my-orders"),
     path("me/sales", api.SalesView.as_view(), name="my-sales"),
 ]

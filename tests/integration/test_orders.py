@@ -160,3 +160,31 @@ def test_the_same_event_from_another_market_makes_no_order(chain, seller, buyer)
     assert other.has_access(listing_id, buyer.address)
     indexer.index_chain(chain.w3)
     assert Order.objects.count() == 0 and not paid_orders(buyer.address, chain.w3.eth.chain_id, [listing_id]).exists()
+
+
+def test_a_purchase_posted_by_its_page_is_read_through_its_block_after_the_confirmations(chain, seller, buyer,
+                                                                                          client, settings):
+    listing_id = create_listing(chain, seller)
+    receipt = purchase(chain, buyer, listing_id)
+    tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+    settings.CHAIN_CONFIRMATIONS = 2
+
+    def post(tx):
+        return client.post("/api/v1/purchases", {"tx_hash": tx}, content_type="application/json")
+
+    waiting = post(tx_hash)
+    assert waiting.status_code == 202 and waiting.json() == {"confirmations": 1, "needed": 3}
+    assert not Order.objects.exists()
+    chain.rpc("evm_mine")
+    chain.rpc("evm_mine")
+    (order,) = post(tx_hash).json()
+    assert order["tx_hash"] == tx_hash and order["buyer"] == buyer.address and order["status"] == "open"
+
+    stray = chain.send(chain.token.contract.functions.transfer(seller.address, 1), buyer.address)
+    chain.rpc("evm_mine")
+    chain.rpc("evm_mine")
+    nothing = post("0x" + bytes(stray["transactionHash"]).hex())
+    assert nothing.status_code == 404 and nothing.json()["error"]["code"] == "no_order"
+    unknown = post("0x" + "ab" * 32)
+    assert unknown.status_code == 409 and unknown.json()["error"]["code"] == "not_mined"
+    assert post("0x12").status_code == 400
