@@ -13,6 +13,7 @@ import logging
 
 from django.db import connection, transaction
 from web3 import Web3
+from web3.logs import DISCARD
 
 from marketplace.accounts.services import wallet_user
 from marketplace.chain.client import get_web3, operator_web3
@@ -27,6 +28,7 @@ from .preview import PreviewSettings
 logger = logging.getLogger(__name__)
 ANALYSIS_THREADS = 4  # as the Procfile's worker (--concurrency 4)
 PUBLISHERS = ANVIL_DEV_ACCOUNTS[1:5]
+BUYERS = ANVIL_DEV_ACCOUNTS[5:8]  # the demo's purchases (make_purchases)
 FULL_PREVIEW = PreviewSettings(show_sample=True, show_distributions=True)
 MODERATOR = "demo-moderator"
 DISPUTE_WINDOW = 3 * 24 * 3600
@@ -140,6 +142,55 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, texts=None, lo
             Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
     analyse_all([listing.version for listing in listings], log=log)
     approve_revisions(listings, texts=texts or {}, previews=expected)
+    make_purchases(w3, listings, log=log)
+
+
+def make_purchases(w3: Web3, listings: list[Listing], *, log=logger.info) -> int:
+    """A handful of purchases from the demo's buyers (anvil's dev accounts after the publishers),
+    so that the library and the sales are not empty on the first visit: each buyer buys a few
+    versions and confirms one (the owner is paid at once); the first disputes another. The chain indexer
+    reads them like any other purchase. A demo nicety: a failure is logged, never raised."""
+    approved_ids = set(DatasetVersion.objects.filter(pk__in=[l.version_id for l in listings],
+                                                     review=DatasetVersion.Review.APPROVED).values_list("pk", flat=True))
+    approved = [l for l in listings if l.version_id in approved_ids][:len(BUYERS) * 3]
+    if not approved:
+        return 0
+    try:
+        contract = market(w3).contract
+        token = test_token(operator_web3())
+        bought = 0
+        for n, buyer in enumerate(BUYERS):
+            mine = approved[n * 3:n * 3 + 3]
+            if not mine:
+                break
+            total = sum(int(l.price) for l in mine)
+            if token.balance_of(buyer) < total:
+                token.mint(buyer, total)
+            erc20 = w3.eth.contract(address=token.address, abi=token.contract.abi)
+            _mined(w3, erc20.functions.approve(contract.address, total).transact({"from": buyer}))
+            orders = []
+            for listing in mine:
+                receipt = _mined(w3, contract.functions.purchase(int(listing.listing_id), int(listing.price))
+                                 .transact({"from": buyer}))
+                (event,) = contract.events.OrderCreated().process_receipt(receipt, errors=DISCARD)
+                orders.append(event["args"]["orderId"])
+                bought += 1
+            _mined(w3, contract.functions.confirm(orders[0]).transact({"from": buyer}))
+            if n == 0 and len(orders) > 1:
+                _mined(w3, contract.functions.dispute(orders[1]).transact({"from": buyer}))
+        log(f"Demo catalog: {bought} purchases by {min(len(BUYERS), -(-len(approved) // 3))} demo buyers "
+            "(some confirmed, one disputed)")
+        return bought
+    except Exception as exc:  # noqa: BLE001 (the catalog is seeded whatever becomes of this)
+        logger.warning("Demo catalog: the demo purchases failed (%s: %s)", type(exc).__name__, exc)
+        return 0
+
+
+def _mined(w3: Web3, tx_hash):
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    if receipt["status"] != 1:
+        raise RuntimeError(f"transaction {bytes(tx_hash).hex()} reverted")
+    return receipt
 
 
 def analyse_all(versions: list[DatasetVersion], *, log=logger.info) -> None:

@@ -28,6 +28,16 @@ def test_seed_lists_and_approves_real_datasets_once(chain, settings, tmp_path):
         assert "0x" + on_chain["content_hash"].hex() == listing.version.content_hash
         assert on_chain["price"] == int(listing.version.price)
     assert Listing.objects.count() == created
+
+    # The demo's buyers bought a few, confirmed some and disputed one; the indexer reads them.
+    from marketplace.chain import indexer
+    from marketplace.orders.models import Order
+
+    indexer.index_chain(chain.w3)
+    orders = Order.objects.all()
+    assert orders.count() == created and {o.buyer for o in orders} <= set(demo.BUYERS)
+    assert sorted(o.status for o in orders).count("disputed") == 1 and "released" in {o.status for o in orders}
+    assert any("purchases by" in m for m in messages)
     assert demo.seed(limit=6, log=messages.append) == 0 and "already seeded" in messages[-1]
 
 
