@@ -92,7 +92,6 @@ def main():
 
         django.setup()
         from django.core.management import call_command
-        from eth_account import Account
 
         from marketplace.chain.client import _signing_web3
         from marketplace.chain.models import Deployment
