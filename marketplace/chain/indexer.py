@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -144,9 +145,18 @@ def _block_hash(w3: Web3, number: int) -> str | None:
         return None
 
 
+# How providers word "this range is too big" (geth, Erigon, Alchemy, Infura, QuickNode, Ankr...).
+_TOO_BIG = re.compile(r"range|too (?:many|large|wide|big)|more than \d+|exceed|limit|max(?:imum)? (?:is|of)?|"
+                      r"timeout|timed out|response size|10000|query returned", re.IGNORECASE)
+
+
 def _rpc_refused(exc: Exception) -> bool:
-    """An answer from the node refusing the request (as opposed to no answer)."""
-    return isinstance(exc, (Web3RPCError, ValueError)) and not isinstance(exc, requests.RequestException)
+    """An answer from the node refusing the range as too big (as opposed to no answer, or another
+    error such as a rate limit or a bad parameter, which splitting would only multiply)."""
+    if not isinstance(exc, (Web3RPCError, ValueError)) or isinstance(exc, requests.RequestException):
+        return False
+    message = str(exc)
+    return bool(_TOO_BIG.search(message)) and "rate limit" not in message.lower() and "429" not in message
 
 
 def get_logs(w3: Web3, params: dict, first: int, last: int) -> list[dict]:

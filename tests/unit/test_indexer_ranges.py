@@ -43,3 +43,27 @@ def test_a_single_refused_block_and_no_answer_are_raised():
     with pytest.raises(requests.ConnectionError):
         get_logs(down, {}, 1, 8)
     assert down.asked == [(1, 8)]  # no answer is not a refusal: no splitting
+
+
+def test_only_a_range_the_node_finds_too_big_is_split():
+    class Refusing(Node):
+        def __init__(self, message):
+            super().__init__(widest=0)
+            self.message = message
+
+        def make_request(self, method, params):
+            first, last = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+            self.asked.append((first, last))
+            return {"jsonrpc": "2.0", "id": 1, "error": {"code": -32005, "message": self.message}}
+
+    for message in ("rate limit exceeded, retry in 1s", "invalid params: topics", "daily request count 429"):
+        node = Refusing(message)
+        with pytest.raises(Web3RPCError):
+            get_logs(node, {}, 1, 1000)
+        assert node.asked == [(1, 1000)], message  # raised at once: the run backs off, nothing is split
+    for message in ("query returned more than 10000 results", "block range is too wide",
+                    "eth_getLogs is limited to a 2000 block range", "Log response size exceeded"):
+        node = Refusing(message)
+        with pytest.raises(Web3RPCError):
+            get_logs(node, {}, 1, 4)
+        assert len(node.asked) > 1, message  # split down to single blocks before giving up
