@@ -230,26 +230,36 @@ def approve_revisions(listings: list[Listing], *, texts: dict, previews: dict) -
     for listing in listings:
         version = listing.version
         dataset = Dataset.objects.get(pk=version.dataset_id)
-        waiting = DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN)
-        details = [r for r in waiting.filter(kind=Kind.DETAILS)
-                   if dataset.published_at is None and r.changes == texts.get(dataset.pk)]
-        listed = [r for r in waiting.filter(kind=Kind.VERSION, version=version)
-                  if [str(i.get("listing_id")) for i in r.listings] == [str(listing.listing_id)]
-                  and r.changes.get("preview") == previews.get(version.pk)]
-        for revision in details:
-            _approve(revision, moderator)
+
+        def waiting(kind, **filters):
+            return DatasetRevision.objects.filter(dataset=dataset, kind=kind, status__in=DatasetRevision.OPEN,
+                                                  **filters)
+
+        _approve(lambda: [r for r in waiting(Kind.DETAILS)
+                          if dataset.published_at is None and r.changes == texts.get(dataset.pk)], moderator)
         dataset.refresh_from_db(fields=["published_at"])
         if dataset.published_at is None:
             # Its text was not the demo's (someone edited it before the listing was linked): the
             # version waits with it, or it would go public under that text.
             logger.warning("Demo catalog: %s is left for a moderator: its text is not the demo's", dataset)
             continue
-        for revision in listed:
-            _approve(revision, moderator)
+        _approve(lambda: [r for r in waiting(Kind.VERSION, version=version)
+                          if [str(i.get("listing_id")) for i in r.listings] == [str(listing.listing_id)]
+                          and r.changes.get("preview") == previews.get(version.pk)], moderator)
 
 
-def _approve(revision, moderator) -> None:
-    try:
-        revisions.decide(revision, decision=revisions.Decision.APPROVE, moderator=moderator)
-    except (revisions.StaleDecision, revisions.DecisionRefused) as refused:
-        logger.warning("Demo catalog: %s is left for a moderator: %s", revision, refused)
+def _approve(find, moderator, attempts: int = 3) -> None:
+    """Approve the open revisions `find()` returns. A worker analysing the same file may end its
+    analysis meanwhile and renew the revision (revisions.record_analysis): then the renewed one,
+    found again, is approved."""
+    for attempt in range(attempts):
+        try:
+            for revision in find():
+                revisions.decide(revision, decision=revisions.Decision.APPROVE, moderator=moderator)
+            return
+        except revisions.StaleDecision as stale:
+            if attempt == attempts - 1:
+                logger.warning("Demo catalog: a revision is left for a moderator: %s", stale)
+        except revisions.DecisionRefused as refused:
+            logger.warning("Demo catalog: a revision is left for a moderator: %s", refused)
+            return

@@ -95,3 +95,24 @@ def test_relisting_after_a_wiped_chain_approves_only_what_a_moderator_had_approv
     assert {v.review for v in relisted} == {"approved"} and all(v.listings.get().approved for v in relisted)
     assert Dataset.objects.get(pk=edited.pk).status == "listed"
     assert not DatasetRevision.objects.filter(status="pending").exclude(pk=edit.pk).exists()
+
+
+def test_an_analysis_ending_while_the_demo_approves_does_not_leave_its_version_waiting(chain, settings,
+                                                                                         monkeypatch):
+    """The worker may analyse a demo file too (its task was queued with the upload) and renew the
+    version's revision just as the demo approves it: the demo approves the renewed one."""
+    from marketplace.catalog import revisions
+    from marketplace.catalog.models import DatasetVersion
+
+    real, renewed = revisions.decide, []
+
+    def decide_after_a_worker_renewed_it(revision, **kwargs):
+        if revision.kind == "version" and not renewed:
+            renewed.append(revision.pk)
+            version = DatasetVersion.objects.get(pk=revision.version_id)
+            revisions.record_analysis(version.pk, analysis_status=version.analysis_status)
+        return real(revision, **kwargs)
+
+    monkeypatch.setattr(revisions, "decide", decide_after_a_worker_renewed_it)
+    demo.seed(limit=2, log=lambda m: None)
+    assert renewed and {v.review for v in DatasetVersion.objects.all()} == {"approved"}

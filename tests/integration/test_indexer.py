@@ -193,6 +193,8 @@ def test_one_run_at_a_time(chain, seller):
         other.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"chain.indexer:{chain.w3.eth.chain_id}"])
         report = indexer.index_chain(chain.w3)
         assert report.skipped == "another run holds the indexer lock" and events() == []
+        # Released now: a closed connection's session lock goes only once its server process ends.
+        other.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"chain.indexer:{chain.w3.eth.chain_id}"])
     assert indexer.index_chain(chain.w3).events > 0
 
 
