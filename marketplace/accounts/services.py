@@ -99,14 +99,14 @@ EIP1271_ABI = [{
 EIP1271_MAGIC_VALUE = bytes.fromhex("1626ba7e")
 
 
-def signature_is_valid(address: str, message: str, signature: str) -> bool:
-    """An EIP-191 signature of `message` by `address`: an ECDSA signature from a key, or, for a
-    contract wallet, whatever its EIP-1271 isValidSignature accepts (signatures of any length).
+class ChainUnreachable(Exception):
+    """The chain could not be asked whether a contract wallet accepts a signature."""
 
-    (The siwe package's own check rejects signatures longer than 65 bytes before it asks the
-    contract, so it is not used for this.)"""
-    signable = encode_defunct(text=message)
-    raw = bytes.fromhex(signature.removeprefix("0x"))
+
+def signed_by(address: str, signable, raw: bytes) -> bool:
+    """Whether `signable` (eth_account's SignableMessage: EIP-191 text or EIP-712 data) is signed
+    by `address`: an ECDSA signature from a key, or, for a contract wallet, whatever its EIP-1271
+    isValidSignature accepts (signatures of any length). Raises ChainUnreachable."""
     if len(raw) == 65:
         try:
             if Account.recover_message(signable, signature=raw) == address:
@@ -117,9 +117,7 @@ def signature_is_valid(address: str, message: str, signature: str) -> bool:
     try:
         code = w3.eth.get_code(address)
     except Exception:
-        raise SignInError(
-            "chain_unavailable", "The chain cannot be reached to check this wallet's signature; try again soon."
-        ) from None
+        raise ChainUnreachable from None
     if not code:
         return False
     try:
@@ -127,6 +125,19 @@ def signature_is_valid(address: str, message: str, signature: str) -> bool:
         return contract.functions.isValidSignature(_hash_eip191_message(signable), raw).call() == EIP1271_MAGIC_VALUE
     except Exception:
         return False
+
+
+def signature_is_valid(address: str, message: str, signature: str) -> bool:
+    """An EIP-191 signature of `message` by `address` (see signed_by).
+
+    (The siwe package's own check rejects signatures longer than 65 bytes before it asks the
+    contract, so it is not used for this.)"""
+    try:
+        return signed_by(address, encode_defunct(text=message), bytes.fromhex(signature.removeprefix("0x")))
+    except ChainUnreachable:
+        raise SignInError(
+            "chain_unavailable", "The chain cannot be reached to check this wallet's signature; try again soon."
+        ) from None
 
 
 def sign_in(request, *, message: str, signature: str) -> User:

@@ -33,7 +33,6 @@ import re
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from eth_utils import to_checksum_address
 import requests
 from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3RPCError
@@ -74,7 +73,7 @@ class Event:
     args: dict
 
 
-EVENT_FIELDS = [f for f in Event.__slots__]
+EVENT_FIELDS = list(Event.__slots__)
 Handler = Callable[[list[Event]], None]
 RollbackHandler = Callable[[int, int, list[Event]], None]
 
@@ -180,11 +179,11 @@ def watch(chain_id: int) -> Watch:
     """The watched contracts from this database's deployments, and the tokens the market has
     configured in the events stored so far."""
     deployments = Deployment.objects.filter(chain_id=chain_id, contract__in=WATCHED_CONTRACTS)
-    contracts = {to_checksum_address(d.address): d.contract for d in deployments}
+    contracts = {checksum(d.address): d.contract for d in deployments}
     market = next((a for a, name in contracts.items() if name == "DataMarket"), None)
     tokens = set()
     if market:
-        tokens = {to_checksum_address(args["token"]) for args in ChainEvent.objects.filter(
+        tokens = {checksum(args["token"]) for args in ChainEvent.objects.filter(
             chain_id=chain_id, address=market, name="TokenConfigured").values_list("args", flat=True)}
     return Watch(contracts, market, tokens)
 

@@ -6,12 +6,17 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from eth_utils import is_address
 from rest_framework import serializers
 from rest_framework.response import Response
+from requests import RequestException
 from rest_framework.views import APIView
+from web3.exceptions import TransactionNotFound
 
 from marketplace.api import APIError, StrictRegexField, errors
 from marketplace.catalog import revisions
 from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
+from marketplace.chain import indexer
+from marketplace.chain.client import get_web3
+from marketplace.chain.models import IndexerCursor
 from marketplace.chain.services import deployed_address
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded, consume
@@ -185,13 +190,6 @@ class PurchaseReceiptView(APIView):
     @extend_schema(request=PurchaseReceipt, responses={200: OrderSerializer(many=True), 202: PurchaseWaiting,
                                                        **errors(400, 404, 409, 429, 503)})
     def post(self, request):
-        from requests import RequestException
-        from web3.exceptions import TransactionNotFound
-
-        from marketplace.chain import indexer
-        from marketplace.chain.client import get_web3
-        from marketplace.chain.models import IndexerCursor
-
         enforce(request, "order_receipt")
         data = PurchaseReceipt(data=request.data)
         data.is_valid(raise_exception=True)

@@ -114,27 +114,27 @@ def serve(request, token: str):
     size = version.size
     etag = f'"{version.content_hash.removeprefix("0x")}"'
     wanted = parse_range(request.headers.get("Range"), size, if_range=request.headers.get("If-Range"), etag=etag)
+    accel = bool(settings.DOWNLOAD_ACCEL_REDIRECT)
+    status = 416 if wanted == "unsatisfiable" else 206 if wanted and not accel else 200
     log = Download.objects.create(grant=grant_row, buyer=grant_row.buyer, version=version,
-                                  range=(request.headers.get("Range") or "")[:200], status=200,
-                                  ip=request.META.get("REMOTE_ADDR") or None)
-    if wanted == "unsatisfiable":
-        Download.objects.filter(pk=log.pk).update(status=416, finished_at=timezone.now())
+                                  range=(request.headers.get("Range") or "")[:200], status=status,
+                                  ip=request.META.get("REMOTE_ADDR") or None,
+                                  finished_at=timezone.now() if status == 416 or accel else None)
+    if status == 416:
         response = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
         return response
     first, last = wanted or (0, size - 1)
     length = last - first + 1
     filename = f"{version.dataset.slug}-v{version.number}.{version.format}"
-    if settings.DOWNLOAD_ACCEL_REDIRECT:
+    if accel:
         response = HttpResponse(status=200)  # the server in front sends the file, and the range
         response["X-Accel-Redirect"] = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + version.file
-        Download.objects.filter(pk=log.pk).update(status=200, finished_at=timezone.now())
     else:
-        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk), status=206 if wanted else 200)
+        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk), status=status)
         response["Content-Length"] = str(length)
         if wanted:
             response["Content-Range"] = f"bytes {first}-{last}/{size}"
-            Download.objects.filter(pk=log.pk).update(status=206)
     response["Content-Type"] = "application/octet-stream"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Accept-Ranges"] = "bytes"

@@ -12,12 +12,10 @@ import time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
-from marketplace.accounts.services import EIP1271_ABI, EIP1271_MAGIC_VALUE
-from marketplace.chain.client import get_web3
+from marketplace.accounts.services import ChainUnreachable, signed_by
 
 from .delivery import DeliveryError
 from .models import DownloadNonce
@@ -52,7 +50,12 @@ def verify(*, market: str, buyer: str, content_hash: str, expiry: int, nonce: st
                             "seconds at most: set its expiry sooner.", status=400)
     signable = encode_typed_data(full_message=typed_data(market=market, buyer=buyer, content_hash=content_hash,
                                                          expiry=expiry, nonce=nonce))
-    if not _signed_by(buyer, signable, bytes.fromhex(signature.removeprefix("0x"))):
+    try:
+        signed = signed_by(buyer, signable, bytes.fromhex(signature.removeprefix("0x")))
+    except ChainUnreachable:
+        raise DeliveryError("chain_unavailable", "The chain cannot be reached to check this wallet's signature; "
+                            "try again soon.", status=503) from None
+    if not signed:
         raise DeliveryError("bad_signature", f"The request is not signed by {buyer} for this market and chain.",
                             status=401)
     try:
@@ -63,24 +66,3 @@ def verify(*, market: str, buyer: str, content_hash: str, expiry: int, nonce: st
         raise DeliveryError("nonce_used", "This signed request was used already: sign a new one with a fresh "
                             "nonce.", status=409) from None
     return buyer
-
-
-def _signed_by(buyer: str, signable, raw: bytes) -> bool:
-    if len(raw) == 65:
-        try:
-            if Account.recover_message(signable, signature=raw) == buyer:
-                return True
-        except Exception:  # not an ECDSA signature: maybe a contract wallet's
-            pass
-    w3 = get_web3()
-    try:
-        if not w3.eth.get_code(buyer):
-            return False
-    except Exception:
-        raise DeliveryError("chain_unavailable", "The chain cannot be reached to check this wallet's signature; "
-                            "try again soon.", status=503) from None
-    try:
-        contract = w3.eth.contract(address=buyer, abi=EIP1271_ABI)
-        return contract.functions.isValidSignature(_hash_eip191_message(signable), raw).call() == EIP1271_MAGIC_VALUE
-    except Exception:
-        return False

@@ -18,30 +18,11 @@ from marketplace.orders.models import Order
 from marketplace.orders.selectors import paid_orders
 from tests.conftest import DEV_KEYS
 from tests.integration.test_downloads import BUYER_KEY, as_wallet, bought, link_for, url  # noqa: F401
-from tests.integration.test_indexer import PRICE, create_listing, purchase
+from tests.integration.test_indexer import (  # noqa: F401 (fixtures: handlers is autouse)
+    PRICE, buyer, create_listing, handlers, purchase, seller,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def seller():
-    return Account.from_key(DEV_KEYS[1])
-
-
-@pytest.fixture
-def buyer(chain):
-    account = Account.from_key(DEV_KEYS[2])
-    chain.token.mint(account.address, 1_000 * 10**6)
-    chain.send(chain.token.contract.functions.approve(chain.market.address, 10**12), account.address)
-    return account
-
-
-@pytest.fixture(autouse=True)
-def restore_handlers():
-    saved, saved_rollbacks = list(indexer._handlers), list(indexer._rollback_handlers)
-    yield
-    indexer._handlers[:] = saved
-    indexer._rollback_handlers[:] = saved_rollbacks
 
 
 def agrees_with_chain(chain, listing_id, account):

@@ -9,22 +9,9 @@ from marketplace.chain.services import forget_chain
 from marketplace.orders.models import Order
 from marketplace.orders.selectors import paid_orders
 from tests.conftest import DEV_KEYS
-from tests.integration.test_indexer import PRICE, WINDOW, create_listing, purchase
+from tests.integration.test_indexer import PRICE, WINDOW, buyer, create_listing, purchase, seller  # noqa: F401
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def seller():
-    return Account.from_key(DEV_KEYS[1])
-
-
-@pytest.fixture
-def buyer(chain):
-    account = Account.from_key(DEV_KEYS[2])
-    chain.token.mint(account.address, 1_000 * 10**6)
-    chain.send(chain.token.contract.functions.approve(chain.market.address, 10**12), account.address)
-    return account
 
 
 def order_of(chain, listing_id, buyer):
