@@ -130,6 +130,9 @@ CELERY_BEAT_SCHEDULE = {
                                     "options": {"expires": 5.0}},
     # The chain indexer: a run reads every new block; one at a time (an advisory lock).
     "chain-index-events": {"task": "chain.index_events", "schedule": 1.0, "options": {"expires": 1.0}},
+    # The keeper: matured orders and expired disputes, queued for the operator sender.
+    "orders-queue-due": {"task": "orders.queue_due", "schedule": float(os.environ.get("KEEPER_INTERVAL", "30")),
+                         "options": {"expires": 30.0}},
     "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
     "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
 }
@@ -164,6 +167,12 @@ MARKET_FEE_BPS = env_int("MARKET_FEE_BPS", 250)  # 2.5 %, at most 1000 (10 %) on
 # (7 to 30 days on-chain).
 MARKET_MIN_DISPUTE_WINDOW = env_int("MARKET_MIN_DISPUTE_WINDOW", 24 * 3600)
 MARKET_DISPUTE_PERIOD = env_int("MARKET_DISPUTE_PERIOD", 14 * 24 * 3600)
+# The operator sender: how long a run waits for the receipts of what it sent, and how long a
+# transaction may wait in the mempool before it is replaced at its nonce with higher fees.
+OPERATOR_RECEIPT_TIMEOUT = float(os.environ.get("OPERATOR_RECEIPT_TIMEOUT", "30"))
+OPERATOR_REPLACE_AFTER = float(os.environ.get("OPERATOR_REPLACE_AFTER", "120"))
+# The keeper: an order whose release or refund failed (or was skipped) is queued again after this.
+KEEPER_RETRY_AFTER = float(os.environ.get("KEEPER_RETRY_AFTER", "600"))
 REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 3600)  # seconds a root waits, revocable, before claims
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 

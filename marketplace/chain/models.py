@@ -27,44 +27,110 @@ class Deployment(models.Model):
         return f"{self.contract} at {self.address} (chain {self.chain_id})"
 
 
+class OperatorTransaction(models.Model):
+    """One nonce of the operator key and what was signed for it: the single sender
+    (`chain.sender`) records the signed transaction here before it broadcasts it, and the nonce
+    stays this row's for life. A transaction the node lost is broadcast again byte for byte; one
+    stuck in the mempool is replaced at the same nonce with higher fees (every hash signed is kept
+    in `hashes`, since any of them may be the one mined). The nonce goes to other work only when
+    the chain shows it used by a transaction that is none of these (`dropped`)."""
+
+    class Status(models.TextChoices):
+        SIGNED = "signed", "Signed, not accepted by the node yet"
+        PENDING = "pending", "In the mempool"
+        MINED = "mined", "Mined, waiting for the indexer and its confirmations"
+        DONE = "done", "Settled from the indexer"
+        DROPPED = "dropped", "Its nonce was used by another transaction"
+
+    OPEN = (Status.SIGNED, Status.PENDING, Status.MINED)
+
+    chain_id = models.BigIntegerField()
+    sender = models.CharField(max_length=42, help_text="The operator address (checksummed)")
+    nonce = models.BigIntegerField()
+    kind = models.CharField(max_length=24)
+    to = models.CharField(max_length=42)
+    data = models.TextField(help_text="The call data, 0x-hex")
+    gas = models.BigIntegerField()
+    max_fee_per_gas = models.DecimalField(max_digits=78, decimal_places=0)
+    max_priority_fee_per_gas = models.DecimalField(max_digits=78, decimal_places=0)
+    raw = models.TextField(help_text="The signed transaction last broadcast, 0x-hex")
+    tx_hash = models.CharField(max_length=66, help_text="The hash of `raw`")
+    hashes = models.JSONField(default=list, help_text="Every hash signed for this nonce, oldest first")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SIGNED)
+    mined_hash = models.CharField(max_length=66, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    block_hash = models.CharField(max_length=66, blank=True)
+    reverted = models.BooleanField(default=False)
+    broadcasts = models.PositiveIntegerField(default=0)
+    replacements = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="The node's last refusal, if any")
+    broadcast_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["chain_id", "nonce"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "sender", "nonce"], name="one_row_per_nonce"),
+        ]
+        indexes = [models.Index(fields=["status", "chain_id"], name="operator_tx_open")]
+
+    def __str__(self):
+        return f"{self.kind} at nonce {self.nonce} ({self.status})"
+
+
 class OperatorAction(models.Model):
-    """A transaction the operator key has to send, written in the same database transaction as the
-    decision that needs it (an outbox): one row per listing and kind. The single sender
-    (`chain.sender.send_operator_actions`) batches pending rows into one `setApproval(ids, flag)`
-    per kind, after checking on-chain that each listing still has the owner and content hash that
-    were reviewed, and settles every row from the receipt.
+    """One thing the operator key has to do on the market, written in the same database
+    transaction as the decision that needs it (an outbox): approve or clear a listing, release a
+    matured order, settle an expired dispute, resolve a dispute (only when the operator key is the
+    arbiter), relay a buyer's signed confirmation or dispute, return surplus. The single sender
+    (`chain.sender`) checks each row, batches those of a kind that batch into one transaction,
+    and settles every row from the events the chain indexer stored for that transaction.
 
     chain/ imports no app: the app that queued a row names a function (`on_done`, a dotted path)
     that the sender calls with the row, in the transaction that records it confirmed or failed;
-    `context` is that app's own data, which the sender never reads.
-    """
+    `context` is that app's own data, which the sender never reads. `payload` is the kind's
+    arguments (see `chain.sender.KINDS`)."""
 
     class Kind(models.TextChoices):
         APPROVE = "approve", "Approve"
         UNAPPROVE = "unapprove", "Clear approval"
+        RELEASE = "release", "Release a matured order"
+        EXPIRE_DISPUTE = "expire_dispute", "Refund an expired dispute"
+        RESOLVE = "resolve", "Resolve a dispute"
+        CONFIRM_BY_SIG = "confirm_by_sig", "Relay a buyer's confirmation"
+        DISPUTE_BY_SIG = "dispute_by_sig", "Relay a buyer's dispute"
+        RETURN_SURPLUS = "return_surplus", "Return surplus"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
-        SENT = "sent", "Sent, waiting for the receipt"
+        SENT = "sent", "Sent, waiting for the chain"
         CONFIRMED = "confirmed", "Confirmed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
     OPEN = (Status.PENDING, Status.SENT)
 
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
     chain_id = models.BigIntegerField()
-    market = models.CharField(max_length=42, help_text="The DataMarket the listing is on (checksummed)")
-    listing_id = models.DecimalField(max_digits=78, decimal_places=0)
-    expected_owner = models.CharField(max_length=42, help_text="The listing owner that was reviewed")
-    expected_content_hash = models.CharField(max_length=66, help_text="The content hash that was reviewed")
+    market = models.CharField(max_length=42, help_text="The DataMarket it acts on (checksummed)")
+    listing_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
+    order_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
+    expected_owner = models.CharField(max_length=42, blank=True,
+                                      help_text="Approvals: the listing owner that was reviewed")
+    expected_content_hash = models.CharField(max_length=66, blank=True,
+                                             help_text="Approvals: the content hash that was reviewed")
+    payload = models.JSONField(default=dict, blank=True, help_text="The kind's arguments")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    tx_hash = models.CharField(max_length=66, blank=True)
+    transaction = models.ForeignKey(OperatorTransaction, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="actions")
+    tx_hash = models.CharField(max_length=66, blank=True,
+                               help_text="Its transaction's latest hash (the mined one once mined)")
     block_number = models.BigIntegerField(null=True, blank=True)
     log_index = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Where in its block the receipt's ListingApprovalSet for this listing is")
+        null=True, blank=True, help_text="Where in its block the event that settled it is")
     error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Transactions it was signed into")
     on_done = models.CharField(max_length=200, blank=True, help_text="Dotted path called with the settled row")
     context = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
@@ -76,10 +142,12 @@ class OperatorAction(models.Model):
         indexes = [
             models.Index(fields=["status", "chain_id", "kind"], name="operator_action_queue"),
             models.Index(fields=["chain_id", "listing_id"], name="operator_action_listing"),
+            models.Index(fields=["chain_id", "order_id"], name="operator_action_order"),
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} listing {self.listing_id} ({self.status})"
+        target = f"listing {self.listing_id}" if self.listing_id is not None else f"order {self.order_id}"
+        return f"{self.get_kind_display()} {target} ({self.status})"
 
 
 class ChainEvent(models.Model):

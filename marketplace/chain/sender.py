@@ -1,65 +1,105 @@
-"""The single operator sender: the only code that sends moderator transactions with the operator key.
+"""The single operator sender: the only code that sends transactions with the operator key.
 
-Apps queue `OperatorAction` rows in the transaction that decides (see `chain.models`); beat runs
-`send_operator_actions` every few seconds and the deciding code also enqueues it at once through the
-outbox. A run:
+Apps queue `OperatorAction` rows in the transaction that decides (see `chain.models`): a
+moderator's approval, the keeper's matured orders, a buyer's relayed confirmation, an arbiter's
+resolution. Beat runs `send_operator_actions` every few seconds and whoever queues also enqueues
+it at once through the outbox. A run takes a PostgreSQL session advisory lock, so exactly one
+sender works at a time whichever worker or host runs it, and then:
 
-1. takes a PostgreSQL session advisory lock, so that exactly one sender works at a time whichever
-   worker or host runs it (a second run returns at once; the lock goes with its connection if a
-   worker dies);
-2. settles rows left `sent` by an earlier run from their receipts (a transaction the node has
-   never heard of is queued again: `setApproval` is idempotent, so sending twice is harmless);
-3. cancels older pending rows for a listing that has a newer one (approve then reject: only the
-   reject is sent);
-4. per kind, checks each pending listing on-chain (`getListing`): a listing whose owner or content
-   hash is not what was reviewed, or that does not exist, fails with the reason and is not sent;
-   the rest go out in ONE `setApproval(ids, flag)` signed with the operator key, whose hash is
-   recorded (`sent`) before it is broadcast;
-5. waits for the receipt (bounded) and marks each row confirmed only when the receipt carries its
-   `ListingApprovalSet` event, calling the queuing app's `on_done` in the same database
-   transaction. A receipt that has not arrived in time is picked up by the next run.
+1. **Follows the transactions it has sent** (`OperatorTransaction`, one per nonce):
+   - a receipt for any hash signed for the nonce: mined; the row is settled once the chain
+     indexer has read past its block (so after `CHAIN_CONFIRMATIONS`) and the block is still
+     the chain's: each action is confirmed when the indexer stored its event (for example the
+     `ListingApprovalSet` of its listing) in that transaction, else failed with the reason;
+   - the node has lost it: the same signed bytes are broadcast again;
+   - it has waited in the mempool longer than `OPERATOR_REPLACE_AFTER` seconds: it is replaced
+     at the same nonce with fees raised by at least 1/8;
+   - the key's nonce is used on the chain by none of the hashes signed for it: nothing of it
+     can be mined any more, so its actions are queued again (at most `MAX_ATTEMPTS` times).
+   An action is therefore never signed at a second nonce while the first may still be mined.
+2. **Cancels superseded approvals**: an approval followed by a clearing sends only the clearing.
+3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first): each row is
+   checked (an approval's listing must still have the reviewed owner and content hash; a single
+   call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE), rows
+   of a kind that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`), and the
+   signed transaction is recorded with its nonce before it is broadcast. The next nonce is the
+   chain's pending count or one above the highest nonce still open here, whichever is higher.
+4. Waits (bounded) for the receipts of what it sent, has the indexer read through them when the
+   confirmations allow, and settles them as in 1.
 
-No request ever waits on any of this.
+After it releases the lock it looks at the queue again, so work queued while it held the lock is
+never left for a run that found the lock taken and returned. No request ever waits on any of this
+(the x402 relayer of agent payments will be the one exception, with a limit).
 """
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 import logging
+import time
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from eth_utils import is_address, to_checksum_address
-from web3.exceptions import (
-    ContractLogicError, MismatchedABI, TimeExhausted, TransactionNotFound, Web3RPCError,
-)
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 
+from . import indexer, reverts
 from .client import operator_account, operator_web3
-from .models import OperatorAction
+from .models import ChainEvent, IndexerCursor, OperatorAction, OperatorTransaction
 from .services import market as deployed_market
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "chain.operator_sender"
-BATCH_SIZE = 200  # listing ids per setApproval transaction
-MAX_ATTEMPTS = 5  # broadcasts the node refused before a row is given up
+BATCH_SIZE = 200  # ids per batched call
+MAX_ATTEMPTS = 5  # nonces an action may be signed at (a nonce is only given up when the chain used it)
+MAX_PASSES = 3  # runs under the lock when work keeps arriving while it is held
 ZERO_ADDRESS = "0x" + "00" * 20
 
 Kind = OperatorAction.Kind
 Status = OperatorAction.Status
+TxStatus = OperatorTransaction.Status
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    function: str
+    events: tuple  # the market events that settle an action of this kind
+    batch: bool = False  # many actions in one call
+    arbiter: bool = False  # needs ARBITER_ROLE
+
+
+KINDS = {
+    Kind.CONFIRM_BY_SIG: KindSpec("confirmBySig", ("OrderReleased",)),
+    Kind.DISPUTE_BY_SIG: KindSpec("disputeBySig", ("OrderDisputed",)),
+    Kind.RESOLVE: KindSpec("resolve", ("DisputeResolved",), arbiter=True),
+    Kind.APPROVE: KindSpec("setApproval", ("ListingApprovalSet",), batch=True),
+    Kind.UNAPPROVE: KindSpec("setApproval", ("ListingApprovalSet",), batch=True),
+    Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",)),
+    Kind.RELEASE: KindSpec("release", ("OrderReleased", "ReleaseSkipped"), batch=True),
+    Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), arbiter=True),
+}
 
 
 def receipt_timeout() -> float:
     return float(getattr(settings, "OPERATOR_RECEIPT_TIMEOUT", 30))
 
 
+def replace_after() -> float:
+    return float(getattr(settings, "OPERATOR_REPLACE_AFTER", 120))
+
+
 @dataclass
 class SendReport:
     skipped: str = ""
-    transactions: list = field(default_factory=list)  # hashes broadcast by this run
+    transactions: list = field(default_factory=list)  # hashes of transactions signed by this run
     confirmed: int = 0
     failed: int = 0
-    waiting: int = 0  # rows whose receipt had not arrived when the run ended
+    waiting: int = 0  # actions whose transaction was not settled when the run ended
+    rebroadcast: int = 0
+    replaced: int = 0
+    dropped: int = 0
 
 
 @contextmanager
@@ -76,35 +116,418 @@ def sender_lock():
                 cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [LOCK_NAME])
 
 
+def has_work() -> bool:
+    return (OperatorAction.objects.filter(status__in=OperatorAction.OPEN).exists()
+            or OperatorTransaction.objects.filter(status__in=OperatorTransaction.OPEN).exists())
+
+
 def send_operator_actions(*, timeout: float | None = None) -> SendReport:
-    """Send what is pending; see the module's docstring. Safe to run at any time, any number of
-    times, from any number of processes."""
+    """Follow, send and settle; see the module's docstring. Safe to run at any time, any number
+    of times, from any number of processes."""
     report = SendReport()
-    if not OperatorAction.objects.filter(status__in=OperatorAction.OPEN).exists():
+    if not has_work():
         report.skipped = "nothing to send"
         return report  # beat's idle runs never touch the chain
     timeout = receipt_timeout() if timeout is None else timeout
-    with sender_lock() as acquired:
-        if not acquired:
-            report.skipped = "another sender is running"
-            return report
-        w3 = operator_web3()
-        chain_id = w3.eth.chain_id
-        market = deployed_market(w3)
-        if not _settle_sent(w3, market, chain_id, report, timeout):
-            return report  # an earlier transaction is still pending: keep the order of sends
-        _supersede(chain_id)
-        for kind in (Kind.APPROVE, Kind.UNAPPROVE):
-            while True:
-                batch = _prepare_batch(w3, market, chain_id, kind, report)
-                if batch is None:
-                    break
-                actions, signed = batch
-                if signed is None:
-                    continue  # every row of that batch failed its checks; look at the next ones
-                if not _broadcast_and_settle(w3, market, actions, signed, report, timeout):
-                    return report
+    for passes in range(MAX_PASSES):
+        with sender_lock() as acquired:
+            if not acquired:
+                if passes == 0:
+                    report.skipped = "another sender is running"
+                return report  # the holder looks at the queue again after releasing the lock
+            seen = _run(report, timeout)
+        if not OperatorAction.objects.filter(status=Status.PENDING, id__gt=seen).exists():
+            break
     return report
+
+
+def _run(report: SendReport, timeout: float) -> int:
+    """One pass under the lock; returns the highest action id it looked at."""
+    w3 = operator_web3()
+    chain_id = w3.eth.chain_id
+    market = deployed_market(w3)
+    operator = operator_account()
+    seen = OperatorAction.objects.filter(chain_id=chain_id).aggregate(top=Max("id"))["top"] or 0
+    _follow(w3, market, chain_id, operator, report)
+    _supersede(chain_id)
+    sent, stop = [], False
+    for kind in KINDS:
+        while not stop:
+            tx = _prepare_batch(w3, market, chain_id, operator, kind, report)
+            if tx is None:
+                break
+            if tx is False:
+                continue  # every row of that batch failed its checks; look at the next ones
+            report.transactions.append(tx.tx_hash)
+            if _broadcast(w3, tx, report):
+                sent.append(tx)
+            else:
+                stop = True  # the node refused it or is unreachable: the next run sends it again
+        if stop:
+            break
+    if sent:
+        _await(w3, sent, timeout)
+        _follow(w3, market, chain_id, operator, report)
+    report.waiting = OperatorAction.objects.filter(chain_id=chain_id, status=Status.SENT).count()
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending
+
+
+def _call(market, kind: str, actions: list[OperatorAction]):
+    """The contract call that does `actions` (all of `kind`; one unless the kind batches)."""
+    functions = market.contract.functions
+    if kind in (Kind.APPROVE, Kind.UNAPPROVE):
+        return functions.setApproval(sorted({int(a.listing_id) for a in actions}), kind == Kind.APPROVE)
+    if kind == Kind.RELEASE:
+        return functions.release(sorted({int(a.order_id) for a in actions}))
+    (action,) = actions
+    payload = action.payload
+    if kind == Kind.EXPIRE_DISPUTE:
+        return functions.settleExpiredDispute(int(action.order_id))
+    if kind == Kind.RESOLVE:
+        return functions.resolve(int(action.order_id), int(payload["refund_bps"]))
+    if kind in (Kind.CONFIRM_BY_SIG, Kind.DISPUTE_BY_SIG):
+        function = functions.confirmBySig if kind == Kind.CONFIRM_BY_SIG else functions.disputeBySig
+        return function(int(action.order_id), bytes.fromhex(payload["nonce"][2:]), int(payload["deadline"]),
+                        bytes.fromhex(payload["signature"][2:]))
+    if kind == Kind.RETURN_SURPLUS:
+        return functions.returnSurplus(to_checksum_address(payload["token"]), to_checksum_address(payload["to"]),
+                                       int(payload["amount"]), bytes.fromhex(payload["ref"][2:]))
+    raise ValueError(f"unknown operator action kind {kind!r}")
+
+
+def mismatch(market, action: OperatorAction) -> str:
+    """Why the listing on-chain is not the one that was reviewed ("" when it is)."""
+    onchain = market.get_listing(int(action.listing_id))
+    if onchain["owner"] == ZERO_ADDRESS:
+        return f"listing {action.listing_id} does not exist on-chain"
+    if onchain["owner"] != to_checksum_address(action.expected_owner):
+        return (f"listing {action.listing_id} is owned on-chain by {onchain['owner']}, not by the reviewed "
+                f"owner {to_checksum_address(action.expected_owner)}")
+    content_hash = "0x" + bytes(onchain["content_hash"]).hex()
+    if content_hash != action.expected_content_hash.lower():
+        return (f"listing {action.listing_id} has content hash {content_hash} on-chain, not the reviewed "
+                f"version's {action.expected_content_hash.lower()}")
+    return ""
+
+
+def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict) -> str:
+    """Why `action` must not be sent ("" when it may)."""
+    if not is_address(action.market) or to_checksum_address(action.market) != market.address:
+        return (f"the DataMarket is now at {market.address}, not at {action.market} where this action was "
+                "decided")
+    if spec.arbiter:
+        if "arbiter" not in roles:
+            roles["arbiter"] = market.has_role("ARBITER_ROLE", operator.address)
+        if not roles["arbiter"]:
+            return (f"the operator key {operator.address} does not hold ARBITER_ROLE: the arbiter's wallet "
+                    "has to send this")
+    if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
+        return mismatch(market, action)
+    if not spec.batch:
+        try:
+            _call(market, action.kind, [action]).call({"from": operator.address})
+        except ContractLogicError as exc:
+            return f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
+    return ""
+
+
+def _next_nonce(w3, chain_id: int, address: str) -> int:
+    """The chain's pending count, or one above the highest nonce still open here: a nonce signed
+    for and not yet settled is never given to other work."""
+    top = (OperatorTransaction.objects.filter(chain_id=chain_id, sender=address, status__in=OperatorTransaction.OPEN)
+           .aggregate(top=Max("nonce"))["top"])
+    chain = w3.eth.get_transaction_count(address, "pending")
+    return chain if top is None else max(chain, top + 1)
+
+
+def _prepare_batch(w3, market, chain_id, operator, kind, report):
+    """Check up to BATCH_SIZE pending rows of `kind` (one unless it batches), sign one
+    transaction for those that pass and record it, with the rows marked sent, before anything
+    is broadcast. Returns None when nothing is pending, False when all of them failed, else the
+    OperatorTransaction."""
+    spec = KINDS[kind]
+    roles = {}
+    with transaction.atomic():
+        actions = list(OperatorAction.objects.select_for_update(skip_locked=True)
+                       .filter(status=Status.PENDING, chain_id=chain_id, kind=kind)
+                       .order_by("id")[:BATCH_SIZE if spec.batch else 1])
+        if not actions:
+            return None
+        ready = []
+        for action in actions:
+            reason = _check(market, operator, action, spec, roles)
+            if reason:
+                logger.warning("operator action #%s not sent: %s", action.pk, reason)
+                _finish(action, Status.FAILED, error=reason)
+                report.failed += 1
+            else:
+                ready.append(action)
+        if not ready:
+            return False
+        call = _call(market, kind, ready)
+        nonce = _next_nonce(w3, chain_id, operator.address)
+        try:
+            built = call.build_transaction({"from": operator.address, "nonce": nonce, "chainId": chain_id})
+        except ContractLogicError as exc:  # e.g. the operator lost MODERATOR_ROLE
+            reason = f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
+            for action in ready:
+                _finish(action, Status.FAILED, error=reason)
+                report.failed += 1
+            return False
+        signed = operator.sign_transaction(built)
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        tx = OperatorTransaction.objects.create(
+            chain_id=chain_id, sender=operator.address, nonce=nonce, kind=kind, to=market.address,
+            data=built["data"] if isinstance(built["data"], str) else "0x" + bytes(built["data"]).hex(),
+            gas=built["gas"], max_fee_per_gas=built["maxFeePerGas"],
+            max_priority_fee_per_gas=built["maxPriorityFeePerGas"],
+            raw="0x" + bytes(signed.raw_transaction).hex(), tx_hash=tx_hash, hashes=[tx_hash])
+        for action in ready:
+            action.status, action.transaction, action.tx_hash = Status.SENT, tx, tx_hash
+            action.attempts += 1
+            action.error = ""
+            action.save(update_fields=["status", "transaction", "tx_hash", "attempts", "error", "updated_at"])
+    return tx
+
+
+def _broadcast(w3, tx: OperatorTransaction, report: SendReport) -> bool:
+    """Send `tx.raw` as it is; True when the node has it. A refusal is recorded on the row, which
+    keeps its nonce and bytes for the next run."""
+    try:
+        w3.eth.send_raw_transaction(tx.raw)
+    except (ValueError, Web3RPCError) as exc:  # the node refused it (funds, fee, nonce, ...)
+        message = str(exc)
+        if "already known" not in message and "already imported" not in message:
+            tx.error = f"the node refused transaction {tx.tx_hash}: {message}"[:2000]
+            tx.save(update_fields=["error", "updated_at"])
+            logger.warning("operator transaction at nonce %s: %s", tx.nonce, tx.error)
+            return False
+    except Exception:
+        # A network error: the node may or may not have it; the next run finds out.
+        logger.warning("broadcasting %s failed; the next run checks it", tx.tx_hash, exc_info=True)
+        return False
+    tx.status = TxStatus.PENDING if tx.status == TxStatus.SIGNED else tx.status
+    tx.broadcasts += 1
+    tx.broadcast_at = timezone.now()
+    tx.error = ""
+    tx.save(update_fields=["status", "broadcasts", "broadcast_at", "error", "updated_at"])
+    return True
+
+
+def _await(w3, sent: list[OperatorTransaction], timeout: float) -> None:
+    """Wait (at most `timeout` in all) for the receipts of `sent`, then have the indexer read
+    through the last of their blocks if the confirmations allow it now."""
+    deadline = time.monotonic() + timeout
+    last = None
+    for tx in sent:
+        try:
+            receipt = w3.eth.wait_for_transaction_receipt(
+                tx.tx_hash, timeout=max(0.0, deadline - time.monotonic()), poll_latency=0.2)
+        except TimeExhausted:
+            return
+        last = max(last or 0, receipt["blockNumber"])
+    if last is not None:
+        catch_up(w3, last, deadline)
+
+
+def catch_up(w3, block: int, deadline: float) -> bool:
+    """Have the indexer read through `block` if `CHAIN_CONFIRMATIONS` allow it by now, waiting for
+    a run that holds its lock to finish (until `deadline`, a time.monotonic()). True once read."""
+    chain_id = w3.eth.chain_id
+    while True:
+        cursor = IndexerCursor.objects.filter(chain_id=chain_id).values_list("block_number", flat=True).first()
+        if cursor is not None and cursor >= block:
+            return True
+        if w3.eth.block_number - settings.CHAIN_CONFIRMATIONS < block or time.monotonic() > deadline:
+            return False
+        try:
+            report = indexer.index_chain(w3, through=block)
+        except Exception:  # the node failed: the indexer recorded it and backs off
+            logger.warning("the indexer could not read through block %s", block, exc_info=True)
+            return False
+        if report.skipped and not report.skipped.startswith("another run"):
+            return False  # backing off, or nothing deployed: a later run settles it
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# Following sent transactions
+
+
+def _receipt(w3, tx: OperatorTransaction):
+    for tx_hash in reversed(tx.hashes):
+        try:
+            return w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            continue
+    return None
+
+
+def _known(w3, tx: OperatorTransaction) -> bool:
+    for tx_hash in tx.hashes:
+        try:
+            w3.eth.get_transaction(tx_hash)
+            return True
+        except TransactionNotFound:
+            continue
+    return False
+
+
+def _follow(w3, market, chain_id, operator, report) -> None:
+    """Settle, rebroadcast, replace or give up each open transaction of the operator key."""
+    for tx in OperatorTransaction.objects.filter(chain_id=chain_id, status__in=OperatorTransaction.OPEN):
+        receipt = _receipt(w3, tx)
+        if receipt is None and tx.status == TxStatus.MINED:
+            _unmine(tx)  # its block left the chain: it is pending again, or lost
+        if receipt is not None:
+            _mined(tx, receipt)
+            _settle(w3, market, tx, report)
+            continue
+        if w3.eth.get_transaction_count(tx.sender, "latest") > tx.nonce:
+            receipt = _receipt(w3, tx)  # mined between the two reads?
+            if receipt is not None:
+                _mined(tx, receipt)
+                _settle(w3, market, tx, report)
+            else:
+                _drop(tx, report)
+            continue
+        if not _known(w3, tx):
+            if _broadcast(w3, tx, report):
+                report.rebroadcast += 1
+                logger.info("operator transaction %s at nonce %s was lost by the node; broadcast again",
+                            tx.tx_hash, tx.nonce)
+            continue
+        if tx.broadcast_at and (timezone.now() - tx.broadcast_at).total_seconds() >= replace_after():
+            _replace(w3, operator, tx, report)
+
+
+def _mined(tx: OperatorTransaction, receipt) -> None:
+    mined_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+    block_hash = "0x" + bytes(receipt["blockHash"]).hex()
+    if tx.status == TxStatus.MINED and tx.mined_hash == mined_hash and tx.block_hash == block_hash:
+        return
+    tx.status, tx.mined_hash, tx.block_hash = TxStatus.MINED, mined_hash, block_hash
+    tx.block_number, tx.reverted = receipt["blockNumber"], receipt["status"] != 1
+    tx.save(update_fields=["status", "mined_hash", "block_hash", "block_number", "reverted", "updated_at"])
+    tx.actions.filter(status=Status.SENT).update(tx_hash=mined_hash, block_number=tx.block_number,
+                                                 updated_at=timezone.now())
+
+
+def _unmine(tx: OperatorTransaction) -> None:
+    tx.status, tx.mined_hash, tx.block_hash, tx.block_number = TxStatus.PENDING, "", "", None
+    tx.save(update_fields=["status", "mined_hash", "block_hash", "block_number", "updated_at"])
+
+
+def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
+    """Once the indexer has read past the block (with its confirmations) and the block is still
+    the chain's: each action is decided by the events the indexer stored for the transaction."""
+    if not catch_up(w3, tx.block_number, time.monotonic() + 5):
+        return  # not confirmed yet, or the indexer cannot read it now
+    block = w3.eth.get_block(tx.block_number)
+    if "0x" + bytes(block["hash"]).hex() != tx.block_hash:
+        _unmine(tx)
+        return
+    events = list(ChainEvent.objects.filter(chain_id=tx.chain_id, tx_hash=tx.mined_hash, address=market.address)
+                  .order_by("log_index"))
+    with transaction.atomic():
+        tx = OperatorTransaction.objects.select_for_update().get(pk=tx.pk)
+        if tx.status != TxStatus.MINED:
+            return
+        for action in tx.actions.select_for_update().filter(status=Status.SENT):
+            if tx.reverted:
+                _finish(action, Status.FAILED, error=f"transaction {tx.mined_hash} reverted in block "
+                        f"{tx.block_number}", block_number=tx.block_number)
+                report.failed += 1
+                continue
+            status, log_index, error = outcome(action, events)
+            _finish(action, status, error=error, block_number=tx.block_number, log_index=log_index)
+            if status == Status.CONFIRMED:
+                report.confirmed += 1
+            elif status == Status.FAILED:
+                report.failed += 1
+        tx.status = TxStatus.DONE
+        tx.save(update_fields=["status", "updated_at"])
+    logger.info("operator transaction %s (nonce %s) settled in block %s", tx.mined_hash, tx.nonce, tx.block_number)
+
+
+def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int | None, str]:
+    """(status, log index, error) of `action` from its transaction's stored market events."""
+    spec = KINDS[action.kind]
+    for event in events:
+        if event.name not in spec.events:
+            continue
+        args = event.args
+        if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
+            if args["listingId"] == str(int(action.listing_id)) and args["approved"] == (action.kind == Kind.APPROVE):
+                return Status.CONFIRMED, event.log_index, ""
+        elif action.kind == Kind.RETURN_SURPLUS:
+            if args["ref"] == action.payload["ref"].lower():
+                return Status.CONFIRMED, event.log_index, ""
+        elif args.get("orderId") == str(int(action.order_id)):
+            if event.name == "ReleaseSkipped":
+                return (Status.CANCELLED, event.log_index,
+                        f"the market skipped order {action.order_id}: it was no longer open, or not matured")
+            return Status.CONFIRMED, event.log_index, ""
+    target = f"listing {action.listing_id}" if action.listing_id is not None else f"order {action.order_id}"
+    return Status.FAILED, None, (f"transaction {action.tx_hash} carried no {' or '.join(spec.events)} for "
+                                 f"{target}")
+
+
+def _drop(tx: OperatorTransaction, report: SendReport) -> None:
+    """The chain used `tx`'s nonce for a transaction that is none of ours: its actions are
+    pending again (each kind's effect is guarded by the contract's own state, so even a later
+    reorganisation that mined both could not pay twice)."""
+    reason = (f"the operator key's nonce {tx.nonce} was used by another transaction, so {tx.tx_hash} can no "
+              "longer be mined")
+    with transaction.atomic():
+        tx = OperatorTransaction.objects.select_for_update().get(pk=tx.pk)
+        tx.status, tx.error = TxStatus.DROPPED, reason
+        tx.save(update_fields=["status", "error", "updated_at"])
+        for action in tx.actions.select_for_update().filter(status=Status.SENT):
+            if action.attempts >= MAX_ATTEMPTS:
+                _finish(action, Status.FAILED, error=reason)
+                report.failed += 1
+            else:
+                action.status, action.error = Status.PENDING, f"{reason}; sending again"
+                action.save(update_fields=["status", "error", "updated_at"])
+    report.dropped += 1
+    logger.warning("operator transaction at nonce %s dropped: %s", tx.nonce, reason)
+
+
+def _replace(w3, operator, tx: OperatorTransaction, report: SendReport) -> None:
+    """Sign the same call at the same nonce with fees raised by at least 1/8 (what nodes ask of a
+    replacement) and at least what the chain asks now, and broadcast it."""
+    try:
+        base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        tip = int(w3.eth.max_priority_fee)
+    except Exception:
+        logger.warning("could not read the chain's fees to replace %s", tx.tx_hash, exc_info=True)
+        return
+    priority = max(int(tx.max_priority_fee_per_gas) * 9 // 8 + 1, tip)
+    max_fee = max(int(tx.max_fee_per_gas) * 9 // 8 + 1, 2 * base_fee + priority)
+    signed = operator.sign_transaction({
+        "chainId": tx.chain_id, "nonce": tx.nonce, "to": tx.to, "data": tx.data, "value": 0, "gas": tx.gas,
+        "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority, "type": 2})
+    tx_hash = "0x" + bytes(signed.hash).hex()
+    with transaction.atomic():
+        tx.raw, tx.tx_hash = "0x" + bytes(signed.raw_transaction).hex(), tx_hash
+        tx.hashes = [*tx.hashes, tx_hash]
+        tx.max_fee_per_gas, tx.max_priority_fee_per_gas = max_fee, priority
+        tx.replacements += 1
+        tx.save(update_fields=["raw", "tx_hash", "hashes", "max_fee_per_gas", "max_priority_fee_per_gas",
+                               "replacements", "updated_at"])
+        tx.actions.filter(status=Status.SENT).update(tx_hash=tx_hash, updated_at=timezone.now())
+    if _broadcast(w3, tx, report):
+        report.replaced += 1
+        logger.info("operator transaction at nonce %s replaced by %s (max fee %s)", tx.nonce, tx_hash, max_fee)
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions
 
 
 def _finish(action: OperatorAction, status: str, *, error: str = "", block_number=None, log_index=None) -> None:
@@ -119,12 +542,13 @@ def _finish(action: OperatorAction, status: str, *, error: str = "", block_numbe
 
 
 def _supersede(chain_id: int) -> None:
-    """Keep only the newest pending row per listing: an approval followed by a rejection sends
-    only the rejection."""
+    """Keep only the newest pending approval or clearing per listing: an approval followed by a
+    rejection sends only the rejection."""
     with transaction.atomic():
         newest = {}
         pending = (OperatorAction.objects.select_for_update(skip_locked=True)
-                   .filter(status=Status.PENDING, chain_id=chain_id).order_by("-id"))
+                   .filter(status=Status.PENDING, chain_id=chain_id, kind__in=(Kind.APPROVE, Kind.UNAPPROVE))
+                   .order_by("-id"))
         for action in pending:
             key = int(action.listing_id)
             if key in newest:
@@ -133,161 +557,7 @@ def _supersede(chain_id: int) -> None:
                 newest[key] = action.pk
 
 
-def mismatch(market, action: OperatorAction) -> str:
-    """Why the listing on-chain is not the one that was reviewed ("" when it is)."""
-    if not is_address(action.market) or to_checksum_address(action.market) != market.address:
-        return (f"the DataMarket is now at {market.address}, not at {action.market} where listing "
-                f"{action.listing_id} was reviewed")
-    onchain = market.get_listing(int(action.listing_id))
-    if onchain["owner"] == ZERO_ADDRESS:
-        return f"listing {action.listing_id} does not exist on-chain"
-    if onchain["owner"] != to_checksum_address(action.expected_owner):
-        return (f"listing {action.listing_id} is owned on-chain by {onchain['owner']}, not by the reviewed "
-                f"owner {to_checksum_address(action.expected_owner)}")
-    content_hash = "0x" + bytes(onchain["content_hash"]).hex()
-    if content_hash != action.expected_content_hash.lower():
-        return (f"listing {action.listing_id} has content hash {content_hash} on-chain, not the reviewed "
-                f"version's {action.expected_content_hash.lower()}")
-    return ""
-
-
-def _prepare_batch(w3, market, chain_id, kind, report):
-    """Check up to BATCH_SIZE pending rows of `kind`, sign one setApproval for those that pass and
-    record them as sent with its hash. Returns None when nothing is pending, (rows, None) when
-    all of them failed, else (rows, signed transaction)."""
-    operator = operator_account()
-    with transaction.atomic():
-        actions = list(OperatorAction.objects.select_for_update(skip_locked=True)
-                       .filter(status=Status.PENDING, chain_id=chain_id, kind=kind).order_by("id")[:BATCH_SIZE])
-        if not actions:
-            return None
-        ready = []
-        for action in actions:
-            reason = mismatch(market, action)
-            if reason:
-                logger.warning("operator action #%s not sent: %s", action.pk, reason)
-                _finish(action, Status.FAILED, error=reason)
-                report.failed += 1
-            else:
-                ready.append(action)
-        if not ready:
-            return [], None
-        ids = sorted({int(action.listing_id) for action in ready})
-        call = market.contract.functions.setApproval(ids, kind == Kind.APPROVE)
-        try:
-            tx = call.build_transaction({
-                "from": operator.address,
-                "nonce": w3.eth.get_transaction_count(operator.address, "pending"),
-                "chainId": chain_id,
-            })
-        except ContractLogicError as exc:  # e.g. the operator lost MODERATOR_ROLE
-            for action in ready:
-                _finish(action, Status.FAILED, error=f"setApproval would revert: {exc}")
-                report.failed += 1
-            return [], None
-        signed = operator.sign_transaction(tx)
-        tx_hash = "0x" + bytes(signed.hash).hex()
-        for action in ready:
-            action.status = Status.SENT
-            action.tx_hash = tx_hash
-            action.attempts += 1
-            action.error = ""
-            action.save(update_fields=["status", "tx_hash", "attempts", "error", "updated_at"])
-    return ready, signed
-
-
-def _broadcast_and_settle(w3, market, actions, signed, report, timeout) -> bool:
-    tx_hash = "0x" + bytes(signed.hash).hex()
-    try:
-        w3.eth.send_raw_transaction(signed.raw_transaction)
-    except (ValueError, Web3RPCError) as exc:  # the node refused it (nonce, funds, ...)
-        if "already known" not in str(exc):
-            _requeue(tx_hash, f"the node refused transaction {tx_hash}: {exc}")
-            return False
-    except Exception:
-        # A network error: the node may or may not have it. The row stays `sent`; the next run
-        # finds the transaction or queues the row again.
-        logger.warning("broadcasting %s failed; the next run checks it", tx_hash, exc_info=True)
-        report.waiting += len(actions)
-        return False
-    report.transactions.append(tx_hash)
-    try:
-        receipt = w3.eth.wait_for_transaction_receipt(signed.hash, timeout=timeout, poll_latency=0.2)
-    except TimeExhausted:
-        report.waiting += len(actions)
-        return False
-    _settle(market, tx_hash, receipt, report)
-    return True
-
-
-def _requeue(tx_hash: str, reason: str) -> None:
-    with transaction.atomic():
-        for action in OperatorAction.objects.select_for_update().filter(tx_hash=tx_hash, status=Status.SENT):
-            if action.attempts >= MAX_ATTEMPTS:
-                _finish(action, Status.FAILED, error=reason)
-            else:
-                action.status = Status.PENDING
-                action.error = reason[:2000]
-                action.save(update_fields=["status", "error", "updated_at"])
-
-
-def _settle_sent(w3, market, chain_id, report, timeout) -> bool:
-    """Settle rows an earlier run left `sent`; False while one of their transactions is pending."""
-    hashes = sorted(set(OperatorAction.objects.filter(status=Status.SENT, chain_id=chain_id)
-                        .values_list("tx_hash", flat=True)))
-    for tx_hash in hashes:
-        try:
-            receipt = w3.eth.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
-            try:
-                w3.eth.get_transaction(tx_hash)
-            except TransactionNotFound:
-                _requeue(tx_hash, f"transaction {tx_hash} never reached the chain; sending again")
-                continue
-            try:
-                receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.2)
-            except TimeExhausted:
-                report.waiting += OperatorAction.objects.filter(tx_hash=tx_hash, status=Status.SENT).count()
-                return False
-        _settle(market, tx_hash, receipt, report)
-    return True
-
-
-def approval_events(market, receipt) -> dict[int, tuple[bool, int]]:
-    """listing id -> (approved flag, log index), from the market's ListingApprovalSet logs in a
-    receipt (the last one for a listing that appears twice)."""
-    event = market.contract.events.ListingApprovalSet()
-    seen = {}
-    for log in receipt["logs"]:
-        if to_checksum_address(log["address"]) != market.address:
-            continue
-        try:
-            args = event.process_log(log)["args"]
-        except MismatchedABI:
-            continue
-        seen[args["listingId"]] = (args["approved"], log["logIndex"])
-    return seen
-
-
-def _settle(market, tx_hash, receipt, report) -> None:
-    """From the receipt only: confirmed rows are those whose event the receipt carries."""
-    block = receipt["blockNumber"]
-    with transaction.atomic():
-        actions = list(OperatorAction.objects.select_for_update().filter(tx_hash=tx_hash, status=Status.SENT))
-        if receipt["status"] != 1:
-            for action in actions:
-                _finish(action, Status.FAILED, error=f"transaction {tx_hash} reverted", block_number=block)
-                report.failed += 1
-            return
-        seen = approval_events(market, receipt)
-        for action in actions:
-            approved, log_index = seen.get(int(action.listing_id), (None, None))
-            if approved == (action.kind == Kind.APPROVE):
-                _finish(action, Status.CONFIRMED, block_number=block, log_index=log_index)
-                report.confirmed += 1
-            else:
-                _finish(action, Status.FAILED, block_number=block,
-                        error=f"the receipt of {tx_hash} has no ListingApprovalSet for listing {action.listing_id}")
-                report.failed += 1
-    logger.info("operator transaction %s settled in block %s (%d row(s)) at %s", tx_hash, block,
-                len(actions), timezone.now().isoformat())
+def actions_of(chain_id: int, tx_hash: str):
+    """The operator actions sent in the transaction `tx_hash` (any hash signed for its nonce), for
+    an indexer handler that needs the context its app gave them."""
+    return OperatorAction.objects.filter(chain_id=chain_id, transaction__hashes__contains=[tx_hash.lower()])

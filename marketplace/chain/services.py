@@ -12,7 +12,7 @@ from marketplace.env import ANVIL_DEV_ADDRESSES
 
 from .artifacts import load_artifact
 from .contracts import DataMarket, RewardDistributor, TestUSDC
-from .models import ChainEvent, Deployment, IndexedBlock, IndexerCursor, OperatorAction
+from .models import ChainEvent, Deployment, IndexedBlock, IndexerCursor, OperatorAction, OperatorTransaction
 from .signals import chain_reset
 
 logger = logging.getLogger(__name__)
@@ -221,6 +221,9 @@ def forget_chain(chain_id: int) -> None:
             model.objects.filter(chain_id=chain_id).delete()
         OperatorAction.objects.filter(chain_id=chain_id, status__in=OperatorAction.OPEN).update(
             status=OperatorAction.Status.CANCELLED, error="cancelled: the chain was reset", updated_at=timezone.now())
+        # Nonces start over on a new chain; the actions keep their transaction's hash.
+        OperatorAction.objects.filter(chain_id=chain_id, transaction__isnull=False).update(transaction=None)
+        OperatorTransaction.objects.filter(chain_id=chain_id).delete()
         Deployment.objects.filter(chain_id=chain_id).delete()
 
 
