@@ -296,6 +296,9 @@ LIMITS = {
                  "wallet": os.environ.get("LIMIT_DOWNLOADS_PER_WALLET", "300/hour")},
     # Purchase transactions posted for the indexer to read through (the buying page posts one a second).
     "order_receipt": {"ip": os.environ.get("LIMIT_ORDER_RECEIPTS_PER_IP", "600/hour")},
+    # Signed confirmations and disputes the operator key sends for buyers (each costs the operator gas).
+    "relay": {"ip": os.environ.get("LIMIT_RELAYS_PER_IP", "60/hour"),
+              "wallet": os.environ.get("LIMIT_RELAYS_PER_WALLET", "20/hour")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

@@ -16,12 +16,12 @@ from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
 from marketplace.chain import indexer
 from marketplace.chain.client import get_web3
-from marketplace.chain.models import IndexerCursor
+from marketplace.chain.models import IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded, consume
 
-from . import delivery, selectors, signed
+from . import delivery, relay, selectors, signed
 from .models import Order
 
 
@@ -221,3 +221,63 @@ class PurchaseReceiptView(APIView):
             raise APIError("no_order", f"Transaction {tx_hash} bought nothing on the market (it failed, or called "
                            "another contract).", status=404)
         return Response([order_body(o, v) for o, v in selectors.with_versions(orders)])
+
+
+class RelayRequest(serializers.Serializer):
+    action = serializers.ChoiceField(choices=sorted(relay.ACTIONS), help_text="confirm or dispute")
+    nonce = StrictRegexField(r"^0x[0-9a-fA-F]{64}$", help_text="32 random bytes, never used by this buyer before")
+    deadline = serializers.IntegerField(min_value=0, max_value=2**64,
+                                        help_text="Unix seconds; at least 5 minutes ahead")
+    signature = StrictRegexField(r"^0x(?:[0-9a-fA-F]{2}){1,2048}$",
+                                 help_text="The buyer's EIP-712 ConfirmOrder / DisputeOrder signature "
+                                           "(the market's domain; see docs/delivery.md)")
+
+
+RelayedAction = inline_serializer("RelayedAction", {
+    "id": serializers.IntegerField(),
+    "action": serializers.CharField(),
+    "order_id": serializers.CharField(),
+    "status": serializers.CharField(help_text="pending, sent, confirmed, failed or cancelled"),
+    "tx_hash": serializers.CharField(help_text="The transaction, once sent"),
+    "error": serializers.CharField(help_text="Why it failed, if it did"),
+})
+
+
+def relayed_body(action) -> dict:
+    names = {kind: name for name, (kind, _) in relay.ACTIONS.items()}
+    return {"id": action.pk, "action": names[action.kind], "order_id": str(action.order_id),
+            "status": action.status, "tx_hash": action.tx_hash, "error": action.error}
+
+
+class RelayView(APIView):
+    """A buyer's signed confirmation or dispute of an order, sent on-chain by the server's
+    operator key (so a buyer without ETH can act). 202 once queued; poll GET /api/v1/relay/<id>."""
+
+    authentication_classes = []
+
+    @extend_schema(request=RelayRequest, responses={202: RelayedAction, 200: RelayedAction,
+                                                    **errors(400, 401, 404, 409, 429, 503)})
+    def post(self, request, order_id):
+        enforce(request, "relay")
+        data = RelayRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        try:
+            action, created = relay.relay(action=body["action"], order_id=order_id, nonce=body["nonce"],
+                                          deadline=body["deadline"], signature=body["signature"])
+        except relay.RelayError as exc:
+            raise APIError(exc.code, exc.message, status=exc.status) from None
+        except LimitExceeded as exceeded:
+            raise RateLimited(exceeded) from None
+        return Response(relayed_body(action), status=202 if created else 200)
+
+
+class RelayedActionView(APIView):
+    """Where a relayed action is: pending, sent (with its transaction), confirmed or failed."""
+
+    authentication_classes = []
+
+    @extend_schema(responses={200: RelayedAction, **errors(404)})
+    def get(self, request, pk):
+        action = get_object_or_404(OperatorAction, pk=pk, kind__in=[k for k, _ in relay.ACTIONS.values()])
+        return Response(relayed_body(action))
