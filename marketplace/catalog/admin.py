@@ -15,8 +15,6 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from marketplace.chain.models import OperatorAction
-
 from . import revisions, services
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
 from .preview import PreviewSettings, public_columns, public_sample, unmatched_hidden
@@ -295,22 +293,6 @@ class ListingAdmin(admin.ModelAdmin):
     search_fields = ("owner", "tx_hash", "version__dataset__slug")
     readonly_fields = [field.name for field in Listing._meta.fields]
     inlines = [ListingUpdateInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-# The operator outbox is chain/'s model; it is shown here, next to the moderation it serves,
-# because chain/admin.py belongs to another change. Move it there when convenient.
-@admin.register(OperatorAction)
-class OperatorActionAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "listing_id", "status", "tx_hash", "error", "created_by", "created_at", "updated_at")
-    list_filter = ("status", "kind", "chain_id")
-    search_fields = ("tx_hash", "expected_owner", "expected_content_hash")
-    readonly_fields = [field.name for field in OperatorAction._meta.fields]
 
     def has_add_permission(self, request):
         return False
