@@ -135,6 +135,41 @@ class Client:
         self.sign_in()
         return self._api("GET", "me/orders", session=self.signed_in)
 
+    def relay(self, action: str, order_id: int, *, wait: float = 120) -> dict:
+        """Confirm (pay the owner now) or dispute an order without spending gas: the key signs the
+        market's EIP-712 ConfirmOrder / DisputeOrder and the server's operator sends it. Waits
+        until the chain has it; returns the relayed action."""
+        if action not in ("confirm", "dispute"):
+            raise ClientError("the action is confirm or dispute")
+        info = self.chain()
+        nonce = "0x" + secrets.token_hex(32)
+        deadline = int(time.time()) + 3600
+        primary = "ConfirmOrder" if action == "confirm" else "DisputeOrder"
+        typed = {
+            "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                                       {"name": "chainId", "type": "uint256"},
+                                       {"name": "verifyingContract", "type": "address"}],
+                      primary: [{"name": "orderId", "type": "uint256"}, {"name": "nonce", "type": "bytes32"},
+                                {"name": "deadline", "type": "uint256"}]},
+            "primaryType": primary,
+            "domain": {"name": "DataMarket", "version": "1", "chainId": info["chain_id"],
+                       "verifyingContract": info["market"]},
+            "message": {"orderId": int(order_id), "nonce": nonce, "deadline": deadline},
+        }
+        signature = self._account().sign_typed_data(full_message=typed).signature
+        queued = self._api("POST", f"orders/{int(order_id)}/relay", json={
+            "action": action, "nonce": nonce, "deadline": deadline, "signature": "0x" + bytes(signature).hex()})
+        until = time.monotonic() + wait
+        while queued["status"] in ("pending", "sent"):
+            if time.monotonic() > until:
+                raise ClientError(f"the server has not sent the {action} yet (relayed action {queued['id']}); "
+                                  "it goes on trying")
+            time.sleep(1)
+            queued = self._api("GET", f"relay/{queued['id']}")
+        if queued["status"] != "confirmed":
+            raise ClientError(f"the {action} was not done: {queued['error'] or queued['status']}")
+        return queued
+
     # -- the chain ---------------------------------------------------------------------------
 
     def _account(self):
@@ -319,6 +354,10 @@ def main(argv=None) -> int:
         if name == "download":
             command.add_argument("-o", "--output", help="where to write it (default: <slug>-v<n>.<format>)")
     commands.add_parser("library", help="what the key's wallet bought")
+    for name, text in (("confirm", "pay the owner of one of your orders now"),
+                       ("dispute", "dispute one of your orders while its window is open")):
+        command = commands.add_parser(name, help=f"{text} (signed; the server sends it, you pay no gas)")
+        command.add_argument("order_id", type=int)
     args = parser.parse_args(argv)
     try:
         client = Client(args.server, rpc_url=args.rpc_url)
@@ -338,6 +377,9 @@ def main(argv=None) -> int:
             output = args.output or f"{args.slug}-v{version['number']}.{version['format']}"
             path = client.download(args.slug, output, args.version, progress=_progress)
             print(f"\n{path}: {version['size']:,} bytes, sha256 {version['content_hash'][2:]} as listed on-chain")
+        elif args.command in ("confirm", "dispute"):
+            done = client.relay(args.command, args.order_id)
+            print(f"order {args.order_id}: {args.command} sent in {done['tx_hash']}")
         elif args.command == "library":
             for order in client.library():
                 print(f"{order['dataset'] or '?':<30} v{order['version'] or '?':<3} {order['status']:<9} "

@@ -122,3 +122,41 @@ def test_the_command_line(live_server, chain, on_sale, beat, tmp_path, monkeypat
     assert "not_bought" in capsys.readouterr().err
     assert datamarket.main(["--server", "http://127.0.0.1:9", "search"]) == 1
     assert "did not answer" in capsys.readouterr().err
+
+
+@pytest.fixture
+def operator_sender(chain):
+    """The operator sender every 0.2 s, as beat and the relay's enqueue run it."""
+    from marketplace.chain import sender
+
+    stop = threading.Event()
+
+    def run():
+        while not stop.wait(0.2):
+            sender.send_operator_actions(timeout=5)
+        connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(20)
+
+
+def test_a_buyer_without_gas_disputes_through_the_relay_and_bad_orders_are_explained(
+        live_server, chain, on_sale, beat, operator_sender, monkeypatch, capsys):
+    buyer = Account.from_key(BUYER_KEY)
+    client = Client(live_server.url, account=buyer, rpc_url=chain.url)
+    order = client.buy("rainfall")
+    gas = chain.w3.eth.get_balance(buyer.address)
+
+    done = client.relay("dispute", int(order["order_id"]))
+
+    assert done["status"] == "confirmed" and done["action"] == "dispute"
+    assert chain.market.get_order(int(order["order_id"]))["status"] == "disputed"
+    assert chain.w3.eth.get_balance(buyer.address) == gas, "the operator paid the gas"
+    with pytest.raises(ClientError, match="order_not_open"):
+        client.relay("confirm", int(order["order_id"]))
+    monkeypatch.setattr(datamarket, "_account_from", lambda args: buyer)
+    assert datamarket.main(["--server", live_server.url, "--rpc-url", chain.url, "dispute", "999"]) == 1
+    assert "unknown_order" in capsys.readouterr().err
