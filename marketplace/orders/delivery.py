@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 import time
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import storages
@@ -140,16 +141,19 @@ def serve(request, token: str):
     filename = f"{version.dataset.slug}-v{version.number}.{version.format}"
     if accel:
         response = HttpResponse(status=200)  # the server in front sends the file, and the range
-        response["X-Accel-Redirect"] = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + version.file
+        # Percent-encoded (nginx decodes it): a stored name may hold spaces, "?", "#", "%" or
+        # letters outside ASCII, which a header cannot carry as they are.
+        internal = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + quote(version.file)
+        response["X-Accel-Redirect"] = internal
     else:
         response = StreamingHttpResponse(_stream(version.file, first, length, log.pk, access),
                                          status=status)
         response["Content-Length"] = str(length)
         if wanted:
             response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Accept-Ranges"] = "bytes"  # nginx says it itself for the files it sends
     response["Content-Type"] = "application/octet-stream"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
     response["Cache-Control"] = "private, no-store"
     response["X-Content-SHA256"] = version.content_hash.removeprefix("0x")
