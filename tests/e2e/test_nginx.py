@@ -4,9 +4,11 @@ DOWNLOAD_ACCEL_REDIRECT set as the compose file sets it. Through it, with one we
 bought file (its stored name with a space, a "%" and letters outside ASCII) comes out whole and by
 Range, with the content hash as its ETag; a slow download and a slow upload hold no web thread; the
 internal location cannot be reached from outside; static files come from disk; an oversized body
-gets the API's error body; no download token reaches nginx's or gunicorn's logs."""
+gets the API's error body; Django sees the host and port the client asked for; no download token
+reaches nginx's or gunicorn's logs."""
 import hashlib
 import http.client
+import json
 import os
 from pathlib import Path
 import random
@@ -251,3 +253,17 @@ def test_static_files_and_oversized_bodies(front):
     refused = conn.getresponse()
     assert refused.status == 413 and refused.getheader("Content-Type") == "application/json"
     assert refused.read().startswith(b'{"error": {"code": "body_too_large"')
+
+
+def test_django_sees_the_host_and_port_the_client_asked_for(front):
+    """The sign-in message names the site as the browser sees it (a wallet compares the two)."""
+    port, _, _ = front
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    wallet = Account.from_key(DEV_KEYS[2]).address
+    conn.request("POST", "/api/v1/auth/nonce", body=json.dumps({"address": wallet}),
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 201
+    message = json.loads(response.read())["message"]
+    assert message.startswith(f"127.0.0.1:{port} wants you to sign in")
+    assert f"URI: http://127.0.0.1:{port}\n" in message
