@@ -44,7 +44,7 @@ FROM nginx:1.27-bookworm AS proxy
 RUN groupadd --system --gid 10001 marketplace \
     && useradd --system --uid 10001 --gid 10001 --no-create-home marketplace \
     && mkdir -p /var/lib/nginx/body /data/files \
-    && chown -R marketplace:marketplace /var/lib/nginx
+    && chown -R marketplace:marketplace /var/lib/nginx /data
 COPY marketplace/nginx.conf /etc/nginx/nginx.conf
 COPY --from=app /app/staticfiles/ /srv/static/
 USER marketplace
