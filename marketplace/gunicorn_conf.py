@@ -32,13 +32,17 @@ _DOWNLOAD_TOKEN = re.compile(r"(/downloads/)[^?\s\"]*")
 
 class RedactingLogger(Logger):
     """gunicorn's logger, with the token of a download link (a credential for minutes) cut out of
-    the access log's request line, path and referrer."""
+    the access log's request line, path and referrer. A download is known by its path as Django
+    routes it (percent-decoded: /%64ownloads/<token> is one too), not by the raw request line."""
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "U", "f"):
-            if isinstance(atoms.get(key), str):
-                atoms[key] = _DOWNLOAD_TOKEN.sub(r"\1-", atoms[key])
+        if "/downloads/" in (environ.get("PATH_INFO") or ""):
+            atoms["U"] = "/downloads/-"
+            atoms["r"] = " ".join([environ.get("REQUEST_METHOD", ""), "/downloads/-",
+                                   environ.get("SERVER_PROTOCOL", "")])
+        if isinstance(atoms.get("f"), str):
+            atoms["f"] = _DOWNLOAD_TOKEN.sub(r"\1-", atoms["f"])
         return atoms
 
 

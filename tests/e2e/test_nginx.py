@@ -194,11 +194,16 @@ def test_a_bought_file_comes_from_nginx_whole_and_by_range(front, tmp_path):
     assert direct.status == 404
     gone, _ = get(port, "/downloads/not-a-token")
     assert gone.status == 410
+    # The path as Django decodes it makes a download, however the client spelled it.
+    spelled, body = get(port, f"/%64ownloads/{token}")
+    assert spelled.status == 200 and hashlib.sha256(body).hexdigest() == SHA
 
     # Both logs show the downloads, without their token (the fixture checks every log for it).
     written = logs(tmp_path)
     assert written["access.log"].count('"GET /downloads/- HTTP/1.1" 206') == 2
-    assert written["gunicorn-access.log"].count('"GET /downloads/- HTTP/1.1" 200') == 4
+    assert written["access.log"].count('"GET /downloads/- HTTP/1.1" 200') == 3
+    assert written["gunicorn-access.log"].count('"GET /downloads/- HTTP/1.1" 200') == 5
+    assert "données" not in written["access.log"]  # nor the stored name of the file sent
 
 
 def test_a_slow_download_and_a_slow_upload_hold_no_web_thread(front, chain):
