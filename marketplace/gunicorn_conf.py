@@ -11,6 +11,9 @@ of WEB_THREADS threads (default 8) answer WEB_WORKERS x WEB_THREADS requests at 
 thread keeps its own database connection.
 """
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('WEB_PORT', '8000')}"
 workers = int(os.environ.get("WEB_WORKERS", "4"))
@@ -23,3 +26,24 @@ graceful_timeout = 10
 # when some workers held more of them than others (bench/catalog_1m.py, the same hour).
 keepalive = 0
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
+
+_DOWNLOAD_TOKEN = re.compile(r"(/downloads/)[^?\s\"]*")
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, with the token of a download link (a credential for minutes) cut out of
+    the access log's request line, path and referrer. A download is known by its path as Django
+    routes it (percent-decoded: /%64ownloads/<token> is one too), not by the raw request line."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        if "/downloads/" in (environ.get("PATH_INFO") or ""):
+            atoms["U"] = "/downloads/-"
+            atoms["r"] = " ".join([environ.get("REQUEST_METHOD", ""), "/downloads/-",
+                                   environ.get("SERVER_PROTOCOL", "")])
+        if isinstance(atoms.get("f"), str):
+            atoms["f"] = _DOWNLOAD_TOKEN.sub(r"\1-", atoms["f"])
+        return atoms
+
+
+logger_class = RedactingLogger

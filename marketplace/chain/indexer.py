@@ -53,6 +53,12 @@ MAX_BACKOFF = 60
 #: Reads of a range in a row that the chain changed under (its head moving between forks, or
 #: nodes behind one URL that disagree) before a run gives up until the next one.
 MAX_MOVED_READS = 5
+#: Events that record no change and that outsiders can emit by the thousand for a little gas, so
+#: they are not stored: `release` with one unreleasable order id repeated (a `ReleaseSkipped`
+#: each), `claimMany` repeating a claim the distributor cannot pay (a `ClaimSkipped` each).
+#: `Transfer` logs of a value of 0 are not stored either (anyone may `transferFrom` 0 between any
+#: two addresses, the market included, without an allowance).
+NOT_STORED = frozenset({"ReleaseSkipped", "ClaimSkipped"})
 
 
 
@@ -238,14 +244,16 @@ def _decode(chain_id: int, logs: list[dict], types_by_address: dict) -> list[dic
         types = types_by_address.get(address)
         topics = [bytes.fromhex(t[2:]) for t in log["topics"]]
         event_type = types.get(topics[0]) if types and topics else None
-        if event_type is None:
-            continue  # not an event of the watched ABI (or anonymous)
+        if event_type is None or event_type.name in NOT_STORED:
+            continue  # not an event of the watched ABI (or anonymous), or one that records nothing
         try:
             args = event_type.decode(topics, bytes.fromhex(log["data"][2:]))
         except ValueError as exc:
             logger.warning("indexer: skipping a log that does not decode (%s:%s): %s",
                            log["transactionHash"], int(log["logIndex"], 16), exc)
             continue
+        if event_type.name == "Transfer" and args["value"] == "0":
+            continue  # moves nothing: anyone can emit it
         rows.append({
             "chain_id": chain_id, "block_number": int(log["blockNumber"], 16), "block_hash": log["blockHash"],
             "tx_hash": log["transactionHash"], "tx_index": int(log["transactionIndex"], 16),

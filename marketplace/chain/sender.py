@@ -77,7 +77,7 @@ KINDS = {
     Kind.APPROVE: KindSpec("setApproval", ("ListingApprovalSet",), batch=True),
     Kind.UNAPPROVE: KindSpec("setApproval", ("ListingApprovalSet",), batch=True),
     Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",)),
-    Kind.RELEASE: KindSpec("release", ("OrderReleased", "ReleaseSkipped"), batch=True),
+    Kind.RELEASE: KindSpec("release", ("OrderReleased",), batch=True),
     Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), arbiter=True),
 }
 
@@ -468,10 +468,12 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
             if args["ref"] == action.payload["ref"].lower():
                 return Status.CONFIRMED, event.log_index, ""
         elif args.get("orderId") == str(int(action.order_id)):
-            if event.name == "ReleaseSkipped":
-                return (Status.CANCELLED, event.log_index,
-                        f"the market skipped order {action.order_id}: it was no longer open, or not matured")
             return Status.CONFIRMED, event.log_index, ""
+    if action.kind == Kind.RELEASE:
+        # release(ids) never reverts for one order: a successful batch that did not release this
+        # one skipped it (the indexer does not store ReleaseSkipped, which anyone can emit in bulk).
+        return (Status.CANCELLED, None,
+                f"the market skipped order {action.order_id}: it was no longer open, or not matured")
     target = f"listing {action.listing_id}" if action.listing_id is not None else f"order {action.order_id}"
     return Status.FAILED, None, (f"transaction {action.tx_hash} carried no {' or '.join(spec.events)} for "
                                  f"{target}")

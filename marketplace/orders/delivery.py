@@ -9,14 +9,19 @@
   the content hash (the sha256 listed on-chain). With DOWNLOAD_ACCEL_REDIRECT set, the web server
   in front (nginx) sends the file, and the Range with it. Every request is logged (`Download`),
   with the bytes actually sent.
+- A stream checks the order again every RECHECK_SECONDS and ends early once it no longer gives
+  access (refunded in full meanwhile); a file sent by nginx cannot be cut that way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 import hashlib
+import logging
 import re
 import secrets
+import time
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import storages
@@ -29,7 +34,13 @@ from marketplace.catalog.models import DatasetVersion
 from .models import Download, DownloadGrant
 from .selectors import paid_orders
 
+logger = logging.getLogger(__name__)
+
 CHUNK = 1024 * 1024
+#: How often a running stream asks whether its order still gives access (one indexed query): a
+#: buyer refunded in full while downloading loses the rest of the file within this time of the
+#: indexer reading the refund. Checked by the clock, not per chunk, so a fast download pays nothing.
+RECHECK_SECONDS = 2.0
 _RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{0,18})\s*-\s*([0-9]{0,18})\s*")
 
 
@@ -108,7 +119,8 @@ def serve(request, token: str):
     if grant_row is None or grant_row.expires_at <= now:
         raise DeliveryError("token_expired", "This download link has expired or never existed: ask for a new one "
                             "(it is valid for 10 minutes; a download in progress may resume with a new one).", status=410)
-    if not paid_orders(grant_row.buyer, grant_row.chain_id, [grant_row.listing_id]).exists():
+    access = paid_orders(grant_row.buyer, grant_row.chain_id, [grant_row.listing_id])
+    if not access.exists():
         raise DeliveryError("not_bought", "The order behind this link no longer gives access (refunded in full).")
     version = grant_row.version
     size = version.size
@@ -129,30 +141,44 @@ def serve(request, token: str):
     filename = f"{version.dataset.slug}-v{version.number}.{version.format}"
     if accel:
         response = HttpResponse(status=200)  # the server in front sends the file, and the range
-        response["X-Accel-Redirect"] = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + version.file
+        # Percent-encoded (nginx decodes it): a stored name may hold spaces, "?", "#", "%" or
+        # letters outside ASCII, which a header cannot carry as they are.
+        internal = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + quote(version.file)
+        response["X-Accel-Redirect"] = internal
     else:
-        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk), status=status)
+        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk, access),
+                                         status=status)
         response["Content-Length"] = str(length)
         if wanted:
             response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Accept-Ranges"] = "bytes"  # nginx says it itself for the files it sends
     response["Content-Type"] = "application/octet-stream"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
     response["Cache-Control"] = "private, no-store"
     response["X-Content-SHA256"] = version.content_hash.removeprefix("0x")
     return response
 
 
-def _stream(name: str, first: int, length: int, log_id: int):
-    """The file's bytes [first, first + length), a chunk at a time; the log row learns how many
-    were sent when the stream ends or the client goes away (the server closes the generator)."""
+def _stream(name: str, first: int, length: int, log_id: int, access):
+    """The file's bytes [first, first + length), a chunk at a time, while `access` (the buyer's
+    orders that give access, a queryset asked again every RECHECK_SECONDS) is not empty: a buyer
+    refunded in full meanwhile gets a short body (the client sees fewer bytes than Content-Length).
+    The log row learns how many bytes were sent when the stream ends, is cut, or the client goes
+    away (the server closes the generator)."""
     sent = 0
     finished = False
     try:
         with storages["private"].open(name, "rb") as f:
             f.seek(first)
+            checked = time.monotonic()
             while sent < length:
+                if time.monotonic() - checked >= RECHECK_SECONDS:
+                    if not access.exists():
+                        logger.info("download %d stopped after %d bytes: its order no longer gives "
+                                    "access", log_id, sent)
+                        break
+                    checked = time.monotonic()
                 chunk = f.read(min(CHUNK, length - sent))
                 if not chunk:
                     break

@@ -2,11 +2,15 @@
 version: each test is a concrete sequence that broke a guarantee before it was fixed (a reorg
 between reading a range and its last block's hash, a chain cut back below the cursor, a chain
 reset racing a range, junk signed requests spending a buyer's rate limit, a Range of thousands of
-digits)."""
+digits, a download that kept streaming after a full refund, stray zero-value transfers and
+skipped releases stored by the thousand)."""
+import hashlib
+import random
 import secrets
 import threading
 import time
 
+from django.core.files.storage import storages
 from django.db import connection, connections
 from eth_account import Account
 import pytest
@@ -14,10 +18,13 @@ import pytest
 from marketplace.chain import indexer
 from marketplace.chain.models import ChainEvent
 from marketplace.chain.services import forget_chain
-from marketplace.orders.models import Order
+from marketplace.orders import delivery
+from marketplace.orders.models import Download, Order
 from marketplace.orders.selectors import paid_orders
 from tests.conftest import DEV_KEYS
-from tests.integration.test_downloads import BUYER_KEY, as_wallet, bought, link_for, url  # noqa: F401
+from tests.integration.test_downloads import (  # noqa: F401 (fixtures)
+    BUYER_KEY, as_wallet, bought, link_for, list_and_buy, url,
+)
 from tests.integration.test_indexer import (  # noqa: F401 (fixtures: handlers is autouse)
     PRICE, buyer, create_listing, handlers, purchase, seller,
 )
@@ -156,3 +163,71 @@ def test_a_range_of_thousands_of_digits_is_not_a_server_error(client, bought):
     client.raise_request_exception = False
     response = client.get(link, HTTP_RANGE="bytes=" + "9" * 5000 + "-")
     assert response.status_code in (200, 416)  # RFC 9110: ignored, or past the end
+
+
+BIG = random.Random(29).randbytes(16 * delivery.CHUNK + 5)
+
+
+@pytest.fixture
+def bought_big(chain, client):
+    version, buyer, listing_id = list_and_buy(chain, client, BIG, slug="big")
+    yield version, buyer, listing_id
+    storages["private"].delete(version.file)
+
+
+def test_a_running_download_stops_once_a_full_refund_is_indexed(client, bought_big, chain):
+    """The order was checked once, when the request came in: a buyer refunded in full (dispute,
+    then the arbiter's 100 % refund) kept receiving a stream that had started, to its end."""
+    version, buyer, listing_id = bought_big
+    link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
+
+    def read(after_first_chunk):
+        response = client.get(link)
+        chunks = iter(response.streaming_content)
+        received = next(chunks)
+        after_first_chunk()
+        time.sleep(delivery.RECHECK_SECONDS + 0.2)  # a slow client: the stream checks again
+        received += b"".join(chunks)
+        response.close()
+        return received, Download.objects.order_by("-started_at").first()
+
+    # While the order gives access, the check lets the stream go on to the end.
+    whole, log = read(lambda: None)
+    assert hashlib.sha256(whole).hexdigest() == hashlib.sha256(BIG).hexdigest()
+    assert log.bytes_served == len(BIG) and log.finished_at is not None
+
+    def refund_in_full():
+        order_id = chain.market.order_of(listing_id, buyer.address)
+        market = chain.market.contract.functions
+        chain.send(market.dispute(order_id), buyer.address)
+        chain.send(market.resolve(order_id, 10_000), chain.operator.address)
+        indexer.index_chain(chain.w3)
+        assert Order.objects.get(listing_id=listing_id, buyer=buyer.address).status == "refunded"
+
+    cut, log = read(refund_in_full)
+    # Nothing after the first check that followed the refund; the log says what was really sent.
+    assert (len(cut), log.bytes_served, log.finished_at) == (delivery.CHUNK, delivery.CHUNK, None)
+
+
+def test_zero_value_transfers_and_skipped_releases_are_not_stored(chain, seller, buyer):
+    """Anyone may emit a Transfer of 0 naming the market (transferFrom of 0 needs no allowance) or
+    call release with one unreleasable order id thousands of times (a ReleaseSkipped each): every
+    one was stored, a row per log at the price of a little gas."""
+    listing_id = create_listing(chain, seller)
+    purchase(chain, buyer, listing_id)
+    indexer.index_chain(chain.w3)
+    last = ChainEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
+    stranger = Account.from_key(DEV_KEYS[3])
+    token, market = chain.token.contract.functions, chain.market.address
+    chain.send(token.transferFrom(buyer.address, market, 0), stranger.address)  # into the market
+    chain.send(token.transferFrom(market, stranger.address, 0), stranger.address)  # out of it
+    chain.send(token.transfer(market, 0), buyer.address)
+    order_id = chain.market.order_of(listing_id, buyer.address)
+    receipt = chain.send(chain.market.contract.functions.release([order_id] * 50), stranger.address)
+    assert len(receipt["logs"]) == 50  # the order is not matured: skipped, 50 times
+    chain.send(token.transfer(market, 7), buyer.address)  # a real stray transfer is still read
+
+    indexer.index_chain(chain.w3)
+    new = ChainEvent.objects.filter(pk__gt=last).order_by("block_number", "log_index")
+    assert [(e.name, e.args) for e in new] == \
+        [("Transfer", {"from": buyer.address, "to": market, "value": "7"})]

@@ -28,17 +28,19 @@ SHA = hashlib.sha256(CONTENT).hexdigest()
 PUBLISHER_KEY, BUYER_KEY, STRANGER_KEY = DEV_KEYS[1], DEV_KEYS[2], DEV_KEYS[3]
 
 
-@pytest.fixture
-def bought(chain, client):
-    """A version listed and approved on-chain, bought by the buyer, the order indexed."""
+def list_and_buy(chain, client, content: bytes, slug: str = "rainfall"):
+    """A version of `content` listed and approved on-chain, bought by the buyer, the order
+    indexed: (version, buyer, listing id)."""
     publisher = wallet_user(Account.from_key(PUBLISHER_KEY).address)
     client.force_login(publisher)
-    dataset = Dataset.objects.create(owner=publisher, slug="rainfall", title="Rainfall", license="CC-BY-4.0",
-                                     payout_address=publisher.address)
-    name = storages["private"].save(f"datasets/test-{secrets.token_hex(4)}/rainfall.csv", ContentFile(CONTENT))
+    dataset = Dataset.objects.create(owner=publisher, slug=slug, title=slug.title(),
+                                     license="CC-BY-4.0", payout_address=publisher.address)
+    name = storages["private"].save(f"datasets/test-{secrets.token_hex(4)}/{slug}.csv",
+                                    ContentFile(content))
     version = DatasetVersion.objects.create(
-        dataset=dataset, number=1, file=name, original_name="rainfall.csv", format="csv", size=len(CONTENT),
-        content_hash="0x" + SHA, price=PRICE, token=chain.token.address, analysis_status="done")
+        dataset=dataset, number=1, file=name, original_name=f"{slug}.csv", format="csv",
+        size=len(content), content_hash="0x" + hashlib.sha256(content).hexdigest(), price=PRICE,
+        token=chain.token.address, analysis_status="done")
     assert link(client, version, send_prepared(chain, client, version)).status_code == 201
     listing_id = int(version.listings.get().listing_id)
     chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
@@ -51,8 +53,15 @@ def bought(chain, client):
     chain.send(chain.market.contract.functions.purchase(listing_id, PRICE), buyer.address)
     indexer.index_chain(chain.w3)
     client.logout()
+    return version, buyer, listing_id
+
+
+@pytest.fixture
+def bought(chain, client):
+    """A version listed and approved on-chain, bought by the buyer, the order indexed."""
+    version, buyer, listing_id = list_and_buy(chain, client, CONTENT)
     yield version, buyer, listing_id
-    storages["private"].delete(name)
+    storages["private"].delete(version.file)
 
 
 def url(version):
