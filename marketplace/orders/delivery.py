@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import storages
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
@@ -185,7 +185,14 @@ def _stream(name: str, first: int, length: int, log_id: int, access):
                 sent += len(chunk)
                 yield chunk
         finished = sent == length
+    except (DatabaseError, OSError) as exc:
+        # Ended here, not raised: the server would log the request line, which holds the token.
+        # The client sees a short body and resumes with Range.
+        logger.warning("download %d stopped after %d bytes: %s", log_id, sent, type(exc).__name__)
     finally:
-        with transaction.atomic():
-            Download.objects.filter(pk=log_id).update(
-                bytes_served=sent, finished_at=timezone.now() if finished else None)
+        try:
+            with transaction.atomic():
+                Download.objects.filter(pk=log_id).update(
+                    bytes_served=sent, finished_at=timezone.now() if finished else None)
+        except DatabaseError:
+            logger.warning("download %d: its log row could not be updated (%d bytes sent)", log_id, sent)

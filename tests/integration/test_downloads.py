@@ -233,3 +233,27 @@ def test_a_version_the_public_cannot_see_is_not_found_for_a_stranger(client, bou
     assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
     # The buyer still gets it: bought files stay downloadable when a dataset leaves the catalog.
     assert link_for(as_wallet(client, BUYER_KEY), version)["size"] == len(CONTENT)
+
+
+def test_a_database_lost_mid_download_ends_the_body_short_without_an_error(client, bought, monkeypatch, caplog):
+    """The stream ends instead of raising: a raised error would have the server log the request
+    line, which holds the token. The client sees a short body and resumes with Range."""
+    import psycopg
+    from django.db import connection
+
+    from marketplace.orders import delivery
+    from tests.conftest import database_url
+
+    version, _, _ = bought
+    link = link_for(as_wallet(client, BUYER_KEY), version)["url"]
+    response = client.get(link)
+    chunks = iter(response.streaming_content)
+    first = next(chunks)
+    monkeypatch.setattr(delivery, "RECHECK_SECONDS", 0)  # the next chunk asks the database again
+    with psycopg.connect(database_url(connection.settings_dict), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    with caplog.at_level("INFO"):
+        rest = b"".join(chunks)
+    connection.close()  # the test's own connection was the one cut
+    assert 0 < len(first + rest) < len(CONTENT)
+    assert "stopped after" in caplog.text and link.rsplit("/", 1)[1] not in caplog.text
