@@ -254,8 +254,10 @@ ErrorBody = inline_serializer(
 
 # The 202 of an endpoint that waits for a transaction's confirmations (chain.nudge).
 ConfirmationsWaiting = inline_serializer("ConfirmationsWaiting", {
-    "confirmations": serializers.IntegerField(help_text="Blocks on top of the transaction's, its own included"),
-    "needed": serializers.IntegerField(help_text="Blocks the server waits for (CHAIN_CONFIRMATIONS + 1)"),
+    "confirmations": serializers.IntegerField(
+        help_text="Blocks on top of the transaction's, its own included"),
+    "needed": serializers.IntegerField(
+        help_text="Blocks the server waits for (CHAIN_CONFIRMATIONS + 1)"),
 })
 
 

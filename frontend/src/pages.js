@@ -339,7 +339,8 @@ async function sendFromWallet(wallet, transaction, url, say) {
     } else if (answer.status !== 409 || (answer.data && answer.data.error && answer.data.error.code !== "not_mined")) {
       throw new Error(messageOf(answer.data, answer.status));
     }
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    // Every 3 s for 5 minutes: at most 100 posts, within the wallet's listing_receipt limit.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
   }
   throw new Error("The transaction was not confirmed within five minutes; reload the page to try again.");
 }

@@ -15,8 +15,9 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import (AmountField, APIError, ConfirmationsWaiting, StrictBooleanField, StrictCharField,
-                             StrictModelSerializer, StrictRegexField, StrictTextField, errors)
+from marketplace.api import (AmountField, APIError, ConfirmationsWaiting, StrictBooleanField,
+                             StrictCharField, StrictModelSerializer, StrictRegexField,
+                             StrictTextField, errors)
 from marketplace.chain.constants import max_price
 from marketplace.limits.http import enforce, upload_reservation
 
@@ -671,8 +672,8 @@ class VersionListingView(APIView):
         if answer.waiting:
             return Response(answer.waiting.progress, status=202)
         version.dataset.refresh_from_db(fields=["status"])
-        return Response({"dataset_status": version.dataset.status, "listing": listing_body(answer.listing)},
-                        status=201 if answer.created else 200)
+        body = {"dataset_status": version.dataset.status, "listing": listing_body(answer.listing)}
+        return Response(body, status=201 if answer.created else 200)
 
 
 class ListingUpdateRequest(serializers.Serializer):
@@ -801,7 +802,8 @@ class ListingActiveMirrorView(APIView):
 
     permission_classes = [IsSignedIn]
 
-    @extend_schema(request=ListingLinkRequest, responses={200: ListingTermsSerializer, 202: ConfirmationsWaiting,
+    @extend_schema(request=ListingLinkRequest, responses={200: ListingTermsSerializer,
+                                                          202: ConfirmationsWaiting,
                                                           **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing

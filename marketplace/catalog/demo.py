@@ -171,11 +171,13 @@ def index_through(w3: Web3, block: int, *, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         indexer.index_chain(w3, through=block)
-        cursor = IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID).values_list("block_number", flat=True).first()
+        cursor = (IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID)
+                  .values_list("block_number", flat=True).first())
         if cursor is not None and cursor >= block:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the chain indexer did not read through block {block} in {timeout:.0f} s")
+            raise RuntimeError(f"the chain indexer did not read through block {block} in "
+                               f"{timeout:.0f} s")
         time.sleep(0.5)
 
 

@@ -50,10 +50,11 @@ def created(event: Event, version: DatasetVersion | None = None) -> Listing:
     """A ListingCreated event as its listing's row (not saved): active and not approved, as the
     market creates every listing."""
     args = event.args
-    return Listing(chain_id=event.chain_id, listing_id=int(args["listingId"]), version=version, owner=args["owner"],
-                   token=args["token"], price=int(args["price"]), payout=args["payout"],
-                   dispute_window=int(args["disputeWindow"]), active=True, approved=False,
-                   tx_hash=event.tx_hash, log_index=event.log_index, block_number=event.block_number)
+    return Listing(chain_id=event.chain_id, listing_id=int(args["listingId"]), version=version,
+                   owner=args["owner"], token=args["token"], price=int(args["price"]),
+                   payout=args["payout"], dispute_window=int(args["disputeWindow"]), active=True,
+                   approved=False, tx_hash=event.tx_hash, log_index=event.log_index,
+                   block_number=event.block_number)
 
 
 def apply(listing: Listing, event: Event) -> None:
@@ -71,10 +72,10 @@ def token_allowed(event: Event) -> bool:
     """Whether the market accepted the listing's token when `event` was emitted (its last
     TokenConfigured before it). The market reverts createListing in any other token, so this only
     fails for a market that does not behave as ours."""
-    last = (ChainEvent.objects.filter(chain_id=event.chain_id, address=event.address, name="TokenConfigured",
-                                      args__token=event.args["token"])
-            .filter(Q(block_number__lt=event.block_number) | Q(block_number=event.block_number,
-                                                               log_index__lt=event.log_index))
+    before = Q(block_number__lt=event.block_number) | Q(block_number=event.block_number,
+                                                         log_index__lt=event.log_index)
+    last = (ChainEvent.objects.filter(before, chain_id=event.chain_id, address=event.address,
+                                      name="TokenConfigured", args__token=event.args["token"])
             .order_by("-block_number", "-log_index").values_list("args", flat=True).first())
     return bool(last and last["allowed"])
 
@@ -108,23 +109,27 @@ def _versions_for(chain_id: int, created_events: list[Event]) -> dict[int, Datas
     """event id -> the one version each ListingCreated is for (events that match no version, or
     several, are left out; a version takes at most one listing)."""
     hashes = {e.args["contentHash"].lower() for e in created_events}
-    unlisted = list(DatasetVersion.objects.filter(content_hash__in=hashes).exclude(listings__chain_id=chain_id)
-                    .select_related("dataset__owner").order_by("pk"))
+    unlisted = {}
+    for version in (DatasetVersion.objects.filter(content_hash__in=hashes)
+                    .exclude(listings__chain_id=chain_id)
+                    .select_related("dataset__owner").order_by("pk")):
+        unlisted.setdefault(version.content_hash.lower(), []).append(version)
     found, taken = {}, set()
     for event in created_events:
-        fitting = [v for v in unlisted if v.pk not in taken and refusal(v, event) is None]
+        fitting = [v for v in unlisted.get(event.args["contentHash"].lower(), [])
+                   if v.pk not in taken and refusal(v, event) is None]
         if len(fitting) == 1:
             found[event.id] = fitting[0]
             taken.add(fitting[0].pk)
         elif fitting:
-            logger.info("listing %s (%s) matches versions %s: linked when its owner names one", _listing_id(event),
-                        event.tx_hash, [v.pk for v in fitting])
+            logger.info("listing %s (%s) matches versions %s: linked when its owner names one",
+                        _listing_id(event), event.tx_hash, [v.pk for v in fitting])
     return found
 
 
 def _lock_datasets(ids) -> dict[int, Dataset]:
-    return {d.pk: d for d in Dataset.objects.select_for_update().filter(pk__in=ids).select_related("owner")
-            .order_by("pk")}
+    locked = Dataset.objects.select_for_update().filter(pk__in=ids).select_related("owner")
+    return {d.pk: d for d in locked.order_by("pk")}
 
 
 def _link(version: DatasetVersion, event: Event, dataset: Dataset) -> Listing:
@@ -140,8 +145,10 @@ def _link(version: DatasetVersion, event: Event, dataset: Dataset) -> Listing:
 
 
 def _price_change(listing: Listing, event: Event) -> ListingUpdate:
-    return ListingUpdate(listing=listing, price=int(event.args["price"]), payout=event.args["payout"],
-                         tx_hash=event.tx_hash, log_index=event.log_index, block_number=event.block_number)
+    args = event.args
+    return ListingUpdate(listing=listing, price=int(args["price"]), payout=args["payout"],
+                         tx_hash=event.tx_hash, log_index=event.log_index,
+                         block_number=event.block_number)
 
 
 def on_listing_events(events: list[Event]) -> None:
@@ -153,11 +160,14 @@ def on_listing_events(events: list[Event]) -> None:
     versions = _versions_for(chain_id, created_events) if created_events else {}
     listings = {}
     if changes:
-        listings = {int(l.listing_id): l for l in Listing.objects.filter(
-            chain_id=chain_id, listing_id__in={_listing_id(e) for e in changes}).select_related("version")}
+        ids = {_listing_id(e) for e in changes}
+        rows = (Listing.objects.filter(chain_id=chain_id, listing_id__in=ids)
+                .select_related("version"))
+        listings = {int(listing.listing_id): listing for listing in rows}
     approvals = [e for e in changes if e.name == "ListingApprovalSet"]
-    datasets = _lock_datasets({v.dataset_id for v in versions.values()} | {
-        listings[_listing_id(e)].version.dataset_id for e in approvals if _listing_id(e) in listings})
+    approved = [listings[_listing_id(e)] for e in approvals if _listing_id(e) in listings]
+    datasets = _lock_datasets({v.dataset_id for v in versions.values()}
+                              | {listing.version.dataset_id for listing in approved})
     for event in created_events:
         version = versions.get(event.id)
         if version is not None:
@@ -183,9 +193,9 @@ def _moderated(chain_id: int, approvals: list[Event], listings: dict, datasets: 
     intents = {}
     clearings = {e.tx_hash for e in approvals if not e.args["approved"]}
     if clearings:
-        for tx_hash, listing_id, context in OperatorAction.objects.filter(
-                chain_id=chain_id, kind=OperatorAction.Kind.UNAPPROVE, tx_hash__in=clearings).values_list(
-                "tx_hash", "listing_id", "context"):
+        sent = OperatorAction.objects.filter(chain_id=chain_id, kind=OperatorAction.Kind.UNAPPROVE,
+                                             tx_hash__in=clearings)
+        for tx_hash, listing_id, context in sent.values_list("tx_hash", "listing_id", "context"):
             intents[(tx_hash, int(listing_id))] = (context or {}).get("intent")
     for event in approvals:
         listing = listings[_listing_id(event)]
@@ -217,11 +227,13 @@ def replay(listing: Listing, *, through: int | None = None) -> list[Event]:
     if row is None:
         return []
     fresh = created(Event(**row))
-    events = ChainEvent.objects.filter(chain_id=listing.chain_id, address=row["address"], name__in=TERM_EVENTS,
+    events = ChainEvent.objects.filter(chain_id=listing.chain_id, address=row["address"],
+                                       name__in=TERM_EVENTS,
                                        args__listingId=str(listing.listing_id))
     if through is not None:
         events = events.filter(block_number__lte=through)
-    applied = [Event(**e) for e in events.order_by("block_number", "log_index").values(*EVENT_FIELDS)]
+    applied = [Event(**e) for e in
+               events.order_by("block_number", "log_index").values(*EVENT_FIELDS)]
     for event in applied:
         apply(fresh, event)
     for name in _TERMS:
@@ -241,7 +253,8 @@ def link(version: DatasetVersion, event: Event) -> Listing | None:
         if not ChainEvent.objects.filter(pk=event.id).exists():
             return None
         dataset = _lock_datasets([version.dataset_id])[version.dataset_id]
-        existing = Listing.objects.filter(chain_id=event.chain_id, listing_id=_listing_id(event)).first()
+        existing = Listing.objects.filter(chain_id=event.chain_id,
+                                          listing_id=_listing_id(event)).first()
         if existing is not None:
             return existing
         if version.listings.filter(chain_id=event.chain_id).exists():
@@ -270,10 +283,11 @@ def drop_listings(chain_id: int, *, after_block: int | None = None, why: str) ->
     DatasetVersion.objects.filter(pk__in=versions, review=DatasetVersion.Review.APPROVED).update(
         review=DatasetVersion.Review.PENDING)
     Listing.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
-    revisions.close_for_lost_listings(chain_id, versions, None if after_block is None else [r[1] for r in rows],
-                                      why=why)
+    lost = None if after_block is None else [listing_id for _, listing_id, *_ in rows]
+    revisions.close_for_lost_listings(chain_id, versions, lost, why=why)
     (Dataset.objects.filter(pk__in=affected).exclude(versions__listings__isnull=False)
-     .exclude(status__in=[Dataset.Status.REJECTED, Dataset.Status.DELISTED]).update(status=Dataset.Status.DRAFT))
+     .exclude(status__in=[Dataset.Status.REJECTED, Dataset.Status.DELISTED])
+     .update(status=Dataset.Status.DRAFT))
     return len(rows)
 
 
@@ -290,7 +304,8 @@ def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     gone = Listing.objects.filter(chain_id=chain_id, block_number__gt=ancestor).values_list(
         "version__dataset_id", flat=True)
     datasets = _lock_datasets({*gone, *(l.version.dataset_id for l in touched)})
-    drop_listings(chain_id, after_block=ancestor, why="a reorganisation of the chain orphaned its listing")
+    drop_listings(chain_id, after_block=ancestor,
+                  why="a reorganisation of the chain orphaned its listing")
     ListingUpdate.objects.filter(listing__chain_id=chain_id, block_number__gt=ancestor).delete()
     unapproved = set()
     for listing in touched:

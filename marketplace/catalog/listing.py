@@ -60,12 +60,13 @@ def dispute_window() -> int:
 def _market_address(chain_id: int) -> str:
     address = deployed_address(chain_id, "DataMarket")
     if address is None:
-        raise ListingError("market_not_deployed", f"No DataMarket is deployed on chain {chain_id}.", status=503)
+        raise ListingError("market_not_deployed", f"No DataMarket is deployed on chain {chain_id}.",
+                           status=503)
     return address
 
 
 def _market(chain_id: int) -> DataMarket:
-    return DataMarket(get_web3(), _market_address(chain_id))  # building it sends nothing to the node
+    return DataMarket(get_web3(), _market_address(chain_id))  # sends nothing to the node
 
 
 def _require_wallet(dataset: Dataset) -> None:
@@ -90,7 +91,8 @@ def _chain_unavailable(exc=None) -> ListingError:
     if exc is not None:
         logger.warning("chain node %s did not answer: %s: %s", rpc_endpoint(), type(exc).__name__,
                        redact_rpc_url(str(exc)))
-    return ListingError("chain_unavailable", "The chain node did not answer; try again in a moment.", status=503)
+    return ListingError("chain_unavailable", "The chain node did not answer; try again in a "
+                        "moment.", status=503)
 
 
 def prepare_listing(version: DatasetVersion) -> dict:
@@ -200,7 +202,7 @@ class Answer:
     wrote it; only `waiting` (the confirmations so far) while its block waits for them."""
 
     listing: Listing | None = None
-    updates: list = field(default_factory=list)  # the transaction's ListingUpdate rows (price changes)
+    updates: list = field(default_factory=list)  # the transaction's ListingUpdate rows
     created: bool = False  # the rows were written while this request caught the indexer up
     waiting: nudge.Nudge | None = None
 
@@ -213,8 +215,8 @@ def _mined(tx_hash: str, *, w3=None) -> nudge.Nudge:
     try:
         return nudge.mined(tx_hash, w3=w3)
     except nudge.NotMined:
-        raise ListingError("not_mined", "The transaction is not mined yet (or unknown to the chain); "
-                           "try again in a few seconds.", status=409) from None
+        raise ListingError("not_mined", "The transaction is not mined yet (or unknown to the "
+                           "chain); try again in a few seconds.", status=409) from None
     except nudge.NodeDown:
         raise _chain_unavailable() from None
 
@@ -224,6 +226,11 @@ def _read_through(mined: nudge.Nudge, *, w3=None) -> nudge.Nudge:
         return nudge.read_through(mined, w3=w3)
     except nudge.NodeDown:
         raise _chain_unavailable() from None
+
+
+def _failed(mined: nudge.Nudge, what: str) -> ListingError:
+    return ListingError("transaction_failed", f"Transaction {mined.tx_hash} failed on-chain; it "
+                        f"{what}.")
 
 
 def _events(chain_id: int, tx_hash: str, name: str) -> list[Event]:
@@ -242,7 +249,7 @@ def listing_created(version: DatasetVersion, tx_hash: str) -> Answer:
     _market_address(chain_id)
     mined = _mined(tx_hash)
     if not mined.succeeded:
-        raise ListingError("transaction_failed", f"Transaction {mined.tx_hash} failed on-chain; it created no listing.")
+        raise _failed(mined, "created no listing")
     known = Listing.objects.filter(chain_id=chain_id, tx_hash=mined.tx_hash).exists()
     mined = _read_through(mined)
     if not mined.read:
@@ -263,36 +270,43 @@ def listing_of(version: DatasetVersion, tx_hash: str) -> Listing:
         return linked
     created = _events(chain_id, tx_hash, "ListingCreated")
     if not created:
-        raise ListingError("no_listing", f"Transaction {tx_hash} created no listing on the DataMarket at "
-                           f"{_market_address(chain_id)}.")
+        raise ListingError("no_listing", f"Transaction {tx_hash} created no listing on the "
+                           f"DataMarket at {_market_address(chain_id)}.")
     # A contract wallet may create several listings in one transaction: take the version's.
-    matching = [e for e in created if e.args["contentHash"].lower() == version.content_hash.lower()]
+    matching = [e for e in created
+                if e.args["contentHash"].lower() == version.content_hash.lower()]
     if not matching:
-        raise ListingError("content_hash_mismatch", f"The listing's content hash {created[0].args['contentHash']} "
-                           f"is not version {version.number}'s {version.content_hash}: list this version's file.")
+        raise ListingError("content_hash_mismatch", f"The listing's content hash "
+                           f"{created[0].args['contentHash']} is not version {version.number}'s "
+                           f"{version.content_hash}: list this version's file.")
     event = matching[0]
     args, owner = event.args, to_checksum_address(version.dataset.owner.address)
     refused = handlers.refusal(version, event)
     if refused == "not_dataset_owner":
-        raise ListingError(refused, f"The listing is owned by {args['owner']}, not by the dataset's owner {owner}: "
-                           "list it from the owner's wallet.")
+        raise ListingError(refused, f"The listing is owned by {args['owner']}, not by the "
+                           f"dataset's owner {owner}: list it from the owner's wallet.")
     if refused == "token_mismatch":
-        raise ListingError(refused, f"The listing's token {args['token']} is not version {version.number}'s "
-                           f"{to_checksum_address(version.token)}: list it in that token.")
+        raise ListingError(refused, f"The listing's token {args['token']} is not version "
+                           f"{version.number}'s {to_checksum_address(version.token)}: list it in "
+                           "that token.")
     if refused == "token_not_allowed":
-        raise ListingError(refused, f"The listing's token {args['token']} is not accepted by the market.")
+        raise ListingError(refused, f"The listing's token {args['token']} is not accepted by the "
+                           "market.")
     listing = Listing.objects.filter(chain_id=chain_id, listing_id=int(args["listingId"])).first()
     if listing is None:
         other = version.listings.filter(chain_id=chain_id).first()
         if other is not None:
-            raise ListingError("already_listed", f"Version {version.number} is already listed on-chain as "
-                               f"#{other.listing_id}; a version has one listing.", status=409)
+            raise ListingError("already_listed", f"Version {version.number} is already listed "
+                               f"on-chain as #{other.listing_id}; a version has one listing.",
+                               status=409)
         listing = handlers.link(version, event)
         if listing is None:
-            raise ListingError("listing_changed", f"Listing #{args['listingId']} changed on the chain meanwhile "
-                               "(a reorganisation?): post the transaction again.", status=409)
+            raise ListingError("listing_changed", f"Listing #{args['listingId']} changed on the "
+                               "chain meanwhile (a reorganisation?): post the transaction again.",
+                               status=409)
     if listing.version_id != version.pk:
-        raise ListingError("already_linked", "This listing is already linked to another dataset version.", status=409)
+        raise ListingError("already_linked", "This listing is already linked to another dataset "
+                           "version.", status=409)
     return listing
 
 
@@ -303,7 +317,7 @@ def _posted_change(version: DatasetVersion, tx_hash: str):
     mined = _mined(tx_hash)
     listing = _linked_listing(version, settings.CHAIN_ID)
     if not mined.succeeded:
-        raise ListingError("transaction_failed", f"Transaction {mined.tx_hash} failed on-chain; it changed no listing.")
+        raise _failed(mined, "changed no listing")
     return listing, mined
 
 
@@ -319,12 +333,12 @@ def listing_updated(version: DatasetVersion, tx_hash: str) -> Answer:
         return Answer(waiting=mined)
     updated = _events(settings.CHAIN_ID, mined.tx_hash, "ListingUpdated")
     if not updated:
-        raise ListingError("no_listing_update", f"Transaction {mined.tx_hash} updated no listing on the DataMarket "
-                           f"at {_market_address(settings.CHAIN_ID)}.")
+        raise ListingError("no_listing_update", f"Transaction {mined.tx_hash} updated no listing "
+                           f"on the DataMarket at {_market_address(settings.CHAIN_ID)}.")
     if not any(int(e.args["listingId"]) == listing.listing_id for e in updated):
         raise ListingError("listing_mismatch", f"Transaction {mined.tx_hash} updated listing "
-                           f"#{updated[0].args['listingId']}, not version {version.number}'s listing "
-                           f"#{listing.listing_id}.")
+                           f"#{updated[0].args['listingId']}, not version {version.number}'s "
+                           f"listing #{listing.listing_id}.")
     listing = _linked_listing(version, settings.CHAIN_ID)  # as the handlers left it
     updates = list(listing.updates.filter(tx_hash=mined.tx_hash).order_by("log_index"))
     return Answer(listing, updates, created=bool(updates) and not known)
@@ -338,10 +352,10 @@ def listing_active_set(version: DatasetVersion, tx_hash: str) -> Answer:
     mined = _read_through(mined)
     if not mined.read:
         return Answer(waiting=mined)
-    if not any(int(e.args["listingId"]) == listing.listing_id
-               for e in _events(settings.CHAIN_ID, mined.tx_hash, "ListingActiveSet")):
-        raise ListingError("no_active_change", f"Transaction {mined.tx_hash} did not start or stop selling "
-                           f"version {version.number}'s listing #{listing.listing_id}.")
+    changed = _events(settings.CHAIN_ID, mined.tx_hash, "ListingActiveSet")
+    if not any(int(e.args["listingId"]) == listing.listing_id for e in changed):
+        raise ListingError("no_active_change", f"Transaction {mined.tx_hash} did not start or stop "
+                           f"selling version {version.number}'s listing #{listing.listing_id}.")
     return Answer(_linked_listing(version, settings.CHAIN_ID))
 
 
@@ -353,5 +367,6 @@ def on_operator_action(action: OperatorAction) -> None:
     failed: its listing stays as the chain has it, and the moderator's decision is not carried
     out until it is queued again."""
     if action.status != OperatorAction.Status.CONFIRMED:
-        logger.warning("operator action #%s (%s, %s) for listing %s %s: %s", action.pk, action.kind,
-                       (action.context or {}).get("intent"), action.listing_id, action.status, action.error)
+        logger.warning("operator action #%s (%s, %s) for listing %s %s: %s", action.pk,
+                       action.kind, (action.context or {}).get("intent"), action.listing_id,
+                       action.status, action.error)

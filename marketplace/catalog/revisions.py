@@ -437,9 +437,12 @@ def close_for_lost_listings(chain_id: int, version_ids=(), listing_ids=None, *, 
                                             version_id__in=list(version_ids)).update(
         status=Status.SUPERSEDED, reason=f"{why}: the version's next review covers its preview")
     lost = None if listing_ids is None else {int(i) for i in listing_ids}
+    def names_lost(item):
+        return int(item.get("chain_id", 0)) == chain_id and (
+            lost is None or int(item.get("listing_id", -1)) in lost)
+
     for revision in DatasetRevision.objects.filter(kind=Kind.VERSION, status__in=DatasetRevision.OPEN):
-        if any(int(item.get("chain_id", 0)) == chain_id and (lost is None or int(item.get("listing_id", -1)) in lost)
-               for item in revision.listings):
+        if any(names_lost(item) for item in revision.listings):
             revision.status = Status.SUPERSEDED
             revision.reason = f"{why}: the version needs listing again"
             revision.save(update_fields=["status", "reason"])

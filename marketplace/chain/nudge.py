@@ -61,10 +61,12 @@ def mined(tx_hash: str, *, w3: Web3 | None = None) -> Nudge:
     except TransactionNotFound:
         raise NotMined(tx_hash) from None
     except (RequestException, OSError) as exc:
-        logger.warning("nudge: the node did not answer for %s: %s", tx_hash, redact_rpc_url(str(exc)))
+        logger.warning("nudge: the node did not answer for %s: %s", tx_hash,
+                       redact_rpc_url(str(exc)))
         raise NodeDown(tx_hash) from None
-    return Nudge(tx_hash=tx_hash, block_number=receipt["blockNumber"], succeeded=receipt["status"] == 1,
-                 confirmations=head - receipt["blockNumber"] + 1, needed=settings.CHAIN_CONFIRMATIONS + 1)
+    block = receipt["blockNumber"]
+    return Nudge(tx_hash=tx_hash, block_number=block, succeeded=receipt["status"] == 1,
+                 confirmations=head - block + 1, needed=settings.CHAIN_CONFIRMATIONS + 1)
 
 
 def read_through(nudge: Nudge, *, w3: Web3 | None = None) -> Nudge:
@@ -76,11 +78,12 @@ def read_through(nudge: Nudge, *, w3: Web3 | None = None) -> Nudge:
         return nudge
     try:
         indexer.index_chain(w3 or get_web3(), through=nudge.block_number)
-    except Exception as exc:  # the node failed (recorded on the cursor, with its back-off), or the indexer
-        logger.warning("nudge: the indexer did not read through block %d: %s: %s", nudge.block_number,
-                       type(exc).__name__, redact_rpc_url(str(exc)))
+    except Exception as exc:  # the node (recorded on the cursor, with its back-off), or the indexer
+        logger.warning("nudge: the indexer did not read through block %d: %s: %s",
+                       nudge.block_number, type(exc).__name__, redact_rpc_url(str(exc)))
         raise NodeDown(nudge.tx_hash) from None
-    cursor = IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID).values_list("block_number", flat=True).first()
+    cursor = (IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID)
+              .values_list("block_number", flat=True).first())
     return replace(nudge, read=cursor is not None and cursor >= nudge.block_number)
 
 

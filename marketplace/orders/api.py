@@ -177,7 +177,8 @@ class PurchaseReceiptView(APIView):
 
     authentication_classes = []
 
-    @extend_schema(request=PurchaseReceipt, responses={200: OrderSerializer(many=True), 202: ConfirmationsWaiting,
+    @extend_schema(request=PurchaseReceipt, responses={200: OrderSerializer(many=True),
+                                                       202: ConfirmationsWaiting,
                                                        **errors(400, 404, 409, 429, 503)})
     def post(self, request):
         enforce(request, "order_receipt")
@@ -186,14 +187,15 @@ class PurchaseReceiptView(APIView):
         try:
             nudge = catch_up(data.validated_data["tx_hash"])
         except NotMined:
-            raise APIError("not_mined", "The transaction is not mined yet (or unknown to the chain); try again in a "
-                           "few seconds.", status=409) from None
+            raise APIError("not_mined", "The transaction is not mined yet (or unknown to the "
+                           "chain); try again in a few seconds.", status=409) from None
         except NodeDown:
-            raise APIError("chain_unavailable", "The chain cannot be reached; try again soon.", status=503) from None
+            raise APIError("chain_unavailable", "The chain cannot be reached; try again soon.",
+                           status=503) from None
         if not nudge.read:
             return Response(nudge.progress, status=202)
         orders = list(Order.objects.filter(chain_id=settings.CHAIN_ID, tx_hash=nudge.tx_hash))
         if not orders:
-            raise APIError("no_order", f"Transaction {nudge.tx_hash} bought nothing on the market (it failed, or "
-                           "called another contract).", status=404)
+            raise APIError("no_order", f"Transaction {nudge.tx_hash} bought nothing on the market "
+                           "(it failed, or called another contract).", status=404)
         return Response([order_body(o, v) for o, v in selectors.with_versions(orders)])

@@ -12,8 +12,8 @@ from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion,
 from marketplace.chain import sender
 from marketplace.chain.models import Deployment, OperatorAction
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
-    PUBLISHER, STRANGER, admin_action, link, listed_version, publisher, publisher_client, send_approvals,
-    send_prepared, sha, staff_client,
+    PUBLISHER, STRANGER, admin_action, link, listed_version, publisher, publisher_client,
+    send_approvals, send_prepared, sha, staff_client,
 )
 from tests.integration.test_revisions import (  # noqa: F401 (fixtures)
     anonymous, decide, edit, moderator_client, open_revision, publish,
@@ -361,15 +361,16 @@ def _approval_queued_before_reviews_existed():
     DatasetRevision.objects.create(dataset=dataset, version=version, kind="version", created_by=owner,
                                    listings=[{"chain_id": 31337, "listing_id": "1",
                                               "content_hash": version.content_hash}])
-    action = OperatorAction.objects.create(kind="approve", chain_id=31337, market=PUBLISHER, listing_id=1,
-                                           expected_owner=PUBLISHER, expected_content_hash=version.content_hash,
-                                           status="confirmed", tx_hash="0x" + "22" * 32, block_number=6, log_index=0,
-                                           context={"intent": "approve", "dataset": dataset.pk})
+    action = OperatorAction.objects.create(
+        kind="approve", chain_id=31337, market=PUBLISHER, listing_id=1, expected_owner=PUBLISHER,
+        expected_content_hash=version.content_hash, status="confirmed", tx_hash="0x" + "22" * 32,
+        block_number=6, log_index=0, context={"intent": "approve", "dataset": dataset.pk})
     listings.on_operator_action(action)
     # The indexer reads the approval's event (its handler is the one writer of the flag).
-    handlers.on_listing_events([Event(id=1, chain_id=31337, block_number=6, block_hash="0x" + "33" * 32,
-                                      tx_hash=action.tx_hash, tx_index=0, log_index=0, address=PUBLISHER,
-                                      name="ListingApprovalSet", args={"listingId": "1", "approved": True})])
+    approval = Event(id=1, chain_id=31337, block_number=6, block_hash="0x" + "33" * 32,
+                     tx_hash=action.tx_hash, tx_index=0, log_index=0, address=PUBLISHER,
+                     name="ListingApprovalSet", args={"listingId": "1", "approved": True})
+    handlers.on_listing_events([approval])
     return Dataset.objects.get(pk=dataset.pk)
 
 

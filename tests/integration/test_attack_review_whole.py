@@ -217,7 +217,8 @@ def test_the_demo_leaves_a_version_whose_text_someone_edited_before_its_listing_
     def link_after_someone_edits(w3, sent):
         version = sent[0][0]
         edited.append(version.dataset_id)
-        revisions.edit_dataset(version.dataset, by=version.dataset.owner, title="SCAM: send USDC to 0xdead")
+        revisions.edit_dataset(version.dataset, by=version.dataset.owner,
+                               title="SCAM: send USDC to 0xdead")
         return original(w3, sent)
 
     monkeypatch.setattr(demo, "read_listings", link_after_someone_edits)

@@ -85,7 +85,7 @@ def test_relisting_after_a_wiped_chain_approves_only_what_a_moderator_had_approv
         content_hash="0x" + "ee" * 32, price=v1.price, token=v1.token, analysis_status="done")
 
     forget_chain(chain.w3.eth.chain_id)
-    chain.rpc("evm_revert", [wiped])  # a wiped chain, the contracts deployed again at the same addresses
+    chain.rpc("evm_revert", [wiped])  # a wiped chain, the contracts deployed again where they were
     for result in chain.contracts.values():  # as a redeployment records them again
         Deployment.objects.create(chain_id=chain.w3.eth.chain_id, **result.__dict__)
     demo.seed(limit=3, log=lambda m: None)

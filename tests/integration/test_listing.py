@@ -290,7 +290,8 @@ def test_a_listing_whose_chain_state_changed_is_not_approved(chain, publisher_cl
     # listing again; the other file's listing matches no version), and good's approval lists it.
     assert indexer.index_chain(chain.w3).reorgs == 1
     assert Dataset.objects.get(pk=good.dataset_id).status == "listed"
-    assert not Listing.objects.filter(version=bad).exists() and Listing.objects.get().version == good
+    assert not Listing.objects.filter(version=bad).exists()
+    assert Listing.objects.get().version == good
     assert Dataset.objects.get(pk=bad.dataset_id).status == "draft"
 
 
@@ -336,7 +337,8 @@ def test_delist_before_sending_cancels_the_approval(chain, publisher_client, sta
     assert Dataset.objects.get().status == "delisted"
 
 
-def test_delist_clears_the_approval_and_delists_once_the_indexer_reads_it(chain, publisher_client, staff_client):
+def test_delist_clears_the_approval_and_delists_once_the_indexer_reads_it(chain, publisher_client,
+                                                                         staff_client):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
     send_approvals(chain)
@@ -344,7 +346,8 @@ def test_delist_clears_the_approval_and_delists_once_the_indexer_reads_it(chain,
     assert Dataset.objects.get().status == "listed"  # until the chain says otherwise
 
     report = sender.send_operator_actions()
-    assert Dataset.objects.get().status == "listed" and Listing.objects.get().approved, "the receipt writes nothing"
+    assert Dataset.objects.get().status == "listed", "the receipt writes nothing"
+    assert Listing.objects.get().approved is True
     indexer.index_chain(chain.w3)
 
     (log,) = approval_logs(chain, report.transactions[0])
@@ -409,7 +412,8 @@ def test_concurrent_senders_send_once(chain, publisher_client, staff_client):
 def test_admin_approval_is_sent_by_the_worker(chain, publisher_client, staff_client, celery_worker):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)  # enqueues the sender on commit
-    assert wait_until(lambda: OperatorAction.objects.get().status == "confirmed", timeout=60), celery_worker.output()
+    assert wait_until(lambda: OperatorAction.objects.get().status == "confirmed",
+                      timeout=60), celery_worker.output()
 
     def read_by_the_indexer():  # what beat's runs do
         indexer.index_chain(chain.w3)
@@ -506,7 +510,8 @@ def test_flags_set_outside_the_pages_are_read_by_the_indexer_alone(chain, publis
     clearing = OperatorAction(kind="unapprove", chain_id=31337, listing_id=listing.listing_id, status="confirmed",
                               block_number=chain.w3.eth.block_number, context={"intent": "delist"})
     on_operator_action(clearing)
-    assert Listing.objects.get().approved is True and Dataset.objects.get().status == "pending_review"
+    assert Listing.objects.get().approved is True
+    assert Dataset.objects.get().status == "pending_review"
 
 
 @pytest.mark.parametrize("order", [(True, False), (False, True)])

@@ -5,14 +5,16 @@ change, a listing, an approval."""
 import pytest
 
 from marketplace.accounts.models import User
-from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
+from marketplace.catalog.models import (
+    Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate,
+)
 from marketplace.chain import indexer
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import ChainEvent, IndexerCursor
 from marketplace.chain.services import deploy_contract
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
-    PRICE, PUBLISHER, STRANGER, admin_action, create_listing, link, listed_version, listing_url, make_version,
-    publisher, publisher_client, send_approvals, sha, staff_client,
+    PRICE, PUBLISHER, STRANGER, admin_action, create_listing, link, listed_version, listing_url,
+    make_version, publisher, publisher_client, send_approvals, sha, staff_client,
 )
 from tests.integration.test_listing_update import NEW_PRICE, mirror, update_on_chain
 
@@ -43,10 +45,12 @@ def test_a_listing_sent_from_the_wallet_is_linked_by_the_indexer_alone(chain, pu
 
     listing = Listing.objects.get()
     receipt = chain.w3.eth.get_transaction_receipt(tx_hash)
-    assert listing.version == version and listing.tx_hash == tx_hash and listing.block_number == receipt["blockNumber"]
+    assert listing.version == version and listing.tx_hash == tx_hash
+    assert listing.block_number == receipt["blockNumber"]
     assert (listing.owner, listing.token, listing.price, listing.payout) == (
         PUBLISHER, chain.token.address, PRICE, PUBLISHER)
-    assert listing.dispute_window == 3 * 24 * 3600 and listing.active is True and listing.approved is False
+    assert listing.dispute_window == 3 * 24 * 3600
+    assert listing.active is True and listing.approved is False
     assert Dataset.objects.get().status == "pending_review"
     (review,) = DatasetRevision.objects.filter(version=version, kind="version", status="pending")
     assert review.listings == [{"chain_id": 31337, "listing_id": str(listing.listing_id),
@@ -66,14 +70,17 @@ def test_the_nudge_reads_through_the_transactions_block_and_no_further(chain, pu
     answer = link(publisher_client, first, first_tx)
 
     assert answer.status_code == 201, answer.json()
-    assert answer.json()["listing"]["tx_hash"] == first_tx and answer.json()["dataset_status"] == "pending_review"
+    assert answer.json()["listing"]["tx_hash"] == first_tx
+    assert answer.json()["dataset_status"] == "pending_review"
     assert list(Listing.objects.values_list("version", flat=True)) == [first.pk]
-    assert IndexerCursor.objects.get().block_number == chain.w3.eth.get_transaction_receipt(first_tx)["blockNumber"]
+    block = chain.w3.eth.get_transaction_receipt(first_tx)["blockNumber"]
+    assert IndexerCursor.objects.get().block_number == block
     indexer.index_chain(chain.w3)  # beat's next run
     assert Listing.objects.get(version=second).tx_hash != first_tx
 
 
-def test_the_nudge_answers_202_until_the_block_has_its_confirmations(chain, publisher_client, settings):
+def test_the_nudge_answers_202_until_the_block_has_its_confirmations(chain, publisher_client,
+                                                                     settings):
     settings.CHAIN_CONFIRMATIONS = 2
     version = version_of(chain)
     tx_hash = create_listing(chain, PUBLISHER, version.content_hash)
@@ -91,14 +98,16 @@ def test_the_nudge_answers_202_until_the_block_has_its_confirmations(chain, publ
 
 
 @pytest.mark.parametrize("endpoint", ["/update", "/active"])
-def test_a_change_is_answered_once_its_block_has_its_confirmations(chain, publisher_client, settings, endpoint):
+def test_a_change_is_answered_once_its_block_has_its_confirmations(chain, publisher_client,
+                                                                   settings, endpoint):
     version = listed_version(chain, publisher_client)
     listing_id = int(Listing.objects.get().listing_id)
     settings.CHAIN_CONFIRMATIONS = 1
     if endpoint == "/update":
         tx_hash = update_on_chain(chain, listing_id, NEW_PRICE)
     else:
-        receipt = chain.send(chain.market.contract.functions.setListingActive(listing_id, False), PUBLISHER)
+        call = chain.market.contract.functions.setListingActive(listing_id, False)
+        receipt = chain.send(call, PUBLISHER)
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
 
     def post():
@@ -123,10 +132,12 @@ def test_a_listing_from_another_contract_links_nothing(chain, publisher_client):
     listing of the market."""
     version = version_of(chain)
     operator = chain.operator.address
-    fake = DataMarket(chain.w3, deploy_contract(chain.w3, "DataMarket", [operator, operator, 250]).address)
+    deployed = deploy_contract(chain.w3, "DataMarket", [operator, operator, 250])
+    fake = DataMarket(chain.w3, deployed.address)
     fake.set_token_allowed(chain.token.address, True, True)
-    receipt = chain.send(fake.contract.functions.createListing(chain.token.address, PRICE, PUBLISHER,
-                                                               version.content_hash, 24 * 3600), PUBLISHER)
+    call = fake.contract.functions.createListing(chain.token.address, PRICE, PUBLISHER,
+                                                 version.content_hash, 24 * 3600)
+    receipt = chain.send(call, PUBLISHER)
     tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
 
     indexer.index_chain(chain.w3)
@@ -142,7 +153,8 @@ def test_a_listing_that_matches_no_version_is_only_an_event(chain):
     tx_hash = create_listing(chain, STRANGER, sha(b"a file never uploaded"))
     listing_id = chain.market.contract.functions.listingCount().call()
     update_on_chain(chain, listing_id, NEW_PRICE, payout=STRANGER, sender=STRANGER)
-    chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    approve = chain.market.contract.functions.setApproval([listing_id], True)
+    chain.send(approve, chain.operator.address)
 
     report = indexer.index_chain(chain.w3)
 
@@ -152,7 +164,8 @@ def test_a_listing_that_matches_no_version_is_only_an_event(chain):
     assert not Listing.objects.exists() and not ListingUpdate.objects.exists()
 
 
-def test_a_listing_two_versions_could_be_is_linked_to_the_one_its_owner_names(chain, publisher_client):
+def test_a_listing_two_versions_could_be_is_linked_to_the_one_its_owner_names(chain,
+                                                                              publisher_client):
     """One owner uploaded the same file to two datasets: the indexer cannot tell which one a
     listing of that file is for and links neither; the owner's page posts the hash for one,
     which is linked then, with the price changes made since."""
@@ -167,8 +180,8 @@ def test_a_listing_two_versions_could_be_is_linked_to_the_one_its_owner_names(ch
 
     assert answer.status_code == 201, answer.json()
     listing = Listing.objects.get()
-    assert listing.version == second and listing.price == NEW_PRICE and answer.json()["listing"]["price"] == str(
-        NEW_PRICE)
+    assert listing.version == second and listing.price == NEW_PRICE
+    assert answer.json()["listing"]["price"] == str(NEW_PRICE)
     assert list(ListingUpdate.objects.values_list("listing", "price")) == [(listing.pk, NEW_PRICE)]
     assert Dataset.objects.get(pk=second.dataset_id).status == "pending_review"
     assert Dataset.objects.get(pk=first.dataset_id).status == "draft"
@@ -176,7 +189,8 @@ def test_a_listing_two_versions_could_be_is_linked_to_the_one_its_owner_names(ch
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "already_linked"
 
 
-def test_a_version_uploaded_after_its_file_was_listed_is_linked_when_the_hash_is_posted(chain, publisher_client):
+def test_a_version_uploaded_after_its_file_was_listed_is_linked_when_the_hash_is_posted(
+        chain, publisher_client):
     content = sha(b"cities 1")
     tx_hash = create_listing(chain, PUBLISHER, content)
     indexer.index_chain(chain.w3)
@@ -186,10 +200,12 @@ def test_a_version_uploaded_after_its_file_was_listed_is_linked_when_the_hash_is
     answer = link(publisher_client, version, tx_hash)
 
     assert answer.status_code == 201, answer.json()
-    assert Listing.objects.get().version == version and Dataset.objects.get().status == "pending_review"
+    assert Listing.objects.get().version == version
+    assert Dataset.objects.get().status == "pending_review"
 
 
-def test_a_clearing_no_moderator_decision_sent_leaves_the_dataset_listed(chain, publisher_client, staff_client):
+def test_a_clearing_no_moderator_decision_sent_leaves_the_dataset_listed(chain, publisher_client,
+                                                                         staff_client):
     """Only a clearing the operator sent to delist (its OperatorAction's intent) delists the
     dataset: one sent from a moderator's own wallet clears the listing's flag and nothing else."""
     version = listed_version(chain, publisher_client)
@@ -197,7 +213,8 @@ def test_a_clearing_no_moderator_decision_sent_leaves_the_dataset_listed(chain, 
     send_approvals(chain)
     assert Dataset.objects.get().status == "listed"
     listing_id = int(Listing.objects.get().listing_id)
-    chain.send(chain.market.contract.functions.setApproval([listing_id], False), chain.operator.address)
+    clear = chain.market.contract.functions.setApproval([listing_id], False)
+    chain.send(clear, chain.operator.address)
     indexer.index_chain(chain.w3)
     assert Listing.objects.get().approved is False and Dataset.objects.get().status == "listed"
 
@@ -205,7 +222,8 @@ def test_a_clearing_no_moderator_decision_sent_leaves_the_dataset_listed(chain, 
 # Reorganisations ---------------------------------------------------------------------------------
 
 
-def test_a_reorganisation_that_orphans_a_price_change_brings_the_old_price_back(chain, publisher_client):
+def test_a_reorganisation_that_orphans_a_price_change_brings_the_old_price_back(chain,
+                                                                                publisher_client):
     version = listed_version(chain, publisher_client)
     listing_id = int(Listing.objects.get().listing_id)
     snapshot = chain.rpc("evm_snapshot")
@@ -219,7 +237,8 @@ def test_a_reorganisation_that_orphans_a_price_change_brings_the_old_price_back(
 
     listing = Listing.objects.get()
     assert listing.price == PRICE and listing.price == chain.market.get_listing(listing_id)["price"]
-    assert not ListingUpdate.objects.exists() and not ChainEvent.objects.filter(tx_hash=tx_hash).exists()
+    assert not ListingUpdate.objects.exists()
+    assert not ChainEvent.objects.filter(tx_hash=tx_hash).exists()
     assert mirror(publisher_client, version, tx_hash).json()["error"]["code"] == "not_mined"
 
 
@@ -239,11 +258,12 @@ def test_a_reorganisation_that_orphans_a_listing_removes_its_link(chain, publish
     assert review.status == "superseded" and "orphaned" in review.reason
     # The version needs listing again, and is linked when it is.
     assert publisher_client.get(listing_url(version, "/prepare")).status_code == 200
-    assert link(publisher_client, version, create_listing(chain, PUBLISHER, version.content_hash)).status_code == 201
+    again = create_listing(chain, PUBLISHER, version.content_hash)
+    assert link(publisher_client, version, again).status_code == 201
 
 
-def test_a_reorganisation_that_orphans_an_approval_makes_the_listing_unapproved(chain, publisher_client,
-                                                                               staff_client):
+def test_a_reorganisation_that_orphans_an_approval_makes_the_listing_unapproved(
+        chain, publisher_client, staff_client):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
     snapshot = chain.rpc("evm_snapshot")
@@ -255,5 +275,6 @@ def test_a_reorganisation_that_orphans_an_approval_makes_the_listing_unapproved(
     assert indexer.index_chain(chain.w3).reorgs == 1
 
     listing = Listing.objects.get()
-    assert listing.approved is False and chain.market.get_listing(int(listing.listing_id))["approved"] is False
-    assert Dataset.objects.get().status == "pending_review", "not listed without an approved listing"
+    assert listing.approved is False
+    assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
+    assert Dataset.objects.get().status == "pending_review", "not listed, no listing is approved"

@@ -111,7 +111,7 @@ def test_an_older_receipt_posted_late_never_rolls_the_price_back(chain, publishe
     version = listed_version(chain, publisher_client)
     older = change_price(chain, publisher_client, version, NEW_PRICE)
     newer = change_price(chain, publisher_client, version, 40 * 10**6)
-    assert mirror(publisher_client, version, newer).status_code == 201  # the indexer reads both, in order
+    assert mirror(publisher_client, version, newer).status_code == 201  # both read, in order
     late = mirror(publisher_client, version, older)
     assert late.status_code == 200, late.json()
     assert [u["price"] for u in late.json()["updates"]] == [str(NEW_PRICE)]

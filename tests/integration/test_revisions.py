@@ -12,7 +12,8 @@ from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion,
 from marketplace.chain import sender
 from tests.conftest import sync_until
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
-    admin_action, link, listed_version, publisher, publisher_client, send_approvals, send_prepared, sha, staff_client,
+    admin_action, link, listed_version, publisher, publisher_client, send_approvals, send_prepared,
+    sha, staff_client,
 )
 
 pytestmark = pytest.mark.chain
