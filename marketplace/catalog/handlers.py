@@ -21,7 +21,8 @@ the listing endpoints from what they wrote).
   listed by an orphaned approval goes back to review; a rollback never lists a dataset.
 
 The indexer calls these in its range's transaction, holding the cursor's row lock, which `link`
-takes too: one writer at a time. Datasets are locked after it, in id order.
+takes too: one writer at a time. Datasets are locked after it, in id order. A listing that fails
+to link (a bug) is logged and left to `link`, never allowed to stop the indexer.
 """
 import logging
 
@@ -170,8 +171,14 @@ def on_listing_events(events: list[Event]) -> None:
                               | {listing.version.dataset_id for listing in approved})
     for event in created_events:
         version = versions.get(event.id)
-        if version is not None:
-            listings[_listing_id(event)] = _link(version, event, datasets[version.dataset_id])
+        if version is None:
+            continue
+        try:
+            with transaction.atomic():
+                listings[_listing_id(event)] = _link(version, event, datasets[version.dataset_id])
+        except Exception:  # never jam the indexer (and every app's events) on one listing
+            logger.exception("listing %s (%s) was not linked to version %s; posting its "
+                             "transaction links it", _listing_id(event), event.tx_hash, version.pk)
     changed, price_changes = {}, []
     for event in changes:
         listing = listings.get(_listing_id(event))

@@ -204,6 +204,30 @@ def test_a_version_uploaded_after_its_file_was_listed_is_linked_when_the_hash_is
     assert Dataset.objects.get().status == "pending_review"
 
 
+def test_a_listing_that_fails_to_link_never_stops_the_indexer(chain, publisher_client, monkeypatch):
+    """A bug in linking one listing is logged: the range is stored, with the other apps' events,
+    and posting the transaction links the listing once the bug is gone."""
+    from marketplace.catalog import revisions
+
+    version = version_of(chain)
+    tx_hash = create_listing(chain, PUBLISHER, version.content_hash)
+    real = revisions.submit_version
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(revisions, "submit_version", broken)
+    report = indexer.index_chain(chain.w3)
+    assert report.through == chain.w3.eth.block_number
+    assert ChainEvent.objects.filter(tx_hash=tx_hash, name="ListingCreated").exists()
+    assert not Listing.objects.exists() and Dataset.objects.get().status == "draft"
+
+    monkeypatch.setattr(revisions, "submit_version", real)
+    answer = link(publisher_client, version, tx_hash)
+    assert answer.status_code == 201, answer.json()
+    assert Listing.objects.get().version == version
+
+
 def test_a_clearing_no_moderator_decision_sent_leaves_the_dataset_listed(chain, publisher_client,
                                                                          staff_client):
     """Only a clearing the operator sent to delist (its OperatorAction's intent) delists the
