@@ -179,6 +179,7 @@ def on_listing_events(events: list[Event]) -> None:
         except Exception:  # never jam the indexer (and every app's events) on one listing
             logger.exception("listing %s (%s) was not linked to version %s; posting its "
                              "transaction links it", _listing_id(event), event.tx_hash, version.pk)
+            datasets[version.dataset_id].refresh_from_db(fields=["status"])  # as rolled back
     changed, price_changes = {}, []
     for event in changes:
         listing = listings.get(_listing_id(event))

@@ -39,7 +39,6 @@ DEFAULT_DISPUTE_WINDOW = 3 * 24 * 3600  # seconds; settings.DEFAULT_DISPUTE_WIND
 CREATE_LISTING = "createListing"
 UPDATE_LISTING = "updateListing"
 SET_LISTING_ACTIVE = "setListingActive"
-ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class ListingError(Exception):
