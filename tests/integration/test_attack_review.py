@@ -379,7 +379,8 @@ def test_an_approval_queued_before_reviews_existed_does_not_list_a_dataset_nobod
     """Guarantee 1 (nothing public before a moderator approves it). An approval queued by the old
     code, settled after the upgrade, used to mark the dataset listed with `published_at` empty;
     from then on the owner's edits applied in place, straight to the public page and search. Now
-    the receipt marks the listing approved and leaves the dataset in review; the moderator's
+    the indexer's reading of the approval marks the listing approved and leaves the dataset in
+    review; the moderator's
     approvals of its text and version list it (published), and later edits wait for review."""
     dataset = _approval_queued_before_reviews_existed()
     assert (dataset.status, dataset.published_at) == ("pending_review", None)

@@ -125,7 +125,7 @@ def approval_logs(chain, tx_hash):
     return chain.market.contract.events.ListingApprovalSet().process_receipt(receipt, errors=DISCARD)
 
 
-def test_prepare_then_link_from_the_receipt_is_idempotent(chain, publisher_client):
+def test_prepare_then_posting_the_hash_links_the_listing_once(chain, publisher_client):
     version = make_version(User.objects.get(address=PUBLISHER), chain)
     prepared = publisher_client.get(listing_url(version, "/prepare")).json()
     assert prepared["market"] == chain.market.address and prepared["chain_id"] == 31337
@@ -155,7 +155,7 @@ def test_prepare_then_link_from_the_receipt_is_idempotent(chain, publisher_clien
 
 
 @pytest.mark.parametrize("case", ["wrong_owner", "wrong_hash", "unknown_tx", "failed_tx", "not_a_hash"])
-def test_link_refuses_what_the_receipt_does_not_prove(chain, publisher_client, case):
+def test_link_refuses_what_the_transaction_does_not_prove(chain, publisher_client, case):
     version = make_version(User.objects.get(address=PUBLISHER), chain)
     if case == "wrong_owner":  # the right file, listed from somebody else's wallet
         tx_hash, status, code = create_listing(chain, STRANGER, version.content_hash), 400, "not_dataset_owner"
@@ -346,7 +346,7 @@ def test_delist_clears_the_approval_and_delists_once_the_indexer_reads_it(chain,
     assert Dataset.objects.get().status == "listed"  # until the chain says otherwise
 
     report = sender.send_operator_actions()
-    assert Dataset.objects.get().status == "listed", "the receipt writes nothing"
+    assert Dataset.objects.get().status == "listed", "the sender's receipt writes nothing"
     assert Listing.objects.get().approved is True
     indexer.index_chain(chain.w3)
 
@@ -475,7 +475,7 @@ def test_a_version_has_one_listing_per_chain(chain, publisher_client):
     assert Listing.objects.count() == 1
 
 
-def test_stopping_sales_applies_at_once_and_a_late_receipt_rolls_nothing_back(chain, publisher_client, client):
+def test_stopping_sales_applies_at_once_and_a_late_hash_rolls_nothing_back(chain, publisher_client, client):
     version = listed_version(chain, publisher_client)
     stop = set_active(chain, publisher_client, version, False)
     answer = mirror_active(publisher_client, version, stop)
@@ -485,7 +485,7 @@ def test_stopping_sales_applies_at_once_and_a_late_receipt_rolls_nothing_back(ch
 
     resume = set_active(chain, publisher_client, version, True)
     assert mirror_active(publisher_client, version, resume).json()["active"] is True
-    late = mirror_active(publisher_client, version, stop)  # the older receipt, posted again
+    late = mirror_active(publisher_client, version, stop)  # the older transaction, posted again
     assert late.status_code == 200 and late.json()["active"] is True
     assert Listing.objects.get().active is True
 

@@ -61,7 +61,7 @@ def change_price(chain, client, version, price):
     return send(chain, prepared.json()["transaction"])
 
 
-def test_prepare_then_mirror_the_new_price_from_the_receipt(chain, publisher_client):
+def test_prepare_then_the_new_price_is_read_by_the_indexer(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     listing = Listing.objects.get()
     prepared = prepare(publisher_client, version, price=str(NEW_PRICE))
@@ -93,7 +93,7 @@ def test_prepare_then_mirror_the_new_price_from_the_receipt(chain, publisher_cli
     assert detail["versions"][0]["listing"]["price"] == str(NEW_PRICE)
 
 
-def test_mirroring_the_same_receipt_again_changes_nothing(chain, publisher_client):
+def test_posting_the_same_hash_again_changes_nothing(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     tx_hash = change_price(chain, publisher_client, version, NEW_PRICE)
     assert mirror(publisher_client, version, tx_hash).status_code == 201
@@ -221,7 +221,7 @@ def test_a_listing_the_chain_forgot_cannot_be_updated(chain, publisher_client):
     assert response.status_code == 409 and response.json()["error"]["code"] == "unknown_listing"
 
 
-def test_a_receipt_for_another_listing_is_refused(chain, publisher_client):
+def test_a_change_of_another_listing_is_refused(chain, publisher_client):
     first = listed_version(chain, publisher_client, 1)
     second = listed_version(chain, publisher_client, 2)
     tx_hash = change_price(chain, publisher_client, second, NEW_PRICE)
@@ -232,7 +232,7 @@ def test_a_receipt_for_another_listing_is_refused(chain, publisher_client):
     assert Listing.objects.get(version=second).price == NEW_PRICE
 
 
-def test_a_receipt_without_an_update_is_refused(chain, publisher_client):
+def test_a_transaction_without_an_update_is_refused(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     tx_hash = create_listing(chain, PUBLISHER, "0x" + "77" * 32)  # a ListingCreated, no ListingUpdated
     response = mirror(publisher_client, version, tx_hash)
