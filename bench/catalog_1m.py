@@ -119,12 +119,11 @@ def load(rows, publishers, index_dir):
                                 "{}", False, False, 1, "2026-01-01 00:00:00+00"))
         with raw.cursor().copy(
             "COPY catalog_listing (chain_id, listing_id, version_id, owner, token, price, payout, dispute_window, active,"
-            " approved, tx_hash, log_index, block_number, price_seen_at, active_seen_at, approved_seen_at, created_at)"
-            " FROM STDIN"
+            " approved, tx_hash, log_index, block_number, created_at) FROM STDIN"
         ) as copy:
             for i in range(1, rows + 1):
                 copy.write_row((31337, i, i, owner_of[i - 1], token, rng.randint(1, 500) * 10**6, owner_of[i - 1],
-                                259200, True, True, f"0x{i:064x}", 0, i, i, i, i, "2026-01-01 00:00:00+00"))
+                                259200, True, True, f"0x{i:064x}", 0, i, "2026-01-01 00:00:00+00"))
         cursor.execute("SELECT setval('catalog_dataset_id_seq', %s)", [rows])
         cursor.execute("SELECT setval('catalog_datasetversion_id_seq', %s)", [rows])
         for table in ("catalog_dataset", "catalog_datasetversion", "catalog_listing"):

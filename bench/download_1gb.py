@@ -168,7 +168,6 @@ def buy(w3, contracts, work, size):
     from eth_account.messages import encode_typed_data
 
     from marketplace.accounts.services import wallet_user
-    from marketplace.catalog.listing import link_listing_from_receipt
     from marketplace.catalog.models import Dataset, DatasetVersion
     from marketplace.chain import indexer
     from marketplace.chain.contracts import DataMarket, TestUSDC
@@ -190,7 +189,8 @@ def buy(w3, contracts, work, size):
     tx = market.contract.functions.createListing(token.address, PRICE, publisher.address, bytes.fromhex(sha[2:]),
                                                  24 * 3600).transact({"from": publisher.address})
     w3.eth.wait_for_transaction_receipt(tx)
-    listing = link_listing_from_receipt(version, "0x" + bytes(tx).hex()).listing
+    indexer.index_chain(w3)  # its handler links the listing to the version
+    listing = version.listings.get()
     market._transact(market.contract.functions.setApproval([int(listing.listing_id)], True))
     token.mint(buyer.address, PRICE)
     for call in (token.contract.functions.approve(market.address, PRICE),

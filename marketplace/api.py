@@ -252,6 +252,15 @@ ErrorBody = inline_serializer(
 )
 
 
+# The 202 of an endpoint that waits for a transaction's confirmations (chain.nudge).
+ConfirmationsWaiting = inline_serializer("ConfirmationsWaiting", {
+    "confirmations": serializers.IntegerField(
+        help_text="Blocks on top of the transaction's, its own included"),
+    "needed": serializers.IntegerField(
+        help_text="Blocks the server waits for (CHAIN_CONFIRMATIONS + 1)"),
+})
+
+
 def errors(*statuses):
     """OpenAPI responses for the error statuses an endpoint can answer with."""
     return {status: OpenApiResponse(ErrorBody, description="See error.code and error.message") for status in statuses}

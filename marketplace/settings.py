@@ -287,8 +287,9 @@ LIMITS = {
                "wallet": os.environ.get("LIMIT_UPLOADS_PER_WALLET", "100/day")},
     "dataset": {"ip": os.environ.get("LIMIT_DATASETS_PER_IP", "200/day"),
                 "wallet": os.environ.get("LIMIT_DATASETS_PER_WALLET", "50/day")},
-    # Transaction hashes posted to link or mirror a listing: each costs 2 to 4 calls to the chain
-    # node. The page posts one every 2 s until it is mined, 90 times at most.
+    # Listing transaction hashes posted for the chain indexer to read through: each costs a few
+    # calls to the chain node (the receipt, the indexer's check of its cursor, then its reads).
+    # The page posts one every 3 s until the transaction has its confirmations, 100 times at most.
     "listing_receipt": {"ip": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_IP", "300/hour"),
                         "wallet": os.environ.get("LIMIT_LISTING_RECEIPTS_PER_WALLET", "120/hour")},
     # Download links asked for (each is good for Range requests for DOWNLOAD_TOKEN_SECONDS).

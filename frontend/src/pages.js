@@ -318,7 +318,9 @@ function initSignInPrompt(doc) {
 // Transactions from the owner's wallet ------------------------------------------------------------
 
 /** Send `transaction` (prepared by the server) from the wallet, then POST its hash to `url` until
- *  the server has read the receipt. `say` reports progress in words. Returns the server's answer. */
+ *  the server's chain indexer has read it: 409 `not_mined` while it is not mined, 202 with the
+ *  confirmations so far while its block waits for them. `say` reports progress in words. Returns
+ *  the server's answer. */
 async function sendFromWallet(wallet, transaction, url, say) {
   const accounts = await wallet.provider.request({ method: "eth_requestAccounts" });
   say("Confirm the transaction in your wallet…");
@@ -327,20 +329,26 @@ async function sendFromWallet(wallet, transaction, url, say) {
     params: [{ from: accounts[0], to: transaction.to, data: transaction.data }],
   });
   say("Waiting for the transaction to be mined…");
-  for (let attempt = 0; attempt < 90; attempt += 1) {
+  const deadline = Date.now() + 5 * 60 * 1000;
+  while (Date.now() < deadline) {
     const answer = await sendJson("POST", url, { tx_hash: txHash });
-    if (answer.ok) return answer.data;
-    if (answer.status !== 409 || (answer.data && answer.data.error && answer.data.error.code !== "not_mined")) {
+    if (answer.status === 202 && answer.data) {
+      say(`Waiting for confirmations (${answer.data.confirmations} of ${answer.data.needed})…`);
+    } else if (answer.ok) {
+      return answer.data;
+    } else if (answer.status !== 409 || (answer.data && answer.data.error && answer.data.error.code !== "not_mined")) {
       throw new Error(messageOf(answer.data, answer.status));
     }
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    // Every 3 s for 5 minutes: at most 100 posts, within the wallet's listing_receipt limit.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
   }
-  throw new Error("The transaction was not mined within three minutes; reload the page to try again.");
+  throw new Error("The transaction was not confirmed within five minutes; reload the page to try again.");
 }
 
 // Listing a version on-chain from the owner's wallet ------------------------------------------------
-// The server prepares the createListing transaction; the wallet sends it; the server then links the
-// listing from the receipt (409 while it is not mined yet) and a moderator reviews it.
+// The server prepares the createListing transaction; the wallet sends it; the server's chain indexer
+// then links the listing (409 while it is not mined, 202 until its confirmations) and a moderator
+// reviews it.
 
 function initListButtons(doc) {
   doc.querySelectorAll("[data-list-version]").forEach((button) => {
@@ -366,8 +374,9 @@ function initListButtons(doc) {
 }
 
 // Changing a listed version's price from the owner's wallet -------------------------------------------
-// The chain holds the price: the server prepares updateListing, the wallet sends it, and the server
-// mirrors the new price from the receipt's ListingUpdated (409 while it is not mined yet).
+// The chain holds the price: the server prepares updateListing, the wallet sends it, and the server's
+// chain indexer reads the new price from its ListingUpdated (409 while it is not mined, 202 until
+// its confirmations).
 
 function initPriceForms(doc) {
   doc.querySelectorAll("form[data-price-form]").forEach((form) => {
@@ -454,7 +463,7 @@ function initPreviewForms(doc) {
 }
 
 // Stopping or resuming the sale of a version: the owner's wallet sends setListingActive and the
-// server mirrors the receipt's ListingActiveSet.
+// server's chain indexer reads its ListingActiveSet.
 
 function initActiveButtons(doc) {
   doc.querySelectorAll("[data-set-active]").forEach((button) => {

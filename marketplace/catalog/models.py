@@ -118,6 +118,8 @@ class DatasetVersion(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="one_number_per_version")]
+        # The chain indexer finds the versions a ListingCreated may be for by content hash.
+        indexes = [models.Index(fields=["content_hash"], name="version_content_hash")]
         ordering = ["dataset", "-number"]
 
     def __str__(self):
@@ -125,11 +127,10 @@ class DatasetVersion(models.Model):
 
 
 class Listing(models.Model):
-    """A DataMarket listing seen on-chain (from the transaction receipt until the indexer takes
-    over), linked to the version whose owner and content hash it matches; one per version per
-    chain. Its terms mirror the chain: the creation's, then those of the latest event read from a
-    receipt (ListingUpdated for price and payout, ListingActiveSet, ListingApprovalSet) or of a
-    getListing read."""
+    """A DataMarket listing linked to the version whose owner, content hash and token it matches;
+    one per version per chain. Written only by the chain indexer's handlers (catalog.handlers):
+    its terms are those of its ListingCreated, then of its later events in chain order
+    (ListingUpdated for price and payout, ListingActiveSet, ListingApprovalSet)."""
 
     chain_id = models.BigIntegerField()
     listing_id = models.DecimalField(**MONEY)
@@ -145,12 +146,6 @@ class Listing(models.Model):
     tx_hash = models.CharField(max_length=66)
     log_index = models.PositiveIntegerField()
     block_number = models.BigIntegerField()
-    # Where on the chain each group of terms was last seen (listing.chain_position: the block and
-    # log index of an event, or the end of the block a getListing read was made at), so that a
-    # receipt posted late never rolls a newer term back.
-    price_seen_at = models.BigIntegerField(default=0)  # price and payout
-    active_seen_at = models.BigIntegerField(default=0)
-    approved_seen_at = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -165,8 +160,9 @@ class Listing(models.Model):
 
 
 class ListingUpdate(models.Model):
-    """A `ListingUpdated` event (the owner changed price and payout from the wallet), stored once
-    by (tx_hash, log_index); chain-derived, so it goes with its listing."""
+    """A `ListingUpdated` event of a linked listing (the owner changed price and payout from the
+    wallet), stored once by (tx_hash, log_index) by the chain indexer's handler; chain-derived, so
+    it goes with its listing (or with its block, after a reorganisation)."""
 
     listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="updates")
     price = models.DecimalField(**MONEY)

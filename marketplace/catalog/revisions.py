@@ -428,17 +428,23 @@ def _reject(dataset, revision, moderator, reason, result):
         result.queued = services.reject([dataset], moderator=moderator).queued
 
 
-def close_for_chain_reset(chain_id: int, version_ids=()) -> int:
-    """The chain was reset: open version revisions name listings that no longer exist, and the
-    open preview revisions of the versions listed there (`version_ids`) asked to show more of a
-    version that now waits for a review of its own, which covers its preview."""
+def close_for_lost_listings(chain_id: int, version_ids=(), listing_ids=None, *, why: str) -> int:
+    """Listings of chain `chain_id` are gone (`listing_ids`, or all of them after a chain reset):
+    the open version revisions naming them put nothing on sale any more, and the open preview
+    revisions of their versions (`version_ids`) asked to show more of a version that now waits
+    for a review of its own, which covers its preview. `why` starts each revision's reason."""
     closed = DatasetRevision.objects.filter(kind=Kind.PREVIEW, status__in=DatasetRevision.OPEN,
                                             version_id__in=list(version_ids)).update(
-        status=Status.SUPERSEDED, reason="the chain was reset: the version's next review covers its preview")
+        status=Status.SUPERSEDED, reason=f"{why}: the version's next review covers its preview")
+    lost = None if listing_ids is None else {int(i) for i in listing_ids}
+    def names_lost(item):
+        return int(item.get("chain_id", 0)) == chain_id and (
+            lost is None or int(item.get("listing_id", -1)) in lost)
+
     for revision in DatasetRevision.objects.filter(kind=Kind.VERSION, status__in=DatasetRevision.OPEN):
-        if any(int(item.get("chain_id", 0)) == chain_id for item in revision.listings):
+        if any(names_lost(item) for item in revision.listings):
             revision.status = Status.SUPERSEDED
-            revision.reason = "the chain was reset: the version needs listing again"
+            revision.reason = f"{why}: the version needs listing again"
             revision.save(update_fields=["status", "reason"])
             closed += 1
     return closed

@@ -241,10 +241,11 @@ def _local_copy(storage, name):
 
 # Moderation on-chain ---------------------------------------------------------------------------
 # A moderator's decision and the operator transaction it needs are written in one database
-# transaction (chain.OperatorAction is an outbox); the single operator sender sends them later and
-# marks listings approved and datasets listed or delisted from the receipt
-# (catalog.listing.on_operator_action). Nothing here talks to the chain. Approvals come from
-# decisions on revisions (catalog.revisions); `reject` and `delist` act on whole datasets.
+# transaction (chain.OperatorAction is an outbox, whose context records the intent); the single
+# operator sender sends them later, and the chain indexer's ListingApprovalSet handler marks the
+# listings approved and the datasets listed, or delisted for a clearing sent to delist
+# (catalog.handlers). Nothing here talks to the chain. Approvals come from decisions on revisions
+# (catalog.revisions); `reject` and `delist` act on whole datasets.
 
 ON_OPERATOR_ACTION = "marketplace.catalog.listing.on_operator_action"
 
@@ -307,8 +308,9 @@ def _set_status(dataset, status, result):
 def approve_listings(listings, *, moderator=None) -> int:
     """Queue the on-chain approval of each of `listings` that is not approved (or being cleared);
     returns how many were queued. A dataset not yet listed waits in pending review until the
-    sender's receipt lists it, or is listed now when a listing is approved on-chain already (its
-    receipt came before the review ended). Callers hold the dataset's row lock (revisions.decide)."""
+    indexer reads the approval and lists it, or is listed now when a listing is approved on-chain
+    already (the indexer read it before the review ended). Callers hold the dataset's row lock
+    (revisions.decide)."""
     from marketplace.chain.models import OperatorAction
 
     Kind, Status = OperatorAction.Kind, OperatorAction.Status
@@ -387,8 +389,9 @@ def reject(datasets, *, moderator=None) -> ModerationResult:
 
 
 def delist(datasets, *, moderator=None) -> ModerationResult:
-    """Delist `datasets`: the sender clears their approval on-chain and the receipt marks them
-    delisted; a dataset with nothing approved on-chain is delisted at once."""
+    """Delist `datasets`: the sender clears their approval on-chain and the indexer marks them
+    delisted when it reads the clearing; a dataset with nothing approved on-chain is delisted at
+    once."""
     result = ModerationResult()
     with transaction.atomic():
         for dataset, listings in _moderated(datasets):

@@ -558,8 +558,3 @@ def _supersede(chain_id: int) -> None:
             else:
                 newest[key] = action.pk
 
-
-def actions_of(chain_id: int, tx_hash: str):
-    """The operator actions sent in the transaction `tx_hash` (any hash signed for its nonce), for
-    an indexer handler that needs the context its app gave them."""
-    return OperatorAction.objects.filter(chain_id=chain_id, transaction__hashes__contains=[tx_hash.lower()])

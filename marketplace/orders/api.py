@@ -6,17 +6,14 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from eth_utils import is_address
 from rest_framework import serializers
 from rest_framework.response import Response
-from requests import RequestException
 from rest_framework.views import APIView
-from web3.exceptions import TransactionNotFound
 
-from marketplace.api import APIError, StrictRegexField, errors
+from marketplace.api import APIError, ConfirmationsWaiting, StrictRegexField, errors
 from marketplace.catalog import revisions
 from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
-from marketplace.chain import indexer
-from marketplace.chain.client import get_web3
-from marketplace.chain.models import IndexerCursor, OperatorAction
+from marketplace.chain.models import OperatorAction
+from marketplace.chain.nudge import NodeDown, NotMined, catch_up
 from marketplace.chain.services import deployed_address
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded, consume
@@ -174,12 +171,6 @@ class PurchaseReceipt(serializers.Serializer):
     tx_hash = StrictRegexField(r"^0x[0-9a-fA-F]{64}$", help_text="The purchase transaction's hash")
 
 
-PurchaseWaiting = inline_serializer("PurchaseWaiting", {
-    "confirmations": serializers.IntegerField(help_text="Blocks on top of the purchase's, its own included"),
-    "needed": serializers.IntegerField(help_text="Blocks the server waits for (CHAIN_CONFIRMATIONS + 1)"),
-})
-
-
 class PurchaseReceiptView(APIView):
     """A purchase's transaction: the chain indexer reads through its block now (once it has the
     confirmations the server waits for) and the order is returned; 202 with the confirmations so far
@@ -187,39 +178,27 @@ class PurchaseReceiptView(APIView):
 
     authentication_classes = []
 
-    @extend_schema(request=PurchaseReceipt, responses={200: OrderSerializer(many=True), 202: PurchaseWaiting,
+    @extend_schema(request=PurchaseReceipt, responses={200: OrderSerializer(many=True),
+                                                       202: ConfirmationsWaiting,
                                                        **errors(400, 404, 409, 429, 503)})
     def post(self, request):
         enforce(request, "order_receipt")
         data = PurchaseReceipt(data=request.data)
         data.is_valid(raise_exception=True)
-        tx_hash = data.validated_data["tx_hash"].lower()
-        w3 = get_web3()
         try:
-            receipt = w3.eth.get_transaction_receipt(tx_hash)
-            head = w3.eth.block_number
-        except TransactionNotFound:
-            raise APIError("not_mined", "The transaction is not mined yet (or unknown to the chain); try again in a "
-                           "few seconds.", status=409) from None
-        except (RequestException, OSError):
-            raise APIError("chain_unavailable", "The chain cannot be reached; try again soon.", status=503) from None
-        confirmations, needed = head - receipt["blockNumber"] + 1, settings.CHAIN_CONFIRMATIONS + 1
-        if confirmations < needed:
-            return Response({"confirmations": max(confirmations, 0), "needed": needed}, status=202)
-        orders = list(Order.objects.filter(chain_id=settings.CHAIN_ID, tx_hash=tx_hash))
+            nudge = catch_up(data.validated_data["tx_hash"])
+        except NotMined:
+            raise APIError("not_mined", "The transaction is not mined yet (or unknown to the "
+                           "chain); try again in a few seconds.", status=409) from None
+        except NodeDown:
+            raise APIError("chain_unavailable", "The chain cannot be reached; try again soon.",
+                           status=503) from None
+        if not nudge.read:
+            return Response(nudge.progress, status=202)
+        orders = list(Order.objects.filter(chain_id=settings.CHAIN_ID, tx_hash=nudge.tx_hash))
         if not orders:
-            try:
-                indexer.index_chain(w3, through=receipt["blockNumber"])
-            except Exception:  # the node failed: the indexer recorded it and backs off
-                raise APIError("chain_unavailable", "The chain cannot be reached; try again soon.",
-                               status=503) from None
-            orders = list(Order.objects.filter(chain_id=settings.CHAIN_ID, tx_hash=tx_hash))
-        if not orders:
-            cursor = IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID).first()
-            if cursor is None or cursor.block_number < receipt["blockNumber"]:
-                return Response({"confirmations": confirmations, "needed": needed}, status=202)
-            raise APIError("no_order", f"Transaction {tx_hash} bought nothing on the market (it failed, or called "
-                           "another contract).", status=404)
+            raise APIError("no_order", f"Transaction {nudge.tx_hash} bought nothing on the market "
+                           "(it failed, or called another contract).", status=404)
         return Response([order_body(o, v) for o, v in selectors.with_versions(orders)])
 
 

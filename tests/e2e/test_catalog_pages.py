@@ -314,3 +314,27 @@ def test_publisher_lists_a_version_on_chain_from_the_wallet(page, live_server, o
     listing.refresh_from_db()
     assert listing.price == 31_500_000 and chain.market.get_listing(int(listing.listing_id))["price"] == 31_500_000
     shoot(page, "edit-dataset-repriced")
+
+def test_the_listing_page_waits_for_the_confirmations_the_server_needs(page, live_server, owner,
+                                                                        chain, settings):
+    """The server counts a listing once its block has CHAIN_CONFIRMATIONS blocks on top: until then
+    the page says how many it has and keeps asking."""
+    from marketplace.catalog.models import Listing
+    from tests.e2e.conftest import install_wallet
+
+    settings.CHAIN_CONFIRMATIONS = 1
+    dataset = listed(owner, "Tide gauges", status="draft")
+    DatasetVersion.objects.filter(dataset=dataset).update(token=chain.token.address,
+                                                          content_hash="0x" + "5a" * 32)
+    install_wallet(page, rpc=chain.url, account=OWNER)
+    sign_in_as(page, live_server.url, owner)
+    page.goto(f"{live_server.url}/me/datasets/{dataset.slug}/edit")
+    page.locator("[data-list-version]").click()
+    waiting = page.locator("[data-list-status]", has_text="Waiting for confirmations (1 of 2)")
+    waiting.wait_for(timeout=30_000)
+    assert not Listing.objects.exists()
+
+    chain.rpc("evm_mine")
+    page.locator("[data-listing-state]").wait_for(timeout=30_000)
+    assert "awaiting approval" in page.locator("[data-listing-state]").inner_text()
+    assert Listing.objects.get(version__dataset=dataset).approved is False

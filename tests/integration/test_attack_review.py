@@ -12,8 +12,8 @@ from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion,
 from marketplace.chain import sender
 from marketplace.chain.models import Deployment, OperatorAction
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
-    PUBLISHER, STRANGER, admin_action, link, listed_version, publisher, publisher_client, send_prepared, sha,
-    staff_client,
+    PUBLISHER, STRANGER, admin_action, link, listed_version, publisher, publisher_client,
+    send_approvals, send_prepared, sha, staff_client,
 )
 from tests.integration.test_revisions import (  # noqa: F401 (fixtures)
     anonymous, decide, edit, moderator_client, open_revision, publish,
@@ -56,7 +56,7 @@ def test_a_hidden_column_and_a_value_seen_once_leak_through_the_public_analysis_
     assert link(publisher_client, version, send_prepared(chain, publisher_client, version)).status_code == 201
     for kind in ("details", "version"):
         assert decide(moderator_client, open_revision(version.dataset, kind), "approve").status_code == 200
-    sender.send_operator_actions()
+    send_approvals(chain)
 
     public = anonymous.get(f"/api/v1/datasets/{slug}").json()
     (shown,) = public["versions"]
@@ -111,7 +111,7 @@ def test_a_preview_widened_after_the_moderator_looked_is_made_public_by_the_vers
                                              for i in seen["listings"]]},
         content_type="application/json")
     assert approval.status_code == 409, approval.json()
-    sender.send_operator_actions()
+    send_approvals(chain)
     public = anonymous.get(f"/api/v1/datasets/{dataset.slug}").json()
     assert [v["number"] for v in public["versions"]] == [1], "v2 stays private until its preview is approved"
     assert "mayor@lyon.example" not in json.dumps(public)
@@ -209,7 +209,7 @@ def test_approving_a_version_revision_opened_before_a_delisting_lists_the_datase
     assert link(publisher_client, v2, send_prepared(chain, publisher_client, v2)).status_code == 201
 
     admin_action(staff_client, "delist", dataset)
-    sender.send_operator_actions()
+    send_approvals(chain)
     assert Dataset.objects.get(pk=dataset.pk).status == "delisted"
     assert anonymous.get(f"/api/v1/datasets/{dataset.slug}").status_code == 404
 
@@ -217,7 +217,7 @@ def test_approving_a_version_revision_opened_before_a_delisting_lists_the_datase
     closed = DatasetRevision.objects.get(dataset=dataset, version=v2)
     assert (closed.status, closed.reason) == ("rejected", "The dataset was delisted.")
     assert decide(moderator_client, closed, "approve").status_code == 409
-    sender.send_operator_actions()
+    send_approvals(chain)
     assert Dataset.objects.get(pk=dataset.pk).status == "delisted"
 
 
@@ -237,7 +237,7 @@ def test_a_version_linked_while_a_delisting_is_on_its_way_cannot_be_approved(
     refused = decide(moderator_client, waiting, "approve")
     assert refused.status_code == 409 and "being delisted" in refused.json()["error"]["message"]
 
-    sender.send_operator_actions()
+    send_approvals(chain)
     assert Dataset.objects.get(pk=dataset.pk).status == "delisted"
     waiting.refresh_from_db()
     assert (waiting.status, waiting.reason) == ("rejected", "The dataset was delisted.")
@@ -345,7 +345,8 @@ def test_rejecting_in_the_revision_admin_names_the_revisions_shown_and_needs_rea
 def _approval_queued_before_reviews_existed():
     """A dataset in review whose on-chain approval an older server queued: migration 0004 gave it a
     details revision and left `published_at` empty; the sender then settles the approval."""
-    from marketplace.catalog import listing as listings, revisions
+    from marketplace.catalog import handlers, listing as listings, revisions
+    from marketplace.chain.indexer import Event
 
     owner = wallet_user(PUBLISHER)
     dataset = Dataset.objects.create(owner=owner, slug="d", title="Harmless", license="CC0-1.0",
@@ -360,11 +361,16 @@ def _approval_queued_before_reviews_existed():
     DatasetRevision.objects.create(dataset=dataset, version=version, kind="version", created_by=owner,
                                    listings=[{"chain_id": 31337, "listing_id": "1",
                                               "content_hash": version.content_hash}])
-    action = OperatorAction.objects.create(kind="approve", chain_id=31337, market=PUBLISHER, listing_id=1,
-                                           expected_owner=PUBLISHER, expected_content_hash=version.content_hash,
-                                           status="confirmed", block_number=6, log_index=0,
-                                           context={"intent": "approve", "dataset": dataset.pk})
+    action = OperatorAction.objects.create(
+        kind="approve", chain_id=31337, market=PUBLISHER, listing_id=1, expected_owner=PUBLISHER,
+        expected_content_hash=version.content_hash, status="confirmed", tx_hash="0x" + "22" * 32,
+        block_number=6, log_index=0, context={"intent": "approve", "dataset": dataset.pk})
     listings.on_operator_action(action)
+    # The indexer reads the approval's event (its handler is the one writer of the flag).
+    approval = Event(id=1, chain_id=31337, block_number=6, block_hash="0x" + "33" * 32,
+                     tx_hash=action.tx_hash, tx_index=0, log_index=0, address=PUBLISHER,
+                     name="ListingApprovalSet", args={"listingId": "1", "approved": True})
+    handlers.on_listing_events([approval])
     return Dataset.objects.get(pk=dataset.pk)
 
 
@@ -373,7 +379,8 @@ def test_an_approval_queued_before_reviews_existed_does_not_list_a_dataset_nobod
     """Guarantee 1 (nothing public before a moderator approves it). An approval queued by the old
     code, settled after the upgrade, used to mark the dataset listed with `published_at` empty;
     from then on the owner's edits applied in place, straight to the public page and search. Now
-    the receipt marks the listing approved and leaves the dataset in review; the moderator's
+    the indexer's reading of the approval marks the listing approved and leaves the dataset in
+    review; the moderator's
     approvals of its text and version list it (published), and later edits wait for review."""
     dataset = _approval_queued_before_reviews_existed()
     assert (dataset.status, dataset.published_at) == ("pending_review", None)

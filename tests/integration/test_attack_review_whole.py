@@ -11,7 +11,7 @@ from marketplace.catalog import demo, preview, revisions
 from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion
 from marketplace.chain import sender
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
-    link, make_version, publisher, publisher_client, send_prepared, staff_client,
+    link, make_version, publisher, publisher_client, send_approvals, send_prepared, staff_client,
 )
 from tests.integration.test_revisions import anonymous, decide, moderator_client, open_revision  # noqa: F401
 
@@ -42,7 +42,7 @@ def test_a_confirmation_page_shown_while_analysing_approves_columns_and_rows_nob
     # The worker finishes the analysis while the page is open (services.analyse_version's write).
     revisions.record_analysis(version.pk, analysis_status="done", row_count=45, columns=COLUMNS, sample=SAMPLE)
     staff_client.post(queue, {**data, "confirmed": "1", "revision": shown})
-    sender.send_operator_actions()
+    send_approvals(chain)
     assert DatasetRevision.objects.get(pk=waiting.pk).status == "superseded"
     renewed = open_revision(dataset, "version")
     assert renewed.pk != waiting.pk and renewed.changes == waiting.changes and renewed.listings == waiting.listings
@@ -211,16 +211,17 @@ def test_the_demo_leaves_a_version_whose_text_someone_edited_before_its_listing_
     """The demo's dataset is edited in place (never approved) before its listing is linked; the
     snapshot the link makes holds that text, which the demo does not approve. It used to approve
     the version anyway (the dataset was already marked listed), putting the text on sale."""
-    original = demo.link_listing_from_receipt
+    original = demo.read_listings
     edited = []
 
-    def link_after_someone_edits(version, tx_hash):
-        if not edited:
-            edited.append(version.dataset_id)
-            revisions.edit_dataset(version.dataset, by=version.dataset.owner, title="SCAM: send USDC to 0xdead")
-        return original(version, tx_hash)
+    def link_after_someone_edits(w3, sent):
+        version = sent[0][0]
+        edited.append(version.dataset_id)
+        revisions.edit_dataset(version.dataset, by=version.dataset.owner,
+                               title="SCAM: send USDC to 0xdead")
+        return original(w3, sent)
 
-    monkeypatch.setattr(demo, "link_listing_from_receipt", link_after_someone_edits)
+    monkeypatch.setattr(demo, "read_listings", link_after_someone_edits)
     demo.seed(limit=2, log=lambda m: None)
     (edited_id,) = edited
     version = DatasetVersion.objects.get(dataset_id=edited_id)

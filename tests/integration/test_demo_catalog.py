@@ -44,10 +44,14 @@ def test_seed_lists_and_approves_real_datasets_once(chain, settings, tmp_path):
 def test_a_forgotten_chain_keeps_datasets_and_relists_them(chain, settings):
     from marketplace.chain.services import forget_chain
 
+    wiped = chain.rpc("evm_snapshot")
     demo.seed(limit=3, log=lambda m: None)
     count = Dataset.objects.count()
     forget_chain(chain.w3.eth.chain_id)
     assert Listing.objects.count() == 0
+    # The chain starts over, as a wiped anvil does, and the contracts are deployed again at the same
+    # addresses (the listings of the old chain are gone with it).
+    chain.rpc("evm_revert", [wiped])
     from marketplace.chain.models import Deployment
 
     for result in chain.contracts.values():  # as a redeployment records them again
@@ -70,6 +74,7 @@ def test_relisting_after_a_wiped_chain_approves_only_what_a_moderator_had_approv
     from marketplace.chain.models import Deployment
     from marketplace.chain.services import forget_chain
 
+    wiped = chain.rpc("evm_snapshot")
     demo.seed(limit=3, log=lambda m: None)
     edited, delisted, grown = Dataset.objects.order_by("pk")[:3]
     edit = revisions.edit_dataset(edited, by=edited.owner, title="SCAM: send USDC to 0xdead").revision
@@ -80,6 +85,7 @@ def test_relisting_after_a_wiped_chain_approves_only_what_a_moderator_had_approv
         content_hash="0x" + "ee" * 32, price=v1.price, token=v1.token, analysis_status="done")
 
     forget_chain(chain.w3.eth.chain_id)
+    chain.rpc("evm_revert", [wiped])  # a wiped chain, the contracts deployed again where they were
     for result in chain.contracts.values():  # as a redeployment records them again
         Deployment.objects.create(chain_id=chain.w3.eth.chain_id, **result.__dict__)
     demo.seed(limit=3, log=lambda m: None)

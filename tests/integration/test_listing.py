@@ -1,8 +1,9 @@
-"""Listing on-chain: the publisher's wallet sends the prepared createListing, the server links the
-listing from the receipt (its terms read with getListing) and puts the version up for review, a
-moderator approves in the admin (an outbox row, no chain call in the request), and the single
-operator sender approves in one transaction after checking the listing on-chain, marking datasets
-listed from the receipt. Rejecting a new dataset queues nothing; delisting clears the approval."""
+"""Listing on-chain: the publisher's wallet sends the prepared createListing and posts its hash; the
+chain indexer reads through its block and its handler links the listing (its terms from the
+event) and puts the version up for review; a moderator approves in the admin (an outbox row, no
+chain call in the request), and the single operator sender approves in one transaction after
+checking the listing on-chain; the indexer reads the approval and lists the dataset. Rejecting a
+new dataset queues nothing; delisting clears the approval."""
 import hashlib
 import re
 import threading
@@ -16,7 +17,7 @@ from web3.logs import DISCARD
 from marketplace.accounts.models import User
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog.models import Dataset, DatasetVersion, Listing
-from marketplace.chain import sender
+from marketplace.chain import indexer, sender
 from marketplace.chain.models import OperatorAction
 from marketplace.outbox.models import OutboxMessage
 from tests.conftest import DEV_KEYS, dead_broker_url, free_port, wait_until
@@ -111,12 +112,20 @@ def admin_action(staff_client, action, *datasets, reason=None):
     return response
 
 
+def send_approvals(chain):
+    """The operator sender's run, then the indexer's (beat's, every second): the approvals and
+    clearings it sent reach the listings and datasets through the ListingApprovalSet handler."""
+    report = sender.send_operator_actions()
+    indexer.index_chain(chain.w3)
+    return report
+
+
 def approval_logs(chain, tx_hash):
     receipt = chain.w3.eth.get_transaction_receipt(tx_hash)
     return chain.market.contract.events.ListingApprovalSet().process_receipt(receipt, errors=DISCARD)
 
 
-def test_prepare_then_link_from_the_receipt_is_idempotent(chain, publisher_client):
+def test_prepare_then_posting_the_hash_links_the_listing_once(chain, publisher_client):
     version = make_version(User.objects.get(address=PUBLISHER), chain)
     prepared = publisher_client.get(listing_url(version, "/prepare")).json()
     assert prepared["market"] == chain.market.address and prepared["chain_id"] == 31337
@@ -146,7 +155,7 @@ def test_prepare_then_link_from_the_receipt_is_idempotent(chain, publisher_clien
 
 
 @pytest.mark.parametrize("case", ["wrong_owner", "wrong_hash", "unknown_tx", "failed_tx", "not_a_hash"])
-def test_link_refuses_what_the_receipt_does_not_prove(chain, publisher_client, case):
+def test_link_refuses_what_the_transaction_does_not_prove(chain, publisher_client, case):
     version = make_version(User.objects.get(address=PUBLISHER), chain)
     if case == "wrong_owner":  # the right file, listed from somebody else's wallet
         tx_hash, status, code = create_listing(chain, STRANGER, version.content_hash), 400, "not_dataset_owner"
@@ -240,7 +249,7 @@ def test_the_sender_approves_several_listings_in_one_transaction(chain, publishe
     admin_action(staff_client, "approve_on_chain", *[v.dataset for v in versions])
     nonce = chain.w3.eth.get_transaction_count(chain.operator.address)
 
-    report = sender.send_operator_actions()
+    report = send_approvals(chain)
 
     assert len(report.transactions) == 1 and report.confirmed == 3, report
     assert chain.w3.eth.get_transaction_count(chain.operator.address) == nonce + 1
@@ -275,9 +284,15 @@ def test_a_listing_whose_chain_state_changed_is_not_approved(chain, publisher_cl
     assert "content hash" in failed.error and bad.content_hash in failed.error
     assert chain.market.get_listing(int(bad_listing.listing_id))["approved"] is False
     assert Dataset.objects.get(pk=bad.dataset_id).status == "pending_review"
-    assert Dataset.objects.get(pk=good.dataset_id).status == "listed"
     (log,) = approval_logs(chain, report.transactions[0])
     assert log["args"]["listingId"] == int(Listing.objects.get(version=good).listing_id)
+    # The indexer then sees the chain the revert made: bad's listing was orphaned (its version needs
+    # listing again; the other file's listing matches no version), and good's approval lists it.
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    assert Dataset.objects.get(pk=good.dataset_id).status == "listed"
+    assert not Listing.objects.filter(version=bad).exists()
+    assert Listing.objects.get().version == good
+    assert Dataset.objects.get(pk=bad.dataset_id).status == "draft"
 
 
 def test_reject_asks_for_reasons_and_rejects_a_new_dataset_whole(chain, publisher_client, staff_client):
@@ -302,12 +317,12 @@ def test_a_decided_approval_cannot_be_rejected_afterwards_delist_takes_it_down(c
                                                                                staff_client):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
-    sender.send_operator_actions()
+    send_approvals(chain)
     admin_action(staff_client, "reject", version.dataset, reason="Too late")
     assert Dataset.objects.get().status == "listed", "the approval was decided; rejecting changes nothing"
 
     admin_action(staff_client, "delist", version.dataset)
-    sender.send_operator_actions()
+    send_approvals(chain)
     assert Dataset.objects.get().status == "delisted"
     assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
 
@@ -322,18 +337,23 @@ def test_delist_before_sending_cancels_the_approval(chain, publisher_client, sta
     assert Dataset.objects.get().status == "delisted"
 
 
-def test_delist_clears_the_approval_and_delists_from_the_receipt(chain, publisher_client, staff_client):
+def test_delist_clears_the_approval_and_delists_once_the_indexer_reads_it(chain, publisher_client,
+                                                                         staff_client):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)
-    sender.send_operator_actions()
+    send_approvals(chain)
     admin_action(staff_client, "delist", version.dataset)
     assert Dataset.objects.get().status == "listed"  # until the chain says otherwise
 
     report = sender.send_operator_actions()
+    assert Dataset.objects.get().status == "listed", "the sender's receipt writes nothing"
+    assert Listing.objects.get().approved is True
+    indexer.index_chain(chain.w3)
 
     (log,) = approval_logs(chain, report.transactions[0])
     assert log["args"]["approved"] is False
     assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is False
+    assert Listing.objects.get().approved is False
     assert Dataset.objects.get().status == "delisted"
 
 
@@ -383,6 +403,7 @@ def test_concurrent_senders_send_once(chain, publisher_client, staff_client):
     assert wait_until(lambda: set(OperatorAction.objects.values_list("status", flat=True))
                       == {"confirmed"}, timeout=30)
     assert chain.w3.eth.get_transaction_count(chain.operator.address) == nonce + 1
+    indexer.index_chain(chain.w3)
     assert set(Dataset.objects.values_list("status", flat=True)) == {"listed"}
 
 
@@ -391,7 +412,14 @@ def test_concurrent_senders_send_once(chain, publisher_client, staff_client):
 def test_admin_approval_is_sent_by_the_worker(chain, publisher_client, staff_client, celery_worker):
     version = listed_version(chain, publisher_client)
     admin_action(staff_client, "approve_on_chain", version.dataset)  # enqueues the sender on commit
-    assert wait_until(lambda: Dataset.objects.get().status == "listed", timeout=60), celery_worker.output()
+    assert wait_until(lambda: OperatorAction.objects.get().status == "confirmed",
+                      timeout=60), celery_worker.output()
+
+    def read_by_the_indexer():  # what beat's runs do
+        indexer.index_chain(chain.w3)
+        return Dataset.objects.get().status == "listed"
+
+    assert wait_until(read_by_the_indexer, timeout=30)
     action = OperatorAction.objects.get()
     assert action.status == "confirmed" and action.tx_hash
     assert chain.market.get_listing(int(Listing.objects.get().listing_id))["approved"] is True
@@ -406,7 +434,7 @@ def test_moderation_pages_render(chain, publisher_client, staff_client):
         assert staff_client.get(path).status_code == 200, path
 
 
-# Listing terms: read from getListing when linked, then followed from receipts --------------------
+# Listing terms: the created event's, then each later event's as the indexer reads them ----------
 
 
 def send_wallet(chain, plan, sender_address=PUBLISHER):
@@ -447,7 +475,7 @@ def test_a_version_has_one_listing_per_chain(chain, publisher_client):
     assert Listing.objects.count() == 1
 
 
-def test_stopping_sales_applies_at_once_and_a_late_receipt_rolls_nothing_back(chain, publisher_client, client):
+def test_stopping_sales_applies_at_once_and_a_late_hash_rolls_nothing_back(chain, publisher_client, client):
     version = listed_version(chain, publisher_client)
     stop = set_active(chain, publisher_client, version, False)
     answer = mirror_active(publisher_client, version, stop)
@@ -457,7 +485,7 @@ def test_stopping_sales_applies_at_once_and_a_late_receipt_rolls_nothing_back(ch
 
     resume = set_active(chain, publisher_client, version, True)
     assert mirror_active(publisher_client, version, resume).json()["active"] is True
-    late = mirror_active(publisher_client, version, stop)  # the older receipt, posted again
+    late = mirror_active(publisher_client, version, stop)  # the older transaction, posted again
     assert late.status_code == 200 and late.json()["active"] is True
     assert Listing.objects.get().active is True
 
@@ -465,38 +493,44 @@ def test_stopping_sales_applies_at_once_and_a_late_receipt_rolls_nothing_back(ch
     assert not_mine.status_code == 400 and not_mine.json()["error"]["code"] == "no_active_change"
 
 
-def test_refresh_reads_every_term_and_keeps_what_was_seen_later(chain, publisher_client):
-    from marketplace.catalog.listing import refresh_listing
-
-    version = listed_version(chain, publisher_client)
-    listing = Listing.objects.get()
-    chain.send(chain.market.contract.functions.setListingActive(int(listing.listing_id), False), PUBLISHER)
-    chain.send(chain.market.contract.functions.setApproval([int(listing.listing_id)], True), chain.operator.address)
-    refreshed = refresh_listing(listing)
-    assert refreshed.active is False and refreshed.approved is True and refreshed.dispute_window == 3 * 24 * 3600
-    # A clearing's receipt from a block before the read changes nothing.
-    from marketplace.catalog.listing import on_operator_action
-
-    clearing = OperatorAction(kind="unapprove", chain_id=31337, listing_id=listing.listing_id, status="confirmed",
-                              block_number=listing.block_number, context={"intent": "delist"})
-    on_operator_action(clearing)
-    assert Listing.objects.get().approved is True, "a receipt older than the read is ignored"
-
-
-def test_an_approval_and_a_clearing_in_one_block_settle_by_log_order(chain, publisher_client):
-    """Two operator receipts of one block, settled in either order: the later log wins."""
+def test_flags_set_outside_the_pages_are_read_by_the_indexer_alone(chain, publisher_client):
+    """No hash is posted: the owner stops sales from another client and a moderator approves from
+    their own wallet; the indexer's next run (beat's) carries both flags."""
     from marketplace.catalog.listing import on_operator_action
 
     listed_version(chain, publisher_client)
     listing = Listing.objects.get()
-    block = chain.w3.eth.block_number + 1
-
-    def settled(kind, log_index):
-        return OperatorAction(kind=kind, chain_id=31337, listing_id=listing.listing_id, status="confirmed",
-                              block_number=block, log_index=log_index, context={"intent": "delist"})
-
-    on_operator_action(settled("unapprove", 5))  # the clearing was mined after the approval ...
-    on_operator_action(settled("approve", 2))  # ... whose receipt is settled second
-    assert Listing.objects.get().approved is False, "an earlier log of the same block rolled the clearing back"
-    on_operator_action(settled("approve", 7))
+    chain.send(chain.market.contract.functions.setListingActive(int(listing.listing_id), False), PUBLISHER)
+    chain.send(chain.market.contract.functions.setApproval([int(listing.listing_id)], True), chain.operator.address)
+    assert Listing.objects.get().approved is False
+    indexer.index_chain(chain.w3)
+    read = Listing.objects.get()
+    assert read.active is False and read.approved is True and read.dispute_window == 3 * 24 * 3600
+    # The operator sender's settled actions write nothing: the chain's events do.
+    clearing = OperatorAction(kind="unapprove", chain_id=31337, listing_id=listing.listing_id, status="confirmed",
+                              block_number=chain.w3.eth.block_number, context={"intent": "delist"})
+    on_operator_action(clearing)
     assert Listing.objects.get().approved is True
+    assert Dataset.objects.get().status == "pending_review"
+
+
+@pytest.mark.parametrize("order", [(True, False), (False, True)])
+def test_an_approval_and_a_clearing_in_one_block_apply_in_log_order(chain, publisher_client, order):
+    """Two setApproval transactions mined in one block: the later log wins."""
+    listed_version(chain, publisher_client)
+    listing_id = int(Listing.objects.get().listing_id)
+    operator = chain.operator.address
+    chain.rpc("evm_setAutomine", [False])
+    try:
+        nonce = chain.w3.eth.get_transaction_count(operator)
+        for offset, approved in enumerate(order):
+            chain.market.contract.functions.setApproval([listing_id], approved).transact(
+                {"from": operator, "nonce": nonce + offset, "gas": 200_000})
+        chain.rpc("evm_mine")
+    finally:
+        chain.rpc("evm_setAutomine", [True])
+    block = chain.w3.eth.get_block("latest")
+    assert len(block["transactions"]) == 2
+    indexer.index_chain(chain.w3)
+    assert Listing.objects.get().approved is order[-1]
+    assert chain.market.get_listing(listing_id)["approved"] is order[-1]

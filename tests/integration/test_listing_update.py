@@ -1,7 +1,8 @@
 """Changing a listing's price from the wallet: the server prepares `updateListing` for the owner,
-the wallet sends it, and the server mirrors the new price and payout from the receipt's
-`ListingUpdated` (once per event, keyed by tx hash and log index). The chain is the source of
-truth: pages, the API and the search index show the mirrored price."""
+the wallet sends it and the page posts its hash; the chain indexer reads through its block and its
+handler sets the new price and payout from `ListingUpdated` (once per event, keyed by tx hash and
+log index). The chain is the source of truth: pages, the API and the search index show the price
+the indexer read."""
 from eth_account import Account
 import pytest
 
@@ -10,11 +11,11 @@ from marketplace.accounts.services import wallet_user
 from marketplace.catalog.indexing import SearchSync, reader
 from marketplace.catalog.models import Dataset, Listing, ListingUpdate, SearchChange
 from marketplace.catalog.search import SearchQuery
-from marketplace.chain import sender
+from marketplace.chain import indexer, sender
 from marketplace.chain.constants import max_price
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.services import deploy_contract
-from tests.conftest import DEV_KEYS
+from tests.conftest import DEV_KEYS, sync_until
 from tests.factories import decide_every_open_revision
 from tests.integration.test_listing import (  # noqa: F401  (fixtures)
     PRICE, PUBLISHER, STRANGER, create_listing, listed_version, make_version, publisher, publisher_client,
@@ -60,7 +61,7 @@ def change_price(chain, client, version, price):
     return send(chain, prepared.json()["transaction"])
 
 
-def test_prepare_then_mirror_the_new_price_from_the_receipt(chain, publisher_client):
+def test_prepare_then_the_new_price_is_read_by_the_indexer(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     listing = Listing.objects.get()
     prepared = prepare(publisher_client, version, price=str(NEW_PRICE))
@@ -92,7 +93,7 @@ def test_prepare_then_mirror_the_new_price_from_the_receipt(chain, publisher_cli
     assert detail["versions"][0]["listing"]["price"] == str(NEW_PRICE)
 
 
-def test_mirroring_the_same_receipt_again_changes_nothing(chain, publisher_client):
+def test_posting_the_same_hash_again_changes_nothing(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     tx_hash = change_price(chain, publisher_client, version, NEW_PRICE)
     assert mirror(publisher_client, version, tx_hash).status_code == 201
@@ -106,12 +107,15 @@ def test_mirroring_the_same_receipt_again_changes_nothing(chain, publisher_clien
     assert not SearchChange.objects.exists()  # nothing was written
 
 
-def test_an_older_receipt_mirrored_late_never_rolls_the_price_back(chain, publisher_client):
+def test_an_older_receipt_posted_late_never_rolls_the_price_back(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     older = change_price(chain, publisher_client, version, NEW_PRICE)
     newer = change_price(chain, publisher_client, version, 40 * 10**6)
-    assert mirror(publisher_client, version, newer).status_code == 201
-    assert mirror(publisher_client, version, older).status_code == 201  # stored, but older
+    assert mirror(publisher_client, version, newer).status_code == 201  # both read, in order
+    late = mirror(publisher_client, version, older)
+    assert late.status_code == 200, late.json()
+    assert [u["price"] for u in late.json()["updates"]] == [str(NEW_PRICE)]
+    assert late.json()["listing"]["price"] == str(40 * 10**6)
     assert Listing.objects.get().price == 40 * 10**6
     assert ListingUpdate.objects.count() == 2
 
@@ -217,16 +221,18 @@ def test_a_listing_the_chain_forgot_cannot_be_updated(chain, publisher_client):
     assert response.status_code == 409 and response.json()["error"]["code"] == "unknown_listing"
 
 
-def test_a_receipt_for_another_listing_is_refused(chain, publisher_client):
+def test_a_change_of_another_listing_is_refused(chain, publisher_client):
     first = listed_version(chain, publisher_client, 1)
     second = listed_version(chain, publisher_client, 2)
     tx_hash = change_price(chain, publisher_client, second, NEW_PRICE)
     response = mirror(publisher_client, first, tx_hash)
     assert response.status_code == 400 and response.json()["error"]["code"] == "listing_mismatch"
-    assert set(Listing.objects.values_list("price", flat=True)) == {PRICE}
+    # The indexer read the transaction: the listing it changed has its new price, the other not.
+    assert Listing.objects.get(version=first).price == PRICE
+    assert Listing.objects.get(version=second).price == NEW_PRICE
 
 
-def test_a_receipt_without_an_update_is_refused(chain, publisher_client):
+def test_a_transaction_without_an_update_is_refused(chain, publisher_client):
     version = listed_version(chain, publisher_client)
     tx_hash = create_listing(chain, PUBLISHER, "0x" + "77" * 32)  # a ListingCreated, no ListingUpdated
     response = mirror(publisher_client, version, tx_hash)
@@ -264,6 +270,7 @@ def test_search_sees_the_mirrored_price_after_a_sync_pass(chain, publisher_clien
     moderator = wallet_user("0x" + "aa" * 20)
     decide_every_open_revision(version.dataset, decision="approve", moderator=moderator)
     sender.send_operator_actions()
+    indexer.index_chain(chain.w3)
     assert Dataset.objects.get().status == Dataset.Status.LISTED
     sync = SearchSync()
     sync.rebuild()
@@ -275,5 +282,6 @@ def test_search_sees_the_mirrored_price_after_a_sync_pass(chain, publisher_clien
 
     assert priced(25, 25) == [version.dataset_id]
     assert mirror(publisher_client, version, change_price(chain, publisher_client, version, NEW_PRICE)).status_code == 201
-    sync.sync_once()
-    assert priced(25, 25) == [] and priced(30, 30) == [version.dataset_id]
+    # A pass reads the change log up to the server's oldest running transaction (sync_until).
+    assert sync_until(sync, lambda: priced(30, 30) == [version.dataset_id])
+    assert priced(25, 25) == []

@@ -10,7 +10,9 @@ from marketplace.catalog import preview, services
 from marketplace.catalog.models import DatasetRevision, DatasetVersion
 from marketplace.chain import sender
 from tests.factories import make_public
-from tests.integration.test_listing import link, publisher, publisher_client, send_prepared  # noqa: F401 (fixtures)
+from tests.integration.test_listing import (  # noqa: F401 (fixtures)
+    link, publisher, publisher_client, send_approvals, send_prepared,
+)
 from tests.integration.test_revisions import anonymous, decide, moderator_client, open_revision  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -256,7 +258,7 @@ def test_after_analysis_the_hidden_names_are_the_files_and_the_moderator_sees_th
     revision = open_revision(version.dataset, "version")
     assert revision.changes["preview"]["hidden_columns"] == ["Email", "SSN"], "the moderator sees the file's names"
     assert decide(moderator_client, revision, "approve").status_code == 200
-    sender.send_operator_actions()
+    send_approvals(chain)
 
     public = anonymous.get(f"/api/v1/datasets/{version.dataset.slug}").json()
     (shown,) = public["versions"]
@@ -297,6 +299,6 @@ def test_a_hidden_name_that_matches_no_column_keeps_the_version_from_approval(
     assert fixed.json()["version"]["unmatched_hidden_columns"] == []
     assert fixed.json()["version"]["preview"]["hidden_columns"] == ["Email", "SSN"]
     assert decide(moderator_client, open_revision(version.dataset, "version"), "approve").status_code == 200
-    sender.send_operator_actions()
+    send_approvals(chain)
     (shown,) = anonymous.get(f"/api/v1/datasets/{slug}").json()["versions"]
     assert [c["name"] for c in shown["columns"]] == ["id"]

@@ -12,7 +12,8 @@ from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion,
 from marketplace.chain import sender
 from tests.conftest import sync_until
 from tests.integration.test_listing import (  # noqa: F401 (fixtures)
-    admin_action, link, listed_version, publisher, publisher_client, send_prepared, sha, staff_client,
+    admin_action, link, listed_version, publisher, publisher_client, send_approvals, send_prepared,
+    sha, staff_client,
 )
 
 pytestmark = pytest.mark.chain
@@ -51,7 +52,7 @@ def publish(chain, publisher_client, moderator_client, n=1):
     for kind in ("details", "version"):
         answer = decide(moderator_client, open_revision(dataset, kind), "approve")
         assert answer.status_code == 200, answer.json()
-    sender.send_operator_actions()
+    send_approvals(chain)
     dataset.refresh_from_db()
     assert dataset.status == "listed" and dataset.published_at is not None
     return version
@@ -84,7 +85,7 @@ def test_a_new_dataset_is_reviewed_as_it_was_shown(chain, publisher_client, mode
     assert decide(moderator_client, fresh, "approve").status_code == 200
     assert decide(moderator_client, open_revision(dataset, "version"), "approve").status_code == 200
     assert anonymous.get(f"/api/v1/datasets/{dataset.slug}").status_code == 404, "public once the chain says so"
-    report = sender.send_operator_actions()
+    report = send_approvals(chain)
     assert report.confirmed == 1
     public = anonymous.get(f"/api/v1/datasets/{dataset.slug}").json()
     assert public["title"] == "Cities of France" and [v["number"] for v in public["versions"]] == [1]
@@ -191,7 +192,7 @@ def test_a_new_version_is_public_once_it_and_its_listing_are_approved(chain, pub
 
     assert decide(moderator_client, open_revision(dataset, "version"), "approve").status_code == 200
     assert public_numbers() == [1], "approved, but its listing is not approved on-chain yet"
-    sender.send_operator_actions()
+    send_approvals(chain)
     assert public_numbers() == [2, 1]
 
 
