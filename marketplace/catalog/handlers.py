@@ -13,8 +13,8 @@ the listing endpoints from what they wrote).
 - `ListingUpdated`, `ListingActiveSet` and `ListingApprovalSet` set the terms and flags of linked
   listings (each price change is also kept as a ListingUpdate). An approval lists a dataset in
   review whose text a moderator approved; a clearing the operator sent to delist (the intent its
-  OperatorAction recorded, found by any hash signed for its transaction's nonce) delists the dataset once none of its
-  listings is approved.
+  OperatorAction recorded, found by any hash signed for its transaction's nonce) delists the
+  dataset once none of its listings is approved.
 - After a reorganisation, `on_rollback` drops the listings created in orphaned blocks (their
   versions wait for a new listing, as after a chain reset: `drop_listings`) and replays the
   listings whose terms or flags changed there from their surviving events (`replay`). A dataset
