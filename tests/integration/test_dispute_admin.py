@@ -14,11 +14,18 @@ import pytest
 from marketplace.chain import indexer, sender
 from marketplace.chain.models import OperatorAction
 from marketplace.orders.models import Order
-from tests.conftest import DEV_KEYS
+from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.integration.test_indexer import PRICE, buyer, seller  # noqa: F401
 from tests.integration.test_operator_sender import bought
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _no_worker(point_broker_at):
+    """The sender tasks queued here go nowhere: a Celery worker that an earlier test started would
+    otherwise be a second sender, racing the one each test runs."""
+    point_broker_at(dead_broker_url())
 
 QUEUE = "/admin/orders/order/"
 

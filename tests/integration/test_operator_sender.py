@@ -16,9 +16,17 @@ from marketplace.chain.artifacts import load_artifact
 from marketplace.chain.services import deploy_contract
 from marketplace.orders import keeper
 from marketplace.orders.models import Order
+from tests.conftest import dead_broker_url
 from tests.integration.test_indexer import PRICE, WINDOW, buyer, purchase, seller  # noqa: F401
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _no_worker(point_broker_at):
+    """The sender tasks queued here go nowhere: a Celery worker that an earlier test started would
+    otherwise be a second sender, racing the one each test runs."""
+    point_broker_at(dead_broker_url())
 
 FEE = PRICE * 250 // 10_000
 
