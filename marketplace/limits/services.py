@@ -45,6 +45,7 @@ RULES = {
     "listing_receipt": "listing transactions to read from the chain",
     "download": "download links",
     "order_receipt": "purchase transactions to read from the chain",
+    "statement": "dispute statements",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
