@@ -11,8 +11,8 @@ from .artifacts import load_artifact
 
 #: The calls the pages make, by contract.
 CALLS = {
-    "DataMarket": ("purchase", "purchaseWithPermit", "confirm", "dispute", "withdraw", "getListing", "orderOf",
-                   "getOrder", "creditOf"),
+    "DataMarket": ("purchase", "purchaseWithPermit", "confirm", "dispute", "withdraw", "getListing",
+                   "orderOf", "getOrder", "creditOf"),
     "TestUSDC": ("balanceOf", "allowance", "approve", "nonces", "eip712Domain"),
 }
 #: Reverts that are not custom errors of the artifacts: require messages and panics.
@@ -38,14 +38,15 @@ def wallet_abi() -> dict:
             if entry.get("type", "error") != "error":
                 continue
             signature = f"{entry['name']}({','.join(_types(entry['inputs']))})"
-            errors["0x" + Web3.keccak(text=signature)[:4].hex()] = {"name": entry["name"],
-                                                                     "types": _types(entry["inputs"])}
+            selector = "0x" + Web3.keccak(text=signature)[:4].hex()
+            errors[selector] = {"name": entry["name"], "types": _types(entry["inputs"])}
     return {"calls": calls, "errors": errors}
 
 
 #: Names wallets show for common chains (wallet_switchEthereumChain takes only the id).
 CHAIN_NAMES = {1: "Ethereum", 10: "OP Mainnet", 137: "Polygon", 8453: "Base", 42161: "Arbitrum One",
-               84532: "Base Sepolia", 11155111: "Sepolia", 31337: "the local development chain (Anvil)"}
+               84532: "Base Sepolia", 11155111: "Sepolia",
+               31337: "the local development chain (Anvil)"}
 
 
 def chain_name(chain_id: int) -> str:

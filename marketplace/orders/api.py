@@ -107,7 +107,8 @@ class OrderSerializer(serializers.Serializer):
     dispute_deadline = serializers.DateTimeField(allow_null=True)
     tx_hash = serializers.CharField()
     block_number = serializers.IntegerField()
-    settled_tx_hash = serializers.CharField(help_text="The transaction of its latest change (empty: none yet)")
+    settled_tx_hash = serializers.CharField(
+        help_text="The transaction of its latest change (empty: none yet)")
     dataset = serializers.CharField(allow_null=True, help_text="The dataset's slug (null: a listing not linked here)")
     title = serializers.CharField(allow_null=True)
     version = serializers.IntegerField(allow_null=True)
@@ -151,14 +152,15 @@ class SalesView(APIView):
 
 ChainInfo = inline_serializer("ChainInfo", {
     "chain_id": serializers.IntegerField(),
-    "chain_name": serializers.CharField(help_text="What to call the chain when a wallet is on another one"),
+    "chain_name": serializers.CharField(
+        help_text="What to call the chain when a wallet is on another one"),
     "market": serializers.CharField(allow_null=True, help_text="The DataMarket's address (null: not deployed yet)"),
     "confirmations": serializers.IntegerField(help_text="Blocks the server waits before it counts an order"),
     "download_domain": serializers.DictField(help_text="The EIP-712 domain of signed download requests"),
     "explorer_url": serializers.CharField(help_text="A block explorer (<url>/tx/<hash>), or empty"),
-    "abi": serializers.DictField(help_text="`calls`: {signature: selector} of the market's and the token's "
-                                 "calls pages make; `errors`: {selector: {name, types}} of every revert they "
-                                 "may meet"),
+    "abi": serializers.DictField(
+        help_text="`calls`: {signature: selector} of the market's and the token's calls pages "
+                  "make; `errors`: {selector: {name, types}} of every revert they may meet"),
 })
 
 
@@ -172,7 +174,8 @@ class ChainView(APIView):
     def get(self, request):
         market = deployed_address(settings.CHAIN_ID, "DataMarket")
         return Response({
-            "chain_id": settings.CHAIN_ID, "chain_name": chain_name(settings.CHAIN_ID), "market": market,
+            "chain_id": settings.CHAIN_ID, "chain_name": chain_name(settings.CHAIN_ID),
+            "market": market,
             "confirmations": settings.CHAIN_CONFIRMATIONS,
             "download_domain": {"name": signed.DOMAIN_NAME, "version": "1", "chainId": settings.CHAIN_ID,
                                 "verifyingContract": market},
@@ -229,17 +232,19 @@ class PurchaseReceiptView(APIView):
             cursor = IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID).first()
             if cursor is None or cursor.block_number < receipt["blockNumber"]:
                 return Response({"confirmations": confirmations, "needed": needed}, status=202)
-            raise APIError("no_order", f"Transaction {tx_hash} bought nothing on the market and moved no order "
-                           "(it failed, or called another contract).", status=404)
+            raise APIError("no_order", f"Transaction {tx_hash} bought nothing on the market and "
+                           "moved no order (it failed, or called another contract).", status=404)
         return Response([order_body(o, v) for o, v in selectors.with_versions(orders)])
 
 
 class StatementSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=DisputeStatement.Role.choices, read_only=True,
-                                   help_text="buyer: the buyer's statement; seller: the listing owner's answer")
+    role = serializers.ChoiceField(
+        choices=DisputeStatement.Role.choices, read_only=True,
+        help_text="buyer: the buyer's statement; seller: the listing owner's answer")
     author = serializers.CharField(read_only=True, help_text="The wallet that wrote it")
-    text = StrictTextField(max_length=services.MAX_STATEMENT_LENGTH,
-                           help_text="What happened, in the writer's words (one statement per party, final)")
+    text = StrictTextField(
+        max_length=services.MAX_STATEMENT_LENGTH,
+        help_text="What happened, in the writer's words (one statement per party, final)")
     created_at = serializers.DateTimeField(read_only=True)
 
 
@@ -253,17 +258,18 @@ class OrderStatementsView(APIView):
     def _order(self, request, order_id):
         order = selectors.current_order(settings.CHAIN_ID, order_id)
         if order is None:
-            raise APIError("not_found", f"No order {order_id} on this chain's market (an order shows here once its "
-                           "block is indexed).", status=404)
+            raise APIError("not_found", f"No order {order_id} on this chain's market (an order "
+                           "shows here once its block is indexed).", status=404)
         if selectors.party(request.user.address, order) is None:
-            raise APIError("not_a_party", "Only the order's buyer and the listing's owner may read or write its "
-                           "dispute statements.", status=403)
+            raise APIError("not_a_party", "Only the order's buyer and the listing's owner may read "
+                           "or write its dispute statements.", status=403)
         return order
 
     @extend_schema(responses={200: StatementSerializer(many=True), **errors(401, 403, 404)})
     def get(self, request, order_id):
         order = self._order(request, order_id)
-        rows = selectors.statements([order]).get((order.chain_id, order.market, int(order.order_id)), [])
+        key = (order.chain_id, order.market, int(order.order_id))
+        rows = selectors.statements([order]).get(key, [])
         return Response(StatementSerializer(rows, many=True).data)
 
     @extend_schema(request=StatementSerializer, responses={201: StatementSerializer,

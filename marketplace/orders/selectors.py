@@ -16,7 +16,8 @@ def touched_by(chain_id: int, tx_hash: str) -> list:
     """The orders a transaction made, or whose latest change it was (a confirmation, a dispute)."""
     from django.db.models import Q
 
-    return list(Order.objects.filter(Q(tx_hash=tx_hash) | Q(settled_tx_hash=tx_hash), chain_id=chain_id))
+    made_or_moved = Q(tx_hash=tx_hash) | Q(settled_tx_hash=tx_hash)
+    return list(Order.objects.filter(made_or_moved, chain_id=chain_id))
 
 
 def with_versions(orders) -> list[tuple]:
@@ -65,7 +66,8 @@ def party(address: str, order) -> str | None:
         return None
     if address == order.buyer:
         return "buyer"
-    if Listing.objects.filter(chain_id=order.chain_id, listing_id=order.listing_id, owner=address).exists():
+    listings = Listing.objects.filter(chain_id=order.chain_id, listing_id=order.listing_id)
+    if listings.filter(owner=address).exists():
         return "seller"
     return None
 
@@ -95,11 +97,12 @@ def credit_balances(account: str, chain_id: int) -> list[dict]:
 
     from .models import CreditEntry
 
-    rows = (CreditEntry.objects.filter(account=account, chain_id=chain_id,
-                                       market=deployed_address(chain_id, "DataMarket"))
+    market = deployed_address(chain_id, "DataMarket")
+    credited, withdrawn = Q(kind=CreditEntry.Kind.CREDITED), Q(kind=CreditEntry.Kind.WITHDRAWN)
+    rows = (CreditEntry.objects.filter(account=account, chain_id=chain_id, market=market)
             .values("token").order_by("token")
-            .annotate(credited=Sum("amount", filter=Q(kind=CreditEntry.Kind.CREDITED), default=0),
-                      withdrawn=Sum("amount", filter=Q(kind=CreditEntry.Kind.WITHDRAWN), default=0)))
+            .annotate(credited=Sum("amount", filter=credited, default=0),
+                      withdrawn=Sum("amount", filter=withdrawn, default=0)))
     return [{**row, "credited": int(row["credited"]), "withdrawn": int(row["withdrawn"]),
              "balance": int(row["credited"]) - int(row["withdrawn"])} for row in rows]
 
@@ -108,4 +111,5 @@ def credit_entries(account: str, chain_id: int):
     """The account's credit entries on the chain, newest first."""
     from .models import CreditEntry
 
-    return CreditEntry.objects.filter(account=account, chain_id=chain_id).order_by("-block_number", "-log_index")
+    return (CreditEntry.objects.filter(account=account, chain_id=chain_id)
+            .order_by("-block_number", "-log_index"))

@@ -21,12 +21,13 @@ def post_statement(*, address: str, order: Order, text: str) -> DisputeStatement
     while the order is disputed (as the indexer read it), once per party; never edited."""
     role = selectors.party(address, order)
     if role is None:
-        raise StatementRefused("not_a_party", "Only the order's buyer and the listing's owner may write "
-                               "about its dispute.", status=403)
+        raise StatementRefused("not_a_party", "Only the order's buyer and the listing's owner may "
+                               "write about its dispute.", status=403)
     if order.status != Order.Status.DISPUTED:
+        state = order.get_status_display().lower()
         raise StatementRefused("not_disputed", f"Order {order.order_id} is not disputed (it is "
-                               f"{order.get_status_display().lower()}): statements are taken while a "
-                               "dispute is open.", status=409)
+                               f"{state}): statements are taken while a dispute is open.",
+                               status=409)
     try:
         with transaction.atomic():
             return DisputeStatement.objects.create(
@@ -34,5 +35,5 @@ def post_statement(*, address: str, order: Order, text: str) -> DisputeStatement
                 author=address, text=text)
     except IntegrityError:
         said = "your statement" if role == DisputeStatement.Role.BUYER else "your answer"
-        raise StatementRefused("already_stated", f"You already gave {said} on this dispute; it cannot "
-                               "be changed.", status=409) from None
+        raise StatementRefused("already_stated", f"You already gave {said} on this dispute; it "
+                               "cannot be changed.", status=409) from None

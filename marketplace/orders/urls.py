@@ -9,5 +9,6 @@ urlpatterns = [
     path("purchases", api.PurchaseReceiptView.as_view(), name="purchase-receipt"),
     path("me/orders", api.LibraryView.as_view(), name="my-orders"),
     path("me/sales", api.SalesView.as_view(), name="my-sales"),
-    path("orders/<int:order_id>/statements", api.OrderStatementsView.as_view(), name="order-statements"),
+    path("orders/<int:order_id>/statements", api.OrderStatementsView.as_view(),
+         name="order-statements"),
 ]

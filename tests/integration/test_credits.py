@@ -34,18 +34,20 @@ def blocking(chain, seller, buyer):
     market, and an approved listing of the seller's priced in it, bought by the buyer; returns
     (token contract, order id)."""
     deployed = deploy_contract(chain.w3, "MarketRevertingToken", [chain.operator.address])
-    token = chain.w3.eth.contract(address=deployed.address, abi=load_artifact("MarketRevertingToken").abi)
+    abi = load_artifact("MarketRevertingToken").abi
+    token = chain.w3.eth.contract(address=deployed.address, abi=abi)
     market = chain.market.contract.functions
     chain.send(market.setTokenAllowed(token.address, True, True), chain.operator.address)
     chain.send(token.functions.mint(buyer.address, PRICE), chain.operator.address)
     chain.send(token.functions.approve(chain.market.address, PRICE), buyer.address)
-    receipt = chain.send(market.createListing(token.address, PRICE, seller.address, Web3.keccak(text="credits"),
-                                              WINDOW), seller.address)
-    (created,) = chain.market.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+    receipt = chain.send(market.createListing(token.address, PRICE, seller.address,
+                                              Web3.keccak(text="credits"), WINDOW), seller.address)
+    events = chain.market.contract.events
+    (created,) = events.ListingCreated().process_receipt(receipt, errors=DISCARD)
     listing_id = created["args"]["listingId"]
     chain.send(market.setApproval([listing_id], True), chain.operator.address)
     receipt = chain.send(market.purchase(listing_id, PRICE), buyer.address)
-    (order,) = chain.market.contract.events.OrderCreated().process_receipt(receipt, errors=DISCARD)
+    (order,) = events.OrderCreated().process_receipt(receipt, errors=DISCARD)
     return token, order["args"]["orderId"]
 
 
@@ -70,21 +72,25 @@ def test_a_refused_payout_is_a_credit_row_and_a_withdrawal_takes_it(chain, selle
     indexer.index_chain(chain.w3)
     fee = PRICE * chain.market.fee_bps() // 10_000
     (credited,) = CreditEntry.objects.all()
-    assert credited.kind == "credited" and credited.account == seller.address and credited.token == token.address
-    assert credited.amount == PRICE - fee and credited.order_id == order_id and credited.tx_hash == tx(confirmed)
-    assert credited.market == chain.market.address
-    assert balance(chain, seller.address) == chain.market.credit_of(token.address, seller.address) == PRICE - fee
+    assert credited.kind == "credited" and credited.account == seller.address
+    assert credited.token == token.address and credited.market == chain.market.address
+    assert credited.amount == PRICE - fee and credited.order_id == order_id
+    assert credited.tx_hash == tx(confirmed)
+    on_chain = chain.market.credit_of(token.address, seller.address)
+    assert balance(chain, seller.address) == on_chain == PRICE - fee
     order = Order.objects.get(order_id=order_id)
     assert order.status == "released" and order.settled_tx_hash == tx(confirmed)
-    assert touched_by(chain.w3.eth.chain_id, tx(confirmed)) == [order]  # the nudge finds it by its change
+    assert touched_by(chain.w3.eth.chain_id, tx(confirmed)) == [order]  # the nudge finds it
 
     elsewhere = Account.from_key(DEV_KEYS[3]).address
-    withdrawn = chain.send(chain.market.contract.functions.withdraw(token.address, elsewhere), seller.address)
+    withdraw = chain.market.contract.functions.withdraw(token.address, elsewhere)
+    withdrawn = chain.send(withdraw, seller.address)
     indexer.index_chain(chain.w3)
     entry = CreditEntry.objects.get(kind="withdrawn")
     assert entry.account == seller.address and entry.to == elsewhere and entry.amount == PRICE - fee
     assert entry.order_id is None and entry.tx_hash == tx(withdrawn)
-    assert balance(chain, seller.address) == chain.market.credit_of(token.address, seller.address) == 0
+    assert balance(chain, seller.address) == 0
+    assert chain.market.credit_of(token.address, seller.address) == 0
     assert credit_balances(seller.address, chain.w3.eth.chain_id)[0]["withdrawn"] == PRICE - fee
 
 
@@ -104,7 +110,8 @@ def test_an_orphaned_withdrawal_gives_the_credit_back(chain, seller, buyer, bloc
     chain.rpc("evm_mine")
     assert indexer.index_chain(chain.w3).reorgs == 1
     assert not CreditEntry.objects.filter(kind="withdrawn").exists()
-    assert balance(chain, seller.address) == owed == chain.market.credit_of(token.address, seller.address)
+    assert balance(chain, seller.address) == owed
+    assert owed == chain.market.credit_of(token.address, seller.address)
 
 
 def test_an_orphaned_credit_goes_and_its_order_is_open_again(chain, seller, buyer, blocking):

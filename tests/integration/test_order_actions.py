@@ -7,32 +7,37 @@ import pytest
 
 from marketplace.chain import indexer
 from tests.conftest import DEV_KEYS
-from tests.integration.test_indexer import PRICE, buyer, create_listing, purchase, seller  # noqa: F401
+from tests.integration.test_indexer import (  # noqa: F401  (fixtures)
+    PRICE, buyer, create_listing, purchase, seller,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_chain_description_has_the_selectors_and_the_errors_of_the_contracts(client, chain, seller, settings):
+def test_the_chain_description_has_the_contracts_selectors_and_errors(client, chain, seller,
+                                                                      settings):
     settings.EXPLORER_URL = "https://explorer.example"
     info = client.get("/api/v1/chain").json()
     assert info["chain_id"] == 31337 and info["market"] == chain.market.address
     assert "Anvil" in info["chain_name"] and info["explorer_url"] == "https://explorer.example"
     calls = info["abi"]["calls"]
-    functions = chain.market.contract.functions
-    for signature, call in [("purchase(uint256,uint256)", functions.purchase(7, PRICE)),
-                            ("confirm(uint256)", functions.confirm(7)),
-                            ("dispute(uint256)", functions.dispute(7)),
-                            ("withdraw(address,address)", functions.withdraw(chain.token.address, seller.address)),
-                            ("approve(address,uint256)", chain.token.contract.functions.approve(seller.address, 1))]:
+    market, token = chain.market.contract.functions, chain.token.contract.functions
+    for signature, call in [("purchase(uint256,uint256)", market.purchase(7, PRICE)),
+                            ("confirm(uint256)", market.confirm(7)),
+                            ("dispute(uint256)", market.dispute(7)),
+                            ("withdraw(address,address)",
+                             market.withdraw(chain.token.address, seller.address)),
+                            ("approve(address,uint256)", token.approve(seller.address, 1))]:
         assert call._encode_transaction_data()[:10] == calls[signature], signature
 
     # A real revert (a price raised above what the buyer agreed to) is named by the table.
     listing_id = create_listing(chain, seller)
     response = chain.w3.provider.make_request("eth_call", [{
         "from": Account.from_key(DEV_KEYS[2]).address, "to": chain.market.address,
-        "data": functions.purchase(listing_id, PRICE - 1)._encode_transaction_data()}, "latest"])
+        "data": market.purchase(listing_id, PRICE - 1)._encode_transaction_data()}, "latest"])
     data = response["error"]["data"]
-    assert info["abi"]["errors"][data[:10]] == {"name": "DataMarketPriceAboveMax", "types": ["uint256", "uint256"]}
+    assert info["abi"]["errors"][data[:10]] == {"name": "DataMarketPriceAboveMax",
+                                                "types": ["uint256", "uint256"]}
     assert int(data[10:74], 16) == PRICE and int(data[74:138], 16) == PRICE - 1
     names = {entry["name"] for entry in info["abi"]["errors"].values()}
     assert {"DataMarketAlreadyPurchased", "DataMarketNotBuyable", "ERC20InsufficientBalance",
@@ -41,24 +46,30 @@ def test_the_chain_description_has_the_selectors_and_the_errors_of_the_contracts
 
 def nudge(client, receipt):
     tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
-    return tx_hash, client.post("/api/v1/purchases", {"tx_hash": tx_hash}, content_type="application/json")
+    answer = client.post("/api/v1/purchases", {"tx_hash": tx_hash}, content_type="application/json")
+    return tx_hash, answer
 
 
-def test_a_confirmation_or_a_dispute_posted_by_the_library_returns_the_order_it_moved(client, chain, seller, buyer):
-    functions = chain.market.contract.functions
+def test_a_confirmation_or_a_dispute_posted_by_the_library_returns_the_order_it_moved(
+        client, chain, seller, buyer):
+    market = chain.market.contract.functions
     first, second = create_listing(chain, seller), create_listing(chain, seller)
     purchase(chain, buyer, first)
     purchase(chain, buyer, second)
     indexer.index_chain(chain.w3)
 
-    tx_hash, answer = nudge(client, chain.send(functions.dispute(chain.market.order_of(first, buyer.address)),
-                                               buyer.address))
+    first_order, second_order = (chain.market.order_of(i, buyer.address) for i in (first, second))
+    disputed = chain.send(market.dispute(first_order), buyer.address)
+    tx_hash, answer = nudge(client, disputed)
     (order,) = answer.json()
-    assert order["listing_id"] == str(first) and order["status"] == "disputed" and order["settled_tx_hash"] == tx_hash
-    tx_hash, answer = nudge(client, chain.send(functions.confirm(chain.market.order_of(second, buyer.address)),
-                                               buyer.address))
+    assert order["listing_id"] == str(first) and order["status"] == "disputed"
+    assert order["settled_tx_hash"] == tx_hash
+    confirmed = chain.send(market.confirm(second_order), buyer.address)
+    tx_hash, answer = nudge(client, confirmed)
     (order,) = answer.json()
-    assert order["listing_id"] == str(second) and order["status"] == "released" and order["settled_tx_hash"] == tx_hash
+    assert order["listing_id"] == str(second) and order["status"] == "released"
+    assert order["settled_tx_hash"] == tx_hash
 
-    _, nothing = nudge(client, chain.send(chain.token.contract.functions.transfer(seller.address, 1), buyer.address))
+    transfer = chain.token.contract.functions.transfer(seller.address, 1)
+    _, nothing = nudge(client, chain.send(transfer, buyer.address))
     assert nothing.status_code == 404 and nothing.json()["error"]["code"] == "no_order"

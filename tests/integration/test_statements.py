@@ -12,24 +12,27 @@ from marketplace.chain import indexer
 from marketplace.chain.services import forget_chain
 from marketplace.orders.models import DisputeStatement, Order
 from tests.conftest import DEV_KEYS
-from tests.integration.test_indexer import PRICE, buyer, create_listing, purchase, seller  # noqa: F401
+from tests.integration.test_indexer import (  # noqa: F401  (fixtures)
+    PRICE, buyer, create_listing, purchase, seller,
+)
 from tests.integration.test_limits import limit
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
 
 def linked(chain, seller, listing_id):
-    """The catalog's version that the listing sells, owned by the seller (as the receipt links it)."""
+    """The catalog's version the listing sells, owned by the seller (as the receipt links it)."""
     owner = wallet_user(seller.address)
-    dataset = Dataset.objects.create(owner=owner, slug=f"rain-{listing_id}", title="Rainfall", license="other",
-                                     payout_address=seller.address)
-    version = DatasetVersion.objects.create(dataset=dataset, number=1, file="x/rain.csv", original_name="rain.csv",
-                                            format="csv", size=10, content_hash="0x" + "ab" * 32, price=PRICE,
-                                            token=chain.token.address)
-    Listing.objects.create(chain_id=chain.w3.eth.chain_id, listing_id=listing_id, version=version,
-                           owner=seller.address, token=chain.token.address, price=PRICE, payout=seller.address,
-                           dispute_window=3 * 86400, approved=True, tx_hash="0x" + f"{listing_id:064x}",
-                           log_index=0, block_number=1)
+    dataset = Dataset.objects.create(owner=owner, slug=f"rain-{listing_id}", title="Rainfall",
+                                     license="other", payout_address=seller.address)
+    version = DatasetVersion.objects.create(
+        dataset=dataset, number=1, file="x/rain.csv", original_name="rain.csv", format="csv",
+        size=10, content_hash="0x" + "ab" * 32, price=PRICE, token=chain.token.address)
+    Listing.objects.create(
+        chain_id=chain.w3.eth.chain_id, listing_id=listing_id, version=version,
+        owner=seller.address, token=chain.token.address, price=PRICE, payout=seller.address,
+        dispute_window=3 * 86400, approved=True, tx_hash="0x" + f"{listing_id:064x}", log_index=0,
+        block_number=1)
     return version
 
 
@@ -41,7 +44,7 @@ def signed_in(account):
 
 @pytest.fixture
 def disputed(chain, seller, buyer):
-    """A bought and disputed order of the seller's linked listing, as the indexer read it: its id."""
+    """A bought and disputed order of the seller's linked listing, as indexed: its id."""
     listing_id = create_listing(chain, seller)
     linked(chain, seller, listing_id)
     purchase(chain, buyer, listing_id)
@@ -75,7 +78,8 @@ def test_the_buyer_states_and_the_owner_answers_and_both_read_both(disputed, buy
         read = client.get(url(disputed))
         assert read.status_code == 200
         assert [(s["role"], s["text"]) for s in read.json()] == [
-            ("buyer", "The file has 3 rows, not 3,000.\nSee row 2."), ("seller", "The listing says 3 rows.")]
+            ("buyer", "The file has 3 rows, not 3,000.\nSee row 2."),
+            ("seller", "The listing says 3 rows.")]
 
 
 def test_nobody_else_reads_or_writes_them(disputed, buyer):
@@ -135,8 +139,10 @@ def test_posting_is_rate_limited_per_wallet(disputed, buyer, settings):
     assert post(as_buyer, disputed, {"text": "Two."}).status_code == 409  # counted, then refused
     third = post(as_buyer, disputed, {"text": "Three."})
     assert third.status_code == 429 and third.json()["error"]["code"] == "throttled"
-    assert int(third["Retry-After"]) > 0 and "dispute statements" in third.json()["error"]["message"]
-    assert post(as_buyer, disputed, {"text": ""}).status_code == 400  # invalid input is refused before counting
+    assert int(third["Retry-After"]) > 0
+    assert "dispute statements" in third.json()["error"]["message"]
+    # Invalid input is refused before it is counted: a 400, not a 429.
+    assert post(as_buyer, disputed, {"text": ""}).status_code == 400
 
 
 def test_statements_outlive_their_order_row(chain, seller, buyer):

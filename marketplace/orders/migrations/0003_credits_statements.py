@@ -8,9 +8,10 @@ def fill_settled_tx_hash(apps, schema_editor):
     Order, ChainEvent = apps.get_model("orders", "Order"), apps.get_model("chain", "ChainEvent")
     names = ["OrderDisputed", "OrderReleased", "DisputeResolved", "DisputeExpired"]
     for order in Order.objects.filter(settled_block__isnull=False).iterator():
-        last = (ChainEvent.objects.filter(chain_id=order.chain_id, address=order.market, name__in=names,
-                                          args__orderId=str(order.order_id))
-                .order_by("-block_number", "-log_index").values_list("tx_hash", flat=True).first())
+        events = ChainEvent.objects.filter(chain_id=order.chain_id, address=order.market,
+                                           name__in=names, args__orderId=str(order.order_id))
+        last = (events.order_by("-block_number", "-log_index")
+                .values_list("tx_hash", flat=True).first())
         if last:
             Order.objects.filter(pk=order.pk).update(settled_tx_hash=last)
 
