@@ -310,6 +310,21 @@ def test_a_wallet_without_the_usdc_is_told_how_much_it_holds(page, live_server, 
     shoot(page, "buy-error-balance")
 
 
+def test_a_wallet_without_eth_for_gas_is_told_so(page, live_server, chain, on_sale):
+    base = base_url(live_server)
+    fresh = wallet_user(Account.create().address)  # the USDC, but no ETH for the network fee
+    chain.token.mint(fresh.address, PRICE)
+    install_wallet(page, rpc=chain.url, account=fresh.address)
+    sign_in_as(page, base, fresh)
+    card = open_buyable(page, base + "/datasets/rainfall")
+    card.locator("[data-buy-button]").click()
+    error = card.locator("[data-buy-error]")
+    error.wait_for(state="visible", timeout=10_000)
+    message = error.inner_text()
+    assert "no ETH on the local development chain (Anvil) to pay the network fee" in message
+    assert card.get_attribute("data-error") == "no_gas" and not Order.objects.exists()
+
+
 def test_empty_library_and_sales_say_what_comes_there(page, live_server, chain):
     base = live_server.url
     sign_in_as(page, base, wallet_user(NOBODY))
