@@ -13,7 +13,8 @@ def staff_client(client, db):
 
 @pytest.mark.parametrize(
     "path", ["/admin/", "/admin/chain/deployment/", "/admin/outbox/outboxmessage/",
-             "/admin/accounts/user/", "/admin/orders/disputestatement/", "/admin/orders/creditentry/"]
+             "/admin/accounts/user/", "/admin/orders/disputestatement/",
+             "/admin/orders/creditentry/"]
 )
 def test_admin_pages_render_for_staff(staff_client, path):
     assert staff_client.get(path).status_code == 200
