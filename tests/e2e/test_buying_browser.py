@@ -260,7 +260,7 @@ def test_each_state_of_a_purchase_then_a_dispute_the_publisher_answers(
     shoot(page, "sales-answered")
 
 
-def test_a_price_raised_after_the_page_loaded_is_refused_with_the_new_price(
+def test_the_market_s_refusals_after_the_page_loaded_are_said_in_words(
         page, live_server, chain, on_sale):
     base = base_url(live_server)
     shopper = Account.from_key(BUYER_KEY)
@@ -292,6 +292,26 @@ def test_a_price_raised_after_the_page_loaded_is_refused_with_the_new_price(
     assert not Order.objects.exists()
     assert chain.token.allowance(shopper.address, chain.market.address) == 0
     shoot(page, "buy-error-price-changed")
+
+    # A moderator delists it meanwhile: not buyable, said before anything is signed.
+    delist = chain.market.contract.functions.setApproval([listing_id], False)
+    chain.send(delist, chain.operator.address)
+    card.locator("[data-buy-button]").click()
+    page.wait_for_function("() => document.querySelector('[data-buy-error-text]').textContent"
+                           ".includes('cannot be bought right now')", timeout=10_000)
+    assert "not approved by a moderator" in error.inner_text()
+
+    # Bought meanwhile with the same wallet (another tab, the client): the page says so and
+    # offers the download.
+    market = chain.market.contract.functions
+    chain.send(market.setApproval([listing_id], True), chain.operator.address)
+    chain.send(market.updateListing(listing_id, PRICE, PUBLISHER.address), PUBLISHER.address)
+    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), shopper.address)
+    chain.send(market.purchase(listing_id, PRICE), shopper.address)
+    card.locator("[data-buy-button]").click()
+    card.locator("[data-bought]").wait_for(state="visible", timeout=10_000)
+    assert "You already bought this version" in status(card) and error.is_hidden()
+    assert card.locator("[data-buy-button]").is_hidden()
 
 
 def test_a_wallet_without_the_usdc_is_told_how_much_it_holds(page, live_server, chain, on_sale):
