@@ -221,6 +221,9 @@ export async function switchChain(provider, chain) {
     if (error && error.code === 4902) {
       throw new UserError(`Your wallet does not know ${chain.chain_name} yet: add chain ${chain.chain_id} in the wallet, then try again.`);
     }
+    if (error && (error.code === 4200 || error.code === -32601)) { // the wallet has no such method
+      throw new UserError(`Your wallet cannot switch networks from this page: choose ${chain.chain_name} (chain ${chain.chain_id}) in the wallet, then try again.`);
+    }
     throw error;
   }
 }

@@ -345,6 +345,35 @@ def test_a_wallet_without_eth_for_gas_is_told_so(page, live_server, chain, on_sa
     assert card.get_attribute("data-error") == "no_gas" and not Order.objects.exists()
 
 
+def test_a_wallet_on_another_network_is_offered_the_switch(page, live_server, chain, on_sale,
+                                                           settings):
+    """The server's market runs on chain 1 here; the wallet is on anvil's 31337."""
+    from marketplace.chain.models import Deployment
+
+    market = Deployment.objects.get(chain_id=31337, contract="DataMarket")
+    market.pk, market.chain_id = None, 1
+    market.save()
+    settings.CHAIN_ID = 1
+    base = base_url(live_server)
+    shopper = wallet_user(Account.from_key(BUYER_KEY).address)
+    install_wallet(page, rpc=chain.url, account=shopper.address)
+    sign_in_as(page, base, shopper)
+    card = open_buyable(page, base + "/datasets/rainfall")
+    card.locator("[data-buy-button]").click()
+    error = card.locator("[data-buy-error]")
+    error.wait_for(state="visible", timeout=10_000)
+    message = error.inner_text()
+    assert "wrong network (chain 31337)" in message and "Ethereum (chain 1)" in message
+    switch = card.locator("[data-switch-network]")
+    assert switch.is_visible() and switch.inner_text() == "Switch to Ethereum"
+    shoot(page, "buy-error-network")
+    switch.click()  # this test wallet (anvil) cannot switch: the page says what to do instead
+    page.wait_for_function("() => document.querySelector('[data-buy-error-text]').textContent"
+                           ".includes('cannot switch networks')")
+    assert "choose Ethereum (chain 1) in the wallet" in error.inner_text()
+    assert not Order.objects.exists()
+
+
 def test_empty_library_and_sales_say_what_comes_there(page, live_server, chain):
     base = live_server.url
     sign_in_as(page, base, wallet_user(NOBODY))
