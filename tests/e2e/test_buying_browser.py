@@ -257,6 +257,8 @@ def test_each_state_of_a_purchase_then_a_dispute_the_publisher_answers(
     form.locator("[data-submit]").click()
     page.locator(f'#dispute-{order.order_id} [data-role="seller"] .statement-text').wait_for()
     assert DisputeStatement.objects.get(role="seller").author == PUBLISHER.address
+    assert "You have answered" in page.locator("[data-dispute-notice]").inner_text()
+    page.goto(base + "/me/sales")  # as a later visit draws it
     shoot(page, "sales-answered")
 
 
