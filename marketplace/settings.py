@@ -161,6 +161,9 @@ CHAIN_ARBITER = os.environ.get("CHAIN_ARBITER", "")
 CHAIN_TREASURY = os.environ.get("CHAIN_TREASURY", "")
 refuse_dev_accounts(CHAIN_ID, operator_key=CHAIN_OPERATOR_KEY, roles={
     "CHAIN_ADMIN": CHAIN_ADMIN, "CHAIN_ARBITER": CHAIN_ARBITER, "CHAIN_TREASURY": CHAIN_TREASURY})
+# A block explorer of CHAIN_ID (e.g. https://basescan.org): pages link transactions to
+# <EXPLORER_URL>/tx/<hash> and addresses to <EXPLORER_URL>/address/<address>. Unset: no links.
+EXPLORER_URL = os.environ.get("EXPLORER_URL", "").rstrip("/")
 MARKET_FEE_BPS = env_int("MARKET_FEE_BPS", 250)  # 2.5 %, at most 1000 (10 %) on-chain
 # Set on freshly deployed markets: the shortest dispute window a listing may have (the demo may use
 # a short one), and how long an arbiter has to decide a dispute before anyone may refund it in full
@@ -300,6 +303,9 @@ LIMITS = {
     # Signed confirmations and disputes the operator key sends for buyers (each costs the operator gas).
     "relay": {"ip": os.environ.get("LIMIT_RELAYS_PER_IP", "60/hour"),
               "wallet": os.environ.get("LIMIT_RELAYS_PER_WALLET", "20/hour")},
+    # Dispute statements written (a buyer's statement, a seller's answer: one each per order).
+    "statement": {"ip": os.environ.get("LIMIT_STATEMENTS_PER_IP", "60/hour"),
+                  "wallet": os.environ.get("LIMIT_STATEMENTS_PER_WALLET", "20/hour")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

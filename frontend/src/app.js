@@ -1,7 +1,9 @@
 // Datamarket frontend: small progressive enhancements on server-rendered pages.
 // Every page works without this script; it only adds live data and polish.
 
+import { initBuy } from "./buy.js";
 import { initHealthPanels } from "./health.js";
+import { initOrders } from "./orders.js";
 import { initPages } from "./pages.js";
 import { initWallet } from "./wallet.js";
 
@@ -19,6 +21,8 @@ function init() {
   initHealthPanels(document);
   initWallet(document);
   initPages(document);
+  initBuy(document);
+  initOrders(document);
 }
 
 if (document.readyState === "loading") {

@@ -66,6 +66,8 @@ function render(root, user) {
   button.removeAttribute("title");
   const name = status.querySelector("[data-wallet-name]");
   const avatar = status.querySelector("[data-wallet-avatar]");
+  // Links for signed-in wallets only (the library, the sales) follow the state.
+  for (const item of document.querySelectorAll("[data-account-link]")) item.hidden = !user;
   if (user) {
     root.dataset.signedIn = "true";
     label.textContent = "Sign out";

@@ -1,5 +1,5 @@
-"""The dispute queue in the Django admin (until the moderation console): disputed orders by
-deadline, each with both parties' statements, the buyer's download log and the time left, and a
+"""The dispute queue in the Django admin (until the moderation console), and read-only pages of
+dispute statements and credits: disputed orders by deadline, each with both parties' statements, the buyer's download log and the time left, and a
 resolution with the buyer's refund share.
 
 Resolving never waits on the chain. When the operator key holds ARBITER_ROLE the decision is an
@@ -24,7 +24,7 @@ from marketplace.chain.models import OperatorAction
 from marketplace.outbox.services import enqueue
 
 from . import selectors
-from .models import Download, Order
+from .models import CreditEntry, DisputeStatement, Download, Order
 
 NEAR_DEADLINE = timedelta(days=2)  # a dispute this close to its deadline is flagged
 
@@ -125,7 +125,12 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="statements")
     def statements(self, order):
-        return "—"
+        rows = DisputeStatement.objects.filter(chain_id=order.chain_id, market=order.market,
+                                               order_id=order.order_id).order_by("created_at")
+        if not rows:
+            return "Neither party has written a statement."
+        return format_html_join("", "<div><strong>{} ({})</strong>, {}:<pre style=\"white-space:pre-wrap\">{}</pre>"
+                                "</div>", ((s.get_role_display(), s.author, s.created_at, s.text) for s in rows))
 
     @admin.display(description="buyer's downloads")
     def download_log(self, order):
@@ -210,3 +215,32 @@ class OrderAdmin(admin.ModelAdmin):
                                          kind=OperatorAction.Kind.RESOLVE, status__in=OperatorAction.OPEN).exists():
             return f"A resolution of order {order.order_id} is already on its way."
         return ""
+
+
+class ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DisputeStatement)
+class DisputeStatementAdmin(ReadOnly):
+    """The parties' own words (also shown beside each dispute in the order's page)."""
+
+    list_display = ("order_id", "role", "author", "created_at", "chain_id")
+    list_filter = ("role", "chain_id")
+    search_fields = ("author", "text")
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(ReadOnly):
+    """Credits and withdrawals as the indexer mirrored them."""
+
+    list_display = ("kind", "account", "amount", "token", "order_id", "block_number", "tx_hash")
+    list_filter = ("kind", "chain_id")
+    search_fields = ("account", "tx_hash")

@@ -8,18 +8,19 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import APIError, ConfirmationsWaiting, StrictRegexField, errors
+from marketplace.api import APIError, ConfirmationsWaiting, StrictRegexField, StrictTextField, errors
 from marketplace.catalog import revisions
 from marketplace.catalog.api import IsSignedIn
 from marketplace.catalog.models import DatasetVersion
+from marketplace.chain.browser import chain_name, wallet_abi
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.nudge import NodeDown, NotMined, catch_up
 from marketplace.chain.services import deployed_address
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded, consume
 
-from . import delivery, relay, selectors, signed
-from .models import Order
+from . import delivery, relay, selectors, services, signed
+from .models import DisputeStatement, Order
 
 
 class DownloadRequest(serializers.Serializer):
@@ -103,6 +104,8 @@ class OrderSerializer(serializers.Serializer):
     dispute_deadline = serializers.DateTimeField(allow_null=True)
     tx_hash = serializers.CharField()
     block_number = serializers.IntegerField()
+    settled_tx_hash = serializers.CharField(
+        help_text="The transaction of its latest change (empty: none yet)")
     dataset = serializers.CharField(allow_null=True, help_text="The dataset's slug (null: a listing not linked here)")
     title = serializers.CharField(allow_null=True)
     version = serializers.IntegerField(allow_null=True)
@@ -115,7 +118,7 @@ def order_body(order, version) -> dict:
         "status": order.status, "buyer": order.buyer, "token": order.token, "amount": str(order.amount),
         "refund": str(order.refund), "owner_amount": str(order.owner_amount), "fee": str(order.fee),
         "release_at": order.release_at, "dispute_deadline": order.dispute_deadline, "tx_hash": order.tx_hash,
-        "block_number": order.block_number,
+        "block_number": order.block_number, "settled_tx_hash": order.settled_tx_hash,
         "dataset": version.dataset.slug if version else None, "title": version.dataset.title if version else None,
         "version": version.number if version else None,
         "can_download": version is not None and order.status != Order.Status.REFUNDED,
@@ -146,14 +149,21 @@ class SalesView(APIView):
 
 ChainInfo = inline_serializer("ChainInfo", {
     "chain_id": serializers.IntegerField(),
+    "chain_name": serializers.CharField(
+        help_text="What to call the chain when a wallet is on another one"),
     "market": serializers.CharField(allow_null=True, help_text="The DataMarket's address (null: not deployed yet)"),
     "confirmations": serializers.IntegerField(help_text="Blocks the server waits before it counts an order"),
     "download_domain": serializers.DictField(help_text="The EIP-712 domain of signed download requests"),
+    "explorer_url": serializers.CharField(help_text="A block explorer (<url>/tx/<hash>), or empty"),
+    "abi": serializers.DictField(
+        help_text="`calls`: {signature: selector} of the market's and the token's calls pages "
+                  "make; `errors`: {selector: {name, types}} of every revert they may meet"),
 })
 
 
 class ChainView(APIView):
-    """Where to pay: the chain and the market a buyer's wallet or client sends purchases to."""
+    """Where to pay: the chain and the market a buyer's wallet or client sends purchases to, and
+    what a page needs to call them and to read their errors."""
 
     authentication_classes = []
 
@@ -161,9 +171,12 @@ class ChainView(APIView):
     def get(self, request):
         market = deployed_address(settings.CHAIN_ID, "DataMarket")
         return Response({
-            "chain_id": settings.CHAIN_ID, "market": market, "confirmations": settings.CHAIN_CONFIRMATIONS,
+            "chain_id": settings.CHAIN_ID, "chain_name": chain_name(settings.CHAIN_ID),
+            "market": market,
+            "confirmations": settings.CHAIN_CONFIRMATIONS,
             "download_domain": {"name": signed.DOMAIN_NAME, "version": "1", "chainId": settings.CHAIN_ID,
                                 "verifyingContract": market},
+            "explorer_url": settings.EXPLORER_URL, "abi": wallet_abi(),
         })
 
 
@@ -172,9 +185,10 @@ class PurchaseReceipt(serializers.Serializer):
 
 
 class PurchaseReceiptView(APIView):
-    """A purchase's transaction: the chain indexer reads through its block now (once it has the
-    confirmations the server waits for) and the order is returned; 202 with the confirmations so far
-    while it waits. The buying page posts it every second until the order is there."""
+    """A purchase's transaction, or one that moved an order (a confirmation, a dispute): the
+    chain indexer reads through its block now (once it has the confirmations the server waits
+    for) and the orders it made or moved are returned; 202 with the confirmations so far while it
+    waits. The buying page and the library post it every second until the order is there."""
 
     authentication_classes = []
 
@@ -195,10 +209,10 @@ class PurchaseReceiptView(APIView):
                            status=503) from None
         if not nudge.read:
             return Response(nudge.progress, status=202)
-        orders = list(Order.objects.filter(chain_id=settings.CHAIN_ID, tx_hash=nudge.tx_hash))
+        orders = selectors.touched_by(settings.CHAIN_ID, nudge.tx_hash)
         if not orders:
-            raise APIError("no_order", f"Transaction {nudge.tx_hash} bought nothing on the market "
-                           "(it failed, or called another contract).", status=404)
+            raise APIError("no_order", f"Transaction {nudge.tx_hash} bought nothing on the market and "
+                           "moved no order (it failed, or called another contract).", status=404)
         return Response([order_body(o, v) for o, v in selectors.with_versions(orders)])
 
 
@@ -260,3 +274,53 @@ class RelayedActionView(APIView):
     def get(self, request, pk):
         action = get_object_or_404(OperatorAction, pk=pk, kind__in=[k for k, _ in relay.ACTIONS.values()])
         return Response(relayed_body(action))
+
+
+class StatementSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=DisputeStatement.Role.choices, read_only=True,
+        help_text="buyer: the buyer's statement; seller: the listing owner's answer")
+    author = serializers.CharField(read_only=True, help_text="The wallet that wrote it")
+    text = StrictTextField(
+        max_length=services.MAX_STATEMENT_LENGTH,
+        help_text="What happened, in the writer's words (one statement per party, final)")
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class OrderStatementsView(APIView):
+    """The statements on a disputed order of this chain's market: the buyer's and the listing
+    owner's answer. Only those two may read or write them; each writes once, while the order is
+    disputed."""
+
+    permission_classes = [IsSignedIn]
+
+    def _order(self, request, order_id):
+        order = selectors.current_order(settings.CHAIN_ID, order_id)
+        if order is None:
+            raise APIError("not_found", f"No order {order_id} on this chain's market (an order "
+                           "shows here once its block is indexed).", status=404)
+        if selectors.party(request.user.address, order) is None:
+            raise APIError("not_a_party", "Only the order's buyer and the listing's owner may read "
+                           "or write its dispute statements.", status=403)
+        return order
+
+    @extend_schema(responses={200: StatementSerializer(many=True), **errors(401, 403, 404)})
+    def get(self, request, order_id):
+        order = self._order(request, order_id)
+        key = (order.chain_id, order.market, int(order.order_id))
+        rows = selectors.statements([order]).get(key, [])
+        return Response(StatementSerializer(rows, many=True).data)
+
+    @extend_schema(request=StatementSerializer, responses={201: StatementSerializer,
+                                                           **errors(400, 401, 403, 404, 409, 429)})
+    def post(self, request, order_id):
+        data = StatementSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        enforce(request, "statement")
+        order = self._order(request, order_id)
+        try:
+            row = services.post_statement(address=request.user.address, order=order,
+                                          text=data.validated_data["text"].strip())
+        except services.StatementRefused as refused:
+            raise APIError(refused.code, refused.message, status=refused.status) from None
+        return Response(StatementSerializer(row).data, status=201)

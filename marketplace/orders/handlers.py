@@ -1,6 +1,6 @@
-"""The indexer's handlers for the market's order events, and their rollback after a
-reorganisation. Both apply events through `apply`, so a rolled-back order is exactly what replaying
-its surviving events gives."""
+"""The indexer's handlers for the market's order and credit events, and their rollback after a
+reorganisation. Order events go through `apply`, so a rolled-back order is exactly what replaying
+its surviving events gives; a credit entry is one event, so a rollback deletes the orphaned ones."""
 from datetime import datetime, timezone
 
 from django.db import connection
@@ -8,10 +8,11 @@ from django.db import connection
 from marketplace.chain.indexer import EVENT_FIELDS, Event
 from marketplace.chain.models import ChainEvent
 
-from .models import Order
+from .models import CreditEntry, Order
 
 ORDER_EVENTS = ("OrderCreated", "OrderDisputed", "OrderReleased", "DisputeResolved", "DisputeExpired")
 STATUS_EVENTS = ORDER_EVENTS[1:]
+CREDIT_EVENTS = ("Credited", "Withdrawn")
 _CREATED_COLUMNS = ("chain_id", "market", "order_id", "listing_id", "buyer", "token", "amount", "fee_bps",
                     "release_at", "tx_hash", "log_index", "block_number")
 
@@ -45,10 +46,11 @@ def apply(order: Order, event: Event) -> None:
         order.status = Order.Status.REFUNDED if order.refund == order.amount else Order.Status.RESOLVED
     elif event.name == "DisputeExpired":
         order.status, order.refund = Order.Status.REFUNDED, int(args["refund"])
-    order.settled_block = event.block_number
+    order.settled_block, order.settled_tx_hash = event.block_number, event.tx_hash
 
 
-_STATE_FIELDS = ["status", "dispute_deadline", "refund", "owner_amount", "fee", "settled_block"]
+_STATE_FIELDS = ["status", "dispute_deadline", "refund", "owner_amount", "fee", "settled_block",
+                 "settled_tx_hash"]
 
 
 def on_order_events(events: list[Event]) -> None:
@@ -56,10 +58,12 @@ def on_order_events(events: list[Event]) -> None:
     stored for the first time, so none exists yet), then the changes."""
     new = [_created(e) for e in events if e.name == "OrderCreated"]
     if new:
-        with connection.cursor() as cursor, cursor.cursor.copy(
-                f"COPY orders_order ({', '.join(_CREATED_COLUMNS)}, status, refund, owner_amount, fee) FROM STDIN") as copy:
+        columns = ", ".join((*_CREATED_COLUMNS, "status", "refund", "owner_amount", "fee",
+                             "settled_tx_hash"))
+        sql = f"COPY orders_order ({columns}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for row in new:
-                copy.write_row((*row, Order.Status.OPEN, 0, 0, 0))
+                copy.write_row((*row, Order.Status.OPEN, 0, 0, 0, ""))
     changes = [e for e in events if e.name in STATUS_EVENTS]
     if not changes:
         return
@@ -73,9 +77,26 @@ def on_order_events(events: list[Event]) -> None:
     Order.objects.bulk_update([orders[k] for k in keys if k in orders], _STATE_FIELDS)
 
 
+def on_credit_events(events: list[Event]) -> None:
+    """One range's `Credited` and `Withdrawn` events, an entry each (each event is new)."""
+    entries = []
+    for e in events:
+        args = e.args
+        if e.name == "Credited":
+            kind = {"kind": CreditEntry.Kind.CREDITED, "order_id": int(args["orderId"])}
+        else:
+            kind = {"kind": CreditEntry.Kind.WITHDRAWN, "to": args["to"]}
+        entries.append(CreditEntry(
+            chain_id=e.chain_id, market=e.address, token=args["token"], account=args["account"],
+            amount=int(args["amount"]), tx_hash=e.tx_hash, log_index=e.log_index,
+            block_number=e.block_number, **kind))
+    CreditEntry.objects.bulk_create(entries)
+
+
 def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     """Orders created in orphaned blocks go; orders whose state changed there are replayed from
-    their surviving events."""
+    their surviving events. Credit entries of orphaned blocks go (each is one event)."""
+    CreditEntry.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
     Order.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
     touched = {(e.address, int(e.args["orderId"])) for e in orphaned if e.name in STATUS_EVENTS}
     for market, order_id in touched:

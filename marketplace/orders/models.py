@@ -36,6 +36,9 @@ class Order(models.Model):
     log_index = models.PositiveIntegerField()
     block_number = models.BigIntegerField()
     settled_block = models.BigIntegerField(null=True, blank=True, help_text="The block of its last state change")
+    settled_tx_hash = models.CharField(
+        max_length=66, blank=True, default="",
+        help_text="The transaction of its last state change (a payout's, a refund's)")
 
     class Meta:
         constraints = [
@@ -46,6 +49,7 @@ class Order(models.Model):
             models.Index(fields=["chain_id", "listing_id", "buyer"], name="order_access"),
             models.Index(fields=["buyer", "-block_number"], name="order_library"),
             models.Index(fields=["status", "release_at"], name="order_maturity"),
+            models.Index(fields=["chain_id", "settled_tx_hash"], name="order_settled_tx"),
         ]
 
     def __str__(self):
@@ -102,3 +106,62 @@ class Download(models.Model):
 
     def __str__(self):
         return f"{self.buyer} got {self.bytes_served:,} bytes of {self.version}"
+
+
+class CreditEntry(models.Model):
+    """One `Credited` or `Withdrawn` event of the market: a transfer out of a settlement that
+    failed and became the recipient's credit, or a credit withdrawn. An account's credit of a
+    token is its entries' sum (credited minus withdrawn). Chain-derived: written by the indexer's
+    handler, keyed by the event, deleted with orphaned blocks and with a forgotten chain."""
+
+    class Kind(models.TextChoices):
+        CREDITED = "credited", "Credited"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    chain_id = models.BigIntegerField()
+    market = models.CharField(max_length=42, help_text="The DataMarket (checksummed)")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    token = models.CharField(max_length=42)
+    account = models.CharField(max_length=42, help_text="Whose credit it is")
+    amount = models.DecimalField(**MONEY)
+    order_id = models.DecimalField(**MONEY, null=True, blank=True,
+                                   help_text="The order credited (Credited only)")
+    to = models.CharField(max_length=42, blank=True,
+                          help_text="Where a withdrawal went (Withdrawn only)")
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"],
+                                               name="credit_event_once")]
+        indexes = [models.Index(fields=["account", "chain_id", "token"], name="credit_by_account")]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} of {self.token} for {self.account}"
+
+
+class DisputeStatement(models.Model):
+    """What a party to a disputed order says: the buyer's statement, the listing owner's answer,
+    one each. Made by users, so it names the order by (chain id, market, order id), not by a
+    foreign key: an order row goes with a reorganisation or a forgotten chain, a statement never
+    does."""
+
+    class Role(models.TextChoices):
+        BUYER = "buyer", "Buyer"
+        SELLER = "seller", "Seller"
+
+    chain_id = models.BigIntegerField()
+    market = models.CharField(max_length=42)
+    order_id = models.DecimalField(**MONEY)
+    role = models.CharField(max_length=8, choices=Role.choices)
+    author = models.CharField(max_length=42, help_text="The wallet that wrote it")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain_id", "market", "order_id", "role"],
+                                               name="one_statement_per_party")]
+
+    def __str__(self):
+        return f"{self.role}'s statement on order {self.order_id}"

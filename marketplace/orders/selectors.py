@@ -12,6 +12,14 @@ def paid_orders(buyer: str, chain_id: int, listing_ids):
                                 listing_id__in=list(listing_ids)).exclude(status=Order.Status.REFUNDED)
 
 
+def touched_by(chain_id: int, tx_hash: str) -> list:
+    """The orders a transaction made, or whose latest change it was (a confirmation, a dispute)."""
+    from django.db.models import Q
+
+    made_or_moved = Q(tx_hash=tx_hash) | Q(settled_tx_hash=tx_hash)
+    return list(Order.objects.filter(made_or_moved, chain_id=chain_id))
+
+
 def with_versions(orders) -> list[tuple]:
     """(order, version or None) for each order: the version its listing is linked to, if any."""
     from marketplace.catalog.models import Listing
@@ -40,3 +48,68 @@ def sales(owner):
     for chain_id in {c for c, _ in keys}:
         query = query | Order.objects.filter(chain_id=chain_id, listing_id__in=[i for c, i in keys if c == chain_id])
     return with_versions(query.order_by("-block_number", "-log_index"))
+
+
+def current_order(chain_id: int, order_id: int):
+    """The order `order_id` of the chain's current market, or None."""
+    from marketplace.chain.services import deployed_address
+
+    return Order.objects.filter(chain_id=chain_id, market=deployed_address(chain_id, "DataMarket"),
+                                order_id=order_id).first()
+
+
+def party(address: str, order) -> str | None:
+    """"buyer" or "seller" (the owner of the order's listing) for `address`, else None."""
+    from marketplace.catalog.models import Listing
+
+    if not address:
+        return None
+    if address == order.buyer:
+        return "buyer"
+    listings = Listing.objects.filter(chain_id=order.chain_id, listing_id=order.listing_id)
+    if listings.filter(owner=address).exists():
+        return "seller"
+    return None
+
+
+def statements(orders) -> dict:
+    """{(chain id, market, order id): [statements, buyer's first]} for these orders."""
+    from .models import DisputeStatement
+
+    orders = list(orders)
+    found = {}
+    if not orders:
+        return found
+    rows = DisputeStatement.objects.filter(chain_id__in={o.chain_id for o in orders},
+                                           market__in={o.market for o in orders},
+                                           order_id__in={o.order_id for o in orders})
+    for row in rows.order_by("created_at", "id"):
+        found.setdefault((row.chain_id, row.market, int(row.order_id)), []).append(row)
+    return found
+
+
+def credit_balances(account: str, chain_id: int) -> list[dict]:
+    """The account's credits on the chain's current market, by token: what failed transfers
+    left it ({token, credited, withdrawn, balance}, in base units), with a balance or not."""
+    from django.db.models import Q, Sum
+
+    from marketplace.chain.services import deployed_address
+
+    from .models import CreditEntry
+
+    market = deployed_address(chain_id, "DataMarket")
+    credited, withdrawn = Q(kind=CreditEntry.Kind.CREDITED), Q(kind=CreditEntry.Kind.WITHDRAWN)
+    rows = (CreditEntry.objects.filter(account=account, chain_id=chain_id, market=market)
+            .values("token").order_by("token")
+            .annotate(credited=Sum("amount", filter=credited, default=0),
+                      withdrawn=Sum("amount", filter=withdrawn, default=0)))
+    return [{**row, "credited": int(row["credited"]), "withdrawn": int(row["withdrawn"]),
+             "balance": int(row["credited"]) - int(row["withdrawn"])} for row in rows]
+
+
+def credit_entries(account: str, chain_id: int):
+    """The account's credit entries on the chain, newest first."""
+    from .models import CreditEntry
+
+    return (CreditEntry.objects.filter(account=account, chain_id=chain_id)
+            .order_by("-block_number", "-log_index"))

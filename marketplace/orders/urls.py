@@ -11,4 +11,6 @@ urlpatterns = [
     path("me/sales", api.SalesView.as_view(), name="my-sales"),
     path("orders/<int:order_id>/relay", api.RelayView.as_view(), name="order-relay"),
     path("relay/<int:pk>", api.RelayedActionView.as_view(), name="relayed-action"),
+    path("orders/<int:order_id>/statements", api.OrderStatementsView.as_view(),
+         name="order-statements"),
 ]

@@ -1,6 +1,7 @@
 """Server-rendered pages. They never wait on the chain or the broker: live status is fetched
 from /healthz by the page itself, and every page works without JavaScript (scripts only enhance:
 live analysis progress, the publishing forms that talk to the JSON API, copy buttons)."""
+from datetime import timedelta
 import logging
 import math
 from urllib.parse import urlencode
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.http import Http404, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.templatetags.static import static
+from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
@@ -19,6 +21,9 @@ from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, Dat
 from marketplace.catalog.preview import (
     MIN_PUBLIC_COUNT, column_names, public_analysis_message, public_columns, public_sample, unmatched_hidden,
 )
+from marketplace.orders import selectors as orders
+from marketplace.orders.delivery import paid_listing
+from marketplace.orders.models import Order
 from marketplace.web.jinja import short_address
 
 logger = logging.getLogger(__name__)
@@ -391,10 +396,13 @@ def dataset_detail(request, slug):
     if is_owner:
         waiting = list(DatasetRevision.objects.filter(dataset=dataset, status__in=DatasetRevision.OPEN)
                        .select_related("version").order_by("created_at", "id"))
+    current = version_view(shown[0]) if shown else None
     return render(request, "web/dataset.html", {
         "dataset": dataset,
         "card": card,
-        "version": version_view(shown[0]) if shown else None,
+        "version": current,
+        "buy": buy_view(request, current, is_owner=is_owner),
+        "explorer_url": settings.EXPLORER_URL,
         "older_versions": [version_view(v) for v in shown[1:]],
         "is_owner": is_owner,
         "waiting": waiting,
@@ -403,11 +411,152 @@ def dataset_detail(request, slug):
     })
 
 
+# Buying, the buyer's library, the publisher's sales ----------------------------------------------
+
+
+def explorer_link(kind: str, value: str) -> str | None:
+    """<EXPLORER_URL>/tx/<hash> or /address/<address>, when an explorer is configured."""
+    return f"{settings.EXPLORER_URL}/{kind}/{value}" if settings.EXPLORER_URL and value else None
+
+
+def buy_view(request, version, *, is_owner):
+    """What the buy card shows: `state` is "bought" (the signed-in wallet holds a live order of
+    the version, as the indexer read it), "buyable", "not_for_sale", "unlisted" or "owner"; the
+    page's script then buys through the wallet (frontend/src/buy.js)."""
+    if version is None:
+        return {"state": "unlisted"}
+    listing = version["listing"]
+    address = request.user.address if request.user.is_authenticated else ""
+    view = {"listing": listing, "address": address or "", "order": None,
+            "price_units": str(int(listing.price)) if listing is not None else "",
+            "token": listing.token if listing is not None else version["token"]}
+    paid = paid_listing(address, version["obj"]) if address else None
+    if paid is not None:
+        live = orders.paid_orders(address, paid[0], [paid[1]])
+        order = live.order_by("-block_number", "-log_index").first()
+        view.update(state="bought", order=order)
+    elif is_owner:
+        view["state"] = "owner"
+    elif listing is None:
+        view["state"] = "unlisted"
+    elif not (listing.active and listing.approved) or not version["public"]:
+        view["state"] = "not_for_sale"
+    else:
+        view["state"] = "buyable"
+    return view
+
+
+STATUS_WORDS = {
+    Order.Status.OPEN: "In escrow",
+    Order.Status.DISPUTED: "Disputed",
+    Order.Status.RELEASED: "Paid to the seller",
+    Order.Status.RESOLVED: "Resolved by the arbiter",
+    Order.Status.REFUNDED: "Refunded",
+}
+
+
+def order_view(order, version, said, *, now):
+    """An order as the library and the sales pages show it: amounts formatted from base units,
+    what may be done with it now, links to its transactions, the parties' statements."""
+    listing = latest_listing(version) if version is not None else None
+    amount, fee_bps = int(order.amount), int(order.fee_bps)
+    expected_fee = amount * fee_bps // 10_000
+    bought_at = (order.release_at - timedelta(seconds=listing.dispute_window)
+                 if listing is not None and listing.dispute_window is not None else None)
+    by_role = {row.role: row for row in said}
+    return {
+        "obj": order,
+        "order_id": str(order.order_id),
+        "status": order.status,
+        "status_label": STATUS_WORDS.get(order.status, order.status),
+        "amount": format_usdc(amount),
+        "fee": format_usdc(order.fee if order.status != Order.Status.OPEN else expected_fee),
+        "owner_amount": format_usdc(order.owner_amount),
+        "refund": format_usdc(order.refund),
+        "expected_owner": format_usdc(amount - expected_fee),
+        "buyer": order.buyer,
+        "buyer_short": short_address(order.buyer),
+        "dataset": version.dataset if version is not None else None,
+        "version": version,
+        "can_download": version is not None and order.status != Order.Status.REFUNDED,
+        "bought_at": bought_at,
+        "release_at": order.release_at,
+        "window_open": order.status == Order.Status.OPEN and now < order.release_at,
+        "can_confirm": order.status == Order.Status.OPEN,
+        "dispute_deadline": order.dispute_deadline,
+        "tx_hash": order.tx_hash,
+        "tx_url": explorer_link("tx", order.tx_hash),
+        "settled_tx_hash": order.settled_tx_hash,
+        "settled_url": explorer_link("tx", order.settled_tx_hash),
+        "buyer_statement": by_role.get("buyer"),
+        "seller_statement": by_role.get("seller"),
+    }
+
+
+def _order_views(pairs):
+    pairs = list(pairs)
+    said = orders.statements([o for o, _ in pairs])
+    now = timezone.now()
+    return [order_view(o, v, said.get((o.chain_id, o.market, int(o.order_id)), []), now=now)
+            for o, v in pairs]
+
+
+@ensure_csrf_cookie
+def library(request):
+    """The signed-in wallet's purchases: download, confirm, dispute with a statement."""
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "Your library", audience="buyers")
+    address = request.user.address
+    views = _order_views(orders.library(address)) if address else []
+    return render(request, "web/library.html", {
+        "orders": views,
+        "disputed": [v for v in views if v["status"] == Order.Status.DISPUTED],
+        "open_count": sum(1 for v in views if v["status"] == Order.Status.OPEN),
+    })
+
+
+@ensure_csrf_cookie
+def sales(request):
+    """The orders of the signed-in publisher's listings, earnings pending and paid, credits to
+    withdraw, payouts, and the disputes to answer."""
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "Your sales", audience="publishers")
+    views = _order_views(orders.sales(request.user))
+    pending = sum(int(v["obj"].amount) - int(v["obj"].amount) * int(v["obj"].fee_bps) // 10_000
+                  for v in views if v["status"] in (Order.Status.OPEN, Order.Status.DISPUTED))
+    paid = sum(int(v["obj"].owner_amount) for v in views
+               if v["status"] in (Order.Status.RELEASED, Order.Status.RESOLVED))
+    refunded = sum(int(v["obj"].refund) for v in views)
+    address = request.user.address or ""
+    balances = orders.credit_balances(address, settings.CHAIN_ID) if address else []
+    entries = list(orders.credit_entries(address, settings.CHAIN_ID)[:50]) if address else []
+    payouts = [v for v in views if v["status"] in (Order.Status.RELEASED, Order.Status.RESOLVED)]
+    return render(request, "web/sales.html", {
+        "orders": views,
+        "disputed": [v for v in views if v["status"] == Order.Status.DISPUTED],
+        "pending": format_usdc(pending),
+        "paid": format_usdc(paid),
+        "refunded": format_usdc(refunded),
+        "pending_count": sum(1 for v in views if v["status"] in (Order.Status.OPEN,
+                                                                  Order.Status.DISPUTED)),
+        "paid_count": len(payouts),
+        "credits": [{**c, "balance_text": format_usdc(c["balance"]),
+                     "token_url": explorer_link("address", c["token"])}
+                    for c in balances if c["balance"] > 0],
+        "credits_total": format_usdc(sum(c["balance"] for c in balances)),
+        "credit_entries": [{"obj": e, "amount": format_usdc(e.amount),
+                            "tx_url": explorer_link("tx", e.tx_hash)} for e in entries],
+        "payouts": payouts,
+        "address": address,
+    })
+
+
 # Publisher pages -------------------------------------------------------------------------------
 
 
-def _sign_in_prompt(request, title):
-    return render(request, "web/sign_in_prompt.html", {"page_title": title}, status=200)
+def _sign_in_prompt(request, title, audience="publishers"):
+    return render(request, "web/sign_in_prompt.html", {"page_title": title, "audience": audience},
+                  status=200)
 
 
 @ensure_csrf_cookie

@@ -16,6 +16,13 @@ WALLET_SCRIPT = """
   const config = %s;
   const provider = {
     async request({ method, params }) {
+      // A test holds a request (window.__walletHold[method], a promise) to see the page while the
+      // wallet "waits for the user", or has the user reject it (window.__walletReject[method]).
+      const hold = window.__walletHold && window.__walletHold[method];
+      if (hold) await hold;
+      if (window.__walletReject && window.__walletReject[method]) {
+        throw Object.assign(new Error("User rejected the request."), { code: 4001 });
+      }
       if (method === "eth_requestAccounts" || method === "eth_accounts") return [config.account];
       const response = await fetch(config.rpc, {
         method: "POST",
@@ -23,7 +30,11 @@ WALLET_SCRIPT = """
         body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params || [] }),
       });
       const body = await response.json();
-      if (body.error) throw Object.assign(new Error(body.error.message), { code: body.error.code });
+      // As wallets do (EIP-1193), a revert's data comes with the error.
+      const error = body.error;
+      if (error) {
+        throw Object.assign(new Error(error.message), { code: error.code, data: error.data });
+      }
       return body.result;
     },
   };

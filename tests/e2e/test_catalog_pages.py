@@ -125,7 +125,9 @@ def test_dataset_page_shows_schema_statistics_and_sample(page, live_server, owne
                 analysis_status="done", row_count=3, columns=COLUMNS, sample=SAMPLE)
     page.goto(f"{live_server.url}/datasets/{ds.slug}")
     assert page.locator(".dataset-title").inner_text() == "French cities"
-    assert page.locator(".buy-card .buy-button").is_disabled()
+    # The wallet buys (frontend/src/buy.js): the button is enabled.
+    page.wait_for_function("() => !document.querySelector('.buy-card .buy-button').disabled")
+    assert page.locator(".buy-card .buy-button").inner_text() == "Buy for 25 USDC"
     assert "25" in page.locator(".buy-card .buy-price").inner_text()
     rows = page.locator("[data-schema] tbody tr")
     assert rows.count() == 2

@@ -33,7 +33,8 @@ def test_a_signed_out_visit_makes_no_failing_request(page, live_server, chain, o
     dataset = listed(owner, "Rainfall", row_count=3, analysis_status="done", columns=COLUMNS, sample=SAMPLE)
     SearchSync().rebuild()
     failures, console_errors, violations = visit_all(
-        page, live_server.url, ["/", "/about", f"/datasets/{dataset.slug}", "/me/datasets", "/me/profile"])
+        page, live_server.url, ["/", "/about", f"/datasets/{dataset.slug}", "/me/datasets",
+                                "/me/profile", "/me/library", "/me/sales"])
     assert failures == [] and console_errors == [] and violations == []
     assert page.locator("[data-wallet-button] span").inner_text() == "Connect wallet"
 
@@ -45,7 +46,9 @@ def test_a_signed_in_visit_shows_the_wallet_without_asking_the_api(page, live_se
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     failures, console_errors, violations = visit_all(
-        page, live_server.url, ["/", f"/datasets/{dataset.slug}", f"/me/datasets/{dataset.slug}/edit", "/me/profile"])
+        page, live_server.url, ["/", f"/datasets/{dataset.slug}",
+                                f"/me/datasets/{dataset.slug}/edit", "/me/profile", "/me/library",
+                                "/me/sales"])
     assert failures == [] and console_errors == [] and violations == []
     assert not [url for url in requests if "/api/v1/auth/me" in url]
     status = page.locator("[data-wallet-status]")

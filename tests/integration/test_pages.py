@@ -181,7 +181,8 @@ def test_every_page_has_the_content_security_policy_and_no_inline_code(client, o
     analysing = dataset(owner, "Analysing", analysis_status="running", analysis_progress=0.4)
     client.force_login(owner)
     for path in ("/", "/about", f"/datasets/{ds.slug}", f"/datasets/{analysing.slug}", "/me/datasets",
-                 "/me/datasets/new", f"/me/datasets/{ds.slug}/edit", "/me/profile", "/api/v1/docs", "/no-such-page"):
+                 "/me/datasets/new", f"/me/datasets/{ds.slug}/edit", "/me/profile", "/me/library",
+                 "/me/sales", "/api/v1/docs", "/no-such-page"):
         response = client.get(path)
         assert response.status_code in (200, 404), path
         assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY, path
@@ -214,3 +215,119 @@ def test_the_header_comes_with_the_signed_in_state(client, owner):
     owner.display_name = ""
     owner.save()
     assert f"<span data-wallet-name>{OWNER[:6]}…{OWNER[-4:]}</span>" in client.get("/about").content.decode()
+
+
+# Buying, the library and the sales --------------------------------------------------------------
+
+BUYER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+MARKET = "0x" + "4d" * 20
+
+
+def order_of(version, buyer, *, status="open", order_id=1, **fields):
+    """An order row of the version's listing, as the indexer writes it from OrderCreated (the
+    market recorded as the chain's deployed one)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.chain.models import Deployment
+    from marketplace.orders.models import Order
+
+    Deployment.objects.get_or_create(chain_id=31337, contract="DataMarket", defaults=dict(
+        address=MARKET, tx_hash="0x" + "00" * 32, block_number=1, block_hash="0x" + "00" * 32))
+    listing = version.listings.get()
+    return Order.objects.create(
+        chain_id=31337, market=MARKET, order_id=order_id, listing_id=listing.listing_id,
+        buyer=buyer, token=TOKEN, amount=listing.price, fee_bps=250,
+        release_at=timezone.now() + timedelta(days=3), status=status,
+        tx_hash="0x" + f"{order_id:064x}", log_index=0, block_number=10 + order_id, **fields)
+
+
+def test_the_buy_card_says_what_a_visitor_can_do(client, owner):
+    ds = dataset(owner, "Rainfall", analysis_status="done")
+    version = ds.versions.get()
+    signed_out = client.get(f"/datasets/{ds.slug}").content.decode()
+    assert 'data-state="buyable"' in signed_out and "Buy for 25 USDC" in signed_out
+    assert f'data-price="{version.price}"' in signed_out and "signs you in first" in signed_out
+    client.force_login(owner)
+    mine = client.get(f"/datasets/{ds.slug}").content.decode()
+    assert 'data-state="owner"' in mine and "data-buy-button" not in mine
+    assert "You publish this dataset" in mine
+    version.listings.update(active=False)
+    client.force_login(make_user(BUYER))
+    paused = client.get(f"/datasets/{ds.slug}").content.decode()
+    assert 'data-state="not_for_sale"' in paused and "paused sales" in paused
+
+
+def test_a_buyer_with_a_live_order_sees_the_download_instead_of_buy(client, owner):
+    ds = dataset(owner, "Rainfall", analysis_status="done")
+    order = order_of(ds.versions.get(), BUYER)
+    client.force_login(make_user(BUYER))
+    html = client.get(f"/datasets/{ds.slug}").content.decode()
+    assert 'data-state="bought"' in html and "data-buy-button" not in html
+    assert "data-download" in html
+    assert f"Order #{order.order_id}" in html and "You own version 1" in html
+    order.status = "refunded"
+    order.save()
+    html = client.get(f"/datasets/{ds.slug}").content.decode()  # a full refund: may buy again
+    assert 'data-state="buyable"' in html and "data-buy-button" in html
+
+
+def test_library_and_sales_prompt_when_signed_out_and_are_linked_when_signed_in(client, owner):
+    for path, audience in (("/me/library", "buyers"), ("/me/sales", "publishers")):
+        html = client.get(path).content.decode()
+        assert "data-sign-in-prompt" in html and f"signed-in {audience}" in html
+    signed_out = client.get("/about").content.decode()
+    assert 'data-account-link hidden><a class="nav-link" href="/me/library"' in signed_out
+    client.force_login(owner)
+    html = client.get("/about").content.decode()
+    assert 'data-account-link><a class="nav-link" href="/me/library"' in html
+    assert 'data-account-link><a class="nav-link" href="/me/sales"' in html
+
+
+def test_library_shows_each_order_with_what_may_be_done(client, owner, settings):
+    from marketplace.orders.models import DisputeStatement
+
+    settings.EXPLORER_URL = "https://explorer.example"
+    first = dataset(owner, "Rainfall", analysis_status="done")
+    second = dataset(owner, "Tides", analysis_status="done", price=1_500_000)
+    order_of(first.versions.get(), BUYER, order_id=1)
+    disputed = order_of(second.versions.get(), BUYER, order_id=2, status="disputed",
+                        settled_tx_hash="0x" + "ee" * 32)
+    DisputeStatement.objects.create(chain_id=31337, market=MARKET, order_id=2, role="buyer",
+                                    author=BUYER, text="Wrong <b>file</b>")
+    client.force_login(make_user(BUYER))
+    html = client.get("/me/library").content.decode()
+    assert html.index('data-order="2"') < html.index('data-order="1"')  # newest first
+    open_card = html[html.index('data-order="1"'):]
+    assert "data-order-confirm" in open_card and "data-dispute-form" in open_card
+    assert "25 USDC" in open_card
+    disputed_card = html[html.index('data-order="2"'):html.index('data-order="1"')]
+    assert "1.5 USDC" in disputed_card and "data-order-confirm" not in disputed_card
+    assert "Wrong &lt;b&gt;file&lt;/b&gt;" in disputed_card  # escaped
+    assert "has not answered yet" in disputed_card
+    assert f'href="https://explorer.example/tx/{disputed.settled_tx_hash}"' in disputed_card
+    assert "data-disputes-notice" in html
+    client.force_login(make_user(OTHER))
+    assert "Nothing bought yet" in client.get("/me/library").content.decode()
+
+
+def test_sales_show_earnings_disputes_and_payouts(client, owner):
+    ds = dataset(owner, "Rainfall", analysis_status="done")
+    other = dataset(owner, "Tides", analysis_status="done")
+    third = dataset(owner, "Winds", analysis_status="done")
+    order_of(ds.versions.get(), BUYER, order_id=1)  # 25 in escrow: 24.375 after the fee
+    order_of(other.versions.get(), BUYER, order_id=2, status="released", owner_amount=24_375_000,
+             fee=625_000, settled_tx_hash="0x" + "aa" * 32)
+    order_of(third.versions.get(), OTHER, order_id=3, status="disputed")
+    client.force_login(owner)
+    html = client.get("/me/sales").content.decode()
+    assert 'data-summary="pending"' in html
+    pending = html[html.index('data-summary="pending"'):html.index('data-summary="paid"')]
+    paid = html[html.index('data-summary="paid"'):html.index('data-summary="refunded"')]
+    assert "48.75" in pending and "24.375" in paid  # open + disputed, after the fee; released
+    assert "data-dispute-notice" in html and "#dispute-3" in html
+    assert 'data-statement-form data-order="3"' in html
+    assert 'data-payout="2"' in html and "0xaaaa" in html
+    client.force_login(make_user(BUYER))
+    assert "No sales yet" in client.get("/me/sales").content.decode()
