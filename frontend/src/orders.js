@@ -1,10 +1,9 @@
 // The buyer's library and the publisher's sales: downloads, dispute statements, and the order
-// actions sent from the wallet. Each action is one function (confirmOrder, disputeOrder,
-// withdrawCredit) that resolves with its mined transaction's hash, so that a relayed path (the
-// buyer signs confirmBySig / disputeBySig and the server submits it, for wallets without ETH) can
-// take the place of one without touching the pages.
+// actions. Each action is one function (confirmOrder, disputeOrder, withdrawCredit) that resolves
+// with its mined transaction's hash: sent from the wallet, or, for a buyer whose wallet has no ETH
+// for gas, signed (EIP-712) and sent by the marketplace's operator (confirmBySig, disputeBySig).
 
-import { UserError, account, chainInfo, encodeCall, ensureChain, ensureGas, explainWalletError, preflight, send, shortHex, waitForIndexer, waitReceipt } from "./chain.js";
+import { UserError, account, chainInfo, encodeCall, ensureChain, ensureGas, explainWalletError, preflight, rpc, send, shortHex, sleep, waitForIndexer, waitReceipt } from "./chain.js";
 import { clearErrors, messageOf, sendJson, showErrors } from "./http.js";
 import { findWallet } from "./wallet.js";
 
@@ -49,14 +48,71 @@ async function fromWallet(signature, values, options) {
   return hash;
 }
 
-/** The buyer confirms receipt: the publisher is paid now (`confirm(orderId)`). `options`: {say, expected}. */
-export function confirmOrder(orderId, options) {
-  return fromWallet("confirm(uint256)", [BigInt(orderId)], options);
+const DOMAIN_TYPE = [
+  { name: "name", type: "string" }, { name: "version", type: "string" },
+  { name: "chainId", type: "uint256" }, { name: "verifyingContract", type: "address" },
+];
+const ORDER_TYPE = [{ name: "orderId", type: "uint256" }, { name: "nonce", type: "bytes32" }, { name: "deadline", type: "uint256" }];
+
+function randomNonce() {
+  return "0x" + Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The buyer disputes within the window: the payment is frozen until an arbiter decides (`dispute(orderId)`). */
+/** For a wallet without ETH for gas: the buyer signs the market's ConfirmOrder / DisputeOrder
+ *  (EIP-712, no gas) and the marketplace's operator sends confirmBySig / disputeBySig
+ *  (POST /api/v1/orders/<id>/relay); resolves with the hash once the chain has it. */
+async function relayed(action, orderId, options) {
+  const say = options.say;
+  const provider = findWallet().provider;
+  const chain = await chainInfo();
+  const from = await account(provider);
+  const primary = action === "confirm" ? "ConfirmOrder" : "DisputeOrder";
+  const nonce = randomNonce();
+  const deadline = Math.floor(Date.now() / 1000) + 3600;
+  const typed = {
+    types: { EIP712Domain: DOMAIN_TYPE, [primary]: ORDER_TYPE },
+    primaryType: primary,
+    domain: { name: "DataMarket", version: "1", chainId: chain.chain_id, verifyingContract: chain.market },
+    message: { orderId: String(orderId), nonce, deadline },
+  };
+  say(`Your wallet has no ETH for gas: sign the ${action} instead (free), and the marketplace sends it for you…`);
+  const signature = await rpc(provider, "eth_signTypedData_v4", [from, JSON.stringify(typed)]);
+  say("Signed. The marketplace is sending it…");
+  const queued = await sendJson("POST", `/api/v1/orders/${encodeURIComponent(orderId)}/relay`, { action, nonce, deadline, signature });
+  if (!queued.ok) throw new UserError(messageOf(queued.data, queued.status));
+  let relay = queued.data;
+  const until = Date.now() + 300000;
+  while (relay.status === "pending" || relay.status === "sent") {
+    if (Date.now() > until) throw new UserError(`The marketplace has not sent your ${action} yet; it keeps trying. Reload the page in a while.`);
+    say(relay.status === "sent" ? `Sent in ${shortHex(relay.tx_hash)}: waiting for the chain…` : "Waiting for the marketplace to send it…");
+    await sleep(1000);
+    const answer = await sendJson("GET", `/api/v1/relay/${relay.id}`);
+    if (answer.ok) relay = answer.data;
+  }
+  if (relay.status !== "confirmed") throw new UserError(`Your ${action} was not done: ${relay.error || relay.status}.`);
+  return relay.tx_hash;
+}
+
+/** The wallet's transaction, or, when the wallet has no ETH for gas, the relayed signature. */
+async function walletOrRelay(action, orderId, options) {
+  try {
+    return await fromWallet(`${action}(uint256)`, [BigInt(orderId)], options);
+  } catch (error) {
+    if (error instanceof UserError && error.code === "no_gas") return relayed(action, orderId, options);
+    throw error;
+  }
+}
+
+/** The buyer confirms receipt: the publisher is paid now (`confirm(orderId)`, or relayed
+ *  `confirmBySig` when the wallet has no ETH). `options`: {say, expected}. */
+export function confirmOrder(orderId, options) {
+  return walletOrRelay("confirm", orderId, options);
+}
+
+/** The buyer disputes within the window: the payment is frozen until an arbiter decides
+ *  (`dispute(orderId)`, or relayed `disputeBySig` when the wallet has no ETH). */
 export function disputeOrder(orderId, options) {
-  return fromWallet("dispute(uint256)", [BigInt(orderId)], options);
+  return walletOrRelay("dispute", orderId, options);
 }
 
 /** The credit of `token` the market keeps for the signed-in account, sent to `to` (`withdraw(token, to)`). */

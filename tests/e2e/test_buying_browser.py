@@ -17,6 +17,7 @@ import pytest
 
 from marketplace.accounts.services import wallet_user
 from marketplace.chain import indexer
+from marketplace.chain.models import OperatorAction
 from marketplace.orders.models import CreditEntry, DisputeStatement, Order
 from tests.conftest import DEV_KEYS
 from tests.e2e.conftest import install_wallet
@@ -25,7 +26,7 @@ from tests.integration.test_credits import (  # noqa: F401  (fixtures)
     blocking, buyer, confirm_blocked, seller,
 )
 from tests.integration.test_datamarket_client import (  # noqa: F401  (fixtures)
-    BUYER_KEY, CONTENT, on_sale,
+    BUYER_KEY, CONTENT, on_sale, operator_sender,
 )
 from tests.integration.test_listing import PRICE
 
@@ -418,3 +419,31 @@ def test_the_publisher_withdraws_a_credit_the_token_refused_to_pay(
     assert payouts.locator("[data-credit-entry]").count() == 2
     assert "Credit withdrawn" in payouts.inner_text()
     shoot(page, "sales-credit-withdrawn")
+
+
+def test_a_buyer_without_eth_confirms_by_signature_and_the_marketplace_sends_it(
+        page, live_server, chain, on_sale, operator_sender):
+    """The wallet has no ETH for gas: Confirm asks for an EIP-712 signature instead, the relay
+    endpoint queues it, the operator sender sends confirmBySig, and the publisher is paid."""
+    base = base_url(live_server)
+    shopper = Account.from_key(BUYER_KEY)
+    listing_id = int(on_sale.listings.get().listing_id)
+    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), shopper.address)
+    chain.send(chain.market.contract.functions.purchase(listing_id, PRICE), shopper.address)
+    indexer.index_chain(chain.w3)
+    (order,) = Order.objects.filter(buyer=shopper.address)
+    chain.rpc("anvil_setBalance", [shopper.address, "0x0"])
+    paid_before = chain.token.balance_of(PUBLISHER.address)
+    install_wallet(page, rpc=chain.url, account=shopper.address)
+    sign_in_as(page, base, wallet_user(shopper.address))
+    page.goto(base + "/me/library")
+
+    page.locator(f'[data-order="{order.order_id}"] [data-order-confirm]').click()
+    wait_order_status(page, order.order_id, "released", timeout=30_000)
+
+    order.refresh_from_db()
+    assert order.status == "released"
+    assert chain.token.balance_of(PUBLISHER.address) - paid_before == PRICE - PRICE * 250 // 10_000
+    assert chain.w3.eth.get_balance(shopper.address) == 0, "the buyer paid no gas"
+    (relayed,) = OperatorAction.objects.filter(kind="confirm_by_sig")
+    assert relayed.status == "confirmed" and relayed.tx_hash == order.settled_tx_hash
