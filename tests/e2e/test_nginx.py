@@ -27,7 +27,6 @@ from eth_account import Account
 import pytest
 
 from marketplace.accounts.services import wallet_user
-from marketplace.catalog.listing import link_listing_from_receipt
 from marketplace.catalog.models import Dataset, DatasetVersion
 from marketplace.chain import indexer
 from marketplace.orders import delivery
@@ -56,10 +55,10 @@ def bought(chain):
         size=len(CONTENT), content_hash="0x" + SHA, price=PRICE, token=chain.token.address,
         analysis_status="done")
     functions = chain.market.contract.functions
-    receipt = chain.send(functions.createListing(chain.token.address, PRICE, publisher.address,
-                                                 bytes.fromhex(SHA), 24 * 3600), publisher.address)
-    tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
-    listing = link_listing_from_receipt(version, tx_hash).listing
+    chain.send(functions.createListing(chain.token.address, PRICE, publisher.address,
+                                      bytes.fromhex(SHA), 24 * 3600), publisher.address)
+    indexer.index_chain(chain.w3)  # its handler links the listing to the version
+    listing = version.listings.get()
     chain.send(functions.setApproval([int(listing.listing_id)], True), chain.operator.address)
     chain.token.mint(buyer.address, PRICE)
     chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), buyer.address)
