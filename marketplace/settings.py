@@ -174,6 +174,8 @@ MARKET_DISPUTE_PERIOD = env_int("MARKET_DISPUTE_PERIOD", 14 * 24 * 3600)
 # transaction may wait in the mempool before it is replaced at its nonce with higher fees.
 OPERATOR_RECEIPT_TIMEOUT = float(os.environ.get("OPERATOR_RECEIPT_TIMEOUT", "30"))
 OPERATOR_REPLACE_AFTER = float(os.environ.get("OPERATOR_REPLACE_AFTER", "120"))
+# The most the operator sender bids per unit of gas (wei), replacements included.
+OPERATOR_MAX_FEE_PER_GAS = env_int("OPERATOR_MAX_FEE_PER_GAS", 1_000 * 10**9)
 # The keeper: an order whose release or refund failed (or was skipped) is queued again after this.
 KEEPER_RETRY_AFTER = float(os.environ.get("KEEPER_RETRY_AFTER", "600"))
 REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 3600)  # seconds a root waits, revocable, before claims

@@ -143,7 +143,7 @@ def _hex(value) -> str:
     return value if isinstance(value, str) else "0x" + bytes(value).hex()
 
 
-def _block_hash(w3: Web3, number: int) -> str | None:
+def block_hash(w3: Web3, number: int) -> str | None:
     try:
         return _hex(w3.eth.get_block(number)["hash"])
     except BlockNotFound:
@@ -207,7 +207,7 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int, p
     block first - 1 if it is not `parent` any more (the caller checks for a reorganisation and
     reads again). The hash returned is the one checked before and after the read, never a third
     answer that might belong to another fork."""
-    before = _block_hash(w3, last)
+    before = block_hash(w3, last)
     logs = get_logs(w3, {"address": list(watched.contracts)}, first, last) if watched.contracts else []
     rows = _decode(chain_id, logs, {a: event_types(name) for a, name in watched.contracts.items()})
     tokens = set(watched.tokens)
@@ -218,9 +218,9 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int, p
         for topics in ([_TRANSFER, market], [_TRANSFER, None, market]):
             found = get_logs(w3, {"address": sorted(transfers), "topics": topics}, first, last)
             rows += _decode(chain_id, found, transfers)
-    if before is None or _block_hash(w3, last) != before:
+    if before is None or block_hash(w3, last) != before:
         return None
-    if parent is not None and _block_hash(w3, first - 1) != parent:
+    if parent is not None and block_hash(w3, first - 1) != parent:
         return None
     seen = set()
     unique = []
@@ -324,7 +324,7 @@ def rewind(w3: Web3, chain_id: int) -> tuple[int, int]:
     events orphaned). Raises ReorgTooDeep when no kept block is on the chain any more."""
     ancestor = None
     for block in IndexedBlock.objects.filter(chain_id=chain_id).order_by("-number"):
-        if _block_hash(w3, block.number) == block.hash:
+        if block_hash(w3, block.number) == block.hash:
             ancestor = block
             break
     if ancestor is None:
@@ -360,14 +360,14 @@ def start_cursor(w3: Web3, chain_id: int) -> IndexerCursor | None:
     if first is None:
         return None
     number = max(first - 1, 0)
-    block_hash = _block_hash(w3, number)
-    if block_hash is None:
+    found = block_hash(w3, number)
+    if found is None:
         raise IndexerError(f"block {number} of chain {chain_id} is missing: is CHAIN_RPC_URL the right node?")
     with transaction.atomic():
         cursor, created = IndexerCursor.objects.get_or_create(
-            chain_id=chain_id, defaults={"block_number": number, "block_hash": block_hash})
+            chain_id=chain_id, defaults={"block_number": number, "block_hash": found})
         if created:
-            IndexedBlock.objects.update_or_create(chain_id=chain_id, number=number, defaults={"hash": block_hash})
+            IndexedBlock.objects.update_or_create(chain_id=chain_id, number=number, defaults={"hash": found})
     return cursor
 
 
@@ -434,11 +434,11 @@ def _run(w3, chain_id, report, confirmations, range_size, through, max_ranges):
         cursor.refresh_from_db()
         report.through = cursor.block_number
         if cursor.block_number >= target:
-            if _block_hash(w3, cursor.block_number) != cursor.block_hash:
+            if block_hash(w3, cursor.block_number) != cursor.block_hash:
                 _rewound(w3, chain_id, report)
                 continue
             break
-        if _block_hash(w3, cursor.block_number) != cursor.block_hash:
+        if block_hash(w3, cursor.block_number) != cursor.block_hash:
             _rewound(w3, chain_id, report)
             continue
         last = min(target, cursor.block_number + range_size)

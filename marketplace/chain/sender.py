@@ -37,7 +37,7 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -66,20 +66,31 @@ TxStatus = OperatorTransaction.Status
 class KindSpec:
     function: str
     events: tuple  # the market events that settle an action of this kind
+    gas: int  # the most gas one transaction of this kind may use ...
+    gas_per_item: int = 0  # ... plus this much per action, for a kind that batches
     batch: bool = False  # many actions in one call
     arbiter: bool = False  # needs ARBITER_ROLE
 
+    def gas_limit(self, items: int) -> int:
+        return self.gas + self.gas_per_item * items
 
+
+# The gas ceilings are several times what each call uses with USDC-like tokens (a confirmation
+# 70k, a release 60k an order, an approval 25k a listing): a buyer's contract wallet or anything
+# else that makes a call cost more is refused before it is signed, and a transaction can never
+# burn more than its ceiling.
 KINDS = {
-    Kind.CONFIRM_BY_SIG: KindSpec("confirmBySig", ("OrderReleased",)),
-    Kind.DISPUTE_BY_SIG: KindSpec("disputeBySig", ("OrderDisputed",)),
-    Kind.RESOLVE: KindSpec("resolve", ("DisputeResolved",), arbiter=True),
-    Kind.APPROVE: KindSpec("setApproval", ("ListingApprovalSet",), batch=True),
-    Kind.UNAPPROVE: KindSpec("setApproval", ("ListingApprovalSet",), batch=True),
-    Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",)),
-    Kind.RELEASE: KindSpec("release", ("OrderReleased",), batch=True),
-    Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), arbiter=True),
+    Kind.CONFIRM_BY_SIG: KindSpec("confirmBySig", ("OrderReleased",), gas=300_000),
+    Kind.DISPUTE_BY_SIG: KindSpec("disputeBySig", ("OrderDisputed",), gas=200_000),
+    Kind.RESOLVE: KindSpec("resolve", ("DisputeResolved",), gas=300_000, arbiter=True),
+    Kind.APPROVE: KindSpec("setApproval", ("ListingApprovalSet",), gas=60_000, gas_per_item=40_000, batch=True),
+    Kind.UNAPPROVE: KindSpec("setApproval", ("ListingApprovalSet",), gas=60_000, gas_per_item=40_000,
+                             batch=True),
+    Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",), gas=300_000),
+    Kind.RELEASE: KindSpec("release", ("OrderReleased",), gas=60_000, gas_per_item=200_000, batch=True),
+    Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), gas=200_000, arbiter=True),
 }
+RELEASE_BATCH = 100  # orders per release(ids): 20M gas at most, under a block's 30M
 
 
 def receipt_timeout() -> float:
@@ -88,6 +99,16 @@ def receipt_timeout() -> float:
 
 def replace_after() -> float:
     return float(getattr(settings, "OPERATOR_REPLACE_AFTER", 120))
+
+
+def max_fee_cap() -> int:
+    """The most the sender bids per unit of gas, replacements included (wei)."""
+    return int(getattr(settings, "OPERATOR_MAX_FEE_PER_GAS", 1_000 * 10**9))
+
+
+class SenderStopped(Exception):
+    """The run must end now (its lock was lost, or the chain and this database disagree about a
+    nonce); the next run starts over."""
 
 
 @dataclass
@@ -102,18 +123,35 @@ class SendReport:
     dropped: int = 0
 
 
+_holder = {"pid": None}  # the database session that holds the lock, while this process does
+
+
 @contextmanager
 def sender_lock():
     """Yield whether this connection got the sender's advisory lock (never waits for it)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [LOCK_NAME])
-        acquired = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s)), pg_backend_pid()", [LOCK_NAME])
+        acquired, pid = cursor.fetchone()
+    if acquired:
+        _holder["pid"] = pid
     try:
         yield acquired
     finally:
         if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [LOCK_NAME])
+            _holder["pid"] = None
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [LOCK_NAME])
+            except DatabaseError:
+                pass  # the session is gone, and its lock with it
+
+
+def _check_lock() -> None:
+    """Before anything is broadcast: this process's database session still holds the lock (a
+    session that dropped took the lock with it, and another sender may be running)."""
+    current = connection.connection.info.backend_pid if connection.connection else None
+    if _holder["pid"] is None or current != _holder["pid"]:
+        raise SenderStopped("the database session that held the sender's lock is gone")
 
 
 def has_work() -> bool:
@@ -135,7 +173,12 @@ def send_operator_actions(*, timeout: float | None = None) -> SendReport:
                 if passes == 0:
                     report.skipped = "another sender is running"
                 return report  # the holder looks at the queue again after releasing the lock
-            seen = _run(report, timeout)
+            try:
+                seen = _run(report, timeout)
+            except SenderStopped as exc:
+                logger.error("operator sender stopped: %s", exc)
+                report.skipped = str(exc)
+                return report
         if not OperatorAction.objects.filter(status=Status.PENDING, id__gt=seen).exists():
             break
     return report
@@ -148,9 +191,9 @@ def _run(report: SendReport, timeout: float) -> int:
     market = deployed_market(w3)
     operator = operator_account()
     seen = OperatorAction.objects.filter(chain_id=chain_id).aggregate(top=Max("id"))["top"] or 0
-    _follow(w3, market, chain_id, operator, report)
+    sent = _follow(w3, market, chain_id, operator, report)  # what it broadcast again
     _supersede(chain_id)
-    sent, stop = [], False
+    stop = False
     for kind in KINDS:
         while not stop:
             tx = _prepare_batch(w3, market, chain_id, operator, kind, report)
@@ -252,9 +295,9 @@ def _prepare_batch(w3, market, chain_id, operator, kind, report):
     spec = KINDS[kind]
     roles = {}
     with transaction.atomic():
+        size = (RELEASE_BATCH if kind == Kind.RELEASE else BATCH_SIZE) if spec.batch else 1
         actions = list(OperatorAction.objects.select_for_update(skip_locked=True)
-                       .filter(status=Status.PENDING, chain_id=chain_id, kind=kind)
-                       .order_by("id")[:BATCH_SIZE if spec.batch else 1])
+                       .filter(status=Status.PENDING, chain_id=chain_id, kind=kind).order_by("id")[:size])
         if not actions:
             return None
         ready = []
@@ -269,23 +312,35 @@ def _prepare_batch(w3, market, chain_id, operator, kind, report):
         if not ready:
             return False
         call = _call(market, kind, ready)
-        nonce = _next_nonce(w3, chain_id, operator.address)
+        max_fee, priority = _fees(w3)
+        limit = spec.gas_limit(len(ready))
         try:
-            built = call.build_transaction({"from": operator.address, "nonce": nonce, "chainId": chain_id})
+            # Priced as it will be sent: a contract that behaves only when the gas price is 0 (a
+            # simulation) is seen as it is.
+            estimate = call.estimate_gas({"from": operator.address, "maxFeePerGas": max_fee,
+                                          "maxPriorityFeePerGas": priority})
         except ContractLogicError as exc:  # e.g. the operator lost MODERATOR_ROLE
             reason = f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
-            for action in ready:
-                _finish(action, Status.FAILED, error=reason)
-                report.failed += 1
-            return False
+            return _fail_all(ready, reason, report)
+        if estimate > limit:
+            return _fail_all(ready, f"{spec.function} would need {estimate:,} gas, more than the {limit:,} "
+                             "this action may use", report)
+        nonce = _next_nonce(w3, chain_id, operator.address)
+        built = call.build_transaction({
+            "from": operator.address, "nonce": nonce, "chainId": chain_id, "gas": min(limit, estimate * 5 // 4),
+            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority})
         signed = operator.sign_transaction(built)
         tx_hash = "0x" + bytes(signed.hash).hex()
-        tx = OperatorTransaction.objects.create(
-            chain_id=chain_id, sender=operator.address, nonce=nonce, kind=kind, to=market.address,
-            data=built["data"] if isinstance(built["data"], str) else "0x" + bytes(built["data"]).hex(),
-            gas=built["gas"], max_fee_per_gas=built["maxFeePerGas"],
-            max_priority_fee_per_gas=built["maxPriorityFeePerGas"],
-            raw="0x" + bytes(signed.raw_transaction).hex(), tx_hash=tx_hash, hashes=[tx_hash])
+        try:
+            with transaction.atomic():
+                tx = OperatorTransaction.objects.create(
+                    chain_id=chain_id, sender=operator.address, nonce=nonce, kind=kind, to=market.address,
+                    data=built["data"] if isinstance(built["data"], str) else "0x" + bytes(built["data"]).hex(),
+                    gas=built["gas"], max_fee_per_gas=max_fee, max_priority_fee_per_gas=priority,
+                    raw="0x" + bytes(signed.raw_transaction).hex(), tx_hash=tx_hash, hashes=[tx_hash])
+        except IntegrityError:
+            raise SenderStopped(f"nonce {nonce} of {operator.address} is already recorded here, but the chain "
+                                "counts it as unused; the next run looks again") from None
         for action in ready:
             action.status, action.transaction, action.tx_hash = Status.SENT, tx, tx_hash
             action.attempts += 1
@@ -294,9 +349,25 @@ def _prepare_batch(w3, market, chain_id, operator, kind, report):
     return tx
 
 
+def _fail_all(actions, reason: str, report: SendReport) -> bool:
+    for action in actions:
+        _finish(action, Status.FAILED, error=reason)
+        report.failed += 1
+    return False
+
+
+def _fees(w3) -> tuple[int, int]:
+    """(max fee, priority fee) per gas for a transaction sent now: the node's suggested tip and
+    twice the latest base fee, within OPERATOR_MAX_FEE_PER_GAS."""
+    base = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+    priority = min(int(w3.eth.max_priority_fee), max_fee_cap())
+    return min(2 * base + priority, max_fee_cap()), priority
+
+
 def _broadcast(w3, tx: OperatorTransaction, report: SendReport) -> bool:
     """Send `tx.raw` as it is; True when the node has it. A refusal is recorded on the row, which
     keeps its nonce and bytes for the next run."""
+    _check_lock()
     try:
         w3.eth.send_raw_transaction(tx.raw)
     except (ValueError, Web3RPCError) as exc:  # the node refused it (funds, fee, nonce, ...)
@@ -377,8 +448,14 @@ def _known(w3, tx: OperatorTransaction) -> bool:
     return False
 
 
-def _follow(w3, market, chain_id, operator, report) -> None:
-    """Settle, rebroadcast, replace or give up each open transaction of the operator key."""
+def _follow(w3, market, chain_id, operator, report) -> list[OperatorTransaction]:
+    """Settle, rebroadcast, replace or give up each open transaction of the operator key; returns
+    those it broadcast again or replaced."""
+    again = []
+    mined_count = w3.eth.get_transaction_count(operator.address, "latest")
+    _reconcile(w3, chain_id, operator.address, mined_count)
+    head = w3.eth.block_number
+    confirmed_block = max(0, head - settings.CHAIN_CONFIRMATIONS)
     for tx in OperatorTransaction.objects.filter(chain_id=chain_id, status__in=OperatorTransaction.OPEN):
         receipt = _receipt(w3, tx)
         if receipt is None and tx.status == TxStatus.MINED:
@@ -387,7 +464,9 @@ def _follow(w3, market, chain_id, operator, report) -> None:
             _mined(tx, receipt)
             _settle(w3, market, tx, report)
             continue
-        if w3.eth.get_transaction_count(tx.sender, "latest") > tx.nonce:
+        # Given up only when the nonce is used in a block with the confirmations: a node that
+        # has not seen the receipt yet (one behind a load balancer) gives nothing up.
+        if w3.eth.get_transaction_count(tx.sender, confirmed_block) > tx.nonce:
             receipt = _receipt(w3, tx)  # mined between the two reads?
             if receipt is not None:
                 _mined(tx, receipt)
@@ -395,14 +474,49 @@ def _follow(w3, market, chain_id, operator, report) -> None:
             else:
                 _drop(tx, report)
             continue
-        if not _known(w3, tx):
+        if tx.status == TxStatus.PENDING and not _known(w3, tx):
             if _broadcast(w3, tx, report):
                 report.rebroadcast += 1
+                again.append(tx)
                 logger.info("operator transaction %s at nonce %s was lost by the node; broadcast again",
                             tx.tx_hash, tx.nonce)
             continue
-        if tx.broadcast_at and (timezone.now() - tx.broadcast_at).total_seconds() >= replace_after():
-            _replace(w3, operator, tx, report)
+        if tx.status == TxStatus.SIGNED and not _known(w3, tx):
+            if _broadcast(w3, tx, report):  # accepted at last
+                report.rebroadcast += 1
+                again.append(tx)
+                continue
+        since = tx.broadcast_at or tx.created_at
+        # Only the nonce the chain waits for is repriced: one behind it is not underpriced, it waits.
+        if tx.nonce == mined_count and (timezone.now() - since).total_seconds() >= replace_after() \
+                and "insufficient funds" not in tx.error.lower():
+            if _replace(w3, operator, tx, report):
+                again.append(tx)
+    return again
+
+
+def _reconcile(w3, chain_id: int, address: str, mined_count: int) -> None:
+    """The chain counts fewer transactions of the key than this database settled (a node
+    restarted from an older state, a deep reorganisation): a settled transaction it no longer has
+    is open again, to be broadcast again byte for byte at its nonce (the contract's state guards
+    every kind against a second effect), and a dropped row gives its nonce back."""
+    for tx in OperatorTransaction.objects.filter(chain_id=chain_id, sender=address, nonce__gte=mined_count,
+                                                 status__in=(TxStatus.DONE, TxStatus.DROPPED)):
+        if _receipt(w3, tx) is not None:
+            continue
+        with transaction.atomic():
+            if tx.status == TxStatus.DROPPED:
+                tx.actions.update(transaction=None)
+                tx.delete()
+                continue
+            reason = f"the chain no longer has transaction {tx.mined_hash} (nonce {tx.nonce}); sent again"
+            tx.status, tx.mined_hash, tx.block_hash, tx.block_number = TxStatus.PENDING, "", "", None
+            tx.broadcast_at, tx.error = None, reason
+            tx.save(update_fields=["status", "mined_hash", "block_hash", "block_number", "broadcast_at", "error",
+                                   "updated_at"])
+            tx.actions.exclude(status=Status.PENDING).update(status=Status.SENT, error=reason, log_index=None,
+                                                             updated_at=timezone.now())
+        logger.warning("operator sender: %s", reason)
 
 
 def _mined(tx: OperatorTransaction, receipt) -> None:
@@ -427,9 +541,13 @@ def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
     the chain's: each action is decided by the events the indexer stored for the transaction."""
     if not catch_up(w3, tx.block_number, time.monotonic() + 5):
         return  # not confirmed yet, or the indexer cannot read it now
-    block = w3.eth.get_block(tx.block_number)
-    if "0x" + bytes(block["hash"]).hex() != tx.block_hash:
+    if indexer.block_hash(w3, tx.block_number) != tx.block_hash:
         _unmine(tx)
+        return
+    # The indexer's events are the chain's only if the block it last read is still the chain's
+    # (a block's hash commits to every block below it); else it finds the fork on its next run.
+    cursor = IndexerCursor.objects.filter(chain_id=tx.chain_id).first()
+    if cursor is None or indexer.block_hash(w3, cursor.block_number) != cursor.block_hash:
         return
     events = list(ChainEvent.objects.filter(chain_id=tx.chain_id, tx_hash=tx.mined_hash, address=market.address)
                   .order_by("log_index"))
@@ -500,7 +618,7 @@ def _drop(tx: OperatorTransaction, report: SendReport) -> None:
     logger.warning("operator transaction at nonce %s dropped: %s", tx.nonce, reason)
 
 
-def _replace(w3, operator, tx: OperatorTransaction, report: SendReport) -> None:
+def _replace(w3, operator, tx: OperatorTransaction, report: SendReport) -> bool:
     """Sign the same call at the same nonce with fees raised by at least 1/8 (what nodes ask of a
     replacement) and at least what the chain asks now, and broadcast it."""
     try:
@@ -508,14 +626,24 @@ def _replace(w3, operator, tx: OperatorTransaction, report: SendReport) -> None:
         tip = int(w3.eth.max_priority_fee)
     except Exception:
         logger.warning("could not read the chain's fees to replace %s", tx.tx_hash, exc_info=True)
-        return
+        return False
     priority = max(int(tx.max_priority_fee_per_gas) * 9 // 8 + 1, tip)
     max_fee = max(int(tx.max_fee_per_gas) * 9 // 8 + 1, 2 * base_fee + priority)
+    if max_fee > max_fee_cap() or priority > max_fee:
+        message = (f"not replaced: {max_fee:,} wei per gas would be above OPERATOR_MAX_FEE_PER_GAS "
+                   f"({max_fee_cap():,})")
+        if tx.error != message:
+            tx.error = message
+            tx.save(update_fields=["error", "updated_at"])
+            logger.warning("operator transaction at nonce %s %s", tx.nonce, message)
+        return False
+    _check_lock()
     signed = operator.sign_transaction({
         "chainId": tx.chain_id, "nonce": tx.nonce, "to": tx.to, "data": tx.data, "value": 0, "gas": tx.gas,
         "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority, "type": 2})
     tx_hash = "0x" + bytes(signed.hash).hex()
     with transaction.atomic():
+        tx = OperatorTransaction.objects.select_for_update().get(pk=tx.pk)
         tx.raw, tx.tx_hash = "0x" + bytes(signed.raw_transaction).hex(), tx_hash
         tx.hashes = [*tx.hashes, tx_hash]
         tx.max_fee_per_gas, tx.max_priority_fee_per_gas = max_fee, priority
@@ -523,9 +651,11 @@ def _replace(w3, operator, tx: OperatorTransaction, report: SendReport) -> None:
         tx.save(update_fields=["raw", "tx_hash", "hashes", "max_fee_per_gas", "max_priority_fee_per_gas",
                                "replacements", "updated_at"])
         tx.actions.filter(status=Status.SENT).update(tx_hash=tx_hash, updated_at=timezone.now())
-    if _broadcast(w3, tx, report):
-        report.replaced += 1
-        logger.info("operator transaction at nonce %s replaced by %s (max fee %s)", tx.nonce, tx_hash, max_fee)
+    if not _broadcast(w3, tx, report):
+        return False
+    report.replaced += 1
+    logger.info("operator transaction at nonce %s replaced by %s (max fee %s)", tx.nonce, tx_hash, max_fee)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,17 +674,22 @@ def _finish(action: OperatorAction, status: str, *, error: str = "", block_numbe
 
 
 def _supersede(chain_id: int) -> None:
-    """Keep only the newest pending approval or clearing per listing: an approval followed by a
-    rejection sends only the rejection."""
+    """A pending approval or clearing is sent only if it is the newest decision about its listing
+    that is not cancelled or failed: an approval followed by a rejection sends only the
+    rejection, and an approval sent again (its nonce was used by another transaction) after a
+    newer clearing went out is cancelled, not sent after it."""
+    approvals = (Kind.APPROVE, Kind.UNAPPROVE)
     with transaction.atomic():
-        newest = {}
-        pending = (OperatorAction.objects.select_for_update(skip_locked=True)
-                   .filter(status=Status.PENDING, chain_id=chain_id, kind__in=(Kind.APPROVE, Kind.UNAPPROVE))
-                   .order_by("-id"))
+        pending = list(OperatorAction.objects.select_for_update(skip_locked=True)
+                       .filter(status=Status.PENDING, chain_id=chain_id, kind__in=approvals))
+        if not pending:
+            return
+        newest = dict(OperatorAction.objects.filter(
+            chain_id=chain_id, kind__in=approvals, listing_id__in={a.listing_id for a in pending},
+            status__in=(Status.PENDING, Status.SENT, Status.CONFIRMED))
+            .values("listing_id").annotate(top=Max("id")).values_list("listing_id", "top"))
         for action in pending:
-            key = int(action.listing_id)
-            if key in newest:
-                _finish(action, Status.CANCELLED, error=f"superseded by operator action #{newest[key]}")
-            else:
-                newest[key] = action.pk
+            top = newest.get(action.listing_id, action.pk)
+            if top > action.pk:
+                _finish(action, Status.CANCELLED, error=f"superseded by operator action #{top}")
 

@@ -215,6 +215,10 @@ def forget_chain(chain_id: int) -> None:
     Operator actions still open for that chain are cancelled: listing ids start over on a new
     chain, and an approval reviewed for an old listing must never reach a new one."""
     with transaction.atomic():
+        # No operator sender runs meanwhile: it could broadcast an old chain's transaction after
+        # the reset, at a nonce the new chain has not used yet.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('chain.operator_sender'))")
         list(IndexerCursor.objects.select_for_update().filter(chain_id=chain_id))
         chain_reset.send(sender=Deployment, chain_id=chain_id)
         for model in (ChainEvent, IndexedBlock, IndexerCursor):

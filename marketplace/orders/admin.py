@@ -157,7 +157,10 @@ class OrderAdmin(admin.ModelAdmin):
                                 ((a.created_at, a.payload.get("refund_bps", 0) / 100, a.status, a.tx_hash,
                                   a.error) for a in actions))
 
-    @admin.action(description="Resolve the dispute (refund share)")
+    def has_resolve_dispute_permission(self, request):
+        return request.user.has_perm("orders.resolve_dispute")
+
+    @admin.action(description="Resolve the dispute (refund share)", permissions=["resolve_dispute"])
     def resolve(self, request, queryset):
         orders = list(queryset[:2])
         if len(orders) != 1:

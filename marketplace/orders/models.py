@@ -51,6 +51,8 @@ class Order(models.Model):
             models.Index(fields=["status", "release_at"], name="order_maturity"),
             models.Index(fields=["chain_id", "settled_tx_hash"], name="order_settled_tx"),
         ]
+        # Viewing orders (the dispute queue) is not deciding them: resolving moves escrowed money.
+        permissions = [("resolve_dispute", "Can resolve a dispute with a refund share")]
 
     def __str__(self):
         return f"order {self.order_id} of listing {self.listing_id} ({self.status})"

@@ -8,10 +8,12 @@ far enough ahead for the sender to work, the nonce unused on-chain and here, and
 succeed when simulated with `eth_call` from the operator. Posting the same signed action again
 returns the action already queued."""
 from dataclasses import dataclass
+from datetime import timedelta
 import time
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from eth_account.messages import encode_typed_data
 from web3.exceptions import ContractLogicError
 
@@ -29,6 +31,8 @@ from .models import Order
 Kind = OperatorAction.Kind
 ACTIONS = {"confirm": (Kind.CONFIRM_BY_SIG, "ConfirmOrder"), "dispute": (Kind.DISPUTE_BY_SIG, "DisputeOrder")}
 MIN_VALIDITY = 300  # seconds a signature must still be valid when it is posted
+DISPUTE_MARGIN = 600  # seconds a relayed dispute needs before its window ends, to be sent in time
+SUSPENSION = 24 * 3600  # seconds a wallet may not relay after one of its relayed calls reverted
 DOMAIN_TYPE = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
                {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}]
 
@@ -68,13 +72,19 @@ def relay(*, action: str, order_id: int, nonce: str, deadline: int, signature: s
         if order is None:
             raise RelayError("unknown_order", f"Order {order_id} is not an order of this market (or the server "
                              "has not read it from the chain yet).", 404)
-        same = OperatorAction.objects.filter(chain_id=chain_id, order_id=order_id, kind__in=[k for k, _ in
-                                             ACTIONS.values()], payload__nonce=nonce).first()
+        relayed = OperatorAction.objects.filter(chain_id=chain_id, kind__in=[k for k, _ in ACTIONS.values()],
+                                                created_by=order.buyer)
+        same = relayed.filter(payload__nonce=nonce).first()  # a buyer's nonce is good for one action
         if same is not None:
-            if same.kind == kind and same.payload == payload:
+            if same.kind == kind and same.order_id == order.order_id and same.payload == payload:
                 return same, False
             raise RelayError("nonce_used", "This nonce was used for another signed action: sign again with a "
                              "fresh nonce.", 409)
+        if relayed.filter(status=OperatorAction.Status.FAILED, transaction__reverted=True,
+                          updated_at__gt=timezone.now() - timedelta(seconds=SUSPENSION)).exists():
+            raise RelayError("relay_suspended", f"A relayed action of {order.buyer} failed on-chain in the last "
+                             f"{SUSPENSION // 3600} hours, at the marketplace's cost: send this one from the "
+                             "wallet.", 403)
         _check_order(order, action)
         if deadline < time.time() + MIN_VALIDITY:
             raise RelayError("deadline_too_soon", f"The signature's deadline must be at least {MIN_VALIDITY} "
@@ -102,6 +112,10 @@ def _check_order(order: Order, action: str) -> None:
     if action == "dispute" and order.release_at.timestamp() <= time.time():
         raise RelayError("window_closed", f"The dispute window of order {order.order_id} ended at "
                          f"{order.release_at.isoformat()}.", 409)
+    if action == "dispute" and order.release_at.timestamp() <= time.time() + DISPUTE_MARGIN:
+        raise RelayError("window_closing", f"The dispute window of order {order.order_id} ends at "
+                         f"{order.release_at.isoformat()}, too soon for the marketplace to send a dispute "
+                         "in time: send it from the wallet now.", 409)
 
 
 def _simulate(market: str, kind: str, order_id: int, payload: dict) -> None:

@@ -76,7 +76,7 @@ def test_a_reorg_between_the_read_and_the_last_block_s_hash_leaves_a_ghost_order
 
 def test_a_chain_cut_back_below_the_cursor_rolls_the_orphaned_order_back(chain, seller, buyer):
     """anvil's evm_revert (or any reorganisation to a shorter chain): the cursor's block is gone,
-    _block_hash answers None, and _run treats None as 'no reorganisation'. The orphaned order
+    block_hash answers None, and _run treats None as 'no reorganisation'. The orphaned order
     keeps granting downloads until the new chain grows past the old height."""
     listing_id = create_listing(chain, seller)
     indexer.index_chain(chain.w3)

@@ -155,3 +155,48 @@ def test_relaying_is_rate_limited_per_wallet(chain, client, seller, buyer, setti
     answers = [post(client, i, signed(chain, buyer, "confirm", i)).status_code for i in ids]
     assert answers == [202, 202, 429]
     assert OperatorAction.objects.count() == 2
+
+
+def test_a_wallet_whose_relayed_call_reverted_is_suspended_from_relaying(chain, client, seller, buyer):
+    """The buyer's own confirmation is mined just before the relayed one, which reverts at the
+    operator's cost: that wallet relays nothing more for a day."""
+    from tests.integration.test_operator_sender import manual_mining
+
+    first = bought(chain, seller, buyer, "first")
+    second = bought(chain, seller, buyer, "second")
+    indexer.index_chain(chain.w3)
+    assert post(client, first, signed(chain, buyer, "confirm", first)).status_code == 202
+    with manual_mining(chain):
+        sender.send_operator_actions(timeout=0.2)
+        chain.w3.eth.send_transaction({"from": buyer.address, "to": chain.market.address,
+                                       "data": chain.market.contract.encode_abi("confirm", args=[first]),
+                                       "maxPriorityFeePerGas": 50 * 10**9, "maxFeePerGas": 100 * 10**9})
+        chain.rpc("evm_mine")
+    sender.send_operator_actions()
+    relayed = OperatorAction.objects.get()
+    assert relayed.status == "failed" and "reverted" in relayed.error and relayed.transaction.reverted
+
+    answer = post(client, second, signed(chain, buyer, "confirm", second))
+
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "relay_suspended"
+    assert OperatorAction.objects.count() == 1
+
+
+def test_a_buyer_s_nonce_is_good_for_one_relayed_action_across_orders(chain, client, seller, buyer):
+    first = bought(chain, seller, buyer, "first")
+    second = bought(chain, seller, buyer, "second")
+    indexer.index_chain(chain.w3)
+    body = signed(chain, buyer, "confirm", first)
+    assert post(client, first, body).status_code == 202
+    reused = post(client, second, signed(chain, buyer, "confirm", second, nonce=body["nonce"]))
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "nonce_used"
+
+
+def test_a_dispute_too_close_to_the_end_of_its_window_is_left_to_the_wallet(chain, client, buyer, order_id):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Order.objects.filter(order_id=order_id).update(release_at=timezone.now() + timedelta(minutes=5))
+    answer = post(client, order_id, signed(chain, buyer, "dispute", order_id))
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "window_closing"
