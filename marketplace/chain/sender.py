@@ -12,18 +12,24 @@ sender works at a time whichever worker or host runs it, and then:
      the chain's: each action is confirmed when the indexer stored its event (for example the
      `ListingApprovalSet` of its listing) in that transaction, else failed with the reason;
    - the node has lost it: the same signed bytes are broadcast again;
-   - it has waited in the mempool longer than `OPERATOR_REPLACE_AFTER` seconds: it is replaced
-     at the same nonce with fees raised by at least 1/8;
-   - the key's nonce is used on the chain by none of the hashes signed for it: nothing of it
-     can be mined any more, so its actions are queued again (at most `MAX_ATTEMPTS` times).
+   - it is the nonce the chain waits for and has waited `OPERATOR_REPLACE_AFTER` seconds (or
+     the node refused it): it is replaced at the same nonce with fees raised by at least 1/8,
+     never above `OPERATOR_MAX_FEE_PER_GAS`;
+   - the key's nonce is used, in a block with the confirmations, by none of the hashes signed
+     for it: nothing of it can be mined any more, so its actions are queued again (at most
+     `MAX_ATTEMPTS` times);
+   - the chain counts fewer of the key's transactions than were settled here (a node restarted
+     from older state): a settled one it lost is broadcast again byte for byte.
    An action is therefore never signed at a second nonce while the first may still be mined.
-2. **Cancels superseded approvals**: an approval followed by a clearing sends only the clearing.
+2. **Cancels superseded approvals**: an approval or clearing is sent only if no newer decision
+   about its listing is pending, sent or confirmed.
 3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first): each row is
    checked (an approval's listing must still have the reviewed owner and content hash; a single
-   call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE), rows
-   of a kind that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`), and the
-   signed transaction is recorded with its nonce before it is broadcast. The next nonce is the
-   chain's pending count or one above the highest nonce still open here, whichever is higher.
+   call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE; the
+   gas, estimated at the fees it will pay, must be under the kind's ceiling), rows of a kind
+   that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`), and the signed
+   transaction is recorded with its nonce before it is broadcast. The next nonce is the chain's
+   pending count or one above the highest nonce still open here, whichever is higher.
 4. Waits (bounded) for the receipts of what it sent, has the indexer read through them when the
    confirmations allow, and settles them as in 1.
 
