@@ -166,6 +166,22 @@ class DatasetAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # publishers create datasets from their wallet
 
+    def has_delete_permission(self, request, obj=None):
+        """A dataset with a version someone bought is never deleted (buyers keep their files)."""
+        from marketplace.orders.signals import sold
+
+        if obj is not None and any(sold(version) for version in obj.versions.all()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        from django.db.models import ProtectedError
+
+        try:
+            super().delete_queryset(request, queryset)
+        except ProtectedError as exc:
+            self.message_user(request, f"Nothing was deleted: {exc.args[0]}", messages.ERROR)
+
     @admin.display(description="waiting for review")
     def waiting(self, dataset):
         count = dataset.revisions.filter(status=DatasetRevision.Status.PENDING).count()

@@ -1,9 +1,34 @@
-"""What orders do when chain/ forgets a chain (a wiped local chain, or --forget-chain)."""
+"""What orders do when chain/ forgets a chain (a wiped local chain, or --forget-chain), and the
+rule that a version someone bought is never deleted."""
+from django.db.models import ProtectedError, Q
+from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
+from marketplace.catalog.models import DatasetVersion
 from marketplace.chain.signals import chain_reset
 
 from .models import CreditEntry, DownloadGrant, Order
+
+
+def sold(version) -> bool:
+    """Whether any order was made for one of the version's listings."""
+    keys = list(version.listings.values_list("chain_id", "listing_id"))
+    if not keys:
+        return False
+    match = Q()
+    for chain_id, listing_id in keys:
+        match |= Q(chain_id=chain_id, listing_id=listing_id)
+    return Order.objects.filter(match).exists()
+
+
+@receiver(pre_delete, sender=DatasetVersion)
+def keep_sold_versions(sender, instance, **kwargs):
+    """Buyers keep their files when the owner deletes or delists (only a legal removal, in
+    moderation, ends a download): a version with an order, and so its dataset, is never deleted.
+    Raised before anything is deleted, it rolls the whole delete back."""
+    if sold(instance):
+        raise ProtectedError(f"Version {instance.number} of {instance.dataset.slug} was bought: buyers keep it, "
+                             "so it cannot be deleted (delist it instead).", {instance})
 
 
 @receiver(chain_reset)

@@ -17,6 +17,7 @@ import pytest
 
 from marketplace.accounts.services import wallet_user
 from marketplace.chain import indexer
+from marketplace.chain.artifacts import load_artifact
 from marketplace.chain.models import OperatorAction
 from marketplace.orders.models import CreditEntry, DisputeStatement, Order
 from tests.conftest import DEV_KEYS
@@ -447,3 +448,63 @@ def test_a_buyer_without_eth_confirms_by_signature_and_the_marketplace_sends_it(
     assert chain.w3.eth.get_balance(shopper.address) == 0, "the buyer paid no gas"
     (relayed,) = OperatorAction.objects.filter(kind="confirm_by_sig")
     assert relayed.status == "confirmed" and relayed.tx_hash == order.settled_tx_hash
+
+
+@pytest.fixture
+def on_sale_in_a_plain_token(chain, client, settings):
+    """A listed, approved version priced in a token with no permit (contracts/test/mocks)."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    from marketplace.catalog.models import Dataset, DatasetVersion
+    from marketplace.chain.services import deploy_contract
+    from tests.integration.test_listing import link, send_prepared
+
+    plain = deploy_contract(chain.w3, "PlainToken", [])
+    chain.send(chain.market.contract.functions.setTokenAllowed(plain.address, True, False), chain.operator.address)
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    publisher = wallet_user(PUBLISHER.address)
+    client.force_login(publisher)
+    dataset = Dataset.objects.create(owner=publisher, slug="plain-rain", title="Rain in a plain token",
+                                     license="CC-BY-4.0", payout_address=publisher.address)
+    name = storages["private"].save("datasets/plain-test/rain.csv", ContentFile(CONTENT))
+    version = DatasetVersion.objects.create(
+        dataset=dataset, number=1, file=name, original_name="rain.csv", format="csv", size=len(CONTENT),
+        content_hash="0x" + hashlib.sha256(CONTENT).hexdigest(), price=PRICE, token=plain.address,
+        analysis_status="done")
+    assert link(client, version, send_prepared(chain, client, version)).status_code == 201
+    listing = version.listings.get()
+    chain.send(chain.market.contract.functions.setApproval([int(listing.listing_id)], True),
+               chain.operator.address)
+    indexer.index_chain(chain.w3)
+    DatasetVersion.objects.filter(pk=version.pk).update(review="approved")
+    Dataset.objects.filter(pk=dataset.pk).update(status="listed", published_at="2026-01-01T00:00:00Z")
+    token = chain.w3.eth.contract(address=plain.address, abi=load_artifact("PlainToken").abi)
+    chain.send(token.functions.mint(Account.from_key(BUYER_KEY).address, 10 * PRICE), chain.operator.address)
+    client.logout()
+    yield version, token
+    storages["private"].delete(name)
+
+
+def test_a_token_without_permits_is_approved_for_exactly_the_price_then_bought(
+        page, live_server, chain, on_sale_in_a_plain_token):
+    version, token = on_sale_in_a_plain_token
+    base = base_url(live_server)
+    shopper = Account.from_key(BUYER_KEY)
+    install_wallet(page, rpc=chain.url, account=shopper.address)
+    sign_in_as(page, base, wallet_user(shopper.address))
+    card = open_buyable(page, base + "/datasets/plain-rain")
+
+    hold(page, "eth_sendTransaction")
+    card.locator("[data-buy-button]").click()
+    wait_status(page, "Step 1 of 2: approve exactly 25 USDC")
+    release(page, "eth_sendTransaction")
+    card.locator("[data-bought]").wait_for(state="visible", timeout=15_000)
+    wait_buy_state(page, "ready")
+
+    (order,) = Order.objects.filter(buyer=shopper.address)
+    assert order.token == token.address and order.amount == PRICE
+    market = chain.market.address
+    assert token.functions.allowance(shopper.address, market).call() == 0, "exactly the price, all used"
+    approvals = token.events.Approval().get_logs(from_block=0)
+    assert [log["args"]["value"] for log in approvals if log["args"]["owner"] == shopper.address] == [PRICE]

@@ -257,3 +257,30 @@ def test_a_database_lost_mid_download_ends_the_body_short_without_an_error(clien
     connection.close()  # the test's own connection was the one cut
     assert 0 < len(first + rest) < len(CONTENT)
     assert "stopped after" in caplog.text and link.rsplit("/", 1)[1] not in caplog.text
+
+
+def test_a_bought_version_is_never_deleted_and_stays_downloadable_when_delisted(client, bought, chain):
+    from django.contrib.auth import get_user_model
+    from django.db.models import ProtectedError
+    from django.test import Client
+
+    version, _, listing_id = bought
+    with pytest.raises(ProtectedError, match="was bought"):
+        version.dataset.delete()
+    assert DatasetVersion.objects.filter(pk=version.pk).exists() and version.listings.exists()
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "a-long-password-1")
+    staff = Client()
+    staff.force_login(admin)
+    assert staff.get(f"/admin/catalog/dataset/{version.dataset_id}/delete/").status_code == 403
+    bulk = staff.post("/admin/catalog/dataset/", {"action": "delete_selected", "_selected_action": [
+        str(version.dataset_id)], "post": "yes"})
+    assert bulk.status_code == 403 and Dataset.objects.filter(pk=version.dataset_id).exists()
+
+    # The owner stops selling it and a moderator delists it: the buyer still downloads it.
+    functions = chain.market.contract.functions
+    chain.send(functions.setListingActive(listing_id, False), Account.from_key(PUBLISHER_KEY).address)
+    chain.send(functions.setApproval([listing_id], False), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    Dataset.objects.filter(pk=version.dataset_id).update(status="delisted")
+    granted = link_for(as_wallet(client, BUYER_KEY), version)
+    assert body(client.get(granted["url"])) == CONTENT
