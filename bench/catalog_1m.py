@@ -267,7 +267,7 @@ def main():
                              "process (each one is an index commit); 0: a catalog that never changes")
     parser.add_argument("--shape", action="append", help="only the shapes whose name contains this (repeatable)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker (marketplace/gunicorn_conf.py: 8)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per worker (marketplace/gunicorn_conf.py: 2)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the loaded database and put the index in DIR; a later run with the same DIR "
                              "measures again without loading")
