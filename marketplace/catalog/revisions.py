@@ -16,8 +16,9 @@ Every function here takes the dataset's row lock first, so that edits and decisi
 happen one at a time.
 """
 from dataclasses import dataclass
+import time
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing
@@ -217,11 +218,28 @@ def hide_as_the_file_names(version: DatasetVersion, *, by) -> PreviewResult:
         return change_preview(version, settings, by=by)
 
 
+DEADLOCK_RETRIES = 3
+
+
 def record_analysis(version_id: int, **fields) -> None:
     """Store the end of a version's analysis (done or failed: `fields` of DatasetVersion). What
     the version's review shows (its columns, sample rows and statistics, or that it has none)
     changes with it, so an open version revision is superseded by a copy of itself: a decision
-    prepared on a page shown while the analysis ran is refused as stale (StaleDecision)."""
+    prepared on a page shown while the analysis ran is refused as stale (StaleDecision).
+
+    Two analyses of one file can end together (the worker's and the demo's); should PostgreSQL
+    end one of them as a deadlock, the whole transaction is run again (nothing of it was kept)."""
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            return _record_analysis(version_id, fields)
+        except OperationalError as exc:
+            deadlock = getattr(getattr(exc, "__cause__", None), "sqlstate", None) == "40P01"
+            if not deadlock or attempt == DEADLOCK_RETRIES or transaction.get_connection().in_atomic_block:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _record_analysis(version_id: int, fields: dict) -> None:
     with transaction.atomic():
         dataset_id = DatasetVersion.objects.values_list("dataset_id", flat=True).get(pk=version_id)
         dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
