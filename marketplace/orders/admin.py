@@ -22,6 +22,7 @@ from marketplace.chain.client import get_web3, operator_account
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import OperatorAction
 from marketplace.outbox.services import enqueue
+from marketplace.web.views import format_usdc
 
 from . import selectors
 from .models import CreditEntry, DisputeStatement, Download, Order
@@ -47,11 +48,6 @@ class DisputeFilter(admin.SimpleListFilter):
         if self.value() == "expired":
             return disputed.filter(dispute_deadline__lte=now)
         return queryset
-
-
-def token_units(amount) -> str:
-    """Base units of a 6-decimal stablecoin as a decimal string (exact, no float)."""
-    return f"{Decimal(int(amount)).scaleb(-6):,.6f}"
 
 
 def operator_is_arbiter() -> bool:
@@ -109,7 +105,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="amount")
     def amount_shown(self, order):
-        return token_units(order.amount)
+        return format_usdc(order.amount)
 
     @admin.display(description="deadline")
     def deadline(self, order):
@@ -172,7 +168,7 @@ class OrderAdmin(admin.ModelAdmin):
             self.message_user(request, problem, messages.ERROR)
             return None
         context = {**self.admin_site.each_context(request), "title": f"Resolve the dispute of order {order.order_id}",
-                   "order": order, "what": self.what(order), "amount": token_units(order.amount),
+                   "order": order, "what": self.what(order), "amount": format_usdc(order.amount),
                    "deadline": self.deadline(order), "statements": self.statements(order),
                    "download_log": self.download_log(order), "share": request.POST.get("share", ""),
                    "note": request.POST.get("note", ""), "action": "resolve"}
