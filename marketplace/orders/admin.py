@@ -121,8 +121,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="statements")
     def statements(self, order):
-        rows = DisputeStatement.objects.filter(chain_id=order.chain_id, market=order.market,
-                                               order_id=order.order_id).order_by("created_at")
+        rows = selectors.statements([order]).get(selectors.statement_key(order), [])
         if not rows:
             return "Neither party has written a statement."
         return format_html_join("", "<div><strong>{} ({})</strong>, {}:<pre style=\"white-space:pre-wrap\">{}</pre>"

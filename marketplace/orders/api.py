@@ -307,8 +307,7 @@ class OrderStatementsView(APIView):
     @extend_schema(responses={200: StatementSerializer(many=True), **errors(401, 403, 404)})
     def get(self, request, order_id):
         order = self._order(request, order_id)
-        key = (order.chain_id, order.market, int(order.order_id))
-        rows = selectors.statements([order]).get(key, [])
+        rows = selectors.statements([order]).get(selectors.statement_key(order), [])
         return Response(StatementSerializer(rows, many=True).data)
 
     @extend_schema(request=StatementSerializer, responses={201: StatementSerializer,

@@ -145,9 +145,11 @@ class CreditEntry(models.Model):
 
 class DisputeStatement(models.Model):
     """What a party to a disputed order says: the buyer's statement, the listing owner's answer,
-    one each. Made by users, so it names the order by (chain id, market, order id), not by a
-    foreign key: an order row goes with a reorganisation or a forgotten chain, a statement never
-    does."""
+    one each. Made by users, so it names the order by (chain id, market, order id) and the
+    transaction of its `OrderCreated`, not by a foreign key: an order row goes with a
+    reorganisation or a forgotten chain, a statement never does, and a reorganisation deeper than
+    the confirmations can give the order id to another buyer's order, which the old statements
+    must not follow."""
 
     class Role(models.TextChoices):
         BUYER = "buyer", "Buyer"
@@ -156,14 +158,16 @@ class DisputeStatement(models.Model):
     chain_id = models.BigIntegerField()
     market = models.CharField(max_length=42)
     order_id = models.DecimalField(**MONEY)
+    order_tx_hash = models.CharField(max_length=66, help_text="The order's OrderCreated transaction")
     role = models.CharField(max_length=8, choices=Role.choices)
     author = models.CharField(max_length=42, help_text="The wallet that wrote it")
     text = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["chain_id", "market", "order_id", "role"],
-                                               name="one_statement_per_party")]
+        constraints = [models.UniqueConstraint(
+            fields=["chain_id", "market", "order_id", "order_tx_hash", "role"],
+            name="one_statement_per_party")]
 
     def __str__(self):
         return f"{self.role}'s statement on order {self.order_id}"

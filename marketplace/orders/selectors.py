@@ -6,9 +6,7 @@ def paid_orders(buyer: str, chain_id: int, listing_ids):
     """The buyer's orders of these listings on the chain's current market that give access (all
     but refunded in full). Listing ids start over with a new market: an order of an old one never
     counts for a listing of the new one."""
-    from marketplace.chain.services import deployed_address
-
-    return Order.objects.filter(chain_id=chain_id, market=deployed_address(chain_id, "DataMarket"), buyer=buyer,
+    return Order.objects.filter(chain_id=chain_id, market=_current_market(chain_id), buyer=buyer,
                                 listing_id__in=list(listing_ids)).exclude(status=Order.Status.REFUNDED)
 
 
@@ -20,15 +18,25 @@ def touched_by(chain_id: int, tx_hash: str) -> list:
     return list(Order.objects.filter(made_or_moved, chain_id=chain_id))
 
 
+def _current_market(chain_id: int) -> str | None:
+    from marketplace.chain.services import deployed_address
+
+    return deployed_address(chain_id, "DataMarket")
+
+
 def with_versions(orders) -> list[tuple]:
-    """(order, version or None) for each order: the version its listing is linked to, if any."""
+    """(order, version or None) for each order: the version its listing is linked to, if any.
+    Listings are those of each chain's current market, so an order of an older market (whose
+    listing ids started over) is linked to nothing."""
     from marketplace.catalog.models import Listing
 
     orders = list(orders)
-    keys = {(o.chain_id, o.listing_id) for o in orders}
+    markets = {c: _current_market(c) for c in {o.chain_id for o in orders}}
+    keys = {(o.chain_id, o.listing_id) for o in orders if o.market == markets[o.chain_id]}
     listings = {(l.chain_id, l.listing_id): l.version for l in Listing.objects.select_related("version__dataset").filter(
         chain_id__in={c for c, _ in keys}, listing_id__in={i for _, i in keys})}
-    return [(o, listings.get((o.chain_id, o.listing_id))) for o in orders]
+    return [(o, listings.get((o.chain_id, o.listing_id)) if o.market == markets[o.chain_id] else None)
+            for o in orders]
 
 
 def library(buyer: str):
@@ -37,7 +45,7 @@ def library(buyer: str):
 
 
 def sales(owner):
-    """The orders of the owner's listings, newest first."""
+    """The orders of the owner's listings (on each chain's current market), newest first."""
     from marketplace.catalog.models import Listing
 
     mine = Listing.objects.filter(version__dataset__owner=owner).values_list("chain_id", "listing_id")
@@ -46,34 +54,41 @@ def sales(owner):
         return []
     query = Order.objects.none()
     for chain_id in {c for c, _ in keys}:
-        query = query | Order.objects.filter(chain_id=chain_id, listing_id__in=[i for c, i in keys if c == chain_id])
+        query = query | Order.objects.filter(chain_id=chain_id, market=_current_market(chain_id),
+                                             listing_id__in=[i for c, i in keys if c == chain_id])
     return with_versions(query.order_by("-block_number", "-log_index"))
 
 
 def current_order(chain_id: int, order_id: int):
     """The order `order_id` of the chain's current market, or None."""
-    from marketplace.chain.services import deployed_address
-
-    return Order.objects.filter(chain_id=chain_id, market=deployed_address(chain_id, "DataMarket"),
-                                order_id=order_id).first()
+    return Order.objects.filter(chain_id=chain_id, market=_current_market(chain_id), order_id=order_id).first()
 
 
 def party(address: str, order) -> str | None:
-    """"buyer" or "seller" (the owner of the order's listing) for `address`, else None."""
+    """"buyer" or "seller" (the owner of the order's listing) for `address`, else None. Listings
+    are those of the chain's current market: nobody is the seller of an older market's order."""
     from marketplace.catalog.models import Listing
 
     if not address:
         return None
     if address == order.buyer:
         return "buyer"
+    if order.market != _current_market(order.chain_id):
+        return None
     listings = Listing.objects.filter(chain_id=order.chain_id, listing_id=order.listing_id)
     if listings.filter(owner=address).exists():
         return "seller"
     return None
 
 
+def statement_key(order) -> tuple:
+    """What names an order's statements: its chain, market, id and OrderCreated transaction (an
+    order id a reorganisation gave to another order starts with no statements)."""
+    return (order.chain_id, order.market, int(order.order_id), order.tx_hash)
+
+
 def statements(orders) -> dict:
-    """{(chain id, market, order id): [statements, buyer's first]} for these orders."""
+    """{statement_key(order): [statements, oldest first]} for these orders."""
     from .models import DisputeStatement
 
     orders = list(orders)
@@ -82,9 +97,10 @@ def statements(orders) -> dict:
         return found
     rows = DisputeStatement.objects.filter(chain_id__in={o.chain_id for o in orders},
                                            market__in={o.market for o in orders},
-                                           order_id__in={o.order_id for o in orders})
+                                           order_id__in={o.order_id for o in orders},
+                                           order_tx_hash__in={o.tx_hash for o in orders})
     for row in rows.order_by("created_at", "id"):
-        found.setdefault((row.chain_id, row.market, int(row.order_id)), []).append(row)
+        found.setdefault((row.chain_id, row.market, int(row.order_id), row.order_tx_hash), []).append(row)
     return found
 
 
@@ -93,11 +109,9 @@ def credit_balances(account: str, chain_id: int) -> list[dict]:
     left it ({token, credited, withdrawn, balance}, in base units), with a balance or not."""
     from django.db.models import Q, Sum
 
-    from marketplace.chain.services import deployed_address
-
     from .models import CreditEntry
 
-    market = deployed_address(chain_id, "DataMarket")
+    market = _current_market(chain_id)
     credited, withdrawn = Q(kind=CreditEntry.Kind.CREDITED), Q(kind=CreditEntry.Kind.WITHDRAWN)
     rows = (CreditEntry.objects.filter(account=account, chain_id=chain_id, market=market)
             .values("token").order_by("token")
@@ -108,8 +122,8 @@ def credit_balances(account: str, chain_id: int) -> list[dict]:
 
 
 def credit_entries(account: str, chain_id: int):
-    """The account's credit entries on the chain, newest first."""
+    """The account's credit entries on the chain's current market, newest first."""
     from .models import CreditEntry
 
-    return (CreditEntry.objects.filter(account=account, chain_id=chain_id)
+    return (CreditEntry.objects.filter(account=account, chain_id=chain_id, market=_current_market(chain_id))
             .order_by("-block_number", "-log_index"))

@@ -31,7 +31,8 @@ def post_statement(*, address: str, order: Order, text: str) -> DisputeStatement
     try:
         with transaction.atomic():
             return DisputeStatement.objects.create(
-                chain_id=order.chain_id, market=order.market, order_id=order.order_id, role=role,
+                chain_id=order.chain_id, market=order.market, order_id=order.order_id,
+                order_tx_hash=order.tx_hash, role=role,
                 author=address, text=text)
     except IntegrityError:
         said = "your statement" if role == DisputeStatement.Role.BUYER else "your answer"

@@ -497,7 +497,7 @@ def _order_views(pairs):
     pairs = list(pairs)
     said = orders.statements([o for o, _ in pairs])
     now = timezone.now()
-    return [order_view(o, v, said.get((o.chain_id, o.market, int(o.order_id)), []), now=now)
+    return [order_view(o, v, said.get(orders.statement_key(o), []), now=now)
             for o, v in pairs]
 
 

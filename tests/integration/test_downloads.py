@@ -213,6 +213,24 @@ def test_the_buyer_s_library_and_the_publisher_s_sales(client, bought, chain):
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_signed_in"
 
 
+def test_an_older_market_s_order_of_the_same_listing_id_is_nobody_s_sale(client, bought, chain):
+    """Listing ids start over with a new market. An order an older market made for the same
+    listing id is not the publisher's sale, is linked to no version and has no seller."""
+    from marketplace.orders import selectors
+    from marketplace.orders.models import Order
+
+    version, buyer, listing_id = bought
+    (current,) = Order.objects.all()
+    old = Order.objects.create(**{
+        **{f.name: getattr(current, f.name) for f in Order._meta.fields if f.name != "id"},
+        "market": Account.create().address, "order_id": 77, "tx_hash": "0x" + "77" * 32})
+    sales = as_wallet(client, PUBLISHER_KEY).get("/api/v1/me/sales").json()
+    assert [s["order_id"] for s in sales] == [str(current.order_id)]
+    assert selectors.with_versions([old, current]) == [(old, None), (current, version)]
+    publisher = Account.from_key(PUBLISHER_KEY).address
+    assert selectors.party(publisher, old) is None and selectors.party(publisher, current) == "seller"
+
+
 def test_a_forgotten_chain_ends_its_links_and_no_token_reaches_the_log(client, bought, chain, caplog):
     from marketplace.chain.services import forget_chain
 

@@ -295,7 +295,8 @@ def test_library_shows_each_order_with_what_may_be_done(client, owner, settings)
     disputed = order_of(second.versions.get(), BUYER, order_id=2, status="disputed",
                         settled_tx_hash="0x" + "ee" * 32)
     DisputeStatement.objects.create(chain_id=31337, market=MARKET, order_id=2, role="buyer",
-                                    author=BUYER, text="Wrong <b>file</b>")
+                                    order_tx_hash=disputed.tx_hash, author=BUYER,
+                                    text="Wrong <b>file</b>")
     client.force_login(make_user(BUYER))
     html = client.get("/me/library").content.decode()
     assert html.index('data-order="2"') < html.index('data-order="1"')  # newest first

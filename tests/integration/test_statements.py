@@ -166,3 +166,44 @@ def test_statements_outlive_their_order_row(chain, seller, buyer):
     assert DisputeStatement.objects.get().text == "Wrong file."
     forget_chain(chain.w3.eth.chain_id)
     assert DisputeStatement.objects.count() == 1
+
+
+def test_a_reorg_that_gives_the_order_id_to_another_buyer_leaves_the_old_statements_behind(
+        chain, seller, buyer):
+    """A reorganisation deeper than the confirmations: the disputed order vanishes and another
+    buyer's order takes its id. The new order starts with no statements, its buyer can state, and
+    the old statement stays stored under the order it was written on."""
+    listing_id = create_listing(chain, seller)
+    linked(chain, seller, listing_id)
+    indexer.index_chain(chain.w3)
+    snapshot = chain.rpc("evm_snapshot")
+    purchase(chain, buyer, listing_id)
+    indexer.index_chain(chain.w3)
+    first = Order.objects.get(listing_id=listing_id)
+    chain.send(chain.market.contract.functions.dispute(int(first.order_id)), buyer.address)
+    indexer.index_chain(chain.w3)
+    assert post(signed_in(buyer), int(first.order_id), {"text": "Wrong file."}).status_code == 201
+
+    chain.rpc("evm_revert", [snapshot])
+    other = Account.from_key(DEV_KEYS[3])
+    chain.token.mint(other.address, PRICE)
+    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), other.address)
+    purchase(chain, other, listing_id)
+    indexer.index_chain(chain.w3)
+    second = Order.objects.get(listing_id=listing_id)
+    second_id = int(second.order_id)
+    assert second_id == int(first.order_id) and second.buyer == other.address
+    assert second.tx_hash != first.tx_hash
+    chain.send(chain.market.contract.functions.dispute(second_id), other.address)
+    indexer.index_chain(chain.w3)
+
+    as_other, as_seller = signed_in(other), signed_in(seller)
+    assert as_seller.get(url(second_id)).json() == []
+    assert as_other.get(url(second_id)).json() == []
+    stated = post(as_other, second_id, {"text": "Empty columns."})
+    assert stated.status_code == 201, stated.json()
+    assert [s["text"] for s in as_seller.get(url(second_id)).json()] == ["Empty columns."]
+    assert sorted(DisputeStatement.objects.values_list("order_tx_hash", "text")) == sorted(
+        [(first.tx_hash, "Wrong file."), (second.tx_hash, "Empty columns.")])
+    # The first buyer is no party to the new order.
+    assert signed_in(buyer).get(url(second_id)).status_code == 403
