@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "marketplace.chain",
     "marketplace.catalog",
     "marketplace.orders",
+    "marketplace.rewards",
     "marketplace.outbox",
     "marketplace.limits",
     "marketplace.web",
@@ -179,6 +180,14 @@ OPERATOR_MAX_FEE_PER_GAS = env_int("OPERATOR_MAX_FEE_PER_GAS", 1_000 * 10**9)
 # The keeper: an order whose release or refund failed (or was skipped) is queued again after this.
 KEEPER_RETRY_AFTER = float(os.environ.get("KEEPER_RETRY_AFTER", "600"))
 REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 3600)  # seconds a root waits, revocable, before claims
+
+# Contributions and rewards (docs/rewards.md) ---------------------------------------------------
+# Address ranges whose nodes are not told apart by network (the demo's and the tests' nodes all
+# come from 127.0.0.1): the rules on IP ranges (two nodes of a job, rewards per /24) skip them.
+# Empty by default: the rules hold for every address.
+REWARD_TRUSTED_NETWORKS = [n.strip() for n in os.environ.get("REWARD_TRUSTED_NETWORKS", "").split(",") if n.strip()]
+# The most clock skew a node's signed message may show, in seconds.
+REWARD_CLOCK_SKEW = env_int("REWARD_CLOCK_SKEW", 60)
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 
 # Static files and the frontend build -----------------------------------------------------------
