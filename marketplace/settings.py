@@ -136,6 +136,15 @@ CELERY_BEAT_SCHEDULE = {
                          "options": {"expires": 30.0}},
     "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
     "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
+    # Node metering (rewards/metering.py): partitions made ahead and dropped past retention, the
+    # daily roll-up, the anti-abuse flags, due rebindings, used request signatures.
+    "rewards-maintain-partitions": {"task": "rewards.maintain_heartbeat_partitions", "schedule": 3600.0},
+    "rewards-roll-up-heartbeats": {"task": "rewards.roll_up_heartbeats", "schedule": 300.0,
+                                   "options": {"expires": 300.0}},
+    "rewards-flag-abuse": {"task": "rewards.flag_abuse", "schedule": 300.0, "options": {"expires": 300.0}},
+    "rewards-apply-due-bindings": {"task": "rewards.apply_due_bindings", "schedule": 60.0,
+                                   "options": {"expires": 60.0}},
+    "rewards-purge-request-signatures": {"task": "rewards.purge_request_signatures", "schedule": 600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -188,6 +197,25 @@ REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 3600)  # seconds a root waits, 
 REWARD_TRUSTED_NETWORKS = [n.strip() for n in os.environ.get("REWARD_TRUSTED_NETWORKS", "").split(",") if n.strip()]
 # The most clock skew a node's signed message may show, in seconds.
 REWARD_CLOCK_SKEW = env_int("REWARD_CLOCK_SKEW", 60)
+# Binding (docs/rewards-node.md): a Bind signed on the website may be this many seconds old (a
+# person signs it; a node binding with a wallet key gets REWARD_CLOCK_SKEW); a rebinding without
+# the old wallet's signature waits this long; a wallet binds at most this many devices.
+REWARD_BIND_WINDOW = env_int("REWARD_BIND_WINDOW", 3600)
+REWARD_REBIND_COOLDOWN = env_int("REWARD_REBIND_COOLDOWN", 7 * 24 * 3600)
+REWARD_MAX_DEVICES_PER_WALLET = env_int("REWARD_MAX_DEVICES_PER_WALLET", 10)
+# Heartbeats: an uptime slot's length, the least time between two heartbeats of a device, the
+# most heartbeats one address sends a minute (counted in each web process; trusted networks are
+# exempt), and how many days the raw rows (and their IP addresses) are kept.
+REWARD_SLOT_SECONDS = env_int("REWARD_SLOT_SECONDS", 60)
+REWARD_HEARTBEAT_MIN_INTERVAL = float(os.environ.get("REWARD_HEARTBEAT_MIN_INTERVAL", "10"))
+REWARD_HEARTBEATS_PER_IP_MINUTE = env_int("REWARD_HEARTBEATS_PER_IP_MINUTE", 600)
+REWARD_HEARTBEAT_RETENTION_DAYS = env_int("REWARD_HEARTBEAT_RETENTION_DAYS", 7)
+# Anti-abuse flags: wallets binding or sending heartbeats from one address in a day beyond this;
+# heartbeats of one device from this many addresses within one slot; seconds of slack before
+# uptime counts as more than wall time.
+REWARD_WALLETS_PER_IP_DAY = env_int("REWARD_WALLETS_PER_IP_DAY", 3)
+REWARD_IPS_PER_DEVICE_SLOT = env_int("REWARD_IPS_PER_DEVICE_SLOT", 2)
+REWARD_WALL_TIME_SLACK = env_int("REWARD_WALL_TIME_SLACK", 120)
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 
 # Static files and the frontend build -----------------------------------------------------------
@@ -317,6 +345,10 @@ LIMITS = {
     # Dispute statements written (a buyer's statement, a seller's answer: one each per order).
     "statement": {"ip": os.environ.get("LIMIT_STATEMENTS_PER_IP", "60/hour"),
                   "wallet": os.environ.get("LIMIT_STATEMENTS_PER_WALLET", "20/hour")},
+    # Node bindings and unbindings (each checks two signatures, a contract wallet's on the chain),
+    # and a node's device-signed requests (session, status, jobs).
+    "node_bind": {"ip": os.environ.get("LIMIT_NODE_BINDS_PER_IP", "120/hour")},
+    "node_request": {"ip": os.environ.get("LIMIT_NODE_REQUESTS_PER_IP", "1200/minute")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

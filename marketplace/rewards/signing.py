@@ -7,6 +7,10 @@ eth_account's time, which matters on the heartbeat path.
 - A heartbeat (`heartbeat_message`) names the chain, the device, its sequence number, the server
   nonce the last acknowledgement gave it, the time the node sent it and its self-reported figures
   (shown to its owner, never scored) and the answer to the last probe.
+- A binding (`binding_typed_data`) is EIP-712 typed data, `Bind` or `Unbind(address device,
+  address wallet, bytes32 nonce, uint256 issuedAt)` in the domain "DataMarket Node" version 1 of
+  the chain: a wallet signs it on the website with eth_signTypedData_v4, and the device key signs
+  the same Bind.
 - Any other request of a node (`request_message`) names the method, the path, the node's clock
   and the sha256 of the body; the server takes it once (its signature is remembered until the
   allowed clock skew has passed).
@@ -19,10 +23,11 @@ import hashlib
 
 import coincurve
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_defunct
+from eth_account.messages import _hash_eip191_message, encode_defunct, encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
-__all__ = ["BadSignature", "heartbeat_message", "recover", "request_message", "sign"]
+__all__ = ["BadSignature", "binding_typed_data", "heartbeat_message", "recover", "request_message", "sign",
+           "sign_binding"]
 
 
 class BadSignature(ValueError):
@@ -39,6 +44,36 @@ def heartbeat_message(*, chain_id: int, device: str, seq: int, nonce: str, sent_
 def request_message(*, chain_id: int, device: str, method: str, path: str, timestamp: int, body: bytes) -> str:
     return (f"datamarket node request\nchain: {chain_id}\ndevice: {to_checksum_address(device)}\n"
             f"{method.upper()} {path}\ntime: {timestamp}\nbody sha256: {hashlib.sha256(body).hexdigest()}")
+
+
+BINDING_DOMAIN = "DataMarket Node"
+_BINDING_FIELDS = [{"name": "device", "type": "address"}, {"name": "wallet", "type": "address"},
+                   {"name": "nonce", "type": "bytes32"}, {"name": "issuedAt", "type": "uint256"}]
+BINDING_TYPES = {
+    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                     {"name": "chainId", "type": "uint256"}],
+    "Bind": _BINDING_FIELDS,
+    "Unbind": _BINDING_FIELDS,
+}
+
+
+def binding_typed_data(kind: str, *, chain_id: int, device: str, wallet: str, nonce: str, issued_at: int) -> dict:
+    """The EIP-712 data of a Bind or Unbind (eth_signTypedData_v4's argument)."""
+    if kind not in ("Bind", "Unbind"):
+        raise ValueError(kind)
+    return {
+        "types": BINDING_TYPES, "primaryType": kind,
+        "domain": {"name": BINDING_DOMAIN, "version": "1", "chainId": chain_id},
+        "message": {"device": to_checksum_address(device), "wallet": to_checksum_address(wallet),
+                    "nonce": nonce, "issuedAt": issued_at},
+    }
+
+
+def sign_binding(private_key, kind: str, **fields) -> str:
+    """A key's 0x-hex signature of a Bind or Unbind (the device key, or a wallet key)."""
+    key = getattr(private_key, "key", private_key)
+    signable = encode_typed_data(full_message=binding_typed_data(kind, **fields))
+    return "0x" + bytes(Account.sign_message(signable, key).signature).hex()
 
 
 def sign(private_key, text: str) -> str:

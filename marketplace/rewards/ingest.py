@@ -1,0 +1,235 @@
+"""Heartbeat ingest: the node's one hot endpoint, a plain Django view (no DRF: its parsing,
+negotiation and schema machinery cost more than the check itself).
+
+    POST /api/v1/node/heartbeat   {device, seq, nonce, sent_at, probe, bytes_up, bytes_down,
+                                   latency_ms, signature}
+    GET  /api/v1/node/probe/<device>/<nonce>
+
+A heartbeat is signed by the device key (signing.heartbeat_message) over the nonce the last
+acknowledgement gave, so none can be made in advance; its sequence number only grows. The
+accepted path is one SQL statement, so one transaction and one round trip: a conditional UPDATE
+of the device row (bound, seq below, nonce equal, last heartbeat at least
+REWARD_HEARTBEAT_MIN_INTERVAL ago) feeding the INSERT of the heartbeat row. The answer is sent
+after that statement committed: an acknowledged heartbeat is stored. Only a refused heartbeat
+reads the device row again, to say why.
+
+Probes: an acknowledgement names /probe/<device>/<nonce>, whose answer (an HMAC of the server's
+secret) the next heartbeat carries; a heartbeat whose answer is right has `probe_ok` and counts
+for uptime (at most one slot of REWARD_SLOT_SECONDS per device).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone as dt_timezone
+from functools import lru_cache
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import threading
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from eth_utils import to_checksum_address
+import psycopg
+
+from marketplace.api import error_response
+from marketplace.limits.http import client_address
+
+from . import signing
+
+MAX_BODY = 4096
+INT_FIELDS = ("seq", "sent_at", "bytes_up", "bytes_down", "latency_ms")
+TEXT_FIELDS = ("device", "nonce", "probe", "signature")
+BIGINT = 2**63 - 1
+
+_ACCEPT = """
+WITH device AS (
+    UPDATE rewards_device SET seq = %(seq)s, nonce = %(next)s::varchar, last_seen_at = %(now)s, last_ip = %(ip)s::inet
+    WHERE address = %(device)s::varchar AND contributor_id IS NOT NULL AND seq < %(seq)s
+      AND nonce = %(nonce)s::varchar AND (last_seen_at IS NULL OR last_seen_at <= %(earliest)s)
+    RETURNING id)
+INSERT INTO rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at, bytes_up, bytes_down,
+                               latency_ms)
+SELECT id, %(seq)s, %(now)s, %(slot)s, %(probe_ok)s, %(ip)s::inet, %(sent)s, %(bytes_up)s, %(bytes_down)s,
+       %(latency_ms)s
+FROM device RETURNING device_id"""
+
+_WHY = "SELECT seq, nonce, contributor_id, last_seen_at FROM rewards_device WHERE address = %s"
+
+
+def probe_answer(device: str, nonce: str) -> str:
+    """What the probe URL answers for (device, nonce): only the server can make it."""
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"{device.lower()}|{nonce.lower()}".encode(), hashlib.sha256).hexdigest()
+
+
+def probe_url(device: str, nonce: str) -> str:
+    return f"/api/v1/node/probe/{device}/{nonce}"
+
+
+def slot_of(received: float) -> int:
+    return int(received // settings.REWARD_SLOT_SECONDS)
+
+
+@lru_cache(maxsize=4096)
+def _trusted(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in settings.REWARD_TRUSTED_NETWORKS)
+
+
+class _PerAddress:
+    """Heartbeats per client address a minute, counted in this process (a fixed window). A
+    shared count (the limits service) costs a second database round trip per heartbeat, more
+    than the heartbeat's own statement; the per-device interval, checked in that statement,
+    holds everywhere. With W web processes an address gets at most W times the rate."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.window = 0
+        self.counts: dict[str, int] = {}
+
+    def allow(self, ip: str, now: float) -> bool:
+        window = int(now // 60)
+        with self.lock:
+            if window != self.window:
+                self.window, self.counts = window, {}
+            count = self.counts.get(ip, 0) + 1
+            self.counts[ip] = count
+        return count <= settings.REWARD_HEARTBEATS_PER_IP_MINUTE
+
+
+per_address = _PerAddress()
+
+
+def _refuse(status: int, code: str, message: str, **extra) -> JsonResponse:
+    response = error_response(status, message, code)
+    if extra:
+        body = json.loads(response.content)
+        body["error"].update(extra)
+        response = JsonResponse(body, status=status)
+    return response
+
+
+def _parse(raw: bytes):
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None, "The body is not JSON."
+    if not isinstance(body, dict):
+        return None, "The body is a JSON object."
+    for name in INT_FIELDS:
+        value = body.get(name, 0 if name in ("bytes_up", "bytes_down", "latency_ms") else None)
+        if type(value) is not int or not 0 <= value <= BIGINT:
+            return None, f"{name} is a whole number from 0."
+        body[name] = value
+    for name in TEXT_FIELDS:
+        value = body.get(name, "" if name == "probe" else None)
+        if not isinstance(value, str) or len(value) > 200:
+            return None, f"{name} is a string."
+        body[name] = value
+    if body["latency_ms"] > 2**31 - 1:
+        return None, "latency_ms is too large."
+    return body, None
+
+
+@csrf_exempt
+def heartbeat(request):
+    """Take one heartbeat; answer the next nonce and probe once it is stored."""
+    if request.method != "POST":
+        response = error_response(405, "Send heartbeats with POST.", "method_not_allowed")
+        response["Allow"] = "POST"
+        return response
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+        return error_response(413, f"A heartbeat is at most {MAX_BODY} bytes.", "body_too_large")
+    body, problem = _parse(request.body)
+    if problem:
+        return _refuse(400, "invalid", problem)
+    now = time.time()
+    skew = body["sent_at"] - now
+    if abs(skew) > settings.REWARD_CLOCK_SKEW:
+        return _refuse(400, "clock_skew", f"The heartbeat's time is {int(skew)} seconds off the server's (at most "
+                       f"{settings.REWARD_CLOCK_SKEW} allowed): set this machine's clock.", server_time=int(now))
+    ip = client_address(request)
+    if not _trusted(ip) and not per_address.allow(ip, now):
+        response = _refuse(429, "throttled", f"At most {settings.REWARD_HEARTBEATS_PER_IP_MINUTE} heartbeats a "
+                           "minute from one address.")
+        response["Retry-After"] = str(60 - int(now) % 60)
+        return response
+    try:
+        device = to_checksum_address(body["device"])
+        message = signing.heartbeat_message(
+            chain_id=settings.CHAIN_ID, device=device, seq=body["seq"], nonce=body["nonce"],
+            sent_at=body["sent_at"], probe=body["probe"], bytes_up=body["bytes_up"],
+            bytes_down=body["bytes_down"], latency_ms=body["latency_ms"])
+        signer = signing.recover(message, body["signature"])
+    except (ValueError, TypeError):  # BadSignature is a ValueError, as is a malformed address
+        signer = None
+    if signer != device:
+        return _refuse(401, "forged", "The heartbeat is not signed by the device it names.")
+    nonce = body["nonce"]
+    fresh = "0x" + secrets.token_hex(32)
+    received = datetime.fromtimestamp(now, tz=dt_timezone.utc)
+    params = {
+        "seq": body["seq"], "next": fresh, "now": received, "ip": ip if ip != "unknown" else None,
+        "device": device, "nonce": nonce,
+        "earliest": datetime.fromtimestamp(now - settings.REWARD_HEARTBEAT_MIN_INTERVAL, tz=dt_timezone.utc),
+        "slot": slot_of(now), "probe_ok": bool(body["probe"]) and hmac.compare_digest(
+            body["probe"], probe_answer(device, nonce)),
+        "sent": datetime.fromtimestamp(body["sent_at"], tz=dt_timezone.utc),
+        "bytes_up": body["bytes_up"], "bytes_down": body["bytes_down"], "latency_ms": body["latency_ms"],
+    }
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        # Autocommit: the statement is its own transaction, committed when execute returns.
+        cursor.execute(_ACCEPT, params, prepare=True)
+        stored = cursor.fetchone()
+        if stored is None:
+            cursor.execute(_WHY, [device], prepare=True)
+            return _why_refused(cursor.fetchone(), body, now)
+    return JsonResponse({"seq": body["seq"], "nonce": fresh, "probe": {"url": probe_url(device, fresh)},
+                         "slot": params["slot"], "server_time": now})
+
+
+def _why_refused(row, body, now) -> JsonResponse:
+    """A heartbeat the conditional UPDATE did not take: say which condition failed."""
+    if row is None:
+        return _refuse(404, "unknown_device", "No device has this key: bind it first (datamarket-node bind).")
+    seq, nonce, contributor_id, last_seen_at = row
+    if contributor_id is None:
+        return _refuse(403, "unbound_device", "This device is bound to no wallet: bind it (datamarket-node bind).")
+    if body["seq"] <= seq:
+        code = "replayed" if body["seq"] == seq else "out_of_order"
+        return _refuse(409, code, f"The server's last sequence number for this device is {seq}: send a greater one "
+                       "(GET /api/v1/node/session resumes a node that lost its state).", seq=seq)
+    if body["nonce"] != nonce:
+        return _refuse(409, "precomputed", "The heartbeat does not sign the nonce of the last acknowledgement: a "
+                       "heartbeat cannot be made in advance (GET /api/v1/node/session gives the current one).",
+                       seq=seq)
+    if last_seen_at is not None:
+        wait = settings.REWARD_HEARTBEAT_MIN_INTERVAL - (now - last_seen_at.timestamp())
+        if wait > 0:
+            response = _refuse(429, "too_soon", f"At most one heartbeat every {settings.REWARD_HEARTBEAT_MIN_INTERVAL:g} "
+                               "seconds per device.", seq=seq)
+            response["Retry-After"] = str(max(1, int(wait + 0.999)))
+            return response
+    # Another heartbeat of this device changed its row between the two statements.
+    return _refuse(409, "conflict", "Another heartbeat of this device was taken at the same moment.", seq=seq)
+
+
+def probe(request, device: str, nonce: str):
+    """The answer a node fetches and carries in its next heartbeat (no database: it is the HMAC
+    of the device and nonce under the server's secret)."""
+    if request.method != "GET":
+        response = error_response(405, "Fetch a probe with GET.", "method_not_allowed")
+        response["Allow"] = "GET"
+        return response
+    if len(device) != 42 or len(nonce) != 66:
+        return error_response(404, "No such probe.", "not_found")
+    return JsonResponse({"answer": probe_answer(device, nonce)})
