@@ -47,6 +47,8 @@ RULES = {
     "order_receipt": "purchase transactions to read from the chain",
     "relay": "signed order actions to relay",
     "statement": "dispute statements",
+    "node_bind": "device bindings",
+    "node_request": "node requests",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

@@ -204,7 +204,8 @@ def unbind(*, device: str, wallet: str, via: str, signed: Signed | None = None, 
     with transaction.atomic():
         if signed is not None:
             _use_nonce(signed.nonce)
-        found = Device.objects.select_for_update().filter(address=device).select_related("contributor").first()
+        found = (Device.objects.select_for_update(of=("self",)).filter(address=device)
+                 .select_related("contributor").first())
         if found is None:
             raise APIError("unknown_device", "No device has this address.", status=404)
         if found.contributor_id is None or found.contributor.wallet != wallet:
@@ -226,7 +227,8 @@ def apply_due_bindings(*, now: datetime | None = None) -> int:
             pending = PendingBinding.objects.filter(pk=pending_id, effective_at__lte=now).first()
             if pending is None:
                 continue
-            device = Device.objects.select_for_update().select_related("contributor").get(pk=pending.device_id)
+            device = Device.objects.select_for_update(of=("self",)).select_related("contributor").get(
+                pk=pending.device_id)
             previous = device.contributor.wallet if device.contributor_id else ""
             wallet = pending.wallet
             try:

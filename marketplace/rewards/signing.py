@@ -49,12 +49,8 @@ def request_message(*, chain_id: int, device: str, method: str, path: str, times
 BINDING_DOMAIN = "DataMarket Node"
 _BINDING_FIELDS = [{"name": "device", "type": "address"}, {"name": "wallet", "type": "address"},
                    {"name": "nonce", "type": "bytes32"}, {"name": "issuedAt", "type": "uint256"}]
-BINDING_TYPES = {
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                     {"name": "chainId", "type": "uint256"}],
-    "Bind": _BINDING_FIELDS,
-    "Unbind": _BINDING_FIELDS,
-}
+_BINDING_DOMAIN_FIELDS = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                          {"name": "chainId", "type": "uint256"}]
 
 
 def binding_typed_data(kind: str, *, chain_id: int, device: str, wallet: str, nonce: str, issued_at: int) -> dict:
@@ -62,7 +58,8 @@ def binding_typed_data(kind: str, *, chain_id: int, device: str, wallet: str, no
     if kind not in ("Bind", "Unbind"):
         raise ValueError(kind)
     return {
-        "types": BINDING_TYPES, "primaryType": kind,
+        # One primary type per message: eth_account derives it from the types given.
+        "types": {"EIP712Domain": _BINDING_DOMAIN_FIELDS, kind: _BINDING_FIELDS}, "primaryType": kind,
         "domain": {"name": BINDING_DOMAIN, "version": "1", "chainId": chain_id},
         "message": {"device": to_checksum_address(device), "wallet": to_checksum_address(wallet),
                     "nonce": nonce, "issuedAt": issued_at},

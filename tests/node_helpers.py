@@ -1,0 +1,58 @@
+"""What a node and a wallet sign, made with real keys for the node tests."""
+import json
+import secrets
+import time
+
+from eth_account import Account
+
+from marketplace.rewards import signing
+
+CHAIN_ID = 31337
+
+
+def bind_body(device, wallet, *, issued_at=None, nonce=None, device_signer=None, wallet_signer=None, old=None):
+    """The body of POST /api/v1/node/bind: `device` and `wallet` are LocalAccounts; `old`, the
+    wallet the device is bound to now, adds its Unbind."""
+    fields = dict(chain_id=CHAIN_ID, device=device.address, wallet=wallet.address,
+                  nonce=nonce or "0x" + secrets.token_hex(32),
+                  issued_at=int(time.time()) if issued_at is None else issued_at)
+    body = {"device": device.address, "wallet": wallet.address, "nonce": fields["nonce"],
+            "issued_at": fields["issued_at"],
+            "device_signature": signing.sign_binding(device_signer or device, "Bind", **fields),
+            "wallet_signature": signing.sign_binding(wallet_signer or wallet, "Bind", **fields)}
+    if old is not None:
+        body["unbind"] = unbind_fields(device, old)
+    return body
+
+
+def unbind_fields(device, wallet, *, issued_at=None):
+    fields = dict(chain_id=CHAIN_ID, device=device.address, wallet=wallet.address,
+                  nonce="0x" + secrets.token_hex(32), issued_at=int(time.time()) if issued_at is None else issued_at)
+    return {"wallet": wallet.address, "nonce": fields["nonce"], "issued_at": fields["issued_at"],
+            "signature": signing.sign_binding(wallet, "Unbind", **fields)}
+
+
+def heartbeat_body(device, *, seq, nonce, probe="", sent_at=None, signer=None, bytes_up=0):
+    sent_at = int(time.time()) if sent_at is None else sent_at
+    message = signing.heartbeat_message(chain_id=CHAIN_ID, device=device.address, seq=seq, nonce=nonce,
+                                        sent_at=sent_at, probe=probe, bytes_up=bytes_up)
+    return {"device": device.address, "seq": seq, "nonce": nonce, "sent_at": sent_at, "probe": probe,
+            "bytes_up": bytes_up, "bytes_down": 0, "latency_ms": 0,
+            "signature": signing.sign(signer or device, message)}
+
+
+def signed_headers(device, method, path, body=b"", *, stamp=None):
+    """Django test client keyword arguments for a device-signed request."""
+    stamp = int(time.time()) if stamp is None else stamp
+    message = signing.request_message(chain_id=CHAIN_ID, device=device.address, method=method, path=path,
+                                      timestamp=stamp, body=body)
+    return {"HTTP_X_DEVICE": device.address, "HTTP_X_DEVICE_TIME": str(stamp),
+            "HTTP_X_DEVICE_SIGNATURE": signing.sign(device, message)}
+
+
+def post_json(client, path, body, **extra):
+    return client.post(path, json.dumps(body), content_type="application/json", **extra)
+
+
+def new_key():
+    return Account.create()
