@@ -56,3 +56,33 @@ def post_json(client, path, body, **extra):
 
 def new_key():
     return Account.create()
+
+
+def start_gunicorn(port, database_url, *, extra_env=None, workers=2, threads=2):
+    """gunicorn as shipped (marketplace/gunicorn_conf.py) on `port` against `database_url`;
+    returns the process once it answers."""
+    import http.client
+    import os
+    from pathlib import Path
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SECRET_KEY": "test-only",
+           "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_MANIFEST_STATIC": "0", "LOG_LEVEL": "WARNING",
+           "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_ACCESS_LOG": "", "WEB_WORKERS": str(workers),
+           "WEB_THREADS": str(threads), **(extra_env or {})}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py",
+                               "marketplace.wsgi"], cwd=root, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.2)

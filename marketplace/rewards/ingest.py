@@ -75,13 +75,18 @@ def slot_of(received: float) -> int:
     return int(received // settings.REWARD_SLOT_SECONDS)
 
 
+def trusted(ip: str) -> bool:
+    """Inside REWARD_TRUSTED_NETWORKS: exempt from the rules on addresses."""
+    return _trusted(ip, tuple(settings.REWARD_TRUSTED_NETWORKS))
+
+
 @lru_cache(maxsize=4096)
-def _trusted(ip: str) -> bool:
+def _trusted(ip: str, networks: tuple) -> bool:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    return any(address in ipaddress.ip_network(n, strict=False) for n in settings.REWARD_TRUSTED_NETWORKS)
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 class _PerAddress:
@@ -157,7 +162,7 @@ def heartbeat(request):
         return _refuse(400, "clock_skew", f"The heartbeat's time is {int(skew)} seconds off the server's (at most "
                        f"{settings.REWARD_CLOCK_SKEW} allowed): set this machine's clock.", server_time=int(now))
     ip = client_address(request)
-    if not _trusted(ip) and not per_address.allow(ip, now):
+    if not trusted(ip) and not per_address.allow(ip, now):
         response = _refuse(429, "throttled", f"At most {settings.REWARD_HEARTBEATS_PER_IP_MINUTE} heartbeats a "
                            "minute from one address.")
         response["Retry-After"] = str(60 - int(now) % 60)

@@ -1,0 +1,266 @@
+"""Heartbeat ingest: a heartbeat is taken only when signed by a bound device over the nonce of its
+last acknowledgement, with a greater sequence number, a sane clock, and not too often; forged,
+replayed, out-of-order, precomputed, far-future and far-past ones, unknown and unbound devices
+get their own 4xx. Probes decide uptime. The device-signed session resumes a node. And a server
+killed mid-stream loses no acknowledged heartbeat."""
+import json
+import os
+import signal
+import threading
+import time
+
+from django.db import connection
+import pytest
+import requests
+
+from marketplace.rewards import binding, ingest
+from marketplace.rewards.models import Device, Heartbeat
+from tests.conftest import database_url, free_port
+from tests.node_helpers import bind_body, heartbeat_body, new_key, post_json, signed_headers, start_gunicorn
+
+HEARTBEAT = "/api/v1/node/heartbeat"
+SESSION = "/api/v1/node/session"
+
+
+def code(response):
+    return response.json()["error"]["code"]
+
+
+def bind(device, wallet=None):
+    body = bind_body(device, wallet or new_key())
+    binding.bind(bind=binding.Signed(body["device"], body["wallet"], body["nonce"], body["issued_at"],
+                                     body["wallet_signature"]),
+                 device_signature=body["device_signature"], window=60)
+    return Device.objects.get(address=device.address)
+
+
+@pytest.fixture(autouse=True)
+def _no_interval(settings):
+    settings.REWARD_HEARTBEAT_MIN_INTERVAL = 0
+    ingest.per_address.counts.clear()
+
+
+@pytest.fixture
+def node(db):
+    key = new_key()
+    return key, bind(key)
+
+
+def beat(client, key, *, seq, nonce, **kwargs):
+    return post_json(client, HEARTBEAT, heartbeat_body(key, seq=seq, nonce=nonce, **kwargs))
+
+
+def test_a_signed_heartbeat_is_stored_and_acknowledged_with_a_fresh_nonce(client, node):
+    key, device = node
+    response = beat(client, key, seq=1, nonce=device.nonce, bytes_up=123)
+    assert response.status_code == 200, response.json()
+    ack = response.json()
+    assert ack["seq"] == 1 and ack["nonce"] != device.nonce and len(ack["nonce"]) == 66
+    assert ack["probe"]["url"] == f"/api/v1/node/probe/{key.address}/{ack['nonce']}"
+    row = Heartbeat.objects.get(device=device, seq=1)
+    assert row.bytes_up == 123 and not row.probe_ok and str(row.ip) == "127.0.0.1"
+    device.refresh_from_db()
+    assert (device.seq, device.nonce) == (1, ack["nonce"])
+
+
+def test_a_forged_heartbeat_is_refused(client, node):
+    key, device = node
+    response = beat(client, key, seq=1, nonce=device.nonce, signer=new_key())
+    assert response.status_code == 401 and code(response) == "forged"
+    tampered = heartbeat_body(key, seq=1, nonce=device.nonce)
+    tampered["bytes_up"] = 10**9  # a figure changed after signing
+    response = post_json(client, HEARTBEAT, tampered)
+    assert response.status_code == 401 and code(response) == "forged"
+    assert not Heartbeat.objects.filter(device=device).exists()
+
+
+def test_a_replayed_heartbeat_is_refused_with_the_servers_sequence(client, node):
+    key, device = node
+    body = heartbeat_body(key, seq=7, nonce=device.nonce)
+    assert post_json(client, HEARTBEAT, body).status_code == 200
+    again = post_json(client, HEARTBEAT, body)
+    assert again.status_code == 409 and code(again) == "replayed"
+    assert again.json()["error"]["seq"] == 7
+    assert Heartbeat.objects.filter(device=device).count() == 1
+
+
+def test_an_out_of_order_heartbeat_is_refused(client, node):
+    key, device = node
+    ack = beat(client, key, seq=5, nonce=device.nonce).json()
+    response = beat(client, key, seq=4, nonce=ack["nonce"])
+    assert response.status_code == 409 and code(response) == "out_of_order"
+    assert response.json()["error"]["seq"] == 5
+
+
+def test_a_heartbeat_made_in_advance_is_refused(client, node):
+    """Signed over a nonce the server never gave (as one made before the last ack must be)."""
+    key, device = node
+    ack = beat(client, key, seq=1, nonce=device.nonce).json()
+    response = beat(client, key, seq=2, nonce="0x" + "ab" * 32)
+    assert response.status_code == 409 and code(response) == "precomputed"
+    response = beat(client, key, seq=2, nonce=device.nonce)  # the previous nonce, already spent
+    assert response.status_code == 409 and code(response) == "precomputed"
+    assert beat(client, key, seq=2, nonce=ack["nonce"]).status_code == 200
+
+
+@pytest.mark.parametrize("offset", [3600, -3600])
+def test_a_heartbeat_from_a_far_clock_is_refused(client, node, offset):
+    key, device = node
+    response = beat(client, key, seq=1, nonce=device.nonce, sent_at=int(time.time()) + offset)
+    assert response.status_code == 400 and code(response) == "clock_skew"
+    assert not Heartbeat.objects.filter(device=device).exists()
+
+
+def test_an_unknown_device_is_refused(client, db):
+    key = new_key()
+    response = beat(client, key, seq=1, nonce="0x" + "00" * 32)
+    assert response.status_code == 404 and code(response) == "unknown_device"
+
+
+def test_an_unbound_device_is_refused(client, node):
+    key, device = node
+    Device.objects.filter(pk=device.pk).update(contributor=None)
+    response = beat(client, key, seq=1, nonce=device.nonce)
+    assert response.status_code == 403 and code(response) == "unbound_device"
+
+
+def test_a_device_sending_too_often_is_told_when_to_come_back(client, node, settings):
+    settings.REWARD_HEARTBEAT_MIN_INTERVAL = 30
+    key, device = node
+    ack = beat(client, key, seq=1, nonce=device.nonce).json()
+    response = beat(client, key, seq=2, nonce=ack["nonce"])
+    assert response.status_code == 429 and code(response) == "too_soon"
+    assert 1 <= int(response["Retry-After"]) <= 30
+
+
+def test_one_address_sending_too_many_is_throttled_unless_trusted(client, db, settings):
+    settings.REWARD_HEARTBEATS_PER_IP_MINUTE = 2
+    settings.REWARD_TRUSTED_NETWORKS = []
+    nodes = [(key, bind(key)) for key in (new_key(), new_key(), new_key())]
+    statuses = [beat(client, key, seq=1, nonce=device.nonce).status_code for key, device in nodes]
+    if statuses != [200, 200, 429]:  # the minute turned between two of them: once more
+        ingest.per_address.counts.clear()
+        statuses = [beat(client, key, seq=2, nonce=Device.objects.get(pk=device.pk).nonce).status_code
+                    for key, device in nodes]
+    assert statuses == [200, 200, 429]
+    settings.REWARD_TRUSTED_NETWORKS = ["127.0.0.0/8"]
+    key, device = nodes[2]
+    assert beat(client, key, seq=5, nonce=Device.objects.get(pk=device.pk).nonce).status_code == 200
+
+
+def test_a_heartbeat_carrying_the_probes_answer_counts_for_uptime(client, node):
+    key, device = node
+    ack = beat(client, key, seq=1, nonce=device.nonce).json()
+    answer = client.get(ack["probe"]["url"]).json()["answer"]
+    good = beat(client, key, seq=2, nonce=ack["nonce"], probe=answer)
+    assert good.status_code == 200
+    wrong = beat(client, key, seq=3, nonce=good.json()["nonce"], probe="0" * 64)
+    assert wrong.status_code == 200
+    assert [r.probe_ok for r in Heartbeat.objects.filter(device=device).order_by("seq")] == [False, True, False]
+    # Another device's answer, or one for another nonce, is no answer.
+    assert answer != ingest.probe_answer(new_key().address, ack["nonce"])
+    assert answer != ingest.probe_answer(key.address, good.json()["nonce"])
+
+
+def test_uptime_counts_at_most_one_slot_per_device(client, node):
+    key, device = node
+    nonce, probe = device.nonce, ""
+    for seq in range(1, 5):
+        ack = beat(client, key, seq=seq, nonce=nonce, probe=probe).json()
+        nonce = ack["nonce"]
+        probe = client.get(ack["probe"]["url"]).json()["answer"]
+    path = "/api/v1/node/status"
+    status = client.get(path, **signed_headers(key, "GET", path)).json()
+    assert status["heartbeats"] == 4
+    slots = set(Heartbeat.objects.filter(device=device, probe_ok=True).values_list("slot", flat=True))
+    assert status["verified_slots"] == len(slots) >= 1
+    assert len(slots) < 3  # three answered probes within a few seconds: one slot (two at a boundary)
+
+
+def test_the_session_resumes_a_node_that_lost_its_state(client, node):
+    key, device = node
+    ack = beat(client, key, seq=41, nonce=device.nonce).json()
+    response = client.get(SESSION, **signed_headers(key, "GET", SESSION))
+    assert response.status_code == 200, response.json()
+    session = response.json()
+    assert (session["seq"], session["nonce"], session["wallet"]) == (41, ack["nonce"], device.contributor.wallet)
+    assert beat(client, key, seq=42, nonce=session["nonce"]).status_code == 200
+
+
+def test_a_device_signed_request_is_taken_once_and_only_from_its_device(client, node):
+    key, _ = node
+    headers = signed_headers(key, "GET", SESSION)
+    assert client.get(SESSION, **headers).status_code == 200
+    again = client.get(SESSION, **headers)
+    assert again.status_code == 409 and code(again) == "replayed"
+    forged = signed_headers(new_key(), "GET", SESSION)
+    forged["HTTP_X_DEVICE"] = key.address
+    response = client.get(SESSION, **forged)
+    assert response.status_code == 401 and code(response) == "forged"
+    stale = client.get(SESSION, **signed_headers(key, "GET", SESSION, stamp=int(time.time()) - 3600))
+    assert stale.status_code == 401 and code(stale) == "clock_skew"
+    other_path = client.get(SESSION, **signed_headers(key, "GET", "/api/v1/node/status"))
+    assert other_path.status_code == 401 and code(other_path) == "forged"
+    assert client.get(SESSION).status_code == 401
+
+
+def test_a_body_that_is_not_a_heartbeat_is_a_400(client, db):
+    response = client.post(HEARTBEAT, "[1]", content_type="application/json")
+    assert response.status_code == 400 and code(response) == "invalid"
+    response = post_json(client, HEARTBEAT, {"device": "0x1", "seq": "1"})
+    assert response.status_code == 400 and code(response) == "invalid"
+    assert client.get(HEARTBEAT).status_code == 405
+
+
+# The kill test -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_acknowledged_heartbeat_survives_the_server_being_killed(settings):
+    """Nodes send as fast as they can through gunicorn; the server is SIGKILLed mid-stream. Every
+    (device, seq) a node had an acknowledgement for is in the table afterwards."""
+    devices = []
+    for _ in range(8):
+        key = new_key()
+        devices.append((key, bind(key).nonce))
+    port = free_port()
+    server = start_gunicorn(port, database_url(connection.settings_dict),
+                            extra_env={"REWARD_HEARTBEAT_MIN_INTERVAL": "0",
+                                       "REWARD_TRUSTED_NETWORKS": "127.0.0.0/8"})
+    acked, stop = [], threading.Event()
+
+    def send(key, nonce):
+        seq = 0
+        http = requests.Session()
+        while not stop.is_set():
+            seq += 1
+            try:
+                response = http.post(f"http://127.0.0.1:{port}{HEARTBEAT}", timeout=5,
+                                     data=json.dumps(heartbeat_body(key, seq=seq, nonce=nonce)))
+            except requests.RequestException:
+                return  # the server is gone
+            if response.status_code != 200:
+                return
+            acked.append((key.address, seq))
+            nonce = response.json()["nonce"]
+
+    threads = [threading.Thread(target=send, args=d) for d in devices]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acked) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(server.pid, signal.SIGKILL)  # the arbiter and its workers, mid-request
+        server.wait(10)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert len(acked) >= 200
+    stored = {(address, seq) for address, seq in
+              Heartbeat.objects.values_list("device__address", "seq")}
+    missing = set(acked) - stored
+    assert not missing, sorted(missing)[:10]
