@@ -264,3 +264,123 @@ def test_every_acknowledged_heartbeat_survives_the_server_being_killed(settings)
               Heartbeat.objects.values_list("device__address", "seq")}
     missing = set(acked) - stored
     assert not missing, sorted(missing)[:10]
+
+
+# Metering: partitions, roll-up, flags ------------------------------------------------------------
+
+from datetime import datetime, timedelta, timezone as dt_timezone  # noqa: E402
+
+from marketplace.rewards import metering  # noqa: E402
+from marketplace.rewards.models import DeviceDay, Flag  # noqa: E402
+
+
+def insert(device, seq, at, *, ip="203.0.113.7", probe_ok=True, sent_at=None, bytes_up=0, slot=None):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at, bytes_up) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [device.pk, seq, at, slot if slot is not None else int(at.timestamp()) // 60, probe_ok, ip,
+             sent_at or at, bytes_up])
+
+
+def partition_of(device, seq):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text FROM rewards_heartbeat WHERE device_id = %s AND seq = %s",
+                       [device.pk, seq])
+        return cursor.fetchone()[0]
+
+
+def test_a_new_partition_takes_over_the_rows_the_default_partition_held(node):
+    _, device = node
+    day = metering.today() + timedelta(days=20)
+    at = datetime.combine(day, datetime.min.time(), tzinfo=dt_timezone.utc) + timedelta(hours=5)
+    insert(device, 1, at)
+    insert(device, 2, at + timedelta(minutes=1))
+    assert partition_of(device, 1) == "rewards_heartbeat_default"
+    name = metering.create_partition(day)
+    assert name == "rewards_heartbeat_" + day.strftime("%Y%m%d")
+    assert partition_of(device, 1) == name and partition_of(device, 2) == name
+    assert Heartbeat.objects.filter(device=device).count() == 2
+    assert metering.create_partition(day) == name  # made once
+
+
+def test_days_past_retention_are_rolled_up_then_dropped_with_their_addresses(node, settings):
+    _, device = node
+    settings.REWARD_HEARTBEAT_RETENTION_DAYS = 7
+    old_day = metering.today() - timedelta(days=9)
+    at = datetime.combine(old_day, datetime.min.time(), tzinfo=dt_timezone.utc) + timedelta(hours=1)
+    metering.create_partition(old_day)
+    insert(device, 1, at, bytes_up=100)
+    insert(device, 2, at + timedelta(seconds=20), bytes_up=50)  # the same slot
+    insert(device, 3, at + timedelta(minutes=2), probe_ok=False)
+    stray_day = old_day - timedelta(days=1)  # a day that never had a partition: in DEFAULT
+    insert(device, 0, datetime.combine(stray_day, datetime.min.time(), tzinfo=dt_timezone.utc))
+    result = metering.maintain_partitions()
+    assert old_day.isoformat() in result["dropped"]
+    assert not Heartbeat.objects.filter(device=device).exists()
+    assert old_day not in metering.partitions()
+    assert all(day >= metering.today() for day in list(metering.partitions())[-4:])
+    rolled = DeviceDay.objects.get(device=device, day=old_day)
+    assert (rolled.heartbeats, rolled.verified_slots, rolled.bytes_up) == (3, 1, 150)
+    assert DeviceDay.objects.get(device=device, day=stray_day).heartbeats == 1
+
+
+def test_the_roll_up_counts_verified_slots_once_and_reruns_agree(node):
+    _, device = node
+    now = datetime.now(dt_timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    for seq, offset, ok in [(1, 0, True), (2, 30, True), (3, 60, True), (4, 120, False)]:
+        insert(device, seq, now + timedelta(seconds=offset), probe_ok=ok, bytes_up=10)
+    metering.roll_up_recent()
+    metering.roll_up_recent()
+    day = DeviceDay.objects.get(device=device, day=now.date())
+    assert (day.heartbeats, day.verified_slots, day.bytes_up) == (4, 2, 40)
+
+
+def test_one_device_key_on_two_connections_is_flagged_once(node, settings):
+    _, device = node
+    settings.REWARD_TRUSTED_NETWORKS = []
+    at = datetime.now(dt_timezone.utc) - timedelta(minutes=1)
+    insert(device, 1, at, ip="198.51.100.1", slot=999)
+    insert(device, 2, at + timedelta(seconds=1), ip="198.51.100.2", slot=999)
+    flags = metering.flag_abuse()
+    assert [(f.kind, f.device_id) for f in flags] == [("two_connections", device.pk)]
+    assert flags[0].evidence["addresses"] == ["198.51.100.1", "198.51.100.2"]
+    assert flags[0].wallet == device.contributor.wallet
+    assert metering.flag_abuse() == []  # the same evidence, no second flag
+
+
+def test_two_connections_inside_trusted_networks_raise_no_flag(node, settings):
+    _, device = node
+    settings.REWARD_TRUSTED_NETWORKS = ["198.51.100.0/24"]
+    at = datetime.now(dt_timezone.utc) - timedelta(minutes=1)
+    insert(device, 1, at, ip="198.51.100.1", slot=999)
+    insert(device, 2, at, ip="198.51.100.2", slot=999)
+    assert not [f for f in metering.flag_abuse() if f.kind == "two_connections"]
+
+
+def test_uptime_claimed_beyond_wall_time_is_flagged(node, settings):
+    _, device = node
+    now = datetime.now(dt_timezone.utc)
+    if now.hour == 0 and now.minute < 5:
+        now += timedelta(minutes=5)  # keep the rows within one UTC day
+    at = now - timedelta(minutes=3)
+    # Received within a minute, but the node's clock claims an hour went by.
+    insert(device, 1, at, sent_at=at - timedelta(hours=1))
+    insert(device, 2, at + timedelta(seconds=40), sent_at=at)
+    flags = [f for f in metering.flag_abuse(now=now) if f.kind == "over_wall_time"]
+    assert len(flags) == 1 and flags[0].evidence["seconds_claimed"] >= 3600
+
+
+def test_many_wallets_from_one_address_in_a_day_are_flagged(db, settings):
+    settings.REWARD_WALLETS_PER_IP_DAY = 3
+    settings.REWARD_TRUSTED_NETWORKS = []
+    at = datetime.now(dt_timezone.utc) - timedelta(minutes=2)
+    devices = [bind(new_key()) for _ in range(4)]
+    for device in devices:
+        insert(device, 1, at, ip="192.0.2.50")
+    other = bind(new_key())
+    insert(other, 1, at, ip="192.0.2.51")
+    flags = [f for f in metering.flag_abuse() if f.kind == "wallets_per_address"]
+    assert sorted(f.wallet for f in flags) == sorted(d.contributor.wallet for d in devices)
+    assert flags[0].evidence["address"] == "192.0.2.50" and len(flags[0].evidence["wallets"]) == 4
+    assert Flag.objects.filter(kind="wallets_per_address", wallet=other.contributor.wallet).count() == 0

@@ -83,3 +83,16 @@ class DeviceDay(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "day"], name="device_day_once")]
+
+
+class AddressWallet(models.Model):
+    """A wallet seen at a network address on a day (its devices' heartbeats, its bindings): the
+    evidence of the "many wallets from one address" flag, kept as long as the roll-ups (the raw
+    heartbeats and their addresses go after REWARD_HEARTBEAT_RETENTION_DAYS)."""
+
+    day = models.DateField()
+    ip = models.GenericIPAddressField()
+    wallet = models.CharField(max_length=42)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "ip", "wallet"], name="address_wallet_once")]

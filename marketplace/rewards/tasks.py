@@ -1,0 +1,29 @@
+"""Thin Celery wrappers over the rewards services (the schedules are in CELERY_BEAT_SCHEDULE)."""
+from celery import shared_task
+
+from . import binding, device_auth, metering
+
+
+@shared_task(name="rewards.maintain_heartbeat_partitions", ignore_result=True)
+def maintain_heartbeat_partitions():
+    return metering.maintain_partitions()
+
+
+@shared_task(name="rewards.roll_up_heartbeats", ignore_result=True)
+def roll_up_heartbeats():
+    return metering.roll_up_recent()
+
+
+@shared_task(name="rewards.flag_abuse", ignore_result=True)
+def flag_abuse():
+    return len(metering.flag_abuse())
+
+
+@shared_task(name="rewards.apply_due_bindings", ignore_result=True)
+def apply_due_bindings():
+    return binding.apply_due_bindings()
+
+
+@shared_task(name="rewards.purge_request_signatures", ignore_result=True)
+def purge_request_signatures():
+    return device_auth.purge_expired()
