@@ -124,14 +124,14 @@ def cmd_run(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="datamarket-node", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="datamarket-node", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     top.add_argument("--dir", default=str(DEFAULT_DIR), help="where the key and state live")
     top.add_argument("--server", help="the marketplace's URL (default: the one given to init)")
     sub = top.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="make the device key")
     init.add_argument("--chain-id", type=int, default=31337)
     for name in ("bind", "unbind"):
-        p = sub.add_parser(name, help=f"{name} this device and a wallet")
+        p = sub.add_parser(name, help=f"{name} this device and a wallet", allow_abbrev=False)
         p.add_argument("--keystore", help="an encrypted wallet keystore file (password asked)")
         p.add_argument("--key-prompt", action="store_true", help="type the wallet's key at a hidden prompt")
         if name == "bind":
