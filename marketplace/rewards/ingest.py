@@ -33,7 +33,6 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from eth_utils import to_checksum_address
 import psycopg
 
 from marketplace.api import error_response
@@ -168,7 +167,7 @@ def heartbeat(request):
         response["Retry-After"] = str(60 - int(now) % 60)
         return response
     try:
-        device = to_checksum_address(body["device"])
+        device = signing.checksum(body["device"])
         message = signing.heartbeat_message(
             chain_id=settings.CHAIN_ID, device=device, seq=body["seq"], nonce=body["nonce"],
             sent_at=body["sent_at"], probe=body["probe"], bytes_up=body["bytes_up"],

@@ -19,12 +19,14 @@ Pure logic: no Django import, shared by the server and the node program.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 import hashlib
 
 import coincurve
+from Crypto.Hash import keccak as _keccak
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_defunct, encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils import to_checksum_address
 
 __all__ = ["BadSignature", "binding_typed_data", "heartbeat_message", "recover", "request_message", "sign",
            "sign_binding"]
@@ -36,7 +38,7 @@ class BadSignature(ValueError):
 
 def heartbeat_message(*, chain_id: int, device: str, seq: int, nonce: str, sent_at: int,
                       probe: str = "", bytes_up: int = 0, bytes_down: int = 0, latency_ms: int = 0) -> str:
-    return (f"datamarket heartbeat\nchain: {chain_id}\ndevice: {to_checksum_address(device)}\nseq: {seq}\n"
+    return (f"datamarket heartbeat\nchain: {chain_id}\ndevice: {checksum(device)}\nseq: {seq}\n"
             f"nonce: {nonce}\nsent: {sent_at}\nprobe: {probe}\nbytes up: {bytes_up}\n"
             f"bytes down: {bytes_down}\nlatency ms: {latency_ms}")
 
@@ -96,12 +98,25 @@ def recover(text: str, signature: str) -> str:
     # replay check keyed on the signature's bytes must not be passed by flipping it.
     if int.from_bytes(raw[32:64], "big") > SECP256K1_HALF_N:
         raise BadSignature("the signature's s is in the upper half (not canonical)")
-    digest = _hash_eip191_message(encode_defunct(text=text))
+    message = text.encode()
+    digest = _keccak256(b"\x19Ethereum Signed Message:\n" + str(len(message)).encode() + message)
     try:
         public = coincurve.PublicKey.from_signature_and_message(raw[:64] + bytes([v]), digest, hasher=None)
     except Exception:  # noqa: BLE001 - libsecp256k1 refuses an invalid signature with a generic error
         raise BadSignature("the signature does not recover to a public key") from None
-    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
+    return checksum("0x" + _keccak256(public.format(compressed=False)[1:])[-20:].hex())
+
+
+def _keccak256(data: bytes) -> bytes:
+    # pycryptodome directly: eth_utils' keccak adds its own checks around the same call.
+    return _keccak.new(digest_bits=256, data=data).digest()
+
+
+@lru_cache(maxsize=65536)
+def checksum(address: str) -> str:
+    """to_checksum_address, remembered: a server sees the same device addresses again and again
+    (eth_utils spends about 25 µs validating and hashing each time)."""
+    return to_checksum_address(address)
 
 
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0

@@ -1,0 +1,273 @@
+"""Heartbeat ingest through gunicorn: verified heartbeats a second from 10,000 devices, one per
+request, against a bare view (one signature recovery and one insert) measured in the same run.
+
+    .venv/bin/python bench/heartbeats.py [--devices 10000] [--duration 60] [--bare-duration 30]
+                                         [--workers 4] [--threads 2] [--clients 2] [--connections 24]
+
+It uses its own database `bench_heartbeats` on DATABASE_URL's server (else the embedded
+PostgreSQL), makes the devices (keys precomputed, bound to 1,000 wallets), starts gunicorn with
+marketplace/gunicorn_conf.py, and drives it from --clients processes of --connections
+connections each (asyncio, plain HTTP/1.1, one request a connection as the shipped keepalive=0
+makes them). Each device keeps its state: a heartbeat signs the nonce its last acknowledgement
+gave, with the next sequence number and the probe's answer (the bench knows the server's secret
+key, so it computes the answer rather than fetching it: the server's check is the same). Every
+device waits REWARD_HEARTBEAT_MIN_INTERVAL (1 s here) between two of its heartbeats.
+
+Printed: heartbeats/s (acknowledged, so stored), p50/p95 latency, the refusals by status, the bare
+view's figures, the ratio, and a check that the table holds exactly the acknowledged rows.
+"""
+import argparse
+import asyncio
+from collections import deque
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+from pathlib import Path
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SECRET = "bench-heartbeats-secret"
+CHAIN_ID = 31337
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url():
+    import dj_database_url
+    import psycopg
+
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        from marketplace.devstack import start_embedded_postgres
+
+        base = start_embedded_postgres()
+    db = dj_database_url.parse(base)
+    admin = dict(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
+                 host=db["HOST"] or None, port=db["PORT"] or None)
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench_heartbeats WITH (FORCE)")
+        conn.execute("CREATE DATABASE bench_heartbeats")
+    return base.rsplit("/", 1)[0] + "/bench_heartbeats"
+
+
+def make_devices(count):
+    """(private key bytes, checksummed address) of `count` fresh device keys, bound in the database."""
+    import coincurve
+    import django
+    from django.core.management import call_command
+    from django.db import connection
+    from eth_utils import keccak, to_checksum_address
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    devices = []
+    for _ in range(count):
+        key = coincurve.PrivateKey()
+        address = to_checksum_address(keccak(key.public_key.format(compressed=False)[1:])[-20:])
+        devices.append((key.secret, address))
+    with connection.cursor() as cursor:
+        wallets = [to_checksum_address("0x" + secrets.token_hex(20)) for _ in range(max(1, count // 10))]
+        with cursor.copy("COPY rewards_contributor (wallet, referral_code, leaderboard_opt_out, created_at) "
+                         "FROM STDIN") as copy:
+            for wallet in wallets:
+                copy.write_row((wallet, secrets.token_urlsafe(9), False, "now"))
+        cursor.execute("SELECT id FROM rewards_contributor ORDER BY id")
+        ids = [row[0] for row in cursor.fetchall()]
+        nonces = {}
+        with cursor.copy("COPY rewards_device (address, contributor_id, name, seq, nonce, quality_bps, created_at) "
+                         "FROM STDIN") as copy:
+            for i, (_, address) in enumerate(devices):
+                nonces[address] = "0x" + secrets.token_hex(32)
+                copy.write_row((address, ids[i % len(ids)], "", 0, nonces[address], 10_000, "now"))
+    connection.close()
+    return [(key, address, nonces[address]) for key, address in devices]
+
+
+# The load generator (one process per --clients) ---------------------------------------------------
+
+
+def probe_answer(device, nonce):
+    return hmac.new(SECRET.encode(), f"{device.lower()}|{nonce.lower()}".encode(), hashlib.sha256).hexdigest()
+
+
+def client_process(port, devices, duration, connections, min_interval, path, start_at, results):
+    import coincurve
+    from eth_utils import keccak
+
+    from marketplace.rewards.signing import heartbeat_message
+
+    keys = {address: coincurve.PrivateKey(key) for key, address, _ in devices}
+    state = {address: [0, nonce, 0.0] for _, address, nonce in devices}  # seq, nonce, next allowed time
+    ready = deque(address for _, address, _ in devices)
+    latencies, statuses = [], {}
+
+    def body(address):
+        seq, nonce, _ = state[address]
+        seq += 1
+        sent_at = int(time.time())
+        probe = probe_answer(address, nonce)
+        text = heartbeat_message(chain_id=CHAIN_ID, device=address, seq=seq, nonce=nonce, sent_at=sent_at,
+                                 probe=probe).encode()
+        digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(text)).encode() + text)
+        raw = keys[address].sign_recoverable(digest, hasher=None)
+        signature = "0x" + raw[:64].hex() + format(raw[64] + 27, "02x")
+        return seq, json.dumps({"device": address, "seq": seq, "nonce": nonce, "sent_at": sent_at, "probe": probe,
+                                "bytes_up": 0, "bytes_down": 0, "latency_ms": 0,
+                                "signature": signature}).encode()
+
+    async def one(address):
+        seq, payload = body(address)
+        request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+        started = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        answer = await reader.read()
+        writer.close()
+        elapsed = time.perf_counter() - started
+        head, _, content = answer.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, elapsed, seq, content
+
+    async def worker(end):
+        while time.time() < end:
+            address = ready.popleft()
+            wait = state[address][2] - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                status, elapsed, seq, content = await one(address)
+            except (OSError, IndexError, ValueError):
+                statuses["error"] = statuses.get("error", 0) + 1
+                ready.append(address)
+                continue
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 200:
+                latencies.append(elapsed)
+                state[address][0] = seq
+                state[address][1] = json.loads(content).get("nonce", state[address][1])
+            state[address][2] = time.monotonic() + min_interval
+            ready.append(address)
+
+    async def main():
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        end = time.time() + duration
+        await asyncio.gather(*(worker(end) for _ in range(connections)))
+
+    asyncio.run(main())
+    results.put((latencies, statuses))
+
+
+def drive(port, devices, *, duration, clients, connections, min_interval, path):
+    results = multiprocessing.Queue()
+    shards = [devices[i::clients] for i in range(clients)]
+    start_at = time.time() + 1.0
+    processes = [multiprocessing.Process(target=client_process, args=(port, shard, duration, connections,
+                                                                      min_interval, path, start_at, results))
+                 for shard in shards]
+    for p in processes:
+        p.start()
+    latencies, statuses = [], {}
+    for _ in processes:
+        lat, st = results.get()
+        latencies += lat
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    for p in processes:
+        p.join()
+    latencies.sort()
+    ok = statuses.get(200, 0)
+
+    def pct(q):
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {"per_second": ok / duration, "ok": ok, "p50": pct(0.50), "p95": pct(0.95), "statuses": statuses}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=60, help="seconds of heartbeats")
+    parser.add_argument("--bare-duration", type=float, default=30, help="seconds of the bare reference view")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per worker (marketplace/gunicorn_conf.py: 2)")
+    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
+    parser.add_argument("--connections", type=int, default=24, help="connections at once per load process")
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
+    os.environ["DJANGO_SECRET_KEY"] = SECRET
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
+    os.environ["DJANGO_MANIFEST_STATIC"] = "0"
+    os.environ["LOG_LEVEL"] = "ERROR"
+    os.environ["REWARD_HEARTBEAT_MIN_INTERVAL"] = "1"
+    os.environ["REWARD_HEARTBEATS_PER_IP_MINUTE"] = str(10**9)  # counted (all from 127.0.0.1), never refused
+    os.environ["REWARD_TRUSTED_NETWORKS"] = ""
+    os.environ["DATABASE_URL"] = database_url()
+    started = time.time()
+    devices = make_devices(args.devices)
+    print(f"{args.devices} devices bound in {time.time() - started:.1f} s")
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py",
+         "bench.heartbeat_app:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+         "--threads", str(args.threads), "--log-level", "warning", "--access-logfile", "/dev/null"],
+        cwd=ROOT, env=os.environ, start_new_session=True)
+    try:
+        import urllib.request
+
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/node/probe/0x{'0' * 40}/0x{'0' * 64}",
+                                       timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        common = dict(clients=args.clients, connections=args.connections, min_interval=1.0)
+        # A short warm-up of both views (connections, prepared statements, imports).
+        drive(port, devices[:2000], duration=3, path="/bench/bare-heartbeat", **common)
+        print(f"\nthrough gunicorn ({args.workers} workers x {args.threads} threads), {args.clients} load processes x "
+              f"{args.connections} connections, one heartbeat a request, {os.cpu_count()} cores shared with the load")
+        bare = drive(port, devices, duration=args.bare_duration, path="/bench/bare-heartbeat", **common)
+        real = drive(port, devices, duration=args.duration, path="/api/v1/node/heartbeat", **common)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    import django
+    from django.db import connection
+
+    django.setup()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FILTER (WHERE device_id <> 0), count(*) FILTER (WHERE device_id <> 0 AND "
+                       "probe_ok), count(DISTINCT device_id) FILTER (WHERE device_id <> 0) FROM rewards_heartbeat")
+        stored, probed, devices_seen = cursor.fetchone()
+
+    def line(name, r):
+        refused = {k: v for k, v in r["statuses"].items() if k != 200}
+        return (f"{name:<40} {r['per_second']:>9.0f}/s  p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  "
+                f"ok {r['ok']}  other {refused or '-'}")
+
+    print(line("bare view (1 recover + 1 insert)", bare))
+    print(line(f"heartbeats, verified ({args.duration:g} s)", real))
+    print(f"ratio to the bare view: {real['per_second'] / bare['per_second'] * 100:.0f} %")
+    print(f"stored: {stored} heartbeats (acknowledged: {real['ok']}; warm-up sent none), {probed} with the probe "
+          f"answered, from {devices_seen} devices")
+    assert stored >= real["ok"], "an acknowledged heartbeat is missing"
+
+
+if __name__ == "__main__":
+    main()
