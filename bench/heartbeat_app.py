@@ -1,6 +1,7 @@
 """The WSGI application of bench/heartbeats.py: the project's, plus the bare reference view at
 /bench/bare-heartbeat (parse, one signature recovery, one insert: the least a verified heartbeat
-can cost through the same Django, middleware and gunicorn)."""
+can cost through the same Django, middleware and gunicorn), and an empty view at /bench/empty
+(the ceiling: what the stack and the load generator do with no work)."""
 import json
 import os
 import secrets
@@ -42,8 +43,14 @@ def bare(request):
     return JsonResponse({"seq": body["seq"], "nonce": body["nonce"]})
 
 
+@csrf_exempt
+def empty(request):
+    """No work at all: the ceiling of gunicorn, Django and the load generator on this machine."""
+    return JsonResponse({"seq": 0, "nonce": ""})
+
+
 class URLs:
-    urlpatterns = [path("bench/bare-heartbeat", bare), *urls.urlpatterns]
+    urlpatterns = [path("bench/bare-heartbeat", bare), path("bench/empty", empty), *urls.urlpatterns]
 
 
 settings.ROOT_URLCONF = URLs

@@ -13,7 +13,8 @@ gave, with the next sequence number and the probe's answer (the bench knows the 
 key, so it computes the answer rather than fetching it: the server's check is the same). Every
 device waits REWARD_HEARTBEAT_MIN_INTERVAL (1 s here) between two of its heartbeats.
 
-Printed: heartbeats/s (acknowledged, so stored), p50/p95 latency, the refusals by status, the bare
+Printed: the empty view's rate (gunicorn, Django's middleware and this load generator doing no
+work: the ceiling on this machine), heartbeats/s (acknowledged, so stored), p50/p95 latency, the refusals by status, the bare
 view's figures, the ratio, and a check that the table holds exactly the acknowledged rows.
 """
 import argparse
@@ -200,7 +201,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=60, help="seconds of heartbeats")
-    parser.add_argument("--bare-duration", type=float, default=30, help="seconds of the bare reference view")
+    parser.add_argument("--bare-duration", type=float, default=30, help="seconds of each reference view")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads per worker (marketplace/gunicorn_conf.py: 2)")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
@@ -241,6 +242,7 @@ def main():
         drive(port, devices[:2000], duration=3, path="/bench/bare-heartbeat", **common)
         print(f"\nthrough gunicorn ({args.workers} workers x {args.threads} threads), {args.clients} load processes x "
               f"{args.connections} connections, one heartbeat a request, {os.cpu_count()} cores shared with the load")
+        empty = drive(port, devices, duration=args.bare_duration, path="/bench/empty", **common)
         bare = drive(port, devices, duration=args.bare_duration, path="/bench/bare-heartbeat", **common)
         real = drive(port, devices, duration=args.duration, path="/api/v1/node/heartbeat", **common)
     finally:
@@ -261,6 +263,7 @@ def main():
         return (f"{name:<40} {r['per_second']:>9.0f}/s  p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  "
                 f"ok {r['ok']}  other {refused or '-'}")
 
+    print(line("empty view (the stack's ceiling)", empty))
     print(line("bare view (1 recover + 1 insert)", bare))
     print(line(f"heartbeats, verified ({args.duration:g} s)", real))
     print(f"ratio to the bare view: {real['per_second'] / bare['per_second'] * 100:.0f} %")

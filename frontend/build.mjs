@@ -8,7 +8,7 @@ import * as esbuild from "esbuild";
 const watch = process.argv.includes("--watch");
 
 const options = {
-  entryPoints: ["src/app.js", "src/app.css"],
+  entryPoints: ["src/app.js", "src/app.css", "src/node_bind.js"],
   outdir: "dist",
   outbase: "src",
   bundle: true,

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
 from marketplace.orders.views import download
+from marketplace.rewards.views import bind_page
 from marketplace.web.views import favicon
 
 urlpatterns = [
@@ -23,5 +24,6 @@ urlpatterns = [
     path("api/v1/", include("marketplace.orders.urls")),
     path("api/v1/", include("marketplace.rewards.urls")),
     path("downloads/<str:token>", download, name="download"),
+    path("node/bind", bind_page, name="node-bind-page"),
     path("", include("marketplace.web.urls")),
 ]

@@ -222,3 +222,46 @@ def test_racing_bindings_do_not_pass_the_device_cap(settings):
     assert len(bound) == 1 and len(refused) == 3, results
     assert all(r.get_codes() == "too_many_devices" for r in refused)
     assert Device.objects.filter(contributor__wallet=wallet.address).count() == 1
+
+
+# The website's step ------------------------------------------------------------------------------
+
+
+def node_link(device, wallet, *, issued_at=None):
+    body = bind_body(device, wallet, issued_at=issued_at)
+    return (f"/node/bind?device={device.address}&wallet={wallet.address}&nonce={body['nonce']}"
+            f"&issued={body['issued_at']}&sig={body['device_signature']}"), body
+
+
+def test_the_binding_page_asks_a_visitor_to_sign_in_first(client, db, keys):
+    device, wallet, _ = keys
+    link, _ = node_link(device, wallet)
+    response = client.get(link)
+    assert response.status_code == 200
+    assert b"data-sign-in-button" in response.content and b"data-bind-sign" not in response.content
+
+
+def test_the_binding_page_offers_the_signed_in_wallet_the_nodes_bind(client, db, keys):
+    device, wallet, _ = keys
+    link, body = node_link(device, wallet)
+    client.force_login(wallet_user(wallet.address))
+    html = client.get(link).content.decode()
+    assert "data-bind-sign" in html and "node_bind.js" in html
+    assert f'data-device-signature="{body["device_signature"]}"' in html
+    assert f'data-nonce="{body["nonce"]}"' in html
+    # What the page's script posts, signed by the wallet: a signed-in session gets the hour.
+    assert post_json(client, BIND, bind_body(device, wallet, issued_at=body["issued_at"] - 900)).status_code == 201
+    html = client.get("/node/bind").content.decode()
+    assert f'data-node-device="{device.address}"' in html
+
+
+def test_the_binding_page_refuses_a_link_for_another_wallet_or_an_old_or_altered_one(client, db, keys):
+    device, wallet, other = keys
+    client.force_login(wallet_user(other.address))
+    link, _ = node_link(device, wallet)
+    html = client.get(link).content.decode()
+    assert "data-bind-sign" not in html and "you are signed in with" in html
+    client.force_login(wallet_user(wallet.address))
+    old, _ = node_link(device, wallet, issued_at=int(time.time()) - 7200)
+    assert "minutes old" in client.get(old).content.decode()
+    assert "incomplete or altered" in client.get(link.replace("&sig=0x", "&sig=0xzz")).content.decode()
