@@ -3,6 +3,7 @@ request, against a bare view (one signature recovery and one insert) measured in
 
     .venv/bin/python bench/heartbeats.py [--devices 10000] [--duration 60] [--bare-duration 30]
                                          [--workers 4] [--threads 2] [--clients 2] [--connections 24]
+                                         [--ip-count process|shared]
 
 It uses its own database `bench_heartbeats` on DATABASE_URL's server (else the embedded
 PostgreSQL), makes the devices (keys precomputed, bound to 1,000 wallets), starts gunicorn with
@@ -205,6 +206,8 @@ def main():
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads per worker (marketplace/gunicorn_conf.py: 2)")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
+    parser.add_argument("--ip-count", choices=["process", "shared"], default="process",
+                        help="REWARD_HEARTBEAT_IP_COUNT: the per-address count in each process, or the limits service")
     parser.add_argument("--connections", type=int, default=24, help="connections at once per load process")
     args = parser.parse_args()
 
@@ -216,6 +219,7 @@ def main():
     os.environ["REWARD_HEARTBEAT_MIN_INTERVAL"] = "1"
     os.environ["REWARD_HEARTBEATS_PER_IP_MINUTE"] = str(10**9)  # counted (all from 127.0.0.1), never refused
     os.environ["REWARD_TRUSTED_NETWORKS"] = ""
+    os.environ["REWARD_HEARTBEAT_IP_COUNT"] = args.ip_count
     os.environ["DATABASE_URL"] = database_url()
     started = time.time()
     devices = make_devices(args.devices)
@@ -265,7 +269,7 @@ def main():
 
     print(line("empty view (the stack's ceiling)", empty))
     print(line("bare view (1 recover + 1 insert)", bare))
-    print(line(f"heartbeats, verified ({args.duration:g} s)", real))
+    print(line(f"heartbeats, verified ({args.duration:g} s, per-address count: {args.ip_count})", real))
     print(f"ratio to the bare view: {real['per_second'] / bare['per_second'] * 100:.0f} %")
     print(f"stored: {stored} heartbeats (acknowledged: {real['ok']}; warm-up sent none), {probed} with the probe "
           f"answered, from {devices_seen} devices")

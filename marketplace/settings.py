@@ -209,6 +209,9 @@ REWARD_MAX_DEVICES_PER_WALLET = env_int("REWARD_MAX_DEVICES_PER_WALLET", 10)
 REWARD_SLOT_SECONDS = env_int("REWARD_SLOT_SECONDS", 60)
 REWARD_HEARTBEAT_MIN_INTERVAL = float(os.environ.get("REWARD_HEARTBEAT_MIN_INTERVAL", "10"))
 REWARD_HEARTBEATS_PER_IP_MINUTE = env_int("REWARD_HEARTBEATS_PER_IP_MINUTE", 600)
+# Where that count is kept: "process" (each web process's memory: free) or "shared" (the limits
+# service, PostgreSQL or Redis: exact across processes, one more round trip per heartbeat).
+REWARD_HEARTBEAT_IP_COUNT = os.environ.get("REWARD_HEARTBEAT_IP_COUNT", "process")
 REWARD_HEARTBEAT_RETENTION_DAYS = env_int("REWARD_HEARTBEAT_RETENTION_DAYS", 7)
 # Anti-abuse flags: wallets binding or sending heartbeats from one address in a day beyond this;
 # heartbeats of one device from this many addresses within one slot; seconds of slack before
@@ -349,6 +352,8 @@ LIMITS = {
     # and a node's device-signed requests (session, status, jobs).
     "node_bind": {"ip": os.environ.get("LIMIT_NODE_BINDS_PER_IP", "120/hour")},
     "node_request": {"ip": os.environ.get("LIMIT_NODE_REQUESTS_PER_IP", "1200/minute")},
+    # Heartbeats per address, when REWARD_HEARTBEAT_IP_COUNT is "shared" (else counted in process).
+    "node_heartbeat": {"ip": f"{REWARD_HEARTBEATS_PER_IP_MINUTE}/minute"},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

@@ -49,6 +49,7 @@ RULES = {
     "statement": "dispute statements",
     "node_bind": "device bindings",
     "node_request": "node requests",
+    "node_heartbeat": "heartbeats",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

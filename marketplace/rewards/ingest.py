@@ -36,7 +36,8 @@ from django.views.decorators.csrf import csrf_exempt
 import psycopg
 
 from marketplace.api import error_response
-from marketplace.limits.http import client_address
+from marketplace.limits import services as limits
+from marketplace.limits.http import client_address, client_network
 
 from . import signing
 
@@ -112,6 +113,17 @@ class _PerAddress:
 per_address = _PerAddress()
 
 
+def _address_wait(ip: str, request, now: float) -> int:
+    """Seconds the address must wait, 0 when this heartbeat is within its rate."""
+    if settings.REWARD_HEARTBEAT_IP_COUNT == "shared":
+        try:
+            limits.consume("node_heartbeat", ip=client_network(request), now=now)
+        except limits.LimitExceeded as exceeded:
+            return exceeded.retry_after
+        return 0
+    return 0 if per_address.allow(ip, now) else 60 - int(now) % 60
+
+
 def _refuse(status: int, code: str, message: str, **extra) -> JsonResponse:
     response = error_response(status, message, code)
     if extra:
@@ -161,11 +173,13 @@ def heartbeat(request):
         return _refuse(400, "clock_skew", f"The heartbeat's time is {int(skew)} seconds off the server's (at most "
                        f"{settings.REWARD_CLOCK_SKEW} allowed): set this machine's clock.", server_time=int(now))
     ip = client_address(request)
-    if not trusted(ip) and not per_address.allow(ip, now):
-        response = _refuse(429, "throttled", f"At most {settings.REWARD_HEARTBEATS_PER_IP_MINUTE} heartbeats a "
-                           "minute from one address.")
-        response["Retry-After"] = str(60 - int(now) % 60)
-        return response
+    if not trusted(ip):
+        wait = _address_wait(ip, request, now)
+        if wait:
+            response = _refuse(429, "throttled", f"At most {settings.REWARD_HEARTBEATS_PER_IP_MINUTE} heartbeats "
+                               "a minute from one address.")
+            response["Retry-After"] = str(wait)
+            return response
     try:
         device = signing.checksum(body["device"])
         message = signing.heartbeat_message(

@@ -148,6 +148,17 @@ def test_one_address_sending_too_many_is_throttled_unless_trusted(client, db, se
     assert beat(client, key, seq=5, nonce=Device.objects.get(pk=device.pk).nonce).status_code == 200
 
 
+def test_the_address_count_can_be_shared_through_the_limits_service(client, db, settings):
+    settings.REWARD_HEARTBEAT_IP_COUNT = "shared"
+    settings.REWARD_TRUSTED_NETWORKS = []
+    settings.LIMITS = {**settings.LIMITS, "node_heartbeat": {"ip": "2/minute"}}
+    nodes = [(key, bind(key)) for key in (new_key(), new_key(), new_key())]
+    statuses = [beat(client, key, seq=1, nonce=device.nonce) for key, device in nodes]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert code(statuses[2]) == "throttled" and 1 <= int(statuses[2]["Retry-After"]) <= 60
+    assert not ingest.per_address.counts  # counted in the shared store, not in this process
+
+
 def test_a_heartbeat_carrying_the_probes_answer_counts_for_uptime(client, node):
     key, device = node
     ack = beat(client, key, seq=1, nonce=device.nonce).json()
