@@ -74,7 +74,7 @@ class EpochListView(APIView):
 
     authentication_classes = []
 
-    @extend_schema(responses={200: inline_serializer("RewardEpochs", {"results": EpochBody(many=True)})})
+    @extend_schema(responses={200: inline_serializer("RewardEpochs", {"results": serializers.ListField(child=EpochBody)})})
     def get(self, request):
         return Response({"results": [epoch_body(e) for e in selectors.epochs()]})
 
@@ -105,7 +105,7 @@ class WalletEpochsView(APIView):
 
     @extend_schema(responses={200: inline_serializer("RewardWalletEpochs", {
         "wallet": serializers.CharField(), "held": Amount(help_text="Held now, in all"),
-        "results": WalletEpochBody(many=True)}), **errors(400)})
+        "results": serializers.ListField(child=WalletEpochBody)}), **errors(400)})
     def get(self, request, wallet):
         wallet = _wallet(wallet)
         return Response({"wallet": wallet, "held": str(selectors.held_total(wallet)),

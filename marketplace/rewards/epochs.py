@@ -42,10 +42,7 @@ from marketplace.chain.services import deployed_address
 
 from . import scoring
 from .merkle import MerkleTree
-from .models import (
-    CommunityRevenue, CommunityShare, Contributor, Device, Epoch, EpochAmount, EpochLeaf, EpochTree, Flag,
-    HeldAmount,
-)
+from .models import CommunityRevenue, CommunityShare, Contributor, Device, Epoch, EpochTree, Flag, HeldAmount
 
 logger = logging.getLogger(__name__)
 
