@@ -74,7 +74,7 @@ class EpochListView(APIView):
 
     authentication_classes = []
 
-    @extend_schema(responses={200: inline_serializer("RewardEpochs", {"results": serializers.ListField(child=EpochBody)})})
+    @extend_schema(operation_id="rewards_epochs_list", responses={200: inline_serializer("RewardEpochs", {"results": serializers.ListField(child=EpochBody)})})
     def get(self, request):
         return Response({"results": [epoch_body(e) for e in selectors.epochs()]})
 
