@@ -322,16 +322,20 @@ def treasury_account():
 
 
 def fund(epoch: Epoch, w3, distributor) -> str:
-    """Have the treasury's transfer of the epoch's emission mined, once: signed and recorded in
-    its own transaction before the broadcast, broadcast again (the same bytes, the same nonce)
+    """Have the treasury's transfer for this epoch mined, once: what the root needs beyond what
+    the distributor holds (its total less what was claimed, less the balance: the emission, plus
+    the carried amounts of epochs that proposed no root), signed and recorded in its own
+    transaction before the broadcast, and broadcast again (the same bytes at the same nonce)
     while the chain has not got it. Returns why it waits ("" when funded or nothing to fund)."""
     treasury = treasury_account()
-    if treasury is None or int(epoch.emission) <= 0:
+    if treasury is None:
         return ""
     if not epoch.funding_tx:
+        needed = int(epoch.total) - distributor.total_claimed() - distributor.token_balance()
+        if needed <= 0:
+            return ""
         token = w3.eth.contract(address=distributor.token_address(), abi=_erc20_abi())
-        call = token.functions.transfer(distributor.address, int(epoch.emission))
-        built = call.build_transaction({
+        built = token.functions.transfer(distributor.address, needed).build_transaction({
             "from": treasury.address, "nonce": w3.eth.get_transaction_count(treasury.address, "pending"),
             "chainId": w3.eth.chain_id, "gas": 100_000})
         signed = treasury.sign_transaction(built)
@@ -342,6 +346,8 @@ def fund(epoch: Epoch, w3, distributor) -> str:
             epoch.funding_tx = locked.funding_tx = "0x" + bytes(signed.hash).hex()
             epoch.funding_raw = locked.funding_raw = "0x" + bytes(signed.raw_transaction).hex()
             locked.save(update_fields=["funding_tx", "funding_raw", "updated_at"])
+        logger.info("epoch %s: the treasury transfers %s to the distributor (%s)", epoch.number, needed,
+                    epoch.funding_tx)
     try:
         receipt = w3.eth.get_transaction_receipt(epoch.funding_tx)
     except Exception:  # not mined (or not known): the same bytes again
