@@ -228,6 +228,14 @@ class RewardDistributor(AccessControlled):
     def root_delay(self) -> int:
         return self.contract.functions.rootDelay().call()
 
+    def token_address(self) -> str:
+        return self.contract.functions.token().call()
+
+    def token_balance(self) -> int:
+        """What the distributor holds of its reward token."""
+        token = self.w3.eth.contract(address=self.token_address(), abi=load_artifact("TestUSDC").abi)
+        return token.functions.balanceOf(self.address).call()
+
     def propose_root(self, epoch: int, root: bytes | str, total: int, sender=None):
         """Propose an epoch's root with its total, the sum of the tree's cumulative amounts
         (publisher only)."""

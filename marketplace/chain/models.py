@@ -101,6 +101,7 @@ class OperatorAction(models.Model):
         CONFIRM_BY_SIG = "confirm_by_sig", "Relay a buyer's confirmation"
         DISPUTE_BY_SIG = "dispute_by_sig", "Relay a buyer's dispute"
         RETURN_SURPLUS = "return_surplus", "Return surplus"
+        PROPOSE_ROOT = "propose_root", "Propose a reward root"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -113,7 +114,8 @@ class OperatorAction(models.Model):
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     chain_id = models.BigIntegerField()
-    market = models.CharField(max_length=42, help_text="The DataMarket it acts on (checksummed)")
+    market = models.CharField(max_length=42, help_text="The contract it acts on (checksummed): the DataMarket, "
+                              "or the RewardDistributor for reward roots")
     listing_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     order_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     expected_owner = models.CharField(max_length=42, blank=True,

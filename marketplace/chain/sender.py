@@ -23,10 +23,13 @@ sender works at a time whichever worker or host runs it, and then:
    An action is therefore never signed at a second nonce while the first may still be mined.
 2. **Cancels superseded approvals**: an approval or clearing is sent only if no newer decision
    about its listing is pending, sent or confirmed.
-3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first): each row is
+3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first), each to its
+   kind's contract (the market, or the reward distributor for `propose_root`): each row is
    checked (an approval's listing must still have the reviewed owner and content hash; a single
    call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE; the
-   gas, estimated at the fees it will pay, must be under the kind's ceiling), rows of a kind
+   gas, estimated at the fees it will pay, must be under the kind's ceiling; a reward root needs
+   a greater epoch than the distributor's last and a balance that covers the new total less what
+   was claimed: while it does not, the row stays pending with the reason, not failed), rows of a kind
    that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`), and the signed
    transaction is recorded with its nonce before it is broadcast. The next nonce is the chain's
    pending count or one above the highest nonce still open here, whichever is higher.
@@ -53,7 +56,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFou
 from . import indexer, reverts
 from .client import operator_account, operator_web3
 from .models import ChainEvent, IndexerCursor, OperatorAction, OperatorTransaction
-from .services import market as deployed_market
+from .services import market as deployed_market, reward_distributor
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +74,12 @@ TxStatus = OperatorTransaction.Status
 @dataclass(frozen=True)
 class KindSpec:
     function: str
-    events: tuple  # the market events that settle an action of this kind
+    events: tuple  # the events (of the kind's contract) that settle an action of this kind
     gas: int  # the most gas one transaction of this kind may use ...
     gas_per_item: int = 0  # ... plus this much per action, for a kind that batches
     batch: bool = False  # many actions in one call
     arbiter: bool = False  # needs ARBITER_ROLE
+    contract: str = "DataMarket"  # the contract it calls
 
     def gas_limit(self, items: int) -> int:
         return self.gas + self.gas_per_item * items
@@ -95,6 +99,7 @@ KINDS = {
     Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",), gas=300_000),
     Kind.RELEASE: KindSpec("release", ("OrderReleased",), gas=60_000, gas_per_item=200_000, batch=True),
     Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), gas=200_000, arbiter=True),
+    Kind.PROPOSE_ROOT: KindSpec("proposeRoot", ("RootProposed",), gas=300_000, contract="RewardDistributor"),
 }
 RELEASE_BATCH = 100  # orders per release(ids): 20M gas at most, under a block's 30M
 
@@ -110,6 +115,26 @@ def replace_after() -> float:
 def max_fee_cap() -> int:
     """The most the sender bids per unit of gas, replacements included (wei)."""
     return int(getattr(settings, "OPERATOR_MAX_FEE_PER_GAS", 1_000 * 10**9))
+
+
+class Wait(str):
+    """A reason not to send an action yet that is not a failure (the distributor is not funded):
+    the row stays pending with it, and a later run checks again."""
+
+
+class Contracts(dict):
+    """The deployed contracts the sender calls, by name, looked up when first needed (a chain
+    without a distributor still sends the market's actions)."""
+
+    def __init__(self, w3, market):
+        super().__init__(DataMarket=market)
+        self.w3 = w3
+
+    def __missing__(self, name):
+        if name != "RewardDistributor":
+            raise KeyError(name)
+        self[name] = reward_distributor(self.w3)
+        return self[name]
 
 
 class SenderStopped(Exception):
@@ -195,6 +220,7 @@ def _run(report: SendReport, timeout: float) -> int:
     w3 = operator_web3()
     chain_id = w3.eth.chain_id
     market = deployed_market(w3)
+    contracts = Contracts(w3, market)
     operator = operator_account()
     seen = OperatorAction.objects.filter(chain_id=chain_id).aggregate(top=Max("id"))["top"] or 0
     sent = _follow(w3, market, chain_id, operator, report)  # what it broadcast again
@@ -202,7 +228,7 @@ def _run(report: SendReport, timeout: float) -> int:
     stop = False
     for kind in KINDS:
         while not stop:
-            tx = _prepare_batch(w3, market, chain_id, operator, kind, report)
+            tx = _prepare_batch(w3, contracts, chain_id, operator, kind, report)
             if tx is None:
                 break
             if tx is False:
@@ -226,8 +252,13 @@ def _run(report: SendReport, timeout: float) -> int:
 
 
 def _call(market, kind: str, actions: list[OperatorAction]):
-    """The contract call that does `actions` (all of `kind`; one unless the kind batches)."""
+    """The contract call that does `actions` (all of `kind`; one unless the kind batches) on
+    `market`, the kind's contract (KindSpec.contract)."""
     functions = market.contract.functions
+    if kind == Kind.PROPOSE_ROOT:
+        (action,) = actions
+        payload = action.payload
+        return functions.proposeRoot(int(payload["epoch"]), bytes.fromhex(payload["root"][2:]), int(payload["total"]))
     if kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return functions.setApproval(sorted({int(a.listing_id) for a in actions}), kind == Kind.APPROVE)
     if kind == Kind.RELEASE:
@@ -264,10 +295,15 @@ def mismatch(market, action: OperatorAction) -> str:
 
 
 def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict) -> str:
-    """Why `action` must not be sent ("" when it may)."""
+    """Why `action` must not be sent ("" when it may; a `Wait` when it may later). `market` is the
+    kind's contract."""
     if not is_address(action.market) or to_checksum_address(action.market) != market.address:
-        return (f"the DataMarket is now at {market.address}, not at {action.market} where this action was "
-                "decided")
+        return (f"the {spec.contract} is now at {market.address}, not at {action.market} where this action "
+                "was decided")
+    if action.kind == Kind.PROPOSE_ROOT:
+        reason = root_precheck(market, action.payload)
+        if reason:
+            return reason
     if spec.arbiter:
         if "arbiter" not in roles:
             roles["arbiter"] = market.has_role("ARBITER_ROLE", operator.address)
@@ -284,6 +320,22 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
     return ""
 
 
+def root_precheck(distributor, payload: dict) -> str:
+    """Why a root must not be proposed now: its epoch is not above the distributor's last
+    proposed one (a failure), or the distributor holds less than the new total less what was
+    claimed (a `Wait`: the root would promise more than can be paid; it goes once funded)."""
+    epoch, total = int(payload["epoch"]), int(payload["total"])
+    last = distributor.last_proposed_epoch()
+    if last >= epoch:
+        return f"the distributor's last proposed epoch is {last}: epoch {epoch} can no longer be proposed"
+    balance = distributor.token_balance()
+    needed = total - distributor.total_claimed() - balance
+    if needed > 0:
+        return Wait(f"waiting for funding: {needed} more needed (the distributor holds {balance} of its token, "
+                    f"the root's total is {total})")
+    return ""
+
+
 def _next_nonce(w3, chain_id: int, address: str) -> int:
     """The chain's pending count, or one above the highest nonce still open here: a nonce signed
     for and not yet settled is never given to other work."""
@@ -293,13 +345,15 @@ def _next_nonce(w3, chain_id: int, address: str) -> int:
     return chain if top is None else max(chain, top + 1)
 
 
-def _prepare_batch(w3, market, chain_id, operator, kind, report):
+def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
     """Check up to BATCH_SIZE pending rows of `kind` (one unless it batches), sign one
     transaction for those that pass and record it, with the rows marked sent, before anything
     is broadcast. Returns None when nothing is pending, False when all of them failed, else the
     OperatorTransaction."""
     spec = KINDS[kind]
     roles = {}
+    market = contracts[spec.contract]
+    waited = False
     with transaction.atomic():
         size = (RELEASE_BATCH if kind == Kind.RELEASE else BATCH_SIZE) if spec.batch else 1
         actions = list(OperatorAction.objects.select_for_update(skip_locked=True)
@@ -309,14 +363,20 @@ def _prepare_batch(w3, market, chain_id, operator, kind, report):
         ready = []
         for action in actions:
             reason = _check(market, operator, action, spec, roles)
-            if reason:
+            if isinstance(reason, Wait):
+                waited = True
+                if action.error != reason:
+                    action.error = reason[:2000]
+                    action.save(update_fields=["error", "updated_at"])
+                    logger.info("operator action #%s waits: %s", action.pk, reason)
+            elif reason:
                 logger.warning("operator action #%s not sent: %s", action.pk, reason)
                 _finish(action, Status.FAILED, error=reason)
                 report.failed += 1
             else:
                 ready.append(action)
         if not ready:
-            return False
+            return None if waited else False  # a waiting row is looked at again by the next run
         call = _call(market, kind, ready)
         max_fee, priority = _fees(w3)
         limit = spec.gas_limit(len(ready))
@@ -555,8 +615,9 @@ def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
     cursor = IndexerCursor.objects.filter(chain_id=tx.chain_id).first()
     if cursor is None or indexer.block_hash(w3, cursor.block_number) != cursor.block_hash:
         return
-    events = list(ChainEvent.objects.filter(chain_id=tx.chain_id, tx_hash=tx.mined_hash, address=market.address)
-                  .order_by("log_index"))
+    # The events of the contract it called (the market, or the distributor for reward roots).
+    events = list(ChainEvent.objects.filter(chain_id=tx.chain_id, tx_hash=tx.mined_hash,
+                                            address=to_checksum_address(tx.to)).order_by("log_index"))
     with transaction.atomic():
         tx = OperatorTransaction.objects.select_for_update().get(pk=tx.pk)
         if tx.status != TxStatus.MINED:
@@ -579,7 +640,8 @@ def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
 
 
 def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int | None, str]:
-    """(status, log index, error) of `action` from its transaction's stored market events."""
+    """(status, log index, error) of `action` from its transaction's stored events (of the
+    contract it called)."""
     spec = KINDS[action.kind]
     for event in events:
         if event.name not in spec.events:
@@ -587,6 +649,9 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
         args = event.args
         if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
             if args["listingId"] == str(int(action.listing_id)) and args["approved"] == (action.kind == Kind.APPROVE):
+                return Status.CONFIRMED, event.log_index, ""
+        elif action.kind == Kind.PROPOSE_ROOT:
+            if args["epoch"] == str(int(action.payload["epoch"])) and args["root"] == action.payload["root"].lower():
                 return Status.CONFIRMED, event.log_index, ""
         elif action.kind == Kind.RETURN_SURPLUS:
             if args["ref"] == action.payload["ref"].lower():
@@ -598,7 +663,12 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
         # one skipped it (the indexer does not store ReleaseSkipped, which anyone can emit in bulk).
         return (Status.CANCELLED, None,
                 f"the market skipped order {action.order_id}: it was no longer open, or not matured")
-    target = f"listing {action.listing_id}" if action.listing_id is not None else f"order {action.order_id}"
+    if action.listing_id is not None:
+        target = f"listing {action.listing_id}"
+    elif action.kind == Kind.PROPOSE_ROOT:
+        target = f"epoch {action.payload['epoch']} with root {action.payload['root']}"
+    else:
+        target = f"order {action.order_id}"
     return Status.FAILED, None, (f"transaction {action.tx_hash} carried no {' or '.join(spec.events)} for "
                                  f"{target}")
 

@@ -1,198 +1,135 @@
-"""The node's API besides heartbeats (ingest.py): binding a device to a wallet, unbinding it, and
-the device-signed session and status a node reads when it starts and while it runs."""
-from datetime import datetime, time as dt_time, timezone as dt_timezone
-import time
-
-from django.conf import settings
-from django.db import connection
+"""The rewards API: epochs, a wallet's amounts per epoch, the scoring rules, and the proof of the
+claimable root. Public reads (amounts on-chain are public anyway); no sign-in."""
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import APIError, StrictRegexField, errors
-from marketplace.limits.http import client_address, enforce
+from marketplace.api import APIError, errors
 
-from . import binding, device_auth
-from .ingest import probe_url
-from .models import PendingBinding, WorkCredit
+from . import scoring, selectors
+from .models import Epoch
 
-ADDRESS = r"^0x[0-9a-fA-F]{40}$"
-BYTES32 = r"^0x[0-9a-fA-F]{64}$"
-SIGNATURE = r"^0x(?:[0-9a-fA-F]{2})+$"
+Amount = serializers.CharField  # token base units as decimal digits (they go past JSON numbers)
 
 
-class UnbindSignature(serializers.Serializer):
-    wallet = StrictRegexField(ADDRESS, help_text="The wallet the device is bound to now")
-    nonce = StrictRegexField(BYTES32, help_text="32 random bytes, used once")
-    issued_at = serializers.IntegerField(min_value=0, help_text="Unix seconds")
-    signature = StrictRegexField(SIGNATURE, help_text="That wallet's EIP-712 signature of Unbind")
+def _wallet(value: str) -> str:
+    wallet = selectors.wallet_or_none(value)
+    if wallet is None:
+        raise APIError("invalid_wallet", "Give a wallet as a 0x-prefixed 20-byte hex address.", status=400)
+    return wallet
 
 
-class BindRequest(serializers.Serializer):
-    device = StrictRegexField(ADDRESS, help_text="The device key's address")
-    wallet = StrictRegexField(ADDRESS, help_text="The wallet to bind it to")
-    nonce = StrictRegexField(BYTES32, help_text="32 random bytes, used once")
-    issued_at = serializers.IntegerField(min_value=0, help_text="Unix seconds")
-    device_signature = StrictRegexField(SIGNATURE, help_text="The device key's EIP-712 signature of Bind")
-    wallet_signature = StrictRegexField(SIGNATURE, help_text="The wallet's EIP-712 signature of the same Bind")
-    unbind = UnbindSignature(required=False, help_text="To move a device bound to another wallet at once: "
-                             "that wallet's signed Unbind (else the move waits REWARD_REBIND_COOLDOWN)")
-
-
-BindingAnswer = inline_serializer("NodeBinding", {
-    "status": serializers.ChoiceField(["bound", "pending", "unbound"]),
-    "device": serializers.CharField(),
+ProofBody = inline_serializer("RewardProof", {
     "wallet": serializers.CharField(),
-    "effective_at": serializers.DateTimeField(allow_null=True, help_text="When a pending rebinding takes effect"),
+    "distributor": serializers.CharField(allow_null=True, help_text="The RewardDistributor to call claim() on"),
+    "epoch": serializers.IntegerField(allow_null=True, help_text="The claimable root's epoch (null: none yet)"),
+    "root": serializers.CharField(allow_null=True),
+    "cumulative": Amount(help_text="The wallet's leaf: everything it earned up to that epoch"),
+    "proof": serializers.ListField(child=serializers.CharField(), help_text="bytes32 siblings, leaf up"),
+    "claimed": Amount(help_text="Claimed so far (from the distributor's Claimed events)"),
+    "claimable": Amount(help_text="cumulative - claimed (0 while paused)"),
+    "paused": serializers.BooleanField(help_text="The root is suspended: claims are paused until a newer one "
+                                                 "matures"),
 })
 
 
-def _answer(outcome: binding.Outcome, status: int) -> Response:
-    return Response({"status": outcome.status, "device": outcome.device.address, "wallet": outcome.wallet,
-                     "effective_at": outcome.effective_at}, status=status)
-
-
-def _signed_in_wallet(request) -> str | None:
-    user = request.user
-    return user.address if user.is_authenticated and user.address else None
-
-
-class BindView(APIView):
-    """Bind a device to a wallet with both signatures of one EIP-712 Bind (docs/rewards-node.md).
-    201 when bound; 202 when the device is bound to another wallet and the move waits for the
-    cooldown; 409 when the wallet has the most devices allowed or the nonce was used."""
-
-    @extend_schema(request=BindRequest, responses={201: BindingAnswer, 202: BindingAnswer,
-                                                   **errors(400, 401, 403, 409, 429, 503)})
-    def post(self, request):
-        enforce(request, "node_bind")
-        data = BindRequest(data=request.data)
-        data.is_valid(raise_exception=True)
-        body = data.validated_data
-        # The website's step waits for a person; a node binding with a key signs just now.
-        window = (settings.REWARD_BIND_WINDOW if _signed_in_wallet(request)
-                  and _signed_in_wallet(request).lower() == body["wallet"].lower() else settings.REWARD_CLOCK_SKEW)
-        unbind = None
-        if "unbind" in body:
-            u = body["unbind"]
-            unbind = binding.Signed(body["device"], u["wallet"], u["nonce"], u["issued_at"], u["signature"])
-        outcome = binding.bind(
-            bind=binding.Signed(body["device"], body["wallet"], body["nonce"], body["issued_at"],
-                                body["wallet_signature"]),
-            device_signature=body["device_signature"], window=window, ip=client_address(request), unbind=unbind)
-        return _answer(outcome, 202 if outcome.status == "pending" else 201)
-
-
-class UnbindRequest(serializers.Serializer):
-    device = StrictRegexField(ADDRESS, help_text="The device key's address")
-    wallet = StrictRegexField(ADDRESS, required=False, help_text="With a signature: the wallet that signed")
-    nonce = StrictRegexField(BYTES32, required=False)
-    issued_at = serializers.IntegerField(min_value=0, required=False)
-    signature = StrictRegexField(SIGNATURE, required=False, help_text="The wallet's EIP-712 signature of Unbind; "
-                                 "without it, the signed-in wallet unbinds its own device")
-
-    def validate(self, data):
-        given = {k for k in ("wallet", "nonce", "issued_at", "signature") if k in data}
-        if given and len(given) != 4:
-            raise serializers.ValidationError({k: "Required in a signed Unbind." for k in
-                                               sorted({"wallet", "nonce", "issued_at", "signature"} - given)})
-        return data
-
-
-class UnbindView(APIView):
-    """Unbind a device: with the bound wallet's signed Unbind, or from the website signed in as
-    that wallet."""
-
-    @extend_schema(request=UnbindRequest, responses={200: BindingAnswer, **errors(400, 401, 403, 404, 409, 429, 503)})
-    def post(self, request):
-        enforce(request, "node_bind")
-        data = UnbindRequest(data=request.data)
-        data.is_valid(raise_exception=True)
-        body = data.validated_data
-        ip = client_address(request)
-        if "signature" in body:
-            signed = binding.Signed(body["device"], body["wallet"], body["nonce"], body["issued_at"], body["signature"])
-            window = settings.REWARD_BIND_WINDOW if _signed_in_wallet(request) else settings.REWARD_CLOCK_SKEW
-            outcome = binding.unbind(device=body["device"], wallet=body["wallet"], via="wallet", signed=signed,
-                                     window=window, ip=ip)
-        else:
-            wallet = _signed_in_wallet(request)
-            if wallet is None:
-                raise APIError("not_signed_in", "Sign in with the wallet the device is bound to, or send its signed "
-                               "Unbind.", status=401)
-            outcome = binding.unbind(device=body["device"], wallet=wallet, via="session", ip=ip)
-        return _answer(outcome, 200)
-
-
-NodeSession = inline_serializer("NodeSession", {
-    "device": serializers.CharField(),
-    "wallet": serializers.CharField(allow_null=True, help_text="The bound wallet; null when unbound"),
-    "seq": serializers.IntegerField(help_text="The last acknowledged sequence number"),
-    "nonce": serializers.CharField(help_text="What the next heartbeat signs"),
-    "probe": inline_serializer("NodeProbe", {"url": serializers.CharField()}),
-    "pending_wallet": serializers.CharField(allow_null=True),
-    "pending_effective_at": serializers.DateTimeField(allow_null=True),
-    "server_time": serializers.FloatField(),
-    "chain_id": serializers.IntegerField(),
-    "slot_seconds": serializers.IntegerField(),
-    "min_interval": serializers.FloatField(help_text="Seconds between two heartbeats, at least"),
-})
-
-
-class NodeSessionView(APIView):
-    """A node's protocol state, for a node that starts or lost its own (a device-signed request:
-    X-Device, X-Device-Time, X-Device-Signature)."""
+class ProofView(APIView):
+    """The wallet's leaf and Merkle proof in the root the distributor pays claims against now."""
 
     authentication_classes = []
 
-    @extend_schema(responses={200: NodeSession, **errors(401, 404, 409, 429)})
-    def get(self, request):
-        enforce(request, "node_request")
-        device = device_auth.authenticate(request)
-        pending = PendingBinding.objects.filter(device=device).first()
-        return Response({
-            "device": device.address, "wallet": device.contributor.wallet if device.contributor_id else None,
-            "seq": device.seq, "nonce": device.nonce, "probe": {"url": probe_url(device.address, device.nonce)},
-            "pending_wallet": pending.wallet if pending else None,
-            "pending_effective_at": pending.effective_at if pending else None,
-            "server_time": time.time(), "chain_id": settings.CHAIN_ID,
-            "slot_seconds": settings.REWARD_SLOT_SECONDS, "min_interval": settings.REWARD_HEARTBEAT_MIN_INTERVAL,
-        })
+    @extend_schema(responses={200: ProofBody, **errors(400)})
+    def get(self, request, wallet):
+        return Response(selectors.proof(_wallet(wallet)))
 
 
-NodeStatus = inline_serializer("NodeStatus", {
-    "device": serializers.CharField(),
-    "wallet": serializers.CharField(allow_null=True),
-    "day": serializers.DateField(help_text="Today (UTC)"),
-    "verified_slots": serializers.IntegerField(help_text="Uptime slots today with an answered probe"),
-    "heartbeats": serializers.IntegerField(help_text="Heartbeats stored today"),
-    "jobs_done": serializers.IntegerField(help_text="Verified jobs today"),
+EpochBody = inline_serializer("RewardEpoch", {
+    "number": serializers.IntegerField(), "starts_at": serializers.DateTimeField(),
+    "ends_at": serializers.DateTimeField(), "state": serializers.CharField(),
+    "root_status": serializers.CharField(), "root": serializers.CharField(), "total": Amount(),
+    "leaves": serializers.IntegerField(), "valid_at": serializers.DateTimeField(allow_null=True),
+    "pool": inline_serializer("RewardPool", {
+        "emission": Amount(), "carried_in": Amount(), "returned_in": Amount(), "revenue_in": Amount(),
+        "released_in": Amount(), "total": Amount(), "paid": Amount(), "held": Amount(), "carried_out": Amount()}),
+    "points": Amount(help_text="All wallets' points x 10,000"),
+    "waiting": serializers.CharField(help_text="Why the close waits, if it does"),
 })
 
 
-def today_figures(device) -> dict:
-    """Today's (UTC) verified slots and heartbeats of a device, from the raw rows (the uptime
-    index answers the first), and its verified jobs."""
-    start = datetime.combine(datetime.now(dt_timezone.utc).date(), dt_time.min, tzinfo=dt_timezone.utc)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(DISTINCT slot) FILTER (WHERE probe_ok), count(*) FROM rewards_heartbeat "
-                       "WHERE device_id = %s AND received_at >= %s", [device.pk, start])
-        slots, beats = cursor.fetchone()
-    jobs = WorkCredit.objects.filter(device=device, earned_at__gte=start).count()
-    return {"day": start.date(), "verified_slots": slots, "heartbeats": beats, "jobs_done": jobs}
+def epoch_body(epoch: Epoch) -> dict:
+    money = {name: str(int(getattr(epoch, name))) for name in (
+        "emission", "carried_in", "returned_in", "revenue_in", "released_in", "paid", "held", "carried_out")}
+    return {
+        "number": epoch.number, "starts_at": epoch.starts_at, "ends_at": epoch.ends_at, "state": epoch.state,
+        "root_status": epoch.root_status, "root": epoch.root, "total": str(int(epoch.total)),
+        "leaves": epoch.leaves, "valid_at": epoch.valid_at, "pool": {**money, "total": str(int(epoch.pool))},
+        "points": str(int(epoch.points)), "waiting": epoch.waiting,
+    }
 
 
-class NodeStatusView(APIView):
-    """What the node's terminal shows: today's verified uptime slots, heartbeats and jobs (a
-    device-signed request)."""
+class EpochListView(APIView):
+    """The latest 50 epochs, newest first, with their pools and roots."""
 
     authentication_classes = []
 
-    @extend_schema(responses={200: NodeStatus, **errors(401, 404, 409, 429)})
+    @extend_schema(operation_id="rewards_epochs_list", responses={200: inline_serializer("RewardEpochs", {"results": serializers.ListField(child=EpochBody)})})
     def get(self, request):
-        enforce(request, "node_request")
-        device = device_auth.authenticate(request)
-        return Response({"device": device.address,
-                         "wallet": device.contributor.wallet if device.contributor_id else None,
-                         **today_figures(device)})
+        return Response({"results": [epoch_body(e) for e in selectors.epochs()]})
+
+
+class EpochView(APIView):
+    authentication_classes = []
+
+    @extend_schema(responses={200: EpochBody, **errors(404)})
+    def get(self, request, number):
+        return Response(epoch_body(get_object_or_404(Epoch, number=number)))
+
+
+WalletEpochBody = inline_serializer("RewardWalletEpoch", {
+    "epoch": serializers.IntegerField(), "state": serializers.CharField(),
+    "uptime_slots": serializers.IntegerField(), "job_points": serializers.IntegerField(),
+    "points": Amount(), "referral_points": Amount(), "amount": Amount(), "revenue": Amount(),
+    "released": Amount(), "held": Amount(), "cumulative": Amount(allow_null=True),
+    "held_amounts": serializers.ListField(child=inline_serializer("RewardHeldAmount", {
+        "amount": Amount(), "reason": serializers.CharField(), "status": serializers.CharField(),
+        "flag": serializers.IntegerField()})),
+})
+
+
+class WalletEpochsView(APIView):
+    """A wallet's points and amounts per epoch (newest first), held amounts and why."""
+
+    authentication_classes = []
+
+    @extend_schema(responses={200: inline_serializer("RewardWalletEpochs", {
+        "wallet": serializers.CharField(), "held": Amount(help_text="Held now, in all"),
+        "results": serializers.ListField(child=WalletEpochBody)}), **errors(400)})
+    def get(self, request, wallet):
+        wallet = _wallet(wallet)
+        return Response({"wallet": wallet, "held": str(selectors.held_total(wallet)),
+                         "results": selectors.wallet_epochs(wallet)})
+
+
+class ScoringView(APIView):
+    """The scoring formula and its weights, as the close applies them (for the dashboard)."""
+
+    authentication_classes = []
+
+    @extend_schema(responses={200: inline_serializer("RewardScoring", {
+        "formula": serializers.CharField(), "uptime_weight": serializers.IntegerField(),
+        "job_weight": serializers.IntegerField(),
+        "referral_tiers_bps": serializers.ListField(child=serializers.IntegerField()),
+        "referral_cap_points": serializers.IntegerField(), "referral_delay_days": serializers.IntegerField(),
+        "network_cap_points": serializers.IntegerField(), "network_prefix": serializers.DictField(),
+        "trusted_networks": serializers.ListField(child=serializers.CharField()),
+        "epoch_seconds": serializers.IntegerField(), "emission_per_epoch": Amount(),
+        "root_delay": serializers.IntegerField()})})
+    def get(self, request):
+        from django.conf import settings
+
+        return Response({**scoring.Weights.from_settings().as_dict(),
+                         "epoch_seconds": settings.REWARD_EPOCH_SECONDS,
+                         "emission_per_epoch": str(settings.REWARD_EMISSION_PER_EPOCH),
+                         "root_delay": settings.REWARD_ROOT_DELAY})

@@ -150,6 +150,17 @@ class MerkleTree:
         checksummed), an amount outside uint256, or the same account twice: a reward tree holds
         one cumulative amount per account (with two leaves, the account could claim the larger).
         """
+        return cls._build(entries, positions=False)[0]
+
+    @classmethod
+    def with_positions(cls, entries: Iterable[tuple[str, int]]) -> tuple[MerkleTree, list[int]]:
+        """:meth:`of`, and for each entry (in the order given) the index of its leaf in the node
+        array (:attr:`nodes`): what a store of the tree keeps per account, so that a proof is the
+        nodes at :meth:`sibling_indexes` of it, read without the tree in memory."""
+        return cls._build(entries, positions=True)
+
+    @classmethod
+    def _build(cls, entries, positions: bool):
         hash_ = _fast_keccak()
         leaves = []
         seen = set()
@@ -164,8 +175,14 @@ class MerkleTree:
         size = len(leaves)
         if size == 0:
             raise ValueError("a Merkle tree needs at least one entry")
+        in_order = list(leaves) if positions else None
         leaves.sort(reverse=True)
         inner = size - 1
+        located = None
+        if positions:
+            where = {leaf: inner + k for k, leaf in enumerate(leaves)}
+            located = [where[leaf] for leaf in in_order]
+            del where, in_order
         nodes = bytearray(32 * inner)
         nodes += b"".join(leaves)
         del leaves
@@ -174,7 +191,21 @@ class MerkleTree:
             pair = bytes(nodes[left:left + 64])  # children 2i + 1 and 2i + 2 are adjacent
             a, b = pair[:32], pair[32:]
             nodes[32 * i:32 * i + 32] = hash_(pair if a <= b else b + a)
-        return cls(nodes, size)
+        return cls(nodes, size), located
+
+    @property
+    def nodes(self) -> bytearray:
+        """The node array: ``2n - 1`` nodes of 32 bytes, the root first (not a copy)."""
+        return self._nodes
+
+    @staticmethod
+    def sibling_indexes(index: int) -> list[int]:
+        """The indexes of the nodes that make the proof of the leaf at node ``index``, leaf up."""
+        siblings = []
+        while index > 0:
+            siblings.append(index + 1 if index % 2 else index - 1)
+            index = (index - 1) // 2
+        return siblings
 
     def __len__(self) -> int:
         return self._size

@@ -1,12 +1,17 @@
 from django.urls import path
 
-from . import api, ingest
+from . import api, ingest, node_api
 
 urlpatterns = [
     path("node/heartbeat", ingest.heartbeat, name="node-heartbeat"),
     path("node/probe/<str:device>/<str:nonce>", ingest.probe, name="node-probe"),
-    path("node/bind", api.BindView.as_view(), name="node-bind"),
-    path("node/unbind", api.UnbindView.as_view(), name="node-unbind"),
-    path("node/session", api.NodeSessionView.as_view(), name="node-session"),
-    path("node/status", api.NodeStatusView.as_view(), name="node-status"),
+    path("node/bind", node_api.BindView.as_view(), name="node-bind"),
+    path("node/unbind", node_api.UnbindView.as_view(), name="node-unbind"),
+    path("node/session", node_api.NodeSessionView.as_view(), name="node-session"),
+    path("node/status", node_api.NodeStatusView.as_view(), name="node-status"),
+    path("rewards/proof/<str:wallet>", api.ProofView.as_view(), name="reward-proof"),
+    path("rewards/epochs", api.EpochListView.as_view(), name="reward-epochs"),
+    path("rewards/epochs/<int:number>", api.EpochView.as_view(), name="reward-epoch"),
+    path("rewards/wallets/<str:wallet>/epochs", api.WalletEpochsView.as_view(), name="reward-wallet-epochs"),
+    path("rewards/scoring", api.ScoringView.as_view(), name="reward-scoring"),
 ]

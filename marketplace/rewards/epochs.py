@@ -1,0 +1,467 @@
+"""The epoch close: a state machine that beat runs every few seconds (`rewards.close_epochs`).
+
+    open -> scored -> queued -> proposed -> matured
+
+- **open**: the current window; rows for windows that have begun are created as time passes.
+- **scored** (one transaction, once the window has ended and the previous epoch is scored): the
+  pool's parts, the points, the amounts, the held amounts, the leaves (every wallet's cumulative
+  amount), the tree's nodes and root are computed from the database and stored together. This
+  is the only step that decides amounts, and nothing it reads changes for a past window (work and
+  heartbeats count by the server's time), so a step killed midway rolls back and its rerun
+  stores the same root.
+- **queued** (once every earlier epoch is proposed): the treasury's transfer of the emission,
+  when REWARD_TREASURY_KEY is set (signed and recorded before it is broadcast, so a crash finds
+  it again and never sends a second one), and an `OperatorAction(propose_root)` with the stored
+  epoch, root and total. The operator sender checks the distributor's last epoch and balance
+  before signing (an unfunded root waits, pending, with the reason) and confirms the action from
+  the `RootProposed` the indexer stores. A failed action is queued again with the same root.
+- **proposed**: set by the indexer's handler when `RootProposed` with this epoch and root is
+  stored (`handlers.py`), with its `validAt`.
+- **matured**: once the chain's time passes `validAt`.
+
+Every step runs under one PostgreSQL advisory lock (transaction-scoped), so two workers running
+the close at once do each step once. An epoch that adds nothing to anyone's cumulative amount
+proposes no root (the previous root stands) and goes straight to matured.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+import io
+import logging
+import time
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from eth_account import Account
+
+from marketplace.chain.models import OperatorAction
+from marketplace.chain.services import deployed_address
+
+from . import scoring
+from .merkle import MerkleTree
+from .models import CommunityRevenue, CommunityShare, Contributor, Device, Epoch, EpochTree, Flag, HeldAmount
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "rewards.epochs"
+RETRY_AFTER = timedelta(seconds=30)  # before a failed proposeRoot is queued again
+State = Epoch.State
+ActionStatus = OperatorAction.Status
+
+
+def epoch_seconds() -> int:
+    return int(settings.REWARD_EPOCH_SECONDS)
+
+
+def _lock() -> bool:
+    """This transaction's hold on the close (released at commit or rollback)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [LOCK_NAME])
+        return cursor.fetchone()[0]
+
+
+@dataclass
+class CloseReport:
+    skipped: str = ""
+    opened: list = field(default_factory=list)
+    scored: list = field(default_factory=list)
+    queued: list = field(default_factory=list)
+    matured: list = field(default_factory=list)
+    waiting: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening
+
+
+def open_epochs(now: datetime | None = None) -> list[int]:
+    """Create the rows of every window that has begun (the first epoch's window is the one that
+    holds `now`, aligned to REWARD_EPOCH_SECONDS). Returns the numbers created."""
+    now = now or timezone.now()
+    length = timedelta(seconds=epoch_seconds())
+    created = []
+    with transaction.atomic():
+        if not _lock():
+            return created
+        last = Epoch.objects.order_by("-number").first()
+        if last is None:
+            start = datetime.fromtimestamp(int(now.timestamp()) // epoch_seconds() * epoch_seconds(),
+                                           tz=dt_timezone.utc)
+            last = Epoch.objects.create(number=1, starts_at=start, ends_at=start + length)
+            created.append(1)
+        while last.ends_at <= now:
+            last = Epoch.objects.create(number=last.number + 1, starts_at=last.ends_at,
+                                        ends_at=last.ends_at + length)
+            created.append(last.number)
+    return created
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+def _rows(sql: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
+    """Each device's verified uptime slots (probe-answered heartbeats received in the window, one
+    per slot) and verified job points (credits earned in the window, per wallet they were earned
+    for), with its quality and the network it mostly connected from."""
+    window = [epoch.starts_at, epoch.ends_at]
+    uptime = {device: (slots, ip) for device, slots, ip in _rows(
+        """SELECT device_id, COUNT(DISTINCT slot) FILTER (WHERE probe_ok), mode() WITHIN GROUP (ORDER BY ip)
+           FROM rewards_heartbeat WHERE received_at >= %s AND received_at < %s GROUP BY device_id""", window)}
+    jobs = _rows("""SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
+                    WHERE earned_at >= %s AND earned_at < %s GROUP BY device_id, wallet""", window)
+    ids = set(uptime) | {device for device, _, _ in jobs}
+    devices = {d["id"]: d for d in Device.objects.filter(id__in=ids).values(
+        "id", "quality_bps", "last_ip", "contributor__wallet")}
+    works = []
+    for device_id, (slots, ip) in uptime.items():
+        device = devices.get(device_id)
+        if device is None or not device["contributor__wallet"] or not slots:
+            continue  # an unbound device's uptime earns nobody anything
+        works.append(scoring.DeviceWork(device_id, device["contributor__wallet"], device["quality_bps"],
+                                        uptime_slots=slots,
+                                        network=scoring.network_of(ip or device["last_ip"], weights.trusted)))
+    for device_id, wallet, points in jobs:
+        device = devices.get(device_id)
+        if device is None:
+            continue
+        ip = uptime.get(device_id, (0, None))[1] or device["last_ip"]
+        works.append(scoring.DeviceWork(device_id, wallet, device["quality_bps"], job_points=int(points),
+                                        network=scoring.network_of(ip, weights.trusted)))
+    return works
+
+
+def _referrals(wallets: set[str], works: list[scoring.DeviceWork]) -> scoring.Referrals:
+    """Referrers (two tiers) of the wallets that scored, when each referee first earned verified
+    work, and the networks and devices each of those wallets used (for voiding)."""
+    referrer = {}
+    frontier = set(wallets)
+    for _tier in range(2):
+        found = dict(Contributor.objects.filter(wallet__in=frontier, referred_by__isnull=False)
+                     .values_list("wallet", "referred_by__wallet"))
+        referrer.update(found)
+        frontier = set(found.values()) - set(referrer)
+    everyone = set(wallets) | set(referrer.values())
+    first = dict(_rows("""SELECT wallet, MIN(earned_at) FROM rewards_workcredit WHERE wallet = ANY(%s)
+                          GROUP BY wallet""", [sorted(wallets)])) if wallets else {}
+    networks, devices = defaultdict(set), defaultdict(set)
+    for w in works:
+        if w.network:
+            networks[w.wallet].add(w.network)
+    for device_id, wallet in _rows("""SELECT DISTINCT device_id, wallet FROM rewards_workcredit
+                                      WHERE wallet = ANY(%s)""", [sorted(everyone)]) if everyone else []:
+        devices[wallet].add(device_id)
+    for device_id, wallet, ip in Device.objects.filter(contributor__wallet__in=everyone).values_list(
+            "id", "contributor__wallet", "last_ip"):
+        devices[wallet].add(device_id)
+        network = scoring.network_of(ip, scoring.Weights.from_settings().trusted)
+        if network:
+            networks[wallet].add(network)
+    return scoring.Referrals(referrer, first, {w: frozenset(n) for w, n in networks.items()},
+                             {w: frozenset(d) for w, d in devices.items()})
+
+
+def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
+    """The latest earlier epoch with a tree, and its cumulative amounts."""
+    previous = (Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0).exclude(root="")
+                .order_by("-number").first())
+    if previous is None:
+        return None, {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wallet, cumulative FROM rewards_epochleaf WHERE epoch_id = %s", [previous.pk])
+        return previous, {wallet: int(cumulative) for wallet, cumulative in cursor}
+
+
+def _copy(table: str, columns: tuple, rows) -> None:
+    with connection.cursor() as cursor, cursor.cursor.copy(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def score(epoch: Epoch) -> None:
+    """The `scored` step for `epoch` (locked by the caller's transaction): see the module."""
+    started = time.monotonic()
+    weights = scoring.Weights.from_settings()
+    before = Epoch.objects.filter(number__lt=epoch.number).order_by("-number").first()
+    carried = int(before.carried_out) if before else 0
+
+    # Flags: open ones hold what their wallet earns; decided ones settle earlier held amounts.
+    open_flags = {}
+    for flag in Flag.objects.filter(status=Flag.Status.OPEN).order_by("created_at", "id"):
+        open_flags.setdefault(flag.wallet, flag)
+    released, returned = defaultdict(int), 0
+    settling = list(HeldAmount.objects.select_for_update().filter(status=HeldAmount.Status.HELD).exclude(
+        flag__status=Flag.Status.OPEN).select_related("flag").order_by("id"))
+    for held in settling:
+        if held.flag.status == Flag.Status.CLEARED:
+            released[held.wallet] += int(held.amount)
+            held.status = HeldAmount.Status.RELEASED
+        else:
+            returned += int(held.amount)
+            held.status = HeldAmount.Status.RETURNED
+        held.settled_in = epoch
+    HeldAmount.objects.bulk_update(settling, ["status", "settled_in"])
+
+    # Community revenue indexed before the window ended and not counted yet.
+    revenue_share, revenue_in, revenue_pool = defaultdict(int), 0, 0
+    sales = list(CommunityRevenue.objects.select_for_update().filter(
+        counted_in__isnull=True, created_at__lt=epoch.ends_at).order_by("block_number", "log_index"))
+    shares_of = defaultdict(dict)
+    for version_id, wallet, rows in CommunityShare.objects.filter(
+            version_id__in={s.version_id for s in sales if s.version_id}).values_list("version_id", "wallet", "rows"):
+        shares_of[version_id][wallet] = rows
+    for sale in sales:
+        revenue_in += int(sale.amount)
+        paid, rest = scoring.share_revenue(int(sale.amount), shares_of.get(sale.version_id, {}), sale.buyer)
+        for wallet, value in paid.items():
+            revenue_share[wallet] += value
+        revenue_pool += rest
+    CommunityRevenue.objects.filter(pk__in=[s.pk for s in sales]).update(counted_in=epoch)
+
+    # Points and the pool's amounts.
+    works = _device_work(epoch, weights)
+    scores = scoring.score_wallets(works, weights)
+    bonuses = scoring.referral_bonuses(scores, _referrals(set(scores), works), weights, epoch.starts_at)
+    points = {wallet: s.points for wallet, s in scores.items()}
+    for wallet, bonus in bonuses.items():
+        points[wallet] = points.get(wallet, 0) + bonus
+    emission = int(settings.REWARD_EMISSION_PER_EPOCH)
+    pool_for_points = emission + carried + returned + revenue_pool
+    amounts, remainder = scoring.allocate(pool_for_points, points)
+
+    # Per wallet: paid into the tree, or held.
+    wallets = sorted(set(points) | set(revenue_share) | set(released))
+    previous, cumulative = _previous_leaves(epoch)
+    rows, held_rows, paid_total, held_total = [], [], 0, 0
+    for wallet in wallets:
+        earned = amounts.get(wallet, 0) + revenue_share.get(wallet, 0)
+        credit = released.get(wallet, 0)
+        flag = open_flags.get(wallet)
+        held = earned if flag is not None else 0
+        if held:
+            held_rows.append(HeldAmount(epoch=epoch, wallet=wallet, flag=flag, amount=held,
+                                        reason=f"flag #{flag.pk}: {flag.get_kind_display()}"[:200]))
+        paid = earned - held + credit
+        if paid:
+            cumulative[wallet] = cumulative.get(wallet, 0) + paid
+        paid_total += paid
+        held_total += held
+        s = scores.get(wallet)
+        rows.append((epoch.pk, wallet, s.uptime_slots if s else 0, s.job_points if s else 0,
+                     bonuses.get(wallet, 0), points.get(wallet, 0), amounts.get(wallet, 0),
+                     revenue_share.get(wallet, 0), credit, held))
+    _copy("rewards_epochamount", ("epoch_id", "wallet", "uptime_slots", "job_points", "referral_points", "points",
+                                  "amount", "revenue", "released", "held"), rows)
+    HeldAmount.objects.bulk_create(held_rows)
+
+    epoch.emission, epoch.carried_in, epoch.returned_in = emission, carried, returned
+    epoch.revenue_in, epoch.released_in = revenue_in, sum(released.values())
+    epoch.pool = emission + carried + returned + revenue_in + epoch.released_in
+    epoch.paid, epoch.held, epoch.carried_out = paid_total, held_total, remainder
+    epoch.points = sum(points.values())
+    assert epoch.paid + epoch.held + epoch.carried_out == epoch.pool, "an epoch pays exactly its pool"
+
+    # The tree: every wallet's cumulative amount (none ever decreases; a wallet keeps its leaf).
+    if paid_total and cumulative:
+        store_tree(epoch, cumulative)
+    elif previous is not None:
+        epoch.root, epoch.total, epoch.leaves = "", previous.total, 0  # nothing new: the previous root stands
+    epoch.state = State.SCORED if epoch.root else State.MATURED
+    epoch.scored_at = timezone.now()
+    epoch.score_seconds = time.monotonic() - started
+    epoch.save()
+
+
+def store_tree(epoch: Epoch, cumulative: dict[str, int]) -> None:
+    """Build the tree of `cumulative` and store its leaves (COPY) and nodes (one bytea)."""
+    entries = sorted(cumulative.items())
+    tree, positions = MerkleTree.with_positions(entries)
+    buffer = io.StringIO()
+    for (wallet, amount), node in zip(entries, positions):
+        buffer.write(f"{epoch.pk}\t{wallet}\t{amount}\t{node}\n")
+    buffer.seek(0)
+    with connection.cursor() as cursor, cursor.cursor.copy(
+            "COPY rewards_epochleaf (epoch_id, wallet, cumulative, node) FROM STDIN") as copy:
+        while chunk := buffer.read(1 << 20):
+            copy.write(chunk)
+    EpochTree.objects.create(epoch=epoch, nodes=bytes(tree.nodes))
+    epoch.root, epoch.total, epoch.leaves = tree.root_hex, sum(cumulative.values()), len(tree)
+
+
+def score_next() -> int | None:
+    """Score the oldest ended, unscored epoch, if every earlier one is scored (one
+    transaction). Returns its number."""
+    with transaction.atomic():
+        if not _lock():
+            return None
+        epoch = (Epoch.objects.select_for_update().filter(state=State.OPEN, ends_at__lte=timezone.now())
+                 .order_by("number").first())
+        if epoch is None:
+            return None
+        score(epoch)
+        return epoch.number
+
+
+# ---------------------------------------------------------------------------------------------
+# Funding and queueing
+
+
+def treasury_account():
+    key = settings.REWARD_TREASURY_KEY
+    return Account.from_key(key) if key else None
+
+
+def fund(epoch: Epoch, w3, distributor) -> str:
+    """Have the treasury's transfer for this epoch mined, once: what the root needs beyond what
+    the distributor holds (its total less what was claimed, less the balance: the emission, plus
+    the carried amounts of epochs that proposed no root), signed and recorded in its own
+    transaction before the broadcast, and broadcast again (the same bytes at the same nonce)
+    while the chain has not got it. Returns why it waits ("" when funded or nothing to fund)."""
+    treasury = treasury_account()
+    if treasury is None:
+        return ""
+    if not epoch.funding_tx:
+        needed = int(epoch.total) - distributor.total_claimed() - distributor.token_balance()
+        if needed <= 0:
+            return ""
+        token = w3.eth.contract(address=distributor.token_address(), abi=_erc20_abi())
+        built = token.functions.transfer(distributor.address, needed).build_transaction({
+            "from": treasury.address, "nonce": w3.eth.get_transaction_count(treasury.address, "pending"),
+            "chainId": w3.eth.chain_id, "gas": 100_000})
+        signed = treasury.sign_transaction(built)
+        with transaction.atomic():
+            locked = Epoch.objects.select_for_update().get(pk=epoch.pk)
+            if locked.funding_tx:
+                return "funding recorded by another run"
+            epoch.funding_tx = locked.funding_tx = "0x" + bytes(signed.hash).hex()
+            epoch.funding_raw = locked.funding_raw = "0x" + bytes(signed.raw_transaction).hex()
+            locked.save(update_fields=["funding_tx", "funding_raw", "updated_at"])
+        logger.info("epoch %s: the treasury transfers %s to the distributor (%s)", epoch.number, needed,
+                    epoch.funding_tx)
+    try:
+        receipt = w3.eth.get_transaction_receipt(epoch.funding_tx)
+    except Exception:  # not mined (or not known): the same bytes again
+        receipt = None
+    if receipt is None:
+        try:
+            w3.eth.send_raw_transaction(epoch.funding_raw)
+        except Exception as exc:  # noqa: BLE001 - already known, or the node refused it: look again next run
+            if "already known" not in str(exc):
+                return f"the treasury's transfer {epoch.funding_tx} was refused: {exc}"[:500]
+        try:
+            receipt = w3.eth.wait_for_transaction_receipt(epoch.funding_tx, timeout=5, poll_latency=0.2)
+        except Exception:  # noqa: BLE001
+            return f"waiting for the treasury's transfer {epoch.funding_tx}"
+    if receipt["status"] != 1:
+        return f"the treasury's transfer {epoch.funding_tx} reverted (does the treasury hold the token?)"
+    return ""
+
+
+def _erc20_abi():
+    from marketplace.chain.artifacts import load_artifact
+
+    return load_artifact("TestUSDC").abi
+
+
+def queue_action(epoch: Epoch, distributor_address: str) -> OperatorAction:
+    """An OperatorAction proposing the stored root (in the caller's transaction)."""
+    action = OperatorAction.objects.create(
+        kind=OperatorAction.Kind.PROPOSE_ROOT, chain_id=settings.CHAIN_ID, market=distributor_address,
+        payload={"epoch": epoch.number, "root": epoch.root, "total": str(int(epoch.total))},
+        created_by="epoch close", context={"epoch": epoch.number})
+    epoch.action, epoch.proposals = action, epoch.proposals + 1
+    return action
+
+
+def queue_next(w3) -> int | None:
+    """Fund and queue the oldest scored epoch once every earlier epoch is proposed; re-queue a
+    queued epoch whose action failed. Returns the epoch number queued, if any."""
+    from marketplace.chain.contracts import RewardDistributor
+    from marketplace.outbox.services import enqueue
+
+    chain_id = settings.CHAIN_ID
+    address = deployed_address(chain_id, "RewardDistributor")
+    if address is None:
+        return None
+    epoch = Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED)).order_by("number").first()
+    if epoch is None or Epoch.objects.filter(number__lt=epoch.number, state__in=(State.OPEN, State.SCORED,
+                                                                                 State.QUEUED)).exists():
+        return None
+    distributor = RewardDistributor(w3, address)
+    if epoch.state == State.SCORED:
+        waiting = fund(epoch, w3, distributor)
+        if waiting:
+            Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting, updated_at=timezone.now())
+            return None
+    with transaction.atomic():
+        if not _lock():
+            return None
+        epoch = Epoch.objects.select_for_update().get(pk=epoch.pk)
+        if epoch.state == State.SCORED:
+            queue_action(epoch, address)
+            epoch.state, epoch.waiting = State.QUEUED, ""
+            epoch.save(update_fields=["action", "proposals", "state", "waiting", "updated_at"])
+        elif epoch.state == State.QUEUED:
+            action = epoch.action
+            if action is None or (action.status in (ActionStatus.FAILED, ActionStatus.CANCELLED)
+                                  and timezone.now() - action.updated_at >= RETRY_AFTER):
+                queue_action(epoch, address)
+                epoch.waiting = f"proposeRoot failed ({action.error if action else 'no action'}); queued again"
+                epoch.save(update_fields=["action", "proposals", "waiting", "updated_at"])
+            else:
+                waiting = (action.error if action.status == ActionStatus.PENDING else
+                           f"proposeRoot {action.get_status_display().lower()}: {action.error}".rstrip(": "))
+                if waiting != epoch.waiting:
+                    epoch.waiting = waiting
+                    epoch.save(update_fields=["waiting", "updated_at"])
+                return None
+        else:
+            return None
+        enqueue("chain.send_operator_actions")
+    return epoch.number
+
+
+# ---------------------------------------------------------------------------------------------
+# Maturing
+
+
+def mature(w3) -> list[int]:
+    """Proposed epochs whose root's `validAt` the chain's time has passed become matured."""
+    now = datetime.fromtimestamp(w3.eth.get_block("latest")["timestamp"], tz=dt_timezone.utc)
+    with transaction.atomic():
+        if not _lock():
+            return []
+        due = list(Epoch.objects.select_for_update().filter(state=State.PROPOSED, valid_at__lte=now)
+                   .values_list("number", flat=True))
+        Epoch.objects.filter(number__in=due).update(state=State.MATURED, waiting="", updated_at=timezone.now())
+    return due
+
+
+def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
+    """One run of the close (beat, every few seconds): open, score, queue, mature, each step in
+    its own transaction under the lock. Safe to run at any time, any number of times."""
+    from marketplace.chain.client import get_web3
+
+    report = CloseReport()
+    report.opened = open_epochs(now)
+    while (number := score_next()) is not None:
+        report.scored.append(number)
+    if not Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists():
+        return report
+    w3 = w3 or get_web3()
+    while (number := queue_next(w3)) is not None:
+        report.queued.append(number)
+        break  # the next one waits until this one is proposed
+    report.matured = mature(w3)
+    report.waiting = dict(Epoch.objects.exclude(waiting="").values_list("number", "waiting"))
+    return report

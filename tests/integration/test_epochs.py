@@ -1,0 +1,308 @@
+"""The epoch close against the real database: windows by server time, points from heartbeats and
+verified work, held amounts (cleared: paid next epoch; confirmed: back to the pool), community
+revenue shared by rows, a close killed midway or run twice storing one root, and, over random
+epochs, no epoch paying more than its pool, cumulative amounts never decreasing and the leaves
+summing to the total."""
+from datetime import datetime, timedelta, timezone as dt_timezone
+import itertools
+
+from django.db import connection, transaction
+from eth_account import Account
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+import pytest
+
+from marketplace.rewards import epochs, selectors
+from marketplace.rewards.merkle import MerkleTree, verify
+from marketplace.rewards.models import (
+    CommunityRevenue, CommunityShare, Contributor, Device, Epoch, EpochAmount, EpochLeaf, Flag, HeldAmount,
+    WorkCredit,
+)
+
+pytestmark = pytest.mark.django_db
+
+HOUR = 3600
+_seq = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _epoch_settings(settings):
+    settings.REWARD_EPOCH_SECONDS = HOUR
+    settings.REWARD_EMISSION_PER_EPOCH = 1_000_000
+    settings.REWARD_UPTIME_WEIGHT, settings.REWARD_JOB_WEIGHT = 1, 10
+    settings.REWARD_NETWORK_POINT_CAP = 0
+    settings.REWARD_TRUSTED_NETWORKS = []
+
+
+def wallet():
+    return Account.create().address
+
+
+def device(owner, quality=10_000, ip="198.51.100.7"):
+    contributor, _ = Contributor.objects.get_or_create(wallet=owner)
+    return Device.objects.create(address=Account.create().address, contributor=contributor, quality_bps=quality,
+                                 last_ip=ip)
+
+
+def heartbeats(dev, start, slots, ip="198.51.100.7", probe_ok=True):
+    """One heartbeat per minute slot from `start` (two per slot: only one counts)."""
+    with connection.cursor() as cursor:
+        for i in range(slots):
+            at = start + timedelta(seconds=60 * i)
+            for extra in (0, 10):
+                received = at + timedelta(seconds=extra)
+                cursor.execute(
+                    "INSERT INTO rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [dev.pk, next(_seq), received, int(at.timestamp()) // 60, probe_ok, ip, received])
+
+
+def credit(dev, points, at, owner=None):
+    return WorkCredit.objects.create(device=dev, wallet=owner or dev.contributor.wallet, points=points,
+                                     ref=f"job-{next(_seq)}", earned_at=at)
+
+
+def first_window(hours_ago=5):
+    """Open epochs from `hours_ago` hours back; returns epoch 1 (already ended)."""
+    now = datetime.now(dt_timezone.utc)
+    epochs.open_epochs(now - timedelta(hours=hours_ago))
+    return Epoch.objects.get(number=1)
+
+
+def score_through(number):
+    """Open the windows up to the one after `number` and score through `number`."""
+    epoch = Epoch.objects.get(number=1)
+    epochs.open_epochs(epoch.starts_at + timedelta(seconds=HOUR * number))
+    while Epoch.objects.filter(number__lte=number, state=Epoch.State.OPEN).exists():
+        assert epochs.score_next() is not None
+    return Epoch.objects.get(number=number)
+
+
+def leaves(epoch):
+    return dict((w, int(c)) for w, c in EpochLeaf.objects.filter(epoch=epoch).values_list("wallet", "cumulative"))
+
+
+def test_epochs_have_fixed_windows_by_server_time():
+    first = first_window(hours_ago=3)
+    assert Epoch.objects.count() == 1  # the window that held that time
+    assert len(epochs.open_epochs()) >= 3  # and every window begun since
+    numbers = list(Epoch.objects.order_by("number").values_list("number", "starts_at", "ends_at"))
+    assert [n for n, _, _ in numbers] == list(range(1, len(numbers) + 1)) and len(numbers) >= 3
+    assert first.starts_at.timestamp() % HOUR == 0
+    for (_, _, end), (_, start, _) in zip(numbers, numbers[1:]):
+        assert end == start
+    assert epochs.open_epochs(first.ends_at - timedelta(seconds=1)) == []  # nothing new for an earlier time
+
+
+def test_points_and_amounts_of_a_scored_epoch():
+    epoch = first_window()
+    a, b = wallet(), wallet()
+    da, db_ = device(a), device(b, quality=5_000)
+    heartbeats(da, epoch.starts_at, 30)
+    heartbeats(db_, epoch.starts_at, 20)
+    heartbeats(db_, epoch.starts_at - timedelta(minutes=30), 10)  # before the window: not counted
+    credit(da, 2, epoch.starts_at + timedelta(minutes=5))
+    credit(db_, 4, epoch.ends_at)  # at the end: the next window's
+    scored = score_through(1)
+    rows = {r.wallet: r for r in EpochAmount.objects.filter(epoch=scored)}
+    assert rows[a].uptime_slots == 30 and rows[a].job_points == 2
+    assert rows[b].uptime_slots == 20 and rows[b].job_points == 0
+    assert int(rows[a].points) == (30 + 20) * 10_000 and int(rows[b].points) == 20 * 5_000
+    # 1,000,000 in the ratio 50 : 10.
+    assert int(rows[a].amount) == 833_333 and int(rows[b].amount) == 166_666
+    assert int(scored.carried_out) == 1 and int(scored.pool) == 1_000_000
+    assert leaves(scored) == {a: 833_333, b: 166_666} and int(scored.total) == 999_999
+    assert scored.state == Epoch.State.SCORED and scored.root.startswith("0x")
+
+
+def test_a_proof_from_the_stored_tree_verifies_against_the_root():
+    epoch = first_window()
+    owners = [wallet() for _ in range(9)]
+    for i, owner in enumerate(owners):
+        credit(device(owner), i + 1, epoch.starts_at + timedelta(minutes=1))
+    scored = score_through(1)
+    Epoch.objects.filter(pk=scored.pk).update(state=Epoch.State.MATURED, root_status=Epoch.RootStatus.PROPOSED)
+    for owner in owners:
+        answer = selectors.proof(owner)
+        assert answer["epoch"] == 1 and answer["root"] == scored.root
+        assert verify(scored.root, owner, int(answer["cumulative"]), answer["proof"])
+        assert answer["claimable"] == answer["cumulative"]
+    tree = MerkleTree.of(leaves(scored).items())
+    assert tree.root_hex == scored.root
+
+
+def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared():
+    epoch = first_window()
+    a, b = wallet(), wallet()
+    credit(device(a), 10, epoch.starts_at + timedelta(minutes=1))
+    dev_b = device(b)
+    credit(dev_b, 10, epoch.starts_at + timedelta(minutes=1))
+    flag = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=b, device=dev_b, evidence={"job": 1})
+    one = score_through(1)
+    (held,) = HeldAmount.objects.filter(wallet=b)
+    assert int(held.amount) == 500_000 and held.flag == flag and "canary" in held.reason.lower()
+    assert b not in leaves(one) and int(one.held) == 500_000
+    assert int(one.paid) + int(one.held) + int(one.carried_out) == int(one.pool)
+
+    Flag.objects.filter(pk=flag.pk).update(status=Flag.Status.CLEARED)
+    credit(dev_b, 10, one.ends_at + timedelta(minutes=1))
+    two = score_through(2)
+    held.refresh_from_db()
+    assert held.status == HeldAmount.Status.RELEASED and held.settled_in == two
+    row = EpochAmount.objects.get(epoch=two, wallet=b)
+    assert int(row.released) == 500_000 and int(row.amount) == 1_000_000 and int(row.held) == 0
+    assert leaves(two)[b] == 1_500_000 and leaves(two)[a] == 500_000  # a keeps its leaf
+    assert int(two.released_in) == 500_000 and int(two.pool) == 1_500_000
+
+
+def test_held_amounts_go_back_to_the_pool_once_the_flag_is_confirmed():
+    epoch = first_window()
+    a, b = wallet(), wallet()
+    credit(device(a), 10, epoch.starts_at + timedelta(minutes=1))
+    dev_b = device(b)
+    credit(dev_b, 30, epoch.starts_at + timedelta(minutes=1))
+    flag = Flag.objects.create(kind=Flag.Kind.SERVER, wallet=b, device=dev_b)
+    score_through(1)
+    Flag.objects.filter(pk=flag.pk).update(status=Flag.Status.CONFIRMED)
+    two = score_through(2)  # nobody works in epoch 2: the whole pool carries
+    assert int(two.returned_in) == 750_000 and int(two.pool) == 1_000_000 + 750_000
+    assert int(two.carried_out) == int(two.pool) and int(two.paid) == 0
+    assert HeldAmount.objects.get(wallet=b).status == HeldAmount.Status.RETURNED
+    assert two.root == "" and two.state == Epoch.State.MATURED  # nothing new: the previous root stands
+    credit(device(wallet()), 1, two.ends_at + timedelta(minutes=1))
+    three = score_through(3)
+    assert int(three.carried_in) == 1_750_000 and int(three.pool) == 2_750_000
+
+
+def community_version(owner):
+    from marketplace.accounts.services import wallet_user
+    from marketplace.catalog.models import Dataset, DatasetVersion
+
+    dataset = Dataset.objects.create(owner=wallet_user(owner), slug=f"community-{next(_seq)}", title="Community",
+                                     license="CC0-1.0", payout_address=owner)
+    return DatasetVersion.objects.create(dataset=dataset, number=1, file="x", original_name="x.csv", format="csv",
+                                         size=1, content_hash="0x" + "11" * 32, price=1, token=owner)
+
+
+def test_community_revenue_is_shared_by_rows_without_the_buyer_and_the_rest_goes_to_the_pool():
+    epoch = first_window()
+    a, b, buyer = wallet(), wallet(), wallet()
+    version = community_version(wallet())
+    for owner, rows in ((a, 1), (b, 3), (buyer, 4)):
+        CommunityShare.objects.create(version=version, wallet=owner, rows=rows)
+    sale = CommunityRevenue.objects.create(chain_id=31337, tx_hash="0x" + "ab" * 32, log_index=3, block_number=9,
+                                           order_id=1, listing_id=1, buyer=buyer, amount=8_000, version=version)
+    # Indexed (released) during epoch 1.
+    CommunityRevenue.objects.filter(pk=sale.pk).update(created_at=epoch.starts_at + timedelta(minutes=3))
+    Flag.objects.create(kind=Flag.Kind.CANARY, wallet=b)
+    one = score_through(1)
+    assert int(one.revenue_in) == 8_000 and int(one.pool) == 1_008_000
+    assert EpochAmount.objects.get(epoch=one, wallet=a).revenue == 1_000
+    assert EpochAmount.objects.get(epoch=one, wallet=b).held == 3_000  # flagged: held like its other amounts
+    assert not EpochAmount.objects.filter(epoch=one, wallet=buyer).exists()
+    assert int(one.carried_out) == 1_000_000 + 4_000  # nobody had points; the buyer's part joined the pool
+    assert leaves(one) == {a: 1_000}
+    assert CommunityRevenue.objects.get().counted_in == one
+
+
+def test_a_close_killed_midway_stores_nothing_and_its_rerun_the_same_root(monkeypatch):
+    epoch = first_window(hours_ago=1)  # epoch 2 is the current window
+    for i in range(5):
+        credit(device(wallet()), i + 1, epoch.starts_at + timedelta(minutes=i))
+    epochs.open_epochs(epoch.ends_at)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("worker killed")  # after the amounts and leaves were written
+
+    monkeypatch.setattr(epochs.EpochTree.objects, "create", killed)
+    with pytest.raises(SystemExit):
+        epochs.score_next()
+    assert Epoch.objects.get(number=1).state == Epoch.State.OPEN
+    assert not EpochAmount.objects.exists() and not EpochLeaf.objects.exists()
+    monkeypatch.undo()
+    assert epochs.score_next() == 1
+    first = Epoch.objects.get(number=1)
+    assert epochs.score_next() is None  # run again: nothing more to score
+    assert EpochLeaf.objects.filter(epoch=first).count() == 5
+    # The same inputs scored again from scratch give the same root.
+    with transaction.atomic():
+        sid = transaction.savepoint()
+        EpochLeaf.objects.all().delete()
+        EpochAmount.objects.all().delete()
+        epochs.EpochTree.objects.all().delete()
+        again = Epoch.objects.get(number=1)
+        again.state = Epoch.State.OPEN
+        epochs.score(again)
+        assert again.root == first.root and again.total == first.total
+        transaction.savepoint_rollback(sid)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_whose_lock_another_session_holds_is_left_for_the_next_run():
+    epoch = first_window(hours_ago=1)
+    credit(device(wallet()), 1, epoch.starts_at)
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [epochs.LOCK_NAME])
+            assert cursor.fetchone()[0]
+            assert epochs.score_next() is None
+            assert Epoch.objects.get(number=1).state == Epoch.State.OPEN
+        other.rollback()
+    finally:
+        other.close()
+    assert epochs.score_next() == 1
+
+
+epoch_plans = st.lists(st.fixed_dictionaries({
+    "credits": st.lists(st.tuples(st.integers(0, 5), st.integers(1, 50)), max_size=8),
+    "flag": st.sampled_from([None, 0, 1]),
+    "decide": st.sampled_from([Flag.Status.CLEARED, Flag.Status.CONFIRMED, None]),
+    "revenue": st.integers(0, 5_000),
+    "emission": st.integers(0, 10**9),
+}), min_size=1, max_size=4)
+
+
+@hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                            HealthCheck.too_slow])
+@given(plans=epoch_plans)
+def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_never_decreases(plans, settings):
+    with transaction.atomic():
+        sid = transaction.savepoint()
+        try:
+            owners = [wallet() for _ in range(6)]
+            devices = [device(o) for o in owners]
+            version = community_version(owners[0])
+            for i, owner in enumerate(owners):
+                CommunityShare.objects.create(version=version, wallet=owner, rows=i + 1)
+            start = first_window(hours_ago=len(plans) + 2).starts_at
+            flags = []
+            previous = {}
+            for number, plan in enumerate(plans, start=1):
+                begins = start + timedelta(seconds=HOUR * (number - 1))
+                settings.REWARD_EMISSION_PER_EPOCH = plan["emission"]
+                for index, points in plan["credits"]:
+                    credit(devices[index], points, begins + timedelta(minutes=index))
+                if plan["flag"] is not None:
+                    flags.append(Flag.objects.create(kind=Flag.Kind.CANARY, wallet=owners[plan["flag"]]))
+                if plan["revenue"]:
+                    sale = CommunityRevenue.objects.create(
+                        chain_id=31337, tx_hash="0x" + f"{next(_seq):064x}", log_index=0, block_number=number,
+                        order_id=number, listing_id=1, buyer=owners[5], amount=plan["revenue"], version=version)
+                    CommunityRevenue.objects.filter(pk=sale.pk).update(created_at=begins + timedelta(seconds=1))
+                if plan["decide"] and flags:
+                    Flag.objects.filter(pk=flags[0].pk).update(status=plan["decide"])
+                epoch = score_through(number)
+                assert int(epoch.paid) + int(epoch.held) + int(epoch.carried_out) == int(epoch.pool)
+                assert int(epoch.paid) + int(epoch.held) <= int(epoch.pool)
+                current = leaves(epoch) if epoch.root else previous
+                assert all(current.get(w, 0) >= amount for w, amount in previous.items())
+                if epoch.root:
+                    assert sum(current.values()) == int(epoch.total)
+                    assert MerkleTree.of(current.items()).root_hex == epoch.root
+                    assert sum(current.values()) - sum(previous.values()) == int(epoch.paid)
+                previous = current
+        finally:
+            transaction.savepoint_rollback(sid)

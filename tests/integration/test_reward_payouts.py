@@ -1,0 +1,218 @@
+"""Reward payouts against anvil with the real contracts: an epoch closed, its root proposed by the
+operator sender, matured by the chain's time and claimed with the proof the API serves; a close
+run twice gives one root; a root transaction that fails is queued again and proposed once; a stale
+proof reverts; a suspended root pauses claims; an unfunded root waits, then goes once funded; and
+community revenue is counted when an order is released, never at purchase."""
+from datetime import timedelta
+
+from eth_account import Account
+import pytest
+from web3 import Web3
+from web3.exceptions import ContractCustomError
+from web3.logs import DISCARD
+
+from marketplace.chain import indexer, sender
+from marketplace.chain.models import ChainEvent, OperatorAction
+from marketplace.rewards import epochs
+from marketplace.rewards.models import CommunityRevenue, Device, Epoch, RewardClaim
+from tests.conftest import DEV_KEYS, dead_broker_url
+from tests.integration.test_epochs import credit, device, first_window
+from tests.integration.test_indexer import PRICE, WINDOW, buyer, purchase, seller  # noqa: F401
+from tests.integration.test_token_signatures import reverted_with
+
+pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
+
+TREASURY = Account.from_key(DEV_KEYS[3])
+
+
+@pytest.fixture(autouse=True)
+def _settings(settings, point_broker_at):
+    """Hour-long epochs, an emission of 1,000 USDC, and no Celery worker racing the test's own
+    sender runs (their tasks go to a dead broker)."""
+    point_broker_at(dead_broker_url())
+    settings.REWARD_EPOCH_SECONDS = 3600
+    settings.REWARD_EMISSION_PER_EPOCH = 1_000 * 10**6
+    settings.REWARD_NETWORK_POINT_CAP = 0
+    settings.REWARD_TREASURY_KEY = ""
+
+
+@pytest.fixture
+def treasury(chain, settings):
+    chain.token.mint(TREASURY.address, 100_000 * 10**6)
+    settings.REWARD_TREASURY_KEY = DEV_KEYS[3]
+    return TREASURY
+
+
+def earners(epoch, *points):
+    """Wallets with a device each that earned these job points early in `epoch`."""
+    wallets = []
+    for p in points:
+        wallet = Account.create().address
+        credit(device(wallet), p, epoch.starts_at + timedelta(minutes=1))
+        wallets.append(wallet)
+    return wallets
+
+
+def send(timeout=15):
+    return sender.send_operator_actions(timeout=timeout)
+
+
+def mature(chain):
+    chain.advance(chain.distributor.root_delay() + 1)
+    return epochs.close_epochs(chain.w3)
+
+
+def root_events(name="RootProposed"):
+    return list(ChainEvent.objects.filter(name=name).order_by("block_number", "log_index"))
+
+
+def test_an_epoch_is_closed_proposed_matured_and_claimed_with_the_served_proof(chain, treasury, client):
+    epoch = first_window(hours_ago=1)
+    alice, bob = earners(epoch, 3, 1)
+    report = epochs.close_epochs(chain.w3)
+    assert report.scored == [1] and report.queued == [1]
+    one = Epoch.objects.get(number=1)
+    assert one.state == Epoch.State.QUEUED and one.funding_tx
+    assert chain.token.balance_of(chain.distributor.address) == 1_000 * 10**6  # the treasury's transfer
+    assert send().confirmed == 1
+    one.refresh_from_db()
+    assert one.state == Epoch.State.PROPOSED and one.root_status == Epoch.RootStatus.PROPOSED
+    assert chain.distributor.pending_root().root == bytes.fromhex(one.root[2:])
+    assert client.get(f"/api/v1/rewards/proof/{alice}").json()["epoch"] is None  # not claimable yet
+
+    assert mature(chain).matured == [1]
+    answer = client.get(f"/api/v1/rewards/proof/{alice.lower()}").json()
+    assert answer["epoch"] == 1 and answer["cumulative"] == str(750 * 10**6) and not answer["paused"]
+    assert answer["distributor"] == chain.distributor.address
+    receipt = chain.send(chain.distributor.contract.functions.claim(alice, int(answer["cumulative"]),
+                                                                    answer["proof"]), chain.operator.address)
+    assert receipt["status"] == 1
+    assert chain.token.balance_of(alice) == 750 * 10**6
+    indexer.index_chain(chain.w3)
+    assert RewardClaim.objects.get(account=alice).amount == 750 * 10**6
+    after = client.get(f"/api/v1/rewards/proof/{alice}").json()
+    assert after["claimed"] == str(750 * 10**6) and after["claimable"] == "0"
+    assert client.get(f"/api/v1/rewards/proof/{bob}").json()["claimable"] == str(250 * 10**6)
+    body = client.get("/api/v1/rewards/epochs/1").json()
+    assert body["state"] == "matured" and body["pool"]["paid"] == str(10**9) and body["total"] == str(10**9)
+    assert client.get("/api/v1/rewards/proof/not-a-wallet").json()["error"]["code"] == "invalid_wallet"
+
+
+def test_a_close_run_twice_queues_and_proposes_one_root(chain, treasury):
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1, 2)
+    epochs.close_epochs(chain.w3)
+    epochs.close_epochs(chain.w3)
+    assert OperatorAction.objects.filter(kind="propose_root").count() == 1
+    funding = Epoch.objects.get(number=1).funding_tx
+    send()
+    epochs.close_epochs(chain.w3)
+    send()
+    assert OperatorAction.objects.filter(kind="propose_root").count() == 1
+    assert [e.args["epoch"] for e in root_events()] == ["1"]
+    assert Epoch.objects.get(number=1).funding_tx == funding
+    assert chain.token.balance_of(chain.distributor.address) == int(Epoch.objects.get(number=1).total)  # once
+
+
+def test_a_failing_root_transaction_is_queued_again_and_proposed_once(chain, treasury, monkeypatch):
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 5)
+    operator = chain.operator.address
+    chain.distributor._transact(chain.distributor.contract.functions.revokeRole(
+        chain.distributor.role("PUBLISHER_ROLE"), operator), operator)
+    epochs.close_epochs(chain.w3)
+    assert send().failed == 1
+    first = OperatorAction.objects.get(kind="propose_root")
+    assert first.status == "failed" and "proposeRoot would revert" in first.error
+
+    chain.distributor.grant_role("PUBLISHER_ROLE", operator)
+    monkeypatch.setattr(epochs, "RETRY_AFTER", timedelta(0))
+    epochs.close_epochs(chain.w3)
+    one = Epoch.objects.get(number=1)
+    assert one.proposals == 2 and one.action_id != first.pk
+    assert send().confirmed == 1
+    epochs.close_epochs(chain.w3)
+    assert [(e.args["epoch"], e.args["root"]) for e in root_events()] == [("1", one.root)]
+    assert Epoch.objects.get(number=1).state == Epoch.State.PROPOSED
+
+
+def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client):
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1)
+    epochs.close_epochs(chain.w3)  # no treasury key: nobody funds it
+    report = send(timeout=2)
+    action = OperatorAction.objects.get(kind="propose_root")
+    assert action.status == "pending" and report.failed == 0 and not report.transactions
+    assert action.error.startswith(f"waiting for funding: {1_000 * 10**6} more needed")
+    epochs.close_epochs(chain.w3)
+    assert Epoch.objects.get(number=1).waiting.startswith("waiting for funding")
+    assert client.get("/api/v1/rewards/epochs").json()["results"][-1]["waiting"].startswith("waiting for funding")
+
+    chain.token.mint(chain.distributor.address, 999 * 10**6)  # not quite
+    send(timeout=2)
+    assert OperatorAction.objects.get(pk=action.pk).error.startswith(f"waiting for funding: {10**6} more")
+    chain.token.mint(chain.distributor.address, 10**6)
+    assert send().confirmed == 1
+    assert Epoch.objects.get(number=1).state == Epoch.State.PROPOSED
+
+
+def test_two_epochs_a_stale_proof_reverts_and_a_suspended_root_pauses_claims(chain, treasury, client):
+    first = first_window(hours_ago=2)
+    (alice,) = earners(first, 1)
+    epochs.open_epochs(first.ends_at)
+    second = Epoch.objects.get(number=2)
+    credit(device(Account.create().address), 1, second.starts_at + timedelta(minutes=1))
+    credit(Device.objects.get(contributor__wallet=alice), 2, second.starts_at + timedelta(minutes=2))
+
+    epochs.close_epochs(chain.w3)
+    send()
+    mature(chain)  # epoch 1 matures, epoch 2 is queued
+    stale = client.get(f"/api/v1/rewards/proof/{alice}").json()
+    assert stale["epoch"] == 1 and stale["cumulative"] == str(1_000 * 10**6)
+    send()
+    mature(chain)
+    fresh = client.get(f"/api/v1/rewards/proof/{alice}").json()
+    assert fresh["epoch"] == 2 and int(fresh["cumulative"]) == 1_000 * 10**6 + 666_666_666
+
+    claim = chain.distributor.contract.functions.claim
+    with pytest.raises(ContractCustomError) as error:
+        claim(alice, int(stale["cumulative"]), stale["proof"]).transact({"from": chain.operator.address})
+    assert reverted_with(error.value, "RewardDistributorInvalidProof(address,uint256)")
+
+    chain.distributor.suspend_current_root(chain.operator.address)
+    indexer.index_chain(chain.w3)
+    assert Epoch.objects.get(number=2).root_status == Epoch.RootStatus.SUSPENDED
+    paused = client.get(f"/api/v1/rewards/proof/{alice}").json()
+    assert paused["paused"] is True and paused["claimable"] == "0" and paused["epoch"] == 2
+    with pytest.raises(ContractCustomError) as error:
+        claim(alice, int(fresh["cumulative"]), fresh["proof"]).transact({"from": chain.operator.address})
+    assert reverted_with(error.value, "RewardDistributorRootSuspended(uint256)")
+
+
+def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury, seller, buyer):  # noqa: F811
+    epoch = first_window(hours_ago=1)
+    receipt = chain.send(chain.market.contract.functions.createListing(
+        chain.token.address, PRICE, chain.distributor.address, Web3.keccak(text="community v1"), WINDOW),
+        seller.address)
+    (created,) = chain.market.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+    listing_id = created["args"]["listingId"]
+    chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    bought = purchase(chain, buyer, listing_id)
+    (order,) = chain.market.contract.events.OrderCreated().process_receipt(bought, errors=DISCARD)
+    indexer.index_chain(chain.w3)
+    assert not CommunityRevenue.objects.exists()  # a purchase is not revenue: it can be refunded
+
+    chain.advance(WINDOW + 1)
+    released = chain.send(chain.market.contract.functions.release([order["args"]["orderId"]]), buyer.address)
+    (event,) = chain.market.contract.events.OrderReleased().process_receipt(released, errors=DISCARD)
+    indexer.index_chain(chain.w3)
+    (revenue,) = CommunityRevenue.objects.all()
+    assert revenue.amount == event["args"]["ownerAmount"] == PRICE - PRICE * 250 // 10_000
+    assert chain.token.balance_of(chain.distributor.address) == revenue.amount
+    CommunityRevenue.objects.update(created_at=epoch.starts_at + timedelta(minutes=5))
+    earners(epoch, 1)
+    epochs.close_epochs(chain.w3)
+    one = Epoch.objects.get(number=1)
+    assert int(one.revenue_in) == revenue.amount and int(one.pool) == 1_000 * 10**6 + revenue.amount
+    # The treasury tops up only what the sale did not already bring.
+    assert chain.token.balance_of(chain.distributor.address) == int(one.total)
