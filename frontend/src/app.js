@@ -5,6 +5,7 @@ import { initBuy } from "./buy.js";
 import { initHealthPanels } from "./health.js";
 import { initOrders } from "./orders.js";
 import { initPages } from "./pages.js";
+import { initRewards } from "./rewards.js";
 import { initWallet } from "./wallet.js";
 
 function initSoonLinks() {
@@ -23,6 +24,7 @@ function init() {
   initPages(document);
   initBuy(document);
   initOrders(document);
+  initRewards(document);
 }
 
 if (document.readyState === "loading") {

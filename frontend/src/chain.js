@@ -170,6 +170,12 @@ export function explainRevert(revert, ctx = {}) {
       return "The permit you signed has expired; click Buy to sign a new one.";
     case "ERC2612InvalidSigner":
       return "The token refused the permit signature (it was signed for another account or chain). Click Buy to try again.";
+    case "RewardDistributorInvalidProof":
+      return "This proof is not in the root the distributor pays now (a newer root matured since the page was loaded). Reload the page for the current proof; nothing was paid.";
+    case "RewardDistributorRootSuspended":
+      return `Claims are paused: epoch ${a[0]}'s root is suspended. They resume when a newer root becomes claimable; nothing you earned is lost.`;
+    case "RewardDistributorNoRoot":
+      return "No reward root is claimable yet. Try again once an epoch's root has matured.";
     case "SafeERC20FailedOperation":
       return "The token refused the transfer.";
     case "Error":

@@ -1,5 +1,6 @@
 """What a page that talks to the chain through the visitor's wallet needs from the server: the
-selectors of the calls it makes and reads, every custom error the market and the token can revert
+selectors of the calls it makes and reads, every custom error the market, the token and the reward
+distributor can revert
 with (name and argument types, so that a revert is decoded into words), without a keccak of its
 own, computed from the compiled artifacts once per process; and the chain's name."""
 from functools import lru_cache
@@ -14,6 +15,7 @@ CALLS = {
     "DataMarket": ("purchase", "purchaseWithPermit", "confirm", "dispute", "withdraw", "getListing",
                    "orderOf", "getOrder", "creditOf"),
     "TestUSDC": ("balanceOf", "allowance", "approve", "nonces", "eip712Domain"),
+    "RewardDistributor": ("claim", "claimed"),
 }
 #: Reverts that are not custom errors of the artifacts: require messages and panics.
 BUILTIN_ERRORS = ({"name": "Error", "inputs": [{"type": "string"}]},

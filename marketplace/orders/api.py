@@ -152,6 +152,8 @@ ChainInfo = inline_serializer("ChainInfo", {
     "chain_name": serializers.CharField(
         help_text="What to call the chain when a wallet is on another one"),
     "market": serializers.CharField(allow_null=True, help_text="The DataMarket's address (null: not deployed yet)"),
+    "distributor": serializers.CharField(
+        allow_null=True, help_text="The RewardDistributor contributors claim from (null: not deployed yet)"),
     "confirmations": serializers.IntegerField(help_text="Blocks the server waits before it counts an order"),
     "download_domain": serializers.DictField(help_text="The EIP-712 domain of signed download requests"),
     "explorer_url": serializers.CharField(help_text="A block explorer (<url>/tx/<hash>), or empty"),
@@ -173,6 +175,7 @@ class ChainView(APIView):
         return Response({
             "chain_id": settings.CHAIN_ID, "chain_name": chain_name(settings.CHAIN_ID),
             "market": market,
+            "distributor": deployed_address(settings.CHAIN_ID, "RewardDistributor"),
             "confirmations": settings.CHAIN_CONFIRMATIONS,
             "download_domain": {"name": signed.DOMAIN_NAME, "version": "1", "chainId": settings.CHAIN_ID,
                                 "verifyingContract": market},

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, ingest, node_api
+from . import api, ingest, network_api, node_api
 
 urlpatterns = [
     path("node/heartbeat", ingest.heartbeat, name="node-heartbeat"),
@@ -14,4 +14,6 @@ urlpatterns = [
     path("rewards/epochs/<int:number>", api.EpochView.as_view(), name="reward-epoch"),
     path("rewards/wallets/<str:wallet>/epochs", api.WalletEpochsView.as_view(), name="reward-wallet-epochs"),
     path("rewards/scoring", api.ScoringView.as_view(), name="reward-scoring"),
+    path("rewards/network", network_api.NetworkView.as_view(), name="reward-network"),
+    path("rewards/leaderboard", network_api.LeaderboardView.as_view(), name="reward-leaderboard"),
 ]
