@@ -225,6 +225,10 @@ REWARD_WALL_TIME_SLACK = env_int("REWARD_WALL_TIME_SLACK", 120)
 # Epochs, scoring and payouts (docs/rewards-epochs.md). Amounts in the reward token's base units.
 REWARD_EPOCH_SECONDS = env_int("REWARD_EPOCH_SECONDS", 3600)
 REWARD_EMISSION_PER_EPOCH = env_int("REWARD_EMISSION_PER_EPOCH", 1_000 * 10**6)
+# Community datasets (rewards/community.py): a version is cut from the collected rows when this
+# many wait, or an epoch after the last version; it is listed at this price (base units).
+REWARD_COMMUNITY_ROWS = env_int("REWARD_COMMUNITY_ROWS", 10_000)
+REWARD_COMMUNITY_PRICE = env_int("REWARD_COMMUNITY_PRICE", 5 * 10**6)
 REWARD_UPTIME_WEIGHT = env_int("REWARD_UPTIME_WEIGHT", 1)  # points per verified uptime slot
 REWARD_JOB_WEIGHT = env_int("REWARD_JOB_WEIGHT", 10)  # points per verified job point
 REWARD_REFERRAL_BPS = [env_int("REWARD_REFERRAL_TIER1_BPS", 1_000), env_int("REWARD_REFERRAL_TIER2_BPS", 500)]

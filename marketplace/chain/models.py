@@ -102,6 +102,7 @@ class OperatorAction(models.Model):
         DISPUTE_BY_SIG = "dispute_by_sig", "Relay a buyer's dispute"
         RETURN_SURPLUS = "return_surplus", "Return surplus"
         PROPOSE_ROOT = "propose_root", "Propose a reward root"
+        CREATE_LISTING = "create_listing", "List a community dataset version"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -100,6 +100,7 @@ KINDS = {
     Kind.RELEASE: KindSpec("release", ("OrderReleased",), gas=60_000, gas_per_item=200_000, batch=True),
     Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), gas=200_000, arbiter=True),
     Kind.PROPOSE_ROOT: KindSpec("proposeRoot", ("RootProposed",), gas=300_000, contract="RewardDistributor"),
+    Kind.CREATE_LISTING: KindSpec("createListing", ("ListingCreated",), gas=300_000),
 }
 RELEASE_BATCH = 100  # orders per release(ids): 20M gas at most, under a block's 30M
 
@@ -259,6 +260,12 @@ def _call(market, kind: str, actions: list[OperatorAction]):
         (action,) = actions
         payload = action.payload
         return functions.proposeRoot(int(payload["epoch"]), bytes.fromhex(payload["root"][2:]), int(payload["total"]))
+    if kind == Kind.CREATE_LISTING:
+        (action,) = actions
+        payload = action.payload
+        return functions.createListing(to_checksum_address(payload["token"]), int(payload["price"]),
+                                       to_checksum_address(payload["payout"]),
+                                       bytes.fromhex(payload["content_hash"][2:]), int(payload["dispute_window"]))
     if kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return functions.setApproval(sorted({int(a.listing_id) for a in actions}), kind == Kind.APPROVE)
     if kind == Kind.RELEASE:
@@ -650,6 +657,10 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
         if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
             if args["listingId"] == str(int(action.listing_id)) and args["approved"] == (action.kind == Kind.APPROVE):
                 return Status.CONFIRMED, event.log_index, ""
+        elif action.kind == Kind.CREATE_LISTING:
+            if (args["contentHash"] == action.payload["content_hash"].lower()
+                    and args["payout"] == to_checksum_address(action.payload["payout"])):
+                return Status.CONFIRMED, event.log_index, ""
         elif action.kind == Kind.PROPOSE_ROOT:
             if args["epoch"] == str(int(action.payload["epoch"])) and args["root"] == action.payload["root"].lower():
                 return Status.CONFIRMED, event.log_index, ""
@@ -665,6 +676,8 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
                 f"the market skipped order {action.order_id}: it was no longer open, or not matured")
     if action.listing_id is not None:
         target = f"listing {action.listing_id}"
+    elif action.kind == Kind.CREATE_LISTING:
+        target = f"a listing of content hash {action.payload['content_hash']}"
     elif action.kind == Kind.PROPOSE_ROOT:
         target = f"epoch {action.payload['epoch']} with root {action.payload['root']}"
     else:
