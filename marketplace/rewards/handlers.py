@@ -120,3 +120,16 @@ def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
             args = {"validAt": int(event.valid_at.timestamp())} if event.valid_at else {}
             apply_root_event(epoch, event.name, args, event.tx_hash)
         epoch.save()
+
+
+def on_chain_reset(sender, chain_id, **kwargs):
+    """A wiped dev chain took the distributor with it: its root events, claims and uncounted
+    revenue go; epochs waiting for or holding a root there are scored again for the new one
+    (their stored trees and amounts stay, and the next root carries every cumulative amount)."""
+    RootEvent.objects.filter(chain_id=chain_id).delete()
+    RewardClaim.objects.filter(chain_id=chain_id).delete()
+    CommunityRevenue.objects.filter(chain_id=chain_id, counted_in__isnull=True).delete()
+    Epoch.objects.filter(state__in=(Epoch.State.QUEUED, Epoch.State.PROPOSED)).update(
+        state=Epoch.State.SCORED, action=None, funding_tx="", funding_raw="", waiting="")
+    Epoch.objects.exclude(root_status=Epoch.RootStatus.NONE).update(
+        root_status=Epoch.RootStatus.NONE, valid_at=None, proposed_tx="")
