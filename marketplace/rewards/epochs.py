@@ -417,10 +417,16 @@ def queue_next(w3) -> int | None:
             epoch.save(update_fields=["action", "proposals", "state", "waiting", "updated_at"])
         elif epoch.state == State.QUEUED:
             action = epoch.action
-            if action is None or (action.status in (ActionStatus.FAILED, ActionStatus.CANCELLED)
-                                  and timezone.now() - action.updated_at >= RETRY_AFTER):
+            # Confirmed while the epoch is still queued: a reorganisation took its RootProposed
+            # (the handler moves the epoch in the transaction that stores it). Queued again: the
+            # sender first broadcasts the lost transaction again, and the new action then fails
+            # its pre-check (the epoch is proposed), so the epoch still gets one root.
+            lost = action is not None and action.status == ActionStatus.CONFIRMED
+            if action is None or lost or (action.status in (ActionStatus.FAILED, ActionStatus.CANCELLED)
+                                          and timezone.now() - action.updated_at >= RETRY_AFTER):
                 queue_action(epoch, address)
-                epoch.waiting = f"proposeRoot failed ({action.error if action else 'no action'}); queued again"
+                why = "its RootProposed left the chain" if lost else (action.error if action else "no action")
+                epoch.waiting = f"proposeRoot queued again ({why})"
                 epoch.save(update_fields=["action", "proposals", "waiting", "updated_at"])
             else:
                 waiting = (action.error if action.status == ActionStatus.PENDING else

@@ -216,3 +216,41 @@ def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury
     assert int(one.revenue_in) == revenue.amount and int(one.pool) == 1_000 * 10**6 + revenue.amount
     # The treasury tops up only what the sale did not already bring.
     assert chain.token.balance_of(chain.distributor.address) == int(one.total)
+
+
+def test_a_reorganisation_rolls_back_root_events_and_claims_and_the_root_is_sent_again(chain, treasury):
+    epoch = first_window(hours_ago=1)
+    (alice,) = earners(epoch, 1)
+    epochs.close_epochs(chain.w3)
+    indexer.index_chain(chain.w3)
+    before_proposal = chain.rpc("evm_snapshot")
+    assert send().confirmed == 1
+    mature(chain)
+    answer = epochs_proof(alice)
+    chain.send(chain.distributor.contract.functions.claim(alice, int(answer["cumulative"]), answer["proof"]),
+               chain.operator.address)
+    indexer.index_chain(chain.w3)
+    assert RewardClaim.objects.count() == 1 and Epoch.objects.get(number=1).state == Epoch.State.MATURED
+
+    assert chain.rpc("evm_revert", [before_proposal]) is True
+    for _ in range(4):  # another fork, longer than the orphaned one
+        chain.token.mint(TREASURY.address, 1)
+    report = indexer.index_chain(chain.w3)
+    assert report.reorgs == 1
+    one = Epoch.objects.get(number=1)
+    assert not RewardClaim.objects.exists() and not ChainEvent.objects.filter(name="RootProposed").exists()
+    assert one.state == Epoch.State.QUEUED and one.root_status == Epoch.RootStatus.NONE
+
+    epochs.close_epochs(chain.w3)  # its action was confirmed: queued again
+    send()  # the chain lost the operator's transaction: the same bytes are broadcast again first
+    one.refresh_from_db()
+    assert one.state == Epoch.State.PROPOSED
+    assert [e.args["root"] for e in root_events()] == [one.root]
+    assert not OperatorAction.objects.filter(kind="propose_root", status__in=("pending", "sent")).exists()
+    assert chain.distributor.last_proposed_epoch() == 1
+
+
+def epochs_proof(wallet):
+    from marketplace.rewards import selectors
+
+    return selectors.proof(wallet)
