@@ -45,7 +45,11 @@ def prepare_database():
         conn.execute(f"CREATE DATABASE {DB_NAME}")
     os.environ["DATABASE_URL"] = base.rsplit("/", 1)[0] + "/" + DB_NAME
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-    os.environ.setdefault("DJANGO_DEBUG", "1")
+    # Production-like: DEBUG off (it records every query), no HTTPS redirect for the test client.
+    os.environ.setdefault("DJANGO_DEBUG", "0")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+    os.environ.setdefault("DJANGO_MANIFEST_STATIC", "0")
     import django
 
     django.setup()
@@ -178,7 +182,7 @@ def measure_close(window_start):
                      scoring.Weights.from_settings())
     timed("points (score_wallets)", scoring.score_wallets, works, scoring.Weights.from_settings())
     (_, previous), _ = timed("earlier leaves read", epochs._previous_leaves, epoch)
-    entries = sorted(previous.items())
+    entries = sorted((wallet.lower(), amount) for wallet, amount in previous.items())  # as the close does
     timed(f"tree of {len(entries):,} leaves with positions", MerkleTree.with_positions, entries)
     del previous, entries
     print("the close step (one transaction: score, tree, store):")
