@@ -136,7 +136,7 @@ def test_a_failing_root_transaction_is_queued_again_and_proposed_once(chain, tre
     assert Epoch.objects.get(number=1).state == Epoch.State.PROPOSED
 
 
-def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client):
+def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client, admin_client):
     epoch = first_window(hours_ago=1)
     earners(epoch, 1)
     epochs.close_epochs(chain.w3)  # no treasury key: nobody funds it
@@ -147,6 +147,10 @@ def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client):
     epochs.close_epochs(chain.w3)
     assert Epoch.objects.get(number=1).waiting.startswith("waiting for funding")
     assert client.get("/api/v1/rewards/epochs").json()["results"][-1]["waiting"].startswith("waiting for funding")
+
+    page = admin_client.get("/admin/rewards/epoch/")
+    assert page.status_code == 200 and b"waiting for funding: 1000000000 more needed" in page.content
+    assert admin_client.get(f"/admin/rewards/epoch/{Epoch.objects.get(number=1).pk}/change/").status_code == 200
 
     chain.token.mint(chain.distributor.address, 999 * 10**6)  # not quite
     send(timeout=2)
