@@ -13,6 +13,7 @@ measured apart, and `selectors.proof` / GET /api/v1/rewards/proof/<wallet> for r
 (p50/p95). Reference figures from the same run: a plain COUNT(*) of the window's heartbeats and
 a `SELECT 1` round trip. The issue's targets: the close under 60 s, a proof under 5 ms.
 """
+
 import argparse
 from datetime import datetime, timedelta, timezone
 import io
@@ -38,8 +39,13 @@ def prepare_database():
 
         base = start_embedded_postgres()
     db = dj_database_url.parse(base)
-    admin = dict(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
-                 host=db["HOST"] or None, port=db["PORT"] or None)
+    admin = dict(
+        dbname="postgres",
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+    )
     with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
@@ -80,19 +86,33 @@ def load(args, rng):
 
     now = dj_timezone.now()
     hour = 3600
-    window_start = datetime.fromtimestamp((int(now.timestamp()) // hour - 1) * hour, tz=timezone.utc)
+    window_start = datetime.fromtimestamp(
+        (int(now.timestamp()) // hour - 1) * hour, tz=timezone.utc
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT rewards_heartbeat_partition(%s::date)", [window_start.date()])
     # Devices, each bound to its own wallet.
     wallets = [random_wallet(rng) for _ in range(args.devices)]
-    Contributor.objects.bulk_create([Contributor(wallet=w, referral_code=f"b{i}") for i, w in enumerate(wallets)],
-                                    batch_size=5000)
+    Contributor.objects.bulk_create(
+        [Contributor(wallet=w, referral_code=f"b{i}") for i, w in enumerate(wallets)],
+        batch_size=5000,
+    )
     contributors = dict(Contributor.objects.values_list("wallet", "id"))
-    Device.objects.bulk_create([Device(address=random_wallet(rng), contributor_id=contributors[w],
-                                       quality_bps=rng.choice((10_000, 9_000, 7_500)),
-                                       last_ip=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}")
-                                for i, w in enumerate(wallets)], batch_size=5000)
-    devices = list(Device.objects.order_by("id").values_list("id", "contributor__wallet", "last_ip"))
+    Device.objects.bulk_create(
+        [
+            Device(
+                address=random_wallet(rng),
+                contributor_id=contributors[w],
+                quality_bps=rng.choice((10_000, 9_000, 7_500)),
+                last_ip=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}",
+            )
+            for i, w in enumerate(wallets)
+        ],
+        batch_size=5000,
+    )
+    devices = list(
+        Device.objects.order_by("id").values_list("id", "contributor__wallet", "last_ip")
+    )
 
     # Heartbeats: spread evenly over the hour, one device after another in each round (as they
     # arrive), 5-second beats, one-minute slots.
@@ -105,12 +125,18 @@ def load(args, rng):
         for round_ in range(per_device):
             offset = round_ * step
             moments = [base + offset + k * step / 1000 for k in range(1000)]
-            stamps = [(datetime.fromtimestamp(at, tz=timezone.utc).isoformat(), int(at) // 60) for at in moments]
+            stamps = [
+                (datetime.fromtimestamp(at, tz=timezone.utc).isoformat(), int(at) // 60)
+                for at in moments
+            ]
             lines = []
             for index, (device_id, _wallet, ip) in enumerate(devices):
                 stamp, slot = stamps[index % 1000]
-                lines.append(f"{device_id}\t{round_ + 1}\t{stamp}\t{slot}\t{'t' if index % 50 else 'f'}\t{ip}\t"
-                             f"{stamp}\n")
+                lines.append(
+                    f"{device_id}\t{round_ + 1}\t{stamp}\t{slot}\t"
+                    f"{'t' if index % 50 else 'f'}\t{ip}\t"
+                    f"{stamp}\n"
+                )
             buffer.write("".join(lines))
             if buffer.tell() > 32 << 20:
                 yield buffer.getvalue()
@@ -118,33 +144,57 @@ def load(args, rng):
         yield buffer.getvalue()
 
     def copy_heartbeats():
-        with connection.cursor() as cursor, cursor.cursor.copy(
-                "COPY rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at) FROM STDIN") as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
+                "COPY rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at) "
+                "FROM STDIN"
+            ) as copy,
+        ):
             for chunk in heartbeat_rows():
                 copy.write(chunk)
 
     timed(f"COPY {per_device * len(devices):,} heartbeats", copy_heartbeats)
 
     def copy_credits():
-        with connection.cursor() as cursor, cursor.cursor.copy(
-                "COPY rewards_workcredit (device_id, wallet, kind, points, ref, earned_at) FROM STDIN") as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
+                "COPY rewards_workcredit (device_id, wallet, kind, points, ref, earned_at) "
+                "FROM STDIN"
+            ) as copy,
+        ):
             for device_id, wallet, _ip in devices:
                 for j in range(3):
                     at = window_start + timedelta(seconds=rng.randrange(hour))
-                    copy.write_row((device_id, wallet, "job", rng.randrange(1, 20), f"job-{device_id}-{j}", at))
+                    copy.write_row(
+                        (device_id, wallet, "job", rng.randrange(1, 20), f"job-{device_id}-{j}", at)
+                    )
 
     timed(f"COPY {3 * len(devices):,} work credits", copy_credits)
 
     # An earlier scored epoch whose leaves bring the tree to --leaves.
-    previous = Epoch.objects.create(number=1, starts_at=window_start - timedelta(hours=1), ends_at=window_start,
-                                    state=Epoch.State.MATURED, root="0x" + "11" * 32,
-                                    leaves=args.leaves - len(devices), total=0)
-    Epoch.objects.create(number=2, starts_at=window_start, ends_at=window_start + timedelta(hours=1))
+    previous = Epoch.objects.create(
+        number=1,
+        starts_at=window_start - timedelta(hours=1),
+        ends_at=window_start,
+        state=Epoch.State.MATURED,
+        root="0x" + "11" * 32,
+        leaves=args.leaves - len(devices),
+        total=0,
+    )
+    Epoch.objects.create(
+        number=2, starts_at=window_start, ends_at=window_start + timedelta(hours=1)
+    )
 
     def copy_leaves():
         total = 0
-        with connection.cursor() as cursor, cursor.cursor.copy(
-                "COPY rewards_epochleaf (epoch_id, wallet, cumulative, node) FROM STDIN") as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
+                "COPY rewards_epochleaf (epoch_id, wallet, cumulative, node) FROM STDIN"
+            ) as copy,
+        ):
             for i in range(args.leaves - len(devices)):
                 amount = rng.randrange(1, 10**9)
                 total += amount
@@ -171,24 +221,35 @@ def measure_close(window_start):
 
     def count():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT COUNT(*) FROM rewards_heartbeat WHERE received_at >= %s AND received_at < %s",
-                           window)
+            cursor.execute(
+                "SELECT COUNT(*) FROM rewards_heartbeat "
+                "WHERE received_at >= %s AND received_at < %s",
+                window,
+            )
             return cursor.fetchone()[0]
 
     rows, count_seconds = timed("plain COUNT(*) of the window's heartbeats", count)
     print(f"  ({rows:,} rows)")
     print("the close's parts, measured apart:")
-    works, _ = timed("heartbeat + credit queries (_device_work)", epochs._device_work, epoch,
-                     scoring.Weights.from_settings())
+    works, _ = timed(
+        "heartbeat + credit queries (_device_work)",
+        epochs._device_work,
+        epoch,
+        scoring.Weights.from_settings(),
+    )
     timed("points (score_wallets)", scoring.score_wallets, works, scoring.Weights.from_settings())
     (_, previous), _ = timed("earlier leaves read", epochs._previous_leaves, epoch)
-    entries = sorted((wallet.lower(), amount) for wallet, amount in previous.items())  # as the close does
+    entries = sorted(
+        (wallet.lower(), amount) for wallet, amount in previous.items()
+    )  # as the close does
     timed(f"tree of {len(entries):,} leaves with positions", MerkleTree.with_positions, entries)
     del previous, entries
     print("the close step (one transaction: score, tree, store):")
     _, close_seconds = timed("epochs.score_next()", epochs.score_next)
     epoch.refresh_from_db()
-    print(f"  epoch {epoch.number}: {epoch.leaves:,} leaves, root {epoch.root}, state {epoch.state}")
+    print(
+        f"  epoch {epoch.number}: {epoch.leaves:,} leaves, root {epoch.root}, state {epoch.state}"
+    )
     return count_seconds, close_seconds
 
 
@@ -200,9 +261,15 @@ def measure_proofs(args, rng):
     from marketplace.rewards.merkle import verify
     from marketplace.rewards.models import Epoch, EpochLeaf
 
-    Epoch.objects.filter(number=2).update(state=Epoch.State.MATURED, root_status=Epoch.RootStatus.PROPOSED)
+    Epoch.objects.filter(number=2).update(
+        state=Epoch.State.MATURED, root_status=Epoch.RootStatus.PROPOSED
+    )
     epoch = Epoch.objects.get(number=2)
-    ids = EpochLeaf.objects.filter(epoch=epoch).order_by("?").values_list("wallet", flat=True)[:args.proofs]
+    ids = (
+        EpochLeaf.objects.filter(epoch=epoch)
+        .order_by("?")
+        .values_list("wallet", flat=True)[: args.proofs]
+    )
     wallets = list(ids)
 
     def reference():
@@ -220,15 +287,23 @@ def measure_proofs(args, rng):
         return statistics.median(seen), seen[int(len(seen) * 0.95) - 1]
 
     answer = selectors.proof(wallets[0])
-    assert verify(epoch.root, wallets[0], int(answer["cumulative"]), answer["proof"]), "a proof does not verify"
+    assert verify(epoch.root, wallets[0], int(answer["cumulative"]), answer["proof"]), (
+        "a proof does not verify"
+    )
     client = Client(HTTP_HOST="localhost")
     response = client.get(f"/api/v1/rewards/proof/{wallets[0]}")
-    assert response.status_code == 200 and response.json()["proof"] == answer["proof"], response.content[:200]
+    assert response.status_code == 200 and response.json()["proof"] == answer["proof"], (
+        response.content[:200]
+    )
     print(f"proofs ({len(wallets):,} random wallets of {epoch.leaves:,} leaves), p50 / p95:")
-    for label, function in (("SELECT 1 round trip (reference)", lambda w: reference()),
-                            ("selectors.proof(wallet)", selectors.proof),
-                            ("GET /api/v1/rewards/proof/<wallet> (Django client)",
-                             lambda w: client.get(f"/api/v1/rewards/proof/{w}"))):
+    for label, function in (
+        ("SELECT 1 round trip (reference)", lambda w: reference()),
+        ("selectors.proof(wallet)", selectors.proof),
+        (
+            "GET /api/v1/rewards/proof/<wallet> (Django client)",
+            lambda w: client.get(f"/api/v1/rewards/proof/{w}"),
+        ),
+    ):
         p50, p95 = latencies(function)
         print(f"  {label:<52} {p50:6.2f} / {p95:6.2f} ms")
 
@@ -242,12 +317,18 @@ def main():
     args = parser.parse_args()
     rng = random.Random(19)
     prepare_database()
-    print(f"loading ({args.devices:,} devices, {args.heartbeats:,} heartbeats, {args.leaves:,} leaves):")
+    print(
+        f"loading ({args.devices:,} devices, {args.heartbeats:,} heartbeats, "
+        f"{args.leaves:,} leaves):"
+    )
     window_start, _ = load(args, rng)
     count_seconds, close_seconds = measure_close(window_start)
     measure_proofs(args, rng)
-    print(f"summary: close {close_seconds:.1f} s (target 60 s), {close_seconds / count_seconds:.1f}x a plain "
-          f"COUNT(*) of the window ({count_seconds:.2f} s) in the same run")
+    print(
+        f"summary: close {close_seconds:.1f} s (target 60 s), "
+        f"{close_seconds / count_seconds:.1f}x a plain "
+        f"COUNT(*) of the window ({count_seconds:.2f} s) in the same run"
+    )
 
 
 if __name__ == "__main__":

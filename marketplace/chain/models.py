@@ -114,8 +114,8 @@ class OperatorAction(models.Model):
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     chain_id = models.BigIntegerField()
-    market = models.CharField(max_length=42, help_text="The contract it acts on (checksummed): the DataMarket, "
-                              "or the RewardDistributor for reward roots")
+    market = models.CharField(max_length=42, help_text="The contract it acts on (checksummed): the "
+                              "DataMarket, or the RewardDistributor for reward roots")
     listing_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     order_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     expected_owner = models.CharField(max_length=42, blank=True,

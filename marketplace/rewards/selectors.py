@@ -4,6 +4,7 @@ A proof is read from the stored tree: the wallet's leaf row gives its cumulative
 index of its hash in the node array, and one query takes just the sibling nodes out of the
 epoch's `bytea` with `substring` (stored uncompressed out of line, so PostgreSQL reads the few
 pages that hold them, not the whole tree)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from eth_utils import is_address, to_checksum_address
 
 from .merkle import MerkleTree
 from .models import Epoch, EpochAmount, EpochLeaf, HeldAmount
+
 
 def sibling_nodes(epoch_id: int, node: int) -> list[str]:
     """The proof of the leaf at `node` in the stored tree of an epoch, leaf up, as 0x-hex."""
@@ -28,8 +30,10 @@ def sibling_nodes(epoch_id: int, node: int) -> list[str]:
 
 _PROOF = """
 SELECT e.id, e.number, e.root, e.root_status, l.cumulative, l.node,
-       (SELECT MAX(c.cumulative) FROM rewards_rewardclaim c WHERE c.chain_id = %(chain)s AND c.account = %(wallet)s),
-       (SELECT d.address FROM chain_deployment d WHERE d.chain_id = %(chain)s AND d.contract = 'RewardDistributor')
+       (SELECT MAX(c.cumulative) FROM rewards_rewardclaim c
+        WHERE c.chain_id = %(chain)s AND c.account = %(wallet)s),
+       (SELECT d.address FROM chain_deployment d
+        WHERE d.chain_id = %(chain)s AND d.contract = 'RewardDistributor')
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT id, number, root, root_status FROM rewards_epoch
@@ -45,15 +49,29 @@ def proof(wallet: str) -> dict:
     in the other), the hot path of the dashboard and of every claim."""
     with connection.cursor() as cursor:
         cursor.execute(_PROOF, {"chain": settings.CHAIN_ID, "wallet": wallet})
-        epoch_id, number, root, status, cumulative, node, claimed_so_far, distributor = cursor.fetchone()
+        epoch_id, number, root, status, cumulative, node, claimed_so_far, distributor = (
+            cursor.fetchone()
+        )
     claimed_so_far = int(claimed_so_far or 0)
     paused = status == Epoch.RootStatus.SUSPENDED
-    answer = {"wallet": wallet, "distributor": distributor, "epoch": number, "root": root,
-              "cumulative": "0", "proof": [], "claimed": str(claimed_so_far), "claimable": "0", "paused": paused}
+    answer = {
+        "wallet": wallet,
+        "distributor": distributor,
+        "epoch": number,
+        "root": root,
+        "cumulative": "0",
+        "proof": [],
+        "claimed": str(claimed_so_far),
+        "claimable": "0",
+        "paused": paused,
+    }
     if cumulative is not None:
         cumulative = int(cumulative)
-        answer.update(cumulative=str(cumulative), proof=sibling_nodes(epoch_id, node),
-                      claimable="0" if paused else str(max(0, cumulative - claimed_so_far)))
+        answer.update(
+            cumulative=str(cumulative),
+            proof=sibling_nodes(epoch_id, node),
+            claimable="0" if paused else str(max(0, cumulative - claimed_so_far)),
+        )
     return answer
 
 
@@ -67,24 +85,50 @@ def epochs(limit: int = 50):
 
 def wallet_epochs(wallet: str, limit: int = 100) -> list[dict]:
     """A wallet's amounts per epoch (newest first), with its held amounts and why."""
-    amounts = list(EpochAmount.objects.filter(wallet=wallet).select_related("epoch")
-                   .order_by("-epoch__number")[:limit])
+    amounts = list(
+        EpochAmount.objects.filter(wallet=wallet)
+        .select_related("epoch")
+        .order_by("-epoch__number")[:limit]
+    )
     held = {}
     for h in HeldAmount.objects.filter(wallet=wallet, epoch__in=[a.epoch_id for a in amounts]):
         held.setdefault(h.epoch_id, []).append(h)
-    cumulative = dict(EpochLeaf.objects.filter(wallet=wallet, epoch__in=[a.epoch_id for a in amounts])
-                      .values_list("epoch_id", "cumulative"))
-    return [{
-        "epoch": a.epoch.number, "state": a.epoch.state, "uptime_slots": a.uptime_slots,
-        "job_points": a.job_points, "points": str(int(a.points)), "referral_points": str(int(a.referral_points)),
-        "amount": str(int(a.amount)), "revenue": str(int(a.revenue)), "released": str(int(a.released)),
-        "held": str(int(a.held)),
-        "cumulative": str(int(cumulative[a.epoch_id])) if a.epoch_id in cumulative else None,
-        "held_amounts": [{"amount": str(int(h.amount)), "reason": h.reason, "status": h.status,
-                          "flag": h.flag_id} for h in held.get(a.epoch_id, [])],
-    } for a in amounts]
+    cumulative = dict(
+        EpochLeaf.objects.filter(
+            wallet=wallet, epoch__in=[a.epoch_id for a in amounts]
+        ).values_list("epoch_id", "cumulative")
+    )
+    return [
+        {
+            "epoch": a.epoch.number,
+            "state": a.epoch.state,
+            "uptime_slots": a.uptime_slots,
+            "job_points": a.job_points,
+            "points": str(int(a.points)),
+            "referral_points": str(int(a.referral_points)),
+            "amount": str(int(a.amount)),
+            "revenue": str(int(a.revenue)),
+            "released": str(int(a.released)),
+            "held": str(int(a.held)),
+            "cumulative": str(int(cumulative[a.epoch_id])) if a.epoch_id in cumulative else None,
+            "held_amounts": [
+                {
+                    "amount": str(int(h.amount)),
+                    "reason": h.reason,
+                    "status": h.status,
+                    "flag": h.flag_id,
+                }
+                for h in held.get(a.epoch_id, [])
+            ],
+        }
+        for a in amounts
+    ]
 
 
 def held_total(wallet: str) -> int:
-    return int(HeldAmount.objects.filter(wallet=wallet, status=HeldAmount.Status.HELD)
-               .aggregate(s=Sum("amount"))["s"] or 0)
+    return int(
+        HeldAmount.objects.filter(wallet=wallet, status=HeldAmount.Status.HELD).aggregate(
+            s=Sum("amount")
+        )["s"]
+        or 0
+    )

@@ -1,6 +1,7 @@
 """The close as beat runs it: the `rewards.close_epochs` task in a real Celery worker (sent twice
 at once) scores the ended epoch, queues one root, the worker's operator sender proposes it, and a
 later run matures it once the chain's time passes its validAt."""
+
 from datetime import timedelta
 
 from eth_account import Account
@@ -21,7 +22,9 @@ def test_the_worker_closes_proposes_and_matures_an_epoch_once(chain, celery_work
     epoch = first_window(hours_ago=1)
     for points in (2, 3):
         credit(device(Account.create().address), points, epoch.starts_at + timedelta(minutes=1))
-    chain.token.mint(chain.distributor.address, 1_000 * 10**6)  # no treasury key in the worker: funded by hand
+    chain.token.mint(
+        chain.distributor.address, 1_000 * 10**6
+    )  # no treasury key in the worker: funded by hand
     app.send_task("rewards.close_epochs")
     app.send_task("rewards.close_epochs")
 
@@ -36,6 +39,7 @@ def test_the_worker_closes_proposes_and_matures_an_epoch_once(chain, celery_work
 
     chain.advance(chain.distributor.root_delay() + 1)
     app.send_task("rewards.close_epochs")
-    assert wait_until(lambda: Epoch.objects.get(number=1).state == Epoch.State.MATURED,
-                      timeout=60), celery_worker.output()
+    assert wait_until(
+        lambda: Epoch.objects.get(number=1).state == Epoch.State.MATURED, timeout=60
+    ), celery_worker.output()
     assert chain.distributor.current_root().root == bytes.fromhex(one.root[2:])
