@@ -148,7 +148,12 @@ class OperatorAction(models.Model):
         ]
 
     def __str__(self):
-        target = f"listing {self.listing_id}" if self.listing_id is not None else f"order {self.order_id}"
+        if self.listing_id is not None:
+            target = f"listing {self.listing_id}"
+        elif self.kind == self.Kind.PROPOSE_ROOT:
+            target = f"of epoch {self.payload.get('epoch')}"
+        else:
+            target = f"order {self.order_id}"
         return f"{self.get_kind_display()} {target} ({self.status})"
 
 

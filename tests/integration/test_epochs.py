@@ -162,7 +162,7 @@ def test_a_proof_from_the_stored_tree_verifies_against_the_root():
     assert tree.root_hex == scored.root
 
 
-def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared():
+def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
     epoch = first_window()
     a, b = wallet(), wallet()
     credit(device(a), 10, epoch.starts_at + timedelta(minutes=1))
@@ -184,6 +184,18 @@ def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared():
     assert int(row.released) == 500_000 and int(row.amount) == 1_000_000 and int(row.held) == 0
     assert leaves(two)[b] == 1_500_000 and leaves(two)[a] == 500_000  # a keeps its leaf
     assert int(two.released_in) == 500_000 and int(two.pool) == 1_500_000
+    body = client.get(f"/api/v1/rewards/wallets/{b.lower()}/epochs").json()
+    assert body["wallet"] == b and body["held"] == "0"
+    latest, first = body["results"]
+    assert (
+        latest["epoch"] == 2
+        and latest["released"] == "500000"
+        and latest["cumulative"] == "1500000"
+    )
+    assert first["held"] == "500000" and first["cumulative"] is None
+    assert first["held_amounts"] == [
+        {"amount": "500000", "reason": held.reason, "status": "released", "flag": flag.pk}
+    ]
 
 
 def test_held_amounts_go_back_to_the_pool_once_the_flag_is_confirmed():
@@ -392,3 +404,12 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                 previous = current
         finally:
             transaction.savepoint_rollback(sid)
+
+
+def test_the_scoring_rules_are_served_for_the_dashboard(client, settings):
+    settings.REWARD_TRUSTED_NETWORKS = ["127.0.0.0/8"]
+    body = client.get("/api/v1/rewards/scoring").json()
+    assert body["uptime_weight"] == 1 and body["job_weight"] == 10
+    assert body["referral_tiers_bps"] == list(settings.REWARD_REFERRAL_BPS)
+    assert body["trusted_networks"] == ["127.0.0.0/8"] and body["epoch_seconds"] == HOUR
+    assert "quality_bps" in body["formula"] and body["emission_per_epoch"] == "1000000"
