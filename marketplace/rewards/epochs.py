@@ -37,6 +37,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from eth_account import Account
+import requests
+from web3.exceptions import Web3RPCError
 
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.services import deployed_address
@@ -642,9 +644,14 @@ def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
     if not Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists():
         return report
     w3 = w3 or get_web3()
-    while (number := queue_next(w3)) is not None:
-        report.queued.append(number)
-        break  # the next one waits until this one is proposed
-    report.matured = mature(w3)
+    try:
+        number = queue_next(w3)  # one at a time: the next waits until this one is proposed
+        if number is not None:
+            report.queued.append(number)
+        report.matured = mature(w3)
+    except (OSError, ValueError, Web3RPCError, requests.RequestException) as exc:
+        # The node is down or refused a call: scoring went on without it; the next run goes on.
+        logger.warning("epoch close: the chain did not answer (%s: %s)", type(exc).__name__, exc)
+        report.skipped = f"the chain did not answer: {type(exc).__name__}"
     report.waiting = dict(Epoch.objects.exclude(waiting="").values_list("number", "waiting"))
     return report

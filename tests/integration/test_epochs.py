@@ -413,3 +413,26 @@ def test_the_scoring_rules_are_served_for_the_dashboard(client, settings):
     assert body["referral_tiers_bps"] == list(settings.REWARD_REFERRAL_BPS)
     assert body["trusted_networks"] == ["127.0.0.0/8"] and body["epoch_seconds"] == HOUR
     assert "quality_bps" in body["formula"] and body["emission_per_epoch"] == "1000000"
+
+
+def test_the_close_scores_while_the_chain_is_down_and_says_so(settings):
+    from tests.conftest import free_port
+
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    epoch = first_window(hours_ago=1)
+    credit(device(wallet()), 1, epoch.starts_at + timedelta(minutes=1))
+    from marketplace.chain.models import Deployment
+
+    Deployment.objects.create(
+        chain_id=31337,
+        contract="RewardDistributor",
+        address=wallet(),
+        tx_hash="0x" + "00" * 32,
+        block_number=1,
+        block_hash="0x" + "00" * 32,
+    )
+    report = epochs.close_epochs()
+    assert report.scored == [1] and report.skipped.startswith("the chain did not answer")
+    # Queued for the sender (no treasury to call): it sends the root once the node answers.
+    one = Epoch.objects.get(number=1)
+    assert one.state == Epoch.State.QUEUED and one.action.status == "pending"
