@@ -146,7 +146,8 @@ CELERY_BEAT_SCHEDULE = {
                                    "options": {"expires": 60.0}},
     "rewards-purge-request-signatures": {"task": "rewards.purge_request_signatures", "schedule": 600.0},
     # Epochs: opens the current one and moves closed ones through scored, queued, proposed, matured.
-    "rewards-close-epochs": {"task": "rewards.close_epochs", "schedule": 10.0, "options": {"expires": 10.0}},
+    "rewards-close-epochs": {"task": "rewards.close_epochs", "schedule": 10.0,
+                             "options": {"expires": 10.0}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -190,7 +191,7 @@ OPERATOR_REPLACE_AFTER = float(os.environ.get("OPERATOR_REPLACE_AFTER", "120"))
 OPERATOR_MAX_FEE_PER_GAS = env_int("OPERATOR_MAX_FEE_PER_GAS", 1_000 * 10**9)
 # The keeper: an order whose release or refund failed (or was skipped) is queued again after this.
 KEEPER_RETRY_AFTER = float(os.environ.get("KEEPER_RETRY_AFTER", "600"))
-# Seconds a root waits, revocable, before claims; under half of REWARD_EPOCH_SECONDS (checked below).
+# Seconds a root waits, revocable, before claims: under half of REWARD_EPOCH_SECONDS (checked).
 REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 1200)
 
 # Contributions and rewards (docs/rewards.md) ---------------------------------------------------
@@ -231,17 +232,20 @@ REWARD_COMMUNITY_ROWS = env_int("REWARD_COMMUNITY_ROWS", 10_000)
 REWARD_COMMUNITY_PRICE = env_int("REWARD_COMMUNITY_PRICE", 5 * 10**6)
 REWARD_UPTIME_WEIGHT = env_int("REWARD_UPTIME_WEIGHT", 1)  # points per verified uptime slot
 REWARD_JOB_WEIGHT = env_int("REWARD_JOB_WEIGHT", 10)  # points per verified job point
-REWARD_REFERRAL_BPS = [env_int("REWARD_REFERRAL_TIER1_BPS", 1_000), env_int("REWARD_REFERRAL_TIER2_BPS", 500)]
+REWARD_REFERRAL_BPS = [env_int("REWARD_REFERRAL_TIER1_BPS", 1_000),
+                       env_int("REWARD_REFERRAL_TIER2_BPS", 500)]
 REWARD_REFERRAL_DELAY_DAYS = env_int("REWARD_REFERRAL_DELAY_DAYS", 7)
 REWARD_REFERRAL_CAP = env_int("REWARD_REFERRAL_CAP", 10_000)  # bonus points per referrer per epoch
-REWARD_NETWORK_POINT_CAP = env_int("REWARD_NETWORK_POINT_CAP", 100_000)  # points per /24 or /56 per epoch; 0: none
+# Points per /24 or /56 per epoch (0: no cap).
+REWARD_NETWORK_POINT_CAP = env_int("REWARD_NETWORK_POINT_CAP", 100_000)
 # A key holding the reward token: the close transfers each epoch's emission from it into the
 # distributor before proposing. Unset: the close waits until someone funds the distributor.
 REWARD_TREASURY_KEY = os.environ.get("REWARD_TREASURY_KEY", "")
 if REWARD_ROOT_DELAY * 2 >= REWARD_EPOCH_SECONDS:
     raise ImproperlyConfigured(
         f"REWARD_ROOT_DELAY ({REWARD_ROOT_DELAY} s) must be less than half of REWARD_EPOCH_SECONDS "
-        f"({REWARD_EPOCH_SECONDS} s): a root must mature well before the next epoch's root replaces it")
+        f"({REWARD_EPOCH_SECONDS} s): a root must mature well before the next epoch's root "
+        "replaces it")
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 
 # Static files and the frontend build -----------------------------------------------------------

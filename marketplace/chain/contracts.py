@@ -233,7 +233,8 @@ class RewardDistributor(AccessControlled):
 
     def token_balance(self) -> int:
         """What the distributor holds of its reward token."""
-        token = self.w3.eth.contract(address=self.token_address(), abi=load_artifact("TestUSDC").abi)
+        abi = load_artifact("TestUSDC").abi
+        token = self.w3.eth.contract(address=self.token_address(), abi=abi)
         return token.functions.balanceOf(self.address).call()
 
     def propose_root(self, epoch: int, root: bytes | str, total: int, sender=None):

@@ -115,8 +115,8 @@ class OperatorAction(models.Model):
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     chain_id = models.BigIntegerField()
-    market = models.CharField(max_length=42, help_text="The contract it acts on (checksummed): the DataMarket, "
-                              "or the RewardDistributor for reward roots")
+    market = models.CharField(max_length=42, help_text="The contract it acts on (checksummed): the "
+                              "DataMarket, or the RewardDistributor for reward roots")
     listing_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     order_id = models.DecimalField(max_digits=78, decimal_places=0, null=True, blank=True)
     expected_owner = models.CharField(max_length=42, blank=True,
@@ -149,7 +149,12 @@ class OperatorAction(models.Model):
         ]
 
     def __str__(self):
-        target = f"listing {self.listing_id}" if self.listing_id is not None else f"order {self.order_id}"
+        if self.listing_id is not None:
+            target = f"listing {self.listing_id}"
+        elif self.kind == self.Kind.PROPOSE_ROOT:
+            target = f"of epoch {self.payload.get('epoch')}"
+        else:
+            target = f"order {self.order_id}"
         return f"{self.get_kind_display()} {target} ({self.status})"
 
 

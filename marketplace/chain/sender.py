@@ -29,7 +29,8 @@ sender works at a time whichever worker or host runs it, and then:
    call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE; the
    gas, estimated at the fees it will pay, must be under the kind's ceiling; a reward root needs
    a greater epoch than the distributor's last and a balance that covers the new total less what
-   was claimed: while it does not, the row stays pending with the reason, not failed), rows of a kind
+   was claimed: while it does not, the row stays pending with the reason, not failed), rows of a
+   kind
    that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`), and the signed
    transaction is recorded with its nonce before it is broadcast. The next nonce is the chain's
    pending count or one above the highest nonce still open here, whichever is higher.
@@ -99,7 +100,8 @@ KINDS = {
     Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",), gas=300_000),
     Kind.RELEASE: KindSpec("release", ("OrderReleased",), gas=60_000, gas_per_item=200_000, batch=True),
     Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), gas=200_000, arbiter=True),
-    Kind.PROPOSE_ROOT: KindSpec("proposeRoot", ("RootProposed",), gas=300_000, contract="RewardDistributor"),
+    Kind.PROPOSE_ROOT: KindSpec("proposeRoot", ("RootProposed",), gas=300_000,
+                                contract="RewardDistributor"),
     Kind.CREATE_LISTING: KindSpec("createListing", ("ListingCreated",), gas=300_000),
 }
 RELEASE_BATCH = 100  # orders per release(ids): 20M gas at most, under a block's 30M
@@ -259,7 +261,8 @@ def _call(market, kind: str, actions: list[OperatorAction]):
     if kind == Kind.PROPOSE_ROOT:
         (action,) = actions
         payload = action.payload
-        return functions.proposeRoot(int(payload["epoch"]), bytes.fromhex(payload["root"][2:]), int(payload["total"]))
+        return functions.proposeRoot(int(payload["epoch"]), bytes.fromhex(payload["root"][2:]),
+                                     int(payload["total"]))
     if kind == Kind.CREATE_LISTING:
         (action,) = actions
         payload = action.payload
@@ -305,8 +308,8 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
     """Why `action` must not be sent ("" when it may; a `Wait` when it may later). `market` is the
     kind's contract."""
     if not is_address(action.market) or to_checksum_address(action.market) != market.address:
-        return (f"the {spec.contract} is now at {market.address}, not at {action.market} where this action "
-                "was decided")
+        return (f"the {spec.contract} is now at {market.address}, not at {action.market} where "
+                "this action was decided")
     if action.kind == Kind.PROPOSE_ROOT:
         reason = root_precheck(market, action.payload)
         if reason:
@@ -334,12 +337,13 @@ def root_precheck(distributor, payload: dict) -> str:
     epoch, total = int(payload["epoch"]), int(payload["total"])
     last = distributor.last_proposed_epoch()
     if last >= epoch:
-        return f"the distributor's last proposed epoch is {last}: epoch {epoch} can no longer be proposed"
+        return (f"the distributor's last proposed epoch is {last}: epoch {epoch} can no longer be "
+                "proposed")
     balance = distributor.token_balance()
     needed = total - distributor.total_claimed() - balance
     if needed > 0:
-        return Wait(f"waiting for funding: {needed} more needed (the distributor holds {balance} of its token, "
-                    f"the root's total is {total})")
+        return Wait(f"waiting for funding: {needed} more needed (the distributor holds {balance} "
+                    f"of its token, the root's total is {total})")
     return ""
 
 
@@ -623,8 +627,9 @@ def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
     if cursor is None or indexer.block_hash(w3, cursor.block_number) != cursor.block_hash:
         return
     # The events of the contract it called (the market, or the distributor for reward roots).
-    events = list(ChainEvent.objects.filter(chain_id=tx.chain_id, tx_hash=tx.mined_hash,
-                                            address=to_checksum_address(tx.to)).order_by("log_index"))
+    events = list(ChainEvent.objects.filter(
+        chain_id=tx.chain_id, tx_hash=tx.mined_hash, address=to_checksum_address(tx.to),
+    ).order_by("log_index"))
     with transaction.atomic():
         tx = OperatorTransaction.objects.select_for_update().get(pk=tx.pk)
         if tx.status != TxStatus.MINED:
@@ -662,7 +667,9 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
                     and args["payout"] == to_checksum_address(action.payload["payout"])):
                 return Status.CONFIRMED, event.log_index, ""
         elif action.kind == Kind.PROPOSE_ROOT:
-            if args["epoch"] == str(int(action.payload["epoch"])) and args["root"] == action.payload["root"].lower():
+            payload = action.payload
+            epoch, root = str(int(payload["epoch"])), payload["root"].lower()
+            if args["epoch"] == epoch and args["root"] == root:
                 return Status.CONFIRMED, event.log_index, ""
         elif action.kind == Kind.RETURN_SURPLUS:
             if args["ref"] == action.payload["ref"].lower():

@@ -1,5 +1,6 @@
 """The admin's view of epochs: where each one is in its close, its pool, and why it waits
 (funding: 'waiting for funding: N more needed', the sender, a failed proposal)."""
+
 from django.contrib import admin
 
 from .models import Epoch, HeldAmount
@@ -7,8 +8,19 @@ from .models import Epoch, HeldAmount
 
 @admin.register(Epoch)
 class EpochAdmin(admin.ModelAdmin):
-    list_display = ("number", "starts_at", "ends_at", "state", "root_status", "pool", "paid", "held", "total",
-                    "leaves", "waiting_reason")
+    list_display = (
+        "number",
+        "starts_at",
+        "ends_at",
+        "state",
+        "root_status",
+        "pool",
+        "paid",
+        "held",
+        "total",
+        "leaves",
+        "waiting_reason",
+    )
     list_filter = ("state", "root_status")
     exclude = ("funding_raw",)
     readonly_fields = [f.name for f in Epoch._meta.fields if f.name != "funding_raw"]

@@ -8,6 +8,7 @@ class RewardsConfig(AppConfig):
 
     def ready(self):
         from marketplace.chain import indexer
+        from marketplace.chain.signals import chain_reset
 
         from . import handlers
 
@@ -15,3 +16,4 @@ class RewardsConfig(AppConfig):
         indexer.register(handlers.on_root_events, events=handlers.ROOT_EVENTS)
         indexer.register(handlers.on_claim_events, events=handlers.CLAIM_EVENTS)
         indexer.register_rollback(handlers.on_rollback)
+        chain_reset.connect(handlers.on_chain_reset, dispatch_uid="rewards.on_chain_reset")

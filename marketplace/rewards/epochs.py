@@ -23,6 +23,7 @@ Every step runs under one PostgreSQL advisory lock (transaction-scoped), so two 
 the close at once do each step once. An epoch that adds nothing to anyone's cumulative amount
 proposes no root (the previous root stands) and goes straight to matured.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -36,13 +37,24 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from eth_account import Account
+import requests
+from web3.exceptions import Web3RPCError
 
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.services import deployed_address
 
 from . import scoring
 from .merkle import MerkleTree
-from .models import CommunityRevenue, CommunityShare, Contributor, Device, Epoch, EpochTree, Flag, HeldAmount
+from .models import (
+    CommunityRevenue,
+    CommunityShare,
+    Contributor,
+    Device,
+    Epoch,
+    EpochTree,
+    Flag,
+    HeldAmount,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +100,15 @@ def open_epochs(now: datetime | None = None) -> list[int]:
             return created
         last = Epoch.objects.order_by("-number").first()
         if last is None:
-            start = datetime.fromtimestamp(int(now.timestamp()) // epoch_seconds() * epoch_seconds(),
-                                           tz=dt_timezone.utc)
+            start = datetime.fromtimestamp(
+                int(now.timestamp()) // epoch_seconds() * epoch_seconds(), tz=dt_timezone.utc
+            )
             last = Epoch.objects.create(number=1, starts_at=start, ends_at=start + length)
             created.append(1)
         while last.ends_at <= now:
-            last = Epoch.objects.create(number=last.number + 1, starts_at=last.ends_at,
-                                        ends_at=last.ends_at + length)
+            last = Epoch.objects.create(
+                number=last.number + 1, starts_at=last.ends_at, ends_at=last.ends_at + length
+            )
             created.append(last.number)
     return created
 
@@ -114,29 +128,56 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
     per slot) and verified job points (credits earned in the window, per wallet they were earned
     for), with its quality and the network it mostly connected from."""
     window = [epoch.starts_at, epoch.ends_at]
-    uptime = {device: (slots, ip) for device, slots, ip in _rows(
-        """SELECT device_id, COUNT(DISTINCT slot) FILTER (WHERE probe_ok), mode() WITHIN GROUP (ORDER BY ip)
-           FROM rewards_heartbeat WHERE received_at >= %s AND received_at < %s GROUP BY device_id""", window)}
-    jobs = _rows("""SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
-                    WHERE earned_at >= %s AND earned_at < %s GROUP BY device_id, wallet""", window)
+    uptime = {
+        device: (slots, ip)
+        for device, slots, ip in _rows(
+            """SELECT device_id, COUNT(DISTINCT slot) FILTER (WHERE probe_ok),
+                  mode() WITHIN GROUP (ORDER BY ip)
+           FROM rewards_heartbeat WHERE received_at >= %s AND received_at < %s
+           GROUP BY device_id""",
+            window,
+        )
+    }
+    jobs = _rows(
+        """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
+                    WHERE earned_at >= %s AND earned_at < %s GROUP BY device_id, wallet""",
+        window,
+    )
     ids = set(uptime) | {device for device, _, _ in jobs}
-    devices = {d["id"]: d for d in Device.objects.filter(id__in=ids).values(
-        "id", "quality_bps", "last_ip", "contributor__wallet")}
+    devices = {
+        d["id"]: d
+        for d in Device.objects.filter(id__in=ids).values(
+            "id", "quality_bps", "last_ip", "contributor__wallet"
+        )
+    }
     works = []
     for device_id, (slots, ip) in uptime.items():
         device = devices.get(device_id)
         if device is None or not device["contributor__wallet"] or not slots:
             continue  # an unbound device's uptime earns nobody anything
-        works.append(scoring.DeviceWork(device_id, device["contributor__wallet"], device["quality_bps"],
-                                        uptime_slots=slots,
-                                        network=scoring.network_of(ip or device["last_ip"], weights.trusted)))
+        works.append(
+            scoring.DeviceWork(
+                device_id,
+                device["contributor__wallet"],
+                device["quality_bps"],
+                uptime_slots=slots,
+                network=scoring.network_of(ip or device["last_ip"], weights.trusted),
+            )
+        )
     for device_id, wallet, points in jobs:
         device = devices.get(device_id)
         if device is None:
             continue
         ip = uptime.get(device_id, (0, None))[1] or device["last_ip"]
-        works.append(scoring.DeviceWork(device_id, wallet, device["quality_bps"], job_points=int(points),
-                                        network=scoring.network_of(ip, weights.trusted)))
+        works.append(
+            scoring.DeviceWork(
+                device_id,
+                wallet,
+                device["quality_bps"],
+                job_points=int(points),
+                network=scoring.network_of(ip, weights.trusted),
+            )
+        )
     return works
 
 
@@ -146,44 +187,76 @@ def _referrals(wallets: set[str], works: list[scoring.DeviceWork]) -> scoring.Re
     referrer = {}
     frontier = set(wallets)
     for _tier in range(2):
-        found = dict(Contributor.objects.filter(wallet__in=frontier, referred_by__isnull=False)
-                     .values_list("wallet", "referred_by__wallet"))
+        found = dict(
+            Contributor.objects.filter(wallet__in=frontier, referred_by__isnull=False).values_list(
+                "wallet", "referred_by__wallet"
+            )
+        )
         referrer.update(found)
         frontier = set(found.values()) - set(referrer)
     everyone = set(wallets) | set(referrer.values())
-    first = dict(_rows("""SELECT wallet, MIN(earned_at) FROM rewards_workcredit WHERE wallet = ANY(%s)
-                          GROUP BY wallet""", [sorted(wallets)])) if wallets else {}
+    first = (
+        dict(
+            _rows(
+                """SELECT wallet, MIN(earned_at) FROM rewards_workcredit WHERE wallet = ANY(%s)
+                          GROUP BY wallet""",
+                [sorted(wallets)],
+            )
+        )
+        if wallets
+        else {}
+    )
     networks, devices = defaultdict(set), defaultdict(set)
     for w in works:
         if w.network:
             networks[w.wallet].add(w.network)
-    for device_id, wallet in _rows("""SELECT DISTINCT device_id, wallet FROM rewards_workcredit
-                                      WHERE wallet = ANY(%s)""", [sorted(everyone)]) if everyone else []:
+    for device_id, wallet in (
+        _rows(
+            """SELECT DISTINCT device_id, wallet FROM rewards_workcredit
+                                      WHERE wallet = ANY(%s)""",
+            [sorted(everyone)],
+        )
+        if everyone
+        else []
+    ):
         devices[wallet].add(device_id)
-    for device_id, wallet, ip in Device.objects.filter(contributor__wallet__in=everyone).values_list(
-            "id", "contributor__wallet", "last_ip"):
+    for device_id, wallet, ip in Device.objects.filter(
+        contributor__wallet__in=everyone
+    ).values_list("id", "contributor__wallet", "last_ip"):
         devices[wallet].add(device_id)
         network = scoring.network_of(ip, scoring.Weights.from_settings().trusted)
         if network:
             networks[wallet].add(network)
-    return scoring.Referrals(referrer, first, {w: frozenset(n) for w, n in networks.items()},
-                             {w: frozenset(d) for w, d in devices.items()})
+    return scoring.Referrals(
+        referrer,
+        first,
+        {w: frozenset(n) for w, n in networks.items()},
+        {w: frozenset(d) for w, d in devices.items()},
+    )
 
 
 def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
     """The latest earlier epoch with a tree, and its cumulative amounts."""
-    previous = (Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0).exclude(root="")
-                .order_by("-number").first())
+    previous = (
+        Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0)
+        .exclude(root="")
+        .order_by("-number")
+        .first()
+    )
     if previous is None:
         return None, {}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT wallet, cumulative FROM rewards_epochleaf WHERE epoch_id = %s", [previous.pk])
+        cursor.execute(
+            "SELECT wallet, cumulative FROM rewards_epochleaf WHERE epoch_id = %s", [previous.pk]
+        )
         return previous, {wallet: int(cumulative) for wallet, cumulative in cursor}
 
 
 def _copy(table: str, columns: tuple, rows) -> None:
-    with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row(row)
 
@@ -200,8 +273,13 @@ def score(epoch: Epoch) -> None:
     for flag in Flag.objects.filter(status=Flag.Status.OPEN).order_by("created_at", "id"):
         open_flags.setdefault(flag.wallet, flag)
     released, returned = defaultdict(int), 0
-    settling = list(HeldAmount.objects.select_for_update().filter(status=HeldAmount.Status.HELD).exclude(
-        flag__status=Flag.Status.OPEN).select_related("flag").order_by("id"))
+    settling = list(
+        HeldAmount.objects.select_for_update()
+        .filter(status=HeldAmount.Status.HELD)
+        .exclude(flag__status=Flag.Status.OPEN)
+        .select_related("flag")
+        .order_by("id")
+    )
     for held in settling:
         if held.flag.status == Flag.Status.CLEARED:
             released[held.wallet] += int(held.amount)
@@ -214,15 +292,21 @@ def score(epoch: Epoch) -> None:
 
     # Community revenue indexed before the window ended and not counted yet.
     revenue_share, revenue_in, revenue_pool = defaultdict(int), 0, 0
-    sales = list(CommunityRevenue.objects.select_for_update().filter(
-        counted_in__isnull=True, created_at__lt=epoch.ends_at).order_by("block_number", "log_index"))
+    sales = list(
+        CommunityRevenue.objects.select_for_update()
+        .filter(counted_in__isnull=True, created_at__lt=epoch.ends_at)
+        .order_by("block_number", "log_index")
+    )
     shares_of = defaultdict(dict)
     for version_id, wallet, rows in CommunityShare.objects.filter(
-            version_id__in={s.version_id for s in sales if s.version_id}).values_list("version_id", "wallet", "rows"):
+        version_id__in={s.version_id for s in sales if s.version_id}
+    ).values_list("version_id", "wallet", "rows"):
         shares_of[version_id][wallet] = rows
     for sale in sales:
         revenue_in += int(sale.amount)
-        paid, rest = scoring.share_revenue(int(sale.amount), shares_of.get(sale.version_id, {}), sale.buyer)
+        paid, rest = scoring.share_revenue(
+            int(sale.amount), shares_of.get(sale.version_id, {}), sale.buyer
+        )
         for wallet, value in paid.items():
             revenue_share[wallet] += value
         revenue_pool += rest
@@ -231,7 +315,9 @@ def score(epoch: Epoch) -> None:
     # Points and the pool's amounts.
     works = _device_work(epoch, weights)
     scores = scoring.score_wallets(works, weights)
-    bonuses = scoring.referral_bonuses(scores, _referrals(set(scores), works), weights, epoch.starts_at)
+    bonuses = scoring.referral_bonuses(
+        scores, _referrals(set(scores), works), weights, epoch.starts_at
+    )
     points = {wallet: s.points for wallet, s in scores.items()}
     for wallet, bonus in bonuses.items():
         points[wallet] = points.get(wallet, 0) + bonus
@@ -249,19 +335,51 @@ def score(epoch: Epoch) -> None:
         flag = open_flags.get(wallet)
         held = earned if flag is not None else 0
         if held:
-            held_rows.append(HeldAmount(epoch=epoch, wallet=wallet, flag=flag, amount=held,
-                                        reason=f"flag #{flag.pk}: {flag.get_kind_display()}"[:200]))
+            held_rows.append(
+                HeldAmount(
+                    epoch=epoch,
+                    wallet=wallet,
+                    flag=flag,
+                    amount=held,
+                    reason=f"flag #{flag.pk}: {flag.get_kind_display()}"[:200],
+                )
+            )
         paid = earned - held + credit
         if paid:
             cumulative[wallet] = cumulative.get(wallet, 0) + paid
         paid_total += paid
         held_total += held
         s = scores.get(wallet)
-        rows.append((epoch.pk, wallet, s.uptime_slots if s else 0, s.job_points if s else 0,
-                     bonuses.get(wallet, 0), points.get(wallet, 0), amounts.get(wallet, 0),
-                     revenue_share.get(wallet, 0), credit, held))
-    _copy("rewards_epochamount", ("epoch_id", "wallet", "uptime_slots", "job_points", "referral_points", "points",
-                                  "amount", "revenue", "released", "held"), rows)
+        rows.append(
+            (
+                epoch.pk,
+                wallet,
+                s.uptime_slots if s else 0,
+                s.job_points if s else 0,
+                bonuses.get(wallet, 0),
+                points.get(wallet, 0),
+                amounts.get(wallet, 0),
+                revenue_share.get(wallet, 0),
+                credit,
+                held,
+            )
+        )
+    _copy(
+        "rewards_epochamount",
+        (
+            "epoch_id",
+            "wallet",
+            "uptime_slots",
+            "job_points",
+            "referral_points",
+            "points",
+            "amount",
+            "revenue",
+            "released",
+            "held",
+        ),
+        rows,
+    )
     HeldAmount.objects.bulk_create(held_rows)
 
     epoch.emission, epoch.carried_in, epoch.returned_in = emission, carried, returned
@@ -269,13 +387,19 @@ def score(epoch: Epoch) -> None:
     epoch.pool = emission + carried + returned + revenue_in + epoch.released_in
     epoch.paid, epoch.held, epoch.carried_out = paid_total, held_total, remainder
     epoch.points = sum(points.values())
-    assert epoch.paid + epoch.held + epoch.carried_out == epoch.pool, "an epoch pays exactly its pool"
+    assert epoch.paid + epoch.held + epoch.carried_out == epoch.pool, (
+        "an epoch pays exactly its pool"
+    )
 
     # The tree: every wallet's cumulative amount (none ever decreases; a wallet keeps its leaf).
     if paid_total and cumulative:
         store_tree(epoch, cumulative)
     elif previous is not None:
-        epoch.root, epoch.total, epoch.leaves = "", previous.total, 0  # nothing new: the previous root stands
+        epoch.root, epoch.total, epoch.leaves = (
+            "",
+            previous.total,
+            0,
+        )  # nothing new: the previous root stands
     epoch.state = State.SCORED if epoch.root else State.MATURED
     epoch.scored_at = timezone.now()
     epoch.score_seconds = time.monotonic() - started
@@ -285,15 +409,25 @@ def score(epoch: Epoch) -> None:
 def store_tree(epoch: Epoch, cumulative: dict[str, int]) -> None:
     """Build the tree of `cumulative` and store its leaves (COPY) and nodes (one bytea)."""
     entries = sorted(cumulative.items())
-    tree, positions = MerkleTree.with_positions(entries)
+    # Lower case: the leaf is the same, and the tree skips re-checking a million EIP-55 checksums
+    # of addresses this database wrote.
+    tree, positions = MerkleTree.with_positions(
+        [(wallet.lower(), amount) for wallet, amount in entries]
+    )
     buffer = io.StringIO()
     for (wallet, amount), node in zip(entries, positions):
         buffer.write(f"{epoch.pk}\t{wallet}\t{amount}\t{node}\n")
     buffer.seek(0)
-    with connection.cursor() as cursor, cursor.cursor.copy(
-            "COPY rewards_epochleaf (epoch_id, wallet, cumulative, node) FROM STDIN") as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            "COPY rewards_epochleaf (epoch_id, wallet, cumulative, node) FROM STDIN"
+        ) as copy,
+    ):
         while chunk := buffer.read(1 << 20):
             copy.write(chunk)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE rewards_epochleaf")  # fresh statistics for the proofs' lookups
     EpochTree.objects.create(epoch=epoch, nodes=bytes(tree.nodes))
     epoch.root, epoch.total, epoch.leaves = tree.root_hex, sum(cumulative.values()), len(tree)
 
@@ -304,8 +438,12 @@ def score_next() -> int | None:
     with transaction.atomic():
         if not _lock():
             return None
-        epoch = (Epoch.objects.select_for_update().filter(state=State.OPEN, ends_at__lte=timezone.now())
-                 .order_by("number").first())
+        epoch = (
+            Epoch.objects.select_for_update()
+            .filter(state=State.OPEN, ends_at__lte=timezone.now())
+            .order_by("number")
+            .first()
+        )
         if epoch is None:
             return None
         score(epoch)
@@ -335,9 +473,14 @@ def fund(epoch: Epoch, w3, distributor) -> str:
         if needed <= 0:
             return ""
         token = w3.eth.contract(address=distributor.token_address(), abi=_erc20_abi())
-        built = token.functions.transfer(distributor.address, needed).build_transaction({
-            "from": treasury.address, "nonce": w3.eth.get_transaction_count(treasury.address, "pending"),
-            "chainId": w3.eth.chain_id, "gas": 100_000})
+        built = token.functions.transfer(distributor.address, needed).build_transaction(
+            {
+                "from": treasury.address,
+                "nonce": w3.eth.get_transaction_count(treasury.address, "pending"),
+                "chainId": w3.eth.chain_id,
+                "gas": 100_000,
+            }
+        )
         signed = treasury.sign_transaction(built)
         with transaction.atomic():
             locked = Epoch.objects.select_for_update().get(pk=epoch.pk)
@@ -346,8 +489,12 @@ def fund(epoch: Epoch, w3, distributor) -> str:
             epoch.funding_tx = locked.funding_tx = "0x" + bytes(signed.hash).hex()
             epoch.funding_raw = locked.funding_raw = "0x" + bytes(signed.raw_transaction).hex()
             locked.save(update_fields=["funding_tx", "funding_raw", "updated_at"])
-        logger.info("epoch %s: the treasury transfers %s to the distributor (%s)", epoch.number, needed,
-                    epoch.funding_tx)
+        logger.info(
+            "epoch %s: the treasury transfers %s to the distributor (%s)",
+            epoch.number,
+            needed,
+            epoch.funding_tx,
+        )
     try:
         receipt = w3.eth.get_transaction_receipt(epoch.funding_tx)
     except Exception:  # not mined (or not known): the same bytes again
@@ -359,11 +506,16 @@ def fund(epoch: Epoch, w3, distributor) -> str:
             if "already known" not in str(exc):
                 return f"the treasury's transfer {epoch.funding_tx} was refused: {exc}"[:500]
         try:
-            receipt = w3.eth.wait_for_transaction_receipt(epoch.funding_tx, timeout=5, poll_latency=0.2)
+            receipt = w3.eth.wait_for_transaction_receipt(
+                epoch.funding_tx, timeout=5, poll_latency=0.2
+            )
         except Exception:  # noqa: BLE001
             return f"waiting for the treasury's transfer {epoch.funding_tx}"
     if receipt["status"] != 1:
-        return f"the treasury's transfer {epoch.funding_tx} reverted (does the treasury hold the token?)"
+        return (
+            f"the treasury's transfer {epoch.funding_tx} reverted "
+            "(does the treasury hold the token?)"
+        )
     return ""
 
 
@@ -376,9 +528,13 @@ def _erc20_abi():
 def queue_action(epoch: Epoch, distributor_address: str) -> OperatorAction:
     """An OperatorAction proposing the stored root (in the caller's transaction)."""
     action = OperatorAction.objects.create(
-        kind=OperatorAction.Kind.PROPOSE_ROOT, chain_id=settings.CHAIN_ID, market=distributor_address,
+        kind=OperatorAction.Kind.PROPOSE_ROOT,
+        chain_id=settings.CHAIN_ID,
+        market=distributor_address,
         payload={"epoch": epoch.number, "root": epoch.root, "total": str(int(epoch.total))},
-        created_by="epoch close", context={"epoch": epoch.number})
+        created_by="epoch close",
+        context={"epoch": epoch.number},
+    )
     epoch.action, epoch.proposals = action, epoch.proposals + 1
     return action
 
@@ -394,8 +550,12 @@ def queue_next(w3) -> int | None:
     if address is None:
         return None
     epoch = Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED)).order_by("number").first()
-    if epoch is None or Epoch.objects.filter(number__lt=epoch.number, state__in=(State.OPEN, State.SCORED,
-                                                                                 State.QUEUED)).exists():
+    if (
+        epoch is None
+        or Epoch.objects.filter(
+            number__lt=epoch.number, state__in=(State.OPEN, State.SCORED, State.QUEUED)
+        ).exists()
+    ):
         return None
     distributor = RewardDistributor(w3, address)
     if epoch.state == State.SCORED:
@@ -413,14 +573,34 @@ def queue_next(w3) -> int | None:
             epoch.save(update_fields=["action", "proposals", "state", "waiting", "updated_at"])
         elif epoch.state == State.QUEUED:
             action = epoch.action
-            if action is None or (action.status in (ActionStatus.FAILED, ActionStatus.CANCELLED)
-                                  and timezone.now() - action.updated_at >= RETRY_AFTER):
+            # Confirmed while the epoch is still queued: a reorganisation took its RootProposed
+            # (the handler moves the epoch in the transaction that stores it). Queued again: the
+            # sender first broadcasts the lost transaction again, and the new action then fails
+            # its pre-check (the epoch is proposed), so the epoch still gets one root.
+            lost = action is not None and action.status == ActionStatus.CONFIRMED
+            if (
+                action is None
+                or lost
+                or (
+                    action.status in (ActionStatus.FAILED, ActionStatus.CANCELLED)
+                    and timezone.now() - action.updated_at >= RETRY_AFTER
+                )
+            ):
                 queue_action(epoch, address)
-                epoch.waiting = f"proposeRoot failed ({action.error if action else 'no action'}); queued again"
+                why = (
+                    "its RootProposed left the chain"
+                    if lost
+                    else (action.error if action else "no action")
+                )
+                epoch.waiting = f"proposeRoot queued again ({why})"
                 epoch.save(update_fields=["action", "proposals", "waiting", "updated_at"])
             else:
-                waiting = (action.error if action.status == ActionStatus.PENDING else
-                           f"proposeRoot {action.get_status_display().lower()}: {action.error}".rstrip(": "))
+                status = action.get_status_display().lower()
+                waiting = (
+                    action.error
+                    if action.status == ActionStatus.PENDING
+                    else f"proposeRoot {status}: {action.error}".rstrip(": ")
+                )
                 if waiting != epoch.waiting:
                     epoch.waiting = waiting
                     epoch.save(update_fields=["waiting", "updated_at"])
@@ -441,9 +621,14 @@ def mature(w3) -> list[int]:
     with transaction.atomic():
         if not _lock():
             return []
-        due = list(Epoch.objects.select_for_update().filter(state=State.PROPOSED, valid_at__lte=now)
-                   .values_list("number", flat=True))
-        Epoch.objects.filter(number__in=due).update(state=State.MATURED, waiting="", updated_at=timezone.now())
+        due = list(
+            Epoch.objects.select_for_update()
+            .filter(state=State.PROPOSED, valid_at__lte=now)
+            .values_list("number", flat=True)
+        )
+        Epoch.objects.filter(number__in=due).update(
+            state=State.MATURED, waiting="", updated_at=timezone.now()
+        )
     return due
 
 
@@ -459,9 +644,14 @@ def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
     if not Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists():
         return report
     w3 = w3 or get_web3()
-    while (number := queue_next(w3)) is not None:
-        report.queued.append(number)
-        break  # the next one waits until this one is proposed
-    report.matured = mature(w3)
+    try:
+        number = queue_next(w3)  # one at a time: the next waits until this one is proposed
+        if number is not None:
+            report.queued.append(number)
+        report.matured = mature(w3)
+    except (OSError, ValueError, Web3RPCError, requests.RequestException) as exc:
+        # The node is down or refused a call: scoring went on without it; the next run goes on.
+        logger.warning("epoch close: the chain did not answer (%s: %s)", type(exc).__name__, exc)
+        report.skipped = f"the chain did not answer: {type(exc).__name__}"
     report.waiting = dict(Epoch.objects.exclude(waiting="").values_list("number", "waiting"))
     return report

@@ -8,6 +8,7 @@ distributor's root events and claims; with their rollback after a reorganisation
   `validAt`; `RootReplaced`, `RootRevoked` and `RootSuspended` set its root status.
 - `Claimed`: a `RewardClaim` (what a wallet has claimed so far is the largest cumulative amount).
 """
+
 from datetime import datetime, timezone
 
 from django.db.models import Q
@@ -20,13 +21,20 @@ from .models import CommunityRevenue, Epoch, RewardClaim, RootEvent
 SALE_EVENTS = ("OrderReleased", "DisputeResolved")
 ROOT_EVENTS = ("RootProposed", "RootReplaced", "RootRevoked", "RootSuspended")
 CLAIM_EVENTS = ("Claimed",)
-STATUS_OF = {"RootProposed": Epoch.RootStatus.PROPOSED, "RootReplaced": Epoch.RootStatus.REPLACED,
-             "RootRevoked": Epoch.RootStatus.REVOKED, "RootSuspended": Epoch.RootStatus.SUSPENDED}
+STATUS_OF = {
+    "RootProposed": Epoch.RootStatus.PROPOSED,
+    "RootReplaced": Epoch.RootStatus.REPLACED,
+    "RootRevoked": Epoch.RootStatus.REVOKED,
+    "RootSuspended": Epoch.RootStatus.SUSPENDED,
+}
 
 
 def _distributor(chain_id: int) -> str | None:
-    return Deployment.objects.filter(chain_id=chain_id, contract="RewardDistributor").values_list(
-        "address", flat=True).first()
+    return (
+        Deployment.objects.filter(chain_id=chain_id, contract="RewardDistributor")
+        .values_list("address", flat=True)
+        .first()
+    )
 
 
 def _payout(event: Event) -> str | None:
@@ -34,12 +42,21 @@ def _payout(event: Event) -> str | None:
     as its latest ListingCreated or ListingUpdated before the event set it."""
     if "payout" in event.args:
         return event.args["payout"]
-    latest = (ChainEvent.objects.filter(chain_id=event.chain_id, address=event.address,
-                                        name__in=("ListingCreated", "ListingUpdated"),
-                                        args__listingId=event.args["listingId"])
-              .filter(Q(block_number__lt=event.block_number)
-                      | Q(block_number=event.block_number, log_index__lt=event.log_index))
-              .order_by("-block_number", "-log_index").values_list("args", flat=True).first())
+    latest = (
+        ChainEvent.objects.filter(
+            chain_id=event.chain_id,
+            address=event.address,
+            name__in=("ListingCreated", "ListingUpdated"),
+            args__listingId=event.args["listingId"],
+        )
+        .filter(
+            Q(block_number__lt=event.block_number)
+            | Q(block_number=event.block_number, log_index__lt=event.log_index)
+        )
+        .order_by("-block_number", "-log_index")
+        .values_list("args", flat=True)
+        .first()
+    )
     return latest.get("payout") if latest else None
 
 
@@ -55,12 +72,22 @@ def on_sale_events(events: list[Event]) -> None:
         owner_amount = int(event.args["ownerAmount"])
         if owner_amount <= 0 or _payout(event) != distributor:
             continue
-        listing = Listing.objects.filter(chain_id=event.chain_id, listing_id=int(event.args["listingId"])).first()
-        rows.append(CommunityRevenue(
-            chain_id=event.chain_id, tx_hash=event.tx_hash, log_index=event.log_index,
-            block_number=event.block_number, order_id=int(event.args["orderId"]),
-            listing_id=int(event.args["listingId"]), buyer=event.args["buyer"], amount=owner_amount,
-            version_id=listing.version_id if listing else None))
+        listing = Listing.objects.filter(
+            chain_id=event.chain_id, listing_id=int(event.args["listingId"])
+        ).first()
+        rows.append(
+            CommunityRevenue(
+                chain_id=event.chain_id,
+                tx_hash=event.tx_hash,
+                log_index=event.log_index,
+                block_number=event.block_number,
+                order_id=int(event.args["orderId"]),
+                listing_id=int(event.args["listingId"]),
+                buyer=event.args["buyer"],
+                amount=owner_amount,
+                version_id=listing.version_id if listing else None,
+            )
+        )
     CommunityRevenue.objects.bulk_create(rows, ignore_conflicts=True)
 
 
@@ -71,7 +98,11 @@ def _time(seconds) -> datetime:
 def apply_root_event(epoch: Epoch, name: str, args: dict, tx_hash: str) -> None:
     """Move `epoch` as one of its root events says (the events of its root only)."""
     if name == "RootProposed":
-        epoch.root_status, epoch.valid_at, epoch.proposed_tx = STATUS_OF[name], _time(args["validAt"]), tx_hash
+        epoch.root_status, epoch.valid_at, epoch.proposed_tx = (
+            STATUS_OF[name],
+            _time(args["validAt"]),
+            tx_hash,
+        )
         if epoch.state in (Epoch.State.SCORED, Epoch.State.QUEUED):
             epoch.state = Epoch.State.PROPOSED
         epoch.waiting = ""
@@ -80,25 +111,61 @@ def apply_root_event(epoch: Epoch, name: str, args: dict, tx_hash: str) -> None:
 
 
 def on_root_events(events: list[Event]) -> None:
-    RootEvent.objects.bulk_create([RootEvent(
-        chain_id=e.chain_id, tx_hash=e.tx_hash, log_index=e.log_index, block_number=e.block_number, name=e.name,
-        epoch=int(e.args["epoch"]), root=e.args["root"], total=int(e.args["total"]) if "total" in e.args else None,
-        valid_at=_time(e.args["validAt"]) if "validAt" in e.args else None) for e in events])
-    epochs = {e.number: e for e in Epoch.objects.select_for_update().filter(
-        number__in={int(e.args["epoch"]) for e in events})}
+    RootEvent.objects.bulk_create(
+        [
+            RootEvent(
+                chain_id=e.chain_id,
+                tx_hash=e.tx_hash,
+                log_index=e.log_index,
+                block_number=e.block_number,
+                name=e.name,
+                epoch=int(e.args["epoch"]),
+                root=e.args["root"],
+                total=int(e.args["total"]) if "total" in e.args else None,
+                valid_at=_time(e.args["validAt"]) if "validAt" in e.args else None,
+            )
+            for e in events
+        ]
+    )
+    epochs = {
+        e.number: e
+        for e in Epoch.objects.select_for_update().filter(
+            number__in={int(e.args["epoch"]) for e in events}
+        )
+    }
     for event in events:
         epoch = epochs.get(int(event.args["epoch"]))
         if epoch is not None and epoch.root and event.args["root"] == epoch.root.lower():
             apply_root_event(epoch, event.name, event.args, event.tx_hash)
     for epoch in epochs.values():
-        epoch.save(update_fields=["root_status", "valid_at", "proposed_tx", "state", "waiting", "updated_at"])
+        epoch.save(
+            update_fields=[
+                "root_status",
+                "valid_at",
+                "proposed_tx",
+                "state",
+                "waiting",
+                "updated_at",
+            ]
+        )
 
 
 def on_claim_events(events: list[Event]) -> None:
-    RewardClaim.objects.bulk_create([RewardClaim(
-        chain_id=e.chain_id, tx_hash=e.tx_hash, log_index=e.log_index, block_number=e.block_number,
-        account=e.args["account"], epoch=int(e.args["epoch"]), amount=int(e.args["amount"]),
-        cumulative=int(e.args["cumulativeAmount"])) for e in events])
+    RewardClaim.objects.bulk_create(
+        [
+            RewardClaim(
+                chain_id=e.chain_id,
+                tx_hash=e.tx_hash,
+                log_index=e.log_index,
+                block_number=e.block_number,
+                account=e.args["account"],
+                epoch=int(e.args["epoch"]),
+                amount=int(e.args["amount"]),
+                cumulative=int(e.args["cumulativeAmount"]),
+            )
+            for e in events
+        ]
+    )
 
 
 def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
@@ -106,17 +173,38 @@ def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     root events went get their status again from the surviving ones. Revenue an epoch already
     counted stays (its amounts are in a stored tree; the next reorganisation-free sale makes up
     nothing: a confirmed chain does not reorganise that deep)."""
-    CommunityRevenue.objects.filter(chain_id=chain_id, block_number__gt=ancestor, counted_in__isnull=True).delete()
+    CommunityRevenue.objects.filter(
+        chain_id=chain_id, block_number__gt=ancestor, counted_in__isnull=True
+    ).delete()
     RewardClaim.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
-    touched = set(RootEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor)
-                  .values_list("epoch", flat=True))
+    touched = set(
+        RootEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor).values_list(
+            "epoch", flat=True
+        )
+    )
     RootEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
     for epoch in Epoch.objects.select_for_update().filter(number__in=touched):
         epoch.root_status, epoch.valid_at, epoch.proposed_tx = Epoch.RootStatus.NONE, None, ""
         if epoch.state in (Epoch.State.PROPOSED, Epoch.State.MATURED):
             epoch.state = Epoch.State.QUEUED  # the close queues its root again if the action failed
-        for event in RootEvent.objects.filter(chain_id=chain_id, epoch=epoch.number,
-                                              root=epoch.root.lower()).order_by("block_number", "log_index"):
+        for event in RootEvent.objects.filter(
+            chain_id=chain_id, epoch=epoch.number, root=epoch.root.lower()
+        ).order_by("block_number", "log_index"):
             args = {"validAt": int(event.valid_at.timestamp())} if event.valid_at else {}
             apply_root_event(epoch, event.name, args, event.tx_hash)
         epoch.save()
+
+
+def on_chain_reset(sender, chain_id, **kwargs):
+    """A wiped dev chain took the distributor with it: its root events, claims and uncounted
+    revenue go; epochs waiting for or holding a root there are scored again for the new one
+    (their stored trees and amounts stay, and the next root carries every cumulative amount)."""
+    RootEvent.objects.filter(chain_id=chain_id).delete()
+    RewardClaim.objects.filter(chain_id=chain_id).delete()
+    CommunityRevenue.objects.filter(chain_id=chain_id, counted_in__isnull=True).delete()
+    Epoch.objects.filter(state__in=(Epoch.State.QUEUED, Epoch.State.PROPOSED)).update(
+        state=Epoch.State.SCORED, action=None, funding_tx="", funding_raw="", waiting=""
+    )
+    Epoch.objects.exclude(root_status=Epoch.RootStatus.NONE).update(
+        root_status=Epoch.RootStatus.NONE, valid_at=None, proposed_tx=""
+    )

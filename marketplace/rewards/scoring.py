@@ -7,6 +7,7 @@ before the amounts: a device's points are ``(uptime slots x REWARD_UPTIME_WEIGHT
 REWARD_JOB_WEIGHT) x quality_bps``. Everything is iterated in sorted order: the same inputs give
 the same amounts, the same leaves and the same root.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -34,21 +35,28 @@ class Weights:
     @classmethod
     def from_settings(cls) -> Weights:
         return cls(
-            uptime=settings.REWARD_UPTIME_WEIGHT, job=settings.REWARD_JOB_WEIGHT,
-            referral_bps=tuple(settings.REWARD_REFERRAL_BPS), referral_cap=settings.REWARD_REFERRAL_CAP,
+            uptime=settings.REWARD_UPTIME_WEIGHT,
+            job=settings.REWARD_JOB_WEIGHT,
+            referral_bps=tuple(settings.REWARD_REFERRAL_BPS),
+            referral_cap=settings.REWARD_REFERRAL_CAP,
             referral_delay=timedelta(days=settings.REWARD_REFERRAL_DELAY_DAYS),
             network_cap=settings.REWARD_NETWORK_POINT_CAP,
-            trusted=tuple(ipaddress.ip_network(n, strict=False) for n in settings.REWARD_TRUSTED_NETWORKS),
+            trusted=tuple(
+                ipaddress.ip_network(n, strict=False) for n in settings.REWARD_TRUSTED_NETWORKS
+            ),
         )
 
     def as_dict(self) -> dict:
         return {
-            "formula": "points = sum over the wallet's devices of (uptime_slots x uptime_weight + job_points x "
-                       "job_weight) x quality_bps / 10000, plus referral bonuses; amount = floor(pool x points / "
-                       "all points)",
-            "uptime_weight": self.uptime, "job_weight": self.job,
-            "referral_tiers_bps": list(self.referral_bps), "referral_cap_points": self.referral_cap,
-            "referral_delay_days": self.referral_delay.days, "network_cap_points": self.network_cap,
+            "formula": "points = sum over the wallet's devices of (uptime_slots x uptime_weight "
+            "+ job_points x job_weight) x quality_bps / 10000, plus referral bonuses; "
+            "amount = floor(pool x points / all points)",
+            "uptime_weight": self.uptime,
+            "job_weight": self.job,
+            "referral_tiers_bps": list(self.referral_bps),
+            "referral_cap_points": self.referral_cap,
+            "referral_delay_days": self.referral_delay.days,
+            "network_cap_points": self.network_cap,
             "network_prefix": {"ipv4": 24, "ipv6": 56},
             "trusted_networks": [str(n) for n in self.trusted],
         }
@@ -83,7 +91,9 @@ class WalletScore:
     wallet: str
     uptime_slots: int = 0
     job_points: int = 0
-    job_score: int = 0  # the quality-weighted (scaled) points of verified jobs: what referrals count
+    job_score: int = (
+        0  # the quality-weighted (scaled) points of verified jobs: what referrals count
+    )
     points: int = 0  # scaled, after the network cap, before bonuses
     referral_points: int = 0  # scaled bonus
 
@@ -127,19 +137,26 @@ class Referrals:
     """Who referred whom, and what voids a bonus."""
 
     referrer: dict[str, str] = field(default_factory=dict)  # referee wallet -> referrer wallet
-    first_activity: dict[str, datetime] = field(default_factory=dict)  # wallet -> first verified work
+    first_activity: dict[str, datetime] = field(
+        default_factory=dict
+    )  # wallet -> first verified work
     networks: dict[str, frozenset] = field(default_factory=dict)  # wallet -> networks seen
-    devices: dict[str, frozenset] = field(default_factory=dict)  # wallet -> devices that earned for it
+    devices: dict[str, frozenset] = field(
+        default_factory=dict
+    )  # wallet -> devices that earned for it
 
     def void(self, referrer: str, referee: str) -> bool:
         """The two share an IP range or a device: the bonus would be paid to oneself."""
         empty = frozenset()
-        return bool(self.networks.get(referrer, empty) & self.networks.get(referee, empty)
-                    or self.devices.get(referrer, empty) & self.devices.get(referee, empty))
+        return bool(
+            self.networks.get(referrer, empty) & self.networks.get(referee, empty)
+            or self.devices.get(referrer, empty) & self.devices.get(referee, empty)
+        )
 
 
-def referral_bonuses(scores: dict[str, WalletScore], referrals: Referrals, weights: Weights,
-                     epoch_start: datetime) -> dict[str, int]:
+def referral_bonuses(
+    scores: dict[str, WalletScore], referrals: Referrals, weights: Weights, epoch_start: datetime
+) -> dict[str, int]:
     """Scaled bonus points per referrer: tier i's rate of each referee's verified-job points
     (tier 1 the referee's referrer, tier 2 that one's referrer), for referees whose first
     verified work is at least `referral_delay` before the epoch starts, void when the two share an
@@ -179,7 +196,10 @@ def share_revenue(amount: int, shares: dict[str, int], buyer: str) -> tuple[dict
     rows = sum(shares.values())
     if amount <= 0 or rows <= 0:
         return {}, max(amount, 0)
-    paid = {wallet: amount * r // rows for wallet, r in sorted(shares.items())
-            if r > 0 and wallet.lower() != (buyer or "").lower()}
+    paid = {
+        wallet: amount * r // rows
+        for wallet, r in sorted(shares.items())
+        if r > 0 and wallet.lower() != (buyer or "").lower()
+    }
     paid = {wallet: value for wallet, value in paid.items() if value > 0}
     return paid, amount - sum(paid.values())

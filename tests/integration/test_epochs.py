@@ -3,6 +3,7 @@ verified work, held amounts (cleared: paid next epoch; confirmed: back to the po
 revenue shared by rows, a close killed midway or run twice storing one root, and, over random
 epochs, no epoch paying more than its pool, cumulative amounts never decreasing and the leaves
 summing to the total."""
+
 from datetime import datetime, timedelta, timezone as dt_timezone
 import itertools
 
@@ -14,7 +15,15 @@ import pytest
 from marketplace.rewards import epochs, selectors
 from marketplace.rewards.merkle import MerkleTree, verify
 from marketplace.rewards.models import (
-    CommunityRevenue, CommunityShare, Contributor, Device, Epoch, EpochAmount, EpochLeaf, Flag, HeldAmount,
+    CommunityRevenue,
+    CommunityShare,
+    Contributor,
+    Device,
+    Epoch,
+    EpochAmount,
+    EpochLeaf,
+    Flag,
+    HeldAmount,
     WorkCredit,
 )
 
@@ -39,8 +48,9 @@ def wallet():
 
 def device(owner, quality=10_000, ip="198.51.100.7"):
     contributor, _ = Contributor.objects.get_or_create(wallet=owner)
-    return Device.objects.create(address=Account.create().address, contributor=contributor, quality_bps=quality,
-                                 last_ip=ip)
+    return Device.objects.create(
+        address=Account.create().address, contributor=contributor, quality_bps=quality, last_ip=ip
+    )
 
 
 def heartbeats(dev, start, slots, ip="198.51.100.7", probe_ok=True):
@@ -51,14 +61,29 @@ def heartbeats(dev, start, slots, ip="198.51.100.7", probe_ok=True):
             for extra in (0, 10):
                 received = at + timedelta(seconds=extra)
                 cursor.execute(
-                    "INSERT INTO rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at) "
+                    "INSERT INTO rewards_heartbeat "
+                    "(device_id, seq, received_at, slot, probe_ok, ip, sent_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [dev.pk, next(_seq), received, int(at.timestamp()) // 60, probe_ok, ip, received])
+                    [
+                        dev.pk,
+                        next(_seq),
+                        received,
+                        int(at.timestamp()) // 60,
+                        probe_ok,
+                        ip,
+                        received,
+                    ],
+                )
 
 
 def credit(dev, points, at, owner=None):
-    return WorkCredit.objects.create(device=dev, wallet=owner or dev.contributor.wallet, points=points,
-                                     ref=f"job-{next(_seq)}", earned_at=at)
+    return WorkCredit.objects.create(
+        device=dev,
+        wallet=owner or dev.contributor.wallet,
+        points=points,
+        ref=f"job-{next(_seq)}",
+        earned_at=at,
+    )
 
 
 def first_window(hours_ago=5):
@@ -78,7 +103,10 @@ def score_through(number):
 
 
 def leaves(epoch):
-    return dict((w, int(c)) for w, c in EpochLeaf.objects.filter(epoch=epoch).values_list("wallet", "cumulative"))
+    return dict(
+        (w, int(c))
+        for w, c in EpochLeaf.objects.filter(epoch=epoch).values_list("wallet", "cumulative")
+    )
 
 
 def test_epochs_have_fixed_windows_by_server_time():
@@ -90,7 +118,9 @@ def test_epochs_have_fixed_windows_by_server_time():
     assert first.starts_at.timestamp() % HOUR == 0
     for (_, _, end), (_, start, _) in zip(numbers, numbers[1:]):
         assert end == start
-    assert epochs.open_epochs(first.ends_at - timedelta(seconds=1)) == []  # nothing new for an earlier time
+    assert (
+        epochs.open_epochs(first.ends_at - timedelta(seconds=1)) == []
+    )  # nothing new for an earlier time
 
 
 def test_points_and_amounts_of_a_scored_epoch():
@@ -120,7 +150,9 @@ def test_a_proof_from_the_stored_tree_verifies_against_the_root():
     for i, owner in enumerate(owners):
         credit(device(owner), i + 1, epoch.starts_at + timedelta(minutes=1))
     scored = score_through(1)
-    Epoch.objects.filter(pk=scored.pk).update(state=Epoch.State.MATURED, root_status=Epoch.RootStatus.PROPOSED)
+    Epoch.objects.filter(pk=scored.pk).update(
+        state=Epoch.State.MATURED, root_status=Epoch.RootStatus.PROPOSED
+    )
     for owner in owners:
         answer = selectors.proof(owner)
         assert answer["epoch"] == 1 and answer["root"] == scored.root
@@ -130,7 +162,7 @@ def test_a_proof_from_the_stored_tree_verifies_against_the_root():
     assert tree.root_hex == scored.root
 
 
-def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared():
+def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
     epoch = first_window()
     a, b = wallet(), wallet()
     credit(device(a), 10, epoch.starts_at + timedelta(minutes=1))
@@ -152,6 +184,18 @@ def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared():
     assert int(row.released) == 500_000 and int(row.amount) == 1_000_000 and int(row.held) == 0
     assert leaves(two)[b] == 1_500_000 and leaves(two)[a] == 500_000  # a keeps its leaf
     assert int(two.released_in) == 500_000 and int(two.pool) == 1_500_000
+    body = client.get(f"/api/v1/rewards/wallets/{b.lower()}/epochs").json()
+    assert body["wallet"] == b and body["held"] == "0"
+    latest, first = body["results"]
+    assert (
+        latest["epoch"] == 2
+        and latest["released"] == "500000"
+        and latest["cumulative"] == "1500000"
+    )
+    assert first["held"] == "500000" and first["cumulative"] is None
+    assert first["held_amounts"] == [
+        {"amount": "500000", "reason": held.reason, "status": "released", "flag": flag.pk}
+    ]
 
 
 def test_held_amounts_go_back_to_the_pool_once_the_flag_is_confirmed():
@@ -167,7 +211,9 @@ def test_held_amounts_go_back_to_the_pool_once_the_flag_is_confirmed():
     assert int(two.returned_in) == 750_000 and int(two.pool) == 1_000_000 + 750_000
     assert int(two.carried_out) == int(two.pool) and int(two.paid) == 0
     assert HeldAmount.objects.get(wallet=b).status == HeldAmount.Status.RETURNED
-    assert two.root == "" and two.state == Epoch.State.MATURED  # nothing new: the previous root stands
+    assert (
+        two.root == "" and two.state == Epoch.State.MATURED
+    )  # nothing new: the previous root stands
     credit(device(wallet()), 1, two.ends_at + timedelta(minutes=1))
     three = score_through(3)
     assert int(three.carried_in) == 1_750_000 and int(three.pool) == 2_750_000
@@ -177,10 +223,24 @@ def community_version(owner):
     from marketplace.accounts.services import wallet_user
     from marketplace.catalog.models import Dataset, DatasetVersion
 
-    dataset = Dataset.objects.create(owner=wallet_user(owner), slug=f"community-{next(_seq)}", title="Community",
-                                     license="CC0-1.0", payout_address=owner)
-    return DatasetVersion.objects.create(dataset=dataset, number=1, file="x", original_name="x.csv", format="csv",
-                                         size=1, content_hash="0x" + "11" * 32, price=1, token=owner)
+    dataset = Dataset.objects.create(
+        owner=wallet_user(owner),
+        slug=f"community-{next(_seq)}",
+        title="Community",
+        license="CC0-1.0",
+        payout_address=owner,
+    )
+    return DatasetVersion.objects.create(
+        dataset=dataset,
+        number=1,
+        file="x",
+        original_name="x.csv",
+        format="csv",
+        size=1,
+        content_hash="0x" + "11" * 32,
+        price=1,
+        token=owner,
+    )
 
 
 def test_community_revenue_is_shared_by_rows_without_the_buyer_and_the_rest_goes_to_the_pool():
@@ -189,17 +249,32 @@ def test_community_revenue_is_shared_by_rows_without_the_buyer_and_the_rest_goes
     version = community_version(wallet())
     for owner, rows in ((a, 1), (b, 3), (buyer, 4)):
         CommunityShare.objects.create(version=version, wallet=owner, rows=rows)
-    sale = CommunityRevenue.objects.create(chain_id=31337, tx_hash="0x" + "ab" * 32, log_index=3, block_number=9,
-                                           order_id=1, listing_id=1, buyer=buyer, amount=8_000, version=version)
+    sale = CommunityRevenue.objects.create(
+        chain_id=31337,
+        tx_hash="0x" + "ab" * 32,
+        log_index=3,
+        block_number=9,
+        order_id=1,
+        listing_id=1,
+        buyer=buyer,
+        amount=8_000,
+        version=version,
+    )
     # Indexed (released) during epoch 1.
-    CommunityRevenue.objects.filter(pk=sale.pk).update(created_at=epoch.starts_at + timedelta(minutes=3))
+    CommunityRevenue.objects.filter(pk=sale.pk).update(
+        created_at=epoch.starts_at + timedelta(minutes=3)
+    )
     Flag.objects.create(kind=Flag.Kind.CANARY, wallet=b)
     one = score_through(1)
     assert int(one.revenue_in) == 8_000 and int(one.pool) == 1_008_000
     assert EpochAmount.objects.get(epoch=one, wallet=a).revenue == 1_000
-    assert EpochAmount.objects.get(epoch=one, wallet=b).held == 3_000  # flagged: held like its other amounts
+    assert (
+        EpochAmount.objects.get(epoch=one, wallet=b).held == 3_000
+    )  # flagged: held like its other amounts
     assert not EpochAmount.objects.filter(epoch=one, wallet=buyer).exists()
-    assert int(one.carried_out) == 1_000_000 + 4_000  # nobody had points; the buyer's part joined the pool
+    assert (
+        int(one.carried_out) == 1_000_000 + 4_000
+    )  # nobody had points; the buyer's part joined the pool
     assert leaves(one) == {a: 1_000}
     assert CommunityRevenue.objects.get().counted_in == one
 
@@ -256,19 +331,30 @@ def test_a_step_whose_lock_another_session_holds_is_left_for_the_next_run():
     assert epochs.score_next() == 1
 
 
-epoch_plans = st.lists(st.fixed_dictionaries({
-    "credits": st.lists(st.tuples(st.integers(0, 5), st.integers(1, 50)), max_size=8),
-    "flag": st.sampled_from([None, 0, 1]),
-    "decide": st.sampled_from([Flag.Status.CLEARED, Flag.Status.CONFIRMED, None]),
-    "revenue": st.integers(0, 5_000),
-    "emission": st.integers(0, 10**9),
-}), min_size=1, max_size=4)
+epoch_plans = st.lists(
+    st.fixed_dictionaries(
+        {
+            "credits": st.lists(st.tuples(st.integers(0, 5), st.integers(1, 50)), max_size=8),
+            "flag": st.sampled_from([None, 0, 1]),
+            "decide": st.sampled_from([Flag.Status.CLEARED, Flag.Status.CONFIRMED, None]),
+            "revenue": st.integers(0, 5_000),
+            "emission": st.integers(0, 10**9),
+        }
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
-@hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                            HealthCheck.too_slow])
+@hypothesis_settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(plans=epoch_plans)
-def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_never_decreases(plans, settings):
+def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_never_decreases(
+    plans, settings
+):
     with transaction.atomic():
         sid = transaction.savepoint()
         try:
@@ -286,12 +372,24 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                 for index, points in plan["credits"]:
                     credit(devices[index], points, begins + timedelta(minutes=index))
                 if plan["flag"] is not None:
-                    flags.append(Flag.objects.create(kind=Flag.Kind.CANARY, wallet=owners[plan["flag"]]))
+                    flags.append(
+                        Flag.objects.create(kind=Flag.Kind.CANARY, wallet=owners[plan["flag"]])
+                    )
                 if plan["revenue"]:
                     sale = CommunityRevenue.objects.create(
-                        chain_id=31337, tx_hash="0x" + f"{next(_seq):064x}", log_index=0, block_number=number,
-                        order_id=number, listing_id=1, buyer=owners[5], amount=plan["revenue"], version=version)
-                    CommunityRevenue.objects.filter(pk=sale.pk).update(created_at=begins + timedelta(seconds=1))
+                        chain_id=31337,
+                        tx_hash="0x" + f"{next(_seq):064x}",
+                        log_index=0,
+                        block_number=number,
+                        order_id=number,
+                        listing_id=1,
+                        buyer=owners[5],
+                        amount=plan["revenue"],
+                        version=version,
+                    )
+                    CommunityRevenue.objects.filter(pk=sale.pk).update(
+                        created_at=begins + timedelta(seconds=1)
+                    )
                 if plan["decide"] and flags:
                     Flag.objects.filter(pk=flags[0].pk).update(status=plan["decide"])
                 epoch = score_through(number)
@@ -306,3 +404,35 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                 previous = current
         finally:
             transaction.savepoint_rollback(sid)
+
+
+def test_the_scoring_rules_are_served_for_the_dashboard(client, settings):
+    settings.REWARD_TRUSTED_NETWORKS = ["127.0.0.0/8"]
+    body = client.get("/api/v1/rewards/scoring").json()
+    assert body["uptime_weight"] == 1 and body["job_weight"] == 10
+    assert body["referral_tiers_bps"] == list(settings.REWARD_REFERRAL_BPS)
+    assert body["trusted_networks"] == ["127.0.0.0/8"] and body["epoch_seconds"] == HOUR
+    assert "quality_bps" in body["formula"] and body["emission_per_epoch"] == "1000000"
+
+
+def test_the_close_scores_while_the_chain_is_down_and_says_so(settings):
+    from tests.conftest import free_port
+
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    epoch = first_window(hours_ago=1)
+    credit(device(wallet()), 1, epoch.starts_at + timedelta(minutes=1))
+    from marketplace.chain.models import Deployment
+
+    Deployment.objects.create(
+        chain_id=31337,
+        contract="RewardDistributor",
+        address=wallet(),
+        tx_hash="0x" + "00" * 32,
+        block_number=1,
+        block_hash="0x" + "00" * 32,
+    )
+    report = epochs.close_epochs()
+    assert report.scored == [1] and report.skipped.startswith("the chain did not answer")
+    # Queued for the sender (no treasury to call): it sends the root once the node answers.
+    one = Epoch.objects.get(number=1)
+    assert one.state == Epoch.State.QUEUED and one.action.status == "pending"

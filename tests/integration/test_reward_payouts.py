@@ -3,6 +3,7 @@ operator sender, matured by the chain's time and claimed with the proof the API 
 run twice gives one root; a root transaction that fails is queued again and proposed once; a stale
 proof reverts; a suspended root pauses claims; an unfunded root waits, then goes once funded; and
 community revenue is counted when an order is released, never at purchase."""
+
 from datetime import timedelta
 
 from eth_account import Account
@@ -66,14 +67,18 @@ def root_events(name="RootProposed"):
     return list(ChainEvent.objects.filter(name=name).order_by("block_number", "log_index"))
 
 
-def test_an_epoch_is_closed_proposed_matured_and_claimed_with_the_served_proof(chain, treasury, client):
+def test_an_epoch_is_closed_proposed_matured_and_claimed_with_the_served_proof(
+    chain, treasury, client
+):
     epoch = first_window(hours_ago=1)
     alice, bob = earners(epoch, 3, 1)
     report = epochs.close_epochs(chain.w3)
     assert report.scored == [1] and report.queued == [1]
     one = Epoch.objects.get(number=1)
     assert one.state == Epoch.State.QUEUED and one.funding_tx
-    assert chain.token.balance_of(chain.distributor.address) == 1_000 * 10**6  # the treasury's transfer
+    assert (
+        chain.token.balance_of(chain.distributor.address) == 1_000 * 10**6
+    )  # the treasury's transfer
     assert send().confirmed == 1
     one.refresh_from_db()
     assert one.state == Epoch.State.PROPOSED and one.root_status == Epoch.RootStatus.PROPOSED
@@ -82,10 +87,16 @@ def test_an_epoch_is_closed_proposed_matured_and_claimed_with_the_served_proof(c
 
     assert mature(chain).matured == [1]
     answer = client.get(f"/api/v1/rewards/proof/{alice.lower()}").json()
-    assert answer["epoch"] == 1 and answer["cumulative"] == str(750 * 10**6) and not answer["paused"]
+    assert (
+        answer["epoch"] == 1 and answer["cumulative"] == str(750 * 10**6) and not answer["paused"]
+    )
     assert answer["distributor"] == chain.distributor.address
-    receipt = chain.send(chain.distributor.contract.functions.claim(alice, int(answer["cumulative"]),
-                                                                    answer["proof"]), chain.operator.address)
+    receipt = chain.send(
+        chain.distributor.contract.functions.claim(
+            alice, int(answer["cumulative"]), answer["proof"]
+        ),
+        chain.operator.address,
+    )
     assert receipt["status"] == 1
     assert chain.token.balance_of(alice) == 750 * 10**6
     indexer.index_chain(chain.w3)
@@ -94,8 +105,14 @@ def test_an_epoch_is_closed_proposed_matured_and_claimed_with_the_served_proof(c
     assert after["claimed"] == str(750 * 10**6) and after["claimable"] == "0"
     assert client.get(f"/api/v1/rewards/proof/{bob}").json()["claimable"] == str(250 * 10**6)
     body = client.get("/api/v1/rewards/epochs/1").json()
-    assert body["state"] == "matured" and body["pool"]["paid"] == str(10**9) and body["total"] == str(10**9)
-    assert client.get("/api/v1/rewards/proof/not-a-wallet").json()["error"]["code"] == "invalid_wallet"
+    assert (
+        body["state"] == "matured"
+        and body["pool"]["paid"] == str(10**9)
+        and body["total"] == str(10**9)
+    )
+    assert (
+        client.get("/api/v1/rewards/proof/not-a-wallet").json()["error"]["code"] == "invalid_wallet"
+    )
 
 
 def test_a_close_run_twice_queues_and_proposes_one_root(chain, treasury):
@@ -111,15 +128,21 @@ def test_a_close_run_twice_queues_and_proposes_one_root(chain, treasury):
     assert OperatorAction.objects.filter(kind="propose_root").count() == 1
     assert [e.args["epoch"] for e in root_events()] == ["1"]
     assert Epoch.objects.get(number=1).funding_tx == funding
-    assert chain.token.balance_of(chain.distributor.address) == int(Epoch.objects.get(number=1).total)  # once
+    assert chain.token.balance_of(chain.distributor.address) == int(
+        Epoch.objects.get(number=1).total
+    )  # once
 
 
 def test_a_failing_root_transaction_is_queued_again_and_proposed_once(chain, treasury, monkeypatch):
     epoch = first_window(hours_ago=1)
     earners(epoch, 5)
     operator = chain.operator.address
-    chain.distributor._transact(chain.distributor.contract.functions.revokeRole(
-        chain.distributor.role("PUBLISHER_ROLE"), operator), operator)
+    chain.distributor._transact(
+        chain.distributor.contract.functions.revokeRole(
+            chain.distributor.role("PUBLISHER_ROLE"), operator
+        ),
+        operator,
+    )
     epochs.close_epochs(chain.w3)
     assert send().failed == 1
     first = OperatorAction.objects.get(kind="propose_root")
@@ -136,7 +159,7 @@ def test_a_failing_root_transaction_is_queued_again_and_proposed_once(chain, tre
     assert Epoch.objects.get(number=1).state == Epoch.State.PROPOSED
 
 
-def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client):
+def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client, admin_client):
     epoch = first_window(hours_ago=1)
     earners(epoch, 1)
     epochs.close_epochs(chain.w3)  # no treasury key: nobody funds it
@@ -146,23 +169,44 @@ def test_an_unfunded_root_waits_and_is_proposed_once_funded(chain, client):
     assert action.error.startswith(f"waiting for funding: {1_000 * 10**6} more needed")
     epochs.close_epochs(chain.w3)
     assert Epoch.objects.get(number=1).waiting.startswith("waiting for funding")
-    assert client.get("/api/v1/rewards/epochs").json()["results"][-1]["waiting"].startswith("waiting for funding")
+    assert (
+        client.get("/api/v1/rewards/epochs")
+        .json()["results"][-1]["waiting"]
+        .startswith("waiting for funding")
+    )
+
+    page = admin_client.get("/admin/rewards/epoch/")
+    assert (
+        page.status_code == 200 and b"waiting for funding: 1000000000 more needed" in page.content
+    )
+    assert (
+        admin_client.get(
+            f"/admin/rewards/epoch/{Epoch.objects.get(number=1).pk}/change/"
+        ).status_code
+        == 200
+    )
 
     chain.token.mint(chain.distributor.address, 999 * 10**6)  # not quite
     send(timeout=2)
-    assert OperatorAction.objects.get(pk=action.pk).error.startswith(f"waiting for funding: {10**6} more")
+    assert OperatorAction.objects.get(pk=action.pk).error.startswith(
+        f"waiting for funding: {10**6} more"
+    )
     chain.token.mint(chain.distributor.address, 10**6)
     assert send().confirmed == 1
     assert Epoch.objects.get(number=1).state == Epoch.State.PROPOSED
 
 
-def test_two_epochs_a_stale_proof_reverts_and_a_suspended_root_pauses_claims(chain, treasury, client):
+def test_two_epochs_a_stale_proof_reverts_and_a_suspended_root_pauses_claims(
+    chain, treasury, client
+):
     first = first_window(hours_ago=2)
     (alice,) = earners(first, 1)
     epochs.open_epochs(first.ends_at)
     second = Epoch.objects.get(number=2)
     credit(device(Account.create().address), 1, second.starts_at + timedelta(minutes=1))
-    credit(Device.objects.get(contributor__wallet=alice), 2, second.starts_at + timedelta(minutes=2))
+    credit(
+        Device.objects.get(contributor__wallet=alice), 2, second.starts_at + timedelta(minutes=2)
+    )
 
     epochs.close_epochs(chain.w3)
     send()
@@ -176,7 +220,9 @@ def test_two_epochs_a_stale_proof_reverts_and_a_suspended_root_pauses_claims(cha
 
     claim = chain.distributor.contract.functions.claim
     with pytest.raises(ContractCustomError) as error:
-        claim(alice, int(stale["cumulative"]), stale["proof"]).transact({"from": chain.operator.address})
+        claim(alice, int(stale["cumulative"]), stale["proof"]).transact(
+            {"from": chain.operator.address}
+        )
     assert reverted_with(error.value, "RewardDistributorInvalidProof(address,uint256)")
 
     chain.distributor.suspend_current_root(chain.operator.address)
@@ -185,26 +231,43 @@ def test_two_epochs_a_stale_proof_reverts_and_a_suspended_root_pauses_claims(cha
     paused = client.get(f"/api/v1/rewards/proof/{alice}").json()
     assert paused["paused"] is True and paused["claimable"] == "0" and paused["epoch"] == 2
     with pytest.raises(ContractCustomError) as error:
-        claim(alice, int(fresh["cumulative"]), fresh["proof"]).transact({"from": chain.operator.address})
+        claim(alice, int(fresh["cumulative"]), fresh["proof"]).transact(
+            {"from": chain.operator.address}
+        )
     assert reverted_with(error.value, "RewardDistributorRootSuspended(uint256)")
 
 
 def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury, seller, buyer):  # noqa: F811
     epoch = first_window(hours_ago=1)
-    receipt = chain.send(chain.market.contract.functions.createListing(
-        chain.token.address, PRICE, chain.distributor.address, Web3.keccak(text="community v1"), WINDOW),
-        seller.address)
-    (created,) = chain.market.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+    receipt = chain.send(
+        chain.market.contract.functions.createListing(
+            chain.token.address,
+            PRICE,
+            chain.distributor.address,
+            Web3.keccak(text="community v1"),
+            WINDOW,
+        ),
+        seller.address,
+    )
+    (created,) = chain.market.contract.events.ListingCreated().process_receipt(
+        receipt, errors=DISCARD
+    )
     listing_id = created["args"]["listingId"]
-    chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    chain.send(
+        chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address
+    )
     bought = purchase(chain, buyer, listing_id)
     (order,) = chain.market.contract.events.OrderCreated().process_receipt(bought, errors=DISCARD)
     indexer.index_chain(chain.w3)
     assert not CommunityRevenue.objects.exists()  # a purchase is not revenue: it can be refunded
 
     chain.advance(WINDOW + 1)
-    released = chain.send(chain.market.contract.functions.release([order["args"]["orderId"]]), buyer.address)
-    (event,) = chain.market.contract.events.OrderReleased().process_receipt(released, errors=DISCARD)
+    released = chain.send(
+        chain.market.contract.functions.release([order["args"]["orderId"]]), buyer.address
+    )
+    (event,) = chain.market.contract.events.OrderReleased().process_receipt(
+        released, errors=DISCARD
+    )
     indexer.index_chain(chain.w3)
     (revenue,) = CommunityRevenue.objects.all()
     assert revenue.amount == event["args"]["ownerAmount"] == PRICE - PRICE * 250 // 10_000
@@ -216,3 +279,55 @@ def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury
     assert int(one.revenue_in) == revenue.amount and int(one.pool) == 1_000 * 10**6 + revenue.amount
     # The treasury tops up only what the sale did not already bring.
     assert chain.token.balance_of(chain.distributor.address) == int(one.total)
+
+
+def test_a_reorganisation_rolls_back_root_events_and_claims_and_the_root_is_sent_again(
+    chain, treasury
+):
+    epoch = first_window(hours_ago=1)
+    (alice,) = earners(epoch, 1)
+    epochs.close_epochs(chain.w3)
+    indexer.index_chain(chain.w3)
+    before_proposal = chain.rpc("evm_snapshot")
+    assert send().confirmed == 1
+    mature(chain)
+    answer = epochs_proof(alice)
+    chain.send(
+        chain.distributor.contract.functions.claim(
+            alice, int(answer["cumulative"]), answer["proof"]
+        ),
+        chain.operator.address,
+    )
+    indexer.index_chain(chain.w3)
+    assert (
+        RewardClaim.objects.count() == 1
+        and Epoch.objects.get(number=1).state == Epoch.State.MATURED
+    )
+
+    assert chain.rpc("evm_revert", [before_proposal]) is True
+    for _ in range(4):  # another fork, longer than the orphaned one
+        chain.token.mint(TREASURY.address, 1)
+    report = indexer.index_chain(chain.w3)
+    assert report.reorgs == 1
+    one = Epoch.objects.get(number=1)
+    assert (
+        not RewardClaim.objects.exists()
+        and not ChainEvent.objects.filter(name="RootProposed").exists()
+    )
+    assert one.state == Epoch.State.QUEUED and one.root_status == Epoch.RootStatus.NONE
+
+    epochs.close_epochs(chain.w3)  # its action was confirmed: queued again
+    send()  # the chain lost the operator's transaction: the same bytes are broadcast again first
+    one.refresh_from_db()
+    assert one.state == Epoch.State.PROPOSED
+    assert [e.args["root"] for e in root_events()] == [one.root]
+    assert not OperatorAction.objects.filter(
+        kind="propose_root", status__in=("pending", "sent")
+    ).exists()
+    assert chain.distributor.last_proposed_epoch() == 1
+
+
+def epochs_proof(wallet):
+    from marketplace.rewards import selectors
+
+    return selectors.proof(wallet)

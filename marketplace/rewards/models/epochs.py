@@ -1,6 +1,7 @@
 """Epochs and what their close writes: per-wallet amounts, held amounts, the Merkle tree's leaves
 and nodes, community revenue; and the chain-derived rows the indexer keeps for the distributor
 (root events and claims). See docs/rewards-epochs.md."""
+
 from django.db import models
 
 from .core import MONEY, Flag
@@ -35,29 +36,61 @@ class Epoch(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     # The pool's parts (token base units).
     emission = models.DecimalField(**MONEY, default=0)
-    carried_in = models.DecimalField(**MONEY, default=0, help_text="Rounding remainder of the previous epoch")
-    returned_in = models.DecimalField(**MONEY, default=0, help_text="Held amounts whose flag was confirmed")
-    revenue_in = models.DecimalField(**MONEY, default=0, help_text="Community sales released in the window")
-    released_in = models.DecimalField(**MONEY, default=0, help_text="Held amounts whose flag was cleared")
+    carried_in = models.DecimalField(
+        **MONEY, default=0, help_text="Rounding remainder of the previous epoch"
+    )
+    returned_in = models.DecimalField(
+        **MONEY, default=0, help_text="Held amounts whose flag was confirmed"
+    )
+    revenue_in = models.DecimalField(
+        **MONEY, default=0, help_text="Community sales released in the window"
+    )
+    released_in = models.DecimalField(
+        **MONEY, default=0, help_text="Held amounts whose flag was cleared"
+    )
     pool = models.DecimalField(**MONEY, default=0, help_text="The sum of the parts")
-    paid = models.DecimalField(**MONEY, default=0, help_text="Added to cumulative amounts by this epoch")
+    paid = models.DecimalField(
+        **MONEY, default=0, help_text="Added to cumulative amounts by this epoch"
+    )
     held = models.DecimalField(**MONEY, default=0, help_text="Earned by flagged wallets, held")
-    carried_out = models.DecimalField(**MONEY, default=0, help_text="Rounding remainder for the next epoch")
-    points = models.DecimalField(**MONEY, default=0, help_text="All wallets' points (x 10,000), bonuses included")
+    carried_out = models.DecimalField(
+        **MONEY, default=0, help_text="Rounding remainder for the next epoch"
+    )
+    points = models.DecimalField(
+        **MONEY, default=0, help_text="All wallets' points (x 10,000), bonuses included"
+    )
     # The tree.
     root = models.CharField(max_length=66, blank=True)
-    total = models.DecimalField(**MONEY, default=0, help_text="Sum of the leaves' cumulative amounts")
+    total = models.DecimalField(
+        **MONEY, default=0, help_text="Sum of the leaves' cumulative amounts"
+    )
     leaves = models.PositiveIntegerField(default=0)
     # Publishing.
-    action = models.ForeignKey("chain.OperatorAction", on_delete=models.SET_NULL, null=True, blank=True,
-                               related_name="+", help_text="The latest proposeRoot action")
+    action = models.ForeignKey(
+        "chain.OperatorAction",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The latest proposeRoot action",
+    )
     proposals = models.PositiveIntegerField(default=0, help_text="proposeRoot actions queued")
-    funding_tx = models.CharField(max_length=66, blank=True, help_text="The treasury's transfer of the emission")
-    funding_raw = models.TextField(blank=True, help_text="Its signed bytes, broadcast again after a crash")
-    waiting = models.TextField(blank=True, help_text="Why the close waits (funding, the sender), if it does")
-    root_status = models.CharField(max_length=16, choices=RootStatus.choices, default=RootStatus.NONE, blank=True)
+    funding_tx = models.CharField(
+        max_length=66, blank=True, help_text="The treasury's transfer of the emission"
+    )
+    funding_raw = models.TextField(
+        blank=True, help_text="Its signed bytes, broadcast again after a crash"
+    )
+    waiting = models.TextField(
+        blank=True, help_text="Why the close waits (funding, the sender), if it does"
+    )
+    root_status = models.CharField(
+        max_length=16, choices=RootStatus.choices, default=RootStatus.NONE, blank=True
+    )
     proposed_tx = models.CharField(max_length=66, blank=True)
-    valid_at = models.DateTimeField(null=True, blank=True, help_text="When the root becomes claimable")
+    valid_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the root becomes claimable"
+    )
     scored_at = models.DateTimeField(null=True, blank=True)
     score_seconds = models.FloatField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -78,14 +111,18 @@ class EpochAmount(models.Model):
     uptime_slots = models.BigIntegerField(default=0)
     job_points = models.BigIntegerField(default=0)
     referral_points = models.DecimalField(**MONEY, default=0, help_text="Bonus points (x 10,000)")
-    points = models.DecimalField(**MONEY, default=0, help_text="All points (x 10,000), bonus included")
+    points = models.DecimalField(
+        **MONEY, default=0, help_text="All points (x 10,000), bonus included"
+    )
     amount = models.DecimalField(**MONEY, default=0, help_text="From the pool (paid, or held)")
     revenue = models.DecimalField(**MONEY, default=0, help_text="Its shares of community sales")
     released = models.DecimalField(**MONEY, default=0, help_text="Earlier held amounts, cleared")
     held = models.DecimalField(**MONEY, default=0, help_text="Not paid: an open flag")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["epoch", "wallet"], name="epoch_amount_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["epoch", "wallet"], name="epoch_amount_once")
+        ]
         indexes = [models.Index(fields=["wallet", "epoch"], name="epoch_amount_wallet")]
 
 
@@ -104,18 +141,24 @@ class HeldAmount(models.Model):
     amount = models.DecimalField(**MONEY)
     reason = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
-    settled_in = models.ForeignKey(Epoch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    settled_in = models.ForeignKey(
+        Epoch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
-        indexes = [models.Index(fields=["status"], name="held_amount_status"),
-                   models.Index(fields=["wallet"], name="held_amount_wallet")]
+        indexes = [
+            models.Index(fields=["status"], name="held_amount_status"),
+            models.Index(fields=["wallet"], name="held_amount_wallet"),
+        ]
 
 
 class EpochLeaf(models.Model):
     """A leaf of an epoch's tree: the wallet's cumulative amount and where its hash is in the
     tree's node array (see `EpochTree`), so a proof reads just the sibling nodes."""
 
-    epoch = models.ForeignKey(Epoch, on_delete=models.CASCADE, related_name="+")
+    # One index, (epoch, wallet): a proof's lookup must never be planned on an epoch-only index
+    # (which a freshly loaded table's statistics can make look cheaper).
+    epoch = models.ForeignKey(Epoch, on_delete=models.CASCADE, related_name="+", db_index=False)
     wallet = models.CharField(max_length=42)
     cumulative = models.DecimalField(**MONEY)
     node = models.PositiveIntegerField(help_text="Index of the leaf's hash in the node array")
@@ -129,7 +172,9 @@ class EpochTree(models.Model):
     is stored uncompressed out of line (STORAGE EXTERNAL, migration), so `substring` reads only
     the pages of the nodes a proof needs, not the tree's 64 MB."""
 
-    epoch = models.OneToOneField(Epoch, on_delete=models.CASCADE, primary_key=True, related_name="tree")
+    epoch = models.OneToOneField(
+        Epoch, on_delete=models.CASCADE, primary_key=True, related_name="tree"
+    )
     nodes = models.BinaryField()
 
 
@@ -146,15 +191,20 @@ class CommunityRevenue(models.Model):
     listing_id = models.DecimalField(**MONEY)
     buyer = models.CharField(max_length=42)
     amount = models.DecimalField(**MONEY, help_text="The owner's amount, paid to the distributor")
-    version = models.ForeignKey("catalog.DatasetVersion", on_delete=models.SET_NULL, null=True, blank=True,
-                                related_name="+")
-    counted_in = models.ForeignKey(Epoch, on_delete=models.PROTECT, null=True, blank=True,
-                                   related_name="revenue")
+    version = models.ForeignKey(
+        "catalog.DatasetVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    counted_in = models.ForeignKey(
+        Epoch, on_delete=models.PROTECT, null=True, blank=True, related_name="revenue"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"],
-                                               name="community_revenue_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain_id", "tx_hash", "log_index"], name="community_revenue_once"
+            )
+        ]
 
 
 class RootEvent(models.Model):
@@ -172,7 +222,11 @@ class RootEvent(models.Model):
     valid_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="root_event_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain_id", "tx_hash", "log_index"], name="root_event_once"
+            )
+        ]
         indexes = [models.Index(fields=["chain_id", "epoch"], name="root_event_epoch")]
 
 
@@ -189,5 +243,9 @@ class RewardClaim(models.Model):
     cumulative = models.DecimalField(**MONEY)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="reward_claim_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain_id", "tx_hash", "log_index"], name="reward_claim_once"
+            )
+        ]
         indexes = [models.Index(fields=["chain_id", "account"], name="reward_claim_account")]
