@@ -47,6 +47,7 @@ RULES = {
     "order_receipt": "purchase transactions to read from the chain",
     "relay": "signed order actions to relay",
     "statement": "dispute statements",
+    "node_jobs": "node requests for fetch jobs",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
