@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("marketplace.accounts.urls")),
     path("api/v1/", include("marketplace.catalog.urls")),
     path("api/v1/", include("marketplace.orders.urls")),
+    path("api/v1/", include("marketplace.rewards.urls")),
     path("downloads/<str:token>", download, name="download"),
     path("", include("marketplace.web.urls")),
 ]
