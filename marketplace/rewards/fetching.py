@@ -43,10 +43,11 @@ class FetchError(Exception):
     declines a job: refused_address, bad_url, too_large, timeout, http_status, too_many_redirects,
     connection."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, status: int | None = None):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.status = status  # the HTTP status of an http_status refusal
         self.bytes_read = 0  # body bytes read before it failed (they count against a bandwidth cap)
 
 
@@ -235,7 +236,7 @@ def _fetch(url, max_bytes, timeout, allow, resolver, user_agent, max_redirects, 
                     raise FetchError("too_large", f"{url} is over the job's {max_bytes} bytes")
                 chunks.append(chunk)
             if not 200 <= response.status < 300:
-                raise FetchError("http_status", f"{url} answered {response.status}")
+                raise FetchError("http_status", f"{url} answered {response.status}", status=response.status)
             return Fetched(url=url, status=response.status,
                            content_type=(response.getheader("Content-Type") or "").split(";")[0].strip().lower(),
                            body=b"".join(chunks), bytes_read=read[0])

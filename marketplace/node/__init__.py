@@ -1,0 +1,1 @@
+"""The contributor node program (`datamarket-node`, `python -m marketplace.node`)."""
