@@ -6,7 +6,7 @@ slot gets the same page. robots.txt disallows /private/.
     python -m marketplace.rewards.demo_site --port 8765 [--host 127.0.0.1] [--seed 1]
 
     /                       an index of the pages
-    /weather?at=<slot>      {"slot": n, "stations": [{"id", "name", "temp_c", "humidity"}, ...]}
+    /weather?at=<slot>      {"slot": n, "stations": [{"slot", "id", "name", "temp_c", "humidity"}, ...]}
     /prices?at=<slot>       <table> of product, price, stock
     /private/ledger         disallowed by robots.txt (a node must decline it)
     /big?kb=<n>             n KiB of filler (for byte limits)
@@ -34,7 +34,7 @@ ROBOTS = "User-agent: *\nDisallow: /private/\n"
 def weather(slot: int, seed: int = 1) -> dict:
     draw = random.Random(f"weather:{seed}:{slot}")
     return {"slot": slot, "stations": [
-        {"id": code, "name": name, "temp_c": f"{draw.uniform(-5, 30):.1f}", "humidity": draw.randint(20, 95)}
+        {"slot": slot, "id": code, "name": name, "temp_c": f"{draw.uniform(-5, 30):.1f}", "humidity": draw.randint(20, 95)}
         for code, name in STATIONS]}
 
 
