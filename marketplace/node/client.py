@@ -26,15 +26,26 @@ class NodeClient:
         self.clock = clock
         self.session = requests.Session()
         self.session.trust_env = False  # the server is named by base_url, not by proxy variables
+        self.signed_recently: dict[str, int] = {}  # message -> its time
 
     @property
     def device(self) -> str:
         return self.account.address
 
     def headers(self, method: str, path: str, body: bytes) -> dict:
-        timestamp = int(self.clock())
-        message = signing.request_message(chain_id=self.chain_id, device=self.device, method=method, path=path,
-                                          timestamp=timestamp, body=body)
+        """The signature headers. Signatures are deterministic (RFC 6979) and the server takes
+        each once, so the same request twice in one second is signed with the next second's time
+        (a few seconds ahead at most, well within the server's allowed skew)."""
+        now = int(self.clock())
+        self.signed_recently = {m: t for m, t in self.signed_recently.items() if t > now - 120}
+        timestamp = now
+        while True:
+            message = signing.request_message(chain_id=self.chain_id, device=self.device, method=method, path=path,
+                                              timestamp=timestamp, body=body)
+            if message not in self.signed_recently:
+                break
+            timestamp += 1
+        self.signed_recently[message] = timestamp
         return {"X-Device": self.device, "X-Device-Time": str(timestamp),
                 "X-Device-Signature": signing.sign(self.account, message)}
 
