@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, StrictCharField, StrictRegexField, errors
-from marketplace.limits.http import client_address, enforce
+from marketplace.limits.http import RateLimited, client_address, enforce
+from marketplace.limits.services import LimitExceeded, consume
 
 from . import device_auth, jobs
 
@@ -50,8 +51,14 @@ def job_body(assignment, now) -> dict:
 
 
 def _device(request):
+    """The signing device, once the client's address (before the signature is checked: a flood of
+    forged requests costs a recovery each) and then the device's wallet are within node_jobs."""
+    enforce(request, "node_jobs")
     device = device_auth.authenticate(request)
-    enforce(request, "node_jobs", wallet=device.contributor.wallet.lower())
+    try:
+        consume("node_jobs", wallet=device.contributor.wallet.lower())
+    except LimitExceeded as exceeded:
+        raise RateLimited(exceeded) from None
     return device
 
 

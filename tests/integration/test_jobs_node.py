@@ -113,3 +113,16 @@ def test_the_api_refuses_a_reveal_without_a_commitment(job_settings, dataset, si
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_committed"
     unknown = client.signed("POST", "/api/v1/node/jobs/999999/commit", {"commit": "0x" + "00" * 32})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_assigned"
+
+
+def test_a_devices_wallet_is_rate_limited(job_settings, live_server):
+    job_settings.LIMITS = {**job_settings.LIMITS, "node_jobs": {"ip": "100/minute", "wallet": "2/minute"}}
+    wallet = Account.create().address
+    first = client_of(bound_device(wallet=wallet), live_server)
+    second = client_of(bound_device(wallet=wallet), live_server)
+    assert first.signed("GET", "/api/v1/node/jobs").status_code == 200
+    assert second.signed("GET", "/api/v1/node/jobs").status_code == 200
+    refused = first.signed("GET", "/api/v1/node/jobs")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert client_of(bound_device(), live_server).signed("GET", "/api/v1/node/jobs").status_code == 200
