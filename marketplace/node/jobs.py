@@ -17,6 +17,7 @@ Committed results wait in `state.pending` (rows and salt) until they are reveale
 restarts between the two loses them and earns nothing for those jobs (the server settles them
 without it).
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
@@ -41,7 +42,9 @@ ROBOTS_TIMEOUT = 10.0
 class Bandwidth:
     """Bytes fetched in the last minute and the last hour, against the node's caps (None: none)."""
 
-    def __init__(self, per_minute: int | None = None, per_hour: int | None = None, clock=time.monotonic):
+    def __init__(
+        self, per_minute: int | None = None, per_hour: int | None = None, clock=time.monotonic
+    ):
         self.per_minute, self.per_hour, self.clock = per_minute, per_hour, clock
         self.log: deque[tuple[float, int]] = deque()
 
@@ -89,8 +92,12 @@ class RobotsCache:
     def _read(self, parts, allow, bandwidth):
         netloc = parts.netloc.rsplit("@", 1)[-1]
         try:
-            fetched = fetching.fetch(f"{parts.scheme}://{netloc}/robots.txt", max_bytes=ROBOTS_MAX_BYTES,
-                                     timeout=ROBOTS_TIMEOUT, allow=allow)
+            fetched = fetching.fetch(
+                f"{parts.scheme}://{netloc}/robots.txt",
+                max_bytes=ROBOTS_MAX_BYTES,
+                timeout=ROBOTS_TIMEOUT,
+                allow=allow,
+            )
         except fetching.FetchError as exc:
             bandwidth.record(exc.bytes_read)
             if exc.reason == "refused_address":
@@ -176,7 +183,9 @@ def _fetch_and_commit(client, state: JobsState, job: dict, done: Counter) -> Non
             return _decline(client, state, job, "bandwidth_cap", done)
         limit = job["max_bytes"] if remaining is None else min(job["max_bytes"], remaining)
         try:
-            fetched = fetching.fetch(url, max_bytes=limit, timeout=job["timeout_seconds"], allow=state.allow)
+            fetched = fetching.fetch(
+                url, max_bytes=limit, timeout=job["timeout_seconds"], allow=state.allow
+            )
         except fetching.FetchError as exc:
             state.bandwidth.record(exc.bytes_read)
             reason = exc.reason
@@ -197,7 +206,10 @@ def _fetch_and_commit(client, state: JobsState, job: dict, done: Counter) -> Non
         done["committed"] += 1
     else:
         state.last_error = _error(response)
-        if response.status_code in (404, 409):  # the lease is gone: the result will never be revealed
+        if response.status_code in (
+            404,
+            409,
+        ):  # the lease is gone: the result will never be revealed
             state.pending.pop(job["id"], None)
 
 
@@ -206,7 +218,9 @@ def _reveal(client, state: JobsState, job: dict, done: Counter) -> None:
     if kept is None:
         return  # committed before a restart: the salt is gone
     rows, salt = kept
-    response = client.signed("POST", f"{JOBS_PATH}/{job['id']}/reveal", {"rows": rows, "salt": salt})
+    response = client.signed(
+        "POST", f"{JOBS_PATH}/{job['id']}/reveal", {"rows": rows, "salt": salt}
+    )
     if response.status_code == 200:
         done["revealed"] += 1
         state.pending.pop(job["id"], None)

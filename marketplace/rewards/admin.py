@@ -1,5 +1,6 @@
 """Admin pages of fetch jobs: collection targets are edited here; jobs and collected rows are
 shown read-only (the services are their only writers)."""
+
 from django.contrib import admin
 
 from .models import CollectedRow, CollectionTarget, FetchJob
@@ -25,7 +26,16 @@ class ReadOnly(admin.ModelAdmin):
 
 @admin.register(FetchJob)
 class FetchJobAdmin(ReadOnly):
-    list_display = ("pk", "url", "state", "outcome", "is_canary", "server_check", "created_at", "settled_at")
+    list_display = (
+        "pk",
+        "url",
+        "state",
+        "outcome",
+        "is_canary",
+        "server_check",
+        "created_at",
+        "settled_at",
+    )
     list_filter = ("state", "outcome", "is_canary", "server_check")
 
 

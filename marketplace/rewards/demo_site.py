@@ -6,7 +6,8 @@ slot gets the same page. robots.txt disallows /private/.
     python -m marketplace.rewards.demo_site --port 8765 [--host 127.0.0.1] [--seed 1]
 
     /                       an index of the pages
-    /weather?at=<slot>      {"slot": n, "stations": [{"slot", "id", "name", "temp_c", "humidity"}, ...]}
+    /weather?at=<slot>      {"slot": n, "stations": [{"slot", "id", "name", "temp_c",
+                                                   "humidity"}, ...]}
     /prices?at=<slot>       <table> of product, price, stock
     /private/ledger         disallowed by robots.txt (a node must decline it)
     /big?kb=<n>             n KiB of filler (for byte limits)
@@ -15,6 +16,7 @@ slot gets the same page. robots.txt disallows /private/.
 
 Standard library only (no Django): the run command starts it as its own process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,17 +27,39 @@ import random
 import threading
 from urllib.parse import parse_qs, urlsplit
 
-STATIONS = [("ST01", "Harbour"), ("ST02", "Old Town"), ("ST03", "Airport"), ("ST04", "Hill Park"),
-            ("ST05", "University")]
-PRODUCTS = ["Coffee beans 1 kg", "Oat milk 1 l", "Rye bread", "Apples 1 kg", "Olive oil 0.5 l", "Eggs (10)"]
+STATIONS = [
+    ("ST01", "Harbour"),
+    ("ST02", "Old Town"),
+    ("ST03", "Airport"),
+    ("ST04", "Hill Park"),
+    ("ST05", "University"),
+]
+PRODUCTS = [
+    "Coffee beans 1 kg",
+    "Oat milk 1 l",
+    "Rye bread",
+    "Apples 1 kg",
+    "Olive oil 0.5 l",
+    "Eggs (10)",
+]
 ROBOTS = "User-agent: *\nDisallow: /private/\n"
 
 
 def weather(slot: int, seed: int = 1) -> dict:
     draw = random.Random(f"weather:{seed}:{slot}")
-    return {"slot": slot, "stations": [
-        {"slot": slot, "id": code, "name": name, "temp_c": f"{draw.uniform(-5, 30):.1f}", "humidity": draw.randint(20, 95)}
-        for code, name in STATIONS]}
+    return {
+        "slot": slot,
+        "stations": [
+            {
+                "slot": slot,
+                "id": code,
+                "name": name,
+                "temp_c": f"{draw.uniform(-5, 30):.1f}",
+                "humidity": draw.randint(20, 95),
+            }
+            for code, name in STATIONS
+        ],
+    }
 
 
 def prices(slot: int, seed: int = 1) -> list[tuple[str, str, int]]:
@@ -44,8 +68,10 @@ def prices(slot: int, seed: int = 1) -> list[tuple[str, str, int]]:
 
 
 def _page(title: str, body: str) -> bytes:
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title></head>"
-            f"<body><h1>{escape(title)}</h1>{body}</body></html>").encode()
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title></head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+    ).encode()
 
 
 class DemoHandler(BaseHTTPRequestHandler):
@@ -75,16 +101,27 @@ class DemoHandler(BaseHTTPRequestHandler):
         if path == "/robots.txt":
             return self._send(200, ROBOTS.encode(), "text/plain")
         if path == "/":
-            links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in ("/weather?at=1", "/prices?at=1"))
-            return self._send(200, _page("Demo data site", f"<ul>{links}</ul>"), "text/html; charset=utf-8")
+            links = "".join(
+                f'<li><a href="{p}">{p}</a></li>' for p in ("/weather?at=1", "/prices?at=1")
+            )
+            return self._send(
+                200, _page("Demo data site", f"<ul>{links}</ul>"), "text/html; charset=utf-8"
+            )
         if path == "/weather":
-            return self._send(200, json.dumps(weather(slot, self.seed)).encode(), "application/json")
+            return self._send(
+                200, json.dumps(weather(slot, self.seed)).encode(), "application/json"
+            )
         if path == "/prices":
-            rows = "".join(f"<tr><td>{escape(n)}</td><td>{p}</td><td>{s}</td></tr>" for n, p, s in prices(slot, self.seed))
+            rows = "".join(
+                f"<tr><td>{escape(n)}</td><td>{p}</td><td>{s}</td></tr>"
+                for n, p, s in prices(slot, self.seed)
+            )
             table = f"<table><tr><th>Product</th><th>Price</th><th>Stock</th></tr>{rows}</table>"
             return self._send(200, _page(f"Prices, slot {slot}", table), "text/html; charset=utf-8")
         if path.startswith("/private/"):
-            return self._send(200, json.dumps({"stations": [{"id": "SECRET"}]}).encode(), "application/json")
+            return self._send(
+                200, json.dumps({"stations": [{"id": "SECRET"}]}).encode(), "application/json"
+            )
         if path == "/big":
             kb = min(int(query.get("kb", ["1"])[0] or 1), 64 * 1024)
             return self._send(200, b"x" * (kb * 1024), "text/plain")

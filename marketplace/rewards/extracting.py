@@ -10,6 +10,7 @@ canonical JSON (`canonical`), so equal pages give byte-equal results.
 
 Pure logic and the standard library: no Django import, shared by the server and the node program.
 """
+
 from __future__ import annotations
 
 from html.parser import HTMLParser
@@ -65,7 +66,11 @@ def validate(spec) -> dict:
 
 def _pointer(pointer) -> list[str]:
     """RFC 6901: "" is the whole document, "/a/0/b~1c" its parts."""
-    if not isinstance(pointer, str) or (pointer and not pointer.startswith("/")) or len(pointer) > 200:
+    if (
+        not isinstance(pointer, str)
+        or (pointer and not pointer.startswith("/"))
+        or len(pointer) > 200
+    ):
         raise ExtractError(f"{pointer!r} is not a JSON pointer (\"\" or starting with /)")
     if not pointer:
         return []
@@ -108,8 +113,10 @@ def extract(spec: dict, body: bytes, content_type: str = "") -> list[dict]:
         items = _resolve(document, spec.get("rows", ""))
         if not isinstance(items, list):
             items = [items] if items is not None else []
-        rows = [{name: _cell(_resolve(item, pointer)) for name, pointer in spec["fields"].items()}
-                for item in items[:MAX_ROWS]]
+        rows = [
+            {name: _cell(_resolve(item, pointer)) for name, pointer in spec["fields"].items()}
+            for item in items[:MAX_ROWS]
+        ]
         return rows
     parser = _Tables()
     parser.feed(text)
@@ -124,10 +131,14 @@ def extract(spec: dict, body: bytes, content_type: str = "") -> list[dict]:
             return []
         columns = [_column_name(h, i) for i, h in enumerate(table[0])]
         table = table[1:]
-    elif table and all(" ".join(c.split()).lower() == n.replace("_", " ") for c, n in zip(table[0], columns)):
+    elif table and all(
+        " ".join(c.split()).lower() == n.replace("_", " ") for c, n in zip(table[0], columns)
+    ):
         table = table[1:]  # the header row, named as the columns are
-    return [{name: _cell(row[i]) if i < len(row) else None for i, name in enumerate(columns)}
-            for row in table[:MAX_ROWS]]
+    return [
+        {name: _cell(row[i]) if i < len(row) else None for i, name in enumerate(columns)}
+        for row in table[:MAX_ROWS]
+    ]
 
 
 def _column_name(header: str, index: int) -> str:
@@ -182,5 +193,7 @@ def row_hash(row: dict) -> str:
 def commitment(*, job_id: int, device: str, rows: list[dict], salt: str) -> str:
     """What a node commits to before it reveals: sha256(job id | device | canonical rows | salt).
     The device's address is lowercased so the commitment does not depend on its spelling."""
-    data = b"|".join([str(job_id).encode(), device.lower().encode(), canonical(rows), salt.encode()])
+    data = b"|".join(
+        [str(job_id).encode(), device.lower().encode(), canonical(rows), salt.encode()]
+    )
     return "0x" + hashlib.sha256(data).hexdigest()

@@ -14,6 +14,7 @@ by what they are, not by how they are written.
 
 Pure logic and the standard library: no Django import, shared by the server and the node program.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -191,14 +192,24 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def fetch(url: str, *, max_bytes: int, timeout: float, allow: AllowList | None = None,
-          resolver=socket.getaddrinfo, user_agent: str = USER_AGENT, max_redirects: int = MAX_REDIRECTS) -> Fetched:
+def fetch(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float,
+    allow: AllowList | None = None,
+    resolver=socket.getaddrinfo,
+    user_agent: str = USER_AGENT,
+    max_redirects: int = MAX_REDIRECTS,
+) -> Fetched:
     """GET `url` safely (see the module's docstring): at most `max_bytes` of body, all hops within
     `timeout` seconds. A non-2xx final answer is a FetchError("http_status") whose message
     names the status; `Fetched.status` of a success is 2xx."""
     read = [0]
     try:
-        return _fetch(url, max_bytes, timeout, allow or AllowList(), resolver, user_agent, max_redirects, read)
+        return _fetch(
+            url, max_bytes, timeout, allow or AllowList(), resolver, user_agent, max_redirects, read
+        )
     except FetchError as exc:
         exc.bytes_read = read[0]
         raise
@@ -214,15 +225,24 @@ def _fetch(url, max_bytes, timeout, allow, resolver, user_agent, max_redirects, 
         connection_class = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
         connection = connection_class(host, port, address, remaining)
         try:
-            connection.request("GET", path, headers={
-                "User-Agent": user_agent, "Accept-Encoding": "identity", "Connection": "close"})
+            connection.request(
+                "GET",
+                path,
+                headers={
+                    "User-Agent": user_agent,
+                    "Accept-Encoding": "identity",
+                    "Connection": "close",
+                },
+            )
             response = connection.getresponse()
             if response.status in REDIRECTS and response.getheader("Location"):
                 url = urljoin(url, response.getheader("Location"))
                 continue
             declared = response.getheader("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError("too_large", f"{url} is {declared} bytes, over the job's {max_bytes}")
+                raise FetchError(
+                    "too_large", f"{url} is {declared} bytes, over the job's {max_bytes}"
+                )
             chunks, size = [], 0
             while True:
                 if time.monotonic() > deadline:
@@ -236,10 +256,19 @@ def _fetch(url, max_bytes, timeout, allow, resolver, user_agent, max_redirects, 
                     raise FetchError("too_large", f"{url} is over the job's {max_bytes} bytes")
                 chunks.append(chunk)
             if not 200 <= response.status < 300:
-                raise FetchError("http_status", f"{url} answered {response.status}", status=response.status)
-            return Fetched(url=url, status=response.status,
-                           content_type=(response.getheader("Content-Type") or "").split(";")[0].strip().lower(),
-                           body=b"".join(chunks), bytes_read=read[0])
+                raise FetchError(
+                    "http_status", f"{url} answered {response.status}", status=response.status
+                )
+            return Fetched(
+                url=url,
+                status=response.status,
+                content_type=(response.getheader("Content-Type") or "")
+                .split(";")[0]
+                .strip()
+                .lower(),
+                body=b"".join(chunks),
+                bytes_read=read[0],
+            )
         except socket.timeout:
             raise FetchError("timeout", f"{url} took longer than {timeout} s") from None
         except (OSError, http.client.HTTPException) as exc:

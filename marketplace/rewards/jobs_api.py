@@ -8,6 +8,7 @@ client's address and the device's wallet.
     POST /api/v1/node/jobs/{id}/reveal     the result and its salt
     POST /api/v1/node/jobs/{id}/decline    give a leased job back, with the reason
 """
+
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -20,33 +21,53 @@ from marketplace.limits.services import LimitExceeded, consume
 
 from . import device_auth, jobs
 
-SIGNED = [OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True, description=text) for name, text in (
-    ("X-Device", "The device key's address"),
-    ("X-Device-Time", "The node's clock, Unix seconds"),
-    ("X-Device-Signature", "EIP-191 signature of the request message (docs/rewards-jobs.md)"),
-)]
+SIGNED = [
+    OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True, description=text)
+    for name, text in (
+        ("X-Device", "The device key's address"),
+        ("X-Device-Time", "The node's clock, Unix seconds"),
+        ("X-Device-Signature", "EIP-191 signature of the request message (docs/rewards-jobs.md)"),
+    )
+]
 
-NodeJob = inline_serializer("NodeJob", {
-    "id": serializers.IntegerField(),
-    "url": serializers.CharField(help_text="What to fetch (through the fetch guard; honour robots.txt)"),
-    "extract": serializers.DictField(help_text="The extractor (marketplace/rewards/extracting.py)"),
-    "max_bytes": serializers.IntegerField(),
-    "timeout_seconds": serializers.IntegerField(),
-    "phase": serializers.ChoiceField(choices=["fetch", "wait", "reveal"],
-                                     help_text="fetch: fetch and commit; wait: for the other commitments; reveal"),
-    "lease_expires_at": serializers.DateTimeField(help_text="Commit before this, or the job goes to another node"),
-    "reveal_at": serializers.DateTimeField(help_text="Reveals open at the latest then"),
-    "settle_at": serializers.DateTimeField(help_text="Reveals close then"),
-})
+NodeJob = inline_serializer(
+    "NodeJob",
+    {
+        "id": serializers.IntegerField(),
+        "url": serializers.CharField(
+            help_text="What to fetch (through the fetch guard; honour robots.txt)"
+        ),
+        "extract": serializers.DictField(
+            help_text="The extractor (marketplace/rewards/extracting.py)"
+        ),
+        "max_bytes": serializers.IntegerField(),
+        "timeout_seconds": serializers.IntegerField(),
+        "phase": serializers.ChoiceField(
+            choices=["fetch", "wait", "reveal"],
+            help_text="fetch: fetch and commit; wait: for the other commitments; reveal",
+        ),
+        "lease_expires_at": serializers.DateTimeField(
+            help_text="Commit before this, or the job goes to another node"
+        ),
+        "reveal_at": serializers.DateTimeField(help_text="Reveals open at the latest then"),
+        "settle_at": serializers.DateTimeField(help_text="Reveals close then"),
+    },
+)
 NodeJobs = inline_serializer("NodeJobs", {"jobs": serializers.ListField(child=NodeJob)})
 
 
 def job_body(assignment, now) -> dict:
     job = assignment.job
     return {
-        "id": job.pk, "url": job.url, "extract": job.extractor, "max_bytes": job.max_bytes,
-        "timeout_seconds": job.timeout_seconds, "phase": jobs.phase(assignment, now),
-        "lease_expires_at": assignment.lease_expires_at, "reveal_at": job.reveal_at, "settle_at": job.settle_at,
+        "id": job.pk,
+        "url": job.url,
+        "extract": job.extractor,
+        "max_bytes": job.max_bytes,
+        "timeout_seconds": job.timeout_seconds,
+        "phase": jobs.phase(assignment, now),
+        "lease_expires_at": assignment.lease_expires_at,
+        "reveal_at": job.reveal_at,
+        "settle_at": job.settle_at,
     }
 
 
@@ -67,8 +88,12 @@ def _jobs_response(device, now, status=200):
 
 
 class LeaseRequest(serializers.Serializer):
-    want = serializers.IntegerField(min_value=0, max_value=100, default=1,
-                                    help_text="New jobs wanted (the server gives at most REWARD_JOB_LEASES_PER_REQUEST)")
+    want = serializers.IntegerField(
+        min_value=0,
+        max_value=100,
+        default=1,
+        help_text="New jobs wanted (the server gives at most REWARD_JOB_LEASES_PER_REQUEST)",
+    )
 
 
 class NodeJobsView(APIView):
@@ -81,13 +106,19 @@ class NodeJobsView(APIView):
         device = _device(request)
         return _jobs_response(device, timezone.now())
 
-    @extend_schema(parameters=SIGNED, request=LeaseRequest, responses={200: NodeJobs, **errors(401, 403, 409, 429)})
+    @extend_schema(
+        parameters=SIGNED,
+        request=LeaseRequest,
+        responses={200: NodeJobs, **errors(401, 403, 409, 429)},
+    )
     def post(self, request):
         device = _device(request)
         data = LeaseRequest(data=request.data)
         data.is_valid(raise_exception=True)
         now = timezone.now()
-        jobs.lease(device=device, ip=client_address(request), want=data.validated_data["want"], now=now)
+        jobs.lease(
+            device=device, ip=client_address(request), want=data.validated_data["want"], now=now
+        )
         return _jobs_response(device, now)
 
 
@@ -111,17 +142,28 @@ class _JobActionView(APIView):
         return Response(job_body(assignment, now) | {"state": assignment.state})
 
 
-JobAnswer = inline_serializer("NodeJobAnswer", {
-    "id": serializers.IntegerField(), "phase": serializers.CharField(), "state": serializers.CharField(),
-    "url": serializers.CharField(), "extract": serializers.DictField(), "max_bytes": serializers.IntegerField(),
-    "timeout_seconds": serializers.IntegerField(), "lease_expires_at": serializers.DateTimeField(),
-    "reveal_at": serializers.DateTimeField(), "settle_at": serializers.DateTimeField(),
-})
+JobAnswer = inline_serializer(
+    "NodeJobAnswer",
+    {
+        "id": serializers.IntegerField(),
+        "phase": serializers.CharField(),
+        "state": serializers.CharField(),
+        "url": serializers.CharField(),
+        "extract": serializers.DictField(),
+        "max_bytes": serializers.IntegerField(),
+        "timeout_seconds": serializers.IntegerField(),
+        "lease_expires_at": serializers.DateTimeField(),
+        "reveal_at": serializers.DateTimeField(),
+        "settle_at": serializers.DateTimeField(),
+    },
+)
 
 
 class CommitRequest(serializers.Serializer):
-    commit = StrictRegexField(r"^0x[0-9a-fA-F]{64}$",
-                              help_text="sha256 of 'job id|device (lowercase)|canonical rows JSON|salt', 0x-hex")
+    commit = StrictRegexField(
+        r"^0x[0-9a-fA-F]{64}$",
+        help_text="sha256 of 'job id|device (lowercase)|canonical rows JSON|salt', 0x-hex",
+    )
 
 
 class JobCommitView(_JobActionView):
@@ -132,15 +174,22 @@ class JobCommitView(_JobActionView):
     def act(self, device, job_id, data, now):
         return jobs.commit(device=device, job_id=job_id, commit_hash=data["commit"], now=now)
 
-    @extend_schema(parameters=SIGNED, request=CommitRequest, responses={200: JobAnswer, **errors(401, 403, 409, 429)})
+    @extend_schema(
+        parameters=SIGNED,
+        request=CommitRequest,
+        responses={200: JobAnswer, **errors(401, 403, 409, 429)},
+    )
     def post(self, request, job_id):
         return super().post(request, job_id)
 
 
 class RevealRequest(serializers.Serializer):
-    rows = serializers.ListField(child=serializers.DictField(), max_length=1000,
-                                 help_text="The extracted rows, as committed")
-    salt = StrictRegexField(r"^[0-9a-fA-F]{32,64}$", help_text="The secret salt of the commitment (hex)")
+    rows = serializers.ListField(
+        child=serializers.DictField(), max_length=1000, help_text="The extracted rows, as committed"
+    )
+    salt = StrictRegexField(
+        r"^[0-9a-fA-F]{32,64}$", help_text="The secret salt of the commitment (hex)"
+    )
 
 
 class JobRevealView(_JobActionView):
@@ -150,15 +199,23 @@ class JobRevealView(_JobActionView):
     serializer = RevealRequest
 
     def act(self, device, job_id, data, now):
-        return jobs.reveal(device=device, job_id=job_id, rows=data["rows"], salt=data["salt"], now=now)
+        return jobs.reveal(
+            device=device, job_id=job_id, rows=data["rows"], salt=data["salt"], now=now
+        )
 
-    @extend_schema(parameters=SIGNED, request=RevealRequest, responses={200: JobAnswer, **errors(401, 403, 409, 429)})
+    @extend_schema(
+        parameters=SIGNED,
+        request=RevealRequest,
+        responses={200: JobAnswer, **errors(401, 403, 409, 429)},
+    )
     def post(self, request, job_id):
         return super().post(request, job_id)
 
 
 class DeclineRequest(serializers.Serializer):
-    reason = StrictCharField(max_length=300, help_text="robots_txt, refused_address, too_large, bandwidth_cap, ...")
+    reason = StrictCharField(
+        max_length=300, help_text="robots_txt, refused_address, too_large, bandwidth_cap, ..."
+    )
 
 
 class JobDeclineView(_JobActionView):
@@ -169,6 +226,10 @@ class JobDeclineView(_JobActionView):
     def act(self, device, job_id, data, now):
         return jobs.decline(device=device, job_id=job_id, reason=data["reason"], now=now)
 
-    @extend_schema(parameters=SIGNED, request=DeclineRequest, responses={200: JobAnswer, **errors(401, 403, 409, 429)})
+    @extend_schema(
+        parameters=SIGNED,
+        request=DeclineRequest,
+        responses={200: JobAnswer, **errors(401, 403, 409, 429)},
+    )
     def post(self, request, job_id):
         return super().post(request, job_id)

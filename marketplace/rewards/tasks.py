@@ -1,4 +1,5 @@
 """Thin Celery wrappers over the rewards app."""
+
 from celery import shared_task
 
 from . import device_auth, jobs

@@ -6,5 +6,7 @@ urlpatterns = [
     path("node/jobs", jobs_api.NodeJobsView.as_view(), name="node-jobs"),
     path("node/jobs/<int:job_id>/commit", jobs_api.JobCommitView.as_view(), name="node-job-commit"),
     path("node/jobs/<int:job_id>/reveal", jobs_api.JobRevealView.as_view(), name="node-job-reveal"),
-    path("node/jobs/<int:job_id>/decline", jobs_api.JobDeclineView.as_view(), name="node-job-decline"),
+    path(
+        "node/jobs/<int:job_id>/decline", jobs_api.JobDeclineView.as_view(), name="node-job-decline"
+    ),
 ]

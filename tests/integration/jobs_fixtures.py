@@ -1,5 +1,6 @@
 """What the fetch-job tests share: the demo site on a free port, bound devices, a community
 dataset and a target collecting from the site."""
+
 from eth_account import Account
 import pytest
 
@@ -9,8 +10,11 @@ from marketplace.rewards.demo_jobs import community_dataset
 from marketplace.rewards.models import CollectionTarget, Contributor, Device
 
 OPERATOR = "0x" + "0a" * 20
-WEATHER = {"kind": "json", "rows": "/stations",
-           "fields": {"slot": "/slot", "station": "/id", "temp_c": "/temp_c", "humidity": "/humidity"}}
+WEATHER = {
+    "kind": "json",
+    "rows": "/stations",
+    "fields": {"slot": "/slot", "station": "/id", "temp_c": "/temp_c", "humidity": "/humidity"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +52,27 @@ def bound_device(wallet=None) -> Node:
     account = Account.create()
     wallet = wallet or Account.create().address
     contributor, _ = Contributor.objects.get_or_create(wallet=wallet)
-    return Node(account.key, Device.objects.create(address=account.address, contributor=contributor))
+    return Node(
+        account.key, Device.objects.create(address=account.address, contributor=contributor)
+    )
 
 
 @pytest.fixture
 def dataset(db):
-    return community_dataset(owner=wallet_user("0x" + "0A" * 20), title="Community: weather readings",
-                             summary="Collected by nodes")
+    return community_dataset(
+        owner=wallet_user("0x" + "0A" * 20),
+        title="Community: weather readings",
+        summary="Collected by nodes",
+    )
 
 
 def make_target(dataset, site, *, path="/weather?at={slot}", extractor=None, every=60):
-    return CollectionTarget.objects.create(name=f"target {path}", url=site + path, extractor=extractor or WEATHER,
-                                           dataset=dataset, every_seconds=every, max_bytes=100_000,
-                                           timeout_seconds=5)
+    return CollectionTarget.objects.create(
+        name=f"target {path}",
+        url=site + path,
+        extractor=extractor or WEATHER,
+        dataset=dataset,
+        every_seconds=every,
+        max_bytes=100_000,
+        timeout_seconds=5,
+    )

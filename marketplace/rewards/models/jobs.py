@@ -1,6 +1,7 @@
 """Collection work: the targets the admin sets up, the fetch jobs made from them, each node's
 lease, commitment and revealed result, and the rows of community datasets that agreeing results
 give (docs/rewards-jobs.md)."""
+
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
@@ -25,11 +26,19 @@ class CollectionTarget(models.Model):
     own fetch of one job ask for the same snapshot of a page that changes over time."""
 
     name = models.CharField(max_length=100)
-    url = models.CharField(max_length=2000, help_text="http(s) URL; {slot} is replaced by the job's time slot")
-    extractor = models.JSONField(validators=[_valid_extractor],
-                                 help_text='e.g. {"kind": "table", "table": 0} (docs/rewards-jobs.md)')
-    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.PROTECT, related_name="+",
-                                help_text="The community dataset (owned by the operator's account) its rows go to")
+    url = models.CharField(
+        max_length=2000, help_text="http(s) URL; {slot} is replaced by the job's time slot"
+    )
+    extractor = models.JSONField(
+        validators=[_valid_extractor],
+        help_text='e.g. {"kind": "table", "table": 0} (docs/rewards-jobs.md)',
+    )
+    dataset = models.ForeignKey(
+        "catalog.Dataset",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The community dataset (owned by the operator's account) its rows go to",
+    )
     max_bytes = models.PositiveIntegerField(default=1_000_000)
     timeout_seconds = models.PositiveIntegerField(default=20)
     every_seconds = models.PositiveIntegerField(default=600)
@@ -68,11 +77,17 @@ class FetchJob(models.Model):
     timeout_seconds = models.PositiveIntegerField()
     replicas = models.PositiveSmallIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.NONE, blank=True
+    )
     is_canary = models.BooleanField(default=False)
-    expected_hash = models.CharField(max_length=66, blank=True, help_text="A canary's known answer (rows hash)")
+    expected_hash = models.CharField(
+        max_length=66, blank=True, help_text="A canary's known answer (rows hash)"
+    )
     server_check = models.BooleanField(default=False)
-    server_hash = models.CharField(max_length=66, blank=True, help_text="The server's own fetch (rows hash)")
+    server_hash = models.CharField(
+        max_length=66, blank=True, help_text="The server's own fetch (rows hash)"
+    )
     server_error = models.CharField(max_length=300, blank=True)
     accepted_hash = models.CharField(max_length=66, blank=True)
     declines = models.PositiveSmallIntegerField(default=0)
@@ -82,8 +97,10 @@ class FetchJob(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "created_at"], name="fetch_job_state"),
-                   models.Index(fields=["state", "settle_at"], name="fetch_job_settle")]
+        indexes = [
+            models.Index(fields=["state", "created_at"], name="fetch_job_state"),
+            models.Index(fields=["state", "settle_at"], name="fetch_job_settle"),
+        ]
 
     def __str__(self):
         return f"job {self.pk} ({self.url})"
@@ -119,12 +136,18 @@ class JobAssignment(models.Model):
     result_hash = models.CharField(max_length=66, blank=True)
     revealed_at = models.DateTimeField(null=True, blank=True)
     decline_reason = models.CharField(max_length=300, blank=True)
-    agreed = models.BooleanField(null=True, help_text="Settled: agreed with the accepted result (null: not judged)")
+    agreed = models.BooleanField(
+        null=True, help_text="Settled: agreed with the accepted result (null: not judged)"
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["job", "device"], name="job_assignment_once")]
-        indexes = [models.Index(fields=["device", "state"], name="job_assignment_device"),
-                   models.Index(fields=["state", "lease_expires_at"], name="job_assignment_lease")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "device"], name="job_assignment_once")
+        ]
+        indexes = [
+            models.Index(fields=["device", "state"], name="job_assignment_device"),
+            models.Index(fields=["state", "lease_expires_at"], name="job_assignment_lease"),
+        ]
 
     def __str__(self):
         return f"{self.device} on {self.job_id} ({self.state})"
@@ -142,13 +165,23 @@ class CollectedRow(models.Model):
     job = models.ForeignKey(FetchJob, on_delete=models.SET_NULL, null=True, related_name="+")
     wallets = ArrayField(models.CharField(max_length=42))
     collected_at = models.DateTimeField()
-    version = models.ForeignKey("catalog.DatasetVersion", on_delete=models.PROTECT, null=True, blank=True,
-                                related_name="+", help_text="The version that took it (empty: none yet)")
+    version = models.ForeignKey(
+        "catalog.DatasetVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The version that took it (empty: none yet)",
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["dataset", "content_hash"], name="collected_row_once")]
-        indexes = [models.Index(fields=["dataset", "collected_at"], name="collected_row_time"),
-                   GinIndex(fields=["wallets"], name="collected_row_wallets")]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="collected_row_once")
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "collected_at"], name="collected_row_time"),
+            GinIndex(fields=["wallets"], name="collected_row_wallets"),
+        ]
 
 
 class NodeRequestSignature(models.Model):
