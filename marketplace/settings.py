@@ -137,8 +137,10 @@ CELERY_BEAT_SCHEDULE = {
     "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
     "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
     # Fetch jobs: new jobs from due collection targets; settling jobs whose reveals are in (or due).
-    "rewards-make-jobs": {"task": "rewards.make_jobs", "schedule": 10.0, "options": {"expires": 10.0}},
-    "rewards-settle-jobs": {"task": "rewards.settle_jobs", "schedule": 5.0, "options": {"expires": 5.0}},
+    "rewards-make-jobs": {"task": "rewards.make_jobs", "schedule": 10.0,
+                          "options": {"expires": 10.0}},
+    "rewards-settle-jobs": {"task": "rewards.settle_jobs", "schedule": 5.0,
+                            "options": {"expires": 5.0}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -207,7 +209,8 @@ REWARD_CANARY_RATE = float(os.environ.get("REWARD_CANARY_RATE", "0.05"))
 REWARD_SERVER_CHECK_RATE = float(os.environ.get("REWARD_SERVER_CHECK_RATE", "0.10"))
 REWARD_QUALITY_PENALTY_BPS = env_int("REWARD_QUALITY_PENALTY_BPS", 2_500)
 # Hosts (host:port) the server's own fetches may reach although not public: the demo's local site.
-REWARD_FETCH_ALLOW = [h.strip() for h in os.environ.get("REWARD_FETCH_ALLOW", "").split(",") if h.strip()]
+REWARD_FETCH_ALLOW = [
+    h.strip() for h in os.environ.get("REWARD_FETCH_ALLOW", "").split(",") if h.strip()]
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 
 # Static files and the frontend build -----------------------------------------------------------
