@@ -148,6 +148,14 @@ CELERY_BEAT_SCHEDULE = {
     # Epochs: opens the current one and moves closed ones through scored, queued, proposed, matured.
     "rewards-close-epochs": {"task": "rewards.close_epochs", "schedule": 10.0,
                              "options": {"expires": 10.0}},
+    # Fetch jobs: new jobs from due collection targets; settling jobs whose reveals are in (or due).
+    "rewards-make-jobs": {"task": "rewards.make_jobs", "schedule": 10.0,
+                          "options": {"expires": 10.0}},
+    "rewards-settle-jobs": {"task": "rewards.settle_jobs", "schedule": 5.0,
+                            "options": {"expires": 5.0}},
+    # Community datasets: a version of the collected rows once due, listed by the operator.
+    "rewards-cut-community-versions": {"task": "rewards.cut_community_versions", "schedule": 60.0,
+                                       "options": {"expires": 60.0}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -246,6 +254,24 @@ if REWARD_ROOT_DELAY * 2 >= REWARD_EPOCH_SECONDS:
         f"REWARD_ROOT_DELAY ({REWARD_ROOT_DELAY} s) must be less than half of REWARD_EPOCH_SECONDS "
         f"({REWARD_EPOCH_SECONDS} s): a root must mature well before the next epoch's root "
         "replaces it")
+# Fetch jobs (docs/rewards-jobs.md): nodes per job (each of another wallet and, outside
+# REWARD_TRUSTED_NETWORKS, another /24 or /56); how long a lease waits for its commitment; how long
+# a job takes commitments, then reveals; points per agreeing result.
+REWARD_JOB_REPLICAS = max(2, env_int("REWARD_JOB_REPLICAS", 2))
+REWARD_JOB_LEASE_SECONDS = env_int("REWARD_JOB_LEASE_SECONDS", 120)
+REWARD_JOB_COMMIT_SECONDS = env_int("REWARD_JOB_COMMIT_SECONDS", 600)
+REWARD_JOB_REVEAL_SECONDS = env_int("REWARD_JOB_REVEAL_SECONDS", 300)
+REWARD_JOB_POINTS = env_int("REWARD_JOB_POINTS", 10)
+REWARD_JOB_LEASES_PER_REQUEST = env_int("REWARD_JOB_LEASES_PER_REQUEST", 4)
+# Shares of jobs whose answer the server fetched before handing them out (canaries), and of jobs it
+# fetches itself when they settle; a node whose result disagrees with either loses this much
+# quality (of 10,000) at once and its wallet is flagged (amounts held).
+REWARD_CANARY_RATE = float(os.environ.get("REWARD_CANARY_RATE", "0.05"))
+REWARD_SERVER_CHECK_RATE = float(os.environ.get("REWARD_SERVER_CHECK_RATE", "0.10"))
+REWARD_QUALITY_PENALTY_BPS = env_int("REWARD_QUALITY_PENALTY_BPS", 2_500)
+# Hosts (host:port) the server's own fetches may reach although not public: the demo's local site.
+REWARD_FETCH_ALLOW = [
+    h.strip() for h in os.environ.get("REWARD_FETCH_ALLOW", "").split(",") if h.strip()]
 CONTRACTS_OUT_DIR = Path(os.environ.get("CONTRACTS_OUT_DIR") or BASE_DIR / "contracts" / "out")
 
 # Static files and the frontend build -----------------------------------------------------------
@@ -381,6 +407,10 @@ LIMITS = {
     "node_request": {"ip": os.environ.get("LIMIT_NODE_REQUESTS_PER_IP", "1200/minute")},
     # Heartbeats per address, when REWARD_HEARTBEAT_IP_COUNT is "shared" (else counted in process).
     "node_heartbeat": {"ip": f"{REWARD_HEARTBEATS_PER_IP_MINUTE}/minute"},
+    # Signed requests of nodes for fetch jobs (leases, commitments, reveals): a node asks every few
+    # seconds and sends two requests per job.
+    "node_jobs": {"ip": os.environ.get("LIMIT_NODE_JOBS_PER_IP", "1200/minute"),
+                  "wallet": os.environ.get("LIMIT_NODE_JOBS_PER_WALLET", "600/minute")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from . import binding, device_auth, epochs, metering
+from . import binding, community, device_auth, epochs, jobs, metering
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +43,23 @@ def close_epochs():
     if report.scored or report.queued or report.matured:
         logger.info("epoch close: %s", asdict(report))
     return asdict(report)
+
+
+@shared_task(name="rewards.make_jobs", ignore_result=True, time_limit=300, soft_time_limit=280)
+def make_jobs():
+    """The beat: a fetch job of every collection target that is due (a canary's answer is
+    fetched here). Two runs at once make one job per target (row locks)."""
+    return jobs.make_due_jobs()
+
+
+@shared_task(name="rewards.settle_jobs", ignore_result=True, time_limit=300, soft_time_limit=280)
+def settle_jobs():
+    """The beat: expired leases freed, server checks fetched, due jobs settled into credits, rows
+    and flags; each job under its row lock, so a rerun settles nothing twice."""
+    return jobs.settle_due()
+
+
+@shared_task(name="rewards.cut_community_versions", ignore_result=True, time_limit=600, soft_time_limit=580)
+def cut_community_versions():
+    """The beat: a new version of each community dataset whose rows are due (community.py)."""
+    return len(community.cut_versions())

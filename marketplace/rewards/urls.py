@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, ingest, network_api, node_api
+from . import api, ingest, jobs_api, network_api, node_api
 
 urlpatterns = [
     path("node/heartbeat", ingest.heartbeat, name="node-heartbeat"),
@@ -9,6 +9,10 @@ urlpatterns = [
     path("node/unbind", node_api.UnbindView.as_view(), name="node-unbind"),
     path("node/session", node_api.NodeSessionView.as_view(), name="node-session"),
     path("node/status", node_api.NodeStatusView.as_view(), name="node-status"),
+    path("node/jobs", jobs_api.NodeJobsView.as_view(), name="node-jobs"),
+    path("node/jobs/<int:job_id>/commit", jobs_api.JobCommitView.as_view(), name="node-job-commit"),
+    path("node/jobs/<int:job_id>/reveal", jobs_api.JobRevealView.as_view(), name="node-job-reveal"),
+    path("node/jobs/<int:job_id>/decline", jobs_api.JobDeclineView.as_view(), name="node-job-decline"),
     path("rewards/proof/<str:wallet>", api.ProofView.as_view(), name="reward-proof"),
     path("rewards/epochs", api.EpochListView.as_view(), name="reward-epochs"),
     path("rewards/epochs/<int:number>", api.EpochView.as_view(), name="reward-epoch"),

@@ -1,0 +1,160 @@
+"""The node's side of fetch jobs (marketplace.node.jobs.work through the signed NodeClient)
+against Django's live server and the demo site, both over real HTTP."""
+
+import json
+
+from django.conf import settings
+from eth_account import Account
+import pytest
+
+from marketplace.node.client import NodeClient
+from marketplace.node.jobs import Bandwidth, JobsState, work
+from marketplace.rewards import demo_site, jobs
+from marketplace.rewards.fetching import AllowList
+from marketplace.rewards.models import CollectedRow, Device, FetchJob, JobAssignment, WorkCredit
+
+from .jobs_fixtures import bound_device, dataset, job_settings, make_target, site
+
+FIXTURES = (dataset, job_settings, site)
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def client_of(node, live_server):
+    return NodeClient(live_server.url, node.key, chain_id=settings.CHAIN_ID)
+
+
+def state_for(site, **kwargs):
+    return JobsState(allow=AllowList([site.removeprefix("http://")]), want=1, **kwargs)
+
+
+def test_two_nodes_collect_commit_and_reveal_through_the_api(
+    job_settings, dataset, site, live_server
+):
+    job = jobs.create_job(target=make_target(dataset, site))
+    a, b = bound_device(), bound_device()
+    clients = [client_of(a, live_server), client_of(b, live_server)]
+    states = [state_for(site), state_for(site)]
+    for client, state in zip(clients, states):
+        assert work(client, state)["committed"] == 1, state.last_error
+    for client, state in zip(clients, states):
+        assert work(client, state)["revealed"] == 1, state.last_error
+        assert state.pending == {}
+    job.refresh_from_db()
+    assert job.outcome == FetchJob.Outcome.ACCEPTED
+    assert WorkCredit.objects.filter(ref=f"job:{job.pk}").count() == 2
+    slot = int(job.url.rsplit("=", 1)[1])
+    stored = sorted(CollectedRow.objects.values_list("data", flat=True), key=lambda r: r["station"])
+    expected = demo_site.weather(slot)["stations"]
+    assert [(r["station"], r["temp_c"], r["slot"]) for r in stored] == [
+        (s["id"], s["temp_c"], slot) for s in expected
+    ]
+
+
+def test_a_node_refuses_a_local_site_that_is_not_on_its_allow_list(
+    job_settings, dataset, site, live_server
+):
+    job = jobs.create_job(target=make_target(dataset, site))
+    node = bound_device()
+    done = work(client_of(node, live_server), JobsState(want=1))
+    assert done["declined:refused_address"] == 1
+    assert JobAssignment.objects.get(job=job).state == JobAssignment.State.DECLINED
+
+
+def test_a_node_honours_robots_txt(job_settings, dataset, site, live_server):
+    target = make_target(
+        dataset,
+        site,
+        path="/private/ledger",
+        extractor={"kind": "json", "rows": "/stations", "fields": {"station": "/id"}},
+    )
+    job = jobs.create_job(target=target)
+    node, state = bound_device(), state_for(site)
+    done = work(client_of(node, live_server), state)
+    assert done["declined:robots_txt"] == 1 and done["fetched"] == 0
+    assignment = JobAssignment.objects.get(job=job)
+    assert (assignment.state, assignment.decline_reason) == (
+        JobAssignment.State.DECLINED,
+        "robots_txt",
+    )
+    assert len(state.robots.rules) == 1  # cached per host
+
+
+def test_a_node_keeps_to_its_bandwidth_cap(job_settings, dataset, site, live_server):
+    target = make_target(dataset, site)
+    other = make_target(
+        dataset, site, path="/prices?at={slot}", extractor={"kind": "table", "table": 0}
+    )
+    weather = jobs.create_job(target=target)
+    jobs.create_job(target=other)
+    page = len(json.dumps(demo_site.weather(int(weather.url.rsplit("=", 1)[1]))).encode())
+    cap = len(demo_site.ROBOTS) + page + 20  # robots.txt and one weather page, not a prices page
+    node = bound_device()
+    state = state_for(site, bandwidth=Bandwidth(per_minute=cap))
+    client = client_of(node, live_server)
+    first = work(client, state)
+    assert first["committed"] == 1, state.last_error
+    second = work(client, state)
+    assert second["declined:bandwidth_cap"] == 1 and second["fetched"] == 0
+    assert state.bandwidth.used(60) <= cap
+
+
+def test_signed_requests_are_taken_once_and_only_from_bound_devices(
+    job_settings, dataset, site, live_server
+):
+    node = bound_device()
+    client = client_of(node, live_server)
+    body = b'{"want":0}'
+    headers = client.headers("POST", "/api/v1/node/jobs", body) | {
+        "Content-Type": "application/json"
+    }
+    url = live_server.url + "/api/v1/node/jobs"
+    assert client.session.post(url, data=body, headers=headers).status_code == 200
+    replayed = client.session.post(url, data=body, headers=headers)
+    assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "replayed"
+    changed = client.session.post(
+        url,
+        data=b'{"want":3}',
+        headers=client.headers("POST", "/api/v1/node/jobs", body)
+        | {"Content-Type": "application/json"},
+    )
+    assert changed.status_code == 401 and changed.json()["error"]["code"] == "bad_signature"
+    assert client.session.post(url, json={"want": 1}).json()["error"]["code"] == "not_signed"
+    stranger = Account.create()
+    Device.objects.create(address=stranger.address)
+    unbound = NodeClient(live_server.url, stranger.key, chain_id=settings.CHAIN_ID).signed(
+        "GET", "/api/v1/node/jobs"
+    )
+    assert unbound.status_code == 403 and unbound.json()["error"]["code"] == "device_not_bound"
+
+
+def test_the_api_refuses_a_reveal_without_a_commitment(job_settings, dataset, site, live_server):
+    job = jobs.create_job(target=make_target(dataset, site))
+    node = bound_device()
+    client = client_of(node, live_server)
+    leased = client.signed("POST", "/api/v1/node/jobs", {"want": 1}).json()["jobs"]
+    assert [(j["id"], j["phase"]) for j in leased] == [(job.pk, "fetch")]
+    assert "is_canary" not in leased[0] and "expected_hash" not in leased[0]
+    refused = client.signed(
+        "POST", f"/api/v1/node/jobs/{job.pk}/reveal", {"rows": [], "salt": "ab" * 16}
+    )
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_committed"
+    unknown = client.signed("POST", "/api/v1/node/jobs/999999/commit", {"commit": "0x" + "00" * 32})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_assigned"
+
+
+def test_a_devices_wallet_is_rate_limited(job_settings, live_server):
+    job_settings.LIMITS = {
+        **job_settings.LIMITS,
+        "node_jobs": {"ip": "100/minute", "wallet": "2/minute"},
+    }
+    wallet = Account.create().address
+    first = client_of(bound_device(wallet=wallet), live_server)
+    second = client_of(bound_device(wallet=wallet), live_server)
+    assert first.signed("GET", "/api/v1/node/jobs").status_code == 200
+    assert second.signed("GET", "/api/v1/node/jobs").status_code == 200
+    refused = first.signed("GET", "/api/v1/node/jobs")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert (
+        client_of(bound_device(), live_server).signed("GET", "/api/v1/node/jobs").status_code == 200
+    )
