@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+import random
 import secrets
 import signal
 import socket
@@ -179,7 +180,10 @@ def client_process(port, devices, duration, connections, min_interval, path, sta
 
 def drive(port, devices, *, duration, clients, connections, min_interval, path):
     results = multiprocessing.Queue()
-    shards = [devices[i::clients] for i in range(clients)]
+    # Each slice starts its round robin at a random device, so that every device takes turns.
+    start = random.randrange(len(devices))
+    rotated = devices[start:] + devices[:start]
+    shards = [rotated[i::clients] for i in range(clients)]
     start_at = time.time() + 1.0
     processes = [multiprocessing.Process(target=client_process, args=(port, shard, duration, connections,
                                                                       min_interval, path, start_at, results))
