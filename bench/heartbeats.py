@@ -5,11 +5,12 @@ request, against a bare view (one signature recovery and one insert) measured in
                                          [--workers 4] [--threads 2] [--clients 2] [--connections 24]
                                          [--ip-count process|shared]
 
-It uses its own database `bench_heartbeats` on DATABASE_URL's server (else the embedded
+It uses its own database `bench_heartbeats` (emptied at start) on DATABASE_URL's server (else the embedded
 PostgreSQL), makes the devices (keys precomputed, bound to 1,000 wallets), starts gunicorn with
 marketplace/gunicorn_conf.py, and drives it from --clients processes of --connections
 connections each (asyncio, plain HTTP/1.1, one request a connection as the shipped keepalive=0
-makes them). Each device keeps its state: a heartbeat signs the nonce its last acknowledgement
+makes them). The empty view, the bare view and the heartbeats run in --rounds interleaved slices
+(other work on this shared machine then weighs on each alike). Each device keeps its state: a heartbeat signs the nonce its last acknowledgement
 gave, with the next sequence number and the probe's answer (the bench knows the server's secret
 key, so it computes the answer rather than fetching it: the server's check is the same). Every
 device waits REWARD_HEARTBEAT_MIN_INTERVAL (1 s here) between two of its heartbeats.
@@ -27,6 +28,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+import random
 import secrets
 import signal
 import socket
@@ -58,9 +60,11 @@ def database_url():
     db = dj_database_url.parse(base)
     admin = dict(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
                  host=db["HOST"] or None, port=db["PORT"] or None)
+    # Made once and emptied by make_devices: DROP DATABASE waits for a checkpoint, which can take
+    # minutes while other work writes on the same server.
     with psycopg.connect(**admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_heartbeats WITH (FORCE)")
-        conn.execute("CREATE DATABASE bench_heartbeats")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'bench_heartbeats'").fetchone():
+            conn.execute("CREATE DATABASE bench_heartbeats")
     return base.rsplit("/", 1)[0] + "/bench_heartbeats"
 
 
@@ -74,6 +78,8 @@ def make_devices(count):
 
     django.setup()
     call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE rewards_heartbeat, rewards_device, rewards_contributor CASCADE")
     devices = []
     for _ in range(count):
         key = coincurve.PrivateKey()
@@ -94,7 +100,7 @@ def make_devices(count):
                 nonces[address] = "0x" + secrets.token_hex(32)
                 copy.write_row((address, ids[i % len(ids)], "", 0, nonces[address], 10_000, "now"))
     connection.close()
-    return [(key, address, nonces[address]) for key, address in devices]
+    return [(key, address, nonces[address], 0) for key, address in devices]
 
 
 # The load generator (one process per --clients) ---------------------------------------------------
@@ -110,9 +116,9 @@ def client_process(port, devices, duration, connections, min_interval, path, sta
 
     from marketplace.rewards.signing import heartbeat_message
 
-    keys = {address: coincurve.PrivateKey(key) for key, address, _ in devices}
-    state = {address: [0, nonce, 0.0] for _, address, nonce in devices}  # seq, nonce, next allowed time
-    ready = deque(address for _, address, _ in devices)
+    keys = {address: coincurve.PrivateKey(key) for key, address, _, _ in devices}
+    state = {address: [seq, nonce, 0.0] for _, address, nonce, seq in devices}  # seq, nonce, next allowed time
+    ready = deque(address for _, address, _, _ in devices)
     latencies, statuses = [], {}
 
     def body(address):
@@ -169,33 +175,49 @@ def client_process(port, devices, duration, connections, min_interval, path, sta
         await asyncio.gather(*(worker(end) for _ in range(connections)))
 
     asyncio.run(main())
-    results.put((latencies, statuses))
+    results.put((latencies, statuses, {a: (st[0], st[1]) for a, st in state.items()}))
 
 
 def drive(port, devices, *, duration, clients, connections, min_interval, path):
     results = multiprocessing.Queue()
-    shards = [devices[i::clients] for i in range(clients)]
+    # Each slice starts its round robin at a random device, so that every device takes turns.
+    start = random.randrange(len(devices))
+    rotated = devices[start:] + devices[:start]
+    shards = [rotated[i::clients] for i in range(clients)]
     start_at = time.time() + 1.0
     processes = [multiprocessing.Process(target=client_process, args=(port, shard, duration, connections,
                                                                       min_interval, path, start_at, results))
                  for shard in shards]
     for p in processes:
         p.start()
-    latencies, statuses = [], {}
+    latencies, statuses, states = [], {}, {}
     for _ in processes:
-        lat, st = results.get()
+        lat, st, device_states = results.get()
         latencies += lat
+        states.update(device_states)
         for k, v in st.items():
             statuses[k] = statuses.get(k, 0) + v
     for p in processes:
         p.join()
-    latencies.sort()
+    if path.endswith("/node/heartbeat"):  # carry each device's sequence and nonce into the next slice
+        devices[:] = [(key, address, states[address][1], states[address][0]) if address in states
+                      else (key, address, nonce, seq) for key, address, nonce, seq in devices]
+    return {"latencies": latencies, "ok": statuses.get(200, 0), "statuses": statuses, "seconds": duration}
+
+
+def summary(slices):
+    latencies = sorted(x for s in slices for x in s["latencies"])
+    statuses = {}
+    for s in slices:
+        for k, v in s["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
     ok = statuses.get(200, 0)
+    seconds = sum(s["seconds"] for s in slices)
 
     def pct(q):
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
-    return {"per_second": ok / duration, "ok": ok, "p50": pct(0.50), "p95": pct(0.95), "statuses": statuses}
+    return {"per_second": ok / seconds, "ok": ok, "p50": pct(0.50), "p95": pct(0.95), "statuses": statuses}
 
 
 def main():
@@ -203,6 +225,7 @@ def main():
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=60, help="seconds of heartbeats")
     parser.add_argument("--bare-duration", type=float, default=30, help="seconds of each reference view")
+    parser.add_argument("--rounds", type=int, default=3, help="the runs are split into this many interleaved slices")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
     parser.add_argument("--threads", type=int, default=2, help="threads per worker (marketplace/gunicorn_conf.py: 2)")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
@@ -244,11 +267,19 @@ def main():
         common = dict(clients=args.clients, connections=args.connections, min_interval=1.0)
         # A short warm-up of both views (connections, prepared statements, imports).
         drive(port, devices[:2000], duration=3, path="/bench/bare-heartbeat", **common)
+        drive(port, devices[:2000], duration=3, path="/bench/empty", **common)
         print(f"\nthrough gunicorn ({args.workers} workers x {args.threads} threads), {args.clients} load processes x "
               f"{args.connections} connections, one heartbeat a request, {os.cpu_count()} cores shared with the load")
-        empty = drive(port, devices, duration=args.bare_duration, path="/bench/empty", **common)
-        bare = drive(port, devices, duration=args.bare_duration, path="/bench/bare-heartbeat", **common)
-        real = drive(port, devices, duration=args.duration, path="/api/v1/node/heartbeat", **common)
+        # Interleaved slices, so that other work on the machine weighs on each view alike.
+        rounds = args.rounds
+        empty, bare, real = [], [], []
+        for _ in range(rounds):
+            empty.append(drive(port, devices, duration=args.bare_duration / rounds, path="/bench/empty", **common))
+            bare.append(drive(port, devices, duration=args.bare_duration / rounds, path="/bench/bare-heartbeat",
+                              **common))
+            real.append(drive(port, devices, duration=args.duration / rounds, path="/api/v1/node/heartbeat",
+                              **common))
+        empty, bare, real = summary(empty), summary(bare), summary(real)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)

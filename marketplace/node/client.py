@@ -66,6 +66,10 @@ class Client:
     def signed(self, method: str, path: str, payload: dict | None = None) -> dict:
         """A device-signed request (rewards/device_auth.py)."""
         body = json.dumps(payload).encode() if payload is not None else b""
+        if not body:
+            # Signatures are deterministic (RFC 6979) and the time is in seconds: two identical
+            # requests within a second would carry one signature, and the server takes each once.
+            path += ("&" if "?" in path else "?") + "r=" + secrets.token_hex(4)
         stamp = int(time.time())
         message = signing.request_message(chain_id=self.chain_id, device=self.device, method=method, path=path,
                                           timestamp=stamp, body=body)

@@ -178,8 +178,8 @@ def bind(*, bind: Signed, device_signature: str, window: int, ip: str | None = N
                                         action=BindingEvent.Action.REBOUND, via=BindingEvent.Via.OLD_WALLET, ip=ip)
             return Outcome("bound", device, bind.wallet)
         # Without the old wallet: the move waits, and the old wallet sees it coming.
-        contributor = Contributor.objects.filter(wallet=bind.wallet).first()
-        if contributor and Device.objects.filter(contributor=contributor).count() >= settings.REWARD_MAX_DEVICES_PER_WALLET:
+        cap = settings.REWARD_MAX_DEVICES_PER_WALLET
+        if Device.objects.filter(contributor__wallet=bind.wallet).count() >= cap:
             raise APIError("too_many_devices", f"The wallet {bind.wallet} has the most devices allowed "
                            f"({settings.REWARD_MAX_DEVICES_PER_WALLET}): unbind one first.", status=409)
         effective_at = timezone.now() + timedelta(seconds=settings.REWARD_REBIND_COOLDOWN)

@@ -233,8 +233,9 @@ def _why_refused(row, body, now) -> JsonResponse:
     if last_seen_at is not None:
         wait = settings.REWARD_HEARTBEAT_MIN_INTERVAL - (now - last_seen_at.timestamp())
         if wait > 0:
-            response = _refuse(429, "too_soon", f"At most one heartbeat every {settings.REWARD_HEARTBEAT_MIN_INTERVAL:g} "
-                               "seconds per device.", seq=seq)
+            interval = settings.REWARD_HEARTBEAT_MIN_INTERVAL
+            response = _refuse(429, "too_soon", f"At most one heartbeat every {interval:g} seconds per device.",
+                               seq=seq)
             response["Retry-After"] = str(max(1, int(wait + 0.999)))
             return response
     # Another heartbeat of this device changed its row between the two statements.
