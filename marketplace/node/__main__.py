@@ -5,7 +5,7 @@
     datamarket-node bind   --keystore FILE | --key-prompt   bind with a wallet key held here
     datamarket-node unbind --keystore FILE | --key-prompt   unbind (or on the website, signed in)
     datamarket-node status                                  the server's record of this device
-    datamarket-node run    [--interval S]                   heartbeats until Ctrl-C
+    datamarket-node run    [--interval S] [--allow HOST:PORT] heartbeats and fetch jobs until Ctrl-C
 
 Wallet keys are read from an encrypted keystore file (its password at a hidden prompt) or typed
 at a hidden prompt; never from the command line, where other users and the shell history see it.
@@ -120,7 +120,13 @@ def cmd_status(args) -> int:
 
 def cmd_run(args) -> int:
     client, node_dir = _client(args)
-    return Runner(client, node_dir, interval=args.interval, count=args.count).run()
+    from marketplace.rewards.fetching import AllowList
+
+    from .jobs import Bandwidth, JobsState
+
+    state = JobsState(allow=AllowList(args.allow or ()), want=args.jobs,
+                      bandwidth=Bandwidth(per_minute=args.max_bytes_per_minute, per_hour=args.max_bytes_per_hour))
+    return Runner(client, node_dir, interval=args.interval, count=args.count, jobs_state=state).run()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -142,6 +148,11 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="send heartbeats until stopped")
     run.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between heartbeats")
     run.add_argument("--count", type=int, help="stop after this many acknowledged heartbeats")
+    run.add_argument("--allow", action="append", metavar="HOST:PORT",
+                     help="a non-public site jobs may fetch (the demo's local site); repeatable")
+    run.add_argument("--jobs", type=int, default=2, help="fetch jobs to ask for each turn (0: none)")
+    run.add_argument("--max-bytes-per-minute", type=int, help="bandwidth cap of fetch jobs")
+    run.add_argument("--max-bytes-per-hour", type=int, help="bandwidth cap of fetch jobs")
     return top
 
 

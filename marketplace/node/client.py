@@ -63,19 +63,35 @@ class Client:
             raise Refused(response.status_code, data.get("error", {}) if isinstance(data, dict) else {})
         return data
 
-    def signed(self, method: str, path: str, payload: dict | None = None) -> dict:
-        """A device-signed request (rewards/device_auth.py)."""
+    def sign_request(self, method: str, path: str, payload: dict | None) -> tuple[str, bytes, dict]:
+        """(path, body, headers) of a device-signed request (rewards/device_auth.py)."""
         body = json.dumps(payload).encode() if payload is not None else b""
-        if not body:
-            # Signatures are deterministic (RFC 6979) and the time is in seconds: two identical
-            # requests within a second would carry one signature, and the server takes each once.
-            path += ("&" if "?" in path else "?") + "r=" + secrets.token_hex(4)
+        # Signatures are deterministic (RFC 6979) and the time is in seconds: two identical
+        # requests within a second (two turns asking for jobs) would carry one signature, and the
+        # server takes each once. A random query parameter makes every request its own.
+        path += ("&" if "?" in path else "?") + "r=" + secrets.token_hex(4)
         stamp = int(time.time())
         message = signing.request_message(chain_id=self.chain_id, device=self.device, method=method, path=path,
                                           timestamp=stamp, body=body)
-        return self._send(method, path, body=body, headers={
-            "X-Device": self.device, "X-Device-Time": str(stamp),
-            "X-Device-Signature": signing.sign(self.key, message)})
+        return path, body, {"X-Device": self.device, "X-Device-Time": str(stamp),
+                            "X-Device-Signature": signing.sign(self.key, message)}
+
+    def signed(self, method: str, path: str, payload: dict | None = None) -> dict:
+        """A device-signed request; its JSON answer, or ServerDown / Refused."""
+        path, body, headers = self.sign_request(method, path, payload)
+        return self._send(method, path, body=body, headers=headers)
+
+    def signed_response(self, method: str, path: str, payload: dict | None = None) -> requests.Response:
+        """A device-signed request whose answer the caller reads itself (fetch jobs look at each
+        status code); a network failure raises requests' errors (OSError)."""
+        path, body, headers = self.sign_request(method, path, payload)
+        if body:
+            headers["Content-Type"] = "application/json"
+        response = self.http.request(method, self.server + path, data=body or None, headers=headers,
+                                     timeout=TIMEOUT)
+        self.bytes_up += len(body) + len(path)
+        self.bytes_down += len(response.content)
+        return response
 
     def session(self) -> dict:
         return self.signed("GET", "/api/v1/node/session")

@@ -9,7 +9,7 @@ It declines such a job with the reason, and the job goes to another node.
 
 `client` is any object with:
     client.device -> str                                the device key's address
-    client.signed(method, path, json=None) -> response  a request signed by the device key;
+    client.signed_response(method, path, json=None) -> response  a request signed by the device key;
                                                         response.status_code, response.json()
 `marketplace.node.client.NodeClient` is one.
 
@@ -133,7 +133,7 @@ def work(client, state: JobsState) -> Counter:
     remaining = state.bandwidth.remaining()
     want = state.want if remaining is None or remaining > 0 else 0
     try:
-        response = client.signed("POST", JOBS_PATH, {"want": want})
+        response = client.signed_response("POST", JOBS_PATH, {"want": want})
     except OSError as exc:
         state.last_error = f"the server cannot be reached: {exc}"
         return done
@@ -162,7 +162,7 @@ def _error(response) -> str:
 
 def _decline(client, state, job, reason: str, done: Counter) -> None:
     logger.info("declining job %s (%s)", job["id"], reason)
-    response = client.signed("POST", f"{JOBS_PATH}/{job['id']}/decline", {"reason": reason})
+    response = client.signed_response("POST", f"{JOBS_PATH}/{job['id']}/decline", {"reason": reason})
     if response.status_code == 200:
         done["declined"] += 1
         done[f"declined:{reason}"] += 1
@@ -201,7 +201,7 @@ def _fetch_and_commit(client, state: JobsState, job: dict, done: Counter) -> Non
         state.pending[job["id"]] = (rows, secrets.token_hex(16))
     rows, salt = state.pending[job["id"]]
     commit = extracting.commitment(job_id=job["id"], device=client.device, rows=rows, salt=salt)
-    response = client.signed("POST", f"{JOBS_PATH}/{job['id']}/commit", {"commit": commit})
+    response = client.signed_response("POST", f"{JOBS_PATH}/{job['id']}/commit", {"commit": commit})
     if response.status_code == 200:
         done["committed"] += 1
     else:
@@ -218,7 +218,7 @@ def _reveal(client, state: JobsState, job: dict, done: Counter) -> None:
     if kept is None:
         return  # committed before a restart: the salt is gone
     rows, salt = kept
-    response = client.signed(
+    response = client.signed_response(
         "POST", f"{JOBS_PATH}/{job['id']}/reveal", {"rows": rows, "salt": salt}
     )
     if response.status_code == 200:

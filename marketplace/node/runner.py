@@ -1,5 +1,5 @@
-"""The node's run loop: one heartbeat per interval, the probe its acknowledgement names, the jobs
-hook, and a status line.
+"""The node's run loop: one heartbeat per interval, the probe its acknowledgement names, a turn
+of fetch jobs (node/jobs.py), and a status line.
 
 The sequence number is never reused: the state (seq, nonce) is written atomically after every
 acknowledgement, and at start and after a 409 the node asks the server (GET /session, signed)
@@ -45,8 +45,10 @@ class StatusLine:
 
 
 class Runner:
-    def __init__(self, client, node_dir, *, interval: float, count: int | None = None, stream=None):
+    def __init__(self, client, node_dir, *, interval: float, count: int | None = None, stream=None,
+                 jobs_state: jobs.JobsState | None = None):
         self.client, self.node_dir = client, node_dir
+        self.jobs = jobs_state or jobs.JobsState()
         self.interval = interval
         self.count = count
         self.state = node_dir.state()
@@ -67,6 +69,8 @@ class Runner:
                  f"jobs done {f.get('jobs_done', self.state.jobs_done)}"]
         if "points" in f:
             parts.append(f"points today {f['points']}")
+        if self.jobs.last_error:
+            parts.append(f"jobs: {self.jobs.last_error[:60]}")
         return " | ".join(parts)
 
     def resync(self) -> dict:
@@ -104,6 +108,13 @@ class Runner:
         self.acknowledged += 1
         self.connection = "connected"
 
+    def work(self) -> None:
+        """A turn of fetch jobs (it never raises for the server's refusals: they are noted)."""
+        done = jobs.work(self.client, self.jobs)
+        if done["revealed"]:
+            self.state.jobs_done += done["revealed"]
+            self.node_dir.save_state(self.state)
+
     def refresh_status(self) -> None:
         if time.monotonic() - self.status_at < STATUS_EVERY and self.acknowledged > 1:
             return
@@ -132,7 +143,7 @@ class Runner:
                     continue
                 self.beat()
                 self.refresh_status()
-                jobs.work(self.client, self.state)
+                self.work()
                 attempt = 0
             except ServerDown as down:
                 wait = backoff(attempt)

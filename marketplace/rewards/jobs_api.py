@@ -76,6 +76,7 @@ def _device(request):
     forged requests costs a recovery each) and then the device's wallet are within node_jobs."""
     enforce(request, "node_jobs")
     device = device_auth.authenticate(request)
+    device_auth.require_bound(device)
     try:
         consume("node_jobs", wallet=device.contributor.wallet.lower())
     except LimitExceeded as exceeded:

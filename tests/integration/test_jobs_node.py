@@ -1,4 +1,4 @@
-"""The node's side of fetch jobs (marketplace.node.jobs.work through the signed NodeClient)
+"""The node's side of fetch jobs (marketplace.node.jobs.work through the node's signed Client)
 against Django's live server and the demo site, both over real HTTP."""
 
 import json
@@ -7,7 +7,7 @@ from django.conf import settings
 from eth_account import Account
 import pytest
 
-from marketplace.node.client import NodeClient
+from marketplace.node.client import Client
 from marketplace.node.jobs import Bandwidth, JobsState, work
 from marketplace.rewards import demo_site, jobs
 from marketplace.rewards.fetching import AllowList
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def client_of(node, live_server):
-    return NodeClient(live_server.url, node.key, chain_id=settings.CHAIN_ID)
+    return Client(live_server.url, Account.from_key(node.key), settings.CHAIN_ID)
 
 
 def state_for(site, **kwargs):
@@ -103,42 +103,33 @@ def test_signed_requests_are_taken_once_and_only_from_bound_devices(
 ):
     node = bound_device()
     client = client_of(node, live_server)
-    body = b'{"want":0}'
-    headers = client.headers("POST", "/api/v1/node/jobs", body) | {
-        "Content-Type": "application/json"
-    }
-    url = live_server.url + "/api/v1/node/jobs"
-    assert client.session.post(url, data=body, headers=headers).status_code == 200
-    replayed = client.session.post(url, data=body, headers=headers)
+    path, body, headers = client.sign_request("POST", "/api/v1/node/jobs", {"want": 0})
+    headers["Content-Type"] = "application/json"
+    url = live_server.url + path
+    assert client.http.post(url, data=body, headers=headers).status_code == 200
+    replayed = client.http.post(url, data=body, headers=headers)
     assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "replayed"
-    changed = client.session.post(
-        url,
-        data=b'{"want":3}',
-        headers=client.headers("POST", "/api/v1/node/jobs", body)
-        | {"Content-Type": "application/json"},
-    )
-    assert changed.status_code == 401 and changed.json()["error"]["code"] == "bad_signature"
-    assert client.session.post(url, json={"want": 1}).json()["error"]["code"] == "not_signed"
+    changed = client.http.post(url, data=b'{"want":3}', headers=headers)  # signed for another body
+    assert changed.status_code == 401 and changed.json()["error"]["code"] == "forged"
+    assert client.http.post(url, json={"want": 1}).json()["error"]["code"] == "not_signed"
     stranger = Account.create()
     Device.objects.create(address=stranger.address)
-    unbound = NodeClient(live_server.url, stranger.key, chain_id=settings.CHAIN_ID).signed(
-        "GET", "/api/v1/node/jobs"
-    )
-    assert unbound.status_code == 403 and unbound.json()["error"]["code"] == "device_not_bound"
+    unbound = Client(live_server.url, stranger, settings.CHAIN_ID).signed_response("GET", "/api/v1/node/jobs")
+    assert unbound.status_code == 403 and unbound.json()["error"]["code"] == "unbound_device"
 
 
 def test_the_api_refuses_a_reveal_without_a_commitment(job_settings, dataset, site, live_server):
     job = jobs.create_job(target=make_target(dataset, site))
     node = bound_device()
     client = client_of(node, live_server)
-    leased = client.signed("POST", "/api/v1/node/jobs", {"want": 1}).json()["jobs"]
+    leased = client.signed_response("POST", "/api/v1/node/jobs", {"want": 1}).json()["jobs"]
     assert [(j["id"], j["phase"]) for j in leased] == [(job.pk, "fetch")]
     assert "is_canary" not in leased[0] and "expected_hash" not in leased[0]
-    refused = client.signed(
+    refused = client.signed_response(
         "POST", f"/api/v1/node/jobs/{job.pk}/reveal", {"rows": [], "salt": "ab" * 16}
     )
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_committed"
-    unknown = client.signed("POST", "/api/v1/node/jobs/999999/commit", {"commit": "0x" + "00" * 32})
+    unknown = client.signed_response("POST", "/api/v1/node/jobs/999999/commit", {"commit": "0x" + "00" * 32})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_assigned"
 
 
@@ -150,11 +141,11 @@ def test_a_devices_wallet_is_rate_limited(job_settings, live_server):
     wallet = Account.create().address
     first = client_of(bound_device(wallet=wallet), live_server)
     second = client_of(bound_device(wallet=wallet), live_server)
-    assert first.signed("GET", "/api/v1/node/jobs").status_code == 200
-    assert second.signed("GET", "/api/v1/node/jobs").status_code == 200
-    refused = first.signed("GET", "/api/v1/node/jobs")
+    assert first.signed_response("GET", "/api/v1/node/jobs").status_code == 200
+    assert second.signed_response("GET", "/api/v1/node/jobs").status_code == 200
+    refused = first.signed_response("GET", "/api/v1/node/jobs")
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
     assert int(refused.headers["Retry-After"]) > 0
     assert (
-        client_of(bound_device(), live_server).signed("GET", "/api/v1/node/jobs").status_code == 200
+        client_of(bound_device(), live_server).signed_response("GET", "/api/v1/node/jobs").status_code == 200
     )
