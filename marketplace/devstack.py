@@ -221,6 +221,33 @@ def announce_when_up(url, honcho):
         return
 
 
+def demo_contributors(site_port: int) -> None:
+    """The demo's contributions: short epochs with a short root delay (a root is claimable a minute
+    after it is proposed), the operator's dev account as the treasury of each epoch's emission,
+    and the local demo site's address range trusted and fetchable (both nodes come from
+    127.0.0.1). Each is only a default: the environment wins."""
+    from marketplace.env import ANVIL_DEV_KEYS
+
+    defaults = {
+        "REWARD_EPOCH_SECONDS": "300", "REWARD_ROOT_DELAY": "60", "REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[0],
+        "REWARD_TRUSTED_NETWORKS": "127.0.0.0/8", "REWARD_FETCH_ALLOW": f"127.0.0.1:{site_port}",
+        "REWARD_COMMUNITY_ROWS": "200", "DEMO_SITE_PORT": str(site_port),
+    }
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+
+
+def demo_procfile(site_port: int) -> Path:
+    """The Procfile with the demo's site and its two contributor nodes added (manage.py
+    demo_nodes), written under DATA_DIR."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / "Procfile.demo"
+    path.write_text((ROOT / "Procfile").read_text().rstrip("\n") + "\n"
+                    f"demosite: exec python -m marketplace.rewards.demo_site --port {site_port}\n"
+                    "nodes: exec python manage.py demo_nodes\n")
+    return path
+
+
 # Commands ----------------------------------------------------------------------------------------
 
 def run():
@@ -254,10 +281,16 @@ def run():
             say(f"Starting anvil on port {anvil_port} (state kept in {DATA_DIR / 'anvil'})")
             anvil, os.environ["CHAIN_RPC_URL"] = start_anvil(anvil_port)
             os.environ["CHAIN_EMBEDDED"] = "1"
+        procfile = ROOT / "Procfile"
+        demo_nodes = embedded_chain and os.environ.get("DEMO_NODES", "1") != "0"
+        if demo_nodes:
+            site_port = require_free_port("DEMO_SITE_PORT", 8765, "demo site the demo's nodes collect from")
+            demo_contributors(site_port)
+            procfile = demo_procfile(site_port)
         prepare_django()
         env = {**os.environ, "WEB_HOST": web_host, "WEB_PORT": str(web_port), "PATH": f"{BIN}:{os.environ['PATH']}"}
-        say("Starting web, worker and beat")
-        honcho = spawn([BIN / "honcho", "start", "-f", ROOT / "Procfile", "-d", ROOT], env=env)
+        say("Starting web, worker and beat" + (", the demo site and two contributor nodes" if demo_nodes else ""))
+        honcho = spawn([BIN / "honcho", "start", "-f", procfile, "-d", ROOT], env=env)
         shown = "localhost" if web_host in ("127.0.0.1", "0.0.0.0") else web_host
         threading.Thread(
             target=announce_when_up, args=(f"http://{shown}:{web_port}/", honcho), daemon=True

@@ -95,16 +95,18 @@ ANVIL_DEV_ADDRESSES = (
 )
 
 
-def refuse_dev_accounts(chain_id: int, *, operator_key: str, roles: dict) -> None:
-    """On any chain but anvil's, refuse an operator key or a role address (CHAIN_ADMIN, ...)
-    that is one of anvil's dev accounts: whoever reads this file could take its funds or roles."""
+def refuse_dev_accounts(chain_id: int, *, operator_key: str, roles: dict, keys: dict | None = None) -> None:
+    """On any chain but anvil's, refuse an operator key, another key (`keys`: REWARD_TREASURY_KEY)
+    or a role address (CHAIN_ADMIN, ...) that is one of anvil's dev accounts: whoever reads this
+    file could take its funds or roles."""
     if chain_id == ANVIL_CHAIN_ID:
         return
-    if operator_key and operator_key.lower().removeprefix("0x") in ANVIL_DEV_KEYS:
-        raise ImproperlyConfigured(
-            f"CHAIN_OPERATOR_KEY is one of anvil's public dev keys, which anyone can use; on chain {chain_id} "
-            "give the server a key of its own (or set CHAIN_ID=31337 for a local anvil)."
-        )
+    for name, key in {"CHAIN_OPERATOR_KEY": operator_key, **(keys or {})}.items():
+        if key and key.strip().lower().removeprefix("0x") in ANVIL_DEV_KEYS:
+            raise ImproperlyConfigured(
+                f"{name} is one of anvil's public dev keys, which anyone can use; on chain {chain_id} "
+                "give the server a key of its own (or set CHAIN_ID=31337 for a local anvil)."
+            )
     dev_addresses = {a.lower() for a in ANVIL_DEV_ADDRESSES}
     for name, address in roles.items():
         if address and address.strip().lower() in dev_addresses:

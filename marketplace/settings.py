@@ -249,6 +249,7 @@ REWARD_NETWORK_POINT_CAP = env_int("REWARD_NETWORK_POINT_CAP", 100_000)
 # A key holding the reward token: the close transfers each epoch's emission from it into the
 # distributor before proposing. Unset: the close waits until someone funds the distributor.
 REWARD_TREASURY_KEY = os.environ.get("REWARD_TREASURY_KEY", "")
+refuse_dev_accounts(CHAIN_ID, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": REWARD_TREASURY_KEY})
 if REWARD_ROOT_DELAY * 2 >= REWARD_EPOCH_SECONDS:
     raise ImproperlyConfigured(
         f"REWARD_ROOT_DELAY ({REWARD_ROOT_DELAY} s) must be less than half of REWARD_EPOCH_SECONDS "

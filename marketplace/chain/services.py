@@ -277,3 +277,20 @@ def fund_dev_accounts(w3: Web3, *, balance=DEV_ACCOUNT_BALANCE, log=logger.info)
     if minted:
         log(f"Funded {minted} dev account(s) with test USDC up to {balance // 10**6:,} each")
     return minted
+
+
+def follow_root_delay(w3: Web3, *, log=logger.info) -> bool:
+    """On a local anvil whose distributor the operator administers, set its root delay to
+    REWARD_ROOT_DELAY (a delay is fixed at deployment; the demo's chain keeps its state between
+    runs, so a changed setting would otherwise never reach it). True when it changed."""
+    if w3.eth.chain_id != ANVIL_CHAIN_ID:
+        return False
+    distributor = reward_distributor(w3)
+    if distributor.root_delay() == settings.REWARD_ROOT_DELAY:
+        return False
+    if not distributor.has_role("DEFAULT_ADMIN_ROLE", w3.eth.default_account):
+        return False
+    distributor._transact(distributor.contract.functions.setRootDelay(settings.REWARD_ROOT_DELAY))
+    log(f"The reward distributor's root delay is now {settings.REWARD_ROOT_DELAY} s (REWARD_ROOT_DELAY)")
+    return True
+

@@ -24,10 +24,11 @@ OUR_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "CHAIN_RPC_URL", "CHAIN_EM
 
 
 class Launcher:
-    def __init__(self, data_dir, web_port, anvil_port):
-        env = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES and not k.startswith("DJANGO_")}
+    def __init__(self, data_dir, web_port, anvil_port, site_port=None):
+        env = {k: v for k, v in os.environ.items()
+               if k not in OUR_VARIABLES and not k.startswith(("DJANGO_", "REWARD_"))}
         env.update(DATA_DIR=str(data_dir), WEB_PORT=str(web_port), ANVIL_PORT=str(anvil_port), PYTHONUNBUFFERED="1",
-                   DEMO_CATALOG_LIMIT="4")
+                   DEMO_CATALOG_LIMIT="4", DEMO_SITE_PORT=str(site_port or free_port()))
         self.url = f"http://127.0.0.1:{web_port}/"
         self.data_dir = data_dir
         self.lines = []
@@ -103,10 +104,13 @@ def test_run_stop_and_run_again(tmp_path, ports):
     # The demo catalog was seeded, listed, approved, and the search writer indexed it.
     found = wait_for_search(first.url)
     assert found["total"] >= 3, found
+    # The demo's two contributor nodes are bound (to two wallets) and send heartbeats.
+    network = wait_for_nodes(first.url)
+    assert network["nodes_online"] == 2 and network["contributors"] == 2, (network, first.output())
     code, started, alive = first.stop()
     assert code == 0, first.output()
     assert "sending SIGKILL" not in first.output(), "every process should stop on SIGTERM in time"
-    assert len(started) >= 6, f"expected launcher, postgres, anvil, honcho, web, worker, beat: {started}"
+    assert len(started) >= 9, f"expected launcher, postgres, anvil, honcho, web, worker, beat, nodes: {started}"
     assert not alive, f"still running after SIGTERM: {[psutil.Process(p).cmdline() for p in alive]}"
     assert (data_dir / "anvil" / "state.json").exists(), "anvil must dump its state on a clean stop"
 
@@ -154,6 +158,21 @@ def wait_for_search(url, timeout=60):
             pass
         time.sleep(0.5)
     return body or {"total": 0}
+
+
+def wait_for_nodes(url, timeout=90):
+    deadline = time.monotonic() + timeout
+    body = {}
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "api/v1/rewards/network", timeout=5) as response:
+                body = json.load(response)
+            if body["nodes_online"] >= 2:
+                return body
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    return body
 
 
 def wait_for_text(launcher, text, timeout=30):

@@ -61,3 +61,9 @@ def test_the_compose_file_sets_no_dev_key_or_address():
     text = (ROOT / "docker-compose.yml").read_text().lower()
     for secret in (*ANVIL_DEV_KEYS, *(a.lower() for a in ANVIL_DEV_ADDRESSES)):
         assert secret.removeprefix("0x") not in text
+
+
+def test_a_treasury_key_that_is_a_dev_key_is_refused_off_anvil():
+    with pytest.raises(ImproperlyConfigured, match="REWARD_TREASURY_KEY is one of anvil's public dev keys"):
+        refuse_dev_accounts(8453, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[9]})
+    refuse_dev_accounts(31337, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[9]})
