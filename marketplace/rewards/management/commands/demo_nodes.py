@@ -6,6 +6,7 @@ DATA_DIR/nodes/<name> (once), binds it to its wallet with that wallet's dev key 
 public keys: the node program itself takes wallet keys from a keystore or a prompt only), then
 runs both as `python -m marketplace.node ... run` processes until it is stopped (SIGTERM from the
 run command reaches both)."""
+import ctypes
 import os
 from pathlib import Path
 import signal
@@ -26,6 +27,16 @@ from marketplace.rewards.demo_jobs import ensure_demo_targets
 #: Node name -> the index of its wallet among anvil's dev accounts (0 is the operator, 1-4 the
 #: demo's publishers, 5-7 its buyers).
 NODES = {"node-a": 8, "node-b": 9}
+
+
+def _die_with_parent():
+    """In the node's process: SIGTERM it when this command dies, however it dies (a node left
+    running would hold the run command's log pipe open, and the run command would never end).
+    The nodes stay in this command's process group, so a signal to the group reaches them too."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 class Command(BaseCommand):
@@ -60,18 +71,30 @@ class Command(BaseCommand):
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "marketplace.node", "--dir", str(node_dir.path), "--server", server, "run",
                  "--interval", str(interval), "--allow", site.removeprefix("http://")],
-                start_new_session=True))
+                preexec_fn=_die_with_parent))
+
+        stopping = []
 
         def stop(*_):
+            stopping.append(True)
             for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        reported = set()
+        by_signal = False
         try:
-            while all(p.poll() is None for p in processes):
+            # A node that stops on its own is reported, and the other goes on (the run command's
+            # other processes too): the demo's web server does not depend on its contributors.
+            while not stopping and any(p.poll() is None for p in processes):
+                for name, process in zip(NODES, processes):
+                    if process.poll() is not None and name not in reported:
+                        reported.add(name)
+                        self.stderr.write(f"{name} stopped with exit code {process.returncode}")
                 time.sleep(1)
+            by_signal = bool(stopping)
         finally:
             stop()
             for process in processes:
@@ -79,9 +102,10 @@ class Command(BaseCommand):
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        codes = [p.returncode for p in processes]
-        if any(code not in (0, -signal.SIGTERM) for code in codes):
-            raise CommandError(f"a demo node stopped with exit codes {codes}")
+        if not by_signal:
+            # Every node stopped on its own: wait for the run command to stop this one, as the
+            # Procfile's other processes do (honcho stops everything when one process ends).
+            signal.pause()
 
     def wait_for(self, server: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
