@@ -2,7 +2,7 @@
 // reward distributor from the wallet, then waits for the server to index the Claimed event and
 // reloads. Everything else on the page is server-rendered.
 
-import { UserError, account, chainInfo, ensureChain, ensureGas, explainWalletError, preflight, send, shortHex, sleep, waitReceipt } from "./chain.js";
+import { UserError, account, chainInfo, ensureChain, ensureGas, explainWalletError, preflight, send, shortHex, waitForIndexer, waitReceipt } from "./chain.js";
 import { findWallet } from "./wallet.js";
 
 const CLAIM_GAS = 120000; // a claim with a 20-level proof: about 60,000
@@ -14,12 +14,6 @@ export function claimCalldata(selector, accountAddress, cumulative, proof) {
   return selector + word(accountAddress) + BigInt(cumulative).toString(16).padStart(64, "0")
     + (96).toString(16).padStart(64, "0") + proof.length.toString(16).padStart(64, "0")
     + proof.map(word).join("");
-}
-
-async function claimedOnServer(accountAddress, epochCumulative) {
-  const response = await fetch(`/api/v1/rewards/proof/${accountAddress}`, { headers: { Accept: "application/json" } });
-  const data = await response.json().catch(() => null);
-  return Boolean(data && BigInt(data.claimed) >= BigInt(epochCumulative));
 }
 
 async function claim(button, say) {
@@ -41,11 +35,11 @@ async function claim(button, say) {
   const hash = await send(provider, tx);
   say(`Submitted ${shortHex(hash)}: waiting for it to be mined…`);
   await waitReceipt(provider, chain, hash);
-  say("Claimed. Waiting for the server to see it…");
-  for (let i = 0; i < 120; i++) {
-    if (await claimedOnServer(button.dataset.account, button.dataset.cumulative)) break;
-    await sleep(1000);
-  }
+  // The server's indexer reads the transaction's block (with the chain's confirmations), then the
+  // page shows the claim.
+  await waitForIndexer(hash, (progress) => {
+    say(progress ? `Claimed: waiting for ${progress.needed} confirmations (${progress.confirmations} so far)…` : "Claimed: waiting for the block…");
+  }, { allowNone: true });
   window.location.reload();
 }
 

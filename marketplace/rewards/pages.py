@@ -27,7 +27,7 @@ def _contributor(wallet: str, *, create: bool = False) -> Contributor | None:
     return Contributor.objects.filter(wallet=wallet).first()
 
 
-def _bars(values: list[int], *, height: int = 120) -> list[int]:
+def _bars(values: list[int], *, height: int = 120) -> list[int]:  # the chart's bars, in SVG units
     """Bar heights in pixels for a chart of `values` (the largest fills it)."""
     top = max(values, default=0)
     return [round(v * height / top) if top else 0 for v in values]
@@ -53,8 +53,10 @@ def my_rewards(request):
         "contributor": contributor,
         "devices": dashboard.devices(wallet),
         "today": dashboard.today_figures(wallet),
-        "days": [{**d, "bar": b} for d, b in zip(days, _bars([d["slots"] for d in days]))],
-        "points": [{**p, "bar": b} for p, b in zip(points, _bars([p["points"] for p in points]))],
+        "days": [{**d, "bar": b, "label": d["day"].isoformat(), "short": d["day"].strftime("%d")}
+                 for d, b in zip(days, _bars([d["slots"] for d in days]))],
+        "points": [{**p, "bar": b, "label": f"epoch {p['epoch']}", "short": p["epoch"]}
+                   for p, b in zip(points, _bars([p["points"] for p in points]))],
         "epochs": [{**e, **{k + "_text": format_usdc(e[k]) for k in ("amount", "revenue", "released", "held")},
                     "cumulative_text": format_usdc(e["cumulative"]) if e["cumulative"] is not None else "—"}
                    for e in epochs],
