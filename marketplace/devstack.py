@@ -223,13 +223,14 @@ def announce_when_up(url, honcho):
 
 def demo_contributors(site_port: int) -> None:
     """The demo's contributions: short epochs with a short root delay (a root is claimable a minute
-    after it is proposed), the operator's dev account as the treasury of each epoch's emission,
+    after it is proposed), dev account 4 (a demo publisher, holding a million test USDC) as the
+    treasury of each epoch's emission (never the operator: the two would share nonces),
     and the local demo site's address range trusted and fetchable (both nodes come from
     127.0.0.1). Each is only a default: the environment wins."""
     from marketplace.env import ANVIL_DEV_KEYS
 
     defaults = {
-        "REWARD_EPOCH_SECONDS": "300", "REWARD_ROOT_DELAY": "60", "REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[0],
+        "REWARD_EPOCH_SECONDS": "300", "REWARD_ROOT_DELAY": "60", "REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[4],
         "REWARD_TRUSTED_NETWORKS": "127.0.0.0/8", "REWARD_FETCH_ALLOW": f"127.0.0.1:{site_port}",
         "REWARD_COMMUNITY_ROWS": "200", "DEMO_SITE_PORT": str(site_port),
     }

@@ -250,6 +250,11 @@ REWARD_NETWORK_POINT_CAP = env_int("REWARD_NETWORK_POINT_CAP", 100_000)
 # distributor before proposing. Unset: the close waits until someone funds the distributor.
 REWARD_TREASURY_KEY = os.environ.get("REWARD_TREASURY_KEY", "")
 refuse_dev_accounts(CHAIN_ID, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": REWARD_TREASURY_KEY})
+if REWARD_TREASURY_KEY and CHAIN_OPERATOR_KEY and (
+        REWARD_TREASURY_KEY.strip().lower().removeprefix("0x") == CHAIN_OPERATOR_KEY.strip().lower().removeprefix("0x")):
+    raise ImproperlyConfigured(
+        "REWARD_TREASURY_KEY is the operator's key (CHAIN_OPERATOR_KEY): give the treasury a key of its own, or the "
+        "treasury's transfers and the operator sender's transactions would take each other's nonces.")
 if REWARD_ROOT_DELAY * 2 >= REWARD_EPOCH_SECONDS:
     raise ImproperlyConfigured(
         f"REWARD_ROOT_DELAY ({REWARD_ROOT_DELAY} s) must be less than half of REWARD_EPOCH_SECONDS "

@@ -101,24 +101,30 @@ class ReferralRefused(Exception):
 
 def set_referrer(contributor: Contributor, code: str) -> Contributor:
     """Record who referred the contributor, once, before it has earned anything: the code must be
-    another contributor's, and no referral loop may form."""
+    another contributor's, and no referral loop may form. Every contributor row is locked for the
+    check (a referral is rare): two wallets naming each other's codes at once cannot both pass."""
+    from django.db import transaction
+
     code = code.strip()
-    if contributor.referred_by_id is not None:
-        raise ReferralRefused("You already named who referred you; it cannot be changed.")
-    if EpochAmount.objects.filter(wallet=contributor.wallet).exists():
-        raise ReferralRefused("A referral is named before a wallet's first reward epoch; this wallet has "
-                              "already earned rewards.")
-    referrer = Contributor.objects.filter(referral_code=code).first()
-    if referrer is None:
-        raise ReferralRefused(f"No contributor has the referral code {code!r}; check the link you were given.")
-    seen, current = set(), referrer
-    while current is not None and current.pk not in seen:
-        if current.pk == contributor.pk:
-            raise ReferralRefused("That is your own code, or a wallet you referred: a referral cannot loop.")
-        seen.add(current.pk)
-        current = current.referred_by
-    contributor.referred_by = referrer
-    contributor.save(update_fields=["referred_by"])
+    with transaction.atomic():
+        list(Contributor.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+        contributor = Contributor.objects.get(pk=contributor.pk)
+        if contributor.referred_by_id is not None:
+            raise ReferralRefused("You already named who referred you; it cannot be changed.")
+        if EpochAmount.objects.filter(wallet=contributor.wallet).exists():
+            raise ReferralRefused("A referral is named before a wallet's first reward epoch; this wallet has "
+                                  "already earned rewards.")
+        referrer = Contributor.objects.filter(referral_code=code).first()
+        if referrer is None:
+            raise ReferralRefused("No contributor has that referral code; check the link you were given.")
+        seen, current = set(), referrer
+        while current is not None and current.pk not in seen:
+            if current.pk == contributor.pk:
+                raise ReferralRefused("That is your own code, or a wallet you referred: a referral cannot loop.")
+            seen.add(current.pk)
+            current = current.referred_by
+        contributor.referred_by = referrer
+        contributor.save(update_fields=["referred_by"])
     return contributor
 
 

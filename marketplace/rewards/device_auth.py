@@ -33,7 +33,7 @@ def authenticate(request) -> Device:
     if not (address and stamp and signature):
         raise APIError("not_signed", "Sign the request with the device key (X-Device, X-Device-Time and "
                        "X-Device-Signature headers).", status=401)
-    if not is_address(address) or not stamp.isdigit():
+    if not is_address(address) or not (stamp.isascii() and stamp.isdigit()):
         raise APIError("not_signed", "X-Device is an address and X-Device-Time Unix seconds.", status=401)
     timestamp = int(stamp)
     now = time.time()
@@ -57,7 +57,7 @@ def authenticate(request) -> Device:
     expires = datetime.fromtimestamp(timestamp + settings.REWARD_CLOCK_SKEW + 1, tz=dt_timezone.utc)
     try:
         with transaction.atomic():
-            DeviceRequestSignature.objects.create(signature=signature.lower(), expires_at=expires)
+            DeviceRequestSignature.objects.create(signature=signing.canonical(signature), expires_at=expires)
     except IntegrityError:
         raise APIError("replayed", "This signed request was taken already: sign each request anew.",
                        status=409) from None

@@ -277,11 +277,22 @@ def score(epoch: Epoch) -> None:
         HeldAmount.objects.select_for_update()
         .filter(status=HeldAmount.Status.HELD)
         .exclude(flag__status=Flag.Status.OPEN)
-        .select_related("flag")
+        # A wallet with another flag still open keeps everything held until that one is decided.
+        .exclude(wallet__in=list(open_flags))
+        .select_related("flag", "epoch")
         .order_by("id")
     )
+    # A held amount goes back to the pool if any flag of its wallet raised by the time it was held
+    # (its epoch's scoring) was confirmed (not only the flag it was recorded under): clearing a benign flag never pays
+    # what was earned while a confirmed one was open.
+    confirmed = defaultdict(list)
+    for wallet_, raised in Flag.objects.filter(
+            status=Flag.Status.CONFIRMED, wallet__in={h.wallet for h in settling}).values_list("wallet", "created_at"):
+        confirmed[wallet_].append(raised)
     for held in settling:
-        if held.flag.status == Flag.Status.CLEARED:
+        held_at = held.epoch.scored_at or held.epoch.ends_at
+        caught = any(raised <= held_at for raised in confirmed[held.wallet])
+        if held.flag.status == Flag.Status.CLEARED and not caught:
             released[held.wallet] += int(held.amount)
             held.status = HeldAmount.Status.RELEASED
         else:

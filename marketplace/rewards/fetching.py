@@ -239,15 +239,20 @@ def _fetch(url, max_bytes, timeout, allow, resolver, user_agent, max_redirects, 
                 url = urljoin(url, response.getheader("Location"))
                 continue
             declared = response.getheader("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError(
                     "too_large", f"{url} is {declared} bytes, over the job's {max_bytes}"
                 )
             chunks, size = [], 0
             while True:
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise FetchError("timeout", f"{url} took longer than {timeout} s")
-                chunk = response.read(CHUNK)
+                # read1 returns what one receive brings, and the socket waits at most until the
+                # deadline: a server dripping a byte at a time cannot stretch a fetch past it.
+                if connection.sock is not None:
+                    connection.sock.settimeout(left)
+                chunk = response.read1(CHUNK)
                 if not chunk:
                     break
                 size += len(chunk)

@@ -8,6 +8,7 @@ distributor's root events and claims; with their rollback after a reorganisation
   `validAt`; `RootReplaced`, `RootRevoked` and `RootSuspended` set its root status.
 - `Claimed`: a `RewardClaim` (what a wallet has claimed so far is the largest cumulative amount).
 """
+import logging
 
 from datetime import datetime, timezone
 
@@ -27,6 +28,8 @@ STATUS_OF = {
     "RootRevoked": Epoch.RootStatus.REVOKED,
     "RootSuspended": Epoch.RootStatus.SUSPENDED,
 }
+
+logger = logging.getLogger(__name__)
 
 
 def _distributor(chain_id: int) -> str | None:
@@ -60,17 +63,38 @@ def _payout(event: Event) -> str | None:
     return latest.get("payout") if latest else None
 
 
+def _listing_token(event: Event) -> str | None:
+    """The token of the settled order's listing, as its ListingCreated named it (a listing's token
+    never changes)."""
+    created = (ChainEvent.objects.filter(chain_id=event.chain_id, address=event.address, name="ListingCreated",
+                                         args__listingId=event.args["listingId"])
+               .values_list("args", flat=True).first())
+    return created.get("token") if created else None
+
+
+def _reward_token(chain_id: int) -> str | None:
+    return (Deployment.objects.filter(chain_id=chain_id, contract="TestUSDC")
+            .values_list("address", flat=True).first())
+
+
 def on_sale_events(events: list[Event]) -> None:
-    """Settlements that paid the distributor become community revenue rows."""
+    """Settlements that paid the distributor, in the token it pays rewards in, become community
+    revenue rows (a listing in another token paying the distributor is not revenue: the amount
+    would be counted in the wrong units, and no root can pay it out)."""
     from marketplace.catalog.models import Listing
 
     distributor = _distributor(events[0].chain_id)
     if distributor is None:
         return
+    reward_token = _reward_token(events[0].chain_id)
     rows = []
     for event in events:
         owner_amount = int(event.args["ownerAmount"])
         if owner_amount <= 0 or _payout(event) != distributor:
+            continue
+        if _listing_token(event) != reward_token:
+            logger.warning("a settlement paid the distributor in token %s, not the reward token %s: not revenue "
+                           "(order %s)", _listing_token(event), reward_token, event.args["orderId"])
             continue
         listing = Listing.objects.filter(
             chain_id=event.chain_id, listing_id=int(event.args["listingId"])

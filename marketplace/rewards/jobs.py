@@ -305,6 +305,10 @@ def _valid_rows(rows) -> list[dict]:
                 "Each row is an object of strings, integers, booleans and nulls.",
                 status=400,
             )
+    try:
+        extracting.canonical(rows)
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") JSON allows and UTF-8 does not
+        raise JobError("invalid_rows", "The rows hold text that is not valid Unicode.", status=400) from None
     return rows
 
 

@@ -69,8 +69,8 @@ def my_rewards(request):
         "weights": Weights.from_settings().as_dict(),
         "slot_seconds": settings.REWARD_SLOT_SECONDS,
         "distributor_url": explorer_link("address", claim["distributor"]) if claim["distributor"] else None,
-        "error": request.GET.get("error", ""),
-        "saved": request.GET.get("saved", ""),
+        "error": request.session.pop("rewards_error", ""),
+        "saved": request.GET.get("saved", "") in ("referral", "settings"),
     })
 
 
@@ -86,9 +86,8 @@ def my_rewards_settings(request):
         try:
             dashboard.set_referrer(contributor, request.POST["ref"][:40])
         except dashboard.ReferralRefused as refused:
-            from urllib.parse import urlencode
-
-            return HttpResponseRedirect("/me/rewards?" + urlencode({"error": str(refused)}) + "#referrals")
+            request.session["rewards_error"] = str(refused)  # shown once, never from the URL
+            return HttpResponseRedirect("/me/rewards#referrals")
         return HttpResponseRedirect("/me/rewards?saved=referral#referrals")
     contributor.leaderboard_opt_out = request.POST.get("leaderboard_opt_out") == "on"
     contributor.save(update_fields=["leaderboard_opt_out"])

@@ -146,8 +146,12 @@ class Referrals:
     )  # wallet -> devices that earned for it
 
     def void(self, referrer: str, referee: str) -> bool:
-        """The two share an IP range or a device: the bonus would be paid to oneself."""
+        """The two share an IP range or a device (the bonus would be paid to oneself), or the
+        referrer has neither: a wallet with no network and no device of its own is no
+        contributor, and nothing could show it is not the referee's own second wallet."""
         empty = frozenset()
+        if not self.networks.get(referrer) and not self.devices.get(referrer):
+            return True
         return bool(
             self.networks.get(referrer, empty) & self.networks.get(referee, empty)
             or self.devices.get(referrer, empty) & self.devices.get(referee, empty)

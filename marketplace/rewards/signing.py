@@ -120,3 +120,14 @@ def checksum(address: str) -> str:
 
 
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
+def canonical(signature: str) -> str:
+    """One spelling of a signature `recover` accepted: lower-case 0x-hex with v as 27 or 28. A
+    replay check keyed on it cannot be passed by writing the same signature another way (without
+    0x, in upper case, with v as 0 or 1)."""
+    raw = bytearray(bytes.fromhex(signature.removeprefix("0x").removeprefix("0X")))
+    if raw[64] < 27:
+        raw[64] += 27
+    return "0x" + raw.hex()
+

@@ -18,7 +18,7 @@ def _link(request) -> dict | None:
     """The node's signed Bind from the query string, or None when it is not one."""
     q = request.GET
     device, wallet, nonce, issued, sig = (q.get(k, "") for k in ("device", "wallet", "nonce", "issued", "sig"))
-    if not (is_address(device) and is_address(wallet) and NONCE.match(nonce) and issued.isdigit()
+    if not (is_address(device) and is_address(wallet) and NONCE.match(nonce) and issued.isascii() and issued.isdigit()
             and SIGNATURE.match(sig)):
         return None
     return {"device": to_checksum_address(device), "wallet": to_checksum_address(wallet), "nonce": nonce,

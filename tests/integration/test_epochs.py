@@ -162,6 +162,27 @@ def test_a_proof_from_the_stored_tree_verifies_against_the_root():
     assert tree.root_hex == scored.root
 
 
+def test_clearing_one_flag_releases_nothing_while_another_flag_of_the_wallet_is_open():
+    """A benign flag cleared while a canary catch is still open: what the wallet earned stays
+    held (the attack review's sequence: clearing the first flag paid everything held under it)."""
+    epoch = first_window()
+    owner = wallet()
+    dev = device(owner)
+    credit(dev, 10, epoch.starts_at + timedelta(minutes=1))
+    benign = Flag.objects.create(kind=Flag.Kind.WALLETS_PER_ADDRESS, wallet=owner, evidence={"ip": "x"})
+    caught = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=owner, device=dev, evidence={"job": 2})
+    score_through(1)
+    (held,) = HeldAmount.objects.filter(wallet=owner)
+    Flag.objects.filter(pk=benign.pk).update(status=Flag.Status.CLEARED)
+    two = score_through(2)
+    held.refresh_from_db()
+    assert held.status == HeldAmount.Status.HELD and owner not in leaves(two)
+    Flag.objects.filter(pk=caught.pk).update(status=Flag.Status.CONFIRMED)
+    three = score_through(3)
+    held.refresh_from_db()
+    assert held.status == HeldAmount.Status.RETURNED and int(three.returned_in) == int(held.amount)
+
+
 def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
     epoch = first_window()
     a, b = wallet(), wallet()

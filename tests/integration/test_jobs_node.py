@@ -2,6 +2,7 @@
 against Django's live server and the demo site, both over real HTTP."""
 
 import json
+import time
 
 from django.conf import settings
 from eth_account import Account
@@ -9,7 +10,7 @@ import pytest
 
 from marketplace.node.client import Client
 from marketplace.node.jobs import Bandwidth, JobsState, work
-from marketplace.rewards import demo_site, jobs
+from marketplace.rewards import demo_site, jobs, signing
 from marketplace.rewards.fetching import AllowList
 from marketplace.rewards.models import CollectedRow, Device, FetchJob, JobAssignment, WorkCredit
 
@@ -109,6 +110,12 @@ def test_signed_requests_are_taken_once_and_only_from_bound_devices(
     assert client.http.post(url, data=body, headers=headers).status_code == 200
     replayed = client.http.post(url, data=body, headers=headers)
     assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "replayed"
+    # The same signature spelt otherwise (no 0x, upper case, v as 0 or 1) is the same request.
+    sig = headers["X-Device-Signature"][2:]
+    v = int(sig[128:], 16)
+    for spelling in (sig, sig.upper(), sig[:128] + f"{v - 27:02x}"):
+        again = client.http.post(url, data=body, headers={**headers, "X-Device-Signature": spelling})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "replayed", spelling
     changed = client.http.post(url, data=b'{"want":3}', headers=headers)  # signed for another body
     assert changed.status_code == 401 and changed.json()["error"]["code"] == "forged"
     assert client.http.post(url, json={"want": 1}).json()["error"]["code"] == "not_signed"
@@ -149,3 +156,18 @@ def test_a_devices_wallet_is_rate_limited(job_settings, live_server):
     assert (
         client_of(bound_device(), live_server).signed_response("GET", "/api/v1/node/jobs").status_code == 200
     )
+
+
+def test_a_reveal_with_text_that_is_not_unicode_is_a_400(job_settings, dataset, site, live_server):
+    job = jobs.create_job(target=make_target(dataset, site))
+    client = client_of(bound_device(), live_server)
+    # JSON with a lone surrogate escaped (valid JSON, not valid Unicode), signed as the node signs.
+    body = '{"rows": [{"a": "\\ud800"}], "salt": "' + "ab" * 16 + '"}'
+    path = f"/api/v1/node/jobs/{job.pk}/reveal"
+    stamp = int(time.time())
+    message = signing.request_message(chain_id=settings.CHAIN_ID, device=client.device, method="POST",
+                                      path=path, timestamp=stamp, body=body.encode())
+    headers = {"X-Device": client.device, "X-Device-Time": str(stamp), "Content-Type": "application/json",
+               "X-Device-Signature": signing.sign(client.key, message)}
+    answer = client.http.post(live_server.url + path, data=body.encode(), headers=headers)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_rows"

@@ -113,11 +113,15 @@ def test_a_referral_is_named_once_before_the_first_epoch_and_never_loops(two_epo
     newcomer = Account.create().address
     client = signed_in(newcomer)
     refused = client.post("/me/rewards/settings", {"ref": "no-such-code"})
-    assert refused.status_code == 302 and "referral+code" in refused["Location"]
+    assert refused.status_code == 302 and "error" not in refused["Location"]
+    assert "No contributor has that referral code" in client.get(refused["Location"]).content.decode()
+    assert "No contributor has" not in client.get("/me/rewards").content.decode()  # said once
+    # A link cannot put words of its own on the page.
+    assert "Send your key" not in client.get("/me/rewards?error=Send+your+key").content.decode()
     assert client.post("/me/rewards/settings", {"ref": referrer.referral_code}).status_code == 302
     assert Contributor.objects.get(wallet=newcomer).referred_by == referrer
     again = client.post("/me/rewards/settings", {"ref": referrer.referral_code})
-    assert "already" in again["Location"]
+    assert "already named" in client.get(again["Location"]).content.decode()
     page = signed_in(a).get("/me/rewards").content.decode()
     assert "data-referrals" in page and newcomer in page
     # The referrer naming its own referee would make a loop; it has earned already anyway.

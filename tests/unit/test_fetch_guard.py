@@ -232,3 +232,35 @@ def test_urls_other_than_plain_http_are_refused(url):
     with pytest.raises(FetchError) as refused:
         fetch(url, max_bytes=1000, timeout=2)
     assert refused.value.reason == "bad_url"
+
+
+def test_a_server_dripping_its_body_cannot_stretch_a_fetch_past_its_timeout():
+    """A byte every 0.2 s for ten seconds: the fetch gives up at its one-second limit (a read of
+    16 KB used to wait inside http.client for as long as bytes kept coming)."""
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def drip():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n")
+        try:
+            for _ in range(50):
+                conn.sendall(b"x")
+                time.sleep(0.2)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(FetchError) as refused:
+        fetch(f"http://127.0.0.1:{port}/", max_bytes=1000, timeout=1.0, allow=AllowList([f"127.0.0.1:{port}"]))
+    assert refused.value.reason == "timeout" and time.monotonic() - started < 2.5
+    server.close()

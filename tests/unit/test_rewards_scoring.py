@@ -83,6 +83,9 @@ def refs(**kwargs):
     defaults = {
         "referrer": {"0xR": "0xU", "0xU": "0xT"},
         "first_activity": {"0xR": LONG_AGO, "0xU": LONG_AGO},
+        # The referrers are contributors of their own, elsewhere.
+        "networks": {"0xU": frozenset({"203.0.113.0/24"}), "0xT": frozenset({"192.0.2.0/24"})},
+        "devices": {"0xU": frozenset({11}), "0xT": frozenset({12})},
     }
     return Referrals(**{**defaults, **kwargs})
 
@@ -109,6 +112,7 @@ def test_referral_bonuses_are_capped_per_referrer_per_epoch():
     referrals = Referrals(
         referrer={f"0xR{i}": "0xU" for i in range(3)},
         first_activity={f"0xR{i}": LONG_AGO for i in range(3)},
+        devices={"0xU": frozenset({11})},
     )
     assert referral_bonuses(scores, referrals, W, START) == {"0xU": W.referral_cap * 10_000}
 
@@ -124,6 +128,15 @@ def test_a_referral_is_void_when_the_two_share_an_ip_range_or_a_device():
     )  # tier 2 shares nothing with the referee
     shared_device = refs(devices={"0xR": frozenset({7}), "0xU": frozenset({7, 8})})
     assert "0xU" not in referral_bonuses(scores, shared_device, W, START)
+
+
+def test_a_referrer_with_no_device_and_no_network_of_its_own_earns_no_bonus():
+    """Wallets that only signed in and named each other's codes (no node of their own) would
+    otherwise take a share of the pool on the referee's work (a referee's own second wallets)."""
+    scores = score_wallets([DeviceWork(1, "0xR", 10_000, job_points=100)], W)
+    bare = refs(networks={}, devices={"0xT": frozenset({12})})
+    assert referral_bonuses(scores, bare, W, START) == {"0xT": 50 * 10_000}
+    assert referral_bonuses(scores, refs(networks={}, devices={}), W, START) == {}
 
 
 def test_amounts_are_rounded_down_and_the_remainder_carried():
