@@ -26,17 +26,21 @@ class DeviceState:
     online: bool
     pending_wallet: str
     pending_at: object
+    today: object = None  # the device's DeviceDay of today: its own reported traffic and latency
 
 
 def devices(wallet: str) -> list[DeviceState]:
-    """The wallet's bound devices, oldest first, with whether each is online and a rebinding
-    waiting for its cooldown (to another wallet), if any."""
+    """The wallet's bound devices, oldest first, with whether each is online, a rebinding waiting
+    for its cooldown (to another wallet), if any, and today's roll-up (the figures the node
+    reports of itself, bytes and latency, are shown to its owner only: never scored or
+    published)."""
     now = timezone.now()
     rows = list(Device.objects.filter(contributor__wallet=wallet).order_by("created_at"))
     pending = {p.device_id: p for p in PendingBinding.objects.filter(device__in=rows)}
+    today = {d.device_id: d for d in DeviceDay.objects.filter(device__in=rows, day=now.date())}
     return [DeviceState(d, bool(d.last_seen_at and now - d.last_seen_at <= ONLINE_WITHIN),
                         pending[d.pk].wallet if d.pk in pending else "",
-                        pending[d.pk].effective_at if d.pk in pending else None) for d in rows]
+                        pending[d.pk].effective_at if d.pk in pending else None, today.get(d.pk)) for d in rows]
 
 
 def uptime_days(wallet: str, *, days: int = CHART_DAYS, today: date | None = None) -> list[dict]:

@@ -45,7 +45,8 @@ def two_epochs():
     score_through(2)
     da.last_seen_at = timezone.now()
     da.save(update_fields=["last_seen_at"])
-    DeviceDay.objects.create(device=da, day=timezone.now().date(), heartbeats=60, verified_slots=30)
+    DeviceDay.objects.create(device=da, day=timezone.now().date(), heartbeats=60, verified_slots=30,
+                             bytes_up=12_345, bytes_down=67_890, latency_ms_avg=42)
     return a, b
 
 
@@ -58,6 +59,9 @@ def test_the_dashboard_shows_devices_uptime_epochs_held_amounts_and_the_claim(tw
     root = Epoch.objects.get(number=1).root
     assert verify(root, a, int(one.amount), proof)
     assert 'data-online' in html and "0.5 h" in html  # 30 one-minute slots today
+    assert "12,345 B up, 67,890 B down, 42 ms" in html  # its own figures, to its owner
+    assert "12,345" not in Client().get("/rewards").content.decode()  # and to nobody else
+    assert "12345" not in Client().get("/api/v1/rewards/leaderboard").content.decode()
     assert 'data-epoch="1"' in html and 'data-epoch="2"' not in html  # it earned nothing in epoch 2
 
     flagged = signed_in(b).get("/me/rewards").content.decode()
