@@ -484,6 +484,11 @@ def fund(epoch: Epoch, w3, distributor) -> str:
         if needed <= 0:
             return ""
         token = w3.eth.contract(address=distributor.token_address(), abi=_erc20_abi())
+        holds = token.functions.balanceOf(treasury.address).call()
+        if holds < needed:
+            # Nothing is signed that would revert: the close waits, and says what is missing.
+            return (f"waiting for funding: the treasury {treasury.address} holds {holds} of the reward token, "
+                    f"{needed} needed")
         built = token.functions.transfer(distributor.address, needed).build_transaction(
             {
                 "from": treasury.address,
@@ -514,6 +519,11 @@ def fund(epoch: Epoch, w3, distributor) -> str:
         try:
             w3.eth.send_raw_transaction(epoch.funding_raw)
         except Exception as exc:  # noqa: BLE001 - already known, or the node refused it: look again next run
+            if "nonce too low" in str(exc).lower():
+                # Another transaction of the treasury took the nonce: this one can never be mined.
+                # Forget it; the next run signs a new transfer for what is still needed.
+                _forget_funding(epoch, f"its nonce was used by another transaction ({exc})")
+                return f"the treasury's transfer {epoch.funding_tx} can no longer be mined: a new one follows"
             if "already known" not in str(exc):
                 return f"the treasury's transfer {epoch.funding_tx} was refused: {exc}"[:500]
         try:
@@ -523,11 +533,18 @@ def fund(epoch: Epoch, w3, distributor) -> str:
         except Exception:  # noqa: BLE001
             return f"waiting for the treasury's transfer {epoch.funding_tx}"
     if receipt["status"] != 1:
-        return (
-            f"the treasury's transfer {epoch.funding_tx} reverted "
-            "(does the treasury hold the token?)"
-        )
+        reverted = epoch.funding_tx
+        _forget_funding(epoch, "it reverted")  # mined and failed: the next run signs a new one
+        return f"the treasury's transfer {reverted} reverted; a new one follows once the treasury holds enough"
     return ""
+
+
+def _forget_funding(epoch: Epoch, why: str) -> None:
+    logger.warning("epoch %s: the treasury's transfer %s is forgotten: %s", epoch.number, epoch.funding_tx, why)
+    with transaction.atomic():
+        Epoch.objects.select_for_update().filter(pk=epoch.pk, funding_tx=epoch.funding_tx).update(
+            funding_tx="", funding_raw="")
+    epoch.funding_tx = epoch.funding_raw = ""
 
 
 def _erc20_abi():

@@ -331,3 +331,23 @@ def epochs_proof(wallet):
     from marketplace.rewards import selectors
 
     return selectors.proof(wallet)
+
+
+def test_a_treasury_short_of_the_token_sends_nothing_and_funds_once_it_holds_enough(chain, settings):
+    """A transfer that would revert is never signed (one that reverted used to stall every later
+    epoch: its hash stayed recorded): the close says what the treasury lacks, then funds."""
+    settings.REWARD_TREASURY_KEY = DEV_KEYS[3]
+    before = chain.token.balance_of(TREASURY.address)
+    if before:
+        chain.send(chain.token.contract.functions.transfer(chain.operator.address, before), TREASURY.address)
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1)
+    epochs.close_epochs(chain.w3)
+    one = Epoch.objects.get(number=1)
+    assert one.state == Epoch.State.SCORED and not one.funding_tx  # funded before it is queued
+    assert one.waiting.startswith(f"waiting for funding: the treasury {TREASURY.address} holds 0")
+    chain.token.mint(TREASURY.address, 1_000 * 10**6)
+    epochs.close_epochs(chain.w3)
+    one.refresh_from_db()
+    assert one.funding_tx and chain.token.balance_of(chain.distributor.address) == 1_000 * 10**6
+    assert send().confirmed == 1
