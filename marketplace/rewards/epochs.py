@@ -123,42 +123,76 @@ def _rows(sql: str, params) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
-    """Each device's verified uptime slots (probe-answered heartbeats received in the window, one
-    per slot) and verified job points (credits earned in the window, per wallet they were earned
-    for), with its quality and the network it mostly connected from."""
-    window = [epoch.starts_at, epoch.ends_at]
-    uptime = {
-        device: (slots, ip)
-        for device, slots, ip in _rows(
-            """SELECT device_id, COUNT(DISTINCT slot) FILTER (WHERE probe_ok),
-                  mode() WITHIN GROUP (ORDER BY ip)
-           FROM rewards_heartbeat WHERE received_at >= %s AND received_at < %s
-           GROUP BY device_id""",
-            window,
-        )
-    }
-    jobs = _rows(
-        """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
-                    WHERE earned_at >= %s AND earned_at < %s GROUP BY device_id, wallet""",
+#: A device's bindings over time, from its binding history: (device, wallet or NULL when unbound,
+#: since, until). Uptime counts for the wallet the device was bound to when each heartbeat came.
+_SPANS = """
+    SELECT device_id,
+           CASE WHEN action IN ('bound', 'rebound') THEN wallet END AS wallet,
+           created_at AS since,
+           lead(created_at) OVER (PARTITION BY device_id ORDER BY created_at, id) AS until
+    FROM rewards_bindingevent
+    WHERE action IN ('bound', 'rebound', 'unbound') AND created_at < %(end)s
+"""
+
+
+def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
+    """{(device, wallet): (verified slots, most frequent ip)} of the window: each probe-answered
+    heartbeat counts for the wallet its device was bound to when the server received it (a device
+    moved to another wallet mid-epoch splits its uptime; one unbound earns nothing). A device
+    with no binding history (made by hand, by the admin) counts for its current wallet."""
+    bound = _rows(
+        f"""WITH spans AS ({_SPANS})
+            SELECT h.device_id, s.wallet, COUNT(DISTINCT h.slot) FILTER (WHERE h.probe_ok),
+                   mode() WITHIN GROUP (ORDER BY h.ip)
+            FROM rewards_heartbeat h
+            JOIN spans s ON s.device_id = h.device_id AND h.received_at >= s.since
+                        AND (s.until IS NULL OR h.received_at < s.until)
+            WHERE h.received_at >= %(start)s AND h.received_at < %(end)s AND s.wallet IS NOT NULL
+            GROUP BY h.device_id, s.wallet""",
         window,
     )
-    ids = set(uptime) | {device for device, _, _ in jobs}
+    unrecorded = _rows(
+        """SELECT h.device_id, c.wallet, COUNT(DISTINCT h.slot) FILTER (WHERE h.probe_ok),
+                  mode() WITHIN GROUP (ORDER BY h.ip)
+           FROM rewards_heartbeat h
+           JOIN rewards_device d ON d.id = h.device_id
+           JOIN rewards_contributor c ON c.id = d.contributor_id
+           WHERE h.received_at >= %(start)s AND h.received_at < %(end)s
+             AND NOT EXISTS (SELECT 1 FROM rewards_bindingevent e WHERE e.device_id = h.device_id
+                             AND e.action IN ('bound', 'rebound', 'unbound'))
+           GROUP BY h.device_id, c.wallet""",
+        window,
+    )
+    return {(device, wallet): (slots, ip) for device, wallet, slots, ip in [*bound, *unrecorded]}
+
+
+def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
+    """Each device's verified uptime slots (probe-answered heartbeats received in the window, one
+    per slot, for the wallet it was bound to then) and verified job points (credits earned in
+    the window, per wallet they were earned for), with its quality and the network it mostly
+    connected from."""
+    window = {"start": epoch.starts_at, "end": epoch.ends_at}
+    uptime = _uptime(window)
+    jobs = _rows(
+        """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
+                    WHERE earned_at >= %(start)s AND earned_at < %(end)s GROUP BY device_id, wallet""",
+        window,
+    )
+    ids = {device for device, _ in uptime} | {device for device, _, _ in jobs}
     devices = {
         d["id"]: d
-        for d in Device.objects.filter(id__in=ids).values(
-            "id", "quality_bps", "last_ip", "contributor__wallet"
-        )
+        for d in Device.objects.filter(id__in=ids).values("id", "quality_bps", "last_ip")
     }
+    ips = {device: ip for (device, _), (_, ip) in sorted(uptime.items()) if ip}
     works = []
-    for device_id, (slots, ip) in uptime.items():
+    for (device_id, wallet), (slots, ip) in sorted(uptime.items()):
         device = devices.get(device_id)
-        if device is None or not device["contributor__wallet"] or not slots:
-            continue  # an unbound device's uptime earns nobody anything
+        if device is None or not slots:
+            continue
         works.append(
             scoring.DeviceWork(
                 device_id,
-                device["contributor__wallet"],
+                wallet,
                 device["quality_bps"],
                 uptime_slots=slots,
                 network=scoring.network_of(ip or device["last_ip"], weights.trusted),
@@ -168,7 +202,7 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
         device = devices.get(device_id)
         if device is None:
             continue
-        ip = uptime.get(device_id, (0, None))[1] or device["last_ip"]
+        ip = ips.get(device_id) or device["last_ip"]
         works.append(
             scoring.DeviceWork(
                 device_id,

@@ -457,3 +457,23 @@ def test_the_close_scores_while_the_chain_is_down_and_says_so(settings):
     # Queued for the sender (no treasury to call): it sends the root once the node answers.
     one = Epoch.objects.get(number=1)
     assert one.state == Epoch.State.QUEUED and one.action.status == "pending"
+
+
+def test_uptime_counts_for_the_wallet_the_device_was_bound_to_when_each_heartbeat_came():
+    """A device moved from one wallet to another mid-epoch splits its uptime; while unbound it
+    earns nobody anything (it used to count the whole epoch for the wallet holding it at the
+    close: a flagged wallet could move its devices to a fresh one and escape the hold)."""
+    from marketplace.rewards.models import BindingEvent
+
+    epoch = first_window()
+    first, second = wallet(), wallet()
+    dev = device(second)  # bound to the second wallet at the close
+    start = epoch.starts_at
+    for action, owner, minutes in (("bound", first, 0), ("rebound", second, 20), ("unbound", second, 40),
+                                   ("bound", second, 50)):
+        event = BindingEvent.objects.create(device=dev, wallet=owner, action=action, via="signatures")
+        BindingEvent.objects.filter(pk=event.pk).update(created_at=start + timedelta(minutes=minutes))
+    heartbeats(dev, start, 60)  # one slot a minute for the whole hour
+    scored = score_through(1)
+    rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
+    assert rows == {first: 20, second: 20 + 10}  # 0-20 first; 20-40 second; 40-50 nobody; 50-60 second
