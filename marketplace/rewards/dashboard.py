@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from .models import Contributor, Device, DeviceDay, Epoch, EpochAmount, PendingBinding, WorkCredit
+from .models import CollectedRow, Contributor, Device, DeviceDay, Epoch, EpochAmount, PendingBinding, WorkCredit
 
 #: A device is online when its last heartbeat is this recent (a few heartbeat intervals).
 ONLINE_WITHIN = timedelta(minutes=3)
@@ -151,7 +151,6 @@ def network() -> dict:
     """The network's figures: nodes online now and in all, contributors, verified jobs in the
     last hour, rows collected, and the current and latest claimable epochs."""
     now = timezone.now()
-    collected = _rows_collected()
     current = Epoch.objects.filter(state=Epoch.State.OPEN).order_by("-number").first()
     last = Epoch.objects.exclude(state=Epoch.State.OPEN).order_by("-number").first()
     return {
@@ -160,18 +159,7 @@ def network() -> dict:
         "nodes": Device.objects.filter(contributor__isnull=False).count(),
         "contributors": Contributor.objects.filter(devices__isnull=False).distinct().count(),
         "jobs_last_hour": WorkCredit.objects.filter(earned_at__gte=now - timedelta(hours=1)).count(),
-        "rows_collected": collected,
+        "rows_collected": CollectedRow.objects.count(),  # deduplicated rows of community datasets
         "current_epoch": current,
         "last_epoch": last,
     }
-
-
-def _rows_collected() -> int:
-    """Rows of community datasets the nodes' agreeing results made (deduplicated)."""
-    from django.apps import apps
-
-    try:
-        model = apps.get_model("rewards", "CollectedRow")
-    except LookupError:
-        return 0
-    return model.objects.count()

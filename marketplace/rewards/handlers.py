@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from django.db.models import Q
 
 from marketplace.chain.indexer import Event
-from marketplace.chain.models import ChainEvent, Deployment
+from marketplace.chain.models import ChainEvent
+from marketplace.chain.services import deployed_address
 
 from .models import CommunityRevenue, Epoch, RewardClaim, RootEvent
 
@@ -33,11 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 def _distributor(chain_id: int) -> str | None:
-    return (
-        Deployment.objects.filter(chain_id=chain_id, contract="RewardDistributor")
-        .values_list("address", flat=True)
-        .first()
-    )
+    return deployed_address(chain_id, "RewardDistributor")
 
 
 def _payout(event: Event) -> str | None:
@@ -73,8 +70,8 @@ def _listing_token(event: Event) -> str | None:
 
 
 def _reward_token(chain_id: int) -> str | None:
-    return (Deployment.objects.filter(chain_id=chain_id, contract="TestUSDC")
-            .values_list("address", flat=True).first())
+    """The token the distributor was deployed to pay in (the deployment's TestUSDC)."""
+    return deployed_address(chain_id, "TestUSDC")
 
 
 def on_sale_events(events: list[Event]) -> None:
@@ -92,9 +89,10 @@ def on_sale_events(events: list[Event]) -> None:
         owner_amount = int(event.args["ownerAmount"])
         if owner_amount <= 0 or _payout(event) != distributor:
             continue
-        if _listing_token(event) != reward_token:
+        token = _listing_token(event)
+        if token != reward_token:
             logger.warning("a settlement paid the distributor in token %s, not the reward token %s: not revenue "
-                           "(order %s)", _listing_token(event), reward_token, event.args["orderId"])
+                           "(order %s)", token, reward_token, event.args["orderId"])
             continue
         listing = Listing.objects.filter(
             chain_id=event.chain_id, listing_id=int(event.args["listingId"])

@@ -6,7 +6,6 @@ DATA_DIR/nodes/<name> (once), binds it to its wallet with that wallet's dev key 
 public keys: the node program itself takes wallet keys from a keystore or a prompt only), then
 runs both as `python -m marketplace.node ... run` processes until it is stopped (SIGTERM from the
 run command reaches both)."""
-import ctypes
 import os
 from pathlib import Path
 import signal
@@ -19,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from eth_account import Account
 import requests
 
+from marketplace.devstack import _die_with_parent  # SIGTERM the nodes if this command dies
 from marketplace.env import ANVIL_DEV_KEYS
 from marketplace.node.client import Client, Refused
 from marketplace.node.state import NodeDir
@@ -27,16 +27,6 @@ from marketplace.rewards.demo_jobs import ensure_demo_targets
 #: Node name -> the index of its wallet among anvil's dev accounts (0 is the operator, 1-4 the
 #: demo's publishers, 5-7 its buyers).
 NODES = {"node-a": 8, "node-b": 9}
-
-
-def _die_with_parent():
-    """In the node's process: SIGTERM it when this command dies, however it dies (a node left
-    running would hold the run command's log pipe open, and the run command would never end).
-    The nodes stay in this command's process group, so a signal to the group reaches them too."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class Command(BaseCommand):
