@@ -140,15 +140,23 @@ def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
     heartbeat counts for the wallet its device was bound to when the server received it (a device
     moved to another wallet mid-epoch splits its uptime; one unbound earns nothing). A device
     with no binding history (made by hand, by the admin) counts for its current wallet."""
+    # A slot is one wallet's: the wallet the device was bound to at its first probe-answered
+    # heartbeat (a device moved mid-slot must not earn that slot for both wallets).
     bound = _rows(
-        f"""WITH spans AS ({_SPANS})
-            SELECT h.device_id, s.wallet, COUNT(DISTINCT h.slot) FILTER (WHERE h.probe_ok),
-                   mode() WITHIN GROUP (ORDER BY h.ip)
-            FROM rewards_heartbeat h
-            JOIN spans s ON s.device_id = h.device_id AND h.received_at >= s.since
-                        AND (s.until IS NULL OR h.received_at < s.until)
-            WHERE h.received_at >= %(start)s AND h.received_at < %(end)s AND s.wallet IS NOT NULL
-            GROUP BY h.device_id, s.wallet""",
+        f"""WITH spans AS ({_SPANS}),
+            beats AS (
+                SELECT h.device_id, s.wallet, h.slot, h.probe_ok, h.ip, h.received_at
+                FROM rewards_heartbeat h
+                JOIN spans s ON s.device_id = h.device_id AND h.received_at >= s.since
+                            AND (s.until IS NULL OR h.received_at < s.until)
+                WHERE h.received_at >= %(start)s AND h.received_at < %(end)s AND s.wallet IS NOT NULL),
+            firsts AS (
+                SELECT DISTINCT ON (device_id, slot) device_id, slot, wallet FROM beats WHERE probe_ok
+                ORDER BY device_id, slot, received_at)
+            SELECT b.device_id, b.wallet,
+                   (SELECT count(*) FROM firsts f WHERE f.device_id = b.device_id AND f.wallet = b.wallet),
+                   mode() WITHIN GROUP (ORDER BY b.ip)
+            FROM beats b GROUP BY b.device_id, b.wallet""",
         window,
     )
     unrecorded = _rows(
@@ -523,6 +531,10 @@ def fund(epoch: Epoch, w3, distributor) -> str:
             # Nothing is signed that would revert: the close waits, and says what is missing.
             return (f"waiting for funding: the treasury {treasury.address} holds {holds} of the reward token, "
                     f"{needed} needed")
+        try:  # a transfer the token would refuse (paused, a blocklist) is never signed: it would revert again
+            token.functions.transfer(distributor.address, needed).call({"from": treasury.address})
+        except Exception as exc:  # noqa: BLE001 - any refusal of the simulation
+            return f"waiting for funding: the token refuses the treasury's transfer ({exc})"[:500]
         built = token.functions.transfer(distributor.address, needed).build_transaction(
             {
                 "from": treasury.address,
@@ -556,8 +568,9 @@ def fund(epoch: Epoch, w3, distributor) -> str:
             if "nonce too low" in str(exc).lower():
                 # Another transaction of the treasury took the nonce: this one can never be mined.
                 # Forget it; the next run signs a new transfer for what is still needed.
+                lost = epoch.funding_tx
                 _forget_funding(epoch, f"its nonce was used by another transaction ({exc})")
-                return f"the treasury's transfer {epoch.funding_tx} can no longer be mined: a new one follows"
+                return f"the treasury's transfer {lost} can no longer be mined: a new one follows"
             if "already known" not in str(exc):
                 return f"the treasury's transfer {epoch.funding_tx} was refused: {exc}"[:500]
         try:

@@ -477,3 +477,21 @@ def test_uptime_counts_for_the_wallet_the_device_was_bound_to_when_each_heartbea
     scored = score_through(1)
     rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
     assert rows == {first: 20, second: 20 + 10}  # 0-20 first; 20-40 second; 40-50 nobody; 50-60 second
+
+
+def test_a_device_moved_mid_slot_earns_that_slot_once():
+    """Rebinding inside a slot (a heartbeat before the move, one after) must not count the slot
+    for both wallets: moving a device every minute would multiply its uptime."""
+    from marketplace.rewards.models import BindingEvent
+
+    epoch = first_window()
+    first, second = wallet(), wallet()
+    dev = device(second)
+    start = epoch.starts_at
+    for action, owner, seconds in (("bound", first, 0), ("rebound", second, 20 * 60 + 5)):
+        event = BindingEvent.objects.create(device=dev, wallet=owner, action=action, via="signatures")
+        BindingEvent.objects.filter(pk=event.pk).update(created_at=start + timedelta(seconds=seconds))
+    heartbeats(dev, start, 60)  # two heartbeats a slot, ten seconds apart: slot 20 straddles the move
+    scored = score_through(1)
+    rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
+    assert rows == {first: 21, second: 39} and sum(rows.values()) == 60
