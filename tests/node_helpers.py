@@ -58,9 +58,10 @@ def new_key():
     return Account.create()
 
 
-def start_gunicorn(port, database_url, *, extra_env=None, workers=2, threads=2):
-    """gunicorn as shipped (marketplace/gunicorn_conf.py) on `port` against `database_url`;
-    returns the process once it answers."""
+def start_gunicorn(port, database_url, *, extra_env=None, workers=2, threads=2, server="web"):
+    """gunicorn as shipped on `port` against `database_url`: the web process
+    (marketplace/gunicorn_conf.py) or, with server="ingest", the heartbeat ingest server
+    (marketplace/ingest_conf.py); returns the process once it answers."""
     import http.client
     import os
     from pathlib import Path
@@ -71,9 +72,12 @@ def start_gunicorn(port, database_url, *, extra_env=None, workers=2, threads=2):
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SECRET_KEY": "test-only",
            "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_MANIFEST_STATIC": "0", "LOG_LEVEL": "WARNING",
            "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_ACCESS_LOG": "", "WEB_WORKERS": str(workers),
-           "WEB_THREADS": str(threads), **(extra_env or {})}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py",
-                               "marketplace.wsgi"], cwd=root, env=env, start_new_session=True)
+           "WEB_THREADS": str(threads), "INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(port),
+           "INGEST_WORKERS": str(workers), **(extra_env or {})}
+    config, app = {"web": ("marketplace/gunicorn_conf.py", "marketplace.wsgi"),
+                   "ingest": ("marketplace/ingest_conf.py", "marketplace.rewards.ingest_server:app")}[server]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", config, app], cwd=root, env=env,
+                              start_new_session=True)
     deadline = time.monotonic() + 60
     while True:
         try:

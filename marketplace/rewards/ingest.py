@@ -45,6 +45,7 @@ MAX_BODY = 4096
 INT_FIELDS = ("seq", "sent_at", "bytes_up", "bytes_down", "latency_ms")
 TEXT_FIELDS = ("device", "nonce", "probe", "signature")
 BIGINT = 2**63 - 1
+STORED = "stored"  # ingest_server's answer for a heartbeat its statement took
 
 _ACCEPT = """
 WITH device AS (
@@ -124,62 +125,57 @@ def _address_wait(ip: str, request, now: float) -> int:
     return 0 if per_address.allow(ip, now) else 60 - int(now) % 60
 
 
-def _refuse(status: int, code: str, message: str, **extra) -> JsonResponse:
-    response = error_response(status, message, code)
-    if extra:
-        body = json.loads(response.content)
-        body["error"].update(extra)
-        response = JsonResponse(body, status=status)
-    return response
+class Refusal(Exception):
+    """A heartbeat not taken: the status, the API's error code and message, and any fields added
+    to the error (`seq`, `server_time`) or headers (`Retry-After`)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None, **extra):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers, self.extra = status, code, message, headers or {}, extra
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
-def _parse(raw: bytes):
+def _parse(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
     except ValueError:
-        return None, "The body is not JSON."
+        raise Refusal(400, "invalid", "The body is not JSON.") from None
     if not isinstance(body, dict):
-        return None, "The body is a JSON object."
+        raise Refusal(400, "invalid", "The body is a JSON object.")
     for name in INT_FIELDS:
         value = body.get(name, 0 if name in ("bytes_up", "bytes_down", "latency_ms") else None)
         if type(value) is not int or not 0 <= value <= BIGINT:
-            return None, f"{name} is a whole number from 0."
+            raise Refusal(400, "invalid", f"{name} is a whole number from 0.")
         body[name] = value
     for name in TEXT_FIELDS:
         value = body.get(name, "" if name == "probe" else None)
         if not isinstance(value, str) or len(value) > 200:
-            return None, f"{name} is a string."
+            raise Refusal(400, "invalid", f"{name} is a string.")
         body[name] = value
     if body["latency_ms"] > 2**31 - 1:
-        return None, "latency_ms is too large."
-    return body, None
+        raise Refusal(400, "invalid", "latency_ms is too large.")
+    return body
 
 
-@csrf_exempt
-def heartbeat(request):
-    """Take one heartbeat; answer the next nonce and probe once it is stored."""
-    if request.method != "POST":
-        response = error_response(405, "Send heartbeats with POST.", "method_not_allowed")
-        response["Allow"] = "POST"
-        return response
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
-        return error_response(413, f"A heartbeat is at most {MAX_BODY} bytes.", "body_too_large")
-    body, problem = _parse(request.body)
-    if problem:
-        return _refuse(400, "invalid", problem)
-    now = time.time()
+def check(raw: bytes, ip: str, request, now: float) -> tuple[dict, dict]:
+    """Everything about a heartbeat that needs no database: the body, the clock, the address's
+    rate and the device's signature. Returns (body, the parameters of the accepting statement)
+    or raises Refusal. `request` (anything with a Django-style META) is read only when the
+    address count is shared."""
+    if len(raw) > MAX_BODY:
+        raise Refusal(413, "body_too_large", f"A heartbeat is at most {MAX_BODY} bytes.")
+    body = _parse(raw)
     skew = body["sent_at"] - now
     if abs(skew) > settings.REWARD_CLOCK_SKEW:
-        return _refuse(400, "clock_skew", f"The heartbeat's time is {int(skew)} seconds off the server's (at most "
-                       f"{settings.REWARD_CLOCK_SKEW} allowed): set this machine's clock.", server_time=int(now))
-    ip = client_address(request)
+        raise Refusal(400, "clock_skew", f"The heartbeat's time is {int(skew)} seconds off the server's (at most "
+                      f"{settings.REWARD_CLOCK_SKEW} allowed): set this machine's clock.", server_time=int(now))
     if not trusted(ip):
         wait = _address_wait(ip, request, now)
         if wait:
-            response = _refuse(429, "throttled", f"At most {settings.REWARD_HEARTBEATS_PER_IP_MINUTE} heartbeats "
-                               "a minute from one address.")
-            response["Retry-After"] = str(wait)
-            return response
+            raise Refusal(429, "throttled", f"At most {settings.REWARD_HEARTBEATS_PER_IP_MINUTE} heartbeats a "
+                          "minute from one address.", headers={"Retry-After": str(wait)})
     try:
         device = signing.checksum(body["device"])
         message = signing.heartbeat_message(
@@ -190,56 +186,91 @@ def heartbeat(request):
     except (ValueError, TypeError):  # BadSignature is a ValueError, as is a malformed address
         signer = None
     if signer != device:
-        return _refuse(401, "forged", "The heartbeat is not signed by the device it names.")
+        raise Refusal(401, "forged", "The heartbeat is not signed by the device it names.")
     nonce = body["nonce"]
-    fresh = "0x" + secrets.token_hex(32)
     received = datetime.fromtimestamp(now, tz=dt_timezone.utc)
     params = {
-        "seq": body["seq"], "next": fresh, "now": received, "ip": ip if ip != "unknown" else None,
-        "device": device, "nonce": nonce,
+        "seq": body["seq"], "next": "0x" + secrets.token_hex(32), "now": received,
+        "ip": ip if ip != "unknown" else None, "device": device, "nonce": nonce,
         "earliest": datetime.fromtimestamp(now - settings.REWARD_HEARTBEAT_MIN_INTERVAL, tz=dt_timezone.utc),
         "slot": slot_of(now), "probe_ok": bool(body["probe"]) and hmac.compare_digest(
             body["probe"], probe_answer(device, nonce)),
         "sent": datetime.fromtimestamp(body["sent_at"], tz=dt_timezone.utc),
         "bytes_up": body["bytes_up"], "bytes_down": body["bytes_down"], "latency_ms": body["latency_ms"],
     }
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        # Autocommit: the statement is its own transaction, committed when execute returns.
-        cursor.execute(_ACCEPT, params, prepare=True)
-        stored = cursor.fetchone()
-        if stored is None:
-            cursor.execute(_WHY, [device], prepare=True)
-            return _why_refused(cursor.fetchone(), body, now)
-    return JsonResponse({"seq": body["seq"], "nonce": fresh, "probe": {"url": probe_url(device, fresh)},
-                         "slot": params["slot"], "server_time": now})
+    return body, params
 
 
-def _why_refused(row, body, now) -> JsonResponse:
-    """A heartbeat the conditional UPDATE did not take: say which condition failed."""
+def acknowledgement(params: dict, now: float) -> dict:
+    """The answer to a stored heartbeat: the nonce the next one signs and the probe to fetch."""
+    return {"seq": params["seq"], "nonce": params["next"], "probe": {"url": probe_url(params["device"], params["next"])},
+            "slot": params["slot"], "server_time": now}
+
+
+def _json(refusal: Refusal) -> JsonResponse:
+    response = JsonResponse(refusal.body(), status=refusal.status)
+    for name, value in refusal.headers.items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+def heartbeat(request):
+    """Take one heartbeat; answer the next nonce and probe once it is stored. (Behind nginx the
+    heartbeats go to the ingest server, marketplace/rewards/ingest_server.py, which makes the same
+    checks and stores many heartbeats a statement; this view takes them one at a time.)"""
+    if request.method != "POST":
+        response = error_response(405, "Send heartbeats with POST.", "method_not_allowed")
+        response["Allow"] = "POST"
+        return response
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+        return error_response(413, f"A heartbeat is at most {MAX_BODY} bytes.", "body_too_large")
+    now = time.time()
+    try:
+        body, params = check(request.body, client_address(request), request, now)
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            # Autocommit: the statement is its own transaction, committed when execute returns.
+            cursor.execute(_ACCEPT, params, prepare=True)
+            if cursor.fetchone() is None:
+                cursor.execute(_WHY, [params["device"]], prepare=True)
+                raise why_refused(cursor.fetchone(), body, now)
+    except Refusal as refusal:
+        return _json(refusal)
+    return JsonResponse(acknowledgement(params, now))
+
+
+def why_refused(row, body, now) -> Refusal:
+    """A heartbeat the conditional UPDATE did not take: say which condition failed. `row` is the
+    device's (seq, nonce, contributor_id, last_seen_at), None for no such device."""
     if row is None:
-        return _refuse(404, "unknown_device", "No device has this key: bind it first (datamarket-node bind).")
+        return Refusal(404, "unknown_device", "No device has this key: bind it first (datamarket-node bind).")
     seq, nonce, contributor_id, last_seen_at = row
     if contributor_id is None:
-        return _refuse(403, "unbound_device", "This device is bound to no wallet: bind it (datamarket-node bind).")
+        return Refusal(403, "unbound_device", "This device is bound to no wallet: bind it (datamarket-node bind).")
     if body["seq"] <= seq:
         code = "replayed" if body["seq"] == seq else "out_of_order"
-        return _refuse(409, code, f"The server's last sequence number for this device is {seq}: send a greater one "
+        return Refusal(409, code, f"The server's last sequence number for this device is {seq}: send a greater one "
                        "(GET /api/v1/node/session resumes a node that lost its state).", seq=seq)
     if body["nonce"] != nonce:
-        return _refuse(409, "precomputed", "The heartbeat does not sign the nonce of the last acknowledgement: a "
+        return Refusal(409, "precomputed", "The heartbeat does not sign the nonce of the last acknowledgement: a "
                        "heartbeat cannot be made in advance (GET /api/v1/node/session gives the current one).",
                        seq=seq)
     if last_seen_at is not None:
         wait = settings.REWARD_HEARTBEAT_MIN_INTERVAL - (now - last_seen_at.timestamp())
         if wait > 0:
             interval = settings.REWARD_HEARTBEAT_MIN_INTERVAL
-            response = _refuse(429, "too_soon", f"At most one heartbeat every {interval:g} seconds per device.",
-                               seq=seq)
-            response["Retry-After"] = str(max(1, int(wait + 0.999)))
-            return response
+            return Refusal(429, "too_soon", f"At most one heartbeat every {interval:g} seconds per device.",
+                           headers={"Retry-After": str(max(1, int(wait + 0.999)))}, seq=seq)
     # Another heartbeat of this device changed its row between the two statements.
-    return _refuse(409, "conflict", "Another heartbeat of this device was taken at the same moment.", seq=seq)
+    return Refusal(409, "conflict", "Another heartbeat of this device was taken at the same moment.", seq=seq)
+
+
+def probe_body(device: str, nonce: str) -> dict | None:
+    """The probe's answer, None for a path that names no probe."""
+    if len(device) != 42 or len(nonce) != 66:
+        return None
+    return {"answer": probe_answer(device, nonce)}
 
 
 def probe(request, device: str, nonce: str):
@@ -249,6 +280,7 @@ def probe(request, device: str, nonce: str):
         response = error_response(405, "Fetch a probe with GET.", "method_not_allowed")
         response["Allow"] = "GET"
         return response
-    if len(device) != 42 or len(nonce) != 66:
+    answer = probe_body(device, nonce)
+    if answer is None:
         return error_response(404, "No such probe.", "not_found")
-    return JsonResponse({"answer": probe_answer(device, nonce)})
+    return JsonResponse(answer)

@@ -227,9 +227,11 @@ def test_a_body_that_is_not_a_heartbeat_is_a_400(client, db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_acknowledged_heartbeat_survives_the_server_being_killed(settings):
-    """Nodes send as fast as they can through gunicorn; the server is SIGKILLed mid-stream. Every
-    (device, seq) a node had an acknowledgement for is in the table afterwards."""
+@pytest.mark.parametrize("server_kind", ["web", "ingest"])
+def test_every_acknowledged_heartbeat_survives_the_server_being_killed(settings, server_kind):
+    """Nodes send as fast as they can through gunicorn (the Django view, and the ingest server's
+    group commits); the server is SIGKILLed mid-stream. Every (device, seq) a node had an
+    acknowledgement for is in the table afterwards."""
     devices = []
     for _ in range(8):
         key = new_key()
@@ -237,7 +239,7 @@ def test_every_acknowledged_heartbeat_survives_the_server_being_killed(settings)
     port = free_port()
     server = start_gunicorn(port, database_url(connection.settings_dict),
                             extra_env={"REWARD_HEARTBEAT_MIN_INTERVAL": "0",
-                                       "REWARD_TRUSTED_NETWORKS": "127.0.0.0/8"})
+                                       "REWARD_TRUSTED_NETWORKS": "127.0.0.0/8"}, server=server_kind)
     acked, stop = [], threading.Event()
 
     def send(key, nonce):
