@@ -110,7 +110,7 @@ def probe_answer(device, nonce):
     return hmac.new(SECRET.encode(), f"{device.lower()}|{nonce.lower()}".encode(), hashlib.sha256).hexdigest()
 
 
-def client_process(port, devices, duration, connections, min_interval, path, start_at, results):
+def client_process(port, devices, duration, connections, min_interval, path, start_at, results, keepalive):
     import coincurve
     from eth_utils import keccak
 
@@ -135,30 +135,43 @@ def client_process(port, devices, duration, connections, min_interval, path, sta
                                 "bytes_up": 0, "bytes_down": 0, "latency_ms": 0,
                                 "signature": signature}).encode()
 
-    async def one(address):
+    async def one(address, conn):
+        """One heartbeat on the worker's connection (a new one each time without keep-alive)."""
         seq, payload = body(address)
         request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+                   f"Content-Length: {len(payload)}\r\n{'' if keepalive else 'Connection: close' + chr(13) + chr(10)}"
+                   "\r\n").encode() + payload
         started = time.perf_counter()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if not conn:
+            conn[:] = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = conn
         writer.write(request)
-        answer = await reader.read()
-        writer.close()
+        if keepalive:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            content = await reader.readexactly(length)
+        else:
+            head, _, content = (await reader.read()).partition(b"\r\n\r\n")
+            writer.close()
+            conn.clear()
         elapsed = time.perf_counter() - started
-        head, _, content = answer.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         return status, elapsed, seq, content
 
     async def worker(end):
+        conn = []
         while time.time() < end:
             address = ready.popleft()
             wait = state[address][2] - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                status, elapsed, seq, content = await one(address)
-            except (OSError, IndexError, ValueError):
+                status, elapsed, seq, content = await one(address, conn)
+            except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
                 statuses["error"] = statuses.get("error", 0) + 1
+                if conn:
+                    conn[1].close()
+                    conn.clear()
                 ready.append(address)
                 continue
             statuses[status] = statuses.get(status, 0) + 1
@@ -168,6 +181,8 @@ def client_process(port, devices, duration, connections, min_interval, path, sta
                 state[address][1] = json.loads(content).get("nonce", state[address][1])
             state[address][2] = time.monotonic() + min_interval
             ready.append(address)
+        if conn:
+            conn[1].close()
 
     async def main():
         await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -178,7 +193,7 @@ def client_process(port, devices, duration, connections, min_interval, path, sta
     results.put((latencies, statuses, {a: (st[0], st[1]) for a, st in state.items()}))
 
 
-def drive(port, devices, *, duration, clients, connections, min_interval, path):
+def drive(port, devices, *, duration, clients, connections, min_interval, path, keepalive):
     results = multiprocessing.Queue()
     # Each slice starts its round robin at a random device, so that every device takes turns.
     start = random.randrange(len(devices))
@@ -186,7 +201,8 @@ def drive(port, devices, *, duration, clients, connections, min_interval, path):
     shards = [rotated[i::clients] for i in range(clients)]
     start_at = time.time() + 1.0
     processes = [multiprocessing.Process(target=client_process, args=(port, shard, duration, connections,
-                                                                      min_interval, path, start_at, results))
+                                                                      min_interval, path, start_at, results,
+                                                                      keepalive))
                  for shard in shards]
     for p in processes:
         p.start()
@@ -226,13 +242,21 @@ def main():
     parser.add_argument("--duration", type=float, default=60, help="seconds of heartbeats")
     parser.add_argument("--bare-duration", type=float, default=30, help="seconds of each reference view")
     parser.add_argument("--rounds", type=int, default=3, help="the runs are split into this many interleaved slices")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (marketplace/gunicorn_conf.py: 4)")
-    parser.add_argument("--threads", type=int, default=2, help="threads per worker (marketplace/gunicorn_conf.py: 2)")
+    parser.add_argument("--server", choices=["ingest", "web"], default="ingest",
+                        help="the ingest server (marketplace/ingest_conf.py, uvicorn workers, group commits; what "
+                             "nginx sends heartbeats to) or the Django view in the web process (gunicorn_conf.py)")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (ingest_conf.py: 2, gunicorn_conf.py: 4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per web worker (gunicorn_conf.py: 2)")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--ip-count", choices=["process", "shared"], default="process",
                         help="REWARD_HEARTBEAT_IP_COUNT: the per-address count in each process, or the limits service")
     parser.add_argument("--connections", type=int, default=24, help="connections at once per load process")
+    parser.add_argument("--keepalive", choices=["yes", "no"],
+                        help="keep each load connection open (default: yes for the ingest server, as nginx's upstream "
+                             "keepalive does; no for the web process, whose shipped keepalive is 0)")
     args = parser.parse_args()
+    args.workers = args.workers or (2 if args.server == "ingest" else 4)
+    keepalive = (args.keepalive or ("yes" if args.server == "ingest" else "no")) == "yes"
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
     os.environ["DJANGO_SECRET_KEY"] = SECRET
@@ -249,11 +273,17 @@ def main():
     print(f"{args.devices} devices bound in {time.time() - started:.1f} s")
 
     port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py",
-         "bench.heartbeat_app:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-         "--threads", str(args.threads), "--log-level", "warning", "--access-logfile", "/dev/null"],
-        cwd=ROOT, env=os.environ, start_new_session=True)
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    if args.server == "ingest":
+        command = [gunicorn, "-c", "marketplace/ingest_conf.py", "bench.ingest_app:app"]
+        os.environ.update(INGEST_WORKERS=str(args.workers), INGEST_HOST="127.0.0.1", INGEST_PORT=str(port))
+        shape = f"the ingest server ({args.workers} uvicorn workers)"
+    else:
+        command = [gunicorn, "-c", "marketplace/gunicorn_conf.py", "bench.heartbeat_app:application", "--workers",
+                   str(args.workers), "--threads", str(args.threads), "--bind", f"127.0.0.1:{port}",
+                   "--access-logfile", "/dev/null"]
+        shape = f"the web process ({args.workers} workers x {args.threads} threads)"
+    server = subprocess.Popen(command + ["--log-level", "warning"], cwd=ROOT, env=os.environ, start_new_session=True)
     try:
         import urllib.request
 
@@ -264,12 +294,13 @@ def main():
                 break
             except OSError:
                 time.sleep(0.2)
-        common = dict(clients=args.clients, connections=args.connections, min_interval=1.0)
+        common = dict(clients=args.clients, connections=args.connections, min_interval=1.0, keepalive=keepalive)
         # A short warm-up of both views (connections, prepared statements, imports).
         drive(port, devices[:2000], duration=3, path="/bench/bare-heartbeat", **common)
         drive(port, devices[:2000], duration=3, path="/bench/empty", **common)
-        print(f"\nthrough gunicorn ({args.workers} workers x {args.threads} threads), {args.clients} load processes x "
-              f"{args.connections} connections, one heartbeat a request, {os.cpu_count()} cores shared with the load")
+        print(f"\nthrough gunicorn: {shape}, {args.clients} load processes x {args.connections} connections "
+              f"({'kept alive' if keepalive else 'one request each'}), one heartbeat a request, {os.cpu_count()} "
+              "cores shared with the load")
         # Interleaved slices, so that other work on the machine weighs on each view alike.
         rounds = args.rounds
         empty, bare, real = [], [], []

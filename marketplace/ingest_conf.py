@@ -19,3 +19,7 @@ keepalive = 15
 timeout = 30
 graceful_timeout = 10
 accesslog = os.environ.get("INGEST_ACCESS_LOG") or None
+# uvicorn would take the client's address from X-Forwarded-For of any peer in this list (by
+# default 127.0.0.1, so nginx on the same host would pass a client's own header through): none.
+# The application reads the header itself, through TRUSTED_PROXIES as the web process does.
+forwarded_allow_ips = ""

@@ -5,7 +5,8 @@ bought file (its stored name with a space, a "%" and letters outside ASCII) come
 Range, with the content hash as its ETag; a slow download and a slow upload hold no web thread; the
 internal location cannot be reached from outside; static files come from disk; an oversized body
 gets the API's error body; Django sees the host and port the client asked for; no download token
-reaches nginx's or gunicorn's logs."""
+reaches nginx's or gunicorn's logs; a node's heartbeat and probe reach the ingest server (as
+shipped, marketplace/ingest_conf.py) and stay out of the access log."""
 import hashlib
 import http.client
 import json
@@ -67,7 +68,7 @@ def bought(chain):
     return version, delivery.grant(buyer.address, version, via="session").token
 
 
-def nginx_config(tmp_path, *, port, web_port, files, static):
+def nginx_config(tmp_path, *, port, web_port, ingest_port, files, static):
     """marketplace/nginx.conf with this machine's paths and ports for the compose file's."""
     text = (ROOT / "marketplace" / "nginx.conf").read_text()
     substitutions = [
@@ -76,6 +77,7 @@ def nginx_config(tmp_path, *, port, web_port, files, static):
         ("/tmp/nginx-", f"{tmp_path}/nginx-"),
         ("access_log /dev/stdout redacted;", f"access_log {tmp_path}/access.log redacted;"),
         ("server web:8000;", f"server 127.0.0.1:{web_port};"),
+        ("server ingest:8001;", f"server 127.0.0.1:{ingest_port};"),
         ("listen 8080;", f"listen 127.0.0.1:{port};"),
         ("alias /data/files/;", f"alias {files}/;"),
         ("alias /srv/static/;", f"alias {static}/;"),
@@ -129,7 +131,7 @@ def front(chain, tmp_path):
     assert NGINX.exists(), "they need Debian's nginx: apt-get install nginx (scripts/dev test does)"
     version, token = bought(chain)
     files = Path(storages["private"].location)
-    web_port, port = free_port(), free_port()
+    web_port, ingest_port, port = free_port(), free_port(), free_port()
     env = {
         **os.environ, "DATABASE_URL": database_url(connection.settings_dict),
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # the test's session cookie signs in
@@ -139,21 +141,26 @@ def front(chain, tmp_path):
         "WEB_HOST": "127.0.0.1", "WEB_PORT": str(web_port), "WEB_WORKERS": "1", "WEB_THREADS": "1",
         "WEB_ACCESS_LOG": str(tmp_path / "gunicorn-access.log"), "TRUSTED_PROXIES": "1",
         "DOWNLOAD_ACCEL_REDIRECT": "/protected-files/",  # as docker-compose.yml sets it
+        "INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(ingest_port), "INGEST_WORKERS": "1",
+        "REWARD_HEARTBEAT_MIN_INTERVAL": "0",
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     web = subprocess.Popen([gunicorn, "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi"],
                            cwd=ROOT, env=env, start_new_session=True)
-    config = nginx_config(tmp_path, port=port, web_port=web_port, files=files,
+    ingest = subprocess.Popen([gunicorn, "-c", "marketplace/ingest_conf.py", "marketplace.rewards.ingest_server:app"],
+                              cwd=ROOT, env=env, start_new_session=True)
+    config = nginx_config(tmp_path, port=port, web_port=web_port, ingest_port=ingest_port, files=files,
                           static=ROOT / "frontend" / "dist")
     proxy = subprocess.Popen([str(NGINX), "-c", str(config), "-p", str(tmp_path),
                               "-e", str(tmp_path / "error.log"), "-g", "daemon off;"],
                              start_new_session=True)
     try:
         wait_for(web_port, web, "gunicorn")
+        wait_for(ingest_port, ingest, "the ingest server")
         wait_for(port, proxy, "nginx")
         yield port, version, token
     finally:
-        for process in (proxy, web):
+        for process in (proxy, web, ingest):
             process.terminate()
             process.wait(15)
         storages["private"].delete(version.file)
@@ -271,3 +278,39 @@ def test_django_sees_the_host_and_port_the_client_asked_for(front):
     message = json.loads(response.read())["message"]
     assert message.startswith(f"127.0.0.1:{port} wants you to sign in")
     assert f"URI: http://127.0.0.1:{port}\n" in message
+
+
+def test_a_nodes_heartbeat_and_probe_reach_the_ingest_server_and_stay_out_of_the_log(front, tmp_path):
+    from marketplace.rewards.models import Heartbeat
+    from tests.integration.test_heartbeats import bind
+    from tests.node_helpers import heartbeat_body, new_key
+
+    port, _, _ = front
+    key = new_key()
+    device = bind(key)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    # A client's own X-Forwarded-For is not believed: nginx appends the address it saw.
+    conn.request("POST", "/api/v1/node/heartbeat", body=json.dumps(heartbeat_body(key, seq=1, nonce=device.nonce)),
+                 headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.9"})
+    response = conn.getresponse()
+    ack = json.loads(response.read())
+    assert response.status == 200, ack
+    row = Heartbeat.objects.get(device=device, seq=1)
+    assert str(row.ip) == "127.0.0.1"
+    conn.request("GET", ack["probe"]["url"])
+    probe = conn.getresponse()
+    answer = json.loads(probe.read())["answer"]
+    assert probe.status == 200 and len(answer) == 64
+    conn.request("POST", "/api/v1/node/heartbeat", body=json.dumps(
+        heartbeat_body(key, seq=2, nonce=ack["nonce"], probe=answer)), headers={"Content-Type": "application/json"})
+    second = conn.getresponse()
+    assert second.status == 200, second.read()
+    second.read()
+    assert Heartbeat.objects.get(device=device, seq=2).probe_ok  # the probe's answer came from the same secret
+    # The ingest server answered (the web process has no /healthz of this shape at that path).
+    conn.request("POST", "/api/v1/node/heartbeat", body=b"x" * 9000)
+    too_big = conn.getresponse()
+    assert too_big.status == 413 and too_big.read().startswith(b'{"error": {"code": "body_too_large"')
+    # Only the refused body is logged (by the error page's location): no heartbeat or probe answered.
+    lines = [line for line in logs(tmp_path)["access.log"].splitlines() if "/api/v1/node/" in line]
+    assert len(lines) == 1 and '/api/v1/node/heartbeat HTTP/1.1" 413' in lines[0], lines

@@ -58,7 +58,9 @@ def test_it_takes_a_heartbeat_as_the_view_does_and_refuses_each_bad_one_with_the
     url = ingest_url()
     key = new_key()
     device = bind(key)
-    response = post(url, heartbeat_body(key, seq=1, nonce=device.nonce, bytes_up=7))
+    # Without TRUSTED_PROXIES (the default 0) a client's own X-Forwarded-For is never believed.
+    response = post(url, heartbeat_body(key, seq=1, nonce=device.nonce, bytes_up=7),
+                    headers={"X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 200, response.text
     ack = response.json()
     assert ack["seq"] == 1 and len(ack["nonce"]) == 66 and ack["nonce"] != device.nonce
