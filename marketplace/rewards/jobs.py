@@ -448,6 +448,10 @@ def decline(*, device: Device, job_id: int, reason: str, now=None) -> JobAssignm
                 now,
             )
             job.save(update_fields=["state", "outcome", "settled_at"])
+            # The other leases of a failed job end now, and no strike is held against them.
+            job.assignments.filter(state=JobAssignment.State.LEASED).update(
+                state=JobAssignment.State.EXPIRED
+            )
     return assignment
 
 

@@ -234,3 +234,24 @@ def test_a_beats_jobs_appear_together_in_random_order(job_settings, dataset, sit
     assert 0 < sum(kinds) < 20
     assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)
     assert [j.target_id for j in made] != sorted(j.target_id for j in made)
+
+
+@pytest.mark.django_db
+def test_a_lease_on_a_job_that_failed_by_declines_ends_without_a_strike(job_settings, dataset, site):
+    job_settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE = 1
+    job_settings.REWARD_JOB_STRIKES = 1
+    [job] = open_jobs(dataset, site, 1)
+    holder = bound_device()
+    assert leased_ids(holder) == [job.pk]
+    for _ in range(job.replicas * jobs.MAX_DECLINES_PER_REPLICA):
+        node = bound_device()
+        assert leased_ids(node) == [job.pk]
+        jobs.decline(device=node.device, job_id=job.pk, reason="robots_txt")
+    job.refresh_from_db()
+    assert job.outcome == FetchJob.Outcome.FAILED
+    held = JobAssignment.objects.get(job=job, device=holder.device)
+    assert held.state == JobAssignment.State.EXPIRED and held.ended_at is None
+    jobs.expire_leases(timezone.now() + timedelta(hours=1))
+    assert jobs.suspended_until(holder.device) is None
+    open_jobs(dataset, site, 1)
+    assert len(leased_ids(holder)) == 1  # its open-lease place is free again
