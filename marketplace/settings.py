@@ -246,6 +246,10 @@ REWARD_REFERRAL_DELAY_DAYS = env_int("REWARD_REFERRAL_DELAY_DAYS", 7)
 REWARD_REFERRAL_CAP = env_int("REWARD_REFERRAL_CAP", 10_000)  # bonus points per referrer per epoch
 # Points per /24 or /56 per epoch (0: no cap).
 REWARD_NETWORK_POINT_CAP = env_int("REWARD_NETWORK_POINT_CAP", 100_000)
+# Devices of one /24 (IPv4) or /56 (IPv6) that earn an uptime slot: the first this many by their
+# first probe-answered heartbeat in the slot, ties by device id (0: no cap). Networks in
+# REWARD_TRUSTED_NETWORKS are exempt.
+REWARD_DEVICES_PER_NETWORK = env_int("REWARD_DEVICES_PER_NETWORK", 8)
 # A key holding the reward token: the close transfers each epoch's emission from it into the
 # distributor before proposing. Unset: the close waits until someone funds the distributor.
 REWARD_TREASURY_KEY = os.environ.get("REWARD_TREASURY_KEY", "")
@@ -269,6 +273,15 @@ REWARD_JOB_COMMIT_SECONDS = env_int("REWARD_JOB_COMMIT_SECONDS", 600)
 REWARD_JOB_REVEAL_SECONDS = env_int("REWARD_JOB_REVEAL_SECONDS", 300)
 REWARD_JOB_POINTS = env_int("REWARD_JOB_POINTS", 10)
 REWARD_JOB_LEASES_PER_REQUEST = env_int("REWARD_JOB_LEASES_PER_REQUEST", 4)
+# Leases a device, and a wallet's devices together, may hold at once (not yet committed to); a
+# device with REWARD_JOB_STRIKES leases that ended without a result (expired uncommitted, or
+# committed and never revealed), or REWARD_JOB_DECLINES declined ones, within the last
+# REWARD_JOB_STRIKE_WINDOW seconds gets no new lease until fewer remain in the window.
+REWARD_JOB_OPEN_LEASES_PER_DEVICE = max(1, env_int("REWARD_JOB_OPEN_LEASES_PER_DEVICE", 2))
+REWARD_JOB_OPEN_LEASES_PER_WALLET = max(1, env_int("REWARD_JOB_OPEN_LEASES_PER_WALLET", 10))
+REWARD_JOB_STRIKES = max(1, env_int("REWARD_JOB_STRIKES", 3))
+REWARD_JOB_DECLINES = max(1, env_int("REWARD_JOB_DECLINES", 20))
+REWARD_JOB_STRIKE_WINDOW = env_int("REWARD_JOB_STRIKE_WINDOW", 3600)
 # Shares of jobs whose answer the server fetched before handing them out (canaries), and of jobs it
 # fetches itself when they settle; a node whose result disagrees with either loses this much
 # quality (of 10,000) at once and its wallet is flagged (amounts held).

@@ -140,7 +140,12 @@ def work(client, state: JobsState) -> Counter:
     if response.status_code != 200:
         state.last_error = _error(response)
         return done
-    listed = response.json()["jobs"]
+    answer = response.json()
+    listed = answer["jobs"]
+    if answer.get("suspended_until"):
+        state.last_error = (
+            f"no new jobs until {answer['suspended_until']}: too many leases ended without a result"
+        )
     for job in listed:
         if job["phase"] == "fetch":
             _fetch_and_commit(client, state, job, done)

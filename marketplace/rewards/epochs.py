@@ -135,15 +135,44 @@ _SPANS = """
 """
 
 
-def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
+#: The network a heartbeat came from, as the scoring's rules count it: the /24 of an IPv4 address
+#: (an IPv4-mapped IPv6 address counts as IPv4), the /56 of an IPv6 one; NULL for no address or
+#: one inside REWARD_TRUSTED_NETWORKS (exempt).
+_NETWORK = """
+    CASE WHEN addr IS NULL OR addr <<= ANY(%(trusted)s::inet[]) THEN NULL
+         ELSE network(set_masklen(addr, CASE WHEN family(addr) = 4 THEN 24 ELSE 56 END))::text END
+"""
+_UNMAPPED = """
+    CASE WHEN family(ip) = 6 AND ip << '::ffff:0.0.0.0/96'::inet
+         THEN '0.0.0.0'::inet + (ip - '::ffff:0.0.0.0'::inet) ELSE ip END
+"""
+
+
+def _uptime(window: dict, weights: scoring.Weights) -> dict[tuple[int, str], tuple[int, str]]:
     """{(device, wallet): (verified slots, most frequent ip)} of the window: each probe-answered
     heartbeat counts for the wallet its device was bound to when the server received it (a device
     moved to another wallet mid-epoch splits its uptime; one unbound earns nothing). A device
-    with no binding history (made by hand, by the admin) counts for its current wallet."""
-    # A slot is one wallet's: the wallet the device was bound to at its first probe-answered
-    # heartbeat (a device moved mid-slot must not earn that slot for both wallets).
-    bound = _rows(
-        f"""WITH spans AS ({_SPANS}),
+    with no binding history (made by hand, by the admin) counts for its current wallet.
+
+    A slot is one wallet's: the wallet the device was bound to at its first probe-answered
+    heartbeat in the slot (a device moved mid-slot must not earn that slot for both wallets). Of
+    the devices whose first probe-answered heartbeat of a slot came from one network (/24, /56;
+    trusted networks exempt), only the first REWARD_DEVICES_PER_NETWORK by that heartbeat's
+    time, ties by device id, earn the slot: a farm of device keys behind one address range earns
+    the uptime of that many devices. The rule reads stored rows only, so a rerun agrees."""
+    params = {
+        **window,
+        "trusted": [str(n) for n in weights.trusted],
+        "cap": weights.devices_per_network,
+    }
+    rows = _rows(
+        f"""WITH spans AS (
+                {_SPANS}
+                UNION ALL
+                SELECT d.id, c.wallet, '-infinity'::timestamptz, NULL::timestamptz
+                FROM rewards_device d JOIN rewards_contributor c ON c.id = d.contributor_id
+                WHERE NOT EXISTS (SELECT 1 FROM rewards_bindingevent e WHERE e.device_id = d.id
+                                  AND e.action IN ('bound', 'rebound', 'unbound'))),
             beats AS (
                 SELECT h.device_id, s.wallet, h.slot, h.probe_ok, h.ip, h.received_at
                 FROM rewards_heartbeat h
@@ -151,27 +180,28 @@ def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
                             AND (s.until IS NULL OR h.received_at < s.until)
                 WHERE h.received_at >= %(start)s AND h.received_at < %(end)s AND s.wallet IS NOT NULL),
             firsts AS (
-                SELECT DISTINCT ON (device_id, slot) device_id, slot, wallet FROM beats WHERE probe_ok
-                ORDER BY device_id, slot, received_at)
-            SELECT b.device_id, b.wallet,
-                   (SELECT count(*) FROM firsts f WHERE f.device_id = b.device_id AND f.wallet = b.wallet),
-                   mode() WITHIN GROUP (ORDER BY b.ip)
-            FROM beats b GROUP BY b.device_id, b.wallet""",
-        window,
+                SELECT DISTINCT ON (device_id, slot) device_id, slot, wallet, received_at,
+                       {_UNMAPPED} AS addr
+                FROM beats WHERE probe_ok
+                ORDER BY device_id, slot, received_at),
+            networked AS (SELECT device_id, slot, wallet, received_at, {_NETWORK} AS network FROM firsts),
+            ranked AS (
+                SELECT device_id, wallet, network,
+                       row_number() OVER (PARTITION BY slot, network
+                                          ORDER BY received_at, device_id) AS place
+                FROM networked),
+            counted AS (
+                SELECT device_id, wallet,
+                       count(*) FILTER (WHERE network IS NULL OR %(cap)s <= 0 OR place <= %(cap)s) AS slots
+                FROM ranked GROUP BY device_id, wallet),
+            seen AS (
+                SELECT device_id, wallet, mode() WITHIN GROUP (ORDER BY ip) AS ip
+                FROM beats GROUP BY device_id, wallet)
+            SELECT s.device_id, s.wallet, coalesce(c.slots, 0), s.ip
+            FROM seen s LEFT JOIN counted c ON c.device_id = s.device_id AND c.wallet = s.wallet""",
+        params,
     )
-    unrecorded = _rows(
-        """SELECT h.device_id, c.wallet, COUNT(DISTINCT h.slot) FILTER (WHERE h.probe_ok),
-                  mode() WITHIN GROUP (ORDER BY h.ip)
-           FROM rewards_heartbeat h
-           JOIN rewards_device d ON d.id = h.device_id
-           JOIN rewards_contributor c ON c.id = d.contributor_id
-           WHERE h.received_at >= %(start)s AND h.received_at < %(end)s
-             AND NOT EXISTS (SELECT 1 FROM rewards_bindingevent e WHERE e.device_id = h.device_id
-                             AND e.action IN ('bound', 'rebound', 'unbound'))
-           GROUP BY h.device_id, c.wallet""",
-        window,
-    )
-    return {(device, wallet): (slots, ip) for device, wallet, slots, ip in [*bound, *unrecorded]}
+    return {(device, wallet): (slots, ip) for device, wallet, slots, ip in rows}
 
 
 def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
@@ -180,7 +210,7 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
     the window, per wallet they were earned for), with its quality and the network it mostly
     connected from."""
     window = {"start": epoch.starts_at, "end": epoch.ends_at}
-    uptime = _uptime(window)
+    uptime = _uptime(window, weights)
     jobs = _rows(
         """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
                     WHERE earned_at >= %(start)s AND earned_at < %(end)s GROUP BY device_id, wallet""",

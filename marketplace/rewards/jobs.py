@@ -17,14 +17,15 @@ import random
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Greatest
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from . import extracting, fetching
 from .models import (
     CollectedRow,
     CollectionTarget,
+    Contributor,
     Device,
     FetchJob,
     Flag,
@@ -93,10 +94,24 @@ def create_job(
     canary: bool | None = None,
     server_check: bool | None = None,
 ) -> FetchJob:
-    """One job of `target`. Whether it is a canary (REWARD_CANARY_RATE) and whether the server
-    fetches it when it settles (REWARD_SERVER_CHECK_RATE) are drawn here unless given. A canary's
-    answer is fetched now, before any node sees the job; if that fetch fails, the job is an
-    ordinary one. Nothing a node is shown differs between them."""
+    """One job of `target`, saved (make_due_jobs saves the beat's jobs together)."""
+    job = new_job(target=target, now=now, canary=canary, server_check=server_check)
+    job.save()
+    return job
+
+
+def new_job(
+    *,
+    target: CollectionTarget,
+    now=None,
+    canary: bool | None = None,
+    server_check: bool | None = None,
+) -> FetchJob:
+    """One job of `target`, not yet saved. Whether it is a canary (REWARD_CANARY_RATE) and whether
+    the server fetches it when it settles (REWARD_SERVER_CHECK_RATE) are drawn here unless given.
+    A canary's answer is fetched now, before any node sees the job; if that fetch fails, the job
+    is an ordinary one. Nothing a node is shown differs between them: the URL, the extractor, the
+    limits and the deadlines (from `now`, not from when the fetch ended) are the target's."""
     now = now or timezone.now()
     slot = int(now.timestamp()) // max(1, target.every_seconds)
     url = target.url.replace("{slot}", str(slot))
@@ -119,7 +134,7 @@ def create_job(
             logger.warning("canary of target %s not made: %s", target.pk, exc)
             canary = False
     reveal_at = now + timedelta(seconds=settings.REWARD_JOB_COMMIT_SECONDS)
-    return FetchJob.objects.create(
+    return FetchJob(
         target=target,
         dataset_id=target.dataset_id,
         url=url,
@@ -139,9 +154,11 @@ def create_job(
 def make_due_jobs(now=None) -> int:
     """A job of every active target that is due (the beat, rewards.make_jobs); returns how many.
     Each target is claimed under its row lock and its next run moved first, so two beats at once
-    make one job (the canary's fetch happens outside that transaction)."""
+    make one job. The canaries' answers are fetched first (outside that transaction); then the
+    beat's jobs are inserted together, in random order, by one statement: every job of a beat
+    becomes visible at the same moment (a canary does not appear later, after the server's fetch)
+    and ids say nothing of which jobs are canaries."""
     now = now or timezone.now()
-    made = 0
     with transaction.atomic():
         due = list(
             CollectionTarget.objects.select_for_update(skip_locked=True).filter(
@@ -151,52 +168,102 @@ def make_due_jobs(now=None) -> int:
         for target in due:
             target.next_run_at = now + timedelta(seconds=target.every_seconds)
             target.save(update_fields=["next_run_at"])
-    for target in due:
-        create_job(target=target, now=now)
-        made += 1
-    return made
+    made = [new_job(target=target, now=now) for target in due]
+    _draw.shuffle(made)
+    FetchJob.objects.bulk_create(made)
+    return len(made)
 
 
 # Leases -----------------------------------------------------------------------------------------
 
 
 def expire_leases(now=None) -> int:
-    """Leases nobody committed to in time end, freeing their place for another node."""
+    """Leases nobody committed to in time end, freeing their place for another node; each is a
+    strike against its device (ended_at)."""
     now = now or timezone.now()
     return JobAssignment.objects.filter(
         state=JobAssignment.State.LEASED, lease_expires_at__lte=now
-    ).update(state=JobAssignment.State.EXPIRED)
+    ).update(state=JobAssignment.State.EXPIRED, ended_at=F("lease_expires_at"))
+
+
+def suspended_until(device: Device, now=None):
+    """When the device may lease again, or None when it may now: a device with REWARD_JOB_STRIKES
+    leases that ended without a result (expired before a commitment, or committed and never
+    revealed), or REWARD_JOB_DECLINES declined leases, in the last REWARD_JOB_STRIKE_WINDOW
+    seconds gets no new lease until fewer remain in the window."""
+    now = now or timezone.now()
+    window = timedelta(seconds=settings.REWARD_JOB_STRIKE_WINDOW)
+    ended = JobAssignment.objects.filter(device=device, ended_at__gt=now - window)
+    until = []
+    for states, allowed in (
+        (JobAssignment.STRIKES, settings.REWARD_JOB_STRIKES),
+        ((JobAssignment.State.DECLINED,), settings.REWARD_JOB_DECLINES),
+    ):
+        times = list(
+            ended.filter(state__in=states)
+            .order_by("-ended_at")
+            .values_list("ended_at", flat=True)[:allowed]
+        )
+        if len(times) >= allowed:  # the allowed-th latest must leave the window first
+            until.append(times[-1] + window)
+    return max(until, default=None)
+
+
+def _open_leases(**where) -> int:
+    return JobAssignment.objects.filter(state=JobAssignment.State.LEASED, **where).count()
 
 
 def lease(*, device: Device, ip: str | None, want: int, now=None) -> list[JobAssignment]:
-    """Up to `want` (at most REWARD_JOB_LEASES_PER_REQUEST) new jobs for `device`, each one whose
-    live assignments have none of the device's wallet or network (network_of), fewer than its
-    replicas, and time left to commit. Oldest jobs first, so jobs fill up before new ones start."""
+    """Up to `want` new jobs for `device` (at most REWARD_JOB_LEASES_PER_REQUEST, and no more than
+    leaves the device under REWARD_JOB_OPEN_LEASES_PER_DEVICE and its wallet under
+    REWARD_JOB_OPEN_LEASES_PER_WALLET uncommitted leases; none while suspended_until says so),
+    each a job whose live assignments have none of the device's wallet or network (network_of),
+    fewer than its replicas, and time left to commit.
+
+    The jobs are drawn at random among the eligible ones, never the oldest first: a node cannot
+    choose its job, so two colluding nodes asking one after the other do not get the same job
+    (the partner's job is one of many). The wallet's row is locked for the request, so the caps
+    hold against concurrent requests of its devices."""
     now = now or timezone.now()
-    want = max(0, min(want, settings.REWARD_JOB_LEASES_PER_REQUEST))
     wallet = device.contributor.wallet
     network = network_of(ip)
     expire_leases(now)
     leased = []
-    if not want:
-        return leased
     with transaction.atomic():
-        jobs = list(
-            FetchJob.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(state=FetchJob.State.OPEN, reveal_at__gt=now)
-            .exclude(assignments__device=device)
-            .order_by("created_at", "pk")[:50]
+        Contributor.objects.select_for_update().filter(pk=device.contributor_id).first()
+        want = min(
+            want,
+            settings.REWARD_JOB_LEASES_PER_REQUEST,
+            settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE - _open_leases(device=device),
+            settings.REWARD_JOB_OPEN_LEASES_PER_WALLET
+            - _open_leases(device__contributor_id=device.contributor_id),
         )
-        live = {}
+        if want <= 0 or suspended_until(device, now):
+            return leased
+        live = JobAssignment.objects.filter(job=OuterRef("pk"), state__in=JobAssignment.LIVE)
+        taken = live.order_by().values("job").annotate(n=Count("pk")).values("n")
+        eligible = (
+            FetchJob.objects.filter(state=FetchJob.State.OPEN, reveal_at__gt=now)
+            .exclude(Exists(JobAssignment.objects.filter(job=OuterRef("pk"), device=device)))
+            .exclude(Exists(live.filter(wallet=wallet)))
+            .alias(taken=Coalesce(Subquery(taken), 0))
+            .filter(taken__lt=F("replicas"))
+        )
+        if network:
+            eligible = eligible.exclude(Exists(live.filter(network=network)))
+        jobs = list(
+            eligible.select_for_update(skip_locked=True, of=("self",)).order_by("?")[:want]
+        )
+        others = {}  # checked again under the jobs' locks: a concurrent lease may have come first
         for a in JobAssignment.objects.filter(job__in=jobs, state__in=JobAssignment.LIVE).values(
             "job_id", "wallet", "network"
         ):
-            live.setdefault(a["job_id"], []).append(a)
+            others.setdefault(a["job_id"], []).append(a)
         for job in jobs:
-            others = live.get(job.pk, [])
-            if len(others) >= job.replicas or any(o["wallet"] == wallet for o in others):
+            mine = others.get(job.pk, [])
+            if len(mine) >= job.replicas or any(o["wallet"] == wallet for o in mine):
                 continue
-            if network and any(o["network"] == network for o in others):
+            if network and any(o["network"] == network for o in mine):
                 continue
             leased.append(
                 JobAssignment.objects.create(
@@ -211,8 +278,6 @@ def lease(*, device: Device, ip: str | None, want: int, now=None) -> list[JobAss
                     ),
                 )
             )
-            if len(leased) == want:
-                break
     return leased
 
 
@@ -369,7 +434,8 @@ def decline(*, device: Device, job_id: int, reason: str, now=None) -> JobAssignm
         if assignment.state != JobAssignment.State.LEASED:
             raise JobError("not_leased", "Only a leased job not yet committed to can be declined.")
         assignment.state, assignment.decline_reason = JobAssignment.State.DECLINED, reason[:300]
-        assignment.save(update_fields=["state", "decline_reason"])
+        assignment.ended_at = now
+        assignment.save(update_fields=["state", "decline_reason", "ended_at"])
         job.declines += 1
         job.save(update_fields=["declines"])
         if (
@@ -382,6 +448,10 @@ def decline(*, device: Device, job_id: int, reason: str, now=None) -> JobAssignm
                 now,
             )
             job.save(update_fields=["state", "outcome", "settled_at"])
+            # The other leases of a failed job end now, and no strike is held against them.
+            job.assignments.filter(state=JobAssignment.State.LEASED).update(
+                state=JobAssignment.State.EXPIRED
+            )
     return assignment
 
 
@@ -438,6 +508,10 @@ def _settle(job: FetchJob, now) -> Settled:
     for a in revealed:
         a.agreed = a in agreeing
     JobAssignment.objects.bulk_update(revealed, ["agreed"])
+    # A commitment never revealed is a strike against its device (suspended_until).
+    job.assignments.filter(state=JobAssignment.State.COMMITTED).update(
+        state=JobAssignment.State.UNREVEALED, ended_at=now
+    )
     if agreeing:
         WorkCredit.objects.bulk_create(
             [

@@ -53,7 +53,17 @@ NodeJob = inline_serializer(
         "settle_at": serializers.DateTimeField(help_text="Reveals close then"),
     },
 )
-NodeJobs = inline_serializer("NodeJobs", {"jobs": serializers.ListField(child=NodeJob)})
+NodeJobs = inline_serializer(
+    "NodeJobs",
+    {
+        "jobs": serializers.ListField(child=NodeJob),
+        "suspended_until": serializers.DateTimeField(
+            allow_null=True,
+            help_text="No new lease before this: too many leases ended without a result (expired "
+            "uncommitted, committed and never revealed) or were declined lately",
+        ),
+    },
+)
 
 
 def job_body(assignment, now) -> dict:
@@ -85,7 +95,13 @@ def _device(request):
 
 
 def _jobs_response(device, now, status=200):
-    return Response({"jobs": [job_body(a, now) for a in jobs.current(device, now)]}, status=status)
+    return Response(
+        {
+            "jobs": [job_body(a, now) for a in jobs.current(device, now)],
+            "suspended_until": jobs.suspended_until(device, now),
+        },
+        status=status,
+    )
 
 
 class LeaseRequest(serializers.Serializer):

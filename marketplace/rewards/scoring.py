@@ -30,6 +30,7 @@ class Weights:
     referral_cap: int = 10_000  # bonus points per referrer per epoch (unscaled)
     referral_delay: timedelta = timedelta(days=7)
     network_cap: int = 0  # points per /24 or /56 per epoch (unscaled); 0: no cap
+    devices_per_network: int = 0  # devices of one /24 or /56 earning each uptime slot; 0: no cap
     trusted: tuple = ()  # ip_network objects exempt from the network rules
 
     @classmethod
@@ -41,6 +42,7 @@ class Weights:
             referral_cap=settings.REWARD_REFERRAL_CAP,
             referral_delay=timedelta(days=settings.REWARD_REFERRAL_DELAY_DAYS),
             network_cap=settings.REWARD_NETWORK_POINT_CAP,
+            devices_per_network=settings.REWARD_DEVICES_PER_NETWORK,
             trusted=tuple(
                 ipaddress.ip_network(n, strict=False) for n in settings.REWARD_TRUSTED_NETWORKS
             ),
@@ -57,6 +59,10 @@ class Weights:
             "referral_cap_points": self.referral_cap,
             "referral_delay_days": self.referral_delay.days,
             "network_cap_points": self.network_cap,
+            "devices_per_network": self.devices_per_network,
+            "devices_per_network_rule": "an uptime slot is earned by at most devices_per_network "
+            "devices of one network: the first by their first probe-answered heartbeat in the slot, "
+            "ties by device id (0: no cap; trusted networks exempt)",
             "network_prefix": {"ipv4": 24, "ipv6": 56},
             "trusted_networks": [str(n) for n in self.trusted],
         }

@@ -1,10 +1,12 @@
 """The node's side of fetch jobs (marketplace.node.jobs.work through the node's signed Client)
 against Django's live server and the demo site, both over real HTTP."""
 
+from datetime import timedelta
 import json
 import time
 
 from django.conf import settings
+from django.utils import timezone
 from eth_account import Account
 import pytest
 
@@ -86,7 +88,6 @@ def test_a_node_keeps_to_its_bandwidth_cap(job_settings, dataset, site, live_ser
         dataset, site, path="/prices?at={slot}", extractor={"kind": "table", "table": 0}
     )
     weather = jobs.create_job(target=target)
-    jobs.create_job(target=other)
     page = len(json.dumps(demo_site.weather(int(weather.url.rsplit("=", 1)[1]))).encode())
     cap = len(demo_site.ROBOTS) + page + 20  # robots.txt and one weather page, not a prices page
     node = bound_device()
@@ -94,6 +95,7 @@ def test_a_node_keeps_to_its_bandwidth_cap(job_settings, dataset, site, live_ser
     client = client_of(node, live_server)
     first = work(client, state)
     assert first["committed"] == 1, state.last_error
+    jobs.create_job(target=other)  # made now: jobs are drawn at random, not oldest first
     second = work(client, state)
     assert second["declined:bandwidth_cap"] == 1 and second["fetched"] == 0
     assert state.bandwidth.used(60) <= cap
@@ -171,3 +173,31 @@ def test_a_reveal_with_text_that_is_not_unicode_is_a_400(job_settings, dataset, 
                "X-Device-Signature": signing.sign(client.key, message)}
     answer = client.http.post(live_server.url + path, data=body.encode(), headers=headers)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_rows"
+
+
+def test_a_suspended_device_is_told_until_when_and_can_still_reveal(
+    job_settings, dataset, site, live_server
+):
+    job_settings.REWARD_JOB_STRIKES = 1
+    target = make_target(dataset, site)
+    first = jobs.create_job(target=target)
+    node, partner = bound_device(), bound_device()
+    client, state = client_of(node, live_server), state_for(site)
+    partner_client, partner_state = client_of(partner, live_server), state_for(site)
+    assert work(client, state)["committed"] == 1, state.last_error
+    assert work(partner_client, partner_state)["committed"] == 1, partner_state.last_error
+    # A second job it leases and lets expire: one strike suspends it.
+    second = jobs.create_job(target=target)
+    assert [a.job_id for a in jobs.lease(device=node.device, ip="127.0.0.1", want=1)] == [second.pk]
+    JobAssignment.objects.filter(job=second, device=node.device).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    jobs.create_job(target=target)
+    answer = client.signed_response("POST", "/api/v1/node/jobs", {"want": 1})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["suspended_until"] is not None
+    assert [(j["id"], j["phase"]) for j in body["jobs"]] == [(first.pk, "reveal")]
+    done = work(client, state)  # no new lease, but its committed job is revealed
+    assert done["revealed"] == 1 and "no new jobs until" in state.last_error
+    assert JobAssignment.objects.filter(device=node.device, state="leased").count() == 0

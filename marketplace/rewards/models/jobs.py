@@ -111,7 +111,12 @@ class JobAssignment(models.Model):
     committed to by `lease_expires_at` expires and frees its place for another node; the same
     device never gets the job again. `network` is the node's /24 (IPv4) or /56 (IPv6), empty for
     an address in REWARD_TRUSTED_NETWORKS: two live assignments of a job never share a wallet or
-    a non-empty network."""
+    a non-empty network.
+
+    A lease that ends without a result is a strike against its device (`ended_at`): expired before
+    a commitment, or committed and never revealed (`unrevealed`, at settlement); declines are
+    counted apart. Too many of either in REWARD_JOB_STRIKE_WINDOW and the device gets no new
+    lease for a while (jobs.lease)."""
 
     class State(models.TextChoices):
         LEASED = "leased", "Leased"
@@ -119,8 +124,10 @@ class JobAssignment(models.Model):
         REVEALED = "revealed", "Revealed"
         DECLINED = "declined", "Declined"
         EXPIRED = "expired", "Lease expired"
+        UNREVEALED = "unrevealed", "Committed, never revealed"
 
     LIVE = (State.LEASED, State.COMMITTED, State.REVEALED)
+    STRIKES = (State.EXPIRED, State.UNREVEALED)  # leases that ended without a result
 
     job = models.ForeignKey(FetchJob, on_delete=models.CASCADE, related_name="assignments")
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="job_assignments")
@@ -136,6 +143,11 @@ class JobAssignment(models.Model):
     result_hash = models.CharField(max_length=66, blank=True)
     revealed_at = models.DateTimeField(null=True, blank=True)
     decline_reason = models.CharField(max_length=300, blank=True)
+    ended_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the lease ended without a result: expired, declined, or never revealed",
+    )
     agreed = models.BooleanField(
         null=True, help_text="Settled: agreed with the accepted result (null: not judged)"
     )
@@ -147,6 +159,7 @@ class JobAssignment(models.Model):
         indexes = [
             models.Index(fields=["device", "state"], name="job_assignment_device"),
             models.Index(fields=["state", "lease_expires_at"], name="job_assignment_lease"),
+            models.Index(fields=["device", "ended_at"], name="job_assignment_ended"),
         ]
 
     def __str__(self):
