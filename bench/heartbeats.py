@@ -1,23 +1,35 @@
 """Heartbeat ingest through gunicorn: verified heartbeats a second from 10,000 devices, one per
 request, against a bare view (one signature recovery and one insert) measured in the same run.
 
-    .venv/bin/python bench/heartbeats.py [--devices 10000] [--duration 60] [--bare-duration 30]
-                                         [--workers 4] [--threads 2] [--clients 2] [--connections 24]
+    .venv/bin/python bench/heartbeats.py [--server ingest|web] [--devices 10000] [--duration 60]
+                                         [--bare-duration 30] [--workers N] [--threads 2]
+                                         [--clients 2] [--connections 64] [--keepalive yes|no]
                                          [--ip-count process|shared]
 
-It uses its own database `bench_heartbeats` (emptied at start) on DATABASE_URL's server (else the embedded
-PostgreSQL), makes the devices (keys precomputed, bound to 1,000 wallets), starts gunicorn with
-marketplace/gunicorn_conf.py, and drives it from --clients processes of --connections
-connections each (asyncio, plain HTTP/1.1, one request a connection as the shipped keepalive=0
-makes them). The empty view, the bare view and the heartbeats run in --rounds interleaved slices
-(other work on this shared machine then weighs on each alike). Each device keeps its state: a heartbeat signs the nonce its last acknowledgement
-gave, with the next sequence number and the probe's answer (the bench knows the server's secret
-key, so it computes the answer rather than fetching it: the server's check is the same). Every
-device waits REWARD_HEARTBEAT_MIN_INTERVAL (1 s here) between two of its heartbeats.
+It uses its own database `bench_heartbeats` (emptied at start) on DATABASE_URL's server (else the
+embedded PostgreSQL), makes the devices (keys precomputed, bound to 1,000 wallets), and starts
+gunicorn as shipped:
+- `--server ingest` (the default): the ingest server (marketplace/ingest_conf.py, 2 uvicorn
+  workers, group commits), where nginx sends heartbeats, over connections kept alive as nginx's
+  upstream keeps them; the references are bench/ingest_app.py's.
+- `--server web`: the Django view in the web process (marketplace/gunicorn_conf.py, 4 workers x 2
+  threads, one request a connection as its keepalive=0 makes them); the references are
+  bench/heartbeat_app.py's.
+The load comes from --clients processes of --connections connections each (asyncio, plain
+HTTP/1.1). The load is closed (each connection sends its next heartbeat when the last is
+answered), so the rate is at most connections / latency: 10,000 independent devices are many
+more senders than that, and 2 x 64 connections keep the server busy without measuring the load
+generator's own queueing. The empty view, the bare view and the heartbeats run in --rounds
+interleaved slices (other work on this shared machine then weighs on each alike). Each device
+keeps its state: a heartbeat signs the nonce its last acknowledgement gave, with the next sequence
+number and the probe's answer (the bench knows the server's secret key, so it computes the answer
+rather than fetching it: the server's check is the same). Every device waits
+REWARD_HEARTBEAT_MIN_INTERVAL (1 s here) between two of its heartbeats.
 
-Printed: the empty view's rate (gunicorn, Django's middleware and this load generator doing no
-work: the ceiling on this machine), heartbeats/s (acknowledged, so stored), p50/p95 latency, the refusals by status, the bare
-view's figures, the ratio, and a check that the table holds exactly the acknowledged rows.
+Printed: the empty view's rate (the server and this load generator doing no work: the ceiling on
+this machine), heartbeats/s (acknowledged, so stored), p50/p95 latency, the refusals by status,
+the bare view's figures, the ratio, and a check that the table holds exactly the acknowledged
+rows.
 """
 import argparse
 import asyncio
@@ -250,7 +262,7 @@ def main():
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--ip-count", choices=["process", "shared"], default="process",
                         help="REWARD_HEARTBEAT_IP_COUNT: the per-address count in each process, or the limits service")
-    parser.add_argument("--connections", type=int, default=24, help="connections at once per load process")
+    parser.add_argument("--connections", type=int, default=64, help="connections at once per load process")
     parser.add_argument("--keepalive", choices=["yes", "no"],
                         help="keep each load connection open (default: yes for the ingest server, as nginx's upstream "
                              "keepalive does; no for the web process, whose shipped keepalive is 0)")
