@@ -131,13 +131,30 @@ def _rows(sql: str, params) -> list[tuple]:
 
 #: A device's bindings over time, from its binding history: (device, wallet or NULL when unbound,
 #: since, until). Uptime counts for the wallet the device was bound to when each heartbeat came.
+#: The changes are taken in the order the database wrote them (their ids: each change of a device
+#: is written under its row lock), never by their times, and a span starts at the latest time
+#: written so far, so spans never overlap even if the clock that stamped them went back. Before its
+#: first change a device held the wallet that change took it from (an unbind's wallet, a rebind's
+#: previous one): a device made by hand earns for that wallet until then.
 _SPANS = """
-    SELECT device_id,
-           CASE WHEN action IN ('bound', 'rebound') THEN wallet END AS wallet,
-           created_at AS since,
-           lead(created_at) OVER (PARTITION BY device_id ORDER BY created_at, id) AS until
-    FROM rewards_bindingevent
-    WHERE action IN ('bound', 'rebound', 'unbound') AND created_at < %(end)s
+    WITH changes AS (
+        SELECT device_id, id, action, wallet, previous_wallet,
+               max(created_at) OVER (PARTITION BY device_id ORDER BY id) AS since
+        FROM rewards_bindingevent
+        WHERE action IN ('bound', 'rebound', 'unbound')),
+    spans AS (
+        SELECT device_id,
+               CASE WHEN action IN ('bound', 'rebound') THEN wallet END AS wallet,
+               since,
+               lead(since) OVER (PARTITION BY device_id ORDER BY id) AS until
+        FROM changes
+        UNION ALL
+        (SELECT DISTINCT ON (device_id) device_id,
+                CASE action WHEN 'unbound' THEN wallet WHEN 'rebound' THEN NULLIF(previous_wallet, '') END,
+                '-infinity'::timestamptz,
+                since
+         FROM changes ORDER BY device_id, id))
+    SELECT device_id, wallet, since, until FROM spans WHERE since < %(end)s
 """
 
 
@@ -145,7 +162,8 @@ def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
     """{(device, wallet): (verified slots, most frequent ip)} of the window: each probe-answered
     heartbeat counts for the wallet its device was bound to when the server received it (a device
     moved to another wallet mid-epoch splits its uptime; one unbound earns nothing). A device
-    with no binding history (made by hand, by the admin) counts for its current wallet."""
+    with no binding history (made by hand, by the admin) counts for its current wallet; one made
+    by hand and changed later, for the wallet its first change took it from until then."""
     # A slot is one wallet's: the wallet the device was bound to at its first probe-answered
     # heartbeat (a device moved mid-slot must not earn that slot for both wallets).
     bound = _rows(
