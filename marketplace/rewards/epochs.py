@@ -10,8 +10,9 @@
   heartbeats count by the server's time), so a step killed midway rolls back and its rerun
   stores the same root.
 - **queued** (once every earlier epoch is proposed): the treasury's transfer of the emission,
-  when REWARD_TREASURY_KEY is set (signed and recorded before it is broadcast, so a crash finds
-  it again and never sends a second one), and an `OperatorAction(propose_root)` with the stored
+  when REWARD_TREASURY_KEY is set (tied to one nonce of the treasury: signed and recorded before
+  it is broadcast, re-sent and repriced only at that nonce, so at most one transfer is ever
+  mined), and an `OperatorAction(propose_root)` with the stored
   epoch, root and total. The operator sender checks the distributor's last epoch and balance
   before signing (an unfunded root waits, pending, with the reason) and confirms the action from
   the `RootProposed` the indexer stores. A failed action is queued again with the same root.
