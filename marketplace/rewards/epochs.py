@@ -601,7 +601,8 @@ def _record_funding(epoch: Epoch, signed, nonce: int, *, replacing: str) -> bool
             return False
         locked.funding_tx, locked.funding_raw = tx_hash, "0x" + bytes(signed.raw_transaction).hex()
         locked.funding_nonce, locked.funding_signed_at = nonce, timezone.now()
-        locked.funding_hashes = [*(locked.funding_hashes if replacing else []), tx_hash]
+        # A row signed before hashes were kept names only its latest one.
+        locked.funding_hashes = [*((locked.funding_hashes or [replacing]) if replacing else []), tx_hash]
         locked.save(update_fields=["funding_tx", "funding_raw", "funding_nonce", "funding_hashes",
                                    "funding_signed_at", "updated_at"])
     for name in ("funding_tx", "funding_raw", "funding_nonce", "funding_hashes", "funding_signed_at"):
