@@ -95,21 +95,46 @@ ANVIL_DEV_ADDRESSES = (
 )
 
 
+def key_address(key: str) -> str | None:
+    """The address a private key controls, however the key is written (with or without 0x, in
+    either case, with spaces or line breaks anywhere); None when it is no key."""
+    text = "".join(str(key).split())
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    if len(text) % 2:
+        text = "0" + text  # as eth_account reads an odd number of digits
+    try:
+        from eth_account import Account
+
+        return Account.from_key(bytes.fromhex(text)).address
+    except ValueError:
+        return None
+
+
+def is_dev_key(key: str) -> bool:
+    """Whether `key` is one of anvil's public dev keys: compared by the address it controls, so
+    no spelling of the key slips past."""
+    return key_address(key) in ANVIL_DEV_ADDRESSES
+
+
+def is_dev_address(address: str) -> bool:
+    return str(address).strip().lower() in {a.lower() for a in ANVIL_DEV_ADDRESSES}
+
+
 def refuse_dev_accounts(chain_id: int, *, operator_key: str, roles: dict, keys: dict | None = None) -> None:
     """On any chain but anvil's, refuse an operator key, another key (`keys`: REWARD_TREASURY_KEY)
     or a role address (CHAIN_ADMIN, ...) that is one of anvil's dev accounts: whoever reads this
-    file could take its funds or roles."""
+    file could take its funds or roles. Keys are compared by the address they control."""
     if chain_id == ANVIL_CHAIN_ID:
         return
     for name, key in {"CHAIN_OPERATOR_KEY": operator_key, **(keys or {})}.items():
-        if key and key.strip().lower().removeprefix("0x") in ANVIL_DEV_KEYS:
+        if key and is_dev_key(key):
             raise ImproperlyConfigured(
                 f"{name} is one of anvil's public dev keys, which anyone can use; on chain {chain_id} "
                 "give the server a key of its own (or set CHAIN_ID=31337 for a local anvil)."
             )
-    dev_addresses = {a.lower() for a in ANVIL_DEV_ADDRESSES}
     for name, address in roles.items():
-        if address and address.strip().lower() in dev_addresses:
+        if address and is_dev_address(address):
             raise ImproperlyConfigured(
                 f"{name} is {address}, one of anvil's public dev accounts; on chain {chain_id} give it an "
                 "address whose key only you hold (or set CHAIN_ID=31337 for a local anvil)."

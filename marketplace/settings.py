@@ -11,7 +11,9 @@ import warnings
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplace.env import env_bool, env_int, env_list, env_networks, refuse_dev_accounts, sqlalchemy_url
+from marketplace.env import (
+    env_bool, env_int, env_list, env_networks, key_address, refuse_dev_accounts, sqlalchemy_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -254,8 +256,8 @@ REWARD_DEVICES_PER_NETWORK = env_int("REWARD_DEVICES_PER_NETWORK", 8)
 # distributor before proposing. Unset: the close waits until someone funds the distributor.
 REWARD_TREASURY_KEY = os.environ.get("REWARD_TREASURY_KEY", "")
 refuse_dev_accounts(CHAIN_ID, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": REWARD_TREASURY_KEY})
-if REWARD_TREASURY_KEY and CHAIN_OPERATOR_KEY and (
-        REWARD_TREASURY_KEY.strip().lower().removeprefix("0x") == CHAIN_OPERATOR_KEY.strip().lower().removeprefix("0x")):
+_treasury_address = key_address(REWARD_TREASURY_KEY) if REWARD_TREASURY_KEY else None
+if _treasury_address is not None and _treasury_address == key_address(CHAIN_OPERATOR_KEY):
     raise ImproperlyConfigured(
         "REWARD_TREASURY_KEY is the operator's key (CHAIN_OPERATOR_KEY): give the treasury a key of its own, or the "
         "treasury's transfers and the operator sender's transactions would take each other's nonces.")

@@ -7,6 +7,8 @@ from eth_account import Account
 from web3 import Web3
 from web3.middleware import SignAndSendRawMiddlewareBuilder, Web3Middleware
 
+from marketplace.env import ANVIL_CHAIN_ID, is_dev_address
+
 
 class OperatorKeyMissing(Exception):
     pass
@@ -87,11 +89,25 @@ def operator_web3(url=None):
     (PinnedChainId), once the node has said it runs that chain (WrongChain otherwise)."""
     account = operator_account()
     w3 = _signing_web3(url or settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT, account.key.hex())
-    check_chain_id(w3)
+    check_signer(w3, account.address, "CHAIN_OPERATOR_KEY")
     return w3
 
 
-def check_chain_id(w3) -> None:
+def check_signer(w3, address: str, name: str) -> None:
+    """Before the key of `address` (the setting `name`) signs anything for the node at `w3`: the
+    node runs CHAIN_ID (check_chain_id), and if the key is one of anvil's public dev keys, the
+    node itself says it runs anvil's chain (31337). CHAIN_ID alone is not trusted for that: the
+    start-up check reads it from the environment, and a settings module or an override can change
+    it after."""
+    actual = check_chain_id(w3)
+    if actual != ANVIL_CHAIN_ID and is_dev_address(address):
+        raise WrongChain(
+            f"{name} is one of anvil's public dev keys (address {address}) and the node at {rpc_endpoint()} runs "
+            f"chain id {actual}, not anvil's {ANVIL_CHAIN_ID}: nothing is signed with it; give it a key of its own"
+        )
+
+
+def check_chain_id(w3) -> int:
     """Refuse a node that runs another chain than CHAIN_ID. Settings refuse anvil's public dev
     keys and addresses unless CHAIN_ID is anvil's; without this check a server left at the
     default CHAIN_ID but pointed at a real chain would deploy and sign there with them."""
@@ -104,3 +120,4 @@ def check_chain_id(w3) -> None:
             f"the node at {rpc_endpoint()} runs chain id {actual}, but CHAIN_ID is {settings.CHAIN_ID}; "
             "set CHAIN_ID to the node's chain (nothing is signed or sent until they agree)"
         )
+    return actual

@@ -13,7 +13,7 @@ sender works at a time whichever worker or host runs it, and then:
      `ListingApprovalSet` of its listing) in that transaction, else failed with the reason;
    - the node has lost it: the same signed bytes are broadcast again;
    - it is the nonce the chain waits for and has waited `OPERATOR_REPLACE_AFTER` seconds (or
-     the node refused it): it is replaced at the same nonce with fees raised by at least 1/8,
+     the node refused it): it is replaced at the same nonce with fees raised by at least 1/4,
      never above `OPERATOR_MAX_FEE_PER_GAS`;
    - the key's nonce is used, in a block with the confirmations, by none of the hashes signed
      for it: nothing of it can be mined any more, so its actions are queued again (at most
@@ -389,7 +389,7 @@ def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
         if not ready:
             return None if waited else False  # a waiting row is looked at again by the next run
         call = _call(market, kind, ready)
-        max_fee, priority = _fees(w3)
+        max_fee, priority = fees(w3)
         limit = spec.gas_limit(len(ready))
         try:
             # Priced as it will be sent: a contract that behaves only when the gas price is 0 (a
@@ -433,7 +433,7 @@ def _fail_all(actions, reason: str, report: SendReport) -> bool:
     return False
 
 
-def _fees(w3) -> tuple[int, int]:
+def fees(w3) -> tuple[int, int]:
     """(max fee, priority fee) per gas for a transaction sent now: the node's suggested tip and
     twice the latest base fee, within OPERATOR_MAX_FEE_PER_GAS."""
     base = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
@@ -714,17 +714,25 @@ def _drop(tx: OperatorTransaction, report: SendReport) -> None:
     logger.warning("operator transaction at nonce %s dropped: %s", tx.nonce, reason)
 
 
+def replacement_fees(w3, max_fee: int, priority: int) -> tuple[int, int]:
+    """(max fee, priority fee) per gas for a transaction that replaces one bidding `max_fee` and
+    `priority` at its nonce: both raised by at least a quarter (nodes refuse a replacement that
+    bids less than 10 % more, some 12.5 %) and at least what the chain asks now. The caller
+    compares them with OPERATOR_MAX_FEE_PER_GAS."""
+    base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+    tip = int(w3.eth.max_priority_fee)
+    priority = max(priority + priority // 4 + 1, tip)
+    return max(max_fee + max_fee // 4 + 1, 2 * base_fee + priority), priority
+
+
 def _replace(w3, operator, tx: OperatorTransaction, report: SendReport) -> bool:
-    """Sign the same call at the same nonce with fees raised by at least 1/8 (what nodes ask of a
-    replacement) and at least what the chain asks now, and broadcast it."""
+    """Sign the same call at the same nonce with fees raised by at least a quarter (nodes ask 10 to
+    12.5 % of a replacement) and at least what the chain asks now, and broadcast it."""
     try:
-        base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
-        tip = int(w3.eth.max_priority_fee)
+        max_fee, priority = replacement_fees(w3, int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas))
     except Exception:
         logger.warning("could not read the chain's fees to replace %s", tx.tx_hash, exc_info=True)
         return False
-    priority = max(int(tx.max_priority_fee_per_gas) * 9 // 8 + 1, tip)
-    max_fee = max(int(tx.max_fee_per_gas) * 9 // 8 + 1, 2 * base_fee + priority)
     if max_fee > max_fee_cap() or priority > max_fee:
         message = (f"not replaced: {max_fee:,} wei per gas would be above OPERATOR_MAX_FEE_PER_GAS "
                    f"({max_fee_cap():,})")

@@ -10,8 +10,9 @@
   heartbeats count by the server's time), so a step killed midway rolls back and its rerun
   stores the same root.
 - **queued** (once every earlier epoch is proposed): the treasury's transfer of the emission,
-  when REWARD_TREASURY_KEY is set (signed and recorded before it is broadcast, so a crash finds
-  it again and never sends a second one), and an `OperatorAction(propose_root)` with the stored
+  when REWARD_TREASURY_KEY is set (tied to one nonce of the treasury: signed and recorded before
+  it is broadcast, re-sent and repriced only at that nonce, so at most one transfer is ever
+  mined), and an `OperatorAction(propose_root)` with the stored
   epoch, root and total. The operator sender checks the distributor's last epoch and balance
   before signing (an unfunded root waits, pending, with the reason) and confirms the action from
   the `RootProposed` the indexer stores. A failed action is queued again with the same root.
@@ -37,9 +38,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
 import requests
-from web3.exceptions import Web3RPCError
+from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from marketplace.chain import sender
+from marketplace.chain.client import WrongChain, check_signer
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.services import deployed_address
 
@@ -60,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = "rewards.epochs"
 RETRY_AFTER = timedelta(seconds=30)  # before a failed proposeRoot is queued again
+FUNDING_WAIT = 5  # seconds a run waits for the treasury's transfer to be mined
 State = Epoch.State
 ActionStatus = OperatorAction.Status
 
@@ -125,13 +132,30 @@ def _rows(sql: str, params) -> list[tuple]:
 
 #: A device's bindings over time, from its binding history: (device, wallet or NULL when unbound,
 #: since, until). Uptime counts for the wallet the device was bound to when each heartbeat came.
+#: The changes are taken in the order the database wrote them (their ids: each change of a device
+#: is written under its row lock), never by their times, and a span starts at the latest time
+#: written so far, so spans never overlap even if the clock that stamped them went back. Before its
+#: first change a device held the wallet that change took it from (an unbind's wallet, a rebind's
+#: previous one): a device made by hand earns for that wallet until then.
 _SPANS = """
-    SELECT device_id,
-           CASE WHEN action IN ('bound', 'rebound') THEN wallet END AS wallet,
-           created_at AS since,
-           lead(created_at) OVER (PARTITION BY device_id ORDER BY created_at, id) AS until
-    FROM rewards_bindingevent
-    WHERE action IN ('bound', 'rebound', 'unbound') AND created_at < %(end)s
+    WITH changes AS (
+        SELECT device_id, id, action, wallet, previous_wallet,
+               max(created_at) OVER (PARTITION BY device_id ORDER BY id) AS since
+        FROM rewards_bindingevent
+        WHERE action IN ('bound', 'rebound', 'unbound')),
+    spans AS (
+        SELECT device_id,
+               CASE WHEN action IN ('bound', 'rebound') THEN wallet END AS wallet,
+               since,
+               lead(since) OVER (PARTITION BY device_id ORDER BY id) AS until
+        FROM changes
+        UNION ALL
+        (SELECT DISTINCT ON (device_id) device_id,
+                CASE action WHEN 'unbound' THEN wallet WHEN 'rebound' THEN NULLIF(previous_wallet, '') END,
+                '-infinity'::timestamptz,
+                since
+         FROM changes ORDER BY device_id, id))
+    SELECT device_id, wallet, since, until FROM spans WHERE since < %(end)s
 """
 
 
@@ -152,7 +176,8 @@ def _uptime(window: dict, weights: scoring.Weights) -> dict[tuple[int, str], tup
     """{(device, wallet): (verified slots, most frequent ip)} of the window: each probe-answered
     heartbeat counts for the wallet its device was bound to when the server received it (a device
     moved to another wallet mid-epoch splits its uptime; one unbound earns nothing). A device
-    with no binding history (made by hand, by the admin) counts for its current wallet.
+    with no binding history (made by hand, by the admin) counts for its current wallet; one made
+    by hand and changed later, for the wallet its first change took it from until then.
 
     A slot is one wallet's: the wallet the device was bound to at its first probe-answered
     heartbeat in the slot (a device moved mid-slot must not earn that slot for both wallets). Of
@@ -545,12 +570,18 @@ def treasury_account():
 def fund(epoch: Epoch, w3, distributor) -> str:
     """Have the treasury's transfer for this epoch mined, once: what the root needs beyond what
     the distributor holds (its total less what was claimed, less the balance: the emission, plus
-    the carried amounts of epochs that proposed no root), signed and recorded in its own
-    transaction before the broadcast, and broadcast again (the same bytes at the same nonce)
-    while the chain has not got it. Returns why it waits ("" when funded or nothing to fund)."""
+    the carried amounts of epochs that proposed no root). The transfer is tied to one nonce of the
+    treasury: signed and recorded in its own transaction before the broadcast, broadcast again
+    (the same bytes) while the chain has not got it, and replaced at the same nonce with higher
+    fees when it waits too long, so at most one transfer signed for the epoch can be mined.
+    Returns why it waits ("" when funded or nothing to fund)."""
     treasury = treasury_account()
     if treasury is None:
         return ""
+    try:  # the node runs CHAIN_ID, and a dev key signs only on a node that runs anvil's chain
+        check_signer(w3, treasury.address, "REWARD_TREASURY_KEY")
+    except WrongChain as exc:
+        return f"waiting for funding: {exc}"[:500]
     if not epoch.funding_tx:
         needed = int(epoch.total) - distributor.total_claimed() - distributor.token_balance()
         if needed <= 0:
@@ -565,63 +596,153 @@ def fund(epoch: Epoch, w3, distributor) -> str:
             token.functions.transfer(distributor.address, needed).call({"from": treasury.address})
         except Exception as exc:  # noqa: BLE001 - any refusal of the simulation
             return f"waiting for funding: the token refuses the treasury's transfer ({exc})"[:500]
+        nonce = w3.eth.get_transaction_count(treasury.address, "pending")
+        max_fee, priority = sender.fees(w3)
         built = token.functions.transfer(distributor.address, needed).build_transaction(
             {
                 "from": treasury.address,
-                "nonce": w3.eth.get_transaction_count(treasury.address, "pending"),
-                "chainId": w3.eth.chain_id,
+                "nonce": nonce,
+                "chainId": settings.CHAIN_ID,
                 "gas": 100_000,
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": priority,
             }
         )
-        signed = treasury.sign_transaction(built)
-        with transaction.atomic():
-            locked = Epoch.objects.select_for_update().get(pk=epoch.pk)
-            if locked.funding_tx:
-                return "funding recorded by another run"
-            epoch.funding_tx = locked.funding_tx = "0x" + bytes(signed.hash).hex()
-            epoch.funding_raw = locked.funding_raw = "0x" + bytes(signed.raw_transaction).hex()
-            locked.save(update_fields=["funding_tx", "funding_raw", "updated_at"])
+        if not _record_funding(epoch, treasury.sign_transaction(built), nonce, replacing=""):
+            return "funding recorded by another run"
         logger.info(
-            "epoch %s: the treasury transfers %s to the distributor (%s)",
+            "epoch %s: the treasury transfers %s to the distributor (%s, nonce %s)",
             epoch.number,
             needed,
             epoch.funding_tx,
+            nonce,
         )
-    try:
-        receipt = w3.eth.get_transaction_receipt(epoch.funding_tx)
-    except Exception:  # not mined (or not known): the same bytes again
-        receipt = None
+    return _follow_funding(epoch, w3, treasury)
+
+
+def _record_funding(epoch: Epoch, signed, nonce: int, *, replacing: str) -> bool:
+    """Record a signed transfer as the epoch's (the first, or one `replacing` the latest at its
+    nonce), in its own transaction, before it is broadcast. False when another run changed the
+    epoch's transfer meanwhile."""
+    tx_hash = "0x" + bytes(signed.hash).hex()
+    with transaction.atomic():
+        locked = Epoch.objects.select_for_update().get(pk=epoch.pk)
+        if locked.funding_tx != replacing:
+            return False
+        locked.funding_tx, locked.funding_raw = tx_hash, "0x" + bytes(signed.raw_transaction).hex()
+        locked.funding_nonce, locked.funding_signed_at = nonce, timezone.now()
+        # A row signed before hashes were kept names only its latest one.
+        locked.funding_hashes = [*((locked.funding_hashes or [replacing]) if replacing else []), tx_hash]
+        locked.save(update_fields=["funding_tx", "funding_raw", "funding_nonce", "funding_hashes",
+                                   "funding_signed_at", "updated_at"])
+    for name in ("funding_tx", "funding_raw", "funding_nonce", "funding_hashes", "funding_signed_at"):
+        setattr(epoch, name, getattr(locked, name))
+    return True
+
+
+def _signed_funding(epoch: Epoch) -> dict:
+    """The fields of the epoch's latest signed transfer (nonce, to, data, gas, fees)."""
+    return TypedTransaction.from_bytes(HexBytes(epoch.funding_raw)).as_dict()
+
+
+def _funding_receipt(w3, epoch: Epoch):
+    """The receipt of whichever transfer signed at the epoch's nonce was mined, if one was."""
+    for tx_hash in reversed(epoch.funding_hashes or [epoch.funding_tx]):
+        try:
+            return w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            continue
+    return None
+
+
+def _follow_funding(epoch: Epoch, w3, treasury) -> str:
+    """Look for the epoch's transfer on the chain: mined, lost (its nonce went to another
+    transaction in a confirmed block), waiting (broadcast again; replaced at its nonce when it
+    waited OPERATOR_REPLACE_AFTER), or reverted. Returns why it waits ("" when it is mined)."""
+    nonce = epoch.funding_nonce if epoch.funding_nonce is not None else _signed_funding(epoch)["nonce"]
+    confirmed = max(0, w3.eth.block_number - settings.CHAIN_CONFIRMATIONS)
+    receipt = _funding_receipt(w3, epoch)
+    if receipt is None and w3.eth.get_transaction_count(treasury.address, confirmed) > nonce:
+        # The nonce is used in a block with the confirmations: if none of the transfers signed
+        # for it has a receipt (read after the count, so a transfer mined meanwhile is seen),
+        # another transaction of the treasury took it and no transfer of this epoch can be mined.
+        receipt = _funding_receipt(w3, epoch)
+        if receipt is None:
+            lost = epoch.funding_tx
+            _forget_funding(epoch, f"the treasury's nonce {nonce} was used by another transaction by block "
+                            f"{confirmed}")
+            return (f"the treasury's nonce {nonce} went to another transaction, so its transfer {lost} can never "
+                    "be mined: a new one follows")
     if receipt is None:
+        refused = _broadcast_funding(w3, epoch)
+        if _funding_due_for_replacement(epoch, w3, treasury, nonce):
+            refused = _replace_funding(epoch, w3, treasury, nonce)
         try:
-            w3.eth.send_raw_transaction(epoch.funding_raw)
-        except Exception as exc:  # noqa: BLE001 - already known, or the node refused it: look again next run
-            if "nonce too low" in str(exc).lower():
-                # Another transaction of the treasury took the nonce: this one can never be mined.
-                # Forget it; the next run signs a new transfer for what is still needed.
-                lost = epoch.funding_tx
-                _forget_funding(epoch, f"its nonce was used by another transaction ({exc})")
-                return f"the treasury's transfer {lost} can no longer be mined: a new one follows"
-            if "already known" not in str(exc):
-                return f"the treasury's transfer {epoch.funding_tx} was refused: {exc}"[:500]
-        try:
-            receipt = w3.eth.wait_for_transaction_receipt(
-                epoch.funding_tx, timeout=5, poll_latency=0.2
-            )
-        except Exception:  # noqa: BLE001
-            return f"waiting for the treasury's transfer {epoch.funding_tx}"
-    if receipt["status"] != 1:
-        reverted = epoch.funding_tx
-        _forget_funding(epoch, "it reverted")  # mined and failed: the next run signs a new one
-        return f"the treasury's transfer {reverted} reverted; a new one follows once the treasury holds enough"
+            receipt = w3.eth.wait_for_transaction_receipt(epoch.funding_tx, timeout=FUNDING_WAIT, poll_latency=0.2)
+        except Exception:  # noqa: BLE001 - not mined yet (an earlier one at the nonce is found next run)
+            return (refused or f"waiting for the treasury's transfer {epoch.funding_tx} (nonce {nonce})")[:500]
+    if receipt["status"] == 1:
+        return ""
+    reverted = "0x" + bytes(receipt["transactionHash"]).hex()
+    if receipt["blockNumber"] > confirmed:
+        # A reorganisation could still mine it again, and succeed: nothing new is signed yet.
+        return f"the treasury's transfer {reverted} reverted in block {receipt['blockNumber']}; waiting for its confirmations"
+    _forget_funding(epoch, "it reverted")  # mined and failed for good: the next run signs a new one
+    return f"the treasury's transfer {reverted} reverted; a new one follows once the treasury holds enough"
+
+
+def _broadcast_funding(w3, epoch: Epoch) -> str:
+    """Send the latest signed transfer again, as it is; returns why the node refused it, if it did
+    (nothing is decided from a refusal: a lagging node may say "nonce too low" of a transfer
+    that is not mined)."""
+    try:
+        w3.eth.send_raw_transaction(epoch.funding_raw)
+    except Exception as exc:  # noqa: BLE001 - already known, or the node refused it: look again next run
+        if "already known" in str(exc) or "already imported" in str(exc):
+            return ""
+        return f"the node refused the treasury's transfer {epoch.funding_tx}: {exc}"[:500]
     return ""
+
+
+def _funding_due_for_replacement(epoch: Epoch, w3, treasury, nonce: int) -> bool:
+    """The transfer waited OPERATOR_REPLACE_AFTER since it was signed and its nonce is the one the
+    chain waits for (one behind another transaction of the treasury is not underpriced)."""
+    signed_at = epoch.funding_signed_at
+    if signed_at is not None and (timezone.now() - signed_at).total_seconds() < sender.replace_after():
+        return False
+    return w3.eth.get_transaction_count(treasury.address, "latest") == nonce
+
+
+def _replace_funding(epoch: Epoch, w3, treasury, nonce: int) -> str:
+    """Sign the same transfer at the same nonce with fees raised by at least a quarter (within
+    OPERATOR_MAX_FEE_PER_GAS), record it and broadcast it; returns why it waits, if it does."""
+    try:
+        fields = _signed_funding(epoch)
+    except (TypeError, ValueError):  # not an EIP-1559 transfer: it is only broadcast again
+        return f"waiting for the treasury's transfer {epoch.funding_tx} (it cannot be repriced)"
+    max_fee, priority = sender.replacement_fees(w3, fields["maxFeePerGas"], fields["maxPriorityFeePerGas"])
+    if max_fee > sender.max_fee_cap() or priority > max_fee:
+        return (f"waiting for the treasury's transfer {epoch.funding_tx}: not repriced, {max_fee:,} wei per gas "
+                f"would be above OPERATOR_MAX_FEE_PER_GAS ({sender.max_fee_cap():,})")
+    replaced = epoch.funding_tx
+    signed = treasury.sign_transaction({
+        "chainId": fields["chainId"], "nonce": nonce, "to": to_checksum_address(fields["to"]),
+        "data": "0x" + bytes(fields["data"]).hex(), "value": 0, "gas": fields["gas"],
+        "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority, "type": 2})
+    if not _record_funding(epoch, signed, nonce, replacing=replaced):
+        return "funding recorded by another run"
+    logger.info("epoch %s: the treasury's transfer %s replaced at nonce %s by %s (max fee %s)",
+                epoch.number, replaced, nonce, epoch.funding_tx, max_fee)
+    return _broadcast_funding(w3, epoch)
 
 
 def _forget_funding(epoch: Epoch, why: str) -> None:
     logger.warning("epoch %s: the treasury's transfer %s is forgotten: %s", epoch.number, epoch.funding_tx, why)
     with transaction.atomic():
         Epoch.objects.select_for_update().filter(pk=epoch.pk, funding_tx=epoch.funding_tx).update(
-            funding_tx="", funding_raw="")
+            funding_tx="", funding_raw="", funding_nonce=None, funding_hashes=[], funding_signed_at=None)
     epoch.funding_tx = epoch.funding_raw = ""
+    epoch.funding_nonce, epoch.funding_hashes, epoch.funding_signed_at = None, [], None
 
 
 def _erc20_abi():

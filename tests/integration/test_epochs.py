@@ -495,3 +495,47 @@ def test_a_device_moved_mid_slot_earns_that_slot_once():
     scored = score_through(1)
     rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
     assert rows == {first: 21, second: 39} and sum(rows.values()) == 60
+
+
+def binding_events(dev, *changes):
+    """Write (action, wallet, previous wallet, minutes into epoch 1 as the writing server's clock
+    stamped it) in this order: the database's order, whatever the stamps say."""
+    from marketplace.rewards.models import BindingEvent
+
+    start = Epoch.objects.get(number=1).starts_at
+    for action, owner, previous, minutes in changes:
+        event = BindingEvent.objects.create(device=dev, wallet=owner, previous_wallet=previous, action=action,
+                                            via="signatures")
+        BindingEvent.objects.filter(pk=event.pk).update(created_at=start + timedelta(minutes=minutes))
+
+
+def test_uptime_follows_the_order_the_database_wrote_the_bindings_in_not_their_clocks():
+    """A server whose clock ran fast stamped the move to `second` at 30 minutes; the move to
+    `third`, written after it by a server with the right clock, at 20. By the stamps `second`
+    held the device last and kept earning; in the database's order `third` holds it from the
+    latest stamp on, and `second` (moved away) earns nothing after."""
+    epoch = first_window()
+    first, second, third = wallet(), wallet(), wallet()
+    dev = device(third)
+    binding_events(dev, ("bound", first, "", 0), ("rebound", second, first, 30), ("rebound", third, second, 20))
+    heartbeats(dev, epoch.starts_at, 60)
+    scored = score_through(1)
+    rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
+    assert rows == {first: 30, third: 30}
+
+
+def test_a_device_made_by_hand_earns_for_its_wallet_until_its_first_recorded_change():
+    """A device given a wallet by hand (no binding event) and later moved or unbound: before the
+    change it counts for the wallet the change took it from (it used to earn nothing then)."""
+    epoch = first_window()
+    first, second, third = wallet(), wallet(), wallet()
+    moved, unbound = device(first), device(third)
+    binding_events(moved, ("rebound", second, first, 25))
+    binding_events(unbound, ("unbound", third, "", 40))
+    Device.objects.filter(pk=moved.pk).update(contributor=Contributor.objects.get_or_create(wallet=second)[0])
+    Device.objects.filter(pk=unbound.pk).update(contributor=None)
+    heartbeats(moved, epoch.starts_at, 60)
+    heartbeats(unbound, epoch.starts_at, 60)
+    scored = score_through(1)
+    rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
+    assert rows == {first: 25, second: 35, third: 40}

@@ -265,3 +265,22 @@ def test_the_binding_page_refuses_a_link_for_another_wallet_or_an_old_or_altered
     old, _ = node_link(device, wallet, issued_at=int(time.time()) - 7200)
     assert "minutes old" in client.get(old).content.decode()
     assert "incomplete or altered" in client.get(link.replace("&sig=0x", "&sig=0xzz")).content.decode()
+
+
+def test_binding_events_are_stamped_by_the_database_clock_not_the_app_server_s(client, db, keys, monkeypatch):
+    """Two app servers with skewed clocks must not misorder a device's changes: the time is the
+    database's (and scoring takes their order from the ids)."""
+    device, wallet, _ = keys
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(hours=3))  # a server 3 hours fast
+    assert post_json(client, BIND, bind_body(device, wallet)).status_code == 201
+    binding.unbind(device=device.address, wallet=wallet.address, via=BindingEvent.Via.SESSION)
+    monkeypatch.setattr(timezone, "now", real_now)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        (database_now,) = cursor.fetchone()
+    bound, unbound = BindingEvent.objects.filter(device__address=device.address).order_by("id")
+    assert (bound.action, unbound.action) == ("bound", "unbound")
+    for event in (bound, unbound):
+        assert abs((database_now - event.created_at).total_seconds()) < 60, event.created_at
+    assert bound.created_at <= unbound.created_at

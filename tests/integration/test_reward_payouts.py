@@ -5,20 +5,24 @@ proof reverts; a suspended root pauses claims; an unfunded root waits, then goes
 community revenue is counted when an order is released, never at purchase."""
 
 from datetime import timedelta
+import subprocess
 
 from eth_account import Account
 import pytest
 from web3 import Web3
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
+from web3.middleware import Web3Middleware
 
 from marketplace.chain import indexer, sender
+from marketplace.chain.client import WrongChain, operator_web3
 from marketplace.chain.models import ChainEvent, OperatorAction
 from marketplace.rewards import epochs
 from marketplace.rewards.models import CommunityRevenue, Device, Epoch, RewardClaim
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.integration.test_epochs import credit, device, first_window
 from tests.integration.test_indexer import PRICE, WINDOW, buyer, purchase, seller  # noqa: F401
+from tests.integration.test_operator_sender import manual_mining
 from tests.integration.test_token_signatures import reverted_with
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
@@ -351,3 +355,170 @@ def test_a_treasury_short_of_the_token_sends_nothing_and_funds_once_it_holds_eno
     one.refresh_from_db()
     assert one.funding_tx and chain.token.balance_of(chain.distributor.address) == 1_000 * 10**6
     assert send().confirmed == 1
+
+
+def treasury_nonce(chain):
+    return chain.w3.eth.get_transaction_count(TREASURY.address)
+
+
+def lagging_node(chain, hashes):
+    """A Web3 on the test's anvil through a node that knows no receipt of `hashes` (one behind a
+    load balancer that has not got their block yet)."""
+
+    class Lagging(Web3Middleware):
+        def wrap_make_request(self, make_request):
+            def middleware(method, params):
+                if method == "eth_getTransactionReceipt" and str(params[0]).lower() in hashes:
+                    return {"jsonrpc": "2.0", "id": 0, "result": None}
+                return make_request(method, params)
+            return middleware
+
+    w3 = Web3(Web3.HTTPProvider(chain.url))
+    w3.middleware_onion.add(Lagging, name="lagging")
+    return w3
+
+
+def test_a_transfer_a_lagging_node_does_not_report_is_never_signed_twice(chain, treasury, settings, monkeypatch):
+    """A node behind a load balancer that has not got the transfer's receipt yet (while another
+    says its nonce is used) used to make the close forget the transfer and sign a second one at
+    the next nonce: the epoch was funded twice. Only a nonce used in a block with the
+    confirmations, with none of the transfers signed for it mined, is given up."""
+    settings.CHAIN_CONFIRMATIONS = 2
+    monkeypatch.setattr(epochs, "FUNDING_WAIT", 0.5)
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1)
+    nonce = treasury_nonce(chain)
+    with manual_mining(chain):
+        epochs.close_epochs(chain.w3)  # signed and broadcast, not mined yet
+        one = Epoch.objects.get(number=1)
+        assert one.state == Epoch.State.SCORED and one.funding_nonce == nonce and one.funding_hashes == [one.funding_tx]
+        chain.rpc("evm_mine")
+    assert treasury_nonce(chain) == nonce + 1  # mined
+
+    lagging = lagging_node(chain, one.funding_hashes)  # it has not got the transfer's block yet
+    epochs.close_epochs(lagging)
+    epochs.close_epochs(lagging)
+    signed = one.funding_tx
+    one.refresh_from_db()
+    assert one.state == Epoch.State.SCORED and one.funding_hashes == [signed] and one.funding_tx == signed
+    assert f"treasury's transfer {signed}" in one.waiting
+
+    epochs.close_epochs(chain.w3)
+    one.refresh_from_db()
+    assert one.state == Epoch.State.QUEUED
+    assert treasury_nonce(chain) == nonce + 1, "one transfer was signed and mined"
+    assert chain.token.balance_of(chain.distributor.address) == int(one.total)  # funded once
+
+
+def test_an_underpriced_transfer_is_replaced_at_its_nonce_with_higher_fees(chain, treasury, settings, monkeypatch):
+    """A transfer whose fees fell below what the chain asks is signed again at the same nonce with
+    fees raised by at least a quarter (within OPERATOR_MAX_FEE_PER_GAS) once it waited
+    OPERATOR_REPLACE_AFTER: only one of them can be mined."""
+    monkeypatch.setattr(epochs, "FUNDING_WAIT", 0.5)
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1)
+    nonce = treasury_nonce(chain)
+    base = chain.w3.eth.get_block("latest")["baseFeePerGas"]
+    try:
+        with manual_mining(chain):
+            epochs.close_epochs(chain.w3)
+            one = Epoch.objects.get(number=1)
+            first = chain.w3.eth.get_transaction(one.funding_tx)
+            settings.OPERATOR_REPLACE_AFTER = 0
+            assert first["nonce"] == nonce
+            chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(2 * first["maxFeePerGas"] + 2)])
+            chain.rpc("evm_mine")  # the transfer's max fee is now below the base fee: it cannot be mined
+            assert treasury_nonce(chain) == nonce
+
+            settings.OPERATOR_MAX_FEE_PER_GAS = first["maxFeePerGas"]  # no room to raise the fee
+            epochs.close_epochs(chain.w3)
+            one.refresh_from_db()
+            assert one.funding_hashes == [one.funding_tx] and "OPERATOR_MAX_FEE_PER_GAS" in one.waiting
+
+            settings.OPERATOR_MAX_FEE_PER_GAS = 10**12
+            epochs.close_epochs(chain.w3)
+            one.refresh_from_db()
+            assert len(one.funding_hashes) == 2 and one.funding_hashes[0] == first["hash"].to_0x_hex()
+            replacement = chain.w3.eth.get_transaction(one.funding_tx)
+            assert replacement["nonce"] == nonce and replacement["input"] == first["input"]
+            assert replacement["maxFeePerGas"] >= first["maxFeePerGas"] * 5 // 4
+            assert replacement["maxPriorityFeePerGas"] >= first["maxPriorityFeePerGas"] * 5 // 4
+            chain.rpc("evm_mine")
+    finally:
+        chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(base)])  # the session's anvil goes on as before
+    epochs.close_epochs(chain.w3)
+    one.refresh_from_db()
+    assert one.state == Epoch.State.QUEUED and treasury_nonce(chain) == nonce + 1
+    assert chain.w3.eth.get_transaction_receipt(one.funding_tx)["status"] == 1
+    assert chain.token.balance_of(chain.distributor.address) == int(one.total)
+    assert send().confirmed == 1
+
+
+def test_a_transfer_whose_nonce_another_transaction_took_is_given_up_once_that_is_confirmed(
+        chain, treasury, settings, monkeypatch):
+    """Someone used the treasury's key elsewhere: its transfer can never be mined. It is forgotten
+    (and a new one signed) only once the nonce is used in a block with the confirmations."""
+    settings.CHAIN_CONFIRMATIONS = 2
+    monkeypatch.setattr(epochs, "FUNDING_WAIT", 0.5)
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1)
+    nonce = treasury_nonce(chain)
+    with manual_mining(chain):
+        epochs.close_epochs(chain.w3)
+        one = Epoch.objects.get(number=1)
+        lost = one.funding_tx
+        chain.rpc("anvil_dropTransaction", [lost])
+    chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_transaction(
+        {"from": TREASURY.address, "to": TREASURY.address, "value": 0}))  # takes the nonce
+    assert treasury_nonce(chain) == nonce + 1
+
+    epochs.close_epochs(chain.w3)  # not confirmed yet: kept
+    one.refresh_from_db()
+    assert one.funding_tx == lost and one.state == Epoch.State.SCORED
+    chain.rpc("anvil_mine", [hex(2)])
+    epochs.close_epochs(chain.w3)
+    one.refresh_from_db()
+    assert not one.funding_tx and one.waiting.startswith(f"the treasury's nonce {nonce} went to another transaction")
+    epochs.close_epochs(chain.w3)
+    one.refresh_from_db()
+    assert one.state == Epoch.State.QUEUED and one.funding_nonce == nonce + 1
+    assert chain.token.balance_of(chain.distributor.address) == int(one.total)
+
+
+@pytest.fixture
+def other_chain():
+    """An anvil that runs chain 8453 (Base's id), as a real chain's node would say."""
+    from marketplace.devstack import ANVIL, wait_for_rpc
+    from tests.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "8453",
+                                "--silent"], start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for_rpc(url, process), "anvil did not start"
+        yield Web3(Web3.HTTPProvider(url))
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_dev_key_signs_nothing_on_a_node_that_is_not_anvil_s_chain(chain, treasury, other_chain, settings):
+    """CHAIN_ID is not trusted for the dev-key rule: at signing time the node's own eth_chainId
+    must be anvil's 31337 for a dev key (here the setting says 8453 too, as if the start-up check
+    had been bypassed)."""
+    epoch = first_window(hours_ago=1)
+    earners(epoch, 1)
+    settings.CHAIN_ID = 8453
+    waiting = epochs.fund(epoch, other_chain, chain.distributor)
+    assert waiting.startswith("waiting for funding: REWARD_TREASURY_KEY is one of anvil's public dev keys")
+    assert "runs chain id 8453" in waiting
+    assert not Epoch.objects.get(pk=epoch.pk).funding_tx and other_chain.eth.get_transaction_count(TREASURY.address) == 0
+
+    settings.CHAIN_ID = 31337  # the setting says anvil, the node does not
+    waiting = epochs.fund(epoch, other_chain, chain.distributor)
+    assert "runs chain id 8453, but CHAIN_ID is 31337" in waiting and not Epoch.objects.get(pk=epoch.pk).funding_tx
+
+    settings.CHAIN_ID, settings.CHAIN_RPC_URL = 8453, other_chain.provider.endpoint_uri
+    with pytest.raises(WrongChain, match="CHAIN_OPERATOR_KEY is one of anvil's public dev keys"):
+        operator_web3()

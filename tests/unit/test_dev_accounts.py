@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from eth_account import Account
 import pytest
 
-from marketplace.env import ANVIL_DEV_ADDRESSES, ANVIL_DEV_KEYS, refuse_dev_accounts
+from marketplace.env import ANVIL_DEV_ADDRESSES, ANVIL_DEV_KEYS, is_dev_key, key_address, refuse_dev_accounts
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN_KEY = "0x" + "5a" * 32
@@ -67,3 +67,33 @@ def test_a_treasury_key_that_is_a_dev_key_is_refused_off_anvil():
     with pytest.raises(ImproperlyConfigured, match="REWARD_TREASURY_KEY is one of anvil's public dev keys"):
         refuse_dev_accounts(8453, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[9]})
     refuse_dev_accounts(31337, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[9]})
+
+
+@pytest.mark.parametrize("spelling", [
+    lambda k: k,
+    lambda k: "0x" + k,
+    lambda k: "0X" + k.upper(),
+    lambda k: f"  0x{k}\n",
+    lambda k: f"0x{k[:32]} {k[32:]}",  # a line broken in two when pasted
+    lambda k: "\t" + k.upper() + "\r\n",
+])
+def test_a_dev_key_is_known_by_its_address_however_it_is_written(spelling):
+    for key, address in zip(ANVIL_DEV_KEYS, ANVIL_DEV_ADDRESSES, strict=True):
+        assert key_address(spelling(key)) == address and is_dev_key(spelling(key))
+    with pytest.raises(ImproperlyConfigured, match="REWARD_TREASURY_KEY is one of anvil's public dev keys"):
+        refuse_dev_accounts(8453, operator_key="", roles={}, keys={"REWARD_TREASURY_KEY": spelling(ANVIL_DEV_KEYS[5])})
+
+
+@pytest.mark.parametrize("value", [OWN_KEY, "", "not a key", "0x" + "00" * 32, "0x" + ANVIL_DEV_KEYS[0][:-2]])
+def test_other_keys_and_what_is_no_key_are_not_dev_keys(value):
+    assert not is_dev_key(value)
+    assert key_address(value) == (Account.from_key(OWN_KEY).address if value == OWN_KEY else None)
+
+
+def test_settings_refuse_a_dev_treasury_key_in_any_spelling_and_the_operator_s_key_as_treasury():
+    refused = load_settings(CHAIN_ID="10", CHAIN_OPERATOR_KEY=OWN_KEY,
+                            REWARD_TREASURY_KEY=f" 0X{ANVIL_DEV_KEYS[2].upper()} ")
+    assert refused.returncode != 0 and "REWARD_TREASURY_KEY is one of anvil's public dev keys" in refused.stderr
+    same = load_settings(CHAIN_ID="10", CHAIN_OPERATOR_KEY=OWN_KEY, REWARD_TREASURY_KEY=OWN_KEY.upper().replace("X", "x"))
+    assert same.returncode != 0 and "REWARD_TREASURY_KEY is the operator's key" in same.stderr
+    assert load_settings(CHAIN_ID="10", CHAIN_OPERATOR_KEY=OWN_KEY, REWARD_TREASURY_KEY="0x" + "6b" * 32).returncode == 0

@@ -81,6 +81,15 @@ class Epoch(models.Model):
     funding_raw = models.TextField(
         blank=True, help_text="Its signed bytes, broadcast again after a crash"
     )
+    funding_nonce = models.BigIntegerField(
+        null=True, blank=True, help_text="The treasury's nonce the transfer is signed at (and any replacement)"
+    )
+    funding_hashes = models.JSONField(
+        default=list, blank=True, help_text="Every transfer signed at that nonce (any one of them may be mined)"
+    )
+    funding_signed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the latest of them was signed (replaced after OPERATOR_REPLACE_AFTER)"
+    )
     waiting = models.TextField(
         blank=True, help_text="Why the close waits (funding, the sender), if it does"
     )

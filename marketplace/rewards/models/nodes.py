@@ -2,6 +2,7 @@
 nonces), device-signed requests already taken, and the per-device per-day roll-up of heartbeats
 that dashboards read after the raw rows are gone."""
 from django.db import models
+from django.db.models.functions import Now
 
 from .core import Device
 
@@ -16,7 +17,8 @@ class BindingNonce(models.Model):
 
 class BindingEvent(models.Model):
     """One change of a device's binding, kept for good: who held the device when, and on whose
-    signature. Scoring reads WorkCredit.wallet, not this; moderators read this."""
+    signature. Scoring counts each device's uptime for the wallet these changes say held it (in
+    the order of their ids); job points for WorkCredit.wallet."""
 
     class Action(models.TextChoices):
         BOUND = "bound", "Bound"
@@ -38,7 +40,9 @@ class BindingEvent(models.Model):
     action = models.CharField(max_length=16, choices=Action.choices)
     via = models.CharField(max_length=16, choices=Via.choices)
     ip = models.GenericIPAddressField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The database's clock, not the app server's: every server's changes are on one clock. Their
+    # order is the id's (each change of a device is written under its row lock).
+    created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         indexes = [models.Index(fields=["device", "created_at"], name="binding_event_device"),
