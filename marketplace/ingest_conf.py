@@ -8,7 +8,8 @@ PostgreSQL connection and stores its heartbeats in group commits), on INGEST_HOS
 (default 127.0.0.1:8001). nginx routes /api/v1/node/heartbeat and /api/v1/node/probe/ here and
 keeps its connections to this server alive (`keepalive` in its upstream), so the server keeps an
 idle connection 15 s. No access log by default (thousands of lines a second): INGEST_ACCESS_LOG=-
-writes one to stdout.
+writes one to stdout. INGEST_STATEMENT_TIMEOUT (ms, default 10,000) ends a statement stuck behind
+a lock: its heartbeats get a 503 and are sent again.
 """
 import os
 

@@ -128,8 +128,9 @@ class Writer:
                 batch = self._next_batch()
                 try:
                     answers = await self._write([params for params, _ in batch])
-                except (psycopg.Error, OSError) as error:
-                    log.warning("heartbeats not stored (%s): %s", len(batch), error)
+                except Exception as error:  # noqa: BLE001 - each waiting heartbeat must get an answer
+                    log.warning("heartbeats not stored (%s): %s", len(batch), error,
+                                exc_info=not isinstance(error, (psycopg.Error, OSError)))
                     await self._close()
                     for _, future in batch:
                         if not future.done():
@@ -141,7 +142,11 @@ class Writer:
 
     async def _write(self, rows: list[dict]) -> dict:
         if self.conn is None or self.conn.closed:
-            self.conn = await psycopg.AsyncConnection.connect(**_conninfo(), autocommit=True, connect_timeout=5)
+            # A statement stuck behind a lock ends after INGEST_STATEMENT_TIMEOUT ms (its
+            # heartbeats get a 503), not never.
+            timeout = int(os.environ.get("INGEST_STATEMENT_TIMEOUT", "10000"))
+            self.conn = await psycopg.AsyncConnection.connect(**_conninfo(), autocommit=True, connect_timeout=5,
+                                                              options=f"-c statement_timeout={timeout}")
         arrays = {name: [row[name] for row in rows] for name in self.columns}
         async with self.conn.cursor() as cursor:
             # Autocommit: the statement is its own transaction, committed when execute returns.

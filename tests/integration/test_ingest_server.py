@@ -10,6 +10,7 @@ import signal
 import time
 
 from django.db import connection
+import psycopg
 import pytest
 import requests
 
@@ -139,6 +140,22 @@ def test_many_devices_at_once_are_each_stored_once_and_one_device_s_twin_heartbe
     codes = sorted(a.status_code for a in twins)
     assert codes.count(200) == 1 and codes.count(409) == 7, [a.text for a in twins]
     assert Heartbeat.objects.filter(device=devices[key.address], seq=2).count() == 1
+
+
+def test_a_statement_stuck_behind_a_lock_ends_in_a_503_and_the_node_s_retry_is_taken(ingest_url):
+    url = ingest_url(INGEST_STATEMENT_TIMEOUT="500")
+    key = new_key()
+    device = bind(key)
+    body = heartbeat_body(key, seq=1, nonce=device.nonce)
+    with psycopg.connect(database_url(connection.settings_dict)) as other:  # holds the device row
+        other.execute("SELECT 1 FROM rewards_device WHERE id = %s FOR UPDATE", [device.pk])
+        started = time.monotonic()
+        stuck = post(url, body)
+        assert error(stuck) == (503, "unavailable") and time.monotonic() - started < 8
+    assert not Heartbeat.objects.filter(device=device).exists()
+    again = post(url, body)  # the same heartbeat, sent again once the row is free
+    assert again.status_code == 200, again.text
+    assert Heartbeat.objects.filter(device=device, seq=1).count() == 1
 
 
 def test_without_its_database_it_says_503_and_stores_nothing(ingest_url, settings):
