@@ -281,6 +281,56 @@ def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury
     assert chain.token.balance_of(chain.distributor.address) == int(one.total)
 
 
+def community_order(chain, seller, buyer):
+    """A listing paying the distributor, approved and bought (indexed): the order's id."""
+    receipt = chain.send(
+        chain.market.contract.functions.createListing(
+            chain.token.address, PRICE, chain.distributor.address, Web3.keccak(text="community v1"), WINDOW
+        ),
+        seller.address,
+    )
+    (created,) = chain.market.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+    listing_id = created["args"]["listingId"]
+    chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    (order,) = chain.market.contract.events.OrderCreated().process_receipt(
+        purchase(chain, buyer, listing_id), errors=DISCARD
+    )
+    indexer.index_chain(chain.w3)
+    return order["args"]["orderId"]
+
+
+def test_a_counted_payout_re_mined_by_a_deep_reorganisation_is_not_counted_again(
+    chain, seller, buyer  # noqa: F811
+):
+    """A reorganisation deeper than the confirmations orphans a release an epoch already counted
+    (the row stays: its amount is in a stored tree); the new chain mines the same order's release
+    in another transaction. It is the same payout: one row per order, never counted twice."""
+    epoch = first_window(hours_ago=1)
+    order_id = community_order(chain, seller, buyer)
+    before_release = chain.rpc("evm_snapshot")
+    chain.advance(WINDOW + 1)
+    chain.send(chain.market.contract.functions.release([order_id]), buyer.address)
+    indexer.index_chain(chain.w3)
+    (counted,) = CommunityRevenue.objects.all()
+    assert counted.order_id == order_id and counted.market == chain.market.address
+    CommunityRevenue.objects.update(created_at=epoch.starts_at + timedelta(minutes=5))
+    epochs.close_epochs(chain.w3)
+    one = Epoch.objects.get(number=1)
+    assert int(one.revenue_in) == int(counted.amount) > 0
+
+    assert chain.rpc("evm_revert", [before_release]) is True
+    chain.send(chain.token.contract.functions.approve(chain.operator.address, 1), buyer.address)  # another nonce
+    chain.advance(WINDOW + 1)
+    again = chain.send(chain.market.contract.functions.release([order_id]), buyer.address)
+    for _ in range(4):  # longer than the orphaned fork
+        chain.rpc("evm_mine")
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    (re_mined,) = ChainEvent.objects.filter(name="OrderReleased")
+    assert re_mined.tx_hash == "0x" + bytes(again["transactionHash"]).hex() != counted.tx_hash
+    (row,) = CommunityRevenue.objects.all()  # the counted row, and no second one
+    assert row.pk == counted.pk and row.counted_in == one  # nothing is left for a later epoch
+
+
 def test_a_reorganisation_rolls_back_root_events_and_claims_and_the_root_is_sent_again(
     chain, treasury
 ):
