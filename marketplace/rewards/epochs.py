@@ -6,9 +6,11 @@
 - **scored** (one transaction, once the window has ended and the previous epoch is scored): the
   pool's parts, the points, the amounts, the held amounts, the leaves (every wallet's cumulative
   amount), the tree's nodes and root are computed from the database and stored together. This
-  is the only step that decides amounts, and nothing it reads changes for a past window (work and
-  heartbeats count by the server's time), so a step killed midway rolls back and its rerun
-  stores the same root.
+  is the only step that decides amounts. Heartbeats count by the server's time, so they do not
+  change for a past window; work credits, community revenue and settled held amounts are
+  claimed by the step (each row marked with the epoch that counted it, in the same
+  transaction), so a step killed midway rolls back its claims with everything else, and the
+  same rows scored again give the same root. Only one root is ever stored for an epoch.
 - **queued** (once every earlier epoch is proposed): the treasury's transfer of the emission,
   when REWARD_TREASURY_KEY is set (signed and recorded before it is broadcast, so a crash finds
   it again and never sends a second one), and an `OperatorAction(propose_root)` with the stored
@@ -176,14 +178,22 @@ def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
 
 def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
     """Each device's verified uptime slots (probe-answered heartbeats received in the window, one
-    per slot, for the wallet it was bound to then) and verified job points (credits earned in
-    the window, per wallet they were earned for), with its quality and the network it mostly
-    connected from."""
-    window = {"start": epoch.starts_at, "end": epoch.ends_at}
+    per slot, for the wallet it was bound to then) and verified job points (the credits this
+    epoch claims: written since the last scoring and earned before the window's end, per wallet
+    they were earned for), with its quality and the network it mostly connected from."""
+    window = {"start": epoch.starts_at, "end": epoch.ends_at, "epoch": epoch.pk}
     uptime = _uptime(window)
+    # Credits count by insertion: this epoch claims every credit no epoch has counted that was
+    # earned before its end (one written late, after its window's epoch was scored, is paid now),
+    # and sums what it claimed (a rerun of the step sums the same rows).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE rewards_workcredit SET epoch_id = %(epoch)s WHERE epoch_id IS NULL AND earned_at < %(end)s",
+            window,
+        )
     jobs = _rows(
         """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
-                    WHERE earned_at >= %(start)s AND earned_at < %(end)s GROUP BY device_id, wallet""",
+                    WHERE epoch_id = %(epoch)s GROUP BY device_id, wallet ORDER BY device_id, wallet""",
         window,
     )
     ids = {device for device, _ in uptime} | {device for device, _, _ in jobs}

@@ -183,6 +183,26 @@ def test_clearing_one_flag_releases_nothing_while_another_flag_of_the_wallet_is_
     assert held.status == HeldAmount.Status.RETURNED and int(three.returned_in) == int(held.amount)
 
 
+def test_a_credit_written_after_its_window_was_scored_is_paid_by_the_next_epoch_once():
+    """A job settled inside epoch 1's window whose credit was written after epoch 1 was scored
+    (the settling transaction committed late) used to be counted by no epoch."""
+    epoch = first_window()
+    a, late = wallet(), wallet()
+    credit(device(a), 1, epoch.starts_at + timedelta(minutes=1))
+    one = score_through(1)
+    assert late not in leaves(one)
+    written_late = credit(device(late), 3, epoch.ends_at - timedelta(seconds=1))
+    two = score_through(2)
+    row = EpochAmount.objects.get(epoch=two, wallet=late)
+    assert row.job_points == 3 and int(row.amount) == 1_000_000 and leaves(two)[late] == 1_000_000
+    written_late.refresh_from_db()
+    assert written_late.epoch == two
+    credit(device(a), 1, two.ends_at + timedelta(minutes=1))
+    three = score_through(3)
+    assert not EpochAmount.objects.filter(epoch=three, wallet=late).exists()  # counted once
+    assert leaves(three)[late] == 1_000_000 and leaves(three)[a] == 1_000_000 + 1_000_000
+
+
 def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
     epoch = first_window()
     a, b = wallet(), wallet()

@@ -49,9 +49,11 @@ class Device(models.Model):
 
 class WorkCredit(models.Model):
     """Points for verified work: a job result that agreed with the other nodes' (and with the
-    canary or the server's own fetch). Written once per (device, kind, ref); scoring sums the
-    points whose `earned_at` (server time) falls in an epoch's window, for the wallet the device
-    was bound to when it earned them."""
+    canary or the server's own fetch). Written once per (device, kind, ref), for the wallet the
+    device was bound to when it earned them. Counted by insertion: the first epoch scored after
+    the credit was written claims it (`epoch`, set in the scoring transaction) if it was earned
+    before that epoch's end, so a credit written after its window's epoch was scored is paid by
+    the next one, once."""
 
     class Kind(models.TextChoices):
         JOB = "job", "Verified job"
@@ -62,10 +64,14 @@ class WorkCredit(models.Model):
     points = models.BigIntegerField()
     ref = models.CharField(max_length=100, help_text="What was verified (a job id)")
     earned_at = models.DateTimeField()
+    epoch = models.ForeignKey("rewards.Epoch", on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", help_text="The epoch that counted it; empty until one is scored")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "kind", "ref"], name="work_credit_once")]
         indexes = [models.Index(fields=["earned_at"], name="work_credit_earned"),
+                   models.Index(fields=["earned_at"], condition=models.Q(epoch__isnull=True),
+                                name="work_credit_uncounted"),
                    models.Index(fields=["wallet", "earned_at"], name="work_credit_wallet")]
 
     def __str__(self):
