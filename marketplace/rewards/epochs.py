@@ -176,11 +176,32 @@ def _uptime(window: dict) -> dict[tuple[int, str], tuple[int, str]]:
     return {(device, wallet): (slots, ip) for device, wallet, slots, ip in [*bound, *unrecorded]}
 
 
+def _quality_at(device_ids: list[int], at: datetime) -> dict[int, int]:
+    """Each device's quality at `at`: its quality now, with what flags changed since undone
+    (a flag raised since took its `quality_penalty_bps` off; a flag cleared since gave it back).
+    Flags are the only writers of quality, so the answer does not depend on when scoring runs."""
+    if not device_ids:
+        return {}
+    rows = _rows(
+        """SELECT d.id, d.quality_bps
+                  + COALESCE(SUM(f.quality_penalty_bps) FILTER (WHERE f.created_at >= %(at)s), 0)
+                  - COALESCE(SUM(f.quality_penalty_bps) FILTER (
+                        WHERE f.status = 'cleared' AND f.decided_at >= %(at)s), 0)
+           FROM rewards_device d
+           LEFT JOIN rewards_flag f ON f.device_id = d.id AND f.quality_penalty_bps > 0
+           WHERE d.id = ANY(%(ids)s) GROUP BY d.id""",
+        {"ids": device_ids, "at": at},
+    )
+    return {device: min(max(int(quality), 0), scoring.QUALITY_SCALE) for device, quality in rows}
+
+
 def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
     """Each device's verified uptime slots (probe-answered heartbeats received in the window, one
     per slot, for the wallet it was bound to then) and verified job points (the credits this
     epoch claims: written since the last scoring and earned before the window's end, per wallet
-    they were earned for), with its quality and the network it mostly connected from."""
+    they were earned for), with the quality and the network it mostly connected from. Job points
+    weigh by the quality each credit was earned at; uptime by the device's quality at the
+    window's end."""
     window = {"start": epoch.starts_at, "end": epoch.ends_at, "epoch": epoch.pk}
     uptime = _uptime(window)
     # Credits count by insertion: this epoch claims every credit no epoch has counted that was
@@ -191,16 +212,19 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
             "UPDATE rewards_workcredit SET epoch_id = %(epoch)s WHERE epoch_id IS NULL AND earned_at < %(end)s",
             window,
         )
+    # Each credit weighs by the quality it was earned at (a later flag or clear does not change it).
     jobs = _rows(
-        """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
-                    WHERE epoch_id = %(epoch)s GROUP BY device_id, wallet ORDER BY device_id, wallet""",
+        """SELECT device_id, wallet, quality_bps, SUM(points) FROM rewards_workcredit
+           WHERE epoch_id = %(epoch)s GROUP BY device_id, wallet, quality_bps
+           ORDER BY device_id, wallet, quality_bps""",
         window,
     )
-    ids = {device for device, _ in uptime} | {device for device, _, _ in jobs}
+    ids = {device for device, _ in uptime} | {device for device, _, _, _ in jobs}
     devices = {
         d["id"]: d
         for d in Device.objects.filter(id__in=ids).values("id", "quality_bps", "last_ip")
     }
+    quality_at_end = _quality_at(sorted(ids), epoch.ends_at)
     ips = {device: ip for (device, _), (_, ip) in sorted(uptime.items()) if ip}
     works = []
     for (device_id, wallet), (slots, ip) in sorted(uptime.items()):
@@ -211,12 +235,12 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
             scoring.DeviceWork(
                 device_id,
                 wallet,
-                device["quality_bps"],
+                quality_at_end[device_id],
                 uptime_slots=slots,
                 network=scoring.network_of(ip or device["last_ip"], weights.trusted),
             )
         )
-    for device_id, wallet, points in jobs:
+    for device_id, wallet, quality, points in jobs:
         device = devices.get(device_id)
         if device is None:
             continue
@@ -225,7 +249,7 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
             scoring.DeviceWork(
                 device_id,
                 wallet,
-                device["quality_bps"],
+                quality,
                 job_points=int(points),
                 network=scoring.network_of(ip, weights.trusted),
             )

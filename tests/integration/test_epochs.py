@@ -77,10 +77,12 @@ def heartbeats(dev, start, slots, ip="198.51.100.7", probe_ok=True):
 
 
 def credit(dev, points, at, owner=None):
+    """A credit as the job settlement writes it: at the device's quality now."""
     return WorkCredit.objects.create(
         device=dev,
         wallet=owner or dev.contributor.wallet,
         points=points,
+        quality_bps=Device.objects.values_list("quality_bps", flat=True).get(pk=dev.pk),
         ref=f"job-{next(_seq)}",
         earned_at=at,
     )
@@ -201,6 +203,36 @@ def test_a_credit_written_after_its_window_was_scored_is_paid_by_the_next_epoch_
     three = score_through(3)
     assert not EpochAmount.objects.filter(epoch=three, wallet=late).exists()  # counted once
     assert leaves(three)[late] == 1_000_000 and leaves(three)[a] == 1_000_000 + 1_000_000
+
+
+def lower_quality(dev, penalty, at):
+    """What a canary catch does to a device (`jobs._penalise`), at time `at`: quality down, a flag
+    recording what it took."""
+    Device.objects.filter(pk=dev.pk).update(quality_bps=dev.quality_bps - penalty)
+    dev.refresh_from_db()
+    flag = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=dev.contributor.wallet, device=dev,
+                               quality_penalty_bps=penalty)
+    Flag.objects.filter(pk=flag.pk).update(created_at=at)
+    return flag
+
+
+def test_quality_weighs_work_as_it_was_when_earned_not_when_scored():
+    """Points fairly earned before a flag keep their quality (scoring used the device's quality at
+    the close for everything: a flag after the work took points earned before it)."""
+    epoch = first_window()
+    owner = wallet()
+    dev = device(owner)
+    heartbeats(dev, epoch.starts_at, 10)
+    credit(dev, 2, epoch.starts_at + timedelta(minutes=1))  # at quality 10,000
+    lower_quality(dev, 5_000, epoch.starts_at + timedelta(minutes=30))
+    credit(dev, 2, epoch.starts_at + timedelta(minutes=40))  # at quality 5,000
+    # Raised after the window ended, before the close: the window's uptime keeps full quality.
+    lower_quality(dev, 2_500, epoch.ends_at + timedelta(seconds=5))
+    one = score_through(1)
+    row = EpochAmount.objects.get(epoch=one, wallet=owner)
+    # uptime 10 slots at the window end's quality (5,000); jobs 2 x 10 at 10,000 and 2 x 10 at 5,000
+    assert int(row.points) == 10 * 5_000 + 20 * 10_000 + 20 * 5_000
+    assert list(WorkCredit.objects.order_by("earned_at").values_list("quality_bps", flat=True)) == [10_000, 5_000]
 
 
 def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
