@@ -312,10 +312,14 @@ def _referrals(wallets: set[str], works: list[scoring.DeviceWork]) -> scoring.Re
 
 
 def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
-    """The latest earlier epoch with a tree, and its cumulative amounts."""
+    """The latest earlier epoch with a tree whose root was not revoked, and its cumulative amounts:
+    what the new tree builds on. A revoked root never became claimable (the distributor revokes
+    only a pending root), so nothing was claimed against it, and the root before it holds every
+    amount claimed so far; what the revoked root added goes back to the pool (`score`)."""
     previous = (
         Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0)
         .exclude(root="")
+        .exclude(root_status=Epoch.RootStatus.REVOKED)
         .order_by("-number")
         .first()
     )
@@ -399,6 +403,17 @@ def score(epoch: Epoch) -> None:
         revenue_pool += rest
     CommunityRevenue.objects.filter(pk__in=[s.pk for s in sales]).update(counted_in=epoch)
 
+    # Revoked roots: what each added to the cumulative amounts goes back to the pool, once (the
+    # new tree builds on the last root that was not revoked, see _previous_leaves).
+    revoked = list(
+        Epoch.objects.select_for_update()
+        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
+        .exclude(root="")
+        .order_by("number")
+    )
+    revoked_in = sum(int(e.paid) for e in revoked)
+    Epoch.objects.filter(pk__in=[e.pk for e in revoked]).update(revoked_back_in=epoch)
+
     # Points and the pool's amounts.
     works = _device_work(epoch, weights)
     scores = scoring.score_wallets(works, weights)
@@ -409,7 +424,7 @@ def score(epoch: Epoch) -> None:
     for wallet, bonus in bonuses.items():
         points[wallet] = points.get(wallet, 0) + bonus
     emission = int(settings.REWARD_EMISSION_PER_EPOCH)
-    pool_for_points = emission + carried + returned + revenue_pool
+    pool_for_points = emission + carried + returned + revenue_pool + revoked_in
     amounts, remainder = scoring.allocate(pool_for_points, points)
 
     # Per wallet: paid into the tree, or held.
@@ -471,7 +486,8 @@ def score(epoch: Epoch) -> None:
 
     epoch.emission, epoch.carried_in, epoch.returned_in = emission, carried, returned
     epoch.revenue_in, epoch.released_in = revenue_in, sum(released.values())
-    epoch.pool = emission + carried + returned + revenue_in + epoch.released_in
+    epoch.revoked_in = revoked_in
+    epoch.pool = emission + carried + returned + revenue_in + epoch.released_in + revoked_in
     epoch.paid, epoch.held, epoch.carried_out = paid_total, held_total, remainder
     epoch.points = sum(points.values())
     assert epoch.paid + epoch.held + epoch.carried_out == epoch.pool, (
@@ -488,7 +504,7 @@ def score(epoch: Epoch) -> None:
             0,
         )  # nothing new: the previous root stands
     epoch.state = State.SCORED if epoch.root else State.MATURED
-    epoch.scored_at = timezone.now()
+    epoch.scored_at, epoch.waiting = timezone.now(), ""
     epoch.score_seconds = time.monotonic() - started
     epoch.save()
 
@@ -520,8 +536,9 @@ def store_tree(epoch: Epoch, cumulative: dict[str, int]) -> None:
 
 
 def score_next() -> int | None:
-    """Score the oldest ended, unscored epoch, if every earlier one is scored (one
-    transaction). Returns its number."""
+    """Score the oldest ended, unscored epoch, if every earlier one is scored and the latest
+    earlier root is final: matured (no longer revocable) or revoked, so the tree builds on a root
+    whose fate is known (one transaction). Returns its number."""
     with transaction.atomic():
         if not _lock():
             return None
@@ -532,6 +549,12 @@ def score_next() -> int | None:
             .first()
         )
         if epoch is None:
+            return None
+        last = Epoch.objects.filter(number__lt=epoch.number).exclude(root="").order_by("-number").first()
+        if last is not None and last.state != State.MATURED and last.root_status != Epoch.RootStatus.REVOKED:
+            waiting = f"scored once epoch {last.number}'s root has matured or was revoked"
+            if epoch.waiting != waiting:
+                Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting, updated_at=timezone.now())
             return None
         score(epoch)
         return epoch.number
@@ -725,8 +748,20 @@ def queue_next(w3) -> int | None:
 
 
 def mature(w3) -> list[int]:
-    """Proposed epochs whose root's `validAt` the chain's time has passed become matured."""
-    now = datetime.fromtimestamp(w3.eth.get_block("latest")["timestamp"], tz=dt_timezone.utc)
+    """Proposed epochs whose root's `validAt` the indexed chain's time has passed become matured:
+    the time of the last block the indexer stored, not the chain's head, so that a `RootRevoked`
+    mined before `validAt` is always stored before its epoch counts as matured (the next epoch
+    builds on a matured root, and the proof API serves it)."""
+    from marketplace.chain.models import IndexerCursor
+
+    indexed = (
+        IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID)
+        .values_list("block_number", flat=True)
+        .first()
+    )
+    if indexed is None or not Epoch.objects.filter(state=State.PROPOSED).exists():
+        return []
+    now = datetime.fromtimestamp(w3.eth.get_block(indexed)["timestamp"], tz=dt_timezone.utc)
     with transaction.atomic():
         if not _lock():
             return []
@@ -754,10 +789,13 @@ def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
         return report
     w3 = w3 or get_web3()
     try:
+        report.matured = mature(w3)
+        while report.matured and (number := score_next()) is not None:  # waited for that root
+            report.scored.append(number)
         number = queue_next(w3)  # one at a time: the next waits until this one is proposed
         if number is not None:
             report.queued.append(number)
-        report.matured = mature(w3)
+        report.matured += mature(w3)
     except (OSError, ValueError, Web3RPCError, requests.RequestException) as exc:
         # The node is down or refused a call: scoring went on without it; the next run goes on.
         logger.warning("epoch close: the chain did not answer (%s: %s)", type(exc).__name__, exc)

@@ -48,6 +48,9 @@ class Epoch(models.Model):
     released_in = models.DecimalField(
         **MONEY, default=0, help_text="Held amounts whose flag was cleared"
     )
+    revoked_in = models.DecimalField(
+        **MONEY, default=0, help_text="What revoked roots had paid, back to the pool"
+    )
     pool = models.DecimalField(**MONEY, default=0, help_text="The sum of the parts")
     paid = models.DecimalField(
         **MONEY, default=0, help_text="Added to cumulative amounts by this epoch"
@@ -88,6 +91,14 @@ class Epoch(models.Model):
         max_length=16, choices=RootStatus.choices, default=RootStatus.NONE, blank=True
     )
     proposed_tx = models.CharField(max_length=66, blank=True)
+    revoked_back_in = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Its root revoked: the epoch whose pool took back what it paid",
+    )
     valid_at = models.DateTimeField(
         null=True, blank=True, help_text="When the root becomes claimable"
     )
