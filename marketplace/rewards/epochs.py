@@ -3,7 +3,8 @@
     open -> scored -> queued -> proposed -> matured
 
 - **open**: the current window; rows for windows that have begun are created as time passes.
-- **scored** (one transaction, once the window has ended and the previous epoch is scored): the
+- **scored** (one transaction, once the window has ended, the previous epoch is scored and the
+  latest earlier root is final: matured, or revoked, so the tree builds on a known base): the
   pool's parts, the points, the amounts, the held amounts, the leaves (every wallet's cumulative
   amount), the tree's nodes and root are computed from the database and stored together. This
   is the only step that decides amounts. Heartbeats count by the server's time, so they do not
@@ -19,7 +20,8 @@
   the `RootProposed` the indexer stores. A failed action is queued again with the same root.
 - **proposed**: set by the indexer's handler when `RootProposed` with this epoch and root is
   stored (`handlers.py`), with its `validAt`.
-- **matured**: once the chain's time passes `validAt`.
+- **matured**: once the time of the last block the indexer stored passes `validAt` (so a
+  `RootRevoked` mined before it is always stored first).
 
 Every step runs under one PostgreSQL advisory lock (transaction-scoped), so two workers running
 the close at once do each step once. An epoch that adds nothing to anyone's cumulative amount
@@ -320,6 +322,9 @@ def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
         Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0)
         .exclude(root="")
         .exclude(root_status=Epoch.RootStatus.REVOKED)
+        # Its amounts went back to a pool already (even if a chain reset or a reorganisation has
+        # since taken the RootRevoked event): never built on again.
+        .exclude(revoked_back_in__isnull=False)
         .order_by("-number")
         .first()
     )
@@ -551,7 +556,12 @@ def score_next() -> int | None:
         if epoch is None:
             return None
         last = Epoch.objects.filter(number__lt=epoch.number).exclude(root="").order_by("-number").first()
-        if last is not None and last.state != State.MATURED and last.root_status != Epoch.RootStatus.REVOKED:
+        final = last is None or (
+            last.state == State.MATURED
+            or last.root_status == Epoch.RootStatus.REVOKED
+            or last.revoked_back_in_id is not None
+        )
+        if not final:
             waiting = f"scored once epoch {last.number}'s root has matured or was revoked"
             if epoch.waiting != waiting:
                 Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting, updated_at=timezone.now())

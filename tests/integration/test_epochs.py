@@ -238,6 +238,27 @@ def test_quality_weighs_work_as_it_was_when_earned_not_when_scored():
     assert list(WorkCredit.objects.order_by("earned_at").values_list("quality_bps", flat=True)) == [10_000, 5_000]
 
 
+def test_a_revoked_root_is_never_built_on_even_once_its_revocation_is_forgotten():
+    """Epoch 2's root is revoked: epoch 3 (nobody worked) carries what it paid; a chain reset then
+    wipes the root statuses (the revocation with them): epoch 4 still builds on epoch 1's leaves
+    and does not take epoch 2's amount back a second time."""
+    epoch = first_window()
+    a, b, c = wallet(), wallet(), wallet()
+    credit(device(a), 1, epoch.starts_at + timedelta(minutes=1))
+    score_through(1)
+    credit(device(b), 1, epoch.ends_at + timedelta(minutes=1))
+    two = score_through(2)
+    Epoch.objects.filter(pk=two.pk).update(root_status=Epoch.RootStatus.REVOKED)
+    three = score_through(3)
+    assert int(three.revoked_in) == 1_000_000 and three.root == ""
+    assert int(three.carried_out) == 2_000_000  # nobody had points: it carries
+    Epoch.objects.update(root_status=Epoch.RootStatus.NONE)  # what on_chain_reset does
+    credit(device(c), 1, three.ends_at + timedelta(minutes=1))
+    four = score_through(4)
+    assert int(four.revoked_in) == 0 and int(four.pool) == 3_000_000
+    assert leaves(four) == {a: 1_000_000, c: 3_000_000}  # b's revoked amount is in no tree
+
+
 def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
     epoch = first_window()
     a, b = wallet(), wallet()
