@@ -152,6 +152,9 @@ WalletEpochBody = inline_serializer(
     {
         "epoch": serializers.IntegerField(),
         "state": serializers.CharField(),
+        "root_status": serializers.CharField(
+            help_text="'revoked': the epoch's amounts are in no later tree (they went back to the pool)"
+        ),
         "uptime_slots": serializers.IntegerField(),
         "job_points": serializers.IntegerField(),
         "points": Amount(),

@@ -325,6 +325,8 @@ def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain,
     fresh = client.get(f"/api/v1/rewards/proof/{alice}").json()
     assert fresh["epoch"] == 3 and fresh["claimable"] == str(emission)
     assert client.get(f"/api/v1/rewards/proof/{bob}").json()["cumulative"] == "0"
+    (bobs,) = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
+    assert bobs["epoch"] == 2 and bobs["root_status"] == "revoked"
 
 
 def community_order(chain, seller, buyer):
