@@ -233,8 +233,10 @@ def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     RootEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
     for epoch in Epoch.objects.select_for_update().filter(number__in=touched):
         epoch.root_status, epoch.valid_at, epoch.proposed_tx = Epoch.RootStatus.NONE, None, ""
-        if epoch.state in (Epoch.State.PROPOSED, Epoch.State.MATURED):
-            epoch.state = Epoch.State.QUEUED  # the close queues its root again if the action failed
+        if epoch.state in (Epoch.State.PROPOSED, Epoch.State.MATURED) and epoch.revoked_back_in_id is None:
+            # The close queues its root again if the action failed (never a root that was revoked
+            # and whose amounts went back to a pool).
+            epoch.state = Epoch.State.QUEUED
         for event in RootEvent.objects.filter(
             chain_id=chain_id, epoch=epoch.number, root=epoch.root.lower()
         ).order_by("block_number", "log_index"):
@@ -250,9 +252,10 @@ def on_chain_reset(sender, chain_id, **kwargs):
     RootEvent.objects.filter(chain_id=chain_id).delete()
     RewardClaim.objects.filter(chain_id=chain_id).delete()
     CommunityRevenue.objects.filter(chain_id=chain_id, counted_in__isnull=True).delete()
-    Epoch.objects.filter(state__in=(Epoch.State.QUEUED, Epoch.State.PROPOSED)).update(
-        state=Epoch.State.SCORED, action=None, funding_tx="", funding_raw="", waiting=""
-    )
+    # Not a root that was revoked and whose amounts went back to a pool: it is never proposed again.
+    Epoch.objects.filter(
+        state__in=(Epoch.State.QUEUED, Epoch.State.PROPOSED), revoked_back_in__isnull=True
+    ).update(state=Epoch.State.SCORED, action=None, funding_tx="", funding_raw="", waiting="")
     Epoch.objects.exclude(root_status=Epoch.RootStatus.NONE).update(
         root_status=Epoch.RootStatus.NONE, valid_at=None, proposed_tx=""
     )

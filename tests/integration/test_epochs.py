@@ -252,7 +252,13 @@ def test_a_revoked_root_is_never_built_on_even_once_its_revocation_is_forgotten(
     three = score_through(3)
     assert int(three.revoked_in) == 1_000_000 and three.root == ""
     assert int(three.carried_out) == 2_000_000  # nobody had points: it carries
-    Epoch.objects.update(root_status=Epoch.RootStatus.NONE)  # what on_chain_reset does
+    Epoch.objects.filter(pk=two.pk).update(state=Epoch.State.PROPOSED)
+    from marketplace.rewards.handlers import on_chain_reset
+
+    on_chain_reset(None, 31337)  # the root statuses go, the revocation with them
+    two.refresh_from_db()
+    assert two.root_status == Epoch.RootStatus.NONE
+    assert two.state == Epoch.State.PROPOSED  # not scored again to be proposed on the new chain
     credit(device(c), 1, three.ends_at + timedelta(minutes=1))
     four = score_through(4)
     assert int(four.revoked_in) == 0 and int(four.pool) == 3_000_000
