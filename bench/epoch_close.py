@@ -160,7 +160,7 @@ def load(args, rng):
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(
-                "COPY rewards_workcredit (device_id, wallet, kind, points, ref, earned_at) "
+                "COPY rewards_workcredit (device_id, wallet, kind, points, quality_bps, ref, earned_at) "
                 "FROM STDIN"
             ) as copy,
         ):
@@ -168,7 +168,7 @@ def load(args, rng):
                 for j in range(3):
                     at = window_start + timedelta(seconds=rng.randrange(hour))
                     copy.write_row(
-                        (device_id, wallet, "job", rng.randrange(1, 20), f"job-{device_id}-{j}", at)
+                        (device_id, wallet, "job", rng.randrange(1, 20), 10_000, f"job-{device_id}-{j}", at)
                     )
 
     timed(f"COPY {3 * len(devices):,} work credits", copy_credits)

@@ -4,8 +4,8 @@ or confirm them), collection targets (edited here), and fetch jobs and collected
 the services are their only writers)."""
 
 from django.contrib import admin, messages
-from django.utils import timezone
 
+from . import flags
 from .models import CollectedRow, CollectionTarget, Epoch, FetchJob, Flag, HeldAmount
 
 
@@ -90,15 +90,16 @@ class CollectedRowAdmin(ReadOnly):
 
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
-    """The moderators' review list of contributor flags: the evidence, and two decisions. Clear:
-    the held amounts are paid in the next epoch. Confirm: they go back to the next pool. A decided
-    flag is not decided again."""
+    """The moderators' review list of contributor flags: the evidence, and two decisions
+    (`flags.decide`). Clear: the held amounts are paid in the next epoch and the device gets back
+    the quality the flag took. Confirm: they go back to the next pool. A decided flag is not
+    decided again."""
 
     list_display = ("created_at", "kind", "wallet", "device", "status", "decided_by", "decided_at")
     list_filter = ("status", "kind")
     search_fields = ("wallet", "device__address")
-    readonly_fields = ("kind", "wallet", "device", "evidence", "status", "decided_by", "decided_at",
-                       "created_at")
+    readonly_fields = ("kind", "wallet", "device", "evidence", "quality_penalty_bps", "status", "decided_by",
+                       "decided_at", "created_at")
     fields = readonly_fields + ("note",)
     actions = ("clear", "confirm")
 
@@ -109,14 +110,13 @@ class FlagAdmin(admin.ModelAdmin):
         return False
 
     def _decide(self, request, queryset, status):
-        open_ = queryset.filter(status=Flag.Status.OPEN)
-        done = open_.update(status=status, decided_by=request.user.get_username(), decided_at=timezone.now())
+        done = flags.decide(queryset.values_list("pk", flat=True), status, request.user.get_username())
         skipped = queryset.count() - done
         self.message_user(request, f"{done} flag(s) {status}" + (f"; {skipped} already decided, left as they were"
                                                                   if skipped else ""),
                           messages.SUCCESS if done else messages.WARNING)
 
-    @admin.action(description="Clear: pay the held amounts in the next epoch")
+    @admin.action(description="Clear: pay the held amounts in the next epoch, give the quality back")
     def clear(self, request, queryset):
         self._decide(request, queryset, Flag.Status.CLEARED)
 

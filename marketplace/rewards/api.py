@@ -78,6 +78,7 @@ EpochBody = inline_serializer(
                 "returned_in": Amount(),
                 "revenue_in": Amount(),
                 "released_in": Amount(),
+                "revoked_in": Amount(),
                 "total": Amount(),
                 "paid": Amount(),
                 "held": Amount(),
@@ -99,6 +100,7 @@ def epoch_body(epoch: Epoch) -> dict:
             "returned_in",
             "revenue_in",
             "released_in",
+            "revoked_in",
             "paid",
             "held",
             "carried_out",
@@ -150,6 +152,9 @@ WalletEpochBody = inline_serializer(
     {
         "epoch": serializers.IntegerField(),
         "state": serializers.CharField(),
+        "root_status": serializers.CharField(
+            help_text="'revoked': the epoch's amounts are in no later tree (they went back to the pool)"
+        ),
         "uptime_slots": serializers.IntegerField(),
         "job_points": serializers.IntegerField(),
         "points": Amount(),

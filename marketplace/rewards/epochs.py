@@ -3,12 +3,15 @@
     open -> scored -> queued -> proposed -> matured
 
 - **open**: the current window; rows for windows that have begun are created as time passes.
-- **scored** (one transaction, once the window has ended and the previous epoch is scored): the
+- **scored** (one transaction, once the window has ended, the previous epoch is scored and the
+  latest earlier root is final: matured, or revoked, so the tree builds on a known base): the
   pool's parts, the points, the amounts, the held amounts, the leaves (every wallet's cumulative
   amount), the tree's nodes and root are computed from the database and stored together. This
-  is the only step that decides amounts, and nothing it reads changes for a past window (work and
-  heartbeats count by the server's time), so a step killed midway rolls back and its rerun
-  stores the same root.
+  is the only step that decides amounts. Heartbeats count by the server's time, so they do not
+  change for a past window; work credits, community revenue and settled held amounts are
+  claimed by the step (each row marked with the epoch that counted it, in the same
+  transaction), so a step killed midway rolls back its claims with everything else, and the
+  same rows scored again give the same root. Only one root is ever stored for an epoch.
 - **queued** (once every earlier epoch is proposed): the treasury's transfer of the emission,
   when REWARD_TREASURY_KEY is set (tied to one nonce of the treasury: signed and recorded before
   it is broadcast, re-sent and repriced only at that nonce, so at most one transfer is ever
@@ -18,7 +21,8 @@
   the `RootProposed` the indexer stores. A failed action is queued again with the same root.
 - **proposed**: set by the indexer's handler when `RootProposed` with this epoch and root is
   stored (`handlers.py`), with its `validAt`.
-- **matured**: once the chain's time passes `validAt`.
+- **matured**: once the time of the last block the indexer stored passes `validAt` (so a
+  `RootRevoked` mined before it is always stored first).
 
 Every step runs under one PostgreSQL advisory lock (transaction-scoped), so two workers running
 the close at once do each step once. An epoch that adds nothing to anyone's cumulative amount
@@ -229,23 +233,55 @@ def _uptime(window: dict, weights: scoring.Weights) -> dict[tuple[int, str], tup
     return {(device, wallet): (slots, ip) for device, wallet, slots, ip in rows}
 
 
+def _quality_at(device_ids: list[int], at: datetime) -> dict[int, int]:
+    """Each device's quality at `at`: its quality now, with what flags changed since undone
+    (a flag raised since took its `quality_penalty_bps` off; a flag cleared since gave it back).
+    Flags are the only writers of quality, so the answer does not depend on when scoring runs."""
+    if not device_ids:
+        return {}
+    rows = _rows(
+        """SELECT d.id, d.quality_bps
+                  + COALESCE(SUM(f.quality_penalty_bps) FILTER (WHERE f.created_at >= %(at)s), 0)
+                  - COALESCE(SUM(f.quality_penalty_bps) FILTER (
+                        WHERE f.status = 'cleared' AND f.decided_at >= %(at)s), 0)
+           FROM rewards_device d
+           LEFT JOIN rewards_flag f ON f.device_id = d.id AND f.quality_penalty_bps > 0
+           WHERE d.id = ANY(%(ids)s) GROUP BY d.id""",
+        {"ids": device_ids, "at": at},
+    )
+    return {device: min(max(int(quality), 0), scoring.QUALITY_SCALE) for device, quality in rows}
+
+
 def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceWork]:
     """Each device's verified uptime slots (probe-answered heartbeats received in the window, one
-    per slot, for the wallet it was bound to then) and verified job points (credits earned in
-    the window, per wallet they were earned for), with its quality and the network it mostly
-    connected from."""
-    window = {"start": epoch.starts_at, "end": epoch.ends_at}
+    per slot, for the wallet it was bound to then) and verified job points (the credits this
+    epoch claims: written since the last scoring and earned before the window's end, per wallet
+    they were earned for), with the quality and the network it mostly connected from. Job points
+    weigh by the quality each credit was earned at; uptime by the device's quality at the
+    window's end."""
+    window = {"start": epoch.starts_at, "end": epoch.ends_at, "epoch": epoch.pk}
     uptime = _uptime(window, weights)
+    # Credits count by insertion: this epoch claims every credit no epoch has counted that was
+    # earned before its end (one written late, after its window's epoch was scored, is paid now),
+    # and sums what it claimed (a rerun of the step sums the same rows).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE rewards_workcredit SET epoch_id = %(epoch)s WHERE epoch_id IS NULL AND earned_at < %(end)s",
+            window,
+        )
+    # Each credit weighs by the quality it was earned at (a later flag or clear does not change it).
     jobs = _rows(
-        """SELECT device_id, wallet, SUM(points) FROM rewards_workcredit
-                    WHERE earned_at >= %(start)s AND earned_at < %(end)s GROUP BY device_id, wallet""",
+        """SELECT device_id, wallet, quality_bps, SUM(points) FROM rewards_workcredit
+           WHERE epoch_id = %(epoch)s GROUP BY device_id, wallet, quality_bps
+           ORDER BY device_id, wallet, quality_bps""",
         window,
     )
-    ids = {device for device, _ in uptime} | {device for device, _, _ in jobs}
+    ids = {device for device, _ in uptime} | {device for device, _, _, _ in jobs}
     devices = {
         d["id"]: d
         for d in Device.objects.filter(id__in=ids).values("id", "quality_bps", "last_ip")
     }
+    quality_at_end = _quality_at(sorted(ids), epoch.ends_at)
     ips = {device: ip for (device, _), (_, ip) in sorted(uptime.items()) if ip}
     works = []
     for (device_id, wallet), (slots, ip) in sorted(uptime.items()):
@@ -256,12 +292,12 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
             scoring.DeviceWork(
                 device_id,
                 wallet,
-                device["quality_bps"],
+                quality_at_end[device_id],
                 uptime_slots=slots,
                 network=scoring.network_of(ip or device["last_ip"], weights.trusted),
             )
         )
-    for device_id, wallet, points in jobs:
+    for device_id, wallet, quality, points in jobs:
         device = devices.get(device_id)
         if device is None:
             continue
@@ -270,7 +306,7 @@ def _device_work(epoch: Epoch, weights: scoring.Weights) -> list[scoring.DeviceW
             scoring.DeviceWork(
                 device_id,
                 wallet,
-                device["quality_bps"],
+                quality,
                 job_points=int(points),
                 network=scoring.network_of(ip, weights.trusted),
             )
@@ -333,10 +369,17 @@ def _referrals(wallets: set[str], works: list[scoring.DeviceWork]) -> scoring.Re
 
 
 def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
-    """The latest earlier epoch with a tree, and its cumulative amounts."""
+    """The latest earlier epoch with a tree whose root was not revoked, and its cumulative amounts:
+    what the new tree builds on. A revoked root never became claimable (the distributor revokes
+    only a pending root), so nothing was claimed against it, and the root before it holds every
+    amount claimed so far; what the revoked root added goes back to the pool (`score`)."""
     previous = (
         Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0)
         .exclude(root="")
+        .exclude(root_status=Epoch.RootStatus.REVOKED)
+        # Its amounts went back to a pool already (even if a chain reset or a reorganisation has
+        # since taken the RootRevoked event): never built on again.
+        .exclude(revoked_back_in__isnull=False)
         .order_by("-number")
         .first()
     )
@@ -420,6 +463,17 @@ def score(epoch: Epoch) -> None:
         revenue_pool += rest
     CommunityRevenue.objects.filter(pk__in=[s.pk for s in sales]).update(counted_in=epoch)
 
+    # Revoked roots: what each added to the cumulative amounts goes back to the pool, once (the
+    # new tree builds on the last root that was not revoked, see _previous_leaves).
+    revoked = list(
+        Epoch.objects.select_for_update()
+        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
+        .exclude(root="")
+        .order_by("number")
+    )
+    revoked_in = sum(int(e.paid) for e in revoked)
+    Epoch.objects.filter(pk__in=[e.pk for e in revoked]).update(revoked_back_in=epoch)
+
     # Points and the pool's amounts.
     works = _device_work(epoch, weights)
     scores = scoring.score_wallets(works, weights)
@@ -430,7 +484,7 @@ def score(epoch: Epoch) -> None:
     for wallet, bonus in bonuses.items():
         points[wallet] = points.get(wallet, 0) + bonus
     emission = int(settings.REWARD_EMISSION_PER_EPOCH)
-    pool_for_points = emission + carried + returned + revenue_pool
+    pool_for_points = emission + carried + returned + revenue_pool + revoked_in
     amounts, remainder = scoring.allocate(pool_for_points, points)
 
     # Per wallet: paid into the tree, or held.
@@ -492,7 +546,8 @@ def score(epoch: Epoch) -> None:
 
     epoch.emission, epoch.carried_in, epoch.returned_in = emission, carried, returned
     epoch.revenue_in, epoch.released_in = revenue_in, sum(released.values())
-    epoch.pool = emission + carried + returned + revenue_in + epoch.released_in
+    epoch.revoked_in = revoked_in
+    epoch.pool = emission + carried + returned + revenue_in + epoch.released_in + revoked_in
     epoch.paid, epoch.held, epoch.carried_out = paid_total, held_total, remainder
     epoch.points = sum(points.values())
     assert epoch.paid + epoch.held + epoch.carried_out == epoch.pool, (
@@ -509,7 +564,7 @@ def score(epoch: Epoch) -> None:
             0,
         )  # nothing new: the previous root stands
     epoch.state = State.SCORED if epoch.root else State.MATURED
-    epoch.scored_at = timezone.now()
+    epoch.scored_at, epoch.waiting = timezone.now(), ""
     epoch.score_seconds = time.monotonic() - started
     epoch.save()
 
@@ -541,8 +596,9 @@ def store_tree(epoch: Epoch, cumulative: dict[str, int]) -> None:
 
 
 def score_next() -> int | None:
-    """Score the oldest ended, unscored epoch, if every earlier one is scored (one
-    transaction). Returns its number."""
+    """Score the oldest ended, unscored epoch, if every earlier one is scored and the latest
+    earlier root is final: matured (no longer revocable) or revoked, so the tree builds on a root
+    whose fate is known (one transaction). Returns its number."""
     with transaction.atomic():
         if not _lock():
             return None
@@ -553,6 +609,17 @@ def score_next() -> int | None:
             .first()
         )
         if epoch is None:
+            return None
+        last = Epoch.objects.filter(number__lt=epoch.number).exclude(root="").order_by("-number").first()
+        final = last is None or (
+            last.state == State.MATURED
+            or last.root_status == Epoch.RootStatus.REVOKED
+            or last.revoked_back_in_id is not None
+        )
+        if not final:
+            waiting = f"scored once epoch {last.number}'s root has matured or was revoked"
+            if epoch.waiting != waiting:
+                Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting, updated_at=timezone.now())
             return None
         score(epoch)
         return epoch.number
@@ -842,8 +909,20 @@ def queue_next(w3) -> int | None:
 
 
 def mature(w3) -> list[int]:
-    """Proposed epochs whose root's `validAt` the chain's time has passed become matured."""
-    now = datetime.fromtimestamp(w3.eth.get_block("latest")["timestamp"], tz=dt_timezone.utc)
+    """Proposed epochs whose root's `validAt` the indexed chain's time has passed become matured:
+    the time of the last block the indexer stored, not the chain's head, so that a `RootRevoked`
+    mined before `validAt` is always stored before its epoch counts as matured (the next epoch
+    builds on a matured root, and the proof API serves it)."""
+    from marketplace.chain.models import IndexerCursor
+
+    indexed = (
+        IndexerCursor.objects.filter(chain_id=settings.CHAIN_ID)
+        .values_list("block_number", flat=True)
+        .first()
+    )
+    if indexed is None or not Epoch.objects.filter(state=State.PROPOSED).exists():
+        return []
+    now = datetime.fromtimestamp(w3.eth.get_block(indexed)["timestamp"], tz=dt_timezone.utc)
     with transaction.atomic():
         if not _lock():
             return []
@@ -871,10 +950,13 @@ def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
         return report
     w3 = w3 or get_web3()
     try:
+        report.matured = mature(w3)
+        while report.matured and (number := score_next()) is not None:  # waited for that root
+            report.scored.append(number)
         number = queue_next(w3)  # one at a time: the next waits until this one is proposed
         if number is not None:
             report.queued.append(number)
-        report.matured = mature(w3)
+        report.matured += mature(w3)
     except (OSError, ValueError, Web3RPCError, requests.RequestException) as exc:
         # The node is down or refused a call: scoring went on without it; the next run goes on.
         logger.warning("epoch close: the chain did not answer (%s: %s)", type(exc).__name__, exc)

@@ -69,6 +69,28 @@ def _listing_token(event: Event) -> str | None:
     return created.get("token") if created else None
 
 
+def _order_tx_hash(event: Event) -> str:
+    """The transaction of the settled order's OrderCreated (with the order id, what names the
+    order: after a reorganisation another purchase may take the id), the latest before the event;
+    the event's own transaction when none was indexed."""
+    created = (
+        ChainEvent.objects.filter(
+            chain_id=event.chain_id,
+            address=event.address,
+            name="OrderCreated",
+            args__orderId=event.args["orderId"],
+        )
+        .filter(
+            Q(block_number__lt=event.block_number)
+            | Q(block_number=event.block_number, log_index__lt=event.log_index)
+        )
+        .order_by("-block_number", "-log_index")
+        .values_list("tx_hash", flat=True)
+        .first()
+    )
+    return created or event.tx_hash
+
+
 def _reward_token(chain_id: int) -> str | None:
     """The token the distributor was deployed to pay in (the deployment's TestUSDC)."""
     return deployed_address(chain_id, "TestUSDC")
@@ -77,7 +99,9 @@ def _reward_token(chain_id: int) -> str | None:
 def on_sale_events(events: list[Event]) -> None:
     """Settlements that paid the distributor, in the token it pays rewards in, become community
     revenue rows (a listing in another token paying the distributor is not revenue: the amount
-    would be counted in the wrong units, and no root can pay it out)."""
+    would be counted in the wrong units, and no root can pay it out). One row per order: a payout
+    stored already (counted, and kept, before a reorganisation deeper than the confirmations
+    re-mined it under another transaction or log index) is not stored again."""
     from marketplace.catalog.models import Listing
 
     distributor = _distributor(events[0].chain_id)
@@ -103,7 +127,9 @@ def on_sale_events(events: list[Event]) -> None:
                 tx_hash=event.tx_hash,
                 log_index=event.log_index,
                 block_number=event.block_number,
+                market=event.address,
                 order_id=int(event.args["orderId"]),
+                order_tx_hash=_order_tx_hash(event),
                 listing_id=int(event.args["listingId"]),
                 buyer=event.args["buyer"],
                 amount=owner_amount,
@@ -193,8 +219,8 @@ def on_claim_events(events: list[Event]) -> None:
 def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     """Revenue not counted yet, root events and claims of orphaned blocks go; the epochs whose
     root events went get their status again from the surviving ones. Revenue an epoch already
-    counted stays (its amounts are in a stored tree; the next reorganisation-free sale makes up
-    nothing: a confirmed chain does not reorganise that deep)."""
+    counted stays (its amounts are in a stored tree); the same order's payout re-mined on the new
+    chain finds its row and is not counted again (`on_sale_events`)."""
     CommunityRevenue.objects.filter(
         chain_id=chain_id, block_number__gt=ancestor, counted_in__isnull=True
     ).delete()
@@ -207,8 +233,10 @@ def on_rollback(chain_id: int, ancestor: int, orphaned: list[Event]) -> None:
     RootEvent.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
     for epoch in Epoch.objects.select_for_update().filter(number__in=touched):
         epoch.root_status, epoch.valid_at, epoch.proposed_tx = Epoch.RootStatus.NONE, None, ""
-        if epoch.state in (Epoch.State.PROPOSED, Epoch.State.MATURED):
-            epoch.state = Epoch.State.QUEUED  # the close queues its root again if the action failed
+        if epoch.state in (Epoch.State.PROPOSED, Epoch.State.MATURED) and epoch.revoked_back_in_id is None:
+            # The close queues its root again if the action failed (never a root that was revoked
+            # and whose amounts went back to a pool).
+            epoch.state = Epoch.State.QUEUED
         for event in RootEvent.objects.filter(
             chain_id=chain_id, epoch=epoch.number, root=epoch.root.lower()
         ).order_by("block_number", "log_index"):
@@ -224,9 +252,10 @@ def on_chain_reset(sender, chain_id, **kwargs):
     RootEvent.objects.filter(chain_id=chain_id).delete()
     RewardClaim.objects.filter(chain_id=chain_id).delete()
     CommunityRevenue.objects.filter(chain_id=chain_id, counted_in__isnull=True).delete()
-    Epoch.objects.filter(state__in=(Epoch.State.QUEUED, Epoch.State.PROPOSED)).update(
-        state=Epoch.State.SCORED, action=None, funding_tx="", funding_raw="", waiting=""
-    )
+    # Not a root that was revoked and whose amounts went back to a pool: it is never proposed again.
+    Epoch.objects.filter(
+        state__in=(Epoch.State.QUEUED, Epoch.State.PROPOSED), revoked_back_in__isnull=True
+    ).update(state=Epoch.State.SCORED, action=None, funding_tx="", funding_raw="", waiting="")
     Epoch.objects.exclude(root_status=Epoch.RootStatus.NONE).update(
         root_status=Epoch.RootStatus.NONE, valid_at=None, proposed_tx=""
     )

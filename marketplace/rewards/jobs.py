@@ -520,6 +520,7 @@ def _settle(job: FetchJob, now) -> Settled:
                     wallet=a.wallet,
                     kind=WorkCredit.Kind.JOB,
                     points=settings.REWARD_JOB_POINTS,
+                    quality_bps=a.device.quality_bps,  # the quality the work is earned at
                     ref=f"job:{job.pk}",
                     earned_at=now,
                 )
@@ -557,12 +558,14 @@ def _store_rows(job: FetchJob, rows: list[dict], wallets: list[str], now) -> Non
 
 
 def _penalise(assignment: JobAssignment, job: FetchJob, reference: str, kind: str) -> None:
+    # What the flag takes off is kept on it: clearing the flag gives exactly that back.
+    quality = Device.objects.select_for_update().values_list("quality_bps", flat=True).get(pk=assignment.device_id)
+    penalty = min(settings.REWARD_QUALITY_PENALTY_BPS, quality)
     Device.objects.filter(pk=assignment.device_id).update(
-        quality_bps=Greatest(
-            F("quality_bps") - Value(settings.REWARD_QUALITY_PENALTY_BPS), Value(0)
-        )
+        quality_bps=Greatest(F("quality_bps") - Value(penalty), Value(0))
     )
     Flag.objects.create(
+        quality_penalty_bps=penalty,
         kind=kind,
         wallet=assignment.wallet,
         device=assignment.device,

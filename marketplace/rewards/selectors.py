@@ -102,6 +102,7 @@ def wallet_epochs(wallet: str, limit: int = 100) -> list[dict]:
         {
             "epoch": a.epoch.number,
             "state": a.epoch.state,
+            "root_status": a.epoch.root_status,
             "uptime_slots": a.uptime_slots,
             "job_points": a.job_points,
             "points": str(int(a.points)),

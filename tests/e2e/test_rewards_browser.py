@@ -9,7 +9,7 @@ from eth_account import Account
 import pytest
 
 from marketplace.accounts.services import wallet_user
-from marketplace.chain import sender
+from marketplace.chain import indexer, sender
 from marketplace.rewards import epochs
 from marketplace.rewards.models import DeviceDay, Epoch, EpochAmount, RewardClaim
 from tests.conftest import DEV_KEYS, dead_broker_url
@@ -48,6 +48,7 @@ def matured(chain):
     epochs.close_epochs(chain.w3)
     assert sender.send_operator_actions(timeout=15).confirmed == 1
     chain.advance(chain.distributor.root_delay() + 1)
+    indexer.index_chain(chain.w3)  # an epoch matures by the indexed chain's time
     epochs.close_epochs(chain.w3)
     assert Epoch.objects.get(number=1).state == Epoch.State.MATURED
     return int(EpochAmount.objects.get(epoch__number=1, wallet=CONTRIBUTOR).amount)

@@ -77,10 +77,12 @@ def heartbeats(dev, start, slots, ip="198.51.100.7", probe_ok=True):
 
 
 def credit(dev, points, at, owner=None):
+    """A credit as the job settlement writes it: at the device's quality now."""
     return WorkCredit.objects.create(
         device=dev,
         wallet=owner or dev.contributor.wallet,
         points=points,
+        quality_bps=Device.objects.values_list("quality_bps", flat=True).get(pk=dev.pk),
         ref=f"job-{next(_seq)}",
         earned_at=at,
     )
@@ -94,10 +96,13 @@ def first_window(hours_ago=5):
 
 
 def score_through(number):
-    """Open the windows up to the one after `number` and score through `number`."""
+    """Open the windows up to the one after `number` and score through `number`; each scored
+    root counts as matured before the next epoch is scored (the chain's part is in
+    test_reward_payouts)."""
     epoch = Epoch.objects.get(number=1)
     epochs.open_epochs(epoch.starts_at + timedelta(seconds=HOUR * number))
     while Epoch.objects.filter(number__lte=number, state=Epoch.State.OPEN).exists():
+        Epoch.objects.filter(state=Epoch.State.SCORED).update(state=Epoch.State.MATURED)
         assert epochs.score_next() is not None
     return Epoch.objects.get(number=number)
 
@@ -181,6 +186,83 @@ def test_clearing_one_flag_releases_nothing_while_another_flag_of_the_wallet_is_
     three = score_through(3)
     held.refresh_from_db()
     assert held.status == HeldAmount.Status.RETURNED and int(three.returned_in) == int(held.amount)
+
+
+def test_a_credit_written_after_its_window_was_scored_is_paid_by_the_next_epoch_once():
+    """A job settled inside epoch 1's window whose credit was written after epoch 1 was scored
+    (the settling transaction committed late) used to be counted by no epoch."""
+    epoch = first_window()
+    a, late = wallet(), wallet()
+    credit(device(a), 1, epoch.starts_at + timedelta(minutes=1))
+    one = score_through(1)
+    assert late not in leaves(one)
+    written_late = credit(device(late), 3, epoch.ends_at - timedelta(seconds=1))
+    two = score_through(2)
+    row = EpochAmount.objects.get(epoch=two, wallet=late)
+    assert row.job_points == 3 and int(row.amount) == 1_000_000 and leaves(two)[late] == 1_000_000
+    written_late.refresh_from_db()
+    assert written_late.epoch == two
+    credit(device(a), 1, two.ends_at + timedelta(minutes=1))
+    three = score_through(3)
+    assert not EpochAmount.objects.filter(epoch=three, wallet=late).exists()  # counted once
+    assert leaves(three)[late] == 1_000_000 and leaves(three)[a] == 1_000_000 + 1_000_000
+
+
+def lower_quality(dev, penalty, at):
+    """What a canary catch does to a device (`jobs._penalise`), at time `at`: quality down, a flag
+    recording what it took."""
+    Device.objects.filter(pk=dev.pk).update(quality_bps=dev.quality_bps - penalty)
+    dev.refresh_from_db()
+    flag = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=dev.contributor.wallet, device=dev,
+                               quality_penalty_bps=penalty)
+    Flag.objects.filter(pk=flag.pk).update(created_at=at)
+    return flag
+
+
+def test_quality_weighs_work_as_it_was_when_earned_not_when_scored():
+    """Points fairly earned before a flag keep their quality (scoring used the device's quality at
+    the close for everything: a flag after the work took points earned before it)."""
+    epoch = first_window()
+    owner = wallet()
+    dev = device(owner)
+    heartbeats(dev, epoch.starts_at, 10)
+    credit(dev, 2, epoch.starts_at + timedelta(minutes=1))  # at quality 10,000
+    lower_quality(dev, 5_000, epoch.starts_at + timedelta(minutes=30))
+    credit(dev, 2, epoch.starts_at + timedelta(minutes=40))  # at quality 5,000
+    # Raised after the window ended, before the close: the window's uptime keeps full quality.
+    lower_quality(dev, 2_500, epoch.ends_at + timedelta(seconds=5))
+    one = score_through(1)
+    row = EpochAmount.objects.get(epoch=one, wallet=owner)
+    # uptime 10 slots at the window end's quality (5,000); jobs 2 x 10 at 10,000 and 2 x 10 at 5,000
+    assert int(row.points) == 10 * 5_000 + 20 * 10_000 + 20 * 5_000
+    assert list(WorkCredit.objects.order_by("earned_at").values_list("quality_bps", flat=True)) == [10_000, 5_000]
+
+
+def test_a_revoked_root_is_never_built_on_even_once_its_revocation_is_forgotten():
+    """Epoch 2's root is revoked: epoch 3 (nobody worked) carries what it paid; a chain reset then
+    wipes the root statuses (the revocation with them): epoch 4 still builds on epoch 1's leaves
+    and does not take epoch 2's amount back a second time."""
+    epoch = first_window()
+    a, b, c = wallet(), wallet(), wallet()
+    credit(device(a), 1, epoch.starts_at + timedelta(minutes=1))
+    score_through(1)
+    credit(device(b), 1, epoch.ends_at + timedelta(minutes=1))
+    two = score_through(2)
+    Epoch.objects.filter(pk=two.pk).update(root_status=Epoch.RootStatus.REVOKED)
+    three = score_through(3)
+    assert int(three.revoked_in) == 1_000_000 and three.root == ""
+    assert int(three.carried_out) == 2_000_000  # nobody had points: it carries
+    Epoch.objects.filter(pk=two.pk).update(state=Epoch.State.PROPOSED)
+    from marketplace.rewards.handlers import on_chain_reset
+
+    on_chain_reset(None, 31337)  # the root statuses go, the revocation with them
+    two.refresh_from_db()
+    assert two.root_status == Epoch.RootStatus.NONE
+    assert two.state == Epoch.State.PROPOSED  # not scored again to be proposed on the new chain
+    credit(device(c), 1, three.ends_at + timedelta(minutes=1))
+    four = score_through(4)
+    assert int(four.revoked_in) == 0 and int(four.pool) == 3_000_000
+    assert leaves(four) == {a: 1_000_000, c: 3_000_000}  # b's revoked amount is in no tree
 
 
 def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
@@ -453,10 +535,18 @@ def test_the_close_scores_while_the_chain_is_down_and_says_so(settings):
         block_hash="0x" + "00" * 32,
     )
     report = epochs.close_epochs()
-    assert report.scored == [1] and report.skipped.startswith("the chain did not answer")
+    assert report.scored == [1] and not report.skipped  # nothing needed the chain yet
     # Queued for the sender (no treasury to call): it sends the root once the node answers.
     one = Epoch.objects.get(number=1)
     assert one.state == Epoch.State.QUEUED and one.action.status == "pending"
+    # Proposed, and past its validAt: maturing reads the indexed block's time from the chain.
+    from marketplace.chain.models import IndexerCursor
+
+    IndexerCursor.objects.create(chain_id=31337, block_number=5, block_hash="0x" + "00" * 32)
+    Epoch.objects.filter(pk=one.pk).update(state=Epoch.State.PROPOSED, valid_at=one.ends_at)
+    report = epochs.close_epochs()
+    assert report.skipped.startswith("the chain did not answer") and not report.matured
+    assert Epoch.objects.get(number=1).state == Epoch.State.PROPOSED
 
 
 def test_uptime_counts_for_the_wallet_the_device_was_bound_to_when_each_heartbeat_came():

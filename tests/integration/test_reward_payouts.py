@@ -18,7 +18,7 @@ from marketplace.chain import indexer, sender
 from marketplace.chain.client import WrongChain, operator_web3
 from marketplace.chain.models import ChainEvent, OperatorAction
 from marketplace.rewards import epochs
-from marketplace.rewards.models import CommunityRevenue, Device, Epoch, RewardClaim
+from marketplace.rewards.models import CommunityRevenue, Device, Epoch, EpochLeaf, RewardClaim
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.integration.test_epochs import credit, device, first_window
 from tests.integration.test_indexer import PRICE, WINDOW, buyer, purchase, seller  # noqa: F401
@@ -63,7 +63,9 @@ def send(timeout=15):
 
 
 def mature(chain):
+    """Past the root delay, indexed (an epoch matures by the indexed chain's time), closed."""
     chain.advance(chain.distributor.root_delay() + 1)
+    indexer.index_chain(chain.w3)
     return epochs.close_epochs(chain.w3)
 
 
@@ -283,6 +285,102 @@ def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury
     assert int(one.revenue_in) == revenue.amount and int(one.pool) == 1_000 * 10**6 + revenue.amount
     # The treasury tops up only what the sale did not already bring.
     assert chain.token.balance_of(chain.distributor.address) == int(one.total)
+
+
+def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain, treasury, client):
+    """The admin revokes epoch 2's pending root: epoch 3's tree builds on epoch 1's (the last root
+    not revoked), so bob's epoch-2 amount is in no later tree; what epoch 2 paid goes back into
+    epoch 3's pool; alice's leaf never drops below what she claimed from epoch 1."""
+    first = first_window(hours_ago=3)
+    epochs.open_epochs()  # epochs 1-3 have ended
+    (alice,) = earners(first, 1)
+    second, third = Epoch.objects.get(number=2), Epoch.objects.get(number=3)
+    bob, carol = Account.create().address, Account.create().address
+    credit(device(bob), 1, second.starts_at + timedelta(minutes=1))
+    credit(Device.objects.get(contributor__wallet=alice), 1, third.starts_at + timedelta(minutes=1))
+    credit(device(carol), 1, third.starts_at + timedelta(minutes=1))
+    emission = 1_000 * 10**6
+
+    report = epochs.close_epochs(chain.w3)
+    assert report.scored == [1]  # epoch 2 waits until epoch 1's root is final
+    assert Epoch.objects.get(number=2).waiting == "scored once epoch 1's root has matured or was revoked"
+    send()
+    assert mature(chain).scored == [2]
+    answer = client.get(f"/api/v1/rewards/proof/{alice}").json()
+    chain.send(chain.distributor.contract.functions.claim(alice, int(answer["cumulative"]), answer["proof"]),
+               chain.operator.address)
+    assert send().confirmed == 1  # epoch 2's root: pending, revocable
+    chain.send(chain.distributor.contract.functions.revokePendingRoot(), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    two = Epoch.objects.get(number=2)
+    assert two.root_status == Epoch.RootStatus.REVOKED and int(two.paid) == emission
+    assert epochs.close_epochs(chain.w3).scored == [3]  # epoch 2's root is final: revoked
+
+    three = Epoch.objects.get(number=3)
+    assert int(three.revoked_in) == emission and int(three.pool) == 2 * emission
+    leaves = dict(EpochLeaf.objects.filter(epoch=three).values_list("wallet", "cumulative"))
+    assert bob not in leaves
+    assert {w: int(c) for w, c in leaves.items()} == {alice: emission + emission, carol: emission}
+    assert int(three.total) == 3 * emission and int(leaves[alice]) >= int(answer["cumulative"])
+    two.refresh_from_db()
+    assert two.revoked_back_in == three  # returned once: no later epoch takes it again
+    assert send().confirmed == 1
+    mature(chain)
+    fresh = client.get(f"/api/v1/rewards/proof/{alice}").json()
+    assert fresh["epoch"] == 3 and fresh["claimable"] == str(emission)
+    assert client.get(f"/api/v1/rewards/proof/{bob}").json()["cumulative"] == "0"
+    (bobs,) = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
+    assert bobs["epoch"] == 2 and bobs["root_status"] == "revoked"
+
+
+def community_order(chain, seller, buyer):
+    """A listing paying the distributor, approved and bought (indexed): the order's id."""
+    receipt = chain.send(
+        chain.market.contract.functions.createListing(
+            chain.token.address, PRICE, chain.distributor.address, Web3.keccak(text="community v1"), WINDOW
+        ),
+        seller.address,
+    )
+    (created,) = chain.market.contract.events.ListingCreated().process_receipt(receipt, errors=DISCARD)
+    listing_id = created["args"]["listingId"]
+    chain.send(chain.market.contract.functions.setApproval([listing_id], True), chain.operator.address)
+    (order,) = chain.market.contract.events.OrderCreated().process_receipt(
+        purchase(chain, buyer, listing_id), errors=DISCARD
+    )
+    indexer.index_chain(chain.w3)
+    return order["args"]["orderId"]
+
+
+def test_a_counted_payout_re_mined_by_a_deep_reorganisation_is_not_counted_again(
+    chain, seller, buyer  # noqa: F811
+):
+    """A reorganisation deeper than the confirmations orphans a release an epoch already counted
+    (the row stays: its amount is in a stored tree); the new chain mines the same order's release
+    in another transaction. It is the same payout: one row per order, never counted twice."""
+    epoch = first_window(hours_ago=1)
+    order_id = community_order(chain, seller, buyer)
+    before_release = chain.rpc("evm_snapshot")
+    chain.advance(WINDOW + 1)
+    chain.send(chain.market.contract.functions.release([order_id]), buyer.address)
+    indexer.index_chain(chain.w3)
+    (counted,) = CommunityRevenue.objects.all()
+    assert counted.order_id == order_id and counted.market == chain.market.address
+    CommunityRevenue.objects.update(created_at=epoch.starts_at + timedelta(minutes=5))
+    epochs.close_epochs(chain.w3)
+    one = Epoch.objects.get(number=1)
+    assert int(one.revenue_in) == int(counted.amount) > 0
+
+    assert chain.rpc("evm_revert", [before_release]) is True
+    chain.send(chain.token.contract.functions.approve(chain.operator.address, 1), buyer.address)  # another nonce
+    chain.advance(WINDOW + 1)
+    again = chain.send(chain.market.contract.functions.release([order_id]), buyer.address)
+    for _ in range(4):  # longer than the orphaned fork
+        chain.rpc("evm_mine")
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    (re_mined,) = ChainEvent.objects.filter(name="OrderReleased")
+    assert re_mined.tx_hash == "0x" + bytes(again["transactionHash"]).hex() != counted.tx_hash
+    (row,) = CommunityRevenue.objects.all()  # the counted row, and no second one
+    assert row.pk == counted.pk and row.counted_in == one  # nothing is left for a later epoch
 
 
 def test_a_reorganisation_rolls_back_root_events_and_claims_and_the_root_is_sent_again(

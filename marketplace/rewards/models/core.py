@@ -49,9 +49,12 @@ class Device(models.Model):
 
 class WorkCredit(models.Model):
     """Points for verified work: a job result that agreed with the other nodes' (and with the
-    canary or the server's own fetch). Written once per (device, kind, ref); scoring sums the
-    points whose `earned_at` (server time) falls in an epoch's window, for the wallet the device
-    was bound to when it earned them."""
+    canary or the server's own fetch). Written once per (device, kind, ref), for the wallet the
+    device was bound to when it earned them, weighed by the device's quality at that moment (a
+    later change of quality does not rewrite them). Counted by insertion: the first epoch scored after
+    the credit was written claims it (`epoch`, set in the scoring transaction) if it was earned
+    before that epoch's end, so a credit written after its window's epoch was scored is paid by
+    the next one, once."""
 
     class Kind(models.TextChoices):
         JOB = "job", "Verified job"
@@ -62,10 +65,16 @@ class WorkCredit(models.Model):
     points = models.BigIntegerField()
     ref = models.CharField(max_length=100, help_text="What was verified (a job id)")
     earned_at = models.DateTimeField()
+    quality_bps = models.PositiveIntegerField(
+        help_text="The device's quality when it earned them: what scoring weighs the points by")
+    epoch = models.ForeignKey("rewards.Epoch", on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", help_text="The epoch that counted it; empty until one is scored")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "kind", "ref"], name="work_credit_once")]
         indexes = [models.Index(fields=["earned_at"], name="work_credit_earned"),
+                   models.Index(fields=["earned_at"], condition=models.Q(epoch__isnull=True),
+                                name="work_credit_uncounted"),
                    models.Index(fields=["wallet", "earned_at"], name="work_credit_wallet")]
 
     def __str__(self):
@@ -75,7 +84,8 @@ class WorkCredit(models.Model):
 class Flag(models.Model):
     """A suspicion about a device or a wallet, with its evidence. While a flag is open, what the
     wallet earns is held, not paid and not removed; a moderator clears it (the held amounts are
-    paid in the next epoch) or confirms it (they go back to the pool)."""
+    paid in the next epoch, and the device gets back the quality the flag took) or confirms it
+    (they go back to the pool). See `flags.decide`."""
 
     class Kind(models.TextChoices):
         CANARY = "canary", "Disagreed with a canary job's known answer"
@@ -97,6 +107,8 @@ class Flag(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     decided_by = models.CharField(max_length=150, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    quality_penalty_bps = models.PositiveIntegerField(
+        default=0, help_text="What the flag took off its device's quality; given back if it is cleared")
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -48,6 +48,9 @@ class Epoch(models.Model):
     released_in = models.DecimalField(
         **MONEY, default=0, help_text="Held amounts whose flag was cleared"
     )
+    revoked_in = models.DecimalField(
+        **MONEY, default=0, help_text="What revoked roots had paid, back to the pool"
+    )
     pool = models.DecimalField(**MONEY, default=0, help_text="The sum of the parts")
     paid = models.DecimalField(
         **MONEY, default=0, help_text="Added to cumulative amounts by this epoch"
@@ -97,6 +100,14 @@ class Epoch(models.Model):
         max_length=16, choices=RootStatus.choices, default=RootStatus.NONE, blank=True
     )
     proposed_tx = models.CharField(max_length=66, blank=True)
+    revoked_back_in = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Its root revoked: the epoch whose pool took back what it paid",
+    )
     valid_at = models.DateTimeField(
         null=True, blank=True, help_text="When the root becomes claimable"
     )
@@ -190,13 +201,18 @@ class EpochTree(models.Model):
 class CommunityRevenue(models.Model):
     """A community sale's payout to the distributor, from the indexer's `OrderReleased` or
     `DisputeResolved` (never `OrderCreated`: a purchase can still be refunded). Chain-derived:
-    keyed by its event, deleted by a reorganisation unless an epoch already counted it."""
+    keyed by its event, deleted by a reorganisation unless an epoch already counted it. An order
+    pays out once, so there is one row per order (its id and its OrderCreated transaction): after
+    a reorganisation deeper than the confirmations, the same payout re-mined under another
+    transaction or log index is not counted again."""
 
     chain_id = models.BigIntegerField()
     tx_hash = models.CharField(max_length=66)
     log_index = models.PositiveIntegerField()
     block_number = models.BigIntegerField()
+    market = models.CharField(max_length=42, help_text="The DataMarket that paid (checksummed)")
     order_id = models.DecimalField(**MONEY)
+    order_tx_hash = models.CharField(max_length=66, help_text="The order's OrderCreated transaction")
     listing_id = models.DecimalField(**MONEY)
     buyer = models.CharField(max_length=42)
     amount = models.DecimalField(**MONEY, help_text="The owner's amount, paid to the distributor")
@@ -212,7 +228,11 @@ class CommunityRevenue(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["chain_id", "tx_hash", "log_index"], name="community_revenue_once"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["chain_id", "market", "order_id", "order_tx_hash"],
+                name="community_revenue_per_order",
+            ),
         ]
 
 
