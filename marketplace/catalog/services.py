@@ -168,7 +168,9 @@ def analyse_version(version_id: int) -> None:
 
     Status = DatasetVersion.Analysis
     with transaction.atomic():
-        version = DatasetVersion.objects.select_for_update().filter(pk=version_id).first()
+        # By pk only: the model's ordering joins the dataset, and FOR UPDATE would lock its row too
+        # (before record_analysis, which locks the dataset first: a deadlock between two versions).
+        version = DatasetVersion.objects.select_for_update().filter(pk=version_id).order_by("pk").first()
         if version is None or version.analysis_status not in (Status.PENDING, Status.RUNNING):
             return
         gave_up = version.analysis_attempts >= MAX_ANALYSIS_ATTEMPTS
