@@ -598,13 +598,16 @@ def store_tree(epoch: Epoch, cumulative: dict[str, int]) -> None:
 def score_next() -> int | None:
     """Score the oldest ended, unscored epoch, if every earlier one is scored and the latest
     earlier root is final: matured (no longer revocable) or revoked, so the tree builds on a root
-    whose fate is known (one transaction). Returns its number."""
+    whose fate is known (one transaction). Returns its number. An epoch has ended
+    REWARD_SCORE_GRACE seconds after its window: a heartbeat stamped inside it may still be
+    committing then."""
     with transaction.atomic():
         if not _lock():
             return None
         epoch = (
             Epoch.objects.select_for_update()
-            .filter(state=State.OPEN, ends_at__lte=timezone.now())
+            .filter(state=State.OPEN,
+                    ends_at__lte=timezone.now() - timedelta(seconds=settings.REWARD_SCORE_GRACE))
             .order_by("number")
             .first()
         )

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import threading
 import time
@@ -45,6 +46,7 @@ MAX_BODY = 4096
 INT_FIELDS = ("seq", "sent_at", "bytes_up", "bytes_down", "latency_ms")
 TEXT_FIELDS = ("device", "nonce", "probe", "signature")
 BIGINT = 2**63 - 1
+NONCE = re.compile(r"0x[0-9a-f]{64}")  # every nonce the server gives (secrets.token_hex)
 STORED = "stored"  # ingest_server's answer for a heartbeat its statement took
 
 _ACCEPT = """
@@ -103,6 +105,7 @@ class _PerAddress:
 
     def allow(self, ip: str, now: float) -> bool:
         window = int(now // 60)
+        ip = _counted_as(ip)
         with self.lock:
             if window != self.window:
                 self.window, self.counts = window, {}
@@ -112,6 +115,18 @@ class _PerAddress:
 
 
 per_address = _PerAddress()
+
+
+@lru_cache(maxsize=65536)
+def _counted_as(ip: str) -> str:
+    """Everyone in one IPv6 /64 counts as one address (what a single host or home is given), as
+    the limits service counts them."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
 
 
 def _address_wait(ip: str, request, now: float) -> int:
@@ -151,9 +166,13 @@ def _parse(raw: bytes) -> dict:
         body[name] = value
     for name in TEXT_FIELDS:
         value = body.get(name, "" if name == "probe" else None)
-        if not isinstance(value, str) or len(value) > 200:
-            raise Refusal(400, "invalid", f"{name} is a string.")
+        # Printable ASCII only: a NUL or another control character would not even reach the
+        # database (and in the ingest server's batches it would fail the other devices' rows).
+        if not isinstance(value, str) or len(value) > 200 or not (value.isascii() and value.isprintable()):
+            raise Refusal(400, "invalid", f"{name} is a string of printable ASCII.")
         body[name] = value
+    if not NONCE.fullmatch(body["nonce"]):
+        raise Refusal(400, "invalid", "nonce is 0x and 64 lowercase hex digits, as the last acknowledgement gave it.")
     if body["latency_ms"] > 2**31 - 1:
         raise Refusal(400, "invalid", "latency_ms is too large.")
     return body

@@ -15,10 +15,13 @@ What makes it faster than the view: no middleware or URL resolving, and group co
 process keeps one PostgreSQL connection; a heartbeat that passed its checks waits in a queue, and
 whatever waited while the previous statement ran goes in the next one: one conditional UPDATE of
 the device rows feeding one INSERT, its own transaction. A heartbeat is acknowledged only after the
-statement that stored it committed, so an acknowledged heartbeat is stored (the kill test of
-bench/heartbeats.py); when the database fails, every heartbeat of the statement gets a 503 and the
-node sends it again (nothing was stored: the statement is one transaction). A device appears at
-most once a statement; its later heartbeats wait for the next.
+statement that stored it committed, so an acknowledged heartbeat is stored (the kill tests in
+tests/integration/test_heartbeats.py); when the statement fails, every heartbeat of it gets a 503
+and the node sends it again (nothing was stored: the statement is one transaction), and when it
+failed on its data rather than the connection, its heartbeats are tried again one by one, so one
+bad row fails only itself. (A connection lost while PostgreSQL committed leaves it unknown: the
+node's resend then gets 409 `replayed` and it resumes from its session, as after any lost
+answer.) A device appears at most once a statement; its later heartbeats wait for the next.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
+from django.db import DatabaseError, close_old_connections  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 import psycopg  # noqa: E402
 
@@ -87,6 +91,9 @@ class DatabaseDown(Exception):
     pass
 
 
+_NOT_STORED = object()
+
+
 class Writer:
     """The heartbeats of this process, stored together (see the module's docstring).
     `store(params)` returns None once stored, or the device row that refused it ((seq, nonce,
@@ -125,40 +132,63 @@ class Writer:
             await self.wake.wait()
             self.wake.clear()
             while self.pending:
-                batch = self._next_batch()
-                try:
-                    answers = await self._write([params for params, _ in batch])
-                except Exception as error:  # noqa: BLE001 - each waiting heartbeat must get an answer
-                    log.warning("heartbeats not stored (%s): %s", len(batch), error,
-                                exc_info=not isinstance(error, (psycopg.Error, OSError)))
-                    await self._close()
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(DatabaseDown(str(error)))
-                    continue
-                for params, future in batch:
-                    if not future.done():
-                        future.set_result(answers.get(params["device"]))
+                await self._settle(self._next_batch())
+
+    async def _settle(self, batch: list):
+        """Store a batch and answer each of its heartbeats. A statement that fails on its data
+        (not the connection) is tried again one heartbeat at a time, so a row the checks let
+        through but PostgreSQL refuses fails only its own heartbeat."""
+        try:
+            answers = await self._write([params for params, _ in batch])
+        except Exception as error:  # noqa: BLE001 - each waiting heartbeat must get an answer
+            lost = isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError, OSError))
+            log.warning("heartbeats not stored (%s): %s", len(batch), error, exc_info=not lost)
+            await self._close()
+            if len(batch) > 1 and not lost:
+                for item in batch:
+                    await self._settle([item])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(DatabaseDown(str(error)))
+            return
+        for params, future in batch:
+            if not future.done():
+                answer = answers.get(params["device"], _NOT_STORED)
+                if answer is _NOT_STORED:
+                    future.set_exception(DatabaseDown("the reason it was refused could not be read"))
+                else:
+                    future.set_result(answer)
 
     async def _write(self, rows: list[dict]) -> dict:
+        """{device: ingest.STORED, or the device row that refused its heartbeat}. The heartbeats
+        are stored once the first statement returns; the refused ones' rows are read after, and
+        if that read fails they are left out of the answer (not stored: the node sends them
+        again), never the stored ones."""
         if self.conn is None or self.conn.closed:
             # A statement stuck behind a lock ends after INGEST_STATEMENT_TIMEOUT ms (its
             # heartbeats get a 503), not never.
             timeout = int(os.environ.get("INGEST_STATEMENT_TIMEOUT", "10000"))
             self.conn = await psycopg.AsyncConnection.connect(**_conninfo(), autocommit=True, connect_timeout=5,
                                                               options=f"-c statement_timeout={timeout}")
+        # In address order: two processes' statements lock the device rows in one order.
+        rows = sorted(rows, key=lambda row: row["device"])
         arrays = {name: [row[name] for row in rows] for name in self.columns}
         async with self.conn.cursor() as cursor:
             # Autocommit: the statement is its own transaction, committed when execute returns.
             await cursor.execute(self.statement, arrays, prepare=True)
             if cursor.description is None:  # a statement that returns nothing stored every row (the bench's)
                 return {row["device"]: ingest.STORED for row in rows}
-            stored = {device for (device,) in await cursor.fetchall()}
-            refused = [row["device"] for row in rows if row["device"] not in stored]
-            answers = {device: ingest.STORED for device in stored}
+            answers = {device: ingest.STORED for (device,) in await cursor.fetchall()}
+            refused = [row["device"] for row in rows if row["device"] not in answers]
             if refused:
-                await cursor.execute(_WHY_MANY, [refused], prepare=True)
-                found = {address: rest for address, *rest in await cursor.fetchall()}
+                try:
+                    await cursor.execute(_WHY_MANY, [refused], prepare=True)
+                    found = {address: rest for address, *rest in await cursor.fetchall()}
+                except (psycopg.Error, OSError) as error:
+                    log.warning("why %s heartbeats were refused is unknown: %s", len(refused), error)
+                    await self._close()
+                    return answers
                 answers.update({device: found.get(device) for device in refused})
         return answers
 
@@ -216,6 +246,17 @@ def _meta(scope, headers: dict) -> SimpleNamespace:
                                  "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode("latin-1")})
 
 
+def _check_in_thread(raw, ip, request, now):
+    """ingest.check in a worker thread, with that thread's Django connection: one that broke (a
+    database restart) is dropped first, as Django's request cycle would."""
+    close_old_connections()
+    try:
+        return ingest.check(raw, ip, request, now)
+    except DatabaseError:
+        close_old_connections()
+        raise
+
+
 async def heartbeat(scope, receive, send, headers: dict):
     if scope["method"] != "POST":
         return await _refuse(send, 405, "method_not_allowed", "Send heartbeats with POST.", {"Allow": "POST"})
@@ -226,7 +267,12 @@ async def heartbeat(scope, receive, send, headers: dict):
     request = _meta(scope, headers)
     try:
         if settings.REWARD_HEARTBEAT_IP_COUNT == "shared":  # the limits service is synchronous Django
-            body, params = await asyncio.to_thread(ingest.check, raw, client_address(request), request, now)
+            try:
+                body, params = await asyncio.to_thread(_check_in_thread, raw, client_address(request), request, now)
+            except DatabaseError as error:
+                log.warning("the shared address count did not answer: %s", error)
+                return await _refuse(send, 503, "unavailable", "The heartbeat was not stored (the database did not "
+                                     "answer): send it again.", {"Retry-After": "1"})
         else:
             body, params = ingest.check(raw, client_address(request), request, now)
         try:

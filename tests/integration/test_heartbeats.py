@@ -397,3 +397,14 @@ def test_many_wallets_from_one_address_in_a_day_are_flagged(db, settings):
     assert sorted(f.wallet for f in flags) == sorted(d.contributor.wallet for d in devices)
     assert flags[0].evidence["address"] == "192.0.2.50" and len(flags[0].evidence["wallets"]) == 4
     assert Flag.objects.filter(kind="wallets_per_address", wallet=other.contributor.wallet).count() == 0
+
+
+def test_addresses_of_one_ipv6_slash_64_share_one_count(settings):
+    settings.REWARD_HEARTBEATS_PER_IP_MINUTE = 2
+    ingest.per_address.counts.clear()
+    now = 120.0
+    one_host = ["2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2:aaaa::3"]
+    assert [ingest.per_address.allow(ip, now) for ip in one_host] == [True, True, False]
+    assert ingest.per_address.allow("2001:db8:1:3::1", now)  # the next /64 is another host
+    assert [ingest.per_address.allow("198.51.100.7", now) for _ in range(3)] == [True, True, False]
+    assert ingest.per_address.allow("198.51.100.8", now)  # IPv4 addresses count one by one

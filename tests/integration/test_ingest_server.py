@@ -171,3 +171,68 @@ def test_without_its_database_it_says_503_and_stores_nothing(ingest_url, setting
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(15)
+
+
+def test_a_heartbeat_with_a_control_character_is_a_400_and_honest_ones_beside_it_are_stored(ingest_url):
+    """A NUL passes no check: PostgreSQL would refuse it, and in a batch that would fail the others."""
+    url = ingest_url(INGEST_WORKERS="1")
+    keys = [new_key() for _ in range(30)]
+    devices = {key.address: bind(key) for key in keys}
+    attacker = new_key()
+    poisons = [heartbeat_body(attacker, seq=1, nonce="\u0000"), heartbeat_body(attacker, seq=1, nonce="0x" + "a" * 64,
+                                                                                probe="\u0001")]
+    with ThreadPoolExecutor(32) as pool:
+        bad = [pool.submit(post, url, poisons[i % 2]) for i in range(20)]
+        honest = [pool.submit(post, url, heartbeat_body(k, seq=1, nonce=devices[k.address].nonce)) for k in keys]
+        bad += [pool.submit(post, url, poisons[i % 2]) for i in range(20)]
+        assert [f.result().status_code for f in honest] == [200] * 30
+        assert {error(f.result()) for f in bad} == {(400, "invalid")}
+    assert Heartbeat.objects.filter(device__in=devices.values()).count() == 30
+
+
+def test_a_row_postgresql_refuses_fails_only_its_own_heartbeat_in_a_batch(settings):
+    """The writer itself, on the test database: a batch with one row PostgreSQL refuses (a NUL,
+    were it to get past the checks) is tried again one heartbeat at a time."""
+    import asyncio
+
+    from marketplace.rewards import ingest_server
+
+    settings.REWARD_HEARTBEAT_MIN_INTERVAL = 0
+    settings.REWARD_TRUSTED_NETWORKS = ["127.0.0.0/8"]
+    keys = [new_key() for _ in range(3)]
+    devices = [bind(key) for key in keys]
+    now = time.time()
+    rows = [ingest.check(json.dumps(heartbeat_body(k, seq=1, nonce=d.nonce)).encode(), "127.0.0.1", None, now)[1]
+            for k, d in zip(keys, devices)]
+    poisoned = dict(rows[0], device=new_key().address, nonce="\u0000")  # as if the checks had missed it
+    writer = ingest_server.Writer()
+
+    async def store_all():
+        answers = await asyncio.gather(*(writer.store(row) for row in [poisoned, *rows]), return_exceptions=True)
+        await writer._close()
+        return answers
+
+    answers = asyncio.run(store_all())
+    assert isinstance(answers[0], ingest_server.DatabaseDown)
+    assert answers[1:] == [ingest.STORED] * 3
+    assert Heartbeat.objects.filter(device__in=devices, seq=1).count() == 3
+
+
+def test_with_a_shared_address_count_it_recovers_when_its_database_connections_are_cut(ingest_url):
+    url = ingest_url(REWARD_HEARTBEAT_IP_COUNT="shared", REWARD_TRUSTED_NETWORKS="", INGEST_WORKERS="1")
+    key = new_key()
+    device = bind(key)
+    response = post(url, heartbeat_body(key, seq=1, nonce=device.nonce))
+    assert response.status_code == 200, response.text
+    nonce = response.json()["nonce"]
+    with connection.cursor() as cursor:  # a database restart, as the server's connections see it
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+    statuses = []
+    for seq in range(2, 6):
+        response = post(url, heartbeat_body(key, seq=seq, nonce=nonce))
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            nonce = response.json()["nonce"]
+    # At most the heartbeat that found the cut connection is a 503 ("send it again"); never a 500.
+    assert set(statuses) <= {200, 503} and statuses[-2:] == [200, 200], statuses
