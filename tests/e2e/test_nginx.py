@@ -312,5 +312,11 @@ def test_a_nodes_heartbeat_and_probe_reach_the_ingest_server_and_stay_out_of_the
     too_big = conn.getresponse()
     assert too_big.status == 413 and too_big.read().startswith(b'{"error": {"code": "body_too_large"')
     # Only the refused body is logged (by the error page's location): no heartbeat or probe answered.
-    lines = [line for line in logs(tmp_path)["access.log"].splitlines() if "/api/v1/node/" in line]
+    # nginx writes the line once the answer is out, so it may come a moment after the client read it.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in logs(tmp_path)["access.log"].splitlines() if "/api/v1/node/" in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(lines) == 1 and '/api/v1/node/heartbeat HTTP/1.1" 413' in lines[0], lines
