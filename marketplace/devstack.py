@@ -226,13 +226,16 @@ def demo_contributors(site_port: int) -> None:
     after it is proposed), dev account 4 (a demo publisher, holding a million test USDC) as the
     treasury of each epoch's emission (never the operator: the two would share nonces),
     and the local demo site's address range trusted and fetchable (both nodes come from
-    127.0.0.1). Each is only a default: the environment wins."""
+    127.0.0.1), and leases per device and hour above the demo's two jobs a minute (each node does
+    every job: 120 an hour, over the default of 60). Each is only a default: the environment
+    wins."""
     from marketplace.env import ANVIL_DEV_KEYS
 
     defaults = {
         "REWARD_EPOCH_SECONDS": "300", "REWARD_ROOT_DELAY": "60", "REWARD_TREASURY_KEY": "0x" + ANVIL_DEV_KEYS[4],
         "REWARD_TRUSTED_NETWORKS": "127.0.0.0/8", "REWARD_FETCH_ALLOW": f"127.0.0.1:{site_port}",
         "REWARD_COMMUNITY_ROWS": "200", "DEMO_SITE_PORT": str(site_port),
+        "REWARD_JOB_LEASES_PER_HOUR": "600",
     }
     for name, value in defaults.items():
         os.environ.setdefault(name, value)

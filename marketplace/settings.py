@@ -252,9 +252,10 @@ REWARD_REFERRAL_DELAY_DAYS = env_int("REWARD_REFERRAL_DELAY_DAYS", 7)
 REWARD_REFERRAL_CAP = env_int("REWARD_REFERRAL_CAP", 10_000)  # bonus points per referrer per epoch
 # Points per /24 or /56 per epoch (0: no cap).
 REWARD_NETWORK_POINT_CAP = env_int("REWARD_NETWORK_POINT_CAP", 100_000)
-# Devices of one /24 (IPv4) or /56 (IPv6) that earn an uptime slot: the first this many by their
-# first probe-answered heartbeat in the slot, ties by device id (0: no cap). Networks in
-# REWARD_TRUSTED_NETWORKS are exempt.
+# Devices of one /24 (IPv4) or /56 (IPv6) that earn an uptime slot: this many of those with a
+# probe-answered heartbeat in the slot, drawn per slot by a keyed hash of (slot, device id) (the key
+# derived from SECRET_KEY), not by arrival (0: no cap). Networks in REWARD_TRUSTED_NETWORKS are
+# exempt.
 REWARD_DEVICES_PER_NETWORK = env_int("REWARD_DEVICES_PER_NETWORK", 8)
 # A key holding the reward token: the close transfers each epoch's emission from it into the
 # distributor before proposing. Unset: the close waits until someone funds the distributor.
@@ -282,14 +283,24 @@ REWARD_JOB_COMMIT_SECONDS = env_int("REWARD_JOB_COMMIT_SECONDS", 600)
 REWARD_JOB_REVEAL_SECONDS = env_int("REWARD_JOB_REVEAL_SECONDS", 300)
 REWARD_JOB_POINTS = env_int("REWARD_JOB_POINTS", 10)
 REWARD_JOB_LEASES_PER_REQUEST = env_int("REWARD_JOB_LEASES_PER_REQUEST", 4)
-# Leases a device, and a wallet's devices together, may hold at once (not yet committed to); a
-# device with REWARD_JOB_STRIKES leases that ended without a result (expired uncommitted, or
-# committed and never revealed), or REWARD_JOB_DECLINES declined ones, within the last
-# REWARD_JOB_STRIKE_WINDOW seconds gets no new lease until fewer remain in the window.
+# Assignments a device, and a wallet's devices together, may hold open at once (leased or
+# committed, not yet revealed, declined or expired); new leases a device, and a wallet's devices
+# together, may take in an hour (each lease is a draw: redrawing costs). A device with
+# REWARD_JOB_STRIKES leases that ended without a result (expired uncommitted, or committed and
+# never revealed), or REWARD_JOB_DECLINES declined ones, within the last REWARD_JOB_STRIKE_WINDOW
+# seconds gets no new lease until fewer remain in the window; every device of a wallet whose
+# leases together have REWARD_JOB_WALLET_STRIKES strikes or REWARD_JOB_WALLET_DECLINES declines
+# in the window gets none either (device keys are free: a fresh key does not escape them).
 REWARD_JOB_OPEN_LEASES_PER_DEVICE = max(1, env_int("REWARD_JOB_OPEN_LEASES_PER_DEVICE", 2))
 REWARD_JOB_OPEN_LEASES_PER_WALLET = max(1, env_int("REWARD_JOB_OPEN_LEASES_PER_WALLET", 10))
+REWARD_JOB_LEASES_PER_HOUR = max(1, env_int("REWARD_JOB_LEASES_PER_HOUR", 60))
+REWARD_JOB_WALLET_LEASES_PER_HOUR = max(
+    1, env_int("REWARD_JOB_WALLET_LEASES_PER_HOUR", REWARD_JOB_LEASES_PER_HOUR * REWARD_MAX_DEVICES_PER_WALLET))
 REWARD_JOB_STRIKES = max(1, env_int("REWARD_JOB_STRIKES", 3))
 REWARD_JOB_DECLINES = max(1, env_int("REWARD_JOB_DECLINES", 20))
+REWARD_JOB_WALLET_STRIKES = max(REWARD_JOB_STRIKES, env_int("REWARD_JOB_WALLET_STRIKES", 3 * REWARD_JOB_STRIKES))
+REWARD_JOB_WALLET_DECLINES = max(
+    REWARD_JOB_DECLINES, env_int("REWARD_JOB_WALLET_DECLINES", 3 * REWARD_JOB_DECLINES))
 REWARD_JOB_STRIKE_WINDOW = env_int("REWARD_JOB_STRIKE_WINDOW", 3600)
 # Shares of jobs whose answer the server fetched before handing them out (canaries), and of jobs it
 # fetches itself when they settle; a node whose result disagrees with either loses this much

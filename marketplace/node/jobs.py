@@ -144,7 +144,9 @@ def work(client, state: JobsState) -> Counter:
     listed = answer["jobs"]
     if answer.get("suspended_until"):
         state.last_error = (
-            f"no new jobs until {answer['suspended_until']}: too many leases ended without a result"
+            f"no new jobs until {answer['suspended_until']}: too many leases of this device or "
+            "its wallet ended without a result or were declined lately, or the hour's leases "
+            "are taken"
         )
     for job in listed:
         if job["phase"] == "fetch":

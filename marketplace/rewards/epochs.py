@@ -186,13 +186,23 @@ def _uptime(window: dict, weights: scoring.Weights) -> dict[tuple[int, str], tup
     A slot is one wallet's: the wallet the device was bound to at its first probe-answered
     heartbeat in the slot (a device moved mid-slot must not earn that slot for both wallets). Of
     the devices whose first probe-answered heartbeat of a slot came from one network (/24, /56;
-    trusted networks exempt), only the first REWARD_DEVICES_PER_NETWORK by that heartbeat's
-    time, ties by device id, earn the slot: a farm of device keys behind one address range earns
-    the uptime of that many devices. The rule reads stored rows only, so a rerun agrees."""
+    trusted networks exempt), only REWARD_DEVICES_PER_NETWORK earn the slot: the first by a keyed
+    hash of (slot, device id), md5 of a key derived from SECRET_KEY, the slot and the device id
+    (ties by device id), a draw per slot that nobody without the key can predict or steer, where
+    ordering by arrival let a farm that sent its heartbeats right at each slot's start take every
+    place of a network shared with honest devices. A farm of device keys behind one address range
+    earns at most the uptime of that many devices. The rule reads stored rows and the key only, so
+    a rerun agrees (as long as SECRET_KEY is the same)."""
+    import hashlib
+    import hmac
+
     params = {
         **window,
         "trusted": [str(n) for n in weights.trusted],
         "cap": weights.devices_per_network,
+        "rank_key": hmac.new(
+            settings.SECRET_KEY.encode(), b"rewards uptime rank", hashlib.sha256
+        ).hexdigest(),
     }
     rows = _rows(
         f"""WITH spans AS (
@@ -216,8 +226,10 @@ def _uptime(window: dict, weights: scoring.Weights) -> dict[tuple[int, str], tup
             networked AS (SELECT device_id, slot, wallet, received_at, {_NETWORK} AS network FROM firsts),
             ranked AS (
                 SELECT device_id, wallet, network,
-                       row_number() OVER (PARTITION BY slot, network
-                                          ORDER BY received_at, device_id) AS place
+                       row_number() OVER (
+                           PARTITION BY slot, network
+                           ORDER BY md5(%(rank_key)s || ':' || slot::text || ':' || device_id::text),
+                                    device_id) AS place
                 FROM networked),
             counted AS (
                 SELECT device_id, wallet,

@@ -186,37 +186,79 @@ def expire_leases(now=None) -> int:
     ).update(state=JobAssignment.State.EXPIRED, ended_at=F("lease_expires_at"))
 
 
+def _until_under(rows, field: str, allowed: int, window: timedelta):
+    """When fewer than `allowed` of `rows` have `field` inside the window: the allowed-th latest
+    must leave it first; None when fewer are in it already. `rows` is filtered to the window."""
+    if allowed <= 0:
+        return None
+    times = list(rows.order_by(f"-{field}").values_list(field, flat=True)[:allowed])
+    return times[-1] + window if len(times) >= allowed else None
+
+
 def suspended_until(device: Device, now=None):
-    """When the device may lease again, or None when it may now: a device with REWARD_JOB_STRIKES
-    leases that ended without a result (expired before a commitment, or committed and never
-    revealed), or REWARD_JOB_DECLINES declined leases, in the last REWARD_JOB_STRIKE_WINDOW
-    seconds gets no new lease until fewer remain in the window."""
+    """When the device may lease again, or None when it may now. No new lease while, within the
+    last REWARD_JOB_STRIKE_WINDOW seconds,
+
+    - the device has REWARD_JOB_STRIKES leases that ended without a result (expired before a
+      commitment, or committed and never revealed) or REWARD_JOB_DECLINES declined ones;
+    - its wallet's leases together (every device the wallet had then: a fresh key bound to the
+      wallet inherits them) have REWARD_JOB_WALLET_STRIKES strikes or REWARD_JOB_WALLET_DECLINES
+      declines;
+
+    nor while, within the last hour, the device has leased REWARD_JOB_LEASES_PER_HOUR jobs or its
+    wallet's devices together REWARD_JOB_WALLET_LEASES_PER_HOUR: each lease is a draw, and
+    drawing again must cost something. Each lasts until enough of them leave their window."""
     now = now or timezone.now()
     window = timedelta(seconds=settings.REWARD_JOB_STRIKE_WINDOW)
-    ended = JobAssignment.objects.filter(device=device, ended_at__gt=now - window)
-    until = []
-    for states, allowed in (
-        (JobAssignment.STRIKES, settings.REWARD_JOB_STRIKES),
-        ((JobAssignment.State.DECLINED,), settings.REWARD_JOB_DECLINES),
-    ):
-        times = list(
-            ended.filter(state__in=states)
-            .order_by("-ended_at")
-            .values_list("ended_at", flat=True)[:allowed]
-        )
-        if len(times) >= allowed:  # the allowed-th latest must leave the window first
-            until.append(times[-1] + window)
-    return max(until, default=None)
+    hour = timedelta(hours=1)
+    ended = JobAssignment.objects.filter(ended_at__gt=now - window)
+    recent = JobAssignment.objects.filter(leased_at__gt=now - hour)
+    checks = [
+        (ended.filter(device=device, state__in=JobAssignment.STRIKES), "ended_at",
+         settings.REWARD_JOB_STRIKES, window),
+        (ended.filter(device=device, state=JobAssignment.State.DECLINED), "ended_at",
+         settings.REWARD_JOB_DECLINES, window),
+        (recent.filter(device=device), "leased_at", settings.REWARD_JOB_LEASES_PER_HOUR, hour),
+    ]
+    wallet = device.contributor.wallet if device.contributor_id else None
+    if wallet:
+        checks += [
+            (ended.filter(wallet=wallet, state__in=JobAssignment.STRIKES), "ended_at",
+             settings.REWARD_JOB_WALLET_STRIKES, window),
+            (ended.filter(wallet=wallet, state=JobAssignment.State.DECLINED), "ended_at",
+             settings.REWARD_JOB_WALLET_DECLINES, window),
+            (recent.filter(wallet=wallet), "leased_at",
+             settings.REWARD_JOB_WALLET_LEASES_PER_HOUR, hour),
+        ]
+    until = [_until_under(rows, field, allowed, span) for rows, field, allowed, span in checks]
+    return max((u for u in until if u is not None), default=None)
+
+
+#: An assignment is open until it is revealed, declined or expired: leased and not yet committed
+#: to, or committed and not yet revealed (a commitment never revealed ends as unrevealed, a strike,
+#: when its job settles). Committing at once does not free a place: otherwise a node could lease,
+#: commit a dummy hash and lease again without limit, redrawing until it holds a partner's job.
+OPEN = (JobAssignment.State.LEASED, JobAssignment.State.COMMITTED)
 
 
 def _open_leases(**where) -> int:
-    return JobAssignment.objects.filter(state=JobAssignment.State.LEASED, **where).count()
+    return (
+        JobAssignment.objects.filter(state__in=OPEN, **where)
+        .exclude(job__state=FetchJob.State.SETTLED)  # a job failed by declines ends them all
+        .count()
+    )
+
+
+def _leased_since(since, **where) -> int:
+    return JobAssignment.objects.filter(leased_at__gt=since, **where).count()
 
 
 def lease(*, device: Device, ip: str | None, want: int, now=None) -> list[JobAssignment]:
     """Up to `want` new jobs for `device` (at most REWARD_JOB_LEASES_PER_REQUEST, and no more than
     leaves the device under REWARD_JOB_OPEN_LEASES_PER_DEVICE and its wallet under
-    REWARD_JOB_OPEN_LEASES_PER_WALLET uncommitted leases; none while suspended_until says so),
+    REWARD_JOB_OPEN_LEASES_PER_WALLET open assignments (OPEN: leased or committed, not yet
+    revealed), the device under REWARD_JOB_LEASES_PER_HOUR leases in the last hour and its wallet
+    under REWARD_JOB_WALLET_LEASES_PER_HOUR; none while suspended_until says so),
     each a job whose live assignments have none of the device's wallet or network (network_of),
     fewer than its replicas, and time left to commit.
 
@@ -235,8 +277,11 @@ def lease(*, device: Device, ip: str | None, want: int, now=None) -> list[JobAss
             want,
             settings.REWARD_JOB_LEASES_PER_REQUEST,
             settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE - _open_leases(device=device),
-            settings.REWARD_JOB_OPEN_LEASES_PER_WALLET
-            - _open_leases(device__contributor_id=device.contributor_id),
+            settings.REWARD_JOB_OPEN_LEASES_PER_WALLET - _open_leases(wallet=wallet),
+            settings.REWARD_JOB_LEASES_PER_HOUR
+            - _leased_since(now - timedelta(hours=1), device=device),
+            settings.REWARD_JOB_WALLET_LEASES_PER_HOUR
+            - _leased_since(now - timedelta(hours=1), wallet=wallet),
         )
         if want <= 0 or suspended_until(device, now):
             return leased

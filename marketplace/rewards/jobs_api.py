@@ -59,8 +59,10 @@ NodeJobs = inline_serializer(
         "jobs": serializers.ListField(child=NodeJob),
         "suspended_until": serializers.DateTimeField(
             allow_null=True,
-            help_text="No new lease before this: too many leases ended without a result (expired "
-            "uncommitted, committed and never revealed) or were declined lately",
+            help_text="No new lease before this: too many leases of this device, or of its "
+            "wallet's devices together, ended without a result (expired uncommitted, committed "
+            "and never revealed) or were declined lately, or the device or its wallet has taken "
+            "its leases of the hour",
         ),
     },
 )

@@ -61,8 +61,10 @@ class Weights:
             "network_cap_points": self.network_cap,
             "devices_per_network": self.devices_per_network,
             "devices_per_network_rule": "an uptime slot is earned by at most devices_per_network "
-            "devices of one network: the first by their first probe-answered heartbeat in the slot, "
-            "ties by device id (0: no cap; trusted networks exempt)",
+            "of the devices of one network with a probe-answered heartbeat in the slot, drawn per "
+            "slot by a keyed hash of (slot, device id) known only to the server, not by arrival "
+            "time: sending first does not decide who earns; the same data gives the same draw "
+            "(0: no cap; trusted networks exempt)",
             "network_prefix": {"ipv4": 24, "ipv6": 56},
             "trusted_networks": [str(n) for n in self.trusted],
         }

@@ -106,8 +106,14 @@ def test_a_device_holds_at_most_its_open_leases(job_settings, dataset, site):
     assert len(held) == 2
     assert leased_ids(node, want=4) == []  # still two uncommitted
     commit(node, held[0])
-    assert len(leased_ids(node, want=4)) == 1  # a committed lease no longer counts
-    assert JobAssignment.objects.filter(device=node.device).count() == 3
+    assert leased_ids(node, want=4) == []  # committed, not yet revealed: still open
+    job = FetchJob.objects.get(pk=held[0])
+    jobs.reveal(device=node.device, job_id=job.pk, rows=[], salt="ab" * 16,
+                now=job.reveal_at + timedelta(seconds=1))
+    assert len(leased_ids(node, want=4)) == 1  # a revealed one no longer counts
+    jobs.decline(device=node.device, job_id=held[1], reason="robots_txt")
+    assert len(leased_ids(node, want=4)) == 1  # nor a declined one
+    assert JobAssignment.objects.filter(device=node.device).count() == 4
 
 
 @pytest.mark.django_db
@@ -122,6 +128,122 @@ def test_a_wallets_devices_hold_at_most_the_wallets_open_leases(job_settings, da
     assert len(leased_ids(second, want=2)) == 1
     assert leased_ids(third, want=2) == []
     assert len(leased_ids(bound_device(), want=2)) == 2  # another wallet is not held back
+
+
+@pytest.mark.django_db
+def test_committing_at_once_does_not_free_a_place_to_redraw(job_settings, dataset, site):
+    """The reviewer's sequence: a node leased 2 jobs, committed dummy hashes at once, leased 2
+    more, and so on, redrawing until it held its partner's job (each dummy commitment also took a
+    replica from honest nodes). A commitment keeps its place until it is revealed."""
+    job_settings.REWARD_TRUSTED_NETWORKS = []
+    job_settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE = 2
+    job_settings.REWARD_JOB_LEASES_PER_REQUEST = 4
+    open_jobs(dataset, site, 30)
+    a, b = bound_device(), bound_device()
+    [partner_job] = leased_ids(a, ip="203.0.113.7")
+    draws = 0
+    while draws < 200:
+        ids = leased_ids(b, want=2, ip="198.51.100.7")
+        if not ids:
+            break
+        draws += len(ids)
+        if partner_job in ids:
+            break
+        for job_id in ids:
+            commit(b, job_id)  # a dummy commitment, never revealed
+    assert draws == 2  # one draw of the cap's size, no more (the partner's job: 2 in 29)
+    held = JobAssignment.objects.filter(device=b.device)
+    assert held.count() == 2
+    for x in held.filter(state=JobAssignment.State.LEASED):  # drawn with the partner's job
+        commit(b, x.job_id)
+    assert {x.state for x in held} == {JobAssignment.State.COMMITTED}
+    # The wallet's cap counts commitments too: another device of b's wallet gets what is left.
+    job_settings.REWARD_JOB_OPEN_LEASES_PER_WALLET = 3
+    same_wallet = bound_device(wallet=b.device.contributor.wallet)
+    assert len(leased_ids(same_wallet, want=2, ip="192.0.2.7")) == 1
+    assert leased_ids(bound_device(wallet=b.device.contributor.wallet), ip="192.0.2.8") == []
+
+
+@pytest.mark.django_db
+def test_a_device_leases_at_most_its_hourly_draws(job_settings, dataset, site):
+    """Revealing at once (a made-up result once the other replica committed) frees the place, so
+    redrawing is bounded by the leases a device may take in an hour."""
+    open_jobs(dataset, site, 8)
+    node, other = bound_device(), bound_device()
+    job_settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE = 8
+    job_settings.REWARD_JOB_LEASES_PER_REQUEST = 8
+    assert len(leased_ids(other, want=8)) == 8  # the other replica of every job
+    job_settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE = 2
+    job_settings.REWARD_JOB_LEASES_PER_HOUR = 4
+    first_lease = timezone.now()
+    drawn = []
+    for _ in range(2):
+        ids = leased_ids(node, want=2)
+        assert len(ids) == 2
+        drawn += ids
+        for job_id in ids:
+            commit(other, job_id)
+            commit(node, job_id, salt="cd" * 16)  # every replica committed: reveals open
+            jobs.reveal(device=node.device, job_id=job_id, rows=[], salt="cd" * 16)
+    assert leased_ids(node, want=2) == []  # four draws this hour
+    until = jobs.suspended_until(node.device)
+    assert until is not None and first_lease + timedelta(minutes=59) < until
+    assert until <= timezone.now() + timedelta(hours=1)
+    job_settings.REWARD_JOB_LEASES_PER_HOUR = 5
+    assert len(leased_ids(node, want=2)) == 1  # what is left of the hour's draws
+
+
+@pytest.mark.django_db
+def test_a_fresh_device_of_a_suspended_wallet_gets_no_lease(job_settings, dataset, site):
+    """Device keys are free: a suspended device unbound and a fresh key bound to its wallet
+    escaped its strikes. A wallet's strikes count over all its devices."""
+    job_settings.REWARD_JOB_STRIKES = 3
+    job_settings.REWARD_JOB_WALLET_STRIKES = 6
+    job_settings.REWARD_JOB_OPEN_LEASES_PER_DEVICE = 1
+    open_jobs(dataset, site, 12)
+    first = bound_device()
+    wallet = first.device.contributor.wallet
+    for _ in range(3):
+        assert len(leased_ids(first)) == 1
+        expire(first)
+    assert jobs.suspended_until(first.device) is not None and leased_ids(first) == []
+    # Unbound, and a fresh key bound to the same wallet: the wallet has 3 strikes of 6.
+    first.device.contributor = None
+    first.device.save(update_fields=["contributor"])
+    second = bound_device(wallet=wallet)
+    assert jobs.suspended_until(second.device) is None
+    for _ in range(3):
+        assert len(leased_ids(second)) == 1
+        expire(second)
+    # 6 strikes over the wallet's devices: every device of the wallet waits, a fresh one too.
+    third = bound_device(wallet=wallet)
+    until = jobs.suspended_until(third.device)
+    assert until is not None and until > timezone.now() + timedelta(minutes=59)
+    assert leased_ids(third) == []
+    assert len(leased_ids(bound_device())) == 1  # another wallet is not held back
+    # Once the strikes age out, the wallet's devices lease again.
+    later = until + timedelta(seconds=1)
+    JobAssignment.objects.filter(state=JobAssignment.State.LEASED).delete()
+    FetchJob.objects.update(reveal_at=later + timedelta(minutes=10))
+    assert len(leased_ids(third, now=later)) == 1
+
+
+@pytest.mark.django_db
+def test_a_wallets_declines_count_over_its_devices(job_settings, dataset, site):
+    job_settings.REWARD_JOB_DECLINES = 2
+    job_settings.REWARD_JOB_WALLET_DECLINES = 3
+    open_jobs(dataset, site, 6)
+    first = bound_device()
+    wallet = first.device.contributor.wallet
+    for _ in range(2):
+        [job_id] = leased_ids(first)
+        jobs.decline(device=first.device, job_id=job_id, reason="robots_txt")
+    second = bound_device(wallet=wallet)
+    [job_id] = leased_ids(second)
+    jobs.decline(device=second.device, job_id=job_id, reason="robots_txt")
+    fresh = bound_device(wallet=wallet)
+    assert jobs.suspended_until(fresh.device) is not None
+    assert leased_ids(fresh) == []
 
 
 @pytest.mark.django_db

@@ -160,6 +160,12 @@ class JobAssignment(models.Model):
             models.Index(fields=["device", "state"], name="job_assignment_device"),
             models.Index(fields=["state", "lease_expires_at"], name="job_assignment_lease"),
             models.Index(fields=["device", "ended_at"], name="job_assignment_ended"),
+            # A wallet's strikes, declines and open assignments; leases per device and per wallet
+            # in the last hour (jobs.suspended_until, jobs.lease).
+            models.Index(fields=["wallet", "ended_at"], name="job_assignment_wallet_ended"),
+            models.Index(fields=["wallet", "state"], name="job_assignment_wallet"),
+            models.Index(fields=["device", "leased_at"], name="job_assignment_device_leased"),
+            models.Index(fields=["wallet", "leased_at"], name="job_assignment_wallet_leased"),
         ]
 
     def __str__(self):
