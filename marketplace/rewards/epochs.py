@@ -929,12 +929,76 @@ def mature(w3) -> list[int]:
         due = list(
             Epoch.objects.select_for_update()
             .filter(state=State.PROPOSED, valid_at__lte=now)
+            # Never a root whose amounts went back to a pool: a reorganisation deeper than the
+            # confirmations may have taken its RootRevoked (`revoke_again` revokes it again).
+            .filter(revoked_back_in__isnull=True)
             .values_list("number", flat=True)
         )
         Epoch.objects.filter(number__in=due).update(
             state=State.MATURED, waiting="", updated_at=timezone.now()
         )
     return due
+
+
+def revoke_again(w3) -> list[int]:
+    """Epochs whose amounts went back to a pool (`revoked_back_in`) but whose root is proposed on
+    the chain again: a reorganisation deeper than the confirmations took their RootRevoked and it
+    was not mined again. Left alone, the root would mature and its amounts be claimed while the
+    later epoch pays them to others. If the operator key holds DEFAULT_ADMIN_ROLE on the
+    distributor, an `OperatorAction(revoke_root)` is queued (its pre-check: the root is still the
+    pending one; confirmed by the RootRevoked the indexer stores); otherwise, or once the root
+    has matured on the chain, the epoch's `waiting` says what the admin must do, and it is logged
+    as an error. Returns the epochs whose revoke was queued."""
+    from marketplace.chain.client import operator_account
+    from marketplace.chain.contracts import RewardDistributor
+    from marketplace.outbox.services import enqueue
+
+    # Revoked (or replaced) again: what was said meanwhile is over.
+    Epoch.objects.filter(revoked_back_in__isnull=False).exclude(root_status=Epoch.RootStatus.PROPOSED).exclude(
+        waiting="").update(waiting="", updated_at=timezone.now())
+    lost = list(Epoch.objects.filter(revoked_back_in__isnull=False, root_status=Epoch.RootStatus.PROPOSED)
+                .exclude(root="").order_by("number"))
+    if not lost:
+        return []
+    address = deployed_address(settings.CHAIN_ID, "RewardDistributor")
+    if address is None:
+        return []
+    distributor = RewardDistributor(w3, address)
+    head = w3.eth.get_block("latest")["timestamp"]
+    queued = []
+    for epoch in lost:
+        back_in = Epoch.objects.values_list("number", flat=True).get(pk=epoch.revoked_back_in_id)
+        lead = (f"epoch {epoch.number}'s root was revoked and its amounts went back to epoch {back_in}'s pool, "
+                f"but its RootRevoked left the chain (a reorganisation) and the root is pending again")
+        open_action = OperatorAction.objects.filter(
+            kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID,
+            payload__epoch=epoch.number, payload__root=epoch.root).order_by("-id").first()
+        if epoch.valid_at is not None and int(epoch.valid_at.timestamp()) <= head:
+            waiting = (f"{lead}; it matured on the chain at {epoch.valid_at.isoformat()}: its amounts are claimable "
+                       "twice, the admin must suspend it (suspendCurrentRoot) at once")
+        elif open_action is not None and open_action.status in OperatorAction.OPEN:
+            waiting = f"{lead}: revokePendingRoot queued again (operator action #{open_action.pk})"
+        elif open_action is not None and open_action.status == ActionStatus.FAILED \
+                and timezone.now() - open_action.updated_at < RETRY_AFTER:
+            waiting = f"{lead}: revokePendingRoot failed ({open_action.error}); queued again shortly"
+        elif not distributor.has_role("DEFAULT_ADMIN_ROLE", operator_account().address):
+            waiting = (f"{lead}: the admin (DEFAULT_ADMIN_ROLE, which the operator key does not hold) must call "
+                       f"revokePendingRoot() before {epoch.valid_at.isoformat() if epoch.valid_at else 'validAt'}")
+        else:
+            with transaction.atomic():
+                if not _lock():
+                    continue
+                action = OperatorAction.objects.create(
+                    kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID, market=address,
+                    payload={"epoch": epoch.number, "root": epoch.root}, created_by="epoch close",
+                    context={"epoch": epoch.number})
+                enqueue("chain.send_operator_actions")
+            queued.append(epoch.number)
+            waiting = f"{lead}: revokePendingRoot queued again (operator action #{action.pk})"
+        if waiting != epoch.waiting:
+            logger.error("%s", waiting)
+            Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting[:500], updated_at=timezone.now())
+    return queued
 
 
 def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
@@ -946,10 +1010,12 @@ def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
     report.opened = open_epochs(now)
     while (number := score_next()) is not None:
         report.scored.append(number)
-    if not Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists():
+    if not (Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists()
+            or Epoch.objects.filter(revoked_back_in__isnull=False, root_status=Epoch.RootStatus.PROPOSED).exists()):
         return report
     w3 = w3 or get_web3()
     try:
+        revoke_again(w3)  # before anything matures: a revoked root is never claimable
         report.matured = mature(w3)
         while report.matured and (number := score_next()) is not None:  # waited for that root
             report.scored.append(number)

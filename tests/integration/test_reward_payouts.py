@@ -17,7 +17,7 @@ from web3.middleware import Web3Middleware
 from marketplace.chain import indexer, sender
 from marketplace.chain.client import WrongChain, operator_web3
 from marketplace.chain.models import ChainEvent, OperatorAction
-from marketplace.rewards import epochs
+from marketplace.rewards import epochs, selectors
 from marketplace.rewards.models import CommunityRevenue, Device, Epoch, EpochLeaf, RewardClaim
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.integration.test_epochs import credit, device, first_window
@@ -331,6 +331,91 @@ def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain,
     assert client.get(f"/api/v1/rewards/proof/{bob}").json()["cumulative"] == "0"
     (bobs,) = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
     assert bobs["epoch"] == 2 and bobs["root_status"] == "revoked"
+
+
+def _revoked_then_reorganised(chain):
+    """Epoch 2's root is revoked and epoch 3 takes its amounts back into its pool; then a
+    reorganisation deeper than the confirmations takes the RootRevoked, which is not mined again:
+    epoch 2's root is pending on the chain again. Returns bob (epoch 2's only earner)."""
+    first = first_window(hours_ago=3)
+    epochs.open_epochs()
+    earners(first, 1)
+    second, third = Epoch.objects.get(number=2), Epoch.objects.get(number=3)
+    bob, carol = Account.create().address, Account.create().address
+    credit(device(bob), 1, second.starts_at + timedelta(minutes=1))
+    credit(device(carol), 1, third.starts_at + timedelta(minutes=1))
+    epochs.close_epochs(chain.w3)
+    send()
+    assert mature(chain).scored == [2]
+    assert send().confirmed == 1  # epoch 2's root is pending
+    before_revoke = chain.rpc("evm_snapshot")
+    chain.send(chain.distributor.contract.functions.revokePendingRoot(), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    assert epochs.close_epochs(chain.w3).scored == [3]
+    three = Epoch.objects.get(number=3)
+    assert int(three.revoked_in) > 0 and Epoch.objects.get(number=2).revoked_back_in == three
+    assert chain.rpc("evm_revert", [before_revoke]) is True
+    for _ in range(6):  # a longer fork without the revocation
+        chain.token.mint(TREASURY.address, 1)
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    two = Epoch.objects.get(number=2)
+    assert two.root_status == Epoch.RootStatus.PROPOSED and two.revoked_back_in == three
+    assert chain.distributor.pending_root().epoch == 2
+    return bob
+
+
+def test_a_revoked_root_whose_revocation_a_reorganisation_took_is_revoked_again(chain, treasury, client):
+    """The operator holds DEFAULT_ADMIN_ROLE: the close queues revokePendingRoot for epoch 2 once
+    (the sender checks the root is still the pending one and confirms it from RootRevoked); the
+    root never matures, the proof API never serves it, and bob cannot claim epoch 2's amount that
+    epoch 3 paid to others."""
+    bob = _revoked_then_reorganised(chain)
+    epochs.close_epochs(chain.w3)
+    epochs.close_epochs(chain.w3)
+    (action,) = OperatorAction.objects.filter(kind="revoke_root")
+    assert action.payload == {"epoch": 2, "root": Epoch.objects.get(number=2).root}
+    assert "revokePendingRoot queued again" in Epoch.objects.get(number=2).waiting
+    send()  # the revocation (epoch 3's root waits for the funding the reorganisation took)
+    indexer.index_chain(chain.w3)
+    action.refresh_from_db()
+    two = Epoch.objects.get(number=2)
+    assert action.status == "confirmed" and two.root_status == Epoch.RootStatus.REVOKED
+    assert [e.args["epoch"] for e in root_events("RootRevoked")] == ["2"]
+    mature(chain)
+    epochs.close_epochs(chain.w3)
+    two.refresh_from_db()
+    assert two.state != Epoch.State.MATURED and two.waiting == ""
+    assert chain.distributor.current_root().epoch == 1
+    answer = client.get(f"/api/v1/rewards/proof/{bob}").json()
+    assert answer["epoch"] == 1 and answer["cumulative"] == "0"
+    leaf = EpochLeaf.objects.get(epoch=two, wallet=bob)
+    with pytest.raises(Exception):  # epoch 2's own proof is worth nothing on the chain
+        chain.distributor.contract.functions.claim(
+            bob, int(leaf.cumulative), selectors.sibling_nodes(two.pk, leaf.node)).call()
+    assert chain.token.balance_of(bob) == 0
+
+
+def test_a_revoked_root_back_after_a_reorganisation_is_never_served_nor_matured(chain, treasury, client,
+                                                                                 monkeypatch, caplog):
+    """The operator does not hold DEFAULT_ADMIN_ROLE: nothing is sent, the epoch says what the
+    admin must do (logged as an error); once the root has matured on the chain, the close still
+    never marks epoch 2 matured and the proof API never serves its tree."""
+    from marketplace.chain.contracts import RewardDistributor
+
+    bob = _revoked_then_reorganised(chain)
+    monkeypatch.setattr(RewardDistributor, "has_role", lambda self, role, account: False)
+    with caplog.at_level("ERROR", logger="marketplace.rewards.epochs"):
+        epochs.close_epochs(chain.w3)
+    assert not OperatorAction.objects.filter(kind="revoke_root").exists()
+    two = Epoch.objects.get(number=2)
+    assert "the admin (DEFAULT_ADMIN_ROLE" in two.waiting and "revokePendingRoot()" in two.waiting
+    assert any("RootRevoked left the chain" in r.getMessage() for r in caplog.records)
+    mature(chain)  # the root matures on the chain
+    epochs.close_epochs(chain.w3)
+    two.refresh_from_db()
+    assert two.state != Epoch.State.MATURED and "suspendCurrentRoot" in two.waiting
+    answer = client.get(f"/api/v1/rewards/proof/{bob}").json()
+    assert answer["epoch"] != 2 and answer["cumulative"] == "0"
 
 
 def community_order(chain, seller, buyer):
