@@ -64,6 +64,7 @@ from .models import (
     EpochTree,
     Flag,
     HeldAmount,
+    WorkCredit,
 )
 
 logger = logging.getLogger(__name__)
@@ -408,6 +409,32 @@ def score(epoch: Epoch) -> None:
     before = Epoch.objects.filter(number__lt=epoch.number).order_by("-number").first()
     carried = int(before.carried_out) if before else 0
 
+    # Revoked roots (the new tree builds on the last root that was not revoked, _previous_leaves):
+    # what each counted is counted again here, once (`revoked_back_in`): its work credits and its
+    # community revenue rows are unclaimed (both were earned or stored before its end, so this
+    # epoch claims them), the held amounts it released are held again (settled below), and the
+    # held amounts it recorded never settle (what they came from is earned again here). The rest
+    # of what it paid and held, its pool's own money (emission, carried, returned, revoked, spent
+    # on uptime and job points), goes back to this pool: `revoked_in` = paid + held − revenue −
+    # released (below 0 only when it carried out part of the revenue counted again here, which
+    # its `carried_out` brings a second time).
+    revoked = list(
+        Epoch.objects.select_for_update()
+        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
+        .exclude(root="")
+        .order_by("number")
+    )
+    revoked_in = 0
+    for gone in revoked:
+        WorkCredit.objects.filter(epoch=gone).update(epoch=None)
+        CommunityRevenue.objects.filter(counted_in=gone).update(counted_in=None)
+        HeldAmount.objects.filter(settled_in=gone, status=HeldAmount.Status.RELEASED).update(
+            status=HeldAmount.Status.HELD, settled_in=None)
+        HeldAmount.objects.filter(epoch=gone, status=HeldAmount.Status.HELD).update(
+            status=HeldAmount.Status.RETURNED, settled_in=epoch)
+        revoked_in += int(gone.paid) + int(gone.held) - int(gone.revenue_in) - int(gone.released_in)
+    Epoch.objects.filter(pk__in=[e.pk for e in revoked]).update(revoked_back_in=epoch)
+
     # Flags: open ones hold what their wallet earns; decided ones settle earlier held amounts.
     open_flags = {}
     for flag in Flag.objects.filter(status=Flag.Status.OPEN).order_by("created_at", "id"):
@@ -462,17 +489,6 @@ def score(epoch: Epoch) -> None:
             revenue_share[wallet] += value
         revenue_pool += rest
     CommunityRevenue.objects.filter(pk__in=[s.pk for s in sales]).update(counted_in=epoch)
-
-    # Revoked roots: what each added to the cumulative amounts goes back to the pool, once (the
-    # new tree builds on the last root that was not revoked, see _previous_leaves).
-    revoked = list(
-        Epoch.objects.select_for_update()
-        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
-        .exclude(root="")
-        .order_by("number")
-    )
-    revoked_in = sum(int(e.paid) for e in revoked)
-    Epoch.objects.filter(pk__in=[e.pk for e in revoked]).update(revoked_back_in=epoch)
 
     # Points and the pool's amounts.
     works = _device_work(epoch, weights)

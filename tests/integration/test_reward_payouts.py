@@ -287,10 +287,12 @@ def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury
     assert chain.token.balance_of(chain.distributor.address) == int(one.total)
 
 
-def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain, treasury, client):
+def test_a_revoked_root_s_credits_are_counted_again_by_the_next_epoch_and_its_emission_goes_back_to_the_pool(
+        chain, treasury, client):
     """The admin revokes epoch 2's pending root: epoch 3's tree builds on epoch 1's (the last root
-    not revoked), so bob's epoch-2 amount is in no later tree; what epoch 2 paid goes back into
-    epoch 3's pool; alice's leaf never drops below what she claimed from epoch 1."""
+    not revoked), so epoch 2's amounts are in no later tree; epoch 3 counts bob's epoch-2 credit
+    again (once), and what epoch 2's pool paid (its emission) goes back into epoch 3's pool, which
+    pays no more than it holds; alice's leaf never drops below what she claimed from epoch 1."""
     first = first_window(hours_ago=3)
     epochs.open_epochs()  # epochs 1-3 have ended
     (alice,) = earners(first, 1)
@@ -318,19 +320,23 @@ def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain,
 
     three = Epoch.objects.get(number=3)
     assert int(three.revoked_in) == emission and int(three.pool) == 2 * emission
+    assert int(three.paid) + int(three.carried_out) == int(three.pool)  # never more than its pool
     leaves = dict(EpochLeaf.objects.filter(epoch=three).values_list("wallet", "cumulative"))
-    assert bob not in leaves
-    assert {w: int(c) for w, c in leaves.items()} == {alice: emission + emission, carol: emission}
-    assert int(three.total) == 3 * emission and int(leaves[alice]) >= int(answer["cumulative"])
+    share = 2 * emission // 3  # alice, bob (his epoch-2 credit) and carol: one job point each
+    assert {w: int(c) for w, c in leaves.items()} == {alice: emission + share, bob: share, carol: share}
+    assert int(three.carried_out) == 2 * emission - 3 * share
+    assert int(three.total) == emission + 3 * share and int(leaves[alice]) >= int(answer["cumulative"])
     two.refresh_from_db()
     assert two.revoked_back_in == three  # returned once: no later epoch takes it again
     assert send().confirmed == 1
     mature(chain)
     fresh = client.get(f"/api/v1/rewards/proof/{alice}").json()
-    assert fresh["epoch"] == 3 and fresh["claimable"] == str(emission)
-    assert client.get(f"/api/v1/rewards/proof/{bob}").json()["cumulative"] == "0"
-    (bobs,) = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
-    assert bobs["epoch"] == 2 and bobs["root_status"] == "revoked"
+    assert fresh["epoch"] == 3 and fresh["claimable"] == str(share)
+    bobs_proof = client.get(f"/api/v1/rewards/proof/{bob}").json()
+    assert bobs_proof["epoch"] == 3 and bobs_proof["cumulative"] == str(share)  # once, not twice
+    later, revoked = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
+    assert revoked["epoch"] == 2 and revoked["root_status"] == "revoked"
+    assert later["epoch"] == 3 and later["job_points"] == 1 and later["cumulative"] == str(share)
 
 
 def _revoked_then_reorganised(chain):
