@@ -22,7 +22,9 @@
 - **proposed**: set by the indexer's handler when `RootProposed` with this epoch and root is
   stored (`handlers.py`), with its `validAt`.
 - **matured**: once the time of the last block the indexer stored passes `validAt` (so a
-  `RootRevoked` mined before it is always stored first).
+  `RootRevoked` mined before it is always stored first). Never an epoch whose root was revoked
+  and whose earnings the next epoch counted again (`revoked_back_in`, see `score`), even if a
+  reorganisation took its RootRevoked: the close then revokes it again (`revoke_again`).
 
 Every step runs under one PostgreSQL advisory lock (transaction-scoped), so two workers running
 the close at once do each step once. An epoch that adds nothing to anyone's cumulative amount
