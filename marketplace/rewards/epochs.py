@@ -375,7 +375,7 @@ def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
     """The latest earlier epoch with a tree whose root was not revoked, and its cumulative amounts:
     what the new tree builds on. A revoked root never became claimable (the distributor revokes
     only a pending root), so nothing was claimed against it, and the root before it holds every
-    amount claimed so far; what the revoked root added goes back to the pool (`score`)."""
+    amount claimed so far; what the revoked root counted is counted again (`score`)."""
     previous = (
         Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0)
         .exclude(root="")
@@ -958,6 +958,16 @@ def mature(w3) -> list[int]:
     return due
 
 
+def _operator_is_admin(distributor) -> bool:
+    """Whether the operator key may revoke a pending root (DEFAULT_ADMIN_ROLE on the distributor)."""
+    from marketplace.chain.client import OperatorKeyMissing, operator_account
+
+    try:
+        return distributor.has_role("DEFAULT_ADMIN_ROLE", operator_account().address)
+    except OperatorKeyMissing:
+        return False
+
+
 def revoke_again(w3) -> list[int]:
     """Epochs whose amounts went back to a pool (`revoked_back_in`) but whose root is proposed on
     the chain again: a reorganisation deeper than the confirmations took their RootRevoked and it
@@ -967,7 +977,6 @@ def revoke_again(w3) -> list[int]:
     pending one; confirmed by the RootRevoked the indexer stores); otherwise, or once the root
     has matured on the chain, the epoch's `waiting` says what the admin must do, and it is logged
     as an error. Returns the epochs whose revoke was queued."""
-    from marketplace.chain.client import operator_account
     from marketplace.chain.contracts import RewardDistributor
     from marketplace.outbox.services import enqueue
 
@@ -999,7 +1008,7 @@ def revoke_again(w3) -> list[int]:
         elif open_action is not None and open_action.status == ActionStatus.FAILED \
                 and timezone.now() - open_action.updated_at < RETRY_AFTER:
             waiting = f"{lead}: revokePendingRoot failed ({open_action.error}); queued again shortly"
-        elif not distributor.has_role("DEFAULT_ADMIN_ROLE", operator_account().address):
+        elif not _operator_is_admin(distributor):
             waiting = (f"{lead}: the admin (DEFAULT_ADMIN_ROLE, which the operator key does not hold) must call "
                        f"revokePendingRoot() before {epoch.valid_at.isoformat() if epoch.valid_at else 'validAt'}")
         else:
