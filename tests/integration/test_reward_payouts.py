@@ -420,6 +420,7 @@ def test_a_revoked_root_back_after_a_reorganisation_is_never_served_nor_matured(
     epochs.close_epochs(chain.w3)
     two.refresh_from_db()
     assert two.state != Epoch.State.MATURED and "suspendCurrentRoot" in two.waiting
+    assert "suspendCurrentRoot" in client.get("/api/v1/rewards/epochs/2").json()["waiting"]
     answer = client.get(f"/api/v1/rewards/proof/{bob}").json()
     assert answer["epoch"] != 2 and answer["cumulative"] == "0"
 
