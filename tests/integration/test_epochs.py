@@ -501,6 +501,7 @@ epoch_plans = st.lists(
             "decide": st.sampled_from([Flag.Status.CLEARED, Flag.Status.CONFIRMED, None]),
             "revenue": st.integers(0, 5_000),
             "emission": st.integers(0, 10**9),
+            "revoke": st.booleans(),  # its root is revoked before the next epoch is scored
         }
     ),
     min_size=1,
@@ -527,7 +528,8 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                 CommunityShare.objects.create(version=version, wallet=owner, rows=i + 1)
             start = first_window(hours_ago=len(plans) + 2).starts_at
             flags = []
-            previous = {}
+            previous = {}  # the leaves of the latest root that was not revoked
+            money_in = 0
             for number, plan in enumerate(plans, start=1):
                 begins = start + timedelta(seconds=HOUR * (number - 1))
                 settings.REWARD_EMISSION_PER_EPOCH = plan["emission"]
@@ -563,6 +565,19 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                     assert sum(current.values()) == int(epoch.total)
                     assert MerkleTree.of(current.items()).root_hex == epoch.root
                     assert sum(current.values()) - sum(previous.values()) == int(epoch.paid)
+                # Nothing made, lost or paid twice (revoked epochs' earnings counted again
+                # included): every emission and sale is in the leaves, held, or carried.
+                money_in += plan["emission"] + plan["revenue"]
+                outstanding = sum(int(h.amount) for h in HeldAmount.objects.filter(status=HeldAmount.Status.HELD))
+                assert sum(current.values()) + outstanding + int(epoch.carried_out) == money_in
+                # What a revoked epoch counted was counted again by a later one.
+                assert not WorkCredit.objects.filter(epoch__revoked_back_in__isnull=False).exists()
+                assert not CommunityRevenue.objects.filter(counted_in__revoked_back_in__isnull=False).exists()
+                assert not HeldAmount.objects.filter(status=HeldAmount.Status.RELEASED,
+                                                     settled_in__revoked_back_in__isnull=False).exists()
+                if plan["revoke"] and epoch.root:
+                    Epoch.objects.filter(pk=epoch.pk).update(root_status=Epoch.RootStatus.REVOKED)
+                    current = previous  # never built on
                 previous = current
         finally:
             transaction.savepoint_rollback(sid)
