@@ -1013,8 +1013,10 @@ def revoke_again(w3) -> list[int]:
                        f"revokePendingRoot() before {epoch.valid_at.isoformat() if epoch.valid_at else 'validAt'}")
         else:
             with transaction.atomic():
-                if not _lock():
-                    continue
+                if not _lock() or OperatorAction.objects.filter(
+                        kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID, payload__epoch=epoch.number,
+                        status__in=OperatorAction.OPEN).exists():
+                    continue  # another run is queueing it, or has
                 action = OperatorAction.objects.create(
                     kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID, market=address,
                     payload={"epoch": epoch.number, "root": epoch.root}, created_by="epoch close",
