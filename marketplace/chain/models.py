@@ -102,6 +102,7 @@ class OperatorAction(models.Model):
         DISPUTE_BY_SIG = "dispute_by_sig", "Relay a buyer's dispute"
         RETURN_SURPLUS = "return_surplus", "Return surplus"
         PROPOSE_ROOT = "propose_root", "Propose a reward root"
+        REVOKE_ROOT = "revoke_root", "Revoke a pending reward root"
         CREATE_LISTING = "create_listing", "List a community dataset version"
 
     class Status(models.TextChoices):
@@ -151,7 +152,7 @@ class OperatorAction(models.Model):
     def __str__(self):
         if self.listing_id is not None:
             target = f"listing {self.listing_id}"
-        elif self.kind == self.Kind.PROPOSE_ROOT:
+        elif self.kind in (self.Kind.PROPOSE_ROOT, self.Kind.REVOKE_ROOT):
             target = f"of epoch {self.payload.get('epoch')}"
         else:
             target = f"order {self.order_id}"

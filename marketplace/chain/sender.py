@@ -24,7 +24,8 @@ sender works at a time whichever worker or host runs it, and then:
 2. **Cancels superseded approvals**: an approval or clearing is sent only if no newer decision
    about its listing is pending, sent or confirmed.
 3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first), each to its
-   kind's contract (the market, or the reward distributor for `propose_root`): each row is
+   kind's contract (the market, or the reward distributor for `propose_root` and `revoke_root`,
+   whose pending root must be the action's epoch and root): each row is
    checked (an approval's listing must still have the reviewed owner and content hash; a single
    call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE; the
    gas, estimated at the fees it will pay, must be under the kind's ceiling; a reward root needs
@@ -100,6 +101,10 @@ KINDS = {
     Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",), gas=300_000),
     Kind.RELEASE: KindSpec("release", ("OrderReleased",), gas=60_000, gas_per_item=200_000, batch=True),
     Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), gas=200_000, arbiter=True),
+    # A revoked root whose RootRevoked a deep reorganisation took (rewards.epochs.revoke_again):
+    # sent before a new root, which would otherwise replace it.
+    Kind.REVOKE_ROOT: KindSpec("revokePendingRoot", ("RootRevoked",), gas=100_000,
+                               contract="RewardDistributor"),
     Kind.PROPOSE_ROOT: KindSpec("proposeRoot", ("RootProposed",), gas=300_000,
                                 contract="RewardDistributor"),
     Kind.CREATE_LISTING: KindSpec("createListing", ("ListingCreated",), gas=300_000),
@@ -263,6 +268,8 @@ def _call(market, kind: str, actions: list[OperatorAction]):
         payload = action.payload
         return functions.proposeRoot(int(payload["epoch"]), bytes.fromhex(payload["root"][2:]),
                                      int(payload["total"]))
+    if kind == Kind.REVOKE_ROOT:
+        return functions.revokePendingRoot()
     if kind == Kind.CREATE_LISTING:
         (action,) = actions
         payload = action.payload
@@ -314,6 +321,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
         reason = root_precheck(market, action.payload)
         if reason:
             return reason
+    if action.kind == Kind.REVOKE_ROOT:
+        reason = revoke_precheck(market, action.payload)
+        if reason:
+            return reason
     if spec.arbiter:
         if "arbiter" not in roles:
             roles["arbiter"] = market.has_role("ARBITER_ROLE", operator.address)
@@ -344,6 +355,18 @@ def root_precheck(distributor, payload: dict) -> str:
     if needed > 0:
         return Wait(f"waiting for funding: {needed} more needed (the distributor holds {balance} "
                     f"of its token, the root's total is {total})")
+    return ""
+
+
+def revoke_precheck(distributor, payload: dict) -> str:
+    """Why `revokePendingRoot` must not be sent now: the distributor's pending root is not the
+    payload's epoch and root (revoked already, replaced, or matured: it is no longer pending)."""
+    epoch, root = int(payload["epoch"]), payload["root"].lower()
+    pending = distributor.pending_root()
+    pending_root = "0x" + bytes(pending.root).hex()
+    if pending.epoch != epoch or pending_root != root:
+        return (f"epoch {epoch}'s root {root} is not the distributor's pending root (pending: epoch "
+                f"{pending.epoch}); it can no longer be revoked")
     return ""
 
 
@@ -666,7 +689,7 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
             if (args["contentHash"] == action.payload["content_hash"].lower()
                     and args["payout"] == to_checksum_address(action.payload["payout"])):
                 return Status.CONFIRMED, event.log_index, ""
-        elif action.kind == Kind.PROPOSE_ROOT:
+        elif action.kind in (Kind.PROPOSE_ROOT, Kind.REVOKE_ROOT):
             payload = action.payload
             epoch, root = str(int(payload["epoch"])), payload["root"].lower()
             if args["epoch"] == epoch and args["root"] == root:
@@ -685,7 +708,7 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
         target = f"listing {action.listing_id}"
     elif action.kind == Kind.CREATE_LISTING:
         target = f"a listing of content hash {action.payload['content_hash']}"
-    elif action.kind == Kind.PROPOSE_ROOT:
+    elif action.kind in (Kind.PROPOSE_ROOT, Kind.REVOKE_ROOT):
         target = f"epoch {action.payload['epoch']} with root {action.payload['root']}"
     else:
         target = f"order {action.order_id}"

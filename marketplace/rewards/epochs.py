@@ -22,7 +22,9 @@
 - **proposed**: set by the indexer's handler when `RootProposed` with this epoch and root is
   stored (`handlers.py`), with its `validAt`.
 - **matured**: once the time of the last block the indexer stored passes `validAt` (so a
-  `RootRevoked` mined before it is always stored first).
+  `RootRevoked` mined before it is always stored first). Never an epoch whose root was revoked
+  and whose earnings the next epoch counted again (`revoked_back_in`, see `score`), even if a
+  reorganisation took its RootRevoked: the close then revokes it again (`revoke_again`).
 
 Every step runs under one PostgreSQL advisory lock (transaction-scoped), so two workers running
 the close at once do each step once. An epoch that adds nothing to anyone's cumulative amount
@@ -64,6 +66,7 @@ from .models import (
     EpochTree,
     Flag,
     HeldAmount,
+    WorkCredit,
 )
 
 logger = logging.getLogger(__name__)
@@ -384,7 +387,7 @@ def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
     """The latest earlier epoch with a tree whose root was not revoked, and its cumulative amounts:
     what the new tree builds on. A revoked root never became claimable (the distributor revokes
     only a pending root), so nothing was claimed against it, and the root before it holds every
-    amount claimed so far; what the revoked root added goes back to the pool (`score`)."""
+    amount claimed so far; what the revoked root counted is counted again (`score`)."""
     previous = (
         Epoch.objects.filter(number__lt=epoch.number, leaves__gt=0)
         .exclude(root="")
@@ -419,6 +422,32 @@ def score(epoch: Epoch) -> None:
     weights = scoring.Weights.from_settings()
     before = Epoch.objects.filter(number__lt=epoch.number).order_by("-number").first()
     carried = int(before.carried_out) if before else 0
+
+    # Revoked roots (the new tree builds on the last root that was not revoked, _previous_leaves):
+    # what each counted is counted again here, once (`revoked_back_in`): its work credits and its
+    # community revenue rows are unclaimed (both were earned or stored before its end, so this
+    # epoch claims them), the held amounts it released are held again (settled below), and the
+    # held amounts it recorded never settle (what they came from is earned again here). The rest
+    # of what it paid and held, its pool's own money (emission, carried, returned, revoked, spent
+    # on uptime and job points), goes back to this pool: `revoked_in` = paid + held − revenue −
+    # released (below 0 only when it carried out part of the revenue counted again here, which
+    # its `carried_out` brings a second time).
+    revoked = list(
+        Epoch.objects.select_for_update()
+        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
+        .exclude(root="")
+        .order_by("number")
+    )
+    revoked_in = 0
+    for gone in revoked:
+        WorkCredit.objects.filter(epoch=gone).update(epoch=None)
+        CommunityRevenue.objects.filter(counted_in=gone).update(counted_in=None)
+        HeldAmount.objects.filter(settled_in=gone, status=HeldAmount.Status.RELEASED).update(
+            status=HeldAmount.Status.HELD, settled_in=None)
+        HeldAmount.objects.filter(epoch=gone, status=HeldAmount.Status.HELD).update(
+            status=HeldAmount.Status.RETURNED, settled_in=epoch)
+        revoked_in += int(gone.paid) + int(gone.held) - int(gone.revenue_in) - int(gone.released_in)
+    Epoch.objects.filter(pk__in=[e.pk for e in revoked]).update(revoked_back_in=epoch)
 
     # Flags: open ones hold what their wallet earns; decided ones settle earlier held amounts.
     open_flags = {}
@@ -474,17 +503,6 @@ def score(epoch: Epoch) -> None:
             revenue_share[wallet] += value
         revenue_pool += rest
     CommunityRevenue.objects.filter(pk__in=[s.pk for s in sales]).update(counted_in=epoch)
-
-    # Revoked roots: what each added to the cumulative amounts goes back to the pool, once (the
-    # new tree builds on the last root that was not revoked, see _previous_leaves).
-    revoked = list(
-        Epoch.objects.select_for_update()
-        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
-        .exclude(root="")
-        .order_by("number")
-    )
-    revoked_in = sum(int(e.paid) for e in revoked)
-    Epoch.objects.filter(pk__in=[e.pk for e in revoked]).update(revoked_back_in=epoch)
 
     # Points and the pool's amounts.
     works = _device_work(epoch, weights)
@@ -944,12 +962,87 @@ def mature(w3) -> list[int]:
         due = list(
             Epoch.objects.select_for_update()
             .filter(state=State.PROPOSED, valid_at__lte=now)
+            # Never a root whose amounts went back to a pool: a reorganisation deeper than the
+            # confirmations may have taken its RootRevoked (`revoke_again` revokes it again).
+            .filter(revoked_back_in__isnull=True)
             .values_list("number", flat=True)
         )
         Epoch.objects.filter(number__in=due).update(
             state=State.MATURED, waiting="", updated_at=timezone.now()
         )
     return due
+
+
+def _operator_is_admin(distributor) -> bool:
+    """Whether the operator key may revoke a pending root (DEFAULT_ADMIN_ROLE on the distributor)."""
+    from marketplace.chain.client import OperatorKeyMissing, operator_account
+
+    try:
+        return distributor.has_role("DEFAULT_ADMIN_ROLE", operator_account().address)
+    except OperatorKeyMissing:
+        return False
+
+
+def revoke_again(w3) -> list[int]:
+    """Epochs whose amounts went back to a pool (`revoked_back_in`) but whose root is proposed on
+    the chain again: a reorganisation deeper than the confirmations took their RootRevoked and it
+    was not mined again. Left alone, the root would mature and its amounts be claimed while the
+    later epoch pays them to others. If the operator key holds DEFAULT_ADMIN_ROLE on the
+    distributor, an `OperatorAction(revoke_root)` is queued (its pre-check: the root is still the
+    pending one; confirmed by the RootRevoked the indexer stores); otherwise, or once the root
+    has matured on the chain, the epoch's `waiting` says what the admin must do, and it is logged
+    as an error. Returns the epochs whose revoke was queued."""
+    from marketplace.chain.contracts import RewardDistributor
+    from marketplace.outbox.services import enqueue
+
+    # Revoked (or replaced) again: what was said meanwhile is over.
+    Epoch.objects.filter(revoked_back_in__isnull=False).exclude(root_status=Epoch.RootStatus.PROPOSED).exclude(
+        waiting="").update(waiting="", updated_at=timezone.now())
+    lost = list(Epoch.objects.filter(revoked_back_in__isnull=False, root_status=Epoch.RootStatus.PROPOSED)
+                .exclude(root="").order_by("number"))
+    if not lost:
+        return []
+    address = deployed_address(settings.CHAIN_ID, "RewardDistributor")
+    if address is None:
+        return []
+    distributor = RewardDistributor(w3, address)
+    head = w3.eth.get_block("latest")["timestamp"]
+    queued = []
+    for epoch in lost:
+        back_in = Epoch.objects.values_list("number", flat=True).get(pk=epoch.revoked_back_in_id)
+        lead = (f"epoch {epoch.number}'s root was revoked and its amounts went back to epoch {back_in}'s pool, "
+                f"but its RootRevoked left the chain (a reorganisation) and the root is pending again")
+        open_action = OperatorAction.objects.filter(
+            kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID,
+            payload__epoch=epoch.number, payload__root=epoch.root).order_by("-id").first()
+        if epoch.valid_at is not None and int(epoch.valid_at.timestamp()) <= head:
+            waiting = (f"{lead}; it matured on the chain at {epoch.valid_at.isoformat()}: its amounts are claimable "
+                       "twice, the admin must suspend it (suspendCurrentRoot) at once")
+        elif open_action is not None and open_action.status in OperatorAction.OPEN:
+            waiting = f"{lead}: revokePendingRoot queued again (operator action #{open_action.pk})"
+        elif open_action is not None and open_action.status == ActionStatus.FAILED \
+                and timezone.now() - open_action.updated_at < RETRY_AFTER:
+            waiting = f"{lead}: revokePendingRoot failed ({open_action.error}); queued again shortly"
+        elif not _operator_is_admin(distributor):
+            waiting = (f"{lead}: the admin (DEFAULT_ADMIN_ROLE, which the operator key does not hold) must call "
+                       f"revokePendingRoot() before {epoch.valid_at.isoformat() if epoch.valid_at else 'validAt'}")
+        else:
+            with transaction.atomic():
+                if not _lock() or OperatorAction.objects.filter(
+                        kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID, payload__epoch=epoch.number,
+                        status__in=OperatorAction.OPEN).exists():
+                    continue  # another run is queueing it, or has
+                action = OperatorAction.objects.create(
+                    kind=OperatorAction.Kind.REVOKE_ROOT, chain_id=settings.CHAIN_ID, market=address,
+                    payload={"epoch": epoch.number, "root": epoch.root}, created_by="epoch close",
+                    context={"epoch": epoch.number})
+                enqueue("chain.send_operator_actions")
+            queued.append(epoch.number)
+            waiting = f"{lead}: revokePendingRoot queued again (operator action #{action.pk})"
+        if waiting != epoch.waiting:
+            logger.error("%s", waiting)
+            Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting[:500], updated_at=timezone.now())
+    return queued
 
 
 def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
@@ -961,10 +1054,12 @@ def close_epochs(w3=None, now: datetime | None = None) -> CloseReport:
     report.opened = open_epochs(now)
     while (number := score_next()) is not None:
         report.scored.append(number)
-    if not Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists():
+    if not (Epoch.objects.filter(state__in=(State.SCORED, State.QUEUED, State.PROPOSED)).exists()
+            or Epoch.objects.filter(revoked_back_in__isnull=False, root_status=Epoch.RootStatus.PROPOSED).exists()):
         return report
     w3 = w3 or get_web3()
     try:
+        revoke_again(w3)  # before anything matures: a revoked root is never claimable
         report.matured = mature(w3)
         while report.matured and (number := score_next()) is not None:  # waited for that root
             report.scored.append(number)

@@ -156,6 +156,8 @@ def apply_root_event(epoch: Epoch, name: str, args: dict, tx_hash: str) -> None:
         epoch.waiting = ""
     else:
         epoch.root_status = STATUS_OF[name]
+        if name == "RootRevoked" and epoch.revoked_back_in_id is not None:
+            epoch.waiting = ""  # revoked again after a reorganisation took its RootRevoked
 
 
 def on_root_events(events: list[Event]) -> None:

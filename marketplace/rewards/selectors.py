@@ -38,6 +38,8 @@ FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT id, number, root, root_status FROM rewards_epoch
     WHERE state = 'matured' AND root_status IN ('proposed', 'suspended') AND root <> ''
+      -- never a root whose amounts went back to a pool (a reorganisation may have taken its RootRevoked)
+      AND revoked_back_in_id IS NULL
     ORDER BY number DESC LIMIT 1) AS e ON true
 LEFT JOIN rewards_epochleaf l ON l.epoch_id = e.id AND l.wallet = %(wallet)s
 """

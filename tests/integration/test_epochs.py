@@ -239,9 +239,9 @@ def test_quality_weighs_work_as_it_was_when_earned_not_when_scored():
 
 
 def test_a_revoked_root_is_never_built_on_even_once_its_revocation_is_forgotten():
-    """Epoch 2's root is revoked: epoch 3 (nobody worked) carries what it paid; a chain reset then
-    wipes the root statuses (the revocation with them): epoch 4 still builds on epoch 1's leaves
-    and does not take epoch 2's amount back a second time."""
+    """Epoch 2's root is revoked: epoch 3 counts b's credit again and takes epoch 2's emission back;
+    a chain reset then wipes the root statuses (the revocation with them): epoch 4 never builds on
+    epoch 2's leaves and does not take epoch 2's amount back a second time."""
     epoch = first_window()
     a, b, c = wallet(), wallet(), wallet()
     credit(device(a), 1, epoch.starts_at + timedelta(minutes=1))
@@ -250,8 +250,9 @@ def test_a_revoked_root_is_never_built_on_even_once_its_revocation_is_forgotten(
     two = score_through(2)
     Epoch.objects.filter(pk=two.pk).update(root_status=Epoch.RootStatus.REVOKED)
     three = score_through(3)
-    assert int(three.revoked_in) == 1_000_000 and three.root == ""
-    assert int(three.carried_out) == 2_000_000  # nobody had points: it carries
+    # b's credit is counted again by epoch 3, with epoch 2's emission back in the pool.
+    assert int(three.revoked_in) == 1_000_000 and int(three.pool) == 2_000_000
+    assert leaves(three) == {a: 1_000_000, b: 2_000_000}
     Epoch.objects.filter(pk=two.pk).update(state=Epoch.State.PROPOSED)
     from marketplace.rewards.handlers import on_chain_reset
 
@@ -261,8 +262,66 @@ def test_a_revoked_root_is_never_built_on_even_once_its_revocation_is_forgotten(
     assert two.state == Epoch.State.PROPOSED  # not scored again to be proposed on the new chain
     credit(device(c), 1, three.ends_at + timedelta(minutes=1))
     four = score_through(4)
-    assert int(four.revoked_in) == 0 and int(four.pool) == 3_000_000
-    assert leaves(four) == {a: 1_000_000, c: 3_000_000}  # b's revoked amount is in no tree
+    assert int(four.revoked_in) == 0 and int(four.pool) == 1_000_000
+    assert leaves(four) == {a: 1_000_000, b: 2_000_000, c: 1_000_000}  # b's epoch-2 amount is in no tree
+
+
+def test_a_revoked_epoch_s_credits_revenue_and_released_amounts_are_counted_again_by_the_next_once():
+    """Epoch 2 counted c's credit, a held one of flagged e, d's community revenue share, b's held
+    amount released, and f's uptime; its root is revoked. Epoch 3 counts the credits, the revenue
+    and the release again (e's is held again, its epoch-2 held amount never settles), and only
+    what the pool itself paid (the emission spent on points, f's uptime among them) goes back to
+    the pool: every contributor gets what it earned once, and no money is made or lost."""
+    emission = 1_000_000
+    epoch = first_window()
+    a, b, c, d, e, f, g, buyer = (wallet() for _ in range(8))
+    credit(device(a), 1, epoch.starts_at + timedelta(minutes=1))
+    dev_b = device(b)
+    credit(dev_b, 1, epoch.starts_at + timedelta(minutes=1))
+    flag_b = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=b, device=dev_b)
+    one = score_through(1)
+    assert int(one.held) == 500_000
+    Flag.objects.filter(pk=flag_b.pk).update(status=Flag.Status.CLEARED)
+
+    credit(device(c), 1, one.ends_at + timedelta(minutes=1))
+    dev_e = device(e)
+    credit(dev_e, 1, one.ends_at + timedelta(minutes=1))
+    Flag.objects.create(kind=Flag.Kind.CANARY, wallet=e, device=dev_e)
+    heartbeats(device(f), one.ends_at + timedelta(minutes=1), 10)
+    version = community_version(wallet())
+    CommunityShare.objects.create(version=version, wallet=d, rows=1)
+    sale = CommunityRevenue.objects.create(chain_id=31337, tx_hash="0x" + "cd" * 32, log_index=0, block_number=9,
+                                           order_id=1, listing_id=1, buyer=buyer, amount=8_000, version=version)
+    CommunityRevenue.objects.filter(pk=sale.pk).update(created_at=one.ends_at + timedelta(minutes=3))
+    two = score_through(2)
+    assert {w: int(v) for w, v in EpochAmount.objects.filter(epoch=two).values_list("wallet", "amount")} == {
+        b: 0, c: 333_333, d: 0, e: 333_333, f: 333_333}
+    assert int(two.revenue_in) == 8_000 and int(two.released_in) == 500_000 and int(two.held) == 333_333
+    Epoch.objects.filter(pk=two.pk).update(root_status=Epoch.RootStatus.REVOKED)
+
+    credit(device(g), 1, two.ends_at + timedelta(minutes=1))
+    three = score_through(3)
+    two.refresh_from_db()
+    assert two.revoked_back_in == three
+    # Only the pool's own money goes back: what epoch 2 paid and held, less revenue and releases.
+    assert int(three.revoked_in) == int(two.paid) + int(two.held) - 8_000 - 500_000 == 999_999
+    assert int(three.revenue_in) == 8_000 and int(three.released_in) == 500_000
+    assert set(WorkCredit.objects.filter(epoch=three).values_list("wallet", flat=True)) == {c, e, g}
+    assert CommunityRevenue.objects.get().counted_in == three
+    released = HeldAmount.objects.get(wallet=b)
+    assert released.status == HeldAmount.Status.RELEASED and released.settled_in == three
+    old_e, new_e = HeldAmount.objects.filter(wallet=e).order_by("epoch__number")
+    assert old_e.status == HeldAmount.Status.RETURNED and old_e.settled_in == three
+    assert new_e.epoch == three and new_e.status == HeldAmount.Status.HELD and int(new_e.amount) == 666_666
+    assert leaves(three) == {a: 500_000, b: 500_000, c: 666_666, d: 8_000, g: 666_666}  # f's uptime: pool
+    assert int(three.paid) + int(three.held) + int(three.carried_out) == int(three.pool)
+    # Nothing made or lost: three emissions and the sale are in the leaves, held, or carried.
+    outstanding = sum(int(h.amount) for h in HeldAmount.objects.filter(status=HeldAmount.Status.HELD))
+    assert sum(leaves(three).values()) + outstanding + int(three.carried_out) == 3 * emission + 8_000
+
+    four = score_through(4)  # nothing is counted a second time
+    assert int(four.revoked_in) == 0 and int(four.revenue_in) == 0 and int(four.released_in) == 0
+    assert not WorkCredit.objects.filter(epoch=four).exists()
 
 
 def test_held_amounts_are_paid_in_the_next_epoch_once_the_flag_is_cleared(client):
@@ -442,6 +501,7 @@ epoch_plans = st.lists(
             "decide": st.sampled_from([Flag.Status.CLEARED, Flag.Status.CONFIRMED, None]),
             "revenue": st.integers(0, 5_000),
             "emission": st.integers(0, 10**9),
+            "revoke": st.booleans(),  # its root is revoked before the next epoch is scored
         }
     ),
     min_size=1,
@@ -468,7 +528,8 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                 CommunityShare.objects.create(version=version, wallet=owner, rows=i + 1)
             start = first_window(hours_ago=len(plans) + 2).starts_at
             flags = []
-            previous = {}
+            previous = {}  # the leaves of the latest root that was not revoked
+            money_in = 0
             for number, plan in enumerate(plans, start=1):
                 begins = start + timedelta(seconds=HOUR * (number - 1))
                 settings.REWARD_EMISSION_PER_EPOCH = plan["emission"]
@@ -504,6 +565,19 @@ def test_over_random_epochs_no_epoch_pays_more_than_its_pool_and_cumulative_neve
                     assert sum(current.values()) == int(epoch.total)
                     assert MerkleTree.of(current.items()).root_hex == epoch.root
                     assert sum(current.values()) - sum(previous.values()) == int(epoch.paid)
+                # Nothing made, lost or paid twice (revoked epochs' earnings counted again
+                # included): every emission and sale is in the leaves, held, or carried.
+                money_in += plan["emission"] + plan["revenue"]
+                outstanding = sum(int(h.amount) for h in HeldAmount.objects.filter(status=HeldAmount.Status.HELD))
+                assert sum(current.values()) + outstanding + int(epoch.carried_out) == money_in
+                # What a revoked epoch counted was counted again by a later one.
+                assert not WorkCredit.objects.filter(epoch__revoked_back_in__isnull=False).exists()
+                assert not CommunityRevenue.objects.filter(counted_in__revoked_back_in__isnull=False).exists()
+                assert not HeldAmount.objects.filter(status=HeldAmount.Status.RELEASED,
+                                                     settled_in__revoked_back_in__isnull=False).exists()
+                if plan["revoke"] and epoch.root:
+                    Epoch.objects.filter(pk=epoch.pk).update(root_status=Epoch.RootStatus.REVOKED)
+                    current = previous  # never built on
                 previous = current
         finally:
             transaction.savepoint_rollback(sid)

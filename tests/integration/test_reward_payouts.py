@@ -17,7 +17,7 @@ from web3.middleware import Web3Middleware
 from marketplace.chain import indexer, sender
 from marketplace.chain.client import WrongChain, operator_web3
 from marketplace.chain.models import ChainEvent, OperatorAction
-from marketplace.rewards import epochs
+from marketplace.rewards import epochs, selectors
 from marketplace.rewards.models import CommunityRevenue, Device, Epoch, EpochLeaf, RewardClaim
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.integration.test_epochs import credit, device, first_window
@@ -287,10 +287,12 @@ def test_community_revenue_is_counted_at_release_not_at_purchase(chain, treasury
     assert chain.token.balance_of(chain.distributor.address) == int(one.total)
 
 
-def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain, treasury, client):
+def test_a_revoked_root_s_credits_are_counted_again_by_the_next_epoch_and_its_emission_goes_back_to_the_pool(
+        chain, treasury, client):
     """The admin revokes epoch 2's pending root: epoch 3's tree builds on epoch 1's (the last root
-    not revoked), so bob's epoch-2 amount is in no later tree; what epoch 2 paid goes back into
-    epoch 3's pool; alice's leaf never drops below what she claimed from epoch 1."""
+    not revoked), so epoch 2's amounts are in no later tree; epoch 3 counts bob's epoch-2 credit
+    again (once), and what epoch 2's pool paid (its emission) goes back into epoch 3's pool, which
+    pays no more than it holds; alice's leaf never drops below what she claimed from epoch 1."""
     first = first_window(hours_ago=3)
     epochs.open_epochs()  # epochs 1-3 have ended
     (alice,) = earners(first, 1)
@@ -318,19 +320,109 @@ def test_a_revoked_root_s_amounts_are_not_carried_and_go_back_to_the_pool(chain,
 
     three = Epoch.objects.get(number=3)
     assert int(three.revoked_in) == emission and int(three.pool) == 2 * emission
+    assert int(three.paid) + int(three.carried_out) == int(three.pool)  # never more than its pool
     leaves = dict(EpochLeaf.objects.filter(epoch=three).values_list("wallet", "cumulative"))
-    assert bob not in leaves
-    assert {w: int(c) for w, c in leaves.items()} == {alice: emission + emission, carol: emission}
-    assert int(three.total) == 3 * emission and int(leaves[alice]) >= int(answer["cumulative"])
+    share = 2 * emission // 3  # alice, bob (his epoch-2 credit) and carol: one job point each
+    assert {w: int(c) for w, c in leaves.items()} == {alice: emission + share, bob: share, carol: share}
+    assert int(three.carried_out) == 2 * emission - 3 * share
+    assert int(three.total) == emission + 3 * share and int(leaves[alice]) >= int(answer["cumulative"])
     two.refresh_from_db()
     assert two.revoked_back_in == three  # returned once: no later epoch takes it again
     assert send().confirmed == 1
     mature(chain)
     fresh = client.get(f"/api/v1/rewards/proof/{alice}").json()
-    assert fresh["epoch"] == 3 and fresh["claimable"] == str(emission)
-    assert client.get(f"/api/v1/rewards/proof/{bob}").json()["cumulative"] == "0"
-    (bobs,) = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
-    assert bobs["epoch"] == 2 and bobs["root_status"] == "revoked"
+    assert fresh["epoch"] == 3 and fresh["claimable"] == str(share)
+    bobs_proof = client.get(f"/api/v1/rewards/proof/{bob}").json()
+    assert bobs_proof["epoch"] == 3 and bobs_proof["cumulative"] == str(share)  # once, not twice
+    later, revoked = client.get(f"/api/v1/rewards/wallets/{bob}/epochs").json()["results"]
+    assert revoked["epoch"] == 2 and revoked["root_status"] == "revoked"
+    assert later["epoch"] == 3 and later["job_points"] == 1 and later["cumulative"] == str(share)
+
+
+def _revoked_then_reorganised(chain):
+    """Epoch 2's root is revoked and epoch 3 takes its amounts back into its pool; then a
+    reorganisation deeper than the confirmations takes the RootRevoked, which is not mined again:
+    epoch 2's root is pending on the chain again. Returns bob (epoch 2's only earner)."""
+    first = first_window(hours_ago=3)
+    epochs.open_epochs()
+    earners(first, 1)
+    second, third = Epoch.objects.get(number=2), Epoch.objects.get(number=3)
+    bob, carol = Account.create().address, Account.create().address
+    credit(device(bob), 1, second.starts_at + timedelta(minutes=1))
+    credit(device(carol), 1, third.starts_at + timedelta(minutes=1))
+    epochs.close_epochs(chain.w3)
+    send()
+    assert mature(chain).scored == [2]
+    assert send().confirmed == 1  # epoch 2's root is pending
+    before_revoke = chain.rpc("evm_snapshot")
+    chain.send(chain.distributor.contract.functions.revokePendingRoot(), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    assert epochs.close_epochs(chain.w3).scored == [3]
+    three = Epoch.objects.get(number=3)
+    assert int(three.revoked_in) > 0 and Epoch.objects.get(number=2).revoked_back_in == three
+    assert chain.rpc("evm_revert", [before_revoke]) is True
+    for _ in range(6):  # a longer fork without the revocation
+        chain.token.mint(TREASURY.address, 1)
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    two = Epoch.objects.get(number=2)
+    assert two.root_status == Epoch.RootStatus.PROPOSED and two.revoked_back_in == three
+    assert chain.distributor.pending_root().epoch == 2
+    return bob
+
+
+def test_a_revoked_root_whose_revocation_a_reorganisation_took_is_revoked_again(chain, treasury, client):
+    """The operator holds DEFAULT_ADMIN_ROLE: the close queues revokePendingRoot for epoch 2 once
+    (the sender checks the root is still the pending one and confirms it from RootRevoked); the
+    root never matures, the proof API never serves it, and bob cannot claim epoch 2's amount that
+    epoch 3 paid to others."""
+    bob = _revoked_then_reorganised(chain)
+    epochs.close_epochs(chain.w3)
+    epochs.close_epochs(chain.w3)
+    (action,) = OperatorAction.objects.filter(kind="revoke_root")
+    assert action.payload == {"epoch": 2, "root": Epoch.objects.get(number=2).root}
+    assert "revokePendingRoot queued again" in Epoch.objects.get(number=2).waiting
+    send()  # the revocation (epoch 3's root waits for the funding the reorganisation took)
+    indexer.index_chain(chain.w3)
+    action.refresh_from_db()
+    two = Epoch.objects.get(number=2)
+    assert action.status == "confirmed" and two.root_status == Epoch.RootStatus.REVOKED
+    assert [e.args["epoch"] for e in root_events("RootRevoked")] == ["2"]
+    mature(chain)
+    epochs.close_epochs(chain.w3)
+    two.refresh_from_db()
+    assert two.state != Epoch.State.MATURED and two.waiting == ""
+    assert chain.distributor.current_root().epoch == 1
+    answer = client.get(f"/api/v1/rewards/proof/{bob}").json()
+    assert answer["epoch"] == 1 and answer["cumulative"] == "0"
+    leaf = EpochLeaf.objects.get(epoch=two, wallet=bob)
+    with pytest.raises(Exception):  # epoch 2's own proof is worth nothing on the chain
+        chain.distributor.contract.functions.claim(
+            bob, int(leaf.cumulative), selectors.sibling_nodes(two.pk, leaf.node)).call()
+    assert chain.token.balance_of(bob) == 0
+
+
+def test_a_revoked_root_back_after_a_reorganisation_is_never_served_nor_matured(chain, treasury, client,
+                                                                                 monkeypatch, caplog):
+    """The operator does not hold DEFAULT_ADMIN_ROLE: nothing is sent, the epoch says what the
+    admin must do (logged as an error); once the root has matured on the chain, the close still
+    never marks epoch 2 matured and the proof API never serves its tree."""
+    from marketplace.chain.contracts import RewardDistributor
+
+    bob = _revoked_then_reorganised(chain)
+    monkeypatch.setattr(RewardDistributor, "has_role", lambda self, role, account: False)
+    with caplog.at_level("ERROR", logger="marketplace.rewards.epochs"):
+        epochs.close_epochs(chain.w3)
+    assert not OperatorAction.objects.filter(kind="revoke_root").exists()
+    two = Epoch.objects.get(number=2)
+    assert "the admin (DEFAULT_ADMIN_ROLE" in two.waiting and "revokePendingRoot()" in two.waiting
+    assert any("RootRevoked left the chain" in r.getMessage() for r in caplog.records)
+    mature(chain)  # the root matures on the chain
+    epochs.close_epochs(chain.w3)
+    two.refresh_from_db()
+    assert two.state != Epoch.State.MATURED and "suspendCurrentRoot" in two.waiting
+    assert "suspendCurrentRoot" in client.get("/api/v1/rewards/epochs/2").json()["waiting"]
+    answer = client.get(f"/api/v1/rewards/proof/{bob}").json()
+    assert answer["epoch"] != 2 and answer["cumulative"] == "0"
 
 
 def community_order(chain, seller, buyer):
