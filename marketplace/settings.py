@@ -238,8 +238,9 @@ REWARD_EPOCH_SECONDS = env_int("REWARD_EPOCH_SECONDS", 3600)
 REWARD_EMISSION_PER_EPOCH = env_int("REWARD_EMISSION_PER_EPOCH", 1_000 * 10**6)
 # Seconds after an epoch's end before it is scored: a heartbeat stamped inside the window may
 # still be committing (an ingest statement waits at most INGEST_STATEMENT_TIMEOUT, 10 s) and the
-# web and ingest hosts' clocks differ a little from the worker's.
-REWARD_SCORE_GRACE = env_int("REWARD_SCORE_GRACE", 60)
+# web and ingest hosts' clocks differ a little from the worker's. Default: 60, or a tenth of a
+# shorter epoch.
+REWARD_SCORE_GRACE = env_int("REWARD_SCORE_GRACE", min(60, REWARD_EPOCH_SECONDS // 10))
 # Community datasets (rewards/community.py): a version is cut from the collected rows when this
 # many wait, or an epoch after the last version; it is listed at this price (base units).
 REWARD_COMMUNITY_ROWS = env_int("REWARD_COMMUNITY_ROWS", 10_000)
@@ -266,14 +267,14 @@ if _treasury_address is not None and _treasury_address == key_address(CHAIN_OPER
     raise ImproperlyConfigured(
         "REWARD_TREASURY_KEY is the operator's key (CHAIN_OPERATOR_KEY): give the treasury a key of its own, or the "
         "treasury's transfers and the operator sender's transactions would take each other's nonces.")
-if not 0 <= REWARD_SCORE_GRACE < REWARD_EPOCH_SECONDS // 4:
-    raise ImproperlyConfigured(f"REWARD_SCORE_GRACE ({REWARD_SCORE_GRACE} s) is from 0 to under a quarter of "
-                               f"REWARD_EPOCH_SECONDS ({REWARD_EPOCH_SECONDS} s).")
 if REWARD_ROOT_DELAY * 2 >= REWARD_EPOCH_SECONDS:
     raise ImproperlyConfigured(
         f"REWARD_ROOT_DELAY ({REWARD_ROOT_DELAY} s) must be less than half of REWARD_EPOCH_SECONDS "
         f"({REWARD_EPOCH_SECONDS} s): a root must mature well before the next epoch's root "
         "replaces it")
+if not 0 <= REWARD_SCORE_GRACE < REWARD_EPOCH_SECONDS // 4:
+    raise ImproperlyConfigured(f"REWARD_SCORE_GRACE ({REWARD_SCORE_GRACE} s) is from 0 to under a quarter of "
+                               f"REWARD_EPOCH_SECONDS ({REWARD_EPOCH_SECONDS} s).")
 # Fetch jobs (docs/rewards-jobs.md): nodes per job (each of another wallet and, outside
 # REWARD_TRUSTED_NETWORKS, another /24 or /56); how long a lease waits for its commitment; how long
 # a job takes commitments, then reveals; points per agreeing result.
