@@ -383,6 +383,10 @@ def _referrals(wallets: set[str], works: list[scoring.DeviceWork]) -> scoring.Re
     )
 
 
+class ScoringError(Exception):
+    """An epoch's amounts do not add up: nothing is stored (the scoring transaction rolls back)."""
+
+
 def _previous_leaves(epoch: Epoch) -> tuple[Epoch | None, dict[str, int]]:
     """The latest earlier epoch with a tree whose root was not revoked, and its cumulative amounts:
     what the new tree builds on. A revoked root never became claimable (the distributor revokes
@@ -432,12 +436,24 @@ def score(epoch: Epoch) -> None:
     # on uptime and job points), goes back to this pool: `revoked_in` = paid + held − revenue −
     # released (below 0 only when it carried out part of the revenue counted again here, which
     # its `carried_out` brings a second time).
+    # Only a root newer than the tree this one builds on: one revoked after a later tree was built
+    # on it (a RootRevoked a deep reorganisation brought in) has its amounts in that tree and every
+    # later one, and counting them again would pay them twice; the operator is told to act.
+    previous, cumulative = _previous_leaves(epoch)
+    base = previous.number if previous is not None else 0
     revoked = list(
         Epoch.objects.select_for_update()
-        .filter(number__lt=epoch.number, root_status=Epoch.RootStatus.REVOKED, revoked_back_in__isnull=True)
+        .filter(number__lt=epoch.number, number__gt=base, root_status=Epoch.RootStatus.REVOKED,
+                revoked_back_in__isnull=True)
         .exclude(root="")
         .order_by("number")
     )
+    for late in Epoch.objects.filter(number__lte=base, root_status=Epoch.RootStatus.REVOKED,
+                                     revoked_back_in__isnull=True).exclude(root=""):
+        logger.error(
+            "epoch %s's root %s is revoked on-chain, but epoch %s's tree already built on it: its amounts stay in "
+            "the later trees and are not counted again; if it must not pay, suspend the distributor's root "
+            "(suspendCurrentRoot) and correct by hand", late.number, late.root, base)
     revoked_in = 0
     for gone in revoked:
         WorkCredit.objects.filter(epoch=gone).update(epoch=None)
@@ -515,11 +531,12 @@ def score(epoch: Epoch) -> None:
         points[wallet] = points.get(wallet, 0) + bonus
     emission = int(settings.REWARD_EMISSION_PER_EPOCH)
     pool_for_points = emission + carried + returned + revenue_pool + revoked_in
+    if pool_for_points < 0:  # never stored: the transaction rolls back and the close says why
+        raise ScoringError(f"epoch {epoch.number}'s pool would be {pool_for_points} (revoked_in {revoked_in})")
     amounts, remainder = scoring.allocate(pool_for_points, points)
 
     # Per wallet: paid into the tree, or held.
     wallets = sorted(set(points) | set(revenue_share) | set(released))
-    previous, cumulative = _previous_leaves(epoch)
     rows, held_rows, paid_total, held_total = [], [], 0, 0
     for wallet in wallets:
         earned = amounts.get(wallet, 0) + revenue_share.get(wallet, 0)
@@ -580,9 +597,9 @@ def score(epoch: Epoch) -> None:
     epoch.pool = emission + carried + returned + revenue_in + epoch.released_in + revoked_in
     epoch.paid, epoch.held, epoch.carried_out = paid_total, held_total, remainder
     epoch.points = sum(points.values())
-    assert epoch.paid + epoch.held + epoch.carried_out == epoch.pool, (
-        "an epoch pays exactly its pool"
-    )
+    if epoch.paid + epoch.held + epoch.carried_out != epoch.pool:  # checked also under python -O
+        raise ScoringError(f"epoch {epoch.number} would pay {epoch.paid + epoch.held + epoch.carried_out}, its pool "
+                           f"is {epoch.pool}")
 
     # The tree: every wallet's cumulative amount (none ever decreases; a wallet keeps its leaf).
     if paid_total and cumulative:
@@ -654,7 +671,13 @@ def score_next() -> int | None:
             if epoch.waiting != waiting:
                 Epoch.objects.filter(pk=epoch.pk).update(waiting=waiting, updated_at=timezone.now())
             return None
-        score(epoch)
+        try:
+            with transaction.atomic():  # a savepoint: nothing of a refused scoring is stored
+                score(epoch)
+        except ScoringError as error:
+            logger.error("epoch %s not scored: %s", epoch.number, error)
+            Epoch.objects.filter(pk=epoch.pk).update(waiting=f"not scored: {error}"[:500], updated_at=timezone.now())
+            return None
         return epoch.number
 
 

@@ -179,11 +179,14 @@ def make_due_jobs(now=None) -> int:
 
 def expire_leases(now=None) -> int:
     """Leases nobody committed to in time end, freeing their place for another node; each is a
-    strike against its device (ended_at)."""
+    strike against its device (ended_at), unless it was shorter than a full lease (taken near
+    the job's reveal_at, e.g. a place someone declined at the last moment): a node given too
+    little time to fetch is not struck for it."""
     now = now or timezone.now()
-    return JobAssignment.objects.filter(
-        state=JobAssignment.State.LEASED, lease_expires_at__lte=now
-    ).update(state=JobAssignment.State.EXPIRED, ended_at=F("lease_expires_at"))
+    due = JobAssignment.objects.filter(state=JobAssignment.State.LEASED, lease_expires_at__lte=now)
+    full = F("leased_at") + timedelta(seconds=settings.REWARD_JOB_LEASE_SECONDS)
+    short = due.filter(lease_expires_at__lt=full).update(state=JobAssignment.State.EXPIRED)
+    return short + due.update(state=JobAssignment.State.EXPIRED, ended_at=F("lease_expires_at"))
 
 
 def _until_under(rows, field: str, allowed: int, window: timedelta):

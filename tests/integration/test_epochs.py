@@ -703,3 +703,32 @@ def test_a_device_made_by_hand_earns_for_its_wallet_until_its_first_recorded_cha
     scored = score_through(1)
     rows = {r.wallet: r.uptime_slots for r in EpochAmount.objects.filter(epoch=scored)}
     assert rows == {first: 25, second: 35, third: 40}
+
+
+def test_a_root_revoked_after_a_later_tree_built_on_it_is_not_counted_again(caplog):
+    """A deep reorganisation can bring in a RootRevoked for an epoch whose amounts later trees
+    already carry: counting it again would owe more than was ever emitted."""
+    one = first_window(hours_ago=6)
+    a, b = wallet(), wallet()
+    device_a, device_b = device(a), device(b)
+    credit(device_a, 10, one.starts_at + timedelta(minutes=1))
+    epochs.open_epochs(one.starts_at + timedelta(seconds=HOUR * 4))
+    for number in (1, 2, 3):
+        if number > 1:
+            credit(device_b, 10, Epoch.objects.get(number=number).starts_at + timedelta(minutes=1))
+        assert epochs.score_next() == number
+        Epoch.objects.filter(number=number).update(state=Epoch.State.MATURED,
+                                                    root_status=Epoch.RootStatus.PROPOSED)
+    emission = int(Epoch.objects.get(number=1).emission)
+    three = {w: int(c) for w, c in EpochLeaf.objects.filter(epoch__number=3).values_list("wallet", "cumulative")}
+    Epoch.objects.filter(number=1).update(root_status=Epoch.RootStatus.REVOKED)  # the reorganisation's event
+    credit(device_b, 10, Epoch.objects.get(number=4).starts_at + timedelta(minutes=1))
+    with caplog.at_level("ERROR", logger="marketplace.rewards.epochs"):
+        assert epochs.score_next() == 4
+    four = Epoch.objects.get(number=4)
+    assert int(four.revoked_in) == 0 and four.revoked_back_in_id is None
+    assert int(four.total) <= 4 * emission, "the tree owes more than was ever emitted"
+    leaves = {w: int(c) for w, c in EpochLeaf.objects.filter(epoch=four).values_list("wallet", "cumulative")}
+    assert leaves.get(a, 0) == three[a]  # a's epoch-1 credit is not paid again
+    assert Epoch.objects.get(number=1).revoked_back_in_id is None
+    assert any("already built on it" in r.getMessage() for r in caplog.records)

@@ -5,6 +5,7 @@ committed and never revealed, and canaries a node cannot tell from other jobs.""
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 import pytest
@@ -40,9 +41,12 @@ def commit(node, job_id, rows=(), salt="ab" * 16, now=None):
 
 
 def expire(node):
-    """The node's open leases run out (as if it never committed) and the sweep ends them."""
+    """The node's open leases run out, a full lease later (as if it never committed), and the
+    sweep ends them."""
+    now = timezone.now()
     JobAssignment.objects.filter(device=node.device, state=JobAssignment.State.LEASED).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        leased_at=now - timedelta(seconds=settings.REWARD_JOB_LEASE_SECONDS + 1),
+        lease_expires_at=now - timedelta(seconds=1),
     )
     jobs.expire_leases()
 
@@ -377,3 +381,26 @@ def test_a_lease_on_a_job_that_failed_by_declines_ends_without_a_strike(job_sett
     assert jobs.suspended_until(holder.device) is None
     open_jobs(dataset, site, 1)
     assert len(leased_ids(holder)) == 1  # its open-lease place is free again
+
+
+@pytest.mark.django_db
+def test_a_lease_shorter_than_a_full_one_that_expires_is_no_strike(job_settings, dataset, site):
+    """A place freed just before the job's reveal_at (someone declined it at the last moment)
+    leaves whoever draws it too little time to fetch: its expiry is not held against them."""
+    job_settings.REWARD_JOB_STRIKES = 1
+    [job] = open_jobs(dataset, site, 1)
+    FetchJob.objects.filter(pk=job.pk).update(reveal_at=timezone.now() + timedelta(seconds=2))
+    honest = bound_device()
+    [assignment] = jobs.lease(device=honest.device, ip=IP, want=1)
+    assert (assignment.lease_expires_at - assignment.leased_at).total_seconds() <= 2
+    jobs.expire_leases(now=assignment.lease_expires_at + timedelta(seconds=1))
+    assignment.refresh_from_db()
+    assert assignment.state == JobAssignment.State.EXPIRED and assignment.ended_at is None
+    assert jobs.suspended_until(honest.device) is None
+    # A full lease that expires is a strike (REWARD_JOB_STRIKES = 1 suspends at once).
+    open_jobs(dataset, site, 1)
+    [full] = jobs.lease(device=honest.device, ip=IP, want=1)
+    jobs.expire_leases(now=full.lease_expires_at + timedelta(seconds=1))
+    full.refresh_from_db()
+    assert full.ended_at == full.lease_expires_at
+    assert jobs.suspended_until(honest.device, now=full.lease_expires_at + timedelta(seconds=2)) is not None

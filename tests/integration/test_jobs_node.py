@@ -186,11 +186,12 @@ def test_a_suspended_device_is_told_until_when_and_can_still_reveal(
     partner_client, partner_state = client_of(partner, live_server), state_for(site)
     assert work(client, state)["committed"] == 1, state.last_error
     assert work(partner_client, partner_state)["committed"] == 1, partner_state.last_error
-    # A second job it leases and lets expire: one strike suspends it.
+    # A second job it leases and lets expire, a full lease later: one strike suspends it.
     second = jobs.create_job(target=target)
     assert [a.job_id for a in jobs.lease(device=node.device, ip="127.0.0.1", want=1)] == [second.pk]
     JobAssignment.objects.filter(job=second, device=node.device).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        leased_at=timezone.now() - timedelta(seconds=job_settings.REWARD_JOB_LEASE_SECONDS + 1),
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
     jobs.create_job(target=target)
     answer = client.signed_response("POST", "/api/v1/node/jobs", {"want": 1})
