@@ -362,6 +362,16 @@ def revoke_precheck(distributor, payload: dict) -> str:
     """Why `revokePendingRoot` must not be sent now: the distributor's pending root is not the
     payload's epoch and root (revoked already, replaced, or matured: it is no longer pending)."""
     epoch, root = int(payload["epoch"]), payload["root"].lower()
+    # revokePendingRoot revokes whatever is pending when it is mined: never while a later epoch's
+    # proposal is signed and not settled (a lost one is broadcast again at its nonce, before this
+    # one's), which would make that root the pending one (and replaces this one anyway). One not
+    # signed yet goes after this revoke (revokes are sent first).
+    later = [a.payload.get("epoch") for a in OperatorAction.objects.filter(
+        kind=OperatorAction.Kind.PROPOSE_ROOT, chain_id=settings.CHAIN_ID,
+        status=OperatorAction.Status.SENT).only("payload")]
+    if any(isinstance(n, int) and n > epoch for n in later):
+        return (f"a later epoch's root proposal is in flight: it replaces epoch {epoch}'s root, and a revoke "
+                "sent now could revoke it instead")
     pending = distributor.pending_root()
     pending_root = "0x" + bytes(pending.root).hex()
     if pending.epoch != epoch or pending_root != root:

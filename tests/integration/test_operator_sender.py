@@ -312,3 +312,19 @@ def test_a_failed_release_is_queued_again_after_the_retry_delay(chain, seller, b
     settings.KEEPER_RETRY_AFTER = 0
     assert keeper.queue_due(chain.w3)["release"] == 1
 
+
+
+@pytest.mark.django_db
+def test_a_revoke_is_not_sent_while_a_later_epoch_s_proposal_is_in_flight(settings):
+    """revokePendingRoot takes no root: sent behind a later proposal (a lost one broadcast again
+    at its nonce) it would revoke that one instead."""
+    from marketplace.chain.sender import revoke_precheck
+
+    action = OperatorAction.objects.create(
+        kind=OperatorAction.Kind.PROPOSE_ROOT, chain_id=settings.CHAIN_ID, market="0x" + "11" * 20,
+        payload={"epoch": 5, "root": "0x" + "22" * 32, "total": "1"}, status=OperatorAction.Status.SENT)
+    why = revoke_precheck(None, {"epoch": 4, "root": "0x" + "33" * 32})
+    assert "later epoch's root proposal is in flight" in why
+    OperatorAction.objects.filter(pk=action.pk).update(status=OperatorAction.Status.CONFIRMED)
+    with pytest.raises(AttributeError):  # no proposal in flight: it goes on to read the distributor
+        revoke_precheck(None, {"epoch": 4, "root": "0x" + "33" * 32})
