@@ -7,4 +7,9 @@ class ModerationConfig(AppConfig):
     verbose_name = "Moderation"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
         from . import receivers  # noqa: F401  (records the catalog's and rewards' decisions)
+        from .roles import ensure_groups_after_migrate
+
+        post_migrate.connect(ensure_groups_after_migrate, sender=self, dispatch_uid="moderation.ensure_groups")

@@ -1,5 +1,6 @@
-"""Who may moderate: the `moderator` and `arbiter` groups (migration 0003 makes them, with the
-permissions their work in the admin needs). A superuser holds every role. Helpers: `has_role`,
+"""Who may moderate: the `moderator` and `arbiter` groups, with the permissions their work in the
+admin needs (`ensure_groups`: run by migration 0003, and after every migrate or flush, so a test
+database emptied by a transactional test has them again). A superuser holds every role. Helpers: `has_role`,
 the DRF permissions `IsModerator`/`IsArbiter` (anonymous: 401 with the API's error body; signed
 in without the role: 403) and the page decorator `role_required` (anonymous: the sign-in page;
 without the role: a 403 page)."""
@@ -13,6 +14,40 @@ from marketplace.api import APIError
 MODERATOR = "moderator"
 ARBITER = "arbiter"
 ROLES = (MODERATOR, ARBITER)
+# What each role may do in the admin (until the moderation console does all of it): moderators
+# review datasets and decide contributor flags, arbiters resolve disputes; both read the audit
+# log. (Being staff is still what lets a person into the admin at all.)
+ROLE_PERMISSIONS = {
+    MODERATOR: [
+        ("catalog", "view_dataset"), ("catalog", "change_dataset"),
+        ("catalog", "view_datasetrevision"), ("catalog", "change_datasetrevision"),
+        ("catalog", "view_listing"),
+        ("rewards", "view_flag"), ("rewards", "change_flag"), ("rewards", "view_heldamount"),
+        ("moderation", "view_auditentry"),
+    ],
+    ARBITER: [
+        ("orders", "view_order"), ("orders", "resolve_dispute"), ("orders", "view_disputestatement"),
+        ("orders", "view_download"), ("orders", "view_creditentry"),
+        ("moderation", "view_auditentry"),
+    ],
+}
+
+
+def ensure_groups(Group, Permission) -> None:
+    """Make the role groups and give them their permissions (the models are passed in, so that a
+    migration can give its historical ones). Idempotent; a permission not made yet is skipped."""
+    for name, wanted in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        for app_label, codename in wanted:
+            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if permission is not None:
+                group.permissions.add(permission)
+
+
+def ensure_groups_after_migrate(sender, **kwargs):
+    from django.contrib.auth.models import Group, Permission
+
+    ensure_groups(Group, Permission)
 
 
 def has_role(user, role: str) -> bool:

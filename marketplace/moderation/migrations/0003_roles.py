@@ -1,43 +1,23 @@
-"""The two moderation roles as Django groups, with the permissions their work in the admin needs
-(until the moderation console does all of it): moderators review datasets and decide contributor
-flags; arbiters resolve disputes. Both read the audit log. (Being staff is still what lets a
-person into the admin at all.)"""
+"""The two moderation roles as Django groups, with their permissions (roles.ROLE_PERMISSIONS)."""
 from django.db import migrations
-
-ROLES = {
-    "moderator": [
-        ("catalog", "view_dataset"), ("catalog", "change_dataset"),
-        ("catalog", "view_datasetrevision"), ("catalog", "change_datasetrevision"),
-        ("catalog", "view_listing"),
-        ("rewards", "view_flag"), ("rewards", "change_flag"), ("rewards", "view_heldamount"),
-        ("moderation", "view_auditentry"),
-    ],
-    "arbiter": [
-        ("orders", "view_order"), ("orders", "resolve_dispute"), ("orders", "view_disputestatement"),
-        ("orders", "view_download"), ("orders", "view_creditentry"),
-        ("moderation", "view_auditentry"),
-    ],
-}
 
 
 def make_groups(apps, schema_editor):
     from django.contrib.auth.management import create_permissions
+
+    from marketplace.moderation.roles import ensure_groups
 
     # Permissions are normally made after every migration has run (post_migrate): make them now.
     for label in ("catalog", "rewards", "orders", "moderation"):
         config = apps.get_app_config(label)
         config.models_module = True
         create_permissions(config, apps=apps, verbosity=0)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, wanted in ROLES.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        for app_label, codename in wanted:
-            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        config.models_module = None
+    ensure_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def remove_groups(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=list(ROLES)).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=["moderator", "arbiter"]).delete()
 
 
 class Migration(migrations.Migration):

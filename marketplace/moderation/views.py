@@ -1,0 +1,89 @@
+"""The moderation pages: the audit log for moderators (`/moderation/audit`), and a publisher's
+own entries and notifications (`/me/audit`). The same reads as the API (selectors.py)."""
+from urllib.parse import urlencode
+
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_http_methods, require_safe
+from rest_framework.exceptions import ValidationError
+
+from marketplace.api import APIError
+
+from . import audit, notifications, selectors
+from .api import AuditParams, PageParams
+from .roles import MODERATOR, role_required
+
+
+def _error_text(exc) -> str:
+    if isinstance(exc, ValidationError):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"": exc.detail}
+        return " ".join(f"{name}: {' '.join(map(str, messages))}" if name else " ".join(map(str, messages))
+                        for name, messages in detail.items())
+    return str(exc.detail)
+
+
+def _newest_link(request):
+    params = {k: v for k, v in request.GET.items() if k != "before" and v}
+    return request.path + ("?" + urlencode(params) if params else "")
+
+
+def _next_link(request, rows):
+    if len(rows) < selectors.PAGE_SIZE:
+        return None
+    params = {k: v for k, v in request.GET.items() if k != "before" and v}
+    return "?" + urlencode({**params, "before": rows[-1].id})
+
+
+@require_safe
+@role_required(MODERATOR, "The audit log")
+def audit_log(request):
+    """Search the audit log: words, an action, a target, an actor; 50 entries a page, newest first."""
+    form = {k: request.GET.get(k, "") for k in ("q", "action", "target", "actor")}
+    error, rows = "", []
+    try:
+        p = AuditParams(_ParamsRequest({k: v for k, v in request.GET.items() if v != ""})).validated_data
+    except (APIError, ValidationError) as exc:
+        error = _error_text(exc)
+    else:
+        kind, _, ident = p.get("target", "").partition(":")
+        rows = selectors.audit_entries(q=p.get("q", ""), action=p.get("action", ""), target_type=kind,
+                                       target_id=ident, actor=p.get("actor", ""), before=p.get("before"))
+    return render(request, "moderation/audit.html", {
+        "entries": rows, "form": form, "error": error, "actions": sorted(audit.ACTIONS.items()),
+        "next_link": _next_link(request, rows), "paged": "before" in request.GET,
+        "newest_link": _newest_link(request), "filtered": any(form.values()),
+    }, status=400 if error else 200)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@ensure_csrf_cookie
+def my_audit(request):
+    """A publisher's page: the decisions about their datasets (from the audit log, without
+    reporters, notes or moderators' names) and their notifications."""
+    if not request.user.is_authenticated:
+        return render(request, "web/sign_in_prompt.html", {"page_title": "Decisions about your datasets"})
+    if request.method == "POST":  # "Mark all read"
+        notifications.mark_read(request.user)
+        return redirect(request.path)
+    error, rows = "", []
+    try:
+        p = PageParams(_ParamsRequest({k: v for k, v in request.GET.items() if v != ""})).validated_data
+    except (APIError, ValidationError) as exc:
+        error = _error_text(exc)
+    else:
+        rows = selectors.publisher_entries(request.user, before=p.get("before"))
+    return render(request, "moderation/my_audit.html", {
+        "entries": rows, "error": error, "next_link": _next_link(request, rows),
+        "paged": "before" in request.GET, "newest_link": _newest_link(request), "notifications": selectors.notifications(request.user, limit=20),
+        "unread": selectors.unread_count(request.user), "action_labels": audit.ACTIONS,
+    }, status=400 if error else 200)
+
+
+class _ParamsRequest:
+    """The query string as the API's parameter serializers read it."""
+
+    def __init__(self, values):
+        from django.http import QueryDict
+
+        self.query_params = QueryDict(mutable=True)
+        self.query_params.update(values)
