@@ -34,13 +34,15 @@ def before_field():
 class Params(serializers.Serializer):
     """Query parameters: unknown ones are refused, so a misspelt filter never reads as none."""
 
-    def __init__(self, request):
-        super().__init__(data=request.query_params.dict())
-        unknown = sorted(set(request.query_params) - set(self.fields))
+    @classmethod
+    def read(cls, query: dict) -> dict:
+        params = cls(data=query)
+        unknown = sorted(set(query) - set(params.fields))
         if unknown:
             raise APIError("unknown_parameter", f"Unknown parameter(s): {', '.join(unknown)}. "
-                           f"Known: {', '.join(self.fields) or 'none'}.")
-        self.is_valid(raise_exception=True)
+                           f"Known: {', '.join(params.fields) or 'none'}.")
+        params.is_valid(raise_exception=True)
+        return params.validated_data
 
 
 class AuditParams(Params):
@@ -112,7 +114,7 @@ class AuditSearchView(APIView):
     @extend_schema(parameters=[AuditParams], responses={200: page_schema(AuditEntrySerializer, "AuditPage"),
                                                         **errors(400, 401, 403)})
     def get(self, request):
-        p = AuditParams(request).validated_data
+        p = AuditParams.read(request.query_params.dict())
         kind, _, ident = p.get("target", "").partition(":")
         rows = selectors.audit_entries(q=p.get("q", ""), action=p.get("action", ""), target_type=kind,
                                        target_id=ident, actor=p.get("actor", ""), before=p.get("before"))
@@ -128,7 +130,7 @@ class MyAuditView(APIView):
     @extend_schema(parameters=[PageParams], responses={200: page_schema(PublisherAuditEntrySerializer,
                                                                         "PublisherAuditPage"), **errors(400, 401)})
     def get(self, request):
-        p = PageParams(request).validated_data
+        p = PageParams.read(request.query_params.dict())
         rows = selectors.publisher_entries(request.user, before=p.get("before"))
         return Response(paged(PublisherAuditEntrySerializer, rows))
 
@@ -145,7 +147,7 @@ class NotificationsView(APIView):
         "unread": serializers.IntegerField(help_text="How many are unread in all"),
     }), **errors(400, 401)})
     def get(self, request):
-        p = NotificationParams(request).validated_data
+        p = NotificationParams.read(request.query_params.dict())
         rows = selectors.notifications(request.user, unread=p.get("unread") == "1", before=p.get("before"))
         return Response({**paged(NotificationSerializer, rows), "unread": selectors.unread_count(request.user)})
 

@@ -41,7 +41,7 @@ def audit_log(request):
     form = {k: request.GET.get(k, "") for k in ("q", "action", "target", "actor")}
     error, rows = "", []
     try:
-        p = AuditParams(_ParamsRequest({k: v for k, v in request.GET.items() if v != ""})).validated_data
+        p = AuditParams.read({k: v for k, v in request.GET.items() if v != ""})
     except (APIError, ValidationError) as exc:
         error = _error_text(exc)
     else:
@@ -67,7 +67,7 @@ def my_audit(request):
         return redirect(request.path)
     error, rows = "", []
     try:
-        p = PageParams(_ParamsRequest({k: v for k, v in request.GET.items() if v != ""})).validated_data
+        p = PageParams.read({k: v for k, v in request.GET.items() if v != ""})
     except (APIError, ValidationError) as exc:
         error = _error_text(exc)
     else:
@@ -77,13 +77,3 @@ def my_audit(request):
         "paged": "before" in request.GET, "newest_link": _newest_link(request), "notifications": selectors.notifications(request.user, limit=20),
         "unread": selectors.unread_count(request.user), "action_labels": audit.ACTIONS,
     }, status=400 if error else 200)
-
-
-class _ParamsRequest:
-    """The query string as the API's parameter serializers read it."""
-
-    def __init__(self, values):
-        from django.http import QueryDict
-
-        self.query_params = QueryDict(mutable=True)
-        self.query_params.update(values)
