@@ -399,3 +399,22 @@ def test_flag_decisions_are_recorded():
     assert recorded == [("flag.clear", str(cleared.pk), "mod", "looked fine"),
                         ("flag.confirm", str(confirmed.pk), "mod", "")]
     assert AuditEntry.objects.get(action="flag.confirm").details["wallet"] == "0x" + "22" * 20
+
+
+def test_the_admin_shows_the_log_read_only():
+    kept = entry(statement="Shown in the admin.")
+    admin = client_of(User.objects.create_superuser("root", password="a-long-password-1"))
+    assert admin.get("/admin/moderation/auditentry/?action=dataset.approve").status_code == 200
+    assert "Shown in the admin." in admin.get(f"/admin/moderation/auditentry/{kept.pk}/change/").content.decode()
+    assert admin.post(f"/admin/moderation/auditentry/{kept.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEntry.objects.filter(pk=kept.pk).exists()
+
+
+def test_the_decisions_page_marks_every_notification_read():
+    person = user("pub")
+    notify(person, kind="dataset.approve", text="Approved.")
+    client = client_of(person)
+    assert "1 unread" in client.get("/me/audit").content.decode()
+    assert client.post("/me/audit").status_code == 302
+    assert not Notification.objects.filter(recipient=person, read_at__isnull=True).exists()
+    assert "Connect your wallet" in Client().get("/me/audit").content.decode()
