@@ -22,16 +22,19 @@ def _error_text(exc) -> str:
     return str(exc.detail)
 
 
+def _filters(request) -> dict:
+    return {k: v for k, v in request.GET.items() if k != "before" and v}
+
+
 def _newest_link(request):
-    params = {k: v for k, v in request.GET.items() if k != "before" and v}
-    return request.path + ("?" + urlencode(params) if params else "")
+    return request.path + ("?" + urlencode(_filters(request)) if _filters(request) else "")
 
 
 def _next_link(request, rows):
+    """The page of older entries, or None after the last (a page of fewer than PAGE_SIZE)."""
     if len(rows) < selectors.PAGE_SIZE:
         return None
-    params = {k: v for k, v in request.GET.items() if k != "before" and v}
-    return "?" + urlencode({**params, "before": rows[-1].id})
+    return "?" + urlencode({**_filters(request), "before": rows[-1].id})
 
 
 @require_safe
@@ -74,6 +77,7 @@ def my_audit(request):
         rows = selectors.publisher_entries(request.user, before=p.get("before"))
     return render(request, "moderation/my_audit.html", {
         "entries": rows, "error": error, "next_link": _next_link(request, rows),
-        "paged": "before" in request.GET, "newest_link": _newest_link(request), "notifications": selectors.notifications(request.user, limit=20),
+        "paged": "before" in request.GET, "newest_link": _newest_link(request),
+        "notifications": selectors.notifications(request.user, limit=20),
         "unread": selectors.unread_count(request.user), "action_labels": audit.ACTIONS,
     }, status=400 if error else 200)

@@ -248,6 +248,8 @@ def test_the_audit_page_is_the_sign_in_page_anonymous_and_403_without_the_role(m
     assert page.status_code == 403 and "For moderators only" in page.content.decode()
     page = moderator_client.get("/moderation/audit")
     assert page.status_code == 200 and "Counterfeit data." in page.content.decode()
+    assert 'href="/moderation/audit"' in moderator_client.get("/me/datasets").content.decode()
+    assert 'href="/moderation/audit"' not in client_of(user("pub2")).get("/me/datasets").content.decode()
 
 
 # Search ---------------------------------------------------------------------------------------
