@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import APIError, StrictCharField, StrictTextField, errors
+from marketplace.catalog.api import iso_time
 
 from . import audit, notifications, selectors
 from .models import AuditEntry, Notification
@@ -71,20 +72,25 @@ class NotificationParams(Params):
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
+    """An entry as moderators see it (the schema; `entry_json` renders it)."""
+
     class Meta:
         model = AuditEntry
-        fields = ["id", "created_at", "actor", "actor_id", "actor_role", "action", "target_type", "target_id",
-                  "reason", "statement", "internal_note", "reporter", "details", "prev_hash", "hash"]
+        fields = list(selectors.ENTRY_FIELDS)
 
 
 class PublisherAuditEntrySerializer(serializers.ModelSerializer):
-    """What a publisher sees of an entry about their dataset: never who reported it, the
-    moderators' internal note, or which moderator acted (their role only)."""
+    """What a publisher sees of an entry about their dataset (selectors.PUBLISHER_FIELDS)."""
 
     class Meta:
         model = AuditEntry
-        fields = ["id", "created_at", "actor_role", "action", "target_type", "target_id", "reason", "statement",
-                  "details"]
+        fields = list(selectors.PUBLISHER_FIELDS)
+
+
+def entry_json(row: dict) -> dict:
+    """An entry's row (selectors' dicts) as the serializers above document it, without DRF's
+    per-field work (a page is 50 entries)."""
+    return {**row, "created_at": iso_time(row["created_at"])}
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -93,9 +99,10 @@ class NotificationSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "text", "link", "created_at", "read_at"]
 
 
-def paged(serializer, rows):
-    return {"results": serializer(rows, many=True).data,
-            "next_before": rows[-1].id if len(rows) == selectors.PAGE_SIZE else None}
+def paged(rows: list, results: list) -> dict:
+    last = rows[-1] if len(rows) == selectors.PAGE_SIZE else None
+    return {"results": results, "next_before": None if last is None else
+            (last["id"] if isinstance(last, dict) else last.id)}
 
 
 def page_schema(serializer, name):
@@ -118,7 +125,7 @@ class AuditSearchView(APIView):
         kind, _, ident = p.get("target", "").partition(":")
         rows = selectors.audit_entries(q=p.get("q", ""), action=p.get("action", ""), target_type=kind,
                                        target_id=ident, actor=p.get("actor", ""), before=p.get("before"))
-        return Response(paged(AuditEntrySerializer, rows))
+        return Response(paged(rows, [entry_json(row) for row in rows]))
 
 
 class MyAuditView(APIView):
@@ -132,7 +139,7 @@ class MyAuditView(APIView):
     def get(self, request):
         p = PageParams.read(request.query_params.dict())
         rows = selectors.publisher_entries(request.user, before=p.get("before"))
-        return Response(paged(PublisherAuditEntrySerializer, rows))
+        return Response(paged(rows, [entry_json(row) for row in rows]))
 
 
 class NotificationsView(APIView):
@@ -149,7 +156,8 @@ class NotificationsView(APIView):
     def get(self, request):
         p = NotificationParams.read(request.query_params.dict())
         rows = selectors.notifications(request.user, unread=p.get("unread") == "1", before=p.get("before"))
-        return Response({**paged(NotificationSerializer, rows), "unread": selectors.unread_count(request.user)})
+        return Response({**paged(rows, NotificationSerializer(rows, many=True).data),
+                         "unread": selectors.unread_count(request.user)})
 
 
 class MarkReadRequest(serializers.Serializer):

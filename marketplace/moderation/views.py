@@ -34,7 +34,7 @@ def _next_link(request, rows):
     """The page of older entries, or None after the last (a page of fewer than PAGE_SIZE)."""
     if len(rows) < selectors.PAGE_SIZE:
         return None
-    return "?" + urlencode({**_filters(request), "before": rows[-1].id})
+    return "?" + urlencode({**_filters(request), "before": rows[-1]["id"]})
 
 
 @require_safe

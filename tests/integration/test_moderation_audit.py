@@ -281,6 +281,7 @@ def test_pages_are_50_newest_first_and_before_goes_back(moderator_client):
     third = moderator_client.get("/api/v1/moderation/audit", {"before": second["next_before"]}).json()
     assert [e["id"] for e in third["results"]] == [e.id for e in reversed(made[:20])]
     assert third["next_before"] is None
+    assert first["results"][0]["created_at"].endswith("Z") and first["results"][0]["hash"] == made[-1].hash
 
 
 @pytest.mark.parametrize("params, field", [
