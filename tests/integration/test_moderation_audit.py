@@ -154,6 +154,38 @@ def test_entries_of_a_committed_transaction_are_emptied_by_the_test_flush():
     assert AuditEntry.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_entries_appended_at_once_from_many_connections_form_one_chain():
+    """The advisory lock: without it two transactions would read the same last hash and fork the
+    chain (check_audit would name the second)."""
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(4)
+    failures = []
+
+    def append(n):
+        try:
+            barrier.wait(10)
+            for i in range(15):
+                with transaction.atomic():
+                    entry(target_id=f"{n}-{i}")
+        except Exception as exc:  # reported below, in the test's thread
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures
+    count, _, problem = audit.verify()
+    assert count == 60 and problem is None
+
+
 def test_a_transactional_test_before_this_one_left_nothing_and_the_roles_are_back():
     assert not AuditEntry.objects.exists()
     assert set(Group.objects.filter(name__in=["moderator", "arbiter"]).values_list("name", flat=True)) == {
