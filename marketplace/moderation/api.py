@@ -5,12 +5,12 @@ from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.accounts.roles import IsModerator
 from marketplace.api import APIError, StrictCharField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 
 from . import audit, notifications, selectors
 from .models import AuditEntry, Notification
-from .roles import IsModerator
 
 MAX_ID = 2**63 - 1
 

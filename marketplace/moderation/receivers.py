@@ -7,6 +7,7 @@ exists exactly when the decision committed, whichever way it was taken (the admi
 demo seed, the chain indexer)."""
 from django.dispatch import receiver
 
+from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 from marketplace.catalog.models import DatasetRevision
 from marketplace.catalog.signals import revision_decided
 from marketplace.rewards.models import Flag
@@ -69,8 +70,6 @@ def record_flag_decision(sender, flag, by, **kwargs):
 
 
 def role_of(user) -> str:
-    from .roles import ARBITER, MODERATOR, has_role
-
     if user is None:
         return "system"
     if has_role(user, MODERATOR):

@@ -1,19 +1,18 @@
 """Who may moderate: the `moderator` and `arbiter` groups, with the permissions their work in the
 admin needs (`ensure_groups`: run by migration 0003, and after every migrate or flush, so a test
-database emptied by a transactional test has them again). A superuser holds every role. Helpers: `has_role`,
-the DRF permissions `IsModerator`/`IsArbiter` (anonymous: 401 with the API's error body; signed
-in without the role: 403) and the page decorator `role_required` (anonymous: the sign-in page;
-without the role: a 403 page)."""
+database emptied by a transactional test has them again). A superuser holds every role.
+
+The check itself (`has_role`) and the DRF permissions `IsModerator`/`IsArbiter` (anonymous: 401
+with the API's error body; signed in without the role: 403) are in accounts/roles.py, so that the
+catalog's review endpoints check the same roles without importing this app. Here: the groups and
+the pages' decorator `role_required` (anonymous: the sign-in page; without the role: a 403 page).
+"""
 from functools import wraps
 
 from django.shortcuts import render
-from rest_framework import permissions
 
-from marketplace.api import APIError
+from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 
-MODERATOR = "moderator"
-ARBITER = "arbiter"
-ROLES = (MODERATOR, ARBITER)
 # What each role may do in the admin (until the moderation console does all of it): moderators
 # review datasets and decide contributor flags, arbiters resolve disputes; both read the audit
 # log. (Being staff is still what lets a person into the admin at all.)
@@ -48,36 +47,6 @@ def ensure_groups_after_migrate(sender, **kwargs):
     from django.contrib.auth.models import Group, Permission
 
     ensure_groups(Group, Permission)
-
-
-def has_role(user, role: str) -> bool:
-    if not (user and user.is_authenticated and user.is_active):
-        return False
-    if user.is_superuser:
-        return True
-    cache = getattr(user, "_moderation_roles", None)
-    if cache is None:
-        cache = user._moderation_roles = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    return role in cache
-
-
-class HasRole(permissions.BasePermission):
-    role = MODERATOR
-
-    def has_permission(self, request, view):
-        if not request.user or not request.user.is_authenticated:
-            raise APIError("not_signed_in", "Sign in with your wallet first.", status=401)
-        if not has_role(request.user, self.role):
-            raise APIError("forbidden", f"Only {self.role}s may do this.", status=403)
-        return True
-
-
-class IsModerator(HasRole):
-    role = MODERATOR
-
-
-class IsArbiter(HasRole):
-    role = ARBITER
 
 
 def role_required(role: str, title: str):

@@ -44,7 +44,7 @@ def user_avatar_url(user) -> str | None:
 
 
 def is_moderator(user) -> bool:
-    from marketplace.moderation.roles import MODERATOR, has_role
+    from marketplace.accounts.roles import MODERATOR, has_role
 
     return has_role(user, MODERATOR)
 

@@ -273,6 +273,13 @@ def test_the_audit_api_is_401_anonymous_403_without_the_role_and_open_to_moderat
     assert len(moderator_client.get("/api/v1/moderation/audit").json()["results"]) == 1
 
 
+def test_the_review_queue_checks_the_same_role(moderator_client):
+    assert Client().get("/api/v1/moderation/revisions").status_code == 401
+    staff_only = client_of(user("staff", is_staff=True))
+    assert staff_only.get("/api/v1/moderation/revisions").json()["error"]["code"] == "forbidden"
+    assert moderator_client.get("/api/v1/moderation/revisions").status_code == 200
+
+
 def test_the_audit_page_is_the_sign_in_page_anonymous_and_403_without_the_role(moderator_client):
     entry(statement="Counterfeit data.")
     assert "Connect your wallet" in Client().get("/moderation/audit").content.decode()
