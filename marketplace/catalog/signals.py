@@ -13,6 +13,10 @@ from .handlers import drop_listings
 # moderation app records each in its audit log and tells the publisher; the catalog imports
 # nothing of it (apps depend downward only).
 revision_decided = Signal()
+# Sent inside services.delist's transaction for each dataset a moderator delists: `dataset`,
+# `moderator` (a user or None) and `on_chain` (True when an approval on-chain is being cleared,
+# so the dataset is delisted once the chain confirms).
+dataset_delisted = Signal()
 
 
 @receiver(chain_reset)

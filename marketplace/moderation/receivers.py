@@ -1,15 +1,15 @@
 """The decisions other apps take, recorded in the audit log (and told to the people they are about).
 
 The catalog and rewards apps import nothing of moderation (apps depend downward): they send a
-signal inside the deciding transaction (`catalog.signals.revision_decided`, `rewards.signals.
-flag_decided`) and these receivers append the audit entry in that same transaction, so an entry
+signal inside the deciding transaction (`catalog.signals.revision_decided` and `dataset_delisted`,
+`rewards.signals.flag_decided`) and these receivers append the audit entry in that same transaction, so an entry
 exists exactly when the decision committed, whichever way it was taken (the admin, the API, the
 demo seed, the chain indexer)."""
 from django.dispatch import receiver
 
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 from marketplace.catalog.models import DatasetRevision
-from marketplace.catalog.signals import revision_decided
+from marketplace.catalog.signals import dataset_delisted, revision_decided
 from marketplace.rewards.models import Flag
 from marketplace.rewards.signals import flag_decided
 
@@ -55,6 +55,15 @@ def record_revision_decision(sender, revision, status, moderator, reason, **kwar
     if reason:
         text += f" Reasons: {reason}"
     notify(dataset.owner, kind=action, text=text, link=f"/me/datasets/{dataset.slug}/edit")
+
+
+@receiver(dataset_delisted, dispatch_uid="moderation.record_delisting")
+def record_delisting(sender, dataset, moderator, on_chain, **kwargs):
+    audit.record(action="dataset.delist", target_type="dataset", target_id=dataset.pk, actor=moderator,
+                 actor_role=role_of(moderator), details={"dataset": dataset.slug, "on_chain": bool(on_chain)})
+    notify(dataset.owner, kind="dataset.delist", text=f"{dataset.title} was delisted by a moderator: it is no "
+           "longer for sale" + (" once the chain confirms." if on_chain else "."),
+           link=f"/me/datasets/{dataset.slug}/edit")
 
 
 @receiver(flag_decided, dispatch_uid="moderation.record_flag_decision")

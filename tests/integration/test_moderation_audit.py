@@ -460,3 +460,15 @@ def test_the_decisions_page_marks_every_notification_read():
     assert client.post("/me/audit").status_code == 302
     assert not Notification.objects.filter(recipient=person, read_at__isnull=True).exists()
     assert "Connect your wallet" in Client().get("/me/audit").content.decode()
+
+
+def test_a_delisting_is_recorded_and_told_to_the_publisher(moderator):
+    publisher = user("pub")
+    dataset = dataset_of(publisher)
+    result = services.delist([dataset], moderator=moderator)
+    assert result.updated == 1
+    [recorded] = AuditEntry.objects.all()
+    assert (recorded.action, recorded.target_id, recorded.actor) == ("dataset.delist", str(dataset.pk), "mod")
+    assert recorded.details == {"dataset": dataset.slug, "on_chain": False}
+    [told] = Notification.objects.filter(recipient=publisher)
+    assert told.kind == "dataset.delist" and "no longer for sale." in told.text
