@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "marketplace.catalog",
     "marketplace.orders",
     "marketplace.rewards",
+    "marketplace.moderation",
     "marketplace.outbox",
     "marketplace.limits",
     "marketplace.web",
@@ -479,7 +480,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # The audit log's hashes, one line per entry (`audit <id> <hash>`), kept outside the
+        # database: to stderr, or appended to AUDIT_LOG_FILE (docs/moderation.md).
+        "audit": ({"class": "logging.FileHandler", "filename": os.environ["AUDIT_LOG_FILE"], "formatter": "plain"}
+                  if os.environ.get("AUDIT_LOG_FILE") else {"class": "logging.StreamHandler", "formatter": "plain"}),
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"web3": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "web3": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "marketplace.audit": {"handlers": ["audit"], "level": "INFO", "propagate": False},
+    },
 }

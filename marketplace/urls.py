@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
+from marketplace.moderation import views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
@@ -24,11 +25,14 @@ urlpatterns = [
     path("api/v1/", include("marketplace.catalog.urls")),
     path("api/v1/", include("marketplace.orders.urls")),
     path("api/v1/", include("marketplace.rewards.urls")),
+    path("api/v1/", include("marketplace.moderation.urls")),
     path("downloads/<str:token>", download, name="download"),
     path("node/bind", bind_page, name="node-bind-page"),
     path("rewards", reward_pages.network_page, name="rewards"),
     path("me/rewards", reward_pages.my_rewards, name="my-rewards"),
     path("me/rewards/settings", reward_pages.my_rewards_settings, name="my-rewards-settings"),
     path("me/rewards/earnings.csv", reward_pages.my_earnings_csv, name="my-earnings-csv"),
+    path("moderation/audit", moderation_pages.audit_log, name="moderation-audit-page"),
+    path("me/audit", moderation_pages.my_audit, name="my-audit-page"),
     path("", include("marketplace.web.urls")),
 ]

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from marketplace.api import (AmountField, APIError, ConfirmationsWaiting, StrictBooleanField,
                              StrictCharField, StrictModelSerializer, StrictRegexField,
                              StrictTextField, errors)
+from marketplace.accounts.roles import IsModerator
 from marketplace.chain.constants import max_price
 from marketplace.limits.http import enforce, upload_reservation
 
@@ -822,13 +823,6 @@ class ListingActiveMirrorView(APIView):
 # Moderation ------------------------------------------------------------------------------------
 
 
-class IsModerator(permissions.BasePermission):
-    message = "Only moderators (staff) may do this."
-
-    def has_permission(self, request, view):
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
-
-
 class ShownListing(serializers.Serializer):
     listing_id = StrictCharField(max_length=80)
     content_hash = StrictCharField(max_length=66)
@@ -868,7 +862,7 @@ class ModerationQueueView(APIView):
 
     permission_classes = [IsModerator]
 
-    @extend_schema(responses={200: RevisionSerializer(many=True), **errors(403)})
+    @extend_schema(responses={200: RevisionSerializer(many=True), **errors(401, 403)})
     def get(self, request):
         waiting = (DatasetRevision.objects.filter(status=DatasetRevision.Status.PENDING)
                    .select_related("version").order_by("created_at", "id")[:200])
@@ -881,7 +875,7 @@ class RevisionDecisionView(APIView):
 
     permission_classes = [IsModerator]
 
-    @extend_schema(request=DecisionRequest, responses={200: RevisionSerializer, **errors(400, 403, 404, 409)})
+    @extend_schema(request=DecisionRequest, responses={200: RevisionSerializer, **errors(400, 401, 403, 404, 409)})
     def post(self, request, revision_id):
         revision = get_object_or_404(DatasetRevision, pk=revision_id)
         data = DecisionRequest(data=request.data)

@@ -355,6 +355,10 @@ def _record(revision, status, moderator, reason):
     revision.decided_at = timezone.now()
     revision.reason = reason or ""
     revision.save(update_fields=["status", "decided_by", "decided_at", "reason"])
+    from .signals import revision_decided
+
+    revision_decided.send(sender=DatasetRevision, revision=revision, status=status, moderator=moderator,
+                          reason=revision.reason)
 
 
 def _approve(dataset, revision, moderator, reason, result):

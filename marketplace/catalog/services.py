@@ -393,15 +393,19 @@ def reject(datasets, *, moderator=None) -> ModerationResult:
 def delist(datasets, *, moderator=None) -> ModerationResult:
     """Delist `datasets`: the sender clears their approval on-chain and the indexer marks them
     delisted when it reads the clearing; a dataset with nothing approved on-chain is delisted at
-    once."""
+    once. Each delisting is announced (signals.dataset_delisted) in the same transaction."""
+    from .signals import dataset_delisted
+
     result = ModerationResult()
     with transaction.atomic():
         for dataset, listings in _moderated(datasets):
             revisions.close_open(dataset, moderator=moderator, reason="The dataset was delisted.")
-            if _clear_approvals(dataset, listings, intent="delist", moderator=moderator, result=result):
+            on_chain = _clear_approvals(dataset, listings, intent="delist", moderator=moderator, result=result)
+            if on_chain:
                 result.notes.append(f"{dataset.slug}: delisted once the chain confirms")
             else:
                 _set_status(dataset, Dataset.Status.DELISTED, result)
+            dataset_delisted.send(sender=Dataset, dataset=dataset, moderator=moderator, on_chain=on_chain)
         if result.queued:
             enqueue("chain.send_operator_actions")
     return result

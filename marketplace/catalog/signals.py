@@ -1,9 +1,22 @@
-"""What the catalog does when chain/ forgets a chain (a wiped local chain, or --forget-chain)."""
-from django.dispatch import receiver
+"""What the catalog does when chain/ forgets a chain (a wiped local chain, or --forget-chain), and
+the signal it sends when a revision is decided."""
+from django.dispatch import Signal, receiver
 
 from marketplace.chain.signals import chain_reset
 
 from .handlers import drop_listings
+
+# Sent inside the deciding transaction for every revision that gets a decision (approved,
+# rejected, changes requested), those decided along with another (a rejected submission's
+# versions, a delisted dataset's waiting revisions) included: `revision`, `status` (its new
+# DatasetRevision.Status), `moderator` (a user, or None for the system) and `reason`. The
+# moderation app records each in its audit log and tells the publisher; the catalog imports
+# nothing of it (apps depend downward only).
+revision_decided = Signal()
+# Sent inside services.delist's transaction for each dataset a moderator delists: `dataset`,
+# `moderator` (a user or None) and `on_chain` (True when an approval on-chain is being cleared,
+# so the dataset is delisted once the chain confirms).
+dataset_delisted = Signal()
 
 
 @receiver(chain_reset)

@@ -10,6 +10,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from .models import Device, Flag
+from .signals import flag_decided
 
 MAX_QUALITY = 10_000
 
@@ -28,4 +29,6 @@ def decide(flag_ids, status: str, by: str) -> int:
                 Device.objects.filter(pk=flag.device_id).update(
                     quality_bps=Least(F("quality_bps") + Value(flag.quality_penalty_bps), Value(MAX_QUALITY)))
         Flag.objects.bulk_update(flags, ["status", "decided_by", "decided_at"])
+        for flag in flags:
+            flag_decided.send(sender=Flag, flag=flag, by=by)
     return len(flags)

@@ -43,6 +43,12 @@ def user_avatar_url(user) -> str | None:
     return url(user)
 
 
+def is_moderator(user) -> bool:
+    from marketplace.accounts.roles import MODERATOR, has_role
+
+    return has_role(user, MODERATOR)
+
+
 def short_address(address) -> str:
     """0x1234…abcd, as the header shows a wallet (wallet.js shortens it the same way)."""
     address = address or ""
@@ -53,6 +59,7 @@ def environment(**options) -> Environment:
     # Like Django's templates, a missing value (or an attribute of one) renders as nothing.
     options.setdefault("undefined", ChainableUndefined)
     env = Environment(**options)
-    env.globals.update(static=static, url=reverse, user_avatar_url=user_avatar_url, short_address=short_address)
+    env.globals.update(static=static, url=reverse, user_avatar_url=user_avatar_url, short_address=short_address,
+                       is_moderator=is_moderator)
     env.filters.update(capfirst=capfirst, date=date, pluralize=pluralize)
     return env

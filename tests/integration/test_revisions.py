@@ -30,7 +30,10 @@ def anonymous(db):
 def moderator_client(db):
     from django.test import Client
 
+    from django.contrib.auth.models import Group
+
     moderator = User.objects.create_user("mod", password="a-long-password-1", is_staff=True)
+    Group.objects.get(name="moderator").user_set.add(moderator)
     client = Client()
     client.force_login(moderator)
     return client
