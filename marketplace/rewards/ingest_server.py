@@ -80,15 +80,23 @@ COLUMNS = ("device", "seq", "next", "nonce", "ip", "now", "earliest", "slot", "p
            "bytes_down", "latency_ms")
 
 
+#: Connection parameters of Django's OPTIONS that libpq takes as they are (e.g. DATABASE_URL's
+#: ?sslmode=require); Django's own options (pool, isolation level...) are not libpq's.
+LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "application_name",
+                 "target_session_attrs", "passfile", "service")
+
+
 def _conninfo() -> dict:
+    """The default database's connection parameters, for the writer's own async connection."""
     db = settings.DATABASES["default"]
     info = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"), "host": db.get("HOST"),
             "port": db.get("PORT")}
+    info.update({key: value for key, value in (db.get("OPTIONS") or {}).items() if key in LIBPQ_OPTIONS})
     return {key: value for key, value in info.items() if value not in (None, "")}
 
 
 class DatabaseDown(Exception):
-    pass
+    """The heartbeat was not stored (the database failed or did not answer): a 503."""
 
 
 _NOT_STORED = object()
@@ -96,8 +104,9 @@ _NOT_STORED = object()
 
 class Writer:
     """The heartbeats of this process, stored together (see the module's docstring).
-    `store(params)` returns None once stored, or the device row that refused it ((seq, nonce,
-    contributor_id, last_seen_at), None for no such device)."""
+    `store(params)` returns ingest.STORED once stored, or the device row that refused it ((seq,
+    nonce, contributor_id, last_seen_at), None for no such device); it raises DatabaseDown when
+    the heartbeat was not stored."""
 
     def __init__(self, statement: str = _ACCEPT_MANY, columns=COLUMNS):
         self.statement, self.columns = statement, columns
