@@ -129,7 +129,11 @@ def _versions_for(chain_id: int, created_events: list[Event]) -> dict[int, Datas
 
 
 def _lock_datasets(ids) -> dict[int, Dataset]:
-    locked = Dataset.objects.select_for_update().filter(pk__in=ids).select_related("owner")
+    # The datasets' rows only (of=self): FOR UPDATE on the joined owner would also block every
+    # insert that names that user (a revision's created_by takes a KEY SHARE lock on it), and an
+    # analysis ending meanwhile (record_analysis: its dataset, then a revision) deadlocked with
+    # this, the indexer's transaction being the one PostgreSQL ended.
+    locked = Dataset.objects.select_for_update(of=("self",)).filter(pk__in=ids).select_related("owner")
     return {d.pk: d for d in locked.order_by("pk")}
 
 

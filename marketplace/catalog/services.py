@@ -294,7 +294,7 @@ def _moderated(datasets):
     from .models import Listing
 
     ids = [d.pk for d in datasets]
-    for dataset in Dataset.objects.select_for_update().filter(pk__in=ids).select_related("owner").order_by("pk"):
+    for dataset in Dataset.objects.select_for_update(of=("self",)).filter(pk__in=ids).select_related("owner").order_by("pk"):
         listings = list(Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID)
                         .select_related("version__dataset__owner").order_by("pk"))
         yield dataset, listings
