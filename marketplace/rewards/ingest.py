@@ -1,5 +1,8 @@
-"""Heartbeat ingest: the node's one hot endpoint, a plain Django view (no DRF: its parsing,
-negotiation and schema machinery cost more than the check itself).
+"""Heartbeat ingest: the node's one hot endpoint. Its checks (`check`, `why_refused`) serve two
+front ends with the same answers: the ingest server (ingest_server.py, where nginx sends
+heartbeats; many a statement) and this module's plain Django view (no DRF: its parsing,
+negotiation and schema machinery cost more than the check itself; one a statement), which a
+setup without nginx uses.
 
     POST /api/v1/node/heartbeat   {device, seq, nonce, sent_at, probe, bytes_up, bytes_down,
                                    latency_ms, signature}
