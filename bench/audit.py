@@ -21,7 +21,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from catalog_1m import free_port  # noqa: E402
+from wrk_run import wrk  # noqa: E402
 
 DATASETS = 200_000  # targets of dataset entries; the bench publisher owns the first PUBLISHED
 PUBLISHED = 40
@@ -146,36 +146,6 @@ def session_cookie(username):
     session[HASH_SESSION_KEY] = person.get_session_auth_hash()
     session.save()
     return f"sessionid={session.session_key}"
-
-
-def wrk(base, paths, duration, name, cookie=""):
-    """wrk (2 threads, 8 connections) over `paths` in turn; prints and returns req/s and p95."""
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    quoted = ",".join('"' + p.replace('"', '\\"') + '"' for p in paths)
-    script.write(f"""
-local paths = {{{quoted}}}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", paths[(i % #paths) + 1], {{["Cookie"] = "{cookie}"}})
-end
-done = function(summary, latency, requests)
-  for _, p in ipairs({{50, 90, 95, 99}}) do
-    io.write(string.format("P%d %.2f\\n", p, latency:percentile(p) / 1000))
-  end
-  io.write(string.format("ERRORS %d\\n", summary.errors.status + summary.errors.connect + summary.errors.read
-    + summary.errors.write + summary.errors.timeout))
-end
-""")
-    script.close()
-    out = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{duration}s", "-s", script.name, base],
-                         capture_output=True, text=True).stdout
-    os.unlink(script.name)
-    marks = dict(line.split() for line in out.splitlines() if line.startswith(("P", "ERRORS")))
-    rps = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec")), 0.0)
-    print(f"{name:<44} {rps:>8.1f} req/s   p50 {marks.get('P50', '?'):>7} ms   p90 {marks.get('P90', '?'):>7} ms"
-          f"   p95 {marks.get('P95', '?'):>7} ms   p99 {marks.get('P99', '?'):>7} ms   errors {marks.get('ERRORS', '?')}")
-    return rps, marks.get("P95", "?")
 
 
 def select_one(samples=2000):

@@ -33,6 +33,9 @@ import urllib.request
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from wrk_run import wrk  # noqa: E402
 
 COMMON = ["data", "survey", "prices", "annual", "population", "health", "market", "records"]
 MID = [f"topic{i}" for i in range(300)]
@@ -140,37 +143,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wrk(url_base, paths, duration, name):
-    """Run wrk (2 threads, 8 connections) over `paths` in turn; print and return req/s and the
-    latency percentiles (wrk's own histogram, read out by a Lua done() hook for p95)."""
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    quoted = ",".join('"' + p.replace('"', '\\"') + '"' for p in paths)
-    script.write(f"""
-local paths = {{{quoted}}}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", paths[(i % #paths) + 1])
-end
-done = function(summary, latency, requests)
-  for _, p in ipairs({{50, 90, 95, 99}}) do
-    io.write(string.format("P%d %.2f\\n", p, latency:percentile(p) / 1000))
-  end
-  io.write(string.format("ERRORS %d\\n", summary.errors.status + summary.errors.connect + summary.errors.read
-    + summary.errors.write + summary.errors.timeout))
-end
-""")
-    script.close()
-    out = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{duration}s", "-s", script.name, url_base],
-                         capture_output=True, text=True).stdout
-    os.unlink(script.name)
-    marks = dict(line.split() for line in out.splitlines() if line.startswith(("P", "ERRORS")))
-    rps = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec")), 0.0)
-    print(f"{name:<50} {rps:>8.1f} req/s   p50 {marks.get('P50', '?'):>7} ms   p90 {marks.get('P90', '?'):>7} ms"
-          f"   p95 {marks.get('P95', '?'):>7} ms   p99 {marks.get('P99', '?'):>7} ms   errors {marks.get('ERRORS', '?')}")
-    return rps, marks.get("P95", "?")
 
 
 def query_shapes(rng, publishers):
