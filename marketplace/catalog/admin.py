@@ -15,6 +15,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from marketplace.accounts.roles import MODERATOR, has_role
+
 from . import revisions, services
 from .models import Dataset, DatasetRevision, DatasetVersion, Listing, ListingUpdate
 from .preview import PreviewSettings, public_columns, public_sample, unmatched_hidden
@@ -150,6 +152,12 @@ def _decide(modeladmin, request, revision_list, decision, reason=""):
         modeladmin.message_user(request, "Nothing was waiting for review.", messages.WARNING)
 
 
+def _moderates(model_admin, request) -> bool:
+    """A moderation action (approve, reject, request changes, delist) is a moderator's: the role,
+    and the permission to change what it decides. Staff alone is not enough."""
+    return has_role(request.user, MODERATOR) and model_admin.has_change_permission(request)
+
+
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ("title", "slug", "owner", "status", "waiting", "category", "updated_at")
@@ -165,6 +173,9 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # publishers create datasets from their wallet
+
+    def has_moderate_permission(self, request):
+        return _moderates(self, request)
 
     def has_delete_permission(self, request, obj=None):
         """A dataset with a version someone bought is never deleted (buyers keep their files)."""
@@ -191,7 +202,7 @@ class DatasetAdmin(admin.ModelAdmin):
         return list(DatasetRevision.objects.filter(dataset__in=queryset, status__in=DatasetRevision.OPEN)
                     .select_related("dataset", "version").order_by("dataset_id", "created_at", "id"))
 
-    @admin.action(description="Approve what waits for review (listings go on-chain)", permissions=["change"])
+    @admin.action(description="Approve what waits for review (listings go on-chain)", permissions=["moderate"])
     def approve_on_chain(self, request, queryset):
         order = {DatasetRevision.Kind.DETAILS: 0, DatasetRevision.Kind.VERSION: 1, DatasetRevision.Kind.PREVIEW: 2}
         waiting = sorted(self._open(queryset), key=lambda r: (r.dataset_id, order[r.kind], r.created_at, r.pk))
@@ -201,7 +212,7 @@ class DatasetAdmin(admin.ModelAdmin):
             return page
         self._decide_shown(request, queryset, waiting, revisions.Decision.APPROVE)
 
-    @admin.action(description="Reject what waits for review (a new dataset: all of it)", permissions=["change"])
+    @admin.action(description="Reject what waits for review (a new dataset: all of it)", permissions=["moderate"])
     def reject(self, request, queryset):
         waiting = self._open(queryset)
         page = _confirm(self, request, queryset, action="reject", submit="Reject", waiting=waiting,
@@ -221,7 +232,7 @@ class DatasetAdmin(admin.ModelAdmin):
             self.message_user(request, f"{len(newer)} revision(s) opened since the confirmation page was shown "
                               "were not decided: look at them first.", messages.WARNING)
 
-    @admin.action(description="Delist", permissions=["change"])
+    @admin.action(description="Delist", permissions=["moderate"])
     def delist(self, request, queryset):
         _report(self, request, services.delist(queryset, moderator=request.user), "Delisting queued")
 
@@ -243,7 +254,11 @@ class DatasetRevisionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") or obj is None  # decided through the actions only
+        # Decided through the actions only: a revision's own page is never saved.
+        return super().has_change_permission(request, obj) and (obj is None or request.method in ("GET", "HEAD"))
+
+    def has_moderate_permission(self, request):
+        return _moderates(self, request)
 
     @admin.display(description="version")
     def version_number(self, revision):
@@ -259,17 +274,17 @@ class DatasetRevisionAdmin(admin.ModelAdmin):
                                 ((i.get("listing_id"), i.get("chain_id"), i.get("content_hash"))
                                  for i in revision.listings)) or "—"
 
-    @admin.action(description="Approve", permissions=["change"])
+    @admin.action(description="Approve", permissions=["moderate"])
     def approve(self, request, queryset):
         return self._decide_shown(request, queryset, revisions.Decision.APPROVE, submit="Approve",
                                   intro="Approve exactly these revisions:")
 
-    @admin.action(description="Reject", permissions=["change"])
+    @admin.action(description="Reject", permissions=["moderate"])
     def reject(self, request, queryset):
         return self._decide_shown(request, queryset, revisions.Decision.REJECT, submit="Reject",
                                   intro="Reject exactly these revisions:")
 
-    @admin.action(description="Request changes", permissions=["change"])
+    @admin.action(description="Request changes", permissions=["moderate"])
     def request_changes(self, request, queryset):
         return self._decide_shown(request, queryset, revisions.Decision.REQUEST_CHANGES, submit="Request changes",
                                   intro="Ask the publisher to change exactly these revisions:")

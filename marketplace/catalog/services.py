@@ -403,6 +403,8 @@ def delist(datasets, *, moderator=None) -> ModerationResult:
             on_chain = _clear_approvals(dataset, listings, intent="delist", moderator=moderator, result=result)
             if on_chain:
                 result.notes.append(f"{dataset.slug}: delisted once the chain confirms")
+            elif dataset.status == Dataset.Status.DELISTED:
+                continue  # delisted already: nothing happened, nothing to announce
             else:
                 _set_status(dataset, Dataset.Status.DELISTED, result)
             dataset_delisted.send(sender=Dataset, dataset=dataset, moderator=moderator, on_chain=on_chain)

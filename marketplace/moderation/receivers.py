@@ -74,7 +74,8 @@ def record_flag_decision(sender, flag, by, **kwargs):
     details = {"kind": flag.kind, "wallet": flag.wallet, "quality_penalty_bps": int(flag.quality_penalty_bps)}
     if flag.device_id:
         details["device"] = flag.device_id
-    audit.record(action=action, target_type="flag", target_id=flag.pk, actor=by, actor_role="moderator",
+    role = role_of(by) if not isinstance(by, str) else "moderator"  # a name alone: a service's call
+    audit.record(action=action, target_type="flag", target_id=flag.pk, actor=by, actor_role=role,
                  internal_note=flag.note or "", details=details)
 
 

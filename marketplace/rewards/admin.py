@@ -5,6 +5,8 @@ the services are their only writers)."""
 
 from django.contrib import admin, messages
 
+from marketplace.accounts.roles import MODERATOR, has_role
+
 from . import flags
 from .models import CollectedRow, CollectionTarget, Epoch, FetchJob, Flag, HeldAmount
 
@@ -110,16 +112,21 @@ class FlagAdmin(admin.ModelAdmin):
         return False
 
     def _decide(self, request, queryset, status):
-        done = flags.decide(queryset.values_list("pk", flat=True), status, request.user.get_username())
+        done = flags.decide(queryset.values_list("pk", flat=True), status, request.user)
         skipped = queryset.count() - done
         self.message_user(request, f"{done} flag(s) {status}" + (f"; {skipped} already decided, left as they were"
                                                                   if skipped else ""),
                           messages.SUCCESS if done else messages.WARNING)
 
-    @admin.action(description="Clear: pay the held amounts in the next epoch, give the quality back")
+    def has_moderate_permission(self, request):
+        """Deciding a flag is a moderator's: the role, and the permission to change flags."""
+        return has_role(request.user, MODERATOR) and self.has_change_permission(request)
+
+    @admin.action(description="Clear: pay the held amounts in the next epoch, give the quality back",
+                  permissions=["moderate"])
     def clear(self, request, queryset):
         self._decide(request, queryset, Flag.Status.CLEARED)
 
-    @admin.action(description="Confirm: return the held amounts to the next pool")
+    @admin.action(description="Confirm: return the held amounts to the next pool", permissions=["moderate"])
     def confirm(self, request, queryset):
         self._decide(request, queryset, Flag.Status.CONFIRMED)

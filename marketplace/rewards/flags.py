@@ -15,16 +15,17 @@ from .signals import flag_decided
 MAX_QUALITY = 10_000
 
 
-def decide(flag_ids, status: str, by: str) -> int:
+def decide(flag_ids, status: str, by) -> int:
     """Decide the open flags among `flag_ids` (`Flag.Status.CLEARED` or `CONFIRMED`) in one
-    transaction; returns how many were decided."""
+    transaction; returns how many were decided. `by` is the deciding user (or a name)."""
     assert status in (Flag.Status.CLEARED, Flag.Status.CONFIRMED), status
     with transaction.atomic():
         flags = list(Flag.objects.select_for_update().filter(pk__in=list(flag_ids), status=Flag.Status.OPEN)
                      .order_by("pk"))
         now = timezone.now()
         for flag in flags:
-            flag.status, flag.decided_by, flag.decided_at = status, by, now
+            flag.status, flag.decided_at = status, now
+            flag.decided_by = by if isinstance(by, str) else by.get_username()
             if status == Flag.Status.CLEARED and flag.device_id and flag.quality_penalty_bps:
                 Device.objects.filter(pk=flag.device_id).update(
                     quality_bps=Least(F("quality_bps") + Value(flag.quality_penalty_bps), Value(MAX_QUALITY)))

@@ -2,6 +2,6 @@
 from django.dispatch import Signal
 
 # Sent inside flags.decide's transaction for each flag decided: `flag` (its new status, decided_by
-# and decided_at set) and `by` (the deciding user's name). The moderation app records each in its
+# and decided_at set) and `by` (the deciding user, or a name). The moderation app records each in its
 # audit log.
 flag_decided = Signal()

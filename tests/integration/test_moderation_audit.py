@@ -472,3 +472,48 @@ def test_a_delisting_is_recorded_and_told_to_the_publisher(moderator):
     assert recorded.details == {"dataset": dataset.slug, "on_chain": False}
     [told] = Notification.objects.filter(recipient=publisher)
     assert told.kind == "dataset.delist" and "no longer for sale." in told.text
+
+
+# Access through the admin (attack review): staff is not a role --------------------------------
+
+
+def test_staff_without_the_moderator_role_cannot_decide_in_the_admin():
+    from django.contrib.auth.models import Permission
+
+    publisher = user("pubx")
+    dataset = services.create_dataset(owner=publisher, title="Y", license="CC0-1.0", payout_address=PAYOUT)
+    revision = DatasetRevision.objects.create(dataset=dataset, kind="details", created_by=publisher,
+                                              changes=revisions.public_text(dataset))
+    flag = Flag.objects.create(kind=Flag.Kind.CANARY, wallet="0x" + "11" * 20)
+    nobody = user("nobody", is_staff=True)  # staff, no role, no permission
+    viewer = user("viewer", is_staff=True)  # may see flags and revisions, holds no role
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_flag", "change_flag",
+                                                                         "view_datasetrevision",
+                                                                         "change_datasetrevision"]))
+    for person in (nobody, viewer):
+        client = client_of(person)
+        client.post("/admin/catalog/datasetrevision/", {"action": "reject", "_selected_action": [revision.pk],
+                                                         "revision": [revision.pk], "reason": "nope", "confirmed": "1"})
+        client.post("/admin/rewards/flag/", {"action": "clear", "_selected_action": [flag.pk]})
+    revision.refresh_from_db()
+    flag.refresh_from_db()
+    assert revision.status == DatasetRevision.Status.PENDING and flag.status == Flag.Status.OPEN
+    assert not AuditEntry.objects.exists()
+    assert client_of(nobody).get("/admin/catalog/datasetrevision/").status_code == 403
+
+    moderator = user("mod-admin", "moderator", is_staff=True)
+    answer = client_of(moderator).post("/admin/rewards/flag/", {"action": "clear", "_selected_action": [flag.pk]})
+    assert answer.status_code == 302
+    flag.refresh_from_db()
+    entry = AuditEntry.objects.get(action="flag.clear")
+    assert flag.status == Flag.Status.CLEARED and flag.decided_by == "mod-admin"
+    assert (entry.actor, entry.actor_id, entry.actor_role) == ("mod-admin", moderator.pk, "moderator")
+
+
+def test_delisting_a_delisted_dataset_records_and_tells_nothing_more():
+    moderator, publisher = user("mod", "moderator"), user("pub")
+    dataset = services.create_dataset(owner=publisher, title="X", license="CC0-1.0", payout_address=PAYOUT)
+    services.delist([dataset], moderator=moderator)
+    services.delist([dataset], moderator=moderator)
+    assert AuditEntry.objects.filter(action="dataset.delist").count() == 1
+    assert Notification.objects.filter(recipient=publisher, kind="dataset.delist").count() == 1
