@@ -366,6 +366,8 @@ contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient
     error DataMarketBadSignatureLength(uint256 length);
     /// @notice A buyer's signature whose deadline has passed.
     error DataMarketSignatureExpired(uint256 deadline);
+    /// @notice A purchase whose dispute window would end past the last time an order can hold (2^40 - 1 seconds).
+    error DataMarketTimeOutOfRange(uint256 releaseAt);
     /// @notice `buyer` already used `nonce` for a signed confirmation or dispute.
     error DataMarketNonceUsed(address buyer, bytes32 nonce);
     /// @notice The signature is not `buyer`'s (ECDSA, or EIP-1271 for a contract wallet) for this order.
@@ -1019,6 +1021,7 @@ contract DataMarket is AccessControl, EIP712, Pausable, ReentrancyGuardTransient
 
         uint32 window = l.disputeWindow;
         uint256 releaseAt = block.timestamp + window;
+        if (releaseAt > type(uint40).max) revert DataMarketTimeOutOfRange(releaseAt);
         uint16 fee = _feeBps;
         orderId = ++_orderCount;
         if (window != 0) _addEscrow(t, tokenIndex, price);

@@ -2305,6 +2305,19 @@ contract DataMarketTest is DataMarketBase {
         market.purchase(first, PRICE);
     }
 
+    /// @dev A dispute window that would end past 2^40 - 1 seconds is refused, not wrapped to an early release.
+    function test_Purchase_RevertsWhenReleaseAtOutOfRange() public {
+        uint256 listingId = _list(PRICE, WINDOW);
+        uint256 last = type(uint40).max;
+        vm.warp(last - WINDOW + 1);
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketTimeOutOfRange.selector, last + 1));
+        vm.prank(buyer);
+        market.purchase(listingId, PRICE);
+        vm.warp(last - WINDOW);
+        uint256 orderId = _buy(buyer, listingId);
+        assertEq(market.getOrder(orderId).releaseAt, last, "the last time an order can hold");
+    }
+
     function _assertMaxOrder(
         uint256 orderId,
         uint256 listingId,

@@ -235,6 +235,14 @@ contract DataMarketFuzzTest is DataMarketBase {
         token.approve(address(market), price);
         // forge-lint: disable-next-line(unsafe-typecast) -- bounded to 30 days
         uint256 listingId = _list(price, uint32(window));
+        if (start + window > type(uint40).max) {
+            // An order's times are 40 bits: a window ending past 2^40 - 1 is refused, never wrapped.
+            vm.expectRevert(abi.encodeWithSelector(DataMarket.DataMarketTimeOutOfRange.selector, start + window));
+            vm.prank(account);
+            market.purchase(listingId, type(uint256).max);
+            assertEq(market.orderOf(listingId, account), 0, "no order");
+            return;
+        }
         uint256 orderId = _buy(account, listingId);
 
         DataMarket.Order memory o = market.getOrder(orderId);
