@@ -4,6 +4,7 @@ with the forms to ban and lift). The same checks and actions as the API (bans_ap
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_safe
+from rest_framework.exceptions import ValidationError
 
 from . import bans
 from .bans_api import BanRequest, LiftRequest
@@ -61,11 +62,7 @@ def wallet_page(request, address):
                 raise bans.BanRefused("invalid", "Choose to ban or to lift.", status=400)
         except bans.BanRefused as refused:
             error, status = refused.message, refused.status
-        except Exception as exc:  # the serializers' ValidationError
-            from rest_framework.exceptions import ValidationError
-
-            if not isinstance(exc, ValidationError):
-                raise
+        except ValidationError as exc:
             error, status = _error_text(exc), 400
         else:
             return redirect(request.path)
