@@ -67,8 +67,6 @@ class WalletBan(models.Model):
     before_block = models.BigIntegerField(
         null=True, blank=True, help_text="A buy ban: how far the chain indexer had read when it was placed; orders "
         "in blocks up to this one were paid before the ban (they download, as every order settles)")
-    hold_flag_id = models.BigIntegerField(
-        null=True, blank=True, help_text="A contribute ban: the rewards flag that holds what the wallet still earns")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["address", "scope"], condition=models.Q(lifted_at__isnull=True),

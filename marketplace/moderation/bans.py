@@ -8,17 +8,14 @@ What a ban does beyond refusing (docs/moderation.md, "Wallet bans"):
 - publish: the approvals of the wallet's listings are cleared on-chain in one batch (the operator
   sender, `catalog.services.clear_listing_approvals`), and its datasets' waiting revisions are
   rejected, so nothing waiting can approve them again;
-- contribute: the wallet's open flags are confirmed (what they hold goes back to the next pool)
-  and a `banned` flag is opened, which holds whatever the wallet is still credited with (work
-  done before the ban, scored after it); lifting the ban confirms that flag, so those amounts go
-  back to the pool too;
+- contribute: the wallet's open flags are confirmed, so what they hold goes back to the pool at
+  the next epoch close (and, the devices being refused, the wallet earns nothing more);
 - buy: nothing beyond the refusals (orders already paid settle as ever).
 """
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from eth_utils import is_address, to_checksum_address
 
@@ -90,7 +87,7 @@ def ban(*, address: str, scope: str, reason: str, statement: str, internal_note:
         if scope == WalletBan.Scope.PUBLISH:
             details.update(_stop_publishing(address, moderator))
         elif scope == WalletBan.Scope.CONTRIBUTE:
-            details.update(_stop_contributing(row, moderator))
+            details.update(_stop_contributing(address, moderator))
         audit.record(action="wallet.ban", target_type="wallet", target_id=address, actor=moderator,
                      actor_role=role_of(moderator), reason=reason, statement=statement,
                      internal_note=internal_note, details=details)
@@ -102,9 +99,9 @@ def ban(*, address: str, scope: str, reason: str, statement: str, internal_note:
 
 
 def lift(*, ban_id: int, statement: str, moderator) -> WalletBan:
-    """Lift an active ban: the wallet may do again what it was banned from. A contribute ban's
-    holding flag is confirmed (see the module's docstring); cleared approvals stay cleared until
-    a moderator approves the listings again."""
+    """Lift an active ban: the wallet may do again what it was banned from. What the ban did
+    stays done: cleared approvals stay cleared until a moderator approves the listings again,
+    confirmed flags stay confirmed."""
     with transaction.atomic():
         row = WalletBan.objects.select_for_update().filter(pk=ban_id).first()
         if row is None:
@@ -114,8 +111,6 @@ def lift(*, ban_id: int, statement: str, moderator) -> WalletBan:
         row.lifted_at, row.lifted_by, row.lift_statement = timezone.now(), moderator, statement
         row.save(update_fields=["lifted_at", "lifted_by", "lift_statement"])
         details = {"ban": row.pk, "scope": row.scope}
-        if row.hold_flag_id:
-            details["confirmed_flags"] = flags.decide([row.hold_flag_id], Flag.Status.CONFIRMED, by=moderator)
         audit.record(action="wallet.unban", target_type="wallet", target_id=row.address, actor=moderator,
                      actor_role=role_of(moderator), reason=row.reason, statement=statement, details=details)
         user = _user(row.address)
@@ -132,27 +127,22 @@ def _indexed_block():
 
 
 def _stop_publishing(address: str, moderator) -> dict:
-    """Clear the approvals of every listing of the wallet (its datasets', or listed by it) in one
-    batch for the operator sender, and reject its datasets' waiting revisions."""
+    """Clear the approvals of every listing of the wallet's datasets on this chain in one batch
+    for the operator sender, and reject its datasets' waiting revisions."""
     datasets = list(Dataset.objects.filter(owner__address=address).order_by("pk"))
     for dataset in datasets:
         revisions.close_open(dataset, moderator=moderator, reason="The publisher was banned from publishing.")
-    listings = list(Listing.objects.filter(Q(version__dataset__owner__address=address) | Q(owner=address))
+    listings = list(Listing.objects.filter(version__dataset__owner__address=address, chain_id=settings.CHAIN_ID)
                     .select_related("version__dataset__owner").order_by("pk"))
     queued = catalog.clear_listing_approvals(listings, intent="ban", moderator=moderator)
     return {"datasets": len(datasets), "clearings_queued": queued}
 
 
-def _stop_contributing(row: WalletBan, moderator) -> dict:
-    """Confirm the wallet's open flags (their held amounts go back to the pool) and open the
-    ban's own flag, which holds what the wallet is still credited with."""
-    open_ids = list(Flag.objects.filter(wallet=row.address, status=Flag.Status.OPEN).values_list("pk", flat=True))
-    confirmed = flags.decide(open_ids, Flag.Status.CONFIRMED, by=moderator) if open_ids else 0
-    hold = Flag.objects.create(kind=Flag.Kind.BANNED, wallet=row.address, evidence={"ban": row.pk},
-                               note=f"Ban {row.pk}: {row.internal_note}".strip())
-    row.hold_flag_id = hold.pk
-    row.save(update_fields=["hold_flag_id"])
-    return {"confirmed_flags": confirmed, "hold_flag": hold.pk}
+def _stop_contributing(address: str, moderator) -> dict:
+    """Confirm the wallet's open flags: the ban is the confirmation, and what they hold goes back
+    to the pool at the next epoch close (flags.decide; each is a `flag.confirm` entry)."""
+    open_ids = list(Flag.objects.filter(wallet=address, status=Flag.Status.OPEN).values_list("pk", flat=True))
+    return {"confirmed_flags": flags.decide(open_ids, Flag.Status.CONFIRMED, by=moderator) if open_ids else 0}
 
 
 # Reads ------------------------------------------------------------------------------------------

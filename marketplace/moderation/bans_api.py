@@ -66,7 +66,7 @@ class WalletBanSerializer(serializers.ModelSerializer):
     class Meta:
         model = WalletBan
         fields = ["id", "address", "scope", "reason", "statement", "internal_note", "created_by", "created_at",
-                  "lifted_at", "lifted_by", "lift_statement", "before_block", "hold_flag_id"]
+                  "lifted_at", "lifted_by", "lift_statement", "before_block"]
 
 
 def ban_json(row) -> dict:

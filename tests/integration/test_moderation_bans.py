@@ -24,7 +24,7 @@ from marketplace.chain.models import OperatorAction
 from marketplace.moderation.models import AuditEntry, Notification
 from marketplace.orders import keeper
 from marketplace.orders.models import Order
-from marketplace.rewards import flags, ingest
+from marketplace.rewards import ingest
 from marketplace.rewards.models import AddressWallet, BindingEvent, Device, Flag, Heartbeat
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.factories import make_public
@@ -388,27 +388,42 @@ def test_a_contributing_ban_refuses_binding_heartbeats_and_jobs_until_lifted(mod
     assert post_json(client, "/api/v1/node/bind", bind_body(another, wallet_key)).status_code == 201
 
 
-def test_a_contributing_ban_confirms_the_open_flags_and_holds_what_is_still_credited(mod, moderator):
-    wallet = Account.create().address
-    open_flag = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=wallet, evidence={"job": 1})
-    decided = Flag.objects.create(kind=Flag.Kind.SERVER, wallet=wallet, status=Flag.Status.CLEARED)
-    placed = ban(mod, wallet, "contribute")
+def test_a_contributing_ban_confirms_the_open_flags_and_their_held_rewards_go_back_to_the_pool(mod, settings):
+    from datetime import timedelta
 
+    from marketplace.rewards.models import HeldAmount
+    from tests.integration.test_epochs import HOUR, credit, device, first_window, score_through
+
+    settings.REWARD_EPOCH_SECONDS, settings.REWARD_EMISSION_PER_EPOCH = HOUR, 1_000_000
+    settings.REWARD_UPTIME_WEIGHT, settings.REWARD_JOB_WEIGHT = 1, 10
+    settings.REWARD_NETWORK_POINT_CAP, settings.REWARD_TRUSTED_NETWORKS = 0, []
+
+    epoch = first_window()
+    owner = Account.create().address
+    dev = device(owner)
+    credit(dev, 10, epoch.starts_at + timedelta(minutes=1))
+    open_flag = Flag.objects.create(kind=Flag.Kind.CANARY, wallet=owner, device=dev, evidence={"job": 1})
+    decided = Flag.objects.create(kind=Flag.Kind.SERVER, wallet=owner, status=Flag.Status.CLEARED)
+    score_through(1)
+    (held,) = HeldAmount.objects.filter(wallet=owner)
+    assert held.status == HeldAmount.Status.HELD and int(held.amount) > 0
+
+    placed = ban(mod, owner, "contribute")
     open_flag.refresh_from_db()
     assert open_flag.status == Flag.Status.CONFIRMED and open_flag.decided_by == "mod"
     decided.refresh_from_db()
     assert decided.status == Flag.Status.CLEARED, "a decided flag is never decided again"
-    hold = Flag.objects.get(pk=placed["hold_flag_id"])
-    assert (hold.kind, hold.wallet, hold.status, hold.evidence) == ("banned", wallet, "open", {"ban": placed["id"]})
     assert AuditEntry.objects.filter(action="flag.confirm", target_id=str(open_flag.pk)).count() == 1
     assert AuditEntry.objects.get(action="wallet.ban").details == {
-        "ban": placed["id"], "scope": "contribute", "confirmed_flags": 1, "hold_flag": hold.pk}
+        "ban": placed["id"], "scope": "contribute", "confirmed_flags": 1}
 
+    two = score_through(2)
+    held.refresh_from_db()
+    assert held.status == HeldAmount.Status.RETURNED and held.settled_in == two
+    assert int(two.returned_in) == int(held.amount)
     lift(mod, placed["id"])
-    hold.refresh_from_db()
-    assert hold.status == Flag.Status.CONFIRMED
-    assert AuditEntry.objects.filter(action="flag.confirm", target_id=str(hold.pk)).count() == 1
-    assert flags.decide([hold.pk], Flag.Status.CLEARED, by=moderator) == 0
+    open_flag.refresh_from_db()
+    assert open_flag.status == Flag.Status.CONFIRMED, "a lift undoes no confirmation"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -94,7 +94,6 @@ class Flag(models.Model):
         OVER_WALL_TIME = "over_wall_time", "More uptime than wall time"
         WALLETS_PER_ADDRESS = "wallets_per_address", "Many wallets from one network address"
         WALLETS_PER_PAYOUT = "wallets_per_payout", "Many wallets sharing a payout"
-        BANNED = "banned", "Banned from contributing by a moderator"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open: amounts held"
