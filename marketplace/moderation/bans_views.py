@@ -67,10 +67,13 @@ def wallet_page(request, address):
         else:
             return redirect(request.path)
     rows = bans.wallet_bans(address)
+    banned_scopes = {b.scope for b in rows if b.active}
+    open_scopes = [scope for scope in bans.SCOPES if scope not in banned_scopes]
+    chosen = form.get("scope") if form.get("scope") in open_scopes else (open_scopes or [None])[0]
     return render(request, "moderation/wallet.html", {
         "address": address, "bans": rows, "active": [b for b in rows if b.active],
         "lifted": [b for b in rows if not b.active],
-        "banned_scopes": {b.scope for b in rows if b.active}, "scopes": bans.SCOPE_WORDS,
+        "banned_scopes": banned_scopes, "chosen_scope": chosen, "scopes": bans.SCOPE_WORDS,
         "reasons": bans.REASONS, "suspects": bans.evasion_suspects(banned=address),
         "suspected": bans.wallet_suspected(address), "error": error, "form": form,
         "max_statement": bans.MAX_STATEMENT, "max_note": bans.MAX_NOTE,

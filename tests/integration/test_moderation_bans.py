@@ -184,10 +184,16 @@ def test_the_wallet_page_bans_and_lifts_and_says_what_is_wrong(mod, wallet):
                                                                           "secret")
     shown = mod.get(page)
     assert f'data-ban="{row.pk}"'.encode() in shown.content and b"data-lift-form" in shown.content
+    # The scope offered is one not banned yet (a disabled radio button would send no scope).
+    assert b'value="buy" checked' in shown.content and b'value="publish" checked' not in shown.content
     listed = mod.get("/moderation/bans")
     assert listed.status_code == 200 and f'data-ban="{row.pk}"'.encode() in listed.content
     twice = mod.post(page, {"action": "ban", "scope": "publish", "reason": "fraud", "statement": "Again."})
     assert twice.status_code == 409 and b"already banned" in twice.content
+    ban(mod, wallet.address, "buy")
+    ban(mod, wallet.address, "contribute")
+    everywhere = mod.get(page)
+    assert b"data-banned-everywhere" in everywhere.content and b"data-ban-form" not in everywhere.content
     assert mod.post(page, {"action": "lift", "ban": str(row.pk), "statement": "Appeal upheld."}).status_code == 302
     row.refresh_from_db()
     assert row.lifted_at is not None and row.lift_statement == "Appeal upheld."
