@@ -505,3 +505,26 @@ def test_wallets_sharing_a_payout_a_device_or_a_network_with_a_banned_one_are_li
     # A suspect banned in turn is no longer a suspect.
     ban(mod, same_payout.address, "publish")
     assert same_payout.address not in {row["suspect"] for row in mod.get(EVASION).json()}
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_banned_buyer_still_confirms_and_disputes_paid_orders_through_the_relay(chain, no_worker):
+    from tests.integration.test_operator_sender import bought
+    from tests.integration.test_relay import post, signed
+
+    seller, buyer = Account.from_key(DEV_KEYS[1]), Account.from_key(DEV_KEYS[2])
+    chain.token.mint(buyer.address, 1_000 * 10**6)
+    chain.send(chain.token.contract.functions.approve(chain.market.address, 10**12), buyer.address)
+    to_confirm, to_dispute = bought(chain, seller, buyer, "one"), bought(chain, seller, buyer, "two")
+    indexer.index_chain(chain.w3)
+    mod = client_of(user("mod", "moderator"))
+    ban(mod, buyer.address, "buy")
+    client = Client()
+    for order_id, action in ((to_confirm, "confirm"), (to_dispute, "dispute")):
+        queued = post(client, order_id, signed(chain, buyer, action, order_id))
+        assert queued.status_code == 202, queued.json()
+    assert sender.send_operator_actions().confirmed == 2
+    indexer.index_chain(chain.w3)
+    assert Order.objects.get(order_id=to_confirm).status == "released"
+    assert Order.objects.get(order_id=to_dispute).status == "disputed"
