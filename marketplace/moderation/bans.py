@@ -73,6 +73,13 @@ def ban(*, address: str, scope: str, reason: str, statement: str, internal_note:
     """Ban `address` from `scope`. A second active ban of the same wallet and scope is refused
     (409 `already_banned`): the first one's statement stays what its owner read."""
     address = checksummed(address)
+    if scope not in SCOPES:
+        raise BanRefused("invalid_scope", f"Ban from one of {', '.join(SCOPES)}.", status=400)
+    if reason not in REASONS:
+        raise BanRefused("invalid_reason", f"Give a policy: one of {', '.join(REASONS)}.", status=400)
+    if not statement.strip() or len(statement) > MAX_STATEMENT or len(internal_note) > MAX_NOTE:
+        raise BanRefused("invalid_statement", f"Give a statement of reasons of 1 to {MAX_STATEMENT} characters "
+                         f"(an internal note of at most {MAX_NOTE}).", status=400)
     with transaction.atomic():
         try:
             with transaction.atomic():

@@ -528,3 +528,16 @@ def test_a_banned_buyer_still_confirms_and_disputes_paid_orders_through_the_rela
     indexer.index_chain(chain.w3)
     assert Order.objects.get(order_id=to_confirm).status == "released"
     assert Order.objects.get(order_id=to_dispute).status == "disputed"
+
+
+def test_the_ban_action_itself_refuses_what_the_api_would(moderator, wallet):
+    from marketplace.moderation import bans
+
+    good = dict(address=wallet.address, scope="buy", reason="fraud", statement="Why.", moderator=moderator)
+    for change, refusal in (({"address": "0x12"}, "invalid_address"), ({"scope": "sell"}, "invalid_scope"),
+                            ({"reason": "nope"}, "invalid_reason"), ({"statement": " "}, "invalid_statement"),
+                            ({"statement": "x" * 2001}, "invalid_statement")):
+        with pytest.raises(bans.BanRefused) as refused:
+            bans.ban(**{**good, **change})
+        assert refused.value.code == refusal and refused.value.status == 400
+    assert not WalletBan.objects.exists() and not AuditEntry.objects.exists()
