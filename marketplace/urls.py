@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
+from marketplace.moderation import bans_views as ban_pages
 from marketplace.moderation import views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
@@ -33,6 +34,8 @@ urlpatterns = [
     path("me/rewards/settings", reward_pages.my_rewards_settings, name="my-rewards-settings"),
     path("me/rewards/earnings.csv", reward_pages.my_earnings_csv, name="my-earnings-csv"),
     path("moderation/audit", moderation_pages.audit_log, name="moderation-audit-page"),
+    path("moderation/bans", ban_pages.bans_page, name="moderation-bans-page"),
+    path("moderation/wallets/<str:address>", ban_pages.wallet_page, name="moderation-wallet-page"),
     path("me/audit", moderation_pages.my_audit, name="my-audit-page"),
     path("", include("marketplace.web.urls")),
 ]

@@ -41,3 +41,41 @@ class SignInNonce(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+
+
+class WalletBan(models.Model):
+    """A moderator's ban of a wallet from one activity (`scope`): publishing, buying through our
+    pages and API, or contributing. Active while `lifted_at` is empty; at most one active ban per
+    wallet and scope. Here, not in moderation, so that the catalog, orders and rewards check it
+    (accounts/bans.py) without importing moderation, whose actions write it (moderation/bans.py)."""
+
+    class Scope(models.TextChoices):
+        PUBLISH = "publish", "Publishing"
+        BUY = "buy", "Buying"
+        CONTRIBUTE = "contribute", "Contributing"
+
+    address = models.CharField(max_length=42, help_text="The banned wallet, checksummed")
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    reason = models.CharField(max_length=40, help_text="A policy code (moderation/bans.py REASONS)")
+    statement = models.TextField(help_text="The statement of reasons the wallet's owner sees")
+    internal_note = models.TextField(blank=True, help_text="For moderators only")
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    lift_statement = models.TextField(blank=True)
+    before_block = models.BigIntegerField(
+        null=True, blank=True, help_text="A buy ban: how far the chain indexer had read when it was placed; orders "
+        "in blocks up to this one were paid before the ban (they download, as every order settles)")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["address", "scope"], condition=models.Q(lifted_at__isnull=True),
+                                               name="wallet_ban_active_once")]
+        indexes = [models.Index(fields=["address", "created_at"], name="wallet_ban_address")]
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None
+
+    def __str__(self):
+        return f"{self.address} banned from {self.scope}"

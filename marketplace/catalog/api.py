@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from marketplace.api import (AmountField, APIError, ConfirmationsWaiting, StrictBooleanField,
                              StrictCharField, StrictModelSerializer, StrictRegexField,
                              StrictTextField, errors)
+from marketplace.accounts import bans
 from marketplace.accounts.roles import IsModerator
 from marketplace.chain.constants import max_price
 from marketplace.limits.http import enforce, upload_reservation
@@ -222,6 +223,7 @@ class DatasetCreateView(APIView):
 
     @extend_schema(request=DatasetSerializer, responses={201: DatasetSerializer, **errors(400, 403, 413, 429)})
     def post(self, request):
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         data = DatasetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         enforce(request, "dataset")
@@ -247,6 +249,7 @@ class DatasetDetailView(APIView):
         dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
         if not request.user.is_authenticated or dataset.owner_id != request.user.pk:
             raise APIError("not_owner", "Only the dataset's owner can edit it.", status=403)
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         data = DatasetSerializer(dataset, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         result = revisions.edit_dataset(dataset, by=request.user, **data.validated_data)
@@ -301,6 +304,7 @@ class VersionUploadView(APIView):
         dataset = get_object_or_404(visible_datasets(request.user), slug=slug)
         if dataset.owner_id != request.user.pk:
             raise APIError("not_owner", "Only the dataset's owner can upload versions.", status=403)
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         params = UploadParams(data=request.query_params.dict())
         if not params.is_valid():
             field, messages = next(iter(params.errors.items()))
@@ -361,6 +365,7 @@ class VersionPreviewView(APIView):
     @extend_schema(request=PreviewRequest, responses={200: PreviewResponse, **errors(400, 403, 404)})
     def patch(self, request, slug, number):
         version = owned_version(request, slug, number, "Only the dataset's owner can choose its preview.")
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         data = PreviewRequest(data=request.data)
         data.is_valid(raise_exception=True)
         asked = revisions.proposed_preview(version).to_json()
@@ -649,7 +654,9 @@ class VersionListingView(APIView):
     permission_classes = [IsSignedIn]
 
     def _version(self, request, slug, number):
-        return owned_version(request, slug, number, "Only the dataset's owner can list it.")
+        version = owned_version(request, slug, number, "Only the dataset's owner can list it.")
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
+        return version
 
     @extend_schema(responses={200: ListingPrepared, **errors(403, 404, 409, 503)})
     def get(self, request, slug, number):
@@ -725,6 +732,7 @@ class ListingUpdatePrepareView(APIView):
         from . import listing
 
         version = owned_version(request, slug, number, self.refusal)
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         data = ListingUpdateRequest(data=request.data)
         data.is_valid(raise_exception=True)
         with listing_errors():
@@ -746,6 +754,7 @@ class ListingUpdateMirrorView(APIView):
         from . import listing
 
         version = owned_version(request, slug, number, ListingUpdatePrepareView.refusal)
+        bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         data = ListingLinkRequest(data=request.data)
         data.is_valid(raise_exception=True)
         enforce(request, "listing_receipt")
@@ -792,6 +801,8 @@ class ListingActivePrepareView(APIView):
         version = owned_version(request, slug, number, self.refusal)
         data = ListingActiveRequest(data=request.data)
         data.is_valid(raise_exception=True)
+        if data.validated_data["active"]:  # stopping a sale stays open to a banned publisher
+            bans.refuse_user_if_banned(request.user, bans.PUBLISH)
         with listing_errors():
             return Response(listing.prepare_listing_active(version, active=data.validated_data["active"]))
 

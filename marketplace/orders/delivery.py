@@ -29,6 +29,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from marketplace.accounts.bans import BUY, REFUSALS, active_ban
 from marketplace.catalog.models import DatasetVersion
 
 from .models import Download, DownloadGrant
@@ -74,6 +75,11 @@ def grant(buyer: str, version: DatasetVersion, *, via: str) -> Grant:
         raise DeliveryError("not_bought", f"{buyer} holds no paid order of version {version.number} of this "
                             "dataset (a full refund ends access). Buy it first; an order shows here once its block "
                             "is indexed.")
+    ban = active_ban(buyer, BUY)
+    if ban is not None and not paid_orders(buyer, paid[0], [paid[1]]).filter(
+            block_number__lte=ban.before_block if ban.before_block is not None else -1).exists():
+        # Bought after the ban: no file (the order still settles: the buyer may dispute it).
+        raise DeliveryError("banned", REFUSALS[BUY])
     token = secrets.token_urlsafe(32)
     row = DownloadGrant.objects.create(
         token_hash=hashlib.sha256(token.encode()).hexdigest(), buyer=buyer, version=version, chain_id=paid[0],

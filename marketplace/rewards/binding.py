@@ -26,6 +26,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import is_address, to_checksum_address
 
+from marketplace.accounts.bans import CONTRIBUTE, refuse_if_banned
 from marketplace.accounts.services import ChainUnreachable, signed_by
 from marketplace.api import APIError
 
@@ -146,6 +147,7 @@ def bind(*, bind: Signed, device_signature: str, window: int, ip: str | None = N
     node's own)."""
     bind.device = _address(bind.device, "device")
     bind.wallet = _address(bind.wallet, "wallet")
+    refuse_if_banned(bind.wallet, CONTRIBUTE)
     _check_fresh(bind.issued_at, window=window)
     _check_device_signature(bind, device_signature)
     _check_wallet_signature("Bind", bind)

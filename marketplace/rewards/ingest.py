@@ -39,6 +39,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 import psycopg
 
+from marketplace.accounts.bans import CONTRIBUTE, CONTRIBUTE_BANNED_SQL, REFUSALS
 from marketplace.api import error_response
 from marketplace.limits import services as limits
 from marketplace.limits.http import client_address, client_network
@@ -57,6 +58,7 @@ WITH device AS (
     UPDATE rewards_device SET seq = %(seq)s, nonce = %(next)s::varchar, last_seen_at = %(now)s, last_ip = %(ip)s::inet
     WHERE address = %(device)s::varchar AND contributor_id IS NOT NULL AND seq < %(seq)s
       AND nonce = %(nonce)s::varchar AND (last_seen_at IS NULL OR last_seen_at <= %(earliest)s)
+      AND NOT """ + CONTRIBUTE_BANNED_SQL.format(device="rewards_device") + """
     RETURNING id)
 INSERT INTO rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at, bytes_up, bytes_down,
                                latency_ms)
@@ -64,7 +66,8 @@ SELECT id, %(seq)s, %(now)s, %(slot)s, %(probe_ok)s, %(ip)s::inet, %(sent)s, %(b
        %(latency_ms)s
 FROM device RETURNING device_id"""
 
-_WHY = "SELECT seq, nonce, contributor_id, last_seen_at FROM rewards_device WHERE address = %s"
+_WHY = ("SELECT seq, nonce, contributor_id, last_seen_at, " + CONTRIBUTE_BANNED_SQL.format(device="rewards_device")
+        + " FROM rewards_device WHERE address = %s")
 
 
 def probe_answer(device: str, nonce: str) -> str:
@@ -264,12 +267,15 @@ def heartbeat(request):
 
 def why_refused(row, body, now) -> Refusal:
     """A heartbeat the conditional UPDATE did not take: say which condition failed. `row` is the
-    device's (seq, nonce, contributor_id, last_seen_at), None for no such device."""
+    device's (seq, nonce, contributor_id, last_seen_at, banned), None for no such device; `banned`:
+    its wallet has an active contribute ban (accounts.WalletBan)."""
     if row is None:
         return Refusal(404, "unknown_device", "No device has this key: bind it first (datamarket-node bind).")
-    seq, nonce, contributor_id, last_seen_at = row
+    seq, nonce, contributor_id, last_seen_at, banned = row
     if contributor_id is None:
         return Refusal(403, "unbound_device", "This device is bound to no wallet: bind it (datamarket-node bind).")
+    if banned:
+        return Refusal(403, "banned", REFUSALS[CONTRIBUTE])
     if body["seq"] <= seq:
         code = "replayed" if body["seq"] == seq else "out_of_order"
         return Refusal(409, code, f"The server's last sequence number for this device is {seq}: send a greater one "

@@ -66,6 +66,7 @@ device AS (
     FROM input i
     WHERE d.address = i.device AND d.contributor_id IS NOT NULL AND d.seq < i.seq AND d.nonce = i.nonce
       AND (d.last_seen_at IS NULL OR d.last_seen_at <= i.earliest)
+      AND NOT """ + ingest.CONTRIBUTE_BANNED_SQL.format(device="d") + """
     RETURNING d.id, i.*),
 stored AS (
     INSERT INTO rewards_heartbeat (device_id, seq, received_at, slot, probe_ok, ip, sent_at, bytes_up, bytes_down,
@@ -73,8 +74,9 @@ stored AS (
     SELECT id, seq, now, slot, probe_ok, ip, sent, bytes_up, bytes_down, latency_ms FROM device)
 SELECT device FROM device"""
 
-_WHY_MANY = ("SELECT address, seq, nonce, contributor_id, last_seen_at FROM rewards_device "
-             "WHERE address = ANY(%s::varchar[])")
+_WHY_MANY = ("SELECT address, seq, nonce, contributor_id, last_seen_at, "
+             + ingest.CONTRIBUTE_BANNED_SQL.format(device="rewards_device")
+             + " FROM rewards_device WHERE address = ANY(%s::varchar[])")
 
 COLUMNS = ("device", "seq", "next", "nonce", "ip", "now", "earliest", "slot", "probe_ok", "sent", "bytes_up",
            "bytes_down", "latency_ms")

@@ -15,6 +15,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.accounts.bans import CONTRIBUTE, refuse_if_banned
 from marketplace.api import APIError, StrictCharField, StrictRegexField, errors
 from marketplace.limits.http import RateLimited, client_address, enforce
 from marketplace.limits.services import LimitExceeded, consume
@@ -89,6 +90,7 @@ def _device(request):
     enforce(request, "node_jobs")
     device = device_auth.authenticate(request)
     device_auth.require_bound(device)
+    refuse_if_banned(device.contributor.wallet, CONTRIBUTE)
     try:
         consume("node_jobs", wallet=device.contributor.wallet.lower())
     except LimitExceeded as exceeded:

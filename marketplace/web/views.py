@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from marketplace.accounts import avatars
+from marketplace.accounts import avatars, bans
 from marketplace.catalog import revisions
 from marketplace.catalog.api import LICENSES, SearchParams, default_token, visible_datasets
 from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, DatasetVersion
@@ -421,7 +421,8 @@ def explorer_link(kind: str, value: str) -> str | None:
 
 def buy_view(request, version, *, is_owner):
     """What the buy card shows: `state` is "bought" (the signed-in wallet holds a live order of
-    the version, as the indexer read it), "buyable", "not_for_sale", "unlisted" or "owner"; the
+    the version, as the indexer read it), "buyable", "not_for_sale", "unlisted", "owner" or "banned"
+    (the signed-in wallet is banned from buying); the
     page's script then buys through the wallet (frontend/src/buy.js)."""
     if version is None:
         return {"state": "unlisted"}
@@ -437,6 +438,8 @@ def buy_view(request, version, *, is_owner):
         view.update(state="bought", order=order)
     elif is_owner:
         view["state"] = "owner"
+    elif address and bans.is_banned(address, bans.BUY):
+        view["state"] = "banned"
     elif listing is None:
         view["state"] = "unlisted"
     elif not (listing.active and listing.approved) or not version["public"]:
