@@ -18,6 +18,7 @@ from . import policy, reports
 from .api import MAX_ID, Params, SignedIn
 from .models import Report
 
+CHOOSE_REASON = "Choose a reason from the list: " + ", ".join(policy.REASONS) + "."
 REASON_HELP = "A policy code: " + ", ".join(f"`{code}` ({label})" for code, label in policy.REASONS.items())
 
 
@@ -29,10 +30,12 @@ def refusal(exc: reports.ReportRefused):
 
 
 class ReportRequest(serializers.Serializer):
-    target_type = serializers.ChoiceField(choices=Report.TargetType.values)
+    target_type = serializers.ChoiceField(choices=Report.TargetType.values,
+                                          error_messages={"invalid_choice": "Report a dataset or a publisher."})
     target = StrictCharField(max_length=200, help_text="A dataset's name (as in /datasets/<name>) or id; a "
                              "publisher's wallet address")
-    reason = serializers.ChoiceField(choices=list(policy.REASONS), help_text=REASON_HELP)
+    reason = serializers.ChoiceField(choices=list(policy.REASONS), help_text=REASON_HELP,
+                                     error_messages={"invalid_choice": CHOOSE_REASON})
     evidence = StrictTextField(max_length=reports.EVIDENCE_MAX, help_text="What is wrong, and where to see it")
     law = StrictCharField(required=False, allow_blank=True, max_length=reports.LAW_MAX,
                           help_text="The law or policy it breaks, if you know it")
@@ -44,7 +47,8 @@ class NoticeRequest(serializers.Serializer):
     law = StrictCharField(max_length=reports.LAW_MAX, help_text="The law or policy the content breaks")
     target = StrictCharField(max_length=reports.TARGET_TEXT_MAX, help_text="The dataset's address on this site "
                              "(…/datasets/<name>) or name, or the publisher's wallet address")
-    reason = serializers.ChoiceField(choices=list(policy.REASONS), help_text=REASON_HELP)
+    reason = serializers.ChoiceField(choices=list(policy.REASONS), help_text=REASON_HELP,
+                                     error_messages={"invalid_choice": CHOOSE_REASON})
     evidence = StrictTextField(max_length=reports.EVIDENCE_MAX, help_text="Why it breaks that law or policy")
     good_faith = StrictBooleanField(help_text="true: you state in good faith that the notice is accurate and complete")
 
@@ -209,11 +213,12 @@ class ReportGroupsView(APIView):
         return Response({"results": [group_json(r) for r in rows], "next_page": page + 1 if has_next else None})
 
 
-def _group_or_404(target_type, target_id) -> list:
-    rows = reports.group_reports(target_type, target_id) if target_type in Report.TargetType.values else []
+def _group_or_404(target_type, target_id) -> tuple[tuple[str, str], list]:
+    key = reports.target_key(target_type, target_id)
+    rows = reports.group_reports(*key) if key else []
     if not rows:
         raise APIError("not_found", "No report names this target.", status=404)
-    return rows
+    return key, rows
 
 
 class ReportGroupView(APIView):
@@ -226,15 +231,17 @@ class ReportGroupView(APIView):
         "target": TargetSchema, "open_count": serializers.IntegerField(),
         "reports": serializers.ListField(child=serializers.DictField())}), **errors(401, 403, 404)})
     def get(self, request, target_type, target_id):
-        rows = _group_or_404(target_type, target_id)
-        return Response({"target": reports.describe(target_type, target_id).as_dict(),
+        key, rows = _group_or_404(target_type, target_id)
+        return Response({"target": reports.describe(*key).as_dict(),
                          "open_count": sum(r.status == Report.Status.OPEN for r in rows),
                          "reports": [moderator_report_json(r) for r in rows]})
 
 
 class CloseRequest(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=Report.Outcome.values, help_text="no_action, delisted (a dataset: "
-                                      "it is delisted now), or other")
+                                      "it is delisted now), or other",
+                                      error_messages={"invalid_choice": "Choose an outcome: no action, dataset "
+                                                      "delisted, or other."})
     statement = StrictTextField(max_length=reports.STATEMENT_MAX, help_text="What was decided, for the reporters")
     internal_note = StrictTextField(required=False, allow_blank=True, max_length=reports.NOTE_MAX,
                                     help_text="For moderators only")
@@ -255,8 +262,6 @@ class CloseGroupView(APIView):
     def post(self, request, target_type, target_id):
         data = CloseRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        if target_type not in Report.TargetType.values:
-            raise APIError("not_found", "No report names this target.", status=404)
         try:
             closed = reports.close_group(target_type=target_type, target_id=target_id, moderator=request.user,
                                          **data.validated_data)

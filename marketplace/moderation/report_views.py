@@ -148,9 +148,11 @@ def report_groups(request):
 @role_required(MODERATOR, "Reports")
 def report_group(request, target_type, target_id):
     """Every report on one target, and the form that closes the open ones with an outcome."""
-    rows = reports.group_reports(target_type, target_id) if target_type in Report.TargetType.values else []
+    key = reports.target_key(target_type, target_id)
+    rows = reports.group_reports(*key) if key else []
     if not rows:
         raise Http404("No report names this target.")
+    target_type, target_id = key
     errors, error, status = {}, "", 200
     form = {"outcome": "", "statement": "", "internal_note": ""}
     if request.method == "POST":

@@ -136,7 +136,12 @@ def parse_notice_target(text: str) -> Target:
     if is_address(text):
         return _must(find_publisher(text), text)
     if "/" in text or "?" in text:
-        parts = urlsplit(text if "://" in text or text.startswith("/") else "https://" + text)
+        try:
+            parts = urlsplit(text if "://" in text or text.startswith("/") else "https://" + text)
+        except ValueError:  # e.g. a bracketed host that is no IPv6 address
+            parts = None
+        if parts is None:
+            _must(None, text)
         match = DATASET_PATH_RE.fullmatch(parts.path)
         if match:
             return _must(find_dataset(match[1]), text)
@@ -263,6 +268,10 @@ def close_group(*, target_type: str, target_id: str, moderator, outcome: str, st
     if outcome == Report.Outcome.DELISTED and target_type != Report.TargetType.DATASET:
         raise ReportRefused("invalid", "Only a dataset is delisted: for a publisher, choose no action or other "
                             "(a ban is decided on the wallet).", field="outcome")
+    key = target_key(target_type, target_id)
+    if key is None:
+        raise ReportRefused("not_found", "No report names this target.", status=404)
+    target_type, target_id = key
     with transaction.atomic():
         reports = list(Report.objects.select_for_update(of=("self",)).select_related("reporter")
                        .filter(target_type=target_type, target_id=target_id, status=Report.Status.OPEN,
@@ -356,8 +365,21 @@ def report_groups(*, sort: str = "newest", page: int = 1, size: int = GROUP_PAGE
     return rows, has_next
 
 
+def target_key(target_type: str, target_id: str) -> tuple[str, str] | None:
+    """A group's (type, id) as stored, from an address in the site; None when it cannot name a
+    target (so that nothing odd, a NUL or a 10,000-character id, reaches the database)."""
+    if target_type == Report.TargetType.DATASET and target_id.isdigit() and len(target_id) < 19:
+        return target_type, str(int(target_id))
+    if target_type == Report.TargetType.PUBLISHER and is_address(target_id):
+        return target_type, to_checksum_address(target_id)
+    return None
+
+
 def group_reports(target_type: str, target_id: str) -> list[Report]:
     """Every report on one target, open ones first, newest first."""
+    if target_key(target_type, target_id) is None:
+        return []
+    target_type, target_id = target_key(target_type, target_id)
     return sorted(Report.objects.filter(target_type=target_type, target_id=target_id)
                   .select_related("reporter", "closed_by"),
                   key=lambda r: (r.status != Report.Status.OPEN, -r.pk))

@@ -432,3 +432,25 @@ def test_a_moderator_closes_a_group_from_its_page(publisher, buyers, moderator):
     stale = client_of(moderator).post(f"/moderation/reports/dataset/{dataset.pk}",
                                       {"outcome": "no_action", "statement": "Fine.", "through": first.pk})
     assert stale.status_code == 409 and "closed already" in stale.content.decode()
+
+
+def test_odd_group_addresses_are_404_and_a_publisher_group_takes_any_case(publisher, buyers, moderator):
+    listed(publisher)
+    report(client_of(buyers[0]), PUBLISHER, target_type="publisher")
+    mod = client_of(moderator)
+    for path in ("dataset/12%00", "dataset/" + "9" * 30, "publisher/0xnope", "order/1"):
+        assert mod.get(f"/api/v1/moderation/reports/{path}").status_code == 404
+        assert mod.get(f"/moderation/reports/{path}").status_code == 404
+        assert close(mod, *path.split("/")).status_code == 404
+    detail = mod.get(f"/api/v1/moderation/reports/publisher/{PUBLISHER.lower()}").json()
+    assert detail["target"]["id"] == PUBLISHER and detail["open_count"] == 1
+    assert close(mod, "publisher", PUBLISHER.lower()).status_code == 200
+    assert AuditEntry.objects.get(action="report.close").target_id == PUBLISHER
+
+
+@pytest.mark.parametrize("written", ["http://[nope/datasets/x", "https://market.example/?publisher=0x12",
+                                     "https://market.example/about", "0x" + "1" * 40])
+def test_a_notice_naming_nothing_we_know_is_a_400_on_the_target(publisher, written):
+    listed(publisher)
+    answer = notice(Client(), written)
+    assert answer.status_code == 400 and list(answer.json()["error"]["fields"]) == ["target"]
