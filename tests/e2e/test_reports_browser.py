@@ -9,11 +9,25 @@ import pytest
 from marketplace.accounts.services import wallet_user
 from marketplace.chain.models import OperatorAction
 from marketplace.moderation.models import AuditEntry, Report
-from tests.e2e.test_catalog_pages import listed, owner, shoot, sign_in_as  # noqa: F401
+from tests.e2e.test_catalog_pages import OWNER, listed, shoot, sign_in_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 BUYER = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
 MODERATOR = "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f"
+
+
+@pytest.fixture
+def new_page(browser):
+    """Pages of separate browser contexts (separate people), closed at the end."""
+    contexts = []
+
+    def make():
+        contexts.append(browser.new_context(viewport={"width": 1280, "height": 900}))
+        return contexts[-1].new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
 
 
 def watch(page):
@@ -27,15 +41,15 @@ def watch(page):
 
 
 def test_a_report_and_a_notice_are_closed_by_a_moderator_and_both_reporters_see_the_outcome(
-        browser, live_server, owner, settings):
+        new_page, live_server, settings):
     settings.LIMITS_REDIS_URL = ""
-    dataset = listed(owner, "Customer contacts")
+    dataset = listed(wallet_user(OWNER), "Customer contacts")
     buyer, moderator = wallet_user(BUYER), wallet_user(MODERATOR)
     Group.objects.get(name="moderator").user_set.add(moderator)
     base = live_server.url
 
     # A buyer reports the dataset from its page.
-    buyer_page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    buyer_page = new_page()
     problems = watch(buyer_page)
     sign_in_as(buyer_page, base, buyer)
     buyer_page.goto(f"{base}/datasets/{dataset.slug}")
@@ -51,7 +65,7 @@ def test_a_report_and_a_notice_are_closed_by_a_moderator_and_both_reporters_see_
     assert "received" in buyer_page.locator("[data-report-filed]").inner_text()
 
     # Someone without an account files a notice, and keeps the status page's address.
-    visitor = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    visitor = new_page()
     problems += watch(visitor)
     visitor.goto(f"{base}/notice")
     visitor.fill("#n-target", f"{base}/datasets/{dataset.slug}")
@@ -71,7 +85,7 @@ def test_a_report_and_a_notice_are_closed_by_a_moderator_and_both_reporters_see_
     assert visitor.locator("[data-notice-status]").get_attribute("data-notice-status") == "open"
 
     # The moderator sees one row with both, reads them and closes them as delisted.
-    mod_page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    mod_page = new_page()
     problems += watch(mod_page)
     sign_in_as(mod_page, base, moderator)
     mod_page.goto(f"{base}/moderation/reports")

@@ -454,3 +454,54 @@ def test_a_notice_naming_nothing_we_know_is_a_400_on_the_target(publisher, writt
     listed(publisher)
     answer = notice(Client(), written)
     assert answer.status_code == 400 and list(answer.json()["error"]["fields"]) == ["target"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_moderators_closing_one_group_at_once_close_it_once(publisher, buyers, moderator):
+    import threading
+
+    from django.db import connection
+
+    dataset = listed(publisher)
+    for buyer in buyers[:2]:
+        report(client_of(buyer), dataset.slug)
+    second = wallet_user("0xa0Ee7A142d267C1f36714E4a8F75612F20a79720")
+    Group.objects.get(name="moderator").user_set.add(second)
+    through = Report.objects.order_by("-pk").first().pk
+    start, results = threading.Barrier(2), []
+
+    def close_as(person, outcome):
+        try:
+            start.wait()
+            closed = reports.close_group(target_type="dataset", target_id=str(dataset.pk), moderator=person,
+                                         outcome=outcome, statement=f"Decided: {outcome}.", through=through)
+            results.append(("closed", outcome, len(closed.reports)))
+        except reports.ReportRefused as refused:
+            results.append((refused.code, outcome, refused.status))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=close_as, args=(moderator, "no_action")),
+               threading.Thread(target=close_as, args=(second, "other"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(r[0] for r in results) == ["already_closed", "closed"]
+    winner = next(r for r in results if r[0] == "closed")
+    assert winner[2] == 2 and next(r for r in results if r[0] != "closed")[2] == 409
+    entries = AuditEntry.objects.filter(action="report.close")
+    assert entries.count() == 2 and {e.details["outcome"] for e in entries} == {winner[1]}
+    assert set(Report.objects.values_list("outcome", flat=True)) == {winner[1]}
+    assert Notification.objects.filter(kind="report.close").count() == 2
+
+
+def test_a_signed_in_notifier_is_told_in_the_site_too(publisher, buyers, moderator):
+    dataset = listed(publisher)
+    filed = notice(client_of(buyers[0]), dataset.slug)
+    assert filed.status_code == 201 and Report.objects.get().reporter == buyers[0]
+    assert report(client_of(buyers[0]), dataset.slug).status_code == 201  # a notice is no open report of theirs
+    assert close(client_of(moderator), dataset, outcome="other", statement="Warned the publisher.").status_code == 200
+    assert Notification.objects.filter(recipient=buyers[0], kind="report.close").count() == 2
+    entry = AuditEntry.objects.filter(action="report.close").order_by("id").first()
+    assert entry.reporter.startswith(f"Ana Lopes <ana@example.org> / {BUYERS[0]}")
