@@ -24,7 +24,7 @@ from marketplace.catalog.models import Dataset
 from marketplace.limits.services import consume
 
 from . import audit, policy
-from .models import Report
+from .models import AuditEntry, Report
 from .notifications import notify
 from .receivers import role_of
 
@@ -36,6 +36,7 @@ EVIDENCE_MAX = 5000
 STATEMENT_MAX = policy.STATEMENT_MAX
 NOTE_MAX = policy.NOTE_MAX
 GROUP_PAGE_SIZE = 50
+REPORTER_MAX = AuditEntry._meta.get_field("reporter").max_length
 # Datasets that are, or were, public: what a reporter can have seen. A draft, a dataset waiting for
 # its first review or a rejected one is "unknown" to a reporter (saying otherwise would reveal it).
 REPORTABLE = (Dataset.Status.LISTED, Dataset.Status.DELISTED)
@@ -250,7 +251,9 @@ def reporter_text(report: Report) -> str:
         who.append(f"{report.notifier_name} <{report.notifier_email}>")
     if report.reporter_id:
         who.append(report.reporter.get_username())
-    return " / ".join(who) + f" (report #{report.pk})"
+    suffix = f" (report #{report.pk})"
+    # The entry's field holds 200 characters; the report keeps the whole name and address.
+    return " / ".join(who)[:REPORTER_MAX - len(suffix)] + suffix
 
 
 def close_group(*, target_type: str, target_id: str, moderator, outcome: str, statement: str,

@@ -505,3 +505,15 @@ def test_a_signed_in_notifier_is_told_in_the_site_too(publisher, buyers, moderat
     assert Notification.objects.filter(recipient=buyers[0], kind="report.close").count() == 2
     entry = AuditEntry.objects.filter(action="report.close").order_by("id").first()
     assert entry.reporter.startswith(f"Ana Lopes <ana@example.org> / {BUYERS[0]}")
+
+
+def test_the_longest_name_and_address_fit_the_audit_entry(publisher, moderator):
+    dataset = listed(publisher)
+    email = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".org"
+    assert len(email) <= 254
+    assert notice(Client(), dataset.slug, name="N" * 120, email=email).status_code == 201
+    assert close(client_of(moderator), dataset).status_code == 200
+    entry = AuditEntry.objects.get(action="report.close")
+    assert len(entry.reporter) == 200 and entry.reporter.startswith("N" * 120)
+    assert entry.reporter.endswith(f" (report #{Report.objects.get().pk})")
+    assert Report.objects.get().notifier_email == email
