@@ -452,6 +452,9 @@ LIMITS = {
     # seconds and sends two requests per job.
     "node_jobs": {"ip": os.environ.get("LIMIT_NODE_JOBS_PER_IP", "1200/minute"),
                   "wallet": os.environ.get("LIMIT_NODE_JOBS_PER_WALLET", "600/minute")},
+    # Reports of datasets and publishers, and notices through the public form (moderation.reports).
+    "report": {"ip": os.environ.get("LIMIT_REPORTS_PER_IP", "20/hour"),
+               "wallet": os.environ.get("LIMIT_REPORTS_PER_WALLET", "10/hour")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
 from marketplace.moderation import bans_views as ban_pages
-from marketplace.moderation import views as moderation_pages
+from marketplace.moderation import report_views, views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
@@ -37,5 +37,11 @@ urlpatterns = [
     path("moderation/bans", ban_pages.bans_page, name="moderation-bans-page"),
     path("moderation/wallets/<str:address>", ban_pages.wallet_page, name="moderation-wallet-page"),
     path("me/audit", moderation_pages.my_audit, name="my-audit-page"),
+    path("moderation/reports", report_views.report_groups, name="moderation-reports-page"),
+    path("moderation/reports/<str:target_type>/<str:target_id>", report_views.report_group,
+         name="moderation-report-group-page"),
+    path("datasets/<slug:slug>/report", report_views.report_dataset, name="report-dataset-page"),
+    path("notice", report_views.notice_form, name="notice-page"),
+    path("notice/<str:token>", report_views.notice_status, name="notice-status-page"),
     path("", include("marketplace.web.urls")),
 ]

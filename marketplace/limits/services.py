@@ -51,6 +51,7 @@ RULES = {
     "node_request": "node requests",
     "node_heartbeat": "heartbeats",
     "node_jobs": "node requests for fetch jobs",
+    "report": "reports",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

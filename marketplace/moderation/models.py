@@ -56,3 +56,66 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.kind} for {self.recipient_id}"
+
+
+class Report(models.Model):
+    """A report that a dataset or a publisher breaks the law or a policy: filed by a signed-in
+    person (`source` user) or through the public notice form by anyone (`source` notice, with the
+    notifier's name, e-mail and a reference token to check it later). Reports on one target are
+    handled as a group: a moderator closes the group's open reports with one outcome. Written by
+    `reports.py` only. See docs/moderation.md, "Reports and notices"."""
+
+    class TargetType(models.TextChoices):
+        DATASET = "dataset", "Dataset"
+        PUBLISHER = "publisher", "Publisher"
+
+    class Source(models.TextChoices):
+        USER = "user", "Signed-in report"
+        NOTICE = "notice", "Public notice"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class Outcome(models.TextChoices):
+        NO_ACTION = "no_action", "No action taken"
+        DELISTED = "delisted", "Dataset delisted"
+        OTHER = "other", "Other action"
+
+    target_type = models.CharField(max_length=20, choices=TargetType.choices)
+    target_id = models.CharField(max_length=200, help_text="A dataset's id, or a publisher's checksummed address")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="reports", help_text="Who reported it, when signed in")
+    notifier_name = models.CharField(max_length=120, blank=True)
+    notifier_email = models.CharField(max_length=254, blank=True)
+    law = models.CharField(max_length=300, blank=True, help_text="The law or policy invoked")
+    target_text = models.CharField(max_length=500, blank=True, help_text="The target as the notifier wrote it")
+    reason = models.CharField(max_length=40, help_text="A code of policy.REASONS")
+    evidence = models.TextField()
+    token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True,
+                                  help_text="sha256 of a notice's reference token (the token itself is not kept)")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    statement = models.TextField(blank=True, help_text="The outcome in the moderator's words, shown to the reporter")
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["target_type", "target_id", "-id"], name="report_target_id"),
+            models.Index(fields=["-created_at"], condition=models.Q(status="open"), name="report_open_created"),
+        ]
+        constraints = [
+            # One open report per person and target: a second is refused (409), not stored.
+            models.UniqueConstraint(fields=["reporter", "target_type", "target_id"],
+                                    condition=models.Q(status="open", source="user"), name="report_one_open_per_reporter"),
+            models.CheckConstraint(condition=models.Q(status="open", closed_at__isnull=True, outcome="")
+                                   | models.Q(status="closed", closed_at__isnull=False) & ~models.Q(outcome=""),
+                                   name="report_closed_has_outcome"),
+        ]
+
+    def __str__(self):
+        return f"report #{self.pk} on {self.target_type}:{self.target_id}"

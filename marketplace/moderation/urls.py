@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, bans_api
+from . import api, bans_api, report_api
 
 urlpatterns = [
     path("moderation/audit", api.AuditSearchView.as_view(), name="moderation-audit"),
@@ -10,4 +10,13 @@ urlpatterns = [
     path("me/audit", api.MyAuditView.as_view(), name="my-audit"),
     path("me/notifications", api.NotificationsView.as_view(), name="my-notifications"),
     path("me/notifications/read", api.MarkReadView.as_view(), name="my-notifications-read"),
+    path("reports", report_api.ReportsView.as_view(), name="reports"),
+    path("me/reports", report_api.MyReportsView.as_view(), name="my-reports"),
+    path("notices", report_api.NoticesView.as_view(), name="notices"),
+    path("notices/<str:token>", report_api.NoticeStatusView.as_view(), name="notice-status"),
+    path("moderation/reports", report_api.ReportGroupsView.as_view(), name="moderation-reports"),
+    path("moderation/reports/<str:target_type>/<str:target_id>", report_api.ReportGroupView.as_view(),
+         name="moderation-report-group"),
+    path("moderation/reports/<str:target_type>/<str:target_id>/close", report_api.CloseGroupView.as_view(),
+         name="moderation-report-close"),
 ]
