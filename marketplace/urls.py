@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
-from marketplace.moderation import views as moderation_pages
+from marketplace.moderation import actions_views as moderation_actions, views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
@@ -34,5 +34,9 @@ urlpatterns = [
     path("me/rewards/earnings.csv", reward_pages.my_earnings_csv, name="my-earnings-csv"),
     path("moderation/audit", moderation_pages.audit_log, name="moderation-audit-page"),
     path("me/audit", moderation_pages.my_audit, name="my-audit-page"),
+    path("moderation/datasets/<str:ident>", moderation_actions.dataset_page, name="moderation-dataset-page"),
+    path("moderation/appeals", moderation_actions.appeals_page, name="moderation-appeals-page"),
+    path("moderation/appeals/<int:pk>", moderation_actions.appeal_page, name="moderation-appeal-page"),
+    path("me/appeals/new", moderation_actions.new_appeal, name="new-appeal-page"),
     path("", include("marketplace.web.urls")),
 ]
