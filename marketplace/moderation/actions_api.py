@@ -28,7 +28,7 @@ def refusal(exc: actions.ActionRefused) -> APIError:
     return APIError(exc.code, exc.message, status=exc.status)
 
 
-class ActionRequest(serializers.Serializer):
+class DatasetActionRequest(serializers.Serializer):
     action = serializers.ChoiceField(choices=list(actions.ACTIONS))
     reason = serializers.ChoiceField(choices=list(REASONS), required=False, allow_blank=True,
                                      help_text="A policy code; required to delist or remove")
@@ -43,7 +43,7 @@ class DatasetActionView(APIView):
 
     permission_classes = [IsModerator]
 
-    @extend_schema(request=ActionRequest, responses={200: inline_serializer("DatasetActionDone", {
+    @extend_schema(request=DatasetActionRequest, responses={200: inline_serializer("DatasetActionDone", {
         "action": serializers.CharField(), "status": serializers.CharField(help_text="The dataset's status now"),
         "state": serializers.CharField(help_text="removed, delisting, or the status"),
         "on_chain": serializers.BooleanField(required=False, help_text="An approval on-chain is being cleared"),
@@ -52,7 +52,7 @@ class DatasetActionView(APIView):
     }), **errors(400, 401, 403, 404, 409)})
     def post(self, request, pk):
         dataset = get_object_or_404(Dataset, pk=pk)
-        data = ActionRequest(data=request.data)
+        data = DatasetActionRequest(data=request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
         try:
@@ -94,7 +94,7 @@ class AppealsView(APIView):
         return Response({"results": [appeal_json(a) for a in rows]})
 
 
-class DecisionRequest(serializers.Serializer):
+class AppealDecisionRequest(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=list(appeals.OUTCOMES))
     statement = StrictTextField(max_length=STATEMENT_MAX, allow_blank=True,
                                 help_text="The reasons the publisher reads (required)")
@@ -105,9 +105,9 @@ class AppealDecisionView(APIView):
 
     permission_classes = [IsModerator]
 
-    @extend_schema(request=DecisionRequest, responses={200: AppealSerializer, **errors(400, 401, 403, 404, 409)})
+    @extend_schema(request=AppealDecisionRequest, responses={200: AppealSerializer, **errors(400, 401, 403, 404, 409)})
     def post(self, request, pk):
-        data = DecisionRequest(data=request.data)
+        data = AppealDecisionRequest(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             appeal = appeals.decide(pk, moderator=request.user, **data.validated_data)

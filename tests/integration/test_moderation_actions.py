@@ -9,7 +9,6 @@ from django.test import Client
 from eth_account import Account
 
 from marketplace.accounts.models import User
-from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.models import Dataset, DatasetVersion
 from marketplace.chain import indexer, sender
