@@ -45,6 +45,23 @@ def is_delisting(dataset) -> bool:
         status__in=OperatorAction.OPEN).exists()
 
 
+def clearing_unread(dataset) -> bool:
+    """A clearing of one of `dataset`'s approvals was sent, but the indexer has not read it (the
+    listing is still approved here). Restoring meanwhile would race it: the indexer, reading the
+    clearing sent to delist, would delist the dataset again. (An unsent clearing is safe: the
+    restore cancels it.)"""
+    from marketplace.chain.models import OperatorAction
+
+    Status = OperatorAction.Status
+    for listing in Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID, approved=True):
+        latest = (OperatorAction.objects.filter(chain_id=listing.chain_id, listing_id=listing.listing_id)
+                  .exclude(status=Status.CANCELLED).order_by("-pk").first())
+        if latest is not None and latest.kind == OperatorAction.Kind.UNAPPROVE and latest.status in (
+                Status.SENT, Status.CONFIRMED):
+            return True
+    return False
+
+
 def remove(dataset, *, moderator=None) -> bool:
     """Remove `dataset` for legal reasons. Returns True when an approval on-chain is being cleared.
     Raises AlreadyDone for a dataset removed already."""
@@ -70,12 +87,14 @@ def remove(dataset, *, moderator=None) -> bool:
 def restore(dataset, *, moderator=None) -> str:
     """Put a delisted or removed dataset back: the approvals of its approved versions' listings are
     queued again (the dataset waits in review until the indexer reads them, then is listed), a
-    removed dataset's files are served again and analysed again. Returns the new status. Raises
-    AlreadyDone for a dataset neither delisted, rejected nor removed."""
+    removed dataset's files are served again and analysed again; a clearing not sent yet is
+    cancelled. Returns the new status. Raises AlreadyDone for a dataset neither delisted (nor being
+    delisted), rejected nor removed."""
     with transaction.atomic():
         dataset = _lock(dataset)
         removed = dataset.removed_at is not None
-        if not removed and dataset.status not in (Dataset.Status.DELISTED, Dataset.Status.REJECTED):
+        if not removed and dataset.status not in (Dataset.Status.DELISTED, Dataset.Status.REJECTED) \
+                and not is_delisting(dataset):  # a delisting not sent yet is cancelled
             raise AlreadyDone(f"{dataset.title} is {dataset.get_status_display().lower()}: there is nothing to "
                               "restore.")
         if removed:

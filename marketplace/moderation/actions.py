@@ -9,7 +9,7 @@ notifies the people affected, all in one transaction.
 from django.conf import settings
 from django.db import transaction
 
-from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
 from marketplace.catalog import removal, services
 from marketplace.catalog.models import Dataset, Listing
 from marketplace.orders.models import Order
@@ -114,8 +114,10 @@ def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
             f"{dataset.title} was removed for legal reasons ({REASONS[reason]}): it is off sale and its files are "
             f"no longer delivered. Reasons: {statement} You may file a counter-notice at /me/audit."),
             link="/me/audit")
-        for buyer in User.objects.filter(address__in=buyers):
-            notify(buyer, kind="dataset.remove", text=(
+        # A buyer who never signed in gets an account for their address, as signing in would make,
+        # so the notice waits for them.
+        for buyer in buyers:
+            notify(wallet_user(buyer), kind="dataset.remove", text=(
                 f"{dataset.title}, which you bought, was removed for legal reasons and can no longer be downloaded. "
                 "Your payment is still in escrow: you can open a dispute before it is released."),
                 link="/me/library")
@@ -129,9 +131,10 @@ def restore(dataset, *, moderator, reason="", statement, internal_note="", appea
     with transaction.atomic():
         dataset = _locked(dataset)
         was = state(dataset)
-        if was == "delisting":
-            raise ActionRefused("being_delisted", "The dataset's delisting is still on its way to the chain: restore "
-                                "it once the chain has confirmed it.")
+        if removal.clearing_unread(dataset):
+            raise ActionRefused("being_delisted", "The clearing of the dataset's approval is on its way to the chain: "
+                                "restore it once the chain has confirmed it and the marketplace has read it (seconds "
+                                "to minutes).")
         try:
             status = removal.restore(dataset, moderator=moderator)
         except removal.AlreadyDone as exc:

@@ -117,7 +117,7 @@ def new_appeal(request):
         except actions.ActionRefused as exc:
             error, status = exc.message, exc.status
         else:
-            return redirect("/me/audit?appealed=1")
+            return redirect(request.get_full_path())  # the form's page, saying the appeal is waiting
     return render(request, "moderation/new_appeal.html", {
         "entry": entry, "dataset": dataset, "error": error, "statement": statement,
         "counter_notice": entry.action == "dataset.remove", "what": appeals.APPEALABLE[entry.action],

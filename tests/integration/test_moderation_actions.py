@@ -263,7 +263,9 @@ def test_a_counter_notice_upheld_leaves_the_dataset_removed(moderator, other_mod
     assert form.status_code == 200 and "File a counter-notice" in form.content.decode()
     assert "data-appeal-link" in client.get("/me/audit").content.decode()
     assert client.post(f"/me/appeals/new?entry={entry.pk}", {"statement": ""}).status_code == 400
-    assert client.post(f"/me/appeals/new?entry={entry.pk}", {"statement": "I hold the rights."}).status_code == 302
+    sent = client.post(f"/me/appeals/new?entry={entry.pk}", {"statement": "I hold the rights."})
+    assert sent.status_code == 302
+    assert "data-appeal-open" in client.get(sent["Location"]).content.decode()
     filed = Appeal.objects.get()
     assert filed.kind == "counter_notice" and filed.decided_by_id == moderator.pk
     assert client_of(user("else")).get(f"/me/appeals/new?entry={entry.pk}").status_code == 403
@@ -325,6 +327,9 @@ def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_dow
         settings.CHAIN_CONFIRMATIONS = 1
         report = sender.send_operator_actions()
         assert len(report.transactions) == 1
+        # Sent, but the indexer has not read the clearing: restoring now would race it.
+        unread = act(client_of(moderator), version.dataset, "restore", statement="Too soon.")
+        assert unread.status_code == 409 and unread.json()["error"]["code"] == "being_delisted"
         chain.rpc("evm_mine")
         indexer.index_chain(chain.w3)
         assert chain.market.get_listing(listing_id)["approved"] is False
@@ -351,4 +356,34 @@ def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_dow
     finally:
         from django.core.files.storage import storages
 
+        storages["private"].delete(version.file)
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_delisting_not_sent_yet_is_cancelled_by_a_restore(client, chain):
+    from django.core.files.storage import storages
+    from django.utils import timezone
+
+    from marketplace.chain.models import OperatorAction
+    from tests.integration.test_downloads import list_and_buy
+
+    version, _, listing_id = list_and_buy(chain, client, b"town,mm\nLeeds,3\n", slug="cancelled")
+    try:
+        Dataset.objects.filter(pk=version.dataset_id).update(published_at=timezone.now())
+        moderator = client_of(user("mod", "moderator"))
+        delisted = act(moderator, version.dataset, "delist", reason="spam", statement="A duplicate.")
+        assert delisted.status_code == 200 and delisted.json()["state"] == "delisting"
+        page = moderator.get(f"/moderation/datasets/{version.dataset_id}").content.decode()
+        assert 'data-state="delisting"' in page and 'data-action="delist"' not in page
+        again = act(moderator, version.dataset, "delist", reason="spam", statement="A duplicate.")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_delisting"
+
+        restored = act(moderator, version.dataset, "restore", statement="Not a duplicate after all.")
+        assert restored.status_code == 200 and restored.json()["status"] == "listed", restored.json()
+        assert OperatorAction.objects.get().status == "cancelled"
+        assert sender.send_operator_actions().transactions == []
+        assert chain.market.get_listing(listing_id)["approved"] is True
+        assert [e.action for e in AuditEntry.objects.order_by("id")][-2:] == ["dataset.delist", "dataset.relist"]
+    finally:
         storages["private"].delete(version.file)
