@@ -387,3 +387,27 @@ def test_a_delisting_not_sent_yet_is_cancelled_by_a_restore(client, chain):
         assert [e.action for e in AuditEntry.objects.order_by("id")][-2:] == ["dataset.delist", "dataset.relist"]
     finally:
         storages["private"].delete(version.file)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_takes_the_dataset_out_of_the_search_index_and_the_facet_cache(settings, tmp_path):
+    from django.db import connection
+
+    from marketplace.catalog.indexing import FacetStore, SearchSync
+    from tests.conftest import sync_until
+    from tests.integration.test_search_sync import listed, titles
+
+    settings.SEARCH_INDEX_DIR = tmp_path / "search"
+    from marketplace.accounts.services import wallet_user
+
+    dataset = listed(wallet_user("0x90F79bf6EB2c4f870365E785982E1f101E93b906"), "Zanzibar tides")
+    sync = SearchSync()
+    sync.rebuild()
+    assert titles("zanzibar") == ["Zanzibar tides"]
+    FacetStore().put("some-search", {"category": {"economics": 1}}, ttl=60)
+
+    assert act(client_of(user("mod", "moderator")), dataset, "remove").status_code == 200
+    assert sync_until(sync, lambda: titles("zanzibar") == [])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM catalog_searchfacets")
+        assert cursor.fetchone()[0] == 0
