@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
+from marketplace.moderation import actions_views as moderation_actions
 from marketplace.moderation import bans_views as ban_pages
 from marketplace.moderation import report_views, views as moderation_pages
 from marketplace.orders.views import download
@@ -43,5 +44,9 @@ urlpatterns = [
     path("datasets/<slug:slug>/report", report_views.report_dataset, name="report-dataset-page"),
     path("notice", report_views.notice_form, name="notice-page"),
     path("notice/<str:token>", report_views.notice_status, name="notice-status-page"),
+    path("moderation/datasets/<str:ident>", moderation_actions.dataset_page, name="moderation-dataset-page"),
+    path("moderation/appeals", moderation_actions.appeals_page, name="moderation-appeals-page"),
+    path("moderation/appeals/<int:pk>", moderation_actions.appeal_page, name="moderation-appeal-page"),
+    path("me/appeals/new", moderation_actions.new_appeal, name="new-appeal-page"),
     path("", include("marketplace.web.urls")),
 ]

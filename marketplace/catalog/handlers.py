@@ -142,7 +142,9 @@ def _link(version: DatasetVersion, event: Event, dataset: Dataset) -> Listing:
     dataset goes back to review; a listed one stays listed while its new version waits)."""
     listing = created(event, version)
     listing.save()
-    if dataset.status in (Dataset.Status.DRAFT, Dataset.Status.REJECTED, Dataset.Status.DELISTED):
+    # A dataset removed for legal reasons stays down until a moderator restores it.
+    if dataset.status in (Dataset.Status.DRAFT, Dataset.Status.REJECTED, Dataset.Status.DELISTED) \
+            and dataset.removed_at is None:
         dataset.status = Dataset.Status.PENDING_REVIEW
         dataset.save(update_fields=["status", "updated_at"])
     revisions.submit_version(version, listing, by=dataset.owner)

@@ -55,6 +55,11 @@ class Dataset(models.Model):
         null=True, blank=True,
         help_text="When a moderator first approved its text; from then on, edits to it wait for review",
     )
+    removed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a moderator removed it for legal reasons: delisted, its files refused to everyone "
+                  "(451) and its sample and statistics purged, until it is restored (catalog.removal)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

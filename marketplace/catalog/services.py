@@ -390,10 +390,11 @@ def reject(datasets, *, moderator=None) -> ModerationResult:
     return result
 
 
-def delist(datasets, *, moderator=None) -> ModerationResult:
+def delist(datasets, *, moderator=None, reason="", statement="", internal_note="") -> ModerationResult:
     """Delist `datasets`: the sender clears their approval on-chain and the indexer marks them
     delisted when it reads the clearing; a dataset with nothing approved on-chain is delisted at
-    once. Each delisting is announced (signals.dataset_delisted) in the same transaction."""
+    once. Each delisting is announced (signals.dataset_delisted, with the moderator's policy
+    `reason`, `statement` for the publisher and `internal_note`) in the same transaction."""
     from .signals import dataset_delisted
 
     result = ModerationResult()
@@ -407,7 +408,8 @@ def delist(datasets, *, moderator=None) -> ModerationResult:
                 continue  # delisted already: nothing happened, nothing to announce
             else:
                 _set_status(dataset, Dataset.Status.DELISTED, result)
-            dataset_delisted.send(sender=Dataset, dataset=dataset, moderator=moderator, on_chain=on_chain)
+            dataset_delisted.send(sender=Dataset, dataset=dataset, moderator=moderator, on_chain=on_chain,
+                                  reason=reason, statement=statement, internal_note=internal_note)
         if result.queued:
             enqueue("chain.send_operator_actions")
     return result

@@ -15,7 +15,9 @@ from .handlers import drop_listings
 revision_decided = Signal()
 # Sent inside services.delist's transaction for each dataset a moderator delists: `dataset`,
 # `moderator` (a user or None) and `on_chain` (True when an approval on-chain is being cleared,
-# so the dataset is delisted once the chain confirms).
+# so the dataset is delisted once the chain confirms); `reason`, `statement` and `internal_note`
+# (a policy code, the statement of reasons the publisher sees, a note for moderators; empty from
+# the admin) when the moderation console delisted it.
 dataset_delisted = Signal()
 
 

@@ -41,6 +41,11 @@ ACTIONS = {
     "dataset.request_changes": "The publisher was asked to change a revision",
     "dataset.delist": "A dataset was taken off sale",
     "dataset.relist": "A delisted dataset was put back on sale",
+    "dataset.remove": "A dataset was removed for legal reasons (delisted, files refused, previews purged)",
+    "dataset.restore": "A delisted or removed dataset was restored",
+    "appeal.file": "A publisher appealed a decision (or filed a counter-notice to a legal removal)",
+    "appeal.uphold": "An appeal was decided: the decision stands",
+    "appeal.reverse": "An appeal was decided: the decision was reversed",
     "wallet.ban": "A wallet was banned",
     "wallet.unban": "A wallet's ban was lifted",
     "report.close": "A report was closed",
@@ -49,7 +54,7 @@ ACTIONS = {
     "dispute.resolve": "An arbiter resolved a dispute with a refund share",
     "chain.confirmed": "A transaction carrying an earlier entry's decision was confirmed on-chain",
 }
-ROLES = ("moderator", "arbiter", "admin", "system")
+ROLES = ("moderator", "arbiter", "admin", "system", "publisher")  # publisher: an appeal's author
 FIELDS = ("id", "created_at", "actor", "actor_id", "actor_role", "action", "target_type", "target_id", "reason",
           "statement", "internal_note", "reporter", "details", "prev_hash")
 

@@ -119,3 +119,40 @@ class Report(models.Model):
 
     def __str__(self):
         return f"report #{self.pk} on {self.target_type}:{self.target_id}"
+class Appeal(models.Model):
+    """A publisher's appeal of a decision about their dataset (a rejection, a delisting, a removal),
+    or counter-notice to a removal for legal reasons: the audit entry it contests, the publisher's
+    statement, and another moderator's decision (upheld or reversed). At most one open appeal per
+    dataset. Written only by moderation.appeals."""
+
+    class Kind(models.TextChoices):
+        APPEAL = "appeal", "Appeal"
+        COUNTER_NOTICE = "counter_notice", "Counter-notice"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for a moderator"
+        UPHELD = "upheld", "Upheld: the decision stands"
+        REVERSED = "reversed", "Reversed: the decision was undone"
+
+    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.CASCADE, related_name="appeals")
+    publisher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="appeals")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.APPEAL)
+    entry_id = models.BigIntegerField(help_text="The audit entry of the decision appealed (no foreign key)")
+    decision = models.CharField(max_length=40, help_text="That entry's action, e.g. dataset.remove")
+    decided_by_id = models.BigIntegerField(null=True, blank=True,
+                                           help_text="The user id of who took the decision (not this appeal's)")
+    statement = models.TextField(help_text="The publisher's statement")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
+    moderator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+", help_text="Who decided the appeal")
+    answer = models.TextField(blank=True, help_text="The statement of the appeal's decision")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset"], condition=models.Q(status="open"),
+                                               name="one_open_appeal_per_dataset")]
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk} of {self.decision} on dataset {self.dataset_id}"

@@ -1,6 +1,7 @@
-"""The policy list a moderator's refusal cites: the code stored as the audit entry's `reason`,
-and the label moderators and publishers read. A rejection or a request for changes names one, with
-a statement of reasons in the moderator's words."""
+"""The policy a moderator's decision cites: the reason codes (stored as the audit entry's `reason`)
+with the words moderators and publishers read, and the limits of what people write. A rejection,
+a request for changes, a delisting or a removal names one, with a statement of reasons in the
+moderator's words."""
 
 REASONS = {
     "illegal_content": "Illegal content",
@@ -14,6 +15,7 @@ REASONS = {
 
 STATEMENT_MAX = 2000  # characters of a statement of reasons
 NOTE_MAX = 5000  # characters of an internal note
+APPEAL_MAX = 5000  # characters of an appeal or a counter-notice
 
 
 def label(code: str) -> str:

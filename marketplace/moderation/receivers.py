@@ -58,12 +58,15 @@ def record_revision_decision(sender, revision, status, moderator, reason, **kwar
 
 
 @receiver(dataset_delisted, dispatch_uid="moderation.record_delisting")
-def record_delisting(sender, dataset, moderator, on_chain, **kwargs):
+def record_delisting(sender, dataset, moderator, on_chain, reason="", statement="", internal_note="", **kwargs):
     audit.record(action="dataset.delist", target_type="dataset", target_id=dataset.pk, actor=moderator,
-                 actor_role=role_of(moderator), details={"dataset": dataset.slug, "on_chain": bool(on_chain)})
-    notify(dataset.owner, kind="dataset.delist", text=f"{dataset.title} was delisted by a moderator: it is no "
-           "longer for sale" + (" once the chain confirms." if on_chain else "."),
-           link=f"/me/datasets/{dataset.slug}/edit")
+                 actor_role=role_of(moderator), reason=reason, statement=statement, internal_note=internal_note,
+                 details={"dataset": dataset.slug, "on_chain": bool(on_chain)})
+    text = (f"{dataset.title} was delisted by a moderator: it is no longer for sale"
+            + (" once the chain confirms." if on_chain else "."))
+    if statement:
+        text += f" Reasons: {statement} You may appeal at /me/audit."
+    notify(dataset.owner, kind="dataset.delist", text=text, link=f"/me/datasets/{dataset.slug}/edit")
 
 
 @receiver(flag_decided, dispatch_uid="moderation.record_flag_decision")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, bans_api, report_api
+from . import actions_api, api, bans_api, report_api
 
 urlpatterns = [
     path("moderation/audit", api.AuditSearchView.as_view(), name="moderation-audit"),
@@ -19,4 +19,10 @@ urlpatterns = [
          name="moderation-report-group"),
     path("moderation/reports/<str:target_type>/<str:target_id>/close", report_api.CloseGroupView.as_view(),
          name="moderation-report-close"),
+    path("moderation/datasets/<int:pk>/actions", actions_api.DatasetActionView.as_view(),
+         name="moderation-dataset-actions"),
+    path("moderation/appeals", actions_api.AppealsView.as_view(), name="moderation-appeals"),
+    path("moderation/appeals/<int:pk>/decision", actions_api.AppealDecisionView.as_view(),
+         name="moderation-appeal-decision"),
+    path("me/appeals", actions_api.MyAppealsView.as_view(), name="my-appeals"),
 ]

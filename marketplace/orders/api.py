@@ -53,7 +53,7 @@ DownloadGranted = inline_serializer("DownloadGranted", {
 class VersionDownloadView(APIView):
     """Exchange proof of purchase for a download link valid 10 minutes."""
 
-    @extend_schema(request=DownloadRequest, responses={201: DownloadGranted, **errors(400, 401, 403, 404, 409, 429, 503)})
+    @extend_schema(request=DownloadRequest, responses={201: DownloadGranted, **errors(400, 401, 403, 404, 409, 429, 451, 503)})
     def post(self, request, slug, number):
         data = DownloadRequest(data=request.data or {})
         data.is_valid(raise_exception=True)

@@ -10,7 +10,11 @@
   in front (nginx) sends the file, and the Range with it. Every request is logged (`Download`),
   with the bytes actually sent.
 - A stream checks the order again every RECHECK_SECONDS and ends early once it no longer gives
-  access (refunded in full meanwhile); a file sent by nginx cannot be cut that way.
+  access (refunded in full meanwhile) or its dataset was removed for legal reasons; a file sent by
+  nginx cannot be cut that way.
+- A dataset removed for legal reasons (`Dataset.removed_at`, catalog.removal) is refused to
+  everyone, buyers included, at every step: no link (451 `removed_for_legal_reasons`), no file
+  for a link given before (451).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from marketplace.accounts.bans import BUY, REFUSALS, active_ban
-from marketplace.catalog.models import DatasetVersion
+from marketplace.catalog.models import Dataset, DatasetVersion
 
 from .models import Download, DownloadGrant
 from .selectors import paid_orders
@@ -53,6 +57,15 @@ class DeliveryError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
+REMOVED = ("This dataset was removed for legal reasons: its files are not available to anyone, buyers "
+           "included. A buyer whose order is still in escrow can open a dispute before its release.")
+
+
+def refuse_removed(version: DatasetVersion) -> None:
+    if version.dataset.removed_at is not None:
+        raise DeliveryError("removed_for_legal_reasons", REMOVED, status=451)
+
+
 def paid_listing(buyer: str, version: DatasetVersion):
     """The (chain id, listing id) of the buyer's order of `version` that gives access, or None."""
     for chain_id, listing_id in version.listings.values_list("chain_id", "listing_id"):
@@ -70,6 +83,7 @@ class Grant:
 def grant(buyer: str, version: DatasetVersion, *, via: str) -> Grant:
     """A download token for `buyer` (checksummed), who must hold an order of the version that
     gives access (paid, not refunded in full). Raises DeliveryError."""
+    refuse_removed(version)
     paid = paid_listing(buyer, version)
     if paid is None:
         raise DeliveryError("not_bought", f"{buyer} holds no paid order of version {version.number} of this "
@@ -120,11 +134,12 @@ def parse_range(header: str | None, size: int, *, if_range: str | None = None, e
 def serve(request, token: str):
     """The response for GET /downloads/<token>. Raises DeliveryError."""
     now = timezone.now()
-    grant_row = (DownloadGrant.objects.select_related("version").filter(
+    grant_row = (DownloadGrant.objects.select_related("version__dataset").filter(
         token_hash=hashlib.sha256(token.encode()).hexdigest()).first())
     if grant_row is None or grant_row.expires_at <= now:
         raise DeliveryError("token_expired", "This download link has expired or never existed: ask for a new one "
                             "(it is valid for 10 minutes; a download in progress may resume with a new one).", status=410)
+    refuse_removed(grant_row.version)
     access = paid_orders(grant_row.buyer, grant_row.chain_id, [grant_row.listing_id])
     if not access.exists():
         raise DeliveryError("not_bought", "The order behind this link no longer gives access (refunded in full).")
@@ -152,7 +167,8 @@ def serve(request, token: str):
         internal = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + quote(version.file)
         response["X-Accel-Redirect"] = internal
     else:
-        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk, access),
+        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk, access,
+                                                 version.dataset_id),
                                          status=status)
         response["Content-Length"] = str(length)
         if wanted:
@@ -166,7 +182,7 @@ def serve(request, token: str):
     return response
 
 
-def _stream(name: str, first: int, length: int, log_id: int, access):
+def _stream(name: str, first: int, length: int, log_id: int, access, dataset_id: int):
     """The file's bytes [first, first + length), a chunk at a time, while `access` (the buyer's
     orders that give access, a queryset asked again every RECHECK_SECONDS) is not empty: a buyer
     refunded in full meanwhile gets a short body (the client sees fewer bytes than Content-Length).
@@ -183,6 +199,10 @@ def _stream(name: str, first: int, length: int, log_id: int, access):
                     if not access.exists():
                         logger.info("download %d stopped after %d bytes: its order no longer gives "
                                     "access", log_id, sent)
+                        break
+                    if Dataset.objects.filter(pk=dataset_id, removed_at__isnull=False).exists():
+                        logger.info("download %d stopped after %d bytes: its dataset was removed",
+                                    log_id, sent)
                         break
                     checked = time.monotonic()
                 chunk = f.read(min(CHUNK, length - sent))

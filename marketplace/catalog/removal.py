@@ -1,0 +1,125 @@
+"""Removing a dataset for legal reasons, and restoring a delisted or removed one.
+
+`remove` delists the dataset at once (the operator sender clears its approvals on-chain, so
+purchases revert once the clearing is confirmed), marks it removed (`Dataset.removed_at`: every
+download path refuses its files with 451, orders.delivery), and purges what the site derived from
+its files: the versions' sample rows and column statistics, its search entry (the status change
+reaches the index through SearchChange; the results page reads only listed datasets already) and
+the shared facet counts. The files themselves stay in the private storage, refused: a court may
+still need them, and a restore needs them. `restore` reverses either a removal or a delisting:
+the approvals of the approved versions go on-chain again and a removed dataset's files are
+analysed again. The moderation app records and announces both (it calls these; the catalog
+imports nothing of it).
+"""
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from marketplace.outbox.services import enqueue
+
+from . import revisions, services
+from .models import Dataset, DatasetVersion, Listing
+from .uploads import TABULAR
+
+
+class AlreadyDone(Exception):
+    """The dataset is already in the state asked for (nothing was changed)."""
+
+
+def on_chain_listings(dataset):
+    return list(Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID)
+                .select_related("version__dataset__owner").order_by("pk"))
+
+
+def _lock(dataset) -> Dataset:
+    return Dataset.objects.select_for_update(of=("self",)).select_related("owner").get(pk=dataset.pk)
+
+
+def is_delisting(dataset) -> bool:
+    """A clearing sent (or to be sent) to delist `dataset` is on its way."""
+    from marketplace.chain.models import OperatorAction
+
+    ids = [str(i) for i in Listing.objects.filter(version__dataset=dataset).values_list("listing_id", flat=True)]
+    return OperatorAction.objects.filter(
+        chain_id=settings.CHAIN_ID, listing_id__in=ids, kind=OperatorAction.Kind.UNAPPROVE,
+        status__in=OperatorAction.OPEN).exists()
+
+
+def clearing_unread(dataset) -> bool:
+    """A clearing of one of `dataset`'s approvals was sent, but the indexer has not read it (the
+    listing is still approved here). Restoring meanwhile would race it: the indexer, reading the
+    clearing sent to delist, would delist the dataset again. (An unsent clearing is safe: the
+    restore cancels it.)"""
+    from marketplace.chain.models import OperatorAction
+
+    Status = OperatorAction.Status
+    for listing in Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID, approved=True):
+        latest = (OperatorAction.objects.filter(chain_id=listing.chain_id, listing_id=listing.listing_id)
+                  .exclude(status=Status.CANCELLED).order_by("-pk").first())
+        if latest is not None and latest.kind == OperatorAction.Kind.UNAPPROVE and latest.status in (
+                Status.SENT, Status.CONFIRMED):
+            return True
+    return False
+
+
+def remove(dataset, *, moderator=None) -> bool:
+    """Remove `dataset` for legal reasons. Returns True when an approval on-chain is being cleared.
+    Raises AlreadyDone for a dataset removed already."""
+    with transaction.atomic():
+        dataset = _lock(dataset)
+        if dataset.removed_at is not None:
+            raise AlreadyDone(f"{dataset.title} is removed already.")
+        revisions.close_open(dataset, moderator=moderator, reason="The dataset was removed for legal reasons.")
+        result = services.ModerationResult()
+        on_chain = services._clear_approvals(dataset, on_chain_listings(dataset), intent="delist",
+                                             moderator=moderator, result=result)
+        dataset.status = Dataset.Status.DELISTED  # at once: off the site before the chain confirms
+        dataset.removed_at = timezone.now()
+        dataset.save(update_fields=["status", "removed_at", "updated_at"])
+        DatasetVersion.objects.filter(dataset=dataset).update(sample=[], columns=[])
+        with connection.cursor() as cursor:  # facet counts that may still count it
+            cursor.execute("DELETE FROM catalog_searchfacets")
+        if result.queued:
+            enqueue("chain.send_operator_actions")
+    return on_chain
+
+
+def restore(dataset, *, moderator=None) -> str:
+    """Put a delisted or removed dataset back: the approvals of its approved versions' listings are
+    queued again (the dataset waits in review until the indexer reads them, then is listed), a
+    removed dataset's files are served again and analysed again; a clearing not sent yet is
+    cancelled. Returns the new status. Raises AlreadyDone for a dataset neither delisted (nor being
+    delisted), rejected nor removed."""
+    with transaction.atomic():
+        dataset = _lock(dataset)
+        removed = dataset.removed_at is not None
+        if not removed and dataset.status not in (Dataset.Status.DELISTED, Dataset.Status.REJECTED) \
+                and not is_delisting(dataset):  # a delisting not sent yet is cancelled
+            raise AlreadyDone(f"{dataset.title} is {dataset.get_status_display().lower()}: there is nothing to "
+                              "restore.")
+        if removed:
+            dataset.removed_at = None
+            dataset.save(update_fields=["removed_at", "updated_at"])
+            tabular = set(TABULAR.values())
+            for version in DatasetVersion.objects.filter(dataset=dataset).order_by("number"):
+                if version.format in tabular:
+                    DatasetVersion.objects.filter(pk=version.pk).update(
+                        analysis_status=DatasetVersion.Analysis.PENDING, analysis_progress=0.0,
+                        analysis_attempts=0, analysis_message="analysed again after a restore")
+                    enqueue("catalog.analyse_version", args=[version.pk])
+        approved = [listing for listing in on_chain_listings(dataset)
+                    if listing.version.review == DatasetVersion.Review.APPROVED]
+        if approved:
+            # Waiting for the approval in review; the indexer lists it when it reads it.
+            Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.PENDING_REVIEW)
+            services.approve_listings(approved, moderator=moderator)
+        else:
+            # Nothing approved (a rejected new dataset): its latest listed version goes back to
+            # the review queue, or the dataset to draft when nothing is listed.
+            listings = on_chain_listings(dataset)
+            Dataset.objects.filter(pk=dataset.pk).update(
+                status=Dataset.Status.PENDING_REVIEW if listings else Dataset.Status.DRAFT)
+            if listings:
+                latest = max(listings, key=lambda item: item.version.number)
+                revisions.submit_version(latest.version, latest, by=dataset.owner)
+        return Dataset.objects.values_list("status", flat=True).get(pk=dataset.pk)

@@ -1,0 +1,155 @@
+"""A moderator's actions on a whole dataset: delist, remove for legal reasons, restore.
+
+Each validates the moderator's reason (a policy code), statement of reasons (shown to the
+publisher) and internal note, takes the dataset's row lock, refuses an action on a dataset already
+in that state (ActionRefused, 409), acts through the catalog (services.delist, removal.remove,
+removal.restore: the on-chain part through the operator sender), appends the audit entry and
+notifies the people affected, all in one transaction.
+"""
+from django.conf import settings
+from django.db import transaction
+
+from marketplace.accounts.services import wallet_user
+from marketplace.catalog import removal, services
+from marketplace.catalog.models import Dataset, Listing
+from marketplace.orders.models import Order
+from marketplace.orders.selectors import _current_market
+
+from . import audit
+from .notifications import notify
+from .policy import NOTE_MAX, REASONS, STATEMENT_MAX
+from .receivers import role_of
+
+ACTIONS = ("delist", "remove", "restore")
+
+
+class ActionRefused(Exception):
+    """A refusal with a stable code, a message for people and an HTTP status."""
+
+    def __init__(self, code, message, status=409):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def check_words(*, reason: str, statement: str, internal_note: str = "", reason_required: bool = True) -> dict:
+    """The moderator's words, stripped; ActionRefused (400) for a missing or unknown reason, an
+    empty statement, or one that is too long."""
+    reason, statement, internal_note = (reason or "").strip(), (statement or "").strip(), (internal_note or "").strip()
+    if reason and reason not in REASONS or (reason_required and not reason):
+        raise ActionRefused("invalid_reason", "Choose a reason from the policy list: " + ", ".join(REASONS) + ".",
+                            status=400)
+    if not statement:
+        raise ActionRefused("invalid_statement", "Write the statement of reasons the publisher will read.", status=400)
+    for name, text, most in (("statement", statement, STATEMENT_MAX), ("internal note", internal_note, NOTE_MAX)):
+        if len(text) > most:
+            raise ActionRefused(f"invalid_{name.replace(' ', '_')}", f"The {name} is {len(text):,} characters long; "
+                                f"at most {most:,}.", status=400)
+    return {"reason": reason, "statement": statement, "internal_note": internal_note}
+
+
+def _locked(dataset) -> Dataset:
+    return Dataset.objects.select_for_update(of=("self",)).select_related("owner").get(pk=dataset.pk)
+
+
+def state(dataset) -> str:
+    """removed, delisting (a clearing on its way), or the dataset's status."""
+    if dataset.removed_at is not None:
+        return "removed"
+    if dataset.status != Dataset.Status.DELISTED and removal.is_delisting(dataset):
+        return "delisting"
+    return dataset.status
+
+
+def perform(dataset, action: str, *, moderator, reason="", statement="", internal_note="") -> dict:
+    """Run one of ACTIONS; returns what the API answers. Raises ActionRefused."""
+    if action not in ACTIONS:
+        raise ActionRefused("invalid_action", f"Choose an action: {', '.join(ACTIONS)}.", status=400)
+    words = check_words(reason=reason, statement=statement, internal_note=internal_note,
+                        reason_required=action != "restore")
+    return {"delist": delist, "remove": remove, "restore": restore}[action](dataset, moderator=moderator, **words)
+
+
+def delist(dataset, *, moderator, reason, statement, internal_note="") -> dict:
+    with transaction.atomic():
+        dataset = _locked(dataset)
+        now = state(dataset)
+        if now in ("removed", "delisting", Dataset.Status.DELISTED):
+            raise ActionRefused(f"already_{now}", {
+                "removed": "The dataset is removed for legal reasons, which delisted it already.",
+                "delisting": "The dataset is being delisted already: its clearing is on its way to the chain.",
+                Dataset.Status.DELISTED: "The dataset is delisted already.",
+            }[now])
+        result = services.delist([dataset], moderator=moderator, reason=reason, statement=statement,
+                                 internal_note=internal_note)
+        dataset.refresh_from_db()
+        return {"action": "delist", "status": dataset.status, "state": state(dataset),
+                "on_chain": bool(result.queued or result.notes)}
+
+
+def open_order_buyers(dataset) -> list[str]:
+    """The buyers (addresses) of the dataset's listings whose orders are still in escrow, on the
+    current market."""
+    ids = list(Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID)
+               .values_list("listing_id", flat=True))
+    if not ids:
+        return []
+    return sorted(set(Order.objects.filter(
+        chain_id=settings.CHAIN_ID, market=_current_market(settings.CHAIN_ID), listing_id__in=ids,
+        status=Order.Status.OPEN).values_list("buyer", flat=True)))
+
+
+def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
+    with transaction.atomic():
+        dataset = _locked(dataset)
+        try:
+            on_chain = removal.remove(dataset, moderator=moderator)
+        except removal.AlreadyDone as exc:
+            raise ActionRefused("already_removed", str(exc)) from None
+        buyers = open_order_buyers(dataset)
+        entry = audit.record(action="dataset.remove", target_type="dataset", target_id=dataset.pk, actor=moderator,
+                             actor_role=role_of(moderator), reason=reason, statement=statement,
+                             internal_note=internal_note,
+                             details={"dataset": dataset.slug, "on_chain": on_chain, "buyers_told": len(buyers)})
+        notify(dataset.owner, kind="dataset.remove", text=(
+            f"{dataset.title} was removed for legal reasons ({REASONS[reason]}): it is off sale and its files are "
+            f"no longer delivered. Reasons: {statement} You may file a counter-notice at /me/audit."),
+            link="/me/audit")
+        # A buyer who never signed in gets an account for their address, as signing in would make,
+        # so the notice waits for them.
+        for buyer in buyers:
+            notify(wallet_user(buyer), kind="dataset.remove", text=(
+                f"{dataset.title}, which you bought, was removed for legal reasons and can no longer be downloaded. "
+                "Your payment is still in escrow: you can open a dispute before it is released."),
+                link="/me/library")
+        return {"action": "remove", "status": Dataset.Status.DELISTED.value, "state": "removed",
+                "on_chain": on_chain, "buyers_told": len(buyers), "entry": entry.pk}
+
+
+def restore(dataset, *, moderator, reason="", statement, internal_note="", appeal=None) -> dict:
+    """Undo a delisting, a rejection or a removal. Recorded as `dataset.relist` (it was delisted
+    or rejected) or `dataset.restore` (it was removed)."""
+    with transaction.atomic():
+        dataset = _locked(dataset)
+        was = state(dataset)
+        if removal.clearing_unread(dataset):
+            raise ActionRefused("being_delisted", "The clearing of the dataset's approval is on its way to the chain: "
+                                "restore it once the chain has confirmed it and the marketplace has read it (seconds "
+                                "to minutes).")
+        try:
+            status = removal.restore(dataset, moderator=moderator)
+        except removal.AlreadyDone as exc:
+            raise ActionRefused("nothing_to_restore", str(exc)) from None
+        action = "dataset.restore" if was == "removed" else "dataset.relist"
+        details = {"dataset": dataset.slug, "was": was, "status": status}
+        if appeal is not None:
+            details["appeal"] = appeal.pk
+        entry = audit.record(action=action, target_type="dataset", target_id=dataset.pk, actor=moderator,
+                             actor_role=role_of(moderator), reason=reason, statement=statement,
+                             internal_note=internal_note, details=details)
+        back = "is listed again" if status == Dataset.Status.LISTED else (
+            "goes back on sale once the chain confirms its approval" if status == Dataset.Status.PENDING_REVIEW
+            and was != Dataset.Status.REJECTED else "is back in the review queue" if status ==
+            Dataset.Status.PENDING_REVIEW else "can be listed again")
+        notify(dataset.owner, kind=action, text=f"{dataset.title} was restored by a moderator: it {back}. "
+               f"{statement}", link=f"/me/datasets/{dataset.slug}/edit")
+        return {"action": "restore", "status": status, "state": status, "entry": entry.pk}

@@ -1,0 +1,413 @@
+"""A moderator's actions on a dataset (delist, remove for legal reasons, restore) and publishers'
+appeals, against the real PostgreSQL, and with anvil and the real contracts for the chain's part:
+every action is an audit entry carrying the reason, statement and internal note; a removal stops
+downloads (451) and purges the sample and statistics; a purchase reverts once the clearing is
+confirmed; an appeal goes to another moderator, and a reversal restores the dataset."""
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from eth_account import Account
+
+from marketplace.accounts.models import User
+from marketplace.catalog import services
+from marketplace.catalog.models import Dataset, DatasetVersion
+from marketplace.chain import indexer, sender
+from marketplace.chain.reverts import error_name
+from marketplace.moderation.models import Appeal, AuditEntry, Notification
+from marketplace.orders import delivery
+from marketplace.outbox.models import OutboxMessage
+from tests.conftest import DEV_KEYS
+
+PAYOUT = "0x" + "ab" * 20
+
+
+def user(name, *roles, **extra):
+    person = User.objects.create_user(name, password="a-long-password-1", **extra)
+    for role in roles:
+        Group.objects.get(name=role).user_set.add(person)
+    return person
+
+
+def client_of(person):
+    client = Client()
+    client.force_login(person)
+    return client
+
+
+def dataset_with_version(owner, title="Rainfall by town"):
+    dataset = services.create_dataset(owner=owner, title=title, license="CC0-1.0", payout_address=PAYOUT)
+    DatasetVersion.objects.create(
+        dataset=dataset, number=1, file=f"datasets/{dataset.pk}/v1/rain.csv", original_name="rain.csv", format="csv",
+        size=10, content_hash="0x" + "11" * 32, price=10**6, token=PAYOUT, analysis_status="done",
+        columns=[{"name": "town", "type": "string"}], sample=[["Leeds"]], row_count=1)
+    return dataset
+
+
+def act(client, dataset, action, reason="copyright", statement="The rights holder showed it is theirs.", **extra):
+    return client.post(f"/api/v1/moderation/datasets/{dataset.pk}/actions",
+                       {"action": action, "reason": reason, "statement": statement, **extra},
+                       content_type="application/json")
+
+
+@pytest.fixture
+def moderator(db):
+    return user("mod", "moderator")
+
+
+@pytest.fixture
+def other_moderator(db):
+    return user("mod2", "moderator")
+
+
+@pytest.fixture
+def publisher(db):
+    return user("pub")
+
+
+# Delist -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_delisting_through_the_api_records_the_reason_statement_and_note(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    answer = act(client_of(moderator), dataset, "delist", reason="misleading",
+                 statement="The data is not what the title says.", internal_note="Checked against the source.")
+    assert answer.status_code == 200, answer.json()
+    assert answer.json()["state"] == "delisted" and answer.json()["on_chain"] is False
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.target_id, entry.actor, entry.reason) == (
+        "dataset.delist", str(dataset.pk), "mod", "misleading")
+    assert entry.statement == "The data is not what the title says."
+    assert entry.internal_note == "Checked against the source."
+    [told] = Notification.objects.filter(recipient=publisher)
+    assert "The data is not what the title says." in told.text and "Checked" not in told.text
+
+    again = act(client_of(moderator), dataset, "delist")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_delisted"
+    assert AuditEntry.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body, field", [
+    ({"reason": "copyright", "statement": ""}, "invalid_statement"),
+    ({"reason": "copyright", "statement": "   "}, "invalid_statement"),
+    ({"reason": "", "statement": "Because."}, "invalid_reason"),
+    ({"reason": "because", "statement": "Because."}, "invalid"),
+    ({"reason": "copyright", "statement": "x" * 5001}, "invalid"),
+    ({"reason": "copyright", "statement": "Because.", "internal_note": "x" * 5001}, "invalid"),
+    ({"reason": "copyright", "statement": 7}, "invalid"),
+])
+def test_a_bad_reason_or_statement_is_a_400_and_changes_nothing(moderator, publisher, body, field):
+    dataset = dataset_with_version(publisher)
+    for action in ("delist", "remove"):
+        answer = client_of(moderator).post(f"/api/v1/moderation/datasets/{dataset.pk}/actions",
+                                           {"action": action, **body}, content_type="application/json")
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == field, answer.json()
+    dataset.refresh_from_db()
+    assert dataset.status == "draft" and dataset.removed_at is None
+    assert not AuditEntry.objects.exists() and not Notification.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_actions_need_the_moderator_role(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    assert act(Client(), dataset, "remove").status_code == 401
+    refused = act(client_of(publisher), dataset, "remove")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert client_of(publisher).get(f"/moderation/datasets/{dataset.pk}").status_code == 403
+    assert client_of(publisher).get("/moderation/appeals").status_code == 403
+    assert "Connect your wallet" in Client().get(f"/moderation/datasets/{dataset.slug}").content.decode()
+    assert act(client_of(moderator), Dataset(pk=dataset.pk + 1000), "remove").status_code == 404
+    dataset.refresh_from_db()
+    assert dataset.removed_at is None and not AuditEntry.objects.exists()
+
+
+# Remove and restore -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_removal_refuses_the_files_purges_the_preview_and_is_recorded(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    answer = act(client_of(moderator), dataset, "remove", reason="personal_data",
+                 statement="It lists people's home addresses.", internal_note="Notice #12")
+    assert answer.status_code == 200, answer.json()
+    dataset.refresh_from_db()
+    version = dataset.versions.get()
+    assert dataset.status == "delisted" and dataset.removed_at is not None
+    assert version.sample == [] and version.columns == []
+    with pytest.raises(delivery.DeliveryError) as refused:
+        delivery.grant("0x" + "cd" * 20, version, via="session")
+    assert refused.value.status == 451 and refused.value.code == "removed_for_legal_reasons"
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.reason, entry.statement, entry.internal_note) == (
+        "dataset.remove", "personal_data", "It lists people's home addresses.", "Notice #12")
+    assert entry.details == {"dataset": dataset.slug, "on_chain": False, "buyers_told": 0}
+    assert "counter-notice" in Notification.objects.get(recipient=publisher).text
+
+    again = act(client_of(moderator), dataset, "remove")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_removed"
+    delist = act(client_of(moderator), dataset, "delist")
+    assert delist.status_code == 409 and delist.json()["error"]["code"] == "already_removed"
+    assert AuditEntry.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_restore_serves_and_analyses_the_files_again(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    assert act(client_of(moderator), dataset, "remove").status_code == 200
+    answer = act(client_of(moderator), dataset, "restore", reason="", statement="The notice was withdrawn.")
+    assert answer.status_code == 200, answer.json()
+    dataset.refresh_from_db()
+    version = dataset.versions.get()
+    assert dataset.removed_at is None and dataset.status == "draft"  # nothing was listed on-chain
+    assert version.analysis_status == "pending"
+    assert OutboxMessage.objects.filter(task="catalog.analyse_version", args=[version.pk]).exists()
+    entry = AuditEntry.objects.latest("id")
+    assert (entry.action, entry.statement, entry.details["was"]) == (
+        "dataset.restore", "The notice was withdrawn.", "removed")
+    delivery.refuse_removed(version)  # no longer refused
+
+    nothing = act(client_of(moderator), dataset, "restore", statement="Again.")
+    assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "nothing_to_restore"
+
+
+@pytest.mark.django_db
+def test_restoring_a_delisted_dataset_is_recorded_as_a_relisting(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    services.delist([dataset], moderator=moderator)
+    answer = act(client_of(moderator), dataset, "restore", statement="Delisted by mistake.")
+    assert answer.status_code == 200
+    assert AuditEntry.objects.latest("id").action == "dataset.relist"
+
+
+@pytest.mark.django_db
+def test_the_console_page_acts_and_shows_a_refusal(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    client = client_of(moderator)
+    page = client.get(f"/moderation/datasets/{dataset.slug}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-action="delist"' in html and 'data-action="remove"' in html and 'data-action="restore"' not in html
+    empty = client.post(f"/moderation/datasets/{dataset.pk}", {"action": "remove", "reason": "copyright",
+                                                               "statement": ""})
+    assert empty.status_code == 400 and "statement of reasons" in empty.content.decode()
+    done = client.post(f"/moderation/datasets/{dataset.pk}", {"action": "remove", "reason": "copyright",
+                                                              "statement": "Infringes.", "internal_note": "n"})
+    assert done.status_code == 302
+    after = client.get(done["Location"]).content.decode()
+    assert "Removed for legal reasons" in after and 'data-action="restore"' in after and "Infringes." in after
+
+
+# Appeals ----------------------------------------------------------------------------------------
+
+
+def delisted_by(moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    assert act(client_of(moderator), dataset, "delist").status_code == 200
+    return dataset, AuditEntry.objects.get(action="dataset.delist", target_id=str(dataset.pk))
+
+
+def appeal(client, entry, statement="The data is mine and accurate."):
+    return client.post("/api/v1/me/appeals", {"entry": entry.pk, "statement": statement},
+                       content_type="application/json")
+
+
+@pytest.mark.django_db
+def test_an_appeal_goes_to_another_moderator_and_a_reversal_restores(moderator, other_moderator, publisher):
+    dataset, entry = delisted_by(moderator, publisher)
+    filed = appeal(client_of(publisher), entry)
+    assert filed.status_code == 201, filed.json()
+    assert filed.json()["kind"] == "appeal" and filed.json()["status"] == "open"
+    again = appeal(client_of(publisher), entry)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "appeal_open"
+    stranger = appeal(client_of(user("someone")), entry)
+    assert stranger.status_code == 403 and stranger.json()["error"]["code"] == "not_yours"
+    assert Appeal.objects.count() == 1
+
+    url = f"/api/v1/moderation/appeals/{filed.json()['id']}/decision"
+    own = client_of(moderator).post(url, {"outcome": "reversed", "statement": "I was wrong."},
+                                    content_type="application/json")
+    assert own.status_code == 403 and own.json()["error"]["code"] == "own_decision"
+    assert "another moderator" in own.json()["error"]["message"]
+    page = client_of(moderator).get(f"/moderation/appeals/{filed.json()['id']}").content.decode()
+    assert "data-own-decision" in page and "data-decision-form" not in page
+    empty = client_of(other_moderator).post(url, {"outcome": "reversed", "statement": ""},
+                                            content_type="application/json")
+    assert empty.status_code == 400
+
+    decided = client_of(other_moderator).post(url, {"outcome": "reversed", "statement": "The title is accurate."},
+                                              content_type="application/json")
+    assert decided.status_code == 200, decided.json()
+    assert decided.json()["status"] == "reversed"
+    dataset.refresh_from_db()
+    assert dataset.status == "draft"  # restored (nothing was listed on-chain to approve again)
+    actions_recorded = list(AuditEntry.objects.order_by("id").values_list("action", "actor"))
+    assert actions_recorded[-3:] == [("appeal.file", "pub"), ("dataset.relist", "mod2"),
+                                     ("appeal.reverse", "mod2")]
+    assert "was decided: the delisting was reversed" in Notification.objects.filter(
+        recipient=publisher).latest("id").text
+    twice = client_of(other_moderator).post(url, {"outcome": "upheld", "statement": "No."},
+                                            content_type="application/json")
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "decided_already"
+    undone = appeal(client_of(publisher), entry)
+    assert undone.status_code == 409 and undone.json()["error"]["code"] == "decision_undone"
+
+
+@pytest.mark.django_db
+def test_a_counter_notice_upheld_leaves_the_dataset_removed(moderator, other_moderator, publisher):
+    dataset = dataset_with_version(publisher)
+    assert act(client_of(moderator), dataset, "remove").status_code == 200
+    entry = AuditEntry.objects.get(action="dataset.remove")
+    client = client_of(publisher)
+    form = client.get(f"/me/appeals/new?entry={entry.pk}")
+    assert form.status_code == 200 and "File a counter-notice" in form.content.decode()
+    assert "data-appeal-link" in client.get("/me/audit").content.decode()
+    assert client.post(f"/me/appeals/new?entry={entry.pk}", {"statement": ""}).status_code == 400
+    sent = client.post(f"/me/appeals/new?entry={entry.pk}", {"statement": "I hold the rights."})
+    assert sent.status_code == 302
+    assert "data-appeal-open" in client.get(sent["Location"]).content.decode()
+    filed = Appeal.objects.get()
+    assert filed.kind == "counter_notice" and filed.decided_by_id == moderator.pk
+    assert client_of(user("else")).get(f"/me/appeals/new?entry={entry.pk}").status_code == 403
+
+    page = client_of(other_moderator).post(f"/moderation/appeals/{filed.pk}",
+                                           {"outcome": "upheld", "statement": "The notice is valid."})
+    assert page.status_code == 302
+    dataset.refresh_from_db()
+    filed.refresh_from_db()
+    assert filed.status == "upheld" and filed.moderator == other_moderator and dataset.removed_at is not None
+    assert AuditEntry.objects.latest("id").action == "appeal.uphold"
+    assert "the removal stands" in Notification.objects.filter(recipient=publisher).latest("id").text
+    listing = client_of(other_moderator).get("/api/v1/moderation/appeals?status=upheld").json()["results"]
+    assert [a["id"] for a in listing] == [filed.pk]
+
+
+@pytest.mark.django_db
+def test_an_appeal_of_an_entry_that_is_not_a_decision_is_refused(moderator, publisher):
+    dataset, entry = delisted_by(moderator, publisher)
+    unknown = client_of(publisher).post("/api/v1/me/appeals", {"entry": entry.pk + 100, "statement": "x"},
+                                        content_type="application/json")
+    assert unknown.status_code == 404
+    long = appeal(client_of(publisher), entry, statement="x" * 5001)
+    assert long.status_code == 400
+    assert appeal(Client(), entry).status_code == 401
+    assert not Appeal.objects.exists()
+
+
+# With the chain ---------------------------------------------------------------------------------
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_download(client, chain, settings):
+    from tests.integration.test_downloads import CONTENT, as_wallet, body, link_for, list_and_buy, url
+    from tests.integration.test_listing import PRICE
+
+    version, buyer, listing_id = list_and_buy(chain, client, CONTENT, slug="removed")
+    from django.utils import timezone
+
+    Dataset.objects.filter(pk=version.dataset_id).update(published_at=timezone.now())  # its text was approved
+    try:
+        granted = link_for(as_wallet(client, DEV_KEYS[2]), version)  # a link taken before the removal
+        buyer_user = User.objects.get(address=buyer.address)
+        moderator = user("mod", "moderator")
+        answer = act(client_of(moderator), version.dataset, "remove")
+        assert answer.status_code == 200, answer.json()
+        assert answer.json()["on_chain"] is True and answer.json()["buyers_told"] == 1
+        assert "can open a dispute" in Notification.objects.get(recipient=buyer_user).text.replace(
+            "you can open", "can open")
+
+        # Downloads stop at once, for the buyer who paid too.
+        refused = client.get(granted["url"])
+        assert refused.status_code == 451 and refused.json()["error"]["code"] == "removed_for_legal_reasons"
+        again = as_wallet(client, DEV_KEYS[2]).post(url(version), content_type="application/json")
+        assert again.status_code == 451
+
+        # The clearing goes on-chain through the operator sender; once confirmed, a purchase reverts.
+        settings.CHAIN_CONFIRMATIONS = 1
+        report = sender.send_operator_actions()
+        assert len(report.transactions) == 1
+        # Sent, but the indexer has not read the clearing: restoring now would race it.
+        unread = act(client_of(moderator), version.dataset, "restore", statement="Too soon.")
+        assert unread.status_code == 409 and unread.json()["error"]["code"] == "being_delisted"
+        chain.rpc("evm_mine")
+        indexer.index_chain(chain.w3)
+        assert chain.market.get_listing(listing_id)["approved"] is False
+        assert version.listings.get().approved is False
+        other = Account.from_key(DEV_KEYS[3])
+        chain.token.mint(other.address, PRICE)
+        chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), other.address)
+        with pytest.raises(Exception) as reverted:
+            chain.market.contract.functions.purchase(listing_id, PRICE).call({"from": other.address})
+        assert error_name(reverted.value, chain.market.contract.abi) == "DataMarketNotBuyable"
+        assert Dataset.objects.get(pk=version.dataset_id).status == "delisted"
+
+        # Restored: approved on-chain again, listed once the indexer reads it, downloads resume.
+        restored = act(client_of(moderator), version.dataset, "restore", statement="The notice was withdrawn.")
+        assert restored.status_code == 200 and restored.json()["status"] == "pending_review"
+        sender.send_operator_actions()
+        chain.rpc("evm_mine")
+        indexer.index_chain(chain.w3)
+        assert chain.market.get_listing(listing_id)["approved"] is True
+        assert Dataset.objects.get(pk=version.dataset_id).status == "listed"
+        chain.market.contract.functions.purchase(listing_id, PRICE).call({"from": other.address})
+        assert body(client.get(link_for(as_wallet(client, DEV_KEYS[2]), version)["url"])) == CONTENT
+        assert [e.action for e in AuditEntry.objects.order_by("id")][-2:] == ["dataset.remove", "dataset.restore"]
+    finally:
+        from django.core.files.storage import storages
+
+        storages["private"].delete(version.file)
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_delisting_not_sent_yet_is_cancelled_by_a_restore(client, chain):
+    from django.core.files.storage import storages
+    from django.utils import timezone
+
+    from marketplace.chain.models import OperatorAction
+    from tests.integration.test_downloads import list_and_buy
+
+    version, _, listing_id = list_and_buy(chain, client, b"town,mm\nLeeds,3\n", slug="cancelled")
+    try:
+        Dataset.objects.filter(pk=version.dataset_id).update(published_at=timezone.now())
+        moderator = client_of(user("mod", "moderator"))
+        delisted = act(moderator, version.dataset, "delist", reason="spam", statement="A duplicate.")
+        assert delisted.status_code == 200 and delisted.json()["state"] == "delisting"
+        page = moderator.get(f"/moderation/datasets/{version.dataset_id}").content.decode()
+        assert 'data-state="delisting"' in page and 'data-action="delist"' not in page
+        again = act(moderator, version.dataset, "delist", reason="spam", statement="A duplicate.")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_delisting"
+
+        restored = act(moderator, version.dataset, "restore", statement="Not a duplicate after all.")
+        assert restored.status_code == 200 and restored.json()["status"] == "listed", restored.json()
+        assert OperatorAction.objects.get().status == "cancelled"
+        assert sender.send_operator_actions().transactions == []
+        assert chain.market.get_listing(listing_id)["approved"] is True
+        assert [e.action for e in AuditEntry.objects.order_by("id")][-2:] == ["dataset.delist", "dataset.relist"]
+    finally:
+        storages["private"].delete(version.file)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_takes_the_dataset_out_of_the_search_index_and_the_facet_cache(settings, tmp_path):
+    from django.db import connection
+
+    from marketplace.catalog.indexing import FacetStore, SearchSync
+    from tests.conftest import sync_until
+    from tests.integration.test_search_sync import listed, titles
+
+    settings.SEARCH_INDEX_DIR = tmp_path / "search"
+    from marketplace.accounts.services import wallet_user
+
+    dataset = listed(wallet_user("0x90F79bf6EB2c4f870365E785982E1f101E93b906"), "Zanzibar tides")
+    sync = SearchSync()
+    sync.rebuild()
+    assert titles("zanzibar") == ["Zanzibar tides"]
+    FacetStore().put("some-search", {"category": {"economics": 1}}, ttl=60)
+
+    assert act(client_of(user("mod", "moderator")), dataset, "remove").status_code == 200
+    assert sync_until(sync, lambda: titles("zanzibar") == [])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM catalog_searchfacets")
+        assert cursor.fetchone()[0] == 0
