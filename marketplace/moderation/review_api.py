@@ -4,6 +4,7 @@ statement of reasons and an internal note. The decision itself is the catalog's
 import re
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -64,8 +65,26 @@ class DecisionRequest(serializers.Serializer):
         return data
 
 
+class DecisionRequestSchema(OpenApiSerializerExtension):
+    """The schema says what validate() does: an approval cites no policy; another decision cites
+    one and gives a statement that is not blank."""
+
+    target_class = DecisionRequest
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["anyOf"] = [
+            {"properties": {"decision": {"enum": [revisions.Decision.APPROVE]}, "reason_code": {"enum": [""]}}},
+            {"required": ["reason_code", "statement"],
+             "properties": {"decision": {"enum": [revisions.Decision.REJECT, revisions.Decision.REQUEST_CHANGES]},
+                            "reason_code": {"enum": sorted(policy.REASONS)},
+                            "statement": {"pattern": NOT_BLANK.pattern}}},
+        ]
+        return schema
+
+
 def queue_json(row: dict) -> dict:
-    return {**{k: v for k, v in row.items() if k not in ("age", "waited")}, "created_at": iso_time(row["created_at"]),
+    return {**{k: v for k, v in row.items() if k not in ("age", "waited", "due_text", "claim_until")}, "created_at": iso_time(row["created_at"]),
             "due_at": iso_time(row["due_at"]), "age_seconds": int(row["age"].total_seconds()),
             "claim_expires_at": iso_time(row["claim_expires_at"]) if row["claim_expires_at"] else None}
 
