@@ -8,7 +8,7 @@ import pytest
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import revisions
 from marketplace.catalog.models import DatasetRevision
-from tests.e2e.test_catalog_pages import COLUMNS, listed, owner, shoot, sign_in_as  # noqa: F401
+from tests.e2e.test_catalog_pages import COLUMNS, OWNER, listed, shoot, sign_in_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -23,13 +23,18 @@ def moderator(address):
 
 
 @pytest.fixture
+def owner(db):
+    return wallet_user(OWNER)
+
+
+@pytest.fixture
 def second(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     yield context.new_page()
     context.close()
 
 
-def test_two_moderators_on_one_item_and_a_rejection_with_reasons(page, second, live_server, owner):  # noqa: F811
+def test_two_moderators_on_one_item_and_a_rejection_with_reasons(page, second, live_server, owner):
     dataset = listed(owner, "City contacts", analysis_status="done", row_count=2,
                      columns=COLUMNS + [{"name": "contact", "type": "string", "null_count": 0, "distinct_count": 2}],
                      sample=EMAILS)
