@@ -45,7 +45,7 @@ RARE = [f"case{i}" for i in range(100_000)]
 MODERATORS = [f"mod{i}" for i in range(30)]
 
 
-def database_url(fresh):
+def database_url(fresh, name="bench_audit"):
     import dj_database_url
     import psycopg
 
@@ -58,12 +58,12 @@ def database_url(fresh):
     admin = dict(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
                  host=db["HOST"] or None, port=db["PORT"] or None)
     with psycopg.connect(**admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'bench_audit'").fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if fresh or not exists:
-            conn.execute("DROP DATABASE IF EXISTS bench_audit WITH (FORCE)")
-            conn.execute("CREATE DATABASE bench_audit")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
             fresh = True
-    return base.rsplit("/", 1)[0] + "/bench_audit", fresh
+    return base.rsplit("/", 1)[0] + "/" + name, fresh
 
 
 def target_of(action, rng):

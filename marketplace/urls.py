@@ -7,7 +7,7 @@ from marketplace.accounts.views import avatar
 from marketplace.health import healthz
 from marketplace.moderation import actions_views as moderation_actions
 from marketplace.moderation import bans_views as ban_pages
-from marketplace.moderation import report_views, views as moderation_pages
+from marketplace.moderation import report_views, review_views as review_pages, views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
@@ -35,6 +35,9 @@ urlpatterns = [
     path("me/rewards/settings", reward_pages.my_rewards_settings, name="my-rewards-settings"),
     path("me/rewards/earnings.csv", reward_pages.my_earnings_csv, name="my-earnings-csv"),
     path("moderation/audit", moderation_pages.audit_log, name="moderation-audit-page"),
+    path("moderation/", review_pages.queue_page, name="moderation-home"),
+    path("moderation/queue", review_pages.queue_page, name="moderation-queue-page"),
+    path("moderation/review/<int:revision_id>", review_pages.item_page, name="moderation-review-page"),
     path("moderation/bans", ban_pages.bans_page, name="moderation-bans-page"),
     path("moderation/wallets/<str:address>", ban_pages.wallet_page, name="moderation-wallet-page"),
     path("me/audit", moderation_pages.my_audit, name="my-audit-page"),

@@ -896,6 +896,7 @@ class RevisionDecisionView(APIView):
             result = revisions.decide(revision, decision=p["decision"], moderator=request.user,
                                       reason=p.get("reason", ""), expected_listings=p.get("listings"))
         except (revisions.StaleDecision, revisions.DecisionRefused) as exc:
-            raise APIError("stale_revision" if isinstance(exc, revisions.StaleDecision) else "decision_refused",
-                           str(exc), status=409) from None
+            code = getattr(exc, "code", "stale_revision" if isinstance(exc, revisions.StaleDecision) else
+                           "decision_refused")  # DecisionBlocked names its own (`claimed`)
+            raise APIError(code, str(exc), status=409) from None
         return Response(RevisionSerializer(result.revision).data)

@@ -232,7 +232,14 @@ class DatasetRevision(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="revision_queue")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="revision_queue"),
+            # The moderators' queue: what waits, oldest first, a page at a time by (created_at, id),
+            # of every kind or of one.
+            models.Index(fields=["created_at", "id"], condition=models.Q(status="pending"), name="revision_waiting"),
+            models.Index(fields=["kind", "created_at", "id"], condition=models.Q(status="pending"),
+                         name="revision_waiting_kind"),
+        ]
 
     def __str__(self):
         target = f" v{self.version.number}" if self.version_id else ""

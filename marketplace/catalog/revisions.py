@@ -36,6 +36,15 @@ class DecisionRefused(Exception):
     """The decision cannot be taken in this order (e.g. a version before its dataset's details)."""
 
 
+class DecisionBlocked(DecisionRefused):
+    """A receiver of `signals.revision_deciding` refused the decision (another moderator holds the
+    item: moderation's review claims); `code` names why for the API (409)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def _lock(dataset: Dataset) -> Dataset:
     return Dataset.objects.select_for_update().get(pk=dataset.pk)
 
@@ -291,7 +300,7 @@ class DecisionResult:
 
 
 def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str = "",
-           expected_listings: list | None = None) -> DecisionResult:
+           expected_listings: list | None = None, reason_code: str = "", internal_note: str = "") -> DecisionResult:
     """Approve, reject or ask for changes to exactly `revision`.
 
     Refused with StaleDecision when the revision is no longer open (superseded, or decided), or
@@ -300,7 +309,10 @@ def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str =
     DecisionRefused when a new dataset's version is approved before its details, or a version
     (or its preview) before the version's analysis has ended. The decision is
     recorded on the revision (who, when, why); approving a version queues the on-chain approval of
-    exactly its listings.
+    exactly its listings. `reason_code` (a policy code) and `internal_note` (for moderators only)
+    are not kept on the revision: they go with `signals.revision_decided` to the audit log.
+    Before deciding, `signals.revision_deciding` is sent: a receiver may refuse with
+    DecisionBlocked (another moderator's claim on the revision).
     """
     if decision not in Decision.ALL:
         raise ValueError(f"unknown decision {decision!r}")
@@ -313,14 +325,18 @@ def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str =
                                 "reload it and decide on what is open now.")
         if expected_listings is not None and _shown(expected_listings) != _shown(revision.listings):
             raise StaleDecision(f"Revision #{revision.pk} puts other listings on sale than the ones shown: reload it.")
+        from .signals import revision_deciding
+
+        revision_deciding.send(sender=DatasetRevision, revision=revision, decision=decision, moderator=moderator)
         result = DecisionResult(revision)
+        why = {"reason_code": reason_code, "internal_note": internal_note}
         if decision == Decision.REQUEST_CHANGES:
-            _record(revision, Status.CHANGES_REQUESTED, moderator, reason)
+            _record(revision, Status.CHANGES_REQUESTED, moderator, reason, **why)
             return result
         if decision == Decision.REJECT:
-            _reject(dataset, revision, moderator, reason, result)
+            _reject(dataset, revision, moderator, reason, result, **why)
             return result
-        _approve(dataset, revision, moderator, reason, result)
+        _approve(dataset, revision, moderator, reason, result, **why)
         return result
 
 
@@ -349,7 +365,7 @@ def _shown(listings) -> list:
     return sorted((str(item.get("listing_id")), str(item.get("content_hash", "")).lower()) for item in listings or [])
 
 
-def _record(revision, status, moderator, reason):
+def _record(revision, status, moderator, reason, *, reason_code="", internal_note=""):
     revision.status = status
     revision.decided_by = moderator
     revision.decided_at = timezone.now()
@@ -358,10 +374,10 @@ def _record(revision, status, moderator, reason):
     from .signals import revision_decided
 
     revision_decided.send(sender=DatasetRevision, revision=revision, status=status, moderator=moderator,
-                          reason=revision.reason)
+                          reason=revision.reason, reason_code=reason_code, internal_note=internal_note)
 
 
-def _approve(dataset, revision, moderator, reason, result):
+def _approve(dataset, revision, moderator, reason, result, **why):
     from . import services
 
     if revision.kind == Kind.DETAILS:
@@ -401,7 +417,7 @@ def _approve(dataset, revision, moderator, reason, result):
         _require_analysed(version)
         _check_hidden_columns(version, settings)
         _apply_preview(version, settings)
-    _record(revision, Status.APPROVED, moderator, reason)
+    _record(revision, Status.APPROVED, moderator, reason, **why)
 
 
 def _require_analysed(version):
@@ -434,10 +450,10 @@ def _listing_filter(items) -> dict:
     return {"pk__in": Listing.objects.filter(query).values("pk")}
 
 
-def _reject(dataset, revision, moderator, reason, result):
+def _reject(dataset, revision, moderator, reason, result, **why):
     from . import services
 
-    _record(revision, Status.REJECTED, moderator, reason)
+    _record(revision, Status.REJECTED, moderator, reason, **why)
     if revision.kind == Kind.VERSION:
         DatasetVersion.objects.filter(pk=revision.version_id).update(review=DatasetVersion.Review.REJECTED)
         result.queued = services.clear_listing_approvals(
@@ -445,7 +461,7 @@ def _reject(dataset, revision, moderator, reason, result):
     elif revision.kind == Kind.DETAILS and not is_published(dataset):
         # A new dataset's submission as a whole: its open versions go with it.
         for other in _open(dataset, Kind.VERSION):
-            _record(other, Status.REJECTED, moderator, reason)
+            _record(other, Status.REJECTED, moderator, reason, **why)
             DatasetVersion.objects.filter(pk=other.version_id).update(review=DatasetVersion.Review.REJECTED)
         result.queued = services.reject([dataset], moderator=moderator).queued
 

@@ -9,10 +9,15 @@ from .handlers import drop_listings
 # Sent inside the deciding transaction for every revision that gets a decision (approved,
 # rejected, changes requested), those decided along with another (a rejected submission's
 # versions, a delisted dataset's waiting revisions) included: `revision`, `status` (its new
-# DatasetRevision.Status), `moderator` (a user, or None for the system) and `reason`. The
+# DatasetRevision.Status), `moderator` (a user, or None for the system), `reason`, and the
+# `reason_code` (a policy code) and `internal_note` the moderator gave ("" when none). The
 # moderation app records each in its audit log and tells the publisher; the catalog imports
 # nothing of it (apps depend downward only).
 revision_decided = Signal()
+# Sent by revisions.decide inside its transaction, with the revision locked and still open, before
+# anything is decided: `revision`, `decision`, `moderator`. A receiver may refuse the decision by
+# raising revisions.DecisionBlocked (moderation: another moderator has claimed the revision).
+revision_deciding = Signal()
 # Sent inside services.delist's transaction for each dataset a moderator delists: `dataset`,
 # `moderator` (a user or None) and `on_chain` (True when an approval on-chain is being cleared,
 # so the dataset is delisted once the chain confirms); `reason`, `statement` and `internal_note`

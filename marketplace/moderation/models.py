@@ -156,3 +156,16 @@ class Appeal(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk} of {self.decision} on dataset {self.dataset_id}"
+class ReviewClaim(models.Model):
+    """A moderator working on a revision of the review queue (moderation/review.py): until
+    `expires_at`, another moderator's claim or decision on it is refused (409 `claimed`). One row
+    per revision; an expired claim is taken over by the next moderator who claims. Not part of the
+    audit log: it changes nothing about the dataset, and the decision that ends it is recorded."""
+
+    revision = models.OneToOneField("catalog.DatasetRevision", on_delete=models.CASCADE, related_name="claim")
+    moderator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"revision {self.revision_id} claimed by {self.moderator_id} until {self.expires_at}"

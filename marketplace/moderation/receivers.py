@@ -9,11 +9,12 @@ from django.dispatch import receiver
 
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 from marketplace.catalog.models import DatasetRevision
-from marketplace.catalog.signals import dataset_delisted, revision_decided
+from marketplace.catalog.signals import dataset_delisted, revision_decided, revision_deciding
 from marketplace.rewards.models import Flag
 from marketplace.rewards.signals import flag_decided
 
-from . import audit
+from . import audit, policy, review
+from .models import ReviewClaim
 from .notifications import notify
 
 REVISION_ACTIONS = {
@@ -36,11 +37,19 @@ def revision_subject(revision) -> str:
     return f"{kind} {revision.version.number}" if revision.version_id else kind
 
 
+@receiver(revision_deciding, dispatch_uid="moderation.refuse_claimed_revision")
+def refuse_claimed_revision(sender, revision, moderator, **kwargs):
+    """Another moderator's claim on the revision refuses the decision, whichever way it is taken."""
+    review.refuse_if_claimed_by_another(revision, moderator)
+
+
 @receiver(revision_decided, dispatch_uid="moderation.record_revision_decision")
-def record_revision_decision(sender, revision, status, moderator, reason, **kwargs):
+def record_revision_decision(sender, revision, status, moderator, reason, reason_code="", internal_note="",
+                             **kwargs):
     action = REVISION_ACTIONS.get(status)
     if action is None:
         return
+    ReviewClaim.objects.filter(revision=revision).delete()  # decided: the claim has done its work
     dataset = revision.dataset
     details = {"revision": revision.pk, "kind": revision.kind, "dataset": dataset.slug}
     if revision.version_id:
@@ -49,9 +58,12 @@ def record_revision_decision(sender, revision, status, moderator, reason, **kwar
         details["listings"] = [{"chain_id": int(item.get("chain_id", 0)), "listing_id": str(item.get("listing_id")),
                                 "content_hash": str(item.get("content_hash", ""))} for item in revision.listings]
     audit.record(action=action, target_type="dataset", target_id=dataset.pk, actor=moderator,
-                 actor_role=role_of(moderator), statement=reason or "", details=details)
+                 actor_role=role_of(moderator), reason=reason_code or "", statement=reason or "",
+                 internal_note=internal_note or "", details=details)
     subject = revision_subject(revision)
     text = f"{dataset.title}: {subject} was {DECIDED_WORDS[action]}."
+    if reason_code:  # the policy cited, never the internal note
+        text += f" Policy: {policy.label(reason_code)}."
     if reason:
         text += f" Reasons: {reason}"
     notify(dataset.owner, kind=action, text=text, link=f"/me/datasets/{dataset.slug}/edit")

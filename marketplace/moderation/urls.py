@@ -1,9 +1,13 @@
 from django.urls import path
 
-from . import actions_api, api, bans_api, report_api
+from . import actions_api, api, bans_api, report_api, review_api
 
 urlpatterns = [
     path("moderation/audit", api.AuditSearchView.as_view(), name="moderation-audit"),
+    path("moderation/queue", review_api.ReviewQueueView.as_view(), name="moderation-queue"),
+    path("moderation/review/<int:revision_id>/claim", review_api.ClaimView.as_view(), name="moderation-review-claim"),
+    path("moderation/review/<int:revision_id>/decision", review_api.ReviewDecisionView.as_view(),
+         name="moderation-review-decision"),
     path("moderation/bans", bans_api.BansView.as_view(), name="moderation-bans"),
     path("moderation/bans/<int:ban_id>/lift", bans_api.LiftView.as_view(), name="moderation-ban-lift"),
     path("moderation/evasion", bans_api.EvasionView.as_view(), name="moderation-evasion"),

@@ -143,9 +143,9 @@ def test_signed_in_run_finds_nothing(api, tmp_path):
 
 
 def test_moderator_run_finds_nothing(api, tmp_path):
-    """The moderation operations (the review queue, a decision, the audit log, the reports, a
-    dataset's actions, the appeals and their decisions), as a moderator, on an open revision and a
-    dataset's open report."""
+    """The moderation operations (the catalog's review queue and decision, the audit log, the review
+    console's queue, claim, release and decision, the reports, a dataset's actions, the appeals and
+    their decisions), as a moderator, on an open revision and a dataset's open report."""
     from django.contrib.auth.models import Group
 
     moderator = Account.create()

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('moderation', '0004_audit_search_statistics'),
+        ('moderation', '0005_review_claims'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
