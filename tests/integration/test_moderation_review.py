@@ -372,15 +372,17 @@ def test_the_item_page_shows_the_diff_of_an_edit_the_file_the_flags_and_the_publ
 def test_the_item_page_shows_the_open_reports_on_the_dataset_and_its_publisher(ann, publisher):
     from marketplace.moderation.models import Report
 
-    User.objects.filter(pk=publisher.pk).update(address="0x" + "cd" * 20)
+    from eth_utils import to_checksum_address
+
+    User.objects.filter(pk=publisher.pk).update(address=to_checksum_address("0x" + "cd" * 20))
     publisher.refresh_from_db()
     dataset = dataset_of(publisher)
     revision = waiting(dataset)
-    reporter = user("reporter")
+    reporters = iter(user(f"reporter{i}") for i in range(4))
 
     def report(target_type, target_id, reason, evidence, **fields):
-        return Report.objects.create(target_type=target_type, target_id=target_id, source="user", reporter=reporter,
-                                     reason=reason, evidence=evidence, **fields)
+        return Report.objects.create(target_type=target_type, target_id=target_id, source="user",
+                                     reporter=next(reporters), reason=reason, evidence=evidence, **fields)
 
     report("dataset", str(dataset.pk), "copyright", "Copied from the national office.")
     report("dataset", str(dataset.pk), "misleading", "Not rainfall at all.")
