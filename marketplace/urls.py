@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from marketplace.accounts.views import avatar
 from marketplace.health import healthz
-from marketplace.moderation import views as moderation_pages
+from marketplace.moderation import console_views as moderation_console, views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
@@ -34,5 +34,9 @@ urlpatterns = [
     path("me/rewards/earnings.csv", reward_pages.my_earnings_csv, name="my-earnings-csv"),
     path("moderation/audit", moderation_pages.audit_log, name="moderation-audit-page"),
     path("me/audit", moderation_pages.my_audit, name="my-audit-page"),
+    path("moderation/disputes", moderation_console.dispute_list, name="moderation-disputes-page"),
+    path("moderation/disputes/<int:order_id>", moderation_console.dispute_detail, name="moderation-dispute-page"),
+    path("moderation/abuse", moderation_console.abuse_list, name="moderation-abuse-page"),
+    path("moderation/actions", moderation_console.action_list, name="moderation-actions-page"),
     path("", include("marketplace.web.urls")),
 ]
