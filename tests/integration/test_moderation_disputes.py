@@ -258,3 +258,56 @@ def test_a_failed_resolution_is_shown_and_retried_once_the_operator_is_the_arbit
     assert sender.send_operator_actions().confirmed == 1
     assert Order.objects.get(pk=disputed.pk).refund == PRICE // 4
     assert AuditEntry.objects.filter(action="chain.confirmed").count() == 1
+
+
+def failed(chain, version, kind, **fields):
+    listing = version.listings.get()
+    return OperatorAction.objects.create(
+        kind=kind, chain_id=listing.chain_id, market=chain.market.address, listing_id=listing.listing_id,
+        expected_owner=PUBLISHER, expected_content_hash=version.content_hash, status="failed",
+        error="transaction 0xdead reverted", context={"intent": "delist" if kind == "unapprove" else "approve",
+                                                      "dataset": version.dataset_id, "listing": listing.pk},
+        created_by="moderator", **fields)
+
+
+def test_a_failed_clearing_is_sent_again_once_and_refused_once_no_longer_needed(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    listing_id = int(on_sale.listings.get().listing_id)
+    first = failed(chain, on_sale, "unapprove")
+
+    retried = client.post("/moderation/actions", {"action": first.pk})
+
+    assert retried.status_code == 302
+    new = OperatorAction.objects.get(context__retry_of=first.pk)
+    assert new.status == "pending" and new.kind == "unapprove" and new.listing_id == first.listing_id
+    assert "queued again" in client.get(retried["Location"]).content.decode()
+    assert client.post(f"/api/v1/moderation/actions/{first.pk}/retry").json()["error"]["code"] == "already_retried"
+    assert sender.send_operator_actions().confirmed == 1
+    assert chain.market.get_listing(listing_id)["approved"] is False
+
+    second = failed(chain, on_sale, "unapprove")
+    refused = client.post(f"/api/v1/moderation/actions/{second.pk}/retry")
+    assert refused.status_code == 409 and "already not approved" in refused.json()["error"]["message"]
+    page = client.post("/moderation/actions", {"action": second.pk})
+    assert page.status_code == 409 and "already not approved" in page.content.decode()
+    assert list(AuditEntry.objects.filter(action="chain.retry").values_list("target_id", flat=True)) == [str(first.pk)]
+
+
+def test_an_approval_is_not_sent_again_after_the_dataset_was_delisted(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    chain.send(chain.market.contract.functions.setApproval([int(on_sale.listings.get().listing_id)], False),
+               chain.operator.address)
+    approval = failed(chain, on_sale, "approve")
+    audit.record(action="dataset.delist", target_type="dataset", target_id=on_sale.dataset_id, actor="moderator")
+
+    refused = client.post(f"/api/v1/moderation/actions/{approval.pk}/retry")
+
+    assert refused.status_code == 409 and "decided again" in refused.json()["error"]["message"]
+    assert not OperatorAction.objects.filter(status="pending").exists()
+    _, arbiter = person("arbiter", "arbiter")
+    assert arbiter.post(f"/api/v1/moderation/actions/{approval.pk}/retry").status_code == 403
+    confirmed = OperatorAction.objects.create(kind="release", chain_id=approval.chain_id, market=approval.market,
+                                              order_id=1, status="confirmed")
+    answer = client.post(f"/api/v1/moderation/actions/{confirmed.pk}/retry")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_failed"
+    assert client.post("/api/v1/moderation/actions/999999/retry").status_code == 404
