@@ -1,4 +1,4 @@
-// The arbiters' dispute page, when the operator key is not the arbiter: the connected wallet
+// The arbiters' dispute page (/moderation/disputes/<id>), when the operator key is not the arbiter: the connected wallet
 // sends the prepared resolve(orderId, refundBps) transaction, and the server's nudge reads its
 // block so that the order's new state (and the audit log's confirmation) shows at once.
 
@@ -48,8 +48,3 @@ export function initArbiter(doc) {
   });
 }
 
-if (document.readyState === "loading") {
-  document.addEventListener("DOMContentLoaded", () => initArbiter(document), { once: true });
-} else {
-  initArbiter(document);
-}
