@@ -74,7 +74,7 @@ class DisputesView(APIView):
 
     permission_classes = [IsArbiter]
 
-    @extend_schema(responses={200: inline_serializer("DisputeList", {"results": DisputeRow}), **errors(401, 403)})
+    @extend_schema(operation_id="moderation_disputes_list", responses={200: inline_serializer("DisputeList", {"results": DisputeRow}), **errors(401, 403)})
     def get(self, request):
         return Response({"results": [dispute_row(row) for row in disputes.open_disputes()]})
 
@@ -206,7 +206,7 @@ class FlagsView(APIView):
 
     permission_classes = [IsModerator]
 
-    @extend_schema(parameters=[FlagParams], responses={200: inline_serializer("FlagList", {
+    @extend_schema(operation_id="moderation_flags_list", parameters=[FlagParams], responses={200: inline_serializer("FlagList", {
         "results": serializers.ListField(child=serializers.DictField())}), **errors(400, 401, 403)})
     def get(self, request):
         p = FlagParams.read(request.query_params.dict())
@@ -253,7 +253,7 @@ class FailedActionsView(APIView):
 
     permission_classes = [IsModeratorOrArbiter]
 
-    @extend_schema(parameters=[ActionParams], responses={200: inline_serializer("FailedActions", {
+    @extend_schema(operation_id="moderation_actions_list", parameters=[ActionParams], responses={200: inline_serializer("FailedActions", {
         "results": serializers.ListField(child=serializers.DictField()),
         "next_before": serializers.IntegerField(allow_null=True)}), **errors(400, 401, 403)})
     def get(self, request):
