@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.roles import ARBITER, IsArbiter, IsModerator, has_role
-from marketplace.api import APIError, StrictCharField, StrictTextField, errors
+from marketplace.api import APIError, StrictRegexField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
@@ -74,7 +74,8 @@ class DisputesView(APIView):
 
     permission_classes = [IsArbiter]
 
-    @extend_schema(operation_id="moderation_disputes_list", responses={200: inline_serializer("DisputeList", {"results": DisputeRow}), **errors(401, 403)})
+    @extend_schema(operation_id="moderation_disputes_list", responses={200: inline_serializer("DisputeList", {
+        "results": serializers.ListField(child=DisputeRow)}), **errors(401, 403)})
     def get(self, request):
         return Response({"results": [dispute_row(row) for row in disputes.open_disputes()]})
 
@@ -128,8 +129,8 @@ class DisputeView(APIView):
 class ResolveRequest(serializers.Serializer):
     refund_bps = serializers.IntegerField(required=False, min_value=0, max_value=disputes.MAX_BPS,
                                           help_text="The buyer's share in basis points, 0 to 10000 (or refund_percent)")
-    refund_percent = StrictCharField(required=False, max_length=12,
-                                     help_text='The buyer\'s share in percent, "0" to "100", two decimals at most')
+    refund_percent = StrictRegexField(r"^(?:100(?:\.0{1,2})?|[0-9]{1,2}(?:\.[0-9]{1,2})?)$", required=False,
+                                      help_text='The buyer\'s share in percent, "0" to "100", two decimals at most')
     statement = StrictTextField(required=False, allow_blank=True, max_length=disputes.STATEMENT_MAX,
                                 help_text="The reasons both parties read")
     note = StrictTextField(required=False, allow_blank=True, max_length=disputes.STATEMENT_MAX,
