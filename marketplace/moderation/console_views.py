@@ -91,6 +91,7 @@ def dispute_detail(request, order_id):
     return render(request, "moderation/dispute.html", {
         **page, "form": form, "error": error, "message": MESSAGES.get(request.GET.get("done", ""), ""),
         "left_text": disputes.left_text, "usdc": disputes.usdc, "is_disputed": page["order"].status == "disputed",
+        "percent": lambda bps: f"{int(bps or 0) / 100:g}",
         "prepared_json": _json(page["prepared"]) if page["prepared"] else "",
     }, status=status)
 
