@@ -311,3 +311,26 @@ def test_an_approval_is_not_sent_again_after_the_dataset_was_delisted(chain, on_
     answer = client.post(f"/api/v1/moderation/actions/{confirmed.pk}/retry")
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_failed"
     assert client.post("/api/v1/moderation/actions/999999/retry").status_code == 404
+
+
+def test_two_arbiters_deciding_at_once_make_one_decision(chain, disputed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    clients = [person(f"arbiter{i}", "arbiter")[1] for i in range(2)]
+
+    def decide(pair):
+        client, share = pair
+        try:
+            return client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": share},
+                               content_type="application/json").status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(decide, zip(clients, (1000, 9000))))
+
+    assert statuses == [202, 409]
+    assert OperatorAction.objects.filter(kind="resolve").count() == 1
+    assert AuditEntry.objects.filter(action="dispute.resolve").count() == 1
