@@ -11,6 +11,7 @@ from marketplace.api import APIError, StrictRegexField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
+from marketplace.orders.admin import parse_refund_share
 from marketplace.rewards.models import Flag
 
 from . import abuse, disputes, operator_actions
@@ -144,7 +145,7 @@ class ResolveRequest(serializers.Serializer):
 
     def validate_refund_percent(self, value):
         try:
-            return disputes.parse_refund_share(value)
+            return parse_refund_share(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
+from marketplace.orders.admin import parse_refund_share
 from marketplace.rewards.models import Flag
 
 from . import abuse, disputes, operator_actions
@@ -58,7 +59,7 @@ def dispute_list(request):
 
 def _share_bps(form) -> int:
     """The form's share: percent (0-100, two decimals). ValueError in words."""
-    return disputes.parse_refund_share(form.get("share", ""))
+    return parse_refund_share(form.get("share", ""))
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

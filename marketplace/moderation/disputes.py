@@ -28,7 +28,7 @@ from marketplace.chain.client import get_web3
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import ChainEvent, OperatorAction
 from marketplace.orders import selectors as orders
-from marketplace.orders.admin import operator_is_arbiter, parse_refund_share
+from marketplace.orders.admin import operator_is_arbiter
 from marketplace.orders.handlers import ORDER_EVENTS
 from marketplace.orders.models import Download, Order
 from marketplace.orders.signals import dispute_resolved
@@ -40,7 +40,6 @@ from .notifications import notify
 
 MAX_BPS = 10_000
 STATEMENT_MAX = 2000
-__all__ = ["parse_refund_share", "resolve", "Refused", "open_disputes", "dispute_page"]
 
 
 class Refused(Exception):
