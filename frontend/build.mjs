@@ -8,7 +8,7 @@ import * as esbuild from "esbuild";
 const watch = process.argv.includes("--watch");
 
 const options = {
-  entryPoints: ["src/app.js", "src/app.css", "src/node_bind.js"],
+  entryPoints: ["src/app.js", "src/app.css", "src/node_bind.js", "src/arbiter.js"],
   outdir: "dist",
   outbase: "src",
   bundle: true,

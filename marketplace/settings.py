@@ -479,6 +479,9 @@ UPLOAD_RESERVATION_TTL = 600  # seconds a reservation outlives its upload's last
 # JSON and form bodies larger than this are refused with 413 (Django's name for the form limit).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_SIZE", 2_621_440)
 
+# Moderation: a dispute whose deadline is this close is flagged in the arbiters' console.
+MODERATION_DISPUTE_NEAR_HOURS = env_int("MODERATION_DISPUTE_NEAR_HOURS", 24)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,6 +7,7 @@ from marketplace.accounts.views import avatar
 from marketplace.health import healthz
 from marketplace.moderation import actions_views as moderation_actions
 from marketplace.moderation import bans_views as ban_pages
+from marketplace.moderation import console_views as moderation_console
 from marketplace.moderation import report_views, review_views as review_pages, views as moderation_pages
 from marketplace.orders.views import download
 from marketplace.rewards import pages as reward_pages
@@ -51,5 +52,9 @@ urlpatterns = [
     path("moderation/appeals", moderation_actions.appeals_page, name="moderation-appeals-page"),
     path("moderation/appeals/<int:pk>", moderation_actions.appeal_page, name="moderation-appeal-page"),
     path("me/appeals/new", moderation_actions.new_appeal, name="new-appeal-page"),
+    path("moderation/disputes", moderation_console.dispute_list, name="moderation-disputes-page"),
+    path("moderation/disputes/<int:order_id>", moderation_console.dispute_detail, name="moderation-dispute-page"),
+    path("moderation/abuse", moderation_console.abuse_list, name="moderation-abuse-page"),
+    path("moderation/actions", moderation_console.action_list, name="moderation-actions-page"),
     path("", include("marketplace.web.urls")),
 ]

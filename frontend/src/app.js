@@ -1,6 +1,7 @@
 // Datamarket frontend: small progressive enhancements on server-rendered pages.
 // Every page works without this script; it only adds live data and polish.
 
+import { initArbiter } from "./arbiter.js";
 import { initBuy } from "./buy.js";
 import { initHealthPanels } from "./health.js";
 import { initOrders } from "./orders.js";
@@ -25,6 +26,7 @@ function init() {
   initBuy(document);
   initOrders(document);
   initRewards(document);
+  initArbiter(document);
 }
 
 if (document.readyState === "loading") {

@@ -53,6 +53,7 @@ ACTIONS = {
     "flag.confirm": "A contributor flag was confirmed (held amounts returned to the pool)",
     "dispute.resolve": "An arbiter resolved a dispute with a refund share",
     "chain.confirmed": "A transaction carrying an earlier entry's decision was confirmed on-chain",
+    "chain.retry": "A failed or cancelled operator action was queued again",
 }
 ROLES = ("moderator", "arbiter", "admin", "system", "publisher")  # publisher: an appeal's author
 FIELDS = ("id", "created_at", "actor", "actor_id", "actor_role", "action", "target_type", "target_id", "reason",

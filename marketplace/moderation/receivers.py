@@ -5,6 +5,7 @@ signal inside the deciding transaction (`catalog.signals.revision_decided` and `
 `rewards.signals.flag_decided`) and these receivers append the audit entry in that same transaction, so an entry
 exists exactly when the decision committed, whichever way it was taken (the admin, the API, the
 demo seed, the chain indexer)."""
+from django.contrib.auth import get_user_model
 from django.dispatch import receiver
 
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
@@ -92,6 +93,12 @@ def record_flag_decision(sender, flag, by, **kwargs):
     role = role_of(by) if not isinstance(by, str) else "moderator"  # a name alone: a service's call
     audit.record(action=action, target_type="flag", target_id=flag.pk, actor=by, actor_role=role,
                  internal_note=flag.note or "", details=details)
+    contributor = get_user_model().objects.filter(address=flag.wallet).first()
+    if contributor is not None:
+        outcome = ("cleared: the rewards it held are paid in the next epoch" if action == "flag.clear" else
+                   "confirmed: the rewards it held go back to the pool")
+        notify(contributor, kind=action, text=f"A moderator reviewed the flag on your contributions "
+               f"({flag.get_kind_display().lower()}) and {outcome}.", link="/me/rewards")
 
 
 def role_of(user) -> str:

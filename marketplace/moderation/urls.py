@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import actions_api, api, bans_api, report_api, review_api
+from . import actions_api, api, bans_api, console_api, report_api, review_api
 
 urlpatterns = [
     path("moderation/audit", api.AuditSearchView.as_view(), name="moderation-audit"),
@@ -29,4 +29,13 @@ urlpatterns = [
     path("moderation/appeals/<int:pk>/decision", actions_api.AppealDecisionView.as_view(),
          name="moderation-appeal-decision"),
     path("me/appeals", actions_api.MyAppealsView.as_view(), name="my-appeals"),
+    path("moderation/disputes", console_api.DisputesView.as_view(), name="moderation-disputes"),
+    path("moderation/disputes/<int:order_id>", console_api.DisputeView.as_view(), name="moderation-dispute"),
+    path("moderation/disputes/<int:order_id>/resolve", console_api.ResolveView.as_view(),
+         name="moderation-dispute-resolve"),
+    path("moderation/flags", console_api.FlagsView.as_view(), name="moderation-flags"),
+    path("moderation/flags/<int:pk>/decide", console_api.DecideFlagView.as_view(), name="moderation-flag-decide"),
+    path("moderation/actions", console_api.FailedActionsView.as_view(), name="moderation-actions"),
+    path("moderation/actions/<int:pk>/retry", console_api.RetryActionView.as_view(),
+         name="moderation-action-retry"),
 ]

@@ -75,6 +75,12 @@ def on_order_events(events: list[Event]) -> None:
         if order is not None:  # the market emits no status event for an order it did not create
             apply(order, event)
     Order.objects.bulk_update([orders[k] for k in keys if k in orders], _STATE_FIELDS)
+    from .signals import dispute_resolved
+
+    for event in changes:
+        order = orders.get((event.address, int(event.args["orderId"])))
+        if order is not None and event.name == "DisputeResolved":
+            dispute_resolved.send(sender=Order, order=order, event=event)
 
 
 def on_credit_events(events: list[Event]) -> None:

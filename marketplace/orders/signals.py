@@ -2,12 +2,17 @@
 rule that a version someone bought is never deleted."""
 from django.db.models import ProtectedError, Q
 from django.db.models.signals import pre_delete
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from marketplace.catalog.models import DatasetVersion
 from marketplace.chain.signals import chain_reset
 
 from .models import CreditEntry, DownloadGrant, Order
+
+# Sent by the indexer's order handler, inside its transaction, for each `DisputeResolved` it
+# applies: `order` (its new state saved) and `event` (the chain event). The moderation app records
+# the confirmation of an arbiter's decision and tells both parties; orders imports nothing of it.
+dispute_resolved = Signal()
 
 
 def sold(version) -> bool:

@@ -15,9 +15,10 @@ from .signals import flag_decided
 MAX_QUALITY = 10_000
 
 
-def decide(flag_ids, status: str, by) -> int:
+def decide(flag_ids, status: str, by, *, note: str = "") -> int:
     """Decide the open flags among `flag_ids` (`Flag.Status.CLEARED` or `CONFIRMED`) in one
-    transaction; returns how many were decided. `by` is the deciding user (or a name)."""
+    transaction; returns how many were decided. `by` is the deciding user (or a name); `note`, if
+    given, is added to each flag's note (the moderators' own words, kept with the flag)."""
     assert status in (Flag.Status.CLEARED, Flag.Status.CONFIRMED), status
     with transaction.atomic():
         flags = list(Flag.objects.select_for_update().filter(pk__in=list(flag_ids), status=Flag.Status.OPEN)
@@ -26,10 +27,12 @@ def decide(flag_ids, status: str, by) -> int:
         for flag in flags:
             flag.status, flag.decided_at = status, now
             flag.decided_by = by if isinstance(by, str) else by.get_username()
+            if note:
+                flag.note = f"{flag.note}\n{note}" if flag.note else note
             if status == Flag.Status.CLEARED and flag.device_id and flag.quality_penalty_bps:
                 Device.objects.filter(pk=flag.device_id).update(
                     quality_bps=Least(F("quality_bps") + Value(flag.quality_penalty_bps), Value(MAX_QUALITY)))
-        Flag.objects.bulk_update(flags, ["status", "decided_by", "decided_at"])
+        Flag.objects.bulk_update(flags, ["status", "decided_by", "decided_at", "note"])
         for flag in flags:
             flag_decided.send(sender=Flag, flag=flag, by=by)
     return len(flags)

@@ -49,6 +49,12 @@ def is_moderator(user) -> bool:
     return has_role(user, MODERATOR)
 
 
+def is_arbiter(user) -> bool:
+    from marketplace.accounts.roles import ARBITER, has_role
+
+    return has_role(user, ARBITER)
+
+
 def short_address(address) -> str:
     """0x1234…abcd, as the header shows a wallet (wallet.js shortens it the same way)."""
     address = address or ""
@@ -60,6 +66,6 @@ def environment(**options) -> Environment:
     options.setdefault("undefined", ChainableUndefined)
     env = Environment(**options)
     env.globals.update(static=static, url=reverse, user_avatar_url=user_avatar_url, short_address=short_address,
-                       is_moderator=is_moderator)
+                       is_moderator=is_moderator, is_arbiter=is_arbiter)
     env.filters.update(capfirst=capfirst, date=date, pluralize=pluralize)
     return env

@@ -1,0 +1,50 @@
+// The arbiters' dispute page (/moderation/disputes/<id>), when the operator key is not the arbiter: the connected wallet
+// sends the prepared resolve(orderId, refundBps) transaction, and the server's nudge reads its
+// block so that the order's new state (and the audit log's confirmation) shows at once.
+
+import { UserError, account, chainInfo, ensureChain, explainWalletError, preflight, send, shortHex, waitForIndexer, waitReceipt } from "./chain.js";
+import { findWallet } from "./wallet.js";
+
+async function sendResolution(tx, say) {
+  const wallet = findWallet();
+  if (!wallet) throw new UserError("No wallet found in this browser: send the transaction above from the arbiter's wallet.");
+  const provider = wallet.provider;
+  const chain = await chainInfo();
+  say("Connecting to your wallet…");
+  const from = await account(provider);
+  if (tx.from && from.toLowerCase() !== tx.from.toLowerCase()) {
+    throw new UserError(`Your wallet's account ${shortHex(from)} is not the arbiter (${shortHex(tx.from)}): switch accounts in the wallet, then try again.`);
+  }
+  await ensureChain(provider, chain);
+  const call = { from, to: tx.to, data: tx.data };
+  await preflight(provider, chain, call);
+  say("Confirm the resolution in your wallet…");
+  const hash = await send(provider, call);
+  say(`Sent ${shortHex(hash)}: waiting for it to be mined…`);
+  await waitReceipt(provider, chain, hash);
+  say(`Mined: waiting for the server to read ${shortHex(hash)}…`);
+  await waitForIndexer(hash, (progress) => {
+    if (progress) say(`Mined: ${progress.confirmations} of ${progress.needed} confirmations…`);
+  });
+  return hash;
+}
+
+export function initArbiter(doc) {
+  const button = doc.querySelector("[data-send-resolve]");
+  if (!button) return;
+  const status = doc.querySelector("[data-send-resolve-status]");
+  const say = (text) => { status.textContent = text; };
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const hash = await sendResolution(JSON.parse(button.dataset.transaction), say);
+      say(`Resolved on-chain in ${shortHex(hash)}.`);
+      button.closest("[data-prepared]").dataset.sent = hash;
+      window.location.reload();
+    } catch (error) {
+      say(explainWalletError(error).message);
+      button.disabled = false;
+    }
+  });
+}
+

@@ -1,0 +1,88 @@
+"""Operator actions that failed or were cancelled, with the reason, and the retry: a fresh action
+queued through `chain.retry.requeue` (which refuses anything that could be sent twice or that the
+chain no longer wants), after the checks only the apps above the chain can make: an approval or a
+clearing is not sent again once a later moderation decision about its dataset went the other way
+(a dataset relisted after a failed delisting stays listed). Moderators retry every kind;
+resolutions are the arbiters' (and need the arbiter role). Each retry is recorded (`chain.retry`)
+in the transaction that queues it."""
+from django.db import transaction
+
+from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
+from marketplace.chain.models import OperatorAction
+from marketplace.chain.retry import RETRYABLE, RetryRefused, requeue
+from marketplace.outbox.services import enqueue
+
+from . import audit
+from .models import AuditEntry
+
+Kind, Status = OperatorAction.Kind, OperatorAction.Status
+PAGE = 50
+# A later decision about the dataset that makes a failed approval or clearing unwanted.
+OPPOSITE = {
+    Kind.APPROVE: ("dataset.delist", "dataset.reject"),
+    Kind.UNAPPROVE: ("dataset.approve", "dataset.relist"),
+}
+
+
+class Refused(RetryRefused):
+    pass
+
+
+def role_for(kind: str) -> str:
+    return ARBITER if kind == Kind.RESOLVE else MODERATOR
+
+
+def may_retry(user, action: OperatorAction) -> bool:
+    return (action.kind in RETRYABLE and not (action.context or {}).get("retried_as")
+            and has_role(user, role_for(action.kind)))
+
+
+def failed_actions(*, before: int | None = None, kind: str = "") -> list[OperatorAction]:
+    """Failed and cancelled operator actions, newest first, 50 a page (keyset by id)."""
+    rows = OperatorAction.objects.filter(status__in=(Status.FAILED, Status.CANCELLED))
+    if kind:
+        rows = rows.filter(kind=kind)
+    if before is not None:
+        rows = rows.filter(id__lt=before)
+    return list(rows.order_by("-id")[:PAGE])
+
+
+def _later_decision(action: OperatorAction) -> str:
+    """Why a moderation decision taken after `action` makes it unwanted ("" when none does)."""
+    opposite = OPPOSITE.get(action.kind)
+    dataset = (action.context or {}).get("dataset")
+    if not opposite or dataset is None:
+        return ""
+    later = (AuditEntry.objects.filter(target_type="dataset", target_id=str(dataset), action__in=opposite,
+                                       created_at__gt=action.created_at).order_by("-id").first())
+    if later is None:
+        return ""
+    return (f"No longer needed: the dataset was decided again after this action ({later.action}, audit entry "
+            f"#{later.id}, {later.created_at:%Y-%m-%d %H:%M} UTC).")
+
+
+def retry(*, action_id: int, by) -> OperatorAction:
+    """Queue failed or cancelled action `action_id` again for the operator sender, as `by` (a
+    moderator, or an arbiter for a resolution); returns the new action. Refused: 403 without the
+    role, 404 no such action, 409 not needed or already on its way, 503 the chain cannot be asked."""
+    with transaction.atomic():
+        action = OperatorAction.objects.select_for_update().filter(pk=action_id).first()
+        if action is None:
+            raise Refused("not_found", f"No operator action #{action_id}.", status=404)
+        role = role_for(action.kind)
+        if not has_role(by, role):
+            raise Refused("forbidden", f"Only {role}s may retry a {action.get_kind_display().lower()}.", status=403)
+        reason = _later_decision(action) if action.status in (Status.FAILED, Status.CANCELLED) else ""
+        if reason:
+            raise Refused("not_needed", reason)
+        old, new = requeue(action_id, by=by.get_username())
+        details = {"kind": old.kind, "retry_of": old.pk, "action": new.pk, "status": old.status,
+                   "error": (old.error or "")[:500]}
+        if old.order_id is not None:
+            details["order_id"] = str(int(old.order_id))
+        if old.listing_id is not None:
+            details["listing_id"] = str(int(old.listing_id))
+        audit.record(action="chain.retry", target_type="operator_action", target_id=old.pk, actor=by,
+                     actor_role=role, details=details)
+        enqueue("chain.send_operator_actions")
+    return new

@@ -1,0 +1,336 @@
+"""The arbiters' disputes console against anvil with the real market: disputed orders by deadline
+(near ones flagged), a dispute's statements, history, download log and deadline; a resolution
+with a refund share sent by the operator sender (both balances change, `dispute.resolve` and then
+`chain.confirmed` in the audit log, both parties told) or prepared for the arbiter's wallet; the
+refusals (a share out of range 400, not disputed or decided twice 409, without the arbiter role
+403); and a failed resolution retried from the failed operator actions."""
+from datetime import timedelta
+
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.utils import timezone
+from eth_account import Account
+import pytest
+from web3.logs import DISCARD
+
+from marketplace.accounts.models import User
+from marketplace.accounts.services import wallet_user
+from marketplace.chain import indexer, sender
+from marketplace.chain.models import OperatorAction
+from marketplace.moderation import audit
+from marketplace.moderation.models import AuditEntry, Notification
+from marketplace.orders.models import DisputeStatement, Order
+from tests.conftest import DEV_KEYS, dead_broker_url
+from tests.integration.test_datamarket_client import BUYER_KEY, on_sale  # noqa: F401  (fixture)
+from tests.integration.test_listing import PRICE
+
+pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
+
+API = "/api/v1/moderation/disputes"
+PUBLISHER = Account.from_key(DEV_KEYS[1]).address
+BUYER = Account.from_key(BUYER_KEY).address
+ARBITER_WALLET = Account.from_key(DEV_KEYS[3]).address
+
+
+@pytest.fixture(autouse=True)
+def _no_worker(point_broker_at):
+    """The sender tasks queued here go nowhere: each test runs the sender itself."""
+    point_broker_at(dead_broker_url())
+
+
+def person(name, *roles):
+    user = User.objects.create_user(name, password="a-long-password-1")
+    for role in roles:
+        Group.objects.get(name=role).user_set.add(user)
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+@pytest.fixture
+def arbiter():
+    return person("arbiter", "arbiter")
+
+
+def buy(chain, listing_id):
+    functions = chain.market.contract.functions
+    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), BUYER)
+    receipt = chain.send(functions.purchase(listing_id, PRICE), BUYER)
+    (event,) = chain.market.contract.events.OrderCreated().process_receipt(receipt, errors=DISCARD)
+    return event["args"]["orderId"]
+
+
+@pytest.fixture
+def disputed(chain, on_sale):
+    """An order of the rainfall dataset bought by BUYER and disputed, with the buyer's statement."""
+    order_id = buy(chain, int(on_sale.listings.get().listing_id))
+    chain.send(chain.market.contract.functions.dispute(order_id), BUYER)
+    indexer.index_chain(chain.w3)
+    order = Order.objects.get(order_id=order_id)
+    DisputeStatement.objects.create(chain_id=order.chain_id, market=order.market, order_id=order.order_id,
+                                    order_tx_hash=order.tx_hash, role="buyer", author=BUYER,
+                                    text="Half the stations are missing.")
+    wallet_user(BUYER)
+    return order
+
+
+def balances(chain):
+    return chain.token.balance_of(BUYER), chain.token.balance_of(PUBLISHER)
+
+
+def test_the_list_shows_disputes_by_deadline_and_flags_the_near_ones(chain, arbiter, disputed):
+    _, client = arbiter
+    (row,) = client.get(API).json()["results"]
+    assert row["order_id"] == str(disputed.order_id) and row["dataset"] == "rainfall"
+    assert row["near_deadline"] is False and row["decision"] is None
+    page = client.get("/moderation/disputes").content.decode()
+    assert f'data-dispute="{disputed.order_id}"' in page and "data-near-badge" not in page
+
+    Order.objects.filter(pk=disputed.pk).update(dispute_deadline=timezone.now() + timedelta(hours=5))
+    assert client.get(API).json()["results"][0]["near_deadline"] is True
+    page = client.get("/moderation/disputes").content.decode()
+    assert "data-near-badge" in page and "near: 4 h" in page
+
+
+def test_a_dispute_shows_statements_history_downloads_and_deadline(chain, arbiter, disputed):
+    _, client = arbiter
+    body = client.get(f"{API}/{disputed.order_id}").json()
+    assert [s["text"] for s in body["statements"]] == ["Half the stations are missing."]
+    assert [e["name"] for e in body["history"]] == ["OrderCreated", "OrderDisputed"]
+    assert body["downloads"] == [] and body["order"]["deadline"] and body["prepared"] is None
+    assert body["seller"] == PUBLISHER
+    page = client.get(f"/moderation/disputes/{disputed.order_id}").content.decode()
+    assert "Half the stations are missing." in page and 'data-event="OrderDisputed"' in page
+    assert "data-no-downloads" in page and "data-resolve-form" in page
+
+
+def test_resolving_through_the_operator_sender_moves_both_balances_and_is_audited(chain, arbiter, disputed):
+    user, client = arbiter
+    buyer_before, seller_before = balances(chain)
+
+    answer = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 4000, "statement": "Rows missing.",
+                                                                 "note": "Checked the file."},
+                         content_type="application/json")
+
+    assert answer.status_code == 202, answer.json()
+    body = answer.json()
+    assert body["via"] == "operator" and body["action"]["status"] == "pending" and body["prepared"] is None
+    entry = AuditEntry.objects.get(action="dispute.resolve")
+    assert (entry.actor, entry.actor_role, entry.target_type, entry.target_id) == (
+        "arbiter", "arbiter", "order", str(disputed.order_id))
+    assert entry.details["refund_bps"] == 4000 and entry.details["action"] == body["action"]["id"]
+    assert entry.statement == "Rows missing." and entry.internal_note == "Checked the file."
+    told = set(Notification.objects.filter(kind="dispute.resolve").values_list("recipient__address", flat=True))
+    assert told == {BUYER, PUBLISHER}
+    again = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 0}, content_type="application/json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_decided"
+
+    assert sender.send_operator_actions().confirmed == 1
+
+    order = Order.objects.get(pk=disputed.pk)
+    refund = PRICE * 40 // 100
+    fee = (PRICE - refund) * order.fee_bps // 10_000
+    assert order.status == "resolved" and order.refund == refund
+    assert balances(chain) == (buyer_before + refund, seller_before + PRICE - refund - fee)
+    confirmed = AuditEntry.objects.get(action="chain.confirmed")
+    assert confirmed.details["entry"] == entry.id and confirmed.details["refund"] == str(refund)
+    assert confirmed.actor_role == "system" and confirmed.id > entry.id
+    outcome = {n.recipient.address: n.text for n in Notification.objects.filter(kind="dispute.resolved")}
+    assert set(outcome) == {BUYER, PUBLISHER} and "you were refunded 10 USDC" in outcome[BUYER]
+    third = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 0}, content_type="application/json")
+    assert third.status_code == 409 and third.json()["error"]["code"] == "not_disputed"
+    page = client.get(f"/moderation/disputes/{disputed.order_id}").content.decode()
+    assert "data-confirmed" in page and "data-resolve-form" not in page
+    assert audit.verify()[2] is None
+
+
+@pytest.mark.parametrize("body", [
+    {"refund_bps": 10_001}, {"refund_bps": -1}, {"refund_bps": "5000"}, {"refund_bps": True}, {"refund_bps": 12.5},
+    {"refund_percent": "100.5"}, {"refund_percent": "12.345"}, {"refund_percent": "half"}, {},
+    {"refund_bps": 100, "refund_percent": "1"}, {"refund_bps": 100, "statement": "x" * 2001},
+])
+def test_a_share_out_of_range_is_a_400_and_nothing_is_decided(chain, arbiter, disputed, body):
+    _, client = arbiter
+    answer = client.post(f"{API}/{disputed.order_id}/resolve", body, content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid"
+    assert not OperatorAction.objects.exists() and not AuditEntry.objects.exists()
+
+
+def test_the_page_explains_a_bad_share(chain, arbiter, disputed):
+    _, client = arbiter
+    page = client.post(f"/moderation/disputes/{disputed.order_id}", {"share": "140"})
+    assert page.status_code == 400 and "from 0 to 100" in page.content.decode()
+    assert not AuditEntry.objects.exists()
+
+
+def test_an_order_not_disputed_is_a_409(chain, arbiter, on_sale):
+    _, client = arbiter
+    order_id = buy(chain, int(on_sale.listings.get().listing_id))
+    indexer.index_chain(chain.w3)
+    answer = client.post(f"{API}/{order_id}/resolve", {"refund_bps": 5000}, content_type="application/json")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_disputed"
+    assert client.post(f"{API}/999999/resolve", {"refund_bps": 1}, content_type="application/json").status_code == 404
+    assert client.get(f"{API}/{2**300}").status_code == 404
+    assert not AuditEntry.objects.exists()
+
+
+def test_without_the_arbiter_role_every_dispute_url_is_refused(chain, disputed):
+    _, moderator = person("moderator", "moderator")
+    _, nobody = person("nobody")
+    for client, status in ((moderator, 403), (nobody, 403), (Client(), 401)):
+        assert client.get(API).status_code == status
+        assert client.get(f"{API}/{disputed.order_id}").status_code == status
+        answer = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 1}, content_type="application/json")
+        assert answer.status_code == status and answer.json()["error"]["code"] in ("forbidden", "not_signed_in")
+    assert moderator.get("/moderation/disputes").status_code == 403
+    assert moderator.post(f"/moderation/disputes/{disputed.order_id}", {"share": "10"}).status_code == 403
+    assert "data-sign-in-prompt" in Client().get("/moderation/disputes").content.decode()
+    assert not AuditEntry.objects.exists() and not OperatorAction.objects.exists()
+
+
+def make_wallet_the_arbiter(chain, settings):
+    role = chain.market.role("ARBITER_ROLE")
+    functions = chain.market.contract.functions
+    chain.send(functions.grantRole(role, ARBITER_WALLET), chain.operator.address)
+    chain.send(functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    settings.CHAIN_ARBITER = ARBITER_WALLET
+
+
+def test_without_the_operator_as_arbiter_the_decision_is_prepared_for_the_arbiter_s_wallet(
+        chain, arbiter, disputed, settings):
+    _, client = arbiter
+    make_wallet_the_arbiter(chain, settings)
+    buyer_before, seller_before = balances(chain)
+
+    answer = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_percent": "100"},
+                         content_type="application/json")
+
+    assert answer.status_code == 202 and not OperatorAction.objects.exists()
+    prepared = answer.json()["prepared"]
+    assert prepared["from"] == ARBITER_WALLET and prepared["to"] == chain.market.address
+    _, args = chain.market.contract.decode_function_input(prepared["data"])
+    assert args == {"orderId": int(disputed.order_id), "refundBps": 10_000}
+    page = client.get(f"/moderation/disputes/{disputed.order_id}").content.decode()
+    assert "data-send-resolve" in page and "data-resolve-form" not in page
+    twice = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 0}, content_type="application/json")
+    assert twice.status_code == 409
+
+    chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_transaction(
+        {"from": ARBITER_WALLET, "to": prepared["to"], "data": prepared["data"]}))
+    indexer.index_chain(chain.w3)
+
+    assert Order.objects.get(pk=disputed.pk).status == "refunded"
+    assert balances(chain) == (buyer_before + PRICE, seller_before)
+    confirmed = AuditEntry.objects.get(action="chain.confirmed")
+    assert confirmed.details["entry"] == AuditEntry.objects.get(action="dispute.resolve").id
+
+
+def test_a_failed_resolution_is_shown_and_retried_once_the_operator_is_the_arbiter_again(
+        chain, arbiter, disputed, settings):
+    _, client = arbiter
+    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                       content_type="application/json").status_code == 202
+    role = chain.market.role("ARBITER_ROLE")
+    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    sender.send_operator_actions()
+    failed = OperatorAction.objects.get()
+    assert failed.status == "failed" and "ARBITER_ROLE" in failed.error
+
+    listed = client.get("/api/v1/moderation/actions").json()["results"]
+    assert [(a["id"], a["may_retry"]) for a in listed] == [(failed.pk, True)]
+    page = client.get("/moderation/actions").content.decode()
+    assert f'data-retry="{failed.pk}"' in page and "ARBITER_ROLE" in page
+    _, moderator = person("moderator", "moderator")
+    assert moderator.post(f"/api/v1/moderation/actions/{failed.pk}/retry").status_code == 403, "resolutions are arbiters'"
+    refused = client.post(f"/api/v1/moderation/actions/{failed.pk}/retry")
+    assert refused.status_code == 409 and "ARBITER_ROLE" in refused.json()["error"]["message"]
+
+    chain.send(chain.market.contract.functions.grantRole(role, chain.operator.address), chain.operator.address)
+    retried = client.post(f"/api/v1/moderation/actions/{failed.pk}/retry")
+    assert retried.status_code == 202, retried.json()
+    new = OperatorAction.objects.get(pk=retried.json()["action"]["id"])
+    assert new.status == "pending" and new.payload == {"refund_bps": 2500} and new.context["retry_of"] == failed.pk
+    entry = AuditEntry.objects.get(action="chain.retry")
+    assert entry.details["retry_of"] == failed.pk and entry.details["action"] == new.pk and entry.actor == "arbiter"
+    again = client.post(f"/api/v1/moderation/actions/{failed.pk}/retry")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_retried"
+
+    assert sender.send_operator_actions().confirmed == 1
+    assert Order.objects.get(pk=disputed.pk).refund == PRICE // 4
+    assert AuditEntry.objects.filter(action="chain.confirmed").count() == 1
+
+
+def failed(chain, version, kind, **fields):
+    listing = version.listings.get()
+    return OperatorAction.objects.create(
+        kind=kind, chain_id=listing.chain_id, market=chain.market.address, listing_id=listing.listing_id,
+        expected_owner=PUBLISHER, expected_content_hash=version.content_hash, status="failed",
+        error="transaction 0xdead reverted", context={"intent": "delist" if kind == "unapprove" else "approve",
+                                                      "dataset": version.dataset_id, "listing": listing.pk},
+        created_by="moderator", **fields)
+
+
+def test_a_failed_clearing_is_sent_again_once_and_refused_once_no_longer_needed(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    listing_id = int(on_sale.listings.get().listing_id)
+    first = failed(chain, on_sale, "unapprove")
+
+    retried = client.post("/moderation/actions", {"action": first.pk})
+
+    assert retried.status_code == 302
+    new = OperatorAction.objects.get(context__retry_of=first.pk)
+    assert new.status == "pending" and new.kind == "unapprove" and new.listing_id == first.listing_id
+    assert "queued again" in client.get(retried["Location"]).content.decode()
+    assert client.post(f"/api/v1/moderation/actions/{first.pk}/retry").json()["error"]["code"] == "already_retried"
+    assert sender.send_operator_actions().confirmed == 1
+    assert chain.market.get_listing(listing_id)["approved"] is False
+
+    second = failed(chain, on_sale, "unapprove")
+    refused = client.post(f"/api/v1/moderation/actions/{second.pk}/retry")
+    assert refused.status_code == 409 and "already not approved" in refused.json()["error"]["message"]
+    page = client.post("/moderation/actions", {"action": second.pk})
+    assert page.status_code == 409 and "already not approved" in page.content.decode()
+    assert list(AuditEntry.objects.filter(action="chain.retry").values_list("target_id", flat=True)) == [str(first.pk)]
+
+
+def test_an_approval_is_not_sent_again_after_the_dataset_was_delisted(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    chain.send(chain.market.contract.functions.setApproval([int(on_sale.listings.get().listing_id)], False),
+               chain.operator.address)
+    approval = failed(chain, on_sale, "approve")
+    audit.record(action="dataset.delist", target_type="dataset", target_id=on_sale.dataset_id, actor="moderator")
+
+    refused = client.post(f"/api/v1/moderation/actions/{approval.pk}/retry")
+
+    assert refused.status_code == 409 and "decided again" in refused.json()["error"]["message"]
+    assert not OperatorAction.objects.filter(status="pending").exists()
+    _, arbiter = person("arbiter", "arbiter")
+    assert arbiter.post(f"/api/v1/moderation/actions/{approval.pk}/retry").status_code == 403
+    confirmed = OperatorAction.objects.create(kind="release", chain_id=approval.chain_id, market=approval.market,
+                                              order_id=1, status="confirmed")
+    answer = client.post(f"/api/v1/moderation/actions/{confirmed.pk}/retry")
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_failed"
+    assert client.post("/api/v1/moderation/actions/999999/retry").status_code == 404
+
+
+def test_two_arbiters_deciding_at_once_make_one_decision(chain, disputed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    clients = [person(f"arbiter{i}", "arbiter")[1] for i in range(2)]
+
+    def decide(pair):
+        client, share = pair
+        try:
+            return client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": share},
+                               content_type="application/json").status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(decide, zip(clients, (1000, 9000))))
+
+    assert statuses == [202, 409]
+    assert OperatorAction.objects.filter(kind="resolve").count() == 1
+    assert AuditEntry.objects.filter(action="dispute.resolve").count() == 1
