@@ -48,9 +48,21 @@ def moderation_urls():
     return pages, apis
 
 
-def _role_of(pattern) -> str:
-    """The role a URL needs: the disputes' pages and APIs are the arbiter's, the rest the moderator's."""
-    return ARBITER if "dispute" in str(pattern.pattern) else MODERATOR
+def _roles_of(pattern) -> set:
+    """The roles a URL admits: the disputes' pages and APIs are the arbiter's, the failed operator
+    actions both roles' (an arbiter retries a resolution), the rest the moderator's."""
+    route = str(pattern.pattern)
+    if "dispute" in route:
+        return {ARBITER}
+    if route.startswith("moderation/actions"):
+        return {MODERATOR, ARBITER}
+    return {MODERATOR}
+
+
+def _outsiders(pattern, outsiders, holders):
+    """Who must be refused: people without a role, and the holders of a role the URL does not admit."""
+    return [*outsiders.items(), *((f"a {role}", client) for role, client in holders.items()
+                                  if role not in _roles_of(pattern))]
 
 
 def person(name, *roles, **extra):
@@ -71,13 +83,13 @@ def test_the_walk_finds_the_moderation_console():
 def test_every_moderation_api_is_401_anonymous_and_403_without_its_role():
     _, apis = moderation_urls()
     outsiders = {"user": person("pub"), "staff": person("staff", is_staff=True)}
-    others = {MODERATOR: person("arb", ARBITER), ARBITER: person("mod", MODERATOR)}
+    holders = {ARBITER: person("arb", ARBITER), MODERATOR: person("mod", MODERATOR)}
     for path, pattern in apis:
         for method in ("get", "post"):
             answer = getattr(Client(), method)(path)
             assert answer.status_code == 401, (method, path, answer.status_code)
             assert answer.json()["error"]["code"] == "not_signed_in", (method, path)
-            for who, client in [*outsiders.items(), ("the other role", others[_role_of(pattern)])]:
+            for who, client in _outsiders(pattern, outsiders, holders):
                 answer = getattr(client, method)(path)
                 assert answer.status_code == 403, (who, method, path, answer.status_code)
                 assert answer.json()["error"]["code"] == "forbidden", (who, method, path)
@@ -86,11 +98,11 @@ def test_every_moderation_api_is_401_anonymous_and_403_without_its_role():
 def test_every_moderation_page_is_the_sign_in_prompt_anonymous_and_403_without_its_role():
     pages, _ = moderation_urls()
     outsiders = {"user": person("pub"), "staff": person("staff", is_staff=True)}
-    others = {MODERATOR: person("arb", ARBITER), ARBITER: person("mod", MODERATOR)}
+    holders = {ARBITER: person("arb", ARBITER), MODERATOR: person("mod", MODERATOR)}
     for path, pattern in pages:
         anonymous = Client().get(path)
         assert anonymous.status_code in (200, 401) and "Connect your wallet" in anonymous.content.decode(), path
-        for who, client in [*outsiders.items(), ("the other role", others[_role_of(pattern)])]:
+        for who, client in _outsiders(pattern, outsiders, holders):
             answer = client.get(path)
             assert answer.status_code == 403, (who, path, answer.status_code)
             assert "only" in answer.content.decode(), (who, path)
