@@ -31,7 +31,7 @@ from marketplace.orders import selectors as orders
 from marketplace.orders.admin import operator_is_arbiter
 from marketplace.orders.handlers import ORDER_EVENTS
 from marketplace.orders.models import Download, Order
-from marketplace.orders.signals import dispute_resolved
+from marketplace.orders.signals import dispute_decided, dispute_resolved
 from marketplace.outbox.services import enqueue
 
 from . import audit
@@ -90,6 +90,8 @@ def decision_state(decision: dict | None, actions: dict) -> str:
     details = decision["details"]
     if details.get("via") == "wallet":
         return "prepared"
+    if details.get("via") == "chain":
+        return "confirmed"  # recorded from the chain's DisputeResolved
     action = actions.get(details.get("action"))
     return action.status if action is not None else "failed"
 
@@ -248,21 +250,36 @@ def resolve(*, order_id: int, refund_bps: int, arbiter, statement: str = "", not
             enqueue("chain.send_operator_actions")
         else:
             prepared = prepared_transaction(order, refund_bps)
-        entry = audit.record(
-            action="dispute.resolve", target_type="order", target_id=int(order.order_id), actor=arbiter,
-            actor_role="arbiter", statement=statement, internal_note=note,
-            details={"chain_id": order.chain_id, "market": order.market, "order_tx": order.tx_hash,
-                     "refund_bps": refund_bps, "via": via, "action": action.pk if action else None,
-                     "amount": str(int(order.amount))})
-        users, buyer, seller = _parties(order)
-        text = (f"An arbiter decided the dispute of order {order.order_id}: {refund_bps / 100:g} % of the payment "
-                f"goes back to the buyer, the rest to the seller. The money moves once the chain confirms it.")
-        if statement:
-            text += f" Reasons: {statement}"
-        for address in {buyer, seller}:
-            if address in users:
-                notify(users[address], kind="dispute.resolve", text=text, link=_link(address, buyer))
+        entry = record_decision(order, refund_bps=refund_bps, via=via, action=action, arbiter=arbiter,
+                                statement=statement, note=note)
     return Decision(order=order, refund_bps=refund_bps, via=via, entry=entry, action=action, prepared=prepared)
+
+
+def record_decision(order, *, refund_bps: int, via: str, action, arbiter, statement: str = "", note: str = ""):
+    """The `dispute.resolve` entry of a decision and the notice to both parties, in the caller's
+    transaction (the console's `resolve`, and the admin's resolve action through
+    `orders.signals.dispute_decided`)."""
+    entry = audit.record(
+        action="dispute.resolve", target_type="order", target_id=int(order.order_id), actor=arbiter,
+        actor_role="arbiter", statement=statement, internal_note=note,
+        details={"chain_id": order.chain_id, "market": order.market, "order_tx": order.tx_hash,
+                 "refund_bps": refund_bps, "via": via, "action": action.pk if action else None,
+                 "amount": str(int(order.amount))})
+    users, buyer, seller = _parties(order)
+    text = (f"An arbiter decided the dispute of order {order.order_id}: {refund_bps / 100:g} % of the payment "
+            f"goes back to the buyer, the rest to the seller. The money moves once the chain confirms it.")
+    if statement:
+        text += f" Reasons: {statement}"
+    for address in {buyer, seller}:
+        if address in users:
+            notify(users[address], kind="dispute.resolve", text=text, link=_link(address, buyer))
+    return entry
+
+
+@receiver(dispute_decided, dispatch_uid="moderation.dispute_decided")
+def on_dispute_decided(sender, order, refund_bps, user, note, via, action=None, **kwargs):
+    """A decision taken in the Django admin's resolve action: recorded as the console records its own."""
+    record_decision(order, refund_bps=refund_bps, via=via, action=action, arbiter=user, note=note)
 
 
 def _link(address, buyer) -> str:
@@ -275,7 +292,9 @@ def on_dispute_resolved(sender, order, event, **kwargs):
     decision recorded here (once, however often a reorganisation replays it), and both parties are
     told what each got."""
     decision = _decision_of(order, _decisions([order]))
-    if decision is not None and not AuditEntry.objects.filter(
+    if decision is None:
+        decision = _record_outside_decision(order, event)
+    if not AuditEntry.objects.filter(
             action="chain.confirmed", target_type="order", target_id=str(int(order.order_id)),
             details__entry=decision["id"]).exists():
         audit.record(action="chain.confirmed", target_type="order", target_id=int(order.order_id), actor=None,
@@ -293,6 +312,25 @@ def on_dispute_resolved(sender, order, event, **kwargs):
                text=f"The dispute of order {order.order_id} is settled on-chain: "
                     f"{'you were refunded' if address == buyer else 'you were paid'} {usdc(got)} of the "
                     f"{usdc(order.amount)} paid.", link=_link(address, buyer))
+
+
+def _record_outside_decision(order, event) -> dict:
+    """A resolution sent without a decision recorded here (from a transaction the admin prepared,
+    or any tool of the arbiter's): its `dispute.resolve` entry, by the system from the chain's
+    figures, once per order (a reorganisation replaying the event finds it)."""
+    target = str(int(order.order_id))
+    found = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order", target_id=target,
+                                       details__tx_hash=event.tx_hash).values("id").first())
+    if found is None:
+        amount = int(order.amount)
+        entry = audit.record(
+            action="dispute.resolve", target_type="order", target_id=int(order.order_id), actor=None,
+            actor_role="system", statement="Resolved on-chain by the arbiter outside the console.",
+            details={"chain_id": order.chain_id, "market": order.market, "order_tx": order.tx_hash,
+                     "refund_bps": int(order.refund) * 10_000 // amount if amount else 0, "via": "chain",
+                     "tx_hash": event.tx_hash, "amount": str(amount)})
+        found = {"id": entry.id}
+    return found
 
 
 def usdc(amount) -> str:

@@ -26,6 +26,7 @@ from marketplace.web.views import format_usdc
 
 from . import selectors
 from .models import CreditEntry, DisputeStatement, Download, Order
+from .signals import dispute_decided
 
 NEAR_DEADLINE = timedelta(days=2)  # a dispute this close to its deadline is flagged
 
@@ -184,11 +185,13 @@ class OrderAdmin(admin.ModelAdmin):
                 if problem:
                     self.message_user(request, problem, messages.ERROR)
                     return None
-                OperatorAction.objects.create(
+                note = request.POST.get("note", "").strip()[:2000]
+                action = OperatorAction.objects.create(
                     kind=OperatorAction.Kind.RESOLVE, chain_id=order.chain_id, market=order.market,
-                    order_id=order.order_id, payload={"refund_bps": refund_bps},
-                    context={"note": request.POST.get("note", "").strip()[:2000]},
+                    order_id=order.order_id, payload={"refund_bps": refund_bps}, context={"note": note},
                     created_by=request.user.get_username())
+                dispute_decided.send(sender=Order, order=locked, refund_bps=refund_bps, user=request.user, note=note,
+                                     via="operator", action=action)
                 enqueue("chain.send_operator_actions")
             self.message_user(request, f"Order {order.order_id}: a refund of {refund_bps / 100} % to the buyer is "
                               "queued for the operator sender; the order changes once the chain has it.",

@@ -13,6 +13,12 @@ from .models import CreditEntry, DownloadGrant, Order
 # applies: `order` (its new state saved) and `event` (the chain event). The moderation app records
 # the confirmation of an arbiter's decision and tells both parties; orders imports nothing of it.
 dispute_resolved = Signal()
+# Sent by the Django admin's resolve action, inside its transaction, when it queues a resolution
+# for the operator sender: `order`, `refund_bps`, `user` (the arbiter), `note`, `via` ("operator")
+# and `action` (the OperatorAction). The moderation app records it in the audit log and tells both
+# parties, as for a decision taken in its console. (A transaction the admin only prepares for the
+# arbiter's wallet is recorded when the indexer reads its DisputeResolved.)
+dispute_decided = Signal()
 
 
 def sold(version) -> bool:

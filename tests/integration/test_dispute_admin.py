@@ -13,6 +13,7 @@ import pytest
 
 from marketplace.chain import indexer, sender
 from marketplace.chain.models import OperatorAction
+from marketplace.moderation.models import AuditEntry
 from marketplace.orders.models import Order
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.integration.test_indexer import PRICE, buyer, seller  # noqa: F401
@@ -79,6 +80,12 @@ def test_resolving_with_a_refund_share_goes_through_the_operator_sender(chain, a
     assert chain.token.balance_of(buyer.address) == balance + PRICE * 40 // 100
     again = resolve(arbiter_client, order, confirmed="1", share="10")
     assert again.status_code == 302 and OperatorAction.objects.count() == 1, "resolved orders are not resolved again"
+    # Recorded as a decision of the console is: by the arbiter, then confirmed from the chain.
+    decided = AuditEntry.objects.get(action="dispute.resolve")
+    assert (decided.actor, decided.actor_role, decided.internal_note) == ("arbiter", "arbiter",
+                                                                          "Half the rows are missing.")
+    assert decided.details["refund_bps"] == 4000 and decided.details["action"] == action.pk
+    assert AuditEntry.objects.get(action="chain.confirmed").details["entry"] == decided.pk
 
 
 def test_a_bad_share_is_explained_and_nothing_is_queued(chain, arbiter_client, disputed):
@@ -118,3 +125,9 @@ def test_without_the_arbiter_role_the_page_prepares_the_arbiter_s_transaction(ch
     assert receipt["status"] == 1
     indexer.index_chain(chain.w3)
     assert Order.objects.get(pk=disputed.pk).status == "refunded"
+    # Nothing was decided in the console: the chain's resolution is recorded once, as the system's.
+    decided = AuditEntry.objects.get(action="dispute.resolve")
+    assert decided.actor_role == "system" and decided.details["via"] == "chain"
+    assert decided.details["refund_bps"] == 10_000
+    assert decided.details["tx_hash"] == receipt["transactionHash"].to_0x_hex()
+    assert AuditEntry.objects.get(action="chain.confirmed").details["entry"] == decided.pk
