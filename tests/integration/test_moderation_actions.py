@@ -16,7 +16,7 @@ from marketplace.chain.reverts import error_name
 from marketplace.moderation.models import Appeal, AuditEntry, Notification
 from marketplace.orders import delivery
 from marketplace.outbox.models import OutboxMessage
-from tests.conftest import DEV_KEYS
+from tests.conftest import DEV_KEYS, dead_broker_url
 
 PAYOUT = "0x" + "ab" * 20
 
@@ -297,9 +297,16 @@ def test_an_appeal_of_an_entry_that_is_not_a_decision_is_refused(moderator, publ
 # With the chain ---------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def no_worker(point_broker_at):
+    """The sender runs in the test: a Celery worker an earlier test started would race it."""
+    point_broker_at(dead_broker_url())
+
+
 @pytest.mark.chain
 @pytest.mark.django_db(transaction=True)
-def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_download(client, chain, settings):
+def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_download(client, chain, no_worker,
+                                                                                      settings):
     from tests.integration.test_downloads import CONTENT, as_wallet, body, link_for, list_and_buy, url
     from tests.integration.test_listing import PRICE
 
@@ -361,7 +368,7 @@ def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_dow
 
 @pytest.mark.chain
 @pytest.mark.django_db(transaction=True)
-def test_a_delisting_not_sent_yet_is_cancelled_by_a_restore(client, chain):
+def test_a_delisting_not_sent_yet_is_cancelled_by_a_restore(client, chain, no_worker):
     from django.core.files.storage import storages
     from django.utils import timezone
 
