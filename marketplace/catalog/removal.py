@@ -53,6 +53,12 @@ def clearing_unread(dataset) -> bool:
     from marketplace.chain.models import OperatorAction
 
     Status = OperatorAction.Status
+    # Wait for a sender preparing one of them (it holds the row while it signs): what it sends is
+    # SENT once it commits, and seen below.
+    ids = [str(i) for i in Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID)
+           .values_list("listing_id", flat=True)]
+    list(OperatorAction.objects.select_for_update().filter(chain_id=settings.CHAIN_ID, listing_id__in=ids,
+                                                           status__in=OperatorAction.OPEN).values_list("pk", flat=True))
     for listing in Listing.objects.filter(version__dataset=dataset, chain_id=settings.CHAIN_ID, approved=True):
         latest = (OperatorAction.objects.filter(chain_id=listing.chain_id, listing_id=listing.listing_id)
                   .exclude(status=Status.CANCELLED).order_by("-pk").first())

@@ -252,6 +252,10 @@ def _record_analysis(version_id: int, fields: dict) -> None:
     with transaction.atomic():
         dataset_id = DatasetVersion.objects.values_list("dataset_id", flat=True).get(pk=version_id)
         dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
+        if dataset.removed_at is not None:
+            # Removed for legal reasons while it ran: its sample and statistics stay purged (a
+            # restore analyses the file again).
+            fields = {k: v for k, v in fields.items() if k not in ("sample", "columns")}
         DatasetVersion.objects.filter(pk=version_id).update(**fields)
         waiting = _open(dataset, Kind.VERSION, version_id)
         if waiting:
@@ -386,6 +390,11 @@ def _approve(dataset, revision, moderator, reason, result, **why):
             dataset.published_at = timezone.now()
             dataset.save(update_fields=["published_at", "updated_at"])
     elif revision.kind == Kind.VERSION:
+        from marketplace.accounts.bans import PUBLISH, is_banned
+
+        if is_banned(dataset.owner.address, PUBLISH):
+            raise DecisionRefused(f"The publisher of {dataset.title!r} is banned from publishing: none of its "
+                                  "versions goes on sale while the ban holds. Reject it, or lift the ban first.")
         if dataset.status in (Dataset.Status.DELISTED, Dataset.Status.REJECTED) or _being_taken_down(dataset):
             state = "being delisted" if dataset.status == Dataset.Status.LISTED else dataset.get_status_display().lower()
             raise DecisionRefused(f"{dataset.title!r} is {state}: none of its versions goes on sale. The publisher "

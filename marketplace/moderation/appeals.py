@@ -49,7 +49,9 @@ def still_stands(entry, dataset) -> bool:
     if entry.action == "dataset.remove":
         return dataset.removed_at is not None
     if entry.action == "dataset.delist":
-        return actions.state(dataset) in ("delisting", Dataset.Status.DELISTED, "removed")
+        # A removal since is a decision of its own: it is contested by a counter-notice, not
+        # undone by reversing the delisting before it.
+        return actions.state(dataset) in ("delisting", Dataset.Status.DELISTED)
     return dataset.status == Dataset.Status.REJECTED
 
 
@@ -82,6 +84,14 @@ def file(*, publisher, entry_id, statement) -> Appeal:
     return appeal
 
 
+def _later_decision(appeal):
+    """A decision about the dataset taken after the one appealed (a delisting, removal or
+    rejection), or None."""
+    return (AuditEntry.objects.filter(target_type="dataset", target_id=str(appeal.dataset_id), pk__gt=appeal.entry_id,
+                                      action__in=("dataset.delist", "dataset.remove", "dataset.reject"))
+            .order_by("id").first())
+
+
 def decide(appeal_id, *, moderator, outcome, statement) -> Appeal:
     """Uphold or reverse an open appeal; a reversal restores the dataset. The moderator who took
     the decision appealed cannot decide it (403)."""
@@ -98,9 +108,16 @@ def decide(appeal_id, *, moderator, outcome, statement) -> Appeal:
         if appeal.decided_by_id is not None and appeal.decided_by_id == moderator.pk:
             raise ActionRefused("own_decision", "You took the decision this appeal contests: another moderator "
                                 "must decide it.", status=403)
-        dataset = appeal.dataset
+        # The dataset's row lock: a removal or delisting being taken now is seen, or waits.
+        dataset = Dataset.objects.select_for_update(of=("self",)).select_related("owner").get(pk=appeal.dataset_id)
         restored = None
         if outcome == "reversed":
+            later = _later_decision(appeal)
+            if later is not None:
+                raise ActionRefused("decision_superseded", f"A later decision took the place of the one this appeal "
+                                    f"contests (audit entry #{later.pk}, {later.action}): reversing it would undo "
+                                    "that one too. Uphold this appeal; the later decision has its own appeal or "
+                                    "counter-notice.")
             try:
                 restored = actions.restore(dataset, moderator=moderator, statement=statement, appeal=appeal)
             except ActionRefused as refused:

@@ -300,6 +300,7 @@ def on_dispute_resolved(sender, order, event, **kwargs):
         audit.record(action="chain.confirmed", target_type="order", target_id=int(order.order_id), actor=None,
                      actor_role="system",
                      details={"entry": decision["id"], "decided": "dispute.resolve", "order_tx": order.tx_hash,
+                              "as_decided": _as_decided(order, decision),
                               "tx_hash": event.tx_hash, "block": event.block_number,
                               "refund": str(int(order.refund)), "owner_amount": str(int(order.owner_amount)),
                               "fee": str(int(order.fee))})
@@ -314,13 +315,23 @@ def on_dispute_resolved(sender, order, event, **kwargs):
                     f"{usdc(order.amount)} paid.", link=_link(address, buyer))
 
 
+def _as_decided(order, decision) -> bool:
+    """Whether the chain refunded the share the decision named (a resolution sent by other means
+    while a decision stood would not)."""
+    details = decision.get("details") or {}
+    if details.get("via") == "chain":
+        return True  # recorded from the chain's own figures
+    bps = details.get("refund_bps")
+    return bps is not None and int(order.refund) == int(order.amount) * int(bps) // 10_000
+
+
 def _record_outside_decision(order, event) -> dict:
     """A resolution sent without a decision recorded here (from a transaction the admin prepared,
     or any tool of the arbiter's): its `dispute.resolve` entry, by the system from the chain's
     figures, once per order (a reorganisation replaying the event finds it)."""
     target = str(int(order.order_id))
     found = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order", target_id=target,
-                                       details__tx_hash=event.tx_hash).values("id").first())
+                                       details__tx_hash=event.tx_hash).values("id", "details").first())
     if found is None:
         amount = int(order.amount)
         entry = audit.record(
@@ -329,7 +340,7 @@ def _record_outside_decision(order, event) -> dict:
             details={"chain_id": order.chain_id, "market": order.market, "order_tx": order.tx_hash,
                      "refund_bps": int(order.refund) * 10_000 // amount if amount else 0, "via": "chain",
                      "tx_hash": event.tx_hash, "amount": str(amount)})
-        found = {"id": entry.id}
+        found = {"id": entry.id, "details": entry.details}
     return found
 
 

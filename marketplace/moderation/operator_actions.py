@@ -7,9 +7,12 @@ resolutions are the arbiters' (and need the arbiter role). Each retry is recorde
 in the transaction that queues it."""
 from django.db import transaction
 
+from marketplace.accounts.bans import PUBLISH, is_banned
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
+from marketplace.catalog.models import Dataset
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RETRYABLE, RetryRefused, requeue
+from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
 from . import audit
@@ -19,8 +22,8 @@ Kind, Status = OperatorAction.Kind, OperatorAction.Status
 PAGE = 50
 # A later decision about the dataset that makes a failed approval or clearing unwanted.
 OPPOSITE = {
-    Kind.APPROVE: ("dataset.delist", "dataset.reject"),
-    Kind.UNAPPROVE: ("dataset.approve", "dataset.relist"),
+    Kind.APPROVE: ("dataset.delist", "dataset.reject", "dataset.remove"),
+    Kind.UNAPPROVE: ("dataset.approve", "dataset.relist", "dataset.restore"),
 }
 
 
@@ -61,6 +64,52 @@ def _later_decision(action: OperatorAction) -> str:
             f"#{later.id}, {later.created_at:%Y-%m-%d %H:%M} UTC).")
 
 
+def _not_wanted_now(action: OperatorAction) -> str:
+    """Why the catalog's or the order's state now makes `action` unwanted ("" when nothing does):
+    an approval of a dataset removed for legal reasons, delisted or rejected, or of a publisher
+    banned from publishing; a resolution that is no longer the order's standing decision (a later
+    decision took its place, or another share was decided)."""
+    if action.kind == Kind.APPROVE:
+        dataset = Dataset.objects.select_related("owner").filter(pk=(action.context or {}).get("dataset")).first()
+        if dataset is None:
+            return ""
+        if dataset.removed_at is not None:
+            return "No longer needed: the dataset was removed for legal reasons; restore it instead."
+        if dataset.status not in (Dataset.Status.PENDING_REVIEW, Dataset.Status.LISTED):
+            return f"No longer needed: the dataset is {dataset.get_status_display().lower()}; restore it instead."
+        if dataset.owner.address and is_banned(dataset.owner.address, PUBLISH):
+            return "No longer needed: the publisher is banned from publishing."
+    if action.kind == Kind.RESOLVE:
+        return _not_the_standing_resolution(action)
+    return ""
+
+
+def _not_the_standing_resolution(action: OperatorAction) -> str:
+    """A resolution is sent again only as the order's latest recorded decision, with its share:
+    the decision names this action or the one it retried."""
+    order = Order.objects.select_for_update().filter(chain_id=action.chain_id, market=action.market,
+                                                     order_id=action.order_id).first()
+    if order is None:
+        return ""
+    decision = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order",
+                                          target_id=str(int(action.order_id)), details__order_tx=order.tx_hash)
+                .order_by("-id").values("id", "details").first())
+    if decision is None:
+        return ""
+    details = decision["details"]
+    chain_of, step = set(), details.get("action")
+    while step is not None and step not in chain_of and len(chain_of) < 50:
+        chain_of.add(step)
+        step = ((OperatorAction.objects.filter(pk=step).values_list("context", flat=True).first() or {})
+                .get("retried_as"))
+    if details.get("via") != "operator" or action.pk not in chain_of:
+        return (f"No longer needed: a later decision on order {action.order_id} took its place (audit entry "
+                f"#{decision['id']}, a refund of {details.get('refund_bps', 0) / 100:g} %).")
+    if (action.payload or {}).get("refund_bps") != details.get("refund_bps"):
+        return "Refused: its share is not the one decided."
+    return ""
+
+
 def retry(*, action_id: int, by) -> OperatorAction:
     """Queue failed or cancelled action `action_id` again for the operator sender, as `by` (a
     moderator, or an arbiter for a resolution); returns the new action. Refused: 403 without the
@@ -72,7 +121,8 @@ def retry(*, action_id: int, by) -> OperatorAction:
         role = role_for(action.kind)
         if not has_role(by, role):
             raise Refused("forbidden", f"Only {role}s may retry a {action.get_kind_display().lower()}.", status=403)
-        reason = _later_decision(action) if action.status in (Status.FAILED, Status.CANCELLED) else ""
+        reason = ((_later_decision(action) or _not_wanted_now(action))
+                  if action.status in (Status.FAILED, Status.CANCELLED) else "")
         if reason:
             raise Refused("not_needed", reason)
         old, new = requeue(action_id, by=by.get_username())

@@ -288,7 +288,11 @@ def close_group(*, target_type: str, target_id: str, moderator, outcome: str, st
             dataset = Dataset.objects.filter(pk=int(target_id)).first()
             if dataset is None:
                 raise ReportRefused("gone", "The dataset no longer exists.", status=409)
-            catalog_services.delist([dataset], moderator=moderator)
+            # The delisting's own entry and the publisher's notice cite the reports' commonest
+            # reason and the moderator's statement: it is the decision the publisher may appeal.
+            reasons = [r.reason for r in reports]
+            catalog_services.delist([dataset], moderator=moderator, reason=max(set(reasons), key=reasons.count),
+                                    statement=statement, internal_note=internal_note)
         target = describe(target_type, target_id)
         now = timezone.now()
         Report.objects.filter(pk__in=[r.pk for r in reports]).update(

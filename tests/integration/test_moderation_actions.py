@@ -294,6 +294,43 @@ def test_an_appeal_of_an_entry_that_is_not_a_decision_is_refused(moderator, publ
     assert not Appeal.objects.exists()
 
 
+@pytest.mark.django_db
+def test_reversing_a_delisting_never_undoes_a_removal_taken_after_it(moderator, other_moderator, publisher):
+    """Delisted, appealed, then removed for legal reasons: the delisting's appeal cannot restore
+    the files; and a delisting is not appealed while the dataset is removed."""
+    dataset, entry = delisted_by(moderator, publisher)
+    filed = appeal(client_of(publisher), entry)
+    assert filed.status_code == 201, filed.json()
+    assert act(client_of(moderator), dataset, "remove").status_code == 200
+
+    url = f"/api/v1/moderation/appeals/{filed.json()['id']}/decision"
+    reversed_ = client_of(other_moderator).post(url, {"outcome": "reversed", "statement": "The delisting was wrong."},
+                                                content_type="application/json")
+    assert reversed_.status_code == 409 and reversed_.json()["error"]["code"] == "decision_superseded"
+    dataset.refresh_from_db()
+    assert dataset.removed_at is not None and Appeal.objects.get().status == "open"
+    upheld = client_of(other_moderator).post(url, {"outcome": "upheld", "statement": "Superseded by the removal."},
+                                             content_type="application/json")
+    assert upheld.status_code == 200
+    again = appeal(client_of(publisher), entry)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "decision_undone"
+    removal = AuditEntry.objects.get(action="dataset.remove")
+    assert appeal(client_of(publisher), removal).status_code == 201, "the removal has its own counter-notice"
+
+
+@pytest.mark.django_db
+def test_an_analysis_ending_after_a_removal_does_not_bring_the_preview_back(moderator, publisher):
+    from marketplace.catalog import revisions
+
+    dataset = dataset_with_version(publisher)
+    assert act(client_of(moderator), dataset, "remove").status_code == 200
+    version = dataset.versions.get()
+    revisions.record_analysis(version.pk, analysis_status="done", sample=[["Leeds"]],
+                              columns=[{"name": "town", "type": "string"}], row_count=1)
+    version.refresh_from_db()
+    assert version.sample == [] and version.columns == [] and version.analysis_status == "done"
+
+
 # With the chain ---------------------------------------------------------------------------------
 
 

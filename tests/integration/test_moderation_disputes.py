@@ -334,3 +334,58 @@ def test_two_arbiters_deciding_at_once_make_one_decision(chain, disputed):
     assert statuses == [202, 409]
     assert OperatorAction.objects.filter(kind="resolve").count() == 1
     assert AuditEntry.objects.filter(action="dispute.resolve").count() == 1
+
+
+# The attack review's findings ---------------------------------------------------------------------
+
+
+def test_a_failed_resolution_overruled_by_a_later_decision_is_never_sent_again(chain, arbiter, disputed, settings):
+    """A decides 25 % (fails: the operator lost the role); B decides 90 % for the wallet; the role
+    comes back: A's 25 % must not go out."""
+    _, client = arbiter
+    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                       content_type="application/json").status_code == 202
+    role = chain.market.role("ARBITER_ROLE")
+    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    sender.send_operator_actions()
+    first = OperatorAction.objects.get()
+    assert first.status == "failed"
+    _, other = person("arbiter2", "arbiter")
+    second = other.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 9000}, content_type="application/json")
+    assert second.status_code == 202 and second.json()["via"] == "wallet"
+    chain.send(chain.market.contract.functions.grantRole(role, chain.operator.address), chain.operator.address)
+
+    refused = client.post(f"/api/v1/moderation/actions/{first.pk}/retry")
+
+    assert refused.status_code == 409 and "later decision" in refused.json()["error"]["message"]
+    assert OperatorAction.objects.count() == 1 and not AuditEntry.objects.filter(action="chain.retry").exists()
+
+
+def test_an_approval_is_not_sent_again_for_a_removed_dataset_or_a_banned_publisher(chain, on_sale):
+    from marketplace.accounts.models import WalletBan
+    from marketplace.catalog.models import Dataset
+
+    _, client = person("moderator", "moderator")
+    chain.send(chain.market.contract.functions.setApproval([int(on_sale.listings.get().listing_id)], False),
+               chain.operator.address)
+    approval = failed(chain, on_sale, "approve")
+    Dataset.objects.filter(pk=on_sale.dataset_id).update(removed_at=timezone.now())
+    refused = client.post(f"/api/v1/moderation/actions/{approval.pk}/retry")
+    assert refused.status_code == 409 and "removed for legal reasons" in refused.json()["error"]["message"]
+
+    Dataset.objects.filter(pk=on_sale.dataset_id).update(removed_at=None)
+    WalletBan.objects.create(address=PUBLISHER, scope="publish", reason="fraud", statement="Sold stolen data.")
+    refused = client.post(f"/api/v1/moderation/actions/{approval.pk}/retry")
+    assert refused.status_code == 409 and "banned from publishing" in refused.json()["error"]["message"]
+    assert not OperatorAction.objects.filter(status="pending").exists()
+
+
+def test_a_clearing_is_not_sent_again_after_the_dataset_was_restored(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    clearing = failed(chain, on_sale, "unapprove")
+    audit.record(action="dataset.restore", target_type="dataset", target_id=on_sale.dataset_id, actor="moderator")
+
+    refused = client.post(f"/api/v1/moderation/actions/{clearing.pk}/retry")
+
+    assert refused.status_code == 409 and "dataset.restore" in refused.json()["error"]["message"]
+    assert chain.market.get_listing(int(on_sale.listings.get().listing_id))["approved"] is True

@@ -333,7 +333,8 @@ def test_closing_as_delisted_delists_the_dataset_and_tells_its_publisher(publish
     assert answer.status_code == 200
     dataset.refresh_from_db()
     assert dataset.status == Dataset.Status.DELISTED  # nothing approved on-chain: delisted at once
-    assert AuditEntry.objects.filter(action="dataset.delist", target_id=str(dataset.pk)).count() == 1
+    delisting = AuditEntry.objects.get(action="dataset.delist", target_id=str(dataset.pk))
+    assert (delisting.reason, delisting.statement) == ("personal_data", "It lists people's e-mails.")
     assert AuditEntry.objects.get(action="report.close").details == {
         "report": Report.objects.get().pk, "outcome": "delisted", "source": "user", "dataset": dataset.slug}
     assert Notification.objects.filter(recipient=publisher, kind="dataset.delist").exists()

@@ -480,6 +480,14 @@ def test_a_decision_naming_other_listings_or_hashes_is_a_409(chain, ann):
     assert missing.status_code == 409
     revision.refresh_from_db()
     assert revision.status == "pending"
+    # A publisher banned from publishing: the right decision is refused while the ban holds.
+    from marketplace.accounts.models import WalletBan
+
+    ban = WalletBan.objects.create(address=PUBLISHER, scope="publish", reason="fraud", statement="Stolen data.")
+    banned = moderator.post(url, {"action": "decide", "decision": "approve", "listing_id": str(listing.listing_id),
+                                  "content_hash": version.content_hash})
+    assert banned.status_code == 409 and "banned from publishing" in banned.content.decode()
+    WalletBan.objects.filter(pk=ban.pk).update(lifted_at=timezone.now())
     right = moderator.post(url, {"action": "decide", "decision": "approve", "listing_id": str(listing.listing_id),
                                  "content_hash": version.content_hash})
     assert right.status_code == 302
