@@ -410,6 +410,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served from this server, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per choice set that several serializers share (otherwise spectacular makes up
+    # names such as Reason279Enum and warns).
+    "ENUM_NAME_OVERRIDES": {
+        "PolicyReasonEnum": "marketplace.moderation.policy.REASON_CODES",
+        "BanReasonEnum": "marketplace.moderation.bans.REASON_CODES",
+        "RevisionDecisionEnum": "marketplace.catalog.revisions.DECISION_CODES",
+        "ApprovalDecisionEnum": "marketplace.catalog.revisions.APPROVAL_ONLY",
+        "FlagDecisionEnum": "marketplace.moderation.abuse.DECISION_CODES",
+    },
 }
 SIWE_NONCE_TTL = env_int("SIWE_NONCE_TTL", 300)  # seconds a sign-in nonce stays usable
 

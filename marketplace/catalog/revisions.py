@@ -297,6 +297,10 @@ class Decision:
     ALL = (APPROVE, REJECT, REQUEST_CHANGES)
 
 
+DECISION_CODES = list(Decision.ALL)  # the API's choices (RevisionDecisionEnum)
+APPROVAL_ONLY = [Decision.APPROVE]  # the schemas' branch of an approval (ApprovalDecisionEnum)
+
+
 @dataclass
 class DecisionResult:
     revision: DatasetRevision

@@ -10,6 +10,7 @@ from marketplace.rewards import flags
 from marketplace.rewards.models import Flag, HeldAmount
 
 DECISIONS = {"clear": Flag.Status.CLEARED, "confirm": Flag.Status.CONFIRMED}
+DECISION_CODES = sorted(DECISIONS)  # the API's choices, in this order (FlagDecisionEnum)
 NOTE_MAX = 2000
 PAGE = 100
 

@@ -8,12 +8,14 @@ notifies the people affected, all in one transaction.
 """
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import receiver
 
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import removal, services
 from marketplace.catalog.models import Dataset, Listing
 from marketplace.orders.models import Order
 from marketplace.orders.selectors import _current_market
+from marketplace.orders.signals import orders_created
 
 from . import audit
 from .notifications import notify
@@ -117,12 +119,35 @@ def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
         # A buyer who never signed in gets an account for their address, as signing in would make,
         # so the notice waits for them.
         for buyer in buyers:
-            notify(wallet_user(buyer), kind="dataset.remove", text=(
-                f"{dataset.title}, which you bought, was removed for legal reasons and can no longer be downloaded. "
-                "Your payment is still in escrow: you can open a dispute before it is released."),
-                link="/me/library")
+            _told_of_removal(dataset, buyer)
         return {"action": "remove", "status": Dataset.Status.DELISTED.value, "state": "removed",
                 "on_chain": on_chain, "buyers_told": len(buyers), "entry": entry.pk}
+
+
+def _told_of_removal(dataset, buyer: str) -> None:
+    notify(wallet_user(buyer), kind="dataset.remove", text=(
+        f"{dataset.title}, which you bought, was removed for legal reasons and can no longer be downloaded. "
+        "Your payment is still in escrow: you can open a dispute before it is released."),
+        link="/me/library")
+
+
+@receiver(orders_created, dispatch_uid="moderation.orders_created")
+def tell_buyers_of_removed(sender, events, **kwargs):
+    """An order paid for a dataset already removed for legal reasons (the purchase was mined before
+    the clearing of its approval): its buyer is told, as the buyers with open orders were at the
+    removal."""
+    by_listing = {}
+    for event in events:
+        by_listing.setdefault((event.chain_id, int(event.args["listingId"])), []).append(event.args["buyer"])
+    if not by_listing:
+        return
+    chain_ids = {chain_id for chain_id, _ in by_listing}
+    listings = (Listing.objects.filter(chain_id__in=chain_ids, listing_id__in=[i for _, i in by_listing],
+                                       version__dataset__removed_at__isnull=False)
+                .select_related("version__dataset"))
+    for listing in listings:
+        for buyer in by_listing.get((listing.chain_id, int(listing.listing_id)), []):
+            _told_of_removal(listing.version.dataset, buyer)
 
 
 def restore(dataset, *, moderator, reason="", statement, internal_note="", appeal=None) -> dict:

@@ -21,7 +21,7 @@ from marketplace.catalog.models import Dataset
 from . import actions, appeals
 from .api import Params, SignedIn
 from .models import Appeal
-from .policy import APPEAL_MAX, NOTE_MAX, REASONS, STATEMENT_MAX
+from .policy import APPEAL_MAX, NOTE_MAX, REASON_CODES, STATEMENT_MAX
 
 
 def refusal(exc: actions.ActionRefused) -> APIError:
@@ -30,7 +30,7 @@ def refusal(exc: actions.ActionRefused) -> APIError:
 
 class DatasetActionRequest(serializers.Serializer):
     action = serializers.ChoiceField(choices=list(actions.ACTIONS))
-    reason = serializers.ChoiceField(choices=list(REASONS), required=False, allow_blank=True,
+    reason = serializers.ChoiceField(choices=REASON_CODES, required=False, allow_blank=True,
                                      help_text="A policy code; required to delist or remove")
     statement = StrictTextField(max_length=STATEMENT_MAX, allow_blank=True,
                                 help_text="The statement of reasons the publisher reads (required)")

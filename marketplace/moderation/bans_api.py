@@ -24,7 +24,7 @@ def _address(value):
 class BanRequest(serializers.Serializer):
     address = StrictCharField(max_length=42, help_text="The wallet to ban")
     scope = serializers.ChoiceField(choices=bans.SCOPES, help_text="publish, buy or contribute")
-    reason = serializers.ChoiceField(choices=sorted(bans.REASONS), help_text="A policy code")
+    reason = serializers.ChoiceField(choices=bans.REASON_CODES, help_text="A policy code")
     statement = StrictTextField(max_length=bans.MAX_STATEMENT, help_text="The statement of reasons the wallet's "
                                 "owner reads (not empty)")
     internal_note = StrictTextField(max_length=bans.MAX_NOTE, required=False, allow_blank=True, default="",

@@ -216,7 +216,7 @@ class FlagsView(APIView):
 
 
 class DecideFlagRequest(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=sorted(abuse.DECISIONS), help_text="clear: the held amounts are paid "
+    decision = serializers.ChoiceField(choices=abuse.DECISION_CODES, help_text="clear: the held amounts are paid "
                                        "next epoch; confirm: they return to the pool")
     note = StrictTextField(required=False, allow_blank=True, max_length=abuse.NOTE_MAX,
                            help_text="Kept with the flag and in the audit entry (moderators only)")

@@ -13,6 +13,8 @@ REASONS = {
     "other": "Another reason (see the statement)",
 }
 
+REASON_CODES = list(REASONS)  # the API's choices, in this order (PolicyReasonEnum)
+
 STATEMENT_MAX = 2000  # characters of a statement of reasons
 NOTE_MAX = 5000  # characters of an internal note
 APPEAL_MAX = 5000  # characters of an appeal or a counter-notice

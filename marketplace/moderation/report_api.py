@@ -34,7 +34,7 @@ class ReportRequest(serializers.Serializer):
                                           error_messages={"invalid_choice": "Report a dataset or a publisher."})
     target = StrictCharField(max_length=200, help_text="A dataset's name (as in /datasets/<name>) or id; a "
                              "publisher's wallet address")
-    reason = serializers.ChoiceField(choices=list(policy.REASONS), help_text=REASON_HELP,
+    reason = serializers.ChoiceField(choices=policy.REASON_CODES, help_text=REASON_HELP,
                                      error_messages={"invalid_choice": CHOOSE_REASON})
     evidence = StrictTextField(max_length=reports.EVIDENCE_MAX, help_text="What is wrong, and where to see it")
     law = StrictCharField(required=False, allow_blank=True, max_length=reports.LAW_MAX,
@@ -47,7 +47,7 @@ class NoticeRequest(serializers.Serializer):
     law = StrictCharField(max_length=reports.LAW_MAX, help_text="The law or policy the content breaks")
     target = StrictCharField(max_length=reports.TARGET_TEXT_MAX, help_text="The dataset's address on this site "
                              "(…/datasets/<name>) or name, or the publisher's wallet address")
-    reason = serializers.ChoiceField(choices=list(policy.REASONS), help_text=REASON_HELP,
+    reason = serializers.ChoiceField(choices=policy.REASON_CODES, help_text=REASON_HELP,
                                      error_messages={"invalid_choice": CHOOSE_REASON})
     evidence = StrictTextField(max_length=reports.EVIDENCE_MAX, help_text="Why it breaks that law or policy")
     good_faith = StrictBooleanField(help_text="true: you state in good faith that the notice is accurate and complete")

@@ -171,7 +171,7 @@ def refuse_if_claimed_by_another(revision, moderator) -> None:
 
 def decide(revision: DatasetRevision, *, moderator, decision: str, reason_code: str = "", statement: str = "",
            internal_note: str = "", listings: list | None = None) -> revisions.DecisionResult:
-    """A moderator's decision from the console (values validated by review_api.DecisionRequest):
+    """A moderator's decision from the console (values validated by review_api.ReviewDecisionRequest):
     the catalog's decide, with the policy code and the internal note for the audit entry."""
     return revisions.decide(revision, decision=decision, moderator=moderator, reason=statement,
                             expected_listings=listings, reason_code=reason_code, internal_note=internal_note)

@@ -32,13 +32,13 @@ class QueueParams(Params):
                                                      "max_value": "No revision has so large an id."})
 
 
-class DecisionRequest(serializers.Serializer):
+class ReviewDecisionRequest(serializers.Serializer):
     """A decision as the console takes it. A rejection or a request for changes cites a policy
     (`reason_code`) and says why in a statement the publisher sees (1 to 2,000 characters); the
     internal note stays with moderators."""
 
     decision = serializers.ChoiceField(choices=list(revisions.Decision.ALL))
-    reason_code = serializers.ChoiceField(choices=sorted(policy.REASONS), required=False, allow_blank=True,
+    reason_code = serializers.ChoiceField(choices=policy.REASON_CODES, required=False, allow_blank=True,
                                           help_text="The policy cited (required unless approving)")
     statement = StrictTextField(required=False, allow_blank=True, max_length=policy.STATEMENT_MAX,
                                 help_text="The statement of reasons the publisher sees (required unless approving)")
@@ -65,11 +65,11 @@ class DecisionRequest(serializers.Serializer):
         return data
 
 
-class DecisionRequestSchema(OpenApiSerializerExtension):
+class ReviewDecisionRequestSchema(OpenApiSerializerExtension):
     """The schema says what validate() does: an approval cites no policy; another decision cites
     one and gives a statement that is not blank."""
 
-    target_class = DecisionRequest
+    target_class = ReviewDecisionRequest
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
@@ -77,7 +77,7 @@ class DecisionRequestSchema(OpenApiSerializerExtension):
             {"properties": {"decision": {"enum": [revisions.Decision.APPROVE]}, "reason_code": {"enum": [""]}}},
             {"required": ["reason_code", "statement"],
              "properties": {"decision": {"enum": [revisions.Decision.REJECT, revisions.Decision.REQUEST_CHANGES]},
-                            "reason_code": {"enum": sorted(policy.REASONS)},
+                            "reason_code": {"enum": policy.REASON_CODES},
                             "statement": {"pattern": NOT_BLANK.pattern}}},
         ]
         return schema
@@ -169,10 +169,10 @@ class ReviewDecisionView(APIView):
 
     permission_classes = [IsModerator]
 
-    @extend_schema(request=DecisionRequest, responses={200: RevisionSerializer, **errors(400, 401, 403, 404, 409)})
+    @extend_schema(request=ReviewDecisionRequest, responses={200: RevisionSerializer, **errors(400, 401, 403, 404, 409)})
     def post(self, request, revision_id):
         revision = get_object_or_404(DatasetRevision, pk=revision_id)
-        data = DecisionRequest(data=request.data)
+        data = ReviewDecisionRequest(data=request.data)
         data.is_valid(raise_exception=True)
         result = decide_or_refuse(revision, request.user, data.validated_data)
         return Response(RevisionSerializer(result.revision).data)

@@ -13,7 +13,7 @@ from marketplace.api import APIError
 from marketplace.catalog.models import DatasetRevision
 
 from . import policy, reports, review
-from .review_api import DecisionRequest, QueueParams, decide_or_refuse
+from .review_api import ReviewDecisionRequest, QueueParams, decide_or_refuse
 from .roles import MODERATOR, role_required
 from .views import _error_text
 
@@ -121,7 +121,7 @@ def _act(request, revision_id, action) -> str:
     shown = list(zip(request.POST.getlist("listing_id"), request.POST.getlist("content_hash")))
     if shown or revision.kind == DatasetRevision.Kind.VERSION:
         data["listings"] = [{"listing_id": i, "content_hash": h} for i, h in shown]
-    checked = DecisionRequest(data=data)
+    checked = ReviewDecisionRequest(data=data)
     checked.is_valid(raise_exception=True)
     decide_or_refuse(revision, request.user, checked.validated_data)
     return checked.validated_data["decision"]

@@ -64,6 +64,9 @@ def on_order_events(events: list[Event]) -> None:
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for row in new:
                 copy.write_row((*row, Order.Status.OPEN, 0, 0, 0, ""))
+        from .signals import orders_created
+
+        orders_created.send(sender=Order, events=[e for e in events if e.name == "OrderCreated"])
     changes = [e for e in events if e.name in STATUS_EVENTS]
     if not changes:
         return

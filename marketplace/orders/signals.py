@@ -19,6 +19,11 @@ dispute_resolved = Signal()
 # parties, as for a decision taken in its console. (A transaction the admin only prepares for the
 # arbiter's wallet is recorded when the indexer reads its DisputeResolved.)
 dispute_decided = Signal()
+# Sent by the indexer's order handler, inside its transaction, with `events`: the range's
+# `OrderCreated` events whose orders it just stored (each once). The moderation app tells a buyer
+# who paid for a dataset removed for legal reasons (bought before the clearing reached the chain)
+# that the file will not be delivered and they can dispute.
+orders_created = Signal()
 
 
 def sold(version) -> bool:

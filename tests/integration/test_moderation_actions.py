@@ -367,6 +367,15 @@ def test_a_removal_on_the_real_chain_reverts_purchases_and_stops_the_buyer_s_dow
         again = as_wallet(client, DEV_KEYS[2]).post(url(version), content_type="application/json")
         assert again.status_code == 451
 
+        # Bought before the clearing reached the chain: that buyer is told too, once indexed.
+        late = Account.from_key(DEV_KEYS[4])
+        chain.token.mint(late.address, PRICE)
+        chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), late.address)
+        chain.send(chain.market.contract.functions.purchase(listing_id, PRICE), late.address)
+        indexer.index_chain(chain.w3)
+        told = Notification.objects.get(recipient=User.objects.get(address=late.address))
+        assert "removed for legal reasons" in told.text and "dispute" in told.text
+
         # The clearing goes on-chain through the operator sender; once confirmed, a purchase reverts.
         settings.CHAIN_CONFIRMATIONS = 1
         report = sender.send_operator_actions()
