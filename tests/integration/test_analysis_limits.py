@@ -388,6 +388,7 @@ def test_a_file_named_with_brackets_stars_and_question_marks_is_analysed_by_the_
                       timeout=60), celery_worker.output()
     version.refresh_from_db()
     assert version.analysis_status == "done", version.analysis_message
+    assert version.analysis_progress == 1.0
     assert version.row_count == 2 and version.analysis_attempts == 1
 
 
