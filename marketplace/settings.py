@@ -490,6 +490,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_SIZE", 2_621_440)
 
 # Moderation: a dispute whose deadline is this close is flagged in the arbiters' console.
 MODERATION_DISPUTE_NEAR_HOURS = env_int("MODERATION_DISPUTE_NEAR_HOURS", 24)
+REVIEW_TARGET_HOURS = env_int("REVIEW_TARGET_HOURS", 24)  # a review item is overdue after this long
+REVIEW_CLAIM_MINUTES = env_int("REVIEW_CLAIM_MINUTES", 30)  # a moderator's claim on an item holds this long
 
 LOGGING = {
     "version": 1,

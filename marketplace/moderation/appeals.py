@@ -12,20 +12,20 @@ from . import actions, audit
 from .actions import ActionRefused
 from .models import Appeal, AuditEntry
 from .notifications import notify
-from .policy import APPEAL_MAX
+from .policy import APPEAL_MAX, STATEMENT_MAX
 from .receivers import role_of
 
 APPEALABLE = {"dataset.reject": "rejection", "dataset.delist": "delisting", "dataset.remove": "removal"}
 OUTCOMES = {"upheld": Appeal.Status.UPHELD, "reversed": Appeal.Status.REVERSED}
 
 
-def _statement(text, what="statement") -> str:
+def _statement(text, what="statement", most=APPEAL_MAX) -> str:
     text = (text or "").strip()
     if not text:
         raise ActionRefused("invalid_statement", f"Write your {what}.", status=400)
-    if len(text) > APPEAL_MAX:
+    if len(text) > most:
         raise ActionRefused("invalid_statement", f"The {what} is {len(text):,} characters long; at most "
-                            f"{APPEAL_MAX:,}.", status=400)
+                            f"{most:,}.", status=400)
     return text
 
 
@@ -97,7 +97,7 @@ def decide(appeal_id, *, moderator, outcome, statement) -> Appeal:
     the decision appealed cannot decide it (403)."""
     if outcome not in OUTCOMES:
         raise ActionRefused("invalid_outcome", "Choose upheld or reversed.", status=400)
-    statement = _statement(statement, "statement of reasons")
+    statement = _statement(statement, "statement of reasons", most=STATEMENT_MAX)
     with transaction.atomic():
         appeal = Appeal.objects.select_for_update().filter(pk=appeal_id).first()
         if appeal is None:

@@ -45,7 +45,7 @@ REASONS = {
     "sanctions": "Legal or sanctions requirement",
     "other": "Other (see the statement)",
 }
-REASON_CODES = sorted(REASONS)  # the API's choices, in this order (BanReasonEnum)
+REASON_CODES = sorted(REASONS)  # the API's choices, alphabetical (BanReasonEnum)
 MAX_STATEMENT = 2000
 MAX_NOTE = 2000
 

@@ -38,7 +38,7 @@ def _form_values(request, names) -> dict:
 def report_dataset(request, slug):
     """Report a dataset, or its publisher (signed in); anyone may file a notice instead."""
     found = reports.find_dataset(slug)
-    if found is None or found.state != "listed":
+    if found is None or found.state not in ("listed", "delisted", "removed"):
         raise Http404("No such dataset.")
     dataset = reports.describe("dataset", found.id)
     context = {"target": dataset, "reasons": policy.REASONS, "errors": {}, "error": "", "done": None,

@@ -27,12 +27,12 @@ Kind = DatasetRevision.Kind
 
 def target_hours() -> int:
     """How long an item may wait before it is overdue (setting REVIEW_TARGET_HOURS, 24)."""
-    return int(getattr(settings, "REVIEW_TARGET_HOURS", 24))
+    return settings.REVIEW_TARGET_HOURS
 
 
 def claim_minutes() -> int:
     """How long a claim holds (setting REVIEW_CLAIM_MINUTES, 30)."""
-    return int(getattr(settings, "REVIEW_CLAIM_MINUTES", 30))
+    return settings.REVIEW_CLAIM_MINUTES
 
 
 # The queue ---------------------------------------------------------------------------------------
