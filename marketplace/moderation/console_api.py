@@ -31,11 +31,10 @@ def _time(value):
     return iso_time(value) if value else None
 
 
-MAX_ORDER_ID = 2**256 - 1
 
 
 def _order_id(value: int) -> int:
-    if value > MAX_ORDER_ID:
+    if value > disputes.MAX_ORDER_ID:
         raise APIError("not_found", f"No order {value} on this chain's market.", status=404)
     return value
 

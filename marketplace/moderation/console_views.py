@@ -4,6 +4,7 @@ arbiters). Forms post back to the page; a refusal is shown on the page with its 
 404, 409, 503), a success redirects with a message. The services are disputes.py, abuse.py and
 operator_actions.py."""
 from functools import wraps
+import json
 from urllib.parse import urlencode
 
 from django.http import Http404
@@ -12,7 +13,6 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_safe
 
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
-from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
 from marketplace.orders.admin import parse_refund_share
 from marketplace.rewards.models import Flag
@@ -20,7 +20,6 @@ from marketplace.rewards.models import Flag
 from . import abuse, disputes, operator_actions
 from .roles import role_required
 
-MAX_ORDER_ID = 2**256 - 1
 MESSAGES = {
     "resolved": "The decision is recorded and queued for the operator sender: the order changes once the chain "
                 "has it.",
@@ -57,22 +56,17 @@ def dispute_list(request):
     })
 
 
-def _share_bps(form) -> int:
-    """The form's share: percent (0-100, two decimals). ValueError in words."""
-    return parse_refund_share(form.get("share", ""))
-
-
 @require_http_methods(["GET", "HEAD", "POST"])
 @ensure_csrf_cookie
 @role_required(ARBITER, "A dispute")
 def dispute_detail(request, order_id):
-    if order_id > MAX_ORDER_ID:
+    if order_id > disputes.MAX_ORDER_ID:
         raise Http404
     error, status, form = "", 200, {"share": "", "statement": "", "note": ""}
     if request.method == "POST":
         form = {k: request.POST.get(k, "") for k in form}
         try:
-            bps = _share_bps(form)
+            bps = parse_refund_share(form.get("share", ""))  # percent, two decimals
             for name in ("statement", "note"):
                 if len(form[name]) > disputes.STATEMENT_MAX or "\x00" in form[name]:
                     raise disputes.Refused("invalid", f"The {name} is at most {disputes.STATEMENT_MAX} characters.",
@@ -98,8 +92,6 @@ def dispute_detail(request, order_id):
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, indent=2)
 
 
@@ -163,5 +155,4 @@ def action_list(request):
     return render(request, "moderation/actions.html", {
         "rows": rows, "retry_ids": retry_ids, "error": error, "message": message,
         "next_before": rows[-1].pk if len(rows) == operator_actions.PAGE else None, "paged": before is not None,
-        "open_statuses": OperatorAction.OPEN,
     }, status=status)

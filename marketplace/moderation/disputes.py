@@ -39,6 +39,7 @@ from .models import AuditEntry
 from .notifications import notify
 
 MAX_BPS = 10_000
+MAX_ORDER_ID = 2**256 - 1  # an order id is a uint256: a larger one is a 404, never a database error
 STATEMENT_MAX = 2000
 
 
