@@ -492,6 +492,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_SIZE", 2_621_440)
 MODERATION_DISPUTE_NEAR_HOURS = env_int("MODERATION_DISPUTE_NEAR_HOURS", 24)
 REVIEW_TARGET_HOURS = env_int("REVIEW_TARGET_HOURS", 24)  # a review item is overdue after this long
 REVIEW_CLAIM_MINUTES = env_int("REVIEW_CLAIM_MINUTES", 30)  # a moderator's claim on an item holds this long
+# Notifications by e-mail: optional, off by default (the site shows every notification).
+NOTIFY_BY_EMAIL = env_bool("NOTIFY_BY_EMAIL", False)
+SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000")  # links in e-mails
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Datamarket <no-reply@localhost>")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
 
 LOGGING = {
     "version": 1,

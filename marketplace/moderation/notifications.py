@@ -1,14 +1,35 @@
 """Telling people in the site what was decided about them: `notify` writes a Notification in the
 caller's transaction (so nothing is announced for a decision that rolls back); the recipient
-reads it at /api/v1/me/notifications and marks it read. No e-mail is sent."""
+reads it at /api/v1/me/notifications and marks it read.
+
+E-mail is optional and off by default: with NOTIFY_BY_EMAIL on, a notification to someone with an
+e-mail address, and a report's outcome to a notifier who gave one, is also sent by e-mail through
+the outbox (`email`: queued in the same transaction, sent by a Celery worker with Django's mail
+settings, retried when the mail server is down)."""
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from marketplace.outbox.services import enqueue
 
 from .models import Notification
 
 
 def notify(user, *, kind: str, text: str, link: str = "") -> Notification:
-    return Notification.objects.create(recipient=user, kind=kind, text=text, link=link)
+    notification = Notification.objects.create(recipient=user, kind=kind, text=text, link=link)
+    if getattr(user, "email", ""):
+        email(user.email, text=text, link=link)
+    return notification
+
+
+def email(to: str, *, text: str, link: str = "") -> bool:
+    """Queue an e-mail of `text` (and the link, made absolute) to `to` when NOTIFY_BY_EMAIL is on;
+    returns whether one was queued."""
+    if not settings.NOTIFY_BY_EMAIL or not to:
+        return False
+    body = text + (f"\n\n{settings.SITE_URL.rstrip('/')}{link}" if link else "")
+    enqueue("moderation.send_email", args=[to, "Datamarket: a decision about you", body])
+    return True
 
 
 def mark_read(user, *, ids=None) -> int:

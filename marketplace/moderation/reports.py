@@ -25,7 +25,7 @@ from marketplace.limits.services import consume
 
 from . import audit, policy
 from .models import AuditEntry, Report
-from .notifications import notify
+from .notifications import email, notify
 from .receivers import role_of
 
 NAME_MAX = 120
@@ -310,6 +310,9 @@ def close_group(*, target_type: str, target_id: str, moderator, outcome: str, st
                 notify(report.reporter, kind="report.close",
                        text=f"Your report on {target.label} (#{report.pk}) was closed: {outcome_label}. {statement}",
                        link=target.link)
+            elif report.notifier_email:  # a notice: its status page says it; e-mail too when that is on
+                email(report.notifier_email, text=f"Your notice about {target.label} (#{report.pk}) was decided: "
+                      f"{outcome_label}. {statement}")
         still_open = Report.objects.filter(target_type=target_type, target_id=target_id,
                                            status=Report.Status.OPEN).count()
         for report in reports:

@@ -257,7 +257,10 @@ def test_bad_notice_input_is_a_400_naming_the_field(publisher, fields, field):
     assert not Report.objects.exists()
 
 
-def test_a_notifier_without_an_account_checks_the_outcome_with_the_reference(publisher, moderator):
+def test_a_notifier_without_an_account_checks_the_outcome_with_the_reference(publisher, moderator, settings):
+    from marketplace.outbox.models import OutboxMessage
+
+    settings.NOTIFY_BY_EMAIL = True  # and is written to, when e-mail is on
     dataset = listed(publisher)
     filed = notice(Client(), f"/datasets/{dataset.slug}").json()
     reference = filed["reference"]
@@ -275,6 +278,8 @@ def test_a_notifier_without_an_account_checks_the_outcome_with_the_reference(pub
         "closed", "other", "The publisher removed the e-mail column.")
     page = Client().get(f"/notice/{reference}").content.decode()
     assert 'data-outcome="other"' in page and "The publisher removed the e-mail column." in page
+    (mailed,) = OutboxMessage.objects.filter(task="moderation.send_email").values_list("args", flat=True)
+    assert mailed[0] == "ana@example.org" and "The publisher removed the e-mail column." in mailed[2]
     assert Client().get("/api/v1/notices/" + "A" * 32).status_code == 404
     assert Client().get("/notice/" + "A" * 32).status_code == 404
 
