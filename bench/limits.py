@@ -25,7 +25,6 @@ import argparse
 import os
 from pathlib import Path
 import secrets
-import statistics
 import sys
 import threading
 import time
