@@ -115,6 +115,13 @@ def retry(*, action_id: int, by) -> OperatorAction:
     moderator, or an arbiter for a resolution); returns the new action. Refused: 403 without the
     role, 404 no such action, 409 not needed or already on its way, 503 the chain cannot be asked."""
     with transaction.atomic():
+        # An approval or clearing: the dataset's row lock first (the order delist, removal and
+        # restore take), held until the new action commits, so a removal or restore taken
+        # meanwhile waits and then sees it, and a decision taken before is seen by the checks.
+        peek = OperatorAction.objects.filter(pk=action_id).values("kind", "context").first()
+        dataset_id = (peek["context"] or {}).get("dataset") if peek is not None else None
+        if dataset_id is not None and peek["kind"] in (Kind.APPROVE, Kind.UNAPPROVE):
+            list(Dataset.objects.select_for_update(of=("self",)).filter(pk=dataset_id).values_list("pk", flat=True))
         action = OperatorAction.objects.select_for_update().filter(pk=action_id).first()
         if action is None:
             raise Refused("not_found", f"No operator action #{action_id}.", status=404)
