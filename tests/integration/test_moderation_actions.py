@@ -4,7 +4,6 @@ every action is an audit entry carrying the reason, statement and internal note;
 downloads (451) and purges the sample and statistics; a purchase reverts once the clearing is
 confirmed; an appeal goes to another moderator, and a reversal restores the dataset."""
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from eth_account import Account
 
@@ -17,21 +16,9 @@ from marketplace.moderation.models import Appeal, AuditEntry, Notification
 from marketplace.orders import delivery
 from marketplace.outbox.models import OutboxMessage
 from tests.conftest import DEV_KEYS, dead_broker_url
+from tests.integration.test_moderation_audit import client_of, user
 
 PAYOUT = "0x" + "ab" * 20
-
-
-def user(name, *roles, **extra):
-    person = User.objects.create_user(name, password="a-long-password-1", **extra)
-    for role in roles:
-        Group.objects.get(name=role).user_set.add(person)
-    return person
-
-
-def client_of(person):
-    client = Client()
-    client.force_login(person)
-    return client
 
 
 def dataset_with_version(owner, title="Rainfall by town"):

@@ -34,8 +34,8 @@ def user(name, *roles, **extra):
     return person
 
 
-def client_of(person):
-    client = Client()
+def client_of(person, **options):
+    client = Client(**options)
     client.force_login(person)
     return client
 

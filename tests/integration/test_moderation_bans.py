@@ -9,13 +9,12 @@ confirms the wallet's open flags; lifting makes everything work again; and the w
 payout address, a device or a network with a banned one are listed with the evidence."""
 import time
 
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from eth_account import Account
 import pytest
 
-from marketplace.accounts.models import User, WalletBan
+from marketplace.accounts.models import WalletBan
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import services
 from marketplace.catalog.models import Dataset, DatasetVersion, Listing
@@ -29,24 +28,12 @@ from marketplace.rewards.models import AddressWallet, BindingEvent, Device, Flag
 from tests.conftest import DEV_KEYS, dead_broker_url
 from tests.factories import make_public
 from tests.node_helpers import bind_body, heartbeat_body, new_key, post_json, signed_headers
+from tests.integration.test_moderation_audit import client_of, user
 
 BANS = "/api/v1/moderation/bans"
 EVASION = "/api/v1/moderation/evasion"
 HEARTBEAT = "/api/v1/node/heartbeat"
 PAYOUT = "0x" + "ab" * 20
-
-
-def user(name, *roles, **extra):
-    person = User.objects.create_user(name, password="a-long-password-1", **extra)
-    for role in roles:
-        Group.objects.get(name=role).user_set.add(person)
-    return person
-
-
-def client_of(person):
-    client = Client()
-    client.force_login(person)
-    return client
 
 
 def code(response):

@@ -14,6 +14,7 @@ from marketplace.catalog import services
 from marketplace.catalog.models import Dataset
 from marketplace.moderation import reports
 from marketplace.moderation.models import AuditEntry, Notification, Report
+from tests.integration.test_moderation_audit import client_of
 
 pytestmark = pytest.mark.django_db
 PAYOUT = "0x" + "ab" * 20
@@ -26,12 +27,6 @@ EVIDENCE = "Column `email` holds people's e-mail addresses, e.g. row 3."
 @pytest.fixture(autouse=True)
 def _counts_in_postgres(settings):
     settings.LIMITS_REDIS_URL = ""  # counts roll back with each test's transaction
-
-
-def client_of(person):
-    client = Client()
-    client.force_login(person)
-    return client
 
 
 @pytest.fixture

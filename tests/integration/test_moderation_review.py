@@ -7,7 +7,6 @@ from datetime import timedelta
 import re
 import threading
 
-from django.contrib.auth.models import Group
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
@@ -20,21 +19,9 @@ from marketplace.catalog.models import DatasetRevision, DatasetVersion, Listing
 from marketplace.moderation import review
 from marketplace.moderation.models import AuditEntry, Notification, ReviewClaim
 from tests.integration.test_listing import PUBLISHER, listed_version
+from tests.integration.test_moderation_audit import client_of, user
 
 PAYOUT = "0x" + "ab" * 20
-
-
-def user(name, *roles, **extra):
-    person = User.objects.create_user(name, password="a-long-password-1", **extra)
-    for role in roles:
-        Group.objects.get(name=role).user_set.add(person)
-    return person
-
-
-def client_of(person, **options):
-    client = Client(**options)
-    client.force_login(person)
-    return client
 
 
 def dataset_of(owner, title="Rainfall by town"):
