@@ -19,7 +19,6 @@ from pathlib import Path
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -29,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from catalog_1m import free_port  # noqa: E402
-from wrk_run import wrk  # noqa: E402
+from wrk_run import gunicorn, wrk  # noqa: E402
 
 DATASETS = 200_000  # targets of dataset entries; the bench publisher owns the first PUBLISHED
 PUBLISHED = 40
@@ -223,19 +221,7 @@ def main():
 
     connection.close()
 
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
-         "--log-level", "warning", "--access-logfile", "/dev/null"], cwd=ROOT, env=os.environ)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/static/app.css", timeout=30).read()
-                break
-            except OSError:
-                time.sleep(0.3)
+    with gunicorn(args.workers, args.threads) as base:
         chosen = [s for s in shapes(random.Random(11), args.rows) if not args.shape or any(n in s[0] for n in args.shape)]
         for name, who, paths in chosen:  # warm each process and check the answers
             for path in paths[:8]:
@@ -253,9 +239,6 @@ def main():
         print(f"\n{'shape':<44} {'p95 ms':>8}  req/s / static file's")
         for name, (rps, p95_ms) in figures:
             print(f"{name:<44} {p95_ms:>8}  {rps / reference[0]:.3f}" if reference[0] else name)
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

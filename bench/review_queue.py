@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 import random
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -31,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from audit import database_url, select_one, session_cookie  # noqa: E402
-from catalog_1m import free_port  # noqa: E402
-from wrk_run import wrk  # noqa: E402
+from wrk_run import gunicorn, wrk  # noqa: E402
 
 PUBLISHERS = 1_000
 VERSION_SHARE = 5  # one dataset in 5 has an analysed version
@@ -211,19 +209,7 @@ def main():
     from django.db import connection
 
     connection.close()
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
-         "--log-level", "warning", "--access-logfile", "/dev/null"], cwd=ROOT, env=os.environ)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/static/app.css", timeout=30).read()
-                break
-            except OSError:
-                time.sleep(0.3)
+    with gunicorn(args.workers, args.threads) as base:
         for name, paths in chosen:  # warm each process and check the answers
             for path in paths[:8]:
                 request = urllib.request.Request(base + path, headers={"Cookie": cookie})
@@ -245,9 +231,6 @@ def main():
             except (TypeError, ValueError, ZeroDivisionError):
                 ratio = "?"
             print(f"{name:<46} {p95_ms:>8}  {ratio}")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,43 @@
 """wrk driven from a bench script: GET a list of paths in turn at concurrency 8 and read wrk's own
-latency histogram (p50/p90/p95/p99, through a Lua done() hook). Used by catalog_1m.py and
-audit.py."""
+latency histogram (p50/p90/p95/p99, through a Lua done() hook); and `gunicorn`, the web server
+the moderation benches measure. Used by catalog_1m.py, audit.py and review_queue.py."""
+from contextlib import contextmanager
 import os
+from pathlib import Path
+import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def gunicorn(workers, threads):
+    """The marketplace under gunicorn (its production config, `workers` x `threads`) on a free
+    loopback port, with this process's environment; yields its base URL once it serves a static
+    file, and stops it on leaving."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "marketplace/gunicorn_conf.py", "marketplace.wsgi",
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+         "--log-level", "warning", "--access-logfile", "/dev/null"], cwd=ROOT, env=os.environ)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/static/app.css", timeout=30).read()
+                break
+            except OSError:
+                time.sleep(0.3)
+        yield base
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def wrk(base, paths, duration, name, cookie="", width=50):
