@@ -237,6 +237,13 @@ def dead_broker_url():
     return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
+@pytest.fixture
+def no_worker(point_broker_at):
+    """The sender runs in the test: a Celery worker an earlier test started would race it
+    (a task queued by one commit could send a batch before the next commit's action exists)."""
+    point_broker_at(dead_broker_url())
+
+
 @pytest.fixture(params=["refused", "hung"])
 def broken_broker_url(request):
     """A broker URL that refuses connections, or one whose server accepts and never answers."""

@@ -15,7 +15,7 @@ from marketplace.chain.reverts import error_name
 from marketplace.moderation.models import Appeal, AuditEntry, Notification
 from marketplace.orders import delivery
 from marketplace.outbox.models import OutboxMessage
-from tests.conftest import DEV_KEYS, dead_broker_url
+from tests.conftest import DEV_KEYS
 from tests.integration.test_moderation_audit import client_of, user
 
 PAYOUT = "0x" + "ab" * 20
@@ -319,12 +319,6 @@ def test_an_analysis_ending_after_a_removal_does_not_bring_the_preview_back(mode
 
 
 # With the chain ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_worker(point_broker_at):
-    """The sender runs in the test: a Celery worker an earlier test started would race it."""
-    point_broker_at(dead_broker_url())
 
 
 @pytest.mark.chain

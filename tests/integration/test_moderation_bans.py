@@ -25,7 +25,7 @@ from marketplace.orders import keeper
 from marketplace.orders.models import Order
 from marketplace.rewards import ingest
 from marketplace.rewards.models import AddressWallet, BindingEvent, Device, Flag, Heartbeat
-from tests.conftest import DEV_KEYS, dead_broker_url
+from tests.conftest import DEV_KEYS
 from tests.factories import make_public
 from tests.node_helpers import bind_body, heartbeat_body, new_key, post_json, signed_headers
 from tests.integration.test_moderation_audit import client_of, user
@@ -222,12 +222,6 @@ def test_a_publishing_ban_refuses_new_datasets_uploads_listings_and_edits_until_
                          content_type="application/json")
     assert created.status_code == 201, created.content
     assert owner.patch(base, {"title": "Renamed"}, content_type="application/json").status_code == 200
-
-
-@pytest.fixture
-def no_worker(point_broker_at):
-    """The sender runs in the test: a Celery worker an earlier test started would race it."""
-    point_broker_at(dead_broker_url())
 
 
 def listed_and_bought(chain):
