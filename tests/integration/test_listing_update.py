@@ -264,7 +264,7 @@ def test_an_unknown_or_malformed_hash_is_refused(chain, publisher_client, tx_has
 
 
 @pytest.mark.django_db(transaction=True)
-def test_search_sees_the_mirrored_price_after_a_sync_pass(chain, publisher_client, settings, tmp_path):
+def test_search_sees_the_mirrored_price_after_a_sync_pass(chain, publisher_client, settings, tmp_path, no_worker):
     settings.SEARCH_INDEX_DIR = tmp_path / "search"
     version = listed_version(chain, publisher_client)
     moderator = wallet_user("0x" + "aa" * 20)
