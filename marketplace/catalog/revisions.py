@@ -274,9 +274,12 @@ def approved_preview(version: DatasetVersion) -> PreviewSettings | None:
     not record its preview (one made by migration 0004) counts as showing the least."""
     revision = (DatasetRevision.objects.filter(version=version, kind__in=[Kind.VERSION, Kind.PREVIEW],
                                                status=Status.APPROVED).order_by("-decided_at", "-id").first())
-    if revision is None:
-        return None
-    shown = revision.changes.get("preview") if revision.kind == Kind.VERSION else revision.changes
+    return None if revision is None else approval_preview(revision.kind, revision.changes)
+
+
+def approval_preview(kind: str, changes: dict) -> PreviewSettings:
+    """The preview an approved version or preview revision (its kind and changes) showed."""
+    shown = changes.get("preview") if kind == Kind.VERSION else changes
     return PreviewSettings.from_json(shown or {})
 
 
