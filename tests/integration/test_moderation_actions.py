@@ -306,6 +306,48 @@ def test_reversing_a_delisting_never_undoes_a_removal_taken_after_it(moderator, 
 
 
 @pytest.mark.django_db
+def test_a_rejected_text_edit_after_a_delisting_does_not_block_reversing_its_appeal(moderator, other_moderator,
+                                                                                     publisher):
+    """Only a decision about the whole dataset takes the place of the delisting: a text edit
+    rejected since is about the text alone, and the reversal leaves it rejected."""
+    from marketplace.catalog import revisions
+
+    dataset, entry = delisted_by(moderator, publisher)
+    filed = appeal(client_of(publisher), entry)
+    assert filed.status_code == 201, filed.json()
+    edit = revisions.edit_dataset(dataset, by=publisher, title="Rainfall by town and year")
+    assert edit.revision is not None, "a delisted dataset's text edit waits for review"
+    rejected = client_of(moderator).post(f"/api/v1/moderation/review/{edit.revision.pk}/decision",
+                                         {"decision": "reject", "reason_code": "misleading",
+                                          "statement": "The file has no years."}, content_type="application/json")
+    assert rejected.status_code == 200, rejected.json()
+    text = AuditEntry.objects.get(action="dataset.reject")
+    assert text.pk > entry.pk and text.details["kind"] == "details" and text.details["whole_dataset"] is False
+
+    url = f"/api/v1/moderation/appeals/{filed.json()['id']}/decision"
+    decided = client_of(other_moderator).post(url, {"outcome": "reversed", "statement": "The delisting was wrong."},
+                                              content_type="application/json")
+    assert decided.status_code == 200, decided.json()
+    dataset.refresh_from_db()
+    assert dataset.status == "draft" and dataset.title == "Rainfall by town"
+    assert [e.action for e in AuditEntry.objects.order_by("id")][-2:] == ["dataset.relist", "appeal.reverse"]
+
+
+@pytest.mark.django_db
+def test_a_new_dataset_rejected_in_its_first_review_is_a_decision_about_the_whole_dataset(moderator, publisher):
+    from marketplace.catalog import revisions
+    from marketplace.catalog.models import DatasetRevision
+
+    dataset = dataset_with_version(publisher)
+    revision = DatasetRevision.objects.create(dataset=dataset, kind="details", created_by=publisher,
+                                              changes=revisions.public_text(dataset))
+    revisions.decide(revision, decision="reject", moderator=moderator, reason="Spam.")
+    dataset.refresh_from_db()
+    entry = AuditEntry.objects.get(action="dataset.reject")
+    assert dataset.status == "rejected" and entry.details["whole_dataset"] is True
+
+
+@pytest.mark.django_db
 def test_an_analysis_ending_after_a_removal_does_not_bring_the_preview_back(moderator, publisher):
     from marketplace.catalog import revisions
 
