@@ -57,7 +57,11 @@ def _later_decision(action: OperatorAction) -> str:
     dataset = (action.context or {}).get("dataset")
     if not opposite or dataset is None:
         return ""
-    later = audit.dataset_decisions(dataset, opposite).filter(created_at__gt=action.created_at).last()
+    later = audit.dataset_decisions(dataset, opposite).filter(created_at__gt=action.created_at)
+    if action.kind == Kind.UNAPPROVE:  # a removal undone that left the dataset delisted or rejected approved nothing
+        for status in (Dataset.Status.DELISTED, Dataset.Status.REJECTED):
+            later = later.exclude(action="dataset.restore", details__contains={"status": status})
+    later = later.last()
     if later is None:
         return ""
     return (f"No longer needed: the dataset was decided again after this action ({later.action}, audit entry "

@@ -429,3 +429,18 @@ def test_a_text_edit_rejected_after_a_failed_approval_does_not_make_it_unwanted(
     assert retried.status_code == 202, retried.json()
     assert sender.send_operator_actions().confirmed == 1
     assert chain.market.get_listing(listing_id)["approved"] is True
+
+
+def test_a_clearing_is_sent_again_after_a_restore_that_left_the_dataset_delisted(chain, on_sale):
+    """A removal undone while an earlier delisting stands approves nothing: the delisting's failed
+    clearing is still wanted."""
+    _, client = person("moderator", "moderator")
+    clearing = failed(chain, on_sale, "unapprove")
+    audit.record(action="dataset.restore", target_type="dataset", target_id=on_sale.dataset_id, actor="moderator",
+                 details={"dataset": "rainfall", "was": "removed", "status": "delisted"})
+
+    retried = client.post(f"/api/v1/moderation/actions/{clearing.pk}/retry")
+
+    assert retried.status_code == 202, retried.json()
+    assert sender.send_operator_actions().confirmed == 1
+    assert chain.market.get_listing(int(on_sale.listings.get().listing_id))["approved"] is False
