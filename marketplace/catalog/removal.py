@@ -8,7 +8,9 @@ reaches the index through SearchChange; the results page reads only listed datas
 the shared facet counts. The files themselves stay in the private storage, refused: a court may
 still need them, and a restore needs them. `restore` reverses either a removal or a delisting:
 the approvals of the approved versions go on-chain again and a removed dataset's files are
-analysed again. The moderation app records and announces both (it calls these; the catalog
+analysed again; a removal of a dataset an earlier decision had delisted or rejected goes back to
+that status instead, approving nothing. Nothing is put back on sale for a publisher banned from
+publishing. The moderation app records and announces both (it calls these; the catalog
 imports nothing of it).
 """
 from django.conf import settings
@@ -24,6 +26,11 @@ from .uploads import TABULAR
 
 class AlreadyDone(Exception):
     """The dataset is already in the state asked for (nothing was changed)."""
+
+
+class PublisherBanned(Exception):
+    """The restore would put a dataset back on sale (or in review) while its publisher is banned
+    from publishing (nothing was changed)."""
 
 
 def on_chain_listings(dataset):
@@ -90,12 +97,20 @@ def remove(dataset, *, moderator=None) -> bool:
     return on_chain
 
 
-def restore(dataset, *, moderator=None) -> str:
+OFF_SALE = (Dataset.Status.DELISTED, Dataset.Status.REJECTED)
+
+
+def restore(dataset, *, moderator=None, back_to=None) -> str:
     """Put a delisted or removed dataset back: the approvals of its approved versions' listings are
     queued again (the dataset waits in review until the indexer reads them, then is listed), a
     removed dataset's files are served again and analysed again; a clearing not sent yet is
-    cancelled. Returns the new status. Raises AlreadyDone for a dataset neither delisted (nor being
-    delisted), rejected nor removed."""
+    cancelled. `back_to` (delisted or rejected) is the status a removed dataset had before its
+    removal when an earlier decision had taken it off sale: its files are served again and it goes
+    back to that status, nothing approved. Returns the new status. Raises AlreadyDone for a dataset
+    neither delisted (nor being delisted), rejected nor removed, and PublisherBanned when the
+    restore would approve or resubmit something of a publisher banned from publishing."""
+    from marketplace.accounts.bans import PUBLISH, is_banned
+
     with transaction.atomic():
         dataset = _lock(dataset)
         removed = dataset.removed_at is not None
@@ -103,6 +118,11 @@ def restore(dataset, *, moderator=None) -> str:
                 and not is_delisting(dataset):  # a delisting not sent yet is cancelled
             raise AlreadyDone(f"{dataset.title} is {dataset.get_status_display().lower()}: there is nothing to "
                               "restore.")
+        stays_off_sale = removed and back_to in OFF_SALE
+        if not stays_off_sale and is_banned(dataset.owner.address, PUBLISH):
+            raise PublisherBanned(f"The publisher of {dataset.title} is banned from publishing: restoring the "
+                                  "dataset would put its listings back on sale (or in review). Lift the publishing "
+                                  "ban first.")
         if removed:
             dataset.removed_at = None
             dataset.save(update_fields=["removed_at", "updated_at"])
@@ -113,6 +133,9 @@ def restore(dataset, *, moderator=None) -> str:
                         analysis_status=DatasetVersion.Analysis.PENDING, analysis_progress=0.0,
                         analysis_attempts=0, analysis_message="analysed again after a restore")
                     enqueue("catalog.analyse_version", args=[version.pk])
+        if stays_off_sale:
+            Dataset.objects.filter(pk=dataset.pk).update(status=back_to)
+            return back_to
         approved = [listing for listing in on_chain_listings(dataset)
                     if listing.version.review == DatasetVersion.Review.APPROVED]
         if approved:

@@ -340,7 +340,10 @@ def decide(revision: DatasetRevision, *, decision: str, moderator, reason: str =
 
         revision_deciding.send(sender=DatasetRevision, revision=revision, decision=decision, moderator=moderator)
         result = DecisionResult(revision)
-        why = {"reason_code": reason_code, "internal_note": internal_note}
+        # A new dataset's text in its first review stands for the whole dataset (its rejection
+        # rejects it all, its approval publishes it); any other revision is about a part of it.
+        why = {"reason_code": reason_code, "internal_note": internal_note,
+               "whole_dataset": revision.kind == Kind.DETAILS and not is_published(dataset)}
         if decision == Decision.REQUEST_CHANGES:
             _record(revision, Status.CHANGES_REQUESTED, moderator, reason, **why)
             return result
@@ -376,7 +379,7 @@ def _shown(listings) -> list:
     return sorted((str(item.get("listing_id")), str(item.get("content_hash", "")).lower()) for item in listings or [])
 
 
-def _record(revision, status, moderator, reason, *, reason_code="", internal_note=""):
+def _record(revision, status, moderator, reason, *, reason_code="", internal_note="", whole_dataset=False):
     revision.status = status
     revision.decided_by = moderator
     revision.decided_at = timezone.now()
@@ -385,7 +388,8 @@ def _record(revision, status, moderator, reason, *, reason_code="", internal_not
     from .signals import revision_decided
 
     revision_decided.send(sender=DatasetRevision, revision=revision, status=status, moderator=moderator,
-                          reason=revision.reason, reason_code=reason_code, internal_note=internal_note)
+                          reason=revision.reason, reason_code=reason_code, internal_note=internal_note,
+                          whole_dataset=whole_dataset)
 
 
 def _approve(dataset, revision, moderator, reason, result, **why):

@@ -10,8 +10,10 @@ from .handlers import drop_listings
 # rejected, changes requested), those decided along with another (a rejected submission's
 # versions, a delisted dataset's waiting revisions) included: `revision`, `status` (its new
 # DatasetRevision.Status), `moderator` (a user, or None for the system), `reason`, and the
-# `reason_code` (a policy code) and `internal_note` the moderator gave ("" when none). The
-# moderation app records each in its audit log and tells the publisher; the catalog imports
+# `reason_code` (a policy code) and `internal_note` the moderator gave ("" when none), and
+# `whole_dataset`: True when the decision is about the whole dataset (a new dataset's text in its
+# first review, and what a rejection of it rejects along with it), False for a part of it (a
+# text edit, a version, a preview). The moderation app records each in its audit log and tells the publisher; the catalog imports
 # nothing of it (apps depend downward only).
 revision_decided = Signal()
 # Sent by revisions.decide inside its transaction, with the revision locked and still open, before

@@ -103,6 +103,7 @@ def open_order_buyers(dataset) -> list[str]:
 def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
     with transaction.atomic():
         dataset = _locked(dataset)
+        was = state(dataset)
         try:
             on_chain = removal.remove(dataset, moderator=moderator)
         except removal.AlreadyDone as exc:
@@ -111,7 +112,8 @@ def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
         entry = audit.record(action="dataset.remove", target_type="dataset", target_id=dataset.pk, actor=moderator,
                              actor_role=role_of(moderator), reason=reason, statement=statement,
                              internal_note=internal_note,
-                             details={"dataset": dataset.slug, "on_chain": on_chain, "buyers_told": len(buyers)})
+                             details={"dataset": dataset.slug, "was": was, "on_chain": on_chain,
+                                      "buyers_told": len(buyers)})
         notify(dataset.owner, kind="dataset.remove", text=(
             f"{dataset.title} was removed for legal reasons ({REASONS[reason]}): it is off sale and its files are "
             f"no longer delivered. Reasons: {statement} You may file a counter-notice at /me/audit."),
@@ -150,9 +152,22 @@ def tell_buyers_of_removed(sender, events, **kwargs):
             _told_of_removal(listing.version.dataset, buyer)
 
 
+def before_removal(dataset):
+    """The status a removed dataset goes back to when its removal found it taken off sale by an
+    earlier decision (delisted, being delisted, rejected), as its latest `dataset.remove` entry
+    recorded; None when it was not (or the entry does not say)."""
+    entry = audit.dataset_decisions(dataset.pk, ("dataset.remove",)).last()
+    was = (entry.details or {}).get("was") if entry is not None else None
+    return {"delisting": Dataset.Status.DELISTED, Dataset.Status.DELISTED: Dataset.Status.DELISTED,
+            Dataset.Status.REJECTED: Dataset.Status.REJECTED}.get(was)
+
+
 def restore(dataset, *, moderator, reason="", statement, internal_note="", appeal=None) -> dict:
-    """Undo a delisting, a rejection or a removal. Recorded as `dataset.relist` (it was delisted
-    or rejected) or `dataset.restore` (it was removed)."""
+    """Undo a delisting, a rejection or a removal: the dataset goes back to the state it was in
+    just before (a removal of a dataset delisted or rejected before leaves it so, its files served
+    again). Recorded as `dataset.relist` (it was delisted or rejected) or `dataset.restore` (it was
+    removed). Refused (409 `publisher_banned`) when it would put the listings of a publisher
+    banned from publishing back on sale."""
     with transaction.atomic():
         dataset = _locked(dataset)
         was = state(dataset)
@@ -160,10 +175,13 @@ def restore(dataset, *, moderator, reason="", statement, internal_note="", appea
             raise ActionRefused("being_delisted", "The clearing of the dataset's approval is on its way to the chain: "
                                 "restore it once the chain has confirmed it and the marketplace has read it (seconds "
                                 "to minutes).")
+        back_to = before_removal(dataset) if was == "removed" else None
         try:
-            status = removal.restore(dataset, moderator=moderator)
+            status = removal.restore(dataset, moderator=moderator, back_to=back_to)
         except removal.AlreadyDone as exc:
             raise ActionRefused("nothing_to_restore", str(exc)) from None
+        except removal.PublisherBanned as exc:
+            raise ActionRefused("publisher_banned", str(exc)) from None
         action = "dataset.restore" if was == "removed" else "dataset.relist"
         details = {"dataset": dataset.slug, "was": was, "status": status}
         if appeal is not None:
@@ -171,10 +189,16 @@ def restore(dataset, *, moderator, reason="", statement, internal_note="", appea
         entry = audit.record(action=action, target_type="dataset", target_id=dataset.pk, actor=moderator,
                              actor_role=role_of(moderator), reason=reason, statement=statement,
                              internal_note=internal_note, details=details)
-        back = "is listed again" if status == Dataset.Status.LISTED else (
-            "goes back on sale once the chain confirms its approval" if status == Dataset.Status.PENDING_REVIEW
-            and was != Dataset.Status.REJECTED else "is back in the review queue" if status ==
-            Dataset.Status.PENDING_REVIEW else "can be listed again")
+        if status in removal.OFF_SALE:  # a removal undone, an earlier decision standing
+            back = (f"stays {Dataset.Status(status).label.lower()}, as it was before the removal; its files are "
+                    "delivered to its buyers again")
+        elif status == Dataset.Status.LISTED:
+            back = "is listed again"
+        elif status == Dataset.Status.PENDING_REVIEW:
+            back = ("is back in the review queue" if was == Dataset.Status.REJECTED
+                    else "goes back on sale once the chain confirms its approval")
+        else:
+            back = "can be listed again"
         notify(dataset.owner, kind=action, text=f"{dataset.title} was restored by a moderator: it {back}. "
                f"{statement}", link=f"/me/datasets/{dataset.slug}/edit")
         return {"action": "restore", "status": status, "state": status, "entry": entry.pk}

@@ -6,7 +6,8 @@
 
 A refusal is the API's error body: 400 for bad input, 403 for an appeal of someone else's
 dataset or of one's own decision, 404 for an unknown dataset, entry or appeal, 409 for an action
-on a dataset already in that state, a second open appeal or an appeal decided already."""
+on a dataset already in that state, a restore (or reversal) while its publisher is banned from
+publishing, a second open appeal or an appeal decided already."""
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers

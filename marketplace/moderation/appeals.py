@@ -85,11 +85,11 @@ def file(*, publisher, entry_id, statement) -> Appeal:
 
 
 def _later_decision(appeal):
-    """A decision about the dataset taken after the one appealed (a delisting, removal or
-    rejection), or None."""
-    return (AuditEntry.objects.filter(target_type="dataset", target_id=str(appeal.dataset_id), pk__gt=appeal.entry_id,
-                                      action__in=("dataset.delist", "dataset.remove", "dataset.reject"))
-            .order_by("id").first())
+    """A decision about the whole dataset taken after the one appealed (a delisting, removal or
+    rejection of it), or None. A rejected text edit, version or preview is not one: reversing the
+    appeal does not undo it."""
+    return (audit.dataset_decisions(appeal.dataset_id, ("dataset.delist", "dataset.remove", "dataset.reject"))
+            .filter(pk__gt=appeal.entry_id).first())
 
 
 def decide(appeal_id, *, moderator, outcome, statement) -> Appeal:

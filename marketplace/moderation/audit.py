@@ -127,6 +127,15 @@ def record(*, action: str, target_type: str, target_id, actor=None, actor_role: 
     return entry
 
 
+def dataset_decisions(dataset_id, actions):
+    """The entries about dataset `dataset_id` with one of `actions` that decide the whole dataset,
+    oldest first: a review decision about a part of it (a text edit, a version, a preview, whose
+    `details.whole_dataset` is false) is left out. Entries recorded before that field existed
+    count, as they did."""
+    return (AuditEntry.objects.filter(target_type="dataset", target_id=str(dataset_id), action__in=actions)
+            .exclude(details__contains={"whole_dataset": False}).order_by("id"))
+
+
 @dataclass
 class Problem:
     entry_id: int

@@ -20,7 +20,8 @@ from .models import AuditEntry
 
 Kind, Status = OperatorAction.Kind, OperatorAction.Status
 PAGE = 50
-# A later decision about the dataset that makes a failed approval or clearing unwanted.
+# A later decision about the whole dataset that makes a failed approval or clearing unwanted (a
+# review decision counts only when it is about the whole dataset: audit.dataset_decisions).
 OPPOSITE = {
     Kind.APPROVE: ("dataset.delist", "dataset.reject", "dataset.remove"),
     Kind.UNAPPROVE: ("dataset.approve", "dataset.relist", "dataset.restore"),
@@ -56,8 +57,11 @@ def _later_decision(action: OperatorAction) -> str:
     dataset = (action.context or {}).get("dataset")
     if not opposite or dataset is None:
         return ""
-    later = (AuditEntry.objects.filter(target_type="dataset", target_id=str(dataset), action__in=opposite,
-                                       created_at__gt=action.created_at).order_by("-id").first())
+    later = audit.dataset_decisions(dataset, opposite).filter(created_at__gt=action.created_at)
+    if action.kind == Kind.UNAPPROVE:  # a removal undone that left the dataset delisted or rejected approved nothing
+        for status in (Dataset.Status.DELISTED, Dataset.Status.REJECTED):
+            later = later.exclude(action="dataset.restore", details__contains={"status": status})
+    later = later.last()
     if later is None:
         return ""
     return (f"No longer needed: the dataset was decided again after this action ({later.action}, audit entry "

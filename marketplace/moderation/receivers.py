@@ -46,13 +46,14 @@ def refuse_claimed_revision(sender, revision, moderator, **kwargs):
 
 @receiver(revision_decided, dispatch_uid="moderation.record_revision_decision")
 def record_revision_decision(sender, revision, status, moderator, reason, reason_code="", internal_note="",
-                             **kwargs):
+                             whole_dataset=False, **kwargs):
     action = REVISION_ACTIONS.get(status)
     if action is None:
         return
     ReviewClaim.objects.filter(revision=revision).delete()  # decided: the claim has done its work
     dataset = revision.dataset
-    details = {"revision": revision.pk, "kind": revision.kind, "dataset": dataset.slug}
+    details = {"revision": revision.pk, "kind": revision.kind, "dataset": dataset.slug,
+               "whole_dataset": bool(whole_dataset)}
     if revision.version_id:
         details["version"] = revision.version.number
     if revision.listings:

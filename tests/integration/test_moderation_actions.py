@@ -128,7 +128,7 @@ def test_a_removal_refuses_the_files_purges_the_preview_and_is_recorded(moderato
     [entry] = AuditEntry.objects.all()
     assert (entry.action, entry.reason, entry.statement, entry.internal_note) == (
         "dataset.remove", "personal_data", "It lists people's home addresses.", "Notice #12")
-    assert entry.details == {"dataset": dataset.slug, "on_chain": False, "buyers_told": 0}
+    assert entry.details == {"dataset": dataset.slug, "was": "draft", "on_chain": False, "buyers_told": 0}
     assert "counter-notice" in Notification.objects.get(recipient=publisher).text
 
     again = act(client_of(moderator), dataset, "remove")
@@ -306,6 +306,48 @@ def test_reversing_a_delisting_never_undoes_a_removal_taken_after_it(moderator, 
 
 
 @pytest.mark.django_db
+def test_a_rejected_text_edit_after_a_delisting_does_not_block_reversing_its_appeal(moderator, other_moderator,
+                                                                                     publisher):
+    """Only a decision about the whole dataset takes the place of the delisting: a text edit
+    rejected since is about the text alone, and the reversal leaves it rejected."""
+    from marketplace.catalog import revisions
+
+    dataset, entry = delisted_by(moderator, publisher)
+    filed = appeal(client_of(publisher), entry)
+    assert filed.status_code == 201, filed.json()
+    edit = revisions.edit_dataset(dataset, by=publisher, title="Rainfall by town and year")
+    assert edit.revision is not None, "a delisted dataset's text edit waits for review"
+    rejected = client_of(moderator).post(f"/api/v1/moderation/review/{edit.revision.pk}/decision",
+                                         {"decision": "reject", "reason_code": "misleading",
+                                          "statement": "The file has no years."}, content_type="application/json")
+    assert rejected.status_code == 200, rejected.json()
+    text = AuditEntry.objects.get(action="dataset.reject")
+    assert text.pk > entry.pk and text.details["kind"] == "details" and text.details["whole_dataset"] is False
+
+    url = f"/api/v1/moderation/appeals/{filed.json()['id']}/decision"
+    decided = client_of(other_moderator).post(url, {"outcome": "reversed", "statement": "The delisting was wrong."},
+                                              content_type="application/json")
+    assert decided.status_code == 200, decided.json()
+    dataset.refresh_from_db()
+    assert dataset.status == "draft" and dataset.title == "Rainfall by town"
+    assert [e.action for e in AuditEntry.objects.order_by("id")][-2:] == ["dataset.relist", "appeal.reverse"]
+
+
+@pytest.mark.django_db
+def test_a_new_dataset_rejected_in_its_first_review_is_a_decision_about_the_whole_dataset(moderator, publisher):
+    from marketplace.catalog import revisions
+    from marketplace.catalog.models import DatasetRevision
+
+    dataset = dataset_with_version(publisher)
+    revision = DatasetRevision.objects.create(dataset=dataset, kind="details", created_by=publisher,
+                                              changes=revisions.public_text(dataset))
+    revisions.decide(revision, decision="reject", moderator=moderator, reason="Spam.")
+    dataset.refresh_from_db()
+    entry = AuditEntry.objects.get(action="dataset.reject")
+    assert dataset.status == "rejected" and entry.details["whole_dataset"] is True
+
+
+@pytest.mark.django_db
 def test_an_analysis_ending_after_a_removal_does_not_bring_the_preview_back(moderator, publisher):
     from marketplace.catalog import revisions
 
@@ -445,3 +487,152 @@ def test_a_removal_takes_the_dataset_out_of_the_search_index_and_the_facet_cache
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM catalog_searchfacets")
         assert cursor.fetchone()[0] == 0
+
+
+# The attack review's findings ---------------------------------------------------------------------
+
+
+def decide(moderator, filed, outcome, statement="Decided on the evidence."):
+    return client_of(moderator).post(f"/api/v1/moderation/appeals/{filed.json()['id']}/decision",
+                                     {"outcome": outcome, "statement": statement}, content_type="application/json")
+
+
+def delisted_on_chain(chain, client, settings, slug):
+    """A listed dataset, bought, then delisted by a moderator: the clearing sent, mined and read."""
+    from django.utils import timezone
+
+    from tests.integration.test_downloads import list_and_buy
+
+    version, _, listing_id = list_and_buy(chain, client, b"town,mm\nLeeds,3\n", slug=slug)
+    Dataset.objects.filter(pk=version.dataset_id).update(published_at=timezone.now())  # its text was approved
+    moderator = user("mod", "moderator")
+    assert act(client_of(moderator), version.dataset, "delist", reason="misleading",
+               statement="The readings are made up.").status_code == 200
+    settings.CHAIN_CONFIRMATIONS = 1
+    assert len(sender.send_operator_actions().transactions) == 1
+    chain.rpc("evm_mine")
+    indexer.index_chain(chain.w3)
+    assert Dataset.objects.get(pk=version.dataset_id).status == "delisted"
+    assert chain.market.get_listing(listing_id)["approved"] is False
+    return version, listing_id, moderator
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_reversing_a_counter_notice_leaves_an_earlier_upheld_delisting_standing(client, chain, no_worker, settings):
+    """Delisted (appeal upheld), then removed for legal reasons; the counter-notice reversed: the
+    dataset goes back to what it was just before the removal, delisted, its files served to its
+    buyers again; nothing is approved on-chain."""
+    from django.core.files.storage import storages
+
+    from marketplace.chain.models import OperatorAction
+    from tests.integration.test_downloads import as_wallet, url
+
+    version, listing_id, moderator = delisted_on_chain(chain, client, settings, "delisted-then-removed")
+    try:
+        other, publisher = user("mod2", "moderator"), version.dataset.owner
+        delisting = AuditEntry.objects.get(action="dataset.delist")
+        filed = appeal(client_of(publisher), delisting)
+        assert filed.status_code == 201, filed.json()
+        assert decide(other, filed, "upheld").status_code == 200
+        assert act(client_of(moderator), version.dataset, "remove").status_code == 200
+        removed = AuditEntry.objects.get(action="dataset.remove")
+        assert removed.details["was"] == "delisted"
+
+        notice = appeal(client_of(publisher), removed, "I hold the rights.")
+        assert notice.status_code == 201, notice.json()
+        reversed_ = decide(other, notice, "reversed", "The notice was withdrawn.")
+
+        assert reversed_.status_code == 200, reversed_.json()
+        dataset = Dataset.objects.get(pk=version.dataset_id)
+        assert dataset.removed_at is None and dataset.status == "delisted"
+        assert not OperatorAction.objects.filter(kind="approve").exists()
+        assert sender.send_operator_actions().transactions == []
+        assert chain.market.get_listing(listing_id)["approved"] is False
+        restored = AuditEntry.objects.get(action="dataset.restore")
+        assert restored.details["status"] == "delisted" and restored.details["appeal"] == notice.json()["id"]
+        assert "stays delisted" in Notification.objects.filter(recipient=publisher, kind="dataset.restore").get().text
+        bought = as_wallet(client, DEV_KEYS[2]).post(url(version), content_type="application/json")
+        assert bought.status_code == 201, "the buyer downloads again"
+
+        # The delisting itself is reversed only by a decision about it: a moderator's restore now.
+        relisted = act(client_of(moderator), dataset, "restore", statement="Reviewed the readings again.")
+        assert relisted.status_code == 200 and relisted.json()["status"] == "pending_review", relisted.json()
+        assert OperatorAction.objects.filter(kind="approve", status="pending").count() == 1
+    finally:
+        storages["private"].delete(version.file)
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_or_reversal_is_refused_while_the_publisher_is_banned_from_publishing(client, chain, no_worker,
+                                                                                         settings):
+    """Removed for legal reasons while listed, the publisher banned since (a ban names no
+    dataset): neither a counter-notice's reversal nor a moderator's restore approves its
+    listings again until the ban is lifted."""
+    from django.core.files.storage import storages
+    from django.utils import timezone
+
+    from marketplace.chain.models import OperatorAction
+    from tests.integration.test_downloads import list_and_buy
+
+    version, _, listing_id = list_and_buy(chain, client, b"town,mm\nLeeds,3\n", slug="banned-publisher")
+    try:
+        Dataset.objects.filter(pk=version.dataset_id).update(published_at=timezone.now())
+        moderator, other, publisher = user("mod", "moderator"), user("mod2", "moderator"), version.dataset.owner
+        assert act(client_of(moderator), version.dataset, "remove").status_code == 200
+        settings.CHAIN_CONFIRMATIONS = 1
+        assert len(sender.send_operator_actions().transactions) == 1
+        chain.rpc("evm_mine")
+        indexer.index_chain(chain.w3)
+        assert chain.market.get_listing(listing_id)["approved"] is False
+        banned = client_of(moderator).post("/api/v1/moderation/bans", {
+            "address": publisher.address, "scope": "publish", "reason": "fraud",
+            "statement": "Sold data that was not theirs."}, content_type="application/json")
+        assert banned.status_code == 201, banned.json()
+        removed = AuditEntry.objects.get(action="dataset.remove")
+        assert removed.details["was"] == "listed"
+        notice = appeal(client_of(publisher), removed, "I hold the rights.")
+        assert notice.status_code == 201, notice.json()
+        entries = AuditEntry.objects.count()
+
+        reversal = decide(other, notice, "reversed", "The notice was withdrawn.")
+        assert reversal.status_code == 409, reversal.json()
+        assert reversal.json()["error"]["code"] == "publisher_banned"
+        assert "banned from publishing" in reversal.json()["error"]["message"]
+        restore = act(client_of(moderator), version.dataset, "restore", statement="The notice was withdrawn.")
+        assert restore.status_code == 409 and restore.json()["error"]["code"] == "publisher_banned"
+        page = client_of(moderator).post(f"/moderation/datasets/{version.dataset_id}",
+                                         {"action": "restore", "statement": "The notice was withdrawn."})
+        assert page.status_code == 409 and "banned from publishing" in page.content.decode()
+
+        dataset = Dataset.objects.get(pk=version.dataset_id)
+        assert dataset.removed_at is not None and dataset.status == "delisted"
+        assert Appeal.objects.get(pk=notice.json()["id"]).status == "open"
+        assert not OperatorAction.objects.filter(kind="approve").exists()
+        assert AuditEntry.objects.count() == entries
+        assert chain.market.get_listing(listing_id)["approved"] is False
+
+        lifted = client_of(moderator).post(f"/api/v1/moderation/bans/{banned.json()['id']}/lift",
+                                           {"statement": "Cleared on review."}, content_type="application/json")
+        assert lifted.status_code == 200, lifted.json()
+        reversal = decide(other, notice, "reversed", "The notice was withdrawn.")
+        assert reversal.status_code == 200, reversal.json()
+        assert Dataset.objects.get(pk=version.dataset_id).status == "pending_review"
+        assert OperatorAction.objects.filter(kind="approve", status="pending").count() == 1
+    finally:
+        storages["private"].delete(version.file)
+
+
+@pytest.mark.django_db
+def test_a_delisted_dataset_of_a_banned_publisher_is_not_relisted(moderator, publisher):
+    from marketplace.accounts.models import WalletBan
+
+    publisher.address = "0x" + "12" * 20
+    publisher.save(update_fields=["address"])
+    dataset, _ = delisted_by(moderator, publisher)
+    WalletBan.objects.create(address=publisher.address, scope="publish", reason="fraud", statement="Stolen data.")
+    refused = act(client_of(moderator), dataset, "restore", statement="Delisted by mistake.")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "publisher_banned"
+    dataset.refresh_from_db()
+    assert dataset.status == "delisted" and AuditEntry.objects.latest("id").action == "dataset.delist"

@@ -406,7 +406,8 @@ def test_a_catalog_decision_is_recorded_and_the_publisher_is_notified(moderator)
                                                                            str(dataset.pk))
     assert recorded.actor == "mod" and recorded.actor_id == moderator.pk and recorded.actor_role == "moderator"
     assert recorded.statement == "Say where the figures come from."
-    assert recorded.details == {"revision": revision.pk, "kind": "details", "dataset": dataset.slug}
+    assert recorded.details == {"revision": revision.pk, "kind": "details", "dataset": dataset.slug,
+                                "whole_dataset": True}
     [told] = Notification.objects.filter(recipient=publisher)
     assert told.kind == "dataset.request_changes" and "Say where the figures come from." in told.text
     assert told.link == f"/me/datasets/{dataset.slug}/edit"

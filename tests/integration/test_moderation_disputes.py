@@ -389,3 +389,58 @@ def test_a_clearing_is_not_sent_again_after_the_dataset_was_restored(chain, on_s
 
     assert refused.status_code == 409 and "dataset.restore" in refused.json()["error"]["message"]
     assert chain.market.get_listing(int(on_sale.listings.get().listing_id))["approved"] is True
+
+
+def text_edit_decided(dataset, decision):
+    """The publisher's text edit of the published dataset, decided by a moderator: an
+    audit entry about a part of the dataset."""
+    from marketplace.catalog import revisions
+
+    edit = revisions.edit_dataset(dataset, by=dataset.owner, summary="Daily rainfall by station.")
+    revisions.decide(edit.revision, decision=decision, moderator=person("reviewer", "moderator")[0],
+                     reason="" if decision == "approve" else "Not what the file holds.")
+    entry = AuditEntry.objects.get(action=f"dataset.{decision}")
+    assert entry.details["kind"] == "details" and entry.details["whole_dataset"] is False
+    return entry
+
+
+def test_a_text_edit_approved_after_a_failed_clearing_does_not_make_it_unwanted(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    clearing = failed(chain, on_sale, "unapprove")
+    text_edit_decided(on_sale.dataset, "approve")
+
+    retried = client.post(f"/api/v1/moderation/actions/{clearing.pk}/retry")
+
+    assert retried.status_code == 202, retried.json()
+    assert OperatorAction.objects.get(context__retry_of=clearing.pk).status == "pending"
+    assert sender.send_operator_actions().confirmed == 1
+    assert chain.market.get_listing(int(on_sale.listings.get().listing_id))["approved"] is False
+
+
+def test_a_text_edit_rejected_after_a_failed_approval_does_not_make_it_unwanted(chain, on_sale):
+    _, client = person("moderator", "moderator")
+    listing_id = int(on_sale.listings.get().listing_id)
+    chain.send(chain.market.contract.functions.setApproval([listing_id], False), chain.operator.address)
+    approval = failed(chain, on_sale, "approve")
+    text_edit_decided(on_sale.dataset, "reject")
+
+    retried = client.post(f"/api/v1/moderation/actions/{approval.pk}/retry")
+
+    assert retried.status_code == 202, retried.json()
+    assert sender.send_operator_actions().confirmed == 1
+    assert chain.market.get_listing(listing_id)["approved"] is True
+
+
+def test_a_clearing_is_sent_again_after_a_restore_that_left_the_dataset_delisted(chain, on_sale):
+    """A removal undone while an earlier delisting stands approves nothing: the delisting's failed
+    clearing is still wanted."""
+    _, client = person("moderator", "moderator")
+    clearing = failed(chain, on_sale, "unapprove")
+    audit.record(action="dataset.restore", target_type="dataset", target_id=on_sale.dataset_id, actor="moderator",
+                 details={"dataset": "rainfall", "was": "removed", "status": "delisted"})
+
+    retried = client.post(f"/api/v1/moderation/actions/{clearing.pk}/retry")
+
+    assert retried.status_code == 202, retried.json()
+    assert sender.send_operator_actions().confirmed == 1
+    assert chain.market.get_listing(int(on_sale.listings.get().listing_id))["approved"] is False
