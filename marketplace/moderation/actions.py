@@ -126,21 +126,21 @@ def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
                 "on_chain": on_chain, "buyers_told": len(buyers), "entry": entry.pk}
 
 
-def _told_of_removal(dataset, buyer: str) -> None:
+def _told_of_removal(dataset, buyer: str, event=None) -> None:
     notify(wallet_user(buyer), kind="dataset.remove", text=(
         f"{dataset.title}, which you bought, was removed for legal reasons and can no longer be downloaded. "
         "Your payment is still in escrow: you can open a dispute before it is released."),
-        link="/me/library")
+        link="/me/library", event=event)
 
 
 @receiver(orders_created, dispatch_uid="moderation.orders_created")
 def tell_buyers_of_removed(sender, events, **kwargs):
     """An order paid for a dataset already removed for legal reasons (the purchase was mined before
     the clearing of its approval): its buyer is told, as the buyers with open orders were at the
-    removal."""
+    removal; once per OrderCreated, so a reorganisation replaying it tells nobody twice."""
     by_listing = {}
     for event in events:
-        by_listing.setdefault((event.chain_id, int(event.args["listingId"])), []).append(event.args["buyer"])
+        by_listing.setdefault((event.chain_id, int(event.args["listingId"])), []).append(event)
     if not by_listing:
         return
     chain_ids = {chain_id for chain_id, _ in by_listing}
@@ -148,8 +148,8 @@ def tell_buyers_of_removed(sender, events, **kwargs):
                                        version__dataset__removed_at__isnull=False)
                 .select_related("version__dataset"))
     for listing in listings:
-        for buyer in by_listing.get((listing.chain_id, int(listing.listing_id)), []):
-            _told_of_removal(listing.version.dataset, buyer)
+        for event in by_listing.get((listing.chain_id, int(listing.listing_id)), []):
+            _told_of_removal(listing.version.dataset, event.args["buyer"], event=event)
 
 
 def before_removal(dataset):

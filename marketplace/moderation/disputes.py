@@ -20,6 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -27,11 +28,12 @@ from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
 from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import ChainEvent, OperatorAction
+from marketplace.chain.retry import retries_of
 from marketplace.orders import selectors as orders
 from marketplace.orders.admin import operator_is_arbiter
 from marketplace.orders.handlers import ORDER_EVENTS
 from marketplace.orders.models import Download, Order
-from marketplace.orders.signals import dispute_decided, dispute_resolved
+from marketplace.orders.signals import dispute_decided, dispute_deciding, dispute_resolved
 from marketplace.outbox.services import enqueue
 
 from . import audit
@@ -65,22 +67,40 @@ def _disputed():
     return Order.objects.filter(chain_id=settings.CHAIN_ID, market=_market(), status=Order.Status.DISPUTED)
 
 
+def stands(order, decision: dict) -> bool:
+    """Whether a recorded decision still stands for `order`. An outside resolution (`via: chain`,
+    recorded from a DisputeResolved the indexer read) stands only while the indexed order is
+    settled by that transaction: a reorganisation that dropped it leaves the order disputed, and
+    its entry (the log is append-only) then stands for nothing and blocks no new decision."""
+    details = decision["details"]
+    if details.get("via") != "chain":
+        return True
+    return order.status != Order.Status.DISPUTED and order.settled_tx_hash == details.get("tx_hash")
+
+
 def _decisions(orders_) -> dict:
-    """{(order id, order tx): the latest dispute.resolve entry} for these orders."""
-    orders_ = list(orders_)
+    """{(order id, order tx): the latest dispute.resolve entry that still stands} for these orders."""
+    orders_ = {(str(int(o.order_id)), o.tx_hash): o for o in orders_}
     if not orders_:
         return {}
     found = {}
     rows = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order",
-                                      target_id__in=[str(int(o.order_id)) for o in orders_])
+                                      target_id__in={order_id for order_id, _ in orders_})
             .order_by("id").values("id", "created_at", "actor", "target_id", "statement", "details"))
     for row in rows:
-        found[(row["target_id"], row["details"].get("order_tx"))] = row
+        key = (row["target_id"], row["details"].get("order_tx"))
+        if key in orders_ and stands(orders_[key], row):
+            found[key] = row
     return found
 
 
 def _decision_of(order, decisions) -> dict | None:
     return decisions.get((str(int(order.order_id)), order.tx_hash))
+
+
+def standing_decision(order) -> dict | None:
+    """The order's latest recorded decision that still stands (None: none)."""
+    return _decision_of(order, _decisions([order]))
 
 
 def decision_state(decision: dict | None, actions: dict) -> str:
@@ -161,7 +181,7 @@ def dispute_page(order_id: int, *, now=None) -> dict | None:
                      .order_by("id").values("id", "created_at", "actor", "statement", "internal_note", "details"))
     actions = list(OperatorAction.objects.filter(chain_id=order.chain_id, market=order.market,
                                                  order_id=order.order_id).order_by("-id")[:20])
-    latest = decisions[-1] if decisions else None
+    latest = next((d for d in reversed(decisions) if stands(order, d)), None)
     state = decision_state(latest, {a.pk: a for a in actions})
     prepared = None
     if latest and state == "prepared" and order.status == Order.Status.DISPUTED:
@@ -193,7 +213,7 @@ def _parties(order):
 
 def _blocking(order) -> str:
     """Why a new decision on `order` would be a second one ("" when none stands)."""
-    decision = _decision_of(order, _decisions([order]))
+    decision = standing_decision(order)
     if decision is None:
         return ""
     details = decision["details"]
@@ -277,6 +297,13 @@ def record_decision(order, *, refund_bps: int, via: str, action, arbiter, statem
     return entry
 
 
+@receiver(dispute_deciding, dispatch_uid="moderation.dispute_deciding")
+def on_dispute_deciding(sender, order, **kwargs) -> str:
+    """The Django admin is about to decide `order` (its row locked): why it must not ("" when it
+    may), as the console refuses a second decision (`already_decided`)."""
+    return _blocking(order)
+
+
 @receiver(dispute_decided, dispatch_uid="moderation.dispute_decided")
 def on_dispute_decided(sender, order, refund_bps, user, note, via, action=None, **kwargs):
     """A decision taken in the Django admin's resolve action: recorded as the console records its own."""
@@ -290,10 +317,10 @@ def _link(address, buyer) -> str:
 @receiver(dispute_resolved, dispatch_uid="moderation.dispute_resolved")
 def on_dispute_resolved(sender, order, event, **kwargs):
     """The indexer saw an order's `DisputeResolved` (in its transaction): `chain.confirmed` for the
-    decision recorded here (once, however often a reorganisation replays it), and both parties are
-    told what each got."""
-    decision = _decision_of(order, _decisions([order]))
-    if decision is None:
+    decision that sent it, or for an outside resolution recorded on its own (once, however often a
+    reorganisation replays it), and both parties are told what each got (once per event)."""
+    decision = standing_decision(order)
+    if decision is None or not _carried(decision, event):
         decision = _record_outside_decision(order, event)
     if not AuditEntry.objects.filter(
             action="chain.confirmed", target_type="order", target_id=str(int(order.order_id)),
@@ -313,7 +340,23 @@ def on_dispute_resolved(sender, order, event, **kwargs):
         notify(users[address], kind="dispute.resolved",
                text=f"The dispute of order {order.order_id} is settled on-chain: "
                     f"{'you were refunded' if address == buyer else 'you were paid'} {usdc(got)} of the "
-                    f"{usdc(order.amount)} paid.", link=_link(address, buyer))
+                    f"{usdc(order.amount)} paid.", link=_link(address, buyer), event=event)
+
+
+def _carried(decision: dict, event) -> bool:
+    """Whether the resolution `event` is the one `decision` sent: an operator decision's only if
+    the transaction is one signed for its action or a retry of it (a resolution sent by other
+    means after that action failed, or while it waited, is an outside resolution of its own); a
+    decision prepared for the arbiter's wallet is sent from that wallet, by whatever tool
+    (`as_decided` then says whether the share was the one decided); an outside resolution's only
+    if it is that transaction."""
+    details = decision["details"]
+    if details.get("via") == "wallet":
+        return True
+    if details.get("via") == "chain":
+        return details.get("tx_hash") == event.tx_hash
+    return OperatorAction.objects.filter(pk__in=retries_of(details.get("action"))).filter(
+        Q(tx_hash=event.tx_hash) | Q(transaction__hashes__contains=[event.tx_hash])).exists()
 
 
 def _as_decided(order, decision) -> bool:

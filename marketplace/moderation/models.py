@@ -42,7 +42,10 @@ class AuditEntry(models.Model):
 
 class Notification(models.Model):
     """Something decided about a person (their dataset, their report, their order), shown to them
-    in the site until they mark it read. Written by `notifications.notify`."""
+    in the site until they mark it read. Written by `notifications.notify`. A notice of something
+    read from the chain (a dispute settled, an order paid for a removed dataset) names its event,
+    (`tx_hash`, `log_index`): one per recipient, kind and event, so the indexer reading the same
+    events again after a reorganisation tells nobody twice."""
 
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=40, help_text="What it is about, e.g. dataset.approve")
@@ -50,9 +53,15 @@ class Notification(models.Model):
     link = models.CharField(max_length=500, blank=True, help_text="A path in the site")
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True, help_text="The chain event it tells of, if any")
+    log_index = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["recipient", "-id"], name="notification_recipient_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["recipient", "kind", "tx_hash", "log_index"],
+                                    condition=~models.Q(tx_hash=""), name="notification_once_per_event"),
+        ]
 
     def __str__(self):
         return f"{self.kind} for {self.recipient_id}"

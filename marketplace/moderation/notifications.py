@@ -15,8 +15,16 @@ from marketplace.outbox.services import enqueue
 from .models import Notification
 
 
-def notify(user, *, kind: str, text: str, link: str = "") -> Notification:
-    notification = Notification.objects.create(recipient=user, kind=kind, text=text, link=link)
+def notify(user, *, kind: str, text: str, link: str = "", event=None) -> Notification | None:
+    """Tell `user`. With `event` (a chain event: it has `tx_hash` and `log_index`), once per
+    recipient, kind and event: the indexer reading the event again after a reorganisation finds
+    the notice (and sends no second e-mail); returns None then."""
+    key = {}
+    if event is not None:
+        key = {"tx_hash": event.tx_hash, "log_index": event.log_index}
+        if Notification.objects.filter(recipient=user, kind=kind, **key).exists():
+            return None
+    notification = Notification.objects.create(recipient=user, kind=kind, text=text, link=link, **key)
     if getattr(user, "email", ""):
         email(user.email, text=text, link=link)
     return notification

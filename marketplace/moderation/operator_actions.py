@@ -11,7 +11,7 @@ from marketplace.accounts.bans import PUBLISH, is_banned
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 from marketplace.catalog.models import Dataset
 from marketplace.chain.models import OperatorAction
-from marketplace.chain.retry import RETRYABLE, RetryRefused, requeue
+from marketplace.chain.retry import RETRYABLE, RetryRefused, ask_chain, requeue, retries_of
 from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
@@ -89,24 +89,18 @@ def _not_wanted_now(action: OperatorAction) -> str:
 
 
 def _not_the_standing_resolution(action: OperatorAction) -> str:
-    """A resolution is sent again only as the order's latest recorded decision, with its share:
-    the decision names this action or the one it retried."""
-    order = Order.objects.select_for_update().filter(chain_id=action.chain_id, market=action.market,
-                                                     order_id=action.order_id).first()
+    """A resolution is sent again only as the order's standing decision, with its share: the
+    decision names this action or one it retried (the chain of retries is followed however long)."""
+    from .disputes import standing_decision
+
+    order = Order.objects.filter(chain_id=action.chain_id, market=action.market, order_id=action.order_id).first()
     if order is None:
         return ""
-    decision = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order",
-                                          target_id=str(int(action.order_id)), details__order_tx=order.tx_hash)
-                .order_by("-id").values("id", "details").first())
+    decision = standing_decision(order)
     if decision is None:
         return ""
     details = decision["details"]
-    chain_of, step = set(), details.get("action")
-    while step is not None and step not in chain_of and len(chain_of) < 50:
-        chain_of.add(step)
-        step = ((OperatorAction.objects.filter(pk=step).values_list("context", flat=True).first() or {})
-                .get("retried_as"))
-    if details.get("via") != "operator" or action.pk not in chain_of:
+    if details.get("via") != "operator" or action.pk not in retries_of(details.get("action")):
         return (f"No longer needed: a later decision on order {action.order_id} took its place (audit entry "
                 f"#{decision['id']}, a refund of {details.get('refund_bps', 0) / 100:g} %).")
     if (action.payload or {}).get("refund_bps") != details.get("refund_bps"):
@@ -114,29 +108,48 @@ def _not_the_standing_resolution(action: OperatorAction) -> str:
     return ""
 
 
+def _checked(action_id: int, by) -> OperatorAction:
+    """The action, once the checks above this app's chain part pass (404, 403, 409 not needed)."""
+    action = OperatorAction.objects.filter(pk=action_id).first()
+    if action is None:
+        raise Refused("not_found", f"No operator action #{action_id}.", status=404)
+    role = role_for(action.kind)
+    if not has_role(by, role):
+        raise Refused("forbidden", f"Only {role}s may retry a {action.get_kind_display().lower()}.", status=403)
+    reason = ((_later_decision(action) or _not_wanted_now(action))
+              if action.status in (Status.FAILED, Status.CANCELLED) else "")
+    if reason:
+        raise Refused("not_needed", reason)
+    return action
+
+
 def retry(*, action_id: int, by) -> OperatorAction:
     """Queue failed or cancelled action `action_id` again for the operator sender, as `by` (a
     moderator, or an arbiter for a resolution); returns the new action. Refused: 403 without the
-    role, 404 no such action, 409 not needed or already on its way, 503 the chain cannot be asked."""
+    role, 404 no such action, 409 not needed or already on its way, 503 the chain cannot be asked.
+
+    The chain is asked first, with no row locked (the node may be slow: nobody else waits on it).
+    Then, in one transaction, the dataset's row (an approval or clearing) or the order's (a
+    resolution) is locked, as removals, restores and decisions lock it, every database check is
+    made again, and the new action and its audit entry are written: a decision taken while the
+    chain was asked is seen, and one taken after waits for the commit and sees the retry."""
+    _checked(action_id, by)
+    asked = ask_chain(action_id)
     with transaction.atomic():
-        # An approval or clearing: the dataset's row lock first (the order delist, removal and
-        # restore take), held until the new action commits, so a removal or restore taken
-        # meanwhile waits and then sees it, and a decision taken before is seen by the checks.
-        peek = OperatorAction.objects.filter(pk=action_id).values("kind", "context").first()
-        dataset_id = (peek["context"] or {}).get("dataset") if peek is not None else None
-        if dataset_id is not None and peek["kind"] in (Kind.APPROVE, Kind.UNAPPROVE):
-            list(Dataset.objects.select_for_update(of=("self",)).filter(pk=dataset_id).values_list("pk", flat=True))
-        action = OperatorAction.objects.select_for_update().filter(pk=action_id).first()
-        if action is None:
-            raise Refused("not_found", f"No operator action #{action_id}.", status=404)
-        role = role_for(action.kind)
-        if not has_role(by, role):
-            raise Refused("forbidden", f"Only {role}s may retry a {action.get_kind_display().lower()}.", status=403)
-        reason = ((_later_decision(action) or _not_wanted_now(action))
-                  if action.status in (Status.FAILED, Status.CANCELLED) else "")
-        if reason:
-            raise Refused("not_needed", reason)
-        old, new = requeue(action_id, by=by.get_username())
+        peek = OperatorAction.objects.filter(pk=action_id).values("kind", "context", "chain_id", "market",
+                                                                  "order_id").first()
+        if peek is not None:
+            dataset_id = (peek["context"] or {}).get("dataset")
+            if dataset_id is not None and peek["kind"] in (Kind.APPROVE, Kind.UNAPPROVE):
+                list(Dataset.objects.select_for_update(of=("self",)).filter(pk=dataset_id)
+                     .values_list("pk", flat=True))
+            if peek["kind"] == Kind.RESOLVE:
+                list(Order.objects.select_for_update().filter(
+                    chain_id=peek["chain_id"], market=peek["market"], order_id=peek["order_id"])
+                     .values_list("pk", flat=True))
+        _checked(action_id, by)
+        role = role_for(peek["kind"])
+        old, new = requeue(action_id, by=by.get_username(), asked=asked)
         details = {"kind": old.kind, "retry_of": old.pk, "action": new.pk, "status": old.status,
                    "error": (old.error or "")[:500]}
         if old.order_id is not None:

@@ -26,7 +26,7 @@ from marketplace.web.views import format_usdc
 
 from . import selectors
 from .models import CreditEntry, DisputeStatement, Download, Order
-from .signals import dispute_decided
+from .signals import dispute_decided, dispute_deciding
 
 NEAR_DEADLINE = timedelta(days=2)  # a dispute this close to its deadline is flagged
 
@@ -197,6 +197,10 @@ class OrderAdmin(admin.ModelAdmin):
                               "queued for the operator sender; the order changes once the chain has it.",
                               messages.SUCCESS)
             return HttpResponseRedirect(request.get_full_path())
+        problem = self._unresolvable(Order.objects.get(pk=order.pk))
+        if problem:
+            self.message_user(request, problem, messages.ERROR)
+            return None
         market = DataMarket(get_web3(), order.market)
         prepared = {"from": settings.CHAIN_ARBITER, "to": order.market, "chainId": hex(order.chain_id),
                     "data": market.contract.encode_abi("resolve", args=[int(order.order_id), refund_bps]),
@@ -207,6 +211,9 @@ class OrderAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _unresolvable(order) -> str:
+        """Why `order` must not be decided now ("" when it may): as the moderation console refuses,
+        a decision that stands there (prepared for the arbiter's wallet, or its resolution pending,
+        sent or confirmed) refuses a second one here (`dispute_deciding`)."""
         if order.status != Order.Status.DISPUTED:
             return f"Order {order.order_id} is {order.get_status_display().lower()}, not disputed."
         if order.dispute_deadline and order.dispute_deadline <= timezone.now():
@@ -215,7 +222,7 @@ class OrderAdmin(admin.ModelAdmin):
         if OperatorAction.objects.filter(chain_id=order.chain_id, order_id=order.order_id,
                                          kind=OperatorAction.Kind.RESOLVE, status__in=OperatorAction.OPEN).exists():
             return f"A resolution of order {order.order_id} is already on its way."
-        return ""
+        return next((answer for _, answer in dispute_deciding.send(sender=Order, order=order) if answer), "")
 
 
 class ReadOnly(admin.ModelAdmin):

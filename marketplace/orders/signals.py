@@ -19,6 +19,10 @@ dispute_resolved = Signal()
 # parties, as for a decision taken in its console. (A transaction the admin only prepares for the
 # arbiter's wallet is recorded when the indexer reads its DisputeResolved.)
 dispute_decided = Signal()
+# Sent by the Django admin's resolve action with `order` (its row locked, in the deciding
+# transaction) before it decides: a receiver answers why the order must not be decided now (a
+# decision already stands in the moderation console), or "" when it may.
+dispute_deciding = Signal()
 # Sent by the indexer's order handler, inside its transaction, with `events`: the range's
 # `OrderCreated` events whose orders it just stored (each once). The moderation app tells a buyer
 # who paid for a dataset removed for legal reasons (bought before the clearing reached the chain)

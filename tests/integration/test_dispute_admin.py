@@ -131,3 +131,30 @@ def test_without_the_arbiter_role_the_page_prepares_the_arbiter_s_transaction(ch
     assert decided.details["refund_bps"] == 10_000
     assert decided.details["tx_hash"] == receipt["transactionHash"].to_0x_hex()
     assert AuditEntry.objects.get(action="chain.confirmed").details["entry"] == decided.pk
+
+
+def test_the_admin_refuses_a_second_decision_while_the_console_s_decision_stands(chain, arbiter_client, disputed,
+                                                                                settings):
+    """Finding 7: the admin's resolve action did not check the console's standing decision, so a
+    dispute decided in the console (prepared for the arbiter's wallet) could be decided again in
+    the admin: a second transaction prepared, or a resolution queued for the operator sender."""
+    arbiter = Account.from_key(DEV_KEYS[3]).address
+    role = chain.market.role("ARBITER_ROLE")
+    functions = chain.market.contract.functions
+    chain.send(functions.grantRole(role, arbiter), chain.operator.address)
+    chain.send(functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    settings.CHAIN_ARBITER = arbiter
+    decided = arbiter_client.post(f"/api/v1/moderation/disputes/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                                  content_type="application/json")
+    assert decided.status_code == 202 and decided.json()["via"] == "wallet"
+
+    prepared = resolve(arbiter_client, disputed, confirmed="1", share="100")
+
+    assert prepared.status_code == 302, "refused, with the message on the queue's page"
+    assert "decided already" in arbiter_client.get(QUEUE).content.decode()
+    # The operator key is the arbiter again: still refused, and nothing is queued.
+    chain.send(functions.grantRole(role, chain.operator.address), chain.operator.address)
+    queued = resolve(arbiter_client, disputed, confirmed="1", share="100")
+    assert queued.status_code == 302 and "decided already" in arbiter_client.get(QUEUE).content.decode()
+    assert not OperatorAction.objects.exists()
+    assert AuditEntry.objects.filter(action="dispute.resolve").count() == 1

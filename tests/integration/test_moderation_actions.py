@@ -636,3 +636,42 @@ def test_a_delisted_dataset_of_a_banned_publisher_is_not_relisted(moderator, pub
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "publisher_banned"
     dataset.refresh_from_db()
     assert dataset.status == "delisted" and AuditEntry.objects.latest("id").action == "dataset.delist"
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_buyer_of_a_removed_dataset_is_told_once_when_a_reorganisation_replays_the_purchase(client, chain,
+                                                                                              no_worker):
+    """Finding 8: the notice to a buyer whose purchase was mined after the removal came again each
+    time the indexer read the OrderCreated again after a reorganisation; it is keyed on the event."""
+    from django.core.files.storage import storages
+    from django.utils import timezone
+
+    from tests.integration.test_downloads import list_and_buy
+    from tests.integration.test_listing import PRICE
+
+    version, _, listing_id = list_and_buy(chain, client, b"town,mm\nLeeds,3\n", slug="replayed")
+    try:
+        Dataset.objects.filter(pk=version.dataset_id).update(published_at=timezone.now())
+        assert act(client_of(user("mod", "moderator")), version.dataset, "remove").status_code == 200
+        late = Account.from_key(DEV_KEYS[4])
+        chain.token.mint(late.address, PRICE)
+        chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), late.address)
+        w3 = chain.w3
+        raw = late.sign_transaction(chain.market.contract.functions.purchase(listing_id, PRICE).build_transaction({
+            "from": late.address, "nonce": w3.eth.get_transaction_count(late.address), "gas": 500_000,
+            "maxFeePerGas": 100 * 10**9, "maxPriorityFeePerGas": 10**9, "chainId": w3.eth.chain_id})).raw_transaction
+        before = chain.rpc("evm_snapshot")
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))
+        indexer.index_chain(w3)
+        buyer = User.objects.get(address=late.address)
+        assert Notification.objects.filter(recipient=buyer, kind="dataset.remove").count() == 1
+
+        chain.rpc("evm_revert", [before])  # the purchase's block leaves the chain ...
+        assert indexer.index_chain(w3).reorgs == 1
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))  # ... and is mined again
+        indexer.index_chain(w3)
+
+        assert Notification.objects.filter(recipient=buyer, kind="dataset.remove").count() == 1
+    finally:
+        storages["private"].delete(version.file)

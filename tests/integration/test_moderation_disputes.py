@@ -444,3 +444,196 @@ def test_a_clearing_is_sent_again_after_a_restore_that_left_the_dataset_delisted
     assert retried.status_code == 202, retried.json()
     assert sender.send_operator_actions().confirmed == 1
     assert chain.market.get_listing(int(on_sale.listings.get().listing_id))["approved"] is False
+
+
+# The second attack review's findings -----------------------------------------------------------
+
+
+def signed_resolution(chain, order_id, refund_bps):
+    """resolve(order_id, refund_bps) signed by ARBITER_WALLET (granted ARBITER_ROLE beside the
+    operator): an outside resolution, sent byte for byte again after a reorganisation."""
+    chain.send(chain.market.contract.functions.grantRole(chain.market.role("ARBITER_ROLE"), ARBITER_WALLET),
+               chain.operator.address)
+    w3 = chain.w3
+    tx = chain.market.contract.functions.resolve(int(order_id), refund_bps).build_transaction({
+        "from": ARBITER_WALLET, "nonce": w3.eth.get_transaction_count(ARBITER_WALLET), "gas": 300_000,
+        "maxFeePerGas": 100 * 10**9, "maxPriorityFeePerGas": 10**9, "chainId": w3.eth.chain_id})
+    return Account.from_key(DEV_KEYS[3]).sign_transaction(tx).raw_transaction
+
+
+def send_raw(chain, raw):
+    receipt = chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_raw_transaction(raw))
+    assert receipt["status"] == 1
+    return receipt["transactionHash"].to_0x_hex()
+
+
+def outside_resolution(chain, disputed, refund_bps=7000):
+    """An outside resolution mined and read: (its signed bytes, its hash, the chain's snapshot
+    before it)."""
+    raw = signed_resolution(chain, disputed.order_id, refund_bps)
+    before = chain.rpc("evm_snapshot")
+    tx_hash = send_raw(chain, raw)
+    indexer.index_chain(chain.w3)
+    assert Order.objects.get(pk=disputed.pk).status == "resolved"
+    outside = AuditEntry.objects.get(action="dispute.resolve")
+    assert (outside.actor_role, outside.details["via"], outside.details["tx_hash"]) == ("system", "chain", tx_hash)
+    return raw, tx_hash, before
+
+
+def test_an_outside_resolution_a_reorganisation_dropped_blocks_no_new_decision(chain, arbiter, disputed, no_worker):
+    """Finding 6: the system's entry of an outside resolution stands only while the chain backs
+    it; once its block is gone the order is disputed again and the console decides it."""
+    _, client = arbiter
+    _, _, before = outside_resolution(chain, disputed)
+    refused = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 4000}, content_type="application/json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_disputed"
+
+    chain.rpc("evm_revert", [before])  # the resolution's block leaves the chain
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    assert Order.objects.get(pk=disputed.pk).status == "disputed"
+    assert client.get(f"{API}/{disputed.order_id}").json()["order"]["decision"] is None
+
+    answer = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 4000}, content_type="application/json")
+
+    assert answer.status_code == 202, answer.json()
+    assert sender.send_operator_actions().confirmed == 1
+    confirmed = AuditEntry.objects.filter(action="chain.confirmed").order_by("-id").first()
+    assert confirmed.details["entry"] == answer.json()["entry"] and confirmed.details["as_decided"] is True
+    assert Order.objects.get(pk=disputed.pk).refund == PRICE * 40 // 100
+
+
+def test_an_outside_resolution_read_again_after_a_reorganisation_is_one_entry_and_one_notice_each(
+        chain, arbiter, disputed, no_worker):
+    """Findings 6 and 8: the same transaction mined again after a reorganisation is the same
+    entry (keyed on its transaction), the same confirmation, and tells nobody twice."""
+    raw, tx_hash, before = outside_resolution(chain, disputed)
+    assert Notification.objects.filter(kind="dispute.resolved").count() == 2
+    outside = AuditEntry.objects.get(action="dispute.resolve")
+
+    chain.rpc("evm_revert", [before])
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    assert send_raw(chain, raw) == tx_hash
+    indexer.index_chain(chain.w3)
+
+    assert Order.objects.get(pk=disputed.pk).status == "resolved"
+    assert AuditEntry.objects.filter(action="dispute.resolve").count() == 1
+    assert AuditEntry.objects.get(action="chain.confirmed").details["entry"] == outside.pk
+    told = sorted(Notification.objects.filter(kind="dispute.resolved").values_list("recipient__address", flat=True))
+    assert told == sorted([BUYER, PUBLISHER]), "told once per event"
+
+
+def test_a_resolution_sent_by_other_means_after_the_console_s_decision_failed_is_recorded_on_its_own(
+        chain, arbiter, disputed, no_worker):
+    """Finding 7: the console's 25 % fails on-chain (the operator lost the role); the arbiter's own
+    wallet then resolves 90 %: that is an outside resolution, not the failed decision's."""
+    _, client = arbiter
+    decided = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                          content_type="application/json")
+    assert decided.status_code == 202
+    role = chain.market.role("ARBITER_ROLE")
+    chain.send(chain.market.contract.functions.grantRole(role, ARBITER_WALLET), chain.operator.address)
+    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    sender.send_operator_actions()
+    assert OperatorAction.objects.get().status == "failed"
+
+    receipt = chain.send(chain.market.contract.functions.resolve(int(disputed.order_id), 9000), ARBITER_WALLET)
+    indexer.index_chain(chain.w3)
+
+    first, outside = AuditEntry.objects.filter(action="dispute.resolve").order_by("id")
+    assert first.pk == decided.json()["entry"] and first.details["via"] == "operator"
+    assert (outside.actor_role, outside.details["via"], outside.details["refund_bps"]) == ("system", "chain", 9000)
+    assert outside.details["tx_hash"] == receipt["transactionHash"].to_0x_hex()
+    confirmed = AuditEntry.objects.get(action="chain.confirmed")
+    assert (confirmed.details["entry"], confirmed.details["as_decided"]) == (outside.pk, True)
+    body = client.get(f"{API}/{disputed.order_id}").json()
+    assert body["decisions"][-1]["entry"] == outside.pk and body["order"]["decision"] == "confirmed"
+
+
+def test_a_resolution_retried_more_than_fifty_times_is_still_the_standing_decision(chain, arbiter, disputed):
+    """Finding 9: the walk along the retries of a decision's action stopped after 50 hops, so the
+    61st retry of a standing decision was refused as 'a later decision took its place'."""
+    _, client = arbiter
+    decided = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                          content_type="application/json")
+    assert decided.status_code == 202
+    action = OperatorAction.objects.get()
+    for _ in range(60):
+        retry = OperatorAction.objects.create(
+            kind=action.kind, chain_id=action.chain_id, market=action.market, order_id=action.order_id,
+            payload=action.payload, status="failed", error="reverted", context={"retry_of": action.pk})
+        OperatorAction.objects.filter(pk=action.pk).update(
+            status="failed", error="reverted", context={**action.context, "retried_as": retry.pk})
+        action = retry
+
+    answer = client.post(f"/api/v1/moderation/actions/{action.pk}/retry")
+
+    assert answer.status_code == 202, answer.json()
+    assert OperatorAction.objects.get(status="pending").context["retry_of"] == action.pk
+
+
+def test_a_retry_holds_no_row_lock_while_it_asks_the_chain(chain, arbiter, disputed, monkeypatch):
+    """Finding 9: the retry locked the order and the action, then asked the node: every other
+    arbiter's decision on the order waited on the network. Now nothing is locked during the call,
+    and a decision taken meanwhile is seen when the retry takes its locks."""
+    import threading
+
+    from django.db import DatabaseError, connection, transaction
+
+    from marketplace.chain import retry as chain_retry
+    from marketplace.moderation import operator_actions
+
+    user, client = arbiter
+    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                       content_type="application/json").status_code == 202
+    role = chain.market.role("ARBITER_ROLE")
+    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    sender.send_operator_actions()
+    failed = OperatorAction.objects.get()
+    assert failed.status == "failed"
+    chain.send(chain.market.contract.functions.grantRole(role, chain.operator.address), chain.operator.address)
+
+    asking, go = threading.Event(), threading.Event()
+    real = chain_retry._chain_check
+
+    def slow_node(action):
+        asking.set()
+        go.wait(30)
+        return real(action)
+
+    monkeypatch.setattr(chain_retry, "_chain_check", slow_node)
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(operator_actions.retry(action_id=failed.pk, by=user))
+        except operator_actions.RetryRefused as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert asking.wait(30)
+        with transaction.atomic():  # NOWAIT: a lock held by the retry is an error at once
+            try:
+                Order.objects.select_for_update(nowait=True).get(pk=disputed.pk)
+                OperatorAction.objects.select_for_update(nowait=True).get(pk=failed.pk)
+                locked = ""
+            except DatabaseError as exc:
+                locked = str(exc)
+        assert locked == ""
+        _, other = person("arbiter2", "arbiter")
+        later = other.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 9000},
+                           content_type="application/json")
+        assert later.status_code == 202
+    finally:
+        go.set()
+        thread.join(60)
+
+    (refused,) = outcome
+    assert isinstance(refused, operator_actions.RetryRefused) and refused.status == 409
+    assert "later decision" in refused.message
+    assert list(OperatorAction.objects.filter(status="pending").values_list("payload", flat=True)) == [
+        {"refund_bps": 9000}]
+    assert not AuditEntry.objects.filter(action="chain.retry").exists()
