@@ -133,14 +133,14 @@ def load(rows):
 
 def session_cookie(username):
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
+    from marketplace.accounts.backends import PATH
     from marketplace.accounts.models import User
+    from marketplace.accounts.sessions import SessionStore
 
     person = User.objects.get(username=username)
     session = SessionStore()
     session[SESSION_KEY] = str(person.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = PATH
     session[HASH_SESSION_KEY] = person.get_session_auth_hash()
     session.save()
     return f"sessionid={session.session_key}"

@@ -369,6 +369,10 @@ USE_TZ = True
 
 # Security: on by default whenever DEBUG is off; each can be relaxed explicitly -----------------
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Django's database sessions and ModelBackend, each reading through a prepared statement on every
+# request (marketplace/accounts/sessions.py, backends.py); sessions made before name ModelBackend.
+SESSION_ENGINE = "marketplace.accounts.sessions"
+AUTHENTICATION_BACKENDS = ["marketplace.accounts.backends.UserBackend", "django.contrib.auth.backends.ModelBackend"]
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)

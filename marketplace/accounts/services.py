@@ -17,7 +17,7 @@ from siwe import SiweMessage
 from marketplace.chain.client import get_web3
 from marketplace.limits.services import consume
 
-from . import avatars
+from . import avatars, backends
 from .models import Avatar, SignInNonce, User
 
 
@@ -179,7 +179,7 @@ def sign_in(request, *, message: str, signature: str) -> User:
         user = wallet_user(address)
         if not user.is_active:
             raise SignInError("account_disabled", "This account is disabled.")
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend=backends.PATH)
     return user
 
 

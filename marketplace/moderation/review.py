@@ -17,6 +17,7 @@ from marketplace.catalog import revisions
 from marketplace.catalog.models import Dataset, DatasetRevision, DatasetVersion
 from marketplace.catalog.preview import PreviewSettings
 
+from . import policy
 from .models import ReviewClaim
 
 PAGE_SIZE = 50
@@ -205,6 +206,7 @@ class Item:
     flags: list
     history: dict
     record: list  # the audit entries about this dataset, internal notes included
+    reports: list  # the open reports on the dataset and on its publisher, grouped by target
     due_at: datetime
     overdue: bool
     waited: str
@@ -264,14 +266,14 @@ def item(revision_id: int, *, now: datetime | None = None) -> Item:
     sample = list(version.sample or [])[:SAMPLE_ROWS] if version else []
     names = [c.get("name") for c in columns if isinstance(c, dict)] or (list(sample[0]) if sample else [])
     due = revision.created_at + timedelta(hours=target_hours())
-    history, record = publisher_history_and_record(dataset)
+    history, record, reports = history_record_and_reports(dataset)
     approved = (revisions.approval_preview(row["approved_kind"], prepared.loads(row["approved_changes"]))
                 if row["approved_kind"] else None)
     return Item(
         revision=revision, dataset=dataset, version=version, claim=held,
         diff=revision_diff(revision, dataset, approved), columns=columns, sample=sample, sample_columns=names,
         statistics=statistics(version), flags=personal_data_flags(columns, sample),
-        history=history, record=record,
+        history=history, record=record, reports=reports,
         due_at=due, overdue=revision.status in DatasetRevision.OPEN and due <= now,
         waited=waited(now - revision.created_at))
 
@@ -344,9 +346,10 @@ RECORD_FIELDS = ("id", "created_at", "actor", "actor_role", "action", "target_id
 HISTORY_LIMIT = 10
 _RECORD = ", ".join(f"e.{name}" for name in RECORD_FIELDS)
 # The publisher's datasets and the decisions about them (counted by action from the audit log,
-# and the latest ones), and the dataset's own record: one prepared statement, each part through
-# an index (the datasets' owner; the entries' (target_type, target_id, id)) however many datasets
-# the publisher has. The entries' target ids are text: the owner's dataset ids as text.
+# and the latest ones), the dataset's own record, and the open reports on the dataset and on its
+# publisher: one prepared statement, each part through an index (the datasets' owner; the entries'
+# and the reports' target) however many datasets the publisher has. The entries' target ids are
+# text: the owner's dataset ids as text.
 HISTORY_SQL = f"""
 WITH owned AS (SELECT id, slug, title, status, created_at FROM catalog_dataset WHERE owner_id = %(owner)s),
 about AS MATERIALIZED (SELECT {_RECORD} FROM moderation_auditentry e
@@ -360,7 +363,12 @@ SELECT (SELECT count(*) FROM owned) AS dataset_count,
        (SELECT json_agg(x) FROM (SELECT * FROM about ORDER BY id DESC LIMIT {HISTORY_LIMIT}) x) AS latest,
        (SELECT json_agg(x) FROM (SELECT {_RECORD} FROM moderation_auditentry e
                                  WHERE e.target_type = 'dataset' AND e.target_id = %(dataset)s
-                                 ORDER BY e.id DESC LIMIT {HISTORY_LIMIT}) x) AS record"""
+                                 ORDER BY e.id DESC LIMIT {HISTORY_LIMIT}) x) AS record,
+       (SELECT json_agg(x) FROM (SELECT id, target_type, target_id, reason, evidence, created_at
+                                 FROM moderation_report
+                                 WHERE status = 'open' AND ((target_type = 'dataset' AND target_id = %(dataset)s)
+                                       OR (target_type = 'publisher' AND target_id = %(address)s))
+                                 ORDER BY id DESC LIMIT 1000) x) AS reports"""
 
 
 def _entries(value) -> list[dict]:
@@ -370,18 +378,28 @@ def _entries(value) -> list[dict]:
     return entries
 
 
-def publisher_history_and_record(dataset: Dataset) -> tuple[dict, list[dict]]:
+def history_record_and_reports(dataset: Dataset) -> tuple[dict, list[dict], list[dict]]:
     """The publisher's history: their datasets (the latest 10 and how many), the decisions about
-    them counted by action and the latest 10 entries; and the dataset's own record (its latest 10
-    entries, internal notes included)."""
-    (row,) = prepared.rows(HISTORY_SQL, {"owner": dataset.owner_id, "dataset": str(dataset.pk)})
+    them counted by action and the latest 10 entries; the dataset's own record (its latest 10
+    entries, internal notes included); and the open reports on the dataset and on its publisher,
+    one group each (how many, the reasons, the newest, the group's page)."""
+    (row,) = prepared.rows(HISTORY_SQL, {"owner": dataset.owner_id, "dataset": str(dataset.pk),
+                                         "address": dataset.owner.address or ""})
     counts = prepared.loads(row["counts"]) or {}
-    return {
+    history = {
         "publisher": dataset.owner, "dataset_count": row["dataset_count"],
         "datasets": prepared.loads(row["datasets"]) or [],
         "counts": {action.split(".")[1]: counts.get(action, 0) for action in HISTORY_ACTIONS},
         "latest": _entries(row["latest"]),
-    }, _entries(row["record"])
+    }
+    found, groups = _entries(row["reports"]), []
+    for target_type, about in (("dataset", "This dataset"), ("publisher", "Its publisher")):
+        rows = [r for r in found if r["target_type"] == target_type]
+        if rows:
+            groups.append({"about": about, "count": len(rows), "newest": rows[0],
+                           "reasons": sorted({policy.label(r["reason"]) for r in rows}),
+                           "link": f"/moderation/reports/{target_type}/{rows[0]['target_id']}"})
+    return history, _entries(row["record"]), groups
 
 
 # Personal data ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 with the CSRF token; the same validation and refusals as the API, review_api.py)."""
 from urllib.parse import urlencode
 
-from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -14,7 +13,6 @@ from marketplace.api import APIError
 from marketplace.catalog.models import DatasetRevision
 
 from . import policy, review
-from .models import Report
 from .review_api import ReviewDecisionRequest, QueueParams, decide_or_refuse
 from .roles import MODERATOR, role_required
 from .views import _error_text
@@ -76,30 +74,8 @@ def item_page(request, revision_id):
         "mine": shown.claim is not None and shown.claim.moderator_id == request.user.pk,
         "is_open": shown.revision.status in DatasetRevision.OPEN,
         "claim_minutes": review.claim_minutes(), "reason_label": policy.label,
-        "open_reports": _open_reports(shown.revision.dataset),
+        "open_reports": shown.reports,
     }, status=status)
-
-
-def _open_reports(dataset) -> list[dict]:
-    """The open reports on the dataset and on its publisher, one group each: how many, the
-    reasons, the newest evidence, and the group's page. One query (the target index)."""
-    owner = dataset.owner.address or ""
-    match = Q(target_type=Report.TargetType.DATASET, target_id=str(dataset.pk))
-    if owner:
-        match |= Q(target_type=Report.TargetType.PUBLISHER, target_id=owner)
-    rows = list(Report.objects.filter(match, status=Report.Status.OPEN)
-                .only("id", "target_type", "target_id", "reason", "evidence", "created_at").order_by("-pk")[:1000])
-    groups = []
-    for target_type, about in ((Report.TargetType.DATASET, "This dataset"), (Report.TargetType.PUBLISHER,
-                                                                             "Its publisher")):
-        found = [r for r in rows if r.target_type == target_type]
-        if found:
-            groups.append({
-                "about": about, "count": len(found), "newest": found[0],
-                "reasons": sorted({policy.label(r.reason) for r in found}),
-                "link": f"/moderation/reports/{target_type}/{found[0].target_id}",
-            })
-    return groups
 
 
 def _act(request, revision_id, action) -> str:
