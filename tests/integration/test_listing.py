@@ -372,8 +372,12 @@ def test_a_second_sender_waits_for_the_lock_holder(chain, publisher_client, staf
         blocked = sender.send_operator_actions()
         assert blocked.skipped == "another sender is running" and blocked.transactions == []
         assert OperatorAction.objects.get().status == "pending"
+        # Released outright: closing the session ends it too, but only once its backend has exited,
+        # which may be after the close returns (a sender right after it then still found it held).
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [sender.LOCK_NAME])
     finally:
-        other.close()  # ends the session, and its lock
+        other.close()
     assert len(sender.send_operator_actions().transactions) == 1
     assert OperatorAction.objects.get().status == "confirmed"
 
