@@ -27,6 +27,27 @@ class APIError(exceptions.APIException):
         super().__init__(detail=message, code=code)
 
 
+class Refused(Exception):
+    """A service's refusal (the moderation console's and the operator actions' retries): a stable
+    `code`, a `message` for people, the HTTP `status`, and the input `field` it is about (None:
+    the request as a whole). An API view raises `refusal(exc)`; a page shows the message."""
+
+    default_status = 409
+
+    def __init__(self, code: str, message: str, status: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+        self.status = self.default_status if status is None else status
+
+
+def refusal(exc: Refused) -> exceptions.APIException:
+    """A Refused as the API answers it: a 400 about one input as that field's message, anything
+    else as a coded error."""
+    if exc.field and exc.status == 400:
+        return exceptions.ValidationError({exc.field: [exc.message]})
+    return APIError(exc.code, exc.message, status=exc.status)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):  # Django refusing a body DRF asked it for
         from marketplace.limits.parsers import BodyTooLarge

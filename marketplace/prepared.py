@@ -9,7 +9,9 @@ compile. It takes part in whatever transaction Django has open on that connectio
 
 Only for fixed statements of the hottest pages (bench/review_queue.py measures them): the rest of
 the code uses the ORM. jsonb comes back as text here, as Django's connection loads it (`loads`
-decodes it)."""
+decodes it). DATABASE_PREPARED_STATEMENTS=0 (settings) turns preparing off for a connection
+pooler that cannot keep prepared statements; the statements then run unprepared."""
+from contextlib import contextmanager
 import json
 
 from django.db import connection
@@ -17,11 +19,20 @@ import psycopg
 from psycopg.rows import dict_row
 
 
-def rows(sql: str, params=()) -> list[dict]:
+@contextmanager
+def cursor(row_factory=None):
+    """A server-side-binding cursor on Django's connection (execute with `prepare=True`); the
+    database's errors come out as Django's, as from Django's own cursors."""
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection, row_factory=dict_row) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
+    options = {"row_factory": row_factory} if row_factory else {}
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection, **options) as opened:
+        yield opened
+
+
+def rows(sql: str, params=()) -> list[dict]:
+    with cursor(dict_row) as opened:
+        opened.execute(sql, params, prepare=True)
+        return opened.fetchall()
 
 
 def loads(value):

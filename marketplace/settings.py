@@ -101,8 +101,9 @@ if not DATABASE_URL:
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 # A database that is down must fail fast (health checks, pages), not hang a request.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
-# Prepared statements only where the code asks for one (`prepare=True`: the search results' query,
-# run on every search). DATABASE_PREPARED_STATEMENTS=0 turns them off for a connection pooler
+# Prepared statements only where the code asks for one (`prepare=True` through marketplace/prepared.py:
+# the search results' query, the heartbeat's, the session and user of every signed-in request, the
+# review queue's). DATABASE_PREPARED_STATEMENTS=0 turns them off for a connection pooler
 # that cannot keep them (PgBouncer in transaction mode before 1.21).
 DATABASES["default"]["OPTIONS"].setdefault(
     "prepare_threshold", 2**31 - 1 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None)

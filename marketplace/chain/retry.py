@@ -29,6 +29,8 @@ from django.db import connection, transaction
 from eth_utils import to_checksum_address
 from web3.exceptions import ContractLogicError
 
+from marketplace.api import Refused
+
 from . import reverts
 from .models import OperatorAction
 
@@ -44,10 +46,8 @@ COPIED = ("kind", "chain_id", "market", "listing_id", "order_id", "expected_owne
           "payload", "on_done")
 
 
-class RetryRefused(Exception):
-    def __init__(self, code: str, message: str, status: int = 409):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class RetryRefused(Refused):
+    """A failed or cancelled operator action that cannot be queued again."""
 
 
 def _target(action) -> dict:

@@ -6,6 +6,7 @@ to the pool). The decision is recorded as `flag.clear` / `flag.confirm` by the r
 recorded once whichever way it was taken (this console or the admin)."""
 from django.db.models import Count, Q, Sum
 
+from marketplace import api
 from marketplace.rewards import flags
 from marketplace.rewards.models import Flag, HeldAmount
 
@@ -15,10 +16,8 @@ NOTE_MAX = 2000
 PAGE = 100
 
 
-class Refused(Exception):
-    def __init__(self, code: str, message: str, status: int = 409):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class Refused(api.Refused):
+    """A flag decision that cannot be taken."""
 
 
 def _with_holdings(rows: list[Flag]) -> list[dict]:

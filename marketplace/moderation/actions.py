@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 
+from marketplace.api import Refused
 from marketplace.accounts.services import wallet_user
 from marketplace.catalog import removal, services
 from marketplace.catalog.models import Dataset, Listing
@@ -25,12 +26,8 @@ from .receivers import role_of
 ACTIONS = ("delist", "remove", "restore")
 
 
-class ActionRefused(Exception):
-    """A refusal with a stable code, a message for people and an HTTP status."""
-
-    def __init__(self, code, message, status=409):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class ActionRefused(Refused):
+    """An action on a dataset that cannot be taken."""
 
 
 def check_words(*, reason: str, statement: str, internal_note: str = "", reason_required: bool = True) -> dict:

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.roles import IsModerator
-from marketplace.api import APIError, StrictTextField, errors
+from marketplace.api import refusal, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.catalog.models import Dataset
 
@@ -23,10 +23,6 @@ from . import actions, appeals
 from .api import Params, SignedIn
 from .models import Appeal
 from .policy import APPEAL_MAX, NOTE_MAX, REASON_CODES, STATEMENT_MAX
-
-
-def refusal(exc: actions.ActionRefused) -> APIError:
-    return APIError(exc.code, exc.message, status=exc.status)
 
 
 class DatasetActionRequest(serializers.Serializer):

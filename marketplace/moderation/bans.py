@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from eth_utils import is_address, to_checksum_address
 
+from marketplace.api import Refused
 from marketplace.accounts.models import User, WalletBan
 from marketplace.catalog import revisions
 from marketplace.catalog import services as catalog
@@ -50,12 +51,8 @@ MAX_STATEMENT = 2000
 MAX_NOTE = 2000
 
 
-class BanRefused(Exception):
-    """A ban or lift that cannot be done, with the API's code and status."""
-
-    def __init__(self, code: str, message: str, status: int = 409):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class BanRefused(Refused):
+    """A ban or lift that cannot be done."""
 
 
 def checksummed(value: str) -> str:

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from marketplace.accounts.models import WalletBan
 from marketplace.accounts.roles import IsModerator
-from marketplace.api import APIError, StrictCharField, StrictTextField, errors
+from marketplace.api import refusal, StrictCharField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 
 from . import bans
@@ -76,10 +76,6 @@ def ban_json(row) -> dict:
     return data
 
 
-def refused(exc: bans.BanRefused):
-    return APIError(exc.code, exc.message, status=exc.status)
-
-
 class BansView(APIView):
     """GET: the active bans, newest first (or one wallet's, lifted ones included). POST: ban a
     wallet from one scope (201); the same wallet and scope banned already is a 409."""
@@ -100,7 +96,7 @@ class BansView(APIView):
         try:
             row = bans.ban(**data.validated_data, moderator=request.user)
         except bans.BanRefused as exc:
-            raise refused(exc) from None
+            raise refusal(exc) from None
         return Response(ban_json(row), status=201)
 
 
@@ -116,7 +112,7 @@ class LiftView(APIView):
         try:
             row = bans.lift(ban_id=ban_id, statement=data.validated_data["statement"], moderator=request.user)
         except bans.BanRefused as exc:
-            raise refused(exc) from None
+            raise refusal(exc) from None
         return Response(ban_json(row))
 
 

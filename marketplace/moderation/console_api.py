@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.roles import ARBITER, IsArbiter, IsModerator, has_role
-from marketplace.api import APIError, StrictRegexField, StrictTextField, errors
+from marketplace.api import APIError, refusal, StrictRegexField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
@@ -31,16 +31,12 @@ def _time(value):
     return iso_time(value) if value else None
 
 
-
-
 def _order_id(value: int) -> int:
     if value > disputes.MAX_ORDER_ID:
         raise APIError("not_found", f"No order {value} on this chain's market.", status=404)
     return value
 
 
-def _refused(exc):
-    return APIError(exc.code, exc.message, status=exc.status)
 
 
 # Disputes ---------------------------------------------------------------------------------------
@@ -175,7 +171,7 @@ class ResolveView(APIView):
             decision = disputes.resolve(order_id=_order_id(order_id), refund_bps=body["share"], arbiter=request.user,
                                         statement=body.get("statement", "").strip(), note=body.get("note", "").strip())
         except disputes.Refused as exc:
-            raise _refused(exc) from None
+            raise refusal(exc) from None
         return Response({"order_id": str(int(decision.order.order_id)), "refund_bps": decision.refund_bps,
                          "via": decision.via, "entry": decision.entry.pk,
                          "action": action_body(decision.action) if decision.action else None,
@@ -236,7 +232,7 @@ class DecideFlagView(APIView):
             flag = abuse.decide(flag_id=pk, decision=data.validated_data["decision"], by=request.user,
                                 note=data.validated_data.get("note", ""))
         except abuse.Refused as exc:
-            raise _refused(exc) from None
+            raise refusal(exc) from None
         return Response({"id": flag.pk, "status": flag.status, "decided_by": flag.decided_by})
 
 
@@ -277,6 +273,6 @@ class RetryActionView(APIView):
         try:
             new = operator_actions.retry(action_id=pk, by=request.user)
         except RetryRefused as exc:
-            raise _refused(exc) from None
+            raise refusal(exc) from None
         return Response({"action": action_body(new)}, status=202)
 

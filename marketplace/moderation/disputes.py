@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
+from marketplace import api
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
 from marketplace.chain.contracts import DataMarket
@@ -45,12 +46,8 @@ MAX_ORDER_ID = 2**256 - 1  # an order id is a uint256: a larger one is a 404, ne
 STATEMENT_MAX = 2000
 
 
-class Refused(Exception):
-    """A decision that cannot be taken: `code` and `message` for the API's error body, `status`."""
-
-    def __init__(self, code: str, message: str, status: int = 409):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class Refused(api.Refused):
+    """A dispute decision that cannot be taken."""
 
 
 def near_deadline() -> timedelta:

@@ -16,7 +16,6 @@ from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
 from . import audit
-from .models import AuditEntry
 
 Kind, Status = OperatorAction.Kind, OperatorAction.Status
 PAGE = 50

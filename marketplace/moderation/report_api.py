@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.roles import IsModerator
-from marketplace.api import APIError, StrictBooleanField, StrictCharField, StrictTextField, errors
+from marketplace.api import APIError, refusal, StrictBooleanField, StrictCharField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.limits.http import RateLimited, client_network
 from marketplace.limits.services import LimitExceeded
@@ -20,13 +20,6 @@ from .models import Report
 
 CHOOSE_REASON = "Choose a reason from the list: " + ", ".join(policy.REASONS) + "."
 REASON_HELP = "A policy code: " + ", ".join(f"`{code}` ({label})" for code, label in policy.REASONS.items())
-
-
-def refusal(exc: reports.ReportRefused):
-    """A ReportRefused as the API answers it: a field's message in `fields`, or a coded error."""
-    if exc.field and exc.status == 400:
-        return serializers.ValidationError({exc.field: [exc.message]})
-    return APIError(exc.code, exc.message, status=exc.status)
 
 
 class ReportRequest(serializers.Serializer):

@@ -18,6 +18,7 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 from eth_utils import is_address, to_checksum_address
 
+from marketplace.api import Refused
 from marketplace.accounts.models import User
 from marketplace.catalog import services as catalog_services
 from marketplace.catalog.models import Dataset
@@ -45,13 +46,10 @@ SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,120}")
 DATASET_PATH_RE = re.compile(r"/datasets/([-a-zA-Z0-9_]{1,120})(?:/.*)?")
 
 
-class ReportRefused(Exception):
-    """A report or a closing that cannot be taken: `code` and `message` for the API's error body,
-    the HTTP `status`, and the input `field` it is about (None: the request as a whole)."""
+class ReportRefused(Refused):
+    """A report or a closing that cannot be taken (a 400 unless it says otherwise)."""
 
-    def __init__(self, code: str, message: str, *, status: int = 400, field: str | None = None):
-        super().__init__(message)
-        self.code, self.message, self.status, self.field = code, message, status, field
+    default_status = 400
 
 
 @dataclass(frozen=True)

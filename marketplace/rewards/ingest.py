@@ -34,11 +34,10 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-import psycopg
 
+from marketplace import prepared
 from marketplace.accounts.bans import CONTRIBUTE, CONTRIBUTE_BANNED_SQL, REFUSALS
 from marketplace.api import error_response
 from marketplace.limits import services as limits
@@ -253,8 +252,7 @@ def heartbeat(request):
     now = time.time()
     try:
         body, params = check(request.body, client_address(request), request, now)
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        with prepared.cursor() as cursor:
             # Autocommit: the statement is its own transaction, committed when execute returns.
             cursor.execute(_ACCEPT, params, prepare=True)
             if cursor.fetchone() is None:

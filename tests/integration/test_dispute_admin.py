@@ -103,14 +103,20 @@ def test_a_second_resolution_while_one_is_on_its_way_is_refused(chain, arbiter_c
     assert "already on its way" in messages
 
 
-def test_without_the_arbiter_role_the_page_prepares_the_arbiter_s_transaction(chain, arbiter_client, disputed,
-                                                                              settings):
+def wallet_as_arbiter(chain, settings) -> str:
+    """The arbiter role moves from the operator to a wallet (a dev key), which CHAIN_ARBITER names."""
     arbiter = Account.from_key(DEV_KEYS[3]).address
     role = chain.market.role("ARBITER_ROLE")
     functions = chain.market.contract.functions
     chain.send(functions.grantRole(role, arbiter), chain.operator.address)
     chain.send(functions.revokeRole(role, chain.operator.address), chain.operator.address)
     settings.CHAIN_ARBITER = arbiter
+    return arbiter
+
+
+def test_without_the_arbiter_role_the_page_prepares_the_arbiter_s_transaction(chain, arbiter_client, disputed,
+                                                                              settings):
+    arbiter = wallet_as_arbiter(chain, settings)
 
     page = resolve(arbiter_client, disputed, confirmed="1", share="100")
 
@@ -118,7 +124,8 @@ def test_without_the_arbiter_role_the_page_prepares_the_arbiter_s_transaction(ch
     html = page.content.decode()
     assert "does not hold the arbiter role" in html and "orders/arbiter.js" in html
     data = re.search(r'&quot;data&quot;: &quot;(0x[0-9a-f]+)&quot;', html).group(1)
-    name, args = functions.resolve(0, 0).abi["name"], chain.market.contract.decode_function_input(data)[1]
+    name, args = chain.market.contract.functions.resolve(0, 0).abi["name"], \
+        chain.market.contract.decode_function_input(data)[1]
     assert name == "resolve" and args == {"orderId": int(disputed.order_id), "refundBps": 10_000}
     receipt = chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_transaction(
         {"from": arbiter, "to": chain.market.address, "data": data}))
@@ -138,12 +145,7 @@ def test_the_admin_refuses_a_second_decision_while_the_console_s_decision_stands
     """Finding 7: the admin's resolve action did not check the console's standing decision, so a
     dispute decided in the console (prepared for the arbiter's wallet) could be decided again in
     the admin: a second transaction prepared, or a resolution queued for the operator sender."""
-    arbiter = Account.from_key(DEV_KEYS[3]).address
-    role = chain.market.role("ARBITER_ROLE")
-    functions = chain.market.contract.functions
-    chain.send(functions.grantRole(role, arbiter), chain.operator.address)
-    chain.send(functions.revokeRole(role, chain.operator.address), chain.operator.address)
-    settings.CHAIN_ARBITER = arbiter
+    wallet_as_arbiter(chain, settings)
     decided = arbiter_client.post(f"/api/v1/moderation/disputes/{disputed.order_id}/resolve", {"refund_bps": 2500},
                                   content_type="application/json")
     assert decided.status_code == 202 and decided.json()["via"] == "wallet"
@@ -153,7 +155,8 @@ def test_the_admin_refuses_a_second_decision_while_the_console_s_decision_stands
     assert prepared.status_code == 302, "refused, with the message on the queue's page"
     assert "decided already" in arbiter_client.get(QUEUE).content.decode()
     # The operator key is the arbiter again: still refused, and nothing is queued.
-    chain.send(functions.grantRole(role, chain.operator.address), chain.operator.address)
+    chain.send(chain.market.contract.functions.grantRole(chain.market.role("ARBITER_ROLE"), chain.operator.address),
+               chain.operator.address)
     queued = resolve(arbiter_client, disputed, confirmed="1", share="100")
     assert queued.status_code == 302 and "decided already" in arbiter_client.get(QUEUE).content.decode()
     assert not OperatorAction.objects.exists()

@@ -188,6 +188,19 @@ def test_without_the_arbiter_role_every_dispute_url_is_refused(chain, disputed):
     assert not AuditEntry.objects.exists() and not OperatorAction.objects.exists()
 
 
+def a_failed_resolution(chain, client, disputed):
+    """The arbiter decides 25 %; the operator has lost the arbiter role, so the transaction fails.
+    Returns the failed action and the role (to grant back)."""
+    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
+                       content_type="application/json").status_code == 202
+    role = chain.market.role("ARBITER_ROLE")
+    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
+    sender.send_operator_actions()
+    failed = OperatorAction.objects.get()
+    assert failed.status == "failed"
+    return failed, role
+
+
 def make_wallet_the_arbiter(chain, settings):
     role = chain.market.role("ARBITER_ROLE")
     functions = chain.market.contract.functions
@@ -228,13 +241,8 @@ def test_without_the_operator_as_arbiter_the_decision_is_prepared_for_the_arbite
 def test_a_failed_resolution_is_shown_and_retried_once_the_operator_is_the_arbiter_again(
         chain, arbiter, disputed, settings):
     _, client = arbiter
-    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
-                       content_type="application/json").status_code == 202
-    role = chain.market.role("ARBITER_ROLE")
-    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
-    sender.send_operator_actions()
-    failed = OperatorAction.objects.get()
-    assert failed.status == "failed" and "ARBITER_ROLE" in failed.error
+    failed, role = a_failed_resolution(chain, client, disputed)
+    assert "ARBITER_ROLE" in failed.error
 
     listed = client.get("/api/v1/moderation/actions").json()["results"]
     assert [(a["id"], a["may_retry"]) for a in listed] == [(failed.pk, True)]
@@ -343,13 +351,7 @@ def test_a_failed_resolution_overruled_by_a_later_decision_is_never_sent_again(c
     """A decides 25 % (fails: the operator lost the role); B decides 90 % for the wallet; the role
     comes back: A's 25 % must not go out."""
     _, client = arbiter
-    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
-                       content_type="application/json").status_code == 202
-    role = chain.market.role("ARBITER_ROLE")
-    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
-    sender.send_operator_actions()
-    first = OperatorAction.objects.get()
-    assert first.status == "failed"
+    first, role = a_failed_resolution(chain, client, disputed)
     _, other = person("arbiter2", "arbiter")
     second = other.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 9000}, content_type="application/json")
     assert second.status_code == 202 and second.json()["via"] == "wallet"
@@ -583,13 +585,7 @@ def test_a_retry_holds_no_row_lock_while_it_asks_the_chain(chain, arbiter, dispu
     from marketplace.moderation import operator_actions
 
     user, client = arbiter
-    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 2500},
-                       content_type="application/json").status_code == 202
-    role = chain.market.role("ARBITER_ROLE")
-    chain.send(chain.market.contract.functions.revokeRole(role, chain.operator.address), chain.operator.address)
-    sender.send_operator_actions()
-    failed = OperatorAction.objects.get()
-    assert failed.status == "failed"
+    failed, role = a_failed_resolution(chain, client, disputed)
     chain.send(chain.market.contract.functions.grantRole(role, chain.operator.address), chain.operator.address)
 
     asking, go = threading.Event(), threading.Event()
