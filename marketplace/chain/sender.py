@@ -331,6 +331,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
         if not roles["arbiter"]:
             return (f"the operator key {operator.address} does not hold ARBITER_ROLE: the arbiter's wallet "
                     "has to send this")
+    if action.kind == Kind.APPROVE and getattr(settings, "CHAIN_APPROVAL_CHECK", ""):
+        reason = import_string(settings.CHAIN_APPROVAL_CHECK)(action)  # e.g. its version was rejected since
+        if reason:
+            return reason
     if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return mismatch(market, action)
     if not spec.batch:
