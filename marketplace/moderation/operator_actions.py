@@ -17,6 +17,7 @@ from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
 from . import audit
+from .models import AuditEntry
 
 Kind, Status = OperatorAction.Kind, OperatorAction.Status
 PAGE = 50
@@ -105,6 +106,15 @@ def _not_the_standing_resolution(action: OperatorAction) -> str:
                 f"#{decision['id']}, a refund of {details.get('refund_bps', 0) / 100:g} %).")
     if (action.payload or {}).get("refund_bps") != details.get("refund_bps"):
         return "Refused: its share is not the one decided."
+    outside = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order", target_id=decision["target_id"],
+                                         details__order_tx=order.tx_hash, details__via="chain", id__gt=decision["id"])
+               .order_by("id").first())
+    if outside is not None:
+        # A resolution sent outside the console after this decision, which a reorganisation dropped
+        # since (it no longer stands), may be mined again: a retry would race it.
+        return (f"No longer needed: order {action.order_id} was resolved on-chain outside the console after this "
+                f"decision (audit entry #{outside.id}, transaction {outside.details.get('tx_hash')}); that "
+                "resolution may be mined again. An arbiter decides again.")
     return ""
 
 
