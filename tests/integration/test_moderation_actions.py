@@ -129,7 +129,8 @@ def test_a_removal_refuses_the_files_purges_the_preview_and_is_recorded(moderato
     [entry] = AuditEntry.objects.all()
     assert (entry.action, entry.reason, entry.statement, entry.internal_note) == (
         "dataset.remove", "personal_data", "It lists people's home addresses.", "Notice #12")
-    assert entry.details == {"dataset": dataset.slug, "was": "draft", "on_chain": False, "buyers_told": 0}
+    assert entry.details == {"dataset": dataset.slug, "was": "draft", "on_chain": False, "buyers_told": 0,
+                             "approved_listings": []}
     assert "counter-notice" in Notification.objects.get(recipient=publisher).text
 
     again = act(client_of(moderator), dataset, "remove")
@@ -705,7 +706,8 @@ def test_a_removal_and_restore_never_undo_a_delisting_when_a_new_version_was_lis
     """Finding 2: A delists the dataset (version 1's listing cleared on-chain); the publisher lists
     version 2, which puts the dataset back in review; B removes it (was: pending review); C
     restores it. Nothing was on sale at the removal, so nothing goes on sale again: the delisting
-    of version 1 stands."""
+    of version 1 stands, and version 2 waits for its review again."""
+    from marketplace.catalog.models import DatasetRevision
     from marketplace.chain.models import OperatorAction
 
     dataset, first = on_sale.dataset, on_sale.listings.get()
@@ -714,7 +716,7 @@ def test_a_removal_and_restore_never_undo_a_delisting_when_a_new_version_was_lis
     sender.send_operator_actions()
     indexer.index_chain(chain.w3)
     assert Dataset.objects.get(pk=dataset.pk).status == "delisted"
-    new_version(chain, on_sale)
+    second = new_version(chain, on_sale)
     assert Dataset.objects.get(pk=dataset.pk).status == "pending_review"
 
     assert act(b, dataset, "remove").status_code == 200
@@ -723,13 +725,15 @@ def test_a_removal_and_restore_never_undo_a_delisting_when_a_new_version_was_lis
     restored = act(c, dataset, "restore", reason="", statement="The notice was withdrawn.")
 
     assert restored.status_code == 200, restored.json()
-    assert restored.json()["status"] == "delisted"
-    assert not OperatorAction.objects.filter(kind="approve").exclude(status="cancelled").exists()
+    assert restored.json()["status"] == "pending_review"
+    assert not OperatorAction.objects.filter(kind="approve").exists()
+    waiting = DatasetRevision.objects.get(dataset=dataset, status="pending")
+    assert (waiting.kind, waiting.version_id) == ("version", second.pk)
     sender.send_operator_actions()
     indexer.index_chain(chain.w3)
-    assert Dataset.objects.get(pk=dataset.pk).status == "delisted"
+    assert Dataset.objects.get(pk=dataset.pk).status == "pending_review"
     assert chain.market.get_listing(int(first.listing_id))["approved"] is False
-    assert "nothing of it was on sale" in Notification.objects.filter(kind="dataset.restore").get().text
+    assert "back in the review queue" in Notification.objects.filter(kind="dataset.restore").get().text
 
 
 @pytest.mark.chain
@@ -760,6 +764,7 @@ def test_a_removal_and_restore_after_a_lifted_ban_approve_nothing_the_ban_cleare
     assert restored.status_code == 200 and restored.json()["status"] == "delisted", restored.json()
     assert not OperatorAction.objects.filter(kind="approve").exists()
     assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
+    assert "nothing of it was on sale" in Notification.objects.filter(kind="dataset.restore").get().text
 
 
 @pytest.mark.chain
