@@ -369,3 +369,25 @@ def on_operator_action(action: OperatorAction) -> None:
         logger.warning("operator action #%s (%s, %s) for listing %s %s: %s", action.pk,
                        action.kind, (action.context or {}).get("intent"), action.listing_id,
                        action.status, action.error)
+
+
+def unapproved_version(action, *, by_listing_id: bool = False) -> str:
+    """Why approval `action` must not put its listing on sale: the listing's version is no longer
+    approved, e.g. a moderator rejected it after the approval was queued or failed ("" when it
+    is approved, or no listing is known). The listing is the one the catalog named in the
+    action's context (services._queue_operator_action), or with `by_listing_id` the one of its
+    listing id when the context names none. The operator sender asks this before it signs an
+    approval (settings CHAIN_APPROVAL_CHECK), the console before it retries one."""
+    listing_pk = (action.context or {}).get("listing")
+    versions = DatasetVersion.objects.only("number", "review")
+    if listing_pk is not None:
+        version = versions.filter(listings__pk=listing_pk).first()
+    elif by_listing_id and action.listing_id is not None:
+        version = versions.filter(listings__chain_id=action.chain_id, listings__listing_id=action.listing_id).first()
+    else:
+        return ""
+    if version is None or version.review == DatasetVersion.Review.APPROVED:
+        return ""
+    state = "rejected" if version.review == DatasetVersion.Review.REJECTED else "waiting for review"
+    return (f"version {version.number} of the dataset is {state}, not approved: its listing {action.listing_id} "
+            "is not put on sale")

@@ -9,7 +9,8 @@ the shared facet counts. The files themselves stay in the private storage, refus
 still need them, and a restore needs them. `restore` reverses either a removal or a delisting:
 the approvals of the approved versions go on-chain again and a removed dataset's files are
 analysed again; a removal of a dataset an earlier decision had delisted or rejected goes back to
-that status instead, approving nothing. Nothing is put back on sale for a publisher banned from
+that status instead, approving nothing, and a restore of a removal approves again only the
+listings that were on sale at the removal (`on_sale_listings`, recorded by the caller). Nothing is put back on sale for a publisher banned from
 publishing. The moderation app records and announces both (it calls these; the catalog
 imports nothing of it).
 """
@@ -75,6 +76,25 @@ def clearing_unread(dataset) -> bool:
     return False
 
 
+def on_sale_listings(dataset) -> list[Listing]:
+    """`dataset`'s listings on this chain that are on sale, or about to be: approved on-chain (as
+    the indexer read it) with no clearing on its way, or with an approval on its way (pending or
+    sent). The latest of a listing's open actions decides. What a removal records, so that its
+    restore puts back on sale exactly these."""
+    from marketplace.chain.models import OperatorAction
+
+    listings = on_chain_listings(dataset)
+    latest = {}
+    for action in OperatorAction.objects.filter(
+            chain_id=settings.CHAIN_ID, listing_id__in=[listing.listing_id for listing in listings],
+            kind__in=(OperatorAction.Kind.APPROVE, OperatorAction.Kind.UNAPPROVE),
+            status__in=OperatorAction.OPEN).order_by("id"):
+        latest[int(action.listing_id)] = action.kind
+    return [listing for listing in listings
+            if latest.get(int(listing.listing_id), OperatorAction.Kind.APPROVE if listing.approved else None)
+            == OperatorAction.Kind.APPROVE]
+
+
 def remove(dataset, *, moderator=None) -> bool:
     """Remove `dataset` for legal reasons. Returns True when an approval on-chain is being cleared.
     Raises AlreadyDone for a dataset removed already."""
@@ -100,15 +120,21 @@ def remove(dataset, *, moderator=None) -> bool:
 OFF_SALE = (Dataset.Status.DELISTED, Dataset.Status.REJECTED)
 
 
-def restore(dataset, *, moderator=None, back_to=None) -> str:
+def restore(dataset, *, moderator=None, back_to=None, listings=None) -> str:
     """Put a delisted or removed dataset back: the approvals of its approved versions' listings are
     queued again (the dataset waits in review until the indexer reads them, then is listed), a
     removed dataset's files are served again and analysed again; a clearing not sent yet is
-    cancelled. `back_to` (delisted or rejected) is the status a removed dataset had before its
-    removal when an earlier decision had taken it off sale: its files are served again and it goes
-    back to that status, nothing approved. Returns the new status. Raises AlreadyDone for a dataset
-    neither delisted (nor being delisted), rejected nor removed, and PublisherBanned when the
-    restore would approve or resubmit something of a publisher banned from publishing."""
+    cancelled. `back_to` (delisted, rejected or draft) is the status a removed dataset goes back
+    to when nothing of it was on sale at its removal (an earlier decision had taken it off sale,
+    or nothing was approved): its files are served again and it takes that status, nothing
+    approved. `listings` (on-chain listing ids, as text) are those a removed dataset had on sale
+    at its removal: only they are approved again, and only those whose version is still
+    approved; when none is, the dataset stays delisted; when there were none (and no `back_to`),
+    its latest listed version goes back to review (None: every approved version's listing, as
+    for a removal recorded before the listings were). Returns the new status. Raises
+    AlreadyDone for a dataset neither delisted (nor being delisted), rejected nor removed, and
+    PublisherBanned when the restore would approve or resubmit something of a publisher banned
+    from publishing."""
     from marketplace.accounts.bans import PUBLISH, is_banned
 
     with transaction.atomic():
@@ -118,7 +144,14 @@ def restore(dataset, *, moderator=None, back_to=None) -> str:
                 and not is_delisting(dataset):  # a delisting not sent yet is cancelled
             raise AlreadyDone(f"{dataset.title} is {dataset.get_status_display().lower()}: there is nothing to "
                               "restore.")
-        stays_off_sale = removed and back_to in OFF_SALE
+        stays_off_sale = removed and back_to is not None
+        approved = []
+        if not stays_off_sale:
+            approved = [listing for listing in on_chain_listings(dataset)
+                        if listing.version.review == DatasetVersion.Review.APPROVED
+                        and (listings is None or not removed or str(int(listing.listing_id)) in listings)]
+            if removed and listings and not approved:  # none of them is approved any more
+                stays_off_sale, back_to = True, Dataset.Status.DELISTED
         if not stays_off_sale and is_banned(dataset.owner.address, PUBLISH):
             raise PublisherBanned(f"The publisher of {dataset.title} is banned from publishing: restoring the "
                                   "dataset would put its listings back on sale (or in review). Lift the publishing "
@@ -136,8 +169,6 @@ def restore(dataset, *, moderator=None, back_to=None) -> str:
         if stays_off_sale:
             Dataset.objects.filter(pk=dataset.pk).update(status=back_to)
             return back_to
-        approved = [listing for listing in on_chain_listings(dataset)
-                    if listing.version.review == DatasetVersion.Review.APPROVED]
         if approved:
             # Waiting for the approval in review; the indexer lists it when it reads it.
             Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.PENDING_REVIEW)

@@ -26,7 +26,9 @@ sender works at a time whichever worker or host runs it, and then:
 3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first), each to its
    kind's contract (the market, or the reward distributor for `propose_root` and `revoke_root`,
    whose pending root must be the action's epoch and root): each row is
-   checked (an approval's listing must still have the reviewed owner and content hash; a single
+   checked (an approval's listing must still have the reviewed owner and content hash, and the
+   app that queued it must still want it: settings.CHAIN_APPROVAL_CHECK, the catalog's check that
+   the listing's version is still approved; a single
    call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE; the
    gas, estimated at the fees it will pay, must be under the kind's ceiling; a reward root needs
    a greater epoch than the distributor's last and a balance that covers the new total less what
@@ -331,6 +333,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
         if not roles["arbiter"]:
             return (f"the operator key {operator.address} does not hold ARBITER_ROLE: the arbiter's wallet "
                     "has to send this")
+    if action.kind == Kind.APPROVE and getattr(settings, "CHAIN_APPROVAL_CHECK", ""):
+        reason = import_string(settings.CHAIN_APPROVAL_CHECK)(action)  # e.g. its version was rejected since
+        if reason:
+            return reason
     if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return mismatch(market, action)
     if not spec.batch:

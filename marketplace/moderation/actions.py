@@ -101,6 +101,7 @@ def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
     with transaction.atomic():
         dataset = _locked(dataset)
         was = state(dataset)
+        on_sale = [str(int(listing.listing_id)) for listing in removal.on_sale_listings(dataset)]
         try:
             on_chain = removal.remove(dataset, moderator=moderator)
         except removal.AlreadyDone as exc:
@@ -110,7 +111,7 @@ def remove(dataset, *, moderator, reason, statement, internal_note="") -> dict:
                              actor_role=role_of(moderator), reason=reason, statement=statement,
                              internal_note=internal_note,
                              details={"dataset": dataset.slug, "was": was, "on_chain": on_chain,
-                                      "buyers_told": len(buyers)})
+                                      "buyers_told": len(buyers), "approved_listings": on_sale})
         notify(dataset.owner, kind="dataset.remove", text=(
             f"{dataset.title} was removed for legal reasons ({REASONS[reason]}): it is off sale and its files are "
             f"no longer delivered. Reasons: {statement} You may file a counter-notice at /me/audit."),
@@ -149,14 +150,29 @@ def tell_buyers_of_removed(sender, events, **kwargs):
             _told_of_removal(listing.version.dataset, event.args["buyer"], event=event)
 
 
-def before_removal(dataset):
-    """The status a removed dataset goes back to when its removal found it taken off sale by an
-    earlier decision (delisted, being delisted, rejected), as its latest `dataset.remove` entry
-    recorded; None when it was not (or the entry does not say)."""
+def before_removal(dataset) -> tuple[str | None, list[str] | None, str]:
+    """What a restore gives back to a removed dataset, from its latest `dataset.remove` entry:
+    (the status it goes back to with nothing approved, or None; the on-chain listings it had on
+    sale, to approve again, or None when the entry does not name them; why it stays off sale,
+    for the publisher). The status is the earlier decision's when the removal found the dataset
+    taken off sale (delisted, being delisted, rejected); else, when the removal found nothing on
+    sale (`approved_listings` empty: e.g. approvals a ban cleared), delisted (draft for a draft);
+    a dataset waiting for review with nothing on sale (a delisting, then a new version listed)
+    goes back to review, its latest listed version resubmitted. Nothing that was not on sale at
+    the removal is approved by its restore. An entry from before `approved_listings` was recorded names no
+    listings: the restore approves every approved version's listings, as it did."""
     entry = audit.dataset_decisions(dataset.pk, ("dataset.remove",)).last()
-    was = (entry.details or {}).get("was") if entry is not None else None
-    return {"delisting": Dataset.Status.DELISTED, Dataset.Status.DELISTED: Dataset.Status.DELISTED,
-            Dataset.Status.REJECTED: Dataset.Status.REJECTED}.get(was)
+    details = (entry.details or {}) if entry is not None else {}
+    was, listings = details.get("was"), details.get("approved_listings")
+    status = {"delisting": Dataset.Status.DELISTED, Dataset.Status.DELISTED: Dataset.Status.DELISTED,
+              Dataset.Status.REJECTED: Dataset.Status.REJECTED}.get(was)
+    if status is not None:
+        return status, listings, "as it was before the removal"
+    if listings == [] and was != Dataset.Status.PENDING_REVIEW:
+        return (Dataset.Status.DRAFT if was == Dataset.Status.DRAFT else Dataset.Status.DELISTED, listings,
+                "nothing of it was on sale when it was removed")
+    # Waiting for review with nothing on sale: its latest listed version goes back to the queue.
+    return None, listings, "the versions on sale when it was removed are no longer approved"
 
 
 def restore(dataset, *, moderator, reason="", statement, internal_note="", appeal=None) -> dict:
@@ -172,9 +188,9 @@ def restore(dataset, *, moderator, reason="", statement, internal_note="", appea
             raise ActionRefused("being_delisted", "The clearing of the dataset's approval is on its way to the chain: "
                                 "restore it once the chain has confirmed it and the marketplace has read it (seconds "
                                 "to minutes).")
-        back_to = before_removal(dataset) if was == "removed" else None
+        back_to, listings, why = before_removal(dataset) if was == "removed" else (None, None, "")
         try:
-            status = removal.restore(dataset, moderator=moderator, back_to=back_to)
+            status = removal.restore(dataset, moderator=moderator, back_to=back_to, listings=listings)
         except removal.AlreadyDone as exc:
             raise ActionRefused("nothing_to_restore", str(exc)) from None
         except removal.PublisherBanned as exc:
@@ -186,13 +202,14 @@ def restore(dataset, *, moderator, reason="", statement, internal_note="", appea
         entry = audit.record(action=action, target_type="dataset", target_id=dataset.pk, actor=moderator,
                              actor_role=role_of(moderator), reason=reason, statement=statement,
                              internal_note=internal_note, details=details)
-        if status in removal.OFF_SALE:  # a removal undone, an earlier decision standing
-            back = (f"stays {Dataset.Status(status).label.lower()}, as it was before the removal; its files are "
-                    "delivered to its buyers again")
+        if was == "removed" and (status in removal.OFF_SALE or status == Dataset.Status.DRAFT):
+            # a removal undone that approved nothing: an earlier decision stands, or nothing was on sale
+            back = (f"stays {Dataset.Status(status).label.lower()}, {why}; its files are delivered to its buyers "
+                    "again")
         elif status == Dataset.Status.LISTED:
             back = "is listed again"
         elif status == Dataset.Status.PENDING_REVIEW:
-            back = ("is back in the review queue" if was == Dataset.Status.REJECTED
+            back = ("is back in the review queue" if was == Dataset.Status.REJECTED or listings == []
                     else "goes back on sale once the chain confirms its approval")
         else:
             back = "can be listed again"

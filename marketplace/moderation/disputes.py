@@ -217,7 +217,10 @@ def _blocking(order) -> str:
     if details.get("via") == "wallet":
         return (f"Order {order.order_id} was decided already (a refund of {details['refund_bps'] / 100:g} % by "
                 f"{decision['actor']}): its transaction is prepared for the arbiter's wallet on the dispute's page.")
-    action = OperatorAction.objects.filter(pk=details.get("action")).first()
+    # Its last action: the first one's latest retry (one confirmed but not read by the indexer yet
+    # still stands, though the first one failed).
+    last = retries_of(details.get("action"))
+    action = OperatorAction.objects.filter(pk=last[-1]).first() if last else None
     if action is not None and action.status in (OperatorAction.Status.FAILED, OperatorAction.Status.CANCELLED):
         return ""  # it failed: a new decision may take its place
     return (f"Order {order.order_id} was decided already (a refund of {details['refund_bps'] / 100:g} % by "

@@ -43,9 +43,10 @@ class AuditEntry(models.Model):
 class Notification(models.Model):
     """Something decided about a person (their dataset, their report, their order), shown to them
     in the site until they mark it read. Written by `notifications.notify`. A notice of something
-    read from the chain (a dispute settled, an order paid for a removed dataset) names its event,
-    (`tx_hash`, `log_index`): one per recipient, kind and event, so the indexer reading the same
-    events again after a reorganisation tells nobody twice."""
+    read from the chain (a dispute settled, an order paid for a removed dataset) names its event
+    by its transaction and its place in it (`tx_hash`, `position`): one per recipient, kind and
+    event, so the indexer reading the same events again after a reorganisation tells nobody twice,
+    even when the transaction is mined again in another block at another log index."""
 
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=40, help_text="What it is about, e.g. dataset.approve")
@@ -54,12 +55,13 @@ class Notification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
     tx_hash = models.CharField(max_length=66, blank=True, help_text="The chain event it tells of, if any")
-    log_index = models.PositiveIntegerField(null=True, blank=True)
+    position = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The event's place in its transaction (0 for its first log we stored)")
 
     class Meta:
         indexes = [models.Index(fields=["recipient", "-id"], name="notification_recipient_id")]
         constraints = [
-            models.UniqueConstraint(fields=["recipient", "kind", "tx_hash", "log_index"],
+            models.UniqueConstraint(fields=["recipient", "kind", "tx_hash", "position"],
                                     condition=~models.Q(tx_hash=""), name="notification_once_per_event"),
         ]
 

@@ -8,20 +8,34 @@ the outbox (`email`: queued in the same transaction, sent by a Celery worker wit
 settings, retried when the mail server is down)."""
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from marketplace.outbox.services import enqueue
 
+from marketplace.chain.models import ChainEvent
+
 from .models import Notification
 
 
+def position(event) -> int:
+    """Where chain event `event` (an indexer Event, stored) is in its transaction: its log index
+    less the lowest of the transaction's events the indexer stored. A reorganisation that mines the
+    same transaction in another block, after other transactions' logs, changes its log index, not
+    this."""
+    first = (ChainEvent.objects.filter(chain_id=event.chain_id, tx_hash=event.tx_hash, block_hash=event.block_hash)
+             .aggregate(first=Min("log_index"))["first"])
+    return event.log_index - min(event.log_index, first if first is not None else event.log_index)
+
+
 def notify(user, *, kind: str, text: str, link: str = "", event=None) -> Notification | None:
-    """Tell `user`. With `event` (a chain event: it has `tx_hash` and `log_index`), once per
-    recipient, kind and event: the indexer reading the event again after a reorganisation finds
-    the notice (and sends no second e-mail); returns None then."""
+    """Tell `user`. With `event` (a chain event the indexer stored), once per recipient, kind and
+    event, the event named by its transaction and its position in it: the indexer reading the
+    event again after a reorganisation finds the notice (and sends no second e-mail), in whatever
+    block the transaction was mined again; returns None then."""
     key = {}
     if event is not None:
-        key = {"tx_hash": event.tx_hash, "log_index": event.log_index}
+        key = {"tx_hash": event.tx_hash, "position": position(event)}
         if Notification.objects.filter(recipient=user, kind=kind, **key).exists():
             return None
     notification = Notification.objects.create(recipient=user, kind=kind, text=text, link=link, **key)

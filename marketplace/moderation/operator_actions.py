@@ -9,6 +9,7 @@ from django.db import transaction
 
 from marketplace.accounts.bans import PUBLISH, is_banned
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
+from marketplace.catalog.listing import unapproved_version
 from marketplace.catalog.models import Dataset
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RETRYABLE, RetryRefused, ask_chain, requeue, retries_of
@@ -16,6 +17,7 @@ from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
 from . import audit
+from .models import AuditEntry
 
 Kind, Status = OperatorAction.Kind, OperatorAction.Status
 PAGE = 50
@@ -104,6 +106,15 @@ def _not_the_standing_resolution(action: OperatorAction) -> str:
                 f"#{decision['id']}, a refund of {details.get('refund_bps', 0) / 100:g} %).")
     if (action.payload or {}).get("refund_bps") != details.get("refund_bps"):
         return "Refused: its share is not the one decided."
+    outside = (AuditEntry.objects.filter(action="dispute.resolve", target_type="order", target_id=decision["target_id"],
+                                         details__order_tx=order.tx_hash, details__via="chain", id__gt=decision["id"])
+               .order_by("id").first())
+    if outside is not None:
+        # A resolution sent outside the console after this decision, which a reorganisation dropped
+        # since (it no longer stands), may be mined again: a retry would race it.
+        return (f"No longer needed: order {action.order_id} was resolved on-chain outside the console after this "
+                f"decision (audit entry #{outside.id}, transaction {outside.details.get('tx_hash')}); that "
+                "resolution may be mined again. An arbiter decides again.")
     return ""
 
 
@@ -115,10 +126,18 @@ def _checked(action_id: int, by) -> OperatorAction:
     role = role_for(action.kind)
     if not has_role(by, role):
         raise Refused("forbidden", f"Only {role}s may retry a {action.get_kind_display().lower()}.", status=403)
-    reason = ((_later_decision(action) or _not_wanted_now(action))
-              if action.status in (Status.FAILED, Status.CANCELLED) else "")
+    if action.status not in (Status.FAILED, Status.CANCELLED):
+        return action  # chain.retry refuses it (not_failed)
+    reason = _later_decision(action) or _not_wanted_now(action)
     if reason:
         raise Refused("not_needed", reason)
+    if action.kind == Kind.APPROVE:
+        # A rejection of the version (a decision about a part of the dataset, which the two checks
+        # above do not see) or its new review waiting: the version is approved again first.
+        why = unapproved_version(action, by_listing_id=True)
+        if why:
+            raise Refused("version_not_approved", f"Not queued again: {why}. A moderator approves the version "
+                          "first (its review queues the approval).")
     return action
 
 

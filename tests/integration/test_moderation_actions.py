@@ -16,6 +16,7 @@ from marketplace.moderation.models import Appeal, AuditEntry, Notification
 from marketplace.orders import delivery
 from marketplace.outbox.models import OutboxMessage
 from tests.conftest import DEV_KEYS
+from tests.integration.test_datamarket_client import on_sale  # noqa: F401  (fixture)
 from tests.integration.test_moderation_audit import client_of, user
 
 PAYOUT = "0x" + "ab" * 20
@@ -128,7 +129,8 @@ def test_a_removal_refuses_the_files_purges_the_preview_and_is_recorded(moderato
     [entry] = AuditEntry.objects.all()
     assert (entry.action, entry.reason, entry.statement, entry.internal_note) == (
         "dataset.remove", "personal_data", "It lists people's home addresses.", "Notice #12")
-    assert entry.details == {"dataset": dataset.slug, "was": "draft", "on_chain": False, "buyers_told": 0}
+    assert entry.details == {"dataset": dataset.slug, "was": "draft", "on_chain": False, "buyers_told": 0,
+                             "approved_listings": []}
     assert "counter-notice" in Notification.objects.get(recipient=publisher).text
 
     again = act(client_of(moderator), dataset, "remove")
@@ -675,3 +677,117 @@ def test_a_buyer_of_a_removed_dataset_is_told_once_when_a_reorganisation_replays
         assert Notification.objects.filter(recipient=buyer, kind="dataset.remove").count() == 1
     finally:
         storages["private"].delete(version.file)
+
+
+# The third attack review's findings ----------------------------------------------------------------
+
+
+def new_version(chain, version, number=2):
+    """Version `number` of `version`'s dataset, listed on-chain by its publisher (the indexer's
+    _link: a delisted dataset goes back to review)."""
+    import hashlib
+
+    from tests.integration.test_listing import PRICE, link, send_prepared
+
+    publisher = client_of(version.dataset.owner)
+    newer = DatasetVersion.objects.create(
+        dataset=version.dataset, number=number, file=version.file, original_name=version.original_name,
+        format=version.format, size=version.size, content_hash="0x" + hashlib.sha256(b"v%d" % number).hexdigest(),
+        price=PRICE, token=chain.token.address, analysis_status="done")
+    answer = link(publisher, newer, send_prepared(chain, publisher, newer))
+    assert answer.status_code == 201, answer.json()
+    return newer
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_and_restore_never_undo_a_delisting_when_a_new_version_was_listed_between(chain, on_sale,
+                                                                                           no_worker):
+    """Finding 2: A delists the dataset (version 1's listing cleared on-chain); the publisher lists
+    version 2, which puts the dataset back in review; B removes it (was: pending review); C
+    restores it. Nothing was on sale at the removal, so nothing goes on sale again: the delisting
+    of version 1 stands, and version 2 waits for its review again."""
+    from marketplace.catalog.models import DatasetRevision
+    from marketplace.chain.models import OperatorAction
+
+    dataset, first = on_sale.dataset, on_sale.listings.get()
+    a, b, c = (client_of(user(name, "moderator")) for name in ("mod_a", "mod_b", "mod_c"))
+    assert act(a, dataset, "delist", reason="misleading", statement="The readings are made up.").status_code == 200
+    sender.send_operator_actions()
+    indexer.index_chain(chain.w3)
+    assert Dataset.objects.get(pk=dataset.pk).status == "delisted"
+    second = new_version(chain, on_sale)
+    assert Dataset.objects.get(pk=dataset.pk).status == "pending_review"
+
+    assert act(b, dataset, "remove").status_code == 200
+    removed = AuditEntry.objects.get(action="dataset.remove")
+    assert removed.details["was"] == "pending_review" and removed.details["approved_listings"] == []
+    restored = act(c, dataset, "restore", reason="", statement="The notice was withdrawn.")
+
+    assert restored.status_code == 200, restored.json()
+    assert restored.json()["status"] == "pending_review"
+    assert not OperatorAction.objects.filter(kind="approve").exists()
+    waiting = DatasetRevision.objects.get(dataset=dataset, status="pending")
+    assert (waiting.kind, waiting.version_id) == ("version", second.pk)
+    sender.send_operator_actions()
+    indexer.index_chain(chain.w3)
+    assert Dataset.objects.get(pk=dataset.pk).status == "pending_review"
+    assert chain.market.get_listing(int(first.listing_id))["approved"] is False
+    assert "back in the review queue" in Notification.objects.filter(kind="dataset.restore").get().text
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_and_restore_after_a_lifted_ban_approve_nothing_the_ban_cleared(chain, on_sale, no_worker):
+    """Finding 2: a publishing ban clears the listings' approvals (the dataset stays listed in the
+    database); once the ban is lifted, a removal then a restore approve nothing: nothing was on
+    sale when it was removed."""
+    from marketplace.chain.models import OperatorAction
+
+    dataset, listing = on_sale.dataset, on_sale.listings.get()
+    moderator, other = client_of(user("mod", "moderator")), client_of(user("mod2", "moderator"))
+    banned = moderator.post("/api/v1/moderation/bans", {
+        "address": dataset.owner.address, "scope": "publish", "reason": "fraud",
+        "statement": "Sold data that was not theirs."}, content_type="application/json")
+    assert banned.status_code == 201, banned.json()
+    sender.send_operator_actions()
+    indexer.index_chain(chain.w3)
+    assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
+    assert moderator.post(f"/api/v1/moderation/bans/{banned.json()['id']}/lift", {"statement": "Cleared."},
+                          content_type="application/json").status_code == 200
+
+    assert act(moderator, dataset, "remove").status_code == 200
+    removed = AuditEntry.objects.get(action="dataset.remove")
+    assert removed.details["approved_listings"] == []
+    restored = act(other, dataset, "restore", reason="", statement="The notice was withdrawn.")
+
+    assert restored.status_code == 200 and restored.json()["status"] == "delisted", restored.json()
+    assert not OperatorAction.objects.filter(kind="approve").exists()
+    assert chain.market.get_listing(int(listing.listing_id))["approved"] is False
+    assert "nothing of it was on sale" in Notification.objects.filter(kind="dataset.restore").get().text
+
+
+@pytest.mark.chain
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_approves_again_exactly_the_listings_on_sale_at_the_removal(chain, on_sale, no_worker):
+    """Finding 2: version 1 on sale, version 2 listed and approved by a review after the removal
+    could not happen (the removal closes its review); so: version 1's listing is on sale when
+    the dataset is removed, version 2's is only waiting for review. The restore approves version
+    1's listing and not version 2's, even once version 2 is marked approved."""
+    from marketplace.chain.models import OperatorAction
+
+    dataset, first = on_sale.dataset, on_sale.listings.get()
+    second = new_version(chain, on_sale)
+    moderator, other = client_of(user("mod", "moderator")), client_of(user("mod2", "moderator"))
+    assert act(moderator, dataset, "remove").status_code == 200
+    removed = AuditEntry.objects.get(action="dataset.remove")
+    assert removed.details["approved_listings"] == [str(int(first.listing_id))]
+    DatasetVersion.objects.filter(pk=second.pk).update(review="approved")  # nobody approved its listing on-chain
+    sender.send_operator_actions()
+    indexer.index_chain(chain.w3)
+
+    restored = act(other, dataset, "restore", reason="", statement="The notice was withdrawn.")
+
+    assert restored.status_code == 200 and restored.json()["status"] == "pending_review", restored.json()
+    approvals = OperatorAction.objects.filter(kind="approve", status="pending")
+    assert [int(a.listing_id) for a in approvals] == [int(first.listing_id)]

@@ -633,3 +633,129 @@ def test_a_retry_holds_no_row_lock_while_it_asks_the_chain(chain, arbiter, dispu
     assert list(OperatorAction.objects.filter(status="pending").values_list("payload", flat=True)) == [
         {"refund_bps": 9000}]
     assert not AuditEntry.objects.filter(action="chain.retry").exists()
+
+
+# The third attack review's findings ------------------------------------------------------------
+
+
+def test_a_failed_approval_is_not_retried_once_its_version_was_rejected(chain, on_sale, no_worker):
+    """Finding 1: moderator A approved version 1, the approval of its listing failed; the version
+    came back for review (linked again) and moderator B rejected it, a decision about a version,
+    not the whole dataset. Moderator C's retry of the approval is refused; and the sender itself
+    never approves a listing whose version is not approved."""
+    from marketplace.catalog import revisions
+    from marketplace.catalog.models import DatasetVersion, Listing
+
+    listing = on_sale.listings.get()
+    listing_id = int(listing.listing_id)
+    chain.send(chain.market.contract.functions.setApproval([listing_id], False), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    Listing.objects.filter(pk=listing.pk).update(approved=False)
+    approval = failed(chain, on_sale, "approve")
+    revision = revisions.submit_version(on_sale, Listing.objects.get(pk=listing.pk), by=on_sale.dataset.owner)
+    revisions.decide(revision, decision="reject", moderator=person("reviewer", "moderator")[0],
+                     reason="Holds e-mail addresses.")
+    assert DatasetVersion.objects.get(pk=on_sale.pk).review == "rejected"
+    _, client = person("moderator", "moderator")
+
+    answer = client.post(f"/api/v1/moderation/actions/{approval.pk}/retry")
+
+    assert answer.status_code == 409, answer.json()
+    assert answer.json()["error"]["code"] == "version_not_approved"
+    assert "version 1" in answer.json()["error"]["message"] and "rejected" in answer.json()["error"]["message"]
+    assert not OperatorAction.objects.filter(status="pending").exists()
+    assert not AuditEntry.objects.filter(action="chain.retry").exists()
+
+    # An approval that reaches the sender anyway (queued before the rejection) is not sent.
+    queued = OperatorAction.objects.create(
+        kind="approve", chain_id=approval.chain_id, market=approval.market, listing_id=approval.listing_id,
+        expected_owner=approval.expected_owner, expected_content_hash=approval.expected_content_hash,
+        context=approval.context, on_done="marketplace.catalog.listing.on_operator_action")
+    report = sender.send_operator_actions()
+    queued.refresh_from_db()
+    assert report.failed == 1 and queued.status == "failed"
+    assert "version 1" in queued.error and "rejected" in queued.error
+    assert chain.market.get_listing(listing_id)["approved"] is False
+
+
+def test_a_second_decision_is_refused_while_the_retry_of_the_first_is_confirmed_but_not_read(
+        chain, arbiter, disputed, no_worker):
+    """Finding 3: the first decision's action failed and its retry was confirmed; the indexer has
+    not read the resolution yet, so the order is still disputed here. A second decision is
+    refused: the standing decision is judged by the last action of its retries."""
+    user, client = arbiter
+    failed_action, role = a_failed_resolution(chain, client, disputed)
+    chain.send(chain.market.contract.functions.grantRole(role, chain.operator.address), chain.operator.address)
+    retried = client.post(f"/api/v1/moderation/actions/{failed_action.pk}/retry")
+    assert retried.status_code == 202, retried.json()
+    OperatorAction.objects.filter(pk=retried.json()["action"]["id"]).update(status="confirmed")
+
+    second = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 9000}, content_type="application/json")
+
+    assert second.status_code == 409, second.json()
+    assert second.json()["error"]["code"] == "already_decided" and "confirmed" in second.json()["error"]["message"]
+    assert AuditEntry.objects.filter(action="dispute.resolve").count() == 1
+
+    # Once the retry has failed too, a new decision may take the first one's place.
+    OperatorAction.objects.filter(pk=retried.json()["action"]["id"]).update(status="failed")
+    assert client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 9000},
+                       content_type="application/json").status_code == 202
+
+
+def test_a_failed_decision_is_not_retried_after_an_outside_resolution_a_reorganisation_dropped(
+        chain, arbiter, disputed, no_worker):
+    """Finding 4: the console's 25 % failed (the operator lost the role); the arbiter resolved 70 %
+    from their wallet; a reorganisation dropped that transaction, which may be mined again. The
+    old 25 % decision is not retried: an arbiter decides again."""
+    _, client = arbiter
+    failed_action, role = a_failed_resolution(chain, client, disputed)
+    raw = signed_resolution(chain, disputed.order_id, 7000)
+    before = chain.rpc("evm_snapshot")
+    send_raw(chain, raw)
+    indexer.index_chain(chain.w3)
+    assert Order.objects.get(pk=disputed.pk).status == "resolved"
+    assert AuditEntry.objects.filter(action="dispute.resolve", details__via="chain").count() == 1
+    chain.rpc("evm_revert", [before])
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    assert Order.objects.get(pk=disputed.pk).status == "disputed"
+    chain.send(chain.market.contract.functions.grantRole(role, chain.operator.address), chain.operator.address)
+
+    answer = client.post(f"/api/v1/moderation/actions/{failed_action.pk}/retry")
+
+    assert answer.status_code == 409, answer.json()
+    assert answer.json()["error"]["code"] == "not_needed"
+    assert "outside the console" in answer.json()["error"]["message"]
+    assert not OperatorAction.objects.filter(status="pending").exists()
+    decided = client.post(f"{API}/{disputed.order_id}/resolve", {"refund_bps": 4000}, content_type="application/json")
+    assert decided.status_code == 202, decided.json()
+
+
+def test_an_outside_resolution_mined_again_at_another_log_index_tells_each_party_once(
+        chain, arbiter, disputed, no_worker):
+    """Finding 5: after a reorganisation the same transaction, mined in another block behind
+    another transaction's log, has another log index; the parties are told once."""
+    raw, tx_hash, before = outside_resolution(chain, disputed)
+    (old,) = chain.market.contract.events.DisputeResolved().process_receipt(
+        chain.w3.eth.get_transaction_receipt(tx_hash), errors=DISCARD)
+    assert Notification.objects.filter(kind="dispute.resolved").count() == 2
+
+    chain.rpc("evm_revert", [before])
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    w3 = chain.w3
+    chain.rpc("evm_setAutomine", [False])
+    try:  # another transaction with a log goes first in the block
+        w3.eth.send_transaction({"from": BUYER, "to": chain.token.address, "maxFeePerGas": 200 * 10**9,
+                                 "maxPriorityFeePerGas": 50 * 10**9, "gas": 100_000,
+                                 "data": chain.token.contract.encode_abi("transfer", args=[PUBLISHER, 1])})
+        assert w3.eth.send_raw_transaction(raw).to_0x_hex() == tx_hash
+        chain.rpc("evm_mine")
+    finally:
+        chain.rpc("evm_setAutomine", [True])
+    (new,) = chain.market.contract.events.DisputeResolved().process_receipt(
+        w3.eth.wait_for_transaction_receipt(tx_hash), errors=DISCARD)
+    assert new["logIndex"] != old["logIndex"]
+    indexer.index_chain(w3)
+
+    assert Order.objects.get(pk=disputed.pk).status == "resolved"
+    told = sorted(Notification.objects.filter(kind="dispute.resolved").values_list("recipient__address", flat=True))
+    assert told == sorted([BUYER, PUBLISHER]), "told once per event"

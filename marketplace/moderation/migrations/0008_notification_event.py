@@ -14,8 +14,8 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='notification',
-            name='log_index',
-            field=models.PositiveIntegerField(blank=True, null=True),
+            name='position',
+            field=models.PositiveIntegerField(blank=True, help_text="The event's place in its transaction (0 for its first log we stored)", null=True),
         ),
         migrations.AddField(
             model_name='notification',
@@ -24,6 +24,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='notification',
-            constraint=models.UniqueConstraint(condition=models.Q(('tx_hash', ''), _negated=True), fields=('recipient', 'kind', 'tx_hash', 'log_index'), name='notification_once_per_event'),
+            constraint=models.UniqueConstraint(condition=models.Q(('tx_hash', ''), _negated=True), fields=('recipient', 'kind', 'tx_hash', 'position'), name='notification_once_per_event'),
         ),
     ]
