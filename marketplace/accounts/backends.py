@@ -4,6 +4,8 @@ request through one prepared statement that also brings their moderation roles (
 
 Sessions made before it named django.contrib.auth.backends.ModelBackend, which stays in
 AUTHENTICATION_BACKENDS after this one so that they still sign their holder in."""
+from functools import cache
+
 from django.contrib.auth.backends import ModelBackend
 
 from marketplace import prepared
@@ -14,6 +16,7 @@ from .roles import ROLES
 PATH = "marketplace.accounts.backends.UserBackend"
 
 
+@cache
 def _read_sql() -> str:
     roles = ", ".join(f"'{role}'" for role in ROLES)
     return f"""

@@ -4,6 +4,7 @@ the publisher's history, personal-data flags), and claims. Decisions are the cat
 (`catalog.revisions.decide`); a claim refuses another moderator's through the catalog's
 `revision_deciding` signal (receivers.py), and the audit entry is written by receivers.py."""
 from dataclasses import dataclass
+from functools import cache
 from datetime import UTC, datetime, timedelta
 import difflib
 import re
@@ -212,6 +213,7 @@ class Item:
     waited: str
 
 
+@cache
 def _item_sql() -> str:
     """The revision with its dataset, publisher, version (the revision's, else the dataset's
     latest), live or expired claim and its holder, and who decided it: one prepared statement."""
