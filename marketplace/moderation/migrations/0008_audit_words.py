@@ -22,10 +22,9 @@ ALTER TABLE moderation_auditword ADD CONSTRAINT moderation_auditword_pkey PRIMAR
 -- As for the search column (0004): a rare word is told from a common one, so the planner starts
 -- from the rarer of two words.
 ALTER TABLE moderation_auditword ALTER COLUMN word SET STATISTICS 1000;
-ANALYZE moderation_auditword;
--- Vacuumed after every 10,000 new words (not a fifth of the table, the default; and so right after
--- this migration), so the pages of the newest entries, those the search reads most, are soon
--- all-visible: their words are read from the index alone.
+-- Vacuumed after every 10,000 new words (not a fifth of the table, the default), so the pages of
+-- the newest entries, those the search reads most, are soon all-visible: their words are read from
+-- the index alone.
 ALTER TABLE moderation_auditword SET (autovacuum_vacuum_insert_scale_factor = 0,
                                       autovacuum_vacuum_insert_threshold = 10000);
 
@@ -52,9 +51,14 @@ DROP TABLE moderation_auditword;
 
 
 class Migration(migrations.Migration):
+    atomic = False  # for the VACUUM
     dependencies = [("moderation", "0007_appeals")]
     operations = [migrations.SeparateDatabaseAndState(
-        database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
+        # One string each (a list item is sent as it is, not split): FORWARD runs as one statement
+        # list, all or nothing; then VACUUM, which a transaction cannot hold, sets the visibility
+        # map at once (where autovacuum is off, nothing else would).
+        database_operations=[migrations.RunSQL([FORWARD], [BACKWARD]),
+                             migrations.RunSQL(["VACUUM (ANALYZE) moderation_auditword"], migrations.RunSQL.noop)],
         state_operations=[migrations.CreateModel(
             name="AuditWord",
             fields=[
