@@ -3,6 +3,7 @@ Lists are newest first, 50 a page; `next_before` is the `before` of the next pag
 import json
 
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
@@ -92,8 +93,16 @@ class PublisherAuditEntrySerializer(serializers.ModelSerializer):
 
 def entry_json(row: dict) -> dict:
     """An entry's row (selectors' dicts) as the serializers above document it, without DRF's
-    per-field work (a page is 50 entries)."""
-    return {**row, "created_at": iso_time(row["created_at"])}
+    per-field work (a page is 50 entries). A `created_at` already text came so from the database
+    (`iso_times`)."""
+    created = row["created_at"]
+    return {**row, "created_at": created if isinstance(created, str) else iso_time(created)}
+
+
+def iso_times() -> bool:
+    """Whether the database may write the entries' times (selectors.UTC_ISO): iso_time gives
+    UTC when the current time zone is UTC (settings.TIME_ZONE; nothing activates another)."""
+    return timezone.get_current_timezone_name() == "UTC"
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -137,7 +146,8 @@ class AuditSearchView(APIView):
         p = AuditParams.read(request.query_params.dict())
         kind, _, ident = p.get("target", "").partition(":")
         rows = selectors.audit_entries(q=p.get("q", ""), action=p.get("action", ""), target_type=kind,
-                                       target_id=ident, actor=p.get("actor", ""), before=p.get("before"))
+                                       target_id=ident, actor=p.get("actor", ""), before=p.get("before"),
+                                       iso_times=iso_times())
         return json_page(rows)
 
 
@@ -151,7 +161,7 @@ class MyAuditView(APIView):
                                                                         "PublisherAuditPage"), **errors(400, 401)})
     def get(self, request):
         p = PageParams.read(request.query_params.dict())
-        rows = selectors.publisher_entries(request.user, before=p.get("before"))
+        rows = selectors.publisher_entries(request.user, before=p.get("before"), iso_times=iso_times())
         return json_page(rows)
 
 

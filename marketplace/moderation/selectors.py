@@ -19,8 +19,16 @@ ENTRY_FIELDS = ("id", "created_at", "actor", "actor_id", "actor_role", "action",
 # internal note, or which moderator acted (their role only).
 PUBLISHER_FIELDS = ("id", "created_at", "actor_role", "action", "target_type", "target_id", "reason", "statement",
                     "details")
-_ENTRY_COLUMNS = ", ".join(f"e.{name}" for name in ENTRY_FIELDS)
-_PUBLISHER_COLUMNS = ", ".join(f"e.{name}" for name in PUBLISHER_FIELDS)
+# `created_at` as the API writes it when the time zone is UTC (catalog.api.iso_time: ISO 8601, the
+# microseconds unless there are none, "Z"), made by PostgreSQL: no datetime to load and format
+# again in Python for each of 50 entries.
+UTC_ISO = ("to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN"
+           " mod(extract(microseconds FROM e.created_at)::bigint, 1000000) = 0 THEN '' ELSE"
+           " to_char(e.created_at AT TIME ZONE 'UTC', '.US') END || 'Z'")
+
+
+def _columns(fields: tuple, iso_times: bool) -> str:
+    return ", ".join(UTC_ISO if iso_times and name == "created_at" else f"e.{name}" for name in fields)
 
 
 # Joined word tables at most: the planner orders up to join_collapse_limit (8) joins, and 4 words
@@ -47,7 +55,7 @@ def _entries(sql: str, params: list, fields: tuple) -> list[dict]:
 
 
 def audit_entries(*, q: str = "", action: str = "", target_type: str = "", target_id: str = "", actor: str = "",
-                  before: int | None = None, limit: int = PAGE_SIZE) -> list[dict]:
+                  before: int | None = None, limit: int = PAGE_SIZE, iso_times: bool = False) -> list[dict]:
     """The moderators' search. `q`: entries having every word (actor, target id, reason,
     statement, internal note, reporter), matched whole and without case, as
     `search @@ plainto_tsquery('simple', q)` matches them.
@@ -55,7 +63,8 @@ def audit_entries(*, q: str = "", action: str = "", target_type: str = "", targe
     One SQL query, newest first by id. Each word of `q` is a join to the word index
     (`AuditWord`, primary key (word, entry_id)): the planner starts from the rarest word (its
     statistics tell) and reads its entries newest first, 50 and done, where the GIN index gave
-    every match to sort. `before` bounds each word's read as well as the entries'."""
+    every match to sort. `before` bounds each word's read as well as the entries'. `iso_times`:
+    `created_at` as the API's text in UTC (UTC_ISO), not a datetime."""
     joins, where, params = [], [], []
     if q:
         words = query_words(q)
@@ -79,19 +88,21 @@ def audit_entries(*, q: str = "", action: str = "", target_type: str = "", targe
         # planner counts it twice, expects fewer than 50 matches and sorts them all (20 ms).
         where.append("e.id < %s")
         params.append(before)
-    sql = (f"SELECT {_ENTRY_COLUMNS} FROM moderation_auditentry e{''.join(joins)}"
+    sql = (f"SELECT {_columns(ENTRY_FIELDS, iso_times)} FROM moderation_auditentry e{''.join(joins)}"
            f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.id DESC LIMIT %s")
     return _entries(sql, [*params, limit], ENTRY_FIELDS)
 
 
-def publisher_entries(user, *, before: int | None = None, limit: int = PAGE_SIZE) -> list[dict]:
-    """The entries about `user`'s datasets (dataset targets whose id is one of theirs)."""
+def publisher_entries(user, *, before: int | None = None, limit: int = PAGE_SIZE,
+                      iso_times: bool = False) -> list[dict]:
+    """The entries about `user`'s datasets (dataset targets whose id is one of theirs);
+    `iso_times` as for audit_entries."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id::text FROM {Dataset._meta.db_table} WHERE owner_id = %s", [user.pk])
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []
-    sql = (f"SELECT {_PUBLISHER_COLUMNS} FROM moderation_auditentry e WHERE e.target_type = 'dataset'"
+    sql = (f"SELECT {_columns(PUBLISHER_FIELDS, iso_times)} FROM moderation_auditentry e WHERE e.target_type = 'dataset'"
            f" AND e.target_id = ANY(%s){' AND e.id < %s' if before is not None else ''} ORDER BY e.id DESC LIMIT %s")
     return _entries(sql, [ids, *([before] if before is not None else []), limit], PUBLISHER_FIELDS)
 

@@ -425,16 +425,24 @@ def test_a_page_of_entries_is_the_json_drf_rendered_byte_for_byte(moderator_clie
           actor=moderator, details={"listings": [{"id": "9", "price": 12}], "ok": True, "none": None, "z": "ä"},
           reporter="0xabc", internal_note="tab\there")
     entry(action="wallet.ban", target_type="wallet", target_id="0xdead", reason="fraud")
+    with connection.cursor() as cursor:  # times the database writes as text (selectors.UTC_ISO) as iso_time would
+        for when in ("2026-01-02 03:04:05+00", "2026-01-02 03:04:05.0001+00", "2026-07-02 23:59:59.99+02"):
+            cursor.execute("INSERT INTO moderation_auditentry (created_at, actor, actor_role, action, target_type, "
+                           "target_id, reason, statement, internal_note, reporter, details, prev_hash, hash) "
+                           "VALUES (%s, '', 'system', 'chain.confirmed', 'dataset', %s, '', '', '', '', '{}', '', "
+                           "%s)", [when, mine.pk, when])
     answer = moderator_client.get("/api/v1/moderation/audit")
     rows = selectors.audit_entries()
     assert answer.content == JSONRenderer().render(paged(rows, [entry_json(row) for row in rows]))
+    assert [e["created_at"] for e in answer.json()["results"][:3]] == [
+        "2026-07-02T21:59:59.990000Z", "2026-01-02T03:04:05.000100Z", "2026-01-02T03:04:05Z"]
     assert answer["Content-Type"] == "application/json" and "\\u2028" in answer.content.decode()
-    assert answer.json()["results"][1]["details"]["listings"] == [{"id": "9", "price": 12}]
-    assert answer.json()["results"][1]["actor_id"] == moderator.pk
+    assert answer.json()["results"][4]["details"]["listings"] == [{"id": "9", "price": 12}]
+    assert answer.json()["results"][4]["actor_id"] == moderator.pk
     mine_answer = client_of(publisher).get("/api/v1/me/audit")
     rows = selectors.publisher_entries(publisher)
     assert mine_answer.content == JSONRenderer().render(paged(rows, [entry_json(row) for row in rows]))
-    assert len(rows) == 1 and "internal_note" not in rows[0]
+    assert len(rows) == 4 and "internal_note" not in rows[0]
 
 
 @pytest.mark.parametrize("params, field", [
