@@ -2,6 +2,7 @@
 `before` is the last id of the page read, so every page costs the same however deep). The audit
 reads are raw SQL giving plain dicts of the fields asked for, the same as the ORM's `.values()`
 (no model instances, no query compiled per request: they run on every search)."""
+import functools
 import json
 
 from django.db import connection
@@ -37,12 +38,14 @@ def _columns(fields: tuple, iso_times: bool) -> str:
 MAX_JOINED_WORDS = 4
 
 
-def query_words(q: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def query_words(q: str) -> tuple[str, ...]:
     """The words of `q` as the search matches them: the lexemes of plainto_tsquery('simple', q)
-    (lower case, split as PostgreSQL's parser splits them: `Foo-Bar` is foo-bar, foo and bar)."""
+    (lower case, split as PostgreSQL's parser splits them: `Foo-Bar` is foo-bar, foo and bar).
+    Kept per process (the same `q` has the same words): paging a search asks once."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT tsvector_to_array(to_tsvector('simple', %s))", [q])
-        return cursor.fetchone()[0]
+        return tuple(cursor.fetchone()[0])
 
 
 def _entries(sql: str, params: list, fields: tuple) -> list[dict]:
@@ -67,10 +70,10 @@ def audit_entries(*, q: str = "", action: str = "", target_type: str = "", targe
     `created_at` as the API's text in UTC (UTC_ISO), not a datetime."""
     joins, where, params = [], [], []
     if q:
-        words = query_words(q)
+        # The longer words first: more often the rarer (for the 4 joined).
+        words = sorted(query_words(q), key=len, reverse=True)
         if not words:  # only punctuation: plainto_tsquery has no lexeme and matches nothing
             return []
-        words.sort(key=len, reverse=True)  # the longer words first: more often the rarer
         for i, word in enumerate(words[:MAX_JOINED_WORDS]):
             joins.append(f" JOIN moderation_auditword w{i} ON w{i}.entry_id = e.id AND w{i}.word = %s"
                          + (f" AND w{i}.entry_id < %s" if before is not None else ""))
