@@ -128,6 +128,7 @@ def load(rows):
                                 json.dumps(fields["details"]), fields["prev_hash"], previous))
         cursor.execute("SELECT setval(pg_get_serial_sequence('moderation_auditentry', 'id'), %s)", [rows])
         cursor.execute("VACUUM ANALYZE moderation_auditentry")
+        cursor.execute("VACUUM ANALYZE moderation_auditword")  # the search's word index, filled by the COPY's trigger
     print(f"loaded {rows:,} audit entries (hashes computed, COPY, VACUUM ANALYZE) in {time.monotonic() - started:.1f} s")
 
 

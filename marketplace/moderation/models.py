@@ -40,6 +40,20 @@ class AuditEntry(models.Model):
         return f"#{self.id} {self.action} {self.target_type}:{self.target_id}"
 
 
+class AuditWord(models.Model):
+    """One word of one audit entry: the audit search's ordered word index (migration 0008). A row
+    for each distinct word of an entry's `search` column, added by a trigger on the log's insert in
+    the same transaction, never changed; the primary key (word, entry_id) reads the entries having
+    a word newest first. Derived from the log: no foreign key into it, and rebuildable from it."""
+
+    pk = models.CompositePrimaryKey("word", "entry_id")
+    word = models.TextField()
+    entry_id = models.BigIntegerField(help_text="An audit entry's id (no foreign key)")
+
+    def __str__(self):
+        return f"{self.word} in #{self.entry_id}"
+
+
 class Notification(models.Model):
     """Something decided about a person (their dataset, their report, their order), shown to them
     in the site until they mark it read. Written by `notifications.notify`. A notice of something

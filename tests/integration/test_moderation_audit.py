@@ -17,8 +17,9 @@ import pytest
 from marketplace.accounts.models import User
 from marketplace.catalog import revisions, services
 from marketplace.catalog.models import DatasetRevision
-from marketplace.moderation import audit
-from marketplace.moderation.models import AuditEntry, Notification
+from marketplace.moderation import audit, selectors
+from marketplace.moderation.api import entry_json, paged
+from marketplace.moderation.models import AuditEntry, AuditWord, Notification
 from marketplace.moderation.notifications import notify
 from marketplace.rewards import flags
 from marketplace.rewards.models import Flag
@@ -187,7 +188,7 @@ def test_entries_appended_at_once_from_many_connections_form_one_chain():
 
 
 def test_a_transactional_test_before_this_one_left_nothing_and_the_roles_are_back():
-    assert not AuditEntry.objects.exists()
+    assert not AuditEntry.objects.exists() and not AuditWord.objects.exists()
     assert set(Group.objects.filter(name__in=["moderator", "arbiter"]).values_list("name", flat=True)) == {
         "moderator", "arbiter"}
 
@@ -321,6 +322,127 @@ def test_pages_are_50_newest_first_and_before_goes_back(moderator_client):
     assert [e["id"] for e in third["results"]] == [e.id for e in reversed(made[:20])]
     assert third["next_before"] is None
     assert first["results"][0]["created_at"].endswith("Z") and first["results"][0]["hash"] == made[-1].hash
+
+
+# The word index (AuditWord, migration 0008) ------------------------------------------------------
+
+TRICKY = [  # case, punctuation, hyphens, e-mails, URLs, paths, addresses, versions, non-ASCII
+    dict(statement="Sells STOLEN medical-records; see: http://leak.example/dump?id=3", actor="Alice"),
+    dict(statement="Self-test fail (v1.2.3), it's Über-wrong!", reporter="0xAbCdEf0123456789abcdef0123456789ABCDEF01"),
+    dict(action="wallet.ban", target_type="wallet", target_id="0xDEAD", reason="fraud",
+         internal_note="mail bob@Example.org /var/tmp/x.csv"),
+    dict(statement="medical records, not stolen", actor="bob", reason="spam"),
+    dict(statement="", internal_note="Records: MEDICAL.", actor="alice"),
+]
+
+
+def word_rows():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT entry_id, word FROM moderation_auditword ORDER BY 1, 2")
+        return cursor.fetchall()
+
+
+def test_each_entry_s_words_are_indexed_by_its_own_insert_exactly_as_the_search_column_has_them():
+    made = [entry(**fields) for fields in TRICKY]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, word FROM moderation_auditentry, unnest(tsvector_to_array(search)) AS word "
+                       "ORDER BY 1, 2")
+        expected = cursor.fetchall()
+    assert word_rows() == expected
+    words = {word for entry_id, word in expected if entry_id == made[0].id}
+    assert {"alice", "stolen", "medical-records", "medical", "records", "leak.example"} <= words
+    assert "STOLEN" not in words and "see:" not in words
+    # Rows inserted at once (one statement, as a COPY would) have theirs too: the trigger reads them
+    # all from the statement's transition table.
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO moderation_auditentry (created_at, actor, actor_role, action, target_type, "
+                       "target_id, reason, statement, internal_note, reporter, details, prev_hash, hash) "
+                       "SELECT now(), '', 'system', 'chain.confirmed', 'transaction', n::text, '', 'Bulk ' || n, "
+                       "'', '', '{}', '', md5(n::text) FROM generate_series(1, 3) AS n RETURNING id")
+        bulk = sorted(row[0] for row in cursor.fetchall())
+    assert [row for row in word_rows() if row[0] in bulk] == sorted(
+        [(entry_id, word) for entry_id, n in zip(bulk, "123") for word in ("bulk", n)])
+
+
+def test_the_word_index_is_read_only_for_the_app_s_role_and_its_rows_are_never_changed_by_the_log():
+    """The trigger writes as the table's owner (SECURITY DEFINER), so a role with only SELECT on the
+    words and INSERT on the log still appends (docs/moderation.md, the database role)."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE ROLE audit_app_test")
+            cursor.execute("GRANT SELECT, INSERT ON moderation_auditentry TO audit_app_test")
+            cursor.execute("GRANT SELECT ON moderation_auditword TO audit_app_test")
+            cursor.execute("GRANT USAGE ON SCHEMA public TO audit_app_test")
+            cursor.execute("SET LOCAL ROLE audit_app_test")
+            cursor.execute("INSERT INTO moderation_auditentry (created_at, actor, actor_role, action, target_type, "
+                           "target_id, reason, statement, internal_note, reporter, details, prev_hash, hash) "
+                           "VALUES (now(), 'x', 'system', 'chain.confirmed', 'transaction', '7', '', 'Granted', "
+                           "'', '', '{}', '', 'h') RETURNING id")
+            [entry_id] = cursor.fetchone()
+            cursor.execute("SELECT word FROM moderation_auditword WHERE entry_id = %s ORDER BY word", [entry_id])
+            assert [row[0] for row in cursor.fetchall()] == ["7", "granted", "x"]
+            with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
+                cursor.execute("INSERT INTO moderation_auditword VALUES ('forged', %s)", [entry_id])
+        transaction.set_rollback(True)  # the role goes with it
+
+
+QUERIES = ["medical", "MEDICAL Records", "records, medical!", "stolen", "medical-records", "Medical-Records",
+           "records stolen", "alice", "ALICE bob", "über-wrong", "über", "v1.2.3", "it's", "s",
+           "leak.example", "http://leak.example/dump?id=3", "bob@example.org", "/var/tmp/x.csv", "0xdead",
+           "0xabcdef0123456789abcdef0123456789abcdef01", "fraud", "spam", "nothing", "!!!", "  ,; ",
+           "medical medical records records", "self test fail it s uber wrong v1", "a b c d e f g",
+           "self-test fail v1.2.3 it's über-wrong"]
+
+
+@pytest.mark.parametrize("before", [None, "third"])
+def test_word_search_matches_exactly_what_plainto_tsquery_matches(before):
+    """Whole words without case, every word of q, through the word index: the same entries in the
+    same order as `search @@ plainto_tsquery('simple', q)`, with and without the other filters."""
+    made = [entry(**fields) for fields in TRICKY * 3]
+    bound = made[len(made) // 3 * 2].id if before else None
+    for q in QUERIES:
+        for filters in ({}, {"actor": "alice"}, {"action": "wallet.ban"}, {"target_type": "dataset"}):
+            sql = ("SELECT id FROM moderation_auditentry WHERE search @@ plainto_tsquery('simple', %s)"
+                   + "".join(f" AND {column} = %s" for column in filters)
+                   + (" AND id < %s" if bound else "") + " ORDER BY id DESC LIMIT 4")
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [q, *filters.values(), *([bound] if bound else [])])
+                expected = [row[0] for row in cursor.fetchall()]
+            found = selectors.audit_entries(q=q, before=bound, limit=4, **filters)
+            assert [row["id"] for row in found] == expected, (q, filters)
+    assert [row["id"] for row in selectors.audit_entries(q="Medical")] == [
+        e.id for e in reversed(made) if e.statement.startswith(("Sells", "medical")) or "MEDICAL" in e.internal_note]
+
+
+def test_a_page_of_entries_is_the_json_drf_rendered_byte_for_byte(moderator_client):
+    """The API writes the page's JSON itself (api.json_page): the same bytes as DRF's Response."""
+    from rest_framework.renderers import JSONRenderer
+
+    publisher = user("pub")
+    mine = dataset_of(publisher)
+    moderator = User.objects.get(username="mod")
+    entry(target_id=mine.pk, statement="Line\u2028separator\u2029 and “quotes” and Ünïcode and \"escapes\"\n",
+          actor=moderator, details={"listings": [{"id": "9", "price": 12}], "ok": True, "none": None, "z": "ä"},
+          reporter="0xabc", internal_note="tab\there")
+    entry(action="wallet.ban", target_type="wallet", target_id="0xdead", reason="fraud")
+    with connection.cursor() as cursor:  # times the database writes as text (selectors.UTC_ISO) as iso_time would
+        for when in ("2026-01-02 03:04:05+00", "2026-01-02 03:04:05.0001+00", "2026-07-02 23:59:59.99+02"):
+            cursor.execute("INSERT INTO moderation_auditentry (created_at, actor, actor_role, action, target_type, "
+                           "target_id, reason, statement, internal_note, reporter, details, prev_hash, hash) "
+                           "VALUES (%s, '', 'system', 'chain.confirmed', 'dataset', %s, '', '', '', '', '{}', '', "
+                           "%s)", [when, mine.pk, when])
+    answer = moderator_client.get("/api/v1/moderation/audit")
+    rows = selectors.audit_entries()
+    assert answer.content == JSONRenderer().render(paged(rows, [entry_json(row) for row in rows]))
+    assert [e["created_at"] for e in answer.json()["results"][:3]] == [
+        "2026-07-02T21:59:59.990000Z", "2026-01-02T03:04:05.000100Z", "2026-01-02T03:04:05Z"]
+    assert answer["Content-Type"] == "application/json" and "\\u2028" in answer.content.decode()
+    assert answer.json()["results"][4]["details"]["listings"] == [{"id": "9", "price": 12}]
+    assert answer.json()["results"][4]["actor_id"] == moderator.pk
+    mine_answer = client_of(publisher).get("/api/v1/me/audit")
+    rows = selectors.publisher_entries(publisher)
+    assert mine_answer.content == JSONRenderer().render(paged(rows, [entry_json(row) for row in rows]))
+    assert len(rows) == 4 and "internal_note" not in rows[0]
 
 
 @pytest.mark.parametrize("params, field", [
