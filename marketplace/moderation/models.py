@@ -41,7 +41,7 @@ class AuditEntry(models.Model):
 
 
 class AuditWord(models.Model):
-    """One word of one audit entry: the audit search's ordered word index (migration 0008). A row
+    """One word of one audit entry: the audit search's ordered word index (migration 0009). A row
     for each distinct word of an entry's `search` column, added by a trigger on the log's insert in
     the same transaction, never changed; the primary key (word, entry_id) reads the entries having
     a word newest first. Derived from the log: no foreign key into it, and rebuildable from it."""

@@ -324,7 +324,7 @@ def test_pages_are_50_newest_first_and_before_goes_back(moderator_client):
     assert first["results"][0]["created_at"].endswith("Z") and first["results"][0]["hash"] == made[-1].hash
 
 
-# The word index (AuditWord, migration 0008) ------------------------------------------------------
+# The word index (AuditWord, migration 0009) ------------------------------------------------------
 
 TRICKY = [  # case, punctuation, hyphens, e-mails, URLs, paths, addresses, versions, non-ASCII
     dict(statement="Sells STOLEN medical-records; see: http://leak.example/dump?id=3", actor="Alice"),

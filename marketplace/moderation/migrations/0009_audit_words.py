@@ -52,7 +52,7 @@ DROP TABLE moderation_auditword;
 
 class Migration(migrations.Migration):
     atomic = False  # for the VACUUM
-    dependencies = [("moderation", "0007_appeals")]
+    dependencies = [("moderation", "0008_notification_event")]
     operations = [migrations.SeparateDatabaseAndState(
         # One string each (a list item is sent as it is, not split): FORWARD runs as one statement
         # list, all or nothing; then VACUUM, which a transaction cannot hold, sets the visibility
