@@ -98,7 +98,11 @@ if not DATABASE_URL:
         "DATABASE_URL is not set. Use scripts/dev run (it starts an embedded PostgreSQL) or set "
         "DATABASE_URL=postgresql://user:password@host:5432/marketplace."
     )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+# A web thread keeps its connection an hour (checked before each request): connections that all
+# ended after 60 s were all opened again at once, each a new PostgreSQL backend with cold caches
+# and statements to prepare again, a burst of slow requests every minute (bench/README.md).
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 3600),
+                                              conn_health_checks=True)}
 # A database that is down must fail fast (health checks, pages), not hang a request.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 # Prepared statements only where the code asks for one (`prepare=True` through marketplace/prepared.py:
