@@ -380,10 +380,14 @@ def unapproved_version(action, *, by_listing_id: bool = False) -> str:
     approval (settings CHAIN_APPROVAL_CHECK), the console before it retries one."""
     listing_pk = (action.context or {}).get("listing")
     versions = DatasetVersion.objects.only("number", "review")
+    by_id = versions.filter(listings__chain_id=action.chain_id, listings__listing_id=action.listing_id)
     if listing_pk is not None:
-        version = versions.filter(listings__pk=listing_pk).first()
+        # A listing row a reorganisation dropped and the indexer linked again has a new pk.
+        version = versions.filter(listings__pk=listing_pk).first() or by_id.first()
+        if version is None:
+            return f"its listing {action.listing_id} is no longer linked to a version here: it is not put on sale"
     elif by_listing_id and action.listing_id is not None:
-        version = versions.filter(listings__chain_id=action.chain_id, listings__listing_id=action.listing_id).first()
+        version = by_id.first()
     else:
         return ""
     if version is None or version.review == DatasetVersion.Review.APPROVED:

@@ -79,20 +79,28 @@ def clearing_unread(dataset) -> bool:
 def on_sale_listings(dataset) -> list[Listing]:
     """`dataset`'s listings on this chain that are on sale, or about to be: approved on-chain (as
     the indexer read it) with no clearing on its way, or with an approval on its way (pending or
-    sent). The latest of a listing's open actions decides. What a removal records, so that its
-    restore puts back on sale exactly these."""
+    sent). The latest of a listing's open or confirmed actions decides, as in clearing_unread: a
+    confirmed clearing takes it off sale even before the indexer has read it (or after a
+    reorganisation orphaned the event); a confirmed approval leaves it to what the indexer read.
+    What a removal records, so that its restore puts back on sale exactly these."""
     from marketplace.chain.models import OperatorAction
 
+    Kind, Status = OperatorAction.Kind, OperatorAction.Status
     listings = on_chain_listings(dataset)
     latest = {}
     for action in OperatorAction.objects.filter(
             chain_id=settings.CHAIN_ID, listing_id__in=[listing.listing_id for listing in listings],
-            kind__in=(OperatorAction.Kind.APPROVE, OperatorAction.Kind.UNAPPROVE),
-            status__in=OperatorAction.OPEN).order_by("id"):
-        latest[int(action.listing_id)] = action.kind
-    return [listing for listing in listings
-            if latest.get(int(listing.listing_id), OperatorAction.Kind.APPROVE if listing.approved else None)
-            == OperatorAction.Kind.APPROVE]
+            kind__in=(Kind.APPROVE, Kind.UNAPPROVE),
+            status__in=(*OperatorAction.OPEN, Status.CONFIRMED)).order_by("id"):
+        latest[int(action.listing_id)] = action
+
+    def on_sale(listing) -> bool:
+        action = latest.get(int(listing.listing_id))
+        if action is None or (action.kind == Kind.APPROVE and action.status == Status.CONFIRMED):
+            return listing.approved
+        return action.kind == Kind.APPROVE
+
+    return [listing for listing in listings if on_sale(listing)]
 
 
 def remove(dataset, *, moderator=None) -> bool:

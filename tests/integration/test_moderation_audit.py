@@ -386,6 +386,33 @@ def test_the_word_index_is_read_only_for_the_app_s_role_and_its_rows_are_never_c
         transaction.set_rollback(True)  # the role goes with it
 
 
+def test_a_temporary_table_of_the_word_index_s_name_diverts_no_word():
+    """The trigger runs with its owner's rights: were its names looked up in the caller's
+    temporary schema, a role could catch the owner's insert in a table of its own (and, with a
+    trigger on it, run anything as the owner). The words go to the real index however the caller's
+    session is set up."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE ROLE audit_app_test")
+            cursor.execute("GRANT SELECT, INSERT ON moderation_auditentry TO audit_app_test")
+            cursor.execute("GRANT SELECT ON moderation_auditword TO audit_app_test")
+            cursor.execute("GRANT USAGE ON SCHEMA public TO audit_app_test")
+            cursor.execute("SET LOCAL ROLE audit_app_test")
+            cursor.execute("CREATE TEMP TABLE moderation_auditword (word text, entry_id bigint)")
+            cursor.execute("GRANT INSERT ON pg_temp.moderation_auditword TO PUBLIC")
+            cursor.execute("SET LOCAL search_path = pg_temp, public")
+            cursor.execute("INSERT INTO public.moderation_auditentry (created_at, actor, actor_role, action, "
+                           "target_type, target_id, reason, statement, internal_note, reporter, details, prev_hash, "
+                           "hash) VALUES (now(), 'x', 'system', 'chain.confirmed', 'transaction', '7', '', "
+                           "'Diverted', '', '', '{}', '', 'h') RETURNING id")
+            [entry_id] = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM pg_temp.moderation_auditword")
+            assert cursor.fetchone()[0] == 0
+            cursor.execute("SELECT word FROM public.moderation_auditword WHERE entry_id = %s ORDER BY word", [entry_id])
+            assert [row[0] for row in cursor.fetchall()] == ["7", "diverted", "x"]
+        transaction.set_rollback(True)  # the role and the table go with it
+
+
 QUERIES = ["medical", "MEDICAL Records", "records, medical!", "stolen", "medical-records", "Medical-Records",
            "records stolen", "alice", "ALICE bob", "über-wrong", "über", "v1.2.3", "it's", "s",
            "leak.example", "http://leak.example/dump?id=3", "bob@example.org", "/var/tmp/x.csv", "0xdead",

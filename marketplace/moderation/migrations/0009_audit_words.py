@@ -15,6 +15,9 @@ rows are in (faster at millions of rows)."""
 from django.db import migrations, models
 
 FORWARD = r"""
+-- No entry is appended while the words are built (an entry committed between the backfill's
+-- snapshot and the trigger's creation would have no words); held until the migration commits.
+LOCK TABLE moderation_auditentry IN SHARE MODE;
 CREATE TABLE moderation_auditword (word text NOT NULL, entry_id bigint NOT NULL);
 INSERT INTO moderation_auditword (word, entry_id)
     SELECT word, e.id FROM moderation_auditentry e, unnest(tsvector_to_array(e.search)) AS word;
@@ -28,16 +31,26 @@ ALTER TABLE moderation_auditword ALTER COLUMN word SET STATISTICS 1000;
 ALTER TABLE moderation_auditword SET (autovacuum_vacuum_insert_scale_factor = 0,
                                       autovacuum_vacuum_insert_threshold = 10000);
 
--- As the table's owner (SECURITY DEFINER, with the search path of this migration): the app's
--- role needs only SELECT on the words, so it cannot add or remove one itself (docs/moderation.md).
-CREATE FUNCTION moderation_audit_words() RETURNS trigger LANGUAGE plpgsql
-    SECURITY DEFINER SET search_path FROM CURRENT AS $$
+-- As the table's owner (SECURITY DEFINER): the app's role needs only SELECT on the words, so it
+-- cannot add or remove one itself (docs/moderation.md). Every name in it is qualified (the words'
+-- table by the schema this migration runs in) and its search path is pg_catalog then pg_temp:
+-- a definer function that looked names up in the caller's temporary schema, or in public, would
+-- run a table or function the caller made there with the owner's rights.
+DO $do$
 BEGIN
-    INSERT INTO moderation_auditword (word, entry_id)
-        SELECT word, n.id FROM new_entries n, unnest(tsvector_to_array(n.search)) AS word;
-    RETURN NULL;
+    EXECUTE format($f$
+        CREATE FUNCTION %1$I.moderation_audit_words() RETURNS trigger LANGUAGE plpgsql
+            SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+        BEGIN
+            INSERT INTO %1$I.moderation_auditword (word, entry_id)
+                SELECT w.word, n.id
+                FROM new_entries n, pg_catalog.unnest(pg_catalog.tsvector_to_array(n.search)) AS w(word);
+            RETURN NULL;
+        END
+        $body$$f$, current_schema());
 END
-$$;
+$do$;
+REVOKE ALL ON FUNCTION moderation_audit_words() FROM PUBLIC;
 CREATE TRIGGER moderation_audit_words
     AFTER INSERT ON moderation_auditentry REFERENCING NEW TABLE AS new_entries
     FOR EACH STATEMENT EXECUTE FUNCTION moderation_audit_words();
