@@ -22,7 +22,10 @@ from psycopg.rows import dict_row
 @contextmanager
 def cursor(row_factory=None):
     """A server-side-binding cursor on Django's connection (execute with `prepare=True`); the
-    database's errors come out as Django's, as from Django's own cursors."""
+    database's errors come out as Django's, as from Django's own cursors. Like them it checks a
+    kept connection once a request first (CONN_HEALTH_CHECKS): after the database restarted, a
+    request opens a new one rather than failing on the old."""
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     options = {"row_factory": row_factory} if row_factory else {}
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection, **options) as opened:

@@ -79,3 +79,23 @@ def test_a_prepared_read_sees_its_transaction_s_own_writes(person):
         assert prepared.rows(sql, {"id": person.pk}) == [{"username": "renamed"}]
         transaction.set_rollback(True)
     assert prepared.rows(sql, {"id": person.pk}) == [{"username": "reader"}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_database_dropped_is_opened_again_for_the_next_request(person):
+    """Web threads keep their connection (DATABASE_CONN_MAX_AGE): after a database restart the
+    next request's prepared reads open a new one, as Django's own cursors do, not a 500."""
+    from django.db import connection, connections
+
+    client = signed_in(person)
+    assert client.get("/api/v1/auth/me").status_code == 200
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    connection.health_check_done = False  # what the start of a request does (close_old_connections)
+    assert client.get("/api/v1/auth/me").status_code == 200
