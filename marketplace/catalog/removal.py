@@ -10,9 +10,9 @@ still need them, and a restore needs them. `restore` reverses either a removal o
 the approvals of the approved versions go on-chain again and a removed dataset's files are
 analysed again; a removal of a dataset an earlier decision had delisted or rejected goes back to
 that status instead, approving nothing, and a restore of a removal approves again only the
-listings that were on sale at the removal (`on_sale_listings`, recorded by the caller). Nothing is put back on sale for a publisher banned from
-publishing. The moderation app records and announces both (it calls these; the catalog
-imports nothing of it).
+listings that were on sale at the removal (`on_sale_listings`, recorded by the caller). Nothing
+is put back on sale for a publisher banned from publishing. The moderation app records and
+announces both (it calls these; the catalog imports nothing of it).
 """
 from django.conf import settings
 from django.db import connection, transaction
