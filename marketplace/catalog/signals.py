@@ -13,8 +13,8 @@ from .handlers import drop_listings
 # `reason_code` (a policy code) and `internal_note` the moderator gave ("" when none), and
 # `whole_dataset`: True when the decision is about the whole dataset (a new dataset's text in its
 # first review, and what a rejection of it rejects along with it), False for a part of it (a
-# text edit, a version, a preview). The moderation app records each in its audit log and tells the publisher; the catalog imports
-# nothing of it (apps depend downward only).
+# text edit, a version, a preview). The moderation app records each in its audit log and tells
+# the publisher; the catalog imports nothing of it (apps depend downward only).
 revision_decided = Signal()
 # Sent by revisions.decide inside its transaction, with the revision locked and still open, before
 # anything is decided: `revision`, `decision`, `moderator`. A receiver may refuse the decision by
