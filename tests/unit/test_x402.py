@@ -6,18 +6,21 @@ from datetime import datetime, timezone as dt_timezone
 import json
 
 from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_typed_data
 import pytest
 from x402.http.utils import (
     decode_payment_required_header, decode_payment_response_header, decode_payment_signature_header,
     encode_payment_signature_header,
 )
 from x402.mechanisms.evm import AUTHORIZATION_TYPES
+from x402.mechanisms.evm.eip712 import hash_eip3009_authorization
+from x402.mechanisms.evm.types import ExactEIP3009Authorization
 from x402.schemas import PaymentPayload, PaymentRequired
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1
 
 from marketplace.api import Refused
 from marketplace.payments import x402 as headers
-from marketplace.payments.verify import TYPES
+from marketplace.payments.verify import TYPES, transfer_typed_data
 from marketplace.payments.x402 import Payment, PaymentRefused, Requirement
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -108,6 +111,15 @@ def test_the_v1_body_names_its_network_as_configured(settings):
 def test_the_transfer_types_are_the_packages():
     assert TYPES["TransferWithAuthorization"] == [dict(item) for item in AUTHORIZATION_TYPES[
         "TransferWithAuthorization"]]
+
+
+def test_what_the_payer_signs_hashes_as_the_package_hashes_it():
+    data = transfer_typed_data(token=TOKEN, token_name="Test USD Coin", token_version="2", payer=PAYER, to=MARKET,
+                               value=25_000_000, valid_after=0, valid_before=1_900_000_000, nonce=NONCE)
+    theirs = hash_eip3009_authorization(
+        ExactEIP3009Authorization(from_address=PAYER, to=MARKET, value="25000000", valid_after="0",
+                                  valid_before="1900000000", nonce=NONCE), 31337, TOKEN, "Test USD Coin", "2")
+    assert _hash_eip191_message(encode_typed_data(full_message=data)) == theirs
 
 
 def test_a_v2_payment_header_is_read():
