@@ -266,6 +266,9 @@ def _integer(document: dict, name: str, path: str) -> int:
 
 def _authorization(payload: dict) -> dict:
     path = "payload.authorization."
+    if "authorization" not in payload and "permit2Authorization" in payload:
+        raise _malformed("unsupported_scheme", "Only EIP-3009 authorizations are accepted (assetTransferMethod "
+                         "eip3009), not Permit2.")
     authorization = _object(payload, "authorization", "payload.")
     nonce = _string(authorization, "nonce", path)
     if not NONCE.fullmatch(nonce):
@@ -301,6 +304,10 @@ def parse_payment_signature(value: str) -> Payment:
     _version(document, 2, "PAYMENT-SIGNATURE")
     accepted = _object(document, "accepted", "")
     _scheme(_string(accepted, "scheme", "accepted."))
+    extra = accepted.get("extra")
+    if isinstance(extra, dict) and extra.get("assetTransferMethod", "eip3009") != "eip3009":
+        raise _malformed("unsupported_scheme", "Only EIP-3009 authorizations are accepted (assetTransferMethod "
+                         f"eip3009), not {extra['assetTransferMethod']!r}.")
     payload = _object(document, "payload", "")
     return Payment(version=2, scheme=SCHEME, network=_string(accepted, "network", "accepted."),
                    amount=_integer(accepted, "amount", "accepted."), asset=_address(accepted, "asset", "accepted."),
