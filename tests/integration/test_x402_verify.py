@@ -197,6 +197,23 @@ def test_a_used_nonce_is_refused(chain, requirement, payer, listing_id):
     assert refused(payment, requirement, "nonce_used").status == 409
 
 
+def test_a_cancelled_nonce_is_refused(chain, requirement, payer):
+    payment = signed_payment(chain, requirement, payer)
+    cancel = {
+        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                                   {"name": "chainId", "type": "uint256"},
+                                   {"name": "verifyingContract", "type": "address"}],
+                  "CancelAuthorization": [{"name": "authorizer", "type": "address"},
+                                          {"name": "nonce", "type": "bytes32"}]},
+        "primaryType": "CancelAuthorization", "domain": chain.token.eip712_domain(),
+        "message": {"authorizer": payer.address, "nonce": payment.nonce},
+    }
+    signature = bytes(Account.sign_typed_data(payer.key, full_message=cancel).signature)
+    function = chain.token.contract.get_function_by_signature("cancelAuthorization(address,bytes32,bytes)")
+    chain.send(function(payer.address, bytes.fromhex(payment.nonce[2:]), signature), payer.address)
+    refused(payment, requirement, "nonce_used")
+
+
 def test_a_signature_by_someone_else_is_refused(chain, requirement, payer):
     refused(signed_payment(chain, requirement, payer, key=STRANGER_KEY), requirement, "bad_signature")
 
