@@ -481,6 +481,13 @@ LIMITS = {
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.
 DOWNLOAD_TOKEN_SECONDS = min(600, env_int("DOWNLOAD_TOKEN_SECONDS", 600))
 DOWNLOAD_ACCEL_REDIRECT = os.environ.get("DOWNLOAD_ACCEL_REDIRECT", "")
+# x402 machine payments (docs/agent-payments.md): the seconds a payment's authorization must still
+# be valid beyond now to be taken (the time settling may need), the maxTimeoutSeconds a 402 offers
+# (at least 60 and more than the settlement limit), and the name v1 clients give this chain.
+X402_SETTLEMENT_SECONDS = max(1, env_int("X402_SETTLEMENT_SECONDS", 60))
+X402_TIMEOUT_SECONDS = max(60, X402_SETTLEMENT_SECONDS + 30, env_int("X402_TIMEOUT_SECONDS", 300))
+X402_V1_NETWORK = os.environ.get("X402_V1_NETWORK") or {1: "ethereum", 8453: "base", 84532: "base-sepolia"}.get(
+    CHAIN_ID, "anvil")
 # Counters live in Redis when this is set (e.g. redis://redis:6379/1), else in PostgreSQL.
 LIMITS_REDIS_URL = os.environ.get("LIMITS_REDIS_URL", "")
 LIMITS_REDIS_PREFIX = os.environ.get("LIMITS_REDIS_PREFIX", "limits:")

@@ -1,0 +1,171 @@
+"""Checking a payment against a listing's requirement and the chain, before anything is sent.
+
+`requirement_for` reads what a listing asks (price and token from the market, the token's EIP-712
+name and version); `verify` checks a parsed `Payment` against it and answers the payer, or raises
+PaymentRefused with a code of its own for each reason. Nothing is broadcast and nothing is written:
+the last check is an `eth_call` of the market's `purchaseWithAuthorization` from the relayer."""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from eth_account.messages import encode_typed_data
+from web3.exceptions import ContractLogicError
+
+from marketplace.accounts.services import ChainUnreachable, signed_by
+from marketplace.chain import reverts
+from marketplace.chain.client import OperatorKeyMissing, get_web3, operator_account
+from marketplace.chain.contracts import DataMarket, TestUSDC
+from marketplace.chain.services import deployed_address
+
+from .x402 import Payment, PaymentRefused, Requirement, caip2_network
+
+TYPES = {
+    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                     {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+    "TransferWithAuthorization": [
+        {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
+        {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
+        {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"},
+    ],
+}
+
+
+def _unreachable() -> PaymentRefused:
+    return PaymentRefused("chain_unavailable", "The chain cannot be reached to check the payment; try again soon.",
+                          status=503)
+
+
+def market() -> DataMarket:
+    address = deployed_address(settings.CHAIN_ID, "DataMarket")
+    if address is None:
+        raise PaymentRefused("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
+    return DataMarket(get_web3(), address)
+
+
+def transfer_typed_data(*, token: str, token_name: str, token_version: str, payer: str, to: str, value: int,
+                        valid_after: int, valid_before: int, nonce: str) -> dict:
+    """What the payer signs: the token's EIP-3009 TransferWithAuthorization in its own domain."""
+    return {
+        "types": TYPES, "primaryType": "TransferWithAuthorization",
+        "domain": {"name": token_name, "version": token_version, "chainId": settings.CHAIN_ID,
+                   "verifyingContract": token},
+        "message": {"from": payer, "to": to, "value": value, "validAfter": valid_after,
+                    "validBefore": valid_before, "nonce": nonce},
+    }
+
+
+def _listing(dm: DataMarket, listing_id: int) -> dict:
+    try:
+        listing = dm.get_listing(listing_id)
+    except ContractLogicError:
+        listing = None
+    except Exception:
+        raise _unreachable() from None
+    if listing is None or listing["owner"] == "0x" + "0" * 40:
+        raise PaymentRefused("unknown_listing", f"Listing {listing_id} is not a listing of this market.", status=404)
+    if not (listing["active"] and listing["approved"]):
+        raise PaymentRefused("not_for_sale", f"Listing {listing_id} is not for sale now.", status=410)
+    return listing
+
+
+def requirement_for(listing_id: int, *, resource: str, description: str = "",
+                    mime_type: str = "application/octet-stream") -> Requirement:
+    """What listing `listing_id` asks of a payment now, read from the chain. Raises
+    PaymentRefused when it is not for sale or the chain cannot be reached."""
+    dm = market()
+    listing = _listing(dm, listing_id)
+    try:
+        domain = TestUSDC(dm.w3, listing["token"]).eip712_domain()
+    except Exception:
+        raise _unreachable() from None
+    return Requirement(listing_id=listing_id, amount=listing["price"], asset=listing["token"], pay_to=dm.address,
+                       network=caip2_network(), resource=resource, token_name=domain["name"],
+                       token_version=domain["version"], description=description, mime_type=mime_type)
+
+
+def verify(payment: Payment, requirement: Requirement, *, now: int | None = None) -> str:
+    """The checksummed payer once `payment` pays `requirement` exactly and would settle now.
+    The checks, in order, each refused with its own code (docs/agent-payments.md)."""
+    now = int(time.time()) if now is None else now
+    if payment.network != requirement.network:
+        raise PaymentRefused("wrong_network", f"The payment is for network {payment.network!r}; this market takes "
+                             f"{requirement.network!r}.")
+    if payment.asset is not None and payment.asset != requirement.asset:
+        raise PaymentRefused("wrong_asset", f"The payment is in {payment.asset}; the listing is paid in "
+                             f"{requirement.asset}.")
+    for name, address in (("payTo", payment.pay_to), ("authorization.to", payment.to)):
+        if address is not None and address != requirement.pay_to:
+            raise PaymentRefused("wrong_pay_to", f"The payment's {name} is {address}; it must be the market "
+                                 f"{requirement.pay_to}.")
+    for name, amount in (("amount", payment.amount), ("authorization.value", payment.value)):
+        if amount is not None and amount != requirement.amount:
+            raise PaymentRefused("wrong_amount", f"The payment's {name} is {amount} base units; the price is "
+                                 f"exactly {requirement.amount}.")
+    if payment.valid_after > now:
+        raise PaymentRefused("not_yet_valid", f"The authorization is valid only after {payment.valid_after} "
+                             f"(now is {now}).")
+    if payment.valid_before <= now:
+        raise PaymentRefused("expired", f"The authorization expired at {payment.valid_before} (now is {now}).")
+    if payment.valid_before <= now + settings.X402_SETTLEMENT_SECONDS:
+        raise PaymentRefused("expires_too_soon", f"The authorization must stay valid more than "
+                             f"{settings.X402_SETTLEMENT_SECONDS} seconds from now, for the settlement.")
+    dm = market()
+    if dm.address != requirement.pay_to:
+        raise PaymentRefused("wrong_pay_to", f"The market is {dm.address} now; ask for the resource again.")
+    listing = _listing(dm, requirement.listing_id)
+    if listing["token"] != requirement.asset:
+        raise PaymentRefused("wrong_asset", f"Listing {requirement.listing_id} is paid in {listing['token']} now; "
+                             "ask for the resource again.")
+    if listing["price"] != requirement.amount:
+        raise PaymentRefused("price_changed", f"The price of listing {requirement.listing_id} is "
+                             f"{listing['price']} base units now, not {requirement.amount}: ask for the "
+                             "resource again and sign the new price.", status=409)
+    signable = encode_typed_data(full_message=transfer_typed_data(
+        token=requirement.asset, token_name=requirement.token_name, token_version=requirement.token_version,
+        payer=payment.payer, to=payment.to, value=payment.value, valid_after=payment.valid_after,
+        valid_before=payment.valid_before, nonce=payment.nonce))
+    try:
+        if not signed_by(payment.payer, signable, payment.signature):
+            raise PaymentRefused("bad_signature", f"The authorization is not signed by its `from` {payment.payer} "
+                                 "for this token and chain.")
+    except ChainUnreachable:
+        raise _unreachable() from None
+    token = TestUSDC(dm.w3, requirement.asset)
+    nonce = bytes.fromhex(payment.nonce[2:])
+    try:
+        balance = token.balance_of(payment.payer)
+        used = token.authorization_state(payment.payer, nonce)
+    except Exception:
+        raise _unreachable() from None
+    if balance < payment.value:
+        raise PaymentRefused("insufficient_balance", f"{payment.payer} holds {balance} base units of the token; "
+                             f"the price is {payment.value}.")
+    if used:
+        raise PaymentRefused("nonce_used", "This authorization's nonce is used or cancelled on the token: sign a new "
+                             "one with a fresh nonce.", status=409)
+    _simulate(dm, requirement.listing_id, payment)
+    return payment.payer
+
+
+def _simulate(dm: DataMarket, listing_id: int, payment: Payment) -> None:
+    """eth_call purchaseWithAuthorization from the relayer (the operator key)."""
+    try:
+        relayer = operator_account().address
+    except OperatorKeyMissing:
+        raise PaymentRefused("relay_unavailable", "This server has no key to settle payments with.",
+                             status=503) from None
+    auth = (payment.payer, payment.value, payment.valid_after, payment.valid_before,
+            bytes.fromhex(payment.nonce[2:]), payment.signature)
+    try:
+        if not dm.has_role("RELAYER_ROLE", relayer):
+            raise PaymentRefused("relay_unavailable", f"This server's key {relayer} may not settle payments on the "
+                                 "market (it lacks RELAYER_ROLE).", status=503)
+        dm.contract.functions.purchaseWithAuthorization(listing_id, auth).call({"from": relayer})
+    except PaymentRefused:
+        raise
+    except ContractLogicError as exc:
+        raise PaymentRefused("would_revert", f"The market would refuse this payment: "
+                             f"{reverts.describe(exc, dm.contract.abi)}.", status=402) from None
+    except Exception:
+        raise _unreachable() from None
