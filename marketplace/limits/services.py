@@ -118,7 +118,9 @@ def retry_after(rate: Rate, now: float, hits) -> int:
     if len(recent) < rate.count:
         return 1  # a request was refused, and has been overtaken by time already
     leaving = recent[len(recent) - rate.count]  # once it leaves, count - 1 remain
-    return max(1, math.ceil(leaving + rate.period - now))
+    # Never more than the period: a request that read the clock just before another one stored
+    # its own, later time (two threads, or two hosts) would otherwise be told period + 1.
+    return min(rate.period, max(1, math.ceil(leaving + rate.period - now)))
 
 
 # Stores -------------------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ def test_retry_after_waits_for_the_oldest_hit_that_makes_room_to_leave():
     # for the third-newest to leave.
     assert retry_after(rate, 100.0, [1.0, 50.0, 55.0, 70.0, 80.0, 90.0]) == 30  # 70 + 60 - 100
     assert retry_after(rate, 59.5, [0.0, 0.0, 0.0]) == 1  # never 0: Retry-After 0 means "now" to clients
+    # A hit stored with a later time than this request's clock read (a concurrent request): at
+    # most the period, never period + 1 (seen with Redis under 50 concurrent requests).
+    assert retry_after(rate, 100.0, [100.2, 100.3, 100.4]) == 60
 
 
 def test_durations_read_as_people_say_them():
