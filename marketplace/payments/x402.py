@@ -221,22 +221,21 @@ def _decode(value: str, header: str) -> dict:
     return document
 
 
-def _object(document: dict, name: str, path: str) -> dict:
+def _field(document: dict, name: str, path: str, kind: type, label: str):
     value = document.get(name)
     if value is None:
         raise _malformed("missing_field", f"The payment has no `{path}{name}`.")
-    if not isinstance(value, dict):
-        raise _malformed("bad_field", f"The payment's `{path}{name}` must be an object.")
+    if not isinstance(value, kind):
+        raise _malformed("bad_field", f"The payment's `{path}{name}` must be {label}.")
     return value
+
+
+def _object(document: dict, name: str, path: str) -> dict:
+    return _field(document, name, path, dict, "an object")
 
 
 def _string(document: dict, name: str, path: str) -> str:
-    value = document.get(name)
-    if value is None:
-        raise _malformed("missing_field", f"The payment has no `{path}{name}`.")
-    if not isinstance(value, str):
-        raise _malformed("bad_field", f"The payment's `{path}{name}` must be a string.")
-    return value
+    return _field(document, name, path, str, "a string")
 
 
 def _address(document: dict, name: str, path: str) -> str:

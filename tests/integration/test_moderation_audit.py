@@ -364,16 +364,22 @@ def test_each_entry_s_words_are_indexed_by_its_own_insert_exactly_as_the_search_
         [(entry_id, word) for entry_id, n in zip(bulk, "123") for word in ("bulk", n)])
 
 
+def as_app_role(cursor):
+    """In this transaction, act as a role with only what the app needs: SELECT and INSERT on the
+    log, SELECT on the words (the role goes when the transaction rolls back)."""
+    cursor.execute("CREATE ROLE audit_app_test")
+    cursor.execute("GRANT SELECT, INSERT ON moderation_auditentry TO audit_app_test")
+    cursor.execute("GRANT SELECT ON moderation_auditword TO audit_app_test")
+    cursor.execute("GRANT USAGE ON SCHEMA public TO audit_app_test")
+    cursor.execute("SET LOCAL ROLE audit_app_test")
+
+
 def test_the_word_index_is_read_only_for_the_app_s_role_and_its_rows_are_never_changed_by_the_log():
     """The trigger writes as the table's owner (SECURITY DEFINER), so a role with only SELECT on the
     words and INSERT on the log still appends (docs/moderation.md, the database role)."""
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("CREATE ROLE audit_app_test")
-            cursor.execute("GRANT SELECT, INSERT ON moderation_auditentry TO audit_app_test")
-            cursor.execute("GRANT SELECT ON moderation_auditword TO audit_app_test")
-            cursor.execute("GRANT USAGE ON SCHEMA public TO audit_app_test")
-            cursor.execute("SET LOCAL ROLE audit_app_test")
+            as_app_role(cursor)
             cursor.execute("INSERT INTO moderation_auditentry (created_at, actor, actor_role, action, target_type, "
                            "target_id, reason, statement, internal_note, reporter, details, prev_hash, hash) "
                            "VALUES (now(), 'x', 'system', 'chain.confirmed', 'transaction', '7', '', 'Granted', "
@@ -393,11 +399,7 @@ def test_a_temporary_table_of_the_word_index_s_name_diverts_no_word():
     session is set up."""
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("CREATE ROLE audit_app_test")
-            cursor.execute("GRANT SELECT, INSERT ON moderation_auditentry TO audit_app_test")
-            cursor.execute("GRANT SELECT ON moderation_auditword TO audit_app_test")
-            cursor.execute("GRANT USAGE ON SCHEMA public TO audit_app_test")
-            cursor.execute("SET LOCAL ROLE audit_app_test")
+            as_app_role(cursor)
             cursor.execute("CREATE TEMP TABLE moderation_auditword (word text, entry_id bigint)")
             cursor.execute("GRANT INSERT ON pg_temp.moderation_auditword TO PUBLIC")
             cursor.execute("SET LOCAL search_path = pg_temp, public")
