@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "marketplace.orders",
     "marketplace.rewards",
     "marketplace.moderation",
+    "marketplace.payments",
     "marketplace.outbox",
     "marketplace.limits",
     "marketplace.web",
@@ -488,6 +489,12 @@ X402_SETTLEMENT_SECONDS = max(1, env_int("X402_SETTLEMENT_SECONDS", 60))
 X402_TIMEOUT_SECONDS = max(60, X402_SETTLEMENT_SECONDS + 30, env_int("X402_TIMEOUT_SECONDS", 300))
 X402_V1_NETWORK = os.environ.get("X402_V1_NETWORK") or {1: "ethereum", 8453: "base", 84532: "base-sepolia"}.get(
     CHAIN_ID, "anvil")
+# A paid download is served once its settlement's block has X402_CONFIRMATIONS blocks on top (0 on
+# anvil's chain, 2 elsewhere), awaited only for a price above X402_CONFIRMATIONS_ABOVE base units
+# (10 units of a 6-decimal token): a small payment is served from its receipt, as a card terminal
+# hands over a coffee before the payment clears.
+X402_CONFIRMATIONS = env_int("X402_CONFIRMATIONS", 0 if CHAIN_ID == 31337 else 2)
+X402_CONFIRMATIONS_ABOVE = env_int("X402_CONFIRMATIONS_ABOVE", 10_000_000)
 # Counters live in Redis when this is set (e.g. redis://redis:6379/1), else in PostgreSQL.
 LIMITS_REDIS_URL = os.environ.get("LIMITS_REDIS_URL", "")
 LIMITS_REDIS_PREFIX = os.environ.get("LIMITS_REDIS_PREFIX", "limits:")

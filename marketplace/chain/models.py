@@ -81,8 +81,8 @@ class OperatorTransaction(models.Model):
 
 class OperatorAction(models.Model):
     """One thing the operator key has to do on the market, written in the same database
-    transaction as the decision that needs it (an outbox): approve or clear a listing, release a
-    matured order, settle an expired dispute, resolve a dispute (only when the operator key is the
+    transaction as the decision that needs it (an outbox): settle an agent's x402 payment, approve or clear
+    a listing, release a matured order, settle an expired dispute, resolve a dispute (only when the operator key is the
     arbiter), relay a buyer's signed confirmation or dispute, return surplus. The single sender
     (`chain.sender`) checks each row, batches those of a kind that batch into one transaction,
     and settles every row from the events the chain indexer stored for that transaction.
@@ -93,6 +93,7 @@ class OperatorAction(models.Model):
     arguments (see `chain.sender.KINDS`)."""
 
     class Kind(models.TextChoices):
+        PURCHASE_WITH_AUTHORIZATION = "purchase_with_auth", "Settle an x402 payment (purchaseWithAuthorization)"
         APPROVE = "approve", "Approve"
         UNAPPROVE = "unapprove", "Clear approval"
         RELEASE = "release", "Release a matured order"

@@ -23,13 +23,15 @@ sender works at a time whichever worker or host runs it, and then:
    An action is therefore never signed at a second nonce while the first may still be mined.
 2. **Cancels superseded approvals**: an approval or clearing is sent only if no newer decision
    about its listing is pending, sent or confirmed.
-3. **Sends what is pending**, kind by kind (`KINDS`, relayed buyer actions first), each to its
+3. **Sends what is pending**, kind by kind (`KINDS`: x402 settlements first, since a request
+   waits on them, then relayed buyer actions), each to its
    kind's contract (the market, or the reward distributor for `propose_root` and `revoke_root`,
    whose pending root must be the action's epoch and root): each row is
    checked (an approval's listing must still have the reviewed owner and content hash, and the
    app that queued it must still want it: settings.CHAIN_APPROVAL_CHECK, the catalog's check that
    the listing's version is still approved; a single
-   call is simulated with `eth_call`; arbiter kinds need the operator to hold ARBITER_ROLE; the
+   call is simulated with `eth_call`; an x402 settlement's listing must still cost exactly what
+   the payer authorized; arbiter kinds need the operator to hold ARBITER_ROLE; the
    gas, estimated at the fees it will pay, must be under the kind's ceiling; a reward root needs
    a greater epoch than the distributor's last and a balance that covers the new total less what
    was claimed: while it does not, the row stays pending with the reason, not failed), rows of a
@@ -42,7 +44,8 @@ sender works at a time whichever worker or host runs it, and then:
 
 After it releases the lock it looks at the queue again, so work queued while it held the lock is
 never left for a run that found the lock taken and returned. No request ever waits on any of this
-(the x402 relayer of agent payments will be the one exception, with a limit).
+but one: an x402 payment (`marketplace.payments.settlement`) waits, with a limit, for its
+`purchase_with_auth` action, and runs this sender itself while it waits.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,6 +97,10 @@ class KindSpec:
 # else that makes a call cost more is refused before it is signed, and a transaction can never
 # burn more than its ceiling.
 KINDS = {
+    # An agent's x402 payment: its request waits for this transaction (the only request that waits
+    # on the chain), so it goes before everything else. A USDC-like token's authorization and the
+    # order's record take about 150k; an EIP-1271 payer's check adds its own.
+    Kind.PURCHASE_WITH_AUTHORIZATION: KindSpec("purchaseWithAuthorization", ("OrderCreated",), gas=400_000),
     Kind.CONFIRM_BY_SIG: KindSpec("confirmBySig", ("OrderReleased",), gas=300_000),
     Kind.DISPUTE_BY_SIG: KindSpec("disputeBySig", ("OrderDisputed",), gas=200_000),
     Kind.RESOLVE: KindSpec("resolve", ("DisputeResolved",), gas=300_000, arbiter=True),
@@ -265,6 +272,9 @@ def _call(market, kind: str, actions: list[OperatorAction]):
     """The contract call that does `actions` (all of `kind`; one unless the kind batches) on
     `market`, the kind's contract (KindSpec.contract)."""
     functions = market.contract.functions
+    if kind == Kind.PURCHASE_WITH_AUTHORIZATION:
+        (action,) = actions
+        return functions.purchaseWithAuthorization(int(action.listing_id), authorization(action.payload))
     if kind == Kind.PROPOSE_ROOT:
         (action,) = actions
         payload = action.payload
@@ -298,6 +308,26 @@ def _call(market, kind: str, actions: list[OperatorAction]):
     raise ValueError(f"unknown operator action kind {kind!r}")
 
 
+def authorization(payload: dict) -> tuple:
+    """The market's `Authorization` struct from a `purchase_with_auth` action's payload: the
+    payer's EIP-3009 TransferWithAuthorization fields (integers as decimal strings, bytes 0x-hex)."""
+    return (to_checksum_address(payload["from"]), int(payload["value"]), int(payload["valid_after"]),
+            int(payload["valid_before"]), bytes.fromhex(payload["nonce"][2:]),
+            bytes.fromhex(payload["signature"][2:]))
+
+
+def purchase_precheck(market, action: OperatorAction) -> str:
+    """Why an x402 settlement must not be sent: the listing's price is no longer what the payer
+    authorized (repriced since the request was verified). The simulation that follows catches
+    the rest (not for sale, a used nonce, a payer who holds a live order)."""
+    listing = market.get_listing(int(action.listing_id))
+    value = int(action.payload["value"])
+    if listing["price"] != value:
+        return (f"the price of listing {action.listing_id} is {listing['price']} base units now, not the "
+                f"{value} the payer authorized")
+    return ""
+
+
 def mismatch(market, action: OperatorAction) -> str:
     """Why the listing on-chain is not the one that was reviewed ("" when it is)."""
     onchain = market.get_listing(int(action.listing_id))
@@ -319,6 +349,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
     if not is_address(action.market) or to_checksum_address(action.market) != market.address:
         return (f"the {spec.contract} is now at {market.address}, not at {action.market} where "
                 "this action was decided")
+    if action.kind == Kind.PURCHASE_WITH_AUTHORIZATION:
+        reason = purchase_precheck(market, action)
+        if reason:
+            return reason
     if action.kind == Kind.PROPOSE_ROOT:
         reason = root_precheck(market, action.payload)
         if reason:
@@ -701,6 +735,11 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
         if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
             if args["listingId"] == str(int(action.listing_id)) and args["approved"] == (action.kind == Kind.APPROVE):
                 return Status.CONFIRMED, event.log_index, ""
+        elif action.kind == Kind.PURCHASE_WITH_AUTHORIZATION:
+            # The order of that listing and payer made in this transaction.
+            if (args["listingId"] == str(int(action.listing_id))
+                    and args["buyer"] == to_checksum_address(action.payload["from"])):
+                return Status.CONFIRMED, event.log_index, ""
         elif action.kind == Kind.CREATE_LISTING:
             if (args["contentHash"] == action.payload["content_hash"].lower()
                     and args["payout"] == to_checksum_address(action.payload["payout"])):
@@ -720,7 +759,9 @@ def outcome(action: OperatorAction, events: list[ChainEvent]) -> tuple[str, int 
         # one skipped it (the indexer does not store ReleaseSkipped, which anyone can emit in bulk).
         return (Status.CANCELLED, None,
                 f"the market skipped order {action.order_id}: it was no longer open, or not matured")
-    if action.listing_id is not None:
+    if action.kind == Kind.PURCHASE_WITH_AUTHORIZATION:
+        target = f"listing {action.listing_id} bought by {action.payload['from']}"
+    elif action.listing_id is not None:
         target = f"listing {action.listing_id}"
     elif action.kind == Kind.CREATE_LISTING:
         target = f"a listing of content hash {action.payload['content_hash']}"

@@ -143,13 +143,20 @@ def serve(request, token: str):
     access = paid_orders(grant_row.buyer, grant_row.chain_id, [grant_row.listing_id])
     if not access.exists():
         raise DeliveryError("not_bought", "The order behind this link no longer gives access (refunded in full).")
-    version = grant_row.version
+    return send_file(request, grant_row.version, buyer=grant_row.buyer, grant=grant_row, allowed=access.exists)
+
+
+def send_file(request, version: DatasetVersion, *, buyer: str, allowed, grant: DownloadGrant | None = None):
+    """The response that sends `version`'s file to `buyer`, whose right to it the caller checked:
+    200, 206 or 416 as the request's Range asks (parse_range), logged as a `Download`. A stream
+    asks `allowed()` again every RECHECK_SECONDS and ends when it answers False or the dataset was
+    removed. Shared by download links (`serve`) and paid x402 downloads."""
     size = version.size
     etag = f'"{version.content_hash.removeprefix("0x")}"'
     wanted = parse_range(request.headers.get("Range"), size, if_range=request.headers.get("If-Range"), etag=etag)
     accel = bool(settings.DOWNLOAD_ACCEL_REDIRECT)
     status = 416 if wanted == "unsatisfiable" else 206 if wanted and not accel else 200
-    log = Download.objects.create(grant=grant_row, buyer=grant_row.buyer, version=version,
+    log = Download.objects.create(grant=grant, buyer=buyer, version=version,
                                   range=(request.headers.get("Range") or "")[:200], status=status,
                                   ip=request.META.get("REMOTE_ADDR") or None,
                                   finished_at=timezone.now() if status == 416 or accel else None)
@@ -167,7 +174,7 @@ def serve(request, token: str):
         internal = settings.DOWNLOAD_ACCEL_REDIRECT.rstrip("/") + "/" + quote(version.file)
         response["X-Accel-Redirect"] = internal
     else:
-        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk, access,
+        response = StreamingHttpResponse(_stream(version.file, first, length, log.pk, allowed,
                                                  version.dataset_id),
                                          status=status)
         response["Content-Length"] = str(length)
@@ -182,9 +189,9 @@ def serve(request, token: str):
     return response
 
 
-def _stream(name: str, first: int, length: int, log_id: int, access, dataset_id: int):
-    """The file's bytes [first, first + length), a chunk at a time, while `access` (the buyer's
-    orders that give access, a queryset asked again every RECHECK_SECONDS) is not empty: a buyer
+def _stream(name: str, first: int, length: int, log_id: int, allowed, dataset_id: int):
+    """The file's bytes [first, first + length), a chunk at a time, while `allowed()` (e.g. whether
+    the buyer's orders still give access, asked again every RECHECK_SECONDS) is true: a buyer
     refunded in full meanwhile gets a short body (the client sees fewer bytes than Content-Length).
     The log row learns how many bytes were sent when the stream ends, is cut, or the client goes
     away (the server closes the generator)."""
@@ -196,7 +203,7 @@ def _stream(name: str, first: int, length: int, log_id: int, access, dataset_id:
             checked = time.monotonic()
             while sent < length:
                 if time.monotonic() - checked >= RECHECK_SECONDS:
-                    if not access.exists():
+                    if not allowed():
                         logger.info("download %d stopped after %d bytes: its order no longer gives "
                                     "access", log_id, sent)
                         break

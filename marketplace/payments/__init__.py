@@ -1,2 +1,3 @@
-"""Machine payments over HTTP 402 (x402): the 402 answer, the payment headers and their checks
-against the chain (docs/agent-payments.md). No models: nothing here writes to the database."""
+"""Machine payments over HTTP 402 (x402): the paid download URL, its 402 answer and payment
+headers, their checks against the chain, and the settlement through the market's escrow
+(docs/agent-payments.md)."""

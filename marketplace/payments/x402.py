@@ -28,6 +28,8 @@ ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 NONCE = re.compile(r"0x[0-9a-fA-F]{64}")
 HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})+")
 DIGITS = re.compile(r"[0-9]{1,78}")
+PAYMENT_IDENTIFIER = "payment-identifier"  # the extension's key
+PAYMENT_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what the extension allows as an id
 
 
 class PaymentRefused(Refused):
@@ -91,6 +93,7 @@ class Payment:
     nonce: str  # 0x and 64 hex digits, lower case
     signature: bytes
     header: str  # the header value as received
+    payment_id: str = ""  # the payment-identifier extension's id (v2 only), "" when none was sent
 
 
 def caip2_network() -> str:
@@ -166,6 +169,14 @@ def payment_required(requirement: Requirement, *, sign_in_nonce: str, domain: st
             "sign-in-with-x": sign_in_extension(nonce=sign_in_nonce, domain=domain, uri=requirement.resource,
                                                 now=now),
             "bazaar": bazaar_extension(requirement, output),
+            # Optional: a client that sends an id gets the same answer for the same payment, and a
+            # 409 for another payment under that id.
+            PAYMENT_IDENTIFIER: {"info": {"required": False}, "schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+                "properties": {"required": {"type": "boolean"},
+                               "id": {"type": "string", "minLength": 16, "maxLength": 128,
+                                      "pattern": "^[a-zA-Z0-9_-]+$"}},
+                "required": ["required"]}},
         },
     }
 
@@ -311,7 +322,29 @@ def parse_payment_signature(value: str) -> Payment:
     return Payment(version=2, scheme=SCHEME, network=_string(accepted, "network", "accepted."),
                    amount=_integer(accepted, "amount", "accepted."), asset=_address(accepted, "asset", "accepted."),
                    pay_to=_address(accepted, "payTo", "accepted."), header=value.strip(),
-                   **_authorization(payload))
+                   payment_id=_payment_id(document), **_authorization(payload))
+
+
+def _payment_id(document: dict) -> str:
+    """The `payment-identifier` extension's id ("" when the client sent none)."""
+    extensions = document.get("extensions")
+    if extensions is None:
+        return ""
+    if not isinstance(extensions, dict):
+        raise _malformed("bad_field", "The payment's `extensions` must be an object.")
+    extension = extensions.get(PAYMENT_IDENTIFIER)
+    if extension is None:
+        return ""
+    info = extension.get("info") if isinstance(extension, dict) else None
+    if not isinstance(info, dict):
+        raise _malformed("bad_field", f"The payment's `extensions.{PAYMENT_IDENTIFIER}.info` must be an object.")
+    payment_id = info.get("id")
+    if payment_id is None:
+        return ""
+    if not isinstance(payment_id, str) or not PAYMENT_ID.fullmatch(payment_id):
+        raise _malformed("bad_field", f"The payment's `extensions.{PAYMENT_IDENTIFIER}.info.id` must be 16 to 128 "
+                         "letters, digits, hyphens or underscores.")
+    return payment_id
 
 
 def parse_x_payment(value: str) -> Payment:

@@ -94,7 +94,7 @@ def test_the_official_package_reads_the_402():
         "exact", "eip155:31337", "25000000", TOKEN, MARKET)
     assert accepts.max_timeout_seconds >= 60 and accepts.extra["name"] == "Test USD Coin"
     assert parsed.resource.url == "https://data.example/pay/7"
-    assert set(parsed.extensions) == {"sign-in-with-x", "bazaar"}
+    assert set(parsed.extensions) == {"sign-in-with-x", "bazaar", "payment-identifier"}
     v1 = PaymentRequiredV1.model_validate(headers.payment_required_v1(requirement()))
     (entry,) = v1.accepts
     assert (entry.network, entry.max_amount_required, entry.resource, entry.pay_to, entry.asset) == (

@@ -1,0 +1,158 @@
+"""GET /pay/<listing id>: a dataset version's paid download for machine buyers (x402).
+
+Outside /api/: its 402 carries the x402 bodies, not the API's error shape. Without a payment
+header the answer is 402 with the v2 `PAYMENT-REQUIRED` header and the v1 body; with
+`PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1) the payment is settled through the escrow
+(payments.settlement) and the file is sent, Range and all, with `PAYMENT-RESPONSE` (v2) or
+`X-PAYMENT-RESPONSE` (v1). Every refusal is JSON `{"x402Version", "error", "code"}` with its status.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from marketplace.accounts.bans import BUY, REFUSALS, active_ban
+from marketplace.accounts.models import SignInNonce
+from marketplace.catalog.models import Listing
+from marketplace.orders.delivery import REMOVED, send_file
+from marketplace.orders.models import Order
+
+from . import x402
+from .models import X402Payment
+from .settlement import canonical, settle
+from .verify import requirement_for
+from .x402 import Payment, PaymentRefused
+
+logger = logging.getLogger(__name__)
+
+AGENT_KEY_HEADER = "X-Agent-Key"  # an agent's API key, for its budget (budget_hooks.reserve)
+MIME_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "json": "application/json",
+              "parquet": "application/vnd.apache.parquet", "tsv": "text/tab-separated-values"}
+
+
+@require_GET
+def paid_download(request, listing_id: int):
+    payment = None
+    listing = None
+    try:
+        listing = _linked(listing_id)
+        if listing.version.dataset.removed_at is not None:  # never served, to anyone, whatever was paid
+            raise PaymentRefused("removed_for_legal_reasons", REMOVED, status=451)
+        payment = x402.payment_from_headers(request.headers)
+        if payment is None:
+            return _payment_required(request, listing)
+        _refuse_banned(payment, listing)
+        record = settle(payment, listing=listing, requirement=lambda: _requirement(request, listing),
+                        agent_key=request.headers.get(AGENT_KEY_HEADER, ""))
+        return _serve(request, listing, payment, record)
+    except PaymentRefused as exc:
+        return _refused(request, exc, listing, payment)
+
+
+def _linked(listing_id: int) -> Listing:
+    listing = (Listing.objects.select_related("version__dataset")
+               .filter(chain_id=settings.CHAIN_ID, listing_id=listing_id).first())
+    if listing is None:
+        raise PaymentRefused("unknown_listing", f"Listing {listing_id} is not a dataset version sold here.",
+                             status=404)
+    return listing
+
+
+def _resource(request, listing: Listing) -> str:
+    return request.build_absolute_uri(reverse("paid-download", args=[int(listing.listing_id)]))
+
+
+def _requirement(request, listing: Listing) -> x402.Requirement:
+    version = listing.version
+    return requirement_for(int(listing.listing_id), resource=_resource(request, listing),
+                           description=f"{version.dataset.title}, version {version.number}",
+                           mime_type=MIME_TYPES.get(version.format, "application/octet-stream"))
+
+
+def _sign_in_nonce() -> str:
+    """A server nonce for the 402's sign-in-with-x challenge, stored as the wallet sign-in's are
+    (single use, expiring with the challenge); the sign-in-with-x verifier consumes it."""
+    nonce = SignInNonce.objects.create(nonce=secrets.token_hex(16),
+                                       expires_at=timezone.now() + timedelta(seconds=x402.SIGN_IN_SECONDS))
+    return nonce.nonce
+
+
+def _output(listing: Listing) -> dict:
+    version = listing.version
+    return {"size": version.size, "sha256": version.content_hash.removeprefix("0x"), "format": version.format}
+
+
+def _with_requirement(response, request, listing: Listing, requirement: x402.Requirement, error: str):
+    response["PAYMENT-REQUIRED"] = x402.payment_required_header(
+        requirement, sign_in_nonce=_sign_in_nonce(), domain=request.get_host(), error=error, output=_output(listing))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _payment_required(request, listing: Listing):
+    requirement = _requirement(request, listing)
+    response = JsonResponse(x402.payment_required_v1(requirement), status=402)
+    return _with_requirement(response, request, listing, requirement, "PAYMENT-SIGNATURE header is required")
+
+
+def _refuse_banned(payment: Payment, listing: Listing) -> None:
+    """A wallet banned from buying is refused before anything is checked or sent; a payment it
+    settled before the ban is still served on a retry (as download links are)."""
+    ban = active_ban(payment.payer, BUY)
+    if ban is None:
+        return
+    if ban.before_block is not None and X402Payment.objects.filter(
+            chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer, nonce=payment.nonce,
+            payload_sha256=canonical(payment, listing.listing_id), status=X402Payment.Status.SETTLED,
+            block_number__lte=ban.before_block).exists():
+        return
+    raise PaymentRefused("banned", REFUSALS[BUY], status=403)
+
+
+def _response_header(payment: Payment) -> str:
+    return "PAYMENT-RESPONSE" if payment.version == 2 else "X-PAYMENT-RESPONSE"
+
+
+def _serve(request, listing: Listing, payment: Payment, record: X402Payment):
+    refunded = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
+                                    status=Order.Status.REFUNDED)
+    if refunded.exists():
+        raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "
+                             "access.", status=403)
+    response = send_file(request, listing.version, buyer=record.payer, allowed=lambda: not refunded.exists())
+    response[_response_header(payment)] = x402.payment_response(
+        transaction=record.tx_hash, network=x402.header_network(payment), payer=record.payer)
+    return response
+
+
+def _refused(request, exc: PaymentRefused, listing: Listing | None, payment: Payment | None):
+    version = payment.version if payment is not None else 2
+    body = {"x402Version": version, "error": exc.message, "code": exc.code}
+    requirement = None
+    if exc.status == 402 and listing is not None and exc.code != "settlement_failed":
+        try:
+            requirement = _requirement(request, listing)
+        except PaymentRefused:
+            requirement = None  # no longer for sale: the refusal says enough
+        if requirement is not None and version == 1:
+            body["accepts"] = [requirement.accepts_v1()]
+    response = JsonResponse(body, status=exc.status)
+    response["Cache-Control"] = "no-store"
+    if requirement is not None:
+        _with_requirement(response, request, listing, requirement, exc.message)
+    if payment is not None and listing is not None and exc.code in ("settlement_failed", "settlement_pending"):
+        record = X402Payment.objects.filter(chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer,
+                                            nonce=payment.nonce).first()
+        response[_response_header(payment)] = x402.payment_response(
+            transaction=record.tx_hash if record is not None else "", network=x402.header_network(payment),
+            payer=payment.payer, success=False, error_reason=exc.code)
+        if exc.code == "settlement_pending":
+            response["Retry-After"] = "2"
+    return response
