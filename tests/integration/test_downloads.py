@@ -31,6 +31,18 @@ PUBLISHER_KEY, BUYER_KEY, STRANGER_KEY = DEV_KEYS[1], DEV_KEYS[2], DEV_KEYS[3]
 def list_and_buy(chain, client, content: bytes, slug: str = "rainfall"):
     """A version of `content` listed and approved on-chain, bought by the buyer, the order
     indexed: (version, buyer, listing id)."""
+    version, listing_id = list_version(chain, client, content, slug)
+    buyer = Account.from_key(BUYER_KEY)
+    chain.token.mint(buyer.address, PRICE)
+    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), buyer.address)
+    chain.send(chain.market.contract.functions.purchase(listing_id, PRICE), buyer.address)
+    indexer.index_chain(chain.w3)
+    return version, buyer, listing_id
+
+
+def list_version(chain, client, content: bytes, slug: str = "rainfall"):
+    """A version of `content` listed, linked and approved on-chain, as a moderator's approval
+    leaves it: (version, listing id)."""
     publisher = wallet_user(Account.from_key(PUBLISHER_KEY).address)
     client.force_login(publisher)
     dataset = Dataset.objects.create(owner=publisher, slug=slug, title=slug.title(),
@@ -47,13 +59,8 @@ def list_and_buy(chain, client, content: bytes, slug: str = "rainfall"):
     version.listings.update(approved=True)  # what the moderator's approval records
     DatasetVersion.objects.filter(pk=version.pk).update(review="approved")
     Dataset.objects.filter(pk=dataset.pk).update(status="listed")
-    buyer = Account.from_key(BUYER_KEY)
-    chain.token.mint(buyer.address, PRICE)
-    chain.send(chain.token.contract.functions.approve(chain.market.address, PRICE), buyer.address)
-    chain.send(chain.market.contract.functions.purchase(listing_id, PRICE), buyer.address)
-    indexer.index_chain(chain.w3)
     client.logout()
-    return version, buyer, listing_id
+    return version, listing_id
 
 
 @pytest.fixture
