@@ -194,8 +194,13 @@ def _await(record: X402Payment) -> X402Payment:
         if record.status != Status.SETTLED and action_status in OperatorAction.OPEN:
             # This request sends, unless another process holds the sender's lock: that one looks at
             # the queue again when it releases it.
-            report = send_operator_actions(timeout=remaining)
-            if not report.confirmed:
+            try:
+                confirmed = send_operator_actions(timeout=remaining).confirmed
+            except Exception:  # the node or the key failed: the sender's next run (beat's) tries again
+                logger.warning("x402 payment %s: the operator sender failed while the request waited", record.pk,
+                               exc_info=True)
+                confirmed = 0
+            if not confirmed:
                 time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         else:
             time.sleep(min(0.5, max(0.0, remaining)))  # confirmations: a new block

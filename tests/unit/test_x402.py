@@ -142,6 +142,41 @@ def test_what_the_official_client_encodes_is_read():
     assert payment.version == 1 and payment.network == "eip155:31337" and payment.amount is None
 
 
+def test_the_payment_identifier_is_read_as_the_official_client_writes_it():
+    from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
+
+    document = v2_document()
+    document["extensions"] = append_payment_identifier_to_extensions(
+        {"payment-identifier": {"info": {"required": False}}}, "run_2026_12_07-0001")
+    assert headers.parse_payment_signature(b64(document)).payment_id == "run_2026_12_07-0001"
+    assert headers.parse_payment_signature(b64(v2_document())).payment_id == ""
+    other = {**v2_document(), "extensions": {"bazaar": {"info": {}}}}
+    assert headers.parse_payment_signature(b64(other)).payment_id == ""
+
+
+def test_a_payment_is_the_same_payment_whatever_its_encoding():
+    from marketplace.payments.settlement import canonical
+
+    document = v2_document()
+    spaced = base64.b64encode(json.dumps(document, indent=2).encode()).decode()
+    payment = headers.parse_payment_signature(b64(document))
+    assert canonical(payment, 7) == canonical(headers.parse_payment_signature(spaced), 7)
+    v1 = headers.parse_x_payment(b64({"x402Version": 1, "scheme": "exact", "network": "anvil",
+                                      "payload": document["payload"]}))
+    assert canonical(v1, 7) == canonical(payment, 7)  # the same authorization in either version
+    assert canonical(payment, 8) != canonical(payment, 7)  # the signature does not name the listing
+    resigned = v2_document()
+    resigned["payload"]["authorization"]["validBefore"] = "1900000001"
+    assert canonical(headers.parse_payment_signature(b64(resigned)), 7) != canonical(payment, 7)
+
+
+def test_confirmations_are_awaited_only_above_the_threshold(settings):
+    from marketplace.payments.settlement import confirmations_needed
+
+    settings.X402_CONFIRMATIONS, settings.X402_CONFIRMATIONS_ABOVE = 2, 10_000_000
+    assert confirmations_needed(10_000_000) == 0 and confirmations_needed(10_000_001) == 2
+
+
 def test_lower_case_addresses_are_checksummed():
     document = v2_document()
     document["payload"]["authorization"]["from"] = PAYER.lower()
@@ -220,6 +255,12 @@ MALFORMED = [
     (b64(replaced(v2_document(), "0x" + "11" * 8000, "payload", "signature")), "payment_too_large"),
     (b64(replaced(v2_document(), "0x" + "11" * 4097, "payload", "signature")), "bad_field"),
     (b64(replaced(v2_document(), [], "payload", "authorization")), "bad_field"),
+    (b64({**v2_document(), "extensions": []}), "bad_field"),
+    (b64({**v2_document(), "extensions": {"payment-identifier": {"info": "x"}}}), "bad_field"),
+    (b64({**v2_document(), "extensions": {"payment-identifier": {"info": {"id": "short"}}}}), "bad_field"),
+    (b64({**v2_document(), "extensions": {"payment-identifier": {"info": {"id": "a b c d e f g h i j"}}}}),
+     "bad_field"),
+    (b64({**v2_document(), "extensions": {"payment-identifier": {"info": {"id": 1234567890123456}}}}), "bad_field"),
 ]
 
 
