@@ -184,6 +184,17 @@ def test_a_listing_not_for_sale_is_a_410(chain, client, listed):
     assert document["x402Version"] == 2
 
 
+def test_the_chain_down_is_a_503_not_a_500(chain, client, listed, payer, settings):
+    from tests.conftest import free_port
+
+    _, listing_id = listed
+    header = v2(chain, listing_id, payer)
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"
+    refused(get(client, listing_id), 503, "chain_unavailable")
+    refused(get(client, listing_id, header), 503, "chain_unavailable")
+    assert X402Payment.objects.get().status == "refused" and not OperatorAction.objects.exists()
+
+
 # Paying ------------------------------------------------------------------------------------------
 
 def test_an_agent_pays_gets_the_file_and_holds_an_ordinary_escrowed_order(chain, client, listed, payer):
