@@ -23,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from marketplace.api import Refused
 
@@ -65,7 +65,9 @@ def checksummed(value: str, *, field: str = "wallet") -> str:
     """The address checksummed; refused (400) when it is not one, or when mixed case carries a
     wrong checksum (a typo the checksum exists to catch)."""
     value = value if isinstance(value, str) else ""
-    if not (len(value) == 42 and is_address(value)):
+    hex_part = value[2:]
+    mixed = hex_part != hex_part.lower() and hex_part != hex_part.upper()
+    if not (len(value) == 42 and is_address(value)) or (mixed and not is_checksum_address(value)):
         raise AgentKeyRefused("invalid_address", "Not a wallet address (0x and 40 hex digits, checksummed "
                               "if mixed case).", status=400, field=field)
     return to_checksum_address(value)
