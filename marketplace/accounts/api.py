@@ -159,12 +159,6 @@ ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 PURCHASES_PAGE = 50
 
 
-def _categories():
-    from marketplace.catalog.models import CATEGORIES
-
-    return CATEGORIES
-
-
 class AgentKeyCreateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=agent_keys.MAX_NAME, help_text="What to call the agent")
     wallet = StrictRegexField(ADDRESS, help_text="The wallet the agent pays from (checksummed if mixed case): its "
@@ -176,8 +170,9 @@ class AgentKeyCreateSerializer(serializers.Serializer):
                             "in base units (refunds come back to it)")
     expires_at = serializers.DateTimeField(help_text="When the key stops working (in the future, within a year)")
     allowed_categories = serializers.ListField(
-        child=serializers.ChoiceField(choices=_categories()), required=False, max_length=agent_keys.MAX_ALLOWED,
-        help_text="Dataset categories it may buy in; empty or absent: any")
+        child=StrictCharField(max_length=40), required=False, max_length=agent_keys.MAX_ALLOWED,
+        help_text="Dataset category slugs it may buy in (those of /api/v1/datasets: economics, health, ...); "
+        "empty or absent: any")
     allowed_publishers = serializers.ListField(
         child=StrictRegexField(ADDRESS, error_messages={"invalid": "Not a wallet address (0x and 40 hex digits)."}),
         required=False, max_length=agent_keys.MAX_ALLOWED,
@@ -202,7 +197,7 @@ class AgentKeySerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     allowed_categories = serializers.ListField(child=serializers.CharField())
     allowed_publishers = serializers.ListField(child=serializers.CharField())
-    status = serializers.ChoiceField(choices=["live", "revoked", "expired"])
+    status = serializers.CharField(help_text="live, revoked or expired")
     revoked_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
