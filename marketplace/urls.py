@@ -10,6 +10,8 @@ from marketplace.moderation import bans_views as ban_pages
 from marketplace.moderation import console_views as moderation_console
 from marketplace.moderation import report_views, review_views as review_pages, views as moderation_pages
 from marketplace.orders.views import download
+from marketplace.payments import discovery
+from marketplace.payments import placeholder  # wt-d only: drop with its route when the paid URL lands
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
 from marketplace.web.views import favicon
@@ -30,6 +32,9 @@ urlpatterns = [
     path("api/v1/", include("marketplace.rewards.urls")),
     path("api/v1/", include("marketplace.moderation.urls")),
     path("downloads/<str:token>", download, name="download"),
+    path("discovery/resources", discovery.resources, name="discovery-resources"),
+    # wt-d only, a placeholder for the paid URL's name: drop it at the merge (the real view replaces it).
+    path("pay/<int:listing_id>", placeholder.paid_download, name="paid-download"),
     path("node/bind", bind_page, name="node-bind-page"),
     path("rewards", reward_pages.network_page, name="rewards"),
     path("me/rewards", reward_pages.my_rewards, name="my-rewards"),

@@ -37,9 +37,13 @@ class Avatar(models.Model):
 
 
 class SignInNonce(models.Model):
-    """A server-issued SIWE nonce: used at most once, and only before it expires."""
+    """A server-issued SIWE nonce: used at most once, and only before it expires. A nonce issued in
+    a 402's sign-in-with-x challenge names the paid resource it was issued for (`resource`), so it
+    signs in to that resource only; the site's own sign-in nonces have none."""
 
     nonce = models.CharField(max_length=64, unique=True)
+    resource = models.CharField(max_length=2000, blank=True, default="",
+                                help_text="The paid resource's URL (sign-in-with-x), or empty (the site's sign-in)")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
