@@ -416,8 +416,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Datamarket API",
-    "DESCRIPTION": "Search the catalog, sign in with a wallet (SIWE), publish datasets. Every error "
-    'has the body {"error": {"code", "message", "fields"?}}.',
+    "DESCRIPTION": "Search the catalog, sign in with a wallet (SIWE), publish datasets, give AI agents keys "
+    "with budgets (their payments carry the key in the X-Agent-Key header: see the AgentKeyHeader security "
+    'scheme). Every error has the body {"error": {"code", "message", "fields"?}}.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # served from this server, no CDN
@@ -432,6 +433,17 @@ SPECTACULAR_SETTINGS = {
         "ApprovalDecisionEnum": "marketplace.catalog.revisions.APPROVAL_ONLY",
         "FlagDecisionEnum": "marketplace.moderation.abuse.DECISION_CODES",
     },
+    # The header an AI agent sends with an HTTP 402 payment (the paid URLs are outside /api/, so
+    # no operation lists it): keys are made under /api/v1/me/agent-keys (accounts.agent_keys).
+    "APPEND_COMPONENTS": {"securitySchemes": {"AgentKeyHeader": {
+        "type": "apiKey", "in": "header", "name": "X-Agent-Key",
+        "description": "An agent key (made under /api/v1/me/agent-keys, shown once). An agent sends it with "
+        "each HTTP 402 payment (PAYMENT-SIGNATURE or X-PAYMENT) from the wallet registered with it: a payment "
+        "from a registered wallet without its key is refused (403 key_required), and each payment is held to "
+        "the key's per-purchase maximum, cap per rolling 24 hours, expiry and allowed categories and "
+        "publishers (401 unknown_key, key_revoked, key_expired; 403 wrong_wallet, category_not_allowed, "
+        "publisher_not_allowed; 402 over_purchase_max, over_daily_cap).",
+    }}},
 }
 SIWE_NONCE_TTL = env_int("SIWE_NONCE_TTL", 300)  # seconds a sign-in nonce stays usable
 

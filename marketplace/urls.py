@@ -10,6 +10,7 @@ from marketplace.moderation import bans_views as ban_pages
 from marketplace.moderation import console_views as moderation_console
 from marketplace.moderation import report_views, review_views as review_pages, views as moderation_pages
 from marketplace.orders.views import download
+from marketplace.payments import discovery
 from marketplace.payments.views import paid_download
 from marketplace.rewards import pages as reward_pages
 from marketplace.rewards.views import bind_page
@@ -31,6 +32,7 @@ urlpatterns = [
     path("api/v1/", include("marketplace.rewards.urls")),
     path("api/v1/", include("marketplace.moderation.urls")),
     path("downloads/<str:token>", download, name="download"),
+    path("discovery/resources", discovery.resources, name="discovery-resources"),
     # x402: a listing's paid download for machine buyers (outside /api/: its 402 is x402's).
     path("pay/<int:listing_id>", paid_download, name="paid-download"),
     path("node/bind", bind_page, name="node-bind-page"),

@@ -1,16 +1,18 @@
 """Sign-in API: nonce, sign-in, sign-out, who am I; the signed-in user's profile and avatar."""
 from django.contrib.auth import logout
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api import APIError, StrictCharField, StrictRegexField, StrictTextField, errors
+from marketplace.api import (APIError, AmountField, StrictCharField, StrictRegexField, StrictTextField, errors,
+                             refusal)
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded
 
-from . import avatars, services
+from . import agent_keys, avatars, services
 
 
 class UserSerializer(serializers.Serializer):
@@ -149,3 +151,175 @@ class AvatarView(APIView):
     @extend_schema(request=None, responses={200: UserSerializer, **errors(403)})
     def delete(self, request):
         return Response(UserSerializer(services.remove_avatar(request.user)).data)
+
+
+# Agent keys -------------------------------------------------------------------------------------
+
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+PURCHASES_PAGE = 50
+
+
+class AgentKeyCreateSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=agent_keys.MAX_NAME, help_text="What to call the agent")
+    wallet = StrictRegexField(ADDRESS, help_text="The wallet the agent pays from (checksummed if mixed case): its "
+                              f"payments must carry the key in the {agent_keys.HEADER} header",
+                              error_messages={"invalid": "Not a wallet address (0x and 40 hex digits)."})
+    max_per_purchase = AmountField(maximum=lambda: 2**256 - 1, help_text="The most one purchase may cost, in the "
+                                   "token's base units; at most daily_cap")
+    daily_cap = AmountField(maximum=lambda: 2**256 - 1, help_text="The most the key may spend in any 24 hours, "
+                            "in base units (refunds come back to it)")
+    expires_at = serializers.DateTimeField(help_text="When the key stops working (in the future, within a year)")
+    allowed_categories = serializers.ListField(
+        child=StrictCharField(max_length=40), required=False, max_length=agent_keys.MAX_ALLOWED,
+        help_text="Dataset category slugs it may buy in (those of /api/v1/datasets: economics, health, ...); "
+        "empty or absent: any")
+    allowed_publishers = serializers.ListField(
+        child=StrictRegexField(ADDRESS, error_messages={"invalid": "Not a wallet address (0x and 40 hex digits)."}),
+        required=False, max_length=agent_keys.MAX_ALLOWED,
+        help_text="Publishers' addresses it may buy from; empty or absent: any")
+
+
+class AgentSpendingSerializer(serializers.Serializer):
+    used = serializers.CharField(help_text="Counted against the cap in the last 24 hours (reserved, held and spent, "
+                                 "net of refunds), base units")
+    remaining = serializers.CharField(help_text="What the cap leaves now, base units")
+    purchases = serializers.IntegerField(help_text="Payments that made an order, ever")
+    refunded = serializers.CharField(help_text="Refund shares returned to the budget, ever, base units")
+
+
+class AgentKeySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The secret's first characters, to recognise it")
+    wallet = serializers.CharField()
+    max_per_purchase = serializers.CharField()
+    daily_cap = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    allowed_categories = serializers.ListField(child=serializers.CharField())
+    allowed_publishers = serializers.ListField(child=serializers.CharField())
+    status = serializers.CharField(help_text="live, revoked or expired")
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    spending = AgentSpendingSerializer()
+
+
+class CreatedAgentKeySerializer(AgentKeySerializer):
+    secret = serializers.CharField(help_text=f"The key, shown this once (only its hash is kept): the agent sends it "
+                                   f"in the {agent_keys.HEADER} header")
+
+
+class AgentPurchaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    payment_ref = serializers.CharField()
+    listing_id = serializers.CharField()
+    amount = serializers.CharField()
+    state = serializers.ChoiceField(choices=[s.value for s in agent_keys.AgentSpend.State],
+                                    help_text="reserved: settling; held: timed out, unresolved, still counted; "
+                                    "released: not settled, not counted; spent: an order was made")
+    chain_id = serializers.IntegerField(allow_null=True)
+    order_id = serializers.CharField(allow_null=True)
+    tx_hash = serializers.CharField()
+    refunded = serializers.CharField(help_text="Refunded from the order and returned to the budget")
+    created_at = serializers.DateTimeField()
+
+
+def agent_key_body(key, spending: dict) -> dict:
+    now = timezone.now()
+    status = "revoked" if key.revoked_at else ("live" if key.expires_at > now else "expired")
+    return {
+        "id": key.pk, "name": key.name, "prefix": key.prefix, "wallet": key.wallet,
+        "max_per_purchase": str(key.max_per_purchase), "daily_cap": str(key.daily_cap),
+        "expires_at": key.expires_at, "allowed_categories": key.allowed_categories,
+        "allowed_publishers": key.allowed_publishers, "status": status, "revoked_at": key.revoked_at,
+        "created_at": key.created_at, "last_used_at": key.last_used_at,
+        "spending": {k: (v if k == "purchases" else str(v)) for k, v in spending.items()},
+    }
+
+
+def purchase_body(spend) -> dict:
+    return {"id": spend.pk, "payment_ref": spend.payment_ref, "listing_id": str(spend.listing_id),
+            "amount": str(spend.amount), "state": spend.state, "chain_id": spend.chain_id,
+            "order_id": None if spend.order_id is None else str(spend.order_id), "tx_hash": spend.tx_hash,
+            "refunded": str(spend.refunded), "created_at": spend.created_at}
+
+
+def _my_key(request, pk):
+    key = agent_keys.keys_of(request.user).filter(pk=pk).first()
+    if key is None:
+        raise APIError("not_found", "You have no agent key with this id.", status=404)
+    return key
+
+
+class AgentKeysView(APIView):
+    """The signed-in user's agent keys. An agent pays for a dataset over HTTP 402 from its
+    registered wallet and sends its key in the `X-Agent-Key` header; each payment is held to the
+    key's per-purchase maximum, its cap per rolling 24 hours, its expiry and its allowed
+    categories and publishers. A payment from a registered wallet without its key is refused."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(responses={200: AgentKeySerializer(many=True), **errors(401, 403)})
+    def get(self, request):
+        keys = list(agent_keys.keys_of(request.user))
+        spending = agent_keys.spending(keys)
+        return Response([agent_key_body(k, spending[k.pk]) for k in keys])
+
+    @extend_schema(request=AgentKeyCreateSerializer,
+                   responses={201: CreatedAgentKeySerializer, **errors(400, 401, 403, 409)})
+    def post(self, request):
+        data = AgentKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            created = agent_keys.create(request.user, **data.validated_data)
+        except agent_keys.AgentKeyRefused as exc:
+            raise refusal(exc) from None
+        body = agent_key_body(created.key, agent_keys.spending([created.key])[created.key.pk])
+        return Response({**body, "secret": created.secret}, status=201)
+
+
+class AgentKeyView(APIView):
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(responses={200: AgentKeySerializer, **errors(401, 403, 404)})
+    def get(self, request, pk):
+        key = _my_key(request, pk)
+        return Response(agent_key_body(key, agent_keys.spending([key])[key.pk]))
+
+
+class AgentKeyRevokeView(APIView):
+    """Revoke a key at once: the next payment made with it is refused (`key_revoked`), and a
+    payment from its wallet without a key is an ordinary payment again. Revoking twice is
+    harmless."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=None, responses={200: AgentKeySerializer, **errors(401, 403, 404)})
+    def post(self, request, pk):
+        key = agent_keys.revoke(_my_key(request, pk))
+        return Response(agent_key_body(key, agent_keys.spending([key])[key.pk]))
+
+
+class PurchasesParams(serializers.Serializer):
+    before = serializers.IntegerField(required=False, min_value=1, help_text="The `next_before` of the previous page")
+
+
+class AgentKeyPurchasesView(APIView):
+    """A key's payments, newest first, in pages of 50: what each cost, its state, and the order
+    it made."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(parameters=[PurchasesParams], responses={200: inline_serializer("AgentPurchasePage", {
+        "results": AgentPurchaseSerializer(many=True),
+        "next_before": serializers.IntegerField(allow_null=True, help_text="`before` of the next page, null at the end"),
+    }), **errors(400, 401, 403, 404)})
+    def get(self, request, pk):
+        params = PurchasesParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        rows = agent_keys.purchases(_my_key(request, pk))
+        if "before" in params.validated_data:
+            rows = rows.filter(pk__lt=params.validated_data["before"])
+        rows = list(rows[:PURCHASES_PAGE])
+        return Response({"results": [purchase_body(s) for s in rows],
+                         "next_before": rows[-1].pk if len(rows) == PURCHASES_PAGE else None})

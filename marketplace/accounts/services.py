@@ -154,7 +154,8 @@ def sign_in(request, *, message: str, signature: str) -> User:
     if parsed.chain_id != settings.CHAIN_ID:
         raise SignInError("wrong_chain", f"Sign in on chain {settings.CHAIN_ID}, not chain {parsed.chain_id}.")
     with transaction.atomic():
-        nonce = SignInNonce.objects.select_for_update().filter(nonce=parsed.nonce).first()
+        # A 402's sign-in-with-x nonce (one naming a resource) signs in to that resource only.
+        nonce = SignInNonce.objects.select_for_update().filter(nonce=parsed.nonce, resource="").first()
         if nonce is None:
             raise SignInError("unknown_nonce", "This sign-in request was not issued by this site; start again.")
         if parsed.nonce not in request.session.get(SESSION_NONCES, []):

@@ -72,6 +72,35 @@ def listing_terms(listing) -> dict | None:
             "approved": listing.approved, "tx_hash": listing.tx_hash}
 
 
+class PaymentTermsSerializer(serializers.Serializer):
+    """How an agent pays for a version over HTTP 402 (x402): what its paid URL asks."""
+
+    price = serializers.CharField(help_text="Price in token base units, as a decimal string (the on-chain listing's)")
+    asset = serializers.CharField(help_text="The payment token's address, checksummed")
+    network = serializers.CharField(help_text="The chain, CAIP-2 (eip155:<chain id>)")
+    resource = serializers.CharField(help_text="The paid URL: GET it for the 402 and its payment requirements, "
+                                               "then again with a PAYMENT-SIGNATURE header for the file")
+
+
+def payment_terms(request, *, listing_id, price, token) -> dict:
+    """The x402 terms of a version on sale through listing `listing_id` of this chain."""
+    from django.urls import reverse
+
+    return {"price": str(price), "asset": to_checksum_address(token), "network": f"eip155:{settings.CHAIN_ID}",
+            "resource": request.build_absolute_uri(reverse("paid-download", args=[int(listing_id)]))}
+
+
+def on_sale(version):
+    """The version's listing on this chain when the version is buyable (approved, listed, not
+    removed; the listing active and approved), else None. Reads the prefetched listings."""
+    dataset = version.dataset
+    if (version.review != DatasetVersion.Review.APPROVED or dataset.status != Dataset.Status.LISTED
+            or dataset.removed_at is not None):
+        return None
+    return next((listing for listing in version.listings.all()
+                 if listing.chain_id == settings.CHAIN_ID and listing.active and listing.approved), None)
+
+
 class PreviewSerializer(serializers.Serializer):
     """What the public sees of a version's file besides its schema, null counts, row count and
     numeric ranges."""
@@ -99,6 +128,8 @@ class VersionSerializer(serializers.ModelSerializer):
     price = serializers.CharField(help_text="Intended price in token base units, as a decimal string (a listed "
                                             "version sells at `listing.price`, mirrored from the chain)")
     listing = serializers.SerializerMethodField()
+    payment = serializers.SerializerMethodField(help_text="How an agent buys this version over HTTP 402 (x402); "
+                                                          "null when it is not on sale on this chain")
     preview = serializers.SerializerMethodField()
     original_name = serializers.CharField(required=False, help_text="Owner only")
     review = serializers.CharField(required=False, help_text="Owner only: the version's review")
@@ -113,7 +144,7 @@ class VersionSerializer(serializers.ModelSerializer):
         fields = [
             "number", "original_name", "format", "size", "content_hash", "price", "token",
             "analysis_status", "analysis_progress", "analysis_message", "row_count", "rejected_rows",
-            "columns", "sample", "created_at", "listing", "preview", "review", "proposed_preview",
+            "columns", "sample", "created_at", "listing", "payment", "preview", "review", "proposed_preview",
             "unmatched_hidden_columns",
         ]
 
@@ -122,6 +153,14 @@ class VersionSerializer(serializers.ModelSerializer):
     @extend_schema_field(ListingTermsSerializer(allow_null=True))
     def get_listing(self, version):
         return listing_terms(max(version.listings.all(), key=lambda l: l.block_number, default=None))
+
+    @extend_schema_field(PaymentTermsSerializer(allow_null=True))
+    def get_payment(self, version):
+        request = self.context.get("request")
+        listing = on_sale(version) if request is not None else None
+        if listing is None:
+            return None
+        return payment_terms(request, listing_id=listing.listing_id, price=listing.price, token=listing.token)
 
     @extend_schema_field(PreviewSerializer)
     def get_preview(self, version):
@@ -215,7 +254,7 @@ class IsSignedIn(permissions.IsAuthenticated):
 
 
 def viewer_context(request, dataset) -> dict:
-    return {"owner": request.user.is_authenticated and dataset.owner_id == request.user.pk}
+    return {"owner": request.user.is_authenticated and dataset.owner_id == request.user.pk, "request": request}
 
 
 class DatasetCreateView(APIView):
@@ -254,7 +293,7 @@ class DatasetDetailView(APIView):
         data.is_valid(raise_exception=True)
         result = revisions.edit_dataset(dataset, by=request.user, **data.validated_data)
         dataset = Dataset.objects.prefetch_related("versions__listings").get(pk=result.dataset.pk)
-        return Response(DatasetSerializer(dataset, context={"owner": True}).data)
+        return Response(DatasetSerializer(dataset, context={"owner": True, "request": request}).data)
 
 
 class UnparsedBody(BaseParser):
@@ -378,7 +417,7 @@ class VersionPreviewView(APIView):
             asked["hidden_columns"] = list(matched)
         result = revisions.change_preview(version, PreviewSettings.from_json(asked), by=request.user)
         version = DatasetVersion.objects.prefetch_related("listings").get(pk=result.version.pk)
-        return Response({"version": VersionSerializer(version, context={"owner": True}).data,
+        return Response({"version": VersionSerializer(version, context={"owner": True, "request": request}).data,
                          "waiting": RevisionSerializer(result.revision).data if result.revision else None})
 
 
@@ -409,9 +448,11 @@ class SearchParams(serializers.Serializer):
         # DRF deep-copies and binds the declared fields for every instance: 0.5 ms of each search.
         # They keep no state between validations, so every instance on a thread uses the copy the
         # thread's first instance bound (their parent stays that instance: they never read it).
-        fields = getattr(SearchParams._bound, "fields", None)
+        # (Per class: a subclass declares its own `_bound`.)
+        bound = type(self)._bound
+        fields = getattr(bound, "fields", None)
         if fields is None:
-            fields = SearchParams._bound.fields = super().fields
+            fields = bound.fields = super().fields
         return fields
 
     @staticmethod
@@ -447,11 +488,17 @@ class SearchHitSerializer(serializers.ModelSerializer):
     owner_name = serializers.CharField(source="owner.display_name", help_text="The publisher's display name, or \"\"")
     owner_avatar = serializers.CharField(allow_null=True, help_text="Path of the publisher's avatar image")
     price = serializers.SerializerMethodField()
+    payment = serializers.SerializerMethodField(help_text="How an agent buys the latest version over HTTP 402 "
+                                                          "(x402); null when it is not on sale on this chain")
 
     class Meta:
         model = Dataset
         fields = ["slug", "title", "summary", "tags", "category", "license", "owner", "owner_name", "owner_avatar",
-                  "price", "created_at"]
+                  "price", "payment", "created_at"]
+
+    @extend_schema_field(PaymentTermsSerializer(allow_null=True))
+    def get_payment(self, dataset):  # the schema's view: search_hits builds the documents
+        return None
 
     @extend_schema_field(HitPriceSerializer(allow_null=True))
     def get_price(self, dataset):
@@ -483,7 +530,7 @@ def iso_time(value) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def search_hits(ids):
+def search_hits(ids, request):
     """The page's rows in one query, shaped as SearchHitSerializer documents them (no model
     instances, no versions' statistics loaded: this runs on every search)."""
     from marketplace.accounts.avatars import url_for
@@ -498,6 +545,8 @@ def search_hits(ids):
             "owner_avatar": url_for(row["owner_address"], row["owner_avatar_digest"]),
             "price": None if row["price"] is None else
             {"amount": str(row["price"]), "token": row["token"], "format": row["format"]},
+            "payment": None if row["listing_id"] is None else
+            payment_terms(request, listing_id=row["listing_id"], price=row["listing_price"], token=row["listing_token"]),
             "created_at": iso_time(row["created_at"]),
         }
         for pk, row in listed_rows(ids).items()
@@ -523,7 +572,7 @@ class SearchView(APIView):
         if index is None:
             raise APIError("index_building", "The search index is being built; try again in a moment.", status=503)
         result = index.search(SearchParams.query(p))
-        rows = search_hits(result.ids)
+        rows = search_hits(result.ids, request)
         return Response({
             "total": result.total,
             "page": p["page"],

@@ -9,22 +9,19 @@ header the answer is 402 with the v2 `PAYMENT-REQUIRED` header and the v1 body; 
 from __future__ import annotations
 
 import logging
-import secrets
-from datetime import timedelta
 
 from django.conf import settings
 from django.http import JsonResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from marketplace.accounts.bans import BUY, REFUSALS, active_ban
-from marketplace.accounts.models import SignInNonce
 from marketplace.catalog.models import Listing
 from marketplace.orders.delivery import REMOVED, send_file
 from marketplace.orders.models import Order
 
-from . import x402
+from . import siwx, x402
+from .discovery import MIME_TYPES
 from .models import X402Payment
 from .settlement import canonical, settle
 from .verify import requirement_for
@@ -33,8 +30,6 @@ from .x402 import Payment, PaymentRefused
 logger = logging.getLogger(__name__)
 
 AGENT_KEY_HEADER = "X-Agent-Key"  # an agent's API key, for its budget (budget_hooks.reserve)
-MIME_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "json": "application/json",
-              "parquet": "application/vnd.apache.parquet", "tsv": "text/tab-separated-values"}
 
 
 @require_GET
@@ -76,22 +71,17 @@ def _requirement(request, listing: Listing) -> x402.Requirement:
                            mime_type=MIME_TYPES.get(version.format, "application/octet-stream"))
 
 
-def _sign_in_nonce() -> str:
-    """A server nonce for the 402's sign-in-with-x challenge, stored as the wallet sign-in's are
-    (single use, expiring with the challenge); the sign-in-with-x verifier consumes it."""
-    nonce = SignInNonce.objects.create(nonce=secrets.token_hex(16),
-                                       expires_at=timezone.now() + timedelta(seconds=x402.SIGN_IN_SECONDS))
-    return nonce.nonce
-
-
 def _output(listing: Listing) -> dict:
+    """The bazaar example of the file, as the discovery list gives it."""
     version = listing.version
-    return {"size": version.size, "sha256": version.content_hash.removeprefix("0x"), "format": version.format}
+    return {"size": version.size, "sha256": version.content_hash, "format": version.format}
 
 
 def _with_requirement(response, request, listing: Listing, requirement: x402.Requirement, error: str):
+    # The sign-in-with-x challenge's nonce: single use, for this resource only (payments.siwx).
     response["PAYMENT-REQUIRED"] = x402.payment_required_header(
-        requirement, sign_in_nonce=_sign_in_nonce(), domain=request.get_host(), error=error, output=_output(listing))
+        requirement, sign_in_nonce=siwx.issue(request, requirement.resource), domain=request.get_host(),
+        error=error, output=_output(listing))
     response["Cache-Control"] = "no-store"
     return response
 

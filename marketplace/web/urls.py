@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import agents, views
 
 app_name = "web"
 urlpatterns = [
@@ -10,6 +10,8 @@ urlpatterns = [
     path("me/profile", views.profile, name="profile"),
     path("me/library", views.library, name="library"),
     path("me/sales", views.sales, name="sales"),
+    path("me/agents", agents.my_agents, name="agents"),
+    path("me/agents/<int:pk>/revoke", agents.revoke_agent, name="revoke-agent"),
     path("me/datasets", views.my_datasets, name="my-datasets"),
     path("me/datasets/new", views.new_dataset, name="new-dataset"),
     path("me/datasets/<slug:slug>/edit", views.edit_dataset, name="edit-dataset"),

@@ -34,7 +34,7 @@ def test_a_signed_out_visit_makes_no_failing_request(page, live_server, chain, o
     SearchSync().rebuild()
     failures, console_errors, violations = visit_all(
         page, live_server.url, ["/", "/about", f"/datasets/{dataset.slug}", "/me/datasets",
-                                "/me/profile", "/me/library", "/me/sales"])
+                                "/me/profile", "/me/library", "/me/sales", "/me/agents"])
     assert failures == [] and console_errors == [] and violations == []
     assert page.locator("[data-wallet-button] span").inner_text() == "Connect wallet"
 
@@ -48,7 +48,7 @@ def test_a_signed_in_visit_shows_the_wallet_without_asking_the_api(page, live_se
     failures, console_errors, violations = visit_all(
         page, live_server.url, ["/", f"/datasets/{dataset.slug}",
                                 f"/me/datasets/{dataset.slug}/edit", "/me/profile", "/me/library",
-                                "/me/sales"])
+                                "/me/sales", "/me/agents"])
     assert failures == [] and console_errors == [] and violations == []
     assert not [url for url in requests if "/api/v1/auth/me" in url]
     status = page.locator("[data-wallet-status]")

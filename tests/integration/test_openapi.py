@@ -12,6 +12,11 @@ def test_schema_lists_every_endpoint_with_the_error_body(client, db):
     search = schema["paths"]["/api/v1/search"]["get"]
     assert {"q", "category", "tag", "sort", "page", "page_size"} <= {p["name"] for p in search["parameters"]}
     assert "400" in search["responses"]
+    # How an agent pays for a version over x402 (null when it is not on sale on this chain).
+    components = schema["components"]["schemas"]
+    assert {"price", "asset", "network", "resource"} <= set(components["PaymentTerms"]["properties"])
+    for name in ("Version", "SearchHit"):
+        assert "payment" in components[name]["properties"], name
 
 
 def test_swagger_ui_is_served_without_a_cdn(client, db):

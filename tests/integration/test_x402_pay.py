@@ -155,10 +155,11 @@ def test_without_payment_the_answer_is_a_402_with_both_bodies(chain, client, lis
     assert accepts["payTo"] == chain.market.address and accepts["network"] == "eip155:31337"
     extensions = required["extensions"]
     assert extensions["bazaar"]["info"]["output"]["example"]["size"] == len(CONTENT)
-    assert extensions["bazaar"]["info"]["output"]["example"]["sha256"] == SHA
+    assert extensions["bazaar"]["info"]["output"]["example"]["sha256"] == "0x" + SHA
     nonce = extensions["sign-in-with-x"]["info"]["nonce"]
     stored = SignInNonce.objects.get(nonce=nonce)
     assert stored.used_at is None and stored.expires_at > stored.created_at
+    assert stored.resource == f"http://testserver/pay/{listing_id}"
     assert extensions["sign-in-with-x"]["info"]["domain"] == "testserver"
     assert extensions["payment-identifier"]["info"] == {"required": False}
     v1_body = response.json()

@@ -1,0 +1,401 @@
+"""Agent keys and budgets: the API keys users give their AI agents, and the ledger that keeps
+each key's payments within its limits.
+
+A key is bound to the wallet the agent pays from. The paid URL asks `key_for_payment` which key a
+payment goes with (a payment from a registered wallet without its key is refused), then
+`reserve`s the price before it settles, and `release`s, `hold`s or `spend`s it after. Refund
+shares of disputed orders come back through the chain indexer (`on_refund_events`).
+
+The cap counts what was reserved, held or spent in the last 24 hours, each payment by the time
+it was reserved and net of the refunds of its order: a refund returns room to the budget while
+its payment is still in the window (after that, the payment no longer counts anyway), so the
+room never exceeds the cap. Amounts are integers in the token's base units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+import hashlib
+import re
+import secrets
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, DecimalField, Q, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from eth_utils import is_address, is_checksum_address, to_checksum_address
+
+from marketplace.api import Refused
+
+from .models import MONEY, AgentKey, AgentRefund, AgentSpend, User
+
+HEADER = "X-Agent-Key"
+#: The window the daily cap covers.
+WINDOW = timedelta(hours=24)
+#: Secrets start with this, so that a leaked one is recognisable (secret scanners, logs).
+SECRET_PREFIX = "dmk_"
+#: Characters of the secret kept in clear for recognition (the prefix and 8 random ones).
+SHOWN = len(SECRET_PREFIX) + 8
+MAX_NAME = 80
+#: A key lives at most this long; a longer-lived agent gets a new key.
+MAX_LIFETIME = timedelta(days=366)
+MAX_ALLOWED = 50  # categories or publishers one key may list
+COUNTED = (AgentSpend.State.RESERVED, AgentSpend.State.HELD, AgentSpend.State.SPENT)
+_SECRET = re.compile(r"^dmk_[A-Za-z0-9_-]{43}$")
+
+
+class AgentKeyRefused(Refused):
+    """A key or a payment made with one that is refused: 401 for a key that does not open
+    anything, 402 for a payment over the key's limits, 403 for one the key does not allow, 400
+    for bad input when creating one (`field` names it), 409 for a wallet already registered."""
+
+    default_status = 403
+
+
+def _money(value) -> int:
+    return int(value)
+
+
+def _units(amount: int) -> str:
+    """Amounts in refusals are base units: the key may pay in any token, whatever its decimals."""
+    return f"{amount} base units"
+
+
+def checksummed(value: str, *, field: str = "wallet") -> str:
+    """The address checksummed; refused (400) when it is not one, or when mixed case carries a
+    wrong checksum (a typo the checksum exists to catch)."""
+    value = value if isinstance(value, str) else ""
+    hex_part = value[2:]
+    mixed = hex_part != hex_part.lower() and hex_part != hex_part.upper()
+    if not (len(value) == 42 and is_address(value)) or (mixed and not is_checksum_address(value)):
+        raise AgentKeyRefused("invalid_address", "Not a wallet address (0x and 40 hex digits, checksummed "
+                              "if mixed case).", status=400, field=field)
+    return to_checksum_address(value)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# Keys ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: AgentKey
+    secret: str  # shown once: only its hash is stored
+
+
+def _categories() -> dict[str, str]:
+    from marketplace.catalog.models import CATEGORIES  # a constant: accounts needs no catalog model
+
+    return dict(CATEGORIES)
+
+
+def create(owner: User, *, name: str, wallet: str, max_per_purchase: int, daily_cap: int,
+           expires_at: datetime, allowed_categories=(), allowed_publishers=(), now=None) -> CreatedKey:
+    """Make a key for one of `owner`'s agents, paying from `wallet`, and its secret (returned
+    here once, never stored). Refuses bad terms (400, with the field), and a wallet that
+    already has a live key (409: `wallet_has_key` when it is one of the owner's keys, to revoke
+    first, `wallet_registered` when another user's)."""
+    now = now or timezone.now()
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME:
+        raise AgentKeyRefused("invalid_name", f"Name the agent in 1 to {MAX_NAME} characters.", status=400,
+                              field="name")
+    wallet = checksummed(wallet)
+    max_per_purchase, daily_cap = int(max_per_purchase), int(daily_cap)
+    if max_per_purchase < 1 or daily_cap < 1:
+        raise AgentKeyRefused("invalid_amount", "Amounts are at least 1 base unit.", status=400,
+                              field="max_per_purchase" if max_per_purchase < 1 else "daily_cap")
+    if max_per_purchase > daily_cap:
+        raise AgentKeyRefused("max_over_cap", "The most one purchase may cost cannot be more than the cap per "
+                              "24 hours.", status=400, field="max_per_purchase")
+    if expires_at <= now:
+        raise AgentKeyRefused("expiry_in_past", "The expiry must be in the future.", status=400, field="expires_at")
+    if expires_at > now + MAX_LIFETIME:
+        raise AgentKeyRefused("expiry_too_far", f"A key lives at most {MAX_LIFETIME.days} days: pick an earlier "
+                              "expiry.", status=400, field="expires_at")
+    categories = list(dict.fromkeys(allowed_categories or ()))
+    known = _categories()
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        raise AgentKeyRefused("unknown_category", f"Unknown category {unknown[0]!r}: use one of "
+                              f"{', '.join(known)}.", status=400, field="allowed_categories")
+    publishers = list(dict.fromkeys(checksummed(p, field="allowed_publishers") for p in allowed_publishers or ()))
+    if len(categories) > MAX_ALLOWED or len(publishers) > MAX_ALLOWED:
+        raise AgentKeyRefused("too_many", f"List at most {MAX_ALLOWED} categories and {MAX_ALLOWED} publishers.",
+                              status=400, field="allowed_categories" if len(categories) > MAX_ALLOWED
+                              else "allowed_publishers")
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        # One creation per wallet at a time, so that two cannot both find it free.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-key-wallet:{wallet}"])
+        live = _live(AgentKey.objects.filter(wallet=wallet), now).first()
+        if live is not None and live.owner_id == owner.pk:
+            raise AgentKeyRefused("wallet_has_key", f"This wallet already has a live key, {live.name!r} "
+                                  f"({live.prefix}…): revoke it first.", status=409, field="wallet")
+        if live is not None:
+            raise AgentKeyRefused("wallet_registered", "Another account has registered this wallet for its agent.",
+                                  status=409, field="wallet")
+        key = AgentKey.objects.create(
+            owner=owner, name=name, prefix=secret[:SHOWN], secret_hash=secret_hash(secret), wallet=wallet,
+            max_per_purchase=max_per_purchase, daily_cap=daily_cap, expires_at=expires_at,
+            allowed_categories=categories, allowed_publishers=publishers, created_at=now)
+    return CreatedKey(key, secret)
+
+
+def revoke(key: AgentKey, *, now=None) -> AgentKey:
+    """Revoke at once: the next payment with it is refused (`reserve` reads it under its row
+    lock, so a payment already past `key_for_payment` is refused too). Idempotent."""
+    with transaction.atomic():
+        key = AgentKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is None:
+            key.revoked_at = now or timezone.now()
+            key.save(update_fields=["revoked_at"])
+    return key
+
+
+def _live(keys, now):
+    return keys.filter(revoked_at__isnull=True, expires_at__gt=now)
+
+
+def _check_usable(key: AgentKey, now) -> None:
+    if key.revoked_at is not None:
+        raise AgentKeyRefused("key_revoked", "This agent key was revoked by its owner.", status=401)
+    if key.expires_at <= now:
+        raise AgentKeyRefused("key_expired", "This agent key has expired: its owner can make a new one.", status=401)
+
+
+def key_for_payment(raw_key: str | None, payer: str) -> AgentKey | None:
+    """The key a payment from `payer` is made with: None when no key was sent and `payer` is no
+    live key's wallet (an ordinary payer); else the key, or a refusal."""
+    now = timezone.now()
+    payer = to_checksum_address(payer)
+    if raw_key is None or raw_key == "":
+        if _live(AgentKey.objects.filter(wallet=payer), now).exists():
+            raise AgentKeyRefused("key_required", f"This wallet is registered to an agent key: send the key in "
+                                  f"the {HEADER} header.", status=403)
+        return None
+    key = None
+    if isinstance(raw_key, str) and _SECRET.match(raw_key.strip()):
+        key = AgentKey.objects.filter(secret_hash=secret_hash(raw_key.strip())).first()
+    if key is None:
+        raise AgentKeyRefused("unknown_key", f"The {HEADER} header names no agent key.", status=401)
+    _check_usable(key, now)
+    if key.wallet != payer:
+        raise AgentKeyRefused("wrong_wallet", f"This agent key pays from {key.wallet}, not from {payer}.", status=403)
+    return key
+
+
+# The ledger ------------------------------------------------------------------------------------
+
+
+def _window(key_id: int, now):
+    """The key's payments that count now, oldest first, each with the refunds of its order."""
+    return (AgentSpend.objects.filter(key_id=key_id, state__in=COUNTED, created_at__gt=now - WINDOW)
+            .annotate(refunded=Coalesce(Sum("refunds__amount"), Value(0), output_field=DecimalField(**MONEY)))
+            .order_by("created_at", "pk"))
+
+
+
+def _counted(spend) -> int:
+    return max(0, _money(spend.amount) - _money(spend.refunded))
+
+
+def used(key: AgentKey, *, now=None) -> int:
+    """What the key has used of its cap in the 24 hours before `now`."""
+    return sum(_counted(s) for s in _window(key.pk, now or timezone.now()))
+
+
+def reserve(key: AgentKey, *, payment_ref: str, amount: int, listing_id: int, publisher: str,
+            category: str) -> None:
+    """Count `amount` against the key's limits for the payment `payment_ref`, or refuse it.
+    One transaction holding the key's row lock, so racing payments are counted one after the
+    other and together never pass the cap. The same `payment_ref` again with the same amount
+    and listing is a no-op (released before: counted again, if it fits); with other terms it
+    is refused (409)."""
+    amount, listing_id = int(amount), int(listing_id)
+    now = timezone.now()
+    with transaction.atomic():
+        key = AgentKey.objects.select_for_update().get(pk=key.pk)
+        _check_usable(key, now)
+        existing = AgentSpend.objects.select_for_update().filter(payment_ref=payment_ref).first()
+        if existing is not None:
+            if (existing.key_id, _money(existing.amount), _money(existing.listing_id)) != (key.pk, amount, listing_id):
+                raise AgentKeyRefused("payment_ref_conflict", "This payment was reserved before with other terms.",
+                                      status=409)
+            if existing.state != AgentSpend.State.RELEASED:
+                return
+        _check_limits(key, amount=amount, publisher=publisher, category=category, now=now)
+        if existing is not None:
+            existing.state, existing.created_at = AgentSpend.State.RESERVED, now
+            existing.save(update_fields=["state", "created_at", "updated_at"])
+        else:
+            try:
+                with transaction.atomic():
+                    AgentSpend.objects.create(key=key, payment_ref=payment_ref, listing_id=listing_id, amount=amount,
+                                              created_at=now)
+            except IntegrityError:  # the same reference reserved with another key meanwhile
+                raise AgentKeyRefused("payment_ref_conflict", "This payment was reserved before with other terms.",
+                                      status=409) from None
+        key.last_used_at = now
+        key.save(update_fields=["last_used_at"])
+
+
+def _check_limits(key: AgentKey, *, amount: int, publisher: str, category: str, now) -> None:
+    if amount > _money(key.max_per_purchase):
+        raise AgentKeyRefused("over_purchase_max", f"This key pays at most {_units(_money(key.max_per_purchase))} "
+                              f"for one purchase; this one costs {_units(amount)}.", status=402)
+    if key.allowed_categories and category not in key.allowed_categories:
+        raise AgentKeyRefused("category_not_allowed", f"This key buys only in the categories "
+                              f"{', '.join(key.allowed_categories)}, not {category!r}.", status=403)
+    if key.allowed_publishers:
+        try:
+            publisher = to_checksum_address(publisher)
+        except (TypeError, ValueError):
+            pass
+        if publisher not in key.allowed_publishers:
+            raise AgentKeyRefused("publisher_not_allowed", "This key does not buy from this dataset's publisher.",
+                                  status=403)
+    window = list(_window(key.pk, now))
+    cap = _money(key.daily_cap)
+    in_use = sum(_counted(s) for s in window)
+    if in_use + amount <= cap:
+        return
+    left = max(0, cap - in_use)
+    frees = None
+    for spend in window:  # oldest first: room frees as each payment leaves the window
+        left += _counted(spend)
+        if left >= amount:
+            frees = spend.created_at + WINDOW
+            break
+    when = f" Room for it frees up at {frees.isoformat(timespec='seconds')}." if frees else ""
+    raise AgentKeyRefused("over_daily_cap", f"This key may spend {_units(cap)} in any 24 hours; "
+                          f"{_units(max(0, cap - in_use))} is left and this purchase costs "
+                          f"{_units(amount)}.{when}", status=402)
+
+
+def _move(payment_ref: str, state: str, *, only_from, **fields) -> None:
+    with transaction.atomic():
+        spend = AgentSpend.objects.select_for_update().filter(payment_ref=payment_ref).first()
+        if spend is None or spend.state not in only_from:
+            return
+        spend.state = state
+        for name, value in fields.items():
+            setattr(spend, name, value)
+        spend.save(update_fields=["state", "updated_at", *fields])
+
+
+def release(payment_ref: str) -> None:
+    """The settlement was refused or reverted: the payment no longer counts. A spent one stays
+    spent (an order exists); unknown references are ignored."""
+    _move(payment_ref, AgentSpend.State.RELEASED, only_from=(AgentSpend.State.RESERVED, AgentSpend.State.HELD))
+
+
+def hold(payment_ref: str) -> None:
+    """The settlement timed out and is not resolved: the payment keeps counting until it is
+    spent or released."""
+    _move(payment_ref, AgentSpend.State.HELD, only_from=(AgentSpend.State.RESERVED,))
+
+
+def spend(payment_ref: str, *, chain_id: int, order_id: int, tx_hash: str) -> None:
+    """The settlement made order `order_id` in transaction `tx_hash`: spent for good (a refund
+    of that order comes back through the indexer; one it has already read, for a settlement
+    that was held a long time, is taken here)."""
+    _move(payment_ref, AgentSpend.State.SPENT,
+          only_from=(AgentSpend.State.RESERVED, AgentSpend.State.HELD, AgentSpend.State.RELEASED),
+          chain_id=int(chain_id), order_id=int(order_id), tx_hash=tx_hash.lower())
+    spent = AgentSpend.objects.filter(payment_ref=payment_ref, state=AgentSpend.State.SPENT).first()
+    if spent is not None:
+        from marketplace.chain.models import ChainEvent
+
+        refunds = ChainEvent.objects.filter(chain_id=spent.chain_id, name__in=REFUND_EVENTS,
+                                            args__orderId=str(int(spent.order_id)))
+        _record_refunds(list(refunds), {(spent.chain_id, int(spent.order_id)): [spent]})
+
+
+# What the owner sees ---------------------------------------------------------------------------
+
+
+def keys_of(owner: User):
+    return AgentKey.objects.filter(owner=owner).order_by("-created_at", "-pk")
+
+
+def spending(keys, *, now=None) -> dict[int, dict]:
+    """Per key id: `used` (in the last 24 hours, net of refunds), `remaining` of the cap, and
+    `purchases` (spent payments, ever) and `refunded` (ever)."""
+    now = now or timezone.now()
+    keys = list(keys)
+    ids = [k.pk for k in keys]
+    totals = {row["key_id"]: row for row in AgentSpend.objects.filter(key_id__in=ids).values("key_id").annotate(
+        purchases=Count("pk", filter=Q(state=AgentSpend.State.SPENT)))}
+    refunded = dict(AgentRefund.objects.filter(spend__key_id__in=ids).values("spend__key_id")
+                    .annotate(total=Sum("amount")).values_list("spend__key_id", "total"))
+    in_use = {k: 0 for k in ids}
+    for spend_row in (AgentSpend.objects.filter(key_id__in=ids, state__in=COUNTED, created_at__gt=now - WINDOW)
+                      .annotate(refunded=Coalesce(Sum("refunds__amount"), Value(0),
+                                                  output_field=DecimalField(**MONEY)))):
+        in_use[spend_row.key_id] += _counted(spend_row)
+    return {k.pk: {"used": in_use[k.pk], "remaining": max(0, _money(k.daily_cap) - in_use[k.pk]),
+                   "purchases": totals.get(k.pk, {}).get("purchases", 0),
+                   "refunded": _money(refunded.get(k.pk) or 0)} for k in keys}
+
+
+def purchases(key: AgentKey):
+    """The key's payments, newest first, each with `refunded` (the refunds of its order)."""
+    return (key.spends.annotate(refunded=Coalesce(Sum("refunds__amount"), Value(0),
+                                                  output_field=DecimalField(**MONEY)))
+            .order_by("-pk"))
+
+
+# Refunds, from the chain indexer ----------------------------------------------------------------
+
+REFUND_EVENTS = ("DisputeResolved", "DisputeExpired")
+
+
+def on_refund_events(events) -> None:
+    """A range's `DisputeResolved` and `DisputeExpired` events: the refund share of an order an
+    agent paid for with a key goes back to the key's budget, one row per event."""
+    refunds = [e for e in events if int(e.args.get("refund", 0)) > 0]
+    if not refunds:
+        return
+    spends = {}
+    for row in AgentSpend.objects.filter(state=AgentSpend.State.SPENT, chain_id__in={e.chain_id for e in refunds},
+                                         order_id__in={int(e.args["orderId"]) for e in refunds}):
+        spends.setdefault((row.chain_id, int(row.order_id)), []).append(row)
+    if spends:
+        _record_refunds(refunds, spends)
+
+
+def _record_refunds(events, spends: dict) -> None:
+    """A refund row for each of `events` (chain events or ChainEvent rows) whose order is one
+    of `spends` (by chain id and order id). The order is the spend's only when the spend's
+    settlement transaction created it on the event's market: order ids start again on a new
+    market."""
+    from marketplace.chain.models import ChainEvent
+
+    rows = []
+    for event in events:
+        refund, order_id = int(event.args.get("refund", 0)), int(event.args["orderId"])
+        candidates = spends.get((event.chain_id, order_id))
+        if refund <= 0 or not candidates:
+            continue
+        created_in = set(ChainEvent.objects.filter(
+            chain_id=event.chain_id, address=event.address, name="OrderCreated", args__orderId=str(order_id))
+            .values_list("tx_hash", flat=True))
+        rows += [AgentRefund(spend=s, amount=refund, chain_id=event.chain_id, tx_hash=event.tx_hash,
+                             log_index=event.log_index, block_number=event.block_number)
+                 for s in candidates if s.tx_hash in created_in]
+    AgentRefund.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def on_rollback(chain_id: int, ancestor: int, orphaned) -> None:
+    """Refunds of orphaned blocks go (each is one event; its spend counts in full again)."""
+    AgentRefund.objects.filter(chain_id=chain_id, block_number__gt=ancestor).delete()
+
+
+def on_chain_reset(sender, chain_id, **kwargs) -> None:
+    """Refund rows are chain-derived; the payments themselves are the server's own record."""
+    AgentRefund.objects.filter(chain_id=chain_id).delete()

@@ -1,0 +1,79 @@
+"""The README's agent (scripts/agent_example.py) against a live server and anvil, as far as this
+branch goes: it finds a listing read from the chain through /discovery/resources, reads the paid
+URL's 402 with the x402 package, and the official client signs a payment from a key that holds
+only the token, which the market's checks accept (nothing is settled here). It refuses a 402 that
+asks another price than the list, or more than its budget. (Paying and downloading end to end
+needs the paid URL: see the report.)"""
+import importlib.util
+from pathlib import Path
+import secrets
+
+from eth_account import Account
+import pytest
+import requests
+from x402.http.utils import encode_payment_signature_header
+from x402.schemas import PaymentPayload
+
+from marketplace.payments import x402 as headers
+from marketplace.payments.verify import requirement_for, verify
+from tests.integration import test_discovery
+from tests.integration.test_listing import PRICE
+
+pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
+# The listing read from anvil that test_discovery builds, and what it needs.
+index_dir, publisher, on_sale = test_discovery.index_dir, test_discovery.publisher, test_discovery.on_sale
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "agent_example.py"
+
+
+@pytest.fixture(scope="module")
+def agent():
+    spec = importlib.util.spec_from_file_location("agent_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def a_402(item, listing_id, amount=None) -> requests.Response:
+    """What the paid URL answers without payment (built by marketplace.payments.x402 from the
+    listing as the chain has it), as requests hands it to the agent."""
+    requirement = requirement_for(listing_id, resource=item["resource"], mime_type="text/csv")
+    if amount is not None:
+        requirement = type(requirement)(**{**requirement.__dict__, "amount": amount})
+    response = requests.Response()
+    response.status_code = 402
+    response.headers["PAYMENT-REQUIRED"] = headers.payment_required_header(
+        requirement, sign_in_nonce=secrets.token_hex(16), domain="testserver")
+    response.headers["content-type"] = "application/json"
+    response._content = b"{}"
+    return response
+
+
+def test_the_agent_finds_reads_the_402_and_signs_a_payment_the_market_accepts(agent, live_server, chain, on_sale):
+    version, listing_id = on_sale
+    item = agent.find(live_server.url, "cities")
+    assert item["resource"].endswith(f"/pay/{listing_id}") and item["metadata"]["sha256"] == version.content_hash
+
+    key = Account.create()  # a fresh wallet holding only the token: no ETH
+    chain.token.mint(key.address, PRICE)
+    assert chain.w3.eth.get_balance(key.address) == 0
+    accepts = agent.offer(a_402(item, listing_id), item, max_price=PRICE)
+    assert accepts.amount == str(PRICE) and accepts.pay_to == chain.market.address
+
+    client = agent.paying_client(key, accepts, max_price=PRICE)
+    required = agent.x402HTTPClientSync(client).get_payment_required_response(
+        a_402(item, listing_id).headers.get, None)
+    payload = client.create_payment_payload(required)
+    value = encode_payment_signature_header(PaymentPayload.model_validate(payload.model_dump(by_alias=True)))
+    requirement = requirement_for(listing_id, resource=item["resource"])
+    assert verify(headers.parse_payment_signature(value), requirement) == key.address
+
+
+def test_the_agent_refuses_another_price_or_more_than_its_budget(agent, live_server, chain, on_sale):
+    _, listing_id = on_sale
+    item = agent.find(live_server.url, "cities")
+    with pytest.raises(agent.Refused, match="does not ask what the discovery list said"):
+        agent.offer(a_402(item, listing_id, amount=PRICE + 1), item, max_price=10 * PRICE)
+    with pytest.raises(agent.Refused, match="above the budget"):
+        agent.offer(a_402(item, listing_id), item, max_price=PRICE - 1)
+    with pytest.raises(agent.Refused, match="nothing on sale matches"):
+        agent.find(live_server.url, "no-such-dataset-anywhere")
