@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.files.storage import storages
 from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -44,6 +45,12 @@ def paid_download(request, listing_id: int):
         if payment is None:
             return _payment_required(request, listing)
         _refuse_banned(payment, listing)
+        if not storages["private"].exists(listing.version.file):
+            # Never charge for a file that cannot be sent.
+            logger.error("paid download of listing %s: its file %s is missing from the storage", listing_id,
+                         listing.version.file)
+            raise PaymentRefused("file_unavailable", "This version's file cannot be sent right now; nothing was "
+                                 "charged. Try again later.", status=503)
         record = settle(payment, listing=listing, requirement=lambda: _requirement(request, listing),
                         agent_key=request.headers.get(AGENT_KEY_HEADER, ""))
         return _serve(request, listing, payment, record)

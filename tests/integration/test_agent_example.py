@@ -1,9 +1,9 @@
-"""The README's agent (scripts/agent_example.py) against a live server and anvil, as far as this
-branch goes: it finds a listing read from the chain through /discovery/resources, reads the paid
-URL's 402 with the x402 package, and the official client signs a payment from a key that holds
-only the token, which the market's checks accept (nothing is settled here). It refuses a 402 that
-asks another price than the list, or more than its budget. (Paying and downloading end to end
-needs the paid URL: see the report.)"""
+"""The README's agent (scripts/agent_example.py) against a live server and anvil: it finds a
+listing read from the chain through /discovery/resources, reads the paid URL's 402 with the x402
+package, and the official client signs a payment from a key that holds only the token, which the
+market's checks accept; end to end, the official `x402_requests` session pays the paid URL and the
+file's sha256 is the listed content hash, the order the buyer's. It refuses a 402 that asks another
+price than the list, or more than its budget."""
 import importlib.util
 from pathlib import Path
 import secrets
@@ -77,3 +77,31 @@ def test_the_agent_refuses_another_price_or_more_than_its_budget(agent, live_ser
         agent.offer(a_402(item, listing_id), item, max_price=PRICE - 1)
     with pytest.raises(agent.Refused, match="nothing on sale matches"):
         agent.find(live_server.url, "no-such-dataset-anywhere")
+
+
+def test_the_agent_pays_and_downloads_end_to_end(agent, live_server, chain, on_sale, no_worker, tmp_path):
+    """What issue 21 is checked by: an x402 client not written for this project pays from a fresh
+    wallet holding only the token, gets the file, and holds an ordinary escrowed order."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    from marketplace.catalog.models import DatasetVersion
+    from marketplace.orders.models import Order
+
+    version, listing_id = on_sale
+    content = b"cities 1"  # the content hash test_listing.make_version lists
+    storage = storages["private"]
+    storage.delete(version.file)
+    assert storage.save(version.file, ContentFile(content)) == version.file
+    DatasetVersion.objects.filter(pk=version.pk).update(size=len(content))
+    item = agent.find(live_server.url, "cities")
+    key = Account.create()
+    chain.token.mint(key.address, PRICE)
+    try:
+        path = agent.buy(item, key.key.hex(), max_price=PRICE, out=tmp_path)
+    finally:
+        storage.delete(version.file)
+    assert path.read_bytes() == content and chain.token.balance_of(key.address) == 0
+    (order,) = Order.objects.filter(buyer=key.address)
+    assert int(order.listing_id) == listing_id and order.status == "open" and order.amount == PRICE
+    assert chain.w3.eth.get_balance(key.address) == 0, "no ETH was ever needed"

@@ -196,6 +196,16 @@ def test_the_chain_down_is_a_503_not_a_500(chain, client, listed, payer, setting
     assert X402Payment.objects.get().status == "refused" and not OperatorAction.objects.exists()
 
 
+def test_a_file_missing_from_the_storage_is_never_charged_for(chain, client, listed, payer):
+    from django.core.files.storage import storages
+
+    version, listing_id = listed
+    storages["private"].delete(version.file)
+    untouched = Untouched(chain, payer)
+    refused(get(client, listing_id, v2(chain, listing_id, payer)), 503, "file_unavailable")
+    untouched.check()
+
+
 # Paying ------------------------------------------------------------------------------------------
 
 def test_an_agent_pays_gets_the_file_and_holds_an_ordinary_escrowed_order(chain, client, listed, payer):
