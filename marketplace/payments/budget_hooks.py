@@ -8,15 +8,20 @@ written here commits or rolls back with the payment.
 
 - `reserve(payment, agent_key=...)`: after the payment header was read, before it is verified or
   anything is broadcast. `agent_key` is the request's `X-Agent-Key` header ("" when absent).
-  Raise `x402.PaymentRefused` to refuse (e.g. 403 for a revoked key, 402 for a cap exceeded, 403
-  for a registered agent wallet paying without its key): nothing is sent, and no other hook is
-  called for that attempt.
+  Raise any `marketplace.api.Refused` (agent_keys.AgentKeyRefused, x402.PaymentRefused) to refuse
+  with its code and status: nothing is sent, and no other hook is called for that attempt.
 - `release(payment, reason=...)`: the reserved amount goes back: the payment was refused after
   the reservation (`reason` is the refusal's code) or its settlement failed or reverted
   (`settlement_failed`).
 - `hold(payment)`: the request's limit passed with the settlement unresolved: the amount stays
   reserved until `spend` or `release` follows.
 - `spend(payment)`: settled; the order exists (`payment.order_id`, `payment.tx_hash`).
+
+Wiring them to accounts.agent_keys, with `payment_ref=f"x402:{payment.pk}"`: reserve calls
+`key_for_payment(agent_key, payment.payer)` and, for a key, `agent_keys.reserve(key, payment_ref=,
+amount=payment.amount, listing_id=payment.listing_id, publisher=payment.version.dataset.owner's
+address, category=its category slug)`; release, hold and spend call theirs with the reference
+(`spend(..., chain_id=payment.chain_id, order_id=payment.order_id, tx_hash=payment.tx_hash)`).
 """
 
 

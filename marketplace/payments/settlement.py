@@ -37,6 +37,7 @@ from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3.logs import DISCARD
 
+from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
 from marketplace.chain.models import ChainEvent, OperatorAction
@@ -152,7 +153,7 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
         reserved = True
         wanted = requirement()
         verify(payment, wanted)
-    except PaymentRefused as exc:
+    except Refused as exc:  # a PaymentRefused, or the agent keys' own refusals (AgentKeyRefused)
         record.status, record.error_code, record.error = Status.REFUSED, exc.code, exc.message
         record.save()
         if reserved:

@@ -16,7 +16,9 @@ from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from marketplace.accounts import agent_keys
 from marketplace.accounts.bans import BUY, REFUSALS, active_ban
+from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.orders.delivery import REMOVED, send_file
 from marketplace.orders.models import Order
@@ -29,9 +31,6 @@ from .verify import requirement_for
 from .x402 import Payment, PaymentRefused
 
 logger = logging.getLogger(__name__)
-
-AGENT_KEY_HEADER = "X-Agent-Key"  # an agent's API key, for its budget (budget_hooks.reserve)
-
 
 @require_GET
 def paid_download(request, listing_id: int):
@@ -52,9 +51,9 @@ def paid_download(request, listing_id: int):
             raise PaymentRefused("file_unavailable", "This version's file cannot be sent right now; nothing was "
                                  "charged. Try again later.", status=503)
         record = settle(payment, listing=listing, requirement=lambda: _requirement(request, listing),
-                        agent_key=request.headers.get(AGENT_KEY_HEADER, ""))
+                        agent_key=request.headers.get(agent_keys.HEADER, ""))
         return _serve(request, listing, payment, record)
-    except PaymentRefused as exc:
+    except Refused as exc:  # PaymentRefused, or a budget hook's refusal (agent keys)
         return _refused(request, exc, listing, payment)
 
 
@@ -129,7 +128,7 @@ def _serve(request, listing: Listing, payment: Payment, record: X402Payment):
     return response
 
 
-def _refused(request, exc: PaymentRefused, listing: Listing | None, payment: Payment | None):
+def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | None):
     version = payment.version if payment is not None else 2
     body = {"x402Version": version, "error": exc.message, "code": exc.code}
     requirement = None

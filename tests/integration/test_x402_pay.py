@@ -615,14 +615,15 @@ def test_a_timed_out_settlement_holds_the_reservation_until_it_is_spent(chain, c
 
 
 def test_a_refusing_hook_stops_the_payment_before_anything_is_sent(chain, client, listed, payer, monkeypatch):
-    from marketplace.payments.x402 import PaymentRefused
+    from marketplace.accounts.agent_keys import AgentKeyRefused
 
     _, listing_id = listed
 
     def reserve(payment, agent_key):
-        raise PaymentRefused("budget_exceeded", "This agent key's daily cap is reached.", status=402)
+        raise AgentKeyRefused("over_daily_cap", "This agent key's daily cap is reached.", status=402)
 
     monkeypatch.setattr(budget_hooks, "reserve", reserve)
     untouched = Untouched(chain, payer)
-    refused(get(client, listing_id, v2(chain, listing_id, payer)), 402, "budget_exceeded")
+    refused(get(client, listing_id, v2(chain, listing_id, payer)), 402, "over_daily_cap")
     untouched.check()
+    assert X402Payment.objects.get().error_code == "over_daily_cap"
