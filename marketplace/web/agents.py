@@ -136,7 +136,10 @@ def my_agents(request):
             else:
                 errors[exc.field or "form"] = exc.message
         if errors.get("proof") and proof is None and terms is not None:
-            proof = _proof_step(request, terms, nonce)
+            try:
+                proof = _proof_step(request, terms, nonce)
+            except agent_keys.AgentKeyRefused as exc:  # a key made for the wallet meanwhile
+                errors[exc.field or "form"] = exc.message
         status = 200 if created or (proof and not errors) else 400
     now = timezone.now()
     keys = list(agent_keys.keys_of(request.user))
