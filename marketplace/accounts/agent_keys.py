@@ -1,7 +1,10 @@
 """Agent keys and budgets: the API keys users give their AI agents, and the ledger that keeps
 each key's payments within its limits.
 
-A key is bound to the wallet the agent pays from. The paid URL asks `key_for_payment` which key a
+A key is bound to the wallet the agent pays from, and since a registered wallet's payments need
+the key, registering a wallet that is not the owner's own needs its holder's agreement: a
+signature of a challenge the server issued (`issue_challenge`), checked when the key is made.
+The paid URL asks `key_for_payment` which key a
 payment goes with (a payment from a registered wallet without its key is refused), then
 `reserve`s the price before it settles, and `release`s, `hold`s or `spend`s it after. Refund
 shares of disputed orders come back through the chain indexer (`on_refund_events`).
@@ -14,20 +17,23 @@ room never exceeds the cap. Amounts are integers in the token's base units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 import hashlib
 import re
 import secrets
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from eth_account.messages import encode_defunct
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from marketplace.api import Refused
 
-from .models import MONEY, AgentKey, AgentRefund, AgentSpend, User
+from .models import MONEY, AgentKey, AgentRefund, AgentSpend, AgentWalletChallenge, User
+from .services import ChainUnreachable, signed_by
 
 HEADER = "X-Agent-Key"
 #: The window the daily cap covers.
@@ -47,7 +53,9 @@ _SECRET = re.compile(r"^dmk_[A-Za-z0-9_-]{43}$")
 class AgentKeyRefused(Refused):
     """A key or a payment made with one that is refused: 401 for a key that does not open
     anything, 402 for a payment over the key's limits, 403 for one the key does not allow, 400
-    for bad input when creating one (`field` names it), 409 for a wallet already registered."""
+    for bad input when creating one (`field` names it), 409 for a wallet already registered;
+    for the wallet's proof, 400 when it is missing, 401 when it is not the wallet's or expired,
+    409 when its challenge was used, 503 when the chain cannot check a contract wallet's."""
 
     default_status = 403
 
@@ -92,12 +100,11 @@ def _categories() -> dict[str, str]:
     return dict(CATEGORIES)
 
 
-def create(owner: User, *, name: str, wallet: str, max_per_purchase: int, daily_cap: int,
-           expires_at: datetime, allowed_categories=(), allowed_publishers=(), now=None) -> CreatedKey:
-    """Make a key for one of `owner`'s agents, paying from `wallet`, and its secret (returned
-    here once, never stored). Refuses bad terms (400, with the field), and a wallet that
-    already has a live key (409: `wallet_has_key` when it is one of the owner's keys, to revoke
-    first, `wallet_registered` when another user's)."""
+def checked_terms(*, name: str, wallet: str, max_per_purchase: int, daily_cap: int, expires_at: datetime,
+                  allowed_categories=(), allowed_publishers=(), now=None) -> dict:
+    """A key's terms, normalised (the name stripped, addresses checksummed, lists without
+    repeats), or a refusal of the first bad one (400, with the field). The page checks them
+    before it asks the wallet to sign."""
     now = now or timezone.now()
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME:
@@ -127,6 +134,23 @@ def create(owner: User, *, name: str, wallet: str, max_per_purchase: int, daily_
         raise AgentKeyRefused("too_many", f"List at most {MAX_ALLOWED} categories and {MAX_ALLOWED} publishers.",
                               status=400, field="allowed_categories" if len(categories) > MAX_ALLOWED
                               else "allowed_publishers")
+    return {"name": name, "wallet": wallet, "max_per_purchase": max_per_purchase, "daily_cap": daily_cap,
+            "expires_at": expires_at, "allowed_categories": categories, "allowed_publishers": publishers}
+
+
+def create(owner: User, *, nonce: str | None = None, wallet_signature: str | None = None, now=None,
+           **terms) -> CreatedKey:
+    """Make a key for one of `owner`'s agents, paying from `wallet`, and its secret (returned
+    here once, never stored). Refuses bad terms (400, with the field); a wallet that is not the
+    owner's own without the wallet's signature of a challenge issued to the owner for it
+    (`nonce`, `wallet_signature`; see `check_proof`); and a wallet that already has a live key
+    (409: `wallet_has_key` when it is one of the owner's keys, to revoke first, before the
+    proof is asked for; `wallet_registered` when another user's, told only to the wallet's
+    holder). A proof sent for the owner's own wallet is checked too. The challenge is used
+    only when the key is made."""
+    now = now or timezone.now()
+    terms = checked_terms(now=now, **terms)
+    wallet = terms["wallet"]
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         # One creation per wallet at a time, so that two cannot both find it free.
@@ -134,16 +158,140 @@ def create(owner: User, *, name: str, wallet: str, max_per_purchase: int, daily_
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-key-wallet:{wallet}"])
         live = _live(AgentKey.objects.filter(wallet=wallet), now).first()
         if live is not None and live.owner_id == owner.pk:
-            raise AgentKeyRefused("wallet_has_key", f"This wallet already has a live key, {live.name!r} "
-                                  f"({live.prefix}…): revoke it first.", status=409, field="wallet")
+            raise _has_key(live)
+        challenge = None
+        if nonce or wallet_signature or proof_needed(owner, wallet):
+            challenge = check_proof(owner, wallet, nonce=nonce, wallet_signature=wallet_signature, now=now)
         if live is not None:
             raise AgentKeyRefused("wallet_registered", "Another account has registered this wallet for its agent.",
                                   status=409, field="wallet")
-        key = AgentKey.objects.create(
-            owner=owner, name=name, prefix=secret[:SHOWN], secret_hash=secret_hash(secret), wallet=wallet,
-            max_per_purchase=max_per_purchase, daily_cap=daily_cap, expires_at=expires_at,
-            allowed_categories=categories, allowed_publishers=publishers, created_at=now)
+        key = AgentKey.objects.create(owner=owner, prefix=secret[:SHOWN], secret_hash=secret_hash(secret),
+                                      created_at=now, **terms)
+        if challenge is not None:
+            challenge.used_at = now
+            challenge.save(update_fields=["used_at"])
     return CreatedKey(key, secret)
+
+
+def _has_key(live: AgentKey) -> AgentKeyRefused:
+    return AgentKeyRefused("wallet_has_key", f"This wallet already has a live key, {live.name!r} "
+                           f"({live.prefix}…): revoke it first.", status=409, field="wallet")
+
+
+# The wallet's proof ----------------------------------------------------------------------------
+
+#: How long a challenge may be signed: time to run a command where the agent's key is kept.
+CHALLENGE_TTL = timedelta(minutes=15)
+#: Challenges one user may have open at once; asking for another drops the oldest.
+OPEN_CHALLENGES = 10
+#: A used or expired challenge is kept this long, so that a replayed or late proof is told so.
+SPENT_CHALLENGE_KEPT = timedelta(hours=1)
+PROOF_REFUSALS = ("missing_proof", "bad_proof", "expired_proof", "nonce_used", "chain_unavailable")
+
+
+def proof_needed(owner: User, wallet: str) -> bool:
+    """Whether registering `wallet` (checksummed) for `owner` needs the wallet's signature: not
+    for the owner's own address, which their signed-in session already proves."""
+    return not (owner.address and owner.address == wallet)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def challenge_message(*, site: str, account: str, wallet: str, nonce: str, issued_at: datetime,
+                      expires_at: datetime) -> str:
+    """The EIP-191 text the agent's wallet signs: what signing it does, in words, then the
+    values it is bound to. No quotes or backslashes, so that it can be pasted into a shell's
+    single quotes or a Python string."""
+    return (
+        f"Register this wallet for an AI agent of the account {account} on {site}.\n\n"
+        f"Signing lets that account make an agent key for this wallet: payments from this wallet on {site} "
+        "will then need the key and keep within its limits. Signing moves no funds and costs no gas.\n\n"
+        f"Wallet: {wallet}\n"
+        f"Account: {account}\n"
+        f"Chain ID: {settings.CHAIN_ID}\n"
+        f"Nonce: {nonce}\n"
+        f"Issued At: {_utc(issued_at)}\n"
+        f"Expiration Time: {_utc(expires_at)}"
+    )
+
+
+def issue_challenge(owner: User, wallet: str, *, site: str, now=None) -> AgentWalletChallenge:
+    """A new challenge for `wallet` to sign to agree to be registered to one of `owner`'s agent
+    keys on `site` (the host the owner sees): single use, bound to both, for CHALLENGE_TTL.
+    Refuses a wallet that is not an address (400) or that already has one of the owner's
+    live keys (409). The owner's spent challenges go, and the oldest open ones beyond
+    OPEN_CHALLENGES, so that asking again and again stores no more."""
+    wallet = checksummed(wallet)
+    now = now or timezone.now()
+    live = _live(AgentKey.objects.filter(wallet=wallet, owner=owner), now).first()
+    if live is not None:
+        raise _has_key(live)
+    nonce = secrets.token_hex(16)
+    expires_at = now + CHALLENGE_TTL
+    with transaction.atomic():
+        mine = AgentWalletChallenge.objects.filter(owner=owner)
+        mine.filter(expires_at__lt=now - SPENT_CHALLENGE_KEPT).delete()
+        oldest = (mine.filter(used_at__isnull=True, expires_at__gt=now).order_by("-created_at", "-pk")
+                  .values_list("pk", flat=True)[OPEN_CHALLENGES - 1:])
+        mine.filter(pk__in=list(oldest)).delete()
+        return AgentWalletChallenge.objects.create(
+            owner=owner, wallet=wallet, nonce=nonce, created_at=now, expires_at=expires_at,
+            message=challenge_message(site=site, account=owner.address or owner.username, wallet=wallet,
+                                      nonce=nonce, issued_at=now, expires_at=expires_at))
+
+
+def open_challenge(owner: User, wallet: str, nonce: str | None, *, now=None) -> AgentWalletChallenge | None:
+    """The challenge `nonce` names while it can still be signed for `owner` and `wallet`
+    (checksummed): unused and not expired; else None."""
+    if not nonce:
+        return None
+    return AgentWalletChallenge.objects.filter(nonce=str(nonce), owner=owner, wallet=wallet, used_at__isnull=True,
+                                               expires_at__gt=now or timezone.now()).first()
+
+
+def check_proof(owner: User, wallet: str, *, nonce: str | None, wallet_signature: str | None,
+                now=None) -> AgentWalletChallenge:
+    """The challenge `nonce` names, locked, once `wallet_signature` is `wallet`'s EIP-191
+    signature of its message (an EIP-1271 contract wallet's: whatever it accepts) and the
+    challenge was issued to `owner` for `wallet`, is unused and has not expired; else a
+    refusal. Call it in the transaction that uses the challenge."""
+    now = now or timezone.now()
+    if not nonce or not wallet_signature:
+        raise AgentKeyRefused("missing_proof", "This wallet is not your own: registering it needs its signature. "
+                              "Ask for a challenge for it, sign its message with the wallet and send the signature "
+                              "with the challenge's nonce.", status=400)
+    challenge = AgentWalletChallenge.objects.select_for_update().filter(nonce=str(nonce)).first()
+    if challenge is None or challenge.owner_id != owner.pk or challenge.wallet != wallet:
+        raise AgentKeyRefused("bad_proof", "This challenge was not issued to you for this wallet: ask for a new one.",
+                              status=401)
+    if challenge.used_at is not None:
+        raise AgentKeyRefused("nonce_used", "This challenge was already used to make a key: ask for a new one.",
+                              status=409)
+    if challenge.expires_at <= now:
+        minutes = int(CHALLENGE_TTL.total_seconds() // 60)
+        raise AgentKeyRefused("expired_proof", f"This challenge expired: ask for a new one and send its signature "
+                              f"within {minutes} minutes.", status=401)
+    try:
+        raw = bytes.fromhex(str(wallet_signature).strip().removeprefix("0x"))
+        signed = bool(raw) and signed_by(wallet, encode_defunct(text=challenge.message), raw)
+    except ValueError:
+        signed = False
+    except ChainUnreachable:
+        raise AgentKeyRefused("chain_unavailable", "The chain cannot be reached to check this contract wallet's "
+                              "signature; try again soon.", status=503) from None
+    if not signed:
+        raise AgentKeyRefused("bad_proof", f"This is not {wallet}'s signature of the challenge's message (sign its "
+                              "exact text with personal_sign, EIP-191).", status=401)
+    return challenge
+
+
+def delete_spent_challenges(now=None) -> int:
+    """Delete challenges that expired a while ago (run by beat; they can never be used)."""
+    now = now or timezone.now()
+    deleted, _ = AgentWalletChallenge.objects.filter(expires_at__lt=now - SPENT_CHALLENGE_KEPT).delete()
+    return deleted
 
 
 def revoke(key: AgentKey, *, now=None) -> AgentKey:

@@ -156,6 +156,8 @@ class AvatarView(APIView):
 # Agent keys -------------------------------------------------------------------------------------
 
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+# Whole bytes: 65 for a key's signature, any length a contract wallet (EIP-1271) accepts.
+SIGNATURE = r"^0x(?:[0-9a-fA-F]{2}){65,}$"
 PURCHASES_PAGE = 50
 
 
@@ -177,6 +179,27 @@ class AgentKeyCreateSerializer(serializers.Serializer):
         child=StrictRegexField(ADDRESS, error_messages={"invalid": "Not a wallet address (0x and 40 hex digits)."}),
         required=False, max_length=agent_keys.MAX_ALLOWED,
         help_text="Publishers' addresses it may buy from; empty or absent: any")
+    nonce = StrictRegexField(r"^[0-9a-f]{32}$", required=False, help_text="The nonce of the challenge issued for "
+                             "this wallet (POST /api/v1/me/agent-keys/challenge); not needed for your own address",
+                             error_messages={"invalid": "Not a challenge's nonce (32 lowercase hex digits)."})
+    wallet_signature = StrictRegexField(SIGNATURE, required=False, max_length=20000, help_text="The wallet's "
+                                        "EIP-191 (personal_sign) signature of the challenge's message, 0x and hex; "
+                                        "not needed for your own address",
+                                        error_messages={"invalid": "Not a signature (0x and 65 bytes or more "
+                                                        "in hex)."})
+
+
+class AgentWalletChallengeRequestSerializer(serializers.Serializer):
+    wallet = StrictRegexField(ADDRESS, help_text="The agent's paying wallet (checksummed if mixed case)",
+                              error_messages={"invalid": "Not a wallet address (0x and 40 hex digits)."})
+
+
+class AgentWalletChallengeSerializer(serializers.Serializer):
+    wallet = serializers.CharField(help_text="The wallet, checksummed")
+    message = serializers.CharField(help_text="The exact text for the wallet to sign with personal_sign (EIP-191)")
+    nonce = serializers.CharField(help_text="Send it with the signature when making the key")
+    expires_at = serializers.DateTimeField(help_text="The key must be made before then")
+    proof_needed = serializers.BooleanField(help_text="False for your own address: its key needs no signature")
 
 
 class AgentSpendingSerializer(serializers.Serializer):
@@ -251,11 +274,48 @@ def _my_key(request, pk):
     return key
 
 
+def agent_key_refusal(exc: agent_keys.AgentKeyRefused):
+    """The wallet's proof is about the request as a whole (wallet, nonce and signature): its
+    refusals keep their codes, 400 included."""
+    if exc.code in agent_keys.PROOF_REFUSALS:
+        return APIError(exc.code, exc.message, status=exc.status)
+    return refusal(exc)
+
+
+class AgentWalletChallengeView(APIView):
+    """Issue the message an agent's wallet signs to agree to be registered to one of your agent
+    keys: a key for a wallet that is not your own address needs its signature (a payment from a
+    registered wallet needs the key, so no one may register a wallet they do not hold). Sign the
+    `message` with the wallet (EIP-191 personal_sign; a contract wallet: whatever its EIP-1271
+    `isValidSignature` accepts) and send the signature as `wallet_signature`, with `nonce`, when
+    making the key, within 15 minutes. A challenge is used once."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=AgentWalletChallengeRequestSerializer,
+                   responses={201: AgentWalletChallengeSerializer, **errors(400, 401, 403, 409)})
+    def post(self, request):
+        data = AgentWalletChallengeRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            challenge = agent_keys.issue_challenge(request.user, data.validated_data["wallet"],
+                                                   site=request.get_host())
+        except agent_keys.AgentKeyRefused as exc:
+            raise agent_key_refusal(exc) from None
+        return Response({"wallet": challenge.wallet, "message": challenge.message, "nonce": challenge.nonce,
+                         "expires_at": challenge.expires_at,
+                         "proof_needed": agent_keys.proof_needed(request.user, challenge.wallet)}, status=201)
+
+
 class AgentKeysView(APIView):
     """The signed-in user's agent keys. An agent pays for a dataset over HTTP 402 from its
     registered wallet and sends its key in the `X-Agent-Key` header; each payment is held to the
     key's per-purchase maximum, its cap per rolling 24 hours, its expiry and its allowed
-    categories and publishers. A payment from a registered wallet without its key is refused."""
+    categories and publishers. A payment from a registered wallet without its key is refused.
+    Registering a wallet that is not your own address needs the wallet's signature of a
+    challenge (`POST /api/v1/me/agent-keys/challenge`): 400 `missing_proof` without it, 401
+    `bad_proof` (not the wallet's signature, or a challenge issued to someone else or for
+    another wallet), 401 `expired_proof`, 409 `nonce_used`."""
 
     permission_classes = [IsSignedIn]
 
@@ -266,14 +326,14 @@ class AgentKeysView(APIView):
         return Response([agent_key_body(k, spending[k.pk]) for k in keys])
 
     @extend_schema(request=AgentKeyCreateSerializer,
-                   responses={201: CreatedAgentKeySerializer, **errors(400, 401, 403, 409)})
+                   responses={201: CreatedAgentKeySerializer, **errors(400, 401, 403, 409, 503)})
     def post(self, request):
         data = AgentKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             created = agent_keys.create(request.user, **data.validated_data)
         except agent_keys.AgentKeyRefused as exc:
-            raise refusal(exc) from None
+            raise agent_key_refusal(exc) from None
         body = agent_key_body(created.key, agent_keys.spending([created.key])[created.key.pk])
         return Response({**body, "secret": created.secret}, status=201)
 

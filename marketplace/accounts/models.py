@@ -128,6 +128,28 @@ class AgentKey(models.Model):
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
 
 
+class AgentWalletChallenge(models.Model):
+    """A message the server issued for an agent's wallet to sign, agreeing to be registered to
+    one user's agent key (agent_keys.issue_challenge): a registered wallet's payments need the
+    key, so no one may register a wallet without its holder's signature. Bound to the user and
+    the wallet, used at most once (by the key it made), and only before it expires."""
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    wallet = models.CharField(max_length=42, help_text="The wallet that signs, checksummed")
+    nonce = models.CharField(max_length=64, unique=True)
+    message = models.TextField(help_text="The exact EIP-191 text the wallet signs")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "created_at"], name="agent_challenge_owner"),
+                   models.Index(fields=["expires_at"], name="agent_challenge_expiry")]
+
+    def __str__(self):
+        return f"{self.wallet} for {self.owner_id} ({self.nonce})"
+
+
 class AgentSpend(models.Model):
     """One payment an agent made with a key: reserved when the request arrives (counted against
     the cap at once), then released (the settlement was refused or reverted: it no longer

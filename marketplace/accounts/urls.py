@@ -9,6 +9,7 @@ urlpatterns = [
     path("auth/me", api.MeView.as_view(), name="auth-me"),
     path("auth/me/avatar", api.AvatarView.as_view(), name="auth-me-avatar"),
     path("me/agent-keys", api.AgentKeysView.as_view(), name="my-agent-keys"),
+    path("me/agent-keys/challenge", api.AgentWalletChallengeView.as_view(), name="my-agent-key-challenge"),
     path("me/agent-keys/<int:pk>", api.AgentKeyView.as_view(), name="my-agent-key"),
     path("me/agent-keys/<int:pk>/revoke", api.AgentKeyRevokeView.as_view(), name="my-agent-key-revoke"),
     path("me/agent-keys/<int:pk>/purchases", api.AgentKeyPurchasesView.as_view(), name="my-agent-key-purchases"),

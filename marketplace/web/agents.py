@@ -1,8 +1,11 @@
 """The agent keys page (`/me/agents`): make a key for an AI agent (its secret shown once, with a
 copy button), see what each agent spent and bought, revoke a key. Plain forms: it works without
-JavaScript; the same rules as the API (accounts.agent_keys)."""
+JavaScript; the same rules as the API (accounts.agent_keys). A wallet that is not the user's own
+takes two steps: the form comes back with the message for the agent's wallet to sign (and the
+commands that sign it) and a field for the signature."""
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+import shlex
 
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
@@ -55,6 +58,31 @@ def _terms(post) -> dict:
     }
 
 
+def sign_commands(message: str) -> dict:
+    """Commands that sign `message` with the agent's key (in AGENT_PRIVATE_KEY, as
+    scripts/agent_example.py reads it) where the key is kept: Python with eth_account, and
+    Foundry's cast. The message has no quotes or backslashes (agent_keys.challenge_message)."""
+    python = ("python - <<'EOF'\n"
+              "import os\n"
+              "from eth_account import Account\n"
+              "from eth_account.messages import encode_defunct\n"
+              f'message = """{message}"""\n'
+              'signed = Account.sign_message(encode_defunct(text=message), os.environ["AGENT_PRIVATE_KEY"])\n'
+              'print("0x" + bytes(signed.signature).hex())\n'
+              "EOF")
+    cast = f'cast wallet sign --private-key "$AGENT_PRIVATE_KEY" {shlex.quote(message)}'
+    return {"python": python, "cast": cast}
+
+
+def _proof_step(request, terms: dict, nonce: str):
+    """The challenge the form shows for the wallet to sign: the one it carried while it is still
+    open for this wallet, else a new one."""
+    challenge = agent_keys.open_challenge(request.user, terms["wallet"], nonce)
+    if challenge is None:
+        challenge = agent_keys.issue_challenge(request.user, terms["wallet"], site=request.get_host())
+    return {"obj": challenge, **sign_commands(challenge.message)}
+
+
 def _key_view(key, spending: dict, now) -> dict:
     status = "revoked" if key.revoked_at else ("live" if key.expires_at > now else "expired")
     names = dict(CATEGORIES)
@@ -78,27 +106,47 @@ def my_agents(request):
         return HttpResponseNotAllowed(["GET", "POST"])
     if not request.user.is_authenticated:
         return _sign_in_prompt(request, "Your agents", audience="buyers")
-    created, errors, form, status = None, {}, {}, 200
+    created, proof, errors, form, status = None, None, {}, {}, 200
     if request.method == "POST":
         form = {"name": request.POST.get("name", ""), "wallet": request.POST.get("wallet", ""),
                 "max_per_purchase": request.POST.get("max_per_purchase", ""),
                 "daily_cap": request.POST.get("daily_cap", ""),
                 "expires_in_days": request.POST.get("expires_in_days", ""),
                 "allowed_categories": request.POST.getlist("allowed_categories"),
-                "allowed_publishers": request.POST.get("allowed_publishers", "")}
+                "allowed_publishers": request.POST.get("allowed_publishers", ""),
+                "wallet_signature": request.POST.get("wallet_signature", "").strip()}
+        nonce = request.POST.get("nonce", "").strip()
+        terms = None
         try:
-            created = agent_keys.create(request.user, **_terms(request.POST))
+            terms = agent_keys.checked_terms(**_terms(request.POST))
+            if not agent_keys.proof_needed(request.user, terms["wallet"]):  # the session proves it
+                created = agent_keys.create(request.user, **terms)
+            elif form["wallet_signature"]:
+                created = agent_keys.create(request.user, nonce=nonce, wallet_signature=form["wallet_signature"],
+                                            **terms)
+            else:  # the first step, or the second without the signature
+                proof = _proof_step(request, terms, nonce)
+                if nonce:
+                    errors["proof"] = "Paste the wallet's signature of the message below."
         except FormError as exc:
             errors[exc.field] = exc.message
         except agent_keys.AgentKeyRefused as exc:
-            errors[exc.field or "form"] = exc.message
-        status = 200 if created else 400
+            if exc.code in agent_keys.PROOF_REFUSALS:
+                errors["proof"] = exc.message
+            else:
+                errors[exc.field or "form"] = exc.message
+        if errors.get("proof") and proof is None and terms is not None:
+            try:
+                proof = _proof_step(request, terms, nonce)
+            except agent_keys.AgentKeyRefused as exc:  # a key made for the wallet meanwhile
+                errors[exc.field or "form"] = exc.message
+        status = 200 if created or (proof and not errors) else 400
     now = timezone.now()
     keys = list(agent_keys.keys_of(request.user))
     spending = agent_keys.spending(keys, now=now)
     response = render(request, "web/agents.html", {
         "keys": [_key_view(k, spending[k.pk], now) for k in keys],
-        "created": created, "errors": errors, "form": form if not created else {},
+        "created": created, "proof": proof, "errors": errors, "form": form if not created else {},
         "categories": CATEGORIES, "default_days": DEFAULT_DAYS, "header": agent_keys.HEADER,
         "revoked": request.GET.get("revoked", ""),
     }, status=status)

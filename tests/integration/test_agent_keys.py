@@ -10,6 +10,8 @@ import threading
 from django.db import connection
 from django.utils import timezone
 from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import is_address
 import pytest
 from web3.logs import DISCARD
 
@@ -23,16 +25,31 @@ from tests.integration.test_indexer import PRICE, buyer, create_listing, purchas
 
 OWNER = Account.from_key("0x" + "11" * 32).address
 OTHER_OWNER = Account.from_key("0x" + "12" * 32).address
-AGENT = Account.from_key("0x" + "21" * 32).address
+AGENT_KEY = "0x" + "21" * 32
+AGENT = Account.from_key(AGENT_KEY).address
 PUBLISHER = Account.from_key("0x" + "31" * 32).address
 USDC = 10**6
 
 
-def make_key(owner=None, **terms):
+def sign(message: str, key=AGENT_KEY) -> str:
+    """An EIP-191 personal_sign signature, 0x and hex."""
+    return "0x" + bytes(Account.sign_message(encode_defunct(text=message), key).signature).hex()
+
+
+def wallet_proof(owner, wallet=AGENT, key=AGENT_KEY) -> dict:
+    """The wallet's agreement as create takes it: a challenge issued to `owner`, signed with `key`."""
+    challenge = agent_keys.issue_challenge(owner, wallet, site="testserver")
+    return {"nonce": challenge.nonce, "wallet_signature": sign(challenge.message, key)}
+
+
+def make_key(owner=None, *, signer=AGENT_KEY, **terms):
+    """A key made by `owner`, with the proof `signer` (the wallet's key) signs; a wallet that is
+    not an address gets none (create refuses it first)."""
     owner = owner or wallet_user(OWNER)
     terms = {"name": "Research bot", "wallet": AGENT, "max_per_purchase": 10 * USDC, "daily_cap": 30 * USDC,
              "expires_at": timezone.now() + timedelta(days=30), **terms}
-    return agent_keys.create(owner, **terms)
+    proof = wallet_proof(owner, terms["wallet"], signer) if is_address(terms["wallet"]) else {}
+    return agent_keys.create(owner, **proof, **terms)
 
 
 def reserve(key, ref, amount=5 * USDC, *, publisher=PUBLISHER, category="economics", listing_id=7):
@@ -337,7 +354,7 @@ def bought(chain, account, listing_id):
 def agent_order(chain, no_worker, seller, buyer):
     """An order bought on the market by the agent's wallet (BUYER) and recorded as spent with a
     key capped at two purchases; returns (key, order id)."""
-    key = make_key(wallet=buyer.address, max_per_purchase=PRICE, daily_cap=2 * PRICE).key
+    key = make_key(wallet=buyer.address, signer=buyer.key, max_per_purchase=PRICE, daily_cap=2 * PRICE).key
     listing_id = create_listing(chain, seller)
     reserve(key, "paid", PRICE, listing_id=listing_id)
     order_id, tx_hash = bought(chain, buyer, listing_id)
@@ -385,7 +402,7 @@ def test_an_expired_dispute_returns_the_whole_price(chain, agent_order, seller):
 @pytest.mark.chain
 @pytest.mark.django_db(transaction=True)
 def test_a_refund_of_an_order_no_key_paid_for_returns_nothing(chain, no_worker, seller, buyer):
-    key = make_key(wallet=buyer.address, max_per_purchase=PRICE, daily_cap=2 * PRICE).key
+    key = make_key(wallet=buyer.address, signer=buyer.key, max_per_purchase=PRICE, daily_cap=2 * PRICE).key
     listing_id = create_listing(chain, seller)
     order_id, tx_hash = bought(chain, buyer, listing_id)
     # A spend naming the same order id but another settlement (an order of an earlier market).
@@ -400,7 +417,7 @@ def test_a_refund_of_an_order_no_key_paid_for_returns_nothing(chain, no_worker, 
 @pytest.mark.chain
 @pytest.mark.django_db(transaction=True)
 def test_a_refund_indexed_before_a_held_payment_is_spent_is_taken_when_it_is(chain, no_worker, seller, buyer):
-    key = make_key(wallet=buyer.address, max_per_purchase=PRICE, daily_cap=2 * PRICE).key
+    key = make_key(wallet=buyer.address, signer=buyer.key, max_per_purchase=PRICE, daily_cap=2 * PRICE).key
     listing_id = create_listing(chain, seller)
     reserve(key, "slow", PRICE, listing_id=listing_id)
     agent_keys.hold("slow")

@@ -3,6 +3,7 @@ a key is made with its secret shown once, listed with its spending, its purchase
 at once; bad terms are 400s naming the field, a wallet already registered a 409, another user's
 key a 404; the header is named in the OpenAPI schema."""
 from datetime import timedelta
+import html
 import re
 
 from django.test import Client
@@ -13,7 +14,7 @@ from marketplace.accounts import agent_keys
 from marketplace.accounts.agent_keys import AgentKeyRefused
 from marketplace.accounts.models import AgentKey, AgentRefund, AgentSpend
 from marketplace.accounts.services import wallet_user
-from tests.integration.test_agent_keys import AGENT, OTHER_OWNER, OWNER, PUBLISHER, USDC
+from tests.integration.test_agent_keys import AGENT, OTHER_OWNER, OWNER, PUBLISHER, USDC, sign
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +34,13 @@ def terms(**changes):
 
 
 def create(client, **changes):
-    return client.post(API, terms(**changes), content_type="application/json")
+    """POST the terms, with the agent wallet's signature of a challenge when one is issued for
+    the wallet (none for a wallet that is not an address, or that already has the user's key)."""
+    body = terms(**changes)
+    challenge = client.post(f"{API}/challenge", {"wallet": body["wallet"]}, content_type="application/json")
+    if challenge.status_code == 201:
+        body |= {"nonce": challenge.json()["nonce"], "wallet_signature": sign(challenge.json()["message"])}
+    return client.post(API, body, content_type="application/json")
 
 
 def test_a_key_is_made_with_its_secret_shown_once():
@@ -181,6 +188,21 @@ def form(**changes):
             **changes}
 
 
+def challenge_on(page: str) -> tuple[str, str]:
+    """The nonce and the message the page's second step asks the agent's wallet to sign."""
+    nonce = re.search(r'name="nonce" value="([0-9a-f]{32})"', page).group(1)
+    message = html.unescape(re.search(r"data-challenge-message>([^<]*)</textarea>", page).group(1))
+    return nonce, message
+
+
+def make_on_page(client, **changes):
+    """Both steps of the page's form: the terms, then the agent wallet's signature."""
+    first = client.post(PAGE, form(**changes))
+    assert first.status_code == 200 and "data-wallet-proof" in first.content.decode(), first.content
+    nonce, message = challenge_on(first.content.decode())
+    return client.post(PAGE, form(**changes, nonce=nonce, wallet_signature=sign(message)))
+
+
 def test_the_page_asks_a_visitor_to_sign_in():
     page = Client().get(PAGE).content.decode()
     assert "data-sign-in-prompt" in page and "data-agent-key-form" not in page
@@ -190,7 +212,7 @@ def test_making_a_key_on_the_page_shows_its_secret_once_with_a_copy_button():
     client = signed_in()
     page = client.get(PAGE).content.decode()
     assert "data-no-keys" in page and 'href="/me/agents"' in page  # the nav links here
-    answer = client.post(PAGE, form())
+    answer = make_on_page(client)
     assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
     page = answer.content.decode()
     secret = re.search(r'data-secret>(dmk_[A-Za-z0-9_-]+)<', page).group(1)
@@ -224,7 +246,7 @@ def test_bad_terms_on_the_page_are_shown_beside_their_field(changes, field):
 
 def test_the_page_shows_each_agent_s_spending_and_purchases_and_revokes():
     client = signed_in()
-    client.post(PAGE, form())
+    make_on_page(client)
     key = AgentKey.objects.get()
     agent_keys.reserve(key, payment_ref="bought", amount=2 * USDC, listing_id=12, publisher=PUBLISHER,
                        category="health")
@@ -242,7 +264,7 @@ def test_the_page_shows_each_agent_s_spending_and_purchases_and_revokes():
 
 def test_another_user_cannot_revoke_a_key_from_the_page():
     client = signed_in()
-    client.post(PAGE, form())
+    make_on_page(client)
     key = AgentKey.objects.get()
     assert signed_in(OTHER_OWNER).post(f"/me/agents/{key.pk}/revoke").status_code == 404
     assert Client().post(f"/me/agents/{key.pk}/revoke").status_code == 200  # the sign-in prompt
@@ -252,6 +274,6 @@ def test_another_user_cannot_revoke_a_key_from_the_page():
 
 def test_the_page_has_no_inline_script():
     client = signed_in()
-    client.post(PAGE, form())
+    make_on_page(client)
     page = client.get(PAGE).content.decode()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page) and " on" + "click=" not in page
