@@ -271,8 +271,7 @@ def reference_settlements(w3, contracts, listing_id, count) -> list[float]:
                   "valid_before": int(time.time()) + 600, "nonce": "0x" + secrets.token_hex(32)}
         data = transfer_typed_data(token=token, token_name=name, token_version=version, **values)
         signature = bytes(Account.sign_typed_data(account.key, full_message=data).signature)
-        auth = (account.address, market.address, PRICE, 0, values["valid_before"],
-                bytes.fromhex(values["nonce"][2:]), signature)
+        auth = (account.address, PRICE, 0, values["valid_before"], bytes.fromhex(values["nonce"][2:]), signature)
         started = time.perf_counter()
         tx = market.functions.purchaseWithAuthorization(listing_id, auth).transact(
             {"from": relayer.eth.default_account})
@@ -337,7 +336,7 @@ def list_file(w3, contracts, work, size):
                  market.contract.functions.purchase(int(listing.listing_id), PRICE)):
         w3.eth.wait_for_transaction_receipt(call.transact({"from": buyer.address}))
     indexer.index_chain(w3)
-    request = dict(market=market.address, buyer=buyer.address, content_hash=sha, expiry=int(time.time()) + 3000,
+    request = dict(market=market.address, buyer=buyer.address, content_hash=sha, expiry=int(time.time()) + 500,
                    nonce="0x" + secrets.token_hex(32))
     signature = buyer.sign_message(encode_typed_data(full_message=signed.typed_data(**request))).signature
     verified = signed.verify(**request, signature="0x" + bytes(signature).hex())
