@@ -35,7 +35,7 @@ WALLET_BATCH = 100
 
 def dust() -> int:
     """The smallest amount returned automatically, in base units (below it: recorded as dust)."""
-    return int(getattr(settings, "STRAY_RETURN_DUST", 10_000))
+    return int(settings.STRAY_RETURN_DUST)
 
 
 def _market(chain_id: int) -> str | None:
