@@ -211,14 +211,17 @@ def unexplained_transfers(market: str, rows: Iterable[dict]) -> list[dict]:
     transaction explains (same buyer and amount; one order explains one transfer), in chain order:
     money that reached the market without an order. Mints (from the zero address) and the
     market's transfers to itself are not money anyone sent. `rows` are ChainEvent values (dicts)."""
-    rows = sorted(rows, key=lambda r: (r["block_number"], r["log_index"]))
-    orders = Counter((r["tx_hash"], r["args"]["buyer"], r["args"]["amount"]) for r in rows
-                     if r["name"] == "OrderCreated" and r["address"] == market)
-    found = []
+    orders = Counter()
+    into = []
     for row in rows:
         args = row["args"]
-        if row["name"] != "Transfer" or args["to"] != market or args["from"] in (ZERO_ADDRESS, market):
-            continue
+        if row["name"] == "OrderCreated" and row["address"] == market:
+            orders[(row["tx_hash"], args["buyer"], args["amount"])] += 1
+        elif row["name"] == "Transfer" and args["to"] == market and args["from"] not in (ZERO_ADDRESS, market):
+            into.append(row)
+    found = []
+    for row in sorted(into, key=lambda r: (r["block_number"], r["log_index"])):
+        args = row["args"]
         key = (row["tx_hash"], args["from"], args["value"])
         if orders[key] > 0:
             orders[key] -= 1
