@@ -15,6 +15,6 @@ class OrdersConfig(AppConfig):
         indexer.register(handlers.on_credit_events, events=handlers.CREDIT_EVENTS)
         indexer.register_rollback(handlers.on_rollback)
         # Transfers into the market that no order explains (orders/strays.py).
-        indexer.register(strays.on_transfers, events=["Transfer"])
+        indexer.register(strays.on_transfers, events=["Transfer", "OrderCreated"])
         indexer.register(strays.on_returned, events=["SurplusReturned"])
         indexer.register_rollback(strays.on_rollback)

@@ -43,19 +43,27 @@ def _market(chain_id: int) -> str | None:
     return to_checksum_address(address) if address else None
 
 
+def _row(event: Event) -> dict:
+    return {"tx_hash": event.tx_hash, "log_index": event.log_index, "block_number": event.block_number,
+            "name": event.name, "address": event.address, "args": event.args}
+
+
 def on_transfers(events: list[Event]) -> None:
-    """The indexer's handler for a range's new `Transfer` events (in its transaction): each one
-    into the market that its transaction's `OrderCreated` events do not explain becomes a
-    `StrayTransfer`, and the pushed authorizations above the dust threshold are returned."""
+    """The indexer's handler for a range's new `Transfer` and `OrderCreated` events (in its
+    transaction): each transfer into the market that its transaction's
+    `OrderCreated` events do not explain becomes a `StrayTransfer`, and the pushed authorizations
+    above the dust threshold are returned. Ordinary purchases are explained by the range's own
+    events, with no query."""
     chain_id = events[0].chain_id
     market = _market(chain_id)
     if market is None:
         return
-    into = {(e.tx_hash, e.log_index) for e in events if e.args["to"] == market}
-    if not into:
+    candidates = unexplained_transfers(market, [_row(e) for e in events if e.name in ("Transfer", "OrderCreated")])
+    if not candidates:
         return
-    # The transaction's other events, stored in this same transaction by the indexer (a block's
-    # logs are always read in one range), so a replayed transfer is judged exactly as the first time.
+    # The candidates' transactions as stored (by the indexer, in this same transaction: a block's
+    # logs are always read in one range), so a transfer seen again is judged as the first time.
+    into = {(r["tx_hash"], r["log_index"]) for r in candidates}
     siblings = list(ChainEvent.objects.filter(
         chain_id=chain_id, tx_hash__in={tx for tx, _ in into},
         name__in=("OrderCreated", "Transfer", "AuthorizationUsed")).values(*EVENT_FIELDS))
