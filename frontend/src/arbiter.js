@@ -6,7 +6,8 @@
 import { UserError, account, chainInfo, ensureChain, explainWalletError, preflight, send, shortHex, waitForIndexer, waitReceipt } from "./chain.js";
 import { findWallet } from "./wallet.js";
 
-async function sendResolution(tx, say) {
+// A prepared transaction that moves no order (surplus returns) is done once the server has read its block.
+async function sendResolution(tx, say, movesNoOrder = false) {
   const wallet = findWallet();
   if (!wallet) throw new UserError("No wallet found in this browser: send the transaction above from the arbiter's wallet.");
   const provider = wallet.provider;
@@ -26,7 +27,7 @@ async function sendResolution(tx, say) {
   say(`Mined: waiting for the server to read ${shortHex(hash)}…`);
   await waitForIndexer(hash, (progress) => {
     if (progress) say(`Mined: ${progress.confirmations} of ${progress.needed} confirmations…`);
-  });
+  }, { allowNone: movesNoOrder });
   return hash;
 }
 
@@ -37,7 +38,7 @@ export function initArbiter(doc) {
     button.addEventListener("click", async () => {
       button.disabled = true;
       try {
-        const hash = await sendResolution(JSON.parse(button.dataset.transaction), say);
+        const hash = await sendResolution(JSON.parse(button.dataset.transaction), say, button.hasAttribute("data-send-prepared"));
         say(`Sent on-chain in ${shortHex(hash)}.`);
         button.closest("[data-prepared]").dataset.sent = hash;
         window.location.reload();
