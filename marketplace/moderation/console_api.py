@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.roles import ARBITER, IsArbiter, IsModerator, has_role
-from marketplace.api import APIError, refusal, StrictRegexField, StrictTextField, errors
+from marketplace.api import APIError, refusal, StrictCharField, StrictRegexField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
@@ -18,6 +18,7 @@ from marketplace.rewards.models import Flag
 
 from . import abuse, disputes, operator_actions
 from .api import Params, before_field
+from .bans_api import _address
 
 
 class IsModeratorOrArbiter(IsModerator):
@@ -190,21 +191,30 @@ def stray_row(row) -> dict:
             "action": row.action_id}
 
 
+class ReturnsParams(Params):
+    payer = StrictCharField(required=False, max_length=42, help_text="One wallet's transfers only")
+
+    def validate_payer(self, value):
+        return _address(value)
+
+
 class ReturnsView(APIView):
     """GET `/moderation/returns`: transfers into the market that no order explains. `waiting`:
     pushed authorizations to return from the arbiter's wallet (the operator key is not the arbiter),
     with `prepared`, the one `returnSurplusBatch` transaction that returns them; `review`: plain
-    transfers, and returns that failed; `recent`: the latest returned, being returned or dust."""
+    transfers, and returns that failed; `recent`: the latest returned, being returned or dust.
+    `payer` keeps one wallet's transfers (and prepares only its returns)."""
 
     permission_classes = [IsArbiter]
 
-    @extend_schema(operation_id="moderation_returns_list", responses={200: inline_serializer("StrayTransfers", {
+    @extend_schema(operation_id="moderation_returns_list", parameters=[ReturnsParams], responses={200: inline_serializer("StrayTransfers", {
         "waiting": serializers.ListField(child=serializers.DictField()),
         "prepared": serializers.DictField(allow_null=True, help_text="returnSurplusBatch for the arbiter's wallet"),
         "review": serializers.ListField(child=serializers.DictField()),
-        "recent": serializers.ListField(child=serializers.DictField())}), **errors(401, 403)})
+        "recent": serializers.ListField(child=serializers.DictField())}), **errors(400, 401, 403)})
     def get(self, request):
-        page = strays.for_arbiter(settings.CHAIN_ID)
+        p = ReturnsParams.read(request.query_params.dict())
+        page = strays.for_arbiter(settings.CHAIN_ID, payer=p.get("payer"))
         return Response({"waiting": [stray_row(r) for r in page["waiting"]], "prepared": page["prepared"],
                          "review": [stray_row(r) for r in page["review"]],
                          "recent": [stray_row(r) for r in page["recent"]]})

@@ -173,6 +173,11 @@ def test_a_plain_transfer_goes_to_the_review_list_and_is_not_returned(chain, cli
     assert [(r["payer"], r["amount"], r["status"], r["ref"]) for r in listed["review"]] == [
         (payer.address, str(PUSHED), "review", stray.ref)]
     assert listed["waiting"] == [] and listed["prepared"] is None
+    assert len(arbiter.get(f"/api/v1/moderation/returns?payer={payer.address.lower()}").json()["review"]) == 1
+    assert arbiter.get(f"/api/v1/moderation/returns?payer={ARBITER_WALLET}").json()["review"] == []
+    bad = arbiter.get("/api/v1/moderation/returns?payer=0x1234")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid"
+    assert arbiter.get("/api/v1/moderation/returns?status=review").json()["error"]["code"] == "unknown_parameter"
     page = arbiter.get("/moderation/returns")
     assert page.status_code == 200 and f'data-stray="{stray.ref}"' in page.content.decode()
     _, moderator = person("moderator", "moderator")
