@@ -8,11 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.roles import ARBITER, IsArbiter, IsModerator, has_role
-from marketplace.api import APIError, refusal, StrictCharField, StrictRegexField, StrictTextField, errors
+from marketplace.api import APIError, refusal, StrictRegexField, StrictTextField, errors
 from marketplace.catalog.api import iso_time
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
 from marketplace.orders import strays
+from marketplace.orders.models import StrayTransfer
 from marketplace.orders.admin import parse_refund_share
 from marketplace.rewards.models import Flag
 
@@ -192,7 +193,9 @@ def stray_row(row) -> dict:
 
 
 class ReturnsParams(Params):
-    payer = StrictCharField(required=False, max_length=42, help_text="One wallet's transfers only")
+    payer = StrictRegexField(r"^0x[0-9a-fA-F]{40}$", required=False, help_text="One wallet's transfers only")
+    kind = serializers.ChoiceField(choices=StrayTransfer.Kind.choices, required=False,
+                                   help_text="authorization (pushed authorizations) or plain (other transfers)")
 
     def validate_payer(self, value):
         return _address(value)
@@ -203,7 +206,7 @@ class ReturnsView(APIView):
     pushed authorizations to return from the arbiter's wallet (the operator key is not the arbiter),
     with `prepared`, the one `returnSurplusBatch` transaction that returns them; `review`: plain
     transfers, and returns that failed; `recent`: the latest returned, being returned or dust.
-    `payer` keeps one wallet's transfers (and prepares only its returns)."""
+    `payer` keeps one wallet's transfers (and prepares only its returns), `kind` one kind."""
 
     permission_classes = [IsArbiter]
 
@@ -214,7 +217,7 @@ class ReturnsView(APIView):
         "recent": serializers.ListField(child=serializers.DictField())}), **errors(400, 401, 403)})
     def get(self, request):
         p = ReturnsParams.read(request.query_params.dict())
-        page = strays.for_arbiter(settings.CHAIN_ID, payer=p.get("payer"))
+        page = strays.for_arbiter(settings.CHAIN_ID, payer=p.get("payer"), kind=p.get("kind"))
         return Response({"waiting": [stray_row(r) for r in page["waiting"]], "prepared": page["prepared"],
                          "review": [stray_row(r) for r in page["review"]],
                          "recent": [stray_row(r) for r in page["recent"]]})

@@ -166,14 +166,16 @@ def of_payer(address: str):
     return StrayTransfer.objects.filter(payer=address).order_by("-block_number", "-log_index")
 
 
-def for_arbiter(chain_id: int, *, payer: str | None = None) -> dict:
+def for_arbiter(chain_id: int, *, payer: str | None = None, kind: str | None = None) -> dict:
     """The console's returns page: pushed authorizations waiting for the arbiter's wallet (with the
     one `returnSurplusBatch` transaction that returns them), plain transfers to review, failed
-    returns, and the latest returns; only `payer`'s when given."""
+    returns, and the latest returns; only `payer`'s, and of `kind`, when given."""
     market = _market(chain_id)
     mine = StrayTransfer.objects.filter(chain_id=chain_id, market=market).order_by("block_number", "log_index")
     if payer:
         mine = mine.filter(payer=payer)
+    if kind:
+        mine = mine.filter(kind=kind)
     waiting = list(mine.filter(status=Status.ARBITER)[:WALLET_BATCH])
     return {
         "waiting": waiting, "prepared": prepared_transaction(waiting),

@@ -175,6 +175,8 @@ def test_a_plain_transfer_goes_to_the_review_list_and_is_not_returned(chain, cli
     assert listed["waiting"] == [] and listed["prepared"] is None
     assert len(arbiter.get(f"/api/v1/moderation/returns?payer={payer.address.lower()}").json()["review"]) == 1
     assert arbiter.get(f"/api/v1/moderation/returns?payer={ARBITER_WALLET}").json()["review"] == []
+    assert arbiter.get("/api/v1/moderation/returns?kind=authorization").json()["review"] == []
+    assert len(arbiter.get("/api/v1/moderation/returns?kind=plain").json()["review"]) == 1
     bad = arbiter.get("/api/v1/moderation/returns?payer=0x1234")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid"
     assert arbiter.get("/api/v1/moderation/returns?status=review").json()["error"]["code"] == "unknown_parameter"
