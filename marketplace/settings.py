@@ -211,6 +211,9 @@ OPERATOR_REPLACE_AFTER = float(os.environ.get("OPERATOR_REPLACE_AFTER", "120"))
 OPERATOR_MAX_FEE_PER_GAS = env_int("OPERATOR_MAX_FEE_PER_GAS", 1_000 * 10**9)
 # The keeper: an order whose release or refund failed (or was skipped) is queued again after this.
 KEEPER_RETRY_AFTER = float(os.environ.get("KEEPER_RETRY_AFTER", "600"))
+# Money that reaches the market without an order (orders/strays.py): a pushed authorization of less
+# than this (token base units; 0.01 of a 6-decimal token) is recorded as dust, not returned.
+STRAY_RETURN_DUST = env_int("STRAY_RETURN_DUST", 10_000)
 # Seconds a root waits, revocable, before claims: under half of REWARD_EPOCH_SECONDS (checked).
 REWARD_ROOT_DELAY = env_int("REWARD_ROOT_DELAY", 1200)
 

@@ -59,6 +59,7 @@ urlpatterns = [
     path("me/appeals/new", moderation_actions.new_appeal, name="new-appeal-page"),
     path("moderation/disputes", moderation_console.dispute_list, name="moderation-disputes-page"),
     path("moderation/disputes/<int:order_id>", moderation_console.dispute_detail, name="moderation-dispute-page"),
+    path("moderation/returns", moderation_console.returns_list, name="moderation-returns-page"),
     path("moderation/abuse", moderation_console.abuse_list, name="moderation-abuse-page"),
     path("moderation/actions", moderation_console.action_list, name="moderation-actions-page"),
     path("", include("marketplace.web.urls")),

@@ -25,6 +25,15 @@ TRANSFER_ABI = {
         {"name": "value", "type": "uint256", "indexed": False},
     ],
 }
+#: The EIP-3009 event a token emits when it spends an authorization: the indexer reads it only in
+#: the transactions of transfers into the market that no order explains (a pushed authorization).
+AUTHORIZATION_USED_ABI = {
+    "type": "event", "name": "AuthorizationUsed", "anonymous": False,
+    "inputs": [
+        {"name": "authorizer", "type": "address", "indexed": True},
+        {"name": "nonce", "type": "bytes32", "indexed": True},
+    ],
+}
 
 
 def _type_string(param: dict) -> str:
@@ -133,10 +142,12 @@ class EventType:
 
 @lru_cache(maxsize=None)
 def event_types(contract: str) -> dict[bytes, EventType]:
-    """topic0 -> EventType for every event in a contract's ABI ("Transfer" for any ERC-20)."""
-    abi = [TRANSFER_ABI] if contract == "ERC20" else load_artifact(contract).abi
+    """topic0 -> EventType for every event in a contract's ABI ("ERC20": Transfer, "EIP3009":
+    AuthorizationUsed, for any token)."""
+    abi = {"ERC20": [TRANSFER_ABI], "EIP3009": [AUTHORIZATION_USED_ABI]}.get(contract) or load_artifact(contract).abi
     types = (EventType.from_abi(entry) for entry in abi if entry.get("type") == "event" and not entry.get("anonymous"))
     return {t.topic0: t for t in types}
 
 
 TRANSFER_TOPIC = EventType.from_abi(TRANSFER_ABI).topic0
+AUTHORIZATION_USED_TOPIC = EventType.from_abi(AUTHORIZATION_USED_ABI).topic0

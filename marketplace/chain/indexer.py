@@ -2,7 +2,9 @@
 
 It reads `eth_getLogs` in block ranges for the contracts this database deployed (the market and
 the reward distributor) and, with them, the `Transfer` logs of the market's tokens into or out of
-the market. It stores each log once as a `ChainEvent`, keyed by (chain id, tx hash, log index),
+the market; for a transfer into the market that no `OrderCreated` of the same transaction
+explains (rare: someone pushed an authorization straight to the token, or sent tokens), also the
+token's `AuthorizationUsed` logs of that transaction (`unexplained_transfers`). It stores each log once as a `ChainEvent`, keyed by (chain id, tx hash, log index),
 and in the same database transaction calls the handlers that apps registered for those events,
 with every new event of theirs from the range, in chain order (apps write rows in bulk). Only
 logs emitted by the watched addresses are read: an `OrderCreated` of another contract in the same
@@ -22,6 +24,7 @@ from their `AppConfig.ready`.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3RPCError
 
 from .client import check_chain_id, get_web3, redact_rpc_url
-from .events import TRANSFER_TOPIC, checksum, event_types
+from .events import AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC, checksum, event_types
 from .models import ChainEvent, Deployment, IndexedBlock, IndexerCursor
 
 logger = logging.getLogger(__name__)
@@ -199,6 +202,48 @@ def _topic_of(address: str) -> str:
 
 
 _TRANSFER = "0x" + TRANSFER_TOPIC.hex()
+_AUTHORIZATION_USED = "0x" + AUTHORIZATION_USED_TOPIC.hex()
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def unexplained_transfers(market: str, rows: Iterable[dict]) -> list[dict]:
+    """The `Transfer` rows into `market` that no `OrderCreated` of the market in the same
+    transaction explains (same buyer and amount; one order explains one transfer), in chain order:
+    money that reached the market without an order. Mints (from the zero address) and the
+    market's transfers to itself are not money anyone sent. `rows` are ChainEvent values (dicts)."""
+    orders = Counter()
+    into = []
+    for row in rows:
+        args = row["args"]
+        if row["name"] == "OrderCreated" and row["address"] == market:
+            orders[(row["tx_hash"], args["buyer"], args["amount"])] += 1
+        elif row["name"] == "Transfer" and args["to"] == market and args["from"] not in (ZERO_ADDRESS, market):
+            into.append(row)
+    found = []
+    for row in sorted(into, key=lambda r: (r["block_number"], r["log_index"])):
+        args = row["args"]
+        key = (row["tx_hash"], args["from"], args["value"])
+        if orders[key] > 0:
+            orders[key] -= 1
+        else:
+            found.append(row)
+    return found
+
+
+def authorizations_used(w3: Web3, chain_id: int, strays: list[dict]) -> list[dict]:
+    """The tokens' EIP-3009 `AuthorizationUsed` logs, as ChainEvent rows, in the transactions of
+    these unexplained transfers that name a transfer's `from`: one `eth_getLogs` over the blocks of
+    those transfers only (an ordinary purchase never costs a request), its authorizers as a topic
+    filter."""
+    if not strays:
+        return []
+    tokens = sorted({row["address"] for row in strays})
+    authorizers = sorted({_topic_of(row["args"]["from"]) for row in strays})
+    first, last = min(r["block_number"] for r in strays), max(r["block_number"] for r in strays)
+    logs = get_logs(w3, {"address": tokens, "topics": [_AUTHORIZATION_USED, authorizers]}, first, last)
+    wanted = {row["tx_hash"].lower() for row in strays}
+    logs = [log for log in logs if log["transactionHash"].lower() in wanted]
+    return _decode(chain_id, logs, {t: event_types("EIP3009") for t in tokens})
 
 
 def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int, parent: str | None = None):
@@ -218,6 +263,7 @@ def read_range(w3: Web3, chain_id: int, watched: Watch, first: int, last: int, p
         for topics in ([_TRANSFER, market], [_TRANSFER, None, market]):
             found = get_logs(w3, {"address": sorted(transfers), "topics": topics}, first, last)
             rows += _decode(chain_id, found, transfers)
+        rows += authorizations_used(w3, chain_id, unexplained_transfers(watched.market, rows))
     if before is None or block_hash(w3, last) != before:
         return None
     if parent is not None and block_hash(w3, first - 1) != parent:

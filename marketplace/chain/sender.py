@@ -36,7 +36,9 @@ sender works at a time whichever worker or host runs it, and then:
    a greater epoch than the distributor's last and a balance that covers the new total less what
    was claimed: while it does not, the row stays pending with the reason, not failed), rows of a
    kind
-   that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`), and the signed
+   that batches go out in one call (`setApproval(ids, flag)`, `release(ids)`,
+   `returnSurplusBatch(items)`, each item checked against the surplus left and the references
+   already answered, since one failing item reverts the whole batch), and the signed
    transaction is recorded with its nonce before it is broadcast. The next nonce is the chain's
    pending count or one above the highest nonce still open here, whichever is higher.
 4. Waits (bounded) for the receipts of what it sent, has the indexer read through them when the
@@ -109,7 +111,8 @@ KINDS = {
                              batch=True),
     Kind.EXPIRE_DISPUTE: KindSpec("settleExpiredDispute", ("DisputeExpired",), gas=300_000),
     Kind.RELEASE: KindSpec("release", ("OrderReleased",), gas=60_000, gas_per_item=200_000, batch=True),
-    Kind.RETURN_SURPLUS: KindSpec("returnSurplus", ("SurplusReturned",), gas=200_000, arbiter=True),
+    Kind.RETURN_SURPLUS: KindSpec("returnSurplusBatch", ("SurplusReturned",), gas=60_000, gas_per_item=150_000,
+                                  batch=True, arbiter=True),
     # A revoked root whose RootRevoked a deep reorganisation took (rewards.epochs.revoke_again):
     # sent before a new root, which would otherwise replace it.
     Kind.REVOKE_ROOT: KindSpec("revokePendingRoot", ("RootRevoked",), gas=100_000,
@@ -292,6 +295,10 @@ def _call(market, kind: str, actions: list[OperatorAction]):
         return functions.setApproval(sorted({int(a.listing_id) for a in actions}), kind == Kind.APPROVE)
     if kind == Kind.RELEASE:
         return functions.release(sorted({int(a.order_id) for a in actions}))
+    if kind == Kind.RETURN_SURPLUS:
+        return functions.returnSurplusBatch([
+            (to_checksum_address(a.payload["token"]), to_checksum_address(a.payload["to"]), int(a.payload["amount"]),
+             bytes.fromhex(a.payload["ref"][2:])) for a in actions])
     (action,) = actions
     payload = action.payload
     if kind == Kind.EXPIRE_DISPUTE:
@@ -302,9 +309,6 @@ def _call(market, kind: str, actions: list[OperatorAction]):
         function = functions.confirmBySig if kind == Kind.CONFIRM_BY_SIG else functions.disputeBySig
         return function(int(action.order_id), bytes.fromhex(payload["nonce"][2:]), int(payload["deadline"]),
                         bytes.fromhex(payload["signature"][2:]))
-    if kind == Kind.RETURN_SURPLUS:
-        return functions.returnSurplus(to_checksum_address(payload["token"]), to_checksum_address(payload["to"]),
-                                       int(payload["amount"]), bytes.fromhex(payload["ref"][2:]))
     raise ValueError(f"unknown operator action kind {kind!r}")
 
 
@@ -373,11 +377,33 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
             return reason
     if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return mismatch(market, action)
+    if action.kind == Kind.RETURN_SURPLUS:
+        return surplus_precheck(market, action.payload, roles)
     if not spec.batch:
         try:
             _call(market, action.kind, [action]).call({"from": operator.address})
         except ContractLogicError as exc:
             return f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
+    return ""
+
+
+def surplus_precheck(market, payload: dict, batch: dict) -> str:
+    """Why a surplus return must not join this batch (`returnSurplusBatch` reverts as a whole if
+    one item fails): its stray transfer was answered already, on-chain or earlier in the batch, or
+    the token's surplus left by the returns before it in the batch is less than its amount.
+    `batch` is the batch's scratch (surplus left per token, references taken)."""
+    ref, token, amount = payload["ref"].lower(), to_checksum_address(payload["token"]), int(payload["amount"])
+    taken = batch.setdefault("refs", set())
+    if ref in taken or market.surplus_returned(bytes.fromhex(ref[2:])):
+        return f"the stray transfer {ref} was answered already: nothing is returned twice"
+    left = batch.setdefault("surplus", {})
+    if token not in left:
+        left[token] = market.surplus(token)
+    if amount > left[token]:
+        return (f"the market's surplus of {token} is {left[token]}, less than the {amount} to return (the stray "
+                "transfer may have left the chain)")
+    left[token] -= amount
+    taken.add(ref)
     return ""
 
 

@@ -1,6 +1,7 @@
-"""Moderation API for disputes (arbiters), contributor abuse (moderators) and failed operator
+"""Moderation API for disputes and stray transfers (arbiters), contributor abuse (moderators) and failed operator
 actions (moderators; arbiters for resolutions). The services are disputes.py, abuse.py and
 operator_actions.py; these views parse input and shape answers."""
+from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -11,11 +12,14 @@ from marketplace.api import APIError, refusal, StrictRegexField, StrictTextField
 from marketplace.catalog.api import iso_time
 from marketplace.chain.models import OperatorAction
 from marketplace.chain.retry import RetryRefused
+from marketplace.orders import strays
+from marketplace.orders.models import StrayTransfer
 from marketplace.orders.admin import parse_refund_share
 from marketplace.rewards.models import Flag
 
 from . import abuse, disputes, operator_actions
 from .api import Params, before_field
+from .bans_api import _address
 
 
 class IsModeratorOrArbiter(IsModerator):
@@ -176,6 +180,47 @@ class ResolveView(APIView):
                          "via": decision.via, "entry": decision.entry.pk,
                          "action": action_body(decision.action) if decision.action else None,
                          "prepared": decision.prepared}, status=202)
+
+
+# Money that reached the market without an order ------------------------------------------------
+
+
+def stray_row(row) -> dict:
+    return {"token": row.token, "payer": row.payer, "amount": str(int(row.amount)), "kind": row.kind,
+            "status": row.status, "tx_hash": row.tx_hash, "log_index": row.log_index, "block_number": row.block_number,
+            "ref": row.ref, "return_tx_hash": row.return_tx_hash, "error": row.error,
+            "action": row.action_id}
+
+
+class ReturnsParams(Params):
+    payer = StrictRegexField(r"^0x[0-9a-fA-F]{40}$", required=False, help_text="One wallet's transfers only")
+    kind = serializers.ChoiceField(choices=StrayTransfer.Kind.choices, required=False,
+                                   help_text="authorization (pushed authorizations) or plain (other transfers)")
+
+    def validate_payer(self, value):
+        return _address(value)
+
+
+class ReturnsView(APIView):
+    """GET `/moderation/returns`: transfers into the market that no order explains. `waiting`:
+    pushed authorizations to return from the arbiter's wallet (the operator key is not the arbiter),
+    with `prepared`, the one `returnSurplusBatch` transaction that returns them; `review`: plain
+    transfers, and returns that failed; `recent`: the latest returned, being returned or dust.
+    `payer` keeps one wallet's transfers (and prepares only its returns), `kind` one kind."""
+
+    permission_classes = [IsArbiter]
+
+    @extend_schema(operation_id="moderation_returns_list", parameters=[ReturnsParams], responses={200: inline_serializer("StrayTransfers", {
+        "waiting": serializers.ListField(child=serializers.DictField()),
+        "prepared": serializers.DictField(allow_null=True, help_text="returnSurplusBatch for the arbiter's wallet"),
+        "review": serializers.ListField(child=serializers.DictField()),
+        "recent": serializers.ListField(child=serializers.DictField())}), **errors(400, 401, 403)})
+    def get(self, request):
+        p = ReturnsParams.read(request.query_params.dict())
+        page = strays.for_arbiter(settings.CHAIN_ID, payer=p.get("payer"), kind=p.get("kind"))
+        return Response({"waiting": [stray_row(r) for r in page["waiting"]], "prepared": page["prepared"],
+                         "review": [stray_row(r) for r in page["review"]],
+                         "recent": [stray_row(r) for r in page["recent"]]})
 
 
 # Contributor abuse ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The console's pages for disputes (/moderation/disputes, arbiters), contributor abuse
+"""The console's pages for disputes (/moderation/disputes, arbiters), money that reached the market
+without an order (/moderation/returns, arbiters), contributor abuse
 (/moderation/abuse, moderators) and failed operator actions (/moderation/actions, moderators and
 arbiters). Forms post back to the page; a refusal is shown on the page with its status (400, 403,
 404, 409, 503), a success redirects with a message. The services are disputes.py, abuse.py and
@@ -7,6 +8,7 @@ from functools import wraps
 import json
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from marketplace.accounts.roles import ARBITER, MODERATOR, has_role
 from marketplace.chain.retry import RetryRefused
+from marketplace.orders import strays
 from marketplace.orders.admin import parse_refund_share
 from marketplace.rewards.models import Flag
 
@@ -93,6 +96,19 @@ def dispute_detail(request, order_id):
 
 def _json(value) -> str:
     return json.dumps(value, indent=2)
+
+
+# Money that reached the market without an order ------------------------------------------------
+
+
+@require_safe
+@ensure_csrf_cookie
+@role_required(ARBITER, "Stray transfers")
+def returns_list(request):
+    page = strays.for_arbiter(settings.CHAIN_ID)
+    return render(request, "moderation/returns.html", {
+        **page, "usdc": disputes.usdc, "prepared_json": _json(page["prepared"]) if page["prepared"] else "",
+    })
 
 
 # Contributor abuse ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ urlpatterns = [
     path("moderation/disputes/<int:order_id>", console_api.DisputeView.as_view(), name="moderation-dispute"),
     path("moderation/disputes/<int:order_id>/resolve", console_api.ResolveView.as_view(),
          name="moderation-dispute-resolve"),
+    path("moderation/returns", console_api.ReturnsView.as_view(), name="moderation-returns"),
     path("moderation/flags", console_api.FlagsView.as_view(), name="moderation-flags"),
     path("moderation/flags/<int:pk>/decide", console_api.DecideFlagView.as_view(), name="moderation-flag-decide"),
     path("moderation/actions", console_api.FailedActionsView.as_view(), name="moderation-actions"),

@@ -25,7 +25,7 @@ from marketplace.outbox.services import enqueue
 from marketplace.web.views import format_usdc
 
 from . import selectors
-from .models import CreditEntry, DisputeStatement, Download, Order
+from .models import CreditEntry, DisputeStatement, Download, Order, StrayTransfer
 from .signals import dispute_decided, dispute_deciding
 
 NEAR_DEADLINE = timedelta(days=2)  # a dispute this close to its deadline is flagged
@@ -252,3 +252,13 @@ class CreditEntryAdmin(ReadOnly):
     list_display = ("kind", "account", "amount", "token", "order_id", "block_number", "tx_hash")
     list_filter = ("kind", "chain_id")
     search_fields = ("account", "tx_hash")
+
+
+@admin.register(StrayTransfer)
+class StrayTransferAdmin(ReadOnly):
+    """Transfers into the market that no order explains, as the indexer attributed them (the
+    console's /moderation/returns is where arbiters act on them)."""
+
+    list_display = ("payer", "amount", "token", "kind", "status", "block_number", "tx_hash", "return_tx_hash")
+    list_filter = ("kind", "status", "chain_id")
+    search_fields = ("payer", "tx_hash", "ref", "return_tx_hash")

@@ -19,8 +19,8 @@ from marketplace.chain.services import deployed_address
 from marketplace.limits.http import RateLimited, enforce
 from marketplace.limits.services import LimitExceeded, consume
 
-from . import delivery, relay, selectors, services, signed
-from .models import DisputeStatement, Order
+from . import delivery, relay, selectors, services, signed, strays
+from .models import DisputeStatement, Order, StrayTransfer
 
 
 class DownloadRequest(serializers.Serializer):
@@ -135,6 +135,43 @@ class LibraryView(APIView):
         if not request.user.address:
             return Response([])
         return Response([order_body(o, v) for o, v in selectors.library(request.user.address)])
+
+
+class StrayTransferSerializer(serializers.Serializer):
+    chain_id = serializers.IntegerField()
+    token = serializers.CharField()
+    amount = serializers.CharField(help_text="The transfer's value, in token base units, as a decimal string")
+    kind = serializers.ChoiceField(choices=[k for k, _ in StrayTransfer.Kind.choices], help_text=(
+        "authorization: an EIP-3009 authorization of yours someone sent straight to the token; plain: a transfer"))
+    status = serializers.ChoiceField(choices=[s for s, _ in StrayTransfer.Status.choices], help_text=(
+        "returning (queued for the operator), arbiter (waiting for the arbiter's wallet), returned, dust (below "
+        "STRAY_RETURN_DUST: not returned), review (an arbiter decides), failed (an arbiter looks at it)"))
+    status_text = serializers.CharField()
+    tx_hash = serializers.CharField(help_text="The transaction that moved the money into the market")
+    log_index = serializers.IntegerField()
+    block_number = serializers.IntegerField()
+    ref = serializers.CharField(help_text="What the return answers: keccak256(abi.encode(txHash, logIndex))")
+    return_tx_hash = serializers.CharField(help_text="The transaction that returned it (empty: not yet)")
+
+
+def stray_body(row) -> dict:
+    return {"chain_id": row.chain_id, "token": row.token, "amount": str(int(row.amount)), "kind": row.kind,
+            "status": row.status, "status_text": row.get_status_display(), "tx_hash": row.tx_hash,
+            "log_index": row.log_index, "block_number": row.block_number, "ref": row.ref,
+            "return_tx_hash": row.return_tx_hash}
+
+
+class ReturnsView(APIView):
+    """Money the signed-in wallet sent to the market without an order (an authorization someone
+    pushed straight to the token, a transfer), newest first, and whether it was returned."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(responses={200: StrayTransferSerializer(many=True), **errors(401, 403)})
+    def get(self, request):
+        if not request.user.address:
+            return Response([])
+        return Response([stray_body(row) for row in strays.of_payer(request.user.address)[:200]])
 
 
 class SalesView(APIView):

@@ -171,3 +171,55 @@ class DisputeStatement(models.Model):
 
     def __str__(self):
         return f"{self.role}'s statement on order {self.order_id}"
+
+
+class StrayTransfer(models.Model):
+    """A transfer of a market token into the market that no order explains (see `orders.strays`),
+    keyed by its `Transfer` log. A pushed authorization (its transaction carries the token's
+    `AuthorizationUsed` naming the sender) is returned to its payer from the market's surplus,
+    answering `ref`; a plain transfer waits for an arbiter's review. Chain-derived: written by the
+    indexer's handler, deleted with orphaned blocks and with a forgotten chain."""
+
+    class Kind(models.TextChoices):
+        AUTHORIZATION = "authorization", "A pushed authorization"
+        PLAIN = "plain", "A plain transfer"
+
+    class Status(models.TextChoices):
+        RETURNING = "returning", "Being returned by the operator"
+        ARBITER = "arbiter", "Waiting for the arbiter's wallet"
+        RETURNED = "returned", "Returned"
+        DUST = "dust", "Below the dust threshold: not returned"
+        REVIEW = "review", "Waiting for an arbiter's review"
+        FAILED = "failed", "The return failed: an arbiter looks at it"
+
+    chain_id = models.BigIntegerField()
+    market = models.CharField(max_length=42, help_text="The DataMarket (checksummed)")
+    token = models.CharField(max_length=42)
+    payer = models.CharField(max_length=42, help_text="The transfer's `from`")
+    amount = models.DecimalField(**MONEY, help_text="The transfer's own value, in base units")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    ref = models.CharField(max_length=66, help_text="keccak256(abi.encode(txHash, logIndex)): what the return answers")
+    tx_hash = models.CharField(max_length=66, help_text="The stray transfer's transaction")
+    log_index = models.PositiveIntegerField()
+    block_number = models.BigIntegerField()
+    action = models.ForeignKey("chain.OperatorAction", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="+", help_text="The operator's return, when it sends it")
+    error = models.TextField(blank=True)
+    return_tx_hash = models.CharField(max_length=66, blank=True, help_text="The SurplusReturned transaction")
+    return_block = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="stray_transfer_once"),
+            models.UniqueConstraint(fields=["chain_id", "market", "ref"], name="stray_ref_once"),
+        ]
+        indexes = [
+            models.Index(fields=["payer", "-block_number"], name="stray_by_payer"),
+            models.Index(fields=["status", "chain_id"], name="stray_by_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display().lower()} of {self.amount} from {self.payer} ({self.status})"

@@ -7,7 +7,7 @@ from django.dispatch import Signal, receiver
 from marketplace.catalog.models import DatasetVersion
 from marketplace.chain.signals import chain_reset
 
-from .models import CreditEntry, DownloadGrant, Order
+from .models import CreditEntry, DownloadGrant, Order, StrayTransfer
 
 # Sent by the indexer's order handler, inside its transaction, for each `DisputeResolved` it
 # applies: `order` (its new state saved) and `event` (the chain event). The moderation app records
@@ -53,9 +53,10 @@ def keep_sold_versions(sender, instance, **kwargs):
 
 @receiver(chain_reset)
 def forget_orders(sender, chain_id, **kwargs):
-    """Orders and credits are chain-derived: a chain that is gone took them with it, and the
-    download links they gave (the download log and dispute statements stay: users' rows never go
+    """Orders, credits and stray transfers are chain-derived: a chain that is gone took them with
+    it, and the download links they gave (the download log and dispute statements stay: users' rows never go
     with chain rows)."""
     Order.objects.filter(chain_id=chain_id).delete()
     CreditEntry.objects.filter(chain_id=chain_id).delete()
+    StrayTransfer.objects.filter(chain_id=chain_id).delete()
     DownloadGrant.objects.filter(chain_id=chain_id).delete()

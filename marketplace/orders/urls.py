@@ -8,6 +8,7 @@ urlpatterns = [
     path("chain", api.ChainView.as_view(), name="chain"),
     path("purchases", api.PurchaseReceiptView.as_view(), name="purchase-receipt"),
     path("me/orders", api.LibraryView.as_view(), name="my-orders"),
+    path("me/returns", api.ReturnsView.as_view(), name="my-returns"),
     path("me/sales", api.SalesView.as_view(), name="my-sales"),
     path("orders/<int:order_id>/relay", api.RelayView.as_view(), name="order-relay"),
     path("relay/<int:pk>", api.RelayedActionView.as_view(), name="relayed-action"),

@@ -21,7 +21,7 @@ from marketplace.catalog.models import CATEGORIES, Dataset, DatasetRevision, Dat
 from marketplace.catalog.preview import (
     MIN_PUBLIC_COUNT, column_names, public_analysis_message, public_columns, public_sample, unmatched_hidden,
 )
-from marketplace.orders import selectors as orders
+from marketplace.orders import selectors as orders, strays
 from marketplace.orders.delivery import paid_listing
 from marketplace.orders.models import Order
 from marketplace.web.jinja import short_address
@@ -496,6 +496,14 @@ def order_view(order, version, said, *, now):
     }
 
 
+def return_view(row) -> dict:
+    """Money the wallet sent to the market without an order, as the library shows it."""
+    return {"obj": row, "amount": format_usdc(int(row.amount)), "status": row.status,
+            "status_label": row.get_status_display(), "kind_label": row.get_kind_display(),
+            "tx_hash": row.tx_hash, "tx_url": explorer_link("tx", row.tx_hash),
+            "return_tx_hash": row.return_tx_hash, "return_url": explorer_link("tx", row.return_tx_hash)}
+
+
 def _order_views(pairs):
     pairs = list(pairs)
     said = orders.statements([o for o, _ in pairs])
@@ -511,8 +519,10 @@ def library(request):
         return _sign_in_prompt(request, "Your library", audience="buyers")
     address = request.user.address
     views = _order_views(orders.library(address)) if address else []
+    returns = [return_view(row) for row in strays.of_payer(address)[:100]] if address else []
     return render(request, "web/library.html", {
         "orders": views,
+        "returns": returns,
         "disputed": [v for v in views if v["status"] == Order.Status.DISPUTED],
         "open_count": sum(1 for v in views if v["status"] == Order.Status.OPEN),
     })
