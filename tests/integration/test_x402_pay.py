@@ -5,7 +5,7 @@ purchaseWithAuthorization and answered with the file and the settlement header; 
 buyer's library, confirmed through the relay and paid to the owner; every bad payment refused
 with nothing broadcast; a settlement stopped by the sender's pre-check, one that times out and is
 served on a retry, two requests racing with one authorization, retries, Range, the
-payment-identifier, confirmations and the budget hooks."""
+payment-identifier and confirmations (agent keys: test_x402_agent_keys.py)."""
 import base64
 import hashlib
 import json
@@ -29,7 +29,6 @@ from marketplace.catalog.models import Dataset
 from marketplace.chain import sender
 from marketplace.chain.models import OperatorAction, OperatorTransaction
 from marketplace.orders.models import Download, Order
-from marketplace.payments import budget_hooks
 from marketplace.payments.models import X402Payment
 from marketplace.payments.verify import requirement_for
 from tests.conftest import DEV_KEYS, database_url, wait_until
@@ -573,57 +572,3 @@ def test_a_price_at_or_under_the_threshold_is_served_from_its_receipt(chain, cli
     _, listing_id = listed
     settings.X402_CONFIRMATIONS, settings.X402_CONFIRMATIONS_ABOVE = 2, PRICE
     assert get(client, listing_id, v2(chain, listing_id, payer)).status_code == 200
-
-
-# The budget hooks --------------------------------------------------------------------------------
-
-@pytest.fixture
-def hooks(monkeypatch):
-    """Records the budget hooks' calls (the real ones are the agent keys' ledger)."""
-    calls = []
-    monkeypatch.setattr(budget_hooks, "reserve", lambda p, agent_key: calls.append(("reserve", agent_key)))
-    monkeypatch.setattr(budget_hooks, "release", lambda p, reason: calls.append(("release", reason)))
-    monkeypatch.setattr(budget_hooks, "hold", lambda p: calls.append(("hold", p.status)))
-    monkeypatch.setattr(budget_hooks, "spend", lambda p: calls.append(("spend", p.status)))
-    return calls
-
-
-def test_the_budget_is_reserved_then_spent_or_released(chain, client, listed, payer, hooks):
-    _, listing_id = listed
-    refused(get(client, listing_id, v2(chain, listing_id, payer, value=PRICE - 1), **{"X-Agent-Key": "k1"}), 402,
-            "wrong_amount")
-    assert hooks == [("reserve", "k1"), ("release", "wrong_amount")]
-    hooks.clear()
-    header = v2(chain, listing_id, payer)
-    assert get(client, listing_id, header, **{"X-Agent-Key": "k2"}).status_code == 200
-    assert hooks == [("reserve", "k2"), ("spend", "settled")]
-    hooks.clear()
-    assert get(client, listing_id, header, **{"X-Agent-Key": "k2"}).status_code == 200
-    assert hooks == [], "a retry reserves nothing"
-
-
-def test_a_timed_out_settlement_holds_the_reservation_until_it_is_spent(chain, client, listed, payer, hooks,
-                                                                        settings):
-    _, listing_id = listed
-    settings.X402_SETTLEMENT_SECONDS = 1
-    header = v2(chain, listing_id, payer)
-    with SenderHeld():
-        refused(get(client, listing_id, header), 504, "settlement_pending")
-    assert hooks == [("reserve", ""), ("hold", "timed_out")]
-    sender.send_operator_actions()
-    assert hooks[-1] == ("spend", "settled")
-
-
-def test_a_refusing_hook_stops_the_payment_before_anything_is_sent(chain, client, listed, payer, monkeypatch):
-    from marketplace.accounts.agent_keys import AgentKeyRefused
-
-    _, listing_id = listed
-
-    def reserve(payment, agent_key):
-        raise AgentKeyRefused("over_daily_cap", "This agent key's daily cap is reached.", status=402)
-
-    monkeypatch.setattr(budget_hooks, "reserve", reserve)
-    untouched = Untouched(chain, payer)
-    refused(get(client, listing_id, v2(chain, listing_id, payer)), 402, "over_daily_cap")
-    untouched.check()
-    assert X402Payment.objects.get().error_code == "over_daily_cap"
