@@ -23,6 +23,8 @@ from marketplace.accounts import agent_keys
 from marketplace.accounts.bans import BUY, REFUSALS, active_ban
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
+from marketplace.limits.http import client_network
+from marketplace.limits.services import LimitExceeded, consume
 from marketplace.orders.delivery import REMOVED, DeliveryError, entitled, send_file
 from marketplace.orders.models import Order
 from marketplace.orders.selectors import paid_orders
@@ -122,7 +124,27 @@ def _with_requirement(response, request, listing: Listing, requirement: x402.Req
     return response
 
 
+class Throttled(PaymentRefused):
+    """Too many 402 answers to one client address: each stores a sign-in nonce and reads the chain."""
+
+    default_status = 429
+
+    def __init__(self, exceeded: LimitExceeded):
+        super().__init__("throttled", exceeded.message)
+        self.retry_after = exceeded.retry_after
+
+
+def _count_challenge(request) -> None:
+    """Count a 402 answer (its sign-in nonce) against the client address's rate
+    (LIMITS["payment_required"]); raises Throttled (429) over it."""
+    try:
+        consume("payment_required", ip=client_network(request))
+    except LimitExceeded as exceeded:
+        raise Throttled(exceeded) from None
+
+
 def _payment_required(request, listing: Listing):
+    _count_challenge(request)
     requirement = _requirement(request, listing)
     response = JsonResponse(x402.payment_required_v1(requirement), status=402)
     return _with_requirement(response, request, listing, requirement, "PAYMENT-SIGNATURE header is required")
@@ -162,15 +184,23 @@ def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | 
              requirement: x402.Requirement | None = None):
     version = payment.version if payment is not None else 2
     body = {"x402Version": version, "error": exc.message, "code": exc.code}
-    if requirement is None and exc.status == 402 and listing is not None and exc.code != "settlement_failed":
+    if exc.status == 402 and listing is not None and exc.code != "settlement_failed":
+        # A 402 offers the payment again, with a new sign-in challenge: counted as such.
         try:
-            requirement = _requirement(request, listing)
-        except PaymentRefused:
-            requirement = None  # no longer for sale: the refusal says enough
+            _count_challenge(request)
+        except Throttled as throttled:
+            return _refused(request, throttled, listing, payment)
+        if requirement is None:
+            try:
+                requirement = _requirement(request, listing)
+            except PaymentRefused:
+                requirement = None  # no longer for sale: the refusal says enough
         if requirement is not None and version == 1:
             body["accepts"] = [requirement.accepts_v1()]
     response = JsonResponse(body, status=exc.status)
     response["Cache-Control"] = "no-store"
+    if isinstance(exc, Throttled):
+        response["Retry-After"] = str(exc.retry_after)
     if requirement is not None:
         _with_requirement(response, request, listing, requirement, exc.message)
     if payment is not None and listing is not None and exc.code in ("settlement_failed", "settlement_pending"):

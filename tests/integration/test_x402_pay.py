@@ -572,3 +572,29 @@ def test_a_price_at_or_under_the_threshold_is_served_from_its_receipt(chain, cli
     _, listing_id = listed
     settings.X402_CONFIRMATIONS, settings.X402_CONFIRMATIONS_ABOVE = 2, PRICE
     assert get(client, listing_id, v2(chain, listing_id, payer)).status_code == 200
+
+
+# The rate of 402 answers -------------------------------------------------------------------------
+
+def test_402_answers_are_limited_per_client_address_and_payments_are_not(chain, client, listed, payer, settings):
+    _, listing_id = listed
+    settings.LIMITS = {**settings.LIMITS, "payment_required": {"ip": "3/minute"}}
+    for _ in range(2):
+        assert get(client, listing_id).status_code == 402
+    untouched = Untouched(chain, payer)
+    refused(get(client, listing_id, v2(chain, listing_id, payer, value=PRICE - 1)), 402, "wrong_amount")  # the 3rd
+    untouched.check()
+    nonces = SignInNonce.objects.count()
+
+    response = get(client, listing_id)
+    document = refused(response, 429, "throttled")
+    assert document["x402Version"] == 2 and "at most 3 per minute" in document["error"]
+    assert 0 < int(response["Retry-After"]) <= 60 and "PAYMENT-REQUIRED" not in response
+    refused(get(client, listing_id, v2(chain, listing_id, payer, value=PRICE - 1)), 429, "throttled")
+    assert SignInNonce.objects.count() == nonces, "no sign-in nonce stored over the limit"
+    untouched.check()
+
+    # Another client address has its own count; a good payment is never held back by the limit.
+    assert client.get(pay_url(listing_id), REMOTE_ADDR="203.0.113.9").status_code == 402
+    paid = get(client, listing_id, v2(chain, listing_id, payer))
+    assert paid.status_code == 200 and body(paid) == CONTENT
