@@ -44,8 +44,9 @@ from marketplace.accounts import agent_keys
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
-from marketplace.chain.models import ChainEvent, OperatorAction
+from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.sender import send_operator_actions
+from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
 from .models import X402Payment
@@ -57,6 +58,10 @@ logger = logging.getLogger(__name__)
 Status = X402Payment.Status
 ActionStatus = OperatorAction.Status
 POLL_SECONDS = 0.1  # between looks at the action while another process sends
+
+
+#: The error code a settled payment's row gets when its chain is reset (its order went with it).
+CHAIN_RESET = "chain_reset"
 
 
 class SettlementPending(PaymentRefused):
@@ -330,3 +335,40 @@ def _timed_out(record: X402Payment) -> None:
         record.status = Status.TIMED_OUT
         record.save(update_fields=["status", "updated_at"])
         agent_keys.hold(budget_ref(record))
+
+
+def order_access(record: X402Payment):
+    """Whether the settled payment still gives its payer the file: a callable a running stream
+    asks again, once the order its settlement made is indexed and not refunded in full, or, before
+    the indexer has read the settlement's block (served from its receipt), unless a refund was
+    indexed meanwhile. Raises PaymentRefused: 403 `not_bought` (refunded in full), 410
+    `order_gone` (the chain was reset, or the indexer read past the block and holds no such order:
+    a reorganisation dropped it)."""
+    orders = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
+                                  listing_id=record.listing_id)
+    status = orders.values_list("status", flat=True).first()
+    if status == Order.Status.REFUNDED:
+        raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "
+                             "access.", status=403)
+    if status is not None:
+        return orders.exclude(status=Order.Status.REFUNDED).exists
+    indexed = IndexerCursor.objects.filter(chain_id=record.chain_id).values_list("block_number", flat=True).first()
+    if record.error_code == CHAIN_RESET or (indexed is not None and record.block_number is not None
+                                            and indexed >= record.block_number):
+        raise PaymentRefused("order_gone", "The order this payment made is no longer on the chain (the chain was "
+                             "reset, or a reorganisation dropped its transaction): nothing is served for it. Ask for "
+                             "the resource again and sign a new authorization.", status=410)
+    return lambda: not orders.filter(status=Order.Status.REFUNDED).exists()
+
+
+def on_chain_reset(sender, chain_id, **kwargs) -> None:
+    """chain/ forgets a chain (chain.signals.chain_reset, inside its transaction): its orders are
+    deleted, so its settled payments are marked and never served again (`order_access`), and its
+    unresolved ones failed, their agent keys' reservations released (what the old chain did is gone
+    with it)."""
+    X402Payment.objects.filter(chain_id=chain_id, status=Status.SETTLED).update(
+        error_code=CHAIN_RESET, error="The chain was reset: the order this payment made went with it.",
+        updated_at=timezone.now())
+    for pk in X402Payment.objects.filter(chain_id=chain_id, status__in=(Status.SETTLING, Status.TIMED_OUT)) \
+            .values_list("pk", flat=True):
+        _finish(pk, Status.FAILED, error="the chain was reset")

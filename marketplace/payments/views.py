@@ -26,13 +26,12 @@ from marketplace.catalog.models import Listing
 from marketplace.limits.http import client_network
 from marketplace.limits.services import LimitExceeded, consume
 from marketplace.orders.delivery import REMOVED, DeliveryError, entitled, send_file
-from marketplace.orders.models import Order
 from marketplace.orders.selectors import paid_orders
 
 from . import siwx, x402
 from .discovery import MIME_TYPES
 from .models import X402Payment
-from .settlement import canonical, settle
+from .settlement import canonical, order_access, settle
 from .verify import requirement_for
 from .x402 import Payment, PaymentRefused
 
@@ -169,12 +168,9 @@ def _response_header(payment: Payment) -> str:
 
 
 def _serve(request, listing: Listing, payment: Payment, record: X402Payment):
-    refunded = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
-                                    status=Order.Status.REFUNDED)
-    if refunded.exists():
-        raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "
-                             "access.", status=403)
-    response = send_file(request, listing.version, buyer=record.payer, allowed=lambda: not refunded.exists())
+    # A retry too: the order must still be there (a chain reset or a reorganisation takes it).
+    allowed = order_access(record)
+    response = send_file(request, listing.version, buyer=record.payer, allowed=allowed)
     response[_response_header(payment)] = x402.payment_response(
         transaction=record.tx_hash, network=x402.header_network(payment), payer=record.payer)
     return response

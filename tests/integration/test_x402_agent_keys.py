@@ -16,6 +16,7 @@ from marketplace.accounts import agent_keys
 from marketplace.accounts.models import AgentKey, AgentSpend
 from marketplace.accounts.services import wallet_user
 from marketplace.chain import sender
+from marketplace.chain.services import forget_chain
 from marketplace.orders.models import Order
 from marketplace.payments.models import X402Payment
 from tests.conftest import wait_until
@@ -230,3 +231,17 @@ def test_a_timed_out_settlement_that_then_fails_is_released(chain, client, liste
     assert chain.token.balance_of(payer.address) == balance
     refused(pay(client, listing_id, header, secret), 402, "settlement_failed")
     assert AgentSpend.objects.count() == 1 and agent_keys.used(key) == 0
+
+
+def test_a_chain_reset_fails_an_unresolved_settlement_and_releases_it(chain, client, listed, payer, settings):
+    _, listing_id = listed
+    key, secret = key_for(payer)
+    settings.X402_SETTLEMENT_SECONDS = 1
+    with SenderHeld():
+        refused(pay(client, listing_id, v2(chain, listing_id, payer), secret), 504, "settlement_pending")
+    assert AgentSpend.objects.get().state == "held"
+
+    forget_chain(chain.w3.eth.chain_id)
+    row = X402Payment.objects.get()
+    assert row.status == "failed" and "reset" in row.error and row.action.status == "cancelled"
+    assert AgentSpend.objects.get().state == "released" and agent_keys.used(key) == 0

@@ -25,9 +25,10 @@ from x402.schemas import PaymentPayload
 
 from marketplace.accounts.models import SignInNonce, WalletBan
 from marketplace.accounts.services import wallet_user
-from marketplace.catalog.models import Dataset
-from marketplace.chain import sender
-from marketplace.chain.models import OperatorAction, OperatorTransaction
+from marketplace.catalog.models import Dataset, Listing
+from marketplace.chain import indexer, sender
+from marketplace.chain.models import Deployment, OperatorAction, OperatorTransaction
+from marketplace.chain.services import forget_chain
 from marketplace.orders.models import Download, Order
 from marketplace.payments.models import X402Payment
 from marketplace.payments.verify import requirement_for
@@ -598,3 +599,62 @@ def test_402_answers_are_limited_per_client_address_and_payments_are_not(chain, 
     assert client.get(pay_url(listing_id), REMOTE_ADDR="203.0.113.9").status_code == 402
     paid = get(client, listing_id, v2(chain, listing_id, payer))
     assert paid.status_code == 200 and body(paid) == CONTENT
+
+
+# The order behind a settled payment ---------------------------------------------------------------
+
+def test_a_payment_whose_order_was_refunded_is_not_served_again(chain, client, listed, payer):
+    _, listing_id = listed
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    order_id = chain.market.order_of(listing_id, payer.address)
+    chain.send(chain.market.contract.functions.dispute(order_id), payer.address)
+    chain.send(chain.market.contract.functions.resolve(order_id, 10_000), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    refused(get(client, listing_id, header), 403, "not_bought")
+
+
+def test_a_payment_settled_on_a_chain_since_reset_is_not_served_on_a_retry(chain, client, listed, payer):
+    """The chain is reset (anvil back to before the payment, chain/'s reset handler deleting its
+    orders and listings), the contracts come back at the same addresses and the indexer links the
+    same listing id to the version again: the retry finds the payment settled, but no order."""
+    version, listing_id = listed
+    before = chain.rpc("evm_snapshot")
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    assert Order.objects.filter(buyer=payer.address).exists()
+
+    chain.rpc("evm_revert", [before])
+    forget_chain(chain.w3.eth.chain_id)
+    assert not Order.objects.exists() and not Listing.objects.exists()
+    for result in chain.contracts.values():  # deployed again where they were
+        Deployment.objects.update_or_create(chain_id=chain.w3.eth.chain_id, contract=result.contract,
+                                            defaults=dict(result.__dict__))
+    indexer.index_chain(chain.w3)
+    assert Listing.objects.filter(listing_id=listing_id, version=version).exists()
+    row = X402Payment.objects.get()
+    assert row.status == "settled" and row.error_code == "chain_reset"
+
+    untouched = Untouched(chain, payer)
+    document = refused(get(client, listing_id, header), 410, "order_gone")
+    assert "reset" in document["error"]
+    untouched.check()
+    refused(get(client, listing_id, header, Range="bytes=0-9"), 410, "order_gone")
+
+
+def test_a_payment_whose_block_a_reorganisation_dropped_is_not_served_on_a_retry(chain, client, listed, payer):
+    _, listing_id = listed
+    before = chain.rpc("evm_snapshot")
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    settled_in = X402Payment.objects.get().block_number
+
+    chain.rpc("evm_revert", [before])  # the settlement's block is replaced by empty ones
+    for _ in range(3):
+        chain.rpc("evm_mine")
+    assert chain.w3.eth.block_number > settled_in
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    assert not Order.objects.filter(buyer=payer.address).exists()
+
+    refused(get(client, listing_id, header), 410, "order_gone")
+    assert X402Payment.objects.get().error_code == ""  # told by the indexer's cursor, not a reset
