@@ -492,6 +492,10 @@ LIMITS = {
     # Reports of datasets and publishers, and notices through the public form (moderation.reports).
     "report": {"ip": os.environ.get("LIMIT_REPORTS_PER_IP", "20/hour"),
                "wallet": os.environ.get("LIMIT_REPORTS_PER_WALLET", "10/hour")},
+    # The paid URL's 402 answers (`GET /pay/<listing id>`): each stores a sign-in-with-x nonce and
+    # reads the listing from the chain. Agents retry a few times per purchase; scrapers of prices
+    # use the discovery list.
+    "payment_required": {"ip": os.environ.get("LIMIT_PAYMENT_REQUIRED_PER_IP", "120/minute")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

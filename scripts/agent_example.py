@@ -7,6 +7,9 @@ against the content hash the list and the response give. Run it against the demo
 
     AGENT_PRIVATE_KEY=0x... python scripts/agent_example.py --market http://localhost:8000 rainfall
 
+A wallet registered to an agent key pays only with the key: set AGENT_API_KEY to its secret
+(`dmk_...`), sent in the `X-Agent-Key` header.
+
 Needs only `x402[evm,requests]` and `eth-account`; it imports nothing of the market's code.
 """
 from __future__ import annotations
@@ -70,12 +73,15 @@ def paying_client(account, accepts, *, max_price: int) -> x402ClientSync:
     return client
 
 
-def buy(item: dict, key: str, *, max_price: int, out: Path) -> Path:
-    """Pay for the item's resource and save the file under `out`; its sha256 checked."""
+def buy(item: dict, key: str, *, max_price: int, out: Path, api_key: str | None = None) -> Path:
+    """Pay for the item's resource and save the file under `out`; its sha256 checked. `api_key`:
+    the agent key the wallet is registered to, if any (the market refuses its payments without it)."""
     account = Account.from_key(key)
     accepts = offer(requests.get(item["resource"], timeout=30), item, max_price=max_price)
     print(f"paying {accepts.amount} base units of {accepts.asset} from {account.address} to {accepts.pay_to}")
     session = x402_requests(paying_client(account, accepts, max_price=max_price))
+    if api_key:
+        session.headers["X-Agent-Key"] = api_key
     with session.get(item["resource"], stream=True, timeout=120) as response:
         if response.status_code != 200:
             raise Refused(f"the paid request answered {response.status_code}: {response.text[:300]}")
@@ -110,7 +116,7 @@ def main(argv=None) -> int:
     try:
         item = find(args.market, args.query)
         print(f"found {item['metadata']['title']!r} at {item['resource']}")
-        path = buy(item, key, max_price=args.max_price, out=args.out)
+        path = buy(item, key, max_price=args.max_price, out=args.out, api_key=os.environ.get("AGENT_API_KEY"))
     except Refused as exc:
         print(f"not bought: {exc}", file=sys.stderr)
         return 1

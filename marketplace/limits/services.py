@@ -52,6 +52,7 @@ RULES = {
     "node_heartbeat": "heartbeats",
     "node_jobs": "node requests for fetch jobs",
     "report": "reports",
+    "payment_required": "payment challenges (402 answers)",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

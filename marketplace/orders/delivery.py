@@ -80,9 +80,11 @@ class Grant:
     grant: DownloadGrant
 
 
-def grant(buyer: str, version: DatasetVersion, *, via: str) -> Grant:
-    """A download token for `buyer` (checksummed), who must hold an order of the version that
-    gives access (paid, not refunded in full). Raises DeliveryError."""
+def entitled(buyer: str, version: DatasetVersion) -> tuple[int, int]:
+    """The (chain id, listing id) of `buyer`'s (checksummed) order of `version` that gives access
+    now: paid, not refunded in full, the dataset not removed, and, for a wallet banned from
+    buying, bought before the ban. Raises DeliveryError (451 `removed_for_legal_reasons`, 403
+    `not_bought`, 403 `banned`). Download links and the paid URL's sign-in-with-x ask it."""
     refuse_removed(version)
     paid = paid_listing(buyer, version)
     if paid is None:
@@ -94,6 +96,13 @@ def grant(buyer: str, version: DatasetVersion, *, via: str) -> Grant:
             block_number__lte=ban.before_block if ban.before_block is not None else -1).exists():
         # Bought after the ban: no file (the order still settles: the buyer may dispute it).
         raise DeliveryError("banned", REFUSALS[BUY])
+    return paid
+
+
+def grant(buyer: str, version: DatasetVersion, *, via: str) -> Grant:
+    """A download token for `buyer` (checksummed), who must hold an order of the version that
+    gives access (`entitled`). Raises DeliveryError."""
+    paid = entitled(buyer, version)
     token = secrets.token_urlsafe(32)
     row = DownloadGrant.objects.create(
         token_hash=hashlib.sha256(token.encode()).hexdigest(), buyer=buyer, version=version, chain_id=paid[0],

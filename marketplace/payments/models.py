@@ -13,7 +13,9 @@ class X402Payment(models.Model):
     same payment is recognised and served again until `valid_before`, and the same nonce with
     another payload is refused. A row refused before settling does not hold its key: the next
     payload with that nonce is checked afresh (nobody can block a payer's nonce by posting a
-    forged payload first)."""
+    forged payload first). A settled row whose chain was reset keeps its status and gets
+    `error_code` "chain_reset" (payments.settlement.on_chain_reset): its order went with the chain,
+    and it is never served again."""
 
     class Status(models.TextChoices):
         SETTLING = "settling", "Settling: the operator sender has it"

@@ -6,9 +6,10 @@ payment is settled (the file may be served), or raises PaymentRefused. The steps
 1. **Claim** (one database transaction, the row locked): the row keyed by (chain, token, payer,
    nonce) is created or found. A row that holds its key (settling, settled, failed, timed out)
    with another payload is a 409; with the same payload it is a retry, and goes to step 3. A new
-   payload (or one refused before) reserves the agent key's budget (`budget_hooks.reserve`, the
-   one place where a key is checked), is verified against the chain (`verify.verify`), and gets
-   a `purchase_with_auth` OperatorAction, queued for the operator sender in the same transaction.
+   payload (or one refused before) is checked against the payer's agent key and reserves its
+   budget (`_reserve`, the one place where a key is checked), is verified against the chain
+   (`verify.verify`), and gets a `purchase_with_auth` OperatorAction, queued for the operator
+   sender in the same transaction.
    Two requests racing with one authorization meet on the row's lock: one queues, the other
    waits for its result.
 2. Nothing else ever moves the payer's money: the sender calls `purchaseWithAuthorization` (never
@@ -21,8 +22,10 @@ payment is settled (the file may be served), or raises PaymentRefused. The steps
    (`confirmations_needed`). Past the limit the row is `timed_out` and the payer is told to send
    the same payment again: it stays with the sender, and a retry serves the file once settled.
 
-The budget hooks are told when a reservation is released (refused, failed), held (timed out) or
-spent (settled), each once, in the transaction that moves the row.
+An agent key's reservation (accounts.agent_keys, under `budget_ref`) is released when the payment
+is refused or its settlement fails, held when the request's limit passes with it unresolved, and
+spent once settled, in the transaction that moves the row; for a payer without a key these find
+no reservation and do nothing.
 """
 from __future__ import annotations
 
@@ -37,14 +40,15 @@ from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3.logs import DISCARD
 
+from marketplace.accounts import agent_keys
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
-from marketplace.chain.models import ChainEvent, OperatorAction
+from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.sender import send_operator_actions
+from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
 
-from . import budget_hooks
 from .models import X402Payment
 from .verify import market, verify
 from .x402 import Payment, PaymentRefused
@@ -54,6 +58,10 @@ logger = logging.getLogger(__name__)
 Status = X402Payment.Status
 ActionStatus = OperatorAction.Status
 POLL_SECONDS = 0.1  # between looks at the action while another process sends
+
+
+#: The error code a settled payment's row gets when its chain is reset (its order went with it).
+CHAIN_RESET = "chain_reset"
 
 
 class SettlementPending(PaymentRefused):
@@ -148,16 +156,15 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
     reserved = False
     try:
         # The agent key's budget: checked and reserved here, after parsing and before anything is
-        # verified or broadcast (budget_hooks).
-        budget_hooks.reserve(record, agent_key=agent_key)
-        reserved = True
+        # verified or broadcast.
+        reserved = _reserve(record, listing, agent_key)
         wanted = requirement()
         verify(payment, wanted)
     except Refused as exc:  # a PaymentRefused, or the agent keys' own refusals (AgentKeyRefused)
         record.status, record.error_code, record.error = Status.REFUSED, exc.code, exc.message
         record.save()
         if reserved:
-            budget_hooks.release(record, reason=exc.code)
+            agent_keys.release(budget_ref(record))
         return record, exc
     action = OperatorAction.objects.create(
         kind=OperatorAction.Kind.PURCHASE_WITH_AUTHORIZATION, chain_id=settings.CHAIN_ID, market=wanted.pay_to,
@@ -170,6 +177,28 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
     record.save()
     enqueue("chain.send_operator_actions")  # a worker's sender, if this request's own loses the race
     return record, None
+
+
+def budget_ref(record: X402Payment) -> str:
+    """The agent key ledger's reference of the payment the row holds now: the row and the first
+    digits of its payload's sha256, so that another payload presented on a refused row's nonce
+    (another amount, say) is a reservation of its own, while a retry of the same one is not."""
+    return f"x402:{record.pk}:{record.payload_sha256[:12]}"
+
+
+def _reserve(record: X402Payment, listing: Listing, raw_key: str) -> bool:
+    """Check the payment against the payer's agent key and reserve its amount of the key's
+    budget: True when reserved; False for a payer with no key (one whose wallet no live key
+    holds and who sent none). Raises AgentKeyRefused (`key_required`, `over_daily_cap`, ...)."""
+    key = agent_keys.key_for_payment(raw_key, record.payer)
+    if key is None:
+        return False
+    dataset = listing.version.dataset
+    owner = dataset.owner.address
+    agent_keys.reserve(key, payment_ref=budget_ref(record), amount=int(record.amount),
+                       listing_id=int(record.listing_id), publisher=to_checksum_address(owner) if owner else "",
+                       category=dataset.category)
+    return True
 
 
 def _await(record: X402Payment) -> X402Payment:
@@ -270,7 +299,8 @@ def on_done(action: OperatorAction) -> None:
 
 
 def _finish(pk: int, status: str, **fields) -> None:
-    """Move the row to settled or failed, once, and tell the budget hooks."""
+    """Move the row to settled or failed, once, and the agent key's reservation with it (spent,
+    or released)."""
     with transaction.atomic():
         record = X402Payment.objects.select_for_update().get(pk=pk)
         if record.status == status or record.status not in (Status.SETTLING, Status.TIMED_OUT, Status.SETTLED):
@@ -287,10 +317,14 @@ def _finish(pk: int, status: str, **fields) -> None:
             record.block_number, record.order_id = fields.get("block_number"), fields.get("order_id")
             record.settled_at = timezone.now()
         record.save()
-        if status == Status.SETTLED:
-            budget_hooks.spend(record)
-        else:
-            budget_hooks.release(record, reason="settlement_failed")
+        if status == Status.SETTLED and record.order_id is not None:
+            agent_keys.spend(budget_ref(record), chain_id=record.chain_id, order_id=int(record.order_id),
+                             tx_hash=record.tx_hash)
+        elif status == Status.SETTLED:  # confirmed without its OrderCreated stored: never seen; keep counting
+            logger.warning("x402 payment %s settled in %s without an order id: its agent key's reservation "
+                           "stays counted", pk, record.tx_hash)
+        elif status == Status.FAILED:
+            agent_keys.release(budget_ref(record))
 
 
 def _timed_out(record: X402Payment) -> None:
@@ -300,4 +334,41 @@ def _timed_out(record: X402Payment) -> None:
             return
         record.status = Status.TIMED_OUT
         record.save(update_fields=["status", "updated_at"])
-        budget_hooks.hold(record)
+        agent_keys.hold(budget_ref(record))
+
+
+def order_access(record: X402Payment):
+    """Whether the settled payment still gives its payer the file: a callable a running stream
+    asks again, once the order its settlement made is indexed and not refunded in full, or, before
+    the indexer has read the settlement's block (served from its receipt), unless a refund was
+    indexed meanwhile. Raises PaymentRefused: 403 `not_bought` (refunded in full), 410
+    `order_gone` (the chain was reset, or the indexer read past the block and holds no such order:
+    a reorganisation dropped it)."""
+    orders = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
+                                  listing_id=record.listing_id)
+    status = orders.values_list("status", flat=True).first()
+    if status == Order.Status.REFUNDED:
+        raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "
+                             "access.", status=403)
+    if status is not None:
+        return orders.exclude(status=Order.Status.REFUNDED).exists
+    indexed = IndexerCursor.objects.filter(chain_id=record.chain_id).values_list("block_number", flat=True).first()
+    if record.error_code == CHAIN_RESET or (indexed is not None and record.block_number is not None
+                                            and indexed >= record.block_number):
+        raise PaymentRefused("order_gone", "The order this payment made is no longer on the chain (the chain was "
+                             "reset, or a reorganisation dropped its transaction): nothing is served for it. Ask for "
+                             "the resource again and sign a new authorization.", status=410)
+    return lambda: not orders.filter(status=Order.Status.REFUNDED).exists()
+
+
+def on_chain_reset(sender, chain_id, **kwargs) -> None:
+    """chain/ forgets a chain (chain.signals.chain_reset, inside its transaction): its orders are
+    deleted, so its settled payments are marked and never served again (`order_access`), and its
+    unresolved ones failed, their agent keys' reservations released (what the old chain did is gone
+    with it)."""
+    X402Payment.objects.filter(chain_id=chain_id, status=Status.SETTLED).update(
+        error_code=CHAIN_RESET, error="The chain was reset: the order this payment made went with it.",
+        updated_at=timezone.now())
+    for pk in X402Payment.objects.filter(chain_id=chain_id, status__in=(Status.SETTLING, Status.TIMED_OUT)) \
+            .values_list("pk", flat=True):
+        _finish(pk, Status.FAILED, error="the chain was reset")

@@ -4,7 +4,10 @@ Outside /api/: its 402 carries the x402 bodies, not the API's error shape. Witho
 header the answer is 402 with the v2 `PAYMENT-REQUIRED` header and the v1 body; with
 `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1) the payment is settled through the escrow
 (payments.settlement) and the file is sent, Range and all, with `PAYMENT-RESPONSE` (v2) or
-`X-PAYMENT-RESPONSE` (v1). Every refusal is JSON `{"x402Version", "error", "code"}` with its status.
+`X-PAYMENT-RESPONSE` (v1). With `SIGN-IN-WITH-X` instead (and no payment header), a wallet that
+already holds an order of the version that gives access gets the file again without paying
+(payments.siwx, orders.delivery.entitled); any other wallet gets the 402. Every refusal is JSON
+`{"x402Version", "error", "code"}` with its status.
 """
 from __future__ import annotations
 
@@ -20,13 +23,15 @@ from marketplace.accounts import agent_keys
 from marketplace.accounts.bans import BUY, REFUSALS, active_ban
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
-from marketplace.orders.delivery import REMOVED, send_file
-from marketplace.orders.models import Order
+from marketplace.limits.http import client_network
+from marketplace.limits.services import LimitExceeded, consume
+from marketplace.orders.delivery import REMOVED, DeliveryError, entitled, send_file
+from marketplace.orders.selectors import paid_orders
 
 from . import siwx, x402
 from .discovery import MIME_TYPES
 from .models import X402Payment
-from .settlement import canonical, settle
+from .settlement import canonical, order_access, settle
 from .verify import requirement_for
 from .x402 import Payment, PaymentRefused
 
@@ -42,14 +47,11 @@ def paid_download(request, listing_id: int):
             raise PaymentRefused("removed_for_legal_reasons", REMOVED, status=451)
         payment = x402.payment_from_headers(request.headers)
         if payment is None:
+            if request.headers.get(siwx.HEADER) is not None:
+                return _signed_in_download(request, listing)
             return _payment_required(request, listing)
         _refuse_banned(payment, listing)
-        if not storages["private"].exists(listing.version.file):
-            # Never charge for a file that cannot be sent.
-            logger.error("paid download of listing %s: its file %s is missing from the storage", listing_id,
-                         listing.version.file)
-            raise PaymentRefused("file_unavailable", "This version's file cannot be sent right now; nothing was "
-                                 "charged. Try again later.", status=503)
+        _refuse_missing_file(listing)
         record = settle(payment, listing=listing, requirement=lambda: _requirement(request, listing),
                         agent_key=request.headers.get(agent_keys.HEADER, ""))
         return _serve(request, listing, payment, record)
@@ -64,6 +66,35 @@ def _linked(listing_id: int) -> Listing:
         raise PaymentRefused("unknown_listing", f"Listing {listing_id} is not a dataset version sold here.",
                              status=404)
     return listing
+
+
+def _refuse_missing_file(listing: Listing) -> None:
+    """Never charge for (nor sign anyone in to) a file that cannot be sent."""
+    if not storages["private"].exists(listing.version.file):
+        logger.error("paid download of listing %s: its file %s is missing from the storage", listing.listing_id,
+                     listing.version.file)
+        raise PaymentRefused("file_unavailable", "This version's file cannot be sent right now; nothing was "
+                             "charged. Try again later.", status=503)
+
+
+def _signed_in_download(request, listing: Listing):
+    """`SIGN-IN-WITH-X`: the signer's own order of this version (of any of its listings, as a
+    download link's) gives them the file again, Range and all, with nothing paid; banned-after-
+    purchase and legal-removal rules as for download links. A wallet that holds none gets the 402
+    with a fresh challenge."""
+    address = siwx.verify(request, _resource(request, listing))
+    try:
+        chain_id, listing_id = entitled(address, listing.version)
+    except DeliveryError as exc:
+        if exc.code != "not_bought":
+            raise PaymentRefused(exc.code, exc.message, status=exc.status) from None
+        requirement = _requirement(request, listing)  # not for sale any more: 410, with nothing to pay
+        return _refused(request, PaymentRefused(
+            "not_bought", f"{address} holds no order of this version that gives access (a full refund ends it): "
+            "pay for it with PAYMENT-SIGNATURE.", status=402), listing, None, requirement=requirement)
+    _refuse_missing_file(listing)
+    access = paid_orders(address, chain_id, [listing_id])
+    return send_file(request, listing.version, buyer=address, allowed=access.exists)
 
 
 def _resource(request, listing: Listing) -> str:
@@ -92,7 +123,27 @@ def _with_requirement(response, request, listing: Listing, requirement: x402.Req
     return response
 
 
+class Throttled(PaymentRefused):
+    """Too many 402 answers to one client address: each stores a sign-in nonce and reads the chain."""
+
+    default_status = 429
+
+    def __init__(self, exceeded: LimitExceeded):
+        super().__init__("throttled", exceeded.message)
+        self.retry_after = exceeded.retry_after
+
+
+def _count_challenge(request) -> None:
+    """Count a 402 answer (its sign-in nonce) against the client address's rate
+    (LIMITS["payment_required"]); raises Throttled (429) over it."""
+    try:
+        consume("payment_required", ip=client_network(request))
+    except LimitExceeded as exceeded:
+        raise Throttled(exceeded) from None
+
+
 def _payment_required(request, listing: Listing):
+    _count_challenge(request)
     requirement = _requirement(request, listing)
     response = JsonResponse(x402.payment_required_v1(requirement), status=402)
     return _with_requirement(response, request, listing, requirement, "PAYMENT-SIGNATURE header is required")
@@ -117,30 +168,35 @@ def _response_header(payment: Payment) -> str:
 
 
 def _serve(request, listing: Listing, payment: Payment, record: X402Payment):
-    refunded = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
-                                    status=Order.Status.REFUNDED)
-    if refunded.exists():
-        raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "
-                             "access.", status=403)
-    response = send_file(request, listing.version, buyer=record.payer, allowed=lambda: not refunded.exists())
+    # A retry too: the order must still be there (a chain reset or a reorganisation takes it).
+    allowed = order_access(record)
+    response = send_file(request, listing.version, buyer=record.payer, allowed=allowed)
     response[_response_header(payment)] = x402.payment_response(
         transaction=record.tx_hash, network=x402.header_network(payment), payer=record.payer)
     return response
 
 
-def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | None):
+def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | None, *,
+             requirement: x402.Requirement | None = None):
     version = payment.version if payment is not None else 2
     body = {"x402Version": version, "error": exc.message, "code": exc.code}
-    requirement = None
     if exc.status == 402 and listing is not None and exc.code != "settlement_failed":
+        # A 402 offers the payment again, with a new sign-in challenge: counted as such.
         try:
-            requirement = _requirement(request, listing)
-        except PaymentRefused:
-            requirement = None  # no longer for sale: the refusal says enough
+            _count_challenge(request)
+        except Throttled as throttled:
+            return _refused(request, throttled, listing, payment)
+        if requirement is None:
+            try:
+                requirement = _requirement(request, listing)
+            except PaymentRefused:
+                requirement = None  # no longer for sale: the refusal says enough
         if requirement is not None and version == 1:
             body["accepts"] = [requirement.accepts_v1()]
     response = JsonResponse(body, status=exc.status)
     response["Cache-Control"] = "no-store"
+    if isinstance(exc, Throttled):
+        response["Retry-After"] = str(exc.retry_after)
     if requirement is not None:
         _with_requirement(response, request, listing, requirement, exc.message)
     if payment is not None and listing is not None and exc.code in ("settlement_failed", "settlement_pending"):

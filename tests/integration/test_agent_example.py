@@ -2,8 +2,9 @@
 listing read from the chain through /discovery/resources, reads the paid URL's 402 with the x402
 package, and the official client signs a payment from a key that holds only the token, which the
 market's checks accept; end to end, the official `x402_requests` session pays the paid URL and the
-file's sha256 is the listed content hash, the order the buyer's. It refuses a 402 that asks another
-price than the list, or more than its budget."""
+file's sha256 is the listed content hash, the order the buyer's; a wallet registered to an agent
+key pays only with the key in X-Agent-Key. It refuses a 402 that asks another price than the list,
+or more than its budget."""
 import importlib.util
 from pathlib import Path
 import secrets
@@ -105,3 +106,35 @@ def test_the_agent_pays_and_downloads_end_to_end(agent, live_server, chain, on_s
     (order,) = Order.objects.filter(buyer=key.address)
     assert int(order.listing_id) == listing_id and order.status == "open" and order.amount == PRICE
     assert chain.w3.eth.get_balance(key.address) == 0, "no ETH was ever needed"
+
+
+def test_an_agent_whose_wallet_has_a_key_pays_only_with_it(agent, live_server, chain, on_sale, no_worker,
+                                                           tmp_path):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    from marketplace.accounts.models import AgentSpend
+    from marketplace.accounts.services import wallet_user
+    from marketplace.catalog.models import DatasetVersion
+    from tests.integration.test_agent_keys import make_key
+
+    version, listing_id = on_sale
+    content = b"cities 1"
+    storage = storages["private"]
+    storage.delete(version.file)
+    assert storage.save(version.file, ContentFile(content)) == version.file
+    DatasetVersion.objects.filter(pk=version.pk).update(size=len(content))
+    item = agent.find(live_server.url, "cities")
+    wallet = Account.create()
+    chain.token.mint(wallet.address, PRICE)
+    secret = make_key(wallet_user(Account.create().address), signer=wallet.key, wallet=wallet.address,
+                      max_per_purchase=PRICE, daily_cap=PRICE).secret
+    try:
+        with pytest.raises(agent.Refused, match="key_required"):
+            agent.buy(item, wallet.key.hex(), max_price=PRICE, out=tmp_path)
+        path = agent.buy(item, wallet.key.hex(), max_price=PRICE, out=tmp_path, api_key=secret)
+    finally:
+        storage.delete(version.file)
+    assert path.read_bytes() == content and chain.token.balance_of(wallet.address) == 0
+    spend = AgentSpend.objects.get(state="spent")
+    assert spend.amount == PRICE and int(spend.listing_id) == listing_id

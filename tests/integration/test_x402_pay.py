@@ -5,7 +5,7 @@ purchaseWithAuthorization and answered with the file and the settlement header; 
 buyer's library, confirmed through the relay and paid to the owner; every bad payment refused
 with nothing broadcast; a settlement stopped by the sender's pre-check, one that times out and is
 served on a retry, two requests racing with one authorization, retries, Range, the
-payment-identifier, confirmations and the budget hooks."""
+payment-identifier and confirmations (agent keys: test_x402_agent_keys.py)."""
 import base64
 import hashlib
 import json
@@ -25,11 +25,11 @@ from x402.schemas import PaymentPayload
 
 from marketplace.accounts.models import SignInNonce, WalletBan
 from marketplace.accounts.services import wallet_user
-from marketplace.catalog.models import Dataset
-from marketplace.chain import sender
-from marketplace.chain.models import OperatorAction, OperatorTransaction
+from marketplace.catalog.models import Dataset, Listing
+from marketplace.chain import indexer, sender
+from marketplace.chain.models import Deployment, OperatorAction, OperatorTransaction
+from marketplace.chain.services import forget_chain
 from marketplace.orders.models import Download, Order
-from marketplace.payments import budget_hooks
 from marketplace.payments.models import X402Payment
 from marketplace.payments.verify import requirement_for
 from tests.conftest import DEV_KEYS, database_url, wait_until
@@ -575,55 +575,86 @@ def test_a_price_at_or_under_the_threshold_is_served_from_its_receipt(chain, cli
     assert get(client, listing_id, v2(chain, listing_id, payer)).status_code == 200
 
 
-# The budget hooks --------------------------------------------------------------------------------
+# The rate of 402 answers -------------------------------------------------------------------------
 
-@pytest.fixture
-def hooks(monkeypatch):
-    """Records the budget hooks' calls (the real ones are the agent keys' ledger)."""
-    calls = []
-    monkeypatch.setattr(budget_hooks, "reserve", lambda p, agent_key: calls.append(("reserve", agent_key)))
-    monkeypatch.setattr(budget_hooks, "release", lambda p, reason: calls.append(("release", reason)))
-    monkeypatch.setattr(budget_hooks, "hold", lambda p: calls.append(("hold", p.status)))
-    monkeypatch.setattr(budget_hooks, "spend", lambda p: calls.append(("spend", p.status)))
-    return calls
-
-
-def test_the_budget_is_reserved_then_spent_or_released(chain, client, listed, payer, hooks):
+def test_402_answers_are_limited_per_client_address_and_payments_are_not(chain, client, listed, payer, settings):
     _, listing_id = listed
-    refused(get(client, listing_id, v2(chain, listing_id, payer, value=PRICE - 1), **{"X-Agent-Key": "k1"}), 402,
-            "wrong_amount")
-    assert hooks == [("reserve", "k1"), ("release", "wrong_amount")]
-    hooks.clear()
-    header = v2(chain, listing_id, payer)
-    assert get(client, listing_id, header, **{"X-Agent-Key": "k2"}).status_code == 200
-    assert hooks == [("reserve", "k2"), ("spend", "settled")]
-    hooks.clear()
-    assert get(client, listing_id, header, **{"X-Agent-Key": "k2"}).status_code == 200
-    assert hooks == [], "a retry reserves nothing"
-
-
-def test_a_timed_out_settlement_holds_the_reservation_until_it_is_spent(chain, client, listed, payer, hooks,
-                                                                        settings):
-    _, listing_id = listed
-    settings.X402_SETTLEMENT_SECONDS = 1
-    header = v2(chain, listing_id, payer)
-    with SenderHeld():
-        refused(get(client, listing_id, header), 504, "settlement_pending")
-    assert hooks == [("reserve", ""), ("hold", "timed_out")]
-    sender.send_operator_actions()
-    assert hooks[-1] == ("spend", "settled")
-
-
-def test_a_refusing_hook_stops_the_payment_before_anything_is_sent(chain, client, listed, payer, monkeypatch):
-    from marketplace.accounts.agent_keys import AgentKeyRefused
-
-    _, listing_id = listed
-
-    def reserve(payment, agent_key):
-        raise AgentKeyRefused("over_daily_cap", "This agent key's daily cap is reached.", status=402)
-
-    monkeypatch.setattr(budget_hooks, "reserve", reserve)
+    settings.LIMITS = {**settings.LIMITS, "payment_required": {"ip": "3/minute"}}
+    for _ in range(2):
+        assert get(client, listing_id).status_code == 402
     untouched = Untouched(chain, payer)
-    refused(get(client, listing_id, v2(chain, listing_id, payer)), 402, "over_daily_cap")
+    refused(get(client, listing_id, v2(chain, listing_id, payer, value=PRICE - 1)), 402, "wrong_amount")  # the 3rd
     untouched.check()
-    assert X402Payment.objects.get().error_code == "over_daily_cap"
+    nonces = SignInNonce.objects.count()
+
+    response = get(client, listing_id)
+    document = refused(response, 429, "throttled")
+    assert document["x402Version"] == 2 and "at most 3 per minute" in document["error"]
+    assert 0 < int(response["Retry-After"]) <= 60 and "PAYMENT-REQUIRED" not in response
+    refused(get(client, listing_id, v2(chain, listing_id, payer, value=PRICE - 1)), 429, "throttled")
+    assert SignInNonce.objects.count() == nonces, "no sign-in nonce stored over the limit"
+    untouched.check()
+
+    # Another client address has its own count; a good payment is never held back by the limit.
+    assert client.get(pay_url(listing_id), REMOTE_ADDR="203.0.113.9").status_code == 402
+    paid = get(client, listing_id, v2(chain, listing_id, payer))
+    assert paid.status_code == 200 and body(paid) == CONTENT
+
+
+# The order behind a settled payment ---------------------------------------------------------------
+
+def test_a_payment_whose_order_was_refunded_is_not_served_again(chain, client, listed, payer):
+    _, listing_id = listed
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    order_id = chain.market.order_of(listing_id, payer.address)
+    chain.send(chain.market.contract.functions.dispute(order_id), payer.address)
+    chain.send(chain.market.contract.functions.resolve(order_id, 10_000), chain.operator.address)
+    indexer.index_chain(chain.w3)
+    refused(get(client, listing_id, header), 403, "not_bought")
+
+
+def test_a_payment_settled_on_a_chain_since_reset_is_not_served_on_a_retry(chain, client, listed, payer):
+    """The chain is reset (anvil back to before the payment, chain/'s reset handler deleting its
+    orders and listings), the contracts come back at the same addresses and the indexer links the
+    same listing id to the version again: the retry finds the payment settled, but no order."""
+    version, listing_id = listed
+    before = chain.rpc("evm_snapshot")
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    assert Order.objects.filter(buyer=payer.address).exists()
+
+    chain.rpc("evm_revert", [before])
+    forget_chain(chain.w3.eth.chain_id)
+    assert not Order.objects.exists() and not Listing.objects.exists()
+    for result in chain.contracts.values():  # deployed again where they were
+        Deployment.objects.update_or_create(chain_id=chain.w3.eth.chain_id, contract=result.contract,
+                                            defaults=dict(result.__dict__))
+    indexer.index_chain(chain.w3)
+    assert Listing.objects.filter(listing_id=listing_id, version=version).exists()
+    row = X402Payment.objects.get()
+    assert row.status == "settled" and row.error_code == "chain_reset"
+
+    untouched = Untouched(chain, payer)
+    document = refused(get(client, listing_id, header), 410, "order_gone")
+    assert "reset" in document["error"]
+    untouched.check()
+    refused(get(client, listing_id, header, Range="bytes=0-9"), 410, "order_gone")
+
+
+def test_a_payment_whose_block_a_reorganisation_dropped_is_not_served_on_a_retry(chain, client, listed, payer):
+    _, listing_id = listed
+    before = chain.rpc("evm_snapshot")
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    settled_in = X402Payment.objects.get().block_number
+
+    chain.rpc("evm_revert", [before])  # the settlement's block is replaced by empty ones
+    for _ in range(3):
+        chain.rpc("evm_mine")
+    assert chain.w3.eth.block_number > settled_in
+    assert indexer.index_chain(chain.w3).reorgs == 1
+    assert not Order.objects.filter(buyer=payer.address).exists()
+
+    refused(get(client, listing_id, header), 410, "order_gone")
+    assert X402Payment.objects.get().error_code == ""  # told by the indexer's cursor, not a reset
