@@ -7,6 +7,7 @@ summing to the total."""
 from datetime import datetime, timedelta, timezone as dt_timezone
 import itertools
 
+from django.conf import settings
 from django.db import connection, transaction
 from eth_account import Account
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
@@ -89,9 +90,13 @@ def credit(dev, points, at, owner=None):
 
 
 def first_window(hours_ago=5):
-    """Open epochs from `hours_ago` hours back; returns epoch 1 (already ended)."""
+    """Open epochs from `hours_ago` hours back; returns epoch 1 (already ended, and past
+    REWARD_SCORE_GRACE: in the first seconds of a window, the window of `hours_ago` hours back
+    ended less than the grace ago, so the one before it is epoch 1)."""
     now = datetime.now(dt_timezone.utc)
-    epochs.open_epochs(now - timedelta(hours=hours_ago))
+    into_window = int(now.timestamp()) % epochs.epoch_seconds()
+    late = timedelta(seconds=into_window + 1) if into_window <= settings.REWARD_SCORE_GRACE + 5 else timedelta(0)
+    epochs.open_epochs(now - timedelta(hours=hours_ago) - late)
     return Epoch.objects.get(number=1)
 
 
