@@ -227,6 +227,8 @@ def _decode(value: str, header: str) -> dict:
         document = json.loads(text)
     except ValueError:
         raise _malformed("bad_json", f"The {header} header does not decode to JSON.") from None
+    except RecursionError:  # nesting deeper than the parser's stack: no payment is shaped like that
+        raise _malformed("bad_json", f"The {header} header's JSON is nested too deeply.") from None
     if not isinstance(document, dict):
         raise _malformed("bad_json", f"The {header} header must decode to a JSON object.")
     return document
