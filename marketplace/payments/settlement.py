@@ -45,6 +45,7 @@ from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
+from marketplace.chain.services import deployed_address
 from marketplace.chain.sender import send_operator_actions
 from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
@@ -73,7 +74,7 @@ class SettlementPending(PaymentRefused):
 
 def canonical(payment: Payment, listing_id: int) -> str:
     """The sha256 of what makes a payment this payment: the listing it buys (which the signature
-    does not cover) and the signed authorization. The header's own bytes (spacing, key order, the
+    does not cover) and the signed authorization (its `to`, the market, included). The header's own bytes (spacing, key order, the
     version that carried it) do not count: the same authorization re-encoded is a retry."""
     document = {"listingId": str(int(listing_id)), "from": payment.payer, "to": payment.to,
                 "value": str(payment.value), "validAfter": str(payment.valid_after),
@@ -98,11 +99,27 @@ def settle(payment: Payment, *, listing: Listing, requirement, agent_key: str = 
     return _await(record)
 
 
+def current_market() -> str:
+    """The market deployed on CHAIN_ID now (checksummed); 503 when there is none."""
+    address = deployed_address(settings.CHAIN_ID, "DataMarket")
+    if address is None:
+        raise PaymentRefused("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
+    return to_checksum_address(address)
+
+
+def payment_key(payment: Payment, listing: Listing) -> dict:
+    """The fields that key the payment's row: the token's own key of an authorization (chain,
+    token, payer, nonce), under the market deployed now, so that a row of a market deployed
+    before (whose listing ids started over) is never taken for this one's."""
+    return dict(chain_id=settings.CHAIN_ID, market=current_market(), token=listing.token, payer=payment.payer,
+                nonce=payment.nonce)
+
+
 def _claim(payment: Payment, listing: Listing, requirement, agent_key: str):
     """(the row, None) when the payment is queued or was before; (the row, the refusal) when it
     was refused now, the refusal recorded (and committed) on the row."""
     digest = canonical(payment, listing.listing_id)
-    key = dict(chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer, nonce=payment.nonce)
+    key = payment_key(payment, listing)
     try:
         with transaction.atomic():
             if payment.payment_id:
@@ -339,13 +356,17 @@ def _timed_out(record: X402Payment) -> None:
 
 def order_access(record: X402Payment):
     """Whether the settled payment still gives its payer the file: a callable a running stream
-    asks again, once the order its settlement made is indexed and not refunded in full, or, before
-    the indexer has read the settlement's block (served from its receipt), unless a refund was
-    indexed meanwhile. Raises PaymentRefused: 403 `not_bought` (refunded in full), 410
-    `order_gone` (the chain was reset, or the indexer read past the block and holds no such order:
-    a reorganisation dropped it)."""
-    orders = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
-                                  listing_id=record.listing_id)
+    asks again, once the order its settlement made is indexed (on the market deployed now) and not
+    refunded in full, or, before the indexer has read the settlement's block (served from its
+    receipt), unless a refund was indexed meanwhile. Raises PaymentRefused: 403 `not_bought`
+    (refunded in full), 410 `order_gone` (the chain was reset or the market deployed afresh, or
+    the indexer read past the block and holds no such order: a reorganisation dropped it)."""
+    if record.market != deployed_address(record.chain_id, "DataMarket"):
+        raise PaymentRefused("order_gone", "This payment was settled on a market that is no longer this server's "
+                             "(it was deployed afresh): nothing is served for it. Ask for the resource again and "
+                             "sign a new authorization.", status=410)
+    orders = Order.objects.filter(chain_id=record.chain_id, market=record.market, tx_hash=record.tx_hash,
+                                  buyer=record.payer, listing_id=record.listing_id)
     status = orders.values_list("status", flat=True).first()
     if status == Order.Status.REFUNDED:
         raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "

@@ -31,7 +31,7 @@ from marketplace.orders.selectors import paid_orders
 from . import siwx, x402
 from .discovery import MIME_TYPES
 from .models import X402Payment
-from .settlement import canonical, order_access, settle
+from .settlement import canonical, order_access, payment_key, settle
 from .verify import requirement_for
 from .x402 import Payment, PaymentRefused
 
@@ -156,8 +156,8 @@ def _refuse_banned(payment: Payment, listing: Listing) -> None:
     if ban is None:
         return
     if ban.before_block is not None and X402Payment.objects.filter(
-            chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer, nonce=payment.nonce,
-            payload_sha256=canonical(payment, listing.listing_id), status=X402Payment.Status.SETTLED,
+            **payment_key(payment, listing), payload_sha256=canonical(payment, listing.listing_id),
+            status=X402Payment.Status.SETTLED,
             block_number__lte=ban.before_block).exists():
         return
     raise PaymentRefused("banned", REFUSALS[BUY], status=403)
@@ -168,7 +168,12 @@ def _response_header(payment: Payment) -> str:
 
 
 def _serve(request, listing: Listing, payment: Payment, record: X402Payment):
-    # A retry too: the order must still be there (a chain reset or a reorganisation takes it).
+    # A retry too: the payment bought this listing's version, and its order must still be there, on
+    # the market deployed now (a chain reset, a redeploy or a reorganisation takes it).
+    if record.version_id != listing.version_id:
+        raise PaymentRefused("order_gone", f"This payment bought another version than the one listing "
+                             f"{listing.listing_id} sells now (the listing was read again from the chain): nothing "
+                             "is served for it here.", status=410)
     allowed = order_access(record)
     response = send_file(request, listing.version, buyer=record.payer, allowed=allowed)
     response[_response_header(payment)] = x402.payment_response(
@@ -200,8 +205,10 @@ def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | 
     if requirement is not None:
         _with_requirement(response, request, listing, requirement, exc.message)
     if payment is not None and listing is not None and exc.code in ("settlement_failed", "settlement_pending"):
-        record = X402Payment.objects.filter(chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer,
-                                            nonce=payment.nonce).first()
+        try:
+            record = X402Payment.objects.filter(**payment_key(payment, listing)).first()
+        except PaymentRefused:  # the market is gone meanwhile
+            record = None
         response[_response_header(payment)] = x402.payment_response(
             transaction=record.tx_hash if record is not None else "", network=x402.header_network(payment),
             payer=payment.payer, success=False, error_reason=exc.code)

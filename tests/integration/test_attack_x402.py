@@ -116,8 +116,6 @@ def test_r2_one_balance_never_makes_the_relayer_send_a_reverting_settlement(chai
     assert not reverted and chain.w3.eth.get_transaction_count(chain.operator.address) == operator_nonce + 1
 
 
-@pytest.mark.xfail(strict=True, reason="R-3: X402Payment rows survive a chain reset / market redeploy (keyed "
-                   "without the market): the old header is served the NEW listing with the same id, unpaid")
 def test_r3_a_paid_header_from_before_a_market_redeploy_buys_nothing_after_it(chain, client, payer):
     snapshot = chain.rpc("evm_snapshot")
     first, listing_id = list_version(chain, client, CONTENT, slug=f"old-{secrets.token_hex(3)}")
@@ -145,6 +143,22 @@ def test_r3_a_paid_header_from_before_a_market_redeploy_buys_nothing_after_it(ch
     finally:
         storages["private"].delete(first.file)
         storages["private"].delete(other.file)
+
+
+def test_r3_a_settled_payment_is_served_only_for_its_version_and_market(chain, client, listed, second, payer):
+    """The row names the version it bought and the market it was presented to: a listing id now
+    linked to another version serves nothing for it, and a row of another market is no retry here
+    (the same header is checked afresh, and the token says its nonce is used)."""
+    (_, listing_id), (other_version, _) = listed, second
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200
+    row = X402Payment.objects.get()
+    assert row.market == chain.market.address
+    X402Payment.objects.filter(pk=row.pk).update(version=other_version)  # the listing read as another version
+    refused(get(client, listing_id, header), 410, "order_gone")
+    X402Payment.objects.filter(pk=row.pk).update(version=row.version_id, market=Account.create().address)
+    refused(get(client, listing_id, header), 409, "nonce_used")
+    assert OperatorAction.objects.count() == 1 and Order.objects.filter(buyer=payer.address).count() == 1
 
 
 @pytest.mark.xfail(strict=True, reason="R-4: validBefore is not bounded: a settled header stays a bearer "
