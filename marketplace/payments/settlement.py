@@ -46,6 +46,7 @@ from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
+from marketplace.limits.services import LimitExceeded, consume
 from marketplace.chain.sender import send_operator_actions
 from marketplace.orders.models import Order
 from marketplace.outbox.services import enqueue
@@ -135,15 +136,47 @@ def _claim(payment: Payment, listing: Listing, requirement, agent_key: str):
                 if record.payload_sha256 != digest:
                     raise PaymentRefused("nonce_used", "This authorization's nonce was already presented here with "
                                          "another payload: sign a new authorization with a fresh nonce.", status=409)
-                if record.status == Status.SETTLED and time.time() >= int(record.valid_before):
-                    raise PaymentRefused(
-                        "payment_expired", "This payment was settled and its authorization has expired: a payment "
-                        "is served again only until its validBefore. The order is yours: download the version again "
-                        "with sign-in-with-x or a signed download request, or buy again.", status=410)
+                if record.status == Status.SETTLED:
+                    if time.time() >= served_until(record):
+                        raise PaymentRefused(
+                            "payment_expired", "This payment was settled and is no longer served again: a payment "
+                            "is served again only until its validBefore, and at most "
+                            f"{settings.DOWNLOAD_TOKEN_SECONDS} seconds after it settled. The order is yours: "
+                            "download the version again with sign-in-with-x or a signed download request, or buy "
+                            "again.", status=410)
+                    _count_download(record)
                 return record, None  # a retry: its result, once there is one
             return _queue(record, payment, listing, digest, requirement, agent_key)
     except IntegrityError:  # two new payments under one payment identifier at once
         raise _identifier_reused(payment) from None
+
+
+def served_until(record: X402Payment) -> float:
+    """Unix time until which a settled payment's header is served again (to whoever presents it):
+    its validBefore, and at most a download link's life (DOWNLOAD_TOKEN_SECONDS) after it settled."""
+    until = float(int(record.valid_before))
+    if record.settled_at is not None:
+        until = min(until, record.settled_at.timestamp() + settings.DOWNLOAD_TOKEN_SECONDS)
+    return until
+
+
+class Throttled(PaymentRefused):
+    """Over one of the paid URL's rates (marketplace.limits): 429 with Retry-After."""
+
+    default_status = 429
+
+    def __init__(self, exceeded: LimitExceeded):
+        super().__init__("throttled", exceeded.message)
+        self.retry_after = exceeded.retry_after
+
+
+def _count_download(record: X402Payment) -> None:
+    """A settled payment served again is a download like a link's: counted against the payer's
+    `download` rate (LIMITS["download"]["wallet"]); raises Throttled over it."""
+    try:
+        consume("download", wallet=record.payer.lower())
+    except LimitExceeded as exceeded:
+        raise Throttled(exceeded) from None
 
 
 def _identifier_reused(payment: Payment) -> PaymentRefused:

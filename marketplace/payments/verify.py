@@ -20,6 +20,10 @@ from marketplace.chain.services import deployed_address
 
 from .x402 import Payment, PaymentRefused, Requirement, caip2_network
 
+#: Seconds of clock skew allowed on top of maxTimeoutSeconds for a payment's validBefore (the
+#: official client signs now + maxTimeoutSeconds).
+VALID_BEFORE_MARGIN = 120
+
 TYPES = {
     "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
                      {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
@@ -110,6 +114,13 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
     if payment.valid_before <= now + settings.X402_SETTLEMENT_SECONDS:
         raise PaymentRefused("expires_too_soon", f"The authorization must stay valid more than "
                              f"{settings.X402_SETTLEMENT_SECONDS} seconds from now, for the settlement.")
+    longest = settings.X402_TIMEOUT_SECONDS + VALID_BEFORE_MARGIN
+    if payment.valid_before > now + longest:
+        # A settled payment is served again to whoever presents its header until validBefore: a
+        # far one would make the header a long-lived bearer pass.
+        raise PaymentRefused("valid_too_long", f"The authorization's validBefore is {payment.valid_before}: it "
+                             f"may be at most {longest} seconds from now ({now + longest}); sign it for "
+                             f"maxTimeoutSeconds ({settings.X402_TIMEOUT_SECONDS}) from now, as x402 clients do.")
     dm = market()
     if dm.address != requirement.pay_to:
         raise PaymentRefused("wrong_pay_to", f"The market is {dm.address} now; ask for the resource again.")

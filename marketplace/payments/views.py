@@ -31,7 +31,7 @@ from marketplace.orders.selectors import paid_orders
 from . import siwx, x402
 from .discovery import MIME_TYPES
 from .models import X402Payment
-from .settlement import canonical, order_access, payment_key, settle
+from .settlement import Throttled, canonical, order_access, payment_key, settle
 from .verify import requirement_for
 from .x402 import Payment, PaymentRefused
 
@@ -121,16 +121,6 @@ def _with_requirement(response, request, listing: Listing, requirement: x402.Req
         error=error, output=_output(listing))
     response["Cache-Control"] = "no-store"
     return response
-
-
-class Throttled(PaymentRefused):
-    """Too many 402 answers to one client address: each stores a sign-in nonce and reads the chain."""
-
-    default_status = 429
-
-    def __init__(self, exceeded: LimitExceeded):
-        super().__init__("throttled", exceeded.message)
-        self.retry_after = exceeded.retry_after
 
 
 def _count_challenge(request) -> None:

@@ -6,8 +6,10 @@ finding of the review (its reason names it). When the product is fixed the test 
 strict marker turns that into a failure, and the marker is to be removed with the fix. The other
 tests pin down attacks that were tried and found refused."""
 import base64
+from datetime import timedelta
 import json
 import secrets
+import time
 
 from django.core.files.storage import storages
 from django.test import Client
@@ -161,8 +163,6 @@ def test_r3_a_settled_payment_is_served_only_for_its_version_and_market(chain, c
     assert OperatorAction.objects.count() == 1 and Order.objects.filter(buyer=payer.address).count() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="R-4: validBefore is not bounded: a settled header stays a bearer "
-                   "download pass (for anyone holding it) as long as the payer chose, years here")
 def test_r4_a_valid_before_years_ahead_is_refused(chain, client, listed, payer):
     _, listing_id = listed
     header = v2(chain, listing_id, payer, valid_before=now(chain) + 10 * 365 * 86400)
@@ -170,6 +170,27 @@ def test_r4_a_valid_before_years_ahead_is_refused(chain, client, listed, payer):
     if response.status_code == 200:  # the damage: anyone with the header downloads, no session, no signature
         assert body(get(Client(), listing_id, header)) == CONTENT
     assert response.status_code in (400, 402), response.status_code
+
+
+def test_r4_a_settled_header_is_served_again_for_a_download_links_life_and_counted(chain, client, listed, payer,
+                                                                                    settings):
+    """Re-serving a settled payment ends at min(validBefore, settled + DOWNLOAD_TOKEN_SECONDS), and
+    each retry counts against the payer's `download` rate."""
+    _, listing_id = listed
+    settings.LIMITS = {**settings.LIMITS, "download": {"wallet": "2/hour"}}
+    header = v2(chain, listing_id, payer)
+    assert get(client, listing_id, header).status_code == 200  # the payment itself: not a retry
+    assert get(client, listing_id, header).status_code == 200
+    assert get(client, listing_id, header).status_code == 200
+    throttled = get(client, listing_id, header)
+    refused(throttled, 429, "throttled")
+    assert 0 < int(throttled["Retry-After"]) <= 3600
+    settings.LIMITS = {**settings.LIMITS, "download": {}}
+    row = X402Payment.objects.get()
+    X402Payment.objects.filter(pk=row.pk).update(
+        settled_at=row.settled_at - timedelta(seconds=settings.DOWNLOAD_TOKEN_SECONDS + 1))
+    assert int(row.valid_before) > time.time()  # still valid on the token, no longer served
+    refused(get(client, listing_id, header), 410, "payment_expired")
 
 
 @pytest.mark.parametrize("name", ["PAYMENT-SIGNATURE", "X-PAYMENT"])
