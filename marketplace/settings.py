@@ -496,6 +496,11 @@ LIMITS = {
     # reads the listing from the chain. Agents retry a few times per purchase; scrapers of prices
     # use the discovery list.
     "payment_required": {"ip": os.environ.get("LIMIT_PAYMENT_REQUIRED_PER_IP", "120/minute")},
+    # New payments presented there (per client address and per the authorization's `from`, counted
+    # before anything is read from the chain): each is verified with about 7 calls to the node.
+    # Retries of a payment already claimed are not counted here (a settled one's count as downloads).
+    "payment": {"ip": os.environ.get("LIMIT_PAYMENTS_PER_IP", "30/minute"),
+                "wallet": os.environ.get("LIMIT_PAYMENTS_PER_PAYER", "20/minute")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

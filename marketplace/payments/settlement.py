@@ -89,12 +89,15 @@ def confirmations_needed(amount: int) -> int:
     return settings.X402_CONFIRMATIONS if amount > settings.X402_CONFIRMATIONS_ABOVE else 0
 
 
-def settle(payment: Payment, *, listing: Listing, requirement, agent_key: str = "") -> X402Payment:
+def settle(payment: Payment, *, listing: Listing, requirement, agent_key: str = "",
+           client: str | None = None) -> X402Payment:
     """The payment's row once it is settled with the confirmations its price needs. `requirement`
-    is called (only for a payment not seen before) for the listing's current Requirement. Raises
-    PaymentRefused: the verification's refusals, 409 `nonce_used` / `payment_identifier_reused`,
-    402 `settlement_failed`, 504 `settlement_pending` (SettlementPending)."""
-    record, refusal = _claim(payment, listing, requirement, agent_key)
+    is called (only for a payment not seen before) for the listing's current Requirement; a new
+    payment counts against the `payment` rates of the `client` address and of its payer first.
+    Raises PaymentRefused: the verification's refusals, 409 `nonce_used` /
+    `payment_identifier_reused`, 402 `settlement_failed`, 504 `settlement_pending`
+    (SettlementPending), 429 `throttled` (Throttled)."""
+    record, refusal = _claim(payment, listing, requirement, agent_key, client)
     if refusal is not None:
         raise refusal
     return _await(record)
@@ -116,7 +119,7 @@ def payment_key(payment: Payment, listing: Listing) -> dict:
                 nonce=payment.nonce)
 
 
-def _claim(payment: Payment, listing: Listing, requirement, agent_key: str):
+def _claim(payment: Payment, listing: Listing, requirement, agent_key: str, client: str | None = None):
     """(the row, None) when the payment is queued or was before; (the row, the refusal) when it
     was refused now, the refusal recorded (and committed) on the row."""
     digest = canonical(payment, listing.listing_id)
@@ -146,6 +149,9 @@ def _claim(payment: Payment, listing: Listing, requirement, agent_key: str):
                             "again.", status=410)
                     _count_download(record)
                 return record, None  # a retry: its result, once there is one
+            # A new payment: counted before the chain is asked anything (a refusal here rolls the
+            # row back: nothing is stored for it).
+            _count(lambda: consume("payment", ip=client, wallet=payment.payer.lower()))
             return _queue(record, payment, listing, digest, requirement, agent_key)
     except IntegrityError:  # two new payments under one payment identifier at once
         raise _identifier_reused(payment) from None
@@ -170,13 +176,17 @@ class Throttled(PaymentRefused):
         self.retry_after = exceeded.retry_after
 
 
+def _count(consuming) -> None:
+    try:
+        consuming()
+    except LimitExceeded as exceeded:
+        raise Throttled(exceeded) from None
+
+
 def _count_download(record: X402Payment) -> None:
     """A settled payment served again is a download like a link's: counted against the payer's
     `download` rate (LIMITS["download"]["wallet"]); raises Throttled over it."""
-    try:
-        consume("download", wallet=record.payer.lower())
-    except LimitExceeded as exceeded:
-        raise Throttled(exceeded) from None
+    _count(lambda: consume("download", wallet=record.payer.lower()))
 
 
 def _identifier_reused(payment: Payment) -> PaymentRefused:

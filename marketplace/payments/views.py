@@ -53,7 +53,7 @@ def paid_download(request, listing_id: int):
         _refuse_banned(payment, listing)
         _refuse_missing_file(listing)
         record = settle(payment, listing=listing, requirement=lambda: _requirement(request, listing),
-                        agent_key=request.headers.get(agent_keys.HEADER, ""))
+                        agent_key=request.headers.get(agent_keys.HEADER, ""), client=client_network(request))
         return _serve(request, listing, payment, record)
     except Refused as exc:  # PaymentRefused, or a budget hook's refusal (agent keys)
         return _refused(request, exc, listing, payment)

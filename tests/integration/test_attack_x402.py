@@ -207,8 +207,6 @@ def test_r5_a_deeply_nested_sign_in_header_is_refused_as_malformed():
         siwx.parse(nested)
 
 
-@pytest.mark.xfail(strict=True, reason="R-6: GET /pay has no rate limit: each unpaid request stores a "
-                   "sign-in nonce row (and makes 3 chain reads)")
 def test_r6_unpaid_requests_cannot_fill_the_nonce_table(chain, listed):
     _, listing_id = listed
     before = SignInNonce.objects.count()
@@ -217,8 +215,6 @@ def test_r6_unpaid_requests_cannot_fill_the_nonce_table(chain, listed):
     assert 429 in statuses
 
 
-@pytest.mark.xfail(strict=True, reason="R-6: forged payments are not rate limited: each stores an X402Payment "
-                   "row and costs ~7 chain calls (an eth_call included) while holding a row lock")
 def test_r6_refused_payments_cannot_fill_the_payment_table(chain, listed):
     _, listing_id = listed
     wanted = requirement(listing_id)
@@ -230,6 +226,39 @@ def test_r6_refused_payments_cannot_fill_the_payment_table(chain, listed):
             "PAYMENT-SIGNATURE": v2_header(wanted, values, sign(wanted, stranger.key, values))}).status_code)
     print(f"statuses: {sorted(set(statuses))}; payment rows: {X402Payment.objects.count()}")
     assert 429 in statuses
+
+
+def test_r6_new_payments_are_counted_per_client_address_and_per_payer_before_the_chain(chain, listed, payer,
+                                                                                       settings):
+    """Over either rate, 429 `throttled` with Retry-After in x402's JSON, and no row stored; a
+    retry of a payment already claimed is not a new payment."""
+    _, listing_id = listed
+    settings.LIMITS = {**settings.LIMITS, "payment": {"ip": "3/minute", "wallet": "2/minute"}}
+    untouched = Untouched(chain, payer)
+
+    def forged(address):  # the payer's `from`, a stranger's signature: refused once the chain is asked
+        return Client(REMOTE_ADDR=address).get(f"/pay/{listing_id}", headers={
+            "PAYMENT-SIGNATURE": v2(chain, listing_id, payer, key=STRANGER_KEY)})
+
+    refused(forged("10.0.0.1"), 402, "bad_signature")
+    refused(forged("10.0.0.2"), 402, "bad_signature")
+    over = forged("10.0.0.3")  # a third address, the same claimed payer
+    document = refused(over, 429, "throttled")
+    assert document["x402Version"] == 2 and 0 < int(over["Retry-After"]) <= 60
+    assert X402Payment.objects.count() == 2
+    statuses = [Client(REMOTE_ADDR="10.0.0.9").get(f"/pay/{listing_id}", headers={
+        "PAYMENT-SIGNATURE": v2(chain, listing_id, stranger, key=stranger.key)}).status_code
+        for stranger in (Account.create() for _ in range(4))]  # empty wallets, one address
+    assert statuses == [402, 402, 402, 429]
+    assert X402Payment.objects.count() == 5
+    untouched.check()
+    # A payment already claimed is served again without counting as new.
+    settings.LIMITS = {**settings.LIMITS, "payment": {"ip": "1/minute"}}
+    header = v2(chain, listing_id, payer)
+    assert Client(REMOTE_ADDR="10.0.0.20").get(f"/pay/{listing_id}", headers={"PAYMENT-SIGNATURE": header}) \
+        .status_code == 200
+    assert Client(REMOTE_ADDR="10.0.0.20").get(f"/pay/{listing_id}", headers={"PAYMENT-SIGNATURE": header}) \
+        .status_code == 200
 
 
 # Tried and found sound ---------------------------------------------------------------------------
