@@ -145,6 +145,8 @@ CELERY_BEAT_SCHEDULE = {
                          "options": {"expires": 30.0}},
     "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
     "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
+    # x402 payments whose agent key ledger failed to move with them (payments.settlement).
+    "payments-repair-ledgers": {"task": "payments.repair_ledgers", "schedule": 60.0, "options": {"expires": 60.0}},
     # Node metering (rewards/metering.py): partitions made ahead and dropped past retention, the
     # daily roll-up, the anti-abuse flags, due rebindings, used request signatures.
     "rewards-maintain-partitions": {"task": "rewards.maintain_heartbeat_partitions", "schedule": 3600.0},

@@ -880,7 +880,14 @@ def _finish(action: OperatorAction, status: str, *, error: str = "", block_numbe
     action.log_index = log_index
     action.save(update_fields=["status", "error", "block_number", "log_index", "updated_at"])
     if action.on_done and status in (Status.CONFIRMED, Status.FAILED):
-        import_string(action.on_done)(action)
+        # In a savepoint, and never raised: a callback that fails must neither undo this action's
+        # settlement (nor the others' in its transaction) nor stop the sender. Its app repairs it
+        # (x402 payments: payments.settlement.repair_ledgers, which calls on_done again).
+        try:
+            with transaction.atomic():
+                import_string(action.on_done)(action)
+        except Exception:
+            logger.exception("operator action #%s: its callback %s failed", action.pk, action.on_done)
 
 
 def _supersede(chain_id: int) -> None:

@@ -53,6 +53,9 @@ class X402Payment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    ledger_pending = models.BooleanField(
+        default=False, help_text="The agent key's ledger did not move with the row (it failed): "
+        "payments.settlement.repair_ledgers moves it")
 
     class Meta:
         constraints = [
@@ -61,7 +64,9 @@ class X402Payment(models.Model):
             models.UniqueConstraint(fields=["payer", "payment_identifier"], condition=~Q(payment_identifier=""),
                                     name="x402_payment_identifier_once"),
         ]
-        indexes = [models.Index(fields=["payer", "-created_at"], name="x402_payment_by_payer")]
+        indexes = [models.Index(fields=["payer", "-created_at"], name="x402_payment_by_payer"),
+                   models.Index(fields=["ledger_pending"], condition=Q(ledger_pending=True),
+                                name="x402_payment_ledger_pending")]
 
     def __str__(self):
         return f"x402 payment of listing {self.listing_id} by {self.payer} ({self.status})"

@@ -24,8 +24,9 @@ payment is settled (the file may be served), or raises PaymentRefused. The steps
 
 An agent key's reservation (accounts.agent_keys, under `budget_ref`) is released when the payment
 is refused or its settlement fails, held when the request's limit passes with it unresolved, and
-spent once settled, in the transaction that moves the row; for a payer without a key these find
-no reservation and do nothing.
+spent once settled, in the transaction that moves the row (in a savepoint that never raises: a
+ledger that fails flags the row for `repair_ledgers`); for a payer without a key these find no
+reservation and do nothing.
 """
 from __future__ import annotations
 
@@ -75,8 +76,9 @@ class SettlementPending(PaymentRefused):
 
 def canonical(payment: Payment, listing_id: int) -> str:
     """The sha256 of what makes a payment this payment: the listing it buys (which the signature
-    does not cover) and the signed authorization (its `to`, the market, included). The header's own bytes (spacing, key order, the
-    version that carried it) do not count: the same authorization re-encoded is a retry."""
+    does not cover) and the signed authorization (its `to`, the market, included). The header's
+    own bytes (spacing, key order, the version that carried it) do not count: the same
+    authorization re-encoded is a retry."""
     document = {"listingId": str(int(listing_id)), "from": payment.payer, "to": payment.to,
                 "value": str(payment.value), "validAfter": str(payment.valid_after),
                 "validBefore": str(payment.valid_before), "nonce": payment.nonce,
@@ -224,7 +226,7 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
         record.status, record.error_code, record.error = Status.REFUSED, exc.code, exc.message
         record.save()
         if reserved:
-            agent_keys.release(budget_ref(record))
+            _move_ledger(record)
         return record, exc
     action = OperatorAction.objects.create(
         kind=OperatorAction.Kind.PURCHASE_WITH_AUTHORIZATION, chain_id=settings.CHAIN_ID, market=wanted.pay_to,
@@ -300,6 +302,8 @@ def _look(record: X402Payment) -> X402Payment:
     """The row as the chain and its action say now: settled from the action (confirmed) or from
     its mined receipt, failed with the action."""
     record.refresh_from_db()
+    if record.ledger_pending:
+        _repair(record.pk)
     if record.status not in (Status.SETTLING, Status.TIMED_OUT) or record.action_id is None:
         return record
     action = OperatorAction.objects.select_related("transaction").get(pk=record.action_id)
@@ -377,14 +381,9 @@ def _finish(pk: int, status: str, **fields) -> None:
             record.block_number, record.order_id = fields.get("block_number"), fields.get("order_id")
             record.settled_at = timezone.now()
         record.save()
-        if status == Status.SETTLED and record.order_id is not None:
-            agent_keys.spend(budget_ref(record), chain_id=record.chain_id, order_id=int(record.order_id),
-                             tx_hash=record.tx_hash)
-        elif status == Status.SETTLED:  # confirmed without its OrderCreated stored: never seen; keep counting
-            logger.warning("x402 payment %s settled in %s without an order id: its agent key's reservation "
-                           "stays counted", pk, record.tx_hash)
-        elif status == Status.FAILED:
-            agent_keys.release(budget_ref(record))
+        if status == Status.SETTLED and record.order_id is None:  # its OrderCreated not stored: never seen
+            logger.warning("x402 payment %s settled in %s without an order id", pk, record.tx_hash)
+        _move_ledger(record)
 
 
 def _timed_out(record: X402Payment) -> None:
@@ -394,7 +393,58 @@ def _timed_out(record: X402Payment) -> None:
             return
         record.status = Status.TIMED_OUT
         record.save(update_fields=["status", "updated_at"])
-        agent_keys.hold(budget_ref(record))
+        _move_ledger(record)
+
+
+def _move_ledger(record: X402Payment) -> None:
+    """Move the payer's agent key ledger as the row says now (spent once settled, released once
+    refused or failed, held once timed out; nothing for a payer without a key), in a savepoint.
+    It never raises: it runs in the operator sender's settlement transaction (through `on_done`),
+    and a ledger that fails there must neither undo the settlement nor stop the sender's other
+    work. A failure is logged with the payment and flags the row `ledger_pending`, which
+    `repair_ledgers` (beat, and a retry's look at the row) moves later."""
+    ref = budget_ref(record)
+    try:
+        with transaction.atomic():
+            if record.status == Status.SETTLED:
+                agent_keys.spend(ref, chain_id=record.chain_id, tx_hash=record.tx_hash,
+                                 order_id=None if record.order_id is None else int(record.order_id))
+            elif record.status in (Status.FAILED, Status.REFUSED):
+                agent_keys.release(ref)
+            elif record.status == Status.TIMED_OUT:
+                agent_keys.hold(ref)
+        pending = False
+    except Exception:
+        logger.exception("x402 payment %s (%s): its agent key's ledger could not be moved; it is moved later",
+                         record.pk, record.status)
+        pending = True
+    if record.ledger_pending != pending:
+        X402Payment.objects.filter(pk=record.pk).update(ledger_pending=pending)
+        record.ledger_pending = pending
+
+
+def repair_ledgers(*, limit: int = 500) -> int:
+    """What a failure left behind, moved again: the agent key ledgers of rows flagged
+    `ledger_pending`, and the rows still settling or timed out whose operator action is resolved
+    (an `on_done` that failed in the sender). Idempotent; returns the rows whose ledger it moved."""
+    moved = 0
+    for pk in X402Payment.objects.filter(ledger_pending=True).order_by("pk").values_list("pk", flat=True)[:limit]:
+        moved += _repair(pk)
+    resolved = (ActionStatus.CONFIRMED, ActionStatus.FAILED, ActionStatus.CANCELLED)
+    for action in OperatorAction.objects.filter(
+            status__in=resolved, pk__in=X402Payment.objects.filter(
+                status__in=(Status.SETTLING, Status.TIMED_OUT), action__isnull=False).values("action_id"))[:limit]:
+        on_done(action)
+    return moved
+
+
+def _repair(pk: int) -> bool:
+    with transaction.atomic():
+        record = X402Payment.objects.select_for_update().get(pk=pk)
+        if not record.ledger_pending:
+            return False
+        _move_ledger(record)
+        return not record.ledger_pending
 
 
 def order_access(record: X402Payment):

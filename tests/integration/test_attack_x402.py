@@ -374,11 +374,9 @@ def test_the_canonical_form_separates_listings_identifiers_and_signatures(chain,
     assert canonical(identified, listing_id) != canonical(payment, listing_id)
 
 
-@pytest.mark.xfail(strict=True, reason="R-7: a budget hook that raises in spend (called from the sender's "
-                   "on_done, inside its settlement transaction) wedges the operator sender and 500s the payer")
 def test_r7_a_failing_spend_hook_neither_wedges_the_sender_nor_500s_a_charged_payer(
         chain, client, listed, second, payer, settings, monkeypatch):
-    from marketplace.payments import budget_hooks
+    from marketplace.accounts import agent_keys
 
     (_, first_id), (_, second_id) = listed, second
     settings.X402_SETTLEMENT_SECONDS = 1
@@ -387,10 +385,11 @@ def test_r7_a_failing_spend_hook_neither_wedges_the_sender_nor_500s_a_charged_pa
     with SenderHeld():
         refused(get(client, first_id, header), 504, "settlement_pending")
 
-    def spend(payment):  # e.g. the agent keys' ledger refusing or failing at the wrong moment
+    def spend(payment_ref, **settled):  # e.g. the agent keys' ledger refusing or failing at the wrong moment
         raise RuntimeError("ledger unavailable")
 
-    monkeypatch.setattr(budget_hooks, "spend", spend)
+    # The budget hooks were replaced by direct agent_keys calls (settlement._move_ledger).
+    monkeypatch.setattr(agent_keys, "spend", spend)
     failures = []
     for _ in range(2):
         try:
@@ -413,3 +412,34 @@ def test_r7_a_failing_spend_hook_neither_wedges_the_sender_nor_500s_a_charged_pa
     # Safe: the charged payer is served, and the sender's other work goes on.
     assert retry.status_code == 200 and not failures
     assert OperatorAction.objects.order_by("id").last().status == "confirmed"
+
+
+def test_r7_a_callback_that_raises_in_the_sender_undoes_no_settlement(chain, client, listed, second, payer,
+                                                                      settings, monkeypatch):
+    """Each on_done runs in its own savepoint: one that raises leaves its action confirmed and the
+    other actions' callbacks done; the repair runs it again."""
+    from marketplace.payments import settlement
+
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    other = fresh_payer(chain, PRICE)
+    with SenderHeld():
+        refused(get(client, first_id, v2(chain, first_id, payer)), 504, "settlement_pending")
+        refused(get(client, second_id, v2(chain, second_id, other)), 504, "settlement_pending")
+    first_action = X402Payment.objects.get(payer=payer.address).action_id
+    real_on_done = settlement.on_done
+
+    def on_done(action):
+        if action.pk == first_action:
+            raise RuntimeError("a callback's bug")
+        real_on_done(action)
+
+    monkeypatch.setattr(settlement, "on_done", on_done)
+    report = sender.send_operator_actions()
+    assert report.confirmed == 2 and not report.skipped
+    assert set(OperatorAction.objects.values_list("status", flat=True)) == {"confirmed"}
+    assert X402Payment.objects.get(payer=other.address).status == "settled"
+    assert X402Payment.objects.get(payer=payer.address).status == "timed_out"  # its callback failed
+    monkeypatch.setattr(settlement, "on_done", real_on_done)
+    settlement.repair_ledgers()
+    assert X402Payment.objects.get(payer=payer.address).status == "settled"
