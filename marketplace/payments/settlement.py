@@ -37,6 +37,7 @@ import time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3.logs import DISCARD
@@ -45,6 +46,7 @@ from marketplace.accounts import agent_keys
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
+from marketplace.chain.contracts import TestUSDC
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
 from marketplace.limits.services import LimitExceeded, consume
@@ -65,6 +67,9 @@ POLL_SECONDS = 0.1  # between looks at the action while another process sends
 
 #: The error code a settled payment's row gets when its chain is reset (its order went with it).
 CHAIN_RESET = "chain_reset"
+#: The error code of a failed payment whose authorization was used on the token with no order:
+#: the money reached the market and is returned as a stray transfer.
+PAID_WITHOUT_ORDER = "paid_without_order"
 
 
 class SettlementPending(PaymentRefused):
@@ -268,9 +273,7 @@ def _await(record: X402Payment) -> X402Payment:
     while True:
         record = _look(record)
         if record.status == Status.FAILED:
-            raise PaymentRefused("settlement_failed", f"The payment was not settled: {record.error or record.error_code}. "
-                                 "Nothing was taken from the payer: ask for the resource again and sign a new "
-                                 "authorization.", status=402)
+            raise _settlement_failed(record)
         if record.status == Status.REFUSED:  # on_done cannot make one; a refused retry is re-checked
             raise PaymentRefused(record.error_code or "refused", record.error or "The payment was refused.")
         if record.status == Status.SETTLED and _confirmed_enough(record):
@@ -296,6 +299,43 @@ def _await(record: X402Payment) -> X402Payment:
                 time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         else:
             time.sleep(min(0.5, max(0.0, remaining)))  # confirmations: a new block
+
+
+def _settlement_failed(record: X402Payment) -> PaymentRefused:
+    """The answer to a payment whose settlement failed. When its authorization is used on the token
+    all the same and no order came of it (someone sent it straight to the token, before or instead
+    of the relayer's purchase), the payer was charged: the money sits in the market without an
+    order and the stray-transfer handler returns it (orders.strays); the answer says so, never
+    "nothing was taken"."""
+    reason = record.error or record.error_code
+    if record.error_code != PAID_WITHOUT_ORDER and _authorization_used(record):
+        X402Payment.objects.filter(pk=record.pk).update(error_code=PAID_WITHOUT_ORDER, updated_at=timezone.now())
+        record.error_code = PAID_WITHOUT_ORDER
+    if record.error_code == PAID_WITHOUT_ORDER:
+        return PaymentRefused(
+            "settlement_failed", f"The payment was not settled as a purchase ({reason}), but its authorization "
+            "was used on the token all the same: someone sent it straight to the token, so "
+            f"{int(record.amount)} base units went from {record.payer} to the market without an order. They are "
+            "returned to that wallet automatically once the transfer has the chain's confirmations: its returns "
+            f"are listed at {reverse('my-returns')} and on {reverse('web:library')} (signed in as the wallet). To buy "
+            "the version, ask for the resource again and sign a new authorization.", status=402)
+    return PaymentRefused("settlement_failed", f"The payment was not settled: {reason}. Nothing was taken from "
+                          "the payer: ask for the resource again and sign a new authorization.", status=402)
+
+
+def _authorization_used(record: X402Payment) -> bool:
+    """Whether the row's authorization is used on the token while no order of this market came of
+    it (False when the chain cannot be asked: the answer then says nothing was taken, as the
+    settlement's own failure means)."""
+    if record.tx_hash and Order.objects.filter(chain_id=record.chain_id, market=record.market, buyer=record.payer,
+                                               listing_id=record.listing_id, tx_hash=record.tx_hash).exists():
+        return False
+    try:
+        token = TestUSDC(get_web3(), record.token)
+        return bool(token.authorization_state(record.payer, bytes.fromhex(record.nonce[2:])))
+    except Exception:
+        logger.warning("x402 payment %s: the token's authorizationState could not be read", record.pk, exc_info=True)
+        return False
 
 
 def _look(record: X402Payment) -> X402Payment:

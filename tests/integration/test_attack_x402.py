@@ -17,10 +17,11 @@ from eth_account import Account
 import pytest
 
 from marketplace.accounts.models import SignInNonce
+from marketplace.accounts.services import wallet_user
 from marketplace.chain import indexer, sender
 from marketplace.chain.models import Deployment, OperatorAction, OperatorTransaction
 from marketplace.chain.services import forget_chain
-from marketplace.orders.models import Order
+from marketplace.orders.models import Order, StrayTransfer
 from marketplace.payments import siwx
 from marketplace.payments.models import X402Payment
 from tests.integration.test_downloads import list_version
@@ -65,8 +66,6 @@ def push_to_token(chain, header, sender_address):
 
 # Findings (fail today) ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="R-1: an authorization pushed to the token before the relayer sends it "
-                   "strands the payer's money in the market with no order, and the 402 says nothing was taken")
 def test_r1_a_pushed_authorization_never_leaves_the_payer_charged_and_told_nothing_was_taken(
         chain, client, listed, payer, settings):
     _, listing_id = listed
@@ -84,6 +83,24 @@ def test_r1_a_pushed_authorization_never_leaves_the_payer_charged_and_told_nothi
     assert charged and not Order.objects.filter(buyer=payer.address).exists()  # the damage
     # Safe: the payer is never told "nothing was taken" while the price sits in the market.
     assert "Nothing was taken" not in document["error"]
+    assert "/api/v1/me/returns" in document["error"] and "/me/library" in document["error"]
+    assert "PAYMENT-RESPONSE" in response and decoded(response["PAYMENT-RESPONSE"])["success"] is False
+    # ... and the money comes back: the indexer attributes the pushed authorization to the payer,
+    # the operator sender returns it, the payer's returns list shows it.
+    indexer.index_chain(chain.w3)
+    (stray,) = StrayTransfer.objects.filter(payer=payer.address)
+    assert (stray.kind, stray.status, int(stray.amount)) == ("authorization", "returning", PRICE)
+    assert sender.send_operator_actions().confirmed == 1
+    indexer.index_chain(chain.w3)
+    stray.refresh_from_db()
+    assert stray.status == "returned" and chain.token.balance_of(payer.address) == before
+    mine = Client()
+    mine.force_login(wallet_user(payer.address))
+    (listed_return,) = mine.get("/api/v1/me/returns").json()
+    assert listed_return["status"] == "returned" and listed_return["amount"] == str(PRICE)
+    again = get(client, listing_id, header)  # the same header again: the same answer, read from the row
+    assert refused(again, 402, "settlement_failed")["error"] == document["error"]
+    assert X402Payment.objects.get().error_code == "paid_without_order"
 
 
 @pytest.mark.xfail(strict=True, reason="R-2: one balance passes `verify` for any number of concurrent "
