@@ -30,13 +30,15 @@ reservation and do nothing.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 import hashlib
 import json
 import logging
 import time
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 from eth_utils import to_checksum_address
@@ -52,11 +54,12 @@ from marketplace.chain.services import deployed_address
 from marketplace.limits.services import LimitExceeded, consume
 from marketplace.chain.sender import send_operator_actions
 from marketplace.orders.models import Order
+from marketplace.orders.relay import SUSPENSION
 from marketplace.outbox.services import enqueue
 
 from .models import X402Payment
 from .verify import market, verify
-from .x402 import Payment, PaymentRefused
+from .x402 import Payment, PaymentInFlight, PaymentRefused
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +162,8 @@ def _claim(payment: Payment, listing: Listing, requirement, agent_key: str, clie
             # A new payment: counted before the chain is asked anything (a refusal here rolls the
             # row back: nothing is stored for it).
             _count(lambda: consume("payment", ip=client, wallet=payment.payer.lower()))
-            return _queue(record, payment, listing, digest, requirement, agent_key)
+            in_flight = _payer_in_flight(record)
+            return _queue(record, payment, listing, digest, requirement, agent_key, in_flight)
     except IntegrityError:  # two new payments under one payment identifier at once
         raise _identifier_reused(payment) from None
 
@@ -214,7 +218,32 @@ def _check_identifier(payment: Payment, digest: str) -> None:
     other.save(update_fields=["payment_identifier", "updated_at"])
 
 
-def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str, requirement, agent_key: str):
+def _payer_in_flight(record: X402Payment) -> int:
+    """What the payer's settlements not yet resolved (settling, timed out) take of its balance of
+    the row's token, under a lock on the payer held to the end of the claim's transaction: two
+    payments of one payer are verified one after the other, each seeing the other's row. Raises
+    PaymentRefused: 403 `payer_suspended` when one of the payer's settlements reverted on-chain in
+    the last 24 hours (the relayer paid for it), 409 `payment_in_flight` when one of them buys
+    the same listing (its own header is the one to send again)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"x402-payer:{record.chain_id}:{record.payer}"])
+    payments = X402Payment.objects.filter(chain_id=record.chain_id, payer=record.payer).exclude(pk=record.pk)
+    if payments.filter(status=Status.FAILED, action__transaction__reverted=True,
+                       action__updated_at__gt=timezone.now() - timedelta(seconds=SUSPENSION)).exists():
+        raise PaymentRefused("payer_suspended", f"A settlement of {record.payer}'s reverted on the chain in the last "
+                             f"{SUSPENSION // 3600} hours, at the marketplace's cost: payments from this wallet are "
+                             "not taken for now. Buy from the wallet with the market's purchase.", status=403)
+    in_flight = payments.filter(market=record.market, token=record.token, status__in=(Status.SETTLING,
+                                                                                        Status.TIMED_OUT))
+    if in_flight.filter(listing_id=record.listing_id).exists():
+        raise PaymentInFlight("payment_in_flight", f"A payment of {record.payer}'s for listing {record.listing_id} "
+                              "is being settled: send that payment's header again (it is served once settled, "
+                              "and never charged twice) rather than a new authorization.")
+    return int(in_flight.aggregate(total=Sum("amount"))["total"] or 0)
+
+
+def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str, requirement, agent_key: str,
+           in_flight: int = 0):
     """Reserve, verify, queue (inside _claim's transaction, the row locked)."""
     record.payload_sha256, record.x402_version = digest, payment.version
     record.payment_identifier, record.listing_id, record.version_id = (
@@ -226,7 +255,7 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
         # verified or broadcast.
         reserved = _reserve(record, listing, agent_key)
         wanted = requirement()
-        verify(payment, wanted)
+        verify(payment, wanted, in_flight=in_flight)
     except Refused as exc:  # a PaymentRefused, or the agent keys' own refusals (AgentKeyRefused)
         record.status, record.error_code, record.error = Status.REFUSED, exc.code, exc.message
         record.save()

@@ -190,7 +190,7 @@ def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | 
             body["accepts"] = [requirement.accepts_v1()]
     response = JsonResponse(body, status=exc.status)
     response["Cache-Control"] = "no-store"
-    if isinstance(exc, Throttled):
+    if getattr(exc, "retry_after", None):  # throttled, a payment in flight
         response["Retry-After"] = str(exc.retry_after)
     if requirement is not None:
         _with_requirement(response, request, listing, requirement, exc.message)

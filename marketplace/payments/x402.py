@@ -38,6 +38,15 @@ class PaymentRefused(Refused):
     default_status = 402
 
 
+class PaymentInFlight(PaymentRefused):
+    """The payer's settlements not yet resolved already take what its balance covers, or one of
+    them buys the same listing: sent together, one would revert at the relayer's cost. 409, to be
+    sent again in a few seconds (Retry-After)."""
+
+    default_status = 409
+    retry_after = 3
+
+
 @dataclass(frozen=True)
 class Requirement:
     """What one listing asks of a payment: `amount` of `asset` to `pay_to` (the market) on

@@ -103,8 +103,6 @@ def test_r1_a_pushed_authorization_never_leaves_the_payer_charged_and_told_nothi
     assert X402Payment.objects.get().error_code == "paid_without_order"
 
 
-@pytest.mark.xfail(strict=True, reason="R-2: one balance passes `verify` for any number of concurrent "
-                   "authorizations; the relayer broadcasts all of them and pays gas for those that revert")
 def test_r2_one_balance_never_makes_the_relayer_send_a_reverting_settlement(chain, client, listed, second,
                                                                              settings):
     (_, first_id), (_, second_id) = listed, second
@@ -112,9 +110,12 @@ def test_r2_one_balance_never_makes_the_relayer_send_a_reverting_settlement(chai
     headers = [v2(chain, first_id, attacker), v2(chain, second_id, attacker)]
     settings.X402_SETTLEMENT_SECONDS = 1
     with SenderHeld():
-        for listing_id, header in zip((first_id, second_id), headers):
-            refused(get(client, listing_id, header), 504, "settlement_pending")  # both verified and queued
-    assert OperatorAction.objects.filter(kind="purchase_with_auth", status="pending").count() == 2
+        refused(get(client, first_id, headers[0]), 504, "settlement_pending")  # verified and queued
+        # The fix refuses the second at the claim: the first, in flight, takes all the balance.
+        in_flight = get(client, second_id, headers[1])
+        refused(in_flight, 409, "payment_in_flight")
+        assert int(in_flight["Retry-After"]) > 0
+    assert OperatorAction.objects.filter(kind="purchase_with_auth", status="pending").count() == 1
     operator_nonce = chain.w3.eth.get_transaction_count(chain.operator.address)
     operator_eth = chain.w3.eth.get_balance(chain.operator.address)
     # A chain with block times (every real one): what the sender sends is mined a block later.
@@ -133,6 +134,53 @@ def test_r2_one_balance_never_makes_the_relayer_send_a_reverting_settlement(chai
     assert Order.objects.filter(buyer=attacker.address).count() == 1
     # Safe: the attacker's second authorization is never broadcast (it could not be paid).
     assert not reverted and chain.w3.eth.get_transaction_count(chain.operator.address) == operator_nonce + 1
+    refused(get(client, second_id, headers[1]), 402, "insufficient_balance")  # sent again: now it is told
+
+
+def test_r2_a_payer_whose_settlement_reverted_on_chain_is_suspended(chain, client, listed, second, payer, settings):
+    """The balance moved away between the verification and the mined settlement (what an
+    EIP-1271 wallet that passes simulation can do too): the relayer's transaction reverts, and the
+    payer's payments are refused for 24 hours (403 payer_suspended), before anything is sent."""
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    with SenderHeld():
+        refused(get(client, first_id, v2(chain, first_id, payer)), 504, "settlement_pending")
+    stranger = Account.from_key(STRANGER_KEY).address
+    chain.rpc("evm_setAutomine", [False])
+    try:  # the payer empties its wallet in the block the settlement goes into, ahead of it
+        chain.token.contract.functions.transfer(stranger, chain.token.balance_of(payer.address)).transact(
+            {"from": payer.address, "maxPriorityFeePerGas": 100 * 10**9, "maxFeePerGas": 200 * 10**9})
+        chain.rpc("evm_setIntervalMining", [1])
+        sender.send_operator_actions(timeout=15)
+    finally:
+        chain.rpc("evm_setIntervalMining", [0])
+        chain.rpc("evm_setAutomine", [True])
+    sender.send_operator_actions()
+    (tx,) = OperatorTransaction.objects.all()
+    assert tx.reverted and X402Payment.objects.get().status == "failed"
+    chain.token.mint(payer.address, PRICE)
+    untouched = Untouched(chain, payer)
+    document = refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
+    assert "24 hours" in document["error"]
+    untouched.check()
+
+
+def test_r2_a_fresh_authorization_while_the_first_settles_or_settled_points_to_the_first(chain, client, listed,
+                                                                                         payer, settings):
+    _, listing_id = listed
+    settings.X402_SETTLEMENT_SECONDS = 1
+    first = v2(chain, listing_id, payer)
+    with SenderHeld():
+        refused(get(client, listing_id, first), 504, "settlement_pending")
+    untouched = Untouched(chain, payer)
+    document = refused(get(client, listing_id, v2(chain, listing_id, payer)), 409, "payment_in_flight")
+    assert "send that payment's header again" in document["error"]
+    untouched.check()
+    settings.X402_SETTLEMENT_SECONDS = 60
+    assert get(client, listing_id, first).status_code == 200  # the first header, sent again
+    document = refused(get(client, listing_id, v2(chain, listing_id, payer)), 402, "would_revert")
+    assert "the version is yours" in document["error"] and "sign-in-with-x" in document["error"]
+    assert OperatorAction.objects.count() == 1
 
 
 def test_r3_a_paid_header_from_before_a_market_redeploy_buys_nothing_after_it(chain, client, payer):
@@ -460,3 +508,25 @@ def test_r7_a_callback_that_raises_in_the_sender_undoes_no_settlement(chain, cli
     monkeypatch.setattr(settlement, "on_done", real_on_done)
     settlement.repair_ledgers()
     assert X402Payment.objects.get(payer=payer.address).status == "settled"
+
+
+def test_r2_relayed_buyer_actions_go_first_and_one_pass_sends_a_bounded_number_of_purchases(
+        chain, client, listed, second, payer, settings, monkeypatch):
+    (_, first_id), (_, second_id) = listed, second
+    assert get(client, first_id, v2(chain, first_id, payer)).status_code == 200
+    order = Order.objects.get(buyer=payer.address)
+    settings.X402_SETTLEMENT_SECONDS = 1
+    with SenderHeld():
+        for listing_id in (first_id, second_id):
+            other = fresh_payer(chain, PRICE)
+            refused(get(client, listing_id, v2(chain, listing_id, other)), 504, "settlement_pending")
+        queued = client.post(f"/api/v1/orders/{order.order_id}/relay",
+                             signed_relay(chain, payer, "confirm", int(order.order_id)), content_type="application/json")
+        assert queued.status_code == 202, queued.json()
+    monkeypatch.setattr(sender, "PURCHASES_PER_PASS", 1)
+    sender.send_operator_actions()
+    sent = [tx.kind for tx in OperatorTransaction.objects.order_by("nonce")][1:]  # after the first payment's
+    assert sent == ["confirm_by_sig", "purchase_with_auth"]  # the relayed action first, one purchase a pass
+    assert OperatorAction.objects.filter(kind="purchase_with_auth", status="pending").count() == 1
+    sender.send_operator_actions()
+    assert set(OperatorAction.objects.values_list("status", flat=True)) == {"confirmed"}
