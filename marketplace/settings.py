@@ -194,6 +194,9 @@ CHAIN_TREASURY = os.environ.get("CHAIN_TREASURY", "")
 # Asked by the operator sender (chain/ imports no app) before it signs an approval: a dotted path
 # to a function of the row that says why the listing must not go on sale ("" when it may).
 CHAIN_APPROVAL_CHECK = "marketplace.catalog.listing.unapproved_version"
+# The same before it signs an x402 settlement: why the payment must not be sent now (its agent
+# key was revoked or expired since it was claimed).
+CHAIN_PURCHASE_CHECK = "marketplace.payments.settlement.unsendable"
 refuse_dev_accounts(CHAIN_ID, operator_key=CHAIN_OPERATOR_KEY, roles={
     "CHAIN_ADMIN": CHAIN_ADMIN, "CHAIN_ARBITER": CHAIN_ARBITER, "CHAIN_TREASURY": CHAIN_TREASURY})
 # A block explorer of CHAIN_ID (e.g. https://basescan.org): pages link transactions to

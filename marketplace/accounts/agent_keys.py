@@ -436,6 +436,22 @@ def _move(payment_ref: str, state: str, *, only_from, **fields) -> None:
         spend.save(update_fields=["state", "updated_at", *fields])
 
 
+def unusable_key(payment_ref: str, *, now=None) -> str:
+    """Why the payment reserved under `payment_ref` must not be settled any more: its key was
+    revoked or has expired since ("" when it is live, or for a payment made without a key, or one
+    spent or released already)."""
+    spend = (AgentSpend.objects.select_related("key").filter(
+        payment_ref=payment_ref, state__in=(AgentSpend.State.RESERVED, AgentSpend.State.HELD)).first())
+    if spend is None:
+        return ""
+    key = spend.key
+    if key.revoked_at is not None:
+        return f"the agent key {key.prefix}… was revoked by its owner before the payment was sent"
+    if key.expires_at <= (now or timezone.now()):
+        return f"the agent key {key.prefix}… expired before the payment was sent"
+    return ""
+
+
 def release(payment_ref: str) -> None:
     """The settlement was refused or reverted: the payment no longer counts. A spent one stays
     spent (an order exists); unknown references are ignored."""

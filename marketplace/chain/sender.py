@@ -362,6 +362,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
         return (f"the {spec.contract} is now at {market.address}, not at {action.market} where "
                 "this action was decided")
     if action.kind == Kind.PURCHASE_WITH_AUTHORIZATION:
+        if getattr(settings, "CHAIN_PURCHASE_CHECK", ""):
+            reason = import_string(settings.CHAIN_PURCHASE_CHECK)(action)  # e.g. its agent key was revoked
+            if reason:
+                return reason
         reason = purchase_precheck(market, action)
         if reason:
             return reason

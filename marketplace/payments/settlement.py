@@ -218,6 +218,16 @@ def _check_identifier(payment: Payment, digest: str) -> None:
     other.save(update_fields=["payment_identifier", "updated_at"])
 
 
+def unsendable(action: OperatorAction) -> str:
+    """The operator sender's check before it signs a settlement (settings.CHAIN_PURCHASE_CHECK):
+    why the payment must not be sent now. Its agent key, revoked or expired since the payment was
+    claimed, stops it: the action fails with the reason and the reservation is released."""
+    record = X402Payment.objects.filter(action_id=action.pk).first()
+    if record is None:
+        return ""
+    return agent_keys.unusable_key(budget_ref(record))
+
+
 def _payer_in_flight(record: X402Payment) -> int:
     """What the payer's settlements not yet resolved (settling, timed out) take of its balance of
     the row's token, under a lock on the payer held to the end of the claim's transaction: two

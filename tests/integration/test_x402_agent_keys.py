@@ -261,6 +261,27 @@ def test_a_retry_repairs_its_own_ledger(chain, client, listed, payer, monkeypatc
     assert AgentSpend.objects.get().state == "spent" and not X402Payment.objects.get().ledger_pending
 
 
+def test_a_key_revoked_before_its_settlement_is_sent_stops_it(chain, client, listed, payer, settings):
+    """The sender's pre-check (settings.CHAIN_PURCHASE_CHECK): the action fails with the reason,
+    nothing is broadcast, the reservation is released, and the payer is told why."""
+    _, listing_id = listed
+    key, secret = key_for(payer)
+    header = v2(chain, listing_id, payer)
+    settings.X402_SETTLEMENT_SECONDS = 1
+    with SenderHeld():
+        refused(pay(client, listing_id, header, secret), 504, "settlement_pending")
+    agent_keys.revoke(key)
+    untouched = Untouched(chain, payer)
+    report = sender.send_operator_actions()
+    assert report.failed == 1 and not report.transactions
+    untouched.check()
+    row = X402Payment.objects.get()
+    assert row.status == "failed" and "revoked" in row.error
+    assert AgentSpend.objects.get().state == "released" and agent_keys.used(key) == 0
+    document = refused(pay(client, listing_id, header, secret), 402, "settlement_failed")
+    assert "revoked" in document["error"] and "Nothing was taken" in document["error"]
+
+
 def test_a_timed_out_settlement_that_then_fails_is_released(chain, client, listed, payer, settings):
     _, listing_id = listed
     publisher = Account.from_key(PUBLISHER_KEY).address
