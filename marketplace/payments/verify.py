@@ -185,8 +185,9 @@ def _simulate(dm: DataMarket, listing_id: int, payment: Payment) -> None:
     except ContractLogicError as exc:
         reason = reverts.describe(exc, dm.contract.abi)
         if reason.startswith("DataMarketAlreadyPurchased"):
-            raise PaymentRefused("would_revert", f"{payment.payer} already holds a live order of listing {listing_id}: "
-                                 "the version is yours, and nothing was taken for this payment. If an earlier "
+            raise PaymentRefused("would_revert", f"{payment.payer} already holds a live order of listing {listing_id} "
+                                 f"(the market would refuse this payment: {reason}): the version is yours, and "
+                                 "nothing was taken for this payment. If an earlier "
                                  "payment of yours timed out, send that payment's header again (it is served once "
                                  "settled); otherwise download the version again with sign-in-with-x (ask for the "
                                  "resource and sign its challenge).", status=402) from None
