@@ -145,6 +145,8 @@ CELERY_BEAT_SCHEDULE = {
                          "options": {"expires": 30.0}},
     "accounts-delete-expired-nonces": {"task": "accounts.delete_expired_nonces", "schedule": 600.0},
     "limits-purge-expired": {"task": "limits.purge_expired", "schedule": 300.0},
+    # x402 payments whose agent key ledger failed to move with them (payments.settlement).
+    "payments-repair-ledgers": {"task": "payments.repair_ledgers", "schedule": 60.0, "options": {"expires": 60.0}},
     # Node metering (rewards/metering.py): partitions made ahead and dropped past retention, the
     # daily roll-up, the anti-abuse flags, due rebindings, used request signatures.
     "rewards-maintain-partitions": {"task": "rewards.maintain_heartbeat_partitions", "schedule": 3600.0},
@@ -192,6 +194,9 @@ CHAIN_TREASURY = os.environ.get("CHAIN_TREASURY", "")
 # Asked by the operator sender (chain/ imports no app) before it signs an approval: a dotted path
 # to a function of the row that says why the listing must not go on sale ("" when it may).
 CHAIN_APPROVAL_CHECK = "marketplace.catalog.listing.unapproved_version"
+# The same before it signs an x402 settlement: why the payment must not be sent now (its agent
+# key was revoked or expired since it was claimed).
+CHAIN_PURCHASE_CHECK = "marketplace.payments.settlement.unsendable"
 refuse_dev_accounts(CHAIN_ID, operator_key=CHAIN_OPERATOR_KEY, roles={
     "CHAIN_ADMIN": CHAIN_ADMIN, "CHAIN_ARBITER": CHAIN_ARBITER, "CHAIN_TREASURY": CHAIN_TREASURY})
 # A block explorer of CHAIN_ID (e.g. https://basescan.org): pages link transactions to
@@ -496,6 +501,11 @@ LIMITS = {
     # reads the listing from the chain. Agents retry a few times per purchase; scrapers of prices
     # use the discovery list.
     "payment_required": {"ip": os.environ.get("LIMIT_PAYMENT_REQUIRED_PER_IP", "120/minute")},
+    # New payments presented there (per client address and per the authorization's `from`, counted
+    # before anything is read from the chain): each is verified with about 7 calls to the node.
+    # Retries of a payment already claimed are not counted here (a settled one's count as downloads).
+    "payment": {"ip": os.environ.get("LIMIT_PAYMENTS_PER_IP", "30/minute"),
+                "wallet": os.environ.get("LIMIT_PAYMENTS_PER_PAYER", "20/minute")},
 }
 # How long a download link lasts (at most 10 minutes), and the internal location of the web server
 # in front (nginx's X-Accel-Redirect) that sends the files itself when set, e.g. /protected-files/.

@@ -436,6 +436,22 @@ def _move(payment_ref: str, state: str, *, only_from, **fields) -> None:
         spend.save(update_fields=["state", "updated_at", *fields])
 
 
+def unusable_key(payment_ref: str, *, now=None) -> str:
+    """Why the payment reserved under `payment_ref` must not be settled any more: its key was
+    revoked or has expired since ("" when it is live, or for a payment made without a key, or one
+    spent or released already)."""
+    spend = (AgentSpend.objects.select_related("key").filter(
+        payment_ref=payment_ref, state__in=(AgentSpend.State.RESERVED, AgentSpend.State.HELD)).first())
+    if spend is None:
+        return ""
+    key = spend.key
+    if key.revoked_at is not None:
+        return f"the agent key {key.prefix}… was revoked by its owner before the payment was sent"
+    if key.expires_at <= (now or timezone.now()):
+        return f"the agent key {key.prefix}… expired before the payment was sent"
+    return ""
+
+
 def release(payment_ref: str) -> None:
     """The settlement was refused or reverted: the payment no longer counts. A spent one stays
     spent (an order exists); unknown references are ignored."""
@@ -448,14 +464,16 @@ def hold(payment_ref: str) -> None:
     _move(payment_ref, AgentSpend.State.HELD, only_from=(AgentSpend.State.RESERVED,))
 
 
-def spend(payment_ref: str, *, chain_id: int, order_id: int, tx_hash: str) -> None:
+def spend(payment_ref: str, *, chain_id: int, order_id: int | None, tx_hash: str) -> None:
     """The settlement made order `order_id` in transaction `tx_hash`: spent for good (a refund
     of that order comes back through the indexer; one it has already read, for a settlement
-    that was held a long time, is taken here)."""
+    that was held a long time, is taken here). With no order id (a settlement confirmed whose
+    OrderCreated was not stored) it is spent all the same, and no refund can be matched to it."""
     _move(payment_ref, AgentSpend.State.SPENT,
           only_from=(AgentSpend.State.RESERVED, AgentSpend.State.HELD, AgentSpend.State.RELEASED),
-          chain_id=int(chain_id), order_id=int(order_id), tx_hash=tx_hash.lower())
-    spent = AgentSpend.objects.filter(payment_ref=payment_ref, state=AgentSpend.State.SPENT).first()
+          chain_id=int(chain_id), order_id=None if order_id is None else int(order_id), tx_hash=(tx_hash or "").lower())
+    spent = AgentSpend.objects.filter(payment_ref=payment_ref, state=AgentSpend.State.SPENT,
+                                      order_id__isnull=False).first()
     if spent is not None:
         from marketplace.chain.models import ChainEvent
 

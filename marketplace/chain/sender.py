@@ -23,8 +23,9 @@ sender works at a time whichever worker or host runs it, and then:
    An action is therefore never signed at a second nonce while the first may still be mined.
 2. **Cancels superseded approvals**: an approval or clearing is sent only if no newer decision
    about its listing is pending, sent or confirmed.
-3. **Sends what is pending**, kind by kind (`KINDS`: x402 settlements first, since a request
-   waits on them, then relayed buyer actions), each to its
+3. **Sends what is pending**, kind by kind (`KINDS`: relayed buyer actions first, whose
+   signatures have deadlines, then x402 settlements, since a request waits on them, at most
+   `PURCHASES_PER_PASS` a pass, then the rest), each to its
    kind's contract (the market, or the reward distributor for `propose_root` and `revoke_root`,
    whose pending root must be the action's epoch and root): each row is
    checked (an approval's listing must still have the reviewed owner and content hash, and the
@@ -99,12 +100,16 @@ class KindSpec:
 # else that makes a call cost more is refused before it is signed, and a transaction can never
 # burn more than its ceiling.
 KINDS = {
-    # An agent's x402 payment: its request waits for this transaction (the only request that waits
-    # on the chain), so it goes before everything else. A USDC-like token's authorization and the
-    # order's record take about 150k; an EIP-1271 payer's check adds its own.
-    Kind.PURCHASE_WITH_AUTHORIZATION: KindSpec("purchaseWithAuthorization", ("OrderCreated",), gas=400_000),
+    # A buyer's relayed confirmation or dispute: its signature has a deadline (and a dispute the
+    # order's window), and a buyer relays a few at most (LIMITS["relay"]), so they go first.
     Kind.CONFIRM_BY_SIG: KindSpec("confirmBySig", ("OrderReleased",), gas=300_000),
     Kind.DISPUTE_BY_SIG: KindSpec("disputeBySig", ("OrderDisputed",), gas=200_000),
+    # An agent's x402 payment: its request waits for this transaction (the only request that waits
+    # on the chain), so it goes before keeper batches and everything else, at most
+    # PURCHASES_PER_PASS a pass (a flood of payments cannot starve the other kinds). A USDC-like
+    # token's authorization and the order's record take about 150k; an EIP-1271 payer's check
+    # adds its own.
+    Kind.PURCHASE_WITH_AUTHORIZATION: KindSpec("purchaseWithAuthorization", ("OrderCreated",), gas=400_000),
     Kind.RESOLVE: KindSpec("resolve", ("DisputeResolved",), gas=300_000, arbiter=True),
     Kind.APPROVE: KindSpec("setApproval", ("ListingApprovalSet",), gas=60_000, gas_per_item=40_000, batch=True),
     Kind.UNAPPROVE: KindSpec("setApproval", ("ListingApprovalSet",), gas=60_000, gas_per_item=40_000,
@@ -122,6 +127,7 @@ KINDS = {
     Kind.CREATE_LISTING: KindSpec("createListing", ("ListingCreated",), gas=300_000),
 }
 RELEASE_BATCH = 100  # orders per release(ids): 20M gas at most, under a block's 30M
+PURCHASES_PER_PASS = 20  # x402 settlements one pass sends before it moves on to the other kinds
 
 
 def receipt_timeout() -> float:
@@ -247,7 +253,9 @@ def _run(report: SendReport, timeout: float) -> int:
     _supersede(chain_id)
     stop = False
     for kind in KINDS:
-        while not stop:
+        signed = 0
+        while not stop and not (kind == Kind.PURCHASE_WITH_AUTHORIZATION and signed >= PURCHASES_PER_PASS):
+            signed += 1
             tx = _prepare_batch(w3, contracts, chain_id, operator, kind, report)
             if tx is None:
                 break
@@ -354,6 +362,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
         return (f"the {spec.contract} is now at {market.address}, not at {action.market} where "
                 "this action was decided")
     if action.kind == Kind.PURCHASE_WITH_AUTHORIZATION:
+        if getattr(settings, "CHAIN_PURCHASE_CHECK", ""):
+            reason = import_string(settings.CHAIN_PURCHASE_CHECK)(action)  # e.g. its agent key was revoked
+            if reason:
+                return reason
         reason = purchase_precheck(market, action)
         if reason:
             return reason
@@ -880,7 +892,14 @@ def _finish(action: OperatorAction, status: str, *, error: str = "", block_numbe
     action.log_index = log_index
     action.save(update_fields=["status", "error", "block_number", "log_index", "updated_at"])
     if action.on_done and status in (Status.CONFIRMED, Status.FAILED):
-        import_string(action.on_done)(action)
+        # In a savepoint, and never raised: a callback that fails must neither undo this action's
+        # settlement (nor the others' in its transaction) nor stop the sender. Its app repairs it
+        # (x402 payments: payments.settlement.repair_ledgers, which calls on_done again).
+        try:
+            with transaction.atomic():
+                import_string(action.on_done)(action)
+        except Exception:
+            logger.exception("operator action #%s: its callback %s failed", action.pk, action.on_done)
 
 
 def _supersede(chain_id: int) -> None:

@@ -53,6 +53,7 @@ RULES = {
     "node_jobs": "node requests for fetch jobs",
     "report": "reports",
     "payment_required": "payment challenges (402 answers)",
+    "payment": "new payments to check",
 }
 SCOPES = {"ip": "from your network address", "wallet": "for this wallet"}
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

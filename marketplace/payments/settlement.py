@@ -24,18 +24,22 @@ payment is settled (the file may be served), or raises PaymentRefused. The steps
 
 An agent key's reservation (accounts.agent_keys, under `budget_ref`) is released when the payment
 is refused or its settlement fails, held when the request's limit passes with it unresolved, and
-spent once settled, in the transaction that moves the row; for a payer without a key these find
-no reservation and do nothing.
+spent once settled, in the transaction that moves the row (in a savepoint that never raises: a
+ledger that fails flags the row for `repair_ledgers`); for a payer without a key these find no
+reservation and do nothing.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 import hashlib
 import json
 import logging
 import time
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.urls import reverse
 from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3.logs import DISCARD
@@ -44,14 +48,18 @@ from marketplace.accounts import agent_keys
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3
+from marketplace.chain.contracts import TestUSDC
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
+from marketplace.chain.services import deployed_address
+from marketplace.limits.services import LimitExceeded, consume
 from marketplace.chain.sender import send_operator_actions
 from marketplace.orders.models import Order
+from marketplace.orders.relay import SUSPENSION
 from marketplace.outbox.services import enqueue
 
 from .models import X402Payment
 from .verify import market, verify
-from .x402 import Payment, PaymentRefused
+from .x402 import Payment, PaymentInFlight, PaymentRefused
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +70,9 @@ POLL_SECONDS = 0.1  # between looks at the action while another process sends
 
 #: The error code a settled payment's row gets when its chain is reset (its order went with it).
 CHAIN_RESET = "chain_reset"
+#: The error code of a failed payment whose authorization was used on the token with no order:
+#: the money reached the market and is returned as a stray transfer.
+PAID_WITHOUT_ORDER = "paid_without_order"
 
 
 class SettlementPending(PaymentRefused):
@@ -73,8 +84,9 @@ class SettlementPending(PaymentRefused):
 
 def canonical(payment: Payment, listing_id: int) -> str:
     """The sha256 of what makes a payment this payment: the listing it buys (which the signature
-    does not cover) and the signed authorization. The header's own bytes (spacing, key order, the
-    version that carried it) do not count: the same authorization re-encoded is a retry."""
+    does not cover) and the signed authorization (its `to`, the market, included). The header's
+    own bytes (spacing, key order, the version that carried it) do not count: the same
+    authorization re-encoded is a retry."""
     document = {"listingId": str(int(listing_id)), "from": payment.payer, "to": payment.to,
                 "value": str(payment.value), "validAfter": str(payment.valid_after),
                 "validBefore": str(payment.valid_before), "nonce": payment.nonce,
@@ -87,22 +99,41 @@ def confirmations_needed(amount: int) -> int:
     return settings.X402_CONFIRMATIONS if amount > settings.X402_CONFIRMATIONS_ABOVE else 0
 
 
-def settle(payment: Payment, *, listing: Listing, requirement, agent_key: str = "") -> X402Payment:
+def settle(payment: Payment, *, listing: Listing, requirement, agent_key: str = "",
+           client: str | None = None) -> X402Payment:
     """The payment's row once it is settled with the confirmations its price needs. `requirement`
-    is called (only for a payment not seen before) for the listing's current Requirement. Raises
-    PaymentRefused: the verification's refusals, 409 `nonce_used` / `payment_identifier_reused`,
-    402 `settlement_failed`, 504 `settlement_pending` (SettlementPending)."""
-    record, refusal = _claim(payment, listing, requirement, agent_key)
+    is called (only for a payment not seen before) for the listing's current Requirement; a new
+    payment counts against the `payment` rates of the `client` address and of its payer first.
+    Raises PaymentRefused: the verification's refusals, 409 `nonce_used` /
+    `payment_identifier_reused`, 402 `settlement_failed`, 504 `settlement_pending`
+    (SettlementPending), 429 `throttled` (Throttled)."""
+    record, refusal = _claim(payment, listing, requirement, agent_key, client)
     if refusal is not None:
         raise refusal
     return _await(record)
 
 
-def _claim(payment: Payment, listing: Listing, requirement, agent_key: str):
+def current_market() -> str:
+    """The market deployed on CHAIN_ID now (checksummed); 503 when there is none."""
+    address = deployed_address(settings.CHAIN_ID, "DataMarket")
+    if address is None:
+        raise PaymentRefused("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
+    return to_checksum_address(address)
+
+
+def payment_key(payment: Payment, listing: Listing) -> dict:
+    """The fields that key the payment's row: the token's own key of an authorization (chain,
+    token, payer, nonce), under the market deployed now, so that a row of a market deployed
+    before (whose listing ids started over) is never taken for this one's."""
+    return dict(chain_id=settings.CHAIN_ID, market=current_market(), token=listing.token, payer=payment.payer,
+                nonce=payment.nonce)
+
+
+def _claim(payment: Payment, listing: Listing, requirement, agent_key: str, client: str | None = None):
     """(the row, None) when the payment is queued or was before; (the row, the refusal) when it
     was refused now, the refusal recorded (and committed) on the row."""
     digest = canonical(payment, listing.listing_id)
-    key = dict(chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer, nonce=payment.nonce)
+    key = payment_key(payment, listing)
     try:
         with transaction.atomic():
             if payment.payment_id:
@@ -118,15 +149,55 @@ def _claim(payment: Payment, listing: Listing, requirement, agent_key: str):
                 if record.payload_sha256 != digest:
                     raise PaymentRefused("nonce_used", "This authorization's nonce was already presented here with "
                                          "another payload: sign a new authorization with a fresh nonce.", status=409)
-                if record.status == Status.SETTLED and time.time() >= int(record.valid_before):
-                    raise PaymentRefused(
-                        "payment_expired", "This payment was settled and its authorization has expired: a payment "
-                        "is served again only until its validBefore. The order is yours: download the version again "
-                        "with sign-in-with-x or a signed download request, or buy again.", status=410)
+                if record.status == Status.SETTLED:
+                    if time.time() >= served_until(record):
+                        raise PaymentRefused(
+                            "payment_expired", "This payment was settled and is no longer served again: a payment "
+                            "is served again only until its validBefore, and at most "
+                            f"{settings.DOWNLOAD_TOKEN_SECONDS} seconds after it settled. The order is yours: "
+                            "download the version again with sign-in-with-x or a signed download request, or buy "
+                            "again.", status=410)
+                    _count_download(record)
                 return record, None  # a retry: its result, once there is one
-            return _queue(record, payment, listing, digest, requirement, agent_key)
+            # A new payment: counted before the chain is asked anything (a refusal here rolls the
+            # row back: nothing is stored for it).
+            _count(lambda: consume("payment", ip=client, wallet=payment.payer.lower()))
+            in_flight = _payer_in_flight(record)
+            return _queue(record, payment, listing, digest, requirement, agent_key, in_flight)
     except IntegrityError:  # two new payments under one payment identifier at once
         raise _identifier_reused(payment) from None
+
+
+def served_until(record: X402Payment) -> float:
+    """Unix time until which a settled payment's header is served again (to whoever presents it):
+    its validBefore, and at most a download link's life (DOWNLOAD_TOKEN_SECONDS) after it settled."""
+    until = float(int(record.valid_before))
+    if record.settled_at is not None:
+        until = min(until, record.settled_at.timestamp() + settings.DOWNLOAD_TOKEN_SECONDS)
+    return until
+
+
+class Throttled(PaymentRefused):
+    """Over one of the paid URL's rates (marketplace.limits): 429 with Retry-After."""
+
+    default_status = 429
+
+    def __init__(self, exceeded: LimitExceeded):
+        super().__init__("throttled", exceeded.message)
+        self.retry_after = exceeded.retry_after
+
+
+def _count(consuming) -> None:
+    try:
+        consuming()
+    except LimitExceeded as exceeded:
+        raise Throttled(exceeded) from None
+
+
+def _count_download(record: X402Payment) -> None:
+    """A settled payment served again is a download like a link's: counted against the payer's
+    `download` rate (LIMITS["download"]["wallet"]); raises Throttled over it."""
+    _count(lambda: consume("download", wallet=record.payer.lower()))
 
 
 def _identifier_reused(payment: Payment) -> PaymentRefused:
@@ -147,7 +218,42 @@ def _check_identifier(payment: Payment, digest: str) -> None:
     other.save(update_fields=["payment_identifier", "updated_at"])
 
 
-def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str, requirement, agent_key: str):
+def unsendable(action: OperatorAction) -> str:
+    """The operator sender's check before it signs a settlement (settings.CHAIN_PURCHASE_CHECK):
+    why the payment must not be sent now. Its agent key, revoked or expired since the payment was
+    claimed, stops it: the action fails with the reason and the reservation is released."""
+    record = X402Payment.objects.filter(action_id=action.pk).first()
+    if record is None:
+        return ""
+    return agent_keys.unusable_key(budget_ref(record))
+
+
+def _payer_in_flight(record: X402Payment) -> int:
+    """What the payer's settlements not yet resolved (settling, timed out) take of its balance of
+    the row's token, under a lock on the payer held to the end of the claim's transaction: two
+    payments of one payer are verified one after the other, each seeing the other's row. Raises
+    PaymentRefused: 403 `payer_suspended` when one of the payer's settlements reverted on-chain in
+    the last 24 hours (the relayer paid for it), 409 `payment_in_flight` when one of them buys
+    the same listing (its own header is the one to send again)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"x402-payer:{record.chain_id}:{record.payer}"])
+    payments = X402Payment.objects.filter(chain_id=record.chain_id, payer=record.payer).exclude(pk=record.pk)
+    if payments.filter(status=Status.FAILED, action__transaction__reverted=True,
+                       action__updated_at__gt=timezone.now() - timedelta(seconds=SUSPENSION)).exists():
+        raise PaymentRefused("payer_suspended", f"A settlement of {record.payer}'s reverted on the chain in the last "
+                             f"{SUSPENSION // 3600} hours, at the marketplace's cost: payments from this wallet are "
+                             "not taken for now. Buy from the wallet with the market's purchase.", status=403)
+    in_flight = payments.filter(market=record.market, token=record.token, status__in=(Status.SETTLING,
+                                                                                        Status.TIMED_OUT))
+    if in_flight.filter(listing_id=record.listing_id).exists():
+        raise PaymentInFlight("payment_in_flight", f"A payment of {record.payer}'s for listing {record.listing_id} "
+                              "is being settled: send that payment's header again (it is served once settled, "
+                              "and never charged twice) rather than a new authorization.")
+    return int(in_flight.aggregate(total=Sum("amount"))["total"] or 0)
+
+
+def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str, requirement, agent_key: str,
+           in_flight: int = 0):
     """Reserve, verify, queue (inside _claim's transaction, the row locked)."""
     record.payload_sha256, record.x402_version = digest, payment.version
     record.payment_identifier, record.listing_id, record.version_id = (
@@ -159,12 +265,12 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
         # verified or broadcast.
         reserved = _reserve(record, listing, agent_key)
         wanted = requirement()
-        verify(payment, wanted)
+        verify(payment, wanted, in_flight=in_flight)
     except Refused as exc:  # a PaymentRefused, or the agent keys' own refusals (AgentKeyRefused)
         record.status, record.error_code, record.error = Status.REFUSED, exc.code, exc.message
         record.save()
         if reserved:
-            agent_keys.release(budget_ref(record))
+            _move_ledger(record)
         return record, exc
     action = OperatorAction.objects.create(
         kind=OperatorAction.Kind.PURCHASE_WITH_AUTHORIZATION, chain_id=settings.CHAIN_ID, market=wanted.pay_to,
@@ -206,9 +312,7 @@ def _await(record: X402Payment) -> X402Payment:
     while True:
         record = _look(record)
         if record.status == Status.FAILED:
-            raise PaymentRefused("settlement_failed", f"The payment was not settled: {record.error or record.error_code}. "
-                                 "Nothing was taken from the payer: ask for the resource again and sign a new "
-                                 "authorization.", status=402)
+            raise _settlement_failed(record)
         if record.status == Status.REFUSED:  # on_done cannot make one; a refused retry is re-checked
             raise PaymentRefused(record.error_code or "refused", record.error or "The payment was refused.")
         if record.status == Status.SETTLED and _confirmed_enough(record):
@@ -236,10 +340,49 @@ def _await(record: X402Payment) -> X402Payment:
             time.sleep(min(0.5, max(0.0, remaining)))  # confirmations: a new block
 
 
+def _settlement_failed(record: X402Payment) -> PaymentRefused:
+    """The answer to a payment whose settlement failed. When its authorization is used on the token
+    all the same and no order came of it (someone sent it straight to the token, before or instead
+    of the relayer's purchase), the payer was charged: the money sits in the market without an
+    order and the stray-transfer handler returns it (orders.strays); the answer says so, never
+    "nothing was taken"."""
+    reason = record.error or record.error_code
+    if record.error_code != PAID_WITHOUT_ORDER and _authorization_used(record):
+        X402Payment.objects.filter(pk=record.pk).update(error_code=PAID_WITHOUT_ORDER, updated_at=timezone.now())
+        record.error_code = PAID_WITHOUT_ORDER
+    if record.error_code == PAID_WITHOUT_ORDER:
+        return PaymentRefused(
+            "settlement_failed", f"The payment was not settled as a purchase ({reason}), but its authorization "
+            "was used on the token all the same: someone sent it straight to the token, so "
+            f"{int(record.amount)} base units went from {record.payer} to the market without an order. They are "
+            "returned to that wallet automatically once the transfer has the chain's confirmations: its returns "
+            f"are listed at {reverse('my-returns')} and on {reverse('web:library')} (signed in as the wallet). To buy "
+            "the version, ask for the resource again and sign a new authorization.", status=402)
+    return PaymentRefused("settlement_failed", f"The payment was not settled: {reason}. Nothing was taken from "
+                          "the payer: ask for the resource again and sign a new authorization.", status=402)
+
+
+def _authorization_used(record: X402Payment) -> bool:
+    """Whether the row's authorization is used on the token while no order of this market came of
+    it (False when the chain cannot be asked: the answer then says nothing was taken, as the
+    settlement's own failure means)."""
+    if record.tx_hash and Order.objects.filter(chain_id=record.chain_id, market=record.market, buyer=record.payer,
+                                               listing_id=record.listing_id, tx_hash=record.tx_hash).exists():
+        return False
+    try:
+        token = TestUSDC(get_web3(), record.token)
+        return bool(token.authorization_state(record.payer, bytes.fromhex(record.nonce[2:])))
+    except Exception:
+        logger.warning("x402 payment %s: the token's authorizationState could not be read", record.pk, exc_info=True)
+        return False
+
+
 def _look(record: X402Payment) -> X402Payment:
     """The row as the chain and its action say now: settled from the action (confirmed) or from
     its mined receipt, failed with the action."""
     record.refresh_from_db()
+    if record.ledger_pending:
+        _repair(record.pk)
     if record.status not in (Status.SETTLING, Status.TIMED_OUT) or record.action_id is None:
         return record
     action = OperatorAction.objects.select_related("transaction").get(pk=record.action_id)
@@ -317,14 +460,9 @@ def _finish(pk: int, status: str, **fields) -> None:
             record.block_number, record.order_id = fields.get("block_number"), fields.get("order_id")
             record.settled_at = timezone.now()
         record.save()
-        if status == Status.SETTLED and record.order_id is not None:
-            agent_keys.spend(budget_ref(record), chain_id=record.chain_id, order_id=int(record.order_id),
-                             tx_hash=record.tx_hash)
-        elif status == Status.SETTLED:  # confirmed without its OrderCreated stored: never seen; keep counting
-            logger.warning("x402 payment %s settled in %s without an order id: its agent key's reservation "
-                           "stays counted", pk, record.tx_hash)
-        elif status == Status.FAILED:
-            agent_keys.release(budget_ref(record))
+        if status == Status.SETTLED and record.order_id is None:  # its OrderCreated not stored: never seen
+            logger.warning("x402 payment %s settled in %s without an order id", pk, record.tx_hash)
+        _move_ledger(record)
 
 
 def _timed_out(record: X402Payment) -> None:
@@ -334,18 +472,73 @@ def _timed_out(record: X402Payment) -> None:
             return
         record.status = Status.TIMED_OUT
         record.save(update_fields=["status", "updated_at"])
-        agent_keys.hold(budget_ref(record))
+        _move_ledger(record)
+
+
+def _move_ledger(record: X402Payment) -> None:
+    """Move the payer's agent key ledger as the row says now (spent once settled, released once
+    refused or failed, held once timed out; nothing for a payer without a key), in a savepoint.
+    It never raises: it runs in the operator sender's settlement transaction (through `on_done`),
+    and a ledger that fails there must neither undo the settlement nor stop the sender's other
+    work. A failure is logged with the payment and flags the row `ledger_pending`, which
+    `repair_ledgers` (beat, and a retry's look at the row) moves later."""
+    ref = budget_ref(record)
+    try:
+        with transaction.atomic():
+            if record.status == Status.SETTLED:
+                agent_keys.spend(ref, chain_id=record.chain_id, tx_hash=record.tx_hash,
+                                 order_id=None if record.order_id is None else int(record.order_id))
+            elif record.status in (Status.FAILED, Status.REFUSED):
+                agent_keys.release(ref)
+            elif record.status == Status.TIMED_OUT:
+                agent_keys.hold(ref)
+        pending = False
+    except Exception:
+        logger.exception("x402 payment %s (%s): its agent key's ledger could not be moved; it is moved later",
+                         record.pk, record.status)
+        pending = True
+    if record.ledger_pending != pending:
+        X402Payment.objects.filter(pk=record.pk).update(ledger_pending=pending)
+        record.ledger_pending = pending
+
+
+def repair_ledgers(*, limit: int = 500) -> int:
+    """What a failure left behind, moved again: the agent key ledgers of rows flagged
+    `ledger_pending`, and the rows still settling or timed out whose operator action is resolved
+    (an `on_done` that failed in the sender). Idempotent; returns the rows whose ledger it moved."""
+    moved = 0
+    for pk in X402Payment.objects.filter(ledger_pending=True).order_by("pk").values_list("pk", flat=True)[:limit]:
+        moved += _repair(pk)
+    resolved = (ActionStatus.CONFIRMED, ActionStatus.FAILED, ActionStatus.CANCELLED)
+    for action in OperatorAction.objects.filter(
+            status__in=resolved, pk__in=X402Payment.objects.filter(
+                status__in=(Status.SETTLING, Status.TIMED_OUT), action__isnull=False).values("action_id"))[:limit]:
+        on_done(action)
+    return moved
+
+
+def _repair(pk: int) -> bool:
+    with transaction.atomic():
+        record = X402Payment.objects.select_for_update().get(pk=pk)
+        if not record.ledger_pending:
+            return False
+        _move_ledger(record)
+        return not record.ledger_pending
 
 
 def order_access(record: X402Payment):
     """Whether the settled payment still gives its payer the file: a callable a running stream
-    asks again, once the order its settlement made is indexed and not refunded in full, or, before
-    the indexer has read the settlement's block (served from its receipt), unless a refund was
-    indexed meanwhile. Raises PaymentRefused: 403 `not_bought` (refunded in full), 410
-    `order_gone` (the chain was reset, or the indexer read past the block and holds no such order:
-    a reorganisation dropped it)."""
-    orders = Order.objects.filter(chain_id=record.chain_id, tx_hash=record.tx_hash, buyer=record.payer,
-                                  listing_id=record.listing_id)
+    asks again, once the order its settlement made is indexed (on the market deployed now) and not
+    refunded in full, or, before the indexer has read the settlement's block (served from its
+    receipt), unless a refund was indexed meanwhile. Raises PaymentRefused: 403 `not_bought`
+    (refunded in full), 410 `order_gone` (the chain was reset or the market deployed afresh, or
+    the indexer read past the block and holds no such order: a reorganisation dropped it)."""
+    if record.market != deployed_address(record.chain_id, "DataMarket"):
+        raise PaymentRefused("order_gone", "This payment was settled on a market that is no longer this server's "
+                             "(it was deployed afresh): nothing is served for it. Ask for the resource again and "
+                             "sign a new authorization.", status=410)
+    orders = Order.objects.filter(chain_id=record.chain_id, market=record.market, tx_hash=record.tx_hash,
+                                  buyer=record.payer, listing_id=record.listing_id)
     status = orders.values_list("status", flat=True).first()
     if status == Order.Status.REFUNDED:
         raise PaymentRefused("not_bought", "The order this payment made was refunded in full: it no longer gives "

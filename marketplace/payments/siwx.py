@@ -82,6 +82,8 @@ def parse(value: str) -> SignIn:
         document = json.loads(base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8"))
     except (binascii.Error, ValueError):
         raise _malformed(f"The {HEADER} header is not base64 of UTF-8 JSON.") from None
+    except RecursionError:  # nesting deeper than the parser's stack: no sign-in is shaped like that
+        raise _malformed(f"The {HEADER} header's JSON is nested too deeply.") from None
     if not isinstance(document, dict):
         raise _malformed(f"The {HEADER} header must decode to a JSON object.")
     fields = {}

@@ -18,7 +18,11 @@ from marketplace.chain.client import OperatorKeyMissing, get_web3, operator_acco
 from marketplace.chain.contracts import DataMarket, TestUSDC
 from marketplace.chain.services import deployed_address
 
-from .x402 import Payment, PaymentRefused, Requirement, caip2_network
+from .x402 import Payment, PaymentInFlight, PaymentRefused, Requirement, caip2_network
+
+#: Seconds of clock skew allowed on top of maxTimeoutSeconds for a payment's validBefore (the
+#: official client signs now + maxTimeoutSeconds).
+VALID_BEFORE_MARGIN = 120
 
 TYPES = {
     "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
@@ -84,9 +88,10 @@ def requirement_for(listing_id: int, *, resource: str, description: str = "",
                        token_version=domain["version"], description=description, mime_type=mime_type)
 
 
-def verify(payment: Payment, requirement: Requirement, *, now: int | None = None) -> str:
+def verify(payment: Payment, requirement: Requirement, *, now: int | None = None, in_flight: int = 0) -> str:
     """The checksummed payer once `payment` pays `requirement` exactly and would settle now.
-    The checks, in order, each refused with its own code (docs/agent-payments.md)."""
+    The checks, in order, each refused with its own code (docs/agent-payments.md). `in_flight` is
+    what the payer's other settlements not yet resolved will take of the same balance."""
     now = int(time.time()) if now is None else now
     if payment.network != requirement.network:
         raise PaymentRefused("wrong_network", f"The payment is for network {payment.network!r}; this market takes "
@@ -110,6 +115,13 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
     if payment.valid_before <= now + settings.X402_SETTLEMENT_SECONDS:
         raise PaymentRefused("expires_too_soon", f"The authorization must stay valid more than "
                              f"{settings.X402_SETTLEMENT_SECONDS} seconds from now, for the settlement.")
+    longest = settings.X402_TIMEOUT_SECONDS + VALID_BEFORE_MARGIN
+    if payment.valid_before > now + longest:
+        # A settled payment is served again to whoever presents its header until validBefore: a
+        # far one would make the header a long-lived bearer pass.
+        raise PaymentRefused("valid_too_long", f"The authorization's validBefore is {payment.valid_before}: it "
+                             f"may be at most {longest} seconds from now ({now + longest}); sign it for "
+                             f"maxTimeoutSeconds ({settings.X402_TIMEOUT_SECONDS}) from now, as x402 clients do.")
     dm = market()
     if dm.address != requirement.pay_to:
         raise PaymentRefused("wrong_pay_to", f"The market is {dm.address} now; ask for the resource again.")
@@ -144,6 +156,12 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
     if used:
         raise PaymentRefused("nonce_used", "This authorization's nonce is used or cancelled on the token: sign a new "
                              "one with a fresh nonce.", status=409)
+    if balance < payment.value + in_flight:
+        # Each settlement in flight was verified against this same balance: sent together, all
+        # but what it covers would revert, at the relayer's cost.
+        raise PaymentInFlight("payment_in_flight", f"{payment.payer} holds {balance} base units of the token, and "
+                              f"payments of {in_flight} base units from it are being settled: this one "
+                              f"({payment.value}) would not be covered. Send it again once they are settled.")
     _simulate(dm, requirement.listing_id, payment)
     return payment.payer
 
@@ -165,7 +183,15 @@ def _simulate(dm: DataMarket, listing_id: int, payment: Payment) -> None:
     except PaymentRefused:
         raise
     except ContractLogicError as exc:
-        raise PaymentRefused("would_revert", f"The market would refuse this payment: "
-                             f"{reverts.describe(exc, dm.contract.abi)}.", status=402) from None
+        reason = reverts.describe(exc, dm.contract.abi)
+        if reason.startswith("DataMarketAlreadyPurchased"):
+            raise PaymentRefused("would_revert", f"{payment.payer} already holds a live order of listing {listing_id} "
+                                 f"(the market would refuse this payment: {reason}): the version is yours, and "
+                                 "nothing was taken for this payment. If an earlier "
+                                 "payment of yours timed out, send that payment's header again (it is served once "
+                                 "settled); otherwise download the version again with sign-in-with-x (ask for the "
+                                 "resource and sign its challenge).", status=402) from None
+        raise PaymentRefused("would_revert", f"The market would refuse this payment: {reason}.",
+                             status=402) from None
     except Exception:
         raise _unreachable() from None

@@ -31,7 +31,7 @@ from marketplace.orders.selectors import paid_orders
 from . import siwx, x402
 from .discovery import MIME_TYPES
 from .models import X402Payment
-from .settlement import canonical, order_access, settle
+from .settlement import Throttled, canonical, order_access, payment_key, settle
 from .verify import requirement_for
 from .x402 import Payment, PaymentRefused
 
@@ -53,7 +53,7 @@ def paid_download(request, listing_id: int):
         _refuse_banned(payment, listing)
         _refuse_missing_file(listing)
         record = settle(payment, listing=listing, requirement=lambda: _requirement(request, listing),
-                        agent_key=request.headers.get(agent_keys.HEADER, ""))
+                        agent_key=request.headers.get(agent_keys.HEADER, ""), client=client_network(request))
         return _serve(request, listing, payment, record)
     except Refused as exc:  # PaymentRefused, or a budget hook's refusal (agent keys)
         return _refused(request, exc, listing, payment)
@@ -123,16 +123,6 @@ def _with_requirement(response, request, listing: Listing, requirement: x402.Req
     return response
 
 
-class Throttled(PaymentRefused):
-    """Too many 402 answers to one client address: each stores a sign-in nonce and reads the chain."""
-
-    default_status = 429
-
-    def __init__(self, exceeded: LimitExceeded):
-        super().__init__("throttled", exceeded.message)
-        self.retry_after = exceeded.retry_after
-
-
 def _count_challenge(request) -> None:
     """Count a 402 answer (its sign-in nonce) against the client address's rate
     (LIMITS["payment_required"]); raises Throttled (429) over it."""
@@ -156,8 +146,8 @@ def _refuse_banned(payment: Payment, listing: Listing) -> None:
     if ban is None:
         return
     if ban.before_block is not None and X402Payment.objects.filter(
-            chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer, nonce=payment.nonce,
-            payload_sha256=canonical(payment, listing.listing_id), status=X402Payment.Status.SETTLED,
+            **payment_key(payment, listing), payload_sha256=canonical(payment, listing.listing_id),
+            status=X402Payment.Status.SETTLED,
             block_number__lte=ban.before_block).exists():
         return
     raise PaymentRefused("banned", REFUSALS[BUY], status=403)
@@ -168,7 +158,12 @@ def _response_header(payment: Payment) -> str:
 
 
 def _serve(request, listing: Listing, payment: Payment, record: X402Payment):
-    # A retry too: the order must still be there (a chain reset or a reorganisation takes it).
+    # A retry too: the payment bought this listing's version, and its order must still be there, on
+    # the market deployed now (a chain reset, a redeploy or a reorganisation takes it).
+    if record.version_id != listing.version_id:
+        raise PaymentRefused("order_gone", f"This payment bought another version than the one listing "
+                             f"{listing.listing_id} sells now (the listing was read again from the chain): nothing "
+                             "is served for it here.", status=410)
     allowed = order_access(record)
     response = send_file(request, listing.version, buyer=record.payer, allowed=allowed)
     response[_response_header(payment)] = x402.payment_response(
@@ -195,13 +190,15 @@ def _refused(request, exc: Refused, listing: Listing | None, payment: Payment | 
             body["accepts"] = [requirement.accepts_v1()]
     response = JsonResponse(body, status=exc.status)
     response["Cache-Control"] = "no-store"
-    if isinstance(exc, Throttled):
+    if getattr(exc, "retry_after", None):  # throttled, a payment in flight
         response["Retry-After"] = str(exc.retry_after)
     if requirement is not None:
         _with_requirement(response, request, listing, requirement, exc.message)
     if payment is not None and listing is not None and exc.code in ("settlement_failed", "settlement_pending"):
-        record = X402Payment.objects.filter(chain_id=settings.CHAIN_ID, token=listing.token, payer=payment.payer,
-                                            nonce=payment.nonce).first()
+        try:
+            record = X402Payment.objects.filter(**payment_key(payment, listing)).first()
+        except PaymentRefused:  # the market is gone meanwhile
+            record = None
         response[_response_header(payment)] = x402.payment_response(
             transaction=record.tx_hash if record is not None else "", network=x402.header_network(payment),
             payer=payment.payer, success=False, error_reason=exc.code)

@@ -38,6 +38,15 @@ class PaymentRefused(Refused):
     default_status = 402
 
 
+class PaymentInFlight(PaymentRefused):
+    """The payer's settlements not yet resolved already take what its balance covers, or one of
+    them buys the same listing: sent together, one would revert at the relayer's cost. 409, to be
+    sent again in a few seconds (Retry-After)."""
+
+    default_status = 409
+    retry_after = 3
+
+
 @dataclass(frozen=True)
 class Requirement:
     """What one listing asks of a payment: `amount` of `asset` to `pay_to` (the market) on
@@ -227,6 +236,8 @@ def _decode(value: str, header: str) -> dict:
         document = json.loads(text)
     except ValueError:
         raise _malformed("bad_json", f"The {header} header does not decode to JSON.") from None
+    except RecursionError:  # nesting deeper than the parser's stack: no payment is shaped like that
+        raise _malformed("bad_json", f"The {header} header's JSON is nested too deeply.") from None
     if not isinstance(document, dict):
         raise _malformed("bad_json", f"The {header} header must decode to a JSON object.")
     return document

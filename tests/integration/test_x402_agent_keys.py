@@ -213,6 +213,75 @@ def test_a_timed_out_settlement_is_held_then_spent_when_the_sender_settles_it(ch
     assert AgentSpend.objects.count() == 1 and agent_keys.used(key) == PRICE
 
 
+def test_a_ledger_that_fails_when_the_sender_settles_is_repaired_later(chain, client, listed, payer, settings,
+                                                                       monkeypatch):
+    """`spend` raising in the sender's settlement transaction: the settlement stands, the sender
+    goes on, the row is flagged; the beat's repair (then a retry's look) spends it."""
+    from marketplace.payments import settlement
+
+    _, listing_id = listed
+    key, secret = key_for(payer)
+    header = v2(chain, listing_id, payer)
+    settings.X402_SETTLEMENT_SECONDS = 1
+    with SenderHeld():
+        refused(pay(client, listing_id, header, secret), 504, "settlement_pending")
+    real_spend = agent_keys.spend
+
+    def failing(payment_ref, **settled):
+        raise RuntimeError("ledger unavailable")
+
+    monkeypatch.setattr(agent_keys, "spend", failing)
+    assert sender.send_operator_actions().confirmed == 1
+    row = X402Payment.objects.get()
+    assert row.status == "settled" and row.order_id is not None and row.ledger_pending
+    assert AgentSpend.objects.get().state == "held" and agent_keys.used(key) == PRICE  # still counted
+    assert settlement.repair_ledgers() == 0  # the ledger still fails: the flag stays
+    assert X402Payment.objects.get().ledger_pending
+
+    monkeypatch.setattr(agent_keys, "spend", real_spend)
+    assert settlement.repair_ledgers() == 1
+    spend, row = AgentSpend.objects.get(), X402Payment.objects.get()
+    assert spend.state == "spent" and spend.order_id == row.order_id and not row.ledger_pending
+    assert settlement.repair_ledgers() == 0
+    again = pay(client, listing_id, header, secret)
+    assert again.status_code == 200 and body(again) == CONTENT and agent_keys.used(key) == PRICE
+
+
+def test_a_retry_repairs_its_own_ledger(chain, client, listed, payer, monkeypatch):
+    _, listing_id = listed
+    key, secret = key_for(payer)
+    header = v2(chain, listing_id, payer)
+    real_spend = agent_keys.spend
+    monkeypatch.setattr(agent_keys, "spend", lambda payment_ref, **settled: 1 / 0)
+    first = pay(client, listing_id, header, secret)
+    assert first.status_code == 200 and body(first) == CONTENT  # settled and served all the same
+    assert X402Payment.objects.get().ledger_pending and AgentSpend.objects.get().state == "reserved"
+    monkeypatch.setattr(agent_keys, "spend", real_spend)
+    assert pay(client, listing_id, header, secret).status_code == 200
+    assert AgentSpend.objects.get().state == "spent" and not X402Payment.objects.get().ledger_pending
+
+
+def test_a_key_revoked_before_its_settlement_is_sent_stops_it(chain, client, listed, payer, settings):
+    """The sender's pre-check (settings.CHAIN_PURCHASE_CHECK): the action fails with the reason,
+    nothing is broadcast, the reservation is released, and the payer is told why."""
+    _, listing_id = listed
+    key, secret = key_for(payer)
+    header = v2(chain, listing_id, payer)
+    settings.X402_SETTLEMENT_SECONDS = 1
+    with SenderHeld():
+        refused(pay(client, listing_id, header, secret), 504, "settlement_pending")
+    agent_keys.revoke(key)
+    untouched = Untouched(chain, payer)
+    report = sender.send_operator_actions()
+    assert report.failed == 1 and not report.transactions
+    untouched.check()
+    row = X402Payment.objects.get()
+    assert row.status == "failed" and "revoked" in row.error
+    assert AgentSpend.objects.get().state == "released" and agent_keys.used(key) == 0
+    document = refused(pay(client, listing_id, header, secret), 402, "settlement_failed")
+    assert "revoked" in document["error"] and "Nothing was taken" in document["error"]
+
+
 def test_a_timed_out_settlement_that_then_fails_is_released(chain, client, listed, payer, settings):
     _, listing_id = listed
     publisher = Account.from_key(PUBLISHER_KEY).address

@@ -16,7 +16,7 @@ from x402.schemas import PaymentPayload
 
 from marketplace.chain.services import deploy_contract
 from marketplace.payments import x402 as headers
-from marketplace.payments.verify import requirement_for, transfer_typed_data, verify
+from marketplace.payments.verify import VALID_BEFORE_MARGIN, requirement_for, transfer_typed_data, verify
 from marketplace.payments.x402 import PaymentRefused
 from tests.conftest import DEV_KEYS, free_port
 from tests.integration.test_operator_sender import PRICE, new_listing
@@ -187,6 +187,17 @@ def test_the_validity_window_is_checked(chain, requirement, payer, settings):
     refused(signed_payment(chain, requirement, payer, valid_after=at + 600), requirement, "not_yet_valid", now=at)
     soon = signed_payment(chain, requirement, payer, valid_before=at + settings.X402_SETTLEMENT_SECONDS)
     refused(soon, requirement, "expires_too_soon", now=at)
+
+
+def test_a_valid_before_beyond_max_timeout_and_its_margin_is_refused(chain, requirement, payer, settings):
+    """A settled header is served again until its validBefore: a far one would be a bearer pass."""
+    at = now(chain)
+    longest = settings.X402_TIMEOUT_SECONDS + VALID_BEFORE_MARGIN
+    far = refused(signed_payment(chain, requirement, payer, valid_before=at + longest + 1), requirement,
+                  "valid_too_long", now=at)
+    assert far.status == 402 and str(settings.X402_TIMEOUT_SECONDS) in far.message
+    assert verify(signed_payment(chain, requirement, payer, valid_before=at + longest), requirement,
+                  now=at) == payer.address
 
 
 def test_a_used_nonce_is_refused(chain, requirement, payer, listing_id):

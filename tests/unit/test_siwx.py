@@ -69,6 +69,7 @@ def test_the_official_clients_answer_is_read_into_the_message_it_signed():
 
 @pytest.mark.parametrize("value", ["", "   ", "not base64!", base64.b64encode(b"\xff\xfe").decode(),
                                    base64.b64encode(b"{not json").decode(), base64.b64encode(b"[1, 2]").decode(),
+                                   base64.b64encode(b"[" * 3000 + b"]" * 3000).decode(),
                                    "A" * (siwx.MAX_HEADER + 4)])
 def test_a_header_that_is_not_base64_json_is_malformed(value):
     assert refused("siwx_malformed", value).status == 400

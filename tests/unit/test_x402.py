@@ -223,6 +223,7 @@ MALFORMED = [
     (base64.b64encode(b"\xff\xfe").decode(), "bad_encoding"),
     (base64.b64encode(b"{not json").decode(), "bad_json"),
     (b64([1, 2]), "bad_json"),
+    (base64.b64encode(b"[" * 3000 + b"]" * 3000).decode(), "bad_json"),  # deeper than the parser's stack
     (b64({**v2_document(), "x402Version": 1}), "unsupported_version"),
     (b64({**v2_document(), "x402Version": True}), "unsupported_version"),
     (b64(without(v2_document(), "x402Version")), "unsupported_version"),
