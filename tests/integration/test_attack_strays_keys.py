@@ -170,9 +170,6 @@ def test_s2_a_stray_mined_again_at_another_log_index_is_returned_once(chain, pay
     assert StrayTransfer.objects.filter(payer=payer.address).count() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="S-3: a return whose stray transfer a reorganisation dropped for good is "
-                   "broadcast again byte for byte by the sender (_reconcile) and paid out of other people's surplus: "
-                   "the payer, whose money never left, is paid the pushed amount")
 def test_s3_a_return_whose_stray_left_the_chain_is_not_paid_from_other_surplus(chain, payer, stranger, victim):
     usdc = chain.token
     other = Account.create()
