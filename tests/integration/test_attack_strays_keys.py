@@ -200,10 +200,6 @@ def test_s3_a_return_whose_stray_left_the_chain_is_not_paid_from_other_surplus(c
     assert chain.market.surplus(usdc.address) == PRICE, "the victim's transfer is still in the market"
 
 
-@pytest.mark.xfail(strict=True, reason="K-1: revoking (or the expiry of) an agent's key frees its wallet: the agent, "
-                   "which holds the wallet's key, keeps paying through the paid URL by leaving the X-Agent-Key "
-                   "header out, with no limit at all (documented, but the opposite of what an owner revoking a "
-                   "runaway agent wants)")
 @pytest.mark.parametrize("ended", ["revoked", "expired"])
 def test_k1_a_wallet_whose_key_was_revoked_or_expired_cannot_pay_without_limits(ended):
     created = make_key()
@@ -215,8 +211,6 @@ def test_k1_a_wallet_whose_key_was_revoked_or_expired_cannot_pay_without_limits(
         agent_keys.key_for_payment(None, AGENT)
 
 
-@pytest.mark.xfail(strict=True, reason="K-2 (low): POST /api/v1/me/agent-keys answers the key's secret without "
-                   "Cache-Control: no-store (the page /me/agents sets it)")
 def test_k2_the_api_answer_with_the_secret_is_not_stored_by_caches(client):
     from marketplace.accounts.services import wallet_user
 
