@@ -428,7 +428,8 @@ def stray_missing(w3, market: str, action: OperatorAction) -> str:
         return gone
     if receipt["blockNumber"] > w3.eth.block_number - settings.CHAIN_CONFIRMATIONS:
         return f"the stray transfer {payload['ref']} it returns has not {settings.CHAIN_CONFIRMATIONS} confirmations"
-    token, payer, amount = to_checksum_address(payload["token"]), to_checksum_address(payload["to"]), int(payload["amount"])
+    token, payer = to_checksum_address(payload["token"]), to_checksum_address(payload["to"])
+    amount = int(payload["amount"])
     market_topic = bytes(12) + bytes.fromhex(market[2:])
     positions = Counter()
     for log in receipt["logs"]:
