@@ -450,7 +450,8 @@ SPECTACULAR_SETTINGS = {
         "from a registered wallet without its key is refused (403 key_required), and each payment is held to "
         "the key's per-purchase maximum, cap per rolling 24 hours, expiry and allowed categories and "
         "publishers (401 unknown_key, key_revoked, key_expired; 403 wrong_wallet, category_not_allowed, "
-        "publisher_not_allowed; 402 over_purchase_max, over_daily_cap).",
+        "publisher_not_allowed; 402 over_purchase_max, over_daily_cap). A revoked or expired key's wallet is "
+        "refused without the key too (403 key_revoked, key_expired) until its owner releases the wallet.",
     }}},
 }
 SIWE_NONCE_TTL = env_int("SIWE_NONCE_TTL", 300)  # seconds a sign-in nonce stays usable

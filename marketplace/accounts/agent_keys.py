@@ -9,10 +9,18 @@ payment goes with (a payment from a registered wallet without its key is refused
 `reserve`s the price before it settles, and `release`s, `hold`s or `spend`s it after. Refund
 shares of disputed orders come back through the chain indexer (`on_refund_events`).
 
-The cap counts what was reserved, held or spent in the last 24 hours, each payment by the time
-it was reserved and net of the refunds of its order: a refund returns room to the budget while
-its payment is still in the window (after that, the payment no longer counts anyway), so the
-room never exceeds the cap. Amounts are integers in the token's base units.
+The cap counts what was reserved or spent in the last 24 hours, each payment by the time it was
+reserved and net of the refunds of its order, and every held payment (its settlement timed out
+and is not resolved: it may still make an order), whatever its age, until it is resolved: a
+refund returns room to the budget while its payment is still counted (after that, the payment no
+longer counts anyway), so the room never exceeds the cap. Amounts are integers in the token's
+base units.
+
+A key binds its wallet until its owner releases the wallet, whether the key is live or ended: a
+payment from the wallet of a revoked or expired key is refused (`key_revoked`, `key_expired`),
+with or without the key, until the owner releases it (`release_wallet`). An owner revoking a
+runaway agent's key wants its payments stopped, and the agent holds the wallet's own key: were
+the wallet freed, it would go on paying, with no limits at all.
 """
 from __future__ import annotations
 
@@ -145,8 +153,9 @@ def create(owner: User, *, nonce: str | None = None, wallet_signature: str | Non
     owner's own without the wallet's signature of a challenge issued to the owner for it
     (`nonce`, `wallet_signature`; see `check_proof`); and a wallet that already has a live key
     (409: `wallet_has_key` when it is one of the owner's keys, to revoke first, before the
-    proof is asked for; `wallet_registered` when another user's, told only to the wallet's
-    holder). A proof sent for the owner's own wallet is checked too. The challenge is used
+    proof is asked for; `wallet_registered` when another user's key binds it, live or ended and
+    not released, told only to the wallet's holder). The owner's own ended keys of the wallet
+    are released: the new key binds it. A proof sent for the owner's own wallet is checked too. The challenge is used
     only when the key is made."""
     now = now or timezone.now()
     terms = checked_terms(now=now, **terms)
@@ -156,15 +165,17 @@ def create(owner: User, *, nonce: str | None = None, wallet_signature: str | Non
         # One creation per wallet at a time, so that two cannot both find it free.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"agent-key-wallet:{wallet}"])
-        live = _live(AgentKey.objects.filter(wallet=wallet), now).first()
+        bound = _bound(AgentKey.objects.filter(wallet=wallet))
+        live = _live(bound, now).first()
         if live is not None and live.owner_id == owner.pk:
             raise _has_key(live)
         challenge = None
         if nonce or wallet_signature or proof_needed(owner, wallet):
             challenge = check_proof(owner, wallet, nonce=nonce, wallet_signature=wallet_signature, now=now)
-        if live is not None:
+        if live is not None or bound.exclude(owner=owner).exists():
             raise AgentKeyRefused("wallet_registered", "Another account has registered this wallet for its agent.",
                                   status=409, field="wallet")
+        bound.update(wallet_released_at=now)  # the owner's ended keys: the new key binds the wallet now
         key = AgentKey.objects.create(owner=owner, prefix=secret[:SHOWN], secret_hash=secret_hash(secret),
                                       created_at=now, **terms)
         if challenge is not None:
@@ -295,8 +306,9 @@ def delete_spent_challenges(now=None) -> int:
 
 
 def revoke(key: AgentKey, *, now=None) -> AgentKey:
-    """Revoke at once: the next payment with it is refused (`reserve` reads it under its row
-    lock, so a payment already past `key_for_payment` is refused too). Idempotent."""
+    """Revoke at once: the next payment with it, or from its wallet without it, is refused
+    (`reserve` reads it under its row lock, so a payment already past `key_for_payment` is
+    refused too) until the owner releases the wallet. Idempotent."""
     with transaction.atomic():
         key = AgentKey.objects.select_for_update().get(pk=key.pk)
         if key.revoked_at is None:
@@ -305,8 +317,28 @@ def revoke(key: AgentKey, *, now=None) -> AgentKey:
     return key
 
 
+def release_wallet(key: AgentKey, *, now=None) -> AgentKey:
+    """The owner lets the wallet of an ended (revoked or expired) key pay as anyone again, with
+    no key and no limits. Refused (409 `key_live`) while the key is live: revoke it first.
+    Idempotent."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        key = AgentKey.objects.select_for_update().get(pk=key.pk)
+        if key.is_live(now):
+            raise AgentKeyRefused("key_live", "This key is live: revoke it before releasing its wallet.", status=409)
+        if key.wallet_released_at is None:
+            key.wallet_released_at = now
+            key.save(update_fields=["wallet_released_at"])
+    return key
+
+
 def _live(keys, now):
     return keys.filter(revoked_at__isnull=True, expires_at__gt=now)
+
+
+def _bound(keys):
+    """The keys that bind their wallets: live ones, and ended ones whose wallets were not released."""
+    return keys.filter(wallet_released_at__isnull=True)
 
 
 def _check_usable(key: AgentKey, now) -> None:
@@ -317,14 +349,22 @@ def _check_usable(key: AgentKey, now) -> None:
 
 
 def key_for_payment(raw_key: str | None, payer: str) -> AgentKey | None:
-    """The key a payment from `payer` is made with: None when no key was sent and `payer` is no
-    live key's wallet (an ordinary payer); else the key, or a refusal."""
+    """The key a payment from `payer` is made with: None when no key was sent and no key binds
+    `payer` (an ordinary payer); else the key, or a refusal: the wallet of a revoked or expired
+    key that its owner did not release pays with no key at all."""
     now = timezone.now()
     payer = to_checksum_address(payer)
     if raw_key is None or raw_key == "":
-        if _live(AgentKey.objects.filter(wallet=payer), now).exists():
+        bound = _bound(AgentKey.objects.filter(wallet=payer))
+        if _live(bound, now).exists():
             raise AgentKeyRefused("key_required", f"This wallet is registered to an agent key: send the key in "
                                   f"the {HEADER} header.", status=403)
+        ended = bound.order_by("-created_at", "-pk").first()
+        if ended is not None:
+            ended_how = "revoked" if ended.revoked_at is not None else "expired"
+            raise AgentKeyRefused(f"key_{ended_how}", f"This wallet's agent key has {ended_how}: its payments are "
+                                  "refused until the key's owner releases the wallet (or makes a new key).",
+                                  status=403)
         return None
     key = None
     if isinstance(raw_key, str) and _SECRET.match(raw_key.strip()):
@@ -340,9 +380,15 @@ def key_for_payment(raw_key: str | None, payer: str) -> AgentKey | None:
 # The ledger ------------------------------------------------------------------------------------
 
 
+def _counting(now) -> Q:
+    """The payments that count against a cap now: reserved or spent in the last 24 hours, and held
+    ones whatever their age (a held payment may still make an order until it is resolved)."""
+    return Q(state__in=COUNTED, created_at__gt=now - WINDOW) | Q(state=AgentSpend.State.HELD)
+
+
 def _window(key_id: int, now):
     """The key's payments that count now, oldest first, each with the refunds of its order."""
-    return (AgentSpend.objects.filter(key_id=key_id, state__in=COUNTED, created_at__gt=now - WINDOW)
+    return (AgentSpend.objects.filter(_counting(now), key_id=key_id)
             .annotate(refunded=Coalesce(Sum("refunds__amount"), Value(0), output_field=DecimalField(**MONEY)))
             .order_by("created_at", "pk"))
 
@@ -415,6 +461,8 @@ def _check_limits(key: AgentKey, *, amount: int, publisher: str, category: str, 
     left = max(0, cap - in_use)
     frees = None
     for spend in window:  # oldest first: room frees as each payment leaves the window
+        if spend.state == AgentSpend.State.HELD:
+            continue  # counts until it is resolved, not for a time
         left += _counted(spend)
         if left >= amount:
             frees = spend.created_at + WINDOW
@@ -460,7 +508,7 @@ def release(payment_ref: str) -> None:
 
 def hold(payment_ref: str) -> None:
     """The settlement timed out and is not resolved: the payment keeps counting until it is
-    spent or released."""
+    spent or released, however long that takes (not only for 24 hours)."""
     _move(payment_ref, AgentSpend.State.HELD, only_from=(AgentSpend.State.RESERVED,))
 
 
@@ -490,7 +538,7 @@ def keys_of(owner: User):
 
 
 def spending(keys, *, now=None) -> dict[int, dict]:
-    """Per key id: `used` (in the last 24 hours, net of refunds), `remaining` of the cap, and
+    """Per key id: `used` (in the last 24 hours and held, net of refunds), `remaining` of the cap, and
     `purchases` (spent payments, ever) and `refunded` (ever)."""
     now = now or timezone.now()
     keys = list(keys)
@@ -500,7 +548,7 @@ def spending(keys, *, now=None) -> dict[int, dict]:
     refunded = dict(AgentRefund.objects.filter(spend__key_id__in=ids).values("spend__key_id")
                     .annotate(total=Sum("amount")).values_list("spend__key_id", "total"))
     in_use = {k: 0 for k in ids}
-    for spend_row in (AgentSpend.objects.filter(key_id__in=ids, state__in=COUNTED, created_at__gt=now - WINDOW)
+    for spend_row in (AgentSpend.objects.filter(_counting(now), key_id__in=ids)
                       .annotate(refunded=Coalesce(Sum("refunds__amount"), Value(0),
                                                   output_field=DecimalField(**MONEY)))):
         in_use[spend_row.key_id] += _counted(spend_row)

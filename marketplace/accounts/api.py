@@ -222,6 +222,9 @@ class AgentKeySerializer(serializers.Serializer):
     allowed_publishers = serializers.ListField(child=serializers.CharField())
     status = serializers.CharField(help_text="live, revoked or expired")
     revoked_at = serializers.DateTimeField(allow_null=True)
+    wallet_bound = serializers.BooleanField(help_text="Whether the key binds its wallet: live, or ended and not "
+                                            "released (payments from the wallet are then refused)")
+    wallet_released_at = serializers.DateTimeField(allow_null=True, help_text="When the owner released the wallet")
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     spending = AgentSpendingSerializer()
@@ -255,6 +258,7 @@ def agent_key_body(key, spending: dict) -> dict:
         "max_per_purchase": str(key.max_per_purchase), "daily_cap": str(key.daily_cap),
         "expires_at": key.expires_at, "allowed_categories": key.allowed_categories,
         "allowed_publishers": key.allowed_publishers, "status": status, "revoked_at": key.revoked_at,
+        "wallet_bound": key.wallet_released_at is None, "wallet_released_at": key.wallet_released_at,
         "created_at": key.created_at, "last_used_at": key.last_used_at,
         "spending": {k: (v if k == "purchases" else str(v)) for k, v in spending.items()},
     }
@@ -335,7 +339,9 @@ class AgentKeysView(APIView):
         except agent_keys.AgentKeyRefused as exc:
             raise agent_key_refusal(exc) from None
         body = agent_key_body(created.key, agent_keys.spending([created.key])[created.key.pk])
-        return Response({**body, "secret": created.secret}, status=201)
+        response = Response({**body, "secret": created.secret}, status=201)
+        response["Cache-Control"] = "no-store"  # the secret is in this answer, and only in it
+        return response
 
 
 class AgentKeyView(APIView):
@@ -348,15 +354,32 @@ class AgentKeyView(APIView):
 
 
 class AgentKeyRevokeView(APIView):
-    """Revoke a key at once: the next payment made with it is refused (`key_revoked`), and a
-    payment from its wallet without a key is an ordinary payment again. Revoking twice is
-    harmless."""
+    """Revoke a key at once: the next payment made with it is refused (`key_revoked`), and so is
+    a payment from its wallet without a key, until you release the wallet
+    (`POST .../release-wallet`). Revoking twice is harmless."""
 
     permission_classes = [IsSignedIn]
 
     @extend_schema(request=None, responses={200: AgentKeySerializer, **errors(401, 403, 404)})
     def post(self, request, pk):
         key = agent_keys.revoke(_my_key(request, pk))
+        return Response(agent_key_body(key, agent_keys.spending([key])[key.pk]))
+
+
+class AgentKeyReleaseWalletView(APIView):
+    """Let the wallet of a revoked or expired key pay as anyone again, with no key and no limits
+    (until then its payments are refused: `key_revoked`, `key_expired`). Release it only once the
+    agent no longer holds the wallet's key. 409 `key_live` for a live key: revoke it first.
+    Releasing twice is harmless."""
+
+    permission_classes = [IsSignedIn]
+
+    @extend_schema(request=None, responses={200: AgentKeySerializer, **errors(401, 403, 404, 409)})
+    def post(self, request, pk):
+        try:
+            key = agent_keys.release_wallet(_my_key(request, pk))
+        except agent_keys.AgentKeyRefused as exc:
+            raise agent_key_refusal(exc) from None
         return Response(agent_key_body(key, agent_keys.spending([key])[key.pk]))
 
 

@@ -97,7 +97,10 @@ class AgentKey(models.Model):
     sha256 is kept, and its first characters (`prefix`) so that the owner can tell keys apart.
 
     Live while neither revoked nor expired; at most one live key per wallet (agent_keys.create
-    checks it under a lock: expiry is a time, so no index can say it)."""
+    checks it under a lock: expiry is a time, so no index can say it). A key binds its wallet
+    until the owner releases it (`wallet_released_at`), live or not: a revoked or expired key's
+    wallet is refused, so that an agent holding the wallet's own key cannot go on paying without
+    limits once its key ends."""
 
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="agent_keys")
     name = models.CharField(max_length=80)
@@ -112,6 +115,9 @@ class AgentKey(models.Model):
     allowed_publishers = ArrayField(models.CharField(max_length=42), default=list, blank=True,
                                     help_text="Dataset owners' checksummed addresses it may buy from; empty: any")
     revoked_at = models.DateTimeField(null=True, blank=True)
+    wallet_released_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner released the wallet of this ended key (it pays as anyone "
+        "again); until then its payments are refused")
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
 

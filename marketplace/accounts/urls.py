@@ -12,5 +12,7 @@ urlpatterns = [
     path("me/agent-keys/challenge", api.AgentWalletChallengeView.as_view(), name="my-agent-key-challenge"),
     path("me/agent-keys/<int:pk>", api.AgentKeyView.as_view(), name="my-agent-key"),
     path("me/agent-keys/<int:pk>/revoke", api.AgentKeyRevokeView.as_view(), name="my-agent-key-revoke"),
+    path("me/agent-keys/<int:pk>/release-wallet", api.AgentKeyReleaseWalletView.as_view(),
+         name="my-agent-key-release-wallet"),
     path("me/agent-keys/<int:pk>/purchases", api.AgentKeyPurchasesView.as_view(), name="my-agent-key-purchases"),
 ]

@@ -81,11 +81,15 @@ class AccessControlled(ContractWrapper):
         return self._transact(self.contract.functions.grantRole(self.role(name), _checksum(account)), sender)
 
 
-def surplus_reference(tx_hash: str | bytes, log_index: int) -> bytes:
-    """The reference a surplus return names: keccak256(abi.encode(txHash, logIndex)) of the stray
-    transfer's `Transfer` log, so that each stray transfer is answered once on-chain."""
+def surplus_reference(tx_hash: str | bytes, token: str, position: int) -> bytes:
+    """The reference a surplus return names: keccak256(abi.encode(txHash, token, n)) of the stray
+    transfer, the n-th (from 0) `Transfer` of `token` into the market in its transaction (of a
+    value above 0, mints and the market's own included), so that each stray transfer is answered
+    once on-chain. Its position in its own transaction, not its log index in the block: a
+    reorganisation that mines the transaction again elsewhere in a block must not make a second
+    reference, and a second return, for the same transfer."""
     tx = bytes.fromhex(tx_hash.removeprefix("0x")) if isinstance(tx_hash, str) else bytes(tx_hash)
-    return Web3.keccak(abi_encode(["bytes32", "uint256"], [tx, log_index]))
+    return Web3.keccak(abi_encode(["bytes32", "address", "uint256"], [tx, token, position]))
 
 
 class DataMarket(AccessControlled):

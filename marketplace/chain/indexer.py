@@ -208,26 +208,54 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 def unexplained_transfers(market: str, rows: Iterable[dict]) -> list[dict]:
     """The `Transfer` rows into `market` that no `OrderCreated` of the market in the same
-    transaction explains (same buyer and amount; one order explains one transfer), in chain order:
-    money that reached the market without an order. Mints (from the zero address) and the
-    market's transfers to itself are not money anyone sent. `rows` are ChainEvent values (dicts)."""
+    transaction explains (same buyer, token and amount; one order explains one transfer), in chain
+    order: money that reached the market without an order. The token counts: a transfer of another
+    token of the same base-unit value must never take a purchase's place (the purchase would then
+    look unexplained, and be "returned" out of other people's surplus). Mints (from the zero
+    address) and the market's transfers to itself are not money anyone sent. `rows` are ChainEvent
+    values (dicts)."""
     orders = Counter()
     into = []
     for row in rows:
         args = row["args"]
         if row["name"] == "OrderCreated" and row["address"] == market:
-            orders[(row["tx_hash"], args["buyer"], args["amount"])] += 1
+            orders[(row["tx_hash"], args["buyer"], args["token"], args["amount"])] += 1
         elif row["name"] == "Transfer" and args["to"] == market and args["from"] not in (ZERO_ADDRESS, market):
             into.append(row)
     found = []
     for row in sorted(into, key=lambda r: (r["block_number"], r["log_index"])):
         args = row["args"]
-        key = (row["tx_hash"], args["from"], args["value"])
+        key = (row["tx_hash"], args["from"], row["address"], args["value"])
         if orders[key] > 0:
             orders[key] -= 1
         else:
             found.append(row)
     return found
+
+
+def pushed_authorization(transfer: dict, rows: Iterable[dict]) -> bool:
+    """Whether the `Transfer` row `transfer` is an EIP-3009 authorization sent straight to the
+    token: the log just before it in its transaction is its own token's `AuthorizationUsed` naming
+    the transfer's `from` (the token emits the two together). Any other `AuthorizationUsed` of the
+    transaction (another token's, or one of the sender's that moved money elsewhere) says nothing
+    about this transfer. `rows` are ChainEvent values (dicts) of the transfer's transaction."""
+    return any(row["name"] == "AuthorizationUsed" and row["tx_hash"] == transfer["tx_hash"]
+               and row["log_index"] == transfer["log_index"] - 1 and row["address"] == transfer["address"]
+               and row["args"]["authorizer"] == transfer["args"]["from"] for row in rows)
+
+
+def transfer_positions(market: str, rows: Iterable[dict]) -> dict[tuple[str, int], int]:
+    """{(tx hash, log index): n} for the `Transfer` rows into `market`: the n-th (from 0) transfer
+    of its token into the market in its transaction, in log order, what a stray transfer's
+    reference names (`contracts.surplus_reference`). `rows` are ChainEvent values (dicts) holding
+    every stored row of those transactions."""
+    into = sorted(((row["tx_hash"], row["address"], row["log_index"]) for row in rows
+                   if row["name"] == "Transfer" and row["args"]["to"] == market))
+    positions, counts = {}, Counter()
+    for tx_hash, token, log_index in into:
+        positions[(tx_hash, log_index)] = counts[(tx_hash, token)]
+        counts[(tx_hash, token)] += 1
+    return positions
 
 
 def authorizations_used(w3: Web3, chain_id: int, strays: list[dict]) -> list[dict]:

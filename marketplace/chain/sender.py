@@ -50,6 +50,7 @@ never left for a run that found the lock taken and returned. No request ever wai
 but one: an x402 payment (`marketplace.payments.settlement`) waits, with a limit, for its
 `purchase_with_auth` action, and runs this sender itself while it waits.
 """
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 import logging
@@ -65,6 +66,8 @@ from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFou
 
 from . import indexer, reverts
 from .client import operator_account, operator_web3
+from .contracts import surplus_reference
+from .events import TRANSFER_TOPIC
 from .models import ChainEvent, IndexerCursor, OperatorAction, OperatorTransaction
 from .services import market as deployed_market, reward_distributor
 
@@ -390,7 +393,7 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
     if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return mismatch(market, action)
     if action.kind == Kind.RETURN_SURPLUS:
-        return surplus_precheck(market, action.payload, roles)
+        return stray_missing(market.w3, market.address, action) or surplus_precheck(market, action.payload, roles)
     if not spec.batch:
         try:
             _call(market, action.kind, [action]).call({"from": operator.address})
@@ -417,6 +420,42 @@ def surplus_precheck(market, payload: dict, batch: dict) -> str:
     left[token] -= amount
     taken.add(ref)
     return ""
+
+
+def stray_missing(w3, market: str, action: OperatorAction) -> str:
+    """Why the stray transfer that the return `action` answers is not on the chain now, with
+    `CHAIN_CONFIRMATIONS` ('' when it is): its transaction's receipt, read from the node (not from
+    the indexer, which may not have seen a reorganisation yet), must carry a `Transfer` of the
+    payload's token and amount from its payer into the market at the position its reference names.
+    A return is paid out of the market's surplus, which is other people's money when the transfer
+    it answers left the chain."""
+    payload = action.payload
+    tx_hash = ((action.context or {}).get("stray") or {}).get("tx_hash")
+    gone = f"the stray transfer {payload['ref']} it returns is not on the chain (a reorganisation took it)"
+    try:
+        receipt = w3.eth.get_transaction_receipt(tx_hash) if tx_hash else None
+    except TransactionNotFound:
+        receipt = None
+    if receipt is None or receipt["status"] != 1:
+        return gone
+    if receipt["blockNumber"] > w3.eth.block_number - settings.CHAIN_CONFIRMATIONS:
+        return f"the stray transfer {payload['ref']} it returns has not {settings.CHAIN_CONFIRMATIONS} confirmations"
+    token, payer = to_checksum_address(payload["token"]), to_checksum_address(payload["to"])
+    amount = int(payload["amount"])
+    market_topic = bytes(12) + bytes.fromhex(market[2:])
+    positions = Counter()
+    for log in receipt["logs"]:
+        topics = [bytes(t) for t in log["topics"]]
+        value = int.from_bytes(bytes(log["data"]), "big") if len(bytes(log["data"])) == 32 else 0
+        if len(topics) != 3 or topics[0] != TRANSFER_TOPIC or topics[2] != market_topic or value == 0:
+            continue
+        address = to_checksum_address(log["address"])
+        position = positions[address]
+        positions[address] += 1
+        if (address == token and to_checksum_address(topics[1][12:]) == payer and value == amount
+                and "0x" + surplus_reference(tx_hash, token, position).hex() == payload["ref"].lower()):
+            return ""
+    return gone
 
 
 def root_precheck(distributor, payload: dict) -> str:
@@ -554,8 +593,15 @@ def fees(w3) -> tuple[int, int]:
 
 def _broadcast(w3, tx: OperatorTransaction, report: SendReport) -> bool:
     """Send `tx.raw` as it is; True when the node has it. A refusal is recorded on the row, which
-    keeps its nonce and bytes for the next run."""
+    keeps its nonce and bytes for the next run. A surplus return is sent (first, again after a
+    reorganisation took it, or repriced) only while every stray transfer it answers is on the
+    chain: else its nonce carries a no-op instead (`_void`)."""
     _check_lock()
+    if tx.kind == Kind.RETURN_SURPLUS and tx.to != tx.sender:
+        market = to_checksum_address(tx.to)
+        missing = {action: stray_missing(w3, market, action) for action in tx.actions.filter(status=Status.SENT)}
+        if any(missing.values()):
+            _void(tx, missing)
     try:
         w3.eth.send_raw_transaction(tx.raw)
     except (ValueError, Web3RPCError) as exc:  # the node refused it (funds, fee, nonce, ...)
@@ -687,7 +733,8 @@ def _reconcile(w3, chain_id: int, address: str, mined_count: int) -> None:
     """The chain counts fewer transactions of the key than this database settled (a node
     restarted from an older state, a deep reorganisation): a settled transaction it no longer has
     is open again, to be broadcast again byte for byte at its nonce (the contract's state guards
-    every kind against a second effect), and a dropped row gives its nonce back."""
+    every kind against a second effect; a surplus return only while the transfers it answers are
+    still on the chain, see `_broadcast`), and a dropped row gives its nonce back."""
     for tx in OperatorTransaction.objects.filter(chain_id=chain_id, sender=address, nonce__gte=mined_count,
                                                  status__in=(TxStatus.DONE, TxStatus.DROPPED)):
         if _receipt(w3, tx) is not None:
@@ -705,6 +752,36 @@ def _reconcile(w3, chain_id: int, address: str, mined_count: int) -> None:
             tx.actions.exclude(status=Status.PENDING).update(status=Status.SENT, error=reason, log_index=None,
                                                              updated_at=timezone.now())
         logger.warning("operator sender: %s", reason)
+
+
+def _void(tx: OperatorTransaction, missing: dict) -> None:
+    """Sign a no-op (0 wei to the operator itself, 21,000 gas) at `tx`'s nonce, with its fees, in
+    place of a surplus return one of whose stray transfers left the chain (`missing`: action ->
+    why, '' for one still there). The return's bytes are never sent again, so it cannot pay out of
+    other people's surplus; the nonce still gets used, so the transactions after it go through.
+    An action whose transfer left the chain is cancelled (if the transaction is mined again, the
+    indexer makes a new row, with the same reference, and queues its return); the others are
+    pending again, for another transaction."""
+    operator = operator_account()
+    signed = operator.sign_transaction({
+        "chainId": tx.chain_id, "nonce": tx.nonce, "to": tx.sender, "data": "0x", "value": 0, "gas": 21_000,
+        "maxFeePerGas": int(tx.max_fee_per_gas), "maxPriorityFeePerGas": int(tx.max_priority_fee_per_gas),
+        "type": 2})
+    tx_hash = "0x" + bytes(signed.hash).hex()
+    reason = next(why for why in missing.values() if why)
+    with transaction.atomic():
+        tx.raw, tx.tx_hash, tx.hashes = "0x" + bytes(signed.raw_transaction).hex(), tx_hash, [*tx.hashes, tx_hash]
+        tx.to, tx.data, tx.gas = tx.sender, "0x", 21_000
+        tx.error = f"not sent: {reason}; a no-op takes its nonce"[:2000]
+        tx.save(update_fields=["raw", "tx_hash", "hashes", "to", "data", "gas", "error", "updated_at"])
+        for action, why in missing.items():
+            if why:
+                _finish(action, Status.CANCELLED, error=why)
+            else:
+                action.status, action.transaction, action.tx_hash = Status.PENDING, None, ""
+                action.error = f"sent again without {reason}"[:2000]
+                action.save(update_fields=["status", "transaction", "tx_hash", "error", "updated_at"])
+    logger.warning("operator transaction at nonce %s: a no-op instead of its surplus return: %s", tx.nonce, reason)
 
 
 def _mined(tx: OperatorTransaction, receipt) -> None:

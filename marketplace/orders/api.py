@@ -150,7 +150,8 @@ class StrayTransferSerializer(serializers.Serializer):
     tx_hash = serializers.CharField(help_text="The transaction that moved the money into the market")
     log_index = serializers.IntegerField()
     block_number = serializers.IntegerField()
-    ref = serializers.CharField(help_text="What the return answers: keccak256(abi.encode(txHash, logIndex))")
+    ref = serializers.CharField(help_text="What the return answers: keccak256(abi.encode(txHash, token, n)), n the "
+                                "transfer's position among its token's transfers into the market in its transaction")
     return_tx_hash = serializers.CharField(help_text="The transaction that returned it (empty: not yet)")
 
 

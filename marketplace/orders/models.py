@@ -199,7 +199,8 @@ class StrayTransfer(models.Model):
     amount = models.DecimalField(**MONEY, help_text="The transfer's own value, in base units")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices)
-    ref = models.CharField(max_length=66, help_text="keccak256(abi.encode(txHash, logIndex)): what the return answers")
+    ref = models.CharField(max_length=66, help_text="keccak256(abi.encode(txHash, token, n)), n the transfer's position "
+                           "among its token's transfers into the market in its transaction: what the return answers")
     tx_hash = models.CharField(max_length=66, help_text="The stray transfer's transaction")
     log_index = models.PositiveIntegerField()
     block_number = models.BigIntegerField()

@@ -1,8 +1,9 @@
 """Money that reaches the market without an order: each token transfer into the market that no
 `OrderCreated` of its transaction explains, attributed per log by the indexer's handler.
 
-- A pushed authorization (its transaction carries the token's EIP-3009 `AuthorizationUsed` naming
-  the transfer's `from`: someone sent a payer's x402 authorization straight to the token) goes
+- A pushed authorization (the log just before the transfer is its own token's EIP-3009
+  `AuthorizationUsed` naming the transfer's `from`: someone sent a payer's x402 authorization
+  straight to the token) goes
   back to that payer, by the transfer's own value, answering the transfer's reference (each is
   answered once on-chain): queued for the operator sender (`return_surplus`, batched through
   `returnSurplusBatch`) when the operator key holds ARBITER_ROLE, else listed for the arbiter's
@@ -22,7 +23,9 @@ from django.utils import timezone
 from eth_utils import to_checksum_address
 
 from marketplace.chain.contracts import DataMarket, surplus_reference
-from marketplace.chain.indexer import EVENT_FIELDS, Event, unexplained_transfers
+from marketplace.chain.indexer import (
+    EVENT_FIELDS, Event, pushed_authorization, transfer_positions, unexplained_transfers,
+)
 from marketplace.chain.models import ChainEvent, OperatorAction
 from marketplace.chain.services import deployed_address
 
@@ -73,18 +76,18 @@ def on_transfers(events: list[Event]) -> None:
     strays = [r for r in strays if (r["tx_hash"], r["log_index"]) not in known]
     if not strays:
         return
-    authorized = {(r["tx_hash"], r["address"], r["args"]["authorizer"]) for r in siblings
-                  if r["name"] == "AuthorizationUsed"}
+    positions = transfer_positions(market, siblings)
     rows = []
     for r in strays:
         args = r["args"]
-        pushed = (r["tx_hash"], r["address"], args["from"]) in authorized
+        pushed = pushed_authorization(r, siblings)
         amount = int(args["value"])
         rows.append(StrayTransfer(
             chain_id=chain_id, market=market, token=r["address"], payer=args["from"], amount=amount,
             kind=StrayTransfer.Kind.AUTHORIZATION if pushed else StrayTransfer.Kind.PLAIN,
             status=(Status.REVIEW if not pushed else Status.DUST if amount < dust() else Status.RETURNING),
-            ref="0x" + surplus_reference(r["tx_hash"], r["log_index"]).hex(), tx_hash=r["tx_hash"],
+            ref="0x" + surplus_reference(r["tx_hash"], r["address"], positions[(r["tx_hash"], r["log_index"])]).hex(),
+            tx_hash=r["tx_hash"],
             log_index=r["log_index"], block_number=r["block_number"]))
     returning = [row for row in rows if row.status == Status.RETURNING]
     if returning:

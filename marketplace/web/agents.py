@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 import shlex
 
-from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -148,7 +148,7 @@ def my_agents(request):
         "keys": [_key_view(k, spending[k.pk], now) for k in keys],
         "created": created, "proof": proof, "errors": errors, "form": form if not created else {},
         "categories": CATEGORIES, "default_days": DEFAULT_DAYS, "header": agent_keys.HEADER,
-        "revoked": request.GET.get("revoked", ""),
+        "revoked": request.GET.get("revoked", ""), "released": request.GET.get("released", ""),
     }, status=status)
     if created:
         response["Cache-Control"] = "no-store"  # the secret is in this page, and only in it
@@ -166,3 +166,20 @@ def revoke_agent(request, pk):
         raise Http404("You have no agent key with this id.")
     agent_keys.revoke(key)
     return HttpResponseRedirect(f"/me/agents?revoked={key.pk}#key-{key.pk}")
+
+
+def release_wallet(request, pk):
+    """POST: let the wallet of one of the signed-in user's ended keys pay as anyone again (a live
+    key's is refused: revoke it first)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not request.user.is_authenticated:
+        return _sign_in_prompt(request, "Your agents", audience="buyers")
+    key = agent_keys.keys_of(request.user).filter(pk=pk).first()
+    if key is None:
+        raise Http404("You have no agent key with this id.")
+    try:
+        agent_keys.release_wallet(key)
+    except agent_keys.AgentKeyRefused as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    return HttpResponseRedirect(f"/me/agents?released={key.pk}#key-{key.pk}")

@@ -251,7 +251,9 @@ def test_a_refused_creation_leaves_the_challenge_open():
     assert error_of(create(client)) == (400, "missing_proof")
     assert error_of(create(client, **proof)) == (409, "wallet_registered")
     assert AgentWalletChallenge.objects.get(nonce=body["nonce"]).used_at is None
-    agent_keys.revoke(other.key)
+    agent_keys.revoke(other.key)  # revoked, it binds the wallet until its owner releases it
+    assert error_of(create(client, **proof)) == (409, "wallet_registered")
+    agent_keys.release_wallet(other.key)
     assert create(client, **proof).status_code == 201
 
 

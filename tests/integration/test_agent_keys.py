@@ -111,7 +111,7 @@ def test_a_key_sent_from_another_wallet_is_refused():
 
 
 @pytest.mark.django_db
-def test_a_revoked_key_is_refused_at_once_and_its_wallet_pays_as_anyone_again():
+def test_a_revoked_key_is_refused_at_once_and_its_wallet_too_until_it_is_released():
     created = make_key()
     reserve(created.key, "before")
     agent_keys.revoke(created.key)
@@ -119,20 +119,51 @@ def test_a_revoked_key_is_refused_at_once_and_its_wallet_pays_as_anyone_again():
     assert (error.code, error.status) == ("key_revoked", 401)
     # A payment that got its key before the revocation is refused when it reserves.
     assert refused(reserve, created.key, "after").code == "key_revoked"
-    assert agent_keys.key_for_payment(None, AGENT) is None
+    # The agent holds the wallet's key: leaving the header out does not make it an ordinary payer.
+    error = refused(agent_keys.key_for_payment, None, AGENT)
+    assert (error.code, error.status) == ("key_revoked", 403)
     first = AgentKey.objects.get().revoked_at
     agent_keys.revoke(created.key)  # twice: no change
     assert AgentKey.objects.get().revoked_at == first
+    # Released by its owner, the wallet pays as anyone (the key itself stays refused).
+    agent_keys.release_wallet(created.key)
+    assert agent_keys.key_for_payment(None, AGENT) is None
+    assert refused(agent_keys.key_for_payment, created.secret, AGENT).code == "key_revoked"
+    released = AgentKey.objects.get().wallet_released_at
+    agent_keys.release_wallet(created.key)  # twice: no change
+    assert released is not None and AgentKey.objects.get().wallet_released_at == released
 
 
 @pytest.mark.django_db
-def test_an_expired_key_is_refused_and_no_longer_binds_its_wallet():
+def test_an_expired_key_is_refused_and_binds_its_wallet_until_it_is_released():
     created = make_key()
     AgentKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     error = refused(agent_keys.key_for_payment, created.secret, AGENT)
     assert (error.code, error.status) == ("key_expired", 401)
     assert refused(reserve, created.key, "late").code == "key_expired"
+    error = refused(agent_keys.key_for_payment, None, AGENT)
+    assert (error.code, error.status) == ("key_expired", 403)
+    agent_keys.release_wallet(created.key)
     assert agent_keys.key_for_payment(None, AGENT) is None
+
+
+@pytest.mark.django_db
+def test_a_live_key_s_wallet_cannot_be_released():
+    created = make_key()
+    error = refused(agent_keys.release_wallet, created.key)
+    assert (error.code, error.status) == ("key_live", 409)
+    assert AgentKey.objects.get().wallet_released_at is None
+    assert refused(agent_keys.key_for_payment, None, AGENT).code == "key_required"
+
+
+@pytest.mark.django_db
+def test_a_new_key_of_the_owner_takes_over_an_ended_key_s_wallet():
+    created = make_key()
+    agent_keys.revoke(created.key)
+    second = make_key(owner=created.key.owner)
+    assert AgentKey.objects.get(pk=created.key.pk).wallet_released_at is not None
+    assert agent_keys.key_for_payment(second.secret, AGENT) == second.key
+    assert refused(agent_keys.key_for_payment, None, AGENT).code == "key_required"
 
 
 # Creating keys ----------------------------------------------------------------------------------
@@ -164,7 +195,11 @@ def test_a_wallet_has_one_live_key_and_another_user_cannot_register_it():
     theirs = refused(make_key, owner=wallet_user(OTHER_OWNER))
     assert (theirs.code, theirs.status) == ("wallet_registered", 409)
 
+    # Revoked, the key still binds its wallet until its owner releases it.
     agent_keys.revoke(first.key)
+    theirs = refused(make_key, owner=wallet_user(OTHER_OWNER))
+    assert (theirs.code, theirs.status) == ("wallet_registered", 409)
+    agent_keys.release_wallet(first.key)
     second = make_key(owner=wallet_user(OTHER_OWNER))
     assert agent_keys.key_for_payment(second.secret, AGENT) == second.key
 
@@ -221,6 +256,24 @@ def test_the_window_rolls_and_the_refusal_says_when_room_frees_up():
 
     AgentSpend.objects.filter(payment_ref="older_in").update(created_at=now - timedelta(hours=24, seconds=1))
     reserve(key, "next", 5 * USDC)
+
+
+@pytest.mark.django_db
+def test_a_held_payment_counts_until_it_is_resolved_whatever_its_age():
+    """A held payment (its settlement timed out, unresolved) may still make an order: it keeps
+    counting after its 24 hours, and the refusal does not promise room from it."""
+    key = make_key(max_per_purchase=25 * USDC).key
+    reserve(key, "held", 25 * USDC)
+    agent_keys.hold("held")
+    AgentSpend.objects.filter(payment_ref="held").update(created_at=timezone.now() - timedelta(days=3))
+    assert used(key) == 25 * USDC
+    assert agent_keys.spending([key])[key.pk]["used"] == 25 * USDC
+    error = refused(reserve, key, "next", 10 * USDC)
+    assert error.code == "over_daily_cap" and "5000000 base units is left" in error.message
+    assert "frees up" not in error.message
+    agent_keys.release("held")  # resolved: not settled
+    assert used(key) == 0
+    reserve(key, "next", 10 * USDC)
 
 
 @pytest.mark.django_db

@@ -159,6 +159,25 @@ def test_revoking_refuses_the_next_payment_at_once():
     assert client.post(f"{API}/{body['id']}/revoke").json()["revoked_at"] == answer.json()["revoked_at"]
 
 
+def test_a_revoked_key_s_wallet_is_refused_until_it_is_released():
+    client = signed_in()
+    body = create(client).json()
+    assert body["wallet_bound"] is True and body["wallet_released_at"] is None
+    live = client.post(f"{API}/{body['id']}/release-wallet")
+    assert live.status_code == 409 and live.json()["error"]["code"] == "key_live"
+    client.post(f"{API}/{body['id']}/revoke")
+    with pytest.raises(AgentKeyRefused) as caught:
+        agent_keys.key_for_payment(None, AGENT)
+    assert caught.value.code == "key_revoked"
+    assert signed_in(OTHER_OWNER).post(f"{API}/{body['id']}/release-wallet").status_code == 404
+    answer = client.post(f"{API}/{body['id']}/release-wallet")
+    assert answer.status_code == 200 and answer.json()["wallet_bound"] is False
+    assert answer.json()["wallet_released_at"] is not None
+    assert agent_keys.key_for_payment(None, AGENT) is None
+    again = client.post(f"{API}/{body['id']}/release-wallet").json()
+    assert again["wallet_released_at"] == answer.json()["wallet_released_at"]
+
+
 def test_an_expired_key_is_listed_as_expired():
     client = signed_in()
     key_id = create(client).json()["id"]
@@ -171,7 +190,7 @@ def test_the_schema_names_the_agent_key_header():
     scheme = schema["components"]["securitySchemes"]["AgentKeyHeader"]
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", agent_keys.HEADER)
     assert "key_required" in scheme["description"]
-    for path in (API, API + "/{id}", API + "/{id}/revoke", API + "/{id}/purchases"):
+    for path in (API, API + "/{id}", API + "/{id}/revoke", API + "/{id}/release-wallet", API + "/{id}/purchases"):
         assert path in schema["paths"], path
     assert "409" in schema["paths"][API]["post"]["responses"]
     assert "X-Agent-Key" in schema["paths"][API]["post"]["description"]
@@ -260,6 +279,15 @@ def test_the_page_shows_each_agent_s_spending_and_purchases_and_revokes():
     assert AgentKey.objects.get().revoked_at is not None
     page = client.get(answer["Location"]).content.decode()
     assert "data-revoked-notice" in page and 'data-status="revoked"' in page and "data-revoke-form" not in page
+    assert "data-wallet-bound" in page and "data-release-form" in page
+
+    assert signed_in(OTHER_OWNER).post(f"/me/agents/{key.pk}/release-wallet").status_code == 404
+    assert client.get(f"/me/agents/{key.pk}/release-wallet").status_code == 405
+    answer = client.post(f"/me/agents/{key.pk}/release-wallet")
+    assert answer.status_code == 302 and answer["Location"].startswith(f"{PAGE}?released={key.pk}")
+    assert AgentKey.objects.get().wallet_released_at is not None
+    page = client.get(answer["Location"]).content.decode()
+    assert "data-released-notice" in page and "data-release-form" not in page
 
 
 def test_another_user_cannot_revoke_a_key_from_the_page():

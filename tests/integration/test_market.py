@@ -174,7 +174,7 @@ def test_authorization_sent_straight_to_the_token_becomes_returnable_surplus(cha
         anyone,
     )
     (transfer,) = chain.token.contract.events.Transfer().process_receipt(stray, errors=DISCARD)
-    ref = surplus_reference(stray["transactionHash"], transfer["logIndex"])
+    ref = surplus_reference(stray["transactionHash"], chain.token.address, 0)
     assert chain.token.balance_of(chain.market.address) == PRICE
     assert chain.market.total_escrowed(chain.token.address) == 0
     assert chain.market.surplus(chain.token.address) == PRICE
@@ -213,7 +213,7 @@ def test_surplus_return_never_touches_escrowed_money(chain, listing, buyer):
     assert chain.market.surplus(chain.token.address) == 0
     with pytest.raises(ContractCustomError) as error:
         chain.market.contract.functions.returnSurplus(
-            chain.token.address, buyer.address, 1, surplus_reference("0x" + "11" * 32, 0)
+            chain.token.address, buyer.address, 1, surplus_reference("0x" + "11" * 32, chain.token.address, 0)
         ).transact({"from": chain.operator.address})
     assert reverted_with(error.value, "DataMarketSurplusExceeded(uint256,uint256)")
 

@@ -104,7 +104,7 @@ def test_a_pushed_authorization_is_returned_and_the_payer_s_orders_are_untouched
     assert (stray.kind, stray.status, int(stray.amount), stray.token) == (
         "authorization", "returning", PUSHED, chain.token.address)
     assert (stray.tx_hash, stray.log_index) == (tx_hash, log_index)
-    assert stray.ref == "0x" + surplus_reference(tx_hash, log_index).hex()
+    assert stray.ref == "0x" + surplus_reference(tx_hash, chain.token.address, 0).hex()  # its first into the market
     assert stray.action.kind == "return_surplus" and stray.action.payload == {
         "token": chain.token.address, "to": payer.address, "amount": str(PUSHED), "ref": stray.ref}
     assert ChainEvent.objects.filter(name="AuthorizationUsed", tx_hash=tx_hash,
