@@ -49,10 +49,11 @@ def moderation_urls():
 
 
 def _roles_of(pattern) -> set:
-    """The roles a URL admits: the disputes' pages and APIs are the arbiter's, the failed operator
-    actions both roles' (an arbiter retries a resolution), the rest the moderator's."""
+    """The roles a URL admits: the disputes' and the stray transfers' (returns) pages and APIs are
+    the arbiter's, the failed operator actions both roles' (an arbiter retries a resolution), the
+    rest the moderator's."""
     route = str(pattern.pattern)
-    if "dispute" in route:
+    if "dispute" in route or route.startswith("moderation/returns"):
         return {ARBITER}
     if route.startswith("moderation/actions"):
         return {MODERATOR, ARBITER}
