@@ -572,7 +572,8 @@ def catch_up(w3, block: int, deadline: float) -> bool:
             return False
         if report.skipped and not report.skipped.startswith("another run"):
             return False  # backing off, or nothing deployed: a later run settles it
-        time.sleep(0.05)
+        if report.skipped or (report.through or 0) < block:
+            time.sleep(0.05)  # another run holds the indexer's lock: the cursor moves when it ends
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_utils import to_checksum_address
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from marketplace.api import Refused
@@ -216,8 +217,7 @@ def _look(record: X402Payment) -> X402Payment:
     action = OperatorAction.objects.select_related("transaction").get(pk=record.action_id)
     if action.status in (ActionStatus.CONFIRMED, ActionStatus.FAILED, ActionStatus.CANCELLED):
         on_done(action)
-    elif action.status == ActionStatus.SENT and action.transaction and action.transaction.mined_hash \
-            and not action.transaction.reverted:
+    elif action.status == ActionStatus.SENT and action.transaction and not action.transaction.reverted:
         found = _order_in_receipt(action)
         if found is not None:
             _finish(record.pk, Status.SETTLED, tx_hash=found[0], block_number=found[1], order_id=found[2])
@@ -226,11 +226,20 @@ def _look(record: X402Payment) -> X402Payment:
 
 
 def _order_in_receipt(action: OperatorAction):
-    """(tx hash, block, order id) of the OrderCreated of the action's listing and payer in its
-    mined transaction's receipt, as the node has it now; None if it has none."""
+    """(tx hash, block, order id) of the OrderCreated of the action's listing and payer in the
+    receipt of its transaction (the hash the sender saw mined, else any hash signed for its nonce,
+    newest first: served as soon as it is mined, not once the sender has followed it), as the
+    node has it now; None if it has none."""
+    sent = action.transaction
     try:
         dm = market()
-        receipt = dm.w3.eth.get_transaction_receipt(action.transaction.mined_hash)
+        receipt = None
+        for tx_hash in [sent.mined_hash] if sent.mined_hash else reversed(sent.hashes or [sent.tx_hash]):
+            try:
+                receipt = dm.w3.eth.get_transaction_receipt(tx_hash)
+                break
+            except TransactionNotFound:
+                continue
     except Exception:
         return None
     if receipt is None or receipt["status"] != 1:

@@ -6,6 +6,7 @@ PaymentRefused with a code of its own for each reason. Nothing is broadcast and 
 the last check is an `eth_call` of the market's `purchaseWithAuthorization` from the relayer."""
 from __future__ import annotations
 
+import threading
 import time
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from web3.exceptions import ContractLogicError
 
 from marketplace.accounts.services import ChainUnreachable, signed_by
 from marketplace.chain import reverts
-from marketplace.chain.client import OperatorKeyMissing, get_web3, operator_account
+from marketplace.chain.client import OperatorKeyMissing, operator_account, read_web3
 from marketplace.chain.contracts import DataMarket, TestUSDC
 from marketplace.chain.services import deployed_address
 
@@ -40,7 +41,33 @@ def market() -> DataMarket:
     address = deployed_address(settings.CHAIN_ID, "DataMarket")
     if address is None:
         raise PaymentRefused("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
-    return DataMarket(get_web3(), address)
+    return DataMarket.shared(read_web3(), address)
+
+
+TOKEN_DOMAIN_SECONDS = 600  # a token's EIP-712 name and version, read from the chain once in this long
+_domains: dict[tuple, tuple[float, dict]] = {}
+_domains_lock = threading.Lock()
+
+
+def token_domain(token: str) -> dict:
+    """The token's EIP-712 name and version (what a 402's `accepts[].extra` names and what the
+    payer signs against), read from the chain once per TOKEN_DOMAIN_SECONDS per process: a
+    deployed token's domain never changes, and a paid download and each discovery item need it.
+    Raises PaymentRefused (503) when it cannot be read."""
+    key = (settings.CHAIN_RPC_URL, settings.CHAIN_ID, token)
+    now = time.monotonic()
+    with _domains_lock:
+        kept = _domains.get(key)
+    if kept and now - kept[0] < TOKEN_DOMAIN_SECONDS:
+        return kept[1]
+    try:
+        domain = TestUSDC.shared(read_web3(), token).eip712_domain()
+    except Exception:
+        raise PaymentRefused("chain_unavailable", "The chain cannot be reached to read the payment token; try "
+                             "again soon.", status=503) from None
+    with _domains_lock:
+        _domains[key] = (now, domain)
+    return domain
 
 
 def transfer_typed_data(*, token: str, token_name: str, token_version: str, payer: str, to: str, value: int,
@@ -71,14 +98,12 @@ def _listing(dm: DataMarket, listing_id: int) -> dict:
 
 def requirement_for(listing_id: int, *, resource: str, description: str = "",
                     mime_type: str = "application/octet-stream") -> Requirement:
-    """What listing `listing_id` asks of a payment now, read from the chain. Raises
+    """What listing `listing_id` asks of a payment now: its price and token read from the chain
+    (one eth_call), the token's EIP-712 name and version from `token_domain`. Raises
     PaymentRefused when it is not for sale or the chain cannot be reached."""
     dm = market()
     listing = _listing(dm, listing_id)
-    try:
-        domain = TestUSDC(dm.w3, listing["token"]).eip712_domain()
-    except Exception:
-        raise _unreachable() from None
+    domain = token_domain(listing["token"])
     return Requirement(listing_id=listing_id, amount=listing["price"], asset=listing["token"], pay_to=dm.address,
                        network=caip2_network(), resource=resource, token_name=domain["name"],
                        token_version=domain["version"], description=description, mime_type=mime_type)
@@ -131,7 +156,7 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
                                  "for this token and chain.")
     except ChainUnreachable:
         raise _unreachable() from None
-    token = TestUSDC(dm.w3, requirement.asset)
+    token = TestUSDC.shared(dm.w3, requirement.asset)
     nonce = bytes.fromhex(payment.nonce[2:])
     try:
         balance = token.balance_of(payment.payer)
