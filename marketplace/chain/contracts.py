@@ -129,9 +129,12 @@ class DataMarket(AccessControlled):
         return self.contract.functions.treasury().call()
 
     def get_listing(self, listing_id: int, block: int | str = "latest") -> dict:
-        owner, token, payout, price, content_hash, window, active, approved = (
-            self.contract.functions.getListing(listing_id).call(block_identifier=block)
-        )
+        return self.listing_terms(self.contract.functions.getListing(listing_id).call(block_identifier=block))
+
+    @staticmethod
+    def listing_terms(values) -> dict:
+        """getListing's answer (a tuple, as `.call()` or a batch gives it) by name."""
+        owner, token, payout, price, content_hash, window, active, approved = values
         return {
             "owner": owner, "token": token, "payout": payout, "price": price,
             "content_hash": content_hash, "dispute_window": window, "active": active, "approved": approved,

@@ -71,6 +71,7 @@ LOCK_NAME = "chain.operator_sender"
 BATCH_SIZE = 200  # ids per batched call
 MAX_ATTEMPTS = 5  # nonces an action may be signed at (a nonce is only given up when the chain used it)
 MAX_PASSES = 3  # runs under the lock when work keeps arriving while it is held
+FEES_SECONDS = 2  # how long a run keeps the fees it read for its transactions
 ZERO_ADDRESS = "0x" + "00" * 20
 
 Kind = OperatorAction.Kind
@@ -141,11 +142,22 @@ class Wait(str):
 
 class Contracts(dict):
     """The deployed contracts the sender calls, by name, looked up when first needed (a chain
-    without a distributor still sends the market's actions)."""
+    without a distributor still sends the market's actions), and the fees of the run's
+    transactions (`fees`)."""
 
     def __init__(self, w3, market):
         super().__init__(DataMarket=market)
         self.w3 = w3
+        self._fees = None
+
+    def fees(self) -> tuple[int, int]:
+        """`fees(w3)`, read again when older than FEES_SECONDS: a run that sends many
+        transactions asks the node for the latest block and the tip once, not for each (twice
+        the base fee covers several full blocks of increases)."""
+        now = time.monotonic()
+        if self._fees is None or now - self._fees[0] > FEES_SECONDS:
+            self._fees = (now, fees(self.w3))
+        return self._fees[1]
 
     def __missing__(self, name):
         if name != "RewardDistributor":
@@ -169,6 +181,7 @@ class SendReport:
     rebroadcast: int = 0
     replaced: int = 0
     dropped: int = 0
+    left: bool = False  # work queued while the lock was held was left for the next run (`passes`)
 
 
 _holder = {"pid": None}  # the database session that holds the lock, while this process does
@@ -207,18 +220,21 @@ def has_work() -> bool:
             or OperatorTransaction.objects.filter(status__in=OperatorTransaction.OPEN).exists())
 
 
-def send_operator_actions(*, timeout: float | None = None) -> SendReport:
+def send_operator_actions(*, timeout: float | None = None, passes: int = MAX_PASSES) -> SendReport:
     """Follow, send and settle; see the module's docstring. Safe to run at any time, any number
-    of times, from any number of processes."""
+    of times, from any number of processes. `passes` bounds the runs under the lock when work
+    keeps arriving while it is held: a paid download's request runs one (its client waits on it;
+    what others queued meanwhile is theirs to send), and the report's `left` then says that work
+    was left, for the caller to hand to a worker."""
     report = SendReport()
     if not has_work():
         report.skipped = "nothing to send"
         return report  # beat's idle runs never touch the chain
     timeout = receipt_timeout() if timeout is None else timeout
-    for passes in range(MAX_PASSES):
+    for done in range(1, passes + 1):
         with sender_lock() as acquired:
             if not acquired:
-                if passes == 0:
+                if done == 1:
                     report.skipped = "another sender is running"
                 return report  # the holder looks at the queue again after releasing the lock
             try:
@@ -229,6 +245,7 @@ def send_operator_actions(*, timeout: float | None = None) -> SendReport:
                 return report
         if not OperatorAction.objects.filter(status=Status.PENDING, id__gt=seen).exists():
             break
+        report.left = done == passes
     return report
 
 
@@ -242,8 +259,12 @@ def _run(report: SendReport, timeout: float) -> int:
     seen = OperatorAction.objects.filter(chain_id=chain_id).aggregate(top=Max("id"))["top"] or 0
     sent = _follow(w3, market, chain_id, operator, report)  # what it broadcast again
     _supersede(chain_id)
+    # Only the kinds with pending rows are looked at (one query, not a transaction per kind);
+    # a kind queued from now on is the next pass's.
+    pending = set(OperatorAction.objects.filter(chain_id=chain_id, status=Status.PENDING)
+                  .order_by().values_list("kind", flat=True).distinct())
     stop = False
-    for kind in KINDS:
+    for kind in (kind for kind in KINDS if kind in pending):
         while not stop:
             tx = _prepare_batch(w3, contracts, chain_id, operator, kind, report)
             if tx is None:
@@ -462,7 +483,7 @@ def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
         if not ready:
             return None if waited else False  # a waiting row is looked at again by the next run
         call = _call(market, kind, ready)
-        max_fee, priority = fees(w3)
+        max_fee, priority = contracts.fees()
         limit = spec.gas_limit(len(ready))
         try:
             # Priced as it will be sent: a contract that behaves only when the gas price is 0 (a
@@ -607,13 +628,14 @@ def _follow(w3, market, chain_id, operator, report) -> list[OperatorTransaction]
     _reconcile(w3, chain_id, operator.address, mined_count)
     head = w3.eth.block_number
     confirmed_block = max(0, head - settings.CHAIN_CONFIRMATIONS)
+    hashes = {}  # block number -> the chain's hash of it, asked once in this look
     for tx in OperatorTransaction.objects.filter(chain_id=chain_id, status__in=OperatorTransaction.OPEN):
         receipt = _receipt(w3, tx)
         if receipt is None and tx.status == TxStatus.MINED:
             _unmine(tx)  # its block left the chain: it is pending again, or lost
         if receipt is not None:
             _mined(tx, receipt)
-            _settle(w3, market, tx, report)
+            _settle(w3, market, tx, report, hashes)
             continue
         # Given up only when the nonce is used in a block with the confirmations: a node that
         # has not seen the receipt yet (one behind a load balancer) gives nothing up.
@@ -621,7 +643,7 @@ def _follow(w3, market, chain_id, operator, report) -> list[OperatorTransaction]
             receipt = _receipt(w3, tx)  # mined between the two reads?
             if receipt is not None:
                 _mined(tx, receipt)
-                _settle(w3, market, tx, report)
+                _settle(w3, market, tx, report, hashes)
             else:
                 _drop(tx, report)
             continue
@@ -687,18 +709,27 @@ def _unmine(tx: OperatorTransaction) -> None:
     tx.save(update_fields=["status", "mined_hash", "block_hash", "block_number", "updated_at"])
 
 
-def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
+def _settle(w3, market, tx: OperatorTransaction, report: SendReport, hashes: dict | None = None) -> None:
     """Once the indexer has read past the block (with its confirmations) and the block is still
-    the chain's: each action is decided by the events the indexer stored for the transaction."""
+    the chain's: each action is decided by the events the indexer stored for the transaction.
+    `hashes` keeps the blocks' hashes asked during one look at the open transactions (the many
+    transactions of one run share the indexer's last block, and often their own)."""
+    hashes = {} if hashes is None else hashes
+
+    def chain_hash(number):
+        if number not in hashes:
+            hashes[number] = indexer.block_hash(w3, number)
+        return hashes[number]
+
     if not catch_up(w3, tx.block_number, time.monotonic() + 5):
         return  # not confirmed yet, or the indexer cannot read it now
-    if indexer.block_hash(w3, tx.block_number) != tx.block_hash:
+    if chain_hash(tx.block_number) != tx.block_hash:
         _unmine(tx)
         return
     # The indexer's events are the chain's only if the block it last read is still the chain's
     # (a block's hash commits to every block below it); else it finds the fork on its next run.
     cursor = IndexerCursor.objects.filter(chain_id=tx.chain_id).first()
-    if cursor is None or indexer.block_hash(w3, cursor.block_number) != cursor.block_hash:
+    if cursor is None or chain_hash(cursor.block_number) != cursor.block_hash:
         return
     # The events of the contract it called (the market, or the distributor for reward roots).
     events = list(ChainEvent.objects.filter(

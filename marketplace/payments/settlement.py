@@ -40,14 +40,15 @@ from web3.logs import DISCARD
 
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
-from marketplace.chain.client import get_web3
+from marketplace.chain.client import get_web3, read_web3
+from marketplace.chain.contracts import DataMarket
 from marketplace.chain.models import ChainEvent, OperatorAction
 from marketplace.chain.sender import send_operator_actions
 from marketplace.outbox.services import enqueue
 
 from . import budget_hooks
 from .models import X402Payment
-from .verify import market, verify
+from .verify import verify
 from .x402 import Payment, PaymentRefused
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,11 @@ def _await(record: X402Payment) -> X402Payment:
             # This request sends, unless another process holds the sender's lock: that one looks at
             # the queue again when it releases it.
             try:
-                confirmed = send_operator_actions(timeout=remaining).confirmed
+                # One pass: what other requests queue meanwhile they send themselves (or a worker).
+                report = send_operator_actions(timeout=remaining, passes=1)
+                confirmed = report.confirmed
+                if report.left:
+                    enqueue("chain.send_operator_actions")
             except Exception:  # the node or the key failed: the sender's next run (beat's) tries again
                 logger.warning("x402 payment %s: the operator sender failed while the request waited", record.pk,
                                exc_info=True)
@@ -219,8 +224,11 @@ def _look(record: X402Payment) -> X402Payment:
         on_done(action)
     elif action.status == ActionStatus.SENT and action.transaction and not action.transaction.reverted:
         found = _order_in_receipt(action)
-        if found is not None:
-            _finish(record.pk, Status.SETTLED, tx_hash=found[0], block_number=found[1], order_id=found[2])
+        if found is None:
+            return record  # nothing moved it
+        _finish(record.pk, Status.SETTLED, tx_hash=found[0], block_number=found[1], order_id=found[2])
+    else:
+        return record
     record.refresh_from_db()
     return record
 
@@ -232,7 +240,7 @@ def _order_in_receipt(action: OperatorAction):
     node has it now; None if it has none."""
     sent = action.transaction
     try:
-        dm = market()
+        dm = DataMarket.shared(read_web3(), action.market)  # where the sender sent it (it checks that first)
         receipt = None
         for tx_hash in [sent.mined_hash] if sent.mined_hash else reversed(sent.hashes or [sent.tx_hash]):
             try:
