@@ -56,6 +56,11 @@ logger = logging.getLogger(__name__)
 Status = X402Payment.Status
 ActionStatus = OperatorAction.Status
 POLL_SECONDS = 0.1  # between looks at the action while another process sends
+# How long a request leaves its new action to the worker the claim enqueued the sender for, before
+# it runs the sender itself: a worker's run sends what many requests queue and follows it, while a
+# request that runs it waits for the whole pass (the indexer's catch-up and every transaction's
+# settlement) before it can serve its own file.
+WORKER_GRACE_SECONDS = 0.3
 
 
 class SettlementPending(PaymentRefused):
@@ -176,6 +181,7 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
 
 def _await(record: X402Payment) -> X402Payment:
     deadline = time.monotonic() + settings.X402_SETTLEMENT_SECONDS
+    grace = time.monotonic() + WORKER_GRACE_SECONDS
     while True:
         record = _look(record)
         if record.status == Status.FAILED:
@@ -194,7 +200,9 @@ def _await(record: X402Payment) -> X402Payment:
                 f"{settings.X402_SETTLEMENT_SECONDS} seconds. Send the same payment again (the same header): "
                 "it is settled once and the file is served then; it is never charged twice.")
         action_status = OperatorAction.objects.filter(pk=record.action_id).values_list("status", flat=True).first()
-        if record.status != Status.SETTLED and action_status in OperatorAction.OPEN:
+        if record.status != Status.SETTLED and action_status in OperatorAction.OPEN and time.monotonic() < grace:
+            time.sleep(min(POLL_SECONDS, max(0.0, remaining)))  # a worker may be sending it
+        elif record.status != Status.SETTLED and action_status in OperatorAction.OPEN:
             # This request sends, unless another process holds the sender's lock: that one looks at
             # the queue again when it releases it.
             try:
