@@ -61,7 +61,8 @@ from eth_utils import is_address, to_checksum_address
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 
 from . import indexer, reverts
-from .client import operator_account, operator_web3
+from .client import operator_account, operator_web3, read_web3
+from .contracts import DataMarket
 from .models import ChainEvent, IndexerCursor, OperatorAction, OperatorTransaction
 from .services import market as deployed_market, reward_distributor
 
@@ -344,11 +345,12 @@ def authorization(payload: dict) -> tuple:
             bytes.fromhex(payload["signature"][2:]))
 
 
-def purchase_precheck(market, action: OperatorAction) -> str:
-    """Why an x402 settlement must not be sent: the listing's price is no longer what the payer
-    authorized (repriced since the request was verified). The simulation that follows catches
-    the rest (not for sale, a used nonce, a payer who holds a live order)."""
-    listing = market.get_listing(int(action.listing_id))
+def purchase_precheck(market, action: OperatorAction, listing: dict | None = None) -> str:
+    """Why an x402 settlement must not be sent: the listing's price (read now, or as `listing`
+    was just read) is no longer what the payer authorized (repriced since the request was
+    verified). The simulation that follows catches the rest (not for sale, a used nonce, a payer
+    who holds a live order)."""
+    listing = listing if listing is not None else market.get_listing(int(action.listing_id))
     value = int(action.payload["value"])
     if listing["price"] != value:
         return (f"the price of listing {action.listing_id} is {listing['price']} base units now, not the "
@@ -371,14 +373,14 @@ def mismatch(market, action: OperatorAction) -> str:
     return ""
 
 
-def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict) -> str:
+def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict, read: dict | None = None) -> str:
     """Why `action` must not be sent ("" when it may; a `Wait` when it may later). `market` is the
-    kind's contract."""
+    kind's contract; `read`, an x402 settlement's reads made at once (`_purchase_reads`)."""
     if not is_address(action.market) or to_checksum_address(action.market) != market.address:
         return (f"the {spec.contract} is now at {market.address}, not at {action.market} where "
                 "this action was decided")
     if action.kind == Kind.PURCHASE_WITH_AUTHORIZATION:
-        reason = purchase_precheck(market, action)
+        reason = purchase_precheck(market, action, read and read["listing"])
         if reason:
             return reason
     if action.kind == Kind.PROPOSE_ROOT:
@@ -401,7 +403,7 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
             return reason
     if action.kind in (Kind.APPROVE, Kind.UNAPPROVE):
         return mismatch(market, action)
-    if not spec.batch:
+    if not spec.batch and read is None:  # `read` holds the same eth_call's answer: it did not revert
         try:
             market.w3.eth.call({"from": operator.address, "to": market.address,
                                 "data": calldata(_call(market, action.kind, [action]))})
@@ -449,13 +451,36 @@ def revoke_precheck(distributor, payload: dict) -> str:
     return ""
 
 
-def _next_nonce(w3, chain_id: int, address: str) -> int:
-    """The chain's pending count, or one above the highest nonce still open here: a nonce signed
-    for and not yet settled is never given to other work."""
+def _next_nonce(w3, chain_id: int, address: str, pending: int | None = None) -> int:
+    """The chain's pending count (`pending`, when it was just read), or one above the highest
+    nonce still open here: a nonce signed for and not yet settled is never given to other work."""
     top = (OperatorTransaction.objects.filter(chain_id=chain_id, sender=address, status__in=OperatorTransaction.OPEN)
            .aggregate(top=Max("nonce"))["top"])
-    chain = w3.eth.get_transaction_count(address, "pending")
+    chain = pending if pending is not None else w3.eth.get_transaction_count(address, "pending")
     return chain if top is None else max(chain, top + 1)
+
+
+def _purchase_reads(market, operator, action: OperatorAction, max_fee: int, priority: int) -> dict | None:
+    """What sending an x402 settlement reads from the node, asked in one JSON-RPC batch (one round
+    trip instead of four, each of which a busy machine makes slow): the listing (the pre-check),
+    the eth_call of the call from the operator (the simulation), its gas estimate at the fees it
+    will pay, and the operator's pending transaction count. Nothing is decided here: the checks
+    apply to these answers as to their own reads. None when the batch fails in any way (a call
+    that reverts, a node that takes no batches): the checks then read one by one, which gives the
+    failure its own reason."""
+    w3 = read_web3()
+    reader = DataMarket.shared(w3, market.address)
+    call = {"from": operator.address, "to": market.address, "data": calldata(_call(market, action.kind, [action]))}
+    try:
+        with w3.batch_requests() as batch:
+            batch.add(reader.contract.functions.getListing(int(action.listing_id)))
+            batch.add(w3.eth.call(call))
+            batch.add(w3.eth.estimate_gas({**call, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority}))
+            batch.add(w3.eth.get_transaction_count(operator.address, "pending"))
+            listing, _, estimate, pending = batch.execute()
+    except Exception:
+        return None
+    return {"listing": DataMarket.listing_terms(listing), "estimate": int(estimate), "pending": int(pending)}
 
 
 def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
@@ -473,9 +498,12 @@ def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
                        .filter(status=Status.PENDING, chain_id=chain_id, kind=kind).order_by("id")[:size])
         if not actions:
             return None
+        read = None
+        if kind == Kind.PURCHASE_WITH_AUTHORIZATION and spec.contract == "DataMarket":
+            read = _purchase_reads(market, operator, actions[0], *contracts.fees())  # one action: no batch
         ready = []
         for action in actions:
-            reason = _check(market, operator, action, spec, roles)
+            reason = _check(market, operator, action, spec, roles, read)
             if isinstance(reason, Wait):
                 waited = True
                 if action.error != reason:
@@ -496,15 +524,16 @@ def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
         try:
             # Priced as it will be sent: a contract that behaves only when the gas price is 0 (a
             # simulation) is seen as it is.
-            estimate = market.w3.eth.estimate_gas({"from": operator.address, "to": market.address, "data": data,
-                                                   "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority})
+            estimate = read["estimate"] if read is not None else market.w3.eth.estimate_gas({
+                "from": operator.address, "to": market.address, "data": data, "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": priority})
         except ContractLogicError as exc:  # e.g. the operator lost MODERATOR_ROLE
             reason = f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
             return _fail_all(ready, reason, report)
         if estimate > limit:
             return _fail_all(ready, f"{spec.function} would need {estimate:,} gas, more than the {limit:,} "
                              "this action may use", report)
-        nonce = _next_nonce(w3, chain_id, operator.address)
+        nonce = _next_nonce(w3, chain_id, operator.address, read and read["pending"])
         built = {"to": market.address, "data": data, "value": 0, "nonce": nonce, "chainId": chain_id,
                  "gas": min(limit, estimate * 5 // 4), "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority,
                  "type": 2}

@@ -55,7 +55,9 @@ logger = logging.getLogger(__name__)
 
 Status = X402Payment.Status
 ActionStatus = OperatorAction.Status
-POLL_SECONDS = 0.1  # between looks at the action while another process sends
+POLL_SECONDS = 0.1  # between looks at the action while another process sends ...
+POLL_SLOWER = (1.0, 0.25)  # ... and this much after waiting that long: a crowd of waiting requests
+# looking ten times a second is the sender's competition for the CPU and the database
 # How long a request leaves its new action to the worker the claim enqueued the sender for, before
 # it runs the sender itself: a worker's run sends what many requests queue and follows it, while a
 # request that runs it waits for the whole pass (the indexer's catch-up and every transaction's
@@ -180,8 +182,9 @@ def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str,
 
 
 def _await(record: X402Payment) -> X402Payment:
-    deadline = time.monotonic() + settings.X402_SETTLEMENT_SECONDS
-    grace = time.monotonic() + WORKER_GRACE_SECONDS
+    started = time.monotonic()
+    deadline = started + settings.X402_SETTLEMENT_SECONDS
+    grace = started + WORKER_GRACE_SECONDS
     while True:
         record = _look(record)
         if record.status == Status.FAILED:
@@ -201,7 +204,7 @@ def _await(record: X402Payment) -> X402Payment:
                 "it is settled once and the file is served then; it is never charged twice.")
         action_status = OperatorAction.objects.filter(pk=record.action_id).values_list("status", flat=True).first()
         if record.status != Status.SETTLED and action_status in OperatorAction.OPEN and time.monotonic() < grace:
-            time.sleep(min(POLL_SECONDS, max(0.0, remaining)))  # a worker may be sending it
+            time.sleep(min(_poll_seconds(started), max(0.0, remaining)))  # a worker may be sending it
         elif record.status != Status.SETTLED and action_status in OperatorAction.OPEN:
             # This request sends, unless another process holds the sender's lock: that one looks at
             # the queue again when it releases it.
@@ -216,9 +219,13 @@ def _await(record: X402Payment) -> X402Payment:
                                exc_info=True)
                 confirmed = 0
             if not confirmed:
-                time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(_poll_seconds(started), max(0.0, deadline - time.monotonic())))
         else:
             time.sleep(min(0.5, max(0.0, remaining)))  # confirmations: a new block
+
+
+def _poll_seconds(started: float) -> float:
+    return POLL_SLOWER[1] if time.monotonic() - started >= POLL_SLOWER[0] else POLL_SECONDS
 
 
 def _look(record: X402Payment) -> X402Payment:
