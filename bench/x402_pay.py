@@ -15,9 +15,13 @@ Shapes, each with p50 / p95 / max:
   settlement through the operator sender included), and the whole exchange (402, signing, paid
   request, the last byte);
 - `--agents` (20) paying at once, `--rounds` (3) times: each agent's whole exchange;
-- references measured in the same run: the chain's own cost of one settlement (the same
-  `purchaseWithAuthorization` sent by this script with the operator key, the receipt awaited),
-  and the first byte of the same file bought before and fetched through a download link.
+- references measured in the same run, each shape against its own: the chain's own cost of one
+  settlement (the same `purchaseWithAuthorization` sent by this script from a relayer key, the
+  receipt awaited) and the first byte of the same file bought before and fetched through a
+  download link, one at a time; and for the crowd, `--agents` settlements sent at once by this
+  script from as many threads (signed beforehand at consecutive nonces, each thread broadcasting
+  one and awaiting its receipt) and `--agents` fetches of the whole file through download links at
+  once, `--rounds` times each.
 Targets (issue 21): the paid first byte within 1 s at p95; 20 agents at once all within 5 s at p95.
 """
 import argparse
@@ -113,17 +117,18 @@ def main():
     parser.add_argument("--payments", type=int, default=30)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database", default="bench_x402", help="the database made (dropped first) for the run")
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL")
     if not base:
-        raise SystemExit("set DATABASE_URL to a PostgreSQL server (a database bench_x402 is made there)")
+        raise SystemExit("set DATABASE_URL to a PostgreSQL server (a database --database, bench_x402, is made there)")
     from indexer import fresh_database
 
     work = Path(tempfile.mkdtemp(prefix="bench-x402-"))
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings", "DJANGO_SECRET_KEY": "bench-only",
         "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_MANIFEST_STATIC": "0", "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": fresh_database(base, "bench_x402"), "DATA_DIR": str(work / "data"),
+        "DATABASE_URL": fresh_database(base, args.database), "DATA_DIR": str(work / "data"),
         "PRIVATE_STORAGE_DIR": str(work / "files"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
         "CHAIN_OPERATOR_KEY": OPERATOR_KEY, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
@@ -185,6 +190,10 @@ def main():
 
         chain_ref = reference_settlements(w3, contracts, listed["listing_id"], args.payments)
         link_ref = reference_download(web_port, listed, args.payments)
+        chain_crowd, link_crowd = [], []
+        for _ in range(args.rounds):
+            chain_crowd += reference_settlements_at_once(w3, contracts, listed["listing_id"], args.agents)
+            link_crowd += reference_downloads_at_once(web_port, listed, args.agents)
 
         first_bytes, exchanges = [], []
         for agent in agents(args.payments):
@@ -218,9 +227,13 @@ def main():
               f"{first_p95 / (chain_p95 + link_p95):4.1f}x the two references")
         line, _ = percentiles(exchanges)
         print(f"{'whole exchange: 402, sign, pay, last byte (one at a time)':<58} {line}")
+        line, chain_crowd_p95 = percentiles(chain_crowd)
+        print(f"{f'reference: {args.agents} settlements sent at once by this script':<58} {line}")
+        line, link_crowd_p95 = percentiles(link_crowd)
+        print(f"{f'reference: {args.agents} download links at once, last byte':<58} {line}")
         line, crowd_p95 = percentiles(together)
         print(f"{f'{args.agents} agents at once, whole exchange':<58} {line}  "
-              f"{crowd_p95 / (chain_p95 + link_p95):4.1f}x the two references")
+              f"{crowd_p95 / (chain_crowd_p95 + link_crowd_p95):4.1f}x the two crowd references")
         print("\ntargets: paid first byte within 1 s at p95; "
               f"{args.agents} agents at once within 5 s at p95")
     finally:
@@ -278,6 +291,84 @@ def reference_settlements(w3, contracts, listing_id, count) -> list[float]:
         receipt = relayer.eth.wait_for_transaction_receipt(tx)
         times.append(time.perf_counter() - started)
         assert receipt.status == 1
+    return times
+
+
+def reference_settlements_at_once(w3, contracts, listing_id, count) -> list[float]:
+    """The chain's own cost of `count` settlements at once: purchaseWithAuthorization of `count`
+    fresh wallets, signed by the relayer beforehand at consecutive nonces, each broadcast by its
+    own thread at the same moment and its receipt awaited; seconds from the barrier per thread."""
+    from eth_account import Account
+
+    from marketplace.chain.client import _signing_web3
+    from marketplace.chain.contracts import DataMarket
+    from marketplace.payments.verify import transfer_typed_data
+
+    relayer = _signing_web3(w3.provider.endpoint_uri, 30.0, RELAYER_KEY)
+    market = DataMarket(relayer, contracts["DataMarket"].address).contract
+    token = contracts["TestUSDC"].address
+    accounts = [Account.create() for _ in range(count)]
+    mint_all(w3, contracts, [a.address for a in accounts])
+    key = Account.from_key(RELAYER_KEY)
+    nonce = relayer.eth.get_transaction_count(key.address, "pending")
+    block = relayer.eth.get_block("latest")
+    max_fee = 2 * int(block["baseFeePerGas"]) + 10**9
+    raws = []
+    for i, account in enumerate(accounts):
+        values = {"payer": account.address, "to": market.address, "value": PRICE, "valid_after": 0,
+                  "valid_before": int(time.time()) + 600, "nonce": "0x" + secrets.token_hex(32)}
+        data = transfer_typed_data(token=token, token_name="Test USD Coin", token_version="2", **values)
+        signature = bytes(Account.sign_typed_data(account.key, full_message=data).signature)
+        auth = (account.address, PRICE, 0, values["valid_before"], bytes.fromhex(values["nonce"][2:]), signature)
+        built = market.functions.purchaseWithAuthorization(listing_id, auth).build_transaction({
+            "from": key.address, "nonce": nonce + i, "gas": 400_000, "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": 10**9, "chainId": 31337})
+        raws.append(key.sign_transaction(built).raw_transaction)
+    barrier = threading.Barrier(count)
+    times = [None] * count
+
+    def send(i):
+        barrier.wait()
+        started = time.perf_counter()
+        tx = relayer.eth.send_raw_transaction(raws[i])
+        receipt = relayer.eth.wait_for_transaction_receipt(tx, poll_latency=0.05)
+        times[i] = time.perf_counter() - started
+        assert receipt.status == 1
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert None not in times, "a reference settlement failed"
+    return times
+
+
+def reference_downloads_at_once(port, listed, count) -> list[float]:
+    """`count` fetches of the whole file through the download link at once (the same link: a
+    grant serves any number of fetches while it lasts), to the last byte, sha256 checked."""
+    barrier = threading.Barrier(count)
+    times = [None] * count
+
+    def fetch(i):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        barrier.wait()
+        started = time.perf_counter()
+        conn.request("GET", listed["link"])
+        response = conn.getresponse()
+        digest = hashlib.sha256()
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+        times[i] = time.perf_counter() - started
+        assert response.status == 200 and digest.hexdigest() == listed["sha256"], response.status
+        conn.close()
+
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert None not in times, "a reference download failed"
     return times
 
 

@@ -65,8 +65,8 @@ from eth_utils import is_address, to_checksum_address
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 
 from . import indexer, reverts
-from .client import operator_account, operator_web3
-from .contracts import surplus_reference
+from .client import operator_account, operator_web3, read_web3
+from .contracts import DataMarket, surplus_reference
 from .events import TRANSFER_TOPIC
 from .models import ChainEvent, IndexerCursor, OperatorAction, OperatorTransaction
 from .services import market as deployed_market, reward_distributor
@@ -77,6 +77,7 @@ LOCK_NAME = "chain.operator_sender"
 BATCH_SIZE = 200  # ids per batched call
 MAX_ATTEMPTS = 5  # nonces an action may be signed at (a nonce is only given up when the chain used it)
 MAX_PASSES = 3  # runs under the lock when work keeps arriving while it is held
+FEES_SECONDS = 2  # how long a run keeps the fees it read for its transactions
 ZERO_ADDRESS = "0x" + "00" * 20
 
 Kind = OperatorAction.Kind
@@ -153,11 +154,22 @@ class Wait(str):
 
 class Contracts(dict):
     """The deployed contracts the sender calls, by name, looked up when first needed (a chain
-    without a distributor still sends the market's actions)."""
+    without a distributor still sends the market's actions), and the fees of the run's
+    transactions (`fees`)."""
 
     def __init__(self, w3, market):
         super().__init__(DataMarket=market)
         self.w3 = w3
+        self._fees = None
+
+    def fees(self) -> tuple[int, int]:
+        """`fees(w3)`, read again when older than FEES_SECONDS: a run that sends many
+        transactions asks the node for the latest block and the tip once, not for each (twice
+        the base fee covers several full blocks of increases)."""
+        now = time.monotonic()
+        if self._fees is None or now - self._fees[0] > FEES_SECONDS:
+            self._fees = (now, fees(self.w3))
+        return self._fees[1]
 
     def __missing__(self, name):
         if name != "RewardDistributor":
@@ -181,6 +193,7 @@ class SendReport:
     rebroadcast: int = 0
     replaced: int = 0
     dropped: int = 0
+    left: bool = False  # work queued while the lock was held was left for the next run (`passes`)
 
 
 _holder = {"pid": None}  # the database session that holds the lock, while this process does
@@ -219,18 +232,21 @@ def has_work() -> bool:
             or OperatorTransaction.objects.filter(status__in=OperatorTransaction.OPEN).exists())
 
 
-def send_operator_actions(*, timeout: float | None = None) -> SendReport:
+def send_operator_actions(*, timeout: float | None = None, passes: int = MAX_PASSES) -> SendReport:
     """Follow, send and settle; see the module's docstring. Safe to run at any time, any number
-    of times, from any number of processes."""
+    of times, from any number of processes. `passes` bounds the runs under the lock when work
+    keeps arriving while it is held: a paid download's request runs one (its client waits on it;
+    what others queued meanwhile is theirs to send), and the report's `left` then says that work
+    was left, for the caller to hand to a worker."""
     report = SendReport()
     if not has_work():
         report.skipped = "nothing to send"
         return report  # beat's idle runs never touch the chain
     timeout = receipt_timeout() if timeout is None else timeout
-    for passes in range(MAX_PASSES):
+    for done in range(1, passes + 1):
         with sender_lock() as acquired:
             if not acquired:
-                if passes == 0:
+                if done == 1:
                     report.skipped = "another sender is running"
                 return report  # the holder looks at the queue again after releasing the lock
             try:
@@ -241,6 +257,7 @@ def send_operator_actions(*, timeout: float | None = None) -> SendReport:
                 return report
         if not OperatorAction.objects.filter(status=Status.PENDING, id__gt=seen).exists():
             break
+        report.left = done == passes
     return report
 
 
@@ -254,8 +271,12 @@ def _run(report: SendReport, timeout: float) -> int:
     seen = OperatorAction.objects.filter(chain_id=chain_id).aggregate(top=Max("id"))["top"] or 0
     sent = _follow(w3, market, chain_id, operator, report)  # what it broadcast again
     _supersede(chain_id)
+    # Only the kinds with pending rows are looked at (one query, not a transaction per kind);
+    # a kind queued from now on is the next pass's.
+    pending = set(OperatorAction.objects.filter(chain_id=chain_id, status=Status.PENDING)
+                  .order_by().values_list("kind", flat=True).distinct())
     stop = False
-    for kind in KINDS:
+    for kind in (kind for kind in KINDS if kind in pending):
         signed = 0
         while not stop and not (kind == Kind.PURCHASE_WITH_AUTHORIZATION and signed >= PURCHASES_PER_PASS):
             signed += 1
@@ -323,6 +344,13 @@ def _call(market, kind: str, actions: list[OperatorAction]):
     raise ValueError(f"unknown operator action kind {kind!r}")
 
 
+def calldata(call) -> str:
+    """The call's data, encoded once: the simulation, the gas estimate and the transaction use
+    these bytes (web3's own `call`, `estimate_gas` and `build_transaction` each encode again,
+    looking the function up in the whole ABI every time: most of a settlement's CPU here)."""
+    return call._encode_transaction_data()
+
+
 def authorization(payload: dict) -> tuple:
     """The market's `Authorization` struct from a `purchase_with_auth` action's payload: the
     payer's EIP-3009 TransferWithAuthorization fields (integers as decimal strings, bytes 0x-hex)."""
@@ -331,11 +359,12 @@ def authorization(payload: dict) -> tuple:
             bytes.fromhex(payload["signature"][2:]))
 
 
-def purchase_precheck(market, action: OperatorAction) -> str:
-    """Why an x402 settlement must not be sent: the listing's price is no longer what the payer
-    authorized (repriced since the request was verified). The simulation that follows catches
-    the rest (not for sale, a used nonce, a payer who holds a live order)."""
-    listing = market.get_listing(int(action.listing_id))
+def purchase_precheck(market, action: OperatorAction, listing: dict | None = None) -> str:
+    """Why an x402 settlement must not be sent: the listing's price (read now, or as `listing`
+    was just read) is no longer what the payer authorized (repriced since the request was
+    verified). The simulation that follows catches the rest (not for sale, a used nonce, a payer
+    who holds a live order)."""
+    listing = listing if listing is not None else market.get_listing(int(action.listing_id))
     value = int(action.payload["value"])
     if listing["price"] != value:
         return (f"the price of listing {action.listing_id} is {listing['price']} base units now, not the "
@@ -358,9 +387,9 @@ def mismatch(market, action: OperatorAction) -> str:
     return ""
 
 
-def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict) -> str:
+def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict, read: dict | None = None) -> str:
     """Why `action` must not be sent ("" when it may; a `Wait` when it may later). `market` is the
-    kind's contract."""
+    kind's contract; `read`, an x402 settlement's reads made at once (`_purchase_reads`)."""
     if not is_address(action.market) or to_checksum_address(action.market) != market.address:
         return (f"the {spec.contract} is now at {market.address}, not at {action.market} where "
                 "this action was decided")
@@ -369,7 +398,7 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
             reason = import_string(settings.CHAIN_PURCHASE_CHECK)(action)  # e.g. its agent key was revoked
             if reason:
                 return reason
-        reason = purchase_precheck(market, action)
+        reason = purchase_precheck(market, action, read and read["listing"])
         if reason:
             return reason
     if action.kind == Kind.PROPOSE_ROOT:
@@ -394,9 +423,10 @@ def _check(market, operator, action: OperatorAction, spec: KindSpec, roles: dict
         return mismatch(market, action)
     if action.kind == Kind.RETURN_SURPLUS:
         return stray_missing(market.w3, market.address, action) or surplus_precheck(market, action.payload, roles)
-    if not spec.batch:
+    if not spec.batch and read is None:  # `read` holds the same eth_call's answer: it did not revert
         try:
-            _call(market, action.kind, [action]).call({"from": operator.address})
+            market.w3.eth.call({"from": operator.address, "to": market.address,
+                                "data": calldata(_call(market, action.kind, [action]))})
         except ContractLogicError as exc:
             return f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
     return ""
@@ -497,13 +527,36 @@ def revoke_precheck(distributor, payload: dict) -> str:
     return ""
 
 
-def _next_nonce(w3, chain_id: int, address: str) -> int:
-    """The chain's pending count, or one above the highest nonce still open here: a nonce signed
-    for and not yet settled is never given to other work."""
+def _next_nonce(w3, chain_id: int, address: str, pending: int | None = None) -> int:
+    """The chain's pending count (`pending`, when it was just read), or one above the highest
+    nonce still open here: a nonce signed for and not yet settled is never given to other work."""
     top = (OperatorTransaction.objects.filter(chain_id=chain_id, sender=address, status__in=OperatorTransaction.OPEN)
            .aggregate(top=Max("nonce"))["top"])
-    chain = w3.eth.get_transaction_count(address, "pending")
+    chain = pending if pending is not None else w3.eth.get_transaction_count(address, "pending")
     return chain if top is None else max(chain, top + 1)
+
+
+def _purchase_reads(market, operator, action: OperatorAction, max_fee: int, priority: int) -> dict | None:
+    """What sending an x402 settlement reads from the node, asked in one JSON-RPC batch (one round
+    trip instead of four, each of which a busy machine makes slow): the listing (the pre-check),
+    the eth_call of the call from the operator (the simulation), its gas estimate at the fees it
+    will pay, and the operator's pending transaction count. Nothing is decided here: the checks
+    apply to these answers as to their own reads. None when the batch fails in any way (a call
+    that reverts, a node that takes no batches): the checks then read one by one, which gives the
+    failure its own reason."""
+    w3 = read_web3()
+    reader = DataMarket.shared(w3, market.address)
+    call = {"from": operator.address, "to": market.address, "data": calldata(_call(market, action.kind, [action]))}
+    try:
+        with w3.batch_requests() as batch:
+            batch.add(reader.contract.functions.getListing(int(action.listing_id)))
+            batch.add(w3.eth.call(call))
+            batch.add(w3.eth.estimate_gas({**call, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority}))
+            batch.add(w3.eth.get_transaction_count(operator.address, "pending"))
+            listing, _, estimate, pending = batch.execute()
+    except Exception:
+        return None
+    return {"listing": DataMarket.listing_terms(listing), "estimate": int(estimate), "pending": int(pending)}
 
 
 def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
@@ -521,9 +574,12 @@ def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
                        .filter(status=Status.PENDING, chain_id=chain_id, kind=kind).order_by("id")[:size])
         if not actions:
             return None
+        read = None
+        if kind == Kind.PURCHASE_WITH_AUTHORIZATION and spec.contract == "DataMarket":
+            read = _purchase_reads(market, operator, actions[0], *contracts.fees())  # one action: no batch
         ready = []
         for action in actions:
-            reason = _check(market, operator, action, spec, roles)
+            reason = _check(market, operator, action, spec, roles, read)
             if isinstance(reason, Wait):
                 waited = True
                 if action.error != reason:
@@ -538,24 +594,25 @@ def _prepare_batch(w3, contracts, chain_id, operator, kind, report):
                 ready.append(action)
         if not ready:
             return None if waited else False  # a waiting row is looked at again by the next run
-        call = _call(market, kind, ready)
-        max_fee, priority = fees(w3)
+        data = calldata(_call(market, kind, ready))
+        max_fee, priority = contracts.fees()
         limit = spec.gas_limit(len(ready))
         try:
             # Priced as it will be sent: a contract that behaves only when the gas price is 0 (a
             # simulation) is seen as it is.
-            estimate = call.estimate_gas({"from": operator.address, "maxFeePerGas": max_fee,
-                                          "maxPriorityFeePerGas": priority})
+            estimate = read["estimate"] if read is not None else market.w3.eth.estimate_gas({
+                "from": operator.address, "to": market.address, "data": data, "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": priority})
         except ContractLogicError as exc:  # e.g. the operator lost MODERATOR_ROLE
             reason = f"{spec.function} would revert: {reverts.describe(exc, market.contract.abi)}"
             return _fail_all(ready, reason, report)
         if estimate > limit:
             return _fail_all(ready, f"{spec.function} would need {estimate:,} gas, more than the {limit:,} "
                              "this action may use", report)
-        nonce = _next_nonce(w3, chain_id, operator.address)
-        built = call.build_transaction({
-            "from": operator.address, "nonce": nonce, "chainId": chain_id, "gas": min(limit, estimate * 5 // 4),
-            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority})
+        nonce = _next_nonce(w3, chain_id, operator.address, read and read["pending"])
+        built = {"to": market.address, "data": data, "value": 0, "nonce": nonce, "chainId": chain_id,
+                 "gas": min(limit, estimate * 5 // 4), "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority,
+                 "type": 2}
         signed = operator.sign_transaction(built)
         tx_hash = "0x" + bytes(signed.hash).hex()
         try:
@@ -656,7 +713,8 @@ def catch_up(w3, block: int, deadline: float) -> bool:
             return False
         if report.skipped and not report.skipped.startswith("another run"):
             return False  # backing off, or nothing deployed: a later run settles it
-        time.sleep(0.05)
+        if report.skipped or (report.through or 0) < block:
+            time.sleep(0.05)  # another run holds the indexer's lock: the cursor moves when it ends
 
 
 # ---------------------------------------------------------------------------------------------
@@ -690,13 +748,14 @@ def _follow(w3, market, chain_id, operator, report) -> list[OperatorTransaction]
     _reconcile(w3, chain_id, operator.address, mined_count)
     head = w3.eth.block_number
     confirmed_block = max(0, head - settings.CHAIN_CONFIRMATIONS)
+    hashes = {}  # block number -> the chain's hash of it, asked once in this look
     for tx in OperatorTransaction.objects.filter(chain_id=chain_id, status__in=OperatorTransaction.OPEN):
         receipt = _receipt(w3, tx)
         if receipt is None and tx.status == TxStatus.MINED:
             _unmine(tx)  # its block left the chain: it is pending again, or lost
         if receipt is not None:
             _mined(tx, receipt)
-            _settle(w3, market, tx, report)
+            _settle(w3, market, tx, report, hashes)
             continue
         # Given up only when the nonce is used in a block with the confirmations: a node that
         # has not seen the receipt yet (one behind a load balancer) gives nothing up.
@@ -704,7 +763,7 @@ def _follow(w3, market, chain_id, operator, report) -> list[OperatorTransaction]
             receipt = _receipt(w3, tx)  # mined between the two reads?
             if receipt is not None:
                 _mined(tx, receipt)
-                _settle(w3, market, tx, report)
+                _settle(w3, market, tx, report, hashes)
             else:
                 _drop(tx, report)
             continue
@@ -801,18 +860,27 @@ def _unmine(tx: OperatorTransaction) -> None:
     tx.save(update_fields=["status", "mined_hash", "block_hash", "block_number", "updated_at"])
 
 
-def _settle(w3, market, tx: OperatorTransaction, report: SendReport) -> None:
+def _settle(w3, market, tx: OperatorTransaction, report: SendReport, hashes: dict | None = None) -> None:
     """Once the indexer has read past the block (with its confirmations) and the block is still
-    the chain's: each action is decided by the events the indexer stored for the transaction."""
+    the chain's: each action is decided by the events the indexer stored for the transaction.
+    `hashes` keeps the blocks' hashes asked during one look at the open transactions (the many
+    transactions of one run share the indexer's last block, and often their own)."""
+    hashes = {} if hashes is None else hashes
+
+    def chain_hash(number):
+        if number not in hashes:
+            hashes[number] = indexer.block_hash(w3, number)
+        return hashes[number]
+
     if not catch_up(w3, tx.block_number, time.monotonic() + 5):
         return  # not confirmed yet, or the indexer cannot read it now
-    if indexer.block_hash(w3, tx.block_number) != tx.block_hash:
+    if chain_hash(tx.block_number) != tx.block_hash:
         _unmine(tx)
         return
     # The indexer's events are the chain's only if the block it last read is still the chain's
     # (a block's hash commits to every block below it); else it finds the fork on its next run.
     cursor = IndexerCursor.objects.filter(chain_id=tx.chain_id).first()
-    if cursor is None or indexer.block_hash(w3, cursor.block_number) != cursor.block_hash:
+    if cursor is None or chain_hash(cursor.block_number) != cursor.block_hash:
         return
     # The events of the contract it called (the market, or the distributor for reward roots).
     events = list(ChainEvent.objects.filter(

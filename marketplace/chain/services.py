@@ -242,7 +242,7 @@ def deployed(w3: Web3, wrapper):
         raise DeploymentError(
             f"{wrapper.artifact_name} is not deployed on this chain: run 'manage.py deploy_contracts'"
         )
-    return wrapper(w3, address)
+    return wrapper.shared(w3, address)
 
 
 def test_token(w3: Web3) -> TestUSDC:

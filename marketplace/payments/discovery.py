@@ -9,7 +9,6 @@ catalog search's words, filters and sorts; `limit` (1-100) and `offset` page the
 from __future__ import annotations
 
 import threading
-import time
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -19,14 +18,12 @@ from eth_utils import to_checksum_address
 from rest_framework import serializers
 
 from marketplace.catalog.api import SearchParams
-from marketplace.chain.client import get_web3
-from marketplace.chain.contracts import TestUSDC
 from marketplace.chain.services import deployed_address
 
+from .verify import token_domain
 from .x402 import SCHEME, PaymentRefused, Requirement, bazaar_extension, caip2_network
 
 CACHE_SECONDS = 5  # how long a client or proxy may keep a page: prices come from the chain's last read anyway
-TOKEN_DOMAIN_SECONDS = 600  # a token's EIP-712 name and version, read from the chain once in this long
 MIME_TYPES = {"csv": "text/csv", "tsv": "text/tab-separated-values", "json": "application/json",
               "jsonl": "application/jsonl", "parquet": "application/vnd.apache.parquet"}
 
@@ -77,29 +74,6 @@ def _error(code: str, message: str, status: int, fields: dict | None = None) -> 
     if fields:
         error["fields"] = fields
     return JsonResponse({"error": error}, status=status)
-
-
-_domains: dict[tuple, tuple[float, dict]] = {}
-_domains_lock = threading.Lock()
-
-
-def token_domain(token: str) -> dict:
-    """The token's EIP-712 name and version (what `accepts[].extra` names), read from the chain
-    once per TOKEN_DOMAIN_SECONDS per process. Raises PaymentRefused (503) when it cannot be read."""
-    key = (settings.CHAIN_RPC_URL, settings.CHAIN_ID, token)
-    now = time.monotonic()
-    with _domains_lock:
-        kept = _domains.get(key)
-    if kept and now - kept[0] < TOKEN_DOMAIN_SECONDS:
-        return kept[1]
-    try:
-        domain = TestUSDC(get_web3(), token).eip712_domain()
-    except Exception:
-        raise PaymentRefused("chain_unavailable", "The chain cannot be reached to read the payment token; try "
-                             "again soon.", status=503) from None
-    with _domains_lock:
-        _domains[key] = (now, domain)
-    return domain
 
 
 def item(request, row: dict, market: str) -> dict:

@@ -42,13 +42,14 @@ from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 from eth_utils import to_checksum_address
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from marketplace.accounts import agent_keys
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
-from marketplace.chain.client import get_web3
-from marketplace.chain.contracts import TestUSDC
+from marketplace.chain.client import get_web3, read_web3
+from marketplace.chain.contracts import DataMarket, TestUSDC
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
 from marketplace.limits.services import LimitExceeded, consume
@@ -58,14 +59,21 @@ from marketplace.orders.relay import SUSPENSION
 from marketplace.outbox.services import enqueue
 
 from .models import X402Payment
-from .verify import market, verify
+from .verify import verify
 from .x402 import Payment, PaymentInFlight, PaymentRefused
 
 logger = logging.getLogger(__name__)
 
 Status = X402Payment.Status
 ActionStatus = OperatorAction.Status
-POLL_SECONDS = 0.1  # between looks at the action while another process sends
+POLL_SECONDS = 0.1  # between looks at the action while another process sends ...
+POLL_SLOWER = (1.0, 0.25)  # ... and this much after waiting that long: a crowd of waiting requests
+# looking ten times a second is the sender's competition for the CPU and the database
+# How long a request leaves its new action to the worker the claim enqueued the sender for, before
+# it runs the sender itself: a worker's run sends what many requests queue and follows it, while a
+# request that runs it waits for the whole pass (the indexer's catch-up and every transaction's
+# settlement) before it can serve its own file.
+WORKER_GRACE_SECONDS = 0.3
 
 
 #: The error code a settled payment's row gets when its chain is reset (its order went with it).
@@ -308,7 +316,9 @@ def _reserve(record: X402Payment, listing: Listing, raw_key: str) -> bool:
 
 
 def _await(record: X402Payment) -> X402Payment:
-    deadline = time.monotonic() + settings.X402_SETTLEMENT_SECONDS
+    started = time.monotonic()
+    deadline = started + settings.X402_SETTLEMENT_SECONDS
+    grace = started + WORKER_GRACE_SECONDS
     while True:
         record = _look(record)
         if record.status == Status.FAILED:
@@ -325,17 +335,23 @@ def _await(record: X402Payment) -> X402Payment:
                 f"{settings.X402_SETTLEMENT_SECONDS} seconds. Send the same payment again (the same header): "
                 "it is settled once and the file is served then; it is never charged twice.")
         action_status = OperatorAction.objects.filter(pk=record.action_id).values_list("status", flat=True).first()
-        if record.status != Status.SETTLED and action_status in OperatorAction.OPEN:
+        if record.status != Status.SETTLED and action_status in OperatorAction.OPEN and time.monotonic() < grace:
+            time.sleep(min(_poll_seconds(started), max(0.0, remaining)))  # a worker may be sending it
+        elif record.status != Status.SETTLED and action_status in OperatorAction.OPEN:
             # This request sends, unless another process holds the sender's lock: that one looks at
             # the queue again when it releases it.
             try:
-                confirmed = send_operator_actions(timeout=remaining).confirmed
+                # One pass: what other requests queue meanwhile they send themselves (or a worker).
+                report = send_operator_actions(timeout=remaining, passes=1)
+                confirmed = report.confirmed
+                if report.left:
+                    enqueue("chain.send_operator_actions")
             except Exception:  # the node or the key failed: the sender's next run (beat's) tries again
                 logger.warning("x402 payment %s: the operator sender failed while the request waited", record.pk,
                                exc_info=True)
                 confirmed = 0
             if not confirmed:
-                time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(_poll_seconds(started), max(0.0, deadline - time.monotonic())))
         else:
             time.sleep(min(0.5, max(0.0, remaining)))  # confirmations: a new block
 
@@ -377,6 +393,10 @@ def _authorization_used(record: X402Payment) -> bool:
         return False
 
 
+def _poll_seconds(started: float) -> float:
+    return POLL_SLOWER[1] if time.monotonic() - started >= POLL_SLOWER[0] else POLL_SECONDS
+
+
 def _look(record: X402Payment) -> X402Payment:
     """The row as the chain and its action say now: settled from the action (confirmed) or from
     its mined receipt, failed with the action."""
@@ -388,21 +408,32 @@ def _look(record: X402Payment) -> X402Payment:
     action = OperatorAction.objects.select_related("transaction").get(pk=record.action_id)
     if action.status in (ActionStatus.CONFIRMED, ActionStatus.FAILED, ActionStatus.CANCELLED):
         on_done(action)
-    elif action.status == ActionStatus.SENT and action.transaction and action.transaction.mined_hash \
-            and not action.transaction.reverted:
+    elif action.status == ActionStatus.SENT and action.transaction and not action.transaction.reverted:
         found = _order_in_receipt(action)
-        if found is not None:
-            _finish(record.pk, Status.SETTLED, tx_hash=found[0], block_number=found[1], order_id=found[2])
+        if found is None:
+            return record  # nothing moved it
+        _finish(record.pk, Status.SETTLED, tx_hash=found[0], block_number=found[1], order_id=found[2])
+    else:
+        return record
     record.refresh_from_db()
     return record
 
 
 def _order_in_receipt(action: OperatorAction):
-    """(tx hash, block, order id) of the OrderCreated of the action's listing and payer in its
-    mined transaction's receipt, as the node has it now; None if it has none."""
+    """(tx hash, block, order id) of the OrderCreated of the action's listing and payer in the
+    receipt of its transaction (the hash the sender saw mined, else any hash signed for its nonce,
+    newest first: served as soon as it is mined, not once the sender has followed it), as the
+    node has it now; None if it has none."""
+    sent = action.transaction
     try:
-        dm = market()
-        receipt = dm.w3.eth.get_transaction_receipt(action.transaction.mined_hash)
+        dm = DataMarket.shared(read_web3(), action.market)  # where the sender sent it (it checks that first)
+        receipt = None
+        for tx_hash in [sent.mined_hash] if sent.mined_hash else reversed(sent.hashes or [sent.tx_hash]):
+            try:
+                receipt = dm.w3.eth.get_transaction_receipt(tx_hash)
+                break
+            except TransactionNotFound:
+                continue
     except Exception:
         return None
     if receipt is None or receipt["status"] != 1:

@@ -6,6 +6,7 @@ PaymentRefused with a code of its own for each reason. Nothing is broadcast and 
 the last check is an `eth_call` of the market's `purchaseWithAuthorization` from the relayer."""
 from __future__ import annotations
 
+import threading
 import time
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from web3.exceptions import ContractLogicError
 
 from marketplace.accounts.services import ChainUnreachable, signed_by
 from marketplace.chain import reverts
-from marketplace.chain.client import OperatorKeyMissing, get_web3, operator_account
+from marketplace.chain.client import OperatorKeyMissing, operator_account, read_web3
 from marketplace.chain.contracts import DataMarket, TestUSDC
 from marketplace.chain.services import deployed_address
 
@@ -44,7 +45,33 @@ def market() -> DataMarket:
     address = deployed_address(settings.CHAIN_ID, "DataMarket")
     if address is None:
         raise PaymentRefused("chain_unavailable", "The market is not deployed on this chain yet.", status=503)
-    return DataMarket(get_web3(), address)
+    return DataMarket.shared(read_web3(), address)
+
+
+TOKEN_DOMAIN_SECONDS = 600  # a token's EIP-712 name and version, read from the chain once in this long
+_domains: dict[tuple, tuple[float, dict]] = {}
+_domains_lock = threading.Lock()
+
+
+def token_domain(token: str) -> dict:
+    """The token's EIP-712 name and version (what a 402's `accepts[].extra` names and what the
+    payer signs against), read from the chain once per TOKEN_DOMAIN_SECONDS per process: a
+    deployed token's domain never changes, and a paid download and each discovery item need it.
+    Raises PaymentRefused (503) when it cannot be read."""
+    key = (settings.CHAIN_RPC_URL, settings.CHAIN_ID, token)
+    now = time.monotonic()
+    with _domains_lock:
+        kept = _domains.get(key)
+    if kept and now - kept[0] < TOKEN_DOMAIN_SECONDS:
+        return kept[1]
+    try:
+        domain = TestUSDC.shared(read_web3(), token).eip712_domain()
+    except Exception:
+        raise PaymentRefused("chain_unavailable", "The chain cannot be reached to read the payment token; try "
+                             "again soon.", status=503) from None
+    with _domains_lock:
+        _domains[key] = (now, domain)
+    return domain
 
 
 def transfer_typed_data(*, token: str, token_name: str, token_version: str, payer: str, to: str, value: int,
@@ -59,9 +86,10 @@ def transfer_typed_data(*, token: str, token_name: str, token_version: str, paye
     }
 
 
-def _listing(dm: DataMarket, listing_id: int) -> dict:
+def _listing(dm: DataMarket, listing_id: int, read: dict | None = None) -> dict:
+    """The listing (as `read` already has it, or read now), refused unless it is for sale."""
     try:
-        listing = dm.get_listing(listing_id)
+        listing = read if read is not None else dm.get_listing(listing_id)
     except ContractLogicError:
         listing = None
     except Exception:
@@ -75,14 +103,12 @@ def _listing(dm: DataMarket, listing_id: int) -> dict:
 
 def requirement_for(listing_id: int, *, resource: str, description: str = "",
                     mime_type: str = "application/octet-stream") -> Requirement:
-    """What listing `listing_id` asks of a payment now, read from the chain. Raises
+    """What listing `listing_id` asks of a payment now: its price and token read from the chain
+    (one eth_call), the token's EIP-712 name and version from `token_domain`. Raises
     PaymentRefused when it is not for sale or the chain cannot be reached."""
     dm = market()
     listing = _listing(dm, listing_id)
-    try:
-        domain = TestUSDC(dm.w3, listing["token"]).eip712_domain()
-    except Exception:
-        raise _unreachable() from None
+    domain = token_domain(listing["token"])
     return Requirement(listing_id=listing_id, amount=listing["price"], asset=listing["token"], pay_to=dm.address,
                        network=caip2_network(), resource=resource, token_name=domain["name"],
                        token_version=domain["version"], description=description, mime_type=mime_type)
@@ -125,7 +151,10 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
     dm = market()
     if dm.address != requirement.pay_to:
         raise PaymentRefused("wrong_pay_to", f"The market is {dm.address} now; ask for the resource again.")
-    listing = _listing(dm, requirement.listing_id)
+    token = TestUSDC.shared(dm.w3, requirement.asset)
+    nonce = bytes.fromhex(payment.nonce[2:])
+    read = _read_at_once(dm, token, requirement.listing_id, payment, nonce)
+    listing = _listing(dm, requirement.listing_id, read and read["listing"])
     if listing["token"] != requirement.asset:
         raise PaymentRefused("wrong_asset", f"Listing {requirement.listing_id} is paid in {listing['token']} now; "
                              "ask for the resource again.")
@@ -143,11 +172,12 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
                                  "for this token and chain.")
     except ChainUnreachable:
         raise _unreachable() from None
-    token = TestUSDC(dm.w3, requirement.asset)
-    nonce = bytes.fromhex(payment.nonce[2:])
     try:
-        balance = token.balance_of(payment.payer)
-        used = token.authorization_state(payment.payer, nonce)
+        if read is not None:
+            balance, used = read["balance"], read["used"]
+        else:
+            balance = token.balance_of(payment.payer)
+            used = token.authorization_state(payment.payer, nonce)
     except Exception:
         raise _unreachable() from None
     if balance < payment.value:
@@ -162,8 +192,43 @@ def verify(payment: Payment, requirement: Requirement, *, now: int | None = None
         raise PaymentInFlight("payment_in_flight", f"{payment.payer} holds {balance} base units of the token, and "
                               f"payments of {in_flight} base units from it are being settled: this one "
                               f"({payment.value}) would not be covered. Send it again once they are settled.")
-    _simulate(dm, requirement.listing_id, payment)
+    if read is None or not read["simulated"]:
+        _simulate(dm, requirement.listing_id, payment)
     return payment.payer
+
+
+def _authorization(payment: Payment) -> tuple:
+    return (payment.payer, payment.value, payment.valid_after, payment.valid_before,
+            bytes.fromhex(payment.nonce[2:]), payment.signature)
+
+
+def _read_at_once(dm: DataMarket, token: TestUSDC, listing_id: int, payment: Payment, nonce: bytes) -> dict | None:
+    """What the checks read from the chain, asked in one JSON-RPC batch (one round trip instead of
+    five): the listing, the payer's balance, the nonce's authorizationState and, when the server
+    has its key, the relayer's RELAYER_ROLE and the eth_call of purchaseWithAuthorization from it
+    (`simulated`: both passed). Nothing is decided here: verify applies every check to these
+    answers in its own order. None when the batch fails in any way (a call that reverts, as the
+    simulation of a payment to refuse does, a node that takes no batches, no node): the checks
+    then read one by one, which gives each refusal its own code."""
+    try:
+        relayer = operator_account().address
+    except OperatorKeyMissing:
+        relayer = None
+    try:
+        with dm.w3.batch_requests() as batch:
+            batch.add(dm.contract.functions.getListing(listing_id))
+            batch.add(token.contract.functions.balanceOf(payment.payer))
+            batch.add(token.contract.functions.authorizationState(payment.payer, nonce))
+            if relayer is not None:
+                batch.add(dm.contract.functions.hasRole(dm.role("RELAYER_ROLE"), relayer))
+                batch.add(dm.contract.functions.purchaseWithAuthorization(
+                    listing_id, _authorization(payment)).call({"from": relayer}))
+            answers = batch.execute()
+    except Exception:
+        return None
+    listing, balance, used = answers[:3]
+    return {"listing": DataMarket.listing_terms(listing), "balance": balance, "used": used,
+            "simulated": relayer is not None and answers[3] is True}
 
 
 def _simulate(dm: DataMarket, listing_id: int, payment: Payment) -> None:
@@ -173,8 +238,7 @@ def _simulate(dm: DataMarket, listing_id: int, payment: Payment) -> None:
     except OperatorKeyMissing:
         raise PaymentRefused("relay_unavailable", "This server has no key to settle payments with.",
                              status=503) from None
-    auth = (payment.payer, payment.value, payment.valid_after, payment.valid_before,
-            bytes.fromhex(payment.nonce[2:]), payment.signature)
+    auth = _authorization(payment)
     try:
         if not dm.has_role("RELAYER_ROLE", relayer):
             raise PaymentRefused("relay_unavailable", f"This server's key {relayer} may not settle payments on the "
