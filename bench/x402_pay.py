@@ -131,6 +131,8 @@ def main():
         "DATABASE_URL": fresh_database(base, args.database), "DATA_DIR": str(work / "data"),
         "PRIVATE_STORAGE_DIR": str(work / "files"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
         "CHAIN_OPERATOR_KEY": OPERATOR_KEY, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Every agent here pays from one address (loopback): the per-address limits are raised.
+        "LIMIT_PAYMENTS_PER_IP": "100000/minute", "LIMIT_PAYMENT_REQUIRED_PER_IP": "100000/minute",
     }
     os.environ.update(env)
     processes = []
@@ -201,7 +203,7 @@ def main():
             first_bytes.append(first_byte)
             exchanges.append(whole)
 
-        together = []
+        together, failures = [], []
         for _ in range(args.rounds):
             crowd = agents(args.agents)
             barrier = threading.Barrier(len(crowd))
@@ -209,14 +211,17 @@ def main():
 
             def run(i, agent):
                 barrier.wait()
-                times[i] = agent.buy(sha)[1]
+                try:
+                    times[i] = agent.buy(sha)[1]
+                except SystemExit as exc:  # a refused or failed payment: reported, not timed
+                    failures.append(str(exc))
 
             threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(crowd)]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            together.extend(times)
+            together.extend(t for t in times if t is not None)
 
         line, chain_p95 = percentiles(chain_ref)
         print(f"{'reference: one settlement sent by this script':<58} {line}")
@@ -234,6 +239,9 @@ def main():
         line, crowd_p95 = percentiles(together)
         print(f"{f'{args.agents} agents at once, whole exchange':<58} {line}  "
               f"{crowd_p95 / (chain_crowd_p95 + link_crowd_p95):4.1f}x the two crowd references")
+        if failures:
+            print(f"{len(failures)} of {args.agents * args.rounds} agents at once did not get their file: "
+                  + "; ".join(sorted(set(failures))))
         print("\ntargets: paid first byte within 1 s at p95; "
               f"{args.agents} agents at once within 5 s at p95")
     finally:
