@@ -658,3 +658,22 @@ def test_a_payment_whose_block_a_reorganisation_dropped_is_not_served_on_a_retry
 
     refused(get(client, listing_id, header), 410, "order_gone")
     assert X402Payment.objects.get().error_code == ""  # told by the indexer's cursor, not a reset
+
+
+def test_a_settled_payment_s_order_is_looked_for_after_the_indexer_s_cursor(chain, client, listed, payer):
+    """The indexer writes a block's orders and moves its cursor in one transaction: the cursor
+    must be read first, or an order committed between the two reads looks dropped by a
+    reorganisation (a 410 `order_gone` seen under load, bench/x402_pay.py)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace.payments import settlement
+
+    _, listing_id = listed
+    assert get(client, listing_id, v2(chain, listing_id, payer)).status_code == 200
+    record = X402Payment.objects.get()
+    with CaptureQueriesContext(connection) as queries:
+        assert settlement.order_access(record)()
+    tables = [q["sql"] for q in queries.captured_queries]
+    cursor = next(i for i, sql in enumerate(tables) if '"chain_indexercursor"' in sql)
+    orders = next(i for i, sql in enumerate(tables) if '"orders_order"' in sql)
+    assert cursor < orders, tables
