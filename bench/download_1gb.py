@@ -91,29 +91,9 @@ def main():
         import django
 
         django.setup()
-        from django.core.management import call_command
-
-        from marketplace.chain.client import _signing_web3
-        from marketplace.chain.models import Deployment
-        from marketplace.chain.services import deploy_all
-        from marketplace.devstack import ANVIL, wait_for_rpc
         from upload_1gb import children, free_port, wait_for_http
 
-        call_command("migrate", verbosity=0)
-        port = free_port()
-        anvil = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "31337",
-                                  "--silent"], start_new_session=True)
-        processes.append(anvil)
-        chain_url = f"http://127.0.0.1:{port}"
-        assert wait_for_rpc(chain_url, anvil), "anvil did not start"
-        os.environ["CHAIN_RPC_URL"] = env["CHAIN_RPC_URL"] = chain_url
-        from django.conf import settings
-
-        settings.CHAIN_RPC_URL = chain_url
-        w3 = _signing_web3(chain_url, 30.0, OPERATOR_KEY)
-        contracts = deploy_all(w3)
-        for result in contracts.values():
-            Deployment.objects.create(chain_id=w3.eth.chain_id, **result.__dict__)
+        w3, contracts = start_chain(env, processes)
         link = buy(w3, contracts, work, args.size_mb << 20)
 
         web_port, bare_port = free_port(), free_port()
@@ -158,6 +138,34 @@ def main():
             process.terminate()
             process.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def start_chain(env: dict, processes: list):
+    """The database migrated, a fresh anvil (appended to `processes`) with the real contracts
+    deployed by the operator key and recorded; CHAIN_RPC_URL set in `env`, the environment and
+    the settings. Returns (the operator's Web3, the deployments)."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from marketplace.chain.client import _signing_web3
+    from marketplace.chain.models import Deployment
+    from marketplace.chain.services import deploy_all
+    from marketplace.devstack import ANVIL, wait_for_rpc
+    from upload_1gb import free_port
+
+    call_command("migrate", verbosity=0)
+    port = free_port()
+    anvil = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "31337",
+                              "--silent"], start_new_session=True)
+    processes.append(anvil)
+    chain_url = f"http://127.0.0.1:{port}"
+    assert wait_for_rpc(chain_url, anvil), "anvil did not start"
+    os.environ["CHAIN_RPC_URL"] = env["CHAIN_RPC_URL"] = settings.CHAIN_RPC_URL = chain_url
+    w3 = _signing_web3(chain_url, 30.0, OPERATOR_KEY)
+    contracts = deploy_all(w3)
+    for result in contracts.values():
+        Deployment.objects.create(chain_id=w3.eth.chain_id, **result.__dict__)
+    return w3, contracts
 
 
 def buy(w3, contracts, work, size):

@@ -2,10 +2,9 @@
 reproductions against the real anvil, contracts, PostgreSQL, indexer and operator sender, with the
 fixtures of test_stray_transfers and test_agent_keys.
 
-Tests marked `xfail(strict=True)` assert the SAFE behaviour and fail today: each reproduces a
-finding of the review (its reason names it). When the product is fixed the test passes, the
-strict marker turns that into a failure, and the marker is to be removed with the fix. The other
-tests pin down attacks that were tried and found refused."""
+The tests named after a finding (test_<finding>_...) reproduce what the review found and assert
+the safe behaviour: each failed before its fix. The other tests pin down attacks that were tried
+and found refused."""
 from datetime import timedelta
 import json
 from pathlib import Path
@@ -24,7 +23,8 @@ from marketplace.chain.services import deploy_contract
 from marketplace.orders.models import StrayTransfer
 from tests.conftest import DEV_KEYS
 from tests.integration.test_agent_keys import AGENT, make_key
-from tests.integration.test_stray_transfers import PRICE, PUSHED, START, listing, push, strays_of
+from tests.integration.test_stray_transfers import (  # noqa: F401 (fixtures: the sender runs in the test)
+    PRICE, PUSHED, START, _no_worker, listing, payer, push, seller, stranger, strays_of)
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
@@ -56,27 +56,6 @@ const c = out.contracts['W.sol'].AttackWallet;
 process.stdout.write(JSON.stringify({abi: c.abi, bytecode: c.evm.bytecode.object}));
 """
 
-
-@pytest.fixture(autouse=True)
-def _no_worker(no_worker):
-    """The sender runs in the test (a worker would race it)."""
-
-
-@pytest.fixture
-def seller():
-    return Account.from_key(DEV_KEYS[1])
-
-
-@pytest.fixture
-def payer(chain):
-    account = Account.from_key(DEV_KEYS[4])
-    chain.token.mint(account.address, START - chain.token.balance_of(account.address))
-    return account
-
-
-@pytest.fixture
-def stranger():
-    return Account.from_key(DEV_KEYS[2]).address
 
 
 @pytest.fixture

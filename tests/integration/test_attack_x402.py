@@ -1,10 +1,9 @@
 """Attack review of the x402 paid download (issue 21, task R): reproductions against the real
 anvil, contracts, PostgreSQL and operator sender, with the fixtures of test_x402_pay.
 
-Tests marked `xfail(strict=True)` assert the SAFE behaviour and fail today: each reproduces a
-finding of the review (its reason names it). When the product is fixed the test passes, the
-strict marker turns that into a failure, and the marker is to be removed with the fix. The other
-tests pin down attacks that were tried and found refused."""
+The tests named after a finding (test_<finding>_...) reproduce what the review found and assert
+the safe behaviour: each failed before its fix. The other tests pin down attacks that were tried
+and found refused."""
 import base64
 from datetime import timedelta
 import json
