@@ -37,6 +37,7 @@ from .x402 import Payment, PaymentRefused
 
 logger = logging.getLogger(__name__)
 
+
 @require_GET
 def paid_download(request, listing_id: int):
     payment = None
