@@ -271,3 +271,13 @@ def sync_until(sync, done, timeout=20):
     transaction running on the PostgreSQL server, another database's (another test session's)
     too, so one pass may hold a change back for a moment, as the running sync process would."""
     return wait_until(lambda: sync.sync_once() is not None and done(), timeout=timeout)
+
+
+def run_coroutine(coroutine):
+    """`asyncio.run` in a thread of its own: once a browser test has run, Playwright's sync API
+    keeps an event loop running in the test thread, where asyncio.run refuses to start."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -2,7 +2,6 @@
 dev key through the official x402 client or by an EIP-1271 wallet, names its signer once; a
 replayed nonce, a nonce of another resource, an unknown or expired one, the site's own sign-in
 nonce and a forged signature are refused with their codes."""
-import asyncio
 import base64
 import json
 
@@ -17,7 +16,7 @@ from marketplace.accounts.models import SignInNonce
 from marketplace.chain.services import deploy_contract
 from marketplace.payments import siwx
 from marketplace.payments.x402 import PaymentRefused, sign_in_extension
-from tests.conftest import DEV_KEYS, free_port
+from tests.conftest import DEV_KEYS, free_port, run_coroutine
 
 pytestmark = [pytest.mark.django_db]
 RESOURCE = "http://testserver/pay/7"
@@ -33,7 +32,7 @@ def challenge(nonce, uri=RESOURCE):
 def signed_by_key(nonce, account=BUYER, uri=RESOURCE) -> str:
     """What the official x402 client sends back for the challenge."""
     info = challenge(nonce, uri)
-    return encode_siwx_header(asyncio.run(create_siwx_payload(info, account, info["uri"])))
+    return encode_siwx_header(run_coroutine(create_siwx_payload(info, account, info["uri"])))
 
 
 def request_with(value, path="/pay/7"):

@@ -4,7 +4,6 @@ client, an EIP-1271 contract wallet) downloads again, Range too, with nothing pa
 nonce, another chain id and a forged signature are refused with their codes and a fresh challenge;
 a wallet that holds no order gets the 402; the buying ban after a purchase and the legal removal
 apply as they do to download links."""
-import asyncio
 import base64
 import hashlib
 import json
@@ -21,6 +20,7 @@ from marketplace.chain.services import deploy_contract
 from marketplace.orders.models import Download, Order
 from marketplace.payments.models import X402Payment
 from marketplace.payments.verify import transfer_typed_data
+from tests.conftest import run_coroutine
 from tests.integration import test_x402_pay
 from tests.integration.test_listing import PRICE
 from tests.integration.test_x402_pay import (
@@ -40,7 +40,7 @@ def challenge_of(response) -> dict:
 
 def signed_in(challenge: dict, account) -> str:
     """What the official x402 client sends back for the challenge."""
-    return encode_siwx_header(asyncio.run(create_siwx_payload(challenge, account, challenge["uri"])))
+    return encode_siwx_header(run_coroutine(create_siwx_payload(challenge, account, challenge["uri"])))
 
 
 def sign_in(client, listing_id, account, **headers):

@@ -2,7 +2,6 @@
 sends for our 402's challenge is read into the same EIP-4361 message it signed, every malformed
 header is refused with `siwx_malformed`, and the signed fields are checked against the host, the
 resource, the chain and the clock."""
-import asyncio
 import base64
 from datetime import datetime, timedelta, timezone as dt_timezone
 import json
@@ -14,6 +13,7 @@ from x402.extensions.sign_in_with_x import create_siwx_payload, encode_siwx_head
 
 from marketplace.payments import siwx
 from marketplace.payments.x402 import PaymentRefused, sign_in_extension
+from tests.conftest import run_coroutine
 
 DOMAIN = "data.example"
 RESOURCE = "https://data.example/pay/7"
@@ -34,7 +34,7 @@ def challenge(now=NOW, nonce="3f9c1e0b7a2d4c583f9c1e0b7a2d4c58", uri=RESOURCE):
 
 def official_header(info=None, account=ACCOUNT) -> str:
     info = info or challenge()
-    payload = asyncio.run(create_siwx_payload(info, account, info["uri"]))
+    payload = run_coroutine(create_siwx_payload(info, account, info["uri"]))
     return encode_siwx_header(payload)
 
 
