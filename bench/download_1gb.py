@@ -76,16 +76,8 @@ def main():
     base = os.environ.get("DATABASE_URL")
     if not base:
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (a database bench_download is made there)")
-    from indexer import fresh_database
-
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))
-    env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings", "DJANGO_SECRET_KEY": "bench-only",
-        "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_MANIFEST_STATIC": "0", "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": fresh_database(base, "bench_download"), "DATA_DIR": str(work / "data"),
-        "PRIVATE_STORAGE_DIR": str(work / "files"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    os.environ.update(env)
+    env = bench_env(base, "bench_download", work)
     processes = []
     try:
         import django
@@ -138,6 +130,21 @@ def main():
             process.terminate()
             process.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_env(base: str, database: str, work: Path, **extra) -> dict:
+    """The environment of a bench's server processes, also set in this one: a fresh database
+    `database` on the server of `base`, files under `work`, plus `extra`."""
+    from indexer import fresh_database
+
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings", "DJANGO_SECRET_KEY": "bench-only",
+        "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_MANIFEST_STATIC": "0", "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": fresh_database(base, database), "DATA_DIR": str(work / "data"),
+        "PRIVATE_STORAGE_DIR": str(work / "files"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **extra,
+    }
+    os.environ.update(env)
+    return env
 
 
 def start_chain(env: dict, processes: list):

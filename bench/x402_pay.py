@@ -122,19 +122,13 @@ def main():
     base = os.environ.get("DATABASE_URL")
     if not base:
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (a database --database, bench_x402, is made there)")
-    from indexer import fresh_database
+    from download_1gb import bench_env
 
     work = Path(tempfile.mkdtemp(prefix="bench-x402-"))
-    env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings", "DJANGO_SECRET_KEY": "bench-only",
-        "DJANGO_SECURE_SSL_REDIRECT": "0", "DJANGO_MANIFEST_STATIC": "0", "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": fresh_database(base, args.database), "DATA_DIR": str(work / "data"),
-        "PRIVATE_STORAGE_DIR": str(work / "files"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-        "CHAIN_OPERATOR_KEY": OPERATOR_KEY, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # Every agent here pays from one address (loopback): the per-address limits are raised.
-        "LIMIT_PAYMENTS_PER_IP": "100000/minute", "LIMIT_PAYMENT_REQUIRED_PER_IP": "100000/minute",
-    }
-    os.environ.update(env)
+    env = bench_env(base, args.database, work, CHAIN_OPERATOR_KEY=OPERATOR_KEY,
+                    DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+                    # Every agent here pays from one address (loopback): the per-address limits are raised.
+                    LIMIT_PAYMENTS_PER_IP="100000/minute", LIMIT_PAYMENT_REQUIRED_PER_IP="100000/minute")
     processes = []
     try:
         import django
