@@ -1,7 +1,8 @@
 """The Celery application; tasks are discovered in each installed app's tasks.py."""
+import gc
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 from marketplace import broker
 
@@ -23,3 +24,12 @@ def publish_connection():
     if app.conf.broker_url.startswith(("redis://", "rediss://")):
         options.update(socket_timeout=PUBLISH_TIMEOUT, socket_connect_timeout=PUBLISH_TIMEOUT)
     return app.connection_for_write(connect_timeout=PUBLISH_TIMEOUT, transport_options=options)
+
+
+@signals.worker_ready.connect
+@signals.beat_init.connect
+def freeze_startup_objects(**_):
+    """Everything imported by now lives as long as the worker (or beat): moved out of the
+    collector's reach, the full collection at interpreter exit takes milliseconds instead of
+    about a second of a warm shutdown (a process manager kills what is not gone in 5 s)."""
+    gc.freeze()

@@ -128,7 +128,8 @@ def work(client, state: JobsState) -> Counter:
     """One turn: lease (when the bandwidth cap leaves room), fetch and commit what is leased,
     reveal what is open for it. Returns this turn's counts (fetched, committed, revealed,
     declined, declined:<reason>) and adds them to state.totals. Never raises for a refusal of
-    the server: it is noted in state.last_error and the next turn tries again."""
+    the server or for a server that cannot be reached: it is noted in state.last_error and the
+    next turn tries again."""
     done = Counter()
     remaining = state.bandwidth.remaining()
     want = state.want if remaining is None or remaining > 0 else 0
@@ -148,13 +149,19 @@ def work(client, state: JobsState) -> Counter:
             "its wallet ended without a result or were declined lately, or the hour's leases "
             "are taken"
         )
-    for job in listed:
-        if job["phase"] == "fetch":
-            _fetch_and_commit(client, state, job, done)
-        elif job["phase"] == "reveal":
-            _reveal(client, state, job, done)
-    ids = {job["id"] for job in listed}
-    state.pending = {job_id: kept for job_id, kept in state.pending.items() if job_id in ids}
+    try:
+        for job in listed:
+            if job["phase"] == "fetch":
+                _fetch_and_commit(client, state, job, done)
+            elif job["phase"] == "reveal":
+                _reveal(client, state, job, done)
+    except OSError as exc:
+        # The server went away mid-turn (stopped, restarted, the network): what was fetched
+        # stays pending, and the next turn commits or reveals it when the lease is listed again.
+        state.last_error = f"the server cannot be reached: {exc}"
+    else:
+        ids = {job["id"] for job in listed}
+        state.pending = {job_id: kept for job_id, kept in state.pending.items() if job_id in ids}
     state.totals.update(done)
     return done
 

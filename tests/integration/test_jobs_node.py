@@ -11,10 +11,12 @@ from eth_account import Account
 import pytest
 
 from marketplace.node.client import Client
-from marketplace.node.jobs import Bandwidth, JobsState, work
+from marketplace.node.jobs import JOBS_PATH, Bandwidth, JobsState, work
 from marketplace.rewards import demo_site, jobs, signing
 from marketplace.rewards.fetching import AllowList
 from marketplace.rewards.models import CollectedRow, Device, FetchJob, JobAssignment, WorkCredit
+
+from tests.conftest import free_port
 
 from .jobs_fixtures import bound_device, dataset, job_settings, make_target, site
 
@@ -99,6 +101,32 @@ def test_a_node_keeps_to_its_bandwidth_cap(job_settings, dataset, site, live_ser
     second = work(client, state)
     assert second["declined:bandwidth_cap"] == 1 and second["fetched"] == 0
     assert state.bandwidth.used(60) <= cap
+
+
+class GoneAfterLease(Client):
+    """A node whose server stops answering once the turn's lease is in (a restart, the run
+    command stopping): every later request goes to a port nothing listens on."""
+
+    def signed_response(self, method, path, payload=None):
+        response = super().signed_response(method, path, payload)
+        if path == JOBS_PATH:
+            self.server = f"http://127.0.0.1:{free_port()}"
+        return response
+
+
+def test_a_server_gone_mid_turn_is_noted_and_the_fetched_rows_are_committed_next_turn(
+    job_settings, dataset, site, live_server
+):
+    job = jobs.create_job(target=make_target(dataset, site))
+    node, state = bound_device(), state_for(site)
+    client = GoneAfterLease(live_server.url, Account.from_key(node.key), settings.CHAIN_ID)
+    done = work(client, state)  # used to raise requests' ConnectionError out of the node's loop
+    assert done["fetched"] == 1 and done["committed"] == 0
+    assert state.last_error.startswith("the server cannot be reached"), state.last_error
+    assert list(state.pending) == [job.pk]
+    assert work(client_of(node, live_server), state)["committed"] == 1, state.last_error
+    assignment = JobAssignment.objects.get(job=job)
+    assert assignment.state == JobAssignment.State.COMMITTED and assignment.commit_hash
 
 
 def test_signed_requests_are_taken_once_and_only_from_bound_devices(

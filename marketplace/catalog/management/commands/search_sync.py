@@ -1,3 +1,4 @@
+import gc
 import signal
 import time
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval, once, **options):
         sync = SearchSync()
+        gc.freeze()  # what is loaded by now lives as long as the process: a quick exit (celery.py)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
