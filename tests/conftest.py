@@ -23,6 +23,9 @@ from marketplace.chain.services import deploy_all
 from marketplace.devstack import ANVIL, wait_for_rpc
 
 ROOT = Path(__file__).resolve().parent.parent
+#: This run's broker (marketplace.testing.pytest_env sets it), kept before any test points the
+#: publisher elsewhere (no_worker).
+RUN_BROKER_URL = os.environ["CELERY_BROKER_URL"]
 # Anvil's well-known dev keys (mnemonic "test test ... junk"); never real funds.
 DEV_KEYS = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",

@@ -19,7 +19,7 @@ from marketplace.chain import sender
 from marketplace.chain.services import forget_chain
 from marketplace.orders.models import Order
 from marketplace.payments.models import X402Payment
-from tests.conftest import wait_until
+from tests.conftest import RUN_BROKER_URL, wait_until
 from tests.integration.test_agent_keys import make_key
 from tests.integration.test_listing import PRICE
 from tests.integration import test_x402_pay
@@ -213,10 +213,12 @@ def test_a_timed_out_settlement_is_held_then_spent_when_the_sender_settles_it(ch
     assert AgentSpend.objects.count() == 1 and agent_keys.used(key) == PRICE
 
 
+@pytest.mark.parametrize("repair", ["call", pytest.param("worker", marks=pytest.mark.worker)])
 def test_a_ledger_that_fails_when_the_sender_settles_is_repaired_later(chain, client, listed, payer, settings,
-                                                                       monkeypatch):
+                                                                       monkeypatch, repair, request):
     """`spend` raising in the sender's settlement transaction: the settlement stands, the sender
-    goes on, the row is flagged; the beat's repair (then a retry's look) spends it."""
+    goes on, the row is flagged; the beat's repair (then a retry's look) spends it: called here,
+    or as beat sends it, the task `payments.repair_ledgers` in a real Celery worker."""
     from marketplace.payments import settlement
 
     _, listing_id = listed
@@ -239,7 +241,15 @@ def test_a_ledger_that_fails_when_the_sender_settles_is_repaired_later(chain, cl
     assert X402Payment.objects.get().ledger_pending
 
     monkeypatch.setattr(agent_keys, "spend", real_spend)
-    assert settlement.repair_ledgers() == 1
+    if repair == "call":
+        assert settlement.repair_ledgers() == 1
+    else:
+        from marketplace.celery import app
+
+        request.getfixturevalue("point_broker_at")(RUN_BROKER_URL)  # `listed` pointed it at no broker
+        worker = request.getfixturevalue("celery_worker")
+        app.send_task("payments.repair_ledgers")
+        assert wait_until(lambda: not X402Payment.objects.get().ledger_pending, timeout=60), worker.output()
     spend, row = AgentSpend.objects.get(), X402Payment.objects.get()
     assert spend.state == "spent" and spend.order_id == row.order_id and not row.ledger_pending
     assert settlement.repair_ledgers() == 0
