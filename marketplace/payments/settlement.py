@@ -49,7 +49,9 @@ from marketplace.accounts import agent_keys
 from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3, read_web3
-from marketplace.chain.contracts import DataMarket, TestUSDC
+from marketplace.chain.contracts import DataMarket
+from marketplace.chain.events import AUTHORIZATION_USED_TOPIC
+from marketplace.chain.indexer import get_logs
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
 from marketplace.limits.services import LimitExceeded, consume
@@ -81,6 +83,9 @@ CHAIN_RESET = "chain_reset"
 #: The error code of a failed payment whose authorization was used on the token with no order:
 #: the money reached the market and is returned as a stray transfer.
 PAID_WITHOUT_ORDER = "paid_without_order"
+#: How far back from a failed settlement's block its authorization's use by another transaction
+#: is looked for: the push lands between the verification and the settlement, seconds apart.
+PUSH_LOOKBACK_BLOCKS = 5000
 
 
 class SettlementPending(PaymentRefused):
@@ -246,8 +251,9 @@ def _payer_in_flight(record: X402Payment) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"x402-payer:{record.chain_id}:{record.payer}"])
     payments = X402Payment.objects.filter(chain_id=record.chain_id, payer=record.payer).exclude(pk=record.pk)
-    if payments.filter(status=Status.FAILED, action__transaction__reverted=True,
-                       action__updated_at__gt=timezone.now() - timedelta(seconds=SUSPENSION)).exists():
+    reverted = payments.filter(status=Status.FAILED, action__transaction__reverted=True,
+                               action__updated_at__gt=timezone.now() - timedelta(seconds=SUSPENSION))
+    if any(not _front_run(row) for row in reverted.exclude(error_code=PAID_WITHOUT_ORDER)[:3]):
         raise PaymentRefused("payer_suspended", f"A settlement of {record.payer}'s reverted on the chain in the last "
                              f"{SUSPENSION // 3600} hours, at the marketplace's cost: payments from this wallet are "
                              "not taken for now. Buy from the wallet with the market's purchase.", status=403)
@@ -258,6 +264,19 @@ def _payer_in_flight(record: X402Payment) -> int:
                               "is being settled: send that payment's header again (it is served once settled, "
                               "and never charged twice) rather than a new authorization.")
     return int(in_flight.aggregate(total=Sum("amount"))["total"] or 0)
+
+
+def _front_run(row: X402Payment) -> bool:
+    """Whether a reverted settlement reverted because someone spent its authorization on the token
+    first (a mempool watcher copying it from the relayer's pending transaction): the money went to
+    the market and is returned (orders.strays), and the payer is not suspended for it. Recorded on
+    the row (PAID_WITHOUT_ORDER), so the chain is asked once. A payer who does this to itself from
+    another wallet pays that transaction's gas, about what the revert and the return cost the
+    relayer: nothing is multiplied, unlike the reverts the suspension is for."""
+    if not _authorization_used(row):
+        return False
+    X402Payment.objects.filter(pk=row.pk).update(error_code=PAID_WITHOUT_ORDER, updated_at=timezone.now())
+    return True
 
 
 def _queue(record: X402Payment, payment: Payment, listing: Listing, digest: str, requirement, agent_key: str,
@@ -379,17 +398,27 @@ def _settlement_failed(record: X402Payment) -> PaymentRefused:
 
 
 def _authorization_used(record: X402Payment) -> bool:
-    """Whether the row's authorization is used on the token while no order of this market came of
-    it (False when the chain cannot be asked: the answer then says nothing was taken, as the
-    settlement's own failure means)."""
+    """Whether the row's authorization was spent on the token by a transaction that is not this
+    market's purchase: the token's `AuthorizationUsed` of (payer, nonce), looked for in the
+    PUSH_LOOKBACK_BLOCKS blocks up to the settlement's own block (the head when none was mined):
+    the push came after the verification, which found the nonce unused, and before the
+    settlement. A nonce the payer cancelled (`AuthorizationCanceled`) took no money: False. False
+    as well when the chain cannot be asked: the answer then says nothing was taken, as the
+    settlement's own failure means."""
     if record.tx_hash and Order.objects.filter(chain_id=record.chain_id, market=record.market, buyer=record.payer,
                                                listing_id=record.listing_id, tx_hash=record.tx_hash).exists():
         return False
     try:
-        token = TestUSDC(get_web3(), record.token)
-        return bool(token.authorization_state(record.payer, bytes.fromhex(record.nonce[2:])))
+        w3 = get_web3()
+        mined = record.action.transaction.block_number if record.action and record.action.transaction else None
+        last = mined if mined is not None else w3.eth.block_number
+        used = get_logs(w3, {"address": record.token, "topics": [
+            "0x" + AUTHORIZATION_USED_TOPIC.hex(), "0x" + "0" * 24 + record.payer[2:].lower(), record.nonce]},
+            max(0, last - PUSH_LOOKBACK_BLOCKS), last)
+        return bool(used)
     except Exception:
-        logger.warning("x402 payment %s: the token's authorizationState could not be read", record.pk, exc_info=True)
+        logger.warning("x402 payment %s: the token's AuthorizationUsed logs could not be read", record.pk,
+                       exc_info=True)
         return False
 
 

@@ -28,7 +28,8 @@ from tests.integration.test_listing import PRICE
 from tests.integration.test_relay import signed as signed_relay
 from tests.integration import test_x402_pay
 from tests.integration.test_x402_pay import (
-    CONTENT, STRANGER_KEY, SenderHeld, Untouched, body, decoded, get, refused, requirement, v1, v2,
+    CONTENT, STRANGER_KEY, SenderHeld, Untouched, body, cancel_authorization, decoded, get, refused, requirement,
+    v1, v2,
 )
 from tests.integration.test_x402_verify import authorization, b64, now, sign, v1_header, v2_header
 
@@ -52,15 +53,35 @@ def fresh_payer(chain, amount):
     return account
 
 
-def push_to_token(chain, header, sender_address):
-    """What anyone who saw the header (or the relayer's transaction in a mempool) can do: send the
-    authorization straight to the token's transferWithAuthorization."""
+def pushed(chain, header):
+    """What anyone who saw the header (or the relayer's transaction in a mempool) can do: the
+    authorization sent straight to the token's transferWithAuthorization (the call)."""
     auth = decoded(header)["payload"]["authorization"]
     signature = bytes.fromhex(decoded(header)["payload"]["signature"][2:])
     function = chain.token.contract.get_function_by_signature(
         "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)")
-    chain.send(function(auth["from"], auth["to"], int(auth["value"]), int(auth["validAfter"]),
-                        int(auth["validBefore"]), bytes.fromhex(auth["nonce"][2:]), signature), sender_address)
+    return function(auth["from"], auth["to"], int(auth["value"]), int(auth["validAfter"]),
+                    int(auth["validBefore"]), bytes.fromhex(auth["nonce"][2:]), signature)
+
+
+def push_to_token(chain, header, sender_address):
+    chain.send(pushed(chain, header), sender_address)
+
+
+def ahead_of_the_settlement(chain, call, sender_address):
+    """`call` mined in the block the queued settlement goes into, ahead of it (a higher tip), the
+    settlement sent by the operator sender: how a mempool watcher front-runs the relayer."""
+    chain.rpc("evm_setAutomine", [False])
+    try:
+        call.transact({"from": sender_address, "maxPriorityFeePerGas": 100 * 10**9, "maxFeePerGas": 200 * 10**9})
+        chain.rpc("evm_setIntervalMining", [1])
+        sender.send_operator_actions(timeout=15)
+    finally:
+        chain.rpc("evm_setIntervalMining", [0])
+        chain.rpc("evm_setAutomine", [True])
+    sender.send_operator_actions()
+    (tx,) = OperatorTransaction.objects.filter(kind="purchase_with_auth")
+    assert tx.reverted and X402Payment.objects.get().status == "failed"
 
 
 # Findings (fail today) ---------------------------------------------------------------------------
@@ -145,22 +166,53 @@ def test_r2_a_payer_whose_settlement_reverted_on_chain_is_suspended(chain, clien
     with SenderHeld():
         refused(get(client, first_id, v2(chain, first_id, payer)), 504, "settlement_pending")
     stranger = Account.from_key(STRANGER_KEY).address
-    chain.rpc("evm_setAutomine", [False])
-    try:  # the payer empties its wallet in the block the settlement goes into, ahead of it
-        chain.token.contract.functions.transfer(stranger, chain.token.balance_of(payer.address)).transact(
-            {"from": payer.address, "maxPriorityFeePerGas": 100 * 10**9, "maxFeePerGas": 200 * 10**9})
-        chain.rpc("evm_setIntervalMining", [1])
-        sender.send_operator_actions(timeout=15)
-    finally:
-        chain.rpc("evm_setIntervalMining", [0])
-        chain.rpc("evm_setAutomine", [True])
-    sender.send_operator_actions()
-    (tx,) = OperatorTransaction.objects.all()
-    assert tx.reverted and X402Payment.objects.get().status == "failed"
+    # The payer empties its wallet in the block the settlement goes into, ahead of it.
+    ahead_of_the_settlement(
+        chain, chain.token.contract.functions.transfer(stranger, chain.token.balance_of(payer.address)), payer.address)
     chain.token.mint(payer.address, PRICE)
     untouched = Untouched(chain, payer)
     document = refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
     assert "24 hours" in document["error"]
+    untouched.check()
+
+
+def test_a_payer_front_run_in_the_mempool_is_told_where_the_money_is_and_not_suspended(
+        chain, client, listed, second, payer, settings):
+    """A mempool watcher copies the authorization out of the relayer's pending settlement and
+    gets it mined first: the settlement reverts, at the relayer's cost, but through no act of
+    the payer's. The payer is told its money reached the market and comes back, and its next
+    payment is taken (it used to be suspended for 24 hours: a denial of service for the price of
+    one transfer per victim)."""
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    header = v2(chain, first_id, payer)
+    with SenderHeld():
+        refused(get(client, first_id, header), 504, "settlement_pending")
+    ahead_of_the_settlement(chain, pushed(chain, header), Account.from_key(STRANGER_KEY).address)
+    document = refused(get(client, first_id, header), 402, "settlement_failed")
+    assert "Nothing was taken" not in document["error"] and "/api/v1/me/returns" in document["error"]
+    assert X402Payment.objects.get().error_code == "paid_without_order"
+    served = get(client, second_id, v2(chain, second_id, payer))
+    assert served.status_code == 200 and body(served) == OTHER_CONTENT
+    assert Order.objects.filter(buyer=payer.address, listing_id=second_id).exists()
+
+
+def test_a_payer_who_cancels_its_authorization_under_the_settlement_is_suspended(
+        chain, client, listed, second, payer, settings):
+    """The payer's own cancelAuthorization ahead of the settlement: nothing was taken (the answer
+    says so, no return is promised), and the payer is suspended as for any revert it caused."""
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    header = v2(chain, first_id, payer)
+    with SenderHeld():
+        refused(get(client, first_id, header), 504, "settlement_pending")
+    nonce = decoded(header)["payload"]["authorization"]["nonce"]
+    ahead_of_the_settlement(chain, cancel_authorization(chain, payer, nonce), payer.address)
+    document = refused(get(client, first_id, header), 402, "settlement_failed")
+    assert "Nothing was taken" in document["error"]
+    assert X402Payment.objects.get().error_code != "paid_without_order"
+    untouched = Untouched(chain, payer)
+    refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
     untouched.check()
 
 

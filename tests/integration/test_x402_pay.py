@@ -355,10 +355,8 @@ def test_a_payer_without_the_money_is_refused(chain, client, listed):
     untouched.check()
 
 
-def test_a_nonce_used_on_the_token_or_cancelled_is_refused(chain, client, listed, payer):
-    _, listing_id = listed
-    header = v2(chain, listing_id, payer)
-    nonce = decoded(header)["payload"]["authorization"]["nonce"]
+def cancel_authorization(chain, payer, nonce):
+    """The token's cancelAuthorization call for the payer's nonce, signed by the payer."""
     cancel = {
         "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
                                    {"name": "chainId", "type": "uint256"},
@@ -370,7 +368,14 @@ def test_a_nonce_used_on_the_token_or_cancelled_is_refused(chain, client, listed
     }
     signature = bytes(Account.sign_typed_data(payer.key, full_message=cancel).signature)
     function = chain.token.contract.get_function_by_signature("cancelAuthorization(address,bytes32,bytes)")
-    chain.send(function(payer.address, bytes.fromhex(nonce[2:]), signature), payer.address)
+    return function(payer.address, bytes.fromhex(nonce[2:]), signature)
+
+
+def test_a_nonce_used_on_the_token_or_cancelled_is_refused(chain, client, listed, payer):
+    _, listing_id = listed
+    header = v2(chain, listing_id, payer)
+    nonce = decoded(header)["payload"]["authorization"]["nonce"]
+    chain.send(cancel_authorization(chain, payer, nonce), payer.address)
     untouched = Untouched(chain, payer)
     refused(get(client, listing_id, header), 409, "nonce_used")
     untouched.check()
