@@ -50,8 +50,7 @@ from marketplace.api import Refused
 from marketplace.catalog.models import Listing
 from marketplace.chain.client import get_web3, read_web3
 from marketplace.chain.contracts import DataMarket
-from marketplace.chain.events import AUTHORIZATION_USED_TOPIC
-from marketplace.chain.indexer import get_logs
+from marketplace.chain.indexer import authorization_pushed
 from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
 from marketplace.limits.services import LimitExceeded, consume
@@ -398,13 +397,14 @@ def _settlement_failed(record: X402Payment) -> PaymentRefused:
 
 
 def _authorization_used(record: X402Payment) -> bool:
-    """Whether the row's authorization was spent on the token by a transaction that is not this
-    market's purchase: the token's `AuthorizationUsed` of (payer, nonce), looked for in the
-    PUSH_LOOKBACK_BLOCKS blocks up to the settlement's own block (the head when none was mined):
-    the push came after the verification, which found the nonce unused, and before the
-    settlement. A nonce the payer cancelled (`AuthorizationCanceled`) took no money: False. False
-    as well when the chain cannot be asked: the answer then says nothing was taken, as the
-    settlement's own failure means."""
+    """Whether the row's authorization was sent straight to the token, the money going to the
+    market, by a transaction that is not this market's purchase (`indexer.authorization_pushed`),
+    looked for in the PUSH_LOOKBACK_BLOCKS blocks up to the settlement's own block (the head when
+    none was mined): the push came after the verification, which found the nonce unused, and
+    before the settlement. A nonce the payer cancelled, or spent on an authorization of the same
+    nonce paying someone else, took nothing to the market: False. False as well when the chain
+    cannot be asked: the answer then says nothing was taken, as the settlement's own failure
+    means."""
     if record.tx_hash and Order.objects.filter(chain_id=record.chain_id, market=record.market, buyer=record.payer,
                                                listing_id=record.listing_id, tx_hash=record.tx_hash).exists():
         return False
@@ -412,10 +412,8 @@ def _authorization_used(record: X402Payment) -> bool:
         w3 = get_web3()
         mined = record.action.transaction.block_number if record.action and record.action.transaction else None
         last = mined if mined is not None else w3.eth.block_number
-        used = get_logs(w3, {"address": record.token, "topics": [
-            "0x" + AUTHORIZATION_USED_TOPIC.hex(), "0x" + "0" * 24 + record.payer[2:].lower(), record.nonce]},
-            max(0, last - PUSH_LOOKBACK_BLOCKS), last)
-        return bool(used)
+        return authorization_pushed(w3, token=record.token, payer=record.payer, nonce=record.nonce,
+                                    market=record.market, first=max(0, last - PUSH_LOOKBACK_BLOCKS), last=last)
     except Exception:
         logger.warning("x402 payment %s: the token's AuthorizationUsed logs could not be read", record.pk,
                        exc_info=True)

@@ -216,6 +216,30 @@ def test_a_payer_who_cancels_its_authorization_under_the_settlement_is_suspended
     untouched.check()
 
 
+def test_a_payer_who_spends_the_nonce_elsewhere_under_the_settlement_is_suspended(
+        chain, client, listed, second, payer, settings):
+    """The payer signs a second authorization with the same nonce, paying its own other wallet,
+    and gets it mined ahead of the settlement: the token's AuthorizationUsed names the payer and
+    nonce, but no money reached the market. Nothing is to be returned and the revert was the
+    payer's doing: told nothing was taken, suspended."""
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    header = v2(chain, first_id, payer)
+    with SenderHeld():
+        refused(get(client, first_id, header), 504, "settlement_pending")
+    nonce = decoded(header)["payload"]["authorization"]["nonce"]
+    own = Account.from_key(STRANGER_KEY).address
+    values = authorization(chain, requirement(first_id), payer, to=own, nonce=nonce)
+    elsewhere = pushed(chain, v2_header(
+        requirement(first_id), values, sign(requirement(first_id), payer.key, values)))
+    before = chain.token.balance_of(own)
+    ahead_of_the_settlement(chain, elsewhere, own)
+    assert chain.token.balance_of(own) == before + PRICE  # the nonce went elsewhere
+    document = refused(get(client, first_id, header), 402, "settlement_failed")
+    assert "Nothing was taken" in document["error"]
+    refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
+
+
 def test_r2_a_fresh_authorization_while_the_first_settles_or_settled_points_to_the_first(chain, client, listed,
                                                                                          payer, settings):
     _, listing_id = listed
