@@ -197,31 +197,14 @@ def test_a_payer_front_run_in_the_mempool_is_told_where_the_money_is_and_not_sus
     assert Order.objects.filter(buyer=payer.address, listing_id=second_id).exists()
 
 
-def test_a_payer_who_cancels_its_authorization_under_the_settlement_is_suspended(
-        chain, client, listed, second, payer, settings):
-    """The payer's own cancelAuthorization ahead of the settlement: nothing was taken (the answer
-    says so, no return is promised), and the payer is suspended as for any revert it caused."""
-    (_, first_id), (_, second_id) = listed, second
-    settings.X402_SETTLEMENT_SECONDS = 1
-    header = v2(chain, first_id, payer)
-    with SenderHeld():
-        refused(get(client, first_id, header), 504, "settlement_pending")
-    nonce = decoded(header)["payload"]["authorization"]["nonce"]
-    ahead_of_the_settlement(chain, cancel_authorization(chain, payer, nonce), payer.address)
-    document = refused(get(client, first_id, header), 402, "settlement_failed")
-    assert "Nothing was taken" in document["error"]
-    assert X402Payment.objects.get().error_code != "paid_without_order"
-    untouched = Untouched(chain, payer)
-    refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
-    untouched.check()
-
-
-def test_a_payer_who_spends_the_nonce_elsewhere_under_the_settlement_is_suspended(
-        chain, client, listed, second, payer, settings):
-    """The payer signs a second authorization with the same nonce, paying its own other wallet,
-    and gets it mined ahead of the settlement: the token's AuthorizationUsed names the payer and
-    nonce, but no money reached the market. Nothing is to be returned and the revert was the
-    payer's doing: told nothing was taken, suspended."""
+@pytest.mark.parametrize("how", ["cancel", "same_nonce_elsewhere"])
+def test_a_payer_who_spends_its_nonce_itself_under_the_settlement_is_suspended(
+        chain, client, listed, second, payer, settings, how):
+    """Mined ahead of the settlement: the payer's own cancelAuthorization, or a second
+    authorization of the same nonce paying the payer's other wallet (the token's AuthorizationUsed
+    names the payer and nonce, but no money reached the market). Nothing is to be returned and
+    the revert was the payer's doing: told nothing was taken (no return is promised), and
+    suspended as for any revert it caused."""
     (_, first_id), (_, second_id) = listed, second
     settings.X402_SETTLEMENT_SECONDS = 1
     header = v2(chain, first_id, payer)
@@ -229,15 +212,20 @@ def test_a_payer_who_spends_the_nonce_elsewhere_under_the_settlement_is_suspende
         refused(get(client, first_id, header), 504, "settlement_pending")
     nonce = decoded(header)["payload"]["authorization"]["nonce"]
     own = Account.from_key(STRANGER_KEY).address
-    values = authorization(chain, requirement(first_id), payer, to=own, nonce=nonce)
-    elsewhere = pushed(chain, v2_header(
-        requirement(first_id), values, sign(requirement(first_id), payer.key, values)))
     before = chain.token.balance_of(own)
-    ahead_of_the_settlement(chain, elsewhere, own)
-    assert chain.token.balance_of(own) == before + PRICE  # the nonce went elsewhere
+    if how == "cancel":
+        ahead_of_the_settlement(chain, cancel_authorization(chain, payer, nonce), payer.address)
+    else:
+        values = authorization(chain, requirement(first_id), payer, to=own, nonce=nonce)
+        signature = sign(requirement(first_id), payer.key, values)
+        ahead_of_the_settlement(chain, pushed(chain, v2_header(requirement(first_id), values, signature)), own)
+        assert chain.token.balance_of(own) == before + PRICE  # the nonce paid the payer's other wallet
     document = refused(get(client, first_id, header), 402, "settlement_failed")
     assert "Nothing was taken" in document["error"]
+    assert X402Payment.objects.get().error_code != "paid_without_order"
+    untouched = Untouched(chain, payer)
     refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
+    untouched.check()
 
 
 def test_r2_a_fresh_authorization_while_the_first_settles_or_settled_points_to_the_first(chain, client, listed,
