@@ -244,21 +244,24 @@ def pushed_authorization(transfer: dict, rows: Iterable[dict]) -> bool:
                and row["args"]["authorizer"] == transfer["args"]["from"] for row in rows)
 
 
-def authorization_pushed(w3: Web3, *, token: str, payer: str, nonce: str, market: str, first: int,
-                         last: int) -> bool:
-    """Whether the payer's EIP-3009 authorization `nonce` was sent straight to `token` with the
-    money going to `market`, in blocks [first, last]: the token's `AuthorizationUsed` of (payer,
-    nonce) followed, as the log right after it, by its `Transfer` from the payer to the market
-    (what `pushed_authorization` matches among stored rows). An authorization of the same nonce
-    paying someone else, or a cancelled one, is not this."""
+def authorization_pushed(w3: Web3, *, token: str, payer: str, nonce: str, market: str, amount: int, first: int,
+                         last: int, before: tuple[int, int] | None = None) -> bool:
+    """Whether the payer's EIP-3009 authorization `nonce` was sent straight to `token`, paying
+    `amount` to `market`, in blocks [first, last] (and at a (block, transaction index) ahead of
+    `before`, when given): the token's `AuthorizationUsed` of (payer, nonce) followed, as the log
+    right after it, by its `Transfer` of that amount from the payer to the market (what
+    `pushed_authorization` matches among stored rows). An authorization of the same nonce paying
+    someone else or another amount, or a cancelled one, is not this."""
     used = get_logs(w3, {"address": token, "topics": [_AUTHORIZATION_USED, _topic_of(payer), nonce.lower()]},
                     first, last)
     for log in used:
         block = int(log["blockNumber"], 16)
+        if before is not None and (block, int(log["transactionIndex"], 16)) >= before:
+            continue
         transfers = get_logs(w3, {"address": token, "topics": [_TRANSFER, _topic_of(payer), _topic_of(market)]},
                              block, block)
         if any(t["transactionHash"] == log["transactionHash"] and int(t["logIndex"], 16) == int(log["logIndex"], 16) + 1
-               for t in transfers):
+               and int(t["data"], 16) == amount for t in transfers):
             return True
     return False
 

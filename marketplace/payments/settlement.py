@@ -55,6 +55,7 @@ from marketplace.chain.models import ChainEvent, IndexerCursor, OperatorAction
 from marketplace.chain.services import deployed_address
 from marketplace.limits.services import LimitExceeded, consume
 from marketplace.chain.sender import send_operator_actions
+from marketplace.orders import strays
 from marketplace.orders.models import Order
 from marketplace.orders.relay import SUSPENSION
 from marketplace.outbox.services import enqueue
@@ -85,6 +86,8 @@ PAID_WITHOUT_ORDER = "paid_without_order"
 #: How far back from a failed settlement's block its authorization's use by another transaction
 #: is looked for: the push lands between the verification and the settlement, seconds apart.
 PUSH_LOOKBACK_BLOCKS = 5000
+#: Front-run settlements a payer is forgiven in SUSPENSION: one more suspends it like any revert.
+FRONT_RUNS_FORGIVEN = 1
 
 
 class SettlementPending(PaymentRefused):
@@ -252,10 +255,20 @@ def _payer_in_flight(record: X402Payment) -> int:
     payments = X402Payment.objects.filter(chain_id=record.chain_id, payer=record.payer).exclude(pk=record.pk)
     reverted = payments.filter(status=Status.FAILED, action__transaction__reverted=True,
                                action__updated_at__gt=timezone.now() - timedelta(seconds=SUSPENSION))
-    if any(not _front_run(row) for row in reverted.exclude(error_code=PAID_WITHOUT_ORDER)[:3]):
-        raise PaymentRefused("payer_suspended", f"A settlement of {record.payer}'s reverted on the chain in the last "
-                             f"{SUSPENSION // 3600} hours, at the marketplace's cost: payments from this wallet are "
-                             "not taken for now. Buy from the wallet with the market's purchase.", status=403)
+    front_runs = 0
+    for row in reverted.select_related("action__transaction").order_by("pk"):
+        if row.error_code != PAID_WITHOUT_ORDER and not _front_run(row):
+            raise PaymentRefused("payer_suspended", f"A settlement of {record.payer}'s reverted on the chain in the "
+                                 f"last {SUSPENSION // 3600} hours, at the marketplace's cost: payments from this "
+                                 "wallet are not taken for now. Buy from the wallet with the market's purchase.",
+                                 status=403)
+        front_runs += 1
+    if front_runs > FRONT_RUNS_FORGIVEN:
+        raise PaymentRefused("payer_suspended", f"{front_runs} settlements of {record.payer}'s were front-run in the "
+                             f"last {SUSPENSION // 3600} hours (their authorizations sent straight to the token "
+                             "ahead of them; the money is returned), at the marketplace's cost: payments from this "
+                             "wallet are not taken for now. Buy from the wallet with the market's purchase.",
+                             status=403)
     in_flight = payments.filter(market=record.market, token=record.token, status__in=(Status.SETTLING,
                                                                                         Status.TIMED_OUT))
     if in_flight.filter(listing_id=record.listing_id).exists():
@@ -266,12 +279,15 @@ def _payer_in_flight(record: X402Payment) -> int:
 
 
 def _front_run(row: X402Payment) -> bool:
-    """Whether a reverted settlement reverted because someone spent its authorization on the token
-    first (a mempool watcher copying it from the relayer's pending transaction): the money went to
-    the market and is returned (orders.strays), and the payer is not suspended for it. Recorded on
-    the row (PAID_WITHOUT_ORDER), so the chain is asked once. A payer who does this to itself from
-    another wallet pays that transaction's gas, about what the revert and the return cost the
-    relayer: nothing is multiplied, unlike the reverts the suspension is for."""
+    """Whether a reverted settlement reverted because someone sent its authorization to the token
+    ahead of it (a mempool watcher copying it from the relayer's pending transaction): the money
+    went to the market and is returned (orders.strays). Recorded on the row (PAID_WITHOUT_ORDER)
+    when the claim goes on, so the chain is asked once. A settlement whose mined position is not known (unmined by a
+    reorganisation) is no front-run. The payer is forgiven FRONT_RUNS_FORGIVEN of these a day: a
+    payer doing it to itself from a second wallet pays that transfer's gas, and the relayer about
+    twice that (the revert and its share of the return)."""
+    if row.action is None or row.action.transaction is None or row.action.transaction.block_number is None:
+        return False
     if not _authorization_used(row):
         return False
     X402Payment.objects.filter(pk=row.pk).update(error_code=PAID_WITHOUT_ORDER, updated_at=timezone.now())
@@ -385,11 +401,14 @@ def _settlement_failed(record: X402Payment) -> PaymentRefused:
         X402Payment.objects.filter(pk=record.pk).update(error_code=PAID_WITHOUT_ORDER, updated_at=timezone.now())
         record.error_code = PAID_WITHOUT_ORDER
     if record.error_code == PAID_WITHOUT_ORDER:
+        returned = ("They are returned to that wallet automatically once the transfer has the chain's "
+                    "confirmations: its returns" if int(record.amount) >= strays.dust() else
+                    "That is below the amount returned automatically (STRAY_RETURN_DUST), so it is only recorded: "
+                    "the wallet's transfers into the market")
         return PaymentRefused(
             "settlement_failed", f"The payment was not settled as a purchase ({reason}), but its authorization "
             "was used on the token all the same: someone sent it straight to the token, so "
-            f"{int(record.amount)} base units went from {record.payer} to the market without an order. They are "
-            "returned to that wallet automatically once the transfer has the chain's confirmations: its returns "
+            f"{int(record.amount)} base units went from {record.payer} to the market without an order. {returned} "
             f"are listed at {reverse('my-returns')} and on {reverse('web:library')} (signed in as the wallet). To buy "
             "the version, ask for the resource again and sign a new authorization.", status=402)
     return PaymentRefused("settlement_failed", f"The payment was not settled: {reason}. Nothing was taken from "
@@ -397,23 +416,28 @@ def _settlement_failed(record: X402Payment) -> PaymentRefused:
 
 
 def _authorization_used(record: X402Payment) -> bool:
-    """Whether the row's authorization was sent straight to the token, the money going to the
+    """Whether the row's authorization was sent straight to the token, its amount going to the
     market, by a transaction that is not this market's purchase (`indexer.authorization_pushed`),
-    looked for in the PUSH_LOOKBACK_BLOCKS blocks up to the settlement's own block (the head when
-    none was mined): the push came after the verification, which found the nonce unused, and
-    before the settlement. A nonce the payer cancelled, or spent on an authorization of the same
-    nonce paying someone else, took nothing to the market: False. False as well when the chain
-    cannot be asked: the answer then says nothing was taken, as the settlement's own failure
-    means."""
+    looked for in the PUSH_LOOKBACK_BLOCKS blocks up to the settlement (the head when none was
+    mined): the push came after the verification, which found the nonce unused, and ahead of the
+    settlement (a push behind a settlement that reverted did not make it revert). A nonce the
+    payer cancelled, or spent on an authorization paying someone else, took nothing to the
+    market: False. False as well when the chain cannot be asked: the answer then says nothing
+    was taken, as the settlement's own failure means."""
     if record.tx_hash and Order.objects.filter(chain_id=record.chain_id, market=record.market, buyer=record.payer,
                                                listing_id=record.listing_id, tx_hash=record.tx_hash).exists():
         return False
     try:
         w3 = get_web3()
-        mined = record.action.transaction.block_number if record.action and record.action.transaction else None
-        last = mined if mined is not None else w3.eth.block_number
+        sent = record.action.transaction if record.action else None
+        before = None
+        if sent is not None and sent.block_number is not None:
+            receipt = w3.eth.get_transaction_receipt(sent.mined_hash or sent.tx_hash)
+            before = (receipt["blockNumber"], receipt["transactionIndex"])
+        last = before[0] if before else w3.eth.block_number
         return authorization_pushed(w3, token=record.token, payer=record.payer, nonce=record.nonce,
-                                    market=record.market, first=max(0, last - PUSH_LOOKBACK_BLOCKS), last=last)
+                                    market=record.market, amount=int(record.amount),
+                                    first=max(0, last - PUSH_LOOKBACK_BLOCKS), last=last, before=before)
     except Exception:
         logger.warning("x402 payment %s: the token's AuthorizationUsed logs could not be read", record.pk,
                        exc_info=True)

@@ -68,20 +68,29 @@ def push_to_token(chain, header, sender_address):
     chain.send(pushed(chain, header), sender_address)
 
 
-def ahead_of_the_settlement(chain, call, sender_address):
-    """`call` mined in the block the queued settlement goes into, ahead of it (a higher tip), the
-    settlement sent by the operator sender: how a mempool watcher front-runs the relayer."""
+def around_the_settlement(chain, ahead=(), behind=()):
+    """Calls (call, sender address) mined in the block the queued settlement goes into: `ahead`
+    of it (a higher tip: how a mempool watcher front-runs the relayer), `behind` it (no tip); the
+    settlement sent by the operator sender, and reverting. Returns the settlement's transaction."""
     chain.rpc("evm_setAutomine", [False])
     try:
-        call.transact({"from": sender_address, "maxPriorityFeePerGas": 100 * 10**9, "maxFeePerGas": 200 * 10**9})
+        for call, address in ahead:
+            call.transact({"from": address, "gas": 200_000, "maxPriorityFeePerGas": 100 * 10**9,
+                           "maxFeePerGas": 200 * 10**9})
+        base_fee = int(chain.w3.eth.get_block("latest")["baseFeePerGas"])
+        for call, address in behind:
+            # No estimate: it would run on a state without the calls ahead (and revert).
+            call.transact({"from": address, "gas": 200_000, "maxPriorityFeePerGas": 0,
+                           "maxFeePerGas": base_fee * 9 // 8 + 1})
         chain.rpc("evm_setIntervalMining", [1])
         sender.send_operator_actions(timeout=15)
     finally:
         chain.rpc("evm_setIntervalMining", [0])
         chain.rpc("evm_setAutomine", [True])
     sender.send_operator_actions()
-    (tx,) = OperatorTransaction.objects.filter(kind="purchase_with_auth")
-    assert tx.reverted and X402Payment.objects.get().status == "failed"
+    tx = OperatorTransaction.objects.filter(kind="purchase_with_auth").latest("pk")
+    assert tx.reverted and X402Payment.objects.get(action__transaction=tx).status == "failed"
+    return tx
 
 
 # Findings (fail today) ---------------------------------------------------------------------------
@@ -167,8 +176,8 @@ def test_r2_a_payer_whose_settlement_reverted_on_chain_is_suspended(chain, clien
         refused(get(client, first_id, v2(chain, first_id, payer)), 504, "settlement_pending")
     stranger = Account.from_key(STRANGER_KEY).address
     # The payer empties its wallet in the block the settlement goes into, ahead of it.
-    ahead_of_the_settlement(
-        chain, chain.token.contract.functions.transfer(stranger, chain.token.balance_of(payer.address)), payer.address)
+    around_the_settlement(chain, ahead=[
+        (chain.token.contract.functions.transfer(stranger, chain.token.balance_of(payer.address)), payer.address)])
     chain.token.mint(payer.address, PRICE)
     untouched = Untouched(chain, payer)
     document = refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
@@ -188,13 +197,57 @@ def test_a_payer_front_run_in_the_mempool_is_told_where_the_money_is_and_not_sus
     header = v2(chain, first_id, payer)
     with SenderHeld():
         refused(get(client, first_id, header), 504, "settlement_pending")
-    ahead_of_the_settlement(chain, pushed(chain, header), Account.from_key(STRANGER_KEY).address)
+    around_the_settlement(chain, ahead=[(pushed(chain, header), Account.from_key(STRANGER_KEY).address)])
     document = refused(get(client, first_id, header), 402, "settlement_failed")
     assert "Nothing was taken" not in document["error"] and "/api/v1/me/returns" in document["error"]
     assert X402Payment.objects.get().error_code == "paid_without_order"
     served = get(client, second_id, v2(chain, second_id, payer))
     assert served.status_code == 200 and body(served) == OTHER_CONTENT
     assert Order.objects.filter(buyer=payer.address, listing_id=second_id).exists()
+
+
+def test_a_second_front_run_within_a_day_suspends_the_payer(chain, client, listed, second, payer, settings):
+    """One front-run a day is forgiven; a payer whose settlements keep being front-run (or who
+    keeps pushing its own authorizations from a second wallet, each revert and return costing
+    the relayer about twice its transfer) is suspended like any other."""
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    stranger = Account.from_key(STRANGER_KEY).address
+    for listing_id in (first_id, second_id):
+        header = v2(chain, listing_id, payer)
+        with SenderHeld():
+            refused(get(client, listing_id, header), 504, "settlement_pending")
+        around_the_settlement(chain, ahead=[(pushed(chain, header), stranger)])
+    chain.token.mint(payer.address, PRICE)
+    untouched = Untouched(chain, payer)
+    document = refused(get(client, first_id, v2(chain, first_id, payer)), 403, "payer_suspended")
+    assert "2 settlements" in document["error"] and "front-run" in document["error"]
+    untouched.check()
+
+
+def test_a_push_behind_a_settlement_the_payer_made_revert_is_no_front_run(chain, client, listed, second, payer,
+                                                                             settings):
+    """The payer empties its wallet ahead of the settlement (a revert the suspension is for) and,
+    in the same block, behind the reverted settlement, gets its money back and its authorization
+    sent to the token: an AuthorizationUsed and a Transfer to the market of the price, in the
+    settlement's own block, that did not make it revert. Still suspended."""
+    (_, first_id), (_, second_id) = listed, second
+    settings.X402_SETTLEMENT_SECONDS = 1
+    header = v2(chain, first_id, payer)
+    with SenderHeld():
+        refused(get(client, first_id, header), 504, "settlement_pending")
+    stranger = Account.from_key(STRANGER_KEY).address
+    balance = chain.token.balance_of(payer.address)
+    tx = around_the_settlement(
+        chain, ahead=[(chain.token.contract.functions.transfer(stranger, balance), payer.address)],
+        behind=[(chain.token.contract.functions.transfer(payer.address, balance), stranger),
+                (pushed(chain, header), stranger)])
+    pushes = chain.token.contract.events.AuthorizationUsed().get_logs(from_block=tx.block_number,
+                                                                      to_block=tx.block_number)
+    settled = chain.w3.eth.get_transaction_receipt(tx.mined_hash)
+    assert len(pushes) == 1 and pushes[0]["transactionIndex"] > settled["transactionIndex"]  # behind it
+    chain.token.mint(payer.address, PRICE)
+    refused(get(client, second_id, v2(chain, second_id, payer)), 403, "payer_suspended")
 
 
 @pytest.mark.parametrize("how", ["cancel", "same_nonce_elsewhere"])
@@ -214,11 +267,11 @@ def test_a_payer_who_spends_its_nonce_itself_under_the_settlement_is_suspended(
     own = Account.from_key(STRANGER_KEY).address
     before = chain.token.balance_of(own)
     if how == "cancel":
-        ahead_of_the_settlement(chain, cancel_authorization(chain, payer, nonce), payer.address)
+        around_the_settlement(chain, ahead=[(cancel_authorization(chain, payer, nonce), payer.address)])
     else:
         values = authorization(chain, requirement(first_id), payer, to=own, nonce=nonce)
         signature = sign(requirement(first_id), payer.key, values)
-        ahead_of_the_settlement(chain, pushed(chain, v2_header(requirement(first_id), values, signature)), own)
+        around_the_settlement(chain, ahead=[(pushed(chain, v2_header(requirement(first_id), values, signature)), own)])
         assert chain.token.balance_of(own) == before + PRICE  # the nonce paid the payer's other wallet
     document = refused(get(client, first_id, header), 402, "settlement_failed")
     assert "Nothing was taken" in document["error"]
