@@ -282,10 +282,10 @@ def _front_run(row: X402Payment) -> bool:
     """Whether a reverted settlement reverted because someone sent its authorization to the token
     ahead of it (a mempool watcher copying it from the relayer's pending transaction): the money
     went to the market and is returned (orders.strays). Recorded on the row (PAID_WITHOUT_ORDER)
-    when the claim goes on, so the chain is asked once. A settlement whose mined position is not known (unmined by a
-    reorganisation) is no front-run. The payer is forgiven FRONT_RUNS_FORGIVEN of these a day: a
-    payer doing it to itself from a second wallet pays that transfer's gas, and the relayer about
-    twice that (the revert and its share of the return)."""
+    when the claim goes on, so the chain is asked once. A settlement whose mined position is not
+    known (unmined by a reorganisation) is no front-run. The payer is forgiven FRONT_RUNS_FORGIVEN
+    of these a day: a payer doing it to itself from a second wallet pays that transfer's gas, and
+    the relayer about twice that (the revert and its share of the return)."""
     if row.action is None or row.action.transaction is None or row.action.transaction.block_number is None:
         return False
     if not _authorization_used(row):
