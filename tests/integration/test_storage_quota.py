@@ -21,6 +21,10 @@ from marketplace.limits import http as limits_http, services
 from marketplace.limits.models import StorageReservation, StorageUsage
 from tests.conftest import wait_until
 
+# A Celery worker an earlier test left running would analyse these uploads while the test's
+# teardown empties the tables: its row locks and the flush's table locks deadlocked once.
+pytestmark = pytest.mark.usefixtures("no_worker")
+
 OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
